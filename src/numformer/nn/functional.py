@@ -1,0 +1,265 @@
+"""Functional API with PyTorch's names, argument names and meanings.
+
+Each function validates its arguments (errors name the argument, the expected and the actual
+value) and then calls one primitive from ``numformer.ops``. Shapes use named dimensions:
+N batch, L target (query) length, S source (key) length, E embedding, C classes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numformer import backend
+from numformer.backend import xp
+from numformer.ops import elementwise as E
+from numformer.ops import fused as K
+from numformer.tensor import Tensor, _as_tensor, matmul
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reduction(op: str, reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _check_dim(op: str, dim: int, ndim: int) -> int:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ValueError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dims")
+    return dim % max(ndim, 1)
+
+
+def _check_float(op: str, name: str, t: Tensor) -> None:
+    if not backend.is_floating(t.dtype):
+        raise TypeError(f"{op}: {name} must be a floating tensor, got dtype {t.dtype}")
+
+
+# --- activations -----------------------------------------------------------------------------
+
+
+def relu(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
+    return E.Relu.apply(_as_tensor(input))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
+    """GELU, exact (``"none"``: x * Phi(x)) or the tanh approximation (``"tanh"``)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return E.Gelu.apply(_as_tensor(input), approximate=approximate)
+
+
+def tanh(input: Tensor) -> Tensor:  # noqa: A002
+    return E.Tanh.apply(_as_tensor(input))
+
+
+def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    return E.Sigmoid.apply(_as_tensor(input))
+
+
+def softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
+    """Softmax along ``dim``, same shape and dtype. A row that is all ``-inf`` gives zeros
+    (PyTorch gives NaN there); stable for logits of any finite magnitude."""
+    input = _as_tensor(input)
+    _check_float("softmax", "input", input)
+    return K.Softmax.apply(input, axis=_check_dim("softmax", dim, input.ndim))
+
+
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
+    input = _as_tensor(input)
+    _check_float("log_softmax", "input", input)
+    return K.LogSoftmax.apply(input, axis=_check_dim("log_softmax", dim, input.ndim))
+
+
+# --- layers as functions ---------------------------------------------------------------------
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """``input @ weight.T + bias``: input ``(*, in)``, weight ``(out, in)``, output ``(*, out)``."""
+    if input.shape[-1:] != weight.shape[-1:]:
+        raise ValueError(f"linear: input's last dim {input.shape[-1:]} must equal weight's "
+                         f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
+    out = matmul(input, weight.T)
+    return out + bias if bias is not None else out
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  # noqa: A002
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:  # fmt: skip
+    """Normalise over the trailing ``normalized_shape`` dims (biased variance), then
+    ``* weight + bias``. Input ``(*, *normalized_shape)``; output the same shape and dtype."""
+    input = _as_tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if input.shape[input.ndim - len(shape) :] != shape or len(shape) > input.ndim:
+        raise ValueError(f"layer_norm: input shape {input.shape} must end with normalized_shape "
+                         f"{shape}")  # fmt: skip
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != shape:
+            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+    params = [p for p in (weight, bias) if p is not None]
+    return K.LayerNorm.apply(input, *params, ndim=len(shape), eps=eps,
+                             has_weight=weight is not None, has_bias=bias is not None)  # fmt: skip
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
+    1/(1-p), so the expectation is unchanged; the identity when not ``training`` or p = 0."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    return K.Dropout.apply(input, p=p, rng=backend.generator())
+
+
+def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
+    """Rows of ``weight`` ``(num_embeddings, E)`` at integer indices ``input`` ``(*)``:
+    output ``(*, E)``. The ``padding_idx`` row gets no gradient."""
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
+    n = weight.shape[0]
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
+                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+    if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise ValueError(f"embedding: padding_idx must be in [-{n}, {n}), got {padding_idx}")
+        padding_idx %= n
+    return K.Embedding.apply(weight, indices=idx, padding_idx=padding_idx)
+
+
+# --- losses ----------------------------------------------------------------------------------
+
+
+def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: A002
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:  # fmt: skip
+    """Cross-entropy between logits and class indices or class probabilities.
+
+    ``input``: ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``. ``target``: integer class indices of
+    shape ``(N,)``, ``()`` or ``(N, d1, ...)`` (``ignore_index`` entries are skipped), or
+    floating probabilities of ``input``'s shape. Finite for logits of any finite size. Mean
+    over no kept target gives 0 (PyTorch gives NaN).
+    """
+    input = _as_tensor(input)
+    _check_float("cross_entropy", "input", input)
+    _check_reduction("cross_entropy", reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input must have at least 1 dim (classes), got a scalar")
+    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    if np.issubdtype(t.dtype, np.floating):
+        if t.shape != input.shape:
+            raise ValueError(f"cross_entropy: probability target must have input's shape "
+                             f"{input.shape}, got {t.shape}")  # fmt: skip
+        t = t.astype(input.dtype, copy=False)
+    elif np.issubdtype(t.dtype, np.integer):
+        expected = (input.shape[0],) + input.shape[2:] if input.ndim > 1 else ()
+        if t.shape != expected:
+            raise ValueError(f"cross_entropy: class-index target must have shape {expected} for "
+                             f"input shape {input.shape}, got {t.shape}")  # fmt: skip
+        bad = (t != ignore_index) & ((t < 0) | (t >= C))
+        if bad.any():
+            raise IndexError(f"cross_entropy: target values must be in [0, {C}) or "
+                             f"ignore_index={ignore_index}, got {t[bad].reshape(-1)[0]}")  # fmt: skip
+    else:
+        raise TypeError(f"cross_entropy: target must be integer indices or floating "
+                        f"probabilities, got dtype {t.dtype}")  # fmt: skip
+    w = None
+    if weight is not None:
+        w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(input.dtype)
+        if w.shape != (C,):
+            raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
+    return K.CrossEntropy.apply(input, target=t, weight=w, ignore_index=ignore_index,
+                                reduction=reduction, label_smoothing=label_smoothing)  # fmt: skip
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error; ``input`` and ``target`` must have the same shape (no broadcast)."""
+    input, target = _as_tensor(input), _as_tensor(target)
+    _check_reduction("mse_loss", reduction)
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} "
+                         f"differ (broadcasting here is almost always a bug)")  # fmt: skip
+    return K.MSELoss.apply(input, target, reduction=reduction)
+
+
+# --- attention -------------------------------------------------------------------------------
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None, need_weights: bool = False):  # fmt: skip
+    """softmax(Q K^T * scale + mask) V over all leading (batch, head) dims at once.
+
+    Shapes: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
+    ``(..., L, Ev)``. ``attn_mask`` broadcasts to ``(..., L, S)``: boolean True marks the
+    (query, key) pairs that take part (PyTorch's convention here), or a float mask is added to
+    the scores. ``is_causal`` masks keys after each query. ``scale`` defaults to 1/sqrt(E).
+    A query whose keys are all masked gets a zero output and zero gradients (never NaN).
+    Returns the output, or ``(output, weights)`` with weights ``(..., L, S)`` (after dropout,
+    no gradient) when ``need_weights``.
+    """
+    q, k, v = _as_tensor(query), _as_tensor(key), _as_tensor(value)
+    op = "scaled_dot_product_attention"
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        _check_float(op, name, t)
+        if t.ndim < 2:
+            raise ValueError(f"{op}: {name} must have shape (..., seq, features), got {t.shape}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"{op}: query and key must share the last dim, got query {q.shape} "
+                         f"and key {k.shape}")  # fmt: skip
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{op}: key and value must share the sequence dim, got key {k.shape} "
+                         f"and value {v.shape}")  # fmt: skip
+    try:
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: batch dims of query {q.shape}, key {k.shape} and value "
+                         f"{v.shape} do not broadcast") from None  # fmt: skip
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both")
+    L, S = q.shape[-2], k.shape[-2]
+    bool_mask = float_mask = None
+    if attn_mask is not None:
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        try:
+            np.broadcast_shapes(m.shape, batch + (L, S))
+        except ValueError:
+            raise ValueError(f"{op}: attn_mask of shape {m.shape} does not broadcast to "
+                             f"(..., L, S) = {batch + (L, S)}") from None  # fmt: skip
+        if m.dtype == np.bool_:
+            bool_mask = m
+        elif np.issubdtype(m.dtype, np.floating):
+            float_mask = m.astype(q.dtype, copy=False)
+        else:
+            raise TypeError(f"{op}: attn_mask must be bool or floating, got dtype {m.dtype}")
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    holder = [] if need_weights else None
+    out = K.ScaledDotProductAttention.apply(
+        q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
+        dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
+        weights_out=holder,
+    )
+    if need_weights:
+        return out, Tensor._wrap(holder[0], False)
+    return out
+
+
+def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np.ndarray:
+    """The seed's table (section 4): PE[pos, 2i] = sin(pos / 10000^(2i/d)),
+    PE[pos, 2i+1] = cos(pos / 10000^(2i/d)). Returns an array ``(max_len, d_model)``."""
+    if max_len <= 0 or d_model <= 0:
+        raise ValueError(f"sinusoidal_positional_encoding: max_len and d_model must be positive, "
+                         f"got {max_len} and {d_model}")  # fmt: skip
+    dtype = backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
+    position = xp.arange(max_len, dtype=np.float64)[:, None]
+    div_term = xp.exp(xp.arange(0, d_model, 2, dtype=np.float64) * -(math.log(10000.0) / d_model))
+    pe = xp.zeros((max_len, d_model), dtype=np.float64)
+    pe[:, 0::2] = xp.sin(position * div_term)
+    pe[:, 1::2] = xp.cos(position * div_term[: d_model // 2])
+    return pe.astype(dtype)

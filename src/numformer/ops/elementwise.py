@@ -1,0 +1,278 @@
+"""Elementwise primitives: arithmetic, activations, where and clip.
+
+Each class is one primitive: ``forward`` on arrays and, right below it, ``backward`` returning
+one gradient per tensor input. Binary ops broadcast as NumPy does; ``unbroadcast`` sums the
+gradient back to each input's shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numformer.autograd import Function, unbroadcast
+from numformer.backend import xp
+
+# --- arithmetic ----------------------------------------------------------------------------
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        return unbroadcast(g, sa), unbroadcast(g, sb)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        self.a = a if self.needs_grad[1] else None  # a is only needed for b's gradient
+        self.b = b if self.needs_grad[0] else None
+        return a * b
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        ga = unbroadcast(g * self.b, sa) if self.b is not None else None
+        gb = unbroadcast(g * self.a, sb) if self.a is not None else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return (-g,)
+
+
+class PowScalar(Function):
+    """``a ** exponent`` for a Python-number exponent."""
+
+    def forward(self, a, exponent):
+        self.a, self.exponent = a, exponent
+        return a**exponent
+
+    def backward(self, g):
+        p = self.exponent
+        if p == 2:
+            return (g * (2 * self.a),)
+        return (g * (p * self.a ** (p - 1)),)
+
+
+class Pow(Function):
+    """``a ** b`` for two tensors; the gradient for ``b`` is ``out * log(a)``."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        ga = unbroadcast(g * b * a ** (b - 1), a.shape) if self.needs_grad[0] else None
+        gb = None
+        if self.needs_grad[1]:
+            with xp.errstate(divide="ignore", invalid="ignore"):
+                log_a = xp.where(a > 0, xp.log(xp.where(a > 0, a, 1)), 0)
+            gb = unbroadcast(g * self.out * log_a.astype(self.out.dtype), b.shape)
+        return ga, gb
+
+
+# --- unary maths ---------------------------------------------------------------------------
+
+
+class Exp(Function):
+    def forward(self, a):
+        self.out = xp.exp(a)
+        return self.out
+
+    def backward(self, g):
+        return (g * self.out,)
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return xp.log(a)
+
+    def backward(self, g):
+        return (g / self.a,)
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.out = xp.sqrt(a)
+        return self.out
+
+    def backward(self, g):
+        return (g / (2 * self.out),)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.a = a
+        return xp.abs(a)
+
+    def backward(self, g):
+        return (g * xp.sign(self.a),)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        self.out = xp.tanh(a)
+        return self.out
+
+    def backward(self, g):
+        return (g * (1 - self.out * self.out),)
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        # 1 / (1 + exp(-a)) written through tanh: stable for any magnitude, no overflow warning.
+        self.out = 0.5 * (xp.tanh(0.5 * a) + 1)
+        return self.out
+
+    def backward(self, g):
+        s = self.out
+        return (g * s * (1 - s),)
+
+
+class Relu(Function):
+    def forward(self, a):
+        self.mask = a > 0
+        return xp.where(self.mask, a, 0).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        return (g * self.mask,)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class Gelu(Function):
+    """GELU: ``x * Phi(x)`` (``approximate="none"``) or its tanh form (``"tanh"``), as PyTorch.
+
+    Exact: d/dx = Phi(x) + x * phi(x). Tanh form: y = x/2 (1 + t), t = tanh(u),
+    u = sqrt(2/pi) (x + 0.044715 x^3); dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx.
+    """
+
+    def forward(self, a, approximate="none"):
+        self.a, self.approximate = a, approximate
+        if approximate == "tanh":
+            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
+            return 0.5 * a * (1 + self.t)
+        self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
+        return a * self.cdf
+
+    def backward(self, g):
+        a = self.a
+        if self.approximate == "tanh":
+            t = self.t
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            return (g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * du),)
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
+        return (g * (self.cdf + a * pdf),)
+
+
+# --- selection -----------------------------------------------------------------------------
+
+
+class Where(Function):
+    """``where(condition, a, b)``; ``condition`` is a boolean array (not differentiated)."""
+
+    def forward(self, a, b, condition):
+        self.condition, self.shapes = condition, (a.shape, b.shape)
+        return xp.where(condition, a, b)
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        zero = xp.zeros((), dtype=g.dtype)
+        ga = unbroadcast(xp.where(self.condition, g, zero), sa) if self.needs_grad[0] else None
+        gb = unbroadcast(xp.where(self.condition, zero, g), sb) if self.needs_grad[1] else None
+        return ga, gb
+
+
+class Clip(Function):
+    """Clamp to ``[min, max]``; the gradient passes where ``min <= a <= max`` (PyTorch's rule)."""
+
+    def forward(self, a, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+        inside = xp.ones(a.shape, dtype=bool)
+        if min is not None:
+            inside &= a >= min
+        if max is not None:
+            inside &= a <= max
+        self.inside = inside
+        return xp.clip(a, min, max).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        return (g * self.inside,)
+
+
+class Cast(Function):
+    """Change dtype; the gradient is cast back to the input's dtype."""
+
+    def forward(self, a, dtype):
+        self.dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, g):
+        return (g.astype(self.dtype),)
+
+
+# --- the error function (NumPy has none; the core may not import SciPy) -----------------------
+# Cephes' rational approximations (S. L. Moshier, public domain): relative error ~1e-16.
+_ERF_T = (9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
+          7.00332514112805075473e3, 5.55923013010394962768e4)  # fmt: skip
+_ERF_U = (1.0, 3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
+          2.26290000613890934246e4, 4.92673942608635921086e4)  # fmt: skip
+_ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
+           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
+           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2)  # fmt: skip
+_ERFC_Q = (1.0, 1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
+           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
+           1.65666309194161350182e3, 5.57535340817727675546e2)  # fmt: skip
+
+
+def _polyval(coefficients, x):
+    out = xp.full_like(x, coefficients[0])
+    for c in coefficients[1:]:
+        out *= x
+        out += c
+    return out
+
+
+def erf(x):
+    """The error function, elementwise, in the dtype of ``x`` (no gradient; used by GELU)."""
+    ax = xp.abs(x)
+    z = x * x
+    small = x * _polyval(_ERF_T, z) / _polyval(_ERF_U, z)
+    t = xp.clip(ax, 1.0, 8.0)  # beyond 8, erfc < 1e-28: erf is +-1 to the last bit
+    erfc = xp.exp(-t * t) * _polyval(_ERFC_P, t) / _polyval(_ERFC_Q, t)
+    large = xp.sign(x) * (1 - erfc)
+    return xp.where(ax < 1.0, small, large).astype(x.dtype, copy=False)

@@ -1,0 +1,282 @@
+"""Fused primitives: one forward and one hand-derived backward each, no graph of small ops.
+
+These are the hot paths of a Transformer (softmax, layer norm, attention, cross-entropy) and the
+pieces with state worth keeping out of the graph (dropout's mask, embedding's scatter). The
+public, validated API is ``numformer.nn.functional``; these classes assume checked inputs.
+"""
+
+from __future__ import annotations
+
+from numformer.autograd import Function, unbroadcast
+from numformer.backend import xp
+
+
+def _softmax_inplace(s, axis=-1):
+    """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0."""
+    m = xp.max(s, axis=axis, keepdims=True)
+    finite = xp.isfinite(m)
+    if not finite.all():
+        m = xp.where(finite, m, 0).astype(s.dtype, copy=False)
+    s -= m
+    xp.exp(s, out=s)
+    total = xp.sum(s, axis=axis, keepdims=True)
+    if not (total > 0).all():
+        total = xp.where(total > 0, total, 1).astype(s.dtype, copy=False)
+    s /= total
+    return s
+
+
+class Softmax(Function):
+    """y = exp(x - max) / sum(exp(x - max)); dx = y * (g - sum(g * y)). All--inf rows give 0."""
+
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        self.out = _softmax_inplace(x.astype(x.dtype, copy=True), axis)
+        return self.out
+
+    def backward(self, g):
+        y = self.out
+        return (y * (g - xp.sum(g * y, axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    """y = x - max - log(sum(exp(x - max))); dx = g - exp(y) * sum(g)."""
+
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        shifted = x - xp.max(x, axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        return self.out
+
+    def backward(self, g):
+        return (g - xp.exp(self.out) * xp.sum(g, axis=self.axis, keepdims=True),)
+
+
+class LayerNorm(Function):
+    """Normalise over the trailing ``ndim`` axes, then scale and shift.
+
+    xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps); y = xhat * w + b. With dxhat = g * w:
+    dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dw = sum(g * xhat), db = sum(g).
+    """
+
+    def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True):
+        self.axes = tuple(range(x.ndim - ndim, x.ndim))
+        self.lead = tuple(range(x.ndim - ndim))
+        weight = params[0] if has_weight else None
+        bias = params[-1] if has_bias else None
+        self.has_weight, self.has_bias = has_weight, has_bias
+        centred = x - xp.mean(x, axis=self.axes, keepdims=True)
+        var = xp.mean(centred * centred, axis=self.axes, keepdims=True)
+        self.rstd = 1.0 / xp.sqrt(var + eps)
+        self.xhat = centred * self.rstd
+        self.weight = weight
+        y = self.xhat * weight if weight is not None else self.xhat.copy()
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, g):
+        xhat, axes = self.xhat, self.axes
+        dxhat = g * self.weight if self.weight is not None else g
+        dx = None
+        if self.needs_grad[0]:
+            mean_d = xp.mean(dxhat, axis=axes, keepdims=True)
+            mean_dx = xp.mean(dxhat * xhat, axis=axes, keepdims=True)
+            dx = self.rstd * (dxhat - mean_d - xhat * mean_dx)
+        grads = [dx]
+        if self.has_weight:
+            grads.append(xp.sum(g * xhat, axis=self.lead) if self.needs_grad[1] else None)
+        if self.has_bias:
+            grads.append(xp.sum(g, axis=self.lead) if self.needs_grad[-1] else None)
+        return tuple(grads)
+
+
+class Dropout(Function):
+    """Inverted dropout: y = x * keep / (1 - p), the scaled mask kept for backward (dx = g * it)."""
+
+    def forward(self, x, p, rng):
+        keep = rng.random(x.shape, dtype=x.dtype) >= p
+        self.mask = keep * x.dtype.type(1.0 / (1.0 - p)) if p < 1 else xp.zeros_like(x)
+        return x * self.mask
+
+    def backward(self, g):
+        return (g * self.mask,)
+
+
+class Embedding(Function):
+    """Rows of ``weight`` picked by integer ``indices``; backward scatter-adds into those rows.
+
+    The row ``padding_idx`` (if any) never receives a gradient, as in PyTorch.
+    """
+
+    def forward(self, weight, indices, padding_idx=None):
+        self.indices, self.shape, self.padding_idx = indices, weight.shape, padding_idx
+        return weight[indices]
+
+    def backward(self, g):
+        grad = xp.zeros(self.shape, dtype=g.dtype)
+        xp.add.at(grad, self.indices.reshape(-1), g.reshape(-1, self.shape[1]))
+        if self.padding_idx is not None:
+            grad[self.padding_idx] = 0
+        return (grad,)
+
+
+class CrossEntropy(Function):
+    """Cross-entropy from logits, PyTorch's ``F.cross_entropy`` semantics.
+
+    ``logits`` is ``(N, C, d1, ...)`` (class axis 1) or ``(C,)``; ``target`` holds class
+    indices (shape without C) or probabilities (shape of ``logits``). With p = softmax(z),
+    per row: nll = -w[t] log p[t], smooth = -(1/C) sum_c w_c log p_c,
+    loss = (1 - eps) nll + eps smooth, and dloss/dz_j = (1 - eps) w[t] (p_j - [j = t])
+    + (eps / C) (p_j sum_c w_c - w_j). Mean reduction divides by sum of w[t] over kept rows.
+    A batch whose targets are all ``ignore_index`` gives loss 0 (PyTorch gives NaN).
+    """
+
+    def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean",
+                label_smoothing=0.0):  # fmt: skip
+        dtype = logits.dtype
+        self.logits_shape = logits.shape
+        num_classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
+        z = xp.moveaxis(logits, 1, -1) if logits.ndim > 2 else logits
+        self.moved_shape = z.shape
+        z = z.reshape(-1, num_classes)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        logp = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+        self.probs = xp.exp(logp)
+        eps = label_smoothing
+        self.eps, self.num_classes, self.reduction, self.weight = eps, num_classes, reduction, weight
+        self.soft = xp.issubdtype(target.dtype, xp.floating)
+        if self.soft:
+            t = xp.moveaxis(target, 1, -1) if target.ndim > 2 else target
+            t = t.reshape(-1, num_classes).astype(dtype, copy=False)
+            if eps > 0:
+                t = t * (1 - eps) + eps / num_classes
+            wt = t * weight if weight is not None else t
+            self.wt = wt
+            per_row = -xp.sum(wt * logp, axis=1)
+            self.row_coef = xp.ones(per_row.shape, dtype=dtype)
+            denominator = per_row.shape[0]
+        else:
+            flat = target.reshape(-1)
+            valid = flat != ignore_index
+            safe = xp.where(valid, flat, 0)
+            self.safe = safe
+            rows = xp.arange(flat.shape[0])
+            w_t = weight[safe] if weight is not None else xp.ones(flat.shape, dtype=dtype)
+            self.valid = valid.astype(dtype)
+            self.row_coef = w_t * self.valid
+            per_row = -logp[rows, safe] * self.row_coef * (1 - eps)
+            if eps > 0:
+                smooth = -(logp @ weight if weight is not None else xp.sum(logp, axis=1))
+                per_row = per_row + smooth * self.valid * (eps / num_classes)
+            denominator = self.row_coef.sum()
+        self.denominator = denominator
+        if reduction == "none":
+            self.out_shape = target.shape if not self.soft else self.moved_shape[:-1]
+            return per_row.reshape(self.out_shape).astype(dtype, copy=False)
+        total = per_row.sum(dtype=dtype)
+        if reduction == "sum":
+            return xp.asarray(total, dtype=dtype)
+        return xp.asarray(total / denominator if denominator != 0 else 0.0, dtype=dtype)
+
+    def backward(self, g):
+        p, C, eps = self.probs, self.num_classes, self.eps
+        if self.reduction == "none":
+            coef = g.reshape(-1)
+        elif self.reduction == "sum":
+            coef = xp.full(p.shape[0], g, dtype=p.dtype)
+        else:
+            scale = g / self.denominator if self.denominator != 0 else g * 0
+            coef = xp.full(p.shape[0], scale, dtype=p.dtype)
+        if self.soft:
+            # dL/dz_j = p_j sum_c wt_c - wt_j for each row
+            dz = p * xp.sum(self.wt, axis=1, keepdims=True) - self.wt
+            dz *= coef[:, None]
+        else:
+            rows = xp.arange(p.shape[0])
+            dz = p * (1 - eps)
+            dz[rows, self.safe] -= 1 - eps
+            dz *= (self.row_coef * coef)[:, None]
+            if eps > 0:
+                keep = self.valid * coef
+                if self.weight is not None:
+                    smooth = p * self.weight.sum() - self.weight
+                else:
+                    smooth = p * C - 1
+                dz += smooth * ((eps / C) * keep)[:, None]
+        dz = dz.astype(p.dtype, copy=False).reshape(self.moved_shape)
+        if len(self.logits_shape) > 2:
+            dz = xp.moveaxis(dz, -1, 1)
+        return dz, None
+
+
+class MSELoss(Function):
+    """mean/sum/none of (a - b)^2; d/da = 2 (a - b) g / n, d/db = -d/da."""
+
+    def forward(self, a, b, reduction="mean"):
+        self.diff, self.reduction = a - b, reduction
+        sq = self.diff * self.diff
+        if reduction == "none":
+            return sq
+        return xp.asarray(sq.sum() if reduction == "sum" else sq.mean(), dtype=a.dtype)
+
+    def backward(self, g):
+        scale = 2.0 / self.diff.size if self.reduction == "mean" else 2.0
+        ga = (g * scale) * self.diff if self.reduction != "none" else 2 * g * self.diff
+        ga = ga.astype(self.diff.dtype, copy=False)
+        return (ga if self.needs_grad[0] else None), (-ga if self.needs_grad[1] else None)
+
+
+class ScaledDotProductAttention(Function):
+    """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel.
+
+    With P the softmax, D the dropout's scaled mask and G = dL/dout:
+    dV = (P*D)^T G, dP = (G V^T) * D, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+    dK = scale dS^T Q. Rows with every key masked give P = 0: zero output, zero gradients.
+    ``bool_mask`` marks with True the (query, key) pairs that take part; ``float_mask`` is added.
+    """
+
+    def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
+                dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
+        s = q @ xp.swapaxes(k, -1, -2)
+        s *= s.dtype.type(scale)
+        L, S = s.shape[-2:]
+        if float_mask is not None:
+            if xp.broadcast_shapes(s.shape, float_mask.shape) == s.shape:
+                s += float_mask
+            else:
+                s = s + float_mask
+        if bool_mask is not None:
+            if xp.broadcast_shapes(s.shape, bool_mask.shape) != s.shape:
+                s = xp.broadcast_to(s, xp.broadcast_shapes(s.shape, bool_mask.shape)).copy()
+            xp.copyto(s, -xp.inf, where=~bool_mask)
+        if is_causal:
+            xp.copyto(s, -xp.inf, where=~xp.tri(L, S, dtype=bool))
+        p = _softmax_inplace(s)
+        self.scale, self.p, self.dropped = s.dtype.type(scale), p, None
+        if dropout_p > 0:
+            keep = rng.random(p.shape, dtype=p.dtype) >= dropout_p
+            self.dropped = keep * p.dtype.type(1.0 / (1.0 - dropout_p))
+            p = p * self.dropped
+        if weights_out is not None:
+            weights_out.append(p)
+        self.q, self.k, self.v, self.pd = q, k, v, p
+        return p @ v
+
+    def backward(self, g):
+        q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
+        dv = unbroadcast(xp.swapaxes(pd, -1, -2) @ g, v.shape) if self.needs_grad[2] else None
+        dq = dk = None
+        if self.needs_grad[0] or self.needs_grad[1]:
+            dp = g @ xp.swapaxes(v, -1, -2)
+            if self.dropped is not None:
+                dp *= self.dropped
+            ds = dp
+            ds -= xp.sum(dp * p, axis=-1, keepdims=True)
+            ds *= p
+            ds *= self.scale
+            if self.needs_grad[0]:
+                dq = unbroadcast(ds @ k, q.shape)
+            if self.needs_grad[1]:
+                dk = unbroadcast(xp.swapaxes(ds, -1, -2) @ q, k.shape)
+        return dq, dk, dv

@@ -1,0 +1,38 @@
+"""Matrix multiplication, batched and broadcasting as ``numpy.matmul``."""
+
+from __future__ import annotations
+
+from numformer.autograd import Function, unbroadcast
+from numformer.backend import xp
+
+
+class MatMul(Function):
+    """``a @ b``. With ``G = dL/dout``: dL/da = G b^T, dL/db = a^T G, summed over broadcast batches.
+
+    1-D operands are promoted to matrices as ``numpy.matmul`` does and squeezed back. A 2-D
+    ``b`` against a batched ``a`` (every Linear layer) folds the batch into one GEMM for dL/db.
+    """
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, g):
+        a, b = self.a, self.b
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            g = xp.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = xp.expand_dims(g, -1)
+        ga = gb = None
+        if self.needs_grad[0]:
+            ga = unbroadcast(g @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if self.needs_grad[1]:
+            if b2.ndim == 2 and a2.ndim > 2:
+                k, n = a2.shape[-1], g.shape[-1]
+                gb = a2.reshape(-1, k).T @ g.reshape(-1, n)
+            else:
+                gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ g, b2.shape)
+            gb = gb.reshape(b.shape)
+        return ga, gb

@@ -1,0 +1,93 @@
+"""Reductions: sum, mean, max (with and without an axis), var.
+
+``axis`` is ``None`` (all), an int or a tuple of ints, normalised to a tuple by the caller.
+"""
+
+from __future__ import annotations
+
+from numformer.autograd import Function
+from numformer.backend import xp
+
+
+def _expand(g, shape, axis, keepdims):
+    """Put back the reduced axes of ``g`` as size-1 dims so it broadcasts against ``shape``."""
+    if axis is None:
+        return g.reshape((1,) * len(shape))
+    if keepdims:
+        return g
+    return xp.expand_dims(g, axis)
+
+
+def _count(shape, axis) -> int:
+    if axis is None:
+        n = 1
+        for s in shape:
+            n *= s
+        return n
+    n = 1
+    for a in axis:
+        n *= shape[a]
+    return n
+
+
+class Sum(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return xp.sum(a, axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        g = _expand(g, self.shape, self.axis, self.keepdims)
+        return (xp.broadcast_to(g, self.shape),)
+
+
+class Mean(Function):
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        return xp.mean(a, axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        g = _expand(g, self.shape, self.axis, self.keepdims) / _count(self.shape, self.axis)
+        return (xp.broadcast_to(g, self.shape).astype(g.dtype, copy=False),)
+
+
+class Var(Function):
+    """Variance with ``correction`` (1 = unbiased, PyTorch's default). d/dx = 2 (x - mean) / (n - c)."""
+
+    def forward(self, a, axis=None, keepdims=False, correction=1):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        n = _count(a.shape, axis)
+        self.denominator = max(n - correction, 0)
+        self.centred = a - xp.mean(a, axis=axis, keepdims=True)
+        sq = xp.sum(self.centred * self.centred, axis=axis, keepdims=keepdims)
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            return (sq / self.denominator).astype(a.dtype, copy=False)
+
+    def backward(self, g):
+        g = _expand(g, self.shape, self.axis, self.keepdims)
+        return (g * (2 / self.denominator) * self.centred,)
+
+
+class Max(Function):
+    """Max over all elements or over ``axis`` (one int).
+
+    Over all elements the gradient is shared equally among ties (PyTorch's ``max()``); over an
+    axis it goes to the index ``argmax`` picks (PyTorch's ``max(dim)``), returned as ``indices``.
+    """
+
+    def forward(self, a, axis=None, keepdims=False):
+        self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
+        if axis is None:
+            out = xp.max(a)
+            self.mask = a == out
+            return out
+        self.indices = xp.argmax(a, axis=axis[0], keepdims=True)
+        out = xp.take_along_axis(a, self.indices, axis=axis[0])
+        return out if keepdims else xp.squeeze(out, axis=axis[0])
+
+    def backward(self, g):
+        if self.axis is None:
+            return (self.mask * (g / self.mask.sum()).astype(g.dtype, copy=False),)
+        g = _expand(g, self.shape, self.axis, self.keepdims)
+        out = xp.zeros(self.shape, dtype=g.dtype)
+        xp.put_along_axis(out, self.indices, g, axis=self.axis[0])
+        return (out,)

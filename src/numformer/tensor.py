@@ -1,0 +1,626 @@
+"""``Tensor``: a NumPy array that remembers how it was made, so gradients can flow back.
+
+Methods and argument names follow PyTorch (``dim``, ``keepdim``); each method is a thin call
+to one primitive in ``numformer.ops``. Python scalars take the tensor's dtype, so a float32
+tensor stays float32 through every op (NumPy's promotion of float64 scalars never leaks in).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from numformer import autograd
+from numformer.backend import as_dtype, get_default_dtype, is_floating, xp
+from numformer.ops import elementwise as E
+from numformer.ops import fused as K
+from numformer.ops import linalg as LA
+from numformer.ops import reduce as R
+from numformer.ops import shape as S
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def _to_array(data, dtype=None):
+    """NumPy array from ``data``; Python floats get the default dtype, as in ``torch.tensor``."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return xp.asarray(data, dtype=as_dtype(dtype))
+    arr = xp.asarray(data)
+    if arr.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
+        arr = arr.astype(get_default_dtype())
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array with optional gradient tracking.
+
+    ``Tensor(data, requires_grad=False, dtype=None)``: ``data`` is anything ``numpy.asarray``
+    takes. Only floating tensors may require gradients. ``.grad`` is a NumPy array (or None)
+    filled by ``backward``; it accumulates across calls until zeroed.
+    """
+
+    __slots__ = ("data", "grad", "_requires_grad", "_fn", "_retains_grad", "__weakref__")
+    __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = _to_array(data, dtype)
+        self.grad = None
+        self._fn = None
+        self._retains_grad = False
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, array, requires_grad: bool) -> Tensor:
+        """Make an op's output without copying or converting ``array``."""
+        t = cls.__new__(cls)
+        t.data = array if isinstance(array, np.ndarray) else xp.asarray(array)
+        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        return t
+
+    # --- gradient bookkeeping ---------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and not is_floating(self.data.dtype):
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require gradients, "
+                f"got dtype {self.data.dtype}"
+            )
+        if not value and self._fn is not None:
+            raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; "
+                               "use .detach()")  # fmt: skip
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._fn is None
+
+    @property
+    def grad_fn(self):
+        return self._fn
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
+        self._retains_grad = True
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Compute gradients of this tensor with respect to every leaf that requires them.
+
+        ``grad`` (same shape as this tensor) is the upstream gradient; it may be omitted only
+        for a one-element tensor, where it is 1.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no graph; "
+                "did you create its inputs with requires_grad=True, or run under no_grad()?"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be implicitly created only for scalar outputs; "
+                    f"this tensor has shape {self.shape}: pass grad= of that shape"
+                )
+            grad = xp.ones(self.shape, dtype=self.dtype)
+        else:
+            grad = _to_array(grad, self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(
+                    f"backward: grad must have the tensor's shape {self.shape}, got {grad.shape}"
+                )
+        autograd.backward(self, grad, retain_graph=retain_graph)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (shares memory, as in PyTorch)."""
+        return Tensor._wrap(self.data, False)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # --- array-like views -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim: int | None = None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors convert to a Python number, "
+                             f"got shape {self.shape}")  # fmt: skip
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", precision=4, prefix="tensor(")
+        extra = ""
+        if self.dtype != get_default_dtype() and is_floating(self.dtype):
+            extra += f", dtype={self.dtype}"
+        if self._fn is not None:
+            extra += f", grad_fn=<{self._fn.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __hash__ = object.__hash__
+
+    # --- dtype ------------------------------------------------------------------------------
+    def to(self, dtype) -> Tensor:
+        dtype = as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if self.requires_grad and is_floating(dtype):
+            return E.Cast.apply(self, dtype=dtype)
+        return Tensor._wrap(self.data.astype(dtype), False)
+
+    def float(self) -> Tensor:
+        return self.to(np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(np.float64)
+
+    def long(self) -> Tensor:
+        return self.to(np.int64)
+
+    def bool(self) -> Tensor:
+        return self.to(np.bool_)
+
+    # --- arithmetic -------------------------------------------------------------------------
+    def _operand(self, other) -> Tensor:
+        """``other`` as a Tensor; Python and NumPy scalars take this tensor's dtype."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, np.number)) and not isinstance(other, bool):
+            dtype = self.dtype if is_floating(self.dtype) or isinstance(other, int) else None
+            return Tensor._wrap(xp.asarray(other, dtype=dtype), False)
+        return Tensor(other)
+
+    def _binary(self, op, other, name, reverse=False):
+        other = self._operand(other)
+        a, b = (other, self) if reverse else (self, other)
+        try:
+            return op.apply(a, b)
+        except ValueError as err:
+            if "broadcast" not in str(err):
+                raise
+            raise ValueError(
+                f"{name}: input shape {a.shape} and other shape {b.shape} do not broadcast"
+            ) from None
+
+    def __add__(self, other):
+        return self._binary(E.Add, other, "add")
+
+    def __radd__(self, other):
+        return self._binary(E.Add, other, "add", reverse=True)
+
+    def __sub__(self, other):
+        return self._binary(E.Sub, other, "sub")
+
+    def __rsub__(self, other):
+        return self._binary(E.Sub, other, "sub", reverse=True)
+
+    def __mul__(self, other):
+        return self._binary(E.Mul, other, "mul")
+
+    def __rmul__(self, other):
+        return self._binary(E.Mul, other, "mul", reverse=True)
+
+    def __truediv__(self, other):
+        return self._binary(E.Div, other, "div")
+
+    def __rtruediv__(self, other):
+        return self._binary(E.Div, other, "div", reverse=True)
+
+    def __neg__(self):
+        return E.Neg.apply(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            return E.PowScalar.apply(self, exponent=exponent)
+        return self._binary(E.Pow, exponent, "pow")
+
+    def __rpow__(self, base):
+        return self._binary(E.Pow, base, "pow", reverse=True)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(self._operand(other), self)
+
+    def add(self, other):
+        return self + other
+
+    def sub(self, other):
+        return self - other
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def neg(self):
+        return -self
+
+    def pow(self, exponent):
+        return self**exponent
+
+    def matmul(self, other):
+        return matmul(self, other)
+
+    # --- comparisons (never differentiable; give bool tensors, as PyTorch) -------------------
+    def _compare(self, other, fn):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(fn(self.data, other), False)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    def __invert__(self):
+        return Tensor._wrap(~self.data, False)
+
+    # --- unary maths ------------------------------------------------------------------------
+    def exp(self):
+        return E.Exp.apply(self)
+
+    def log(self):
+        return E.Log.apply(self)
+
+    def sqrt(self):
+        return E.Sqrt.apply(self)
+
+    def abs(self):
+        return E.Abs.apply(self)
+
+    def tanh(self):
+        return E.Tanh.apply(self)
+
+    def sigmoid(self):
+        return E.Sigmoid.apply(self)
+
+    def relu(self):
+        return E.Relu.apply(self)
+
+    def softmax(self, dim: int = -1):
+        return K.Softmax.apply(self, axis=_axes(dim, self.ndim, "softmax")[0])
+
+    def log_softmax(self, dim: int = -1):
+        return K.LogSoftmax.apply(self, axis=_axes(dim, self.ndim, "log_softmax")[0])
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return E.Clip.apply(self, min=min, max=max)
+
+    clip = clamp
+
+    def masked_fill(self, mask, value):
+        return masked_fill(self, mask, value)
+
+    # --- reductions -------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim: bool = False):
+        return R.Sum.apply(self, axis=_axes(dim, self.ndim, "sum"), keepdims=keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        return R.Mean.apply(self, axis=_axes(dim, self.ndim, "mean"), keepdims=keepdim)
+
+    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: int | None = None):  # fmt: skip
+        """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch."""
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        axis = _axes(dim, self.ndim, "var")
+        return R.Var.apply(self, axis=axis, keepdims=keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
+            correction: int | None = None):  # fmt: skip
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def max(self, dim: int | None = None, keepdim: bool = False):
+        """Max of all elements, or ``(values, indices)`` along ``dim`` (as PyTorch)."""
+        if dim is None:
+            return R.Max.apply(self, axis=None)
+        axis = _axes(dim, self.ndim, "max")
+        values = R.Max.apply(self, axis=axis, keepdims=keepdim)
+        indices = xp.argmax(self.data, axis=axis[0], keepdims=keepdim)
+        return MaxResult(values, Tensor._wrap(indices, False))
+
+    def min(self, dim: int | None = None, keepdim: bool = False):
+        if dim is None:
+            return -R.Max.apply(-self, axis=None)
+        values, indices = (-self).max(dim, keepdim)
+        return MaxResult(-values, indices)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False):
+        if dim is None:
+            return Tensor._wrap(xp.asarray(xp.argmax(self.data)), False)
+        return Tensor._wrap(xp.argmax(self.data, axis=dim, keepdims=keepdim), False)
+
+    # --- shape ------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        target = _resolve_shape(_shape_arg(shape), self.shape)
+        if target == self.shape:
+            return self
+        return S.Reshape.apply(self, shape=target)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        shape = self.shape[:start] + (-1,) + self.shape[end + 1 :]
+        return self.reshape(shape)
+
+    def permute(self, *dims):
+        dims = tuple(d % self.ndim for d in _shape_arg(dims))
+        if sorted(dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: dims {dims} are not a permutation of {self.ndim} dims")
+        if dims == tuple(range(self.ndim)):
+            return self
+        return S.Permute.apply(self, axes=dims)
+
+    def transpose(self, dim0: int, dim1: int):
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return self.permute(*axes)
+
+    @property
+    def T(self):  # noqa: N802 - PyTorch's name
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self):  # noqa: N802 - PyTorch's name
+        return self.transpose(-2, -1)
+
+    def unsqueeze(self, dim: int):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim: int | None = None):
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dim = dim % self.ndim
+        if self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
+
+    def expand(self, *shape):
+        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim]
+                      for i, s in enumerate(_shape_arg(shape)))  # fmt: skip
+        try:
+            np.broadcast_shapes(self.shape, shape)
+        except ValueError:
+            raise ValueError(f"expand: shape {self.shape} cannot expand to {shape}") from None
+        return S.BroadcastTo.apply(self, shape=shape)
+
+    def split(self, split_size_or_sections, dim: int = 0):
+        return split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        size = -(-self.shape[dim] // chunks)
+        return split(self, size, dim)
+
+    def __getitem__(self, index):
+        return S.GetItem.apply(self, index=_index_arg(index))
+
+
+def _resolve_shape(shape: tuple, current: tuple) -> tuple:
+    """``shape`` with its one ``-1`` filled in; error unless it holds as many elements."""
+    numel = int(np.prod(current))
+    known = int(np.prod([s for s in shape if s != -1]))
+    if shape.count(-1) > 1 or any(s < -1 for s in shape):
+        raise ValueError(f"reshape: invalid shape {shape} (at most one -1, no other negatives)")
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} "
+                             f"elements) into shape {shape}")  # fmt: skip
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    elif known != numel:
+        raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) "
+                         f"into shape {shape}")  # fmt: skip
+    return tuple(int(s) for s in shape)
+
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _axes(dim, ndim: int, op: str):
+    """Normalise a PyTorch ``dim`` (None, int, or tuple) to a tuple of non-negative axes."""
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise ValueError(f"{op}: dim {d} is out of range for a tensor with {ndim} dims")
+        out.append(int(d) % max(ndim, 1))
+    return tuple(out)
+
+
+def _index_arg(index):
+    """Turn Tensor indices into arrays so NumPy indexing rules apply unchanged."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+# --- functions over several tensors ----------------------------------------------------------
+
+
+def _as_tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def matmul(a, b) -> Tensor:
+    """``a @ b`` with NumPy's batching and broadcasting; checks the inner dimensions."""
+    a, b = _as_tensor(a), _as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes "
+                         f"{a.shape} and {b.shape}")  # fmt: skip
+    if a.dtype != b.dtype:
+        raise TypeError(f"matmul: input dtype {a.dtype} and other dtype {b.dtype} differ; "
+                        f"cast one with .to() (mixed precision here is usually a bug)")  # fmt: skip
+    k_a = a.shape[-1]
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul: input shape {a.shape} and other shape {b.shape} are not aligned: "
+            f"input's last dim {k_a} != other's {'first' if b.ndim == 1 else 'second-to-last'} "
+            f"dim {k_b}"
+        )
+    try:
+        return LA.MatMul.apply(a, b)
+    except ValueError:
+        raise ValueError(f"matmul: batch dims of input shape {a.shape} and other shape "
+                         f"{b.shape} do not broadcast") from None  # fmt: skip
+
+
+def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument names
+    """Elementwise ``input if condition else other``; ``condition`` is boolean (no gradient)."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be a boolean tensor, got dtype {cond.dtype}")
+    a = _as_tensor(input) if not isinstance(input, (int, float)) else None
+    b = _as_tensor(other) if not isinstance(other, (int, float)) else None
+    if a is None and b is None:
+        raise TypeError("where: at least one of input and other must be a tensor")
+    a = a if a is not None else b._operand(input)
+    b = b if b is not None else a._operand(other)
+    try:
+        np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: condition shape {cond.shape}, input shape {a.shape} and "
+                         f"other shape {b.shape} do not broadcast") from None  # fmt: skip
+    return E.Where.apply(a, b, condition=cond)
+
+
+def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
+    """Fill ``input`` with ``value`` where ``mask`` is True; ``mask`` must broadcast to it."""
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be a boolean tensor, got dtype {m.dtype}")
+    if not _broadcasts(m, input) or np.broadcast_shapes(m.shape, input.shape) != input.shape:
+        raise ValueError(f"masked_fill: mask shape {m.shape} does not broadcast to input shape "
+                         f"{input.shape}")  # fmt: skip
+    fill = Tensor._wrap(xp.asarray(value, dtype=input.dtype), False)
+    return E.Where.apply(fill, input, condition=m)
+
+
+def _broadcasts(a, b) -> bool:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+        return True
+    except ValueError:
+        return False
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    tensors = [_as_tensor(t) for t in tensors]
+    _check_same_rank("cat", tensors, dim, skip_dim=True)
+    return S.Cat.apply(*tensors, axis=dim % tensors[0].ndim)
+
+
+concatenate = cat
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    tensors = [_as_tensor(t) for t in tensors]
+    _check_same_rank("stack", tensors, dim, skip_dim=False)
+    return S.Stack.apply(*tensors, axis=dim % (tensors[0].ndim + 1))
+
+
+def _check_same_rank(op, tensors, dim, skip_dim):
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    first = tensors[0].shape
+    for i, t in enumerate(tensors[1:], 1):
+        a, b = list(first), list(t.shape)
+        if skip_dim and len(a) == len(b) and a:
+            a.pop(dim % len(a))
+            b.pop(dim % len(b))
+        if a != b:
+            raise ValueError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape "
+                             f"{t.shape} (dim={dim})")  # fmt: skip
+
+
+def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Split along ``dim`` into chunks of one size (last may be smaller) or of listed sizes."""
+    n = tensor.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [min(size, n - s) for s in range(0, n, size)]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {dim} "
+                             f"has size {n}")  # fmt: skip
+    out, start = [], 0
+    prefix = (slice(None),) * (dim % tensor.ndim)
+    for size in sizes:
+        out.append(tensor[prefix + (slice(start, start + size),)])
+        start += size
+    return tuple(out)
+
+
+autograd._bind_tensor(Tensor)

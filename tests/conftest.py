@@ -1,0 +1,24 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import numformer as nf
+
+settings.register_profile(
+    "default",
+    max_examples=int(os.environ.get("NUMFORMER_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("default")
+
+
+@pytest.fixture(autouse=True)
+def _reset_numformer_state():
+    """Every test starts from float32 and a fixed seed, whatever the previous one changed."""
+    nf.set_default_dtype(np.float32)
+    nf.manual_seed(0)
+    yield
+    nf.set_default_dtype(np.float32)

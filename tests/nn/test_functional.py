@@ -1,0 +1,316 @@
+"""Fused ops in numformer.nn.functional: PyTorch parity over random shapes and options,
+float64 gradchecks, numerics at extreme inputs, and the errors bad input gets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import numformer as nf
+from helpers import LOOSE, check_parity, randn
+from numformer.nn import functional as F
+from numformer.testing import gradcheck
+
+SEEDS = st.integers(0, 2**31 - 1)
+DTYPES = st.sampled_from([np.float32, np.float64])
+SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5)
+
+
+# --- softmax / log_softmax -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@given(seed=SEEDS, shape=SHAPES, dtype=DTYPES, data=st.data())
+def test_softmax_parity(name, seed, shape, dtype, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = randn(seed, shape) * 3
+    check_parity(lambda t: getattr(F, name)(t, dim), lambda t: getattr(TF, name)(t, dim),
+                 [x], dtype)  # fmt: skip
+    assert gradcheck(lambda t: getattr(F, name)(t, dim), [nf.Tensor(x, requires_grad=True)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_and_cross_entropy_finite_for_huge_logits(dtype):
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=dtype)
+    t = nf.Tensor(x, requires_grad=True)
+    s = F.softmax(t, -1)
+    loss = F.cross_entropy(t, np.array([1, 2]))
+    loss.backward()
+    assert np.isfinite(s.numpy()).all() and np.isfinite(loss.numpy()) and np.isfinite(t.grad).all()
+    ref = TF.cross_entropy(torch.tensor(x), torch.tensor([1, 2]))
+    np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-6)
+    assert np.isfinite(F.log_softmax(nf.Tensor(x), -1).numpy()).all()
+
+
+def test_softmax_row_of_minus_inf_gives_zeros():
+    x = nf.Tensor(np.array([[-np.inf, -np.inf], [0.0, -np.inf]]), requires_grad=True)
+    y = F.softmax(x, -1)
+    np.testing.assert_array_equal(y.numpy(), [[0.0, 0.0], [1.0, 0.0]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.zeros((2, 2)))
+
+
+# --- layer_norm ------------------------------------------------------------------------------
+
+
+@given(seed=SEEDS, shape=SHAPES, dtype=DTYPES, data=st.data())
+def test_layer_norm_parity(seed, shape, dtype, data):
+    k = data.draw(st.integers(1, len(shape)))
+    affine = data.draw(st.sampled_from(["both", "weight", "none"]))
+    norm_shape = shape[len(shape) - k :]
+    assume(np.prod(norm_shape) > 1)  # one element normalises to exactly 0 (torch: round-off)
+    x = randn(seed, shape) * 2 + 1
+    arrays = [x]
+    if affine in ("both", "weight"):
+        arrays.append(randn(seed + 1, norm_shape))
+    if affine == "both":
+        arrays.append(randn(seed + 2, norm_shape))
+
+    def nf_fn(*a):
+        return F.layer_norm(a[0], norm_shape, *a[1:], eps=1e-5)
+
+    def torch_fn(*a):
+        return TF.layer_norm(a[0], norm_shape, *a[1:], eps=1e-5)
+
+    check_parity(nf_fn, torch_fn, arrays, dtype, loose=True)
+    inputs = [nf.Tensor(a, requires_grad=True) for a in arrays]
+    assert gradcheck(nf_fn, inputs, atol=1e-5)
+
+
+# --- dropout ---------------------------------------------------------------------------------
+
+
+def test_dropout_statistics_and_backward():
+    nf.manual_seed(1)
+    x = nf.ones(200, 500, requires_grad=True)
+    y = F.dropout(x, p=0.3, training=True)
+    zero_fraction = float((y.numpy() == 0).mean())
+    assert abs(zero_fraction - 0.3) < 0.01
+    assert abs(float(y.numpy().mean()) - 1.0) < 0.02  # inverted dropout keeps the mean
+    kept = y.numpy() != 0
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad != 0, kept)  # same mask in backward
+    assert y.dtype == np.float32
+
+
+def test_dropout_identity_in_eval_and_reproducible_with_seed():
+    x = nf.randn(4, 5)
+    assert F.dropout(x, 0.5, training=False) is x
+    nf.manual_seed(7)
+    a = F.dropout(x, 0.5).numpy()
+    nf.manual_seed(7)
+    b = F.dropout(x, 0.5).numpy()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(F.dropout(x, 1.0).numpy(), np.zeros((4, 5)))
+
+
+def test_dropout_gradcheck():
+    x = nf.Tensor(randn(0, (3, 4)), requires_grad=True)
+
+    def fn(t):
+        nf.manual_seed(3)  # same mask for every evaluation
+        return F.dropout(t, 0.4)
+
+    assert gradcheck(fn, [x])
+
+
+# --- embedding -------------------------------------------------------------------------------
+
+
+@given(seed=SEEDS, dtype=DTYPES, data=st.data())
+def test_embedding_parity(seed, dtype, data):
+    n, e = data.draw(st.integers(2, 6)), data.draw(st.integers(1, 4))
+    idx_shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+    idx = np.random.default_rng(seed).integers(0, n, idx_shape)
+    pad = data.draw(st.one_of(st.none(), st.integers(0, n - 1)))
+    w = randn(seed, (n, e))
+    check_parity(lambda t: F.embedding(idx, t, padding_idx=pad),
+                 lambda t: TF.embedding(torch.from_numpy(idx), t, padding_idx=pad), [w], dtype)  # fmt: skip
+    # padding_idx's row gets no gradient by definition, so the calculus check runs without it.
+    assert gradcheck(lambda t: F.embedding(idx, t), [nf.Tensor(w, requires_grad=True)])
+
+
+# --- cross_entropy ---------------------------------------------------------------------------
+
+
+@given(seed=SEEDS, dtype=DTYPES, data=st.data())
+def test_cross_entropy_parity(seed, dtype, data):
+    rng = np.random.default_rng(seed)
+    C = data.draw(st.integers(2, 6))
+    layout = data.draw(st.sampled_from(["NC", "C", "NCd"]))
+    N, d = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 3))
+    shape = {"NC": (N, C), "C": (C,), "NCd": (N, C, d)}[layout]
+    target_shape = {"NC": (N,), "C": (), "NCd": (N, d)}[layout]
+    soft = data.draw(st.booleans())
+    reduction = data.draw(st.sampled_from(["mean", "sum", "none"]))
+    smoothing = data.draw(st.sampled_from([0.0, 0.1, 0.5]))
+    use_weight = data.draw(st.booleans())
+    logits = randn(seed, shape) * 3
+    if soft:
+        target = rng.random(shape)
+        target = (target / target.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)).astype(
+            dtype)
+        t_target = torch.from_numpy(target)
+    else:
+        target = rng.integers(0, C, target_shape)
+        if target.size > 1 and data.draw(st.booleans()):
+            target.reshape(-1)[0] = -100  # an ignored position
+        t_target = torch.from_numpy(np.asarray(target))
+    weight = (rng.random(C) + 0.5).astype(dtype) if use_weight else None
+    t_weight = torch.from_numpy(weight) if use_weight else None
+    kw = {"reduction": reduction, "label_smoothing": smoothing}
+    check_parity(lambda t: F.cross_entropy(t, target, weight=weight, **kw),
+                 lambda t: TF.cross_entropy(t, t_target, weight=t_weight, **kw),
+                 [logits], dtype, loose=True)  # fmt: skip
+    if dtype == np.float64:
+        assert gradcheck(lambda t: F.cross_entropy(t, target, weight=weight, **kw),
+                         [nf.Tensor(logits, requires_grad=True)])  # fmt: skip
+
+
+def test_cross_entropy_all_ignored_gives_zero_not_nan():
+    x = nf.randn(3, 4, requires_grad=True)
+    loss = F.cross_entropy(x, np.array([-100, -100, -100]))
+    loss.backward()
+    assert loss.item() == 0.0 and not np.any(x.grad)
+
+
+# --- mse_loss --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(seed=SEEDS, shape=SHAPES, dtype=DTYPES)
+def test_mse_parity(reduction, seed, shape, dtype):
+    a, b = randn(seed, shape), randn(seed + 1, shape)
+    check_parity(lambda x, y: F.mse_loss(x, y, reduction=reduction),
+                 lambda x, y: TF.mse_loss(x, y, reduction=reduction), [a, b], dtype, loose=True)  # fmt: skip
+    assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction=reduction),
+                     [nf.Tensor(a, requires_grad=True), nf.Tensor(b, requires_grad=True)])  # fmt: skip
+
+
+# --- scaled_dot_product_attention ------------------------------------------------------------
+
+
+def _attention_case(data, seed):
+    batch = data.draw(hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+    L, S = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    E, Ev = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    q = randn(seed, batch + (L, E))
+    k = randn(seed + 1, batch + (S, E))
+    v = randn(seed + 2, batch + (S, Ev))
+    mask_kind = data.draw(st.sampled_from(["none", "bool", "float", "causal", "key_row"]))
+    rng = np.random.default_rng(seed)
+    mask = None
+    if mask_kind == "bool":
+        mask = rng.random(batch + (L, S)) > 0.3
+        mask[..., 0] = True  # keep at least one key per query (fully-masked rows tested apart)
+    elif mask_kind == "float":
+        mask = rng.standard_normal((L, S))
+    elif mask_kind == "key_row":
+        mask = rng.random((1, S)) > 0.3
+        mask[..., 0] = True
+    causal = mask_kind == "causal"
+    scale = data.draw(st.sampled_from([None, 0.3]))
+    return q, k, v, mask, causal, scale
+
+
+@given(seed=SEEDS, dtype=DTYPES, data=st.data())
+def test_attention_parity(seed, dtype, data):
+    q, k, v, mask, causal, scale = _attention_case(data, seed)
+    if causal and q.shape[-2] > k.shape[-2]:
+        k = np.concatenate([k] * q.shape[-2], axis=-2)[..., : q.shape[-2], :]
+        v = np.concatenate([v] * q.shape[-2], axis=-2)[..., : q.shape[-2], :]
+    nf_mask = None if mask is None else mask.astype(dtype) if mask.dtype != bool else mask
+    t_mask = None if nf_mask is None else torch.from_numpy(nf_mask)
+
+    def nf_fn(a, b, c):
+        return F.scaled_dot_product_attention(a, b, c, attn_mask=nf_mask, is_causal=causal,
+                                              scale=scale)  # fmt: skip
+
+    def torch_fn(a, b, c):
+        return TF.scaled_dot_product_attention(a, b, c, attn_mask=t_mask, is_causal=causal,
+                                               scale=scale)  # fmt: skip
+
+    check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    if dtype == np.float64:
+        inputs = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
+        assert gradcheck(nf_fn, inputs)
+
+
+def test_attention_weights_and_fully_masked_rows():
+    q = nf.Tensor(randn(0, (2, 3, 4)), requires_grad=True)
+    k = nf.Tensor(randn(1, (2, 5, 4)), requires_grad=True)
+    v = nf.Tensor(randn(2, (2, 5, 4)), requires_grad=True)
+    mask = np.ones((3, 5), dtype=bool)
+    mask[1] = False  # query 1 may attend to nothing
+    out, w = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, need_weights=True)
+    assert w.shape == (2, 3, 5) and not w.requires_grad
+    np.testing.assert_allclose(w.numpy()[:, [0, 2]].sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(w.numpy()[:, 1], 0.0)
+    np.testing.assert_array_equal(out.numpy()[:, 1], 0.0)
+    out.sum().backward()
+    assert np.isfinite(q.grad).all() and np.isfinite(k.grad).all() and np.isfinite(v.grad).all()
+    np.testing.assert_array_equal(q.grad[:, 1], 0.0)
+
+
+def test_attention_dropout_gradcheck_and_statistics():
+    q, k, v = (nf.Tensor(randn(i, (2, 3, 4)), requires_grad=True) for i in range(3))
+
+    def fn(a, b, c):
+        nf.manual_seed(5)
+        return F.scaled_dot_product_attention(a, b, c, dropout_p=0.3)
+
+    assert gradcheck(fn, [q, k, v])
+    nf.manual_seed(0)
+    big = nf.zeros(1, 64, 64, 8)
+    _, w = F.scaled_dot_product_attention(big, big, big, dropout_p=0.25, need_weights=True)
+    assert abs(float((w.numpy() == 0).mean()) - 0.25) < 0.02
+
+
+def test_attention_float32_stays_float32():
+    q = nf.randn(2, 4, 8, requires_grad=True)
+    out = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    out.sum().backward()
+    assert out.dtype == np.float32 and q.grad.dtype == np.float32
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_input_errors_name_the_argument():
+    x = nf.randn(2, 3)
+    with pytest.raises(ValueError, match=r"cross_entropy: reduction must be one of .*'avg'"):
+        F.cross_entropy(x, np.array([0, 1]), reduction="avg")
+    with pytest.raises(ValueError, match=r"mse_loss: reduction"):
+        F.mse_loss(x, x, reduction="max")
+    with pytest.raises(ValueError, match=r"target must have shape \(2,\).*got \(3,\)"):
+        F.cross_entropy(x, np.array([0, 1, 2]))
+    with pytest.raises(IndexError, match=r"target values must be in \[0, 3\)"):
+        F.cross_entropy(x, np.array([0, 5]))
+    with pytest.raises(ValueError, match=r"mse_loss: input shape \(2, 3\) and target shape \(3,\)"):
+        F.mse_loss(x, nf.randn(3))
+    q = nf.randn(2, 4, 8)
+    with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 3\) does not broadcast"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((3, 3), dtype=bool))
+    with pytest.raises(TypeError, match=r"attn_mask must be bool or floating, got dtype int64"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((4, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"query and key must share the last dim"):
+        F.scaled_dot_product_attention(q, nf.randn(2, 4, 7), q)
+    with pytest.raises(ValueError, match=r"layer_norm: input shape \(2, 4, 8\) must end with"):
+        F.layer_norm(q, (4,))
+    with pytest.raises(IndexError, match=r"embedding: indices must be in \[0, 3\)"):
+        F.embedding(np.array([0, 3]), nf.randn(3, 2))
+    with pytest.raises(TypeError, match=r"embedding: input must hold integer indices"):
+        F.embedding(np.array([0.0]), nf.randn(3, 2))
+    with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\], got 1.5"):
+        F.dropout(x, 1.5)
+
+
+def test_loose_tolerance_is_stated():
+    # The tolerances the parity tests use are part of the contract, written down once.
+    assert LOOSE[np.float32]["rtol"] <= 1e-4 and LOOSE[np.float64]["rtol"] <= 1e-9

@@ -1,0 +1,231 @@
+"""Every engine primitive: float64 gradcheck, and PyTorch parity (values and gradients) over
+random shapes drawn by hypothesis, in float32 and float64.
+
+Each spec draws its inputs from hypothesis ``data`` and returns ``(arrays, nf_fn, torch_fn)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import numformer as nf
+from helpers import check_parity, randn
+from numformer.nn import functional as F
+from numformer.testing import gradcheck
+
+SEEDS = st.integers(0, 2**31 - 1)
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4)
+NONEMPTY = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4)
+TWO_PLUS = hnp.array_shapes(min_dims=1, max_dims=4, min_side=2, max_side=4)
+
+
+def unary(nf_fn, torch_fn, shapes=SHAPES, **data_kw):
+    def spec(data):
+        x = randn(data.draw(SEEDS), data.draw(shapes), **data_kw)
+        return [x], nf_fn, torch_fn
+
+    return spec
+
+
+def binary(nf_fn, torch_fn, a_kw=None, b_kw=None):
+    def spec(data):
+        shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=4, max_side=3))
+        seed = data.draw(SEEDS)
+        a = randn(seed, shapes.input_shapes[0], **(a_kw or {}))
+        b = randn(seed + 1, shapes.input_shapes[1], **(b_kw or {}))
+        return [a, b], nf_fn, torch_fn
+
+    return spec
+
+
+def reduction(name, shapes=NONEMPTY, **extra):
+    def spec(data):
+        x = randn(data.draw(SEEDS), data.draw(shapes))
+        dims = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+        keep = data.draw(st.booleans())
+        if dims is None:
+            return [x], (lambda t: getattr(t, name)(**extra)), (
+                lambda t: getattr(t, name)(**extra))
+        return [x], (lambda t: getattr(t, name)(dims, keepdim=keep, **extra)), (
+            lambda t: getattr(t, name)(dims, keepdim=keep, **extra))
+
+    return spec
+
+
+def max_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(NONEMPTY))
+    dim = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
+    keep = data.draw(st.booleans())
+    if dim is None:
+        return [x], (lambda t: t.max()), (lambda t: t.max())
+    return [x], (lambda t: t.max(dim, keepdim=keep).values), (
+        lambda t: t.max(dim, keepdim=keep).values)
+
+
+def matmul_spec(data):
+    seed = data.draw(SEEDS)
+    m, k, n = (data.draw(st.integers(1, 4)) for _ in range(3))
+    kind = data.draw(st.sampled_from(["2d", "batched", "broadcast", "vec_left", "vec_right",
+                                      "linear"]))  # fmt: skip
+    batch = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3))
+    a_shape, b_shape = {
+        "2d": ((m, k), (k, n)),
+        "batched": (batch.result_shape + (m, k), batch.result_shape + (k, n)),
+        "broadcast": (batch.input_shapes[0] + (m, k), batch.input_shapes[1] + (k, n)),
+        "vec_left": ((k,), batch.input_shapes[1] + (k, n)),
+        "vec_right": (batch.input_shapes[0] + (m, k), (k,)),
+        "linear": (batch.result_shape + (m, k), (k, n)),
+    }[kind]
+    return [randn(seed, a_shape), randn(seed + 1, b_shape)], (lambda a, b: a @ b), (
+        lambda a, b: a @ b)
+
+
+def permute_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(NONEMPTY))
+    perm = data.draw(st.permutations(range(x.ndim)))
+    return [x], (lambda t: t.permute(*perm)), (lambda t: t.permute(*perm))
+
+
+def transpose_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(NONEMPTY))
+    d0, d1 = (data.draw(st.integers(-x.ndim, x.ndim - 1)) for _ in range(2))
+    return [x], (lambda t: t.transpose(d0, d1)), (lambda t: t.transpose(d0, d1))
+
+
+def reshape_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(SHAPES))
+    target = data.draw(st.sampled_from([(-1,), x.shape[::-1], (1, -1)]))
+    return [x], (lambda t: t.reshape(target)), (lambda t: t.reshape(target))
+
+
+def getitem_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(hnp.array_shapes(min_dims=2, max_dims=4, min_side=2)))
+    kind = data.draw(st.sampled_from(["int", "slice", "step", "ellipsis", "array", "mask",
+                                      "pair"]))  # fmt: skip
+    if kind == "mask":
+        mask = x > 0
+        return [x], (lambda t: t[nf.Tensor(mask)]), (lambda t: t[torch.from_numpy(mask)])
+    index = {
+        "int": 1,
+        "slice": slice(1, None),
+        "step": (Ellipsis, slice(None, None, 2)),
+        "ellipsis": (Ellipsis, 0),
+        "array": np.array([0, 1, 0, 1]),  # repeats: backward must scatter-add
+        "pair": (np.array([1, 0, 1]), slice(None)),
+    }[kind]
+    t_index = tuple(torch.from_numpy(i) if isinstance(i, np.ndarray) else i
+                    for i in (index if isinstance(index, tuple) else (index,)))  # fmt: skip
+    return [x], (lambda t: t[index]), (lambda t: t[t_index])
+
+
+def cat_spec(data):
+    base = list(data.draw(NONEMPTY))
+    dim = data.draw(st.integers(-len(base), len(base) - 1))
+    other = list(base)
+    other[dim] = data.draw(st.integers(1, 4))
+    seed = data.draw(SEEDS)
+    return [randn(seed, tuple(base)), randn(seed + 1, tuple(other))], (
+        lambda a, b: nf.cat([a, b], dim)), (lambda a, b: torch.cat([a, b], dim))
+
+
+def stack_spec(data):
+    shape = data.draw(SHAPES)
+    dim = data.draw(st.integers(-len(shape) - 1, len(shape)))
+    seed = data.draw(SEEDS)
+    return [randn(seed, shape), randn(seed + 1, shape)], (
+        lambda a, b: nf.stack([a, b], dim)), (lambda a, b: torch.stack([a, b], dim))
+
+
+def split_spec(data):
+    x = randn(data.draw(SEEDS), data.draw(NONEMPTY))
+    dim = data.draw(st.integers(0, x.ndim - 1))
+    size = data.draw(st.integers(1, x.shape[dim]))
+    # Weighted sum of the pieces so every piece's gradient is exercised.
+    return [x], (lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim)))), (
+        lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim))))
+
+
+def expand_spec(data):
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, max_dims=3, max_side=3))
+    x = randn(data.draw(SEEDS), shapes.input_shapes[0])
+    target = shapes.result_shape
+    return [x], (lambda t: t.expand(target)), (lambda t: t.expand(target))
+
+
+def where_spec(data):
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3))
+    seed = data.draw(SEEDS)
+    cond = np.asarray(randn(seed + 2, shapes.input_shapes[2]) > 0)
+    a, b = randn(seed, shapes.input_shapes[0]), randn(seed + 1, shapes.input_shapes[1])
+    return [a, b], (lambda x, y: nf.where(nf.Tensor(cond), x, y)), (
+        lambda x, y: torch.where(torch.from_numpy(cond), x, y))
+
+
+def masked_fill_spec(data):
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, max_dims=3, max_side=3))
+    x = randn(data.draw(SEEDS), shapes.result_shape)
+    mask = np.asarray(randn(1, shapes.input_shapes[0]) > 0)
+    return [x], (lambda t: t.masked_fill(nf.Tensor(mask), -2.5)), (
+        lambda t: t.masked_fill(torch.from_numpy(mask), -2.5))
+
+
+SPECS = {
+    "add": binary(lambda a, b: a + b, lambda a, b: a + b),
+    "sub": binary(lambda a, b: a - b, lambda a, b: a - b),
+    "mul": binary(lambda a, b: a * b, lambda a, b: a * b),
+    "div": binary(lambda a, b: a / b, lambda a, b: a / b, b_kw={"away_from_zero": True}),
+    "pow": binary(lambda a, b: a**b, lambda a, b: a**b, a_kw={"positive": True}),
+    "neg": unary(lambda t: -t, lambda t: -t),
+    "scalar_ops": unary(lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1),
+                        lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1)),  # fmt: skip
+    "pow_scalar": unary(lambda t: t**3 + t**2, lambda t: t**3 + t**2),
+    "pow_fraction": unary(lambda t: t**0.5 + t**-1.5, lambda t: t**0.5 + t**-1.5, positive=True),
+    "exp": unary(lambda t: t.exp(), torch.exp),
+    "log": unary(lambda t: t.log(), torch.log, positive=True),
+    "sqrt": unary(lambda t: t.sqrt(), torch.sqrt, positive=True),
+    "abs": unary(lambda t: t.abs(), torch.abs, away_from_zero=True),
+    "tanh": unary(lambda t: t.tanh(), torch.tanh),
+    "sigmoid": unary(lambda t: t.sigmoid(), torch.sigmoid),
+    "relu": unary(lambda t: t.relu(), torch.relu, away_from_zero=True),
+    "gelu": unary(F.gelu, torch.nn.functional.gelu),
+    "gelu_tanh": unary(lambda t: F.gelu(t, approximate="tanh"),
+                       lambda t: torch.nn.functional.gelu(t, approximate="tanh")),  # fmt: skip
+    "clamp": unary(lambda t: t.clamp(-0.5, 0.7), lambda t: t.clamp(-0.5, 0.7)),
+    "sum": reduction("sum"),
+    "mean": reduction("mean"),
+    "var": reduction("var", shapes=TWO_PLUS),
+    "max": max_spec,
+    "matmul": matmul_spec,
+    "reshape": reshape_spec,
+    "permute": permute_spec,
+    "transpose": transpose_spec,
+    "expand": expand_spec,
+    "getitem": getitem_spec,
+    "cat": cat_spec,
+    "stack": stack_spec,
+    "split": split_spec,
+    "where": where_spec,
+    "masked_fill": masked_fill_spec,
+}
+
+LOOSE_OPS = {"matmul", "sum", "mean", "var", "split", "scalar_ops"}
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_parity_with_torch(name, data, dtype):
+    arrays, nf_fn, torch_fn = SPECS[name](data)
+    check_parity(nf_fn, torch_fn, arrays, dtype, loose=name in LOOSE_OPS)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+@given(data=st.data())
+def test_gradcheck(name, data):
+    arrays, nf_fn, _ = SPECS[name](data)
+    inputs = [nf.Tensor(a, requires_grad=True) for a in arrays]
+    assert gradcheck(nf_fn, inputs)
