@@ -8,7 +8,7 @@ import numformer as nf
 
 settings.register_profile(
     "default",
-    max_examples=int(os.environ.get("NUMFORMER_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("NUMFORMER_EXAMPLES", "50")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

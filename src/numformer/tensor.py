@@ -127,6 +127,13 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
+    def __deepcopy__(self, memo):
+        """A new leaf with copied data and no gradient (as PyTorch's deepcopy of a parameter)."""
+        new = type(self).__new__(type(self))
+        Tensor.__init__(new, self.data.copy(), requires_grad=self.requires_grad)
+        memo[id(self)] = new
+        return new
+
     # --- array-like views -------------------------------------------------------------------
     @property
     def shape(self) -> tuple:

@@ -1,5 +1,43 @@
-"""Neural-network building blocks; ``numformer.nn.functional`` holds the functional API."""
+"""Neural-network modules with PyTorch's names, arguments and state-dict layouts.
 
-from numformer.nn import functional
+``numformer.nn.functional`` holds the functional API; ``numformer.nn.init`` the initialisers.
+"""
 
-__all__ = ["functional"]
+from numformer.nn import functional, init
+from numformer.nn.attention import MultiheadAttention
+from numformer.nn.layers import (
+    GELU,
+    BatchNorm1d,
+    Dropout,
+    Embedding,
+    FeedForward,
+    Identity,
+    LayerNorm,
+    Linear,
+    ReLU,
+    Tanh,
+)
+from numformer.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from numformer.nn.positional import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+)
+from numformer.nn.recurrent import LSTM, RNN
+from numformer.nn.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    generate_square_subsequent_mask,
+)
+
+__all__ = [
+    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
+    "Linear", "Embedding", "LayerNorm", "BatchNorm1d", "Dropout", "ReLU", "GELU", "Tanh",
+    "Identity", "FeedForward", "MultiheadAttention", "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding", "RotaryEmbedding", "TransformerEncoderLayer",
+    "TransformerEncoder", "TransformerDecoderLayer", "TransformerDecoder", "Transformer",
+    "generate_square_subsequent_mask", "RNN", "LSTM",
+]  # fmt: skip

@@ -1,0 +1,3 @@
+from numformer.cli import main
+
+raise SystemExit(main())

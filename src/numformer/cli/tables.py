@@ -1,0 +1,41 @@
+"""Terminal tables: ``rich`` when installed (the ``demo`` extra), plain text otherwise."""
+
+from __future__ import annotations
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+except ImportError:  # pragma: no cover - exercised only without the extra
+    Console = Table = None
+
+_console = Console() if Console else None
+
+
+def heading(text: str) -> None:
+    if _console:
+        _console.rule(f"[bold]{text}")
+    else:
+        print(f"\n== {text} ==")
+
+
+def say(text: str) -> None:
+    if _console:
+        _console.print(text)
+    else:
+        print(text)
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    if _console:
+        t = Table(title=title, title_justify="left")
+        for i, c in enumerate(columns):
+            t.add_column(c, justify="left" if i == 0 else "right")
+        for r in rows:
+            t.add_row(*[str(v) for v in r])
+        _console.print(t)
+        return
+    print(title)
+    widths = [max(len(str(x)) for x in [c] + [r[i] for r in rows]) for i, c in enumerate(columns)]
+    print("  ".join(str(c).rjust(w) for c, w in zip(columns, widths)))
+    for r in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)))

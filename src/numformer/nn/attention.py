@@ -1,0 +1,184 @@
+"""Multi-head attention (seed section 3), PyTorch's ``nn.MultiheadAttention`` interface.
+
+All heads run in one batched call of the fused attention kernel: the projections are
+reshaped ``(N, L, E) -> (N, H, L, E/H)`` rather than looping over heads as the seed does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numformer.nn import functional as F
+from numformer.nn import init
+from numformer.nn.layers import Linear, _dtype
+from numformer.nn.module import Module, Parameter
+from numformer.tensor import Tensor
+
+
+def _mask_array(mask, name: str) -> np.ndarray:
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.floating):
+        raise TypeError(f"MultiheadAttention: {name} must be bool or floating, got dtype {m.dtype}")
+    return m
+
+
+def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int,
+                dtype) -> np.ndarray | None:  # fmt: skip
+    """Combine PyTorch-style layer masks into one mask for ``scaled_dot_product_attention``.
+
+    Inputs follow ``nn.MultiheadAttention``: boolean True marks a position to *ignore*; float
+    masks are added. ``attn_mask`` is ``(L, S)`` or ``(N * H, L, S)``; ``key_padding_mask`` is
+    ``(N, S)``. The result is a boolean mask (True = take part) or a float mask, broadcastable
+    to ``(N, H, L, S)``.
+    """
+    parts = []
+    if attn_mask is not None:
+        m = _mask_array(attn_mask, "attn_mask")
+        if m.shape == (L, S):
+            m = m[None, None]
+        elif m.shape == (N * H, L, S):
+            m = m.reshape(N, H, L, S)
+        else:
+            raise ValueError(f"MultiheadAttention: attn_mask must have shape (L, S) = {(L, S)} "
+                             f"or (N * num_heads, L, S) = {(N * H, L, S)}, got {m.shape}")  # fmt: skip
+        parts.append(m)
+    elif is_causal:
+        parts.append(~np.tri(L, S, dtype=bool)[None, None])
+    if key_padding_mask is not None:
+        m = _mask_array(key_padding_mask, "key_padding_mask")
+        if m.shape != (N, S):
+            raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) = "
+                             f"{(N, S)}, got {m.shape}")  # fmt: skip
+        parts.append(m[:, None, None, :])
+    if not parts:
+        return None
+    if all(p.dtype == np.bool_ for p in parts):
+        ignore = parts[0]
+        for p in parts[1:]:
+            ignore = ignore | p
+        return ~ignore
+    total = np.zeros((), dtype=dtype)
+    for p in parts:
+        total = total + (np.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_
+                         else p.astype(dtype))  # fmt: skip
+    return total
+
+
+class MultiheadAttention(Module):
+    """Multi-head attention: ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``.
+
+    Shapes (``batch_first=True``, numformer's default; PyTorch's is False): query ``(N, L, E)``,
+    key ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``. Returns
+    ``(output (N, L, E), weights)`` with weights ``(N, L, S)`` averaged over heads, ``(N, H, L, S)``
+    with ``average_attn_weights=False``, or None with ``need_weights=False``.
+
+    Masks as PyTorch's: ``key_padding_mask (N, S)`` and ``attn_mask (L, S)`` or ``(N*H, L, S)``,
+    boolean True = ignore, float = added. ``is_causal=True`` without ``attn_mask`` builds the
+    causal mask (PyTorch requires the mask as well). A query that may attend to nothing gets a
+    zero output (PyTorch: NaN).
+
+    Parameters: ``in_proj_weight (3E, E)`` and ``in_proj_bias (3E,)`` (or ``q/k/v_proj_weight``
+    when kdim/vdim differ from E), ``out_proj.weight (E, E)``, ``out_proj.bias (E,)``.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 kdim: int | None = None, vdim: int | None = None, batch_first: bool = True,
+                 dtype=None):  # fmt: skip
+        super().__init__()
+        if embed_dim <= 0 or num_heads <= 0:
+            raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be positive, got "
+                             f"{embed_dim} and {num_heads}")  # fmt: skip
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by "
+                             f"num_heads ({num_heads})")  # fmt: skip
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.head_dim = embed_dim // num_heads
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.batch_first = batch_first
+        d = _dtype(dtype)
+        if self._qkv_same_embed_dim:
+            self.in_proj_weight = Parameter(np.zeros((3 * embed_dim, embed_dim), dtype=d))
+            self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
+        else:
+            self.in_proj_weight = None
+            self.q_proj_weight = Parameter(np.zeros((embed_dim, embed_dim), dtype=d))
+            self.k_proj_weight = Parameter(np.zeros((embed_dim, self.kdim), dtype=d))
+            self.v_proj_weight = Parameter(np.zeros((embed_dim, self.vdim), dtype=d))
+        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype=d)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        # PyTorch: Xavier-uniform input projections, zero biases; out_proj keeps Linear's init
+        # for its weight but gets a zero bias.
+        for w in (self.in_proj_weight, self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+            if w is not None:
+                init.xavier_uniform_(w)
+        if self.in_proj_bias is not None:
+            init.zeros_(self.in_proj_bias)
+            init.zeros_(self.out_proj.bias)
+
+    def _project(self, query, key, value):
+        E = self.embed_dim
+        b = self.in_proj_bias
+        bq, bk, bv = (None, None, None) if b is None else (b[:E], b[E : 2 * E], b[2 * E :])
+        if self._qkv_same_embed_dim:
+            if query is key and key is value:  # self-attention: one GEMM for Q, K and V
+                qkv = F.linear(query, self.in_proj_weight, b)
+                return qkv[..., :E], qkv[..., E : 2 * E], qkv[..., 2 * E :]
+            w = self.in_proj_weight
+            wq, wk, wv = w[:E], w[E : 2 * E], w[2 * E :]
+        else:
+            wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
+                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):  # fmt: skip
+        batched = query.ndim == 3
+        for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim),
+                             ("value", value, self.vdim)):  # fmt: skip
+            if t.ndim != query.ndim or t.ndim not in (2, 3):
+                raise ValueError(f"MultiheadAttention: {name} must be 3-D (batched) or 2-D "
+                                 f"(unbatched) like query {query.shape}, got {t.shape}")  # fmt: skip
+            if t.shape[-1] != dim:
+                raise ValueError(f"MultiheadAttention: {name} must have {dim} features in its last "
+                                 f"dim, got shape {t.shape}")  # fmt: skip
+        self_attention = query is key and key is value
+        if not batched:
+            query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
+            if key_padding_mask is not None:
+                key_padding_mask = _mask_array(key_padding_mask, "key_padding_mask")[None]
+        elif not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        if self_attention:
+            key = value = query
+        N, L, _ = query.shape
+        S = key.shape[1]
+        if key.shape[0] != N or value.shape[:2] != (N, S):
+            raise ValueError(f"MultiheadAttention: key {key.shape} and value {value.shape} must "
+                             f"match query's batch {N} and each other's length")  # fmt: skip
+        H, D = self.num_heads, self.head_dim
+        mask = merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, query.dtype)
+        q, k, v = self._project(query, key, value)
+        q = q.reshape(N, L, H, D).transpose(1, 2)  # (N, H, L, D)
+        k = k.reshape(N, S, H, D).transpose(1, 2)
+        v = v.reshape(N, S, H, D).transpose(1, 2)
+        result = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights,
+        )
+        out, weights = result if need_weights else (result, None)
+        out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
+        if weights is not None and average_attn_weights:
+            weights = Tensor(weights.numpy().mean(axis=1))
+        if not batched:
+            out = out.squeeze(0)
+            weights = weights.squeeze(0) if weights is not None else None
+        elif not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

@@ -1,0 +1,235 @@
+"""Basic layers with PyTorch's names, arguments, defaults, initialisation and state-dict keys."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numformer import backend
+from numformer.nn import functional as F
+from numformer.nn import init
+from numformer.nn.module import Module, Parameter
+from numformer.tensor import Tensor
+
+
+def _empty(*shape, dtype=None) -> Parameter:
+    dtype = backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
+    return Parameter(np.zeros(shape, dtype=dtype))
+
+
+def _check_features(op: str, x: Tensor, expected: int, name: str = "input") -> None:
+    if x.ndim == 0 or x.shape[-1] != expected:
+        raise ValueError(f"{op}: {name} must have {expected} features in its last dim, "
+                         f"got shape {x.shape}")  # fmt: skip
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class GELU(Module):
+    """GELU; ``approximate="tanh"`` for the tanh form (GPT-2's)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Dropout(Module):
+    """Inverted dropout while training; the identity in eval mode."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Linear(Module):
+    """y = x W^T + b. Input ``(*, in_features)``, output ``(*, out_features)``.
+
+    ``weight`` is ``(out_features, in_features)``; both initialised U(-1/sqrt(in), 1/sqrt(in)),
+    PyTorch's default."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = _empty(out_features, in_features, dtype=dtype)
+        self.bias = _empty(out_features, dtype=dtype) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        _check_features("Linear", x, self.in_features)
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, " \
+               f"bias={self.bias is not None}"  # fmt: skip
+
+
+class Embedding(Module):
+    """Lookup table ``weight`` ``(num_embeddings, embedding_dim)``, N(0, 1) initialised; the
+    ``padding_idx`` row starts at zero and never gets a gradient."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 dtype=None):  # fmt: skip
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx must be in [-{num_embeddings}, "
+                                 f"{num_embeddings}), got {padding_idx}")  # fmt: skip
+            padding_idx %= num_embeddings
+        self.padding_idx = padding_idx
+        self.weight = _empty(num_embeddings, embedding_dim, dtype=dtype)
+        init.normal_(self.weight)
+        if padding_idx is not None:
+            self.weight.data[padding_idx] = 0
+
+    def forward(self, indices):
+        return F.embedding(indices, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the trailing ``normalized_shape`` dims (fused kernel)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, dtype=None):  # fmt: skip
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = self.bias = None
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(shape, dtype=_dtype(dtype)))
+            if bias:
+                self.bias = Parameter(np.zeros(shape, dtype=_dtype(dtype)))
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+
+
+def _dtype(dtype):
+    return backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation over ``(N, C)`` or ``(N, C, L)`` inputs (seed section 7).
+
+    Training: normalise with the batch's mean and biased variance; update
+    ``running = (1 - momentum) * running + momentum * batch`` with the *unbiased* variance
+    (PyTorch's convention), and count ``num_batches_tracked``. ``momentum=None`` uses a
+    cumulative average. Eval: normalise with the running statistics.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=None):  # fmt: skip
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        d = _dtype(dtype)
+        self.weight = Parameter(np.ones(num_features, dtype=d)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=d)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=d))
+            self.register_buffer("running_var", np.ones(num_features, dtype=d))
+            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+        else:
+            self.running_mean = self.running_var = self.num_batches_tracked = None
+
+    def forward(self, x):
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d: input must be (N, {self.num_features}) or "
+                             f"(N, {self.num_features}, L), got shape {x.shape}")  # fmt: skip
+        axes = (0,) if x.ndim == 2 else (0, 2)
+        shape = (1, self.num_features) + ((1,) if x.ndim == 3 else ())
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            n = x.numel() // self.num_features
+            if n <= 1:
+                raise ValueError(f"BatchNorm1d: training needs more than 1 value per channel, "
+                                 f"got input shape {x.shape}")  # fmt: skip
+            mean = x.mean(dim=axes, keepdim=True)
+            var = x.var(dim=axes, keepdim=True, correction=0)
+            if self.training and self.track_running_stats:
+                self._update_running(mean.data.reshape(-1), var.data.reshape(-1) * n / (n - 1))
+        else:
+            mean = Tensor(self.running_mean.data.reshape(shape))
+            var = Tensor(self.running_var.data.reshape(shape))
+        y = (x - mean) / (var + self.eps).sqrt()
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return y
+
+    def _update_running(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        self.num_batches_tracked.data += 1
+        m = self.momentum
+        if m is None:
+            m = 1.0 / float(self.num_batches_tracked.data)
+        self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
+        self.running_var.data[...] = (1 - m) * self.running_var.data + m * unbiased_var
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class FeedForward(Module):
+    """The position-wise feed-forward network (seed section 5):
+    ``linear2(dropout(activation(linear1(x))))``, ``(*, d_model) -> (*, d_model)``."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        self.linear1 = Linear(d_model, d_ff)
+        self.activation = get_activation(activation)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(d_ff, d_model)
+
+    def forward(self, x):
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+
+
+def get_activation(activation) -> Module:
+    """A module for ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` or ``"tanh"``, or the module given."""
+    if isinstance(activation, Module):
+        return activation
+    table = {"relu": ReLU, "gelu": GELU, "tanh": Tanh,
+             "gelu_tanh": lambda: GELU(approximate="tanh")}  # fmt: skip
+    if activation not in table:
+        raise ValueError(f"activation must be one of {sorted(table)} or a Module, got {activation!r}")
+    return table[activation]()

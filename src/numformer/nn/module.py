@@ -1,0 +1,318 @@
+"""``Module`` and ``Parameter``: PyTorch's module system, small enough to read in one go.
+
+A module finds its parameters and submodules by looking at its own attributes, in the order
+they were assigned; buffers are registered by name (``register_buffer``). State-dict keys are
+dotted attribute paths, exactly as in PyTorch, so weights move between the two both ways.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from numformer.backend import as_dtype, is_floating
+from numformer.tensor import Tensor
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default."""
+
+    def __init__(self, data, requires_grad: bool = True):
+        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class _HookHandle:
+    def __init__(self, hooks: dict, key: int):
+        self.hooks, self.key = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
+
+
+class Module:
+    """Base class of every layer: ``__call__`` runs ``forward`` (and any forward hooks)."""
+
+    training: bool
+
+    def __init__(self):
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_buffers", {})  # name -> persistent?
+        object.__setattr__(self, "_forward_hooks", {})
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
+        return out
+
+    def register_forward_hook(self, hook) -> _HookHandle:
+        """``hook(module, inputs, output)`` runs after every forward; returns a removable handle."""
+        key = id(hook) ^ len(self._forward_hooks)
+        self._forward_hooks[key] = hook
+        return _HookHandle(self._forward_hooks, key)
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Keep non-trainable state (running statistics, tables) that moves with the module."""
+        value = None if tensor is None else tensor if isinstance(tensor, Tensor) else Tensor(tensor)
+        self._buffers[name] = persistent
+        object.__setattr__(self, name, value)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        object.__setattr__(self, name, module)
+
+    # --- traversal --------------------------------------------------------------------------
+    def named_children(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix: str = "", memo: set | None = None):
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def _own_parameters(self):
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield name, value
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mod_name, mod in modules:
+            for name, p in mod._own_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self, recurse: bool = True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def named_buffers(self, prefix: str = ""):
+        for mod_name, mod in self.named_modules(prefix):
+            for name in mod._buffers:
+                value = getattr(mod, name)
+                if value is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), value
+
+    def buffers(self):
+        return (b for _, b in self.named_buffers())
+
+    # --- state ------------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict:
+        """Dotted name -> NumPy array (shared with the module, as PyTorch shares storage).
+
+        Order: each module's parameters, then its persistent buffers, then its children."""
+        out = OrderedDict()
+        self._collect_state("", out)
+        return out
+
+    def _collect_state(self, prefix: str, out: OrderedDict) -> None:
+        for name, p in self._own_parameters():
+            out[prefix + name] = p.data
+        for name, persistent in self._buffers.items():
+            value = getattr(self, name)
+            if persistent and value is not None:
+                out[prefix + name] = value.data
+        for name, child in self.named_children():
+            child._collect_state(f"{prefix}{name}.", out)
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy arrays (NumPy, numformer or CPU torch tensors) into this module, in place.
+
+        Every key's shape must match. With ``strict`` (default) missing and unexpected keys are
+        errors too; the error lists every offending key at once and nothing is changed.
+        """
+        targets = {}
+        for mod_name, mod in self.named_modules():
+            prefix = f"{mod_name}." if mod_name else ""
+            for name, p in mod._own_parameters():
+                targets[prefix + name] = p
+            for name, persistent in mod._buffers.items():
+                if persistent and getattr(mod, name) is not None:
+                    targets[prefix + name] = getattr(mod, name)
+        arrays = {k: _as_numpy(v) for k, v in state_dict.items()}
+        missing = [k for k in targets if k not in arrays]
+        unexpected = [k for k in arrays if k not in targets]
+        wrong = [f"{k}: expected shape {targets[k].shape}, got {arrays[k].shape}"
+                 for k in targets if k in arrays and arrays[k].shape != targets[k].shape]  # fmt: skip
+        problems = list(wrong)
+        if strict:
+            problems += [f"missing key {k}" for k in missing]
+            problems += [f"unexpected key {k}" for k in unexpected]
+        if problems:
+            raise ValueError(f"load_state_dict for {type(self).__name__}: "
+                             f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))  # fmt: skip
+        for key, target in targets.items():
+            if key in arrays:
+                target.data[...] = arrays[key].astype(target.dtype, copy=False)
+        return IncompatibleKeys(missing, unexpected)
+
+    # --- modes and dtype --------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad[...] = 0
+
+    def to(self, dtype) -> Module:
+        """Cast floating parameters and persistent buffers to ``dtype`` in place (gradients are
+        dropped). Non-persistent buffers (derived tables) keep their precision."""
+        dtype = as_dtype(dtype)
+        persistent = [b for m in self.modules() for n, keep in m._buffers.items() if keep
+                      and (b := getattr(m, n)) is not None]  # fmt: skip
+        for t in list(self.parameters()) + persistent:
+            if is_floating(t.dtype) and t.dtype != dtype:
+                t.data, t.grad = t.data.astype(dtype), None
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def apply(self, fn) -> Module:
+        for m in self.modules():
+            fn(m)
+        return self
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # --- printing ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        """PyTorch's layout, with each module's parameter count as a trailing comment."""
+        count = self.num_parameters()
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        note = f"  # {count:,} params" if count else ""
+        lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
+                 for name, child in self.named_children()]  # fmt: skip
+        if not lines:
+            return head + ")" + note
+        extra = [self.extra_repr()] if self.extra_repr() else []
+        return f"{type(self).__name__}({note}\n  " + "\n  ".join(extra + lines) + "\n)"
+
+
+def _as_numpy(value) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.data
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without importing torch
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class Sequential(Module):
+    """Modules applied in order; state-dict keys ``0.``, ``1.``, ... as in PyTorch."""
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self.children())[i]
+
+    def __len__(self) -> int:
+        return len(list(self.children()))
+
+    def forward(self, x):
+        for m in self.children():
+            x = m(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters belong to the parent (keys ``0.``, ``1.``, ...)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module: Module) -> ModuleList:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __getitem__(self, i):
+        items = list(self.children())
+        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.children())
+
+    def __iter__(self):
+        return iter(list(self.children()))
+
+
+class ModuleDict(Module):
+    """A dict of modules, keyed by name."""
+
+    def __init__(self, modules: dict | None = None):
+        super().__init__()
+        for k, m in (modules or {}).items():
+            self.add_module(k, m)
+
+    def __getitem__(self, key: str) -> Module:
+        return getattr(self, key)
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.children())
+
+    def __iter__(self):
+        return (k for k, _ in self.named_children())
+
+    def keys(self):
+        return list(iter(self))
+
+    def items(self):
+        return list(self.named_children())
+
+    def values(self):
+        return list(self.children())

@@ -1,0 +1,95 @@
+"""Position information (seed section 4): sinusoidal, learned, and rotary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numformer.nn import functional as F
+from numformer.nn import init
+from numformer.nn.layers import Dropout, _dtype
+from numformer.nn.module import Module, Parameter
+from numformer.tensor import Tensor, cat
+
+
+def _check_length(op: str, x: Tensor, offset: int, max_len: int, dim: int = -2) -> int:
+    L = x.shape[dim]
+    if offset + L > max_len:
+        raise ValueError(f"{op}: sequence of length {L} at offset {offset} exceeds max_len "
+                         f"{max_len}; build the module with a larger max_len")  # fmt: skip
+    return L
+
+
+class SinusoidalPositionalEncoding(Module):
+    """``dropout(x + PE[offset : offset + L])`` for ``x`` of shape ``(N, L, d_model)`` or
+    ``(L, d_model)``. ``pe`` ``(max_len, d_model)`` is a buffer (saved, never trained) holding the
+    seed's table: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same)."""
+
+    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, dtype=None):
+        super().__init__()
+        self.d_model, self.max_len = d_model, max_len
+        self.register_buffer("pe", F.sinusoidal_positional_encoding(max_len, d_model, _dtype(dtype)))
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x, offset: int = 0):
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"SinusoidalPositionalEncoding: input must have d_model="
+                             f"{self.d_model} features, got shape {x.shape}")  # fmt: skip
+        L = _check_length("SinusoidalPositionalEncoding", x, offset, self.max_len)
+        return self.dropout(x + self.pe[offset : offset + L])
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}"
+
+
+class LearnedPositionalEmbedding(Module):
+    """``x + weight[offset : offset + L]`` with a trained table ``weight`` ``(max_len, d_model)``
+    (GPT-2's ``wpe``), initialised N(0, 0.02)."""
+
+    def __init__(self, max_len: int, d_model: int, dtype=None):
+        super().__init__()
+        self.max_len, self.d_model = max_len, d_model
+        self.weight = Parameter(np.zeros((max_len, d_model), dtype=_dtype(dtype)))
+        init.normal_(self.weight, 0.0, 0.02)
+
+    def forward(self, x, offset: int = 0):
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"LearnedPositionalEmbedding: input must have d_model={self.d_model} "
+                             f"features, got shape {x.shape}")  # fmt: skip
+        L = _check_length("LearnedPositionalEmbedding", x, offset, self.max_len)
+        return x + self.weight[offset : offset + L]
+
+
+class RotaryEmbedding(Module):
+    """Rotary position embedding (RoPE), applied to queries and keys, not to the input.
+
+    Rotates each pair of features ``(x_i, x_{i + d/2})`` of position ``p`` by the angle
+    ``p * base^(-2i/d)`` (the "rotate half" layout of GPT-NeoX and Llama), so that
+    ``q_p . k_s`` depends on ``p - s`` only. Input ``(..., L, dim)``; same shape out. The cos
+    and sin tables are non-persistent float64 buffers (rebuilt, never saved), cast to the
+    input's dtype per call so a float64 model gets float64 angles.
+    """
+
+    def __init__(self, dim: int, max_len: int = 4096, base: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"RotaryEmbedding: dim must be even, got {dim}")
+        self.dim, self.max_len, self.base = dim, max_len, base
+        inv_freq = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+        angles = np.arange(max_len, dtype=np.float64)[:, None] * inv_freq[None, :]
+        angles = np.concatenate([angles, angles], axis=-1)  # (max_len, dim)
+        self.register_buffer("cos", np.cos(angles), persistent=False)
+        self.register_buffer("sin", np.sin(angles), persistent=False)
+
+    def forward(self, x, offset: int = 0):
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"RotaryEmbedding: input must have dim={self.dim} features in its "
+                             f"last dim, got shape {x.shape}")  # fmt: skip
+        L = _check_length("RotaryEmbedding", x, offset, self.max_len)
+        cos = self.cos.data[offset : offset + L].astype(x.dtype, copy=False)
+        sin = self.sin.data[offset : offset + L].astype(x.dtype, copy=False)
+        half = self.dim // 2
+        rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * Tensor(cos) + rotated * Tensor(sin)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, max_len={self.max_len}, base={self.base}"

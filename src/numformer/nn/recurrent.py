@@ -1,0 +1,149 @@
+"""Recurrent layers (seed section 1's baseline): ``RNN`` and ``LSTM``, PyTorch's parameters.
+
+The time loop is inherent: step t needs step t-1's hidden state, which is exactly the
+sequential bottleneck the seed contrasts with attention. Input projections for all steps are
+still computed in one matrix multiply before the loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numformer.nn import functional as F
+from numformer.nn import init
+from numformer.nn.layers import _dtype
+from numformer.nn.module import Module, Parameter
+from numformer.tensor import Tensor, stack
+
+
+class _RecurrentBase(Module):
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = True, dropout: float = 0.0, dtype=None):  # fmt: skip
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"{type(self).__name__}: num_layers must be >= 1, got {num_layers}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        d, G = _dtype(dtype), self.gates * hidden_size
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else hidden_size
+            setattr(self, f"weight_ih_l{layer}", Parameter(np.zeros((G, in_size), dtype=d)))
+            setattr(self, f"weight_hh_l{layer}", Parameter(np.zeros((G, hidden_size), dtype=d)))
+            if bias:
+                setattr(self, f"bias_ih_l{layer}", Parameter(np.zeros(G, dtype=d)))
+                setattr(self, f"bias_hh_l{layer}", Parameter(np.zeros(G, dtype=d)))
+        bound = 1.0 / math.sqrt(hidden_size)
+        for p in self.parameters():
+            init.uniform_(p, -bound, bound)
+
+    def _weights(self, layer):
+        get = lambda name: getattr(self, f"{name}_l{layer}", None)  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def _prepare(self, x):
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+            raise ValueError(f"{type(self).__name__}: input must be (N, L, {self.input_size}) or "
+                             f"(L, {self.input_size}), got shape {x.shape}")  # fmt: skip
+        batched = x.ndim == 3
+        if not batched:
+            x = x.unsqueeze(0)
+        elif not self.batch_first:
+            x = x.transpose(0, 1)
+        return x, batched
+
+    def _initial(self, state, N, batched, dtype):
+        if state is None:
+            return [Tensor(np.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
+        expected = (self.num_layers, N, self.hidden_size) if batched else (
+            self.num_layers, self.hidden_size)
+        if state.shape != expected:
+            raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, "
+                             f"got {state.shape}")  # fmt: skip
+        state = state if batched else state.unsqueeze(1)
+        return [state[i] for i in range(self.num_layers)]
+
+    def _finish(self, out, finals, batched):
+        h_n = stack(finals, dim=0)
+        if not batched:
+            return out.squeeze(0), h_n.squeeze(1)
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, h_n
+
+    def _between_layers(self, x, layer):
+        if layer < self.num_layers - 1:
+            return F.dropout(x, self.dropout, self.training)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+
+
+class RNN(_RecurrentBase):
+    """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
+
+    ``forward(input (N, L, input_size), hx (num_layers, N, H) = zeros)`` returns
+    ``(output (N, L, H), h_n (num_layers, N, H))``; unbatched ``(L, input_size)`` works too."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = True,
+                 dropout: float = 0.0, dtype=None):  # fmt: skip
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, dtype)
+
+    def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
+        x, batched = self._prepare(input)
+        N, L, _ = x.shape
+        hs = self._initial(hx, N, batched, x.dtype)
+        act = F.tanh if self.nonlinearity == "tanh" else F.relu
+        finals = []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(layer)
+            projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
+            h, outs = hs[layer], []
+            for t in range(L):
+                h = act(projected[:, t] + F.linear(h, w_hh, b_hh))
+                outs.append(h)
+            finals.append(h)
+            x = self._between_layers(stack(outs, dim=1), layer)
+        return self._finish(x, finals, batched)
+
+
+class LSTM(_RecurrentBase):
+    """LSTM with PyTorch's gate order (input, forget, cell, output) in ``weight_ih_l{k}``
+    ``(4H, in)``. ``forward(input, (h_0, c_0) = zeros)`` returns
+    ``(output (N, L, H), (h_n, c_n))``, each state ``(num_layers, N, H)``."""
+
+    gates = 4
+
+    def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
+        x, batched = self._prepare(input)
+        N, L, _ = x.shape
+        h0, c0 = (None, None) if hx is None else hx
+        hs = self._initial(h0, N, batched, x.dtype)
+        cs = self._initial(c0, N, batched, x.dtype)
+        H = self.hidden_size
+        finals_h, finals_c = [], []
+        for layer in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh = self._weights(layer)
+            projected = F.linear(x, w_ih, b_ih)  # (N, L, 4H)
+            h, c, outs = hs[layer], cs[layer], []
+            for t in range(L):
+                z = projected[:, t] + F.linear(h, w_hh, b_hh)
+                i, f = z[:, :H].sigmoid(), z[:, H : 2 * H].sigmoid()
+                g, o = z[:, 2 * H : 3 * H].tanh(), z[:, 3 * H :].sigmoid()
+                c = f * c + i * g
+                h = o * c.tanh()
+                outs.append(h)
+            finals_h.append(h)
+            finals_c.append(c)
+            x = self._between_layers(stack(outs, dim=1), layer)
+        out, h_n = self._finish(x, finals_h, batched)
+        c_n = stack(finals_c, dim=0)
+        return out, (h_n, c_n if batched else c_n.squeeze(1))

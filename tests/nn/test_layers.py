@@ -1,0 +1,375 @@
+"""Every layer against its PyTorch counterpart with weights copied through the state dict:
+forward values, input gradients and parameter gradients, in float32 and float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numformer as nf
+from helpers import LOOSE, randn
+from numformer import nn
+
+SEEDS = st.integers(0, 2**31 - 1)
+DTYPES = st.sampled_from([np.float32, np.float64])
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+def copy_weights(nf_module, torch_module):
+    """numformer -> PyTorch through the state dict; keys and shapes must match exactly."""
+    state = {k: torch.from_numpy(np.array(v)) for k, v in nf_module.state_dict().items()}
+    torch_module.load_state_dict(state, strict=True)
+    return torch_module
+
+
+def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, grad=True,
+                    tol=None):  # fmt: skip
+    """Run both modules on the same inputs; compare outputs, input and parameter gradients."""
+    tol = tol or LOOSE[dtype]
+    nf_m.to(dtype)
+    t_m.to(TORCH_DTYPE[dtype])
+    copy_weights(nf_m, t_m)
+    call = call or (lambda m, *xs: m(*xs))
+    t_call = t_call or call
+    nf_in = [nf.Tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
+    t_in = [torch.tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
+    out, t_out = call(nf_m, *nf_in), t_call(t_m, *t_in)
+    out, t_out = (out[0], t_out[0]) if isinstance(out, tuple) else (out, t_out)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), **tol)
+    if not grad:
+        return
+    g = np.random.default_rng(seed).standard_normal(out.shape).astype(dtype)
+    out.backward(g)
+    t_out.backward(torch.from_numpy(g))
+    for i, (a, b) in enumerate(zip(nf_in, t_in)):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), **tol, err_msg=f"input {i}")
+    t_params = dict(t_m.named_parameters())
+    for name, p in nf_m.named_parameters():
+        tg = t_params[name].grad
+        if tg is None:
+            assert p.grad is None or not np.any(p.grad), name
+            continue
+        assert p.grad is not None and p.grad.dtype == dtype, name
+        np.testing.assert_allclose(p.grad, tg.numpy(), **tol, err_msg=name)
+
+
+# --- basic layers ----------------------------------------------------------------------------
+
+
+@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(), lead=st.sampled_from([(), (3,), (2, 3)]))
+def test_linear(seed, dtype, bias, lead):
+    nf.manual_seed(seed % 1000)
+    compare_modules(nn.Linear(4, 5, bias=bias), torch.nn.Linear(4, 5, bias=bias),
+                    [randn(seed, lead + (4,))], dtype)  # fmt: skip
+
+
+@given(seed=SEEDS, dtype=DTYPES, pad=st.sampled_from([None, 0, 3]))
+def test_embedding(seed, dtype, pad):
+    idx = np.random.default_rng(seed).integers(0, 6, (3, 4))
+    m, t = nn.Embedding(6, 5, padding_idx=pad), torch.nn.Embedding(6, 5, padding_idx=pad)
+    compare_modules(m, t, [], dtype, call=lambda mod: mod(idx),
+                    t_call=lambda mod: mod(torch.from_numpy(idx)))  # fmt: skip
+    if pad is not None:
+        assert not np.any(m.weight.grad[pad])
+
+
+@given(seed=SEEDS, dtype=DTYPES, affine=st.booleans())
+def test_layer_norm(seed, dtype, affine):
+    m, t = nn.LayerNorm(6, elementwise_affine=affine), torch.nn.LayerNorm(6, elementwise_affine=affine)
+    if affine:
+        m.weight.data[...] = randn(seed, (6,))
+        m.bias.data[...] = randn(seed + 1, (6,))
+    compare_modules(m, t, [randn(seed, (2, 3, 6)) * 3 + 1], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(8, 4), (5, 4, 3)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_train_and_eval_over_several_steps(dtype, shape, momentum):
+    m, t = nn.BatchNorm1d(4, momentum=momentum), torch.nn.BatchNorm1d(4, momentum=momentum)
+    m.weight.data[...] = randn(9, (4,))
+    m.to(dtype)
+    t.to(TORCH_DTYPE[dtype])
+    copy_weights(m, t)
+    for step in range(4):
+        x = randn(step, shape) * 2 + 3
+        compare_modules(m, t, [x], dtype) if step == 0 else None
+        if step:
+            a, b = nf.Tensor(x.astype(dtype), requires_grad=True), torch.tensor(x.astype(dtype))
+            np.testing.assert_allclose(m(a).numpy(), t(b).detach().numpy(), **LOOSE[dtype])
+        for key in ("running_mean", "running_var", "num_batches_tracked"):
+            np.testing.assert_allclose(m.state_dict()[key], t.state_dict()[key].numpy(),
+                                       **LOOSE[dtype], err_msg=key)  # fmt: skip
+    m.eval()
+    t.eval()
+    compare_modules(m, t, [randn(7, shape)], dtype)
+
+
+def test_dropout_module_statistics_and_eval_identity():
+    d = nn.Dropout(0.2)
+    x = nf.ones(100, 1000)
+    y = d(x).numpy()
+    assert abs((y == 0).mean() - 0.2) < 0.01 and abs(y.mean() - 1.0) < 0.01
+    d.eval()
+    assert d(x) is x
+
+
+@pytest.mark.parametrize("name", ["ReLU", "GELU", "Tanh", "Identity"])
+def test_activation_modules(name):
+    compare_modules(getattr(nn, name)(), getattr(torch.nn, name)(), [randn(0, (3, 4))], np.float64)
+
+
+def test_feed_forward_matches_torch_composition():
+    ff = nn.FeedForward(8, 16, activation="gelu")
+    t = torch.nn.Module()
+    t.linear1, t.linear2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)
+    compare_modules(ff, t, [randn(1, (2, 3, 8))], np.float64,
+                    t_call=lambda m, x: m.linear2(torch.nn.functional.gelu(m.linear1(x))))  # fmt: skip
+
+
+# --- multi-head attention --------------------------------------------------------------------
+
+
+@given(seed=SEEDS, dtype=DTYPES, data=st.data())
+def test_multihead_attention(seed, dtype, data):
+    E, H = data.draw(st.sampled_from([(8, 2), (12, 3), (4, 1)]))
+    cross = data.draw(st.booleans())
+    kdim = data.draw(st.sampled_from([None, 5])) if cross else None
+    vdim = data.draw(st.sampled_from([None, 7])) if cross else None
+    bias = data.draw(st.booleans())
+    batched = data.draw(st.booleans())
+    N, L = 2, data.draw(st.integers(1, 4))
+    S = data.draw(st.integers(1, 4)) if cross else L
+    rng = np.random.default_rng(seed)
+    lead = (N,) if batched else ()
+    q = randn(seed, lead + (L, E))
+    k = randn(seed + 1, lead + (S, kdim or E)) if cross else q
+    v = randn(seed + 2, lead + (S, vdim or E)) if cross else q
+    kpm_kind = data.draw(st.sampled_from(["none", "bool", "float"]))
+    am_kind = data.draw(st.sampled_from(["none", "bool", "bool3d", "float"]))
+    kpm = am = None
+    if kpm_kind != "none":
+        kpm = rng.random(lead + (S,)) < 0.3
+        kpm[..., 0] = False  # every query keeps one key (fully masked rows differ by design)
+        kpm = kpm if kpm_kind == "bool" else np.where(kpm, -1e9, 0.0).astype(dtype)
+    if am_kind == "bool":
+        am = rng.random((L, S)) < 0.3
+        am[:, 0] = False
+    elif am_kind == "bool3d":
+        am = rng.random(((N if batched else 1) * H, L, S)) < 0.3
+        am[..., 0] = False
+    elif am_kind == "float":
+        am = rng.standard_normal((L, S)).astype(dtype)
+    need = data.draw(st.booleans())
+    avg = data.draw(st.booleans())
+    m = nn.MultiheadAttention(E, H, bias=bias, kdim=kdim, vdim=vdim)
+    t = torch.nn.MultiheadAttention(E, H, bias=bias, kdim=kdim, vdim=vdim, batch_first=True)
+    kw = {"need_weights": need, "average_attn_weights": avg}
+    t_kpm = None if kpm is None else torch.from_numpy(kpm)
+    t_am = None if am is None else torch.from_numpy(am)
+    arrays = [q] if not cross else [q, k, v]
+
+    def call(mod, *xs):
+        a, b, c = (xs * 3)[:3] if not cross else xs
+        return mod(a, b, c, key_padding_mask=kpm, attn_mask=am, **kw)
+
+    def t_call(mod, *xs):
+        a, b, c = (xs * 3)[:3] if not cross else xs
+        return mod(a, b, c, key_padding_mask=t_kpm, attn_mask=t_am, **kw)
+
+    compare_modules(m, t, arrays, dtype, call=call, t_call=t_call)
+    if need:
+        _, w = call(m, *[nf.Tensor(a.astype(dtype)) for a in arrays])
+        _, tw = t_call(t, *[torch.tensor(a.astype(dtype)) for a in arrays])
+        np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), **LOOSE[dtype])
+
+
+def test_multihead_attention_is_causal_builds_the_mask():
+    m = nn.MultiheadAttention(8, 2)
+    x = nf.randn(2, 5, 8)
+    causal, _ = m(x, x, x, is_causal=True, need_weights=False)
+    explicit, _ = m(x, x, x, attn_mask=~np.tri(5, dtype=bool), need_weights=False)
+    np.testing.assert_allclose(causal.numpy(), explicit.numpy())
+
+
+# --- transformer stacks ----------------------------------------------------------------------
+
+
+def _stack_masks(rng, N, L, S=None):
+    S = S or L
+    kpm = rng.random((N, S)) < 0.3
+    kpm[:, 0] = False
+    return kpm
+
+
+@given(seed=SEEDS, dtype=DTYPES, norm_first=st.booleans(),
+       activation=st.sampled_from(["relu", "gelu"]), masks=st.booleans(), batched=st.booleans())  # fmt: skip
+def test_encoder_layer_and_stack(seed, dtype, norm_first, activation, masks, batched):
+    nf.manual_seed(seed % 1000)
+    kw = {"dim_feedforward": 16, "dropout": 0.0, "activation": activation, "norm_first": norm_first}
+    layer = nn.TransformerEncoderLayer(8, 2, **kw)
+    t_layer = torch.nn.TransformerEncoderLayer(8, 2, batch_first=True, **kw)
+    rng = np.random.default_rng(seed)
+    x = randn(seed, (2, 4, 8) if batched else (4, 8))
+    mask = torch_mask = kpm = t_kpm = None
+    if masks:
+        mask = nn.generate_square_subsequent_mask(4, dtype=dtype).numpy()
+        torch_mask = torch.from_numpy(mask)
+        if batched:
+            kpm = _stack_masks(rng, 2, 4)
+            t_kpm = torch.from_numpy(kpm)
+    compare_modules(layer, t_layer, [x], dtype,
+                    call=lambda m, a: m(a, src_mask=mask, src_key_padding_mask=kpm),
+                    t_call=lambda m, a: m(a, src_mask=torch_mask, src_key_padding_mask=t_kpm))  # fmt: skip
+    enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8))
+    t_enc = torch.nn.TransformerEncoder(t_layer, 2, norm=torch.nn.LayerNorm(8),
+                                        enable_nested_tensor=False)  # fmt: skip
+    compare_modules(enc, t_enc, [x], dtype,
+                    call=lambda m, a: m(a, mask=mask, src_key_padding_mask=kpm),
+                    t_call=lambda m, a: m(a, mask=torch_mask, src_key_padding_mask=t_kpm))  # fmt: skip
+
+
+@given(seed=SEEDS, dtype=DTYPES, norm_first=st.booleans(), masks=st.booleans())
+def test_decoder_layer_and_full_transformer(seed, dtype, norm_first, masks):
+    nf.manual_seed(seed % 1000)
+    kw = {"dim_feedforward": 16, "dropout": 0.0, "norm_first": norm_first}
+    rng = np.random.default_rng(seed)
+    src, tgt = randn(seed, (2, 5, 8)), randn(seed + 1, (2, 3, 8))
+    tgt_mask = t_tgt_mask = kpm = t_kpm = mkpm = t_mkpm = None
+    if masks:
+        tgt_mask = nn.Transformer.generate_square_subsequent_mask(3, dtype=dtype).numpy()
+        t_tgt_mask = torch.from_numpy(tgt_mask)
+        kpm, mkpm = _stack_masks(rng, 2, 3), _stack_masks(rng, 2, 5)
+        t_kpm, t_mkpm = torch.from_numpy(kpm), torch.from_numpy(mkpm)
+    layer = nn.TransformerDecoderLayer(8, 2, **kw)
+    t_layer = torch.nn.TransformerDecoderLayer(8, 2, batch_first=True, **kw)
+    compare_modules(layer, t_layer, [tgt, src], dtype,
+                    call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, tgt_key_padding_mask=kpm,
+                                           memory_key_padding_mask=mkpm),
+                    t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, tgt_key_padding_mask=t_kpm,
+                                             memory_key_padding_mask=t_mkpm))  # fmt: skip
+    model = nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, **kw)
+    t_model = torch.nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2,
+                                   batch_first=True, **kw)  # fmt: skip
+    compare_modules(model, t_model, [src, tgt], dtype,
+                    call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, src_key_padding_mask=mkpm,
+                                           tgt_key_padding_mask=kpm, memory_key_padding_mask=mkpm),
+                    t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, src_key_padding_mask=t_mkpm,
+                                             tgt_key_padding_mask=t_kpm,
+                                             memory_key_padding_mask=t_mkpm))  # fmt: skip
+
+
+def test_weights_move_from_torch_to_numformer():
+    torch.manual_seed(0)
+    t = torch.nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, batch_first=True)
+    m = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0)
+    result = m.load_state_dict(t.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    src, tgt = randn(0, (2, 4, 8)).astype(np.float32), randn(1, (2, 3, 8)).astype(np.float32)
+    out = m(nf.Tensor(src), nf.Tensor(tgt)).numpy()
+    ref = t(torch.from_numpy(src), torch.from_numpy(tgt)).detach().numpy()
+    np.testing.assert_allclose(out, ref, **LOOSE[np.float32])
+
+
+# --- recurrent -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), batched=st.booleans(),
+       with_state=st.booleans())  # fmt: skip
+def test_recurrent(cls, seed, dtype, layers, batched, with_state):
+    nf.manual_seed(seed % 1000)
+    m = getattr(nn, cls)(3, 4, num_layers=layers)
+    t = getattr(torch.nn, cls)(3, 4, num_layers=layers, batch_first=True)
+    x = randn(seed, (2, 5, 3) if batched else (5, 3))
+    state_shape = (layers, 2, 4) if batched else (layers, 4)
+    h0 = randn(seed + 1, state_shape).astype(dtype)
+    c0 = randn(seed + 2, state_shape).astype(dtype)
+    if not with_state:
+        call = t_call = None
+    elif cls == "RNN":
+        call = lambda mod, a: mod(a, nf.Tensor(h0))  # noqa: E731
+        t_call = lambda mod, a: mod(a, torch.from_numpy(h0))  # noqa: E731
+    else:
+        call = lambda mod, a: mod(a, (nf.Tensor(h0), nf.Tensor(c0)))  # noqa: E731
+        t_call = lambda mod, a: mod(a, (torch.from_numpy(h0), torch.from_numpy(c0)))  # noqa: E731
+    compare_modules(m, t, [x], dtype, call=call, t_call=t_call)
+
+
+# --- positions (seed section 4) --------------------------------------------------------------
+
+
+def _seed_positional_encoding(max_len, d_model):
+    """The seed's formula, transcribed (section 4)."""
+    pe = np.zeros((max_len, d_model))
+    position = np.arange(max_len).reshape(-1, 1)
+    div_term = np.exp(np.arange(0, d_model, 2) * -(np.log(10000.0) / d_model))
+    pe[:, 0::2] = np.sin(position * div_term)
+    pe[:, 1::2] = np.cos(position * div_term)
+    return pe
+
+
+def test_sinusoidal_encoding_equals_seed_formula_and_module_adds_it():
+    pe = nn.functional.sinusoidal_positional_encoding(50, 16, dtype=np.float64)
+    np.testing.assert_allclose(pe, _seed_positional_encoding(50, 16), atol=1e-15)
+    m = nn.SinusoidalPositionalEncoding(16, max_len=50)
+    assert m.pe.shape == (50, 16) and "pe" in m.state_dict() and m.num_parameters() == 0
+    x = nf.zeros(2, 7, 16)
+    np.testing.assert_allclose(m(x).numpy()[1], pe[:7], atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 3, 17])
+def test_shift_by_k_is_one_fixed_block_rotation_for_every_position(k):
+    d = 16
+    pe = nn.functional.sinusoidal_positional_encoding(200, d, dtype=np.float64)
+    rotation = np.zeros((d, d))
+    for i in range(d // 2):
+        w = 1.0 / 10000 ** (2 * i / d)
+        c, s = np.cos(w * k), np.sin(w * k)
+        # (sin(a + b), cos(a + b)) = [[cos b, sin b], [-sin b, cos b]] (sin a, cos a)
+        rotation[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = [[c, s], [-s, c]]
+    shifted = pe[:-k] @ rotation.T
+    assert np.abs(shifted - pe[k:]).max() < 1e-9
+
+
+def test_cosine_similarity_falls_with_small_distances():
+    pe = nn.functional.sinusoidal_positional_encoding(100, 64, dtype=np.float64)
+    unit = pe / np.linalg.norm(pe, axis=1, keepdims=True)
+    sims = [unit[10] @ unit[10 + d] for d in range(0, 6)]
+    assert all(a > b for a, b in zip(sims, sims[1:]))
+
+
+def test_learned_positions_and_max_len_error():
+    m = nn.LearnedPositionalEmbedding(8, 4)
+    x = nf.zeros(2, 5, 4)
+    np.testing.assert_allclose(m(x).numpy()[0], m.weight.numpy()[:5])
+    with pytest.raises(ValueError, match=r"length 9 at offset 0 exceeds max_len 8"):
+        m(nf.zeros(1, 9, 4))
+    with pytest.raises(ValueError, match=r"exceeds max_len 50"):
+        nn.SinusoidalPositionalEncoding(16, max_len=50)(nf.zeros(51, 16))
+
+
+def test_rotary_embedding_matches_reference_and_is_relative():
+    dim, L = 8, 6
+    rope = nn.RotaryEmbedding(dim, max_len=32).double()
+    x = randn(0, (2, L, dim))
+    # Reference rotate-half RoPE in torch.
+    inv = 10000.0 ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    ang = torch.arange(L, dtype=torch.float64)[:, None] * inv[None]
+    ang = torch.cat([ang, ang], -1)
+
+    def reference(t):
+        rotated = torch.cat([-t[..., dim // 2 :], t[..., : dim // 2]], -1)
+        return t * ang.cos() + rotated * ang.sin()
+
+    compare_modules(rope, torch.nn.Module(), [x], np.float64, call=lambda m, a: m(a),
+                    t_call=lambda m, a: reference(a))  # fmt: skip
+    # q_p . k_s depends only on p - s.
+    q, k = nf.Tensor(randn(1, (1, dim))), nf.Tensor(randn(2, (1, dim)))
+    dots = [float((rope(q, offset=p) * rope(k, offset=p - 2)).sum().item()) for p in (2, 5, 9)]
+    np.testing.assert_allclose(dots, dots[0], rtol=1e-12)
+    assert "cos" not in rope.state_dict()  # tables are rebuilt, not saved
