@@ -10,6 +10,8 @@ settings.register_profile(
     "default",
     max_examples=int(os.environ.get("NUMFORMER_EXAMPLES", "50")),
     deadline=None,
+    # CI replays the same examples every run (reproducible); locally each run explores anew.
+    derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("default")

@@ -63,7 +63,9 @@ def test_layer_norm_parity(seed, shape, dtype, data):
     k = data.draw(st.integers(1, len(shape)))
     affine = data.draw(st.sampled_from(["both", "weight", "none"]))
     norm_shape = shape[len(shape) - k :]
-    assume(np.prod(norm_shape) > 1)  # one element normalises to exactly 0 (torch: round-off)
+    # With 1 or 2 elements xhat is 0 or +-1 whatever x is: the input gradient is ~0 (through eps
+    # only), so float32 cancellation noise dominates both frameworks' answers.
+    assume(np.prod(norm_shape) > 2)
     x = randn(seed, shape) * 2 + 1
     arrays = [x]
     if affine in ("both", "weight"):

@@ -3,7 +3,7 @@
 ``numformer.nn.functional`` holds the functional API; ``numformer.nn.init`` the initialisers.
 """
 
-from numformer.nn import functional, init
+from numformer.nn import functional, init, utils
 from numformer.nn.attention import MultiheadAttention
 from numformer.nn.layers import (
     GELU,
@@ -34,7 +34,7 @@ from numformer.nn.transformer import (
 )
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
+    "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
     "Linear", "Embedding", "LayerNorm", "BatchNorm1d", "Dropout", "ReLU", "GELU", "Tanh",
     "Identity", "FeedForward", "MultiheadAttention", "SinusoidalPositionalEncoding",
     "LearnedPositionalEmbedding", "RotaryEmbedding", "TransformerEncoderLayer",

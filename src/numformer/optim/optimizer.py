@@ -1,0 +1,200 @@
+"""Optimisers with PyTorch's update rules, parameter groups and state dicts.
+
+Updates run in place on each parameter's array in its own dtype (float32 stays float32), so
+references held elsewhere (the state dict, a model copy) see the new values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numformer.tensor import Tensor
+
+
+class Optimizer:
+    """Base class: ``param_groups`` (list of dicts with ``"params"`` and hyperparameters), per-
+    parameter ``state``, ``zero_grad()``, ``step()``, ``state_dict()`` / ``load_state_dict()``."""
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = defaults
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups: list[dict] = []
+        self.state: dict[int, dict] = {}  # id(param) -> state
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict) -> None:
+        params = list(group["params"])
+        if not params:
+            raise ValueError(f"{type(self).__name__}: a parameter group has no parameters")
+        for p in params:
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"{type(self).__name__}: can only optimise tensors that require "
+                                f"grad, got {type(p).__name__}")  # fmt: skip
+        full = {**self.defaults, **group, "params": params}
+        self._validate(full)
+        self.param_groups.append(full)
+
+    def _validate(self, group: dict) -> None:
+        name = type(self).__name__
+        if not group["lr"] > 0:
+            raise ValueError(f"{name}: lr must be > 0, got {group['lr']}")
+        if group.get("weight_decay", 0.0) < 0:
+            raise ValueError(f"{name}: weight_decay must be >= 0, got {group['weight_decay']}")
+        if "betas" in group:
+            b1, b2 = group["betas"]
+            if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+                raise ValueError(f"{name}: betas must be in [0, 1), got {group['betas']}")
+        if group.get("eps", 1.0) < 0:
+            raise ValueError(f"{name}: eps must be >= 0, got {group['eps']}")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, group, self.state.setdefault(id(p), {}))
+
+    def _update(self, p: Tensor, grad: np.ndarray, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    # --- state dicts: parameters are referred to by their position, as in PyTorch ------------
+    def _ordered_params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict:
+        index = {id(p): i for i, p in enumerate(self._ordered_params())}
+        groups, start = [], 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            groups.append({**{k: v for k, v in g.items() if k != "params"},
+                           "params": list(range(start, start + n))})  # fmt: skip
+            start += n
+        state = {index[pid]: {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                              for k, v in s.items()}
+                 for pid, s in self.state.items() if pid in index}  # fmt: skip
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+            len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)
+        ):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has groups of "
+                             f"sizes {[len(g['params']) for g in groups]}, this optimiser has "
+                             f"{[len(g['params']) for g in self.param_groups]}")  # fmt: skip
+        params = self._ordered_params()
+        for i, s in state_dict["state"].items():
+            p = params[int(i)]
+            restored = {}
+            for k, v in s.items():
+                if isinstance(v, np.ndarray) and v.shape == p.shape:
+                    v = v.astype(p.dtype, copy=True)
+                elif isinstance(v, np.ndarray) or k != "step":
+                    v = v.copy() if isinstance(v, np.ndarray) else v
+                restored[k] = v
+            self.state[id(p)] = restored
+        for saved, group in zip(groups, self.param_groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in g.items() if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    """SGD with momentum and Nesterov, and coupled L2 ``weight_decay`` (g += wd * p):
+    buf = momentum * buf + (1 - dampening) * g; step along buf (or g + momentum * buf)."""
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):  # fmt: skip
+        if momentum < 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "maximize": maximize})  # fmt: skip
+
+    def _update(self, p, grad, group, state):
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p.data
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba) with PyTorch's bias correction; ``weight_decay`` is coupled L2
+    (added to the gradient). ``AdamW`` decouples it."""
+
+    decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):  # fmt: skip
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
+                                  "maximize": maximize})  # fmt: skip
+
+    def _update(self, p, grad, group, state):
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        g = -grad if group["maximize"] else grad
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        step = state["step"]
+        if wd:
+            if self.decoupled:
+                p.data *= 1 - lr * wd
+            else:
+                g = g + wd * p.data
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (g - m) * (1 - beta1)  # PyTorch's lerp form
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if group["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        bias1 = 1 - beta1**step
+        bias2_sqrt = math.sqrt(1 - beta2**step)
+        denom = np.sqrt(v) / p.dtype.type(bias2_sqrt)
+        denom += eps
+        p.data -= p.dtype.type(lr / bias1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):  # fmt: skip
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
