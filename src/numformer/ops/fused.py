@@ -154,7 +154,6 @@ class CrossEntropy(Function):
             wt = t * weight if weight is not None else t
             self.wt = wt
             per_row = -xp.sum(wt * logp, axis=1)
-            self.row_coef = xp.ones(per_row.shape, dtype=dtype)
             denominator = per_row.shape[0]
         else:
             flat = target.reshape(-1)

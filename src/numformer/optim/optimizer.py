@@ -99,13 +99,8 @@ class Optimizer:
         params = self._ordered_params()
         for i, s in state_dict["state"].items():
             p = params[int(i)]
-            restored = {}
-            for k, v in s.items():
-                if isinstance(v, np.ndarray) and v.shape == p.shape:
-                    v = v.astype(p.dtype, copy=True)
-                elif isinstance(v, np.ndarray) or k != "step":
-                    v = v.copy() if isinstance(v, np.ndarray) else v
-                restored[k] = v
+            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, np.ndarray) else v
+                        for k, v in s.items()}  # fmt: skip
             self.state[id(p)] = restored
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
