@@ -47,6 +47,15 @@ def test_softmax_and_cross_entropy_finite_for_huge_logits(dtype):
     assert np.isfinite(F.log_softmax(nf.Tensor(x), -1).numpy()).all()
 
 
+@pytest.mark.parametrize("name", ["relu", "gelu", "tanh", "sigmoid"])
+def test_activations_propagate_nan_like_torch(name):
+    x = np.array([np.nan, -1.0, 2.0], dtype=np.float32)
+    ours = getattr(F, name)(nf.Tensor(x)).numpy()
+    ref = getattr(TF, name)(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    np.testing.assert_allclose(ours[1:], ref[1:], rtol=1e-6)
+
+
 def test_softmax_row_of_minus_inf_gives_zeros():
     x = nf.Tensor(np.array([[-np.inf, -np.inf], [0.0, -np.inf]]), requires_grad=True)
     y = F.softmax(x, -1)

@@ -162,9 +162,11 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden."""
+
     def forward(self, a):
         self.mask = a > 0
-        return xp.where(self.mask, a, 0).astype(a.dtype, copy=False)
+        return xp.maximum(a, a.dtype.type(0))
 
     def backward(self, g):
         return (g * self.mask,)

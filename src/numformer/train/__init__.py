@@ -1,0 +1,20 @@
+"""Training toolkit: the loop, checkpoints, the LR finder and the health monitor.
+
+Needs the ``train`` extra (safetensors, tqdm, matplotlib): ``pip install 'numformer[train]'``.
+"""
+
+from numformer.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from numformer.train.lr_finder import LRFinderResult, lr_find
+from numformer.train.monitor import ADVICE, Diagnosis, HealthMonitor
+from numformer.train.trainer import Callback, EarlyStopping, FitResult, TrainConfig, Trainer
+
+__all__ = [
+    "Trainer", "TrainConfig", "Callback", "EarlyStopping", "FitResult", "save_checkpoint",
+    "load_checkpoint", "resolve_checkpoint", "CheckpointError", "lr_find", "LRFinderResult",
+    "HealthMonitor", "Diagnosis", "ADVICE",
+]  # fmt: skip

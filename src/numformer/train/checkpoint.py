@@ -1,0 +1,186 @@
+"""Checkpoints: arrays in safetensors (never pickle), everything else in JSON beside them.
+
+Layout under a checkpoint ``directory``::
+
+    step-00000100/model.safetensors   weights (the model's state dict); a second save of the
+                                      same step goes to step-00000100-1, never over a folder
+    step-00000100/optim.safetensors   optimiser arrays (moments, momentum buffers)
+    step-00000100/state.json          step, config, optimiser scalars and groups, scheduler,
+                                      RNG state, extra (trainer) state, file checksums
+    latest.json                       {"checkpoint": "step-00000100"}
+    best.json                         the same, for the best validation loss
+
+A checkpoint is written into a temporary folder, flushed to disk and renamed into place; only
+then is ``latest.json`` replaced (atomically) to point at it. A crash or Ctrl-C at any moment
+leaves the previous checkpoint readable. Loading checks every file's SHA-256 first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from numformer import backend
+
+try:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file, save_file
+except ImportError as err:  # pragma: no cover - the `train` extra is missing
+    raise ImportError("numformer.train needs the 'train' extra: pip install 'numformer[train]'") from err
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupted, or does not fit the model it is loaded into."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _contiguous(arrays: dict) -> dict:
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
+def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict]:
+    """Optimiser state dict -> (arrays for safetensors, JSON-able rest)."""
+    arrays, scalars = {}, {}
+    for index, state in state_dict["state"].items():
+        for key, value in state.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return arrays, {"scalars": scalars, "param_groups": state_dict["param_groups"]}
+
+
+def _join_optimizer_state(arrays: dict, meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in arrays.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in meta["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int = 0,
+                    config: dict | None = None, extra: dict | None = None,
+                    tag: str = "latest", keep: int = 3) -> Path:  # fmt: skip
+    """Write a checkpoint of ``model`` (and optimiser, scheduler, RNG) under ``directory``.
+
+    ``tag`` names the pointer file updated last (``latest`` or ``best``); the ``keep`` newest
+    step folders are kept, plus any that a pointer still names. Returns the checkpoint folder.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name, n = f"step-{step:08d}", 1
+    while (directory / name).exists():  # never overwrite: a pointer may name the old folder
+        name, n = f"step-{step:08d}-{n}", n + 1
+    final = directory / name
+    tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
+    try:
+        save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
+        state = {"step": step, "config": config or {}, "extra": extra or {},
+                 "rng": backend.get_rng_state()}  # fmt: skip
+        if optimizer is not None:
+            arrays, meta = _split_optimizer_state(optimizer.state_dict())
+            save_file(_contiguous(arrays), str(tmp / "optim.safetensors"))
+            state["optimizer"] = meta
+        if scheduler is not None:
+            state["scheduler"] = scheduler.state_dict()
+        state["files"] = {p.name: _sha256(p) for p in sorted(tmp.glob("*.safetensors"))}
+        with open(tmp / "state.json", "w") as f:
+            json.dump(state, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_json_atomic(directory / f"{tag}.json", {"checkpoint": name, "step": step})
+    _prune(directory, keep)
+    return final
+
+
+def _prune(directory: Path, keep: int) -> None:
+    pinned = set()
+    for pointer in directory.glob("*.json"):
+        try:
+            pinned.add(json.loads(pointer.read_text())["checkpoint"])
+        except (ValueError, KeyError):
+            continue
+    folders = sorted((p for p in directory.glob("step-*") if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime_ns)  # fmt: skip
+    for old in folders[:-keep] if keep > 0 else []:
+        if old.name not in pinned:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_checkpoint(path, tag: str = "latest") -> Path:
+    """A step folder, or the one that ``<directory>/<tag>.json`` points to."""
+    path = Path(path)
+    if (path / "state.json").exists():
+        return path
+    pointer = path / f"{tag}.json"
+    if not pointer.exists():
+        raise CheckpointError(f"no checkpoint found at {path}: expected a step folder or "
+                              f"{pointer.name}; train first or pass the right --out folder")  # fmt: skip
+    try:
+        return path / json.loads(pointer.read_text())["checkpoint"]
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{pointer} is unreadable: {err}") from None
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "latest",
+                    restore_rng: bool = True) -> dict:  # fmt: skip
+    """Restore ``model`` (and optimiser, scheduler, RNG) from a checkpoint; return its state.
+
+    Raises ``CheckpointError`` for a missing, truncated or corrupted checkpoint, or one of
+    another architecture (every mismatched key listed); the model is left unchanged then.
+    """
+    folder = resolve_checkpoint(path, tag)
+    try:
+        state = json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
+    for name, digest in state.get("files", {}).items():
+        file = folder / name
+        if not file.exists() or _sha256(file) != digest:
+            raise CheckpointError(f"checkpoint {folder}: {name} is missing or corrupted (checksum "
+                                  f"mismatch); load an earlier checkpoint")  # fmt: skip
+    try:
+        weights = load_file(str(folder / "model.safetensors"))
+        optim_arrays = load_file(str(folder / "optim.safetensors")) if "optimizer" in state else {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"checkpoint {folder}: cannot read tensors ({err})") from None
+    try:
+        model.load_state_dict(weights)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {folder} does not match this model (another "
+                              f"architecture?): {err}") from None  # fmt: skip
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(_join_optimizer_state(optim_arrays, state["optimizer"]))
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        backend.set_rng_state(state["rng"])
+    return state

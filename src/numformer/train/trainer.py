@@ -1,0 +1,283 @@
+"""A small, explicit training loop: gradient accumulation, clipping, schedules, validation,
+callbacks, JSONL metrics, a progress bar, safe checkpoints, exact resume and Ctrl-C.
+
+Data comes from functions of a random generator the trainer owns, ``train_batches(rng)``,
+so the batch sequence is part of the saved state: a run resumed from step k continues with
+exactly the batches (and dropout masks) an uninterrupted run would have used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import numformer as nf
+from numformer.nn.utils import clip_grad_norm_
+from numformer.optim.lr_scheduler import ReduceLROnPlateau
+from numformer.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a run; saved in every checkpoint."""
+
+    max_steps: int = 1000
+    grad_accum_steps: int = 1
+    clip_grad_norm: float | None = 1.0
+    eval_every: int = 100
+    eval_batches: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    early_stopping_patience: int | None = None  # evaluations without improvement
+    log_every: int = 1
+    out_dir: str = "runs/train"
+    seed: int = 0
+    progress: bool = True
+    stop_on_fatal: bool = True
+
+    def __post_init__(self):
+        for name in ("max_steps", "grad_accum_steps", "eval_every", "eval_batches",
+                     "checkpoint_every", "log_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"TrainConfig: clip_grad_norm must be > 0 or None, got "
+                             f"{self.clip_grad_norm}")  # fmt: skip
+
+
+class Callback:
+    """Hooks the trainer calls; override the ones you need."""
+
+    def on_step_end(self, trainer: Trainer, metrics: dict) -> None: ...
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when validation loss has not improved for ``patience`` evaluations."""
+
+    def __init__(self, patience: int, min_delta: float = 0.0):
+        self.patience, self.min_delta = patience, min_delta
+        self.bad_evals = 0
+
+    def on_eval_end(self, trainer, metrics):
+        if metrics["val_loss"] < trainer.best_val_loss - self.min_delta:
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.patience:
+                trainer.request_stop(f"early stopping: no improvement in {self.patience} evaluations")
+
+
+@dataclass
+class FitResult:
+    status: str  # "completed", "interrupted", "early_stopped", "fatal"
+    step: int
+    best_val_loss: float
+    reason: str = ""
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """Train ``model`` by minimising ``loss_fn(model, batch) -> scalar Tensor``.
+
+    ``train_batches(rng) -> batch`` and ``val_batches(rng) -> batch`` draw batches from the
+    generator they are given. ``count(batch) -> int`` says how many samples (or tokens) a batch
+    holds, for the throughput shown in the progress bar. ``monitor`` is an optional
+    ``HealthMonitor``. Metrics go to ``<out_dir>/metrics.jsonl`` (plotted to ``metrics.png`` at
+    the end), checkpoints to ``<out_dir>/checkpoints``, the monitor's report to
+    ``health_report.txt``.
+    """
+
+    def __init__(self, model, optimizer, loss_fn, train_batches, val_batches=None,
+                 scheduler=None, config: TrainConfig | None = None, monitor=None,
+                 callbacks=(), count=None, unit: str = "samples"):  # fmt: skip
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.train_batches, self.val_batches, self.scheduler = train_batches, val_batches, scheduler
+        self.config = config or TrainConfig()
+        self.monitor = monitor
+        self.callbacks = list(callbacks)
+        if self.config.early_stopping_patience:
+            self.callbacks.append(EarlyStopping(self.config.early_stopping_patience))
+        self.count = count or (lambda batch: len(batch[0]))
+        self.unit = unit
+        self.out_dir = Path(self.config.out_dir)
+        self.checkpoint_dir = self.out_dir / "checkpoints"
+        self.metrics_path = self.out_dir / "metrics.jsonl"
+        self.rng = np.random.default_rng(self.config.seed)
+        self.step = 0
+        self.best_val_loss = math.inf
+        self._stop_reason = None
+        self._stop_status = None
+
+    # --- control ----------------------------------------------------------------------------
+    def request_stop(self, reason: str, status: str = "early_stopped") -> None:
+        """Finish the current step, save a checkpoint and return from ``fit``."""
+        self._stop_reason, self._stop_status = reason, status
+
+    def _on_sigint(self, signum, frame):
+        if self._stop_status == "interrupted":  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.request_stop("interrupted by Ctrl-C", "interrupted")
+
+    # --- state ------------------------------------------------------------------------------
+    def _extra_state(self) -> dict:
+        return {"data_rng": self.rng.bit_generator.state, "best_val_loss": self.best_val_loss,
+                "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks]}  # fmt: skip
+
+    def save(self, tag: str = "latest"):
+        return save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler,
+                               step=self.step, config=asdict(self.config),
+                               extra=self._extra_state(), tag=tag,
+                               keep=self.config.keep_checkpoints)  # fmt: skip
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint under ``out_dir`` if there is one; True if loaded."""
+        try:
+            resolve_checkpoint(self.checkpoint_dir)
+        except CheckpointError:
+            return False
+        state = load_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler)
+        self.step = state["step"]
+        extra = state["extra"]
+        self.rng.bit_generator.state = extra["data_rng"]
+        self.best_val_loss = extra["best_val_loss"]
+        for c, bad in zip(self.callbacks, extra.get("callbacks", [])):
+            if bad is not None:
+                c.bad_evals = bad
+        self._truncate_metrics()
+        return True
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines past the resumed step, so the log reads as one run."""
+        if not self.metrics_path.exists():
+            return
+        lines = [line for line in self.metrics_path.read_text().splitlines()
+                 if line and json.loads(line)["step"] <= self.step]  # fmt: skip
+        self.metrics_path.write_text("".join(line + "\n" for line in lines))
+
+    # --- the loop ---------------------------------------------------------------------------
+    def evaluate(self) -> float:
+        """Mean loss over ``eval_batches`` validation batches (the same batches every time)."""
+        if self.val_batches is None:
+            return math.nan
+        rng = np.random.default_rng(self.config.seed + 1_000_003)
+        self.model.eval()
+        with nf.no_grad():
+            losses = [float(self.loss_fn(self.model, self.val_batches(rng)).item())
+                      for _ in range(self.config.eval_batches)]  # fmt: skip
+        self.model.train()
+        return float(np.mean(losses))
+
+    def _train_step(self) -> dict:
+        cfg = self.config
+        self.model.train()
+        self.optimizer.zero_grad()
+        total, items = 0.0, 0
+        for _ in range(cfg.grad_accum_steps):
+            batch = self.train_batches(self.rng)
+            loss = self.loss_fn(self.model, batch)
+            (loss / cfg.grad_accum_steps).backward()
+            total += float(loss.item()) / cfg.grad_accum_steps
+            items += self.count(batch)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
+        grad_norm = float(clip_grad_norm_(params, clip).item()) if params else 0.0
+        if self.monitor is not None:
+            self.monitor.after_backward(self.step + 1, total)
+        self.optimizer.step()
+        if self.monitor is not None:
+            self.monitor.after_step(self.step + 1)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        self.step += 1
+        return {"step": self.step, "loss": total, "lr": lr, "grad_norm": grad_norm, "items": items}
+
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train until ``max_steps``, early stopping, a fatal diagnosis or Ctrl-C."""
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.resume()
+        elif self.metrics_path.exists():
+            self.metrics_path.unlink()
+        self._stop_reason = self._stop_status = None
+        history = []
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        bar = _progress(cfg, self.step)
+        try:
+            with open(self.metrics_path, "a") as log:
+                while self.step < cfg.max_steps and self._stop_status is None:
+                    start = time.perf_counter()
+                    metrics = self._train_step()
+                    metrics["throughput"] = metrics.pop("items") / (time.perf_counter() - start)
+                    if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                        self._evaluate_into(metrics)
+                    if self.monitor is not None and self.monitor.fatal and cfg.stop_on_fatal:
+                        self.request_stop(self.monitor.fatal_message(), "fatal")
+                    for c in self.callbacks:
+                        c.on_step_end(self, metrics)
+                    history.append(metrics)
+                    if self.step % cfg.log_every == 0 or "val_loss" in metrics:
+                        log.write(json.dumps(metrics) + "\n")
+                        log.flush()
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
+                                        **{f"{self.unit}/s": f"{metrics['throughput']:.0f}"})  # fmt: skip
+                    if self.step % cfg.checkpoint_every == 0 or self._stop_status is not None:
+                        self.save()
+            if self.step >= cfg.max_steps and self._stop_status is None:
+                self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        self._write_summary()
+        status = self._stop_status or "completed"
+        return FitResult(status, self.step, self.best_val_loss, self._stop_reason or "", history)
+
+    def _write_summary(self) -> None:
+        """``metrics.png`` (loss, lr, gradient norm) and, with a monitor, ``health_report.txt``."""
+        from numformer.viz.plots import plot_metrics
+
+        if self.metrics_path.exists() and self.metrics_path.stat().st_size:
+            plot_metrics(self.metrics_path, self.out_dir / "metrics.png")
+        if self.monitor is not None:
+            report = self.monitor.report()
+            (self.out_dir / "health_report.txt").write_text(report + "\n")
+            if self.config.progress:
+                print(report)
+
+    def _evaluate_into(self, metrics: dict) -> None:
+        val = self.evaluate()
+        if math.isnan(val):
+            return
+        metrics["val_loss"] = val
+        if self.monitor is not None:
+            self.monitor.record_validation(self.step, val)
+        for c in self.callbacks:
+            c.on_eval_end(self, metrics)
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(val)
+        if val < self.best_val_loss:
+            self.best_val_loss = val
+            self.save(tag="best")
+
+
+def _progress(cfg: TrainConfig, start: int):
+    if not cfg.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.max_steps, initial=start, desc="train", dynamic_ncols=True)

@@ -1,0 +1,1 @@
+"""Pictures: loss curves, the LR finder's curve, attention heatmaps (matplotlib, headless)."""

@@ -1,0 +1,140 @@
+"""The training loop and checkpoints: exact resume, Ctrl-C, crash-safe writes, corrupted and
+mismatched checkpoints, early stopping, best-checkpointing, metrics and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from tasks import mlp, mse, regression
+
+import numformer as nf
+from numformer import nn, optim
+from numformer.optim.lr_scheduler import WarmupCosineLR
+from numformer.train import (
+    Callback,
+    CheckpointError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    save_checkpoint,
+)
+from numformer.train import checkpoint as checkpoint_module
+from numformer.viz.plots import plot_metrics
+
+
+def make_trainer(out_dir, max_steps, init_seed=0, **config):
+    nf.manual_seed(init_seed)
+    model = mlp(dropout=0.2)
+    opt = optim.AdamW(model.parameters(), lr=1e-2)
+    sched = WarmupCosineLR(opt, warmup_steps=3, total_steps=12)
+    cfg = TrainConfig(max_steps=max_steps, grad_accum_steps=2, clip_grad_norm=0.5, eval_every=4,
+                      eval_batches=2, checkpoint_every=5, out_dir=str(out_dir), seed=3,
+                      progress=False, **config)  # fmt: skip
+    return Trainer(model, opt, mse, regression(), regression(), scheduler=sched, config=cfg)
+
+
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path):
+    full = make_trainer(tmp_path / "full", 12)
+    full.fit()
+    part = make_trainer(tmp_path / "split", 5)
+    assert part.fit().step == 5
+    nf.manual_seed(999)  # resuming must not depend on the RNG state of the new process
+    resumed = make_trainer(tmp_path / "split", 12, init_seed=123)  # other initial weights
+    result = resumed.fit(resume=True)
+    assert result.status == "completed" and result.step == 12
+    for key, value in full.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[key], value, err_msg=key)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 13))
+
+
+def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path):
+    class Interrupt(Callback):
+        def on_step_end(self, trainer, metrics):
+            if trainer.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = make_trainer(tmp_path, 12)
+    trainer.callbacks.append(Interrupt())
+    result = trainer.fit()
+    assert result.status == "interrupted" and result.step == 3
+    state = load_checkpoint(tmp_path / "checkpoints", mlp(dropout=0.2))
+    assert state["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = mlp()
+    save_checkpoint(tmp_path, model, step=1)
+    good = {k: v.copy() for k, v in model.state_dict().items()}
+    model.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, model, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step-00000001"]
+    restored = mlp()
+    assert load_checkpoint(tmp_path, restored)["step"] == 1
+    for k, v in good.items():
+        np.testing.assert_array_equal(restored.state_dict()[k], v)
+
+
+def test_corrupted_truncated_and_mismatched_checkpoints_get_clear_errors(tmp_path):
+    model = mlp()
+    folder = save_checkpoint(tmp_path, model, step=7)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors is missing or corrupted"):
+        load_checkpoint(tmp_path, mlp())
+    weights.write_bytes(data)
+    other = mlp(hidden=8)
+    before = {k: v.copy() for k, v in other.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"(?s)does not match this model.*0.weight: expected "
+                                              r"shape \(8, 2\), got \(16, 2\)"):  # fmt: skip
+        load_checkpoint(tmp_path, other)
+    for k, v in before.items():
+        np.testing.assert_array_equal(other.state_dict()[k], v)
+    with pytest.raises(CheckpointError, match="no checkpoint found"):
+        load_checkpoint(tmp_path / "nowhere", mlp())
+
+
+def test_early_stopping_best_checkpoint_metrics_and_plot(tmp_path):
+    nf.manual_seed(0)
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=1e-12)  # nothing improves after the first evaluation
+    cfg = TrainConfig(max_steps=100, eval_every=2, eval_batches=2, early_stopping_patience=2,
+                      out_dir=str(tmp_path), progress=False, checkpoint_every=1000)  # fmt: skip
+    result = Trainer(model, opt, mse, regression(), regression(), config=cfg).fit()
+    assert result.status == "early_stopped" and result.step == 6
+    assert json.loads((tmp_path / "checkpoints" / "best.json").read_text())["step"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "lr", "grad_norm", "throughput"} <= set(rows[0])
+    assert [r["step"] for r in rows if "val_loss" in r] == [2, 4, 6]
+    assert (tmp_path / "metrics.png").stat().st_size > 10_000  # written by fit
+    png = tmp_path / "again.png"
+    plot_metrics(tmp_path / "metrics.jsonl", png)
+    assert png.stat().st_size > 10_000
+
+
+def test_training_reduces_loss_and_config_validation(tmp_path):
+    nf.manual_seed(0)
+    model = mlp(hidden=32)
+    cfg = TrainConfig(max_steps=150, eval_every=50, out_dir=str(tmp_path), progress=False)
+    result = Trainer(model, optim.Adam(model.parameters(), lr=1e-2), mse, regression(),
+                     regression(), config=cfg).fit()  # fmt: skip
+    assert result.history[-1]["val_loss"] < 0.25 * result.history[49]["val_loss"] or \
+        result.best_val_loss < 0.1  # fmt: skip
+    with pytest.raises(ValueError, match=r"TrainConfig: max_steps must be >= 1, got 0"):
+        TrainConfig(max_steps=0)
+    with pytest.raises(ValueError, match=r"clip_grad_norm must be > 0 or None, got -1"):
+        TrainConfig(clip_grad_norm=-1)
