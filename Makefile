@@ -30,6 +30,7 @@ test: lint
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_ops.py
+	$(BIN)/python bench/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
