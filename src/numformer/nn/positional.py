@@ -80,13 +80,26 @@ class RotaryEmbedding(Module):
         self.register_buffer("cos", np.cos(angles), persistent=False)
         self.register_buffer("sin", np.sin(angles), persistent=False)
 
-    def forward(self, x, offset: int = 0):
+    def forward(self, x, offset: int = 0, positions=None):
+        """``x`` ``(..., L, dim)`` at positions ``offset .. offset + L - 1``, or at explicit
+        ``positions`` ``(N, L)`` (one row per sequence; ``x`` is ``(N, L, dim)`` or
+        ``(N, H, L, dim)``), as a KV cache with rows of different lengths needs."""
         if x.shape[-1] != self.dim:
             raise ValueError(f"RotaryEmbedding: input must have dim={self.dim} features in its "
                              f"last dim, got shape {x.shape}")  # fmt: skip
-        L = _check_length("RotaryEmbedding", x, offset, self.max_len)
-        cos = self.cos.data[offset : offset + L].astype(x.dtype, copy=False)
-        sin = self.sin.data[offset : offset + L].astype(x.dtype, copy=False)
+        if positions is not None:
+            positions = np.asarray(positions)
+            if positions.size and positions.max() >= self.max_len:
+                raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len "
+                                 f"{self.max_len}")  # fmt: skip
+            cos = self.cos.data[positions].astype(x.dtype, copy=False)  # (N, L, dim)
+            sin = self.sin.data[positions].astype(x.dtype, copy=False)
+            if x.ndim == 4:
+                cos, sin = cos[:, None], sin[:, None]
+        else:
+            L = _check_length("RotaryEmbedding", x, offset, self.max_len)
+            cos = self.cos.data[offset : offset + L].astype(x.dtype, copy=False)
+            sin = self.sin.data[offset : offset + L].astype(x.dtype, copy=False)
         half = self.dim // 2
         rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * Tensor(cos) + rotated * Tensor(sin)

@@ -1,0 +1,368 @@
+"""GPT: a decoder-only Transformer language model (seed section 8: generation).
+
+Reads top to bottom like nanoGPT: config, causal self-attention (with a KV cache for
+incremental decoding), MLP, block, model, generation. Pre-LN blocks, GELU feed-forward, a final
+LayerNorm, optional weight tying. Parameter names follow nanoGPT (``transformer.h.0.attn.c_attn``),
+so a PyTorch model built the same way takes these weights through its state dict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+import numformer as nf
+from numformer import nn
+from numformer.nn import functional as F
+from numformer.tensor import Tensor
+
+POSITIONS = ("learned", "sinusoidal", "rotary")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 128
+    block_size: int = 128  # context length
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int | None = None  # default 4 * d_model
+    dropout: float = 0.0
+    positions: str = "learned"  # "learned", "sinusoidal" or "rotary"
+    tie_weights: bool = True
+    bias: bool = True
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GPTConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"GPTConfig: d_model ({self.d_model}) must be divisible by n_head "
+                             f"({self.n_head})")  # fmt: skip
+        if self.positions not in POSITIONS:
+            raise ValueError(f"GPTConfig: positions must be one of {POSITIONS}, got "
+                             f"{self.positions!r}")  # fmt: skip
+        if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ValueError("GPTConfig: rotary positions need an even head dimension")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, one row per sequence.
+
+    ``k[layer]``, ``v[layer]``: ``(N, H, block_size, D)`` arrays filled in place. ``lengths``
+    ``(N,)``: how many positions of each row are valid (rows may differ in length).
+    """
+
+    def __init__(self, config: GPTConfig, batch: int, dtype):
+        H, D = config.n_head, config.d_model // config.n_head
+        shape = (batch, H, config.block_size, D)
+        self.k = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.lengths = np.zeros(batch, dtype=np.int64)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, rotary: nn.RotaryEmbedding | None):
+        super().__init__()
+        self.n_head, self.d_model = config.n_head, config.d_model
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)
+        self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.rotary = rotary  # one module shared by every layer; it holds no saved state
+
+    def forward(self, x, positions, cache: KVCache | None = None, layer: int = 0,
+                need_weights: bool = False):  # fmt: skip
+        """``x`` ``(N, T, E)``, ``positions`` ``(N, T)``. Without a cache: causal attention over
+        the T tokens. With one: the T new tokens attend to the row's cached keys too."""
+        N, T, E = x.shape
+        H, D = self.n_head, E // self.n_head
+        qkv = self.c_attn(x)
+        q, k, v = (qkv[..., i * E : (i + 1) * E].reshape(N, T, H, D).transpose(1, 2)
+                   for i in range(3))  # fmt: skip
+        if self.rotary is not None:
+            q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
+        mask, causal = None, True
+        if cache is not None:
+            rows = np.arange(N)[:, None]
+            cache.k[layer][rows, :, positions] = k.data.transpose(0, 2, 1, 3)
+            cache.v[layer][rows, :, positions] = v.data.transpose(0, 2, 1, 3)
+            S = int(positions.max()) + 1
+            k, v = Tensor(cache.k[layer][:, :, :S]), Tensor(cache.v[layer][:, :, :S])
+            mask = (np.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
+            causal = False
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights)
+        out, weights = out if need_weights else (out, None)
+        y = self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(N, T, E)))
+        return y, weights
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.c_proj = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (seed section 5's block, causal)."""
+
+    def __init__(self, config: GPTConfig, rotary):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.attn = CausalSelfAttention(config, rotary)
+        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, positions, cache=None, layer=0, need_weights=False):
+        a, weights = self.attn(self.ln_1(x), positions, cache, layer, need_weights)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), weights
+
+
+class GPT(nn.Module):
+    """``forward(idx (N, T) ints, targets (N, T) = None) -> (logits (N, T, V), loss or None)``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        rotary = nn.RotaryEmbedding(d // config.n_head, max_len=config.block_size) \
+            if config.positions == "rotary" else None  # fmt: skip
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(config.vocab_size, d),
+            "drop": nn.Dropout(config.dropout),
+            "h": nn.ModuleList(Block(config, rotary) for _ in range(config.n_layer)),
+            "ln_f": nn.LayerNorm(d, bias=config.bias),
+        })  # fmt: skip
+        if config.positions == "learned":
+            self.transformer["wpe"] = nn.Embedding(config.block_size, d)
+        elif config.positions == "sinusoidal":
+            table = F.sinusoidal_positional_encoding(config.block_size, d)
+            self.register_buffer("pe", table, persistent=False)  # derived, never saved
+        self.lm_head = nn.Linear(d, config.vocab_size, bias=False)
+        self._init_weights()
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer["wte"].weight
+
+    def _init_weights(self) -> None:
+        # GPT-2: N(0, 0.02) everywhere, zero biases, residual projections scaled by 1/sqrt(2L).
+        for name, p in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif "ln_" in name:
+                continue
+            else:
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") \
+                    else 0.02  # fmt: skip
+                nn.init.normal_(p, 0.0, std)
+
+    # --- forward ----------------------------------------------------------------------------
+    def _embed(self, idx: np.ndarray, positions: np.ndarray):
+        x = self.transformer["wte"](idx)
+        if self.config.positions == "learned":
+            x = x + self.transformer["wpe"](positions)
+        elif self.config.positions == "sinusoidal":
+            x = x + Tensor(self.pe.data[positions].astype(x.dtype, copy=False))
+        return self.transformer["drop"](x)
+
+    def _check_input(self, idx) -> np.ndarray:
+        idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+        if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"GPT: input must be integer token ids of shape (N, T), got "
+                             f"{idx.dtype} {idx.shape}")  # fmt: skip
+        if idx.shape[1] > self.config.block_size:
+            raise ValueError(f"GPT: sequence length {idx.shape[1]} exceeds block_size "
+                             f"{self.config.block_size}")  # fmt: skip
+        if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
+            raise ValueError(f"GPT: token ids must be in [0, {self.config.vocab_size}), got "
+                             f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+        return idx
+
+    def forward(self, idx, targets=None, need_weights: bool = False):
+        """Logits for every position; with ``targets`` also the mean cross-entropy. With
+        ``need_weights`` returns ``(logits, loss, weights)``, weights a list per layer of
+        ``(N, H, T, T)`` attention arrays."""
+        idx = self._check_input(idx)
+        N, T = idx.shape
+        positions = np.broadcast_to(np.arange(T), (N, T))
+        x = self._embed(idx, positions)
+        all_weights = []
+        for block in self.transformer["h"]:
+            x, w = block(x, positions, need_weights=need_weights)
+            all_weights.append(None if w is None else w.numpy())
+        logits = self.lm_head(self.transformer["ln_f"](x))
+        loss = None
+        if targets is not None:
+            t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+            loss = F.cross_entropy(logits.reshape(N * T, -1), t.reshape(-1))
+        return (logits, loss, all_weights) if need_weights else (logits, loss)
+
+    @nf.no_grad()
+    def forward_cached(self, idx: np.ndarray, positions: np.ndarray, cache: KVCache) -> np.ndarray:
+        """Run ``idx`` ``(N, T)`` at ``positions`` ``(N, T)`` against the cache, store their keys
+        and values, and return logits ``(N, T, V)``. Positions must be < block_size."""
+        x = self._embed(idx, positions)
+        for layer, block in enumerate(self.transformer["h"]):
+            x, _ = block(x, positions, cache, layer)
+        return self.lm_head(self.transformer["ln_f"](x)).numpy()
+
+    # --- generation -------------------------------------------------------------------------
+    @nf.no_grad()
+    def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 use_cache: bool = True, on_token=None, stop=None, record_logits=None):  # fmt: skip
+        """Extend each prompt (a list of token-id sequences, lengths may differ) by up to
+        ``max_new_tokens`` tokens; returns the new tokens per prompt.
+
+        ``temperature=0`` is greedy. ``top_k`` keeps the k likeliest tokens, ``top_p`` the
+        smallest set whose probability reaches p. ``seed`` makes sampling reproducible.
+        ``on_token(row, token)`` is called as each token is chosen (for streaming); ``stop(row,
+        tokens) -> bool`` ends a row early. With ``use_cache`` each step feeds one token per row
+        through the KV cache; otherwise the whole context is recomputed (same logits).
+        """
+        from numformer.models.sampling import sample
+
+        if max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
+        was_training = self.training
+        self.eval()
+        rng = np.random.default_rng(seed)
+        rows = [list(map(int, p)) for p in prompts]
+        if any(len(r) == 0 for r in rows):
+            raise ValueError("generate: every prompt needs at least one token")
+        new = [[] for _ in rows]
+        done = [False] * len(rows)
+        cache = None
+        for _ in range(max_new_tokens):
+            if use_cache:
+                logits, cache = self._next_logits_cached(rows, cache)
+            else:
+                logits = self._next_logits_full(rows)
+            if record_logits is not None:
+                record_logits.append(logits.copy())
+            tokens = sample(logits, rng, temperature, top_k, top_p)
+            for i, tok in enumerate(tokens):
+                if done[i]:
+                    continue
+                rows[i].append(int(tok))
+                new[i].append(int(tok))
+                if on_token is not None:
+                    on_token(i, int(tok))
+                if stop is not None and stop(i, new[i]):
+                    done[i] = True
+            if all(done):
+                break
+        self.train(was_training)
+        return new
+
+    def _window(self, rows):
+        """Right-padded ``(N, T)`` array of each row's last ``block_size`` tokens, and lengths."""
+        B = self.config.block_size
+        tails = [r[-B:] for r in rows]
+        T = max(len(t) for t in tails)
+        idx = np.zeros((len(rows), T), dtype=np.int64)
+        for i, t in enumerate(tails):
+            idx[i, : len(t)] = t
+        return idx, np.array([len(t) for t in tails])
+
+    def _next_logits_full(self, rows) -> np.ndarray:
+        idx, lengths = self._window(rows)
+        logits, _ = self.forward(idx)
+        return logits.numpy()[np.arange(len(rows)), lengths - 1]
+
+    def _next_logits_cached(self, rows, cache):
+        N = len(rows)
+        full = cache is not None and (cache.lengths >= self.config.block_size).any()
+        if cache is None or full:
+            # (Re)fill: prompts at first, or the last half-context when a row hits block_size.
+            if full:
+                rows_view = [r[-(self.config.block_size // 2):] for r in rows]
+            else:
+                rows_view = rows
+            idx, lengths = self._window(rows_view)
+            cache = KVCache(self.config, N, self.lm_head.weight.dtype)
+            positions = np.broadcast_to(np.arange(idx.shape[1]), idx.shape)
+            logits = self.forward_cached(idx, positions, cache)
+            cache.lengths = lengths.copy()
+            return logits[np.arange(N), lengths - 1], cache
+        idx = np.array([[r[-1]] for r in rows], dtype=np.int64)
+        positions = cache.lengths[:, None].copy()
+        logits = self.forward_cached(idx, positions, cache)
+        cache.lengths += 1
+        return logits[:, 0], cache
+
+    # --- saving -----------------------------------------------------------------------------
+    def summary(self) -> str:
+        c = self.config
+        counts = {}
+        for name, p in self.named_parameters():
+            part = name.split(".")[1] if name.startswith("transformer.") else name.split(".")[0]
+            counts[part] = counts.get(part, 0) + p.numel()
+        lines = [f"GPT: {c.n_layer} layers, {c.n_head} heads, d_model {c.d_model}, d_ff {c.d_ff}, "
+                 f"context {c.block_size}, vocab {c.vocab_size}, {c.positions} positions"
+                 f"{', tied embeddings' if c.tie_weights else ''}"]  # fmt: skip
+        lines += [f"  {k:<8} {v:>12,}" for k, v in counts.items()]
+        lines.append(f"  {'total':<8} {self.num_parameters():>12,}")
+        return "\n".join(lines)
+
+    def save(self, folder, tokenizer=None, extra: dict | None = None) -> Path:
+        """One folder: ``config.json``, ``model.safetensors`` and ``tokenizer.json``."""
+        from safetensors.numpy import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()
+                 if not (self.config.tie_weights and k == "lm_head.weight")}  # fmt: skip
+        tmp = folder / "model.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(folder / "model.safetensors")
+        info = {"model": asdict(self.config), **(extra or {})}
+        (folder / "config.json").write_text(json.dumps(info, indent=1))
+        if tokenizer is not None:
+            tokenizer.save(folder / "tokenizer.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder):
+        """``(model, tokenizer or None, config.json contents)`` from a folder ``save`` wrote."""
+        from safetensors.numpy import load_file
+
+        from numformer.data.tokenizers import load_tokenizer
+
+        folder = Path(folder)
+        if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
+            raise FileNotFoundError(f"{folder} is not a numformer model folder (expected "
+                                    f"config.json and model.safetensors)")  # fmt: skip
+        info = json.loads((folder / "config.json").read_text())
+        model = cls(GPTConfig.from_dict(info["model"]))
+        state = load_file(str(folder / "model.safetensors"))
+        if model.config.tie_weights:
+            state["lm_head.weight"] = state["transformer.wte.weight"]
+        model.load_state_dict(state)
+        tok_path = folder / "tokenizer.json"
+        tokenizer = load_tokenizer(tok_path) if tok_path.exists() else None
+        return model, tokenizer, info
