@@ -1,36 +1,166 @@
-"""The ``numformer`` command line. ``numformer demo`` is the main job for now."""
+"""The ``numformer`` command line.
+
+Every error a user can cause (a bad flag, a missing file, a config of the wrong type, an empty
+corpus, a prompt the vocabulary cannot encode) ends in one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
+
+EXAMPLES = {
+    "demo": "example: numformer demo --seconds 60",
+    "sections": "example: numformer sections --seed 42",
+    "train": "examples:\n  numformer train --max-steps 500 --out runs/small\n"
+             "  numformer train --config configs/tiny.toml --data notes.txt --n-layer 2\n"
+             "  numformer train --out runs/small --resume",
+    "generate": "example: numformer generate --model runs/small --prompt 'The ' "
+                "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
+    "lr-find": "example: numformer lr-find --config configs/tiny.toml --out runs/lr",
+    "info": "example: numformer info runs/small",
+}  # fmt: skip
+
+
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_run_flags(parser) -> None:
+    from numformer.cli.lm import RunConfig
+
+    parser.add_argument("--config", help="TOML file with any of the settings below")
+    group = parser.add_argument_group("settings (override the config file)")
+    for f in fields(RunConfig):
+        kind = type(getattr(RunConfig(), f.name))
+        flag = "--" + f.name.replace("_", "-")
+        group.add_argument(flag, dest=f.name, type=_bool if kind is bool else kind,
+                           default=None, help=f"default: {getattr(RunConfig(), f.name)!r}")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="numformer",
-        description="Transformers from scratch in NumPy.",
-        epilog="example: numformer demo --seed 42",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="walk through the seed's sections 2-5 with numformer's modules",
-        description="Self-attention, multi-head attention, positional encoding and a 2-layer "
-        "encoder, each computed with numformer and printed as tables.",
-        epilog="example: numformer demo --seed 42",
-    )
-    demo.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser = _Parser(prog="numformer", description="Transformers from scratch in NumPy.",
+                     epilog="example: numformer demo",
+                     formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+
+    demo = command("demo", "the main job: train a character-level GPT on the default corpus")
+    demo.add_argument("--seconds", type=float, default=180.0, help="training time budget (180)")
+    demo.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
+    sections = command("sections", "the seed's sections 2-5 computed with numformer's modules")
+    sections.add_argument("--seed", type=int, default=42)
+    train = command("train", "train a GPT language model on a text file or folder")
+    _add_run_flags(train)
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    gen = command("generate", "generate text from a trained model, streaming it as it comes")
+    gen.add_argument("--model", required=True, help="model folder or run folder")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-new-tokens", type=int, default=200)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    lrf = command("lr-find", "sweep the learning rate and suggest one (plot in --out)")
+    _add_run_flags(lrf)
+    lrf.add_argument("--steps", type=int, default=100, help="sweep length (100)")
+    inf = command("info", "show a trained model's configuration, size and training history")
+    inf.add_argument("path", help="model folder or run folder")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from numformer.cli.demo import run
+def _run_config(args):
+    from numformer.cli.lm import RunConfig
+
+    config = RunConfig.from_toml(args.config) if args.config else RunConfig()
+    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)
+                 if getattr(args, f.name, None) is not None}  # fmt: skip
+    return config.updated(overrides, source="command line")
+
+
+def _dispatch(args) -> int:
+    if args.command == "sections":
+        from numformer.cli.sections import run
 
         run(seed=args.seed)
+    elif args.command == "demo":
+        from numformer.cli.demo import run
+
+        run(seconds=args.seconds, out=args.out)
+    elif args.command == "train":
+        from numformer.cli import lm
+
+        lm.train(_run_config(args), resume=args.resume, write=_tqdm_write)
+    elif args.command == "lr-find":
+        from numformer.cli import lm
+
+        lm.find_lr(_run_config(args), num_steps=args.steps)
+    elif args.command == "info":
+        from numformer.cli import lm
+
+        lm.info(args.path)
+    elif args.command == "generate":
+        from numformer.cli import lm
+        from numformer.models import GPT
+
+        model, tokenizer, _ = GPT.load(lm.resolve_model_folder(args.model))
+        if tokenizer is None:
+            raise UsageError(f"{args.model} has no tokenizer.json, so text cannot be encoded")
+        sys.stdout.write(args.prompt)
+        lm.sample_text(model, tokenizer, args.prompt, args.max_new_tokens, seed=args.seed,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       stream=lm.stream_to_stdout)  # fmt: skip
+        sys.stdout.write("\n")
     return 0
+
+
+def _tqdm_write(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+def _user_errors() -> tuple:
+    """Exceptions that mean the user asked for something impossible (not a numformer bug)."""
+    errors = [UsageError, ValueError, FileNotFoundError]
+    try:
+        from numformer.train.checkpoint import CheckpointError
+
+        errors.append(CheckpointError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _dispatch(build_parser().parse_args(argv))
+    except _user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+    except ImportError as err:
+        print(f"error: {err}; install the extras with: pip install 'numformer[demo]'",
+              file=sys.stderr)  # fmt: skip
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,94 +1,113 @@
-"""The demo: seed sections 2-5 computed with numformer's own modules, printed as tables."""
+"""The main job (``make demo``): a character-level GPT trained on the default corpus.
+
+Prints the model, the validation loss and a sample before and after about three minutes of
+training, then generates from a prompt; writes ``runs/demo/`` with the checkpoint, the model,
+the loss curve, an attention heatmap of one head on a generated line and the health report.
+"""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer import nn
+from numformer.cli import lm
 from numformer.cli.tables import heading, say, table
 
-
-def self_attention(seed: int) -> None:
-    """Seed section 2: one head over a 5-word sentence with 8-dim embeddings."""
-    heading("2. Self-attention: softmax(Q K^T / sqrt(d_k)) V")
-    nf.manual_seed(seed)
-    words = ["The", "cat", "sat", "on", "mat"]
-    x = nf.randn(len(words), 8)
-    attention = nn.MultiheadAttention(8, num_heads=1)
-    out, weights = attention(x, x, x, need_weights=True)
-    w = weights.numpy()
-    say(f"input {x.shape} -> output {out.shape}; each row of weights sums to 1")
-    table("Attention weights (row attends to column)", [""] + words,
-          [[word] + [f"{v:.2f}" for v in row] for word, row in zip(words, w)])  # fmt: skip
-    table("Strongest attention", ["word", "attends most to", "weight"],
-          [[word, words[int(row.argmax())], f"{row.max():.3f}"] for word, row in zip(words, w)])  # fmt: skip
+PROMPT = "Return the "
 
 
-def multi_head(seed: int) -> None:
-    """Seed section 3: 4 heads over a 6-word sentence, all heads in one batched kernel call."""
-    heading("3. Multi-head attention: Concat(head_1..head_h) W^O")
-    nf.manual_seed(seed)
-    words = ["The", "quick", "brown", "fox", "jumps", "over"]
-    x = nf.randn(len(words), 16)
-    mha = nn.MultiheadAttention(16, num_heads=4)
-    out, weights = mha(x, x, x, need_weights=True, average_attn_weights=False)
-    w = weights.numpy()  # (heads, L, L)
-    say(f"input {x.shape} -> output {out.shape}; 4 heads of dimension {mha.head_dim}")
-    rows = [[word] + [f"{words[int(w[h, i].argmax())]} ({w[h, i].max():.2f})" for h in range(4)]
-            for i, word in enumerate(words)]  # fmt: skip
-    table("Top attention per head", ["word"] + [f"head {h + 1}" for h in range(4)], rows)
+def _config(out: str) -> lm.RunConfig:
+    return lm.RunConfig(tokenizer="char", n_layer=4, n_head=4, d_model=128, d_ff=512,
+                        block_size=128, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=50,
+                        eval_every=100, eval_batches=8, checkpoint_every=100,
+                        sample_prompt=PROMPT, sample_tokens=80, out=out)  # fmt: skip
 
 
-def positional_encoding() -> None:
-    """Seed section 4: the sinusoidal table, similarity by distance, and the shift property."""
-    heading("4. Positional encoding: PE(pos, 2i) = sin(pos / 10000^(2i/d)), cos for 2i+1")
-    pe = nn.functional.sinusoidal_positional_encoding(50, 16, dtype=np.float64)
-    table("First 5 positions, first 8 dimensions", ["pos"] + [f"dim{d}" for d in range(8)],
-          [[pos] + [f"{pe[pos, d]:.2f}" for d in range(8)] for pos in range(5)])  # fmt: skip
-    unit = pe / np.linalg.norm(pe, axis=1, keepdims=True)
-    table("Cosine similarity to position 10", ["position", "distance", "similarity"],
-          [[p, abs(p - 10), f"{unit[10] @ unit[p]:.4f}"] for p in (10, 11, 12, 15, 20, 40)])  # fmt: skip
-    k = 3
-    rotation = np.zeros((16, 16))
-    for i in range(8):
-        angle = k / 10000 ** (2 * i / 16)
-        c, s = np.cos(angle), np.sin(angle)
-        rotation[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = [[c, s], [-s, c]]
-    error = np.abs(pe[:-k] @ rotation.T - pe[k:]).max()
-    say(f"PE(pos + {k}) = R_{k} PE(pos) for every position: one fixed block rotation, "
-        f"max error {error:.1e}")  # fmt: skip
+def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
+    """How many training steps fit in ``seconds``, timed on a throwaway copy of the model."""
+    from numformer.models import GPT
+    from numformer.optim import AdamW
+
+    probe = GPT(config.model_config(vocab))
+    opt = AdamW(probe.parameters(), lr=1e-9)
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(3):
+        x, y = data.batch(rng, config.batch_size, config.block_size)
+        start = time.perf_counter()
+        opt.zero_grad()
+        probe(x, y)[1].backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    per_step = float(np.median(times)) * 1.1  # evaluation, sampling and checkpoints cost extra
+    return max(int(seconds / per_step), 10)
 
 
-def encoder(seed: int) -> None:
-    """Seed section 5: a 2-layer pre-LN encoder, d_model=32, 4 heads, d_ff=64."""
-    heading("5. Transformer encoder (pre-LN: x + f(LayerNorm(x)))")
-    nf.manual_seed(seed)
-    d, h, d_ff, layers, seq = 32, 4, 64, 2, 8
-    words = ["The", "neural", "network", "learns", "complex", "patterns", "from", "data"]
-    positions = nn.SinusoidalPositionalEncoding(d, max_len=512)
-    layer = nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, norm_first=True)
-    model = nn.TransformerEncoder(layer, layers)
-    model.eval()
-    x = nf.randn(seq, d)
+def _attention_figure(model, tokenizer, line: str, path: Path) -> str:
+    """Heatmap of the last layer's head with the most off-diagonal attention on ``line``."""
+    from numformer.viz.plots import plot_attention
+
+    ids = tokenizer.encode(line)[-min(48, model.config.block_size) :]
     with nf.no_grad():
-        out = model(positions(x))
-    table("Configuration", ["setting", "value"],
-          [["layers", layers], ["model dimension", d], ["attention heads", h],
-           ["head dimension", d // h], ["feed-forward dim", d_ff]])  # fmt: skip
-    table(f"Input {x.shape} vs output {out.shape} (first 4 dims of first 4 tokens)",
-          ["token", "input", "output"],
-          [[words[i], " ".join(f"{v:5.2f}" for v in x.numpy()[i, :4]),
-            " ".join(f"{v:5.2f}" for v in out.numpy()[i, :4])] for i in range(4)])  # fmt: skip
-    seed_formula = layers * (4 * d * d + (2 * d * d_ff + d_ff + d))
-    extra = model.num_parameters() - seed_formula
-    say(f"parameters: numformer {model.num_parameters():,}; the seed's formula {seed_formula:,} "
-        f"(+{extra} = LayerNorm scales and shifts and attention biases, which the seed omits)")  # fmt: skip
+        _, _, weights = model(ids[None, :], need_weights=True)
+    layer = len(weights) - 1
+    w = weights[layer][0]  # (H, T, T)
+    off_diagonal = [float((w[h] * (1 - np.eye(len(ids)))).sum()) for h in range(w.shape[0])]
+    head = int(np.argmax(off_diagonal))
+    labels = [tokenizer.decode([i]).replace("\n", "\\n") or " " for i in ids]
+    plot_attention(w[head], labels, path, title=f"Layer {layer + 1}, head {head + 1}: who attends "
+                   f"to whom on a generated line")  # fmt: skip
+    return f"layer {layer + 1}, head {head + 1}"
 
 
-def run(seed: int = 42) -> None:
-    say("[bold]numformer[/bold]: the seed's sections 2-5, computed with numformer's modules")
-    self_attention(seed)
-    multi_head(seed)
-    positional_encoding()
-    encoder(seed)
+def run(seconds: float = 180.0, out: str = "runs/demo") -> None:
+    config = _config(out)
+    out_dir = Path(out)
+    say("[bold]numformer demo[/bold]: a character-level GPT in pure NumPy, trained on the "
+        "English in the docstrings of Python's standard library (offline, nothing to download)")  # fmt: skip
+    tokenizer, data, model = lm.prepare(config, out_dir)
+    steps = _steps_for(seconds, config, data, tokenizer.vocab_size)
+    config = config.updated({"max_steps": steps, "warmup_steps": min(50, steps // 10)})
+    heading("Model")
+    say(model.summary())
+    say(f"data: {len(data.train):,} training and {len(data.val):,} validation characters; "
+        f"vocabulary of {tokenizer.vocab_size} characters; loss at random = ln({tokenizer.vocab_size})"
+        f" = {np.log(tokenizer.vocab_size):.3f}")  # fmt: skip
+    trainer = lm.build_trainer(config, out_dir, tokenizer, data, model, write=_write)
+    before = trainer.evaluate()
+    sample_before = lm.sample_text(model, tokenizer, PROMPT, 80, seed=0)
+    heading(f"Training for about {seconds:.0f} s ({steps} steps of {config.batch_size} x "
+            f"{config.block_size} characters)")  # fmt: skip
+    result = trainer.fit()
+    after = trainer.evaluate()
+    model.save(out_dir / "model", tokenizer, extra={"run": config.__dict__,
+               "history": {"steps": result.step, "best_val_loss": result.best_val_loss}})  # fmt: skip
+    heading("Before and after")
+    table("Validation loss (nats per character)", ["", "loss", "sample (temperature 0.8)"],
+          [["before training", f"{before:.3f}", repr(PROMPT + sample_before)],
+           [f"after {result.step} steps", f"{after:.3f}",
+            repr(PROMPT + lm.sample_text(model, tokenizer, PROMPT, 80, seed=0))]])  # fmt: skip
+    heading("Generation (KV cache, streamed)")
+    prompt = "The function "
+    print(prompt, end="", flush=True)
+    line = prompt + lm.sample_text(model, tokenizer, prompt, 240, seed=1, temperature=0.7,
+                                   stream=lm.stream_to_stdout)  # fmt: skip
+    print()
+    first_line = next((s for s in line.split("\n") if len(s) > 20), line)
+    which = _attention_figure(model, tokenizer, first_line, out_dir / "attention.png")
+    heading("Written")
+    table(f"{out_dir}/", ["file", "what"],
+          [["checkpoints/", "safetensors checkpoints (resume with numformer train --resume)"],
+           ["model/", "the trained model: numformer generate --model " + out],
+           ["metrics.jsonl, metrics.png", "loss curves, learning rate, gradient norm"],
+           ["attention.png", f"attention heatmap ({which}) on the generated line"],
+           ["health_report.txt", "the health monitor's report (the seed's checklist)"]])  # fmt: skip
+
+
+def _write(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)

@@ -280,4 +280,4 @@ def _progress(cfg: TrainConfig, start: int):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.max_steps, initial=start, desc="train", dynamic_ncols=True)
+    return tqdm(total=cfg.max_steps, initial=start, desc="train", dynamic_ncols=True, mininterval=0.5)

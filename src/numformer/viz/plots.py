@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -45,6 +46,21 @@ def plot_lr_finder(result, png_path) -> None:
         ax.axvline(lr, color=color, ls="--", label=f"{name}: {lr:.2e}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="Learning-rate finder")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_attention(weights, labels, png_path, title: str = "Attention") -> None:
+    """Heatmap of one head's weights ``(T, T)``: row = query token, column = key token."""
+    weights = np.asarray(weights)
+    size = max(6.0, 0.22 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set(xlabel="key (attended to)", ylabel="query (attending)", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

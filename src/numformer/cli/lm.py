@@ -1,0 +1,256 @@
+"""The language-model job behind ``numformer train/generate/lr-find/info`` and the demo.
+
+``RunConfig`` is one flat dataclass (every field is a CLI flag and a TOML key; TOML may group
+them under ``[model]``, ``[train]`` and ``[data]`` tables). ``prepare`` builds the corpus,
+tokenizer, data and model; ``train`` runs the ``Trainer`` with checkpoints, the health
+monitor and periodic samples; the run folder holds everything ``generate`` and ``info`` need.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numformer as nf
+from numformer.data import TokenData, default_corpus, load_text, load_tokenizer, train_tokenizer
+from numformer.models import GPT, GPTConfig
+from numformer.optim import AdamW
+from numformer.optim.lr_scheduler import WarmupCosineLR
+from numformer.train import Callback, HealthMonitor, TrainConfig, Trainer, lr_find
+
+MODEL_FIELDS = ("n_layer", "n_head", "d_model", "d_ff", "block_size", "dropout", "positions",
+                "tie_weights")  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    # data
+    data: str = "default"  # a text file, a folder of text files, or "default"
+    tokenizer: str = "char"  # "char" or "bpe"
+    bpe_vocab_size: int = 512
+    val_fraction: float = 0.1
+    # model
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    block_size: int = 128
+    dropout: float = 0.0
+    positions: str = "learned"
+    tie_weights: bool = True
+    # training
+    batch_size: int = 16
+    max_steps: int = 2000
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_accum_steps: int = 1
+    clip_grad_norm: float = 1.0
+    eval_every: int = 200
+    eval_batches: int = 8
+    checkpoint_every: int = 500
+    monitor_interval: int = 10
+    sample_tokens: int = 120
+    sample_prompt: str = "The "
+    seed: int = 1337
+    out: str = "runs/train"
+    progress: bool = True
+
+    @classmethod
+    def from_toml(cls, path) -> RunConfig:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {path} is not valid TOML: {err}") from None
+        flat = {}
+        for key, value in raw.items():
+            flat.update(value if isinstance(value, dict) else {key: value})
+        return cls().updated(flat, source=str(path))
+
+    def updated(self, values: dict, source: str = "flags") -> RunConfig:
+        """A copy with ``values`` applied; unknown keys and wrong types are errors."""
+        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        out = asdict(self)
+        for key, value in values.items():
+            if key not in types:
+                raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(types)}")
+            want = types[key]
+            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value, ok = float(value), True
+            if not ok:
+                raise ValueError(f"{source}: {key} must be {want.__name__}, got "
+                                 f"{type(value).__name__} {value!r}")  # fmt: skip
+            out[key] = value
+        return RunConfig(**out)
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
+
+
+def read_corpus(config: RunConfig) -> str:
+    return default_corpus() if config.data == "default" else load_text(config.data)
+
+
+def prepare(config: RunConfig, out: Path, resume: bool = False):
+    """Corpus, tokenizer (reused from ``out`` on resume), token data and a fresh model."""
+    text = read_corpus(config)
+    tok_path = out / "tokenizer.json"
+    if resume and tok_path.exists():
+        tokenizer = load_tokenizer(tok_path)
+    else:
+        tokenizer = train_tokenizer(config.tokenizer, text, config.bpe_vocab_size)
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(tok_path)
+    data = TokenData(text, tokenizer, config.val_fraction)
+    nf.manual_seed(config.seed)
+    model = GPT(config.model_config(tokenizer.vocab_size))
+    return tokenizer, data, model
+
+
+def lm_loss(model, batch):
+    return model(batch[0], batch[1])[1]
+
+
+def sample_text(model, tokenizer, prompt: str, tokens: int, seed: int = 0,
+                temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+                stream=None) -> str:  # fmt: skip
+    """Continue ``prompt``; ``stream(text_piece)`` receives the text as it is generated."""
+    ids = tokenizer.encode(prompt)
+    if len(ids) == 0:
+        raise ValueError("the prompt is empty: give at least one character")
+    pieces: list[int] = []
+    shown = [0]
+
+    def on_token(row, token):
+        pieces.append(token)
+        if stream is not None:  # decode the whole tail: BPE pieces may merge across tokens
+            text = tokenizer.decode(pieces)
+            stream(text[shown[0] :])
+            shown[0] = len(text)
+
+    new = model.generate([ids], tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         seed=seed, on_token=on_token)  # fmt: skip
+    return tokenizer.decode(new[0])
+
+
+class SampleCallback(Callback):
+    """At each evaluation: print the validation loss and a short sample."""
+
+    def __init__(self, tokenizer, config: RunConfig, write):
+        self.tokenizer, self.config, self.write = tokenizer, config, write
+
+    def on_eval_end(self, trainer, metrics):
+        text = sample_text(trainer.model, self.tokenizer, self.config.sample_prompt,
+                           self.config.sample_tokens, seed=trainer.step)  # fmt: skip
+        self.write(f"step {trainer.step}: val loss {metrics['val_loss']:.4f} | "
+                   f"{(self.config.sample_prompt + text)!r}")  # fmt: skip
+
+
+def build_trainer(config: RunConfig, out: Path, tokenizer, data: TokenData, model,
+                  write=print, callbacks=()) -> Trainer:  # fmt: skip
+    opt = AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99))
+    warmup = min(config.warmup_steps, max(config.max_steps - 1, 0))
+    sched = WarmupCosineLR(opt, warmup, max(config.max_steps, warmup + 1), config.min_lr)
+    train_cfg = TrainConfig(max_steps=config.max_steps, grad_accum_steps=config.grad_accum_steps,
+                            clip_grad_norm=config.clip_grad_norm, eval_every=config.eval_every,
+                            eval_batches=config.eval_batches,
+                            checkpoint_every=config.checkpoint_every, out_dir=str(out),
+                            seed=config.seed, progress=config.progress)  # fmt: skip
+    B, T = config.batch_size, config.block_size
+    monitor = HealthMonitor(model, interval=config.monitor_interval, window=60)
+    return Trainer(model, opt, lm_loss, lambda rng: data.batch(rng, B, T, "train"),
+                   lambda rng: data.batch(rng, B, T, "val"), scheduler=sched, config=train_cfg,
+                   monitor=monitor, callbacks=[SampleCallback(tokenizer, config, write), *callbacks],
+                   count=lambda batch: batch[0].size, unit="tok")  # fmt: skip
+
+
+def _param_groups(model, weight_decay: float):
+    """Decay matrices only (not biases, LayerNorm or position tables), as GPT-2 training does."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "wpe" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "wpe" not in n)]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0}]  # fmt: skip
+
+
+def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
+    """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``."""
+    out = Path(config.out)
+    if resume and not (out / "checkpoints" / "latest.json").exists():
+        raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints/latest.json; "
+                                f"drop --resume to start a new run")  # fmt: skip
+    tokenizer, data, model = prepare(config, out, resume)
+    (out / "run.json").write_text(json.dumps(asdict(config), indent=1))
+    write(model.summary())
+    write(f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
+          f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})")  # fmt: skip
+    trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
+    started = time.perf_counter()
+    result = trainer.fit(resume=resume)
+    history = {"status": result.status, "steps": result.step, "best_val_loss": result.best_val_loss,
+               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    model.save(out / "model", tokenizer, extra={"run": asdict(config), "history": history})
+    write(f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
+          f"model saved to {out / 'model'}")  # fmt: skip
+    return model, tokenizer, result
+
+
+def find_lr(config: RunConfig, write=print, num_steps: int = 100):
+    out = Path(config.out)
+    tokenizer, data, model = prepare(config, out)
+    B, T = config.batch_size, config.block_size
+    result = lr_find(model, lm_loss, lambda rng: data.batch(rng, B, T), start_lr=1e-6,
+                     end_lr=1.0, num_steps=num_steps,
+                     optimizer=AdamW(model.parameters(), lr=1e-6), seed=config.seed)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    result.plot(out / "lr_find.png")
+    for name, lr in result.suggestions.items():
+        write(f"{name:>10}: {lr:.2e}")
+    write(f"curve: {out / 'lr_find.png'} ({len(result.lrs)} steps"
+          f"{', stopped at divergence' if result.diverged else ''})")  # fmt: skip
+    return result
+
+
+def resolve_model_folder(path) -> Path:
+    """A model folder, or a run folder holding one in ``model/``."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
+            return candidate
+    raise FileNotFoundError(f"no model found at {path}: expected config.json and "
+                            f"model.safetensors there or in {path / 'model'}; train one with "
+                            f"'numformer train --out {path}'")  # fmt: skip
+
+
+def info(path, write=print) -> dict:
+    folder = resolve_model_folder(path)
+    model, tokenizer, saved = GPT.load(folder)
+    write(model.summary())
+    if tokenizer is not None:
+        write(f"tokenizer: {tokenizer.kind}, vocab {tokenizer.vocab_size}")
+    history = saved.get("history")
+    if history:
+        write("training: " + ", ".join(f"{k} {v}" for k, v in history.items()))
+    metrics = folder.parent / "metrics.jsonl"
+    if metrics.exists():
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        vals = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        if vals:
+            write("validation loss by step: " + ", ".join(f"{s}: {v:.4f}" for s, v in vals))
+    return saved
+
+
+def stream_to_stdout(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()

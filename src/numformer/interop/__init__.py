@@ -1,0 +1,1 @@
+"""Bridges to other frameworks (the only place numformer may import them)."""

@@ -1,0 +1,145 @@
+"""GPT: PyTorch parity, initial loss, causal masking, KV cache, sampling, overfitting, saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import numformer as nf
+from numformer import optim
+from numformer.data import CharTokenizer
+from numformer.interop.torch_gpt import from_numformer
+from numformer.models import GPT, GPTConfig
+
+POSITIONS = ["learned", "sinusoidal", "rotary"]
+
+
+def tiny(positions="learned", **kw) -> GPT:
+    nf.manual_seed(0)
+    cfg = {"vocab_size": 23, "block_size": 16, "n_layer": 2, "n_head": 2, "d_model": 16, **kw}
+    return GPT(GPTConfig(positions=positions, **cfg))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_matches_pytorch_reference_forward_and_gradients(positions, tie):
+    model = tiny(positions, tie_weights=tie).double()
+    ref = from_numformer(model)
+    idx = np.random.default_rng(0).integers(0, 23, (3, 12))
+    logits, loss = model(idx, idx)
+    t_logits, t_loss = ref(torch.from_numpy(idx), torch.from_numpy(idx))
+    np.testing.assert_allclose(logits.numpy(), t_logits.detach().numpy(), rtol=1e-9, atol=1e-11)
+    loss.backward()
+    t_loss.backward()
+    grads = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, grads[name].grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=name)  # fmt: skip
+
+
+def test_initial_loss_is_close_to_log_vocab():
+    model = GPT(GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=2, d_model=32))
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, 97, (8, 32)), rng.integers(0, 97, (8, 32))
+    _, loss = model(idx, targets)
+    assert abs(loss.item() - np.log(97)) < 0.05
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_changing_a_future_token_never_changes_an_earlier_logit(positions):
+    model = tiny(positions)
+    idx = np.random.default_rng(2).integers(0, 23, (1, 12))
+    base = model(idx)[0].numpy()
+    for t in (3, 7, 11):
+        changed = idx.copy()
+        changed[0, t] = (changed[0, t] + 5) % 23
+        out = model(changed)[0].numpy()
+        np.testing.assert_array_equal(out[0, :t], base[0, :t])
+        assert not np.allclose(out[0, t], base[0, t])
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_kv_cache_gives_the_same_logits_as_recomputing(positions):
+    model = tiny(positions)
+    prompts = [[1, 2, 3, 4], [5], [6, 7]]  # rows of different lengths in one batch
+    cached, full = [], []
+    a = model.generate(prompts, 11, temperature=0, record_logits=cached)
+    b = model.generate(prompts, 11, temperature=0, use_cache=False, record_logits=full)
+    assert a == b
+    for x, y in zip(cached, full):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_is_deterministic_and_sampling_is_seeded():
+    model = tiny()
+    assert model.generate([[1, 2]], 20, temperature=0) == model.generate([[1, 2]], 20, temperature=0)
+    s1 = model.generate([[1, 2]], 20, temperature=1.0, seed=5)
+    assert s1 == model.generate([[1, 2]], 20, temperature=1.0, seed=5)
+    assert s1 != model.generate([[1, 2]], 20, temperature=1.0, seed=6)
+    greedy = model.generate([[1, 2]], 10, temperature=0)
+    assert model.generate([[1, 2]], 10, temperature=1.0, top_k=1, seed=0) == greedy
+    assert model.generate([[1, 2]], 10, temperature=1.0, top_p=1e-9, seed=0) == greedy
+    stopped = model.generate([[1, 2]], 30, temperature=1.0, seed=3, stop=lambda i, t: len(t) == 4)
+    assert len(stopped[0]) == 4
+    long = model.generate([[1, 2, 3]], 40, temperature=0)  # beyond block_size: window slides
+    assert len(long[0]) == 40
+
+
+def test_top_k_and_top_p_restrict_the_choices():
+    from numformer.models.sampling import sample
+
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
+    rng = np.random.default_rng(0)
+    draws_k = {int(sample(logits, rng, 1.0, top_k=2)[0]) for _ in range(300)}
+    draws_p = {int(sample(logits, rng, 1.0, top_p=0.7)[0]) for _ in range(300)}
+    assert draws_k == {0, 1} and draws_p == {0, 1}
+    with pytest.raises(ValueError, match="top_p must be in"):
+        sample(logits, rng, 1.0, top_p=0.0)
+
+
+def test_tiny_gpt_overfits_a_short_text():
+    text = "numformer trains transformers in numpy. "
+    tok = CharTokenizer.train(text)
+    ids = tok.encode(text * 3)
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2,
+                          d_model=32))  # fmt: skip
+    opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    x, y = np.stack([ids[i : i + 32] for i in range(8)]), np.stack([ids[i + 1 : i + 33] for i in range(8)])
+    for _ in range(150):
+        opt.zero_grad()
+        loss = model(x, y)[1]
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    prompt = tok.encode("numformer ")
+    out = tok.decode(model.generate([prompt], 20, temperature=0)[0])
+    assert out == "trains transformers "
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny("rotary")
+    tok = CharTokenizer("abcdefghijklmnopqrstuvw")
+    model.save(tmp_path / "m", tok, extra={"note": 1})
+    loaded, tok2, info = GPT.load(tmp_path / "m")
+    idx = np.arange(10)[None] % 23
+    np.testing.assert_array_equal(loaded(idx)[0].numpy(), model(idx)[0].numpy())
+    assert loaded.lm_head.weight is loaded.transformer["wte"].weight  # still tied
+    assert tok2.chars == tok.chars and info["note"] == 1
+    with pytest.raises(FileNotFoundError, match="not a numformer model folder"):
+        GPT.load(tmp_path)
+
+
+def test_bad_inputs():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 23\), got \[0, 30\]"):
+        model(np.array([[0, 30]]))
+    with pytest.raises(ValueError, match="sequence length 17 exceeds block_size 16"):
+        model(np.zeros((1, 17), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"d_model \(10\) must be divisible by n_head \(3\)"):
+        GPTConfig(d_model=10, n_head=3)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        GPTConfig(positions="alibi")
+    with pytest.raises(ValueError, match="unknown field"):
+        GPTConfig.from_dict({"n_layers": 2})
