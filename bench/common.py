@@ -16,7 +16,12 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import torch  # noqa: E402
 
+from numformer.backend import tune_allocator  # noqa: E402
+
 torch.set_num_threads(THREADS)
+# Both frameworks run in this one process, so both get the tuned allocator (fair comparison).
+# NUMFORMER_BENCH_DEFAULT_MALLOC=1 measures with glibc's defaults instead.
+ALLOCATOR_TUNED = os.environ.get("NUMFORMER_BENCH_DEFAULT_MALLOC") is None and tune_allocator()
 
 
 def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> dict:
@@ -46,7 +51,7 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> d
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"threads: numpy BLAS = torch = {THREADS}")
+    print(f"threads: numpy BLAS = torch = {THREADS}; tuned allocator: {ALLOCATOR_TUNED}")
     print(f"{'workload':<44} {'numformer ms':>13} {'torch ms':>10} {'ratio':>7} {'min':>6} {'max':>6}")
     for r in rows:
         print(f"{r['name']:<44} {r['numformer_ms']:>13.3f} {r['torch_ms']:>10.3f} "

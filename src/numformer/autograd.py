@@ -83,8 +83,11 @@ class Function:
     def apply(cls, *inputs, **options):
         """Run the primitive on tensors ``inputs``; record it when any input requires grad."""
         fn = cls()
-        fn.needs_grad = needs = tuple(_grad_enabled and t.requires_grad for t in inputs)
-        requires = any(needs)
+        if _grad_enabled:
+            fn.needs_grad = needs = tuple([t.requires_grad for t in inputs])
+            requires = True in needs
+        else:
+            fn.needs_grad, requires = (False,) * len(inputs), False
         out = fn.forward(*[t.data for t in inputs], **options)
         result = _Tensor._wrap(out, requires)
         if requires:

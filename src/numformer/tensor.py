@@ -7,6 +7,7 @@ tensor stays float32 through every op (NumPy's promotion of float64 scalars neve
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -465,8 +466,8 @@ class Tensor:
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
     """``shape`` with its one ``-1`` filled in; error unless it holds as many elements."""
-    numel = int(np.prod(current))
-    known = int(np.prod([s for s in shape if s != -1]))
+    numel = math.prod(current)
+    known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
         raise ValueError(f"reshape: invalid shape {shape} (at most one -1, no other negatives)")
     if -1 in shape:

@@ -150,6 +150,9 @@ def _user_errors() -> tuple:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from numformer.backend import tune_allocator
+
+    tune_allocator()  # this process is ours: keep NumPy's temporaries in the heap (~30% faster)
     try:
         return _dispatch(build_parser().parse_args(argv))
     except _user_errors() as err:

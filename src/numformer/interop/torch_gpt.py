@@ -29,18 +29,26 @@ class _Attention(nn.Module):
             self.register_buffer("cos", ang.cos(), persistent=False)
             self.register_buffer("sin", ang.sin(), persistent=False)
 
-    def _rope(self, x):
+    def _rope(self, x, offset=0):
         T, half = x.shape[-2], x.shape[-1] // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
-        return x * self.cos[:T].to(x.dtype) + rotated * self.sin[:T].to(x.dtype)
+        cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]
+        return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
-    def forward(self, x):
+    def forward(self, x, past=None):
+        """With ``past`` (a list to hold this layer's (k, v)), new tokens attend to the cached
+        keys too and the cache grows; this is the usual concatenating KV cache."""
         N, T, E = x.shape
         H = self.n_head
         q, k, v = (t.view(N, T, H, E // H).transpose(1, 2) for t in self.c_attn(x).split(E, 2))
+        offset = 0 if not past else past[0].shape[-2]
         if self.rotary:
-            q, k = self._rope(q), self._rope(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+            q, k = self._rope(q, offset), self._rope(k, offset)
+        if past is not None:
+            if past:
+                k, v = torch.cat([past[0], k], -2), torch.cat([past[1], v], -2)
+            past[:] = [k, v]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=offset == 0 and T > 1,
                                            dropout_p=self.dropout if self.training else 0.0)  # fmt: skip
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(N, T, E)))
 
@@ -64,8 +72,8 @@ class _Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.d_model, bias=c.bias)
         self.mlp = _MLP(c)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, past=None):
+        x = x + self.attn(self.ln_1(x), past)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -92,19 +100,33 @@ class TorchGPT(nn.Module):
         if c.tie_weights:
             self.lm_head.weight = self.transformer["wte"].weight
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, cache=None):
         N, T = idx.shape
+        offset = 0 if not cache or not cache[0] else cache[0][0].shape[-2]
         x = self.transformer["wte"](idx)
         if self.config.positions == "learned":
-            x = x + self.transformer["wpe"](torch.arange(T))
+            x = x + self.transformer["wpe"](torch.arange(offset, offset + T))
         elif self.config.positions == "sinusoidal":
-            x = x + self.pe[:T].to(x.dtype)
+            x = x + self.pe[offset : offset + T].to(x.dtype)
         x = self.transformer["drop"](x)
-        for block in self.transformer["h"]:
-            x = block(x)
+        for i, block in enumerate(self.transformer["h"]):
+            x = block(x, None if cache is None else cache[i])
         logits = self.lm_head(self.transformer["ln_f"](x))
-        loss = None if targets is None else F.cross_entropy(logits.view(N * T, -1), targets.view(-1))
+        loss = None if targets is None else F.cross_entropy(logits.reshape(N * T, -1), targets.reshape(-1))
         return logits, loss
+
+
+    @torch.no_grad()
+    def generate_greedy(self, idx, max_new_tokens: int):
+        """Greedy decoding with a KV cache (prompt + new tokens must fit in block_size)."""
+        cache = [[] for _ in self.transformer["h"]]
+        logits, _ = self(idx, cache=cache)
+        out = []
+        for _ in range(max_new_tokens):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(nxt)
+            logits, _ = self(nxt, cache=cache)
+        return torch.cat(out, 1)
 
 
 def from_numformer(model) -> TorchGPT:

@@ -15,7 +15,8 @@ from numformer import backend
 from numformer.backend import xp
 from numformer.ops import elementwise as E
 from numformer.ops import fused as K
-from numformer.tensor import Tensor, _as_tensor, matmul
+from numformer.ops import linalg as LA
+from numformer.tensor import Tensor, _as_tensor
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -80,8 +81,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if input.shape[-1:] != weight.shape[-1:]:
         raise ValueError(f"linear: input's last dim {input.shape[-1:]} must equal weight's "
                          f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
-    out = matmul(input, weight.T)
-    return out + bias if bias is not None else out
+    if input.dtype != weight.dtype:
+        raise TypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+    if bias is not None:
+        return LA.Linear.apply(_as_tensor(input), weight, bias)
+    return LA.Linear.apply(_as_tensor(input), weight)
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  # noqa: A002
@@ -215,7 +219,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         raise ValueError(f"{op}: key and value must share the sequence dim, got key {k.shape} "
                          f"and value {v.shape}")  # fmt: skip
     try:
-        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
+            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # fmt: skip
     except ValueError:
         raise ValueError(f"{op}: batch dims of query {q.shape}, key {k.shape} and value "
                          f"{v.shape} do not broadcast") from None  # fmt: skip

@@ -187,8 +187,16 @@ class Gelu(Function):
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            self.t = xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a * a * a))
-            return 0.5 * a * (1 + self.t)
+            t = xp.multiply(a, a, out=xp.empty_like(a))  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
+            t *= a.dtype.type(0.044715 * _SQRT_2_OVER_PI)
+            t += a.dtype.type(_SQRT_2_OVER_PI)
+            t *= a
+            xp.tanh(t, out=t)
+            self.t = t
+            out = xp.add(t, 1, out=xp.empty_like(a))
+            out *= a
+            out *= a.dtype.type(0.5)
+            return out
         self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
         return a * self.cdf
 
@@ -196,8 +204,19 @@ class Gelu(Function):
         a = self.a
         if self.approximate == "tanh":
             t = self.t
-            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
-            return (g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * du),)
+            # 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
+            du = xp.multiply(a, a, out=xp.empty_like(a))
+            du *= a.dtype.type(3 * 0.044715 * _SQRT_2_OVER_PI)
+            du += a.dtype.type(_SQRT_2_OVER_PI)
+            du *= a
+            one_minus = xp.multiply(t, t, out=xp.empty_like(t))
+            xp.subtract(1, one_minus, out=one_minus)
+            du *= one_minus
+            du += t
+            du += 1
+            du *= g
+            du *= a.dtype.type(0.5)
+            return (du,)
         pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
         return (g * (self.cdf + a * pdf),)
 

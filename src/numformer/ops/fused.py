@@ -7,6 +7,8 @@ public, validated API is ``numformer.nn.functional``; these classes assume check
 
 from __future__ import annotations
 
+import math
+
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
 
@@ -65,10 +67,14 @@ class LayerNorm(Function):
         weight = params[0] if has_weight else None
         bias = params[-1] if has_bias else None
         self.has_weight, self.has_bias = has_weight, has_bias
-        centred = x - xp.mean(x, axis=self.axes, keepdims=True)
-        var = xp.mean(centred * centred, axis=self.axes, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + eps)
-        self.xhat = centred * self.rstd
+        inv_n = x.dtype.type(1.0 / math.prod(x.shape[a] for a in self.axes))
+        centred = x - xp.add.reduce(x, axis=self.axes, keepdims=True) * inv_n
+        var = xp.add.reduce(centred * centred, axis=self.axes, keepdims=True)
+        var *= inv_n
+        var += x.dtype.type(eps)
+        self.rstd = 1.0 / xp.sqrt(var, out=var)
+        self.xhat = centred
+        self.xhat *= self.rstd
         self.weight = weight
         y = self.xhat * weight if weight is not None else self.xhat.copy()
         if bias is not None:
@@ -80,9 +86,13 @@ class LayerNorm(Function):
         dxhat = g * self.weight if self.weight is not None else g
         dx = None
         if self.needs_grad[0]:
-            mean_d = xp.mean(dxhat, axis=axes, keepdims=True)
-            mean_dx = xp.mean(dxhat * xhat, axis=axes, keepdims=True)
-            dx = self.rstd * (dxhat - mean_d - xhat * mean_dx)
+            inv_n = g.dtype.type(1.0 / math.prod(g.shape[a] for a in axes))
+            mean_d = xp.add.reduce(dxhat, axis=axes, keepdims=True) * inv_n
+            mean_dx = xp.add.reduce(dxhat * xhat, axis=axes, keepdims=True) * inv_n
+            dx = xhat * mean_dx
+            xp.subtract(dxhat, dx, out=dx)
+            dx -= mean_d
+            dx *= self.rstd
         grads = [dx]
         if self.has_weight:
             grads.append(xp.sum(g * xhat, axis=self.lead) if self.needs_grad[1] else None)
@@ -114,8 +124,16 @@ class Embedding(Function):
         return weight[indices]
 
     def backward(self, g):
+        # Sum the rows of g that share an index: sort once, then one reduceat (much faster
+        # than add.at's unbuffered scatter).
+        flat = self.indices.reshape(-1)
+        rows = g.reshape(-1, self.shape[1])
+        order = xp.argsort(flat, kind="stable")
+        ordered = flat[order]
+        starts = xp.flatnonzero(xp.diff(ordered, prepend=-1))
         grad = xp.zeros(self.shape, dtype=g.dtype)
-        xp.add.at(grad, self.indices.reshape(-1), g.reshape(-1, self.shape[1]))
+        if flat.size:
+            grad[ordered[starts]] = xp.add.reduceat(rows[order], starts, axis=0)
         if self.padding_idx is not None:
             grad[self.padding_idx] = 0
         return (grad,)

@@ -36,3 +36,27 @@ class MatMul(Function):
                 gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ g, b2.shape)
             gb = gb.reshape(b.shape)
         return ga, gb
+
+
+class Linear(Function):
+    """``x @ W^T + b`` in one node (every ``nn.Linear``). x ``(*, in)``, W ``(out, in)``.
+
+    dL/dx = G W, dL/dW = G^T x and dL/db = sum(G) with the leading dims folded into one GEMM.
+    """
+
+    def forward(self, x, weight, *bias):
+        # Fold the leading dims into rows: one 2-D GEMM beats NumPy's per-batch loop by ~25%.
+        self.x2, self.weight, self.x_shape = x.reshape(-1, x.shape[-1]), weight, x.shape
+        out = self.x2 @ weight.T
+        if bias:
+            out += bias[0]
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, g):
+        g2 = g.reshape(-1, g.shape[-1])
+        dx = (g2 @ self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
+        dw = (g2.T @ self.x2) if self.needs_grad[1] else None
+        grads = (dx, dw)
+        if len(self.needs_grad) == 3:
+            grads += (g2.sum(axis=0) if self.needs_grad[2] else None,)
+        return grads

@@ -17,7 +17,10 @@ class Reshape(Function):
 
 class Permute(Function):
     def forward(self, a, axes):
-        self.inverse = tuple(int(i) for i in xp.argsort(axes))
+        inverse = [0] * len(axes)
+        for i, axis in enumerate(axes):
+            inverse[axis] = i
+        self.inverse = tuple(inverse)
         return a.transpose(axes)
 
     def backward(self, g):
