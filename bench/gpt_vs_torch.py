@@ -90,8 +90,8 @@ def main():
     with torch.no_grad():
         t_val = np.mean([ref(*map(torch.from_numpy, data.batch(val_rng_b, B, T, "val")))[1].item()
                          for _ in range(20)])  # fmt: skip
-    print(f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; demo configuration, {model.num_parameters():,} parameters, "
-          f"{args.steps} steps of {B} x {T} characters")  # fmt: skip
+    print(f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; demo configuration, "
+          f"{model.num_parameters():,} parameters, {args.steps} steps of {B} x {T} characters")  # fmt: skip
     print(f"validation loss after {args.steps} steps: numformer {nf_val:.4f}, PyTorch {t_val:.4f}, "
           f"difference {abs(nf_val - t_val):.4f} nats (target < 0.02)")  # fmt: skip
     ratio = statistics.median(nf_times) / statistics.median(t_times)

@@ -29,6 +29,6 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand", "arange",
     "cat", "concatenate", "stack", "split", "where", "masked_fill", "matmul",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state",
-    "set_rng_state", "tune_allocator", "set_default_dtype", "get_default_dtype", "float32", "float64", "int64",
-    "bool_",
+    "set_rng_state", "tune_allocator", "set_default_dtype", "get_default_dtype", "float32",
+    "float64", "int64", "bool_",
 ]  # fmt: skip
