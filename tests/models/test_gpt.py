@@ -129,6 +129,9 @@ def test_save_and_load_round_trip(tmp_path):
     assert tok2.chars == tok.chars and info["note"] == 1
     with pytest.raises(FileNotFoundError, match="not a numformer model folder"):
         GPT.load(tmp_path)
+    again = GPT.from_config(tmp_path / "m" / "config.json")
+    assert again.config == model.config
+    assert GPT.from_config({"vocab_size": 5, "n_layer": 1}).config.vocab_size == 5
 
 
 def test_bad_inputs():

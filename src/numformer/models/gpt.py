@@ -168,6 +168,16 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.transformer["wte"].weight
 
+    @classmethod
+    def from_config(cls, config) -> GPT:
+        """A freshly initialised GPT from a ``GPTConfig``, a dict of its fields, or a JSON file."""
+        if isinstance(config, (str, Path)):
+            config = json.loads(Path(config).read_text())
+            config = config.get("model", config)
+        if isinstance(config, dict):
+            config = GPTConfig.from_dict(config)
+        return cls(config)
+
     def _init_weights(self) -> None:
         # GPT-2: N(0, 0.02) everywhere, zero biases, residual projections scaled by 1/sqrt(2L).
         for name, p in self.named_parameters():
