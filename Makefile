@@ -31,6 +31,7 @@ test: lint
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_ops.py
 	$(BIN)/python bench/bench_monitor.py
+	$(BIN)/python bench/gpt_vs_torch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
