@@ -35,14 +35,14 @@ def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
     opt = AdamW(probe.parameters(), lr=1e-9)
     rng = np.random.default_rng(0)
     times = []
-    for _ in range(6):  # the first steps pay one-off allocation costs: time the last four
+    for _ in range(10):  # the first steps pay one-off allocation costs: time the last six
         x, y = data.batch(rng, config.batch_size, config.block_size)
         start = time.perf_counter()
         opt.zero_grad()
         probe(x, y)[1].backward()
         opt.step()
         times.append(time.perf_counter() - start)
-    per_step = float(np.median(times[2:])) * 1.1  # evaluation, samples, checkpoints cost extra
+    per_step = float(np.median(times[4:])) * 1.05  # evaluation, samples, checkpoints cost extra
     return max(int(seconds / per_step), 10)
 
 
