@@ -180,3 +180,21 @@ def _accumulate(node, g, handed_out: set) -> None:
         node.grad = g
     else:
         node.grad = node.grad + g
+
+
+def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) -> int:
+    """The longest chain of dependent ops named in ``counts`` that produced ``root``.
+
+    Ops on one chain must run one after another; ops on different chains may run in parallel.
+    An RNN over T steps has depth about T; attention over T positions has a depth independent
+    of T (seed section 1). The graph must still exist (before ``backward`` frees it).
+    """
+    depth: dict[int, int] = {}
+    for node in _toposort(root):
+        fn = node._fn
+        if fn is None:
+            depth[id(node)] = 0
+            continue
+        below = max((depth.get(id(p), 0) for p in fn.inputs), default=0)
+        depth[id(node)] = below + (type(fn).__name__ in counts)
+    return depth[id(root)]

@@ -20,6 +20,7 @@ EXAMPLES = {
                 "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
     "lr-find": "example: numformer lr-find --config configs/tiny.toml --out runs/lr",
     "info": "example: numformer info runs/small",
+    "tour": "examples:\n  numformer tour\n  numformer tour 4 7 --out runs/tour\n  numformer tour --html",
 }  # fmt: skip
 
 
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     lrf.add_argument("--steps", type=int, default=100, help="sweep length (100)")
     inf = command("info", "show a trained model's configuration, size and training history")
     inf.add_argument("path", help="model folder or run folder")
+    tour = command("tour", "the seed's sections 1-8 reproduced with numformer: tables, figures, HTML")
+    tour.add_argument("sections", nargs="*", type=int, help="section numbers (default: all)")
+    tour.add_argument("--out", default="runs/tour", help="folder for figures and report (runs/tour)")
+    tour.add_argument("--html", action="store_true", help="also write one interactive tour.html")
+    tour.add_argument("--fast", action="store_true", help="smaller sizes: seconds per section")
     return parser
 
 
@@ -112,6 +118,10 @@ def _dispatch(args) -> int:
         from numformer.cli import lm
 
         lm.find_lr(_run_config(args), num_steps=args.steps)
+    elif args.command == "tour":
+        from numformer.tour import run
+
+        run(args.sections, out=args.out, html=args.html, fast=args.fast)
     elif args.command == "info":
         from numformer.cli import lm
 

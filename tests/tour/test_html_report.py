@@ -1,0 +1,69 @@
+"""The HTML report in a real browser: headless Chromium (Debian's, driven by selenium) opens
+the self-contained page, a screenshot is saved, and clicking a character changes which
+weights are highlighted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from numformer.tour import run
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tour_html")
+    run([2, 4], out=out, html=True, fast=True, show=False, attention_model=out / "no-model")
+    return out / "tour.html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromedriver = shutil.which("chromedriver")
+    assert chromedriver, "chromedriver is missing: `make browser` installs Debian's chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,1600"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_report_is_self_contained(report):
+    page = report.read_text()
+    assert "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    data = json.loads(page.split('id="attention-data">')[1].split("</script>")[0].replace("<\\/", "</"))
+    assert data["sentences"] and data["layers"] >= 1 and data["heads"] >= 1
+
+
+def _weights(driver):
+    return [float(el.get_attribute("data-weight")) for el in driver.find_elements(By.CSS_SELECTOR, ".tok")]
+
+
+def test_clicking_a_token_changes_the_highlighted_weights(report, browser, tmp_path):
+    browser.get(report.as_uri())
+    tokens = browser.find_elements(By.CSS_SELECTOR, ".tok")
+    assert len(tokens) > 10
+    browser.save_screenshot(str(tmp_path / "tour_report.png"))
+    tokens[3].click()
+    first = _weights(browser)
+    tokens[12].click()
+    second = _weights(browser)
+    browser.save_screenshot(str(tmp_path / "tour_report_clicked.png"))
+    assert first != second
+    # causal attention: a query at position i spreads weight 1 over positions 0..i only
+    assert sum(first[:4]) == pytest.approx(1.0, abs=1e-3) and not any(first[4:])
+    assert sum(second[:13]) == pytest.approx(1.0, abs=1e-3)
+    assert "attends most to" in browser.find_element(By.ID, "readout").text
+    assert (tmp_path / "tour_report.png").stat().st_size > 10_000
+    assert np.isfinite(first).all()
