@@ -91,6 +91,12 @@ def sequential_vs_parallel(ctx: Context) -> Section:
     s.tables.append(Table("Sequence length vs time", ["T", "RNN (ms)", "attention (ms)",
                                                       "speed-up", "RNN dependent steps",
                                                       "attention dependent steps"], rows))  # fmt: skip
+    slower = [T for T, r, a in zip(lengths, rnn_ms, attn_ms) if a > r]
+    if slower:
+        s.text.append(f"From T = {slower[0]} attention is slower here: it does O(T^2) work (every "
+                      f"pair of positions) against the RNN's O(T), and two CPU cores cannot run "
+                      f"that much independent work at once. Its dependent-step count stays 3: "
+                      f"hardware with more parallel units (a GPU) turns that into speed.")  # fmt: skip
     path = ctx.figure("1_sequential_vs_parallel.png")
     figures.lines({"RNN (a step loop)": (lengths, rnn_ms), "attention (one pass)": (lengths, attn_ms)},
                   path, "Time against sequence length (log-log)", "sequence length T",
