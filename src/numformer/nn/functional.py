@@ -7,6 +7,7 @@ N batch, L target (query) length, S source (key) length, E embedding, C classes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -192,6 +193,41 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
 
 # --- attention -------------------------------------------------------------------------------
 
+_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "block_q": 512, "block_k": 1024}
+
+
+@contextlib.contextmanager
+def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
+                     block_q: int | None = None, block_k: int | None = None):  # fmt: skip
+    """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``).
+
+    ``"plain"`` materialises the (L, S) scores; ``"blocked"`` is flash attention's algorithm
+    (keys in blocks, online softmax); ``"auto"`` (the default) takes the blocked kernel when the
+    plain one's score matrix would exceed ``threshold_bytes`` (128 MB) and no weights are asked
+    for. ``block_q``/``block_k`` set the blocked kernel's tile (512 x 1024).
+    """
+    if kernel not in ("auto", "plain", "blocked"):
+        raise ValueError(f"attention_kernel: kernel must be 'auto', 'plain' or 'blocked', got {kernel!r}")
+    saved = dict(_ATTENTION)
+    _ATTENTION["kernel"] = kernel
+    for key, value in (("threshold_bytes", threshold_bytes), ("block_q", block_q), ("block_k", block_k)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"attention_kernel: {key} must be >= 1, got {value}")
+            _ATTENTION[key] = value
+    try:
+        yield
+    finally:
+        _ATTENTION.update(saved)
+
+
+def _use_blocked(batch, L, S, itemsize, need_weights: bool) -> bool:
+    kernel = _ATTENTION["kernel"]
+    if kernel == "plain" or need_weights:
+        return False
+    return kernel == "blocked" or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
+
+
 
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
@@ -204,7 +240,8 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     the scores. ``is_causal`` masks keys after each query. ``scale`` defaults to 1/sqrt(E).
     A query whose keys are all masked gets a zero output and zero gradients (never NaN).
     Returns the output, or ``(output, weights)`` with weights ``(..., L, S)`` (after dropout,
-    no gradient) when ``need_weights``.
+    no gradient) when ``need_weights``. Large inputs go to the blocked (flash) kernel, which
+    never holds the full score matrix; see ``attention_kernel``.
     """
     q, k, v = _as_tensor(query), _as_tensor(key), _as_tensor(value)
     op = "scaled_dot_product_attention"
@@ -244,6 +281,13 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         else:
             raise TypeError(f"{op}: attn_mask must be bool or floating, got dtype {m.dtype}")
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if bool_mask is not None or float_mask is not None:
+        batch = np.broadcast_shapes(batch, (bool_mask if bool_mask is not None else float_mask).shape[:-2])
+    if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights):
+        return K.BlockedAttention.apply(
+            q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
+            dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
+            block_q=_ATTENTION["block_q"], block_k=_ATTENTION["block_k"])
     holder = [] if need_weights else None
     out = K.ScaledDotProductAttention.apply(
         q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,

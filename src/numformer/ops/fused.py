@@ -297,3 +297,113 @@ class ScaledDotProductAttention(Function):
             if self.needs_grad[1]:
                 dk = unbroadcast(xp.swapaxes(ds, -1, -2) @ q, k.shape)
         return dq, dk, dv
+
+
+def _block(mask, i0, i1, j0, j1):
+    """The (i0:i1, j0:j1) tile of a mask broadcastable to (..., L, S) (size-1 dims stay)."""
+    rows = slice(None) if mask.shape[-2] == 1 else slice(i0, i1)
+    cols = slice(None) if mask.shape[-1] == 1 else slice(j0, j1)
+    return mask[..., rows, cols]
+
+
+class BlockedAttention(Function):
+    """Flash attention's algorithm in NumPy: the same result as ``ScaledDotProductAttention``
+    without ever holding the (L, S) score matrix for all heads at once.
+
+    Forward, per query block i and key block j (all batch and head dims together):
+    s = q_i k_j^T scale (+ mask); m' = max(m, rowmax s); p = exp(s - m');
+    l = l e^(m - m') + rowsum p; acc = acc e^(m - m') + p v_j; finally out = acc / l and the
+    log-sum-exp lse = m + log l is kept. Backward recomputes p = exp(s - lse) block by block:
+    dV_j += p^T dO_i, dP = dO_i v_j^T, dS = p (dP - rowsum(dO_i * out_i)), dQ_i += scale dS k_j,
+    dK_j += scale dS^T q_i. Dropout masks are regenerated in backward from per-block seeds.
+    Memory: O((L + S) E + block_q * block_k) per batch-head instead of O(L S).
+    """
+
+    def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
+                dropout_p=0.0, rng=None, block_q=512, block_k=1024):  # fmt: skip
+        batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        L, S = q.shape[-2], k.shape[-2]
+        self.dtype = dtype = q.dtype
+        self.scale = dtype.type(scale)
+        self.masks = (bool_mask, float_mask)
+        self.is_causal, self.dropout_p = is_causal, dropout_p
+        self.block_q, self.block_k = block_q, block_k
+        self.seed = int(rng.integers(2**62)) if dropout_p > 0 else None
+        out = xp.zeros(batch + (L, v.shape[-1]), dtype=dtype)
+        lse = xp.zeros(batch + (L, 1), dtype=dtype)
+        for i0 in range(0, L, block_q):
+            i1 = min(i0 + block_q, L)
+            qi = q[..., i0:i1, :]
+            m = xp.full(batch + (i1 - i0, 1), -xp.inf, dtype=dtype)
+            l = xp.zeros(batch + (i1 - i0, 1), dtype=dtype)
+            acc = xp.zeros(batch + (i1 - i0, v.shape[-1]), dtype=dtype)
+            for j0, j1, s in self._scores(qi, k, i0, i1, S):
+                m_new = xp.maximum(m, s.max(axis=-1, keepdims=True))
+                safe = xp.where(xp.isfinite(m_new), m_new, 0).astype(dtype, copy=False)
+                s -= safe
+                xp.exp(s, out=s)
+                correction = xp.exp(xp.where(xp.isfinite(m), m - safe, -xp.inf)).astype(dtype, copy=False)
+                l = l * correction + s.sum(axis=-1, keepdims=True)
+                if dropout_p > 0:
+                    s *= self._dropout(s.shape, i0, j0)
+                acc = acc * correction + s @ v[..., j0:j1, :]
+                m = m_new
+            empty = l == 0  # every key masked: zero output, zero gradients (as the plain kernel)
+            out[..., i0:i1, :] = acc / xp.where(empty, 1, l)
+            lse[..., i0:i1, :] = xp.where(empty, xp.inf, m + xp.log(xp.where(empty, 1, l)))
+        self.q, self.k, self.v, self.out, self.lse = q, k, v, out, lse
+        return out
+
+    def _scores(self, qi, k, i0, i1, S):
+        """Yield (j0, j1, scaled and masked scores) for each key block that can take part."""
+        bool_mask, float_mask = self.masks
+        for j0 in range(0, S, self.block_k):
+            j1 = min(j0 + self.block_k, S)
+            if self.is_causal and j0 > i1 - 1:
+                break  # every key in this block is after every query in the query block
+            s = qi @ xp.swapaxes(k[..., j0:j1, :], -1, -2)
+            s *= self.scale
+            if float_mask is not None:
+                s = s + _block(float_mask, i0, i1, j0, j1)
+            if bool_mask is not None:
+                tile = _block(bool_mask, i0, i1, j0, j1)
+                s = xp.where(tile, s, -xp.inf).astype(s.dtype, copy=False)
+            if self.is_causal and j1 - 1 > i0:
+                keep = xp.arange(i0, i1)[:, None] >= xp.arange(j0, j1)[None, :]
+                s = xp.where(keep, s, -xp.inf).astype(s.dtype, copy=False)
+            yield j0, j1, s
+
+    def _dropout(self, shape, i0, j0):
+        gen = xp.random.default_rng([self.seed, i0, j0])  # the same tile mask in backward
+        keep = gen.random(shape, dtype=self.dtype) >= self.dropout_p
+        return keep * self.dtype.type(1.0 / (1.0 - self.dropout_p))
+
+    def backward(self, g):
+        q, k, v, out, lse = self.q, self.k, self.v, self.out, self.lse
+        L, S = q.shape[-2], k.shape[-2]
+        dq = xp.zeros(out.shape[:-1] + (q.shape[-1],), dtype=q.dtype)
+        dk = xp.zeros(out.shape[:-2] + k.shape[-2:], dtype=k.dtype)
+        dv = xp.zeros(out.shape[:-2] + v.shape[-2:], dtype=v.dtype)
+        delta = xp.sum(g * out, axis=-1, keepdims=True)  # rowsum(dO * O) = rowsum(dP * P)
+        for i0 in range(0, L, self.block_q):
+            i1 = min(i0 + self.block_q, L)
+            qi, gi = q[..., i0:i1, :], g[..., i0:i1, :]
+            for j0, j1, s in self._scores(qi, k, i0, i1, S):
+                s -= lse[..., i0:i1, :]
+                p = xp.exp(s, out=s)  # softmax probabilities of this tile
+                vj = v[..., j0:j1, :]
+                dp = gi @ xp.swapaxes(vj, -1, -2)
+                if self.dropout_p > 0:
+                    drop = self._dropout(p.shape, i0, j0)
+                    dv[..., j0:j1, :] += xp.swapaxes(p * drop, -1, -2) @ gi
+                    dp *= drop
+                else:
+                    dv[..., j0:j1, :] += xp.swapaxes(p, -1, -2) @ gi
+                dp -= delta[..., i0:i1, :]
+                dp *= p
+                dp *= self.scale
+                dq[..., i0:i1, :] += dp @ k[..., j0:j1, :]
+                dk[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi
+        return (unbroadcast(dq, q.shape) if self.needs_grad[0] else None,
+                unbroadcast(dk, k.shape) if self.needs_grad[1] else None,
+                unbroadcast(dv, v.shape) if self.needs_grad[2] else None)  # fmt: skip
