@@ -93,6 +93,12 @@ def test_manual_seed_makes_draws_reproducible():
     np.testing.assert_array_equal(nf.rand(3).numpy(), b)
 
 
+def test_public_names_exist_and_allocator_tuning_is_opt_in():
+    for name in nf.__all__:
+        assert hasattr(nf, name), name
+    assert isinstance(nf.tune_allocator(), bool)  # True on glibc; harmless to call twice
+
+
 def test_tensor_api_names():
     x = nf.tensor([[1.0, 5.0], [3.0, 2.0]], requires_grad=True)
     values, indices = x.max(dim=1)

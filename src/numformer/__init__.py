@@ -14,6 +14,7 @@ from numformer.backend import (
     manual_seed,
     set_default_dtype,
     set_rng_state,
+    tune_allocator,
 )
 from numformer.creation import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from numformer.tensor import Tensor, cat, concatenate, masked_fill, matmul, split, stack, where

@@ -193,7 +193,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
 
 # --- attention -------------------------------------------------------------------------------
 
-_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "block_q": 512, "block_k": 1024}
+# Tiles of 256 x 512 keep a block's scores for 8 heads (4 MiB) near cache; measured fastest here.
+_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "block_q": 256, "block_k": 512}
 
 
 @contextlib.contextmanager
@@ -204,7 +205,7 @@ def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
     ``"plain"`` materialises the (L, S) scores; ``"blocked"`` is flash attention's algorithm
     (keys in blocks, online softmax); ``"auto"`` (the default) takes the blocked kernel when the
     plain one's score matrix would exceed ``threshold_bytes`` (128 MB) and no weights are asked
-    for. ``block_q``/``block_k`` set the blocked kernel's tile (512 x 1024).
+    for. ``block_q``/``block_k`` set the blocked kernel's tile (256 x 512).
     """
     if kernel not in ("auto", "plain", "blocked"):
         raise ValueError(f"attention_kernel: kernel must be 'auto', 'plain' or 'blocked', got {kernel!r}")

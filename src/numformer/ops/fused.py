@@ -320,7 +320,7 @@ class BlockedAttention(Function):
     """
 
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
-                dropout_p=0.0, rng=None, block_q=512, block_k=1024):  # fmt: skip
+                dropout_p=0.0, rng=None, block_q=256, block_k=512):  # fmt: skip
         batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         L, S = q.shape[-2], k.shape[-2]
         self.dtype = dtype = q.dtype

@@ -84,7 +84,7 @@ class Optimizer:
                            "params": list(range(start, start + n))})  # fmt: skip
             start += n
         state = {index[pid]: {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                              for k, v in s.items()}
+                              for k, v in s.items() if not k.startswith("_")}
                  for pid, s in self.state.items() if pid in index}  # fmt: skip
         return {"state": state, "param_groups": groups}
 
@@ -172,17 +172,25 @@ class Adam(Optimizer):
             else:
                 g = g + wd * p.data
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (g - m) * (1 - beta1)  # PyTorch's lerp form
-        v *= beta2
-        v += (1 - beta2) * g * g
+        dt = p.dtype.type
+        tmp = np.subtract(g, m, out=state.setdefault("_tmp", np.empty_like(m)))
+        tmp *= dt(1 - beta1)
+        m += tmp  # m = m + (g - m)(1 - beta1): PyTorch's lerp form
+        np.multiply(g, g, out=tmp)
+        tmp *= dt(1 - beta2)
+        v *= dt(beta2)
+        v += tmp
         if group["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         bias1 = 1 - beta1**step
         bias2_sqrt = math.sqrt(1 - beta2**step)
-        denom = np.sqrt(v) / p.dtype.type(bias2_sqrt)
-        denom += eps
-        p.data -= p.dtype.type(lr / bias1) * (m / denom)
+        np.sqrt(v, out=tmp)  # denominator, reusing the scratch buffer
+        tmp /= dt(bias2_sqrt)
+        tmp += dt(eps)
+        np.divide(m, tmp, out=tmp)
+        tmp *= dt(lr / bias1)
+        p.data -= tmp
 
 
 class AdamW(Adam):

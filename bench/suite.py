@@ -1,0 +1,274 @@
+"""The benchmark suite: numformer against PyTorch 2.13 (CPU) on the same machine, same weights.
+
+Workloads: GPT training steps (tiny, small, medium), encoder inference, KV-cached generation
+(batch 1 and 8), attention forward + backward from T = 256 to 16384 (time and peak memory, each
+point in a fresh process), and this machine's float32 matmul rate through NumPy, against which
+every workload's model-FLOPs utilisation (MFU) is reported. Prints ratios of medians
+(numformer / PyTorch; below 1 numformer is faster) with min and max over paired runs, writes
+``bench/results/suite.json`` and ``bench/results/suite.png``.
+
+Run: ``make bench`` or ``.venv/bin/python bench/suite.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import numformer as nf  # noqa: E402
+from common import ALLOCATOR_TUNED, THREADS, compare  # pins threads and the allocator first
+from numformer import nn  # noqa: E402
+from numformer.interop.torch_gpt import from_numformer  # noqa: E402
+from numformer.models import GPT, GPTConfig  # noqa: E402
+from numformer.nn import functional as F  # noqa: E402
+from numformer.optim import AdamW  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+GPT_SIZES = {  # name: (layers, d_model, heads, T, batch)
+    "tiny": (2, 128, 4, 64, 32),
+    "small": (4, 256, 8, 128, 16),
+    "medium": (6, 384, 6, 256, 8),
+}
+TARGETS = {"gpt_train_tiny": 1.6, "gpt_train_small": 1.15, "gpt_train_medium": 1.15,
+           "encoder_forward_small": 1.0, "kv_generation_b1": 1.0, "kv_generation_b8": 1.0}  # fmt: skip
+VOCAB = 100  # a character vocabulary
+
+
+def matmul_rate(n: int = 2048, repeats: int = 7) -> float:
+    """NumPy's float32 GEMM rate on this machine, in GFLOP/s (median of repeats)."""
+    a, b = (np.random.default_rng(i).standard_normal((n, n)).astype(np.float32) for i in range(2))
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def gpt_flops(model: GPT, batch: int, T: int) -> float:
+    """Training FLOPs per step: 6 per parameter per token, plus attention's 12 L d T per token."""
+    c = model.config
+    params = model.num_parameters() - c.vocab_size * c.d_model * (0 if c.tie_weights else 1)
+    return batch * T * (6 * params + 12 * c.n_layer * c.d_model * T)
+
+
+def gpt_train(name: str, repeats: int) -> dict:
+    layers, d, heads, T, B = GPT_SIZES[name]
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=T, n_layer=layers, n_head=heads, d_model=d))
+    ref = from_numformer(model)
+    opt, t_opt = AdamW(model.parameters(), lr=1e-4), torch.optim.AdamW(ref.parameters(), lr=1e-4)
+    x = np.random.default_rng(0).integers(0, VOCAB, (B, T))
+    y = np.random.default_rng(1).integers(0, VOCAB, (B, T))
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def run_nf():
+        opt.zero_grad()
+        model(x, y)[1].backward()
+        opt.step()
+
+    def run_torch():
+        t_opt.zero_grad()
+        ref(tx, ty)[1].backward()
+        t_opt.step()
+
+    row = compare(f"gpt_train_{name}", run_nf, run_torch, repeats=repeats, warmup=2)
+    row["flops"] = gpt_flops(model, B, T)
+    row["shape"] = f"{layers} layers, d {d}, {heads} heads, T {T}, batch {B}"
+    return row
+
+
+def encoder_forward(repeats: int) -> dict:
+    layers, d, heads, T, B = GPT_SIZES["small"]
+    nf.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0), layers).eval()
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0,
+                                                                       batch_first=True), layers)  # fmt: skip
+    ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in enc.state_dict().items()})
+    ref.eval()
+    x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
+    tx = torch.from_numpy(x)
+
+    def run_nf():
+        with nf.no_grad():
+            enc(nf.Tensor(x))
+
+    def run_torch():
+        with torch.no_grad():
+            ref(tx)
+
+    row = compare("encoder_forward_small", run_nf, run_torch, repeats=repeats, warmup=2)
+    row["flops"] = 2 * B * T * (layers * 12 * d * d) + 4 * layers * B * T * T * d
+    row["shape"] = f"{layers} layers, d {d}, {heads} heads, T {T}, batch {B}, inference"
+    return row
+
+
+def kv_generation(batch: int, repeats: int, new: int = 256) -> dict:
+    layers, d, heads, _, _ = GPT_SIZES["small"]
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=512, n_layer=layers, n_head=heads, d_model=d)).eval()
+    ref = from_numformer(model).eval()
+    prompt = np.random.default_rng(0).integers(0, VOCAB, (batch, 16))
+    row = compare(f"kv_generation_b{batch}", lambda: model.generate(prompt.tolist(), new, temperature=0),
+                  lambda: ref.generate_greedy(torch.from_numpy(prompt), new), repeats=repeats, warmup=1)  # fmt: skip
+    row["flops"] = 2 * batch * new * (model.num_parameters())
+    row["shape"] = f"small GPT, batch {batch}, 16-token prompt + {new} new tokens, greedy"
+    row["tokens_per_s_numformer"] = batch * new / (row["numformer_ms"] / 1e3)
+    row["tokens_per_s_torch"] = batch * new / (row["torch_ms"] / 1e3)
+    return row
+
+
+# --- attention: one (framework, T) point per fresh process, for a clean peak-memory reading ---
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak() -> float:
+    """Reset the kernel's peak-RSS mark (VmHWM) so imports do not count; return RSS now."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_mb("VmRSS")
+
+
+def attention_worker(framework: str, T: int, repeats: int) -> None:
+    heads, d = 8, 64
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((1, heads, T, d)).astype(np.float32) for _ in range(4)]
+    base = _reset_peak()
+    times = []
+    for i in range(repeats + (T < 8192)):  # one warm-up run where it is cheap
+        start = time.perf_counter()
+        if framework == "numformer":
+            q, k, v = (nf.Tensor(a, requires_grad=True) for a in arrays[:3])
+            F.scaled_dot_product_attention(q, k, v).backward(arrays[3])
+        else:
+            q, k, v = (torch.tensor(a, requires_grad=True) for a in arrays[:3])
+            torch.nn.functional.scaled_dot_product_attention(q, k, v).backward(torch.from_numpy(arrays[3]))
+        if i or T >= 8192:
+            times.append(time.perf_counter() - start)
+        del q, k, v
+    print(json.dumps({"ms": 1e3 * statistics.median(times), "peak_mb": _status_mb("VmHWM") - base}))
+
+
+def attention_sweep(lengths, repeats) -> list[dict]:
+    rows = []
+    for T in lengths:
+        point = {"T": T, "flops": 3.5 * 4 * 8 * T * T * 64}  # forward 4 T^2 d per head, backward 2.5x
+        for framework in ("numformer", "torch"):
+            reps = 1 if T >= 8192 else repeats
+            done = subprocess.run([sys.executable, __file__, "--attention-worker", framework, str(T), str(reps)],
+                                  capture_output=True, text=True, env=os.environ)  # fmt: skip
+            if done.returncode != 0:
+                point[framework] = {"error": done.stderr.strip().splitlines()[-1]}
+            else:
+                point[framework] = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(point)
+        nf_ms, t_ms = point["numformer"].get("ms"), point["torch"].get("ms")
+        print(f"attention T={T:>5}: numformer {nf_ms:9.1f} ms, {point['numformer'].get('peak_mb', 0):7.0f} MB | "
+              f"PyTorch {t_ms:9.1f} ms, {point['torch'].get('peak_mb', 0):7.0f} MB | ratio {nf_ms / t_ms:.2f}")  # fmt: skip
+    return rows
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "numformer": nf.__version__, "threads": THREADS, "torch_threads": torch.get_num_threads(),
+            "tuned_allocator": bool(ALLOCATOR_TUNED)}  # fmt: skip
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["workloads"]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    names = [r["name"] for r in rows]
+    axes[0].barh(names, [r["ratio"] for r in rows], color="tab:blue", label="numformer / PyTorch (median)")
+    axes[0].scatter([TARGETS.get(n, np.nan) for n in names], names, color="red", marker="|", s=300,
+                    label="target (at most)")  # fmt: skip
+    axes[0].axvline(1.0, color="gray", ls="--")
+    axes[0].set(title="Time ratio per workload", xlabel="numformer time / PyTorch time")
+    axes[0].legend()
+    sweep = results["attention"]
+    T = [p["T"] for p in sweep]
+    for framework, color in (("numformer", "tab:blue"), ("torch", "tab:orange")):
+        axes[1].plot(T, [p[framework].get("ms", np.nan) for p in sweep], "o-", color=color, label=framework)
+        axes[2].plot(T, [p[framework].get("peak_mb", np.nan) for p in sweep], "o-", color=color, label=framework)
+    axes[1].set(title="Attention forward + backward (8 heads, d 64)", xlabel="T", ylabel="ms",
+                xscale="log", yscale="log")  # fmt: skip
+    axes[2].axhline(1536, color="red", ls="--", label="1.5 GB")
+    axes[2].set(title="Peak memory over baseline", xlabel="T", ylabel="MB", xscale="log", yscale="log")
+    axes[1].legend()
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and a shorter attention sweep")
+    ap.add_argument("--attention-worker", nargs=3, metavar=("FRAMEWORK", "T", "REPEATS"))
+    args = ap.parse_args()
+    if args.attention_worker:
+        framework, T, reps = args.attention_worker
+        attention_worker(framework, int(T), int(reps))
+        return
+    quick = args.quick
+    rate = matmul_rate()
+    print(f"machine float32 matmul rate (NumPy, 2048^3): {rate:.1f} GFLOP/s; threads {THREADS}; "
+          f"tuned allocator {ALLOCATOR_TUNED}")  # fmt: skip
+    rows = [gpt_train("tiny", 6 if quick else 15), gpt_train("small", 4 if quick else 8),
+            gpt_train("medium", 3 if quick else 5), encoder_forward(5 if quick else 12),
+            kv_generation(1, 3 if quick else 5), kv_generation(8, 3 if quick else 5)]  # fmt: skip
+    print(f"{'workload':<24} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
+          f"{'target':>7} {'MFU nf':>7} {'MFU pt':>7}")  # fmt: skip
+    for r in rows:
+        r["mfu_numformer"] = r["flops"] / (r["numformer_ms"] / 1e3) / (rate * 1e9)
+        r["mfu_torch"] = r["flops"] / (r["torch_ms"] / 1e3) / (rate * 1e9)
+        r["target"] = TARGETS.get(r["name"])
+        r["met"] = r["target"] is None or r["ratio"] <= r["target"]
+        print(f"{r['name']:<24} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
+              f"{r['ratio_min']:>5.2f} {r['ratio_max']:>5.2f} {'<= ' + str(r['target']):>7} "
+              f"{r['mfu_numformer']:>7.0%} {r['mfu_torch']:>7.0%}")  # fmt: skip
+    medium = next(r for r in rows if r["name"] == "gpt_train_medium")
+    print(f"medium training step MFU: {medium['mfu_numformer']:.0%} of the measured matmul rate "
+          f"(target >= 50%)")  # fmt: skip
+    sweep = attention_sweep([256, 1024, 4096] if quick else [256, 1024, 4096, 8192, 16384], 3)
+    results = {"machine": machine(), "matmul_gflops": rate, "workloads": rows, "attention": sweep,
+               "quick": quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "suite.json").write_text(json.dumps(results, indent=1, default=str))
+    plot(results, RESULTS / "suite.png")
+    print(f"results: {RESULTS / 'suite.json'}, plot: {RESULTS / 'suite.png'}")
+
+
+if __name__ == "__main__":
+    main()
