@@ -180,9 +180,13 @@ def attention_sweep(lengths, repeats) -> list[dict]:
             else:
                 point[framework] = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(point)
-        nf_ms, t_ms = point["numformer"].get("ms"), point["torch"].get("ms")
-        print(f"attention T={T:>5}: numformer {nf_ms:9.1f} ms, {point['numformer'].get('peak_mb', 0):7.0f} MB | "
-              f"PyTorch {t_ms:9.1f} ms, {point['torch'].get('peak_mb', 0):7.0f} MB | ratio {nf_ms / t_ms:.2f}")  # fmt: skip
+        cells = []
+        for framework in ("numformer", "torch"):
+            p = point[framework]
+            cells.append(f"{framework} {p['ms']:9.1f} ms, {p['peak_mb']:7.0f} MB" if "ms" in p
+                         else f"{framework} failed: {p['error']}")  # fmt: skip
+        ratio = point["numformer"].get("ms", np.nan) / point["torch"].get("ms", np.nan)
+        print(f"attention T={T:>5}: " + " | ".join(cells) + f" | ratio {ratio:.2f}")
     return rows
 
 
