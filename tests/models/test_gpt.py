@@ -59,10 +59,11 @@ def test_changing_a_future_token_never_changes_an_earlier_logit(positions):
         assert not np.allclose(out[0, t], base[0, t])
 
 
+@pytest.mark.parametrize("prompts", [[[1, 2, 3, 4], [5], [6, 7]], [[1, 2, 3], [4, 5, 6]]],
+                         ids=["ragged", "equal"])  # masked path, and the unmasked fast path
 @pytest.mark.parametrize("positions", POSITIONS)
-def test_kv_cache_gives_the_same_logits_as_recomputing(positions):
+def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts):
     model = tiny(positions)
-    prompts = [[1, 2, 3, 4], [5], [6, 7]]  # rows of different lengths in one batch
     cached, full = [], []
     a = model.generate(prompts, 11, temperature=0, record_logits=cached)
     b = model.generate(prompts, 11, temperature=0, use_cache=False, record_logits=full)

@@ -100,12 +100,16 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
         mask, causal = None, True
         if cache is not None:
-            rows = np.arange(N)[:, None]
-            cache.k[layer][rows, :, positions] = k.data.transpose(0, 2, 1, 3)
-            cache.v[layer][rows, :, positions] = v.data.transpose(0, 2, 1, 3)
             S = int(positions.max()) + 1
+            if T == 1 and (positions == S - 1).all():  # every row at the same step: no mask
+                cache.k[layer][:, :, S - 1] = k.data[:, :, 0]
+                cache.v[layer][:, :, S - 1] = v.data[:, :, 0]
+            else:
+                rows = np.arange(N)[:, None]
+                cache.k[layer][rows, :, positions] = k.data.transpose(0, 2, 1, 3)
+                cache.v[layer][rows, :, positions] = v.data.transpose(0, 2, 1, 3)
+                mask = (np.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
             k, v = Tensor(cache.k[layer][:, :, :S]), Tensor(cache.v[layer][:, :, :S])
-            mask = (np.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
             causal = False
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
