@@ -248,15 +248,16 @@ class ScaledDotProductAttention(Function):
     """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel.
 
     With P the softmax, D the dropout's scaled mask and G = dL/dout:
-    dV = (P*D)^T G, dP = (G V^T) * D, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
-    dK = scale dS^T Q. Rows with every key masked give P = 0: zero output, zero gradients.
+    dV = (P*D)^T G, dP = (G V^T) * D, dS = P * (dP - rowsum(G * out)), dQ = scale dS K,
+    dK = scale dS^T Q (rowsum(dP * P) = rowsum(G * out), so no extra pass over (L, S)).
+    Rows with every key masked give P = 0: zero output, zero gradients.
     ``bool_mask`` marks with True the (query, key) pairs that take part; ``float_mask`` is added.
     """
 
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
                 dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
-        s = q @ xp.swapaxes(k, -1, -2)
-        s *= s.dtype.type(scale)
+        self.scale = q.dtype.type(scale)
+        s = (q * self.scale) @ xp.swapaxes(k, -1, -2)  # scale the (L, E) side, not the (L, S) one
         L, S = s.shape[-2:]
         if float_mask is not None:
             if xp.broadcast_shapes(s.shape, float_mask.shape) == s.shape:
@@ -270,7 +271,7 @@ class ScaledDotProductAttention(Function):
         if is_causal:
             xp.copyto(s, -xp.inf, where=~xp.tri(L, S, dtype=bool))
         p = _softmax_inplace(s)
-        self.scale, self.p, self.dropped = s.dtype.type(scale), p, None
+        self.p, self.dropped = p, None
         if dropout_p > 0:
             keep = rng.random(p.shape, dtype=p.dtype) >= dropout_p
             self.dropped = keep * p.dtype.type(1.0 / (1.0 - dropout_p))
@@ -278,24 +279,27 @@ class ScaledDotProductAttention(Function):
         if weights_out is not None:
             weights_out.append(p)
         self.q, self.k, self.v, self.pd = q, k, v, p
-        return p @ v
+        self.out = p @ v
+        return self.out
 
     def backward(self, g):
         q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
         dv = unbroadcast(xp.swapaxes(pd, -1, -2) @ g, v.shape) if self.needs_grad[2] else None
         dq = dk = None
         if self.needs_grad[0] or self.needs_grad[1]:
-            dp = g @ xp.swapaxes(v, -1, -2)
+            ds = g @ xp.swapaxes(v, -1, -2)  # dL/d(P*D), then dL/dP
             if self.dropped is not None:
-                dp *= self.dropped
-            ds = dp
-            ds -= xp.sum(dp * p, axis=-1, keepdims=True)
+                ds *= self.dropped
+            # rowsum(dP * P) = rowsum(dO * O) (flash attention's identity, dropout included):
+            # an (L, Ev) product instead of another pass over the (L, S) matrix.
+            ds -= xp.sum(g * self.out, axis=-1, keepdims=True)
             ds *= p
-            ds *= self.scale
             if self.needs_grad[0]:
                 dq = unbroadcast(ds @ k, q.shape)
+                dq *= self.scale
             if self.needs_grad[1]:
                 dk = unbroadcast(xp.swapaxes(ds, -1, -2) @ q, k.shape)
+                dk *= self.scale
         return dq, dk, dv
 
 
