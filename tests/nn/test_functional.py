@@ -21,6 +21,17 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5)
 
 
+# --- linear (the fused x W^T + b kernel) -----------------------------------------------------
+
+
+@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(),
+       lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))  # fmt: skip
+def test_linear_parity_and_gradcheck(seed, dtype, bias, lead):
+    arrays = [randn(seed, lead + (5,)), randn(seed + 1, (3, 5))] + ([randn(seed + 2, (3,))] if bias else [])
+    check_parity(F.linear, TF.linear, arrays, dtype, loose=True)
+    assert gradcheck(F.linear, [nf.Tensor(a, requires_grad=True) for a in arrays])
+
+
 # --- softmax / log_softmax -------------------------------------------------------------------
 
 
