@@ -93,9 +93,8 @@ class CausalSelfAttention(nn.Module):
         the T tokens. With one: the T new tokens attend to the row's cached keys too."""
         N, T, E = x.shape
         H, D = self.n_head, E // self.n_head
-        qkv = self.c_attn(x)
-        q, k, v = (qkv[..., i * E : (i + 1) * E].reshape(N, T, H, D).transpose(1, 2)
-                   for i in range(3))  # fmt: skip
+        qkv = self.c_attn(x).reshape(N, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (3, N, H, T, D)
+        q, k, v = qkv[0], qkv[1], qkv[2]
         if self.rotary is not None:
             q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
         mask, causal = None, True
