@@ -23,6 +23,7 @@ import torch  # noqa: E402
 import numformer as nf  # noqa: E402
 from common import ALLOCATOR_TUNED, THREADS  # pins threads before NumPy/torch load
 from numformer.cli.demo import _config  # noqa: E402
+from numformer.cli.lm import _param_groups  # noqa: E402
 from numformer.data import CharTokenizer, TokenData, default_corpus  # noqa: E402
 from numformer.interop.torch_gpt import from_numformer  # noqa: E402
 from numformer.models import GPT  # noqa: E402
@@ -38,11 +39,6 @@ def lr_factor(step, warmup, total, base, min_lr):
     return (min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / base
 
 
-def groups(named, wd):
-    decay = [p for n, p in named if p.ndim >= 2 and "wpe" not in n]
-    rest = [p for n, p in named if not (p.ndim >= 2 and "wpe" not in n)]
-    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -55,9 +51,9 @@ def main():
     nf.manual_seed(0)
     model = GPT(cfg.model_config(tok.vocab_size))
     ref = from_numformer(model)
-    opt = AdamW(groups(list(model.named_parameters()), cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99))
+    opt = AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99))
     sched = WarmupCosineLR(opt, cfg.warmup_steps, args.steps, cfg.min_lr)
-    t_opt = torch.optim.AdamW(groups(list(ref.named_parameters()), cfg.weight_decay), lr=cfg.lr,
+    t_opt = torch.optim.AdamW(_param_groups(ref, cfg.weight_decay), lr=cfg.lr,
                               betas=(0.9, 0.99))  # fmt: skip
     t_sched = torch.optim.lr_scheduler.LambdaLR(
         t_opt, lambda s: lr_factor(s, cfg.warmup_steps, args.steps, cfg.lr, cfg.min_lr))

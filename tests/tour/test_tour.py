@@ -18,11 +18,11 @@ def tour(tmp_path_factory):
     return out, sections
 
 
-def test_every_section_runs_fast(tour):
+def test_every_section_runs_in_fast_mode(tour):
+    # How long each takes is measured (claims["seconds"], printed by the tour), never asserted.
     _, sections = tour
     assert sorted(sections) == list(range(1, 9))
-    for n, s in sections.items():
-        assert s.claims["seconds"] < 15, (n, s.claims["seconds"])
+    assert all(s.tables or s.figures for s in sections.values())
 
 
 def test_1_rnn_takes_T_dependent_steps_attention_one_pass(tour):

@@ -33,7 +33,7 @@ class Softmax(Function):
 
     def forward(self, x, axis=-1):
         self.axis = axis
-        self.out = _softmax_inplace(x.astype(x.dtype, copy=True), axis)
+        self.out = _softmax_inplace(x.copy(), axis)
         return self.out
 
     def backward(self, g):

@@ -10,7 +10,8 @@ class MatMul(Function):
     """``a @ b``. With ``G = dL/dout``: dL/da = G b^T, dL/db = a^T G, summed over broadcast batches.
 
     1-D operands are promoted to matrices as ``numpy.matmul`` does and squeezed back. A 2-D
-    ``b`` against a batched ``a`` (every Linear layer) folds the batch into one GEMM for dL/db.
+    ``b`` against a batched ``a`` folds the batch into one GEMM for dL/db. (``nn.Linear`` has
+    its own primitive, ``Linear``, below.)
     """
 
     def forward(self, a, b):
