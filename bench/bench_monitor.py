@@ -6,16 +6,19 @@ Run: ``.venv/bin/python bench/bench_monitor.py``.
 
 from __future__ import annotations
 
+# isort: off
+from common import THREADS  # noqa: F401 - first: pins BLAS threads before NumPy loads
+
+# isort: on
 import statistics
 import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import numformer as nf  # noqa: E402
-from common import THREADS  # noqa: F401 - pins BLAS threads before NumPy loads
-from numformer import nn, optim  # noqa: E402
-from numformer.nn import functional as F  # noqa: E402
-from numformer.train import HealthMonitor  # noqa: E402
+import numformer as nf
+from numformer import nn, optim
+from numformer.nn import functional as F
+from numformer.train import HealthMonitor
 
 
 def make():
@@ -60,8 +63,10 @@ def main():
         ratio = statistics.median(watched) / statistics.median(plain)
         mean_ratio = statistics.mean(watched) / statistics.mean(plain)
         label = f"interval {interval:>2}" if interval else "no monitor (A/A)"
-        print(f"{label:>16}: step time with monitor / without = {ratio:.3f} (median), "
-              f"{mean_ratio:.3f} (mean) over {len(plain)} steps each, encoder 2x d128 T64 B16")
+        print(
+            f"{label:>16}: step time with monitor / without = {ratio:.3f} (median), "
+            f"{mean_ratio:.3f} (mean) over {len(plain)} steps each, encoder 2x d128 T64 B16"
+        )
 
 
 if __name__ == "__main__":

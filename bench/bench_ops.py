@@ -6,12 +6,15 @@ Run: ``make bench`` or ``.venv/bin/python bench/bench_ops.py``. Prints ratios of
 
 from __future__ import annotations
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+# isort: off
+from common import compare, print_table  # first: pins BLAS threads before NumPy loads
 
-import numformer as nf  # noqa: E402
-from common import compare, print_table  # sets thread counts before NumPy/torch load
-from numformer.nn import functional as F  # noqa: E402
+# isort: on
+import numpy as np
+import torch
+
+import numformer as nf
+from numformer.nn import functional as F
 
 
 def attention_case(batch, heads, T, d, causal):

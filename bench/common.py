@@ -2,6 +2,14 @@
 
 Import this before NumPy or torch: it pins BLAS threads (NumPy) and torch's intra-op threads
 to the same number, ``NUMFORMER_BENCH_THREADS`` (default: all cores).
+
+Both frameworks share one process, and each keeps a thread pool that busy-waits after its
+work: OpenBLAS's threads spin for about 2^28 cycles (~0.1 s) after every GEMM, torch's OpenMP
+threads for a shorter while. A call timed right after the other framework's call competes with
+those spinning threads for the cores. Measured on this 2-core machine (encoder inference):
+back to back, PyTorch slowed from 85 ms to 140-160 ms and the ratio read 0.74-0.87; with a
+0.3 s pause before each timed call both ran at their standalone speed and the ratio read 1.30.
+So every timed call here starts after ``PAUSE`` seconds of idleness (``NUMFORMER_BENCH_PAUSE``).
 """
 
 from __future__ import annotations
@@ -11,17 +19,31 @@ import statistics
 import time
 
 THREADS = int(os.environ.get("NUMFORMER_BENCH_THREADS", str(os.cpu_count() or 1)))
+PAUSE = float(os.environ.get("NUMFORMER_BENCH_PAUSE", "0.3"))
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
 
 import torch  # noqa: E402
 
 from numformer.backend import tune_allocator  # noqa: E402
+from numformer.parallel import set_num_threads  # noqa: E402
 
 torch.set_num_threads(THREADS)
 # Both frameworks run in this one process, so both get the tuned allocator (fair comparison).
 # NUMFORMER_BENCH_DEFAULT_MALLOC=1 measures with glibc's defaults instead.
 ALLOCATOR_TUNED = os.environ.get("NUMFORMER_BENCH_DEFAULT_MALLOC") is None and tune_allocator()
+# numformer's kernels on THREADS threads with BLAS pinned to one per call, as the CLI runs them
+# (numformer.parallel); NUMFORMER_BENCH_KERNEL_THREADS=1 measures the serial kernels instead.
+KERNEL_THREADS = int(os.environ.get("NUMFORMER_BENCH_KERNEL_THREADS", str(THREADS)))
+set_num_threads(KERNEL_THREADS)
+
+
+def timed(fn) -> float:
+    """Seconds one call of ``fn`` takes, started after ``PAUSE`` s idle (see the module doc)."""
+    time.sleep(PAUSE)
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> dict:
@@ -31,13 +53,8 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> d
         torch_fn()
     nf_times, torch_times = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        nf_fn()
-        t1 = time.perf_counter()
-        torch_fn()
-        t2 = time.perf_counter()
-        nf_times.append(t1 - t0)
-        torch_times.append(t2 - t1)
+        nf_times.append(timed(nf_fn))
+        torch_times.append(timed(torch_fn))
     ratios = [a / b for a, b in zip(nf_times, torch_times)]
     row = {
         "name": name,
@@ -51,7 +68,8 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> d
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"threads: numpy BLAS = torch = {THREADS}; tuned allocator: {ALLOCATOR_TUNED}")
+    print(f"threads: torch = numformer kernels = {KERNEL_THREADS}; tuned allocator: {ALLOCATOR_TUNED}; "
+          f"pause before each timed call: {PAUSE} s")  # fmt: skip
     print(f"{'workload':<44} {'numformer ms':>13} {'torch ms':>10} {'ratio':>7} {'min':>6} {'max':>6}")
     for r in rows:
         print(f"{r['name']:<44} {r['numformer_ms']:>13.3f} {r['torch_ms']:>10.3f} "

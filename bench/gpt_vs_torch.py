@@ -12,24 +12,27 @@ Run: ``.venv/bin/python bench/gpt_vs_torch.py [--steps 300]``.
 
 from __future__ import annotations
 
+# isort: off
+from common import ALLOCATOR_TUNED, PAUSE, THREADS, timed  # first: pins BLAS threads before NumPy loads
+
+# isort: on
 import argparse
 import math
 import statistics
 import time
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import numformer as nf  # noqa: E402
-from common import ALLOCATOR_TUNED, THREADS  # pins threads before NumPy/torch load
-from numformer.cli.demo import _config  # noqa: E402
-from numformer.cli.lm import _param_groups  # noqa: E402
-from numformer.data import CharTokenizer, TokenData, default_corpus  # noqa: E402
-from numformer.interop.torch_gpt import from_numformer  # noqa: E402
-from numformer.models import GPT  # noqa: E402
-from numformer.nn.utils import clip_grad_norm_  # noqa: E402
-from numformer.optim import AdamW  # noqa: E402
-from numformer.optim.lr_scheduler import WarmupCosineLR  # noqa: E402
+import numformer as nf
+from numformer.cli.demo import _config
+from numformer.cli.lm import _param_groups
+from numformer.data import CharTokenizer, TokenData, default_corpus
+from numformer.interop.torch_gpt import from_numformer
+from numformer.models import GPT
+from numformer.nn.utils import clip_grad_norm_
+from numformer.optim import AdamW
+from numformer.optim.lr_scheduler import WarmupCosineLR
 
 
 def lr_factor(step, warmup, total, base, min_lr):
@@ -37,7 +40,6 @@ def lr_factor(step, warmup, total, base, min_lr):
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / (total - warmup))
     return (min_lr + (base - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / base
-
 
 
 def main():
@@ -56,12 +58,16 @@ def main():
     t_opt = torch.optim.AdamW(_param_groups(ref, cfg.weight_decay), lr=cfg.lr,
                               betas=(0.9, 0.99))  # fmt: skip
     t_sched = torch.optim.lr_scheduler.LambdaLR(
-        t_opt, lambda s: lr_factor(s, cfg.warmup_steps, args.steps, cfg.lr, cfg.min_lr))
+        t_opt, lambda s: lr_factor(s, cfg.warmup_steps, args.steps, cfg.lr, cfg.min_lr)
+    )
     rng = np.random.default_rng(0)
     B, T = cfg.batch_size, cfg.block_size
     nf_times, t_times = [], []
     for step in range(args.steps):
         x, y = data.batch(rng, B, T)
+        timing = step >= 5 and step % 5 == 0  # a pause before each timed step (see common.py)
+        if timing:
+            time.sleep(PAUSE)
         t0 = time.perf_counter()
         opt.zero_grad()
         loss = model(x, y)[1]
@@ -70,16 +76,19 @@ def main():
         opt.step()
         sched.step()
         t1 = time.perf_counter()
+        if timing:
+            time.sleep(PAUSE)
+        t2 = time.perf_counter()
         t_opt.zero_grad()
         t_loss = ref(torch.from_numpy(x), torch.from_numpy(y))[1]
         t_loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.clip_grad_norm)
         t_opt.step()
         t_sched.step()
-        t2 = time.perf_counter()
-        if step >= 5:
+        t3 = time.perf_counter()
+        if timing:
             nf_times.append(t1 - t0)
-            t_times.append(t2 - t1)
+            t_times.append(t3 - t2)
     val_rng_a, val_rng_b = np.random.default_rng(99), np.random.default_rng(99)
     with nf.no_grad():
         nf_val = np.mean([model(*data.batch(val_rng_a, B, T, "val"))[1].item() for _ in range(20)])
@@ -98,15 +107,11 @@ def main():
     for _ in range(2):  # warm-up
         model.generate(prompt.tolist(), 8, temperature=0)
         ref.generate_greedy(torch.from_numpy(prompt), 8)
-    nf_g, t_g = [], []
+    nf_g, t_g, out = [], [], {}
     for _ in range(5):
-        t0 = time.perf_counter()
-        ours = model.generate(prompt.tolist(), new, temperature=0)
-        t1 = time.perf_counter()
-        theirs = ref.generate_greedy(torch.from_numpy(prompt), new)
-        t2 = time.perf_counter()
-        nf_g.append(t1 - t0)
-        t_g.append(t2 - t1)
+        nf_g.append(timed(lambda: out.update(ours=model.generate(prompt.tolist(), new, temperature=0))))
+        t_g.append(timed(lambda: out.update(theirs=ref.generate_greedy(torch.from_numpy(prompt), new))))
+    ours, theirs = out["ours"], out["theirs"]
     same = ours[0] == theirs[0].tolist()
     nf_tps, t_tps = new / statistics.median(nf_g), new / statistics.median(t_g)
     print(f"KV-cached greedy generation, {new} tokens: numformer {nf_tps:.0f} tok/s, PyTorch "

@@ -12,6 +12,10 @@ Run: ``make bench`` or ``.venv/bin/python bench/suite.py [--quick]``.
 
 from __future__ import annotations
 
+# isort: off
+from common import ALLOCATOR_TUNED, KERNEL_THREADS, THREADS, compare  # first: pins BLAS threads before NumPy loads
+
+# isort: on
 import argparse
 import json
 import os
@@ -22,16 +26,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import numformer as nf  # noqa: E402
-from common import ALLOCATOR_TUNED, THREADS, compare  # pins threads and the allocator first
-from numformer import nn  # noqa: E402
-from numformer.interop.torch_gpt import from_numformer  # noqa: E402
-from numformer.models import GPT, GPTConfig  # noqa: E402
-from numformer.nn import functional as F  # noqa: E402
-from numformer.optim import AdamW  # noqa: E402
+import numformer as nf
+from numformer import nn
+from numformer.interop.torch_gpt import from_numformer
+from numformer.models import GPT, GPTConfig
+from numformer.nn import functional as F
+from numformer.optim import AdamW
 
 RESULTS = Path(__file__).parent / "results"
 GPT_SIZES = {  # name: (layers, d_model, heads, T, batch)
@@ -45,15 +48,22 @@ VOCAB = 100  # a character vocabulary
 
 
 def matmul_rate(n: int = 2048, repeats: int = 7) -> float:
-    """NumPy's float32 GEMM rate on this machine, in GFLOP/s (median of repeats)."""
+    """This machine's float32 GEMM rate in GFLOP/s (median of repeats): the better of NumPy's
+    own threaded BLAS and numformer's split of one GEMM over its kernel threads."""
+    from numformer import parallel
+
     a, b = (np.random.default_rng(i).standard_normal((n, n)).astype(np.float32) for i in range(2))
-    a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    rates = []
+    for threads in (1, KERNEL_THREADS):
+        parallel.set_num_threads(threads)  # 1: BLAS back to its own threads
+        parallel.matmul(a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            parallel.matmul(a, b)
+            times.append(time.perf_counter() - start)
+        rates.append(2 * n**3 / statistics.median(times) / 1e9)
+    return max(rates)
 
 
 def gpt_flops(model: GPT, batch: int, T: int) -> float:
@@ -202,6 +212,7 @@ def machine() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
             "numformer": nf.__version__, "threads": THREADS, "torch_threads": torch.get_num_threads(),
+            "numformer_kernel_threads": nf.get_num_threads(),
             "tuned_allocator": bool(ALLOCATOR_TUNED)}  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from numformer.backend import (
     tune_allocator,
 )
 from numformer.creation import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
+from numformer.parallel import get_num_threads, set_num_threads
 from numformer.tensor import Tensor, cat, concatenate, masked_fill, matmul, split, stack, where
 
 float32 = _np.float32
@@ -30,6 +31,6 @@ __all__ = [
     "Tensor", "tensor", "zeros", "ones", "zeros_like", "ones_like", "randn", "rand", "arange",
     "cat", "concatenate", "stack", "split", "where", "masked_fill", "matmul",
     "no_grad", "enable_grad", "is_grad_enabled", "manual_seed", "get_rng_state",
-    "set_rng_state", "tune_allocator", "set_default_dtype", "get_default_dtype", "float32",
-    "float64", "int64", "bool_",
+    "set_rng_state", "tune_allocator", "set_num_threads", "get_num_threads", "set_default_dtype",
+    "get_default_dtype", "float32", "float64", "int64", "bool_",
 ]  # fmt: skip

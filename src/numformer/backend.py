@@ -16,6 +16,12 @@ _default_dtype = np.dtype(np.float32)
 _generator = np.random.default_rng()
 
 
+def contiguous(a):
+    """``a`` itself if C-contiguous, else a C-contiguous copy (0-d stays 0-d, unlike NumPy's
+    ``ascontiguousarray``)."""
+    return a if a.flags.c_contiguous else a.copy()
+
+
 def as_dtype(dtype) -> np.dtype:
     """Normalise ``dtype`` (a NumPy dtype, type or name such as ``"float32"``) to ``np.dtype``."""
     try:

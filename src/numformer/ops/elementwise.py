@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from numformer.autograd import Function, unbroadcast
-from numformer.backend import xp
+from numformer.backend import contiguous, xp
+from numformer.parallel import parallel_for
 
 # --- arithmetic ----------------------------------------------------------------------------
 
@@ -165,11 +166,23 @@ class Relu(Function):
     """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden."""
 
     def forward(self, a):
-        self.mask = a > 0
-        return xp.maximum(a, a.dtype.type(0))
+        a = contiguous(a)
+        self.mask, out = xp.empty(a.shape, bool), xp.empty(a.shape, a.dtype)
+        flat_a, flat_mask, flat_out = a.reshape(-1), self.mask.reshape(-1), out.reshape(-1)
+
+        def chunk(lo, hi):
+            xp.greater(flat_a[lo:hi], 0, out=flat_mask[lo:hi])
+            xp.maximum(flat_a[lo:hi], a.dtype.type(0), out=flat_out[lo:hi])
+
+        parallel_for(a.size, chunk)
+        return out
 
     def backward(self, g):
-        return (g * self.mask,)
+        g = contiguous(g)
+        out = xp.empty(g.shape, g.dtype)
+        flat_g, flat_mask, flat_out = g.reshape(-1), self.mask.reshape(-1), out.reshape(-1)
+        parallel_for(g.size, lambda lo, hi: xp.multiply(flat_g[lo:hi], flat_mask[lo:hi], out=flat_out[lo:hi]))
+        return (out,)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -187,15 +200,23 @@ class Gelu(Function):
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            t = xp.multiply(a, a, out=xp.empty_like(a))  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
-            t *= a.dtype.type(0.044715 * _SQRT_2_OVER_PI)
-            t += a.dtype.type(_SQRT_2_OVER_PI)
-            t *= a
-            xp.tanh(t, out=t)
-            self.t = t
-            out = xp.add(t, 1, out=xp.empty_like(a))
-            out *= a
-            out *= a.dtype.type(0.5)
+            self.a = a = contiguous(a)
+            self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
+            flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)
+            c1, c0 = a.dtype.type(0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
+
+            def chunk(lo, hi):
+                ai, t, o = flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]
+                xp.multiply(ai, ai, out=t)  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
+                t *= c1
+                t += c0
+                t *= ai
+                xp.tanh(t, out=t)
+                xp.add(t, 1, out=o)
+                o *= ai
+                o *= a.dtype.type(0.5)
+
+            parallel_for(a.size, chunk)
             return out
         self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
         return a * self.cdf
@@ -203,19 +224,27 @@ class Gelu(Function):
     def backward(self, g):
         a = self.a
         if self.approximate == "tanh":
-            t = self.t
             # 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
-            du = xp.multiply(a, a, out=xp.empty_like(a))
-            du *= a.dtype.type(3 * 0.044715 * _SQRT_2_OVER_PI)
-            du += a.dtype.type(_SQRT_2_OVER_PI)
-            du *= a
-            one_minus = xp.multiply(t, t, out=xp.empty_like(t))
-            xp.subtract(1, one_minus, out=one_minus)
-            du *= one_minus
-            du += t
-            du += 1
-            du *= g
-            du *= a.dtype.type(0.5)
+            du = xp.empty(a.shape, a.dtype)
+            flat_a, flat_t, flat_du = a.reshape(-1), self.t.reshape(-1), du.reshape(-1)
+            flat_g = contiguous(g).reshape(-1)
+            c1, c0 = a.dtype.type(3 * 0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
+
+            def chunk(lo, hi):
+                ai, t, d = flat_a[lo:hi], flat_t[lo:hi], flat_du[lo:hi]
+                xp.multiply(ai, ai, out=d)
+                d *= c1
+                d += c0
+                d *= ai
+                one_minus = t * t
+                xp.subtract(1, one_minus, out=one_minus)
+                d *= one_minus
+                d += t
+                d += 1
+                d *= flat_g[lo:hi]
+                d *= a.dtype.type(0.5)
+
+            parallel_for(a.size, chunk)
             return (du,)
         pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
         return (g * (self.cdf + a * pdf),)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from numformer.autograd import Function, unbroadcast
-from numformer.backend import xp
+from numformer.backend import contiguous, xp
+from numformer.parallel import get_num_threads, parallel_for
 
 
 def _softmax_inplace(s, axis=-1):
@@ -59,45 +60,70 @@ class LayerNorm(Function):
 
     xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps); y = xhat * w + b. With dxhat = g * w:
     dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dw = sum(g * xhat), db = sum(g).
+    Works on the (rows, normalised size) view, rows split over threads (``parallel_for``).
     """
 
     def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True):
-        self.axes = tuple(range(x.ndim - ndim, x.ndim))
-        self.lead = tuple(range(x.ndim - ndim))
-        weight = params[0] if has_weight else None
-        bias = params[-1] if has_bias else None
-        self.has_weight, self.has_bias = has_weight, has_bias
-        inv_n = x.dtype.type(1.0 / math.prod(x.shape[a] for a in self.axes))
-        centred = x - xp.add.reduce(x, axis=self.axes, keepdims=True) * inv_n
-        var = xp.add.reduce(centred * centred, axis=self.axes, keepdims=True)
-        var *= inv_n
-        var += x.dtype.type(eps)
-        self.rstd = 1.0 / xp.sqrt(var, out=var)
-        self.xhat = centred
-        self.xhat *= self.rstd
-        self.weight = weight
-        y = self.xhat * weight if weight is not None else self.xhat.copy()
-        if bias is not None:
-            y += bias
-        return y
+        self.shape, self.param_shape = x.shape, x.shape[x.ndim - ndim :]
+        n = math.prod(self.param_shape)
+        x2 = contiguous(x).reshape(-1, n)
+        weight = params[0].reshape(-1) if has_weight else None
+        bias = params[-1].reshape(-1) if has_bias else None
+        self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
+        inv_n, eps = x.dtype.type(1.0 / n), x.dtype.type(eps)
+        self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+        self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+
+        def chunk(lo, hi):
+            xi, xhat, rstd = x2[lo:hi], self.xhat[lo:hi], self.rstd[lo:hi]
+            xp.subtract(xi, xp.add.reduce(xi, axis=1, keepdims=True) * inv_n, out=xhat)
+            var = xp.add.reduce(xhat * xhat, axis=1, keepdims=True)
+            var *= inv_n
+            var += eps
+            xp.divide(1.0, xp.sqrt(var, out=var), out=rstd)
+            xhat *= rstd
+            if weight is not None:
+                xp.multiply(xhat, weight, out=y[lo:hi])
+            else:
+                y[lo:hi] = xhat
+            if bias is not None:
+                y[lo:hi] += bias
+
+        parallel_for(x2.shape[0], chunk, n)
+        return y.reshape(x.shape)
 
     def backward(self, g):
-        xhat, axes = self.xhat, self.axes
-        dxhat = g * self.weight if self.weight is not None else g
-        dx = None
-        if self.needs_grad[0]:
-            inv_n = g.dtype.type(1.0 / math.prod(g.shape[a] for a in axes))
-            mean_d = xp.add.reduce(dxhat, axis=axes, keepdims=True) * inv_n
-            mean_dx = xp.add.reduce(dxhat * xhat, axis=axes, keepdims=True) * inv_n
-            dx = xhat * mean_dx
-            xp.subtract(dxhat, dx, out=dx)
-            dx -= mean_d
-            dx *= self.rstd
-        grads = [dx]
+        xhat, n = self.xhat, self.xhat.shape[1]
+        g2 = contiguous(g).reshape(-1, n)
+        need_x = self.needs_grad[0]
+        need_w = self.has_weight and self.needs_grad[1]
+        need_b = self.has_bias and self.needs_grad[-1]
+        inv_n = g.dtype.type(1.0 / n)
+        dx = xp.empty_like(g2) if need_x else None
+        partial_w, partial_b = [], []  # per-chunk sums over rows, added up below
+
+        def chunk(lo, hi):
+            gi, xi = g2[lo:hi], xhat[lo:hi]
+            if need_w:
+                partial_w.append(xp.add.reduce(gi * xi, axis=0))
+            if need_b:
+                partial_b.append(xp.add.reduce(gi, axis=0))
+            if need_x:
+                dxhat = gi * self.weight if self.weight is not None else gi.copy()
+                mean_d = xp.add.reduce(dxhat, axis=1, keepdims=True) * inv_n
+                mean_dx = xp.add.reduce(dxhat * xi, axis=1, keepdims=True) * inv_n
+                di = dx[lo:hi]
+                xp.multiply(xi, mean_dx, out=di)
+                xp.subtract(dxhat, di, out=di)
+                di -= mean_d
+                di *= self.rstd[lo:hi]
+
+        parallel_for(g2.shape[0], chunk, n)
+        grads = [dx.reshape(self.shape) if need_x else None]
         if self.has_weight:
-            grads.append(xp.sum(g * xhat, axis=self.lead) if self.needs_grad[1] else None)
+            grads.append(sum(partial_w[1:], partial_w[0]).reshape(self.param_shape) if need_w else None)
         if self.has_bias:
-            grads.append(xp.sum(g, axis=self.lead) if self.needs_grad[-1] else None)
+            grads.append(sum(partial_b[1:], partial_b[0]).reshape(self.param_shape) if need_b else None)
         return tuple(grads)
 
 
@@ -252,55 +278,91 @@ class ScaledDotProductAttention(Function):
     dK = scale dS^T Q (rowsum(dP * P) = rowsum(G * out), so no extra pass over (L, S)).
     Rows with every key masked give P = 0: zero output, zero gradients.
     ``bool_mask`` marks with True the (query, key) pairs that take part; ``float_mask`` is added.
+    Forward and backward run chunk by chunk over one batch axis (``parallel_for``); the
+    dropout mask is drawn whole before, so results do not depend on the thread count.
     """
 
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
                 dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
-        self.scale = q.dtype.type(scale)
-        s = (q * self.scale) @ xp.swapaxes(k, -1, -2)  # scale the (L, E) side, not the (L, S) one
-        L, S = s.shape[-2:]
-        if float_mask is not None:
-            if xp.broadcast_shapes(s.shape, float_mask.shape) == s.shape:
-                s += float_mask
-            else:
-                s = s + float_mask
-        if bool_mask is not None:
-            if xp.broadcast_shapes(s.shape, bool_mask.shape) != s.shape:
-                s = xp.broadcast_to(s, xp.broadcast_shapes(s.shape, bool_mask.shape)).copy()
-            xp.copyto(s, -xp.inf, where=~bool_mask)
-        if is_causal:
-            xp.copyto(s, -xp.inf, where=~xp.tri(L, S, dtype=bool))
-        p = _softmax_inplace(s)
-        self.p, self.dropped = p, None
+        dtype = q.dtype
+        self.scale = dtype.type(scale)
+        masks = [m for m in (bool_mask, float_mask) if m is not None]
+        batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], *(m.shape[:-2] for m in masks))
+        L, S = q.shape[-2], k.shape[-2]
+        self.batch, self.axis = batch, next((i for i, n in enumerate(batch) if n >= get_num_threads()), 0)
+        self.p = p = xp.empty(batch + (L, S), dtype=dtype)
+        self.out = out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
+        self.dropped = None
         if dropout_p > 0:
-            keep = rng.random(p.shape, dtype=p.dtype) >= dropout_p
-            self.dropped = keep * p.dtype.type(1.0 / (1.0 - dropout_p))
-            p = p * self.dropped
+            keep = rng.random(p.shape, dtype=dtype) >= dropout_p
+            self.dropped = keep * dtype.type(1.0 / (1.0 - dropout_p))
+        self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
+        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
+
+        def chunk(lo, hi):
+            part = self._part(lo, hi)
+            s = p[part(p)]
+            xp.matmul(q[part(q)] * self.scale, xp.swapaxes(k[part(k)], -1, -2), out=s)  # scale the (L, E) side
+            if float_mask is not None:
+                s += float_mask[part(float_mask)]
+            if bool_mask is not None:
+                xp.copyto(s, -xp.inf, where=~bool_mask[part(bool_mask)])
+            if hidden is not None:
+                xp.copyto(s, -xp.inf, where=hidden)
+            _softmax_inplace(s)
+            if self.dropped is not None:
+                xp.multiply(s, self.dropped[part(p)], out=self.pd[part(p)])
+            xp.matmul(self.pd[part(p)], v[part(v)], out=out[part(out)])
+
+        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
         if weights_out is not None:
-            weights_out.append(p)
-        self.q, self.k, self.v, self.pd = q, k, v, p
-        self.out = p @ v
-        return self.out
+            weights_out.append(self.pd)
+        self.q, self.k, self.v = q, k, v
+        return out
+
+    def _part(self, lo, hi):
+        """index(a): the slice of ``a`` (batch dims broadcastable to ``self.batch``) for lo:hi."""
+        nbatch, axis = len(self.batch), self.axis
+
+        def index(a):
+            ax = axis - (nbatch - (a.ndim - 2))
+            if not self.batch or ax < 0 or a.shape[ax] == 1:
+                return (Ellipsis,)
+            return (slice(None),) * ax + (slice(lo, hi),)
+
+        return index
 
     def backward(self, g):
-        q, k, v, p, pd = self.q, self.k, self.v, self.p, self.pd
-        dv = unbroadcast(xp.swapaxes(pd, -1, -2) @ g, v.shape) if self.needs_grad[2] else None
-        dq = dk = None
-        if self.needs_grad[0] or self.needs_grad[1]:
-            ds = g @ xp.swapaxes(v, -1, -2)  # dL/d(P*D), then dL/dP
-            if self.dropped is not None:
-                ds *= self.dropped
-            # rowsum(dP * P) = rowsum(dO * O) (flash attention's identity, dropout included):
-            # an (L, Ev) product instead of another pass over the (L, S) matrix.
-            ds -= xp.sum(g * self.out, axis=-1, keepdims=True)
-            ds *= p
-            if self.needs_grad[0]:
-                dq = unbroadcast(ds @ k, q.shape)
-                dq *= self.scale
-            if self.needs_grad[1]:
-                dk = unbroadcast(xp.swapaxes(ds, -1, -2) @ q, k.shape)
-                dk *= self.scale
-        return dq, dk, dv
+        q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
+        batch, dtype = self.batch, p.dtype
+        need_q, need_k, need_v = self.needs_grad[:3]
+        dq = xp.empty(batch + q.shape[-2:], dtype=dtype) if need_q else None
+        dk = xp.empty(batch + k.shape[-2:], dtype=dtype) if need_k else None
+        dv = xp.empty(batch + v.shape[-2:], dtype=dtype) if need_v else None
+
+        def chunk(lo, hi):
+            part = self._part(lo, hi)
+            gi, at = g[part(g)], part(p)
+            if need_v:
+                xp.matmul(xp.swapaxes(pd[at], -1, -2), gi, out=dv[part(dv)])
+            if need_q or need_k:
+                ds = gi @ xp.swapaxes(v[part(v)], -1, -2)  # dL/d(P*D), then dL/dP
+                if self.dropped is not None:
+                    ds *= self.dropped[at]
+                # rowsum(dP * P) = rowsum(dO * O) (flash attention's identity, dropout included):
+                # an (L, Ev) product instead of another pass over the (L, S) matrix.
+                ds -= xp.sum(gi * out[part(out)], axis=-1, keepdims=True)
+                ds *= p[at]
+                ds *= self.scale
+                if need_q:
+                    xp.matmul(ds, xp.broadcast_to(k[part(k)], ds.shape[:-2] + k.shape[-2:]), out=dq[part(dq)])
+                if need_k:
+                    xp.matmul(xp.swapaxes(ds, -1, -2), xp.broadcast_to(q[part(q)], ds.shape[:-2] + q.shape[-2:]),
+                              out=dk[part(dk)])  # fmt: skip
+
+        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
+        return (unbroadcast(dq, q.shape) if need_q else None, unbroadcast(dk, k.shape) if need_k else None,
+                unbroadcast(dv, v.shape) if need_v else None)  # fmt: skip
 
 
 def _block(mask, i0, i1, j0, j1):

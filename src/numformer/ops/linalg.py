@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
+from numformer.parallel import matmul, parallel_for
 
 
 class MatMul(Function):
@@ -16,7 +17,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a @ b
+        return matmul(a, b)
 
     def backward(self, g):
         a, b = self.a, self.b
@@ -28,13 +29,13 @@ class MatMul(Function):
             g = xp.expand_dims(g, -1)
         ga = gb = None
         if self.needs_grad[0]:
-            ga = unbroadcast(g @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(matmul(g, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if self.needs_grad[1]:
             if b2.ndim == 2 and a2.ndim > 2:
                 k, n = a2.shape[-1], g.shape[-1]
-                gb = a2.reshape(-1, k).T @ g.reshape(-1, n)
+                gb = matmul(a2.reshape(-1, k).T, g.reshape(-1, n))
             else:
-                gb = unbroadcast(xp.swapaxes(a2, -1, -2) @ g, b2.shape)
+                gb = unbroadcast(matmul(xp.swapaxes(a2, -1, -2), g), b2.shape)
             gb = gb.reshape(b.shape)
         return ga, gb
 
@@ -51,16 +52,21 @@ class Linear(Function):
         rows = self.x2.shape[0]
         # A skinny x (2-32 rows: decoding a batch) runs ~2x faster through BLAS as (W x^T)^T;
         # from 64 rows on x W^T is faster (measured with this machine's OpenBLAS).
-        out = (weight @ self.x2.T).T if 1 < rows <= 32 else self.x2 @ weight.T
+        out = matmul(weight, self.x2.T).T if 1 < rows <= 32 else matmul(self.x2, weight.T)
         if bias:
-            out += bias[0]
+            b = bias[0]
+            parallel_for(rows, lambda lo, hi: xp.add(out[lo:hi], b, out=out[lo:hi]), out.shape[1])
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(self, g):
         g2 = g.reshape(-1, g.shape[-1])
-        dx = (g2 @ self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
-        dw = (g2.T @ self.x2) if self.needs_grad[1] else None
+        dx = matmul(g2, self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
+        dw = matmul(g2.T, self.x2) if self.needs_grad[1] else None
         grads = (dx, dw)
         if len(self.needs_grad) == 3:
-            grads += (g2.sum(axis=0) if self.needs_grad[2] else None,)
+            db = None
+            if self.needs_grad[2]:
+                db = xp.empty(g2.shape[1], dtype=g2.dtype)
+                parallel_for(g2.shape[1], lambda lo, hi: xp.sum(g2[:, lo:hi], axis=0, out=db[lo:hi]), g2.shape[0])
+            grads += (db,)
         return grads

@@ -1,0 +1,176 @@
+"""Intra-op parallelism: numformer's kernels split large work over a few threads.
+
+NumPy runs each ufunc (exp, sum, the steps of softmax and layer norm) on one core; only BLAS
+is threaded. On a 2-core machine that leaves half the CPU idle for everything but GEMMs, and
+simply starting threads of our own does not help: OpenBLAS's idle threads busy-wait for about
+0.1 s after every GEMM, so a second thread started in between competes with them for the core.
+
+``set_num_threads(n)`` makes numformer own the cores, as ``torch.set_num_threads`` does for
+PyTorch: BLAS is pinned to one thread per call, and the kernels split their work into ``n``
+contiguous chunks (rows of a GEMM, batch-heads of attention, rows of layer norm, ...), run on
+``n - 1`` worker threads and the calling thread. NumPy releases the GIL inside its loops and
+BLAS calls, so the chunks really run at once. Results do not depend on the thread count: each
+chunk computes the same rows the serial code would (random draws stay serial).
+
+Off (one thread, BLAS as it was) until ``set_num_threads`` is called, because pinning BLAS is
+process-wide: the ``numformer`` command and the benchmarks call it; scripts may.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import threading
+
+import numpy as np
+
+_threads = 1
+_queues: list[queue.SimpleQueue] = []
+_done: queue.SimpleQueue = queue.SimpleQueue()
+_region = threading.Lock()  # one parallel region at a time; nested or concurrent calls run serially
+_blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on first use
+_blas_threads_before: int | None = None
+
+# Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
+# a chunk to a worker costs ~10-20 us, the time of ~50k elementwise operations.
+MIN_ELEMENTS = 1 << 16
+MIN_MACS = 1 << 20
+
+
+def _find_blas():
+    """The thread-count setter and getter of the OpenBLAS NumPy uses, or None (Linux only)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
+                               ("openblas", "")):  # fmt: skip
+            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            if setter is not None and getter is not None:
+                setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
+                return setter, getter
+    return None
+
+
+def _worker(tasks: queue.SimpleQueue) -> None:
+    while True:
+        fn, lo, hi = tasks.get()
+        try:
+            fn(lo, hi)
+        except BaseException as err:  # handed to the caller, raised there
+            _done.put(err)
+        else:
+            _done.put(None)
+
+
+def set_num_threads(n: int) -> None:
+    """Run numformer's kernels on ``n`` threads (1: the calling thread only, BLAS restored).
+
+    With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) and numformer splits
+    GEMMs itself, so the two never compete for the cores. Typical: ``os.cpu_count()``.
+    """
+    global _threads, _blas, _blas_threads_before
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    n = int(n)
+    if _blas is None:
+        _blas = _find_blas() or ()
+    with _region:
+        while len(_queues) < n - 1:
+            tasks: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_worker, args=(tasks,), daemon=True, name="numformer-worker").start()
+            _queues.append(tasks)
+        if _blas:
+            setter, getter = _blas
+            if n > 1 and _blas_threads_before is None:
+                _blas_threads_before = getter()
+                setter(1)
+            elif n == 1 and _blas_threads_before is not None:
+                setter(_blas_threads_before)
+                _blas_threads_before = None
+        _threads = n
+
+
+def get_num_threads() -> int:
+    """How many threads numformer's kernels use (1 unless ``set_num_threads`` raised it)."""
+    return _threads
+
+
+def default_num_threads() -> int:
+    """The cores this process may run on (its CPU affinity), for ``set_num_threads``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int = MIN_ELEMENTS) -> None:
+    """Call ``fn(lo, hi)`` on contiguous chunks that cover ``range(n)``, one chunk per thread.
+
+    ``work_per_item`` (elements or multiply-adds per index) decides whether splitting pays:
+    below ``min_work`` per chunk everything runs as one ``fn(0, n)`` on the calling thread.
+    ``fn`` must write only its own chunk's outputs. The first error raised in a chunk is
+    re-raised here after every chunk has finished.
+    """
+    chunks = min(_threads, n, max(1, n * work_per_item // min_work))
+    if chunks <= 1 or not _region.acquire(blocking=False):
+        fn(0, n)
+        return
+    try:
+        bounds = [n * i // chunks for i in range(chunks + 1)]
+        for i in range(1, chunks):
+            _queues[i - 1].put((fn, bounds[i], bounds[i + 1]))
+        error = None
+        try:
+            fn(0, bounds[1])
+        except BaseException as err:
+            error = err
+        for _ in range(chunks - 1):
+            err = _done.get()
+            error = error or err
+    finally:
+        _region.release()
+    if error is not None:
+        raise error
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
+
+    2-D: split by rows of the result when it has more rows than columns, else by columns.
+    Batched: split along the first batch axis that is large enough, slicing an operand only
+    where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
+    """
+    if _threads == 1 or a.ndim != b.ndim or a.ndim < 2:
+        return a @ b
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    count = int(np.prod(batch, dtype=np.int64))
+    if count * m * k * n < 2 * MIN_MACS:
+        return a @ b
+    out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    if not batch:
+        if m >= n:
+            parallel_for(m, lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), k * n, MIN_MACS)
+        else:
+            parallel_for(n, lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]), k * m, MIN_MACS)
+        return out
+    axis = next((i for i, size in enumerate(batch) if size >= _threads), 0)
+    per_item = count // batch[axis] * m * k * n
+
+    def chunk(lo, hi):
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        ai = a[index] if a.shape[axis] != 1 else a
+        bi = b[index] if b.shape[axis] != 1 else b
+        np.matmul(ai, bi, out=out[index])
+
+    parallel_for(batch[axis], chunk, per_item, MIN_MACS)
+    return out
