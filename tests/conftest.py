@@ -19,8 +19,11 @@ settings.load_profile("default")
 
 @pytest.fixture(autouse=True)
 def _reset_numformer_state():
-    """Every test starts from float32 and a fixed seed, whatever the previous one changed."""
+    """Every test starts from float32, a fixed seed and serial kernels, whatever the previous
+    one changed (the CLI's ``main`` turns kernel threads on)."""
     nf.set_default_dtype(np.float32)
     nf.manual_seed(0)
+    nf.set_num_threads(1)
     yield
     nf.set_default_dtype(np.float32)
+    nf.set_num_threads(1)

@@ -18,7 +18,9 @@ process-wide: the ``numformer`` command and the benchmarks call it; scripts may.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import math
 import os
 import queue
 import threading
@@ -33,9 +35,10 @@ _blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on firs
 _blas_threads_before: int | None = None
 
 # Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
-# a chunk to a worker costs ~10-20 us, the time of ~50k elementwise operations.
-MIN_ELEMENTS = 1 << 16
-MIN_MACS = 1 << 20
+# a chunk to a worker and waiting for it costs ~35 us here (a VM; futex wake-ups), the time of
+# ~35k elementwise operations or ~2M multiply-adds on one core. Chunks get several times that.
+MIN_ELEMENTS = 1 << 17
+MIN_MACS = 1 << 22
 
 
 def _find_blas():
@@ -99,6 +102,17 @@ def set_num_threads(n: int) -> None:
         _threads = n
 
 
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Run the ``with`` block on ``n`` kernel threads, then restore the previous count."""
+    before = _threads
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(before)
+
+
 def get_num_threads() -> int:
     """How many threads numformer's kernels use (1 unless ``set_num_threads`` raised it)."""
     return _threads
@@ -112,15 +126,16 @@ def default_num_threads() -> int:
         return os.cpu_count() or 1
 
 
-def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int = MIN_ELEMENTS) -> None:
+def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None) -> None:
     """Call ``fn(lo, hi)`` on contiguous chunks that cover ``range(n)``, one chunk per thread.
 
     ``work_per_item`` (elements or multiply-adds per index) decides whether splitting pays:
-    below ``min_work`` per chunk everything runs as one ``fn(0, n)`` on the calling thread.
+    below ``min_work`` (default ``MIN_ELEMENTS``) per chunk everything runs as one ``fn(0, n)``
+    on the calling thread.
     ``fn`` must write only its own chunk's outputs. The first error raised in a chunk is
     re-raised here after every chunk has finished.
     """
-    chunks = min(_threads, n, max(1, n * work_per_item // min_work))
+    chunks = min(_threads, n, max(1, n * work_per_item // (min_work or MIN_ELEMENTS)))
     if chunks <= 1 or not _region.acquire(blocking=False):
         fn(0, n)
         return
@@ -149,11 +164,11 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Batched: split along the first batch axis that is large enough, slicing an operand only
     where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
     """
-    if _threads == 1 or a.ndim != b.ndim or a.ndim < 2:
-        return a @ b
+    if _threads == 1 or a.ndim != b.ndim or a.ndim < 2 or a.size * b.shape[-1] < 2 * MIN_MACS:
+        return a @ b  # a.size * n <= the multiply-adds: small products never pay for threads
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    count = int(np.prod(batch, dtype=np.int64))
+    count = math.prod(batch)
     if count * m * k * n < 2 * MIN_MACS:
         return a @ b
     out = np.empty(batch + (m, n), dtype=np.result_type(a, b))

@@ -18,6 +18,7 @@ import numpy as np
 import numformer as nf
 from numformer import nn
 from numformer.nn import functional as F
+from numformer.parallel import get_num_threads, num_threads
 from numformer.tensor import Tensor
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
@@ -270,25 +271,28 @@ class GPT(nn.Module):
         new = [[] for _ in rows]
         done = [False] * len(rows)
         cache = None
-        for _ in range(max_new_tokens):
-            if use_cache:
-                logits, cache = self._next_logits_cached(rows, cache)
-            else:
-                logits = self._next_logits_full(rows)
-            if record_logits is not None:
-                record_logits.append(logits.copy())
-            tokens = sample(logits, rng, temperature, top_k, top_p)
-            for i, tok in enumerate(tokens):
-                if done[i]:
-                    continue
-                rows[i].append(int(tok))
-                new[i].append(int(tok))
-                if on_token is not None:
-                    on_token(i, int(tok))
-                if stop is not None and stop(i, new[i]):
-                    done[i] = True
-            if all(done):
-                break
+        # Decoding multiplies a few rows at a time: too little work to hand chunks to numformer's
+        # threads (~35 us a hand-off), so it runs on one kernel thread with BLAS's own threads.
+        with num_threads(1 if use_cache else get_num_threads()):
+            for _ in range(max_new_tokens):
+                if use_cache:
+                    logits, cache = self._next_logits_cached(rows, cache)
+                else:
+                    logits = self._next_logits_full(rows)
+                if record_logits is not None:
+                    record_logits.append(logits.copy())
+                tokens = sample(logits, rng, temperature, top_k, top_p)
+                for i, tok in enumerate(tokens):
+                    if done[i]:
+                        continue
+                    rows[i].append(int(tok))
+                    new[i].append(int(tok))
+                    if on_token is not None:
+                        on_token(i, int(tok))
+                    if stop is not None and stop(i, new[i]):
+                        done[i] = True
+                if all(done):
+                    break
         self.train(was_training)
         return new
 

@@ -1,0 +1,258 @@
+"""numformer.parallel: the thread pool, the split GEMM, and every kernel that splits its work.
+
+Each threaded kernel must give what the serial kernel gives (the serial kernels are checked
+against PyTorch and finite differences elsewhere). The split thresholds are lowered to 1 so
+that even hypothesis's small shapes are cut into chunks, including uneven ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numformer as nf
+from helpers import randn
+from numformer import parallel
+from numformer.models import GPT, GPTConfig
+from numformer.nn import functional as F
+
+THREADS = 3  # more than this machine's 2 cores: chunks then differ in size and order
+
+
+@contextlib.contextmanager
+def split_everything(threads=THREADS):
+    """Kernel threads on, with every split threshold at 1; everything restored after."""
+    saved = parallel.MIN_ELEMENTS, parallel.MIN_MACS
+    parallel.MIN_ELEMENTS = parallel.MIN_MACS = 1
+    nf.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        parallel.MIN_ELEMENTS, parallel.MIN_MACS = saved
+        nf.set_num_threads(1)
+
+
+def serial_and_threaded(fn, split=True):
+    """fn() run with one kernel thread, then with THREADS (all thresholds at 1 if ``split``)."""
+    nf.manual_seed(0)
+    serial = fn()
+    nf.manual_seed(0)
+    if split:
+        with split_everything():
+            return serial, fn()
+    with parallel.num_threads(THREADS):
+        return serial, fn()
+
+
+def assert_same(a, b, dtype):
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    for x, y in zip(a, b, strict=True):
+        if x is None or y is None:
+            assert x is None and y is None
+            continue
+        assert x.shape == y.shape and x.dtype == y.dtype, (x.shape, y.shape, x.dtype, y.dtype)
+        np.testing.assert_allclose(x, y, **tol)
+
+
+def grads_of(fn, arrays, seed=0):
+    """Output and input gradients of fn(*tensors) against a fixed random output gradient."""
+    ts = [nf.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    out.backward(randn(seed, out.shape, out.dtype))
+    return [out.numpy()] + [t.grad for t in ts]
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match=r"set_num_threads: n must be a positive int, got"):
+        nf.set_num_threads(bad)
+
+
+def test_num_threads_context_restores_on_error():
+    nf.set_num_threads(2)
+    with pytest.raises(RuntimeError, match="boom"), parallel.num_threads(1):
+        assert nf.get_num_threads() == 1
+        raise RuntimeError("boom")
+    assert nf.get_num_threads() == 2
+    nf.set_num_threads(1)
+    assert nf.get_num_threads() == 1
+
+
+@given(n=st.integers(0, 50), threads=st.integers(1, 5))
+def test_parallel_for_covers_the_range_once(n, threads):
+    nf.set_num_threads(threads)
+    seen = np.zeros(n, dtype=int)
+    chunks = []
+
+    def fn(lo, hi):
+        chunks.append((lo, hi))
+        seen[lo:hi] += 1
+
+    parallel.parallel_for(n, fn, work_per_item=1, min_work=1)
+    nf.set_num_threads(1)
+    assert (seen == 1).all()
+    assert len(chunks) == max(1, min(threads, n))
+
+
+def test_an_error_in_a_worker_chunk_reaches_the_caller():
+    nf.set_num_threads(3)
+
+    def fn(lo, hi):
+        if lo > 0:
+            raise ZeroDivisionError(f"chunk {lo}:{hi}")
+
+    with pytest.raises(ZeroDivisionError, match="chunk"):
+        parallel.parallel_for(9, fn, min_work=1)
+    # the pool still works afterwards
+    out = np.zeros(9)
+    parallel.parallel_for(9, lambda lo, hi: out.__setitem__(slice(lo, hi), 1.0), min_work=1)
+    nf.set_num_threads(1)
+    assert (out == 1).all()
+
+
+def test_nested_regions_run_serially():
+    nf.set_num_threads(2)
+    inner = []
+
+    def outer(lo, hi):
+        parallel.parallel_for(4, lambda a, b: inner.append((a, b)), min_work=1)
+
+    parallel.parallel_for(2, outer, min_work=1)
+    nf.set_num_threads(1)
+    assert inner == [(0, 4), (0, 4)]  # each outer chunk ran its inner loop whole
+
+
+# --- the split GEMM -------------------------------------------------------------------------------
+
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+@given(m=st.integers(1, 9), k=st.integers(1, 6), n=st.integers(1, 9), dtype=dtypes, seed=st.integers(0, 99))
+def test_matmul_2d_matches_numpy(m, k, n, dtype, seed):
+    a, b = randn(seed, (m, k), dtype), randn(seed + 1, (k, n), dtype)
+    with split_everything():
+        out = parallel.matmul(a, b)
+        out_t = parallel.matmul(b.T, a.T)  # transposed (non-contiguous) operands
+    assert_same([out, out_t], [a @ b, b.T @ a.T], dtype)
+
+
+@given(batch_a=st.sampled_from([(1, 3), (2, 3), (4, 1), (5, 2)]), batch_b=st.sampled_from([(1, 3), (2, 3), (4, 1)]),
+       dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+def test_matmul_batched_with_broadcasting_matches_numpy(batch_a, batch_b, dtype, seed):
+    try:
+        np.broadcast_shapes(batch_a, batch_b)
+    except ValueError:
+        return
+    a, b = randn(seed, batch_a + (3, 4), dtype), randn(seed + 1, batch_b + (4, 5), dtype)
+    with split_everything():
+        out = parallel.matmul(a, b)
+    assert_same([out], [a @ b], dtype)
+
+
+# --- kernels: threaded equals serial --------------------------------------------------------------
+
+
+@given(lead=st.lists(st.integers(1, 5), min_size=0, max_size=2), fin=st.integers(1, 6), fout=st.integers(1, 6),
+       bias=st.booleans(), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+def test_linear(lead, fin, fout, bias, dtype, seed):
+    arrays = [randn(seed, (*lead, fin), dtype), randn(seed + 1, (fout, fin), dtype)]
+    if bias:
+        arrays.append(randn(seed + 2, (fout,), dtype))
+    serial, threaded = serial_and_threaded(lambda: grads_of(F.linear, arrays))
+    assert_same(serial, threaded, dtype)
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), norm_dims=st.integers(1, 2), dtype=dtypes,
+       affine=st.booleans(), seed=st.integers(0, 99))  # fmt: skip
+def test_layer_norm(shape, norm_dims, dtype, affine, seed):
+    norm_dims = min(norm_dims, len(shape))
+    normalized = tuple(shape[len(shape) - norm_dims :])
+    arrays = [randn(seed, shape, dtype)]
+    if affine:
+        arrays += [randn(seed + 1, normalized, dtype), randn(seed + 2, normalized, dtype)]
+
+    def fn(x, *wb):
+        return F.layer_norm(x, normalized, *wb)
+
+    serial, threaded = serial_and_threaded(lambda: grads_of(fn, arrays))
+    assert_same(serial, threaded, dtype)
+
+
+@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=3), op=st.sampled_from(["gelu_tanh", "relu"]),
+       dtype=dtypes, transposed=st.booleans(), seed=st.integers(0, 99))  # fmt: skip
+def test_elementwise_activations(shape, op, dtype, transposed, seed):
+    x = randn(seed, shape, dtype)
+    if transposed:
+        x = x.T  # a non-contiguous input
+
+    def fn(t):
+        return F.gelu(t, approximate="tanh") if op == "gelu_tanh" else F.relu(t)
+
+    serial, threaded = serial_and_threaded(lambda: grads_of(fn, [x]))
+    assert_same(serial, threaded, dtype)
+
+
+@given(N=st.integers(1, 4), H=st.integers(1, 3), L=st.integers(1, 5), S=st.integers(1, 5), E=st.integers(1, 4),
+       mask=st.sampled_from(["none", "causal", "bool_padding", "float_full", "bool_ls"]),
+       shared_kv=st.booleans(), dropout=st.sampled_from([0.0, 0.3]), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+def test_attention(N, H, L, S, E, mask, shared_kv, dropout, dtype, seed):
+    if mask == "causal":
+        S = L
+    q = randn(seed, (N, H, L, E), dtype)
+    kv_batch = (N, 1) if shared_kv else (N, H)  # keys shared by every head: broadcast, then summed
+    k, v = randn(seed + 1, kv_batch + (S, E), dtype), randn(seed + 2, kv_batch + (S, E + 1), dtype)
+    r = np.random.default_rng(seed + 3)
+    attn_mask = {
+        "none": None,
+        "causal": None,
+        "bool_padding": r.random((N, 1, 1, S)) > 0.3,
+        "float_full": r.standard_normal((N, H, L, S)).astype(dtype),
+        "bool_ls": r.random((L, S)) > 0.5,
+    }[mask]
+
+    def run():
+        ts = [nf.Tensor(a.copy(), requires_grad=True) for a in (q, k, v)]
+        out, weights = F.scaled_dot_product_attention(*ts, attn_mask=attn_mask, is_causal=mask == "causal",
+                                                      dropout_p=dropout, need_weights=True)  # fmt: skip
+        out.backward(randn(seed + 4, out.shape, dtype))
+        return [out.numpy(), weights.numpy()] + [t.grad for t in ts]
+
+    serial, threaded = serial_and_threaded(run)
+    assert_same(serial, threaded, dtype)
+
+
+def test_threaded_attention_matches_torch():
+    q, k, v = (randn(i, (3, 4, 7, 5), np.float64) for i in range(3))
+    g = randn(9, (3, 4, 7, 5), np.float64)
+    with split_everything():
+        ts = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
+        F.scaled_dot_product_attention(*ts, is_causal=True).backward(g)
+    tt = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = torch.nn.functional.scaled_dot_product_attention(*tt, is_causal=True)
+    out.backward(torch.from_numpy(g))
+    for a, b in zip(ts, tt, strict=True):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_gpt_training_step_threaded_equals_serial():
+    """With the real thresholds: a GPT step big enough to split, the same loss and gradients."""
+    config = GPTConfig(vocab_size=50, block_size=64, n_layer=2, n_head=4, d_model=128, dropout=0.1)
+    x = np.random.default_rng(0).integers(0, 50, (8, 64))
+
+    def step():
+        nf.manual_seed(0)
+        model = GPT(config)
+        _, loss = model(x, np.roll(x, -1, axis=1))
+        loss.backward()
+        return [loss.numpy()] + [p.grad for p in model.parameters()]
+
+    serial, threaded = serial_and_threaded(step, split=False)
+    assert_same(serial, threaded, np.float32)
