@@ -138,10 +138,18 @@ dtypes = st.sampled_from([np.float32, np.float64])
 @given(m=st.integers(1, 9), k=st.integers(1, 6), n=st.integers(1, 9), dtype=dtypes, seed=st.integers(0, 99))
 def test_matmul_2d_matches_numpy(m, k, n, dtype, seed):
     a, b = randn(seed, (m, k), dtype), randn(seed + 1, (k, n), dtype)
+    bias, bias_t = randn(seed + 2, (n,), dtype), randn(seed + 3, (m,), dtype)
     with split_everything():
         out = parallel.matmul(a, b)
         out_t = parallel.matmul(b.T, a.T)  # transposed (non-contiguous) operands
-    assert_same([out, out_t], [a @ b, b.T @ a.T], dtype)
+        with_bias = parallel.matmul(a, b, bias)  # rows or columns, depending on m and n
+        with_bias_t = parallel.matmul(b.T, a.T, bias_t)
+    assert_same([out, out_t, with_bias, with_bias_t], [a @ b, b.T @ a.T, a @ b + bias, b.T @ a.T + bias_t], dtype)
+
+
+def test_matmul_bias_needs_2d_operands():
+    with pytest.raises(ValueError, match=r"matmul: bias needs 2-D operands, got \(2, 3, 4\)"):
+        parallel.matmul(np.ones((2, 3, 4)), np.ones((2, 4, 5)), np.ones(5))
 
 
 @given(batch_a=st.sampled_from([(1, 3), (2, 3), (4, 1), (5, 2)]), batch_b=st.sampled_from([(1, 3), (2, 3), (4, 1)]),

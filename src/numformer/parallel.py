@@ -157,26 +157,44 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         raise error
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
 
-    2-D: split by rows of the result when it has more rows than columns, else by columns.
+    2-D: split by rows of the result when it has more rows than columns, else by columns;
+    ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache.
     Batched: split along the first batch axis that is large enough, slicing an operand only
     where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
     """
-    if _threads == 1 or a.ndim != b.ndim or a.ndim < 2 or a.size * b.shape[-1] < 2 * MIN_MACS:
-        return a @ b  # a.size * n <= the multiply-adds: small products never pay for threads
+    if bias is not None and (a.ndim != 2 or b.ndim != 2):
+        raise ValueError(f"matmul: bias needs 2-D operands, got {a.shape} and {b.shape}")
+    # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
+    if (_threads == 1 or a.ndim != b.ndim or a.ndim < 2
+            or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS):  # fmt: skip
+        out = a @ b
+        if bias is not None:
+            out += bias
+        return out
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = math.prod(batch)
-    if count * m * k * n < 2 * MIN_MACS:
-        return a @ b
     out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
     if not batch:
         if m >= n:
-            parallel_for(m, lambda lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]), k * n, MIN_MACS)
+
+            def rows(lo, hi):
+                np.matmul(a[lo:hi], b, out=out[lo:hi])
+                if bias is not None:
+                    out[lo:hi] += bias
+
+            parallel_for(m, rows, k * n, MIN_MACS)
         else:
-            parallel_for(n, lambda lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]), k * m, MIN_MACS)
+
+            def columns(lo, hi):
+                np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+                if bias is not None:
+                    out[:, lo:hi] += bias[lo:hi]
+
+            parallel_for(n, columns, k * m, MIN_MACS)
         return out
     axis = next((i for i, size in enumerate(batch) if size >= _threads), 0)
     per_item = count // batch[axis] * m * k * n

@@ -167,11 +167,14 @@ class Relu(Function):
 
     def forward(self, a):
         a = contiguous(a)
-        self.mask, out = xp.empty(a.shape, bool), xp.empty(a.shape, a.dtype)
-        flat_a, flat_mask, flat_out = a.reshape(-1), self.mask.reshape(-1), out.reshape(-1)
+        out = xp.empty(a.shape, a.dtype)
+        self.mask = xp.empty(a.shape, bool) if self.needs_grad[0] else None  # inference: no mask
+        flat_a, flat_out = a.reshape(-1), out.reshape(-1)
+        flat_mask = self.mask.reshape(-1) if self.mask is not None else None
 
         def chunk(lo, hi):
-            xp.greater(flat_a[lo:hi], 0, out=flat_mask[lo:hi])
+            if flat_mask is not None:
+                xp.greater(flat_a[lo:hi], 0, out=flat_mask[lo:hi])
             xp.maximum(flat_a[lo:hi], a.dtype.type(0), out=flat_out[lo:hi])
 
         parallel_for(a.size, chunk)

@@ -55,6 +55,11 @@ class LogSoftmax(Function):
         return (g - xp.exp(self.out) * xp.sum(g, axis=self.axis, keepdims=True),)
 
 
+def _row_dot(a, b):
+    """sum(a * b, axis=1, keepdims=True) for 2-D a, b in one pass (no a * b temporary)."""
+    return xp.einsum("ij,ij->i", a, b)[:, None]
+
+
 class LayerNorm(Function):
     """Normalise over the trailing ``ndim`` axes, then scale and shift.
 
@@ -74,10 +79,12 @@ class LayerNorm(Function):
         self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
 
+        mean_of = xp.full((n, 1), inv_n, dtype=x.dtype)  # row means as one GEMV
+
         def chunk(lo, hi):
             xi, xhat, rstd = x2[lo:hi], self.xhat[lo:hi], self.rstd[lo:hi]
-            xp.subtract(xi, xp.add.reduce(xi, axis=1, keepdims=True) * inv_n, out=xhat)
-            var = xp.add.reduce(xhat * xhat, axis=1, keepdims=True)
+            xp.subtract(xi, xi @ mean_of, out=xhat)
+            var = _row_dot(xhat, xhat)
             var *= inv_n
             var += eps
             xp.divide(1.0, xp.sqrt(var, out=var), out=rstd)
@@ -101,17 +108,19 @@ class LayerNorm(Function):
         inv_n = g.dtype.type(1.0 / n)
         dx = xp.empty_like(g2) if need_x else None
         partial_w, partial_b = [], []  # per-chunk sums over rows, added up below
+        mean_of = xp.full((n, 1), inv_n, dtype=g2.dtype)
 
         def chunk(lo, hi):
             gi, xi = g2[lo:hi], xhat[lo:hi]
             if need_w:
-                partial_w.append(xp.add.reduce(gi * xi, axis=0))
+                partial_w.append(xp.einsum("ij,ij->j", gi, xi))
             if need_b:
                 partial_b.append(xp.add.reduce(gi, axis=0))
             if need_x:
                 dxhat = gi * self.weight if self.weight is not None else gi.copy()
-                mean_d = xp.add.reduce(dxhat, axis=1, keepdims=True) * inv_n
-                mean_dx = xp.add.reduce(dxhat * xi, axis=1, keepdims=True) * inv_n
+                mean_d = dxhat @ mean_of
+                mean_dx = _row_dot(dxhat, xi)
+                mean_dx *= inv_n
                 di = dx[lo:hi]
                 xp.multiply(xi, mean_dx, out=di)
                 xp.subtract(dxhat, di, out=di)
