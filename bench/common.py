@@ -9,7 +9,9 @@ threads for a shorter while. A call timed right after the other framework's call
 those spinning threads for the cores. Measured on this 2-core machine (encoder inference):
 back to back, PyTorch slowed from 85 ms to 140-160 ms and the ratio read 0.74-0.87; with a
 0.3 s pause before each timed call both ran at their standalone speed and the ratio read 1.30.
-So every timed call here starts after ``PAUSE`` seconds of idleness (``NUMFORMER_BENCH_PAUSE``).
+So every timed block here starts after ``PAUSE`` seconds of idleness (``NUMFORMER_BENCH_PAUSE``)
+and one untimed call that wakes the framework's own threads (both sleep after the pause); then
+consecutive calls are timed, as a user's loop runs them.
 """
 
 from __future__ import annotations
@@ -38,23 +40,28 @@ KERNEL_THREADS = int(os.environ.get("NUMFORMER_BENCH_KERNEL_THREADS", str(THREAD
 set_num_threads(KERNEL_THREADS)
 
 
-def timed(fn) -> float:
-    """Seconds one call of ``fn`` takes, started after ``PAUSE`` s idle (see the module doc)."""
+def timed(fn, calls: int = 1) -> float:
+    """Seconds per call of ``fn`` in steady state: after ``PAUSE`` s idle (see the module doc),
+    one untimed call wakes this framework's threads, then ``calls`` consecutive calls are timed.
+    """
     time.sleep(PAUSE)
-    start = time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
 
 
-def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3) -> dict:
-    """Time both callables alternately after warm-up; return medians and the ratio nf/torch."""
+def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, calls: int = 2) -> dict:
+    """Time both callables alternately (blocks of ``calls`` after a pause and a wake-up call);
+    return medians over ``repeats`` blocks and the ratio numformer / PyTorch."""
     for _ in range(warmup):
         nf_fn()
         torch_fn()
     nf_times, torch_times = [], []
     for _ in range(repeats):
-        nf_times.append(timed(nf_fn))
-        torch_times.append(timed(torch_fn))
+        nf_times.append(timed(nf_fn, calls))
+        torch_times.append(timed(torch_fn, calls))
     ratios = [a / b for a, b in zip(nf_times, torch_times)]
     row = {
         "name": name,

@@ -165,6 +165,17 @@ def test_matmul_batched_with_broadcasting_matches_numpy(batch_a, batch_b, dtype,
     assert_same([out], [a @ b], dtype)
 
 
+@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=3), broadcast=st.booleans(), dtype=dtypes,
+       seed=st.integers(0, 99))  # fmt: skip
+def test_binary_matches_numpy(shape, broadcast, dtype, seed):
+    a = randn(seed, shape, dtype)
+    b = randn(seed + 1, shape[1:] if broadcast else shape, dtype)  # broadcast: NumPy's own call
+    with split_everything():
+        out = parallel.binary(np.add, a, b)
+        out_t = parallel.binary(np.subtract, a.T, a.T)  # non-contiguous: NumPy's own call
+    assert_same([out, out_t], [a + b, a.T - a.T], dtype)
+
+
 # --- kernels: threaded equals serial --------------------------------------------------------------
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 
+from numformer.backend import xp
+from numformer.parallel import binary
+
 _grad_enabled = True
 _Tensor = None  # bound by numformer.tensor at import (the engine knows Tensor only as a factory)
 
@@ -179,7 +182,7 @@ def _accumulate(node, g, handed_out: set) -> None:
         handed_out.add(id(g))
         node.grad = g
     else:
-        node.grad = node.grad + g
+        node.grad = binary(xp.add, node.grad, g)  # split over threads when large
 
 
 def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) -> int:

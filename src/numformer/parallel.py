@@ -27,6 +27,8 @@ import threading
 
 import numpy as np
 
+from numformer.backend import xp
+
 _threads = 1
 _queues: list[queue.SimpleQueue] = []
 _done: queue.SimpleQueue = queue.SimpleQueue()
@@ -157,6 +159,18 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         raise error
 
 
+def binary(ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``ufunc(a, b)``, split over threads when a and b are large, equal-shaped, contiguous and
+    of one dtype (residual adds, gradient sums); otherwise NumPy's own broadcasting call."""
+    if (_threads == 1 or a.size < 2 * MIN_ELEMENTS or a.shape != b.shape or a.dtype != b.dtype
+            or not (a.flags.c_contiguous and b.flags.c_contiguous)):  # fmt: skip
+        return ufunc(a, b)
+    out = xp.empty(a.shape, a.dtype)
+    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    parallel_for(fa.size, lambda lo, hi: ufunc(fa[lo:hi], fb[lo:hi], out=fo[lo:hi]))
+    return out
+
+
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
 
@@ -175,14 +189,14 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
             out += bias
         return out
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = math.prod(batch)
-    out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    out = xp.empty(batch + (m, n), dtype=xp.result_type(a, b))
     if not batch:
         if m >= n:
 
             def rows(lo, hi):
-                np.matmul(a[lo:hi], b, out=out[lo:hi])
+                xp.matmul(a[lo:hi], b, out=out[lo:hi])
                 if bias is not None:
                     out[lo:hi] += bias
 
@@ -190,7 +204,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
         else:
 
             def columns(lo, hi):
-                np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
+                xp.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
                 if bias is not None:
                     out[:, lo:hi] += bias[lo:hi]
 
@@ -203,7 +217,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
         index = (slice(None),) * axis + (slice(lo, hi),)
         ai = a[index] if a.shape[axis] != 1 else a
         bi = b[index] if b.shape[axis] != 1 else b
-        np.matmul(ai, bi, out=out[index])
+        xp.matmul(ai, bi, out=out[index])
 
     parallel_for(batch[axis], chunk, per_item, MIN_MACS)
     return out
