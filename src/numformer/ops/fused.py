@@ -303,7 +303,11 @@ class ScaledDotProductAttention(Function):
         L, S = q.shape[-2], k.shape[-2]
         self.batch, self.axis = batch, next((i for i, n in enumerate(batch) if n >= get_num_threads()), 0)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
-        self.out = out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
+        if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
+            buffer = xp.empty(batch[:-1] + (L, batch[-1], v.shape[-1]), dtype=dtype)  # after is free
+            self.out = out = xp.moveaxis(buffer, -2, -3)
+        else:
+            self.out = out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
         self.dropped = None
         if dropout_p > 0:
             keep = rng.random(p.shape, dtype=dtype) >= dropout_p
