@@ -221,8 +221,9 @@ def test_elementwise_activations(shape, op, dtype, transposed, seed):
 
 @given(N=st.integers(1, 4), H=st.integers(1, 3), L=st.integers(1, 5), S=st.integers(1, 5), E=st.integers(1, 4),
        mask=st.sampled_from(["none", "causal", "bool_padding", "float_full", "bool_ls"]),
-       shared_kv=st.booleans(), dropout=st.sampled_from([0.0, 0.3]), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
-def test_attention(N, H, L, S, E, mask, shared_kv, dropout, dtype, seed):
+       shared_kv=st.booleans(), dropout=st.sampled_from([0.0, 0.3]), kernel=st.sampled_from(["plain", "blocked"]),
+       dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+def test_attention(N, H, L, S, E, mask, shared_kv, dropout, kernel, dtype, seed):
     if mask == "causal":
         S = L
     q = randn(seed, (N, H, L, E), dtype)
@@ -239,13 +240,25 @@ def test_attention(N, H, L, S, E, mask, shared_kv, dropout, dtype, seed):
 
     def run():
         ts = [nf.Tensor(a.copy(), requires_grad=True) for a in (q, k, v)]
-        out, weights = F.scaled_dot_product_attention(*ts, attn_mask=attn_mask, is_causal=mask == "causal",
-                                                      dropout_p=dropout, need_weights=True)  # fmt: skip
+        with F.attention_kernel(kernel, block_q=2, block_k=3):  # blocked: ragged 2 x 3 tiles
+            out = F.scaled_dot_product_attention(*ts, attn_mask=attn_mask, is_causal=mask == "causal",
+                                                 dropout_p=dropout)  # fmt: skip
         out.backward(randn(seed + 4, out.shape, dtype))
-        return [out.numpy(), weights.numpy()] + [t.grad for t in ts]
+        return [out.numpy()] + [t.grad for t in ts]
 
     serial, threaded = serial_and_threaded(run)
     assert_same(serial, threaded, dtype)
+
+
+def test_attention_weights_threaded_equal_serial():
+    q, k, v = (randn(i, (4, 2, 6, 3), np.float32) for i in range(3))
+
+    def run():
+        return list(F.scaled_dot_product_attention(*(nf.Tensor(a) for a in (q, k, v)), dropout_p=0.2,
+                                                   need_weights=True))  # fmt: skip
+
+    serial, threaded = serial_and_threaded(lambda: [t.numpy() for t in run()])
+    assert_same(serial, threaded, np.float32)
 
 
 def test_threaded_attention_matches_torch():

@@ -282,6 +282,25 @@ class MSELoss(Function):
         return (ga if self.needs_grad[0] else None), (-ga if self.needs_grad[1] else None)
 
 
+def _split_axis(batch: tuple) -> int:
+    """The batch axis attention kernels split over threads: the first with a chunk per thread."""
+    return next((i for i, n in enumerate(batch) if n >= get_num_threads()), 0)
+
+
+def _batch_index(batch: tuple, axis: int, lo: int, hi: int):
+    """index(a): the slice lo:hi along batch ``axis`` of an array ``a`` whose leading dims
+    broadcast to ``batch`` (followed by two matrix dims); a size-1 (broadcast) dim stays whole."""
+    nbatch = len(batch)
+
+    def index(a):
+        ax = axis - (nbatch - (a.ndim - 2))
+        if not batch or ax < 0 or a.shape[ax] == 1:
+            return (Ellipsis,)
+        return (slice(None),) * ax + (slice(lo, hi),)
+
+    return index
+
+
 class ScaledDotProductAttention(Function):
     """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel.
 
@@ -301,7 +320,7 @@ class ScaledDotProductAttention(Function):
         masks = [m for m in (bool_mask, float_mask) if m is not None]
         batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], *(m.shape[:-2] for m in masks))
         L, S = q.shape[-2], k.shape[-2]
-        self.batch, self.axis = batch, next((i for i, n in enumerate(batch) if n >= get_num_threads()), 0)
+        self.batch, self.axis = batch, _split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
         if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
             buffer = xp.empty(batch[:-1] + (L, batch[-1], v.shape[-1]), dtype=dtype)  # after is free
@@ -337,16 +356,7 @@ class ScaledDotProductAttention(Function):
         return out
 
     def _part(self, lo, hi):
-        """index(a): the slice of ``a`` (batch dims broadcastable to ``self.batch``) for lo:hi."""
-        nbatch, axis = len(self.batch), self.axis
-
-        def index(a):
-            ax = axis - (nbatch - (a.ndim - 2))
-            if not self.batch or ax < 0 or a.shape[ax] == 1:
-                return (Ellipsis,)
-            return (slice(None),) * ax + (slice(lo, hi),)
-
-        return index
+        return _batch_index(self.batch, self.axis, lo, hi)
 
     def backward(self, g):
         q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
@@ -403,7 +413,9 @@ class BlockedAttention(Function):
 
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
                 dropout_p=0.0, rng=None, block_q=256, block_k=512):  # fmt: skip
-        batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        masks = [m.shape[:-2] for m in (bool_mask, float_mask) if m is not None]
+        self.batch = batch = xp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], *masks)
+        self.axis = _split_axis(batch)
         L, S = q.shape[-2], k.shape[-2]
         self.dtype = dtype = q.dtype
         self.scale = dtype.type(scale)
@@ -411,32 +423,38 @@ class BlockedAttention(Function):
         self.is_causal, self.dropout_p = is_causal, dropout_p
         self.block_q, self.block_k = block_q, block_k
         self.seed = int(rng.integers(2**62)) if dropout_p > 0 else None
-        out = xp.zeros(batch + (L, v.shape[-1]), dtype=dtype)
-        lse = xp.zeros(batch + (L, 1), dtype=dtype)
-        for i0 in range(0, L, block_q):
-            i1 = min(i0 + block_q, L)
-            qi = q[..., i0:i1, :]
-            m = xp.full(batch + (i1 - i0, 1), -xp.inf, dtype=dtype)
-            l = xp.zeros(batch + (i1 - i0, 1), dtype=dtype)
-            acc = xp.zeros(batch + (i1 - i0, v.shape[-1]), dtype=dtype)
-            for j0, j1, s in self._scores(qi, k, i0, i1, S):
-                m_new = xp.maximum(m, s.max(axis=-1, keepdims=True))
-                safe = xp.where(xp.isfinite(m_new), m_new, 0).astype(dtype, copy=False)
-                s -= safe
-                xp.exp(s, out=s)
-                correction = xp.exp(xp.where(xp.isfinite(m), m - safe, -xp.inf)).astype(dtype, copy=False)
-                l = l * correction + s.sum(axis=-1, keepdims=True)
-                if dropout_p > 0:
-                    s *= self._dropout(s.shape, i0, j0)
-                acc = acc * correction + s @ v[..., j0:j1, :]
-                m = m_new
-            empty = l == 0  # every key masked: zero output, zero gradients (as the plain kernel)
-            out[..., i0:i1, :] = acc / xp.where(empty, 1, l)
-            lse[..., i0:i1, :] = xp.where(empty, xp.inf, m + xp.log(xp.where(empty, 1, l)))
+        out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
+        lse = xp.empty(batch + (L, 1), dtype=dtype)
+
+        def chunk(lo, hi):  # the query and key block loops for a slice of the batch
+            part = _batch_index(batch, self.axis, lo, hi)
+            qc, kc, vc, oc, lc = q[part(q)], k[part(k)], v[part(v)], out[part(out)], lse[part(lse)]
+            cb = oc.shape[:-2]
+            for i0 in range(0, L, block_q):
+                i1 = min(i0 + block_q, L)
+                m = xp.full(cb + (i1 - i0, 1), -xp.inf, dtype=dtype)
+                l = xp.zeros(cb + (i1 - i0, 1), dtype=dtype)
+                acc = xp.zeros(cb + (i1 - i0, v.shape[-1]), dtype=dtype)
+                for j0, j1, s in self._scores(qc[..., i0:i1, :], kc, i0, i1, S, part):
+                    m_new = xp.maximum(m, s.max(axis=-1, keepdims=True))
+                    safe = xp.where(xp.isfinite(m_new), m_new, 0).astype(dtype, copy=False)
+                    s -= safe
+                    xp.exp(s, out=s)
+                    correction = xp.exp(xp.where(xp.isfinite(m), m - safe, -xp.inf)).astype(dtype, copy=False)
+                    l = l * correction + s.sum(axis=-1, keepdims=True)
+                    if dropout_p > 0:
+                        s *= self._dropout(i0, i1, j0, j1, part)
+                    acc = acc * correction + s @ vc[..., j0:j1, :]
+                    m = m_new
+                empty = l == 0  # every key masked: zero output, zero gradients (as the plain kernel)
+                oc[..., i0:i1, :] = acc / xp.where(empty, 1, l)
+                lc[..., i0:i1, :] = xp.where(empty, xp.inf, m + xp.log(xp.where(empty, 1, l)))
+
+        parallel_for(batch[self.axis] if batch else 1, chunk, L * S)
         self.q, self.k, self.v, self.out, self.lse = q, k, v, out, lse
         return out
 
-    def _scores(self, qi, k, i0, i1, S):
+    def _scores(self, qi, k, i0, i1, S, part):
         """Yield (j0, j1, scaled and masked scores) for each key block that can take part."""
         bool_mask, float_mask = self.masks
         for j0 in range(0, S, self.block_k):
@@ -446,46 +464,55 @@ class BlockedAttention(Function):
             s = qi @ xp.swapaxes(k[..., j0:j1, :], -1, -2)
             s *= self.scale
             if float_mask is not None:
-                s = s + _block(float_mask, i0, i1, j0, j1)
+                s = s + _block(float_mask[part(float_mask)], i0, i1, j0, j1)
             if bool_mask is not None:
-                tile = _block(bool_mask, i0, i1, j0, j1)
+                tile = _block(bool_mask[part(bool_mask)], i0, i1, j0, j1)
                 s = xp.where(tile, s, -xp.inf).astype(s.dtype, copy=False)
             if self.is_causal and j1 - 1 > i0:
                 keep = xp.arange(i0, i1)[:, None] >= xp.arange(j0, j1)[None, :]
                 s = xp.where(keep, s, -xp.inf).astype(s.dtype, copy=False)
             yield j0, j1, s
 
-    def _dropout(self, shape, i0, j0):
-        gen = xp.random.default_rng([self.seed, i0, j0])  # the same tile mask in backward
-        keep = gen.random(shape, dtype=self.dtype) >= self.dropout_p
+    def _dropout(self, i0, i1, j0, j1, part):
+        """The scaled keep-mask of tile (i, j), drawn whole from the tile's seed (the same in
+        backward and for any split of the batch), then cut to this chunk's part."""
+        gen = xp.random.default_rng([self.seed, i0, j0])
+        keep = gen.random(self.batch + (i1 - i0, j1 - j0), dtype=self.dtype) >= self.dropout_p
+        keep = keep[part(keep)]
         return keep * self.dtype.type(1.0 / (1.0 - self.dropout_p))
 
     def backward(self, g):
-        q, k, v, out, lse = self.q, self.k, self.v, self.out, self.lse
+        q, k, v, out, lse, batch = self.q, self.k, self.v, self.out, self.lse, self.batch
         L, S = q.shape[-2], k.shape[-2]
-        dq = xp.zeros(out.shape[:-1] + (q.shape[-1],), dtype=q.dtype)
-        dk = xp.zeros(out.shape[:-2] + k.shape[-2:], dtype=k.dtype)
-        dv = xp.zeros(out.shape[:-2] + v.shape[-2:], dtype=v.dtype)
-        delta = xp.sum(g * out, axis=-1, keepdims=True)  # rowsum(dO * O) = rowsum(dP * P)
-        for i0 in range(0, L, self.block_q):
-            i1 = min(i0 + self.block_q, L)
-            qi, gi = q[..., i0:i1, :], g[..., i0:i1, :]
-            for j0, j1, s in self._scores(qi, k, i0, i1, S):
-                s -= lse[..., i0:i1, :]
-                p = xp.exp(s, out=s)  # softmax probabilities of this tile
-                vj = v[..., j0:j1, :]
-                dp = gi @ xp.swapaxes(vj, -1, -2)
-                if self.dropout_p > 0:
-                    drop = self._dropout(p.shape, i0, j0)
-                    dv[..., j0:j1, :] += xp.swapaxes(p * drop, -1, -2) @ gi
-                    dp *= drop
-                else:
-                    dv[..., j0:j1, :] += xp.swapaxes(p, -1, -2) @ gi
-                dp -= delta[..., i0:i1, :]
-                dp *= p
-                dp *= self.scale
-                dq[..., i0:i1, :] += dp @ k[..., j0:j1, :]
-                dk[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi
+        dq = xp.zeros(batch + q.shape[-2:], dtype=q.dtype)
+        dk = xp.zeros(batch + k.shape[-2:], dtype=k.dtype)
+        dv = xp.zeros(batch + v.shape[-2:], dtype=v.dtype)
+
+        def chunk(lo, hi):
+            part = _batch_index(batch, self.axis, lo, hi)
+            qc, kc, vc, gc = q[part(q)], k[part(k)], v[part(v)], g[part(g)]
+            dqc, dkc, dvc, lc = dq[part(dq)], dk[part(dk)], dv[part(dv)], lse[part(lse)]
+            delta = xp.sum(gc * out[part(out)], axis=-1, keepdims=True)  # rowsum(dO * O) = rowsum(dP * P)
+            for i0 in range(0, L, self.block_q):
+                i1 = min(i0 + self.block_q, L)
+                qi, gi = qc[..., i0:i1, :], gc[..., i0:i1, :]
+                for j0, j1, s in self._scores(qi, kc, i0, i1, S, part):
+                    s -= lc[..., i0:i1, :]
+                    p = xp.exp(s, out=s)  # softmax probabilities of this tile
+                    dp = gi @ xp.swapaxes(vc[..., j0:j1, :], -1, -2)
+                    if self.dropout_p > 0:
+                        drop = self._dropout(i0, i1, j0, j1, part)
+                        dvc[..., j0:j1, :] += xp.swapaxes(p * drop, -1, -2) @ gi
+                        dp *= drop
+                    else:
+                        dvc[..., j0:j1, :] += xp.swapaxes(p, -1, -2) @ gi
+                    dp -= delta[..., i0:i1, :]
+                    dp *= p
+                    dp *= self.scale
+                    dqc[..., i0:i1, :] += dp @ kc[..., j0:j1, :]
+                    dkc[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi
+
+        parallel_for(batch[self.axis] if batch else 1, chunk, L * S)
         return (unbroadcast(dq, q.shape) if self.needs_grad[0] else None,
                 unbroadcast(dk, k.shape) if self.needs_grad[1] else None,
                 unbroadcast(dv, v.shape) if self.needs_grad[2] else None)  # fmt: skip
