@@ -14,6 +14,15 @@ from numformer.backend import contiguous, xp
 from numformer.parallel import get_num_threads, parallel_for
 
 
+def _row_sums(s):
+    """sum(s, axis=-1, keepdims=True); for a contiguous ``s`` one GEMV with a ones vector, ~4x
+    faster than NumPy's reduction over short rows."""
+    if not (s.flags.c_contiguous and s.size):
+        return xp.sum(s, axis=-1, keepdims=True)
+    ones = xp.ones((s.shape[-1], 1), dtype=s.dtype)
+    return (s.reshape(-1, s.shape[-1]) @ ones).reshape(s.shape[:-1] + (1,))
+
+
 def _softmax_inplace(s, axis=-1):
     """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0."""
     m = xp.max(s, axis=axis, keepdims=True)
@@ -22,10 +31,7 @@ def _softmax_inplace(s, axis=-1):
         m = xp.where(finite, m, 0).astype(s.dtype, copy=False)
     s -= m
     xp.exp(s, out=s)
-    if axis in (-1, s.ndim - 1) and s.flags.c_contiguous and s.size:  # row sums as one GEMV (~4x faster)
-        total = (s.reshape(-1, s.shape[-1]) @ xp.ones((s.shape[-1], 1), dtype=s.dtype)).reshape(m.shape)
-    else:
-        total = xp.sum(s, axis=axis, keepdims=True)
+    total = _row_sums(s) if axis in (-1, s.ndim - 1) else xp.sum(s, axis=axis, keepdims=True)
     if not (total > 0).all():
         total = xp.where(total > 0, total, 1).astype(s.dtype, copy=False)
     s /= total
@@ -379,12 +385,13 @@ class ScaledDotProductAttention(Function):
                 # an (L, Ev) product instead of another pass over the (L, S) matrix.
                 ds -= xp.sum(gi * out[part(out)], axis=-1, keepdims=True)
                 ds *= p[at]
-                ds *= self.scale
+                # dQ = scale dS K, dK = scale dS^T Q: the scale goes on the small (L, E) operands
                 if need_q:
-                    xp.matmul(ds, xp.broadcast_to(k[part(k)], ds.shape[:-2] + k.shape[-2:]), out=dq[part(dq)])
+                    ks = xp.broadcast_to(k[part(k)] * self.scale, ds.shape[:-2] + k.shape[-2:])
+                    xp.matmul(ds, ks, out=dq[part(dq)])
                 if need_k:
-                    xp.matmul(xp.swapaxes(ds, -1, -2), xp.broadcast_to(q[part(q)], ds.shape[:-2] + q.shape[-2:]),
-                              out=dk[part(dk)])  # fmt: skip
+                    qs = xp.broadcast_to(q[part(q)] * self.scale, ds.shape[:-2] + q.shape[-2:])
+                    xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
 
         parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
         return (unbroadcast(dq, q.shape) if need_q else None, unbroadcast(dk, k.shape) if need_k else None,
@@ -429,6 +436,7 @@ class BlockedAttention(Function):
         def chunk(lo, hi):  # the query and key block loops for a slice of the batch
             part = _batch_index(batch, self.axis, lo, hi)
             qc, kc, vc, oc, lc = q[part(q)], k[part(k)], v[part(v)], out[part(out)], lse[part(lse)]
+            qc = qc * self.scale  # scale the (L, E) side once, not every (L, S) tile
             cb = oc.shape[:-2]
             for i0 in range(0, L, block_q):
                 i1 = min(i0 + block_q, L)
@@ -441,7 +449,7 @@ class BlockedAttention(Function):
                     s -= safe
                     xp.exp(s, out=s)
                     correction = xp.exp(xp.where(xp.isfinite(m), m - safe, -xp.inf)).astype(dtype, copy=False)
-                    l = l * correction + s.sum(axis=-1, keepdims=True)
+                    l = l * correction + _row_sums(s)
                     if dropout_p > 0:
                         s *= self._dropout(i0, i1, j0, j1, part)
                     acc = acc * correction + s @ vc[..., j0:j1, :]
@@ -461,8 +469,7 @@ class BlockedAttention(Function):
             j1 = min(j0 + self.block_k, S)
             if self.is_causal and j0 > i1 - 1:
                 break  # every key in this block is after every query in the query block
-            s = qi @ xp.swapaxes(k[..., j0:j1, :], -1, -2)
-            s *= self.scale
+            s = qi @ xp.swapaxes(k[..., j0:j1, :], -1, -2)  # qi comes scaled
             if float_mask is not None:
                 s = s + _block(float_mask[part(float_mask)], i0, i1, j0, j1)
             if bool_mask is not None:
@@ -490,7 +497,8 @@ class BlockedAttention(Function):
 
         def chunk(lo, hi):
             part = _batch_index(batch, self.axis, lo, hi)
-            qc, kc, vc, gc = q[part(q)], k[part(k)], v[part(v)], g[part(g)]
+            qc, kc, vc, gc = q[part(q)] * self.scale, k[part(k)], v[part(v)], g[part(g)]
+            kc_scaled = kc * self.scale  # dQ = scale dS K and dK = scale dS^T Q: scale the (S, E) sides
             dqc, dkc, dvc, lc = dq[part(dq)], dk[part(dk)], dv[part(dv)], lse[part(lse)]
             delta = xp.sum(gc * out[part(out)], axis=-1, keepdims=True)  # rowsum(dO * O) = rowsum(dP * P)
             for i0 in range(0, L, self.block_q):
@@ -508,9 +516,8 @@ class BlockedAttention(Function):
                         dvc[..., j0:j1, :] += xp.swapaxes(p, -1, -2) @ gi
                     dp -= delta[..., i0:i1, :]
                     dp *= p
-                    dp *= self.scale
-                    dqc[..., i0:i1, :] += dp @ kc[..., j0:j1, :]
-                    dkc[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi
+                    dqc[..., i0:i1, :] += dp @ kc_scaled[..., j0:j1, :]
+                    dkc[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi  # qi comes scaled
 
         parallel_for(batch[self.axis] if batch else 1, chunk, L * S)
         return (unbroadcast(dq, q.shape) if self.needs_grad[0] else None,
