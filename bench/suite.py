@@ -43,7 +43,8 @@ GPT_SIZES = {  # name: (layers, d_model, heads, T, batch)
     "medium": (6, 384, 6, 256, 8),
 }
 TARGETS = {"gpt_train_tiny": 1.6, "gpt_train_small": 1.15, "gpt_train_medium": 1.15,
-           "encoder_forward_small": 1.0, "kv_generation_b1": 1.0, "kv_generation_b8": 1.0}  # fmt: skip
+           "encoder_forward_small": 1.0, "encoder_forward_small_no_fastpath": 1.0, "kv_generation_b1": 1.0,
+           "kv_generation_b8": 1.0}  # fmt: skip
 VOCAB = 100  # a character vocabulary
 
 
@@ -99,7 +100,10 @@ def gpt_train(name: str, repeats: int) -> dict:
     return row
 
 
-def encoder_forward(repeats: int) -> dict:
+def encoder_forward(repeats: int, fastpath: bool = True) -> dict:
+    """Encoder inference. PyTorch runs ``nn.TransformerEncoder`` in eval mode through its fused
+    native "fast path" by default; ``fastpath=False`` turns it off (module by module, like
+    numformer) for a second reading."""
     layers, d, heads, T, B = GPT_SIZES["small"]
     nf.manual_seed(0)
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0), layers).eval()
@@ -118,9 +122,16 @@ def encoder_forward(repeats: int) -> dict:
         with torch.no_grad():
             ref(tx)
 
-    row = compare("encoder_forward_small", run_nf, run_torch, repeats=repeats, warmup=2)
+    torch.backends.mha.set_fastpath_enabled(fastpath)
+    try:
+        name = "encoder_forward_small" + ("" if fastpath else "_no_fastpath")
+        row = compare(name, run_nf, run_torch, repeats=repeats, warmup=2)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
     row["flops"] = 2 * B * T * (layers * 12 * d * d) + 4 * layers * B * T * T * d
-    row["shape"] = f"{layers} layers, d {d}, {heads} heads, T {T}, batch {B}, inference"
+    row["shape"] = f"{layers} layers, d {d}, {heads} heads, T {T}, batch {B}, inference" + (
+        "" if fastpath else ", PyTorch fast path off"
+    )
     return row
 
 
@@ -262,7 +273,8 @@ def main() -> None:
           f"tuned allocator {ALLOCATOR_TUNED}")  # fmt: skip
     rows = [gpt_train("tiny", 6 if quick else 15), gpt_train("small", 4 if quick else 8),
             gpt_train("medium", 3 if quick else 5), encoder_forward(5 if quick else 12),
-            kv_generation(1, 3 if quick else 5), kv_generation(8, 3 if quick else 5)]  # fmt: skip
+            encoder_forward(5 if quick else 12, fastpath=False),
+            kv_generation(1, 3 if quick else 7), kv_generation(8, 3 if quick else 7)]  # fmt: skip
     print(f"{'workload':<24} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
           f"{'target':>7} {'MFU nf':>7} {'MFU pt':>7}")  # fmt: skip
     for r in rows:
