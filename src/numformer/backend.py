@@ -45,7 +45,7 @@ def get_default_dtype() -> np.dtype:
 
 
 def is_floating(dtype) -> bool:
-    return np.issubdtype(np.dtype(dtype), np.floating)
+    return np.dtype(dtype).kind == "f"  # what np.issubdtype(dtype, np.floating) says, ~10x faster
 
 
 def manual_seed(seed: int) -> np.random.Generator:

@@ -38,6 +38,17 @@ def test_matches_pytorch_reference_forward_and_gradients(positions, tie):
                                    err_msg=name)  # fmt: skip
 
 
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_greedy_generation_matches_the_pytorch_reference(positions):
+    """Both KV caches (numformer's and the reference's, each preallocated) give the same tokens."""
+    model = tiny(positions, block_size=40).double()
+    ref = from_numformer(model)
+    prompts = np.random.default_rng(3).integers(0, 23, (2, 5))
+    ours = model.generate(prompts.tolist(), 20, temperature=0)
+    theirs = ref.generate_greedy(torch.from_numpy(prompts), 20)
+    assert ours == theirs.tolist()
+
+
 def test_initial_loss_is_close_to_log_vocab():
     model = GPT(GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=2, d_model=32))
     rng = np.random.default_rng(1)

@@ -35,22 +35,33 @@ class _Attention(nn.Module):
         cos, sin = self.cos[offset : offset + T], self.sin[offset : offset + T]
         return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
-    def forward(self, x, past=None):
-        """With ``past`` (a list to hold this layer's (k, v)), new tokens attend to the cached
-        keys too and the cache grows; this is the usual concatenating KV cache."""
+    def forward(self, x, cache=None, layer: int = 0):
+        """With ``cache`` (a ``KVCache``), the T new tokens are written into this layer's
+        preallocated keys and values at ``cache.length`` and attend to everything cached."""
         N, T, E = x.shape
         H = self.n_head
         q, k, v = (t.view(N, T, H, E // H).transpose(1, 2) for t in self.c_attn(x).split(E, 2))
-        offset = 0 if not past else past[0].shape[-2]
+        offset = 0 if cache is None else cache.length
         if self.rotary:
             q, k = self._rope(q, offset), self._rope(k, offset)
-        if past is not None:
-            if past:
-                k, v = torch.cat([past[0], k], -2), torch.cat([past[1], v], -2)
-            past[:] = [k, v]
+        if cache is not None:
+            cache.k[layer][:, :, offset : offset + T] = k
+            cache.v[layer][:, :, offset : offset + T] = v
+            k, v = cache.k[layer][:, :, : offset + T], cache.v[layer][:, :, : offset + T]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=offset == 0 and T > 1,
                                            dropout_p=self.dropout if self.training else 0.0)  # fmt: skip
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(N, T, E)))
+
+
+class KVCache:
+    """Preallocated keys and values ``(N, H, block_size, D)`` per layer, filled in place (the
+    same scheme as numformer's ``KVCache``, so the benchmark compares like with like)."""
+
+    def __init__(self, c: GPTConfig, batch: int, dtype):
+        shape = (batch, c.n_head, c.block_size, c.d_model // c.n_head)
+        self.k = [torch.zeros(shape, dtype=dtype) for _ in range(c.n_layer)]
+        self.v = [torch.zeros(shape, dtype=dtype) for _ in range(c.n_layer)]
+        self.length = 0
 
 
 class _MLP(nn.Module):
@@ -72,8 +83,8 @@ class _Block(nn.Module):
         self.ln_2 = nn.LayerNorm(c.d_model, bias=c.bias)
         self.mlp = _MLP(c)
 
-    def forward(self, x, past=None):
-        x = x + self.attn(self.ln_1(x), past)
+    def forward(self, x, cache=None, layer: int = 0):
+        x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -102,7 +113,7 @@ class TorchGPT(nn.Module):
 
     def forward(self, idx, targets=None, cache=None):
         N, T = idx.shape
-        offset = 0 if not cache or not cache[0] else cache[0][0].shape[-2]
+        offset = 0 if cache is None else cache.length
         x = self.transformer["wte"](idx)
         if self.config.positions == "learned":
             x = x + self.transformer["wpe"](torch.arange(offset, offset + T))
@@ -110,7 +121,9 @@ class TorchGPT(nn.Module):
             x = x + self.pe[offset : offset + T].to(x.dtype)
         x = self.transformer["drop"](x)
         for i, block in enumerate(self.transformer["h"]):
-            x = block(x, None if cache is None else cache[i])
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.length += T
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None if targets is None else F.cross_entropy(logits.reshape(N * T, -1), targets.reshape(-1))
         return logits, loss
@@ -118,8 +131,9 @@ class TorchGPT(nn.Module):
 
     @torch.no_grad()
     def generate_greedy(self, idx, max_new_tokens: int):
-        """Greedy decoding with a KV cache (prompt + new tokens must fit in block_size)."""
-        cache = [[] for _ in self.transformer["h"]]
+        """Greedy decoding with a preallocated KV cache (prompt + new tokens must fit in
+        block_size); returns the new tokens ``(N, max_new_tokens)``."""
+        cache = KVCache(self.config, idx.shape[0], self.lm_head.weight.dtype)
         logits, _ = self(idx, cache=cache)
         out = []
         for _ in range(max_new_tokens):
