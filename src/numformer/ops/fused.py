@@ -12,7 +12,7 @@ import math
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.parallel import get_num_threads, parallel_for
+from numformer.parallel import MIN_ELEMENTS, get_num_threads, parallel_for
 
 
 @functools.lru_cache(maxsize=64)
@@ -35,12 +35,14 @@ def _softmax_inplace(s, axis=-1):
     """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0."""
     m = xp.max(s, axis=axis, keepdims=True)
     finite = xp.isfinite(m)
-    if not finite.all():
+    all_finite = finite.all()
+    if not all_finite:
         m = xp.where(finite, m, 0).astype(s.dtype, copy=False)
     s -= m
     xp.exp(s, out=s)
     total = _row_sums(s) if axis in (-1, s.ndim - 1) else xp.sum(s, axis=axis, keepdims=True)
-    if not (total > 0).all():
+    # With every row max finite, each total is >= 1 (the max term is exp(0)); else guard 0 / 0.
+    if not all_finite and not (total > 0).all():
         total = xp.where(total > 0, total, 1).astype(s.dtype, copy=False)
     s /= total
     return s
@@ -93,10 +95,20 @@ class LayerNorm(Function):
         bias = params[-1].reshape(-1) if has_bias else None
         self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
         inv_n, eps = x.dtype.type(1.0 / n), x.dtype.type(eps)
+        mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
+        if not any(self.needs_grad) and x2.size < MIN_ELEMENTS:  # inference on a few rows (decoding)
+            y = x2 - x2 @ mean_of
+            rstd = _row_dot(y, y)
+            rstd *= inv_n
+            rstd += eps
+            y /= xp.sqrt(rstd, out=rstd)
+            if weight is not None:
+                y *= weight
+            if bias is not None:
+                y += bias
+            return y.reshape(x.shape)
         self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
-
-        mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
 
         def chunk(lo, hi):
             xi, xhat, rstd = x2[lo:hi], self.xhat[lo:hi], self.rstd[lo:hi]
