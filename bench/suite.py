@@ -275,19 +275,21 @@ def main() -> None:
             gpt_train("medium", 3 if quick else 5), encoder_forward(5 if quick else 12),
             encoder_forward(5 if quick else 12, fastpath=False),
             kv_generation(1, 3 if quick else 7), kv_generation(8, 3 if quick else 7)]  # fmt: skip
-    print(f"{'workload':<24} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
+    print(f"{'workload':<34} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
           f"{'target':>7} {'MFU nf':>7} {'MFU pt':>7}")  # fmt: skip
     for r in rows:
         r["mfu_numformer"] = r["flops"] / (r["numformer_ms"] / 1e3) / (rate * 1e9)
         r["mfu_torch"] = r["flops"] / (r["torch_ms"] / 1e3) / (rate * 1e9)
         r["target"] = TARGETS.get(r["name"])
         r["met"] = r["target"] is None or r["ratio"] <= r["target"]
-        print(f"{r['name']:<24} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
+        print(f"{r['name']:<34} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
               f"{r['ratio_min']:>5.2f} {r['ratio_max']:>5.2f} {'<= ' + str(r['target']):>7} "
               f"{r['mfu_numformer']:>7.0%} {r['mfu_torch']:>7.0%}")  # fmt: skip
     medium = next(r for r in rows if r["name"] == "gpt_train_medium")
     print(f"medium training step MFU: {medium['mfu_numformer']:.0%} of the measured matmul rate "
           f"(target >= 50%)")  # fmt: skip
+    missed = [f"{r['name']} ({r['ratio']:.2f} > {r['target']})" for r in rows if not r["met"]]
+    print("targets missed: " + (", ".join(missed) if missed else "none"))
     sweep = attention_sweep([256, 1024, 4096] if quick else [256, 1024, 4096, 8192, 16384], 3)
     results = {"machine": machine(), "matmul_gflops": rate, "workloads": rows, "attention": sweep,
                "quick": quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
