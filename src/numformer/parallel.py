@@ -9,8 +9,9 @@ simply starting threads of our own does not help: OpenBLAS's idle threads busy-w
 PyTorch: BLAS is pinned to one thread per call, and the kernels split their work into ``n``
 contiguous chunks (rows of a GEMM, batch-heads of attention, rows of layer norm, ...), run on
 ``n - 1`` worker threads and the calling thread. NumPy releases the GIL inside its loops and
-BLAS calls, so the chunks really run at once. Results do not depend on the thread count: each
-chunk computes the same rows the serial code would (random draws stay serial).
+BLAS calls, so the chunks really run at once. Each chunk computes the same rows the serial
+code would and random draws stay whole, so results match the serial kernels to round-off (a
+BLAS call on fewer rows may order its sums differently: ~1e-6 relative in float32).
 
 Off (one thread, BLAS as it was) until ``set_num_threads`` is called, because pinning BLAS is
 process-wide: the ``numformer`` command and the benchmarks call it; scripts may.

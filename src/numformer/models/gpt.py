@@ -8,6 +8,7 @@ so a PyTorch model built the same way takes these weights through its state dict
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -18,7 +19,7 @@ import numpy as np
 import numformer as nf
 from numformer import nn
 from numformer.nn import functional as F
-from numformer.parallel import get_num_threads, num_threads
+from numformer.parallel import num_threads
 from numformer.tensor import Tensor
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
@@ -273,7 +274,7 @@ class GPT(nn.Module):
         cache = None
         # Decoding multiplies a few rows at a time: too little work to hand chunks to numformer's
         # threads (~35 us a hand-off), so it runs on one kernel thread with BLAS's own threads.
-        with num_threads(1 if use_cache else get_num_threads()):
+        with num_threads(1) if use_cache else contextlib.nullcontext():
             for _ in range(max_new_tokens):
                 if use_cache:
                     logits, cache = self._next_logits_cached(rows, cache)

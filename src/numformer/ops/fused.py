@@ -344,7 +344,7 @@ class ScaledDotProductAttention(Function):
     Rows with every key masked give P = 0: zero output, zero gradients.
     ``bool_mask`` marks with True the (query, key) pairs that take part; ``float_mask`` is added.
     Forward and backward run chunk by chunk over one batch axis (``parallel_for``); the
-    dropout mask is drawn whole before, so results do not depend on the thread count.
+    dropout mask is drawn whole before, so the draws do not depend on the thread count.
     """
 
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
@@ -368,7 +368,7 @@ class ScaledDotProductAttention(Function):
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
 
         def chunk(lo, hi):
-            part = self._part(lo, hi)
+            part = _batch_index(batch, self.axis, lo, hi)
             s = p[part(p)]
             xp.matmul(q[part(q)] * self.scale, xp.swapaxes(k[part(k)], -1, -2), out=s)  # scale the (L, E) side
             if float_mask is not None:
@@ -388,9 +388,6 @@ class ScaledDotProductAttention(Function):
         self.q, self.k, self.v = q, k, v
         return out
 
-    def _part(self, lo, hi):
-        return _batch_index(self.batch, self.axis, lo, hi)
-
     def backward(self, g):
         q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
         batch, dtype = self.batch, p.dtype
@@ -400,7 +397,7 @@ class ScaledDotProductAttention(Function):
         dv = xp.empty(batch + v.shape[-2:], dtype=dtype) if need_v else None
 
         def chunk(lo, hi):
-            part = self._part(lo, hi)
+            part = _batch_index(batch, self.axis, lo, hi)
             gi, at = g[part(g)], part(p)
             if need_v:
                 xp.matmul(xp.swapaxes(pd[at], -1, -2), gi, out=dv[part(dv)])
