@@ -11,7 +11,7 @@ import math
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.parallel import binary, parallel_for
+from numformer.parallel import MIN_ELEMENTS, binary, parallel_for
 
 # --- arithmetic ----------------------------------------------------------------------------
 
@@ -203,10 +203,20 @@ class Gelu(Function):
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
+            c1, c0 = a.dtype.type(0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
+            if a.size < MIN_ELEMENTS and not self.needs_grad[0]:  # inference on a few rows (decoding)
+                t = xp.multiply(a, a, out=xp.empty(a.shape, a.dtype))  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
+                t *= c1
+                t += c0
+                t *= a
+                xp.tanh(t, out=t)
+                t += 1
+                t *= a
+                t *= a.dtype.type(0.5)
+                return t
             self.a = a = contiguous(a)
             self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
             flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)
-            c1, c0 = a.dtype.type(0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
 
             def chunk(lo, hi):
                 ai, t, o = flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]

@@ -90,23 +90,24 @@ class LayerNorm(Function):
     def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True):
         self.shape, self.param_shape = x.shape, x.shape[x.ndim - ndim :]
         n = math.prod(self.param_shape)
-        x2 = contiguous(x).reshape(-1, n)
-        weight = params[0].reshape(-1) if has_weight else None
-        bias = params[-1].reshape(-1) if has_bias else None
-        self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
-        inv_n, eps = x.dtype.type(1.0 / n), x.dtype.type(eps)
+        weight = params[0].reshape(n) if has_weight else None
+        bias = params[-1].reshape(n) if has_bias else None
         mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
-        if not any(self.needs_grad) and x2.size < MIN_ELEMENTS:  # inference on a few rows (decoding)
-            y = x2 - x2 @ mean_of
-            rstd = _row_dot(y, y)
-            rstd *= inv_n
-            rstd += eps
-            y /= xp.sqrt(rstd, out=rstd)
+        eps = x.dtype.type(eps)
+        if x.size < MIN_ELEMENTS and not any(self.needs_grad):  # inference on a few rows (decoding)
+            y = x.reshape(-1, n)
+            y = y - y @ mean_of
+            var = (y * y) @ mean_of
+            var += eps
+            y /= xp.sqrt(var, out=var)
             if weight is not None:
                 y *= weight
             if bias is not None:
                 y += bias
             return y.reshape(x.shape)
+        x2 = contiguous(x).reshape(-1, n)
+        self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
+        inv_n = x.dtype.type(1.0 / n)
         self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
 
