@@ -261,9 +261,22 @@ def test_attention_parity(seed, dtype, data):
                                                scale=scale)  # fmt: skip
 
     check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=False, loose=True)  # the inference path
     if dtype == np.float64:
         inputs = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
         assert gradcheck(nf_fn, inputs)
+
+
+def test_attention_inference_path_with_a_mask_batch_larger_than_the_inputs():
+    q, k, v = randn(0, (3, 4)), randn(1, (5, 4)), randn(2, (5, 2))
+    mask = np.random.default_rng(3).random((2, 3, 5)) > 0.4
+    mask[..., 0] = True
+    with nf.no_grad():
+        fast = F.scaled_dot_product_attention(nf.Tensor(q), nf.Tensor(k), nf.Tensor(v), attn_mask=mask)
+    tracked = F.scaled_dot_product_attention(nf.Tensor(q, requires_grad=True), nf.Tensor(k), nf.Tensor(v),
+                                             attn_mask=mask)  # fmt: skip
+    assert fast.shape == tracked.shape == (2, 3, 2)
+    np.testing.assert_allclose(fast.numpy(), tracked.numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_attention_weights_and_fully_masked_rows():

@@ -309,6 +309,19 @@ class MSELoss(Function):
         return (ga if self.needs_grad[0] else None), (-ga if self.needs_grad[1] else None)
 
 
+def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
+    """q k^T (q comes scaled: the (L, E) side, not the (L, S) one) with the masks applied:
+    ``float_mask`` added, -inf where ``bool_mask`` is False or ``hidden`` (causal) is True."""
+    s = xp.matmul(q_scaled, xp.swapaxes(k, -1, -2), out=out)
+    if float_mask is not None:
+        s += float_mask
+    if bool_mask is not None:
+        xp.copyto(s, -xp.inf, where=~bool_mask)
+    if hidden is not None:
+        xp.copyto(s, -xp.inf, where=hidden)
+    return s
+
+
 def _batch_shape(q, k, v, *masks) -> tuple:
     """The broadcast batch dims (all but the last two) of q, k, v and the masks given."""
     shapes = [a.shape[:-2] for a in (q, k, v, *masks) if a is not None]
@@ -354,6 +367,13 @@ class ScaledDotProductAttention(Function):
         self.scale = dtype.type(scale)
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
+        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
+        small = L * S * math.prod(batch) < MIN_ELEMENTS
+        if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
+            # inference on little work (decoding): no state to keep, no chunks to hand out
+            s = xp.empty(batch + (L, S), dtype=dtype)
+            _softmax_inplace(_masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s))
+            return s @ v
         self.batch, self.axis = batch, _split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
         if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
@@ -366,18 +386,12 @@ class ScaledDotProductAttention(Function):
             keep = rng.random(p.shape, dtype=dtype) >= dropout_p
             self.dropped = keep * dtype.type(1.0 / (1.0 - dropout_p))
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
-        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
 
         def chunk(lo, hi):
             part = _batch_index(batch, self.axis, lo, hi)
-            s = p[part(p)]
-            xp.matmul(q[part(q)] * self.scale, xp.swapaxes(k[part(k)], -1, -2), out=s)  # scale the (L, E) side
-            if float_mask is not None:
-                s += float_mask[part(float_mask)]
-            if bool_mask is not None:
-                xp.copyto(s, -xp.inf, where=~bool_mask[part(bool_mask)])
-            if hidden is not None:
-                xp.copyto(s, -xp.inf, where=hidden)
+            bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
+            fm = float_mask[part(float_mask)] if float_mask is not None else None
+            s = _masked_scores(q[part(q)] * self.scale, k[part(k)], bm, fm, hidden, out=p[part(p)])
             _softmax_inplace(s)
             if self.dropped is not None:
                 xp.multiply(s, self.dropped[part(p)], out=self.pd[part(p)])
