@@ -76,7 +76,7 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, call
 
 def print_table(rows: list[dict]) -> None:
     print(f"threads: torch = numformer kernels = {KERNEL_THREADS}; tuned allocator: {ALLOCATOR_TUNED}; "
-          f"pause before each timed call: {PAUSE} s")  # fmt: skip
+          f"blocks of calls timed after a {PAUSE} s pause and a wake-up call")  # fmt: skip
     print(f"{'workload':<44} {'numformer ms':>13} {'torch ms':>10} {'ratio':>7} {'min':>6} {'max':>6}")
     for r in rows:
         print(f"{r['name']:<44} {r['numformer_ms']:>13.3f} {r['torch_ms']:>10.3f} "
