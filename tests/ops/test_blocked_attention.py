@@ -111,6 +111,12 @@ def test_auto_picks_the_blocked_kernel_for_large_score_matrices():
         out, w = F.scaled_dot_product_attention(q, q, q, need_weights=True)  # weights need the matrix
         assert type(out._fn).__name__ == "ScaledDotProductAttention" and w.shape == (1, 2, 64, 64)
     assert type(F.scaled_dot_product_attention(q, q, q)._fn).__name__ == "ScaledDotProductAttention"
+    with F.attention_kernel("auto", causal_length=64):  # long causal attention: blocked skips tiles
+        assert type(F.scaled_dot_product_attention(q, q, q, is_causal=True)._fn).__name__ == "BlockedAttention"
+        assert type(F.scaled_dot_product_attention(q, q, q)._fn).__name__ == "ScaledDotProductAttention"
+        short = q[:, :, :63]
+        assert type(F.scaled_dot_product_attention(short, short, short, is_causal=True)._fn).__name__ == (
+            "ScaledDotProductAttention")
     with pytest.raises(ValueError, match="kernel must be 'auto', 'plain' or 'blocked'"):
         with F.attention_kernel("flash"):
             pass

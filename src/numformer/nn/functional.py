@@ -194,24 +194,29 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
 # --- attention -------------------------------------------------------------------------------
 
 # Tiles of 256 x 512 keep a block's scores for 8 heads (4 MiB) near cache; measured fastest here.
-_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "block_q": 256, "block_k": 512}
+_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "causal_length": 1024, "block_q": 256, "block_k": 512}
 
 
 @contextlib.contextmanager
 def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
-                     block_q: int | None = None, block_k: int | None = None):  # fmt: skip
+                     block_q: int | None = None, block_k: int | None = None,
+                     causal_length: int | None = None):  # fmt: skip
     """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``).
 
     ``"plain"`` materialises the (L, S) scores; ``"blocked"`` is flash attention's algorithm
-    (keys in blocks, online softmax); ``"auto"`` (the default) takes the blocked kernel when the
-    plain one's score matrix would exceed ``threshold_bytes`` (128 MB) and no weights are asked
-    for. ``block_q``/``block_k`` set the blocked kernel's tile (256 x 512).
+    (keys in blocks, online softmax); ``"auto"`` (the default) takes the blocked kernel when no
+    weights are asked for and either the plain one's score matrix would exceed
+    ``threshold_bytes`` (128 MB) or the attention is causal with L and S of at least
+    ``causal_length`` (1024): the blocked kernel skips the tiles above the diagonal, about half
+    the work (1.5x faster at T = 1024 and 2048 here). ``block_q``/``block_k`` set its tile
+    (256 x 512).
     """
     if kernel not in ("auto", "plain", "blocked"):
         raise ValueError(f"attention_kernel: kernel must be 'auto', 'plain' or 'blocked', got {kernel!r}")
     saved = dict(_ATTENTION)
     _ATTENTION["kernel"] = kernel
-    for key, value in (("threshold_bytes", threshold_bytes), ("block_q", block_q), ("block_k", block_k)):
+    for key, value in (("threshold_bytes", threshold_bytes), ("block_q", block_q), ("block_k", block_k),
+                       ("causal_length", causal_length)):  # fmt: skip
         if value is not None:
             if value < 1:
                 raise ValueError(f"attention_kernel: {key} must be >= 1, got {value}")
@@ -222,11 +227,12 @@ def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
         _ATTENTION.update(saved)
 
 
-def _use_blocked(batch, L, S, itemsize, need_weights: bool) -> bool:
+def _use_blocked(batch, L, S, itemsize, need_weights: bool, is_causal: bool) -> bool:
     kernel = _ATTENTION["kernel"]
     if kernel == "plain" or need_weights:
         return False
-    return kernel == "blocked" or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
+    return (kernel == "blocked" or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
+            or (is_causal and min(L, S) >= _ATTENTION["causal_length"]))  # fmt: skip
 
 
 
@@ -284,7 +290,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if bool_mask is not None or float_mask is not None:
         batch = np.broadcast_shapes(batch, (bool_mask if bool_mask is not None else float_mask).shape[:-2])
-    if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights):
+    if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights, is_causal):
         return K.BlockedAttention.apply(
             q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
             dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
