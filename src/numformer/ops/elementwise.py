@@ -193,6 +193,20 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _gelu_tanh(a, t, out):
+    """out = a/2 (1 + t), t = tanh(sqrt(2/pi) a (1 + 0.044715 a^2)), both written in place
+    (``out`` may be ``t``); returns ``out``."""
+    xp.multiply(a, a, out=t)
+    t *= a.dtype.type(0.044715 * _SQRT_2_OVER_PI)
+    t += a.dtype.type(_SQRT_2_OVER_PI)
+    t *= a
+    xp.tanh(t, out=t)
+    xp.add(t, 1, out=out)
+    out *= a
+    out *= a.dtype.type(0.5)
+    return out
+
+
 class Gelu(Function):
     """GELU: ``x * Phi(x)`` (``approximate="none"``) or its tanh form (``"tanh"``), as PyTorch.
 
@@ -203,33 +217,13 @@ class Gelu(Function):
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            c1, c0 = a.dtype.type(0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
             if a.size < MIN_ELEMENTS and not self.needs_grad[0]:  # inference on a few rows (decoding)
-                t = xp.multiply(a, a, out=xp.empty(a.shape, a.dtype))  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
-                t *= c1
-                t += c0
-                t *= a
-                xp.tanh(t, out=t)
-                t += 1
-                t *= a
-                t *= a.dtype.type(0.5)
-                return t
+                t = xp.empty(a.shape, a.dtype)
+                return _gelu_tanh(a, t, t)
             self.a = a = contiguous(a)
             self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
             flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)
-
-            def chunk(lo, hi):
-                ai, t, o = flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]
-                xp.multiply(ai, ai, out=t)  # u = sqrt(2/pi) a (1 + 0.044715 a^2)
-                t *= c1
-                t += c0
-                t *= ai
-                xp.tanh(t, out=t)
-                xp.add(t, 1, out=o)
-                o *= ai
-                o *= a.dtype.type(0.5)
-
-            parallel_for(a.size, chunk)
+            parallel_for(a.size, lambda lo, hi: _gelu_tanh(flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]))
             return out
         self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
         return a * self.cdf

@@ -74,9 +74,25 @@ class LogSoftmax(Function):
         return (g - xp.exp(self.out) * xp.sum(g, axis=self.axis, keepdims=True),)
 
 
-def _row_dot(a, b):
-    """sum(a * b, axis=1, keepdims=True) for 2-D a, b in one pass (no a * b temporary)."""
-    return xp.einsum("ij,ij->i", a, b)[:, None]
+def _normalize_rows(x, xhat, mean_of, eps):
+    """xhat = (x - mean) / sqrt(var + eps) per row of 2-D ``x`` (written into ``xhat``);
+    ``mean_of`` is the (n, 1) column of 1/n. Returns rstd = 1 / sqrt(var + eps), (rows, 1)."""
+    xp.subtract(x, x @ mean_of, out=xhat)
+    var = (xhat * xhat) @ mean_of  # two GEMVs: cheaper than NumPy's row reductions
+    var += eps
+    rstd = xp.divide(1.0, xp.sqrt(var, out=var), out=var)
+    xhat *= rstd
+    return rstd
+
+
+def _scale_shift(xhat, y, weight, bias):
+    """y = xhat * weight + bias (either may be None); ``y`` may be ``xhat``."""
+    if weight is not None:
+        xp.multiply(xhat, weight, out=y)
+    elif y is not xhat:
+        y[...] = xhat
+    if bias is not None:
+        y += bias
 
 
 class LayerNorm(Function):
@@ -94,37 +110,19 @@ class LayerNorm(Function):
         bias = params[-1].reshape(n) if has_bias else None
         mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
         eps = x.dtype.type(eps)
-        if x.size < MIN_ELEMENTS and not any(self.needs_grad):  # inference on a few rows (decoding)
-            y = x.reshape(-1, n)
-            y = y - y @ mean_of
-            var = (y * y) @ mean_of
-            var += eps
-            y /= xp.sqrt(var, out=var)
-            if weight is not None:
-                y *= weight
-            if bias is not None:
-                y += bias
-            return y.reshape(x.shape)
         x2 = contiguous(x).reshape(-1, n)
+        if x.size < MIN_ELEMENTS and not any(self.needs_grad):  # inference on a few rows (decoding)
+            y = xp.empty_like(x2)
+            _normalize_rows(x2, y, mean_of, eps)
+            _scale_shift(y, y, weight, bias)
+            return y.reshape(x.shape)
         self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
-        inv_n = x.dtype.type(1.0 / n)
         self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
 
         def chunk(lo, hi):
-            xi, xhat, rstd = x2[lo:hi], self.xhat[lo:hi], self.rstd[lo:hi]
-            xp.subtract(xi, xi @ mean_of, out=xhat)
-            var = _row_dot(xhat, xhat)
-            var *= inv_n
-            var += eps
-            xp.divide(1.0, xp.sqrt(var, out=var), out=rstd)
-            xhat *= rstd
-            if weight is not None:
-                xp.multiply(xhat, weight, out=y[lo:hi])
-            else:
-                y[lo:hi] = xhat
-            if bias is not None:
-                y[lo:hi] += bias
+            self.rstd[lo:hi] = _normalize_rows(x2[lo:hi], self.xhat[lo:hi], mean_of, eps)
+            _scale_shift(self.xhat[lo:hi], y[lo:hi], weight, bias)
 
         parallel_for(x2.shape[0], chunk, n)
         return y.reshape(x.shape)
@@ -135,7 +133,6 @@ class LayerNorm(Function):
         need_x = self.needs_grad[0]
         need_w = self.has_weight and self.needs_grad[1]
         need_b = self.has_bias and self.needs_grad[-1]
-        inv_n = g.dtype.type(1.0 / n)
         dx = xp.empty_like(g2) if need_x else None
         partial_w, partial_b = [], []  # per-chunk sums over rows, added up below
         mean_of = _column(n, g2.dtype, 1.0 / n)
@@ -148,10 +145,10 @@ class LayerNorm(Function):
                 partial_b.append(xp.add.reduce(gi, axis=0))
             if need_x:
                 dxhat = gi * self.weight if self.weight is not None else gi.copy()
-                mean_d = dxhat @ mean_of
-                mean_dx = _row_dot(dxhat, xi)
-                mean_dx *= inv_n
+                mean_d = dxhat @ mean_of  # row means as GEMVs
                 di = dx[lo:hi]
+                xp.multiply(dxhat, xi, out=di)
+                mean_dx = di @ mean_of
                 xp.multiply(xi, mean_dx, out=di)
                 xp.subtract(dxhat, di, out=di)
                 di -= mean_d
