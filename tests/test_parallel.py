@@ -177,6 +177,25 @@ def test_binary_matches_numpy(shape, broadcast, dtype, seed):
     assert_same([out, out_t], [a + b, a.T - a.T], dtype)
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_mask_keeps_1_minus_p_and_never_depends_on_the_thread_count(p):
+    shape = (3, parallel.RANDOM_BLOCK + 7)  # several blocks, the last one ragged
+    masks = []
+    for threads in (1, 2, 3):
+        nf.set_num_threads(threads)
+        masks.append(parallel.dropout_mask(np.random.default_rng(5), shape, p, np.float32))
+    nf.set_num_threads(1)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], masks[2])
+    m = masks[0]
+    assert m.dtype == np.float32 and set(np.unique(m)) <= {0.0, np.float32(1 / (1 - p))}
+    kept = (m > 0).mean()
+    assert abs(kept - (1 - p)) < 5 * np.sqrt(p * (1 - p) / m.size)  # five standard errors
+    other = parallel.dropout_mask(np.random.default_rng(6), shape, p, np.float32)
+    assert not np.array_equal(m, other)
+    assert not parallel.dropout_mask(np.random.default_rng(5), (4, 4), 1.0, np.float64).any()
+
+
 # --- kernels: threaded equals serial --------------------------------------------------------------
 
 

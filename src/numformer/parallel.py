@@ -160,6 +160,39 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         raise error
 
 
+# Random numbers are drawn in fixed blocks of this many elements, each from its own stream: the
+# block grid, not the thread count, decides every draw.
+RANDOM_BLOCK = 1 << 17
+
+
+def dropout_mask(rng, shape: tuple, p: float, dtype) -> np.ndarray:
+    """Inverted dropout's scaled keep-mask: ``1 / (1 - p)`` with probability ``1 - p``, else 0.
+
+    One seed is drawn from ``rng`` (so ``manual_seed`` reproduces the mask); then each block of
+    ``RANDOM_BLOCK`` elements takes 32 random bits per element from a PCG64 stream seeded by
+    (seed, block index) and keeps an element when its bits are >= p * 2^32 (exact to 2^-32).
+    Blocks are split over threads; raw bits are ~2x cheaper than NumPy's float draws.
+    """
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    out = xp.empty(n, dtype=dtype)
+    seed = int(rng.integers(2**63))
+    if p >= 1.0:
+        out.fill(0)
+        return out.reshape(shape)
+    threshold, scale = xp.uint32(int(p * 2**32)), dtype.type(1.0 / (1.0 - p))
+
+    def chunk(lo, hi):
+        for block in range(lo, hi):  # fixed blocks: the same numbers whatever the thread count
+            start, stop = block * RANDOM_BLOCK, min(n, (block + 1) * RANDOM_BLOCK)
+            raw = xp.random.PCG64([seed, block]).random_raw((stop - start + 1) // 2)
+            bits = raw.view(xp.uint32)[: stop - start]
+            xp.multiply(bits >= threshold, scale, out=out[start:stop])
+
+    parallel_for(-(-n // RANDOM_BLOCK), chunk, RANDOM_BLOCK)
+    return out.reshape(shape)
+
+
 def binary(ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``ufunc(a, b)``, split over threads when a and b are large, equal-shaped, contiguous and
     of one dtype (residual adds, gradient sums); otherwise NumPy's own broadcasting call."""

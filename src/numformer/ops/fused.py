@@ -12,7 +12,7 @@ import math
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.parallel import MIN_ELEMENTS, get_num_threads, parallel_for
+from numformer.parallel import MIN_ELEMENTS, binary, dropout_mask, get_num_threads, parallel_for
 
 
 @functools.lru_cache(maxsize=64)
@@ -167,12 +167,11 @@ class Dropout(Function):
     """Inverted dropout: y = x * keep / (1 - p), the scaled mask kept for backward (dx = g * it)."""
 
     def forward(self, x, p, rng):
-        keep = rng.random(x.shape, dtype=x.dtype) >= p
-        self.mask = keep * x.dtype.type(1.0 / (1.0 - p)) if p < 1 else xp.zeros_like(x)
-        return x * self.mask
+        self.mask = dropout_mask(rng, x.shape, p, x.dtype)
+        return binary(xp.multiply, x, self.mask)
 
     def backward(self, g):
-        return (g * self.mask,)
+        return (binary(xp.multiply, g, self.mask),)
 
 
 class Embedding(Function):
@@ -380,8 +379,7 @@ class ScaledDotProductAttention(Function):
             self.out = out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
         self.dropped = None
         if dropout_p > 0:
-            keep = rng.random(p.shape, dtype=dtype) >= dropout_p
-            self.dropped = keep * dtype.type(1.0 / (1.0 - dropout_p))
+            self.dropped = dropout_mask(rng, p.shape, dropout_p, dtype)
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
 
         def chunk(lo, hi):
