@@ -10,8 +10,9 @@ PyTorch: BLAS is pinned to one thread per call, and the kernels split their work
 contiguous chunks (rows of a GEMM, batch-heads of attention, rows of layer norm, ...), run on
 ``n - 1`` worker threads and the calling thread. NumPy releases the GIL inside its loops and
 BLAS calls, so the chunks really run at once. Each chunk computes the same rows the serial
-code would and random draws stay whole, so results match the serial kernels to round-off (a
-BLAS call on fewer rows may order its sums differently: ~1e-6 relative in float32).
+code would, so results match the serial kernels to round-off (a BLAS call on fewer rows may
+order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
+blocks (``dropout_mask``), the same for any thread count.
 
 Off (one thread, BLAS as it was) until ``set_num_threads`` is called, because pinning BLAS is
 process-wide: the ``numformer`` command and the benchmarks call it; scripts may.
@@ -160,6 +161,25 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         raise error
 
 
+def split_axis(batch: tuple) -> int:
+    """The batch axis to split over threads: the first with at least one item per thread."""
+    return next((i for i, n in enumerate(batch) if n >= _threads), 0)
+
+
+def batch_slicer(batch: tuple, axis: int, lo: int, hi: int):
+    """index(a): the slice lo:hi along batch ``axis`` of an array ``a`` whose leading dims
+    broadcast to ``batch`` (followed by two matrix dims); a size-1 (broadcast) dim stays whole."""
+    nbatch = len(batch)
+
+    def index(a):
+        ax = axis - (nbatch - (a.ndim - 2))
+        if not batch or ax < 0 or a.shape[ax] == 1:
+            return (Ellipsis,)
+        return (slice(None),) * ax + (slice(lo, hi),)
+
+    return index
+
+
 # Random numbers are drawn in fixed blocks of this many elements, each from its own stream: the
 # block grid, not the thread count, decides every draw.
 RANDOM_BLOCK = 1 << 17
@@ -244,14 +264,12 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
 
             parallel_for(n, columns, k * m, MIN_MACS)
         return out
-    axis = next((i for i, size in enumerate(batch) if size >= _threads), 0)
+    axis = split_axis(batch)
     per_item = count // batch[axis] * m * k * n
 
     def chunk(lo, hi):
-        index = (slice(None),) * axis + (slice(lo, hi),)
-        ai = a[index] if a.shape[axis] != 1 else a
-        bi = b[index] if b.shape[axis] != 1 else b
-        xp.matmul(ai, bi, out=out[index])
+        part = batch_slicer(batch, axis, lo, hi)
+        xp.matmul(a[part(a)], b[part(b)], out=out[part(out)])
 
     parallel_for(batch[axis], chunk, per_item, MIN_MACS)
     return out

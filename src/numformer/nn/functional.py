@@ -235,7 +235,6 @@ def _use_blocked(batch, L, S, itemsize, need_weights: bool, is_causal: bool) -> 
             or (is_causal and min(L, S) >= _ATTENTION["causal_length"]))  # fmt: skip
 
 
-
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
                                  scale: float | None = None, need_weights: bool = False):  # fmt: skip

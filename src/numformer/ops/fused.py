@@ -12,7 +12,7 @@ import math
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.parallel import MIN_ELEMENTS, binary, dropout_mask, get_num_threads, parallel_for
+from numformer.parallel import MIN_ELEMENTS, batch_slicer, binary, dropout_mask, parallel_for, split_axis
 
 
 @functools.lru_cache(maxsize=64)
@@ -144,7 +144,7 @@ class LayerNorm(Function):
             if need_b:
                 partial_b.append(xp.add.reduce(gi, axis=0))
             if need_x:
-                dxhat = gi * self.weight if self.weight is not None else gi.copy()
+                dxhat = gi * self.weight if self.weight is not None else gi
                 mean_d = dxhat @ mean_of  # row means as GEMVs
                 di = dx[lo:hi]
                 xp.multiply(dxhat, xi, out=di)
@@ -326,25 +326,6 @@ def _batch_shape(q, k, v, *masks) -> tuple:
     return xp.broadcast_shapes(*shapes)
 
 
-def _split_axis(batch: tuple) -> int:
-    """The batch axis attention kernels split over threads: the first with a chunk per thread."""
-    return next((i for i, n in enumerate(batch) if n >= get_num_threads()), 0)
-
-
-def _batch_index(batch: tuple, axis: int, lo: int, hi: int):
-    """index(a): the slice lo:hi along batch ``axis`` of an array ``a`` whose leading dims
-    broadcast to ``batch`` (followed by two matrix dims); a size-1 (broadcast) dim stays whole."""
-    nbatch = len(batch)
-
-    def index(a):
-        ax = axis - (nbatch - (a.ndim - 2))
-        if not batch or ax < 0 or a.shape[ax] == 1:
-            return (Ellipsis,)
-        return (slice(None),) * ax + (slice(lo, hi),)
-
-    return index
-
-
 class ScaledDotProductAttention(Function):
     """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel.
 
@@ -370,7 +351,7 @@ class ScaledDotProductAttention(Function):
             s = xp.empty(batch + (L, S), dtype=dtype)
             _softmax_inplace(_masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s))
             return s @ v
-        self.batch, self.axis = batch, _split_axis(batch)
+        self.batch, self.axis = batch, split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
         if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
             buffer = xp.empty(batch[:-1] + (L, batch[-1], v.shape[-1]), dtype=dtype)  # after is free
@@ -383,7 +364,7 @@ class ScaledDotProductAttention(Function):
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
 
         def chunk(lo, hi):
-            part = _batch_index(batch, self.axis, lo, hi)
+            part = batch_slicer(batch, self.axis, lo, hi)
             bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
             fm = float_mask[part(float_mask)] if float_mask is not None else None
             s = _masked_scores(q[part(q)] * self.scale, k[part(k)], bm, fm, hidden, out=p[part(p)])
@@ -407,7 +388,7 @@ class ScaledDotProductAttention(Function):
         dv = xp.empty(batch + v.shape[-2:], dtype=dtype) if need_v else None
 
         def chunk(lo, hi):
-            part = _batch_index(batch, self.axis, lo, hi)
+            part = batch_slicer(batch, self.axis, lo, hi)
             gi, at = g[part(g)], part(p)
             if need_v:
                 xp.matmul(xp.swapaxes(pd[at], -1, -2), gi, out=dv[part(dv)])
@@ -455,7 +436,7 @@ class BlockedAttention(Function):
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
                 dropout_p=0.0, rng=None, block_q=256, block_k=512):  # fmt: skip
         self.batch = batch = _batch_shape(q, k, v, bool_mask, float_mask)
-        self.axis = _split_axis(batch)
+        self.axis = split_axis(batch)
         L, S = q.shape[-2], k.shape[-2]
         self.dtype = dtype = q.dtype
         self.scale = dtype.type(scale)
@@ -467,7 +448,7 @@ class BlockedAttention(Function):
         lse = xp.empty(batch + (L, 1), dtype=dtype)
 
         def chunk(lo, hi):  # the query and key block loops for a slice of the batch
-            part = _batch_index(batch, self.axis, lo, hi)
+            part = batch_slicer(batch, self.axis, lo, hi)
             qc, kc, vc, oc, lc = q[part(q)], k[part(k)], v[part(v)], out[part(out)], lse[part(lse)]
             qc = qc * self.scale  # scale the (L, E) side once, not every (L, S) tile
             cb = oc.shape[:-2]
@@ -516,10 +497,9 @@ class BlockedAttention(Function):
     def _dropout(self, i0, i1, j0, j1, part):
         """The scaled keep-mask of tile (i, j), drawn whole from the tile's seed (the same in
         backward and for any split of the batch), then cut to this chunk's part."""
-        gen = xp.random.default_rng([self.seed, i0, j0])
-        keep = gen.random(self.batch + (i1 - i0, j1 - j0), dtype=self.dtype) >= self.dropout_p
-        keep = keep[part(keep)]
-        return keep * self.dtype.type(1.0 / (1.0 - self.dropout_p))
+        tile = self.batch + (i1 - i0, j1 - j0)
+        mask = dropout_mask(xp.random.default_rng([self.seed, i0, j0]), tile, self.dropout_p, self.dtype)
+        return mask[part(mask)]
 
     def backward(self, g):
         q, k, v, out, lse, batch = self.q, self.k, self.v, self.out, self.lse, self.batch
@@ -529,7 +509,7 @@ class BlockedAttention(Function):
         dv = xp.zeros(batch + v.shape[-2:], dtype=v.dtype)
 
         def chunk(lo, hi):
-            part = _batch_index(batch, self.axis, lo, hi)
+            part = batch_slicer(batch, self.axis, lo, hi)
             qc, kc, vc, gc = q[part(q)] * self.scale, k[part(k)], v[part(v)], g[part(g)]
             kc_scaled = kc * self.scale  # dQ = scale dS K and dK = scale dS^T Q: scale the (S, E) sides
             dqc, dkc, dvc, lc = dq[part(dq)], dk[part(dk)], dv[part(dv)], lse[part(lse)]
