@@ -35,6 +35,7 @@ test: lint browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP_DEV)
+	$(BIN)/python bench/suite.py
 	$(BIN)/python bench/bench_ops.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/gpt_vs_torch.py

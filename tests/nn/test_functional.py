@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 import numformer as nf
 from helpers import check_parity, randn
 from numformer.nn import functional as F
+from numformer.ops import fused
 from numformer.testing import gradcheck
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -104,6 +105,45 @@ def test_layer_norm_parity(seed, shape, dtype, data):
     check_parity(nf_fn, torch_fn, arrays, dtype, grad=False, loose=True)
     inputs = [nf.Tensor(a, requires_grad=True) for a in arrays]
     assert gradcheck(nf_fn, inputs, atol=1e-5)
+
+
+@given(seed=SEEDS, shape=SHAPES, dtype=DTYPES, data=st.data())
+def test_add_layer_norm_parity(seed, shape, dtype, data):
+    """F.add_layer_norm(x, r) is layer_norm(x + r) in one kernel: values and both gradients."""
+    k = data.draw(st.integers(1, len(shape)))
+    affine = data.draw(st.booleans())
+    norm_shape = shape[len(shape) - k :]
+    assume(np.prod(norm_shape) > 2)  # see test_layer_norm_parity
+    arrays = [randn(seed, shape) * 2 + 1, randn(seed + 3, shape)]
+    if affine:
+        arrays += [randn(seed + 1, norm_shape), randn(seed + 2, norm_shape)]
+
+    def nf_fn(*a):
+        return F.add_layer_norm(a[0], a[1], norm_shape, *a[2:], eps=1e-5)
+
+    def torch_fn(*a):
+        return TF.layer_norm(a[0] + a[1], norm_shape, *a[2:], eps=1e-5)
+
+    check_parity(nf_fn, torch_fn, arrays, dtype, loose=True)
+    check_parity(nf_fn, torch_fn, arrays, dtype, grad=False, loose=True)
+    inputs = [nf.Tensor(a, requires_grad=True) for a in arrays]
+    assert gradcheck(nf_fn, inputs, atol=1e-5)
+
+
+def test_add_and_norm_module_method_and_its_errors():
+    norm = nf.nn.LayerNorm(6)
+    x, r = nf.randn(4, 6), nf.randn(4, 6)
+    np.testing.assert_allclose(norm.add_and_norm(x, r).numpy(), norm(x + r).numpy(), rtol=1e-6, atol=1e-6)
+    seen = []
+    norm.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    norm.add_and_norm(x, r)  # with a hook it is the plain call: the hook sees the sum
+    np.testing.assert_array_equal(seen[0].numpy(), (x + r).numpy())
+    bias = nf.randn(6)  # would broadcast: the plain call too
+    np.testing.assert_array_equal(norm.add_and_norm(x, bias).numpy(), norm(x + bias).numpy())
+    with pytest.raises(ValueError, match=r"add_layer_norm: residual must match input's shape \(4, 6\)"):
+        F.add_layer_norm(x, bias, (6,))
+    with pytest.raises(ValueError, match=r"add_layer_norm: input shape \(4, 6\) must end with"):
+        F.add_layer_norm(x, r, (4,))
 
 
 # --- dropout ---------------------------------------------------------------------------------
@@ -265,6 +305,74 @@ def test_attention_parity(seed, dtype, data):
     if dtype == np.float64:
         inputs = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
         assert gradcheck(nf_fn, inputs)
+
+
+def _loose_rows(q, seed):
+    """q with about half its rows scaled up, so their score bounds are far apart (loose)."""
+    rows = np.random.default_rng(seed).random(q.shape[:-1] + (1,)) < 0.5
+    return np.where(rows, q * 40, q)
+
+
+@given(seed=SEEDS, dtype=DTYPES, data=st.data())
+def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
+    """Softmax shifts each row by a bound of its max instead of the max, and rows whose bounds
+    are loose (here: scaled-up queries) subtract their max after all: the same values and
+    gradients as PyTorch, and as numformer with the shift turned off, to round-off."""
+    q, k, v, _, _, scale = _attention_case(data, seed)
+    causal = data.draw(st.booleans())
+    if data.draw(st.booleans()):
+        q = _loose_rows(q, seed)
+
+    def nf_fn(a, b, c):
+        return F.scaled_dot_product_attention(a, b, c, is_causal=causal, scale=scale)
+
+    def torch_fn(a, b, c):
+        return TF.scaled_dot_product_attention(a, b, c, is_causal=causal, scale=scale)
+
+    for grad in (True, False):
+        shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=grad, loose=True)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fused, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
+            exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=grad, loose=True)
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+        for a, b in zip(shifted, exact):
+            if grad:
+                np.testing.assert_allclose(a.grad, b.grad, **tol)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("loose", [False, True])
+def test_attention_score_shift_on_the_inference_path(causal, loose):
+    """Large inference inputs take the path that never normalises the (L, S) matrix:
+    out = (exp(s - shift) V) / rowsum. Same values as PyTorch."""
+    q, k, v = (randn(i, (2, 4, 128, 8), dtype=np.float32) for i in range(3))
+    q = _loose_rows(q, 3) if loose else q
+    check_parity(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                 lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                 [q, k, v], np.float32, grad=False, loose=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_attention_rows_depend_only_on_what_they_see(grad):
+    """Each row's shift comes from its own query and the keys it sees: changing a later key
+    leaves earlier causal rows bit for bit the same, and changing one batch item leaves the
+    others, with loose and tight rows mixed (inference and training paths)."""
+    shape = (2, 4, 128, 8) if not grad else (2, 3, 9, 4)
+    q, k, v = _loose_rows(randn(0, shape), 1), randn(1, shape), randn(2, shape)
+    late = shape[-2] * 2 // 3
+
+    def attend(k, v, causal=True):
+        inputs = [nf.Tensor(a, requires_grad=grad) for a in (q, k, v)]
+        return F.scaled_dot_product_attention(*inputs, is_causal=causal).numpy()
+
+    base = attend(k, v)
+    k2, v2 = k.copy(), v.copy()
+    k2[..., late, :] *= 50
+    v2[..., late, :] += 1
+    np.testing.assert_array_equal(attend(k2, v2)[..., :late, :], base[..., :late, :])
+    k3 = k.copy()
+    k3[1] *= 50
+    np.testing.assert_array_equal(attend(k3, v, causal=False)[0], attend(k, v, causal=False)[0])
 
 
 def test_attention_inference_path_with_a_mask_batch_larger_than_the_inputs():

@@ -89,21 +89,41 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return LA.Linear.apply(_as_tensor(input), weight)
 
 
+def _layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):  # noqa: A002
+    """Checked (normalised shape, [weight, bias] given) for ``layer_norm`` and ``add_layer_norm``."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if input.shape[input.ndim - len(shape) :] != shape or len(shape) > input.ndim:
+        raise ValueError(f"{name}: input shape {input.shape} must end with normalized_shape {shape}")
+    for arg, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != shape:
+            raise ValueError(f"{name}: {arg} must have shape {shape}, got {p.shape}")
+    return shape, [p for p in (weight, bias) if p is not None]
+
+
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  # noqa: A002
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:  # fmt: skip
     """Normalise over the trailing ``normalized_shape`` dims (biased variance), then
     ``* weight + bias``. Input ``(*, *normalized_shape)``; output the same shape and dtype."""
     input = _as_tensor(input)
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if input.shape[input.ndim - len(shape) :] != shape or len(shape) > input.ndim:
-        raise ValueError(f"layer_norm: input shape {input.shape} must end with normalized_shape "
-                         f"{shape}")  # fmt: skip
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != shape:
-            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
-    params = [p for p in (weight, bias) if p is not None]
+    shape, params = _layer_norm_params("layer_norm", input, normalized_shape, weight, bias)
     return K.LayerNorm.apply(input, *params, ndim=len(shape), eps=eps,
                              has_weight=weight is not None, has_bias=bias is not None)  # fmt: skip
+
+
+def add_layer_norm(input: Tensor, residual: Tensor, normalized_shape,  # noqa: A002
+                   weight: Tensor | None = None, bias: Tensor | None = None,
+                   eps: float = 1e-5) -> Tensor:  # fmt: skip
+    """``layer_norm(input + residual, ...)`` in one kernel: the add happens row by row inside
+    the normalisation, so the sum is never a separate pass or a stored array (post-LN blocks'
+    "add & norm"). ``residual`` must have ``input``'s shape and dtype (no broadcasting);
+    the gradient of each is the gradient of the sum."""
+    input, residual = _as_tensor(input), _as_tensor(residual)
+    if residual.shape != input.shape or residual.dtype != input.dtype:
+        raise ValueError(f"add_layer_norm: residual must match input's shape {input.shape} and dtype "
+                         f"{input.dtype}, got {residual.shape} {residual.dtype}")  # fmt: skip
+    shape, params = _layer_norm_params("add_layer_norm", input, normalized_shape, weight, bias)
+    return K.LayerNorm.apply(input, residual, *params, ndim=len(shape), eps=eps, has_weight=weight is not None,
+                             has_bias=bias is not None, has_residual=True)  # fmt: skip
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002

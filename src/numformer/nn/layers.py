@@ -141,6 +141,14 @@ class LayerNorm(Module):
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
+    def add_and_norm(self, x, residual):
+        """``self(x + residual)`` with the add fused into the kernel (``F.add_layer_norm``).
+        With forward hooks registered, or operands that would broadcast, it is exactly that
+        call, so hooks still see the sum as the input."""
+        if self._forward_hooks or x.shape != residual.shape or x.dtype != residual.dtype:
+            return self(x + residual)
+        return F.add_layer_norm(x, residual, self.normalized_shape, self.weight, self.bias, self.eps)
+
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
 

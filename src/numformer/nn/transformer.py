@@ -54,8 +54,8 @@ class TransformerEncoderLayer(Module):
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
             x = x + self._ff_block(self.norm2(x))
         else:
-            x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
-            x = self.norm2(x + self._ff_block(x))
+            x = self.norm1.add_and_norm(x, self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
+            x = self.norm2.add_and_norm(x, self._ff_block(x))
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
@@ -103,10 +103,10 @@ class TransformerDecoderLayer(Module):
                                     memory_is_causal)  # fmt: skip
             x = x + self._ff_block(self.norm3(x))
         else:
-            x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
-            x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
-                                               memory_is_causal))  # fmt: skip
-            x = self.norm3(x + self._ff_block(x))
+            x = self.norm1.add_and_norm(x, self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
+            x = self.norm2.add_and_norm(x, self._mha_block(x, memory, memory_mask, memory_key_padding_mask,
+                                                           memory_is_causal))  # fmt: skip
+            x = self.norm3.add_and_norm(x, self._ff_block(x))
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):

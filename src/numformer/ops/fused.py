@@ -96,32 +96,50 @@ def _scale_shift(xhat, y, weight, bias):
 
 
 class LayerNorm(Function):
-    """Normalise over the trailing ``ndim`` axes, then scale and shift.
+    """Normalise over the trailing ``ndim`` axes, then scale and shift; optionally of a sum.
 
     xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps); y = xhat * w + b. With dxhat = g * w:
     dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dw = sum(g * xhat), db = sum(g).
-    Works on the (rows, normalised size) view, rows split over threads (``parallel_for``).
+    ``has_residual``: the second input r is added first, y = LN(x + r), in the same pass (post-LN
+    blocks' ``norm(x + sublayer(x))``); dr = dx. Works on the (rows, normalised size) view, rows
+    split over threads (``parallel_for``).
     """
 
-    def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True):
+    def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True, has_residual=False):
         self.shape, self.param_shape = x.shape, x.shape[x.ndim - ndim :]
+        self.has_residual = has_residual
         n = math.prod(self.param_shape)
-        weight = params[0].reshape(n) if has_weight else None
+        r2 = contiguous(params[0]).reshape(-1, n) if has_residual else None
+        weight = params[has_residual].reshape(n) if has_weight else None
         bias = params[-1].reshape(n) if has_bias else None
         mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
         eps = x.dtype.type(eps)
         x2 = contiguous(x).reshape(-1, n)
-        if x.size < MIN_ELEMENTS and not any(self.needs_grad):  # inference on a few rows (decoding)
-            y = xp.empty_like(x2)
-            _normalize_rows(x2, y, mean_of, eps)
-            _scale_shift(y, y, weight, bias)
+
+        def normalize(lo, hi, xhat):  # rows lo:hi of (x [+ r]) normalised into xhat; rstd returned
+            if r2 is None:
+                return _normalize_rows(x2[lo:hi], xhat, mean_of, eps)
+            xp.add(x2[lo:hi], r2[lo:hi], out=xhat)
+            return _normalize_rows(xhat, xhat, mean_of, eps)
+
+        y = xp.empty_like(x2)
+        if not any(self.needs_grad):  # inference: normalise straight into y, keep nothing
+
+            def rows(lo, hi):
+                normalize(lo, hi, y[lo:hi])
+                _scale_shift(y[lo:hi], y[lo:hi], weight, bias)
+
+            if x.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks to hand out
+                rows(0, len(y))
+            else:
+                parallel_for(len(y), rows, n)
             return y.reshape(x.shape)
         self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
-        self.xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+        self.xhat = xp.empty_like(x2)
         self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
 
         def chunk(lo, hi):
-            self.rstd[lo:hi] = _normalize_rows(x2[lo:hi], self.xhat[lo:hi], mean_of, eps)
+            self.rstd[lo:hi] = normalize(lo, hi, self.xhat[lo:hi])
             _scale_shift(self.xhat[lo:hi], y[lo:hi], weight, bias)
 
         parallel_for(x2.shape[0], chunk, n)
@@ -130,8 +148,9 @@ class LayerNorm(Function):
     def backward(self, g):
         xhat, n = self.xhat, self.xhat.shape[1]
         g2 = contiguous(g).reshape(-1, n)
-        need_x = self.needs_grad[0]
-        need_w = self.has_weight and self.needs_grad[1]
+        first = 1 + self.has_residual  # index of the weight among the inputs
+        need_x = self.needs_grad[0] or (self.has_residual and self.needs_grad[1])
+        need_w = self.has_weight and self.needs_grad[first]
         need_b = self.has_bias and self.needs_grad[-1]
         dx = xp.empty_like(g2) if need_x else None
         partial_w, partial_b = [], []  # per-chunk sums over rows, added up below
@@ -156,6 +175,8 @@ class LayerNorm(Function):
 
         parallel_for(g2.shape[0], chunk, n)
         grads = [dx.reshape(self.shape) if need_x else None]
+        if self.has_residual:  # d(x + r)/dr = d(x + r)/dx: the same gradient
+            grads.append(grads[0])
         if self.has_weight:
             grads.append(sum(partial_w[1:], partial_w[0]).reshape(self.param_shape) if need_w else None)
         if self.has_bias:
@@ -318,6 +339,66 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
     return s
 
 
+# A row's scores may be shifted by at most this much more than its max: exp then never
+# overflows, and the largest term stays >= e^-30 (far from float32's underflow at e^-87).
+SHIFT_SLACK = 30.0
+
+
+def _score_shift(q_scaled, k, is_causal: bool):
+    """Per-row upper bounds of the scores q k^T, to subtract instead of each row's max, so
+    softmax skips the pass over the ``(L, S)`` scores that finds the max.
+
+    Upper: |q_i| max_j |k_j| (Cauchy-Schwarz), j over the keys row i sees (causal: 0..i). Lower:
+    any score the row sees: the mean score q_i . mean_j k_j, or (causal) the larger of the
+    first and the diagonal score. So a row's shift depends on its own query and keys alone.
+    Returns ``(shift, loose)``, both ``(..., L, 1)``: ``loose`` marks the rows whose bounds are
+    more than ``SHIFT_SLACK`` apart or not finite (None if there are none); their shift is 0 and
+    they subtract their max after all. Costs O((L + S) E), not O(L S).
+    """
+    k_norms = xp.sqrt(_row_sums(k * k))
+    L, S = q_scaled.shape[-2], k.shape[-2]
+    if is_causal:  # row i sees keys 0..min(i, S - 1)
+        seen = slice(0, L) if L <= S else xp.minimum(xp.arange(L), S - 1)
+        k_max = xp.maximum.accumulate(k_norms, axis=-2)[..., seen, :]
+        diagonal = _row_sums(q_scaled * k[..., seen, :])
+        lower = xp.maximum(diagonal, q_scaled @ xp.swapaxes(k[..., :1, :], -1, -2))
+    else:
+        k_max = xp.max(k_norms, axis=-2, keepdims=True)
+        lower = q_scaled @ (xp.swapaxes(k, -1, -2) @ _column(S, k.dtype, 1.0 / S))
+    upper = xp.sqrt(_row_sums(q_scaled * q_scaled)) * k_max
+    loose = ~(upper - lower <= SHIFT_SLACK)  # True for NaN and inf too
+    if not loose.any():
+        return upper, None
+    return xp.where(loose, 0, upper).astype(upper.dtype, copy=False), loose
+
+
+def _subtract_max(s, loose):
+    """Subtract the row max from the rows of ``s`` marked by ``loose`` ``(..., L, 1)``."""
+    if loose.all():
+        s -= xp.max(s, axis=-1, keepdims=True)
+    elif loose.any():
+        rows = xp.broadcast_to(loose[..., 0], s.shape[:-1])
+        picked = s[rows]
+        picked -= xp.max(picked, axis=-1, keepdims=True)
+        s[rows] = picked
+
+
+def _shifted_scores(q_scaled, k, shift, hidden, out):
+    """q k^T - shift in one GEMM, with -inf where ``hidden``: the shift rides along as an extra
+    column, [q, -shift] [k, 1]^T, so no pass over the ``(L, S)`` result subtracts it."""
+    E = q_scaled.shape[-1]
+    qa = xp.empty(xp.broadcast_shapes(q_scaled.shape[:-1], shift.shape[:-1]) + (E + 1,), q_scaled.dtype)
+    qa[..., :E] = q_scaled
+    xp.negative(shift, out=qa[..., E:])
+    ka = xp.empty(k.shape[:-1] + (E + 1,), k.dtype)
+    ka[..., :E] = k
+    ka[..., E] = 1
+    s = xp.matmul(qa, xp.swapaxes(ka, -1, -2), out=out)
+    if hidden is not None:
+        xp.copyto(s, -xp.inf, where=hidden)
+    return s
+
+
 def _batch_shape(q, k, v, *masks) -> tuple:
     """The broadcast batch dims (all but the last two) of q, k, v and the masks given."""
     shapes = [a.shape[:-2] for a in (q, k, v, *masks) if a is not None]
@@ -362,18 +443,39 @@ class ScaledDotProductAttention(Function):
         if dropout_p > 0:
             self.dropped = dropout_mask(rng, p.shape, dropout_p, dtype)
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
+        # No mask to add: each row's scores are shifted by a bound of their max (_score_shift)
+        # instead of the max itself. Then inference needs no normalised P either:
+        # out = (E V) / rowsum(E), E = exp(s - shift), divides (L, Ev) instead of (L, S).
+        bounded = bool_mask is None and float_mask is None and q.size > 0 and k.size > 0
+        unnormalised = bounded and not any(self.needs_grad) and weights_out is None and not dropout_p
+        items = batch[self.axis] if batch else 1
 
         def chunk(lo, hi):
             part = batch_slicer(batch, self.axis, lo, hi)
-            bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
-            fm = float_mask[part(float_mask)] if float_mask is not None else None
-            s = _masked_scores(q[part(q)] * self.scale, k[part(k)], bm, fm, hidden, out=p[part(p)])
-            _softmax_inplace(s)
+            q_scaled, kc = q[part(q)] * self.scale, k[part(k)]
+            if not bounded:
+                bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
+                fm = float_mask[part(float_mask)] if float_mask is not None else None
+                s = _masked_scores(q_scaled, kc, bm, fm, hidden, out=p[part(p)])
+                _softmax_inplace(s)
+            else:
+                shift, loose = _score_shift(q_scaled, kc, is_causal)
+                s = _shifted_scores(q_scaled, kc, shift, hidden, out=p[part(p)])
+                if loose is not None:
+                    _subtract_max(s, loose)
+                xp.exp(s, out=s)
+                total = _row_sums(s)
+                if unnormalised:
+                    o = out[part(out)]
+                    xp.matmul(s, v[part(v)], out=o)
+                    o /= total
+                    return
+                s /= total
             if self.dropped is not None:
                 xp.multiply(s, self.dropped[part(p)], out=self.pd[part(p)])
             xp.matmul(self.pd[part(p)], v[part(v)], out=out[part(out)])
 
-        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
+        parallel_for(items, chunk, p[0].size if batch else p.size)
         if weights_out is not None:
             weights_out.append(self.pd)
         self.q, self.k, self.v = q, k, v
