@@ -1,4 +1,5 @@
-"""Fused attention forward+backward and a plain matmul chain, numformer vs PyTorch (CPU).
+"""Fused attention (forward+backward, and inference), add & layer norm, and a plain matmul
+chain, numformer vs PyTorch (CPU).
 
 Run: ``make bench`` or ``.venv/bin/python bench/bench_ops.py``. Prints ratios of medians
 (numformer / PyTorch; < 1 means numformer is faster), with min and max over paired runs.
@@ -38,6 +39,41 @@ def attention_case(batch, heads, T, d, causal):
     return compare(name, run_nf, run_torch)
 
 
+def attention_inference_case(batch, heads, T, d):
+    """Forward only, nothing to keep for backward: the encoder's attention at inference."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((batch, heads, T, d)).astype(np.float32) for _ in range(3)]
+    nf_in, torch_in = [nf.Tensor(a) for a in arrays], [torch.from_numpy(a) for a in arrays]
+
+    def run_nf():
+        with nf.no_grad():
+            F.scaled_dot_product_attention(*nf_in)
+
+    def run_torch():
+        with torch.no_grad():
+            torch.nn.functional.scaled_dot_product_attention(*torch_in)
+
+    return compare(f"attention inference B{batch} H{heads} T{T} d{d}", run_nf, run_torch)
+
+
+def add_layer_norm_case(rows, n):
+    """Post-LN's norm(x + sublayer(x)) at inference: one fused kernel against PyTorch's add and
+    layer norm (two kernels; its encoder fast path fuses them into one)."""
+    rng = np.random.default_rng(2)
+    x, r, w, b = (rng.standard_normal(shape).astype(np.float32) for shape in ((rows, n), (rows, n), n, n))
+    nf_in, torch_in = [nf.Tensor(a) for a in (x, r, w, b)], [torch.from_numpy(a) for a in (x, r, w, b)]
+
+    def run_nf():
+        with nf.no_grad():
+            F.add_layer_norm(nf_in[0], nf_in[1], (n,), nf_in[2], nf_in[3])
+
+    def run_torch():
+        with torch.no_grad():
+            torch.nn.functional.layer_norm(torch_in[0] + torch_in[1], (n,), torch_in[2], torch_in[3])
+
+    return compare(f"add & layer norm inference {rows}x{n}", run_nf, run_torch, calls=10)
+
+
 def matmul_chain_case(n, depth):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((n, n)).astype(np.float32)
@@ -65,6 +101,8 @@ def main():
         attention_case(4, 8, 128, 64, causal=False),
         attention_case(4, 8, 128, 64, causal=True),
         attention_case(1, 8, 1024, 64, causal=True),
+        attention_inference_case(16, 8, 128, 32),
+        add_layer_norm_case(2048, 256),
         matmul_chain_case(256, 4),
         matmul_chain_case(1024, 4),
     ]
