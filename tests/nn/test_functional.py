@@ -15,6 +15,7 @@ import numformer as nf
 from helpers import check_parity, randn
 from numformer.nn import functional as F
 from numformer.ops import fused
+from numformer.parallel import num_threads
 from numformer.testing import gradcheck
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -329,15 +330,30 @@ def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
     def torch_fn(a, b, c):
         return TF.scaled_dot_product_attention(a, b, c, is_causal=causal, scale=scale)
 
-    for grad in (True, False):
-        shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=grad, loose=True)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(fused, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
-            exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=grad, loose=True)
-        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
-        for a, b in zip(shifted, exact):
-            if grad:
-                np.testing.assert_allclose(a.grad, b.grad, **tol)
+    shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fused, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
+        exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+        exact_out = nf_fn(*exact).numpy()
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+    np.testing.assert_allclose(nf_fn(*shifted).numpy(), exact_out, **tol)
+    for a, b in zip(shifted, exact):
+        np.testing.assert_allclose(a.grad, b.grad, **tol)
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (2, 5, 4)), ((2, 1, 6, 4), (2, 3, 5, 4)), ((2, 3, 6, 4), (2, 1, 5, 4)),
+                                    ((4, 1, 128, 8), (4, 8, 128, 8))])  # fmt: skip
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_score_shift_with_broadcast_batches(shapes, causal):
+    """Queries shared across the keys' heads and keys shared across the queries' heads, through
+    the training path and (the large case) the unnormalised inference path, on 2 threads."""
+    q_shape, k_shape = shapes
+    arrays = [randn(0, q_shape) * 2, randn(1, k_shape) * 2, randn(2, k_shape)]
+    with num_threads(2):
+        for grad in (True, False):
+            check_parity(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                         lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                         arrays, np.float32, grad=grad, loose=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -383,12 +383,20 @@ def _subtract_max(s, loose):
         s[rows] = picked
 
 
-def _shifted_scores(q_scaled, k, shift, hidden, out):
+def _scaled_query(q, k, scale):
+    """``[q * scale, .]``: q scaled into the first E columns of an ``(..., L, E + 1)`` buffer over
+    q's and k's broadcast batch; ``_shifted_scores`` fills the last column."""
+    E = q.shape[-1]
+    qa = xp.empty(xp.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], E + 1), q.dtype)
+    xp.multiply(q, scale, out=qa[..., :E])
+    return qa
+
+
+def _shifted_scores(qa, k, shift, hidden, out):
     """q k^T - shift in one GEMM, with -inf where ``hidden``: the shift rides along as an extra
-    column, [q, -shift] [k, 1]^T, so no pass over the ``(L, S)`` result subtracts it."""
-    E = q_scaled.shape[-1]
-    qa = xp.empty(xp.broadcast_shapes(q_scaled.shape[:-1], shift.shape[:-1]) + (E + 1,), q_scaled.dtype)
-    qa[..., :E] = q_scaled
+    column, [q, -shift] [k, 1]^T (``qa`` from ``_scaled_query``), so no pass over the ``(L, S)``
+    result subtracts it."""
+    E = k.shape[-1]
     xp.negative(shift, out=qa[..., E:])
     ka = xp.empty(k.shape[:-1] + (E + 1,), k.dtype)
     ka[..., :E] = k
@@ -452,15 +460,16 @@ class ScaledDotProductAttention(Function):
 
         def chunk(lo, hi):
             part = batch_slicer(batch, self.axis, lo, hi)
-            q_scaled, kc = q[part(q)] * self.scale, k[part(k)]
+            qc, kc = q[part(q)], k[part(k)]
             if not bounded:
                 bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
                 fm = float_mask[part(float_mask)] if float_mask is not None else None
-                s = _masked_scores(q_scaled, kc, bm, fm, hidden, out=p[part(p)])
+                s = _masked_scores(qc * self.scale, kc, bm, fm, hidden, out=p[part(p)])
                 _softmax_inplace(s)
             else:
-                shift, loose = _score_shift(q_scaled, kc, is_causal)
-                s = _shifted_scores(q_scaled, kc, shift, hidden, out=p[part(p)])
+                qa = _scaled_query(qc, kc, self.scale)
+                shift, loose = _score_shift(qa[..., :-1], kc, is_causal)
+                s = _shifted_scores(qa, kc, shift, hidden, out=p[part(p)])
                 if loose is not None:
                     _subtract_max(s, loose)
                 xp.exp(s, out=s)
