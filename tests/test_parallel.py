@@ -148,9 +148,10 @@ def test_matmul_2d_matches_numpy(m, k, n, dtype, seed):
     assert_same([out, out_t, with_bias, with_bias_t], [a @ b, b.T @ a.T, a @ b + bias, b.T @ a.T + bias_t], dtype)
 
 
-def test_matmul_bias_needs_2d_operands():
-    with pytest.raises(ValueError, match=r"matmul: bias needs 2-D operands, got \(2, 3, 4\)"):
-        parallel.matmul(np.ones((2, 3, 4)), np.ones((2, 4, 5)), np.ones(5))
+def test_matmul_bias_and_epilogue_need_2d_operands():
+    for kwargs in ({"bias": np.ones(5)}, {"epilogue": np.negative}):
+        with pytest.raises(ValueError, match=r"matmul: bias and epilogue need 2-D operands, got \(2, 3, 4\)"):
+            parallel.matmul(np.ones((2, 3, 4)), np.ones((2, 4, 5)), **kwargs)
 
 
 @given(batch_a=st.sampled_from([(1, 3), (2, 3), (4, 1), (5, 2)]), batch_b=st.sampled_from([(1, 3), (2, 3), (4, 1)]),
@@ -200,12 +201,13 @@ def test_dropout_mask_keeps_1_minus_p_and_never_depends_on_the_thread_count(p):
 
 
 @given(lead=st.lists(st.integers(1, 5), min_size=0, max_size=2), fin=st.integers(1, 6), fout=st.integers(1, 6),
-       bias=st.booleans(), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
-def test_linear(lead, fin, fout, bias, dtype, seed):
+       bias=st.booleans(), relu=st.booleans(), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+def test_linear(lead, fin, fout, bias, relu, dtype, seed):
     arrays = [randn(seed, (*lead, fin), dtype), randn(seed + 1, (fout, fin), dtype)]
     if bias:
         arrays.append(randn(seed + 2, (fout,), dtype))
-    serial, threaded = serial_and_threaded(lambda: grads_of(F.linear, arrays))
+    fn = F.linear_relu if relu else F.linear  # relu: the ReLU runs in each chunk's epilogue
+    serial, threaded = serial_and_threaded(lambda: grads_of(fn, arrays))
     assert_same(serial, threaded, dtype)
 
 

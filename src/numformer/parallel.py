@@ -225,22 +225,26 @@ def binary(ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogue=None) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
 
     2-D: split by rows of the result when it has more rows than columns, else by columns;
-    ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache.
+    ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache,
+    and then ``epilogue(block)`` (2-D only) updates the chunk's block of the result in place
+    (an activation: no second pass over memory, no second output array).
     Batched: split along the first batch axis that is large enough, slicing an operand only
     where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
     """
-    if bias is not None and (a.ndim != 2 or b.ndim != 2):
-        raise ValueError(f"matmul: bias needs 2-D operands, got {a.shape} and {b.shape}")
+    if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
+        raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
     if (_threads == 1 or a.ndim != b.ndim or a.ndim < 2
             or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS):  # fmt: skip
         out = a @ b
         if bias is not None:
             out += bias
+        if epilogue is not None:
+            epilogue(out)
         return out
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -253,6 +257,8 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
                 xp.matmul(a[lo:hi], b, out=out[lo:hi])
                 if bias is not None:
                     out[lo:hi] += bias
+                if epilogue is not None:
+                    epilogue(out[lo:hi])
 
             parallel_for(m, rows, k * n, MIN_MACS)
         else:
@@ -261,6 +267,8 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
                 xp.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
                 if bias is not None:
                     out[:, lo:hi] += bias[lo:hi]
+                if epilogue is not None:
+                    epilogue(out[:, lo:hi])
 
             parallel_for(n, columns, k * m, MIN_MACS)
         return out

@@ -373,3 +373,21 @@ def test_rotary_embedding_matches_reference_and_is_relative():
     dots = [float((rope(q, offset=p) * rope(k, offset=p - 2)).sum().item()) for p in (2, 5, 9)]
     np.testing.assert_allclose(dots, dots[0], rtol=1e-12)
     assert "cos" not in rope.state_dict()  # tables are rebuilt, not saved
+
+
+def test_encoder_feed_forward_runs_relu_inside_the_gemm_and_keeps_hooks_working():
+    """The encoder layer's ReLU rides in linear1's GEMM (``Linear.with_relu``), giving exactly
+    the values of the separate modules; a hook on linear1 or on the activation makes the layer
+    call them one by one, and the hook sees what it would see then."""
+    nf.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0).eval()
+    x = nf.Tensor(randn(0, (3, 16, 16), dtype=np.float32))  # 48 rows: the GEMM's wide path
+    fused = layer(x).numpy()
+    seen = []
+    for module in (layer.linear1, layer.activation):
+        handle = module.register_forward_hook(lambda m, args, out: seen.append(out.numpy().copy()))
+        np.testing.assert_array_equal(layer(x).numpy(), fused)
+        handle.remove()
+    pre, post = seen
+    assert (pre < 0).any() and (post >= 0).all()
+    np.testing.assert_array_equal(np.maximum(pre, 0), post)

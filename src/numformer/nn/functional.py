@@ -79,14 +79,23 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``input @ weight.T + bias``: input ``(*, in)``, weight ``(out, in)``, output ``(*, out)``."""
+    return _linear("linear", input, weight, bias, relu=False)
+
+
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+    """``relu(linear(input, weight, bias))`` in one kernel: each thread applies the ReLU to its
+    block of the GEMM's result while it is in cache (no second pass, no second array)."""
+    return _linear("linear_relu", input, weight, bias, relu=True)
+
+
+def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:  # noqa: A002
     if input.shape[-1:] != weight.shape[-1:]:
-        raise ValueError(f"linear: input's last dim {input.shape[-1:]} must equal weight's "
+        raise ValueError(f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
                          f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
     if input.dtype != weight.dtype:
-        raise TypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
-    if bias is not None:
-        return LA.Linear.apply(_as_tensor(input), weight, bias)
-    return LA.Linear.apply(_as_tensor(input), weight)
+        raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+    params = (weight,) if bias is None else (weight, bias)
+    return LA.Linear.apply(_as_tensor(input), *params, relu=relu)
 
 
 def _layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):  # noqa: A002

@@ -92,6 +92,14 @@ class Linear(Module):
         _check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
+    def with_relu(self, x):
+        """``relu(self(x))`` in one kernel (``F.linear_relu``). With forward hooks registered it
+        is exactly that call, so hooks still see the GEMM's output."""
+        if self._forward_hooks:
+            return F.relu(self(x))
+        _check_features("Linear", x, self.in_features)
+        return F.linear_relu(x, self.weight, self.bias)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
                f"bias={self.bias is not None}"  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 
 from numformer.nn import init
 from numformer.nn.attention import MultiheadAttention
-from numformer.nn.layers import Dropout, LayerNorm, Linear, get_activation
+from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
 from numformer.nn.module import Module, ModuleList
 from numformer.tensor import Tensor
 
@@ -24,6 +24,14 @@ def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
 
     mask = np.triu(np.full((size, size), -np.inf), k=1).astype(_dtype(dtype))
     return Tensor(mask)
+
+
+def _linear_then(linear: Linear, activation: Module, x):
+    """``activation(linear(x))``; a plain ``ReLU`` (no hooks of its own) runs inside the GEMM's
+    chunks (``Linear.with_relu``)."""
+    if type(activation) is ReLU and not activation._forward_hooks:
+        return linear.with_relu(x)
+    return activation(linear(x))
 
 
 class TransformerEncoderLayer(Module):
@@ -64,7 +72,7 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(out)
 
     def _ff_block(self, x):
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout2(self.linear2(self.dropout(_linear_then(self.linear1, self.activation, x))))
 
 
 class TransformerDecoderLayer(Module):
@@ -121,7 +129,7 @@ class TransformerDecoderLayer(Module):
         return self.dropout2(out)
 
     def _ff_block(self, x):
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout3(self.linear2(self.dropout(_linear_then(self.linear1, self.activation, x))))
 
 
 def _clones(layer: Module, n: int) -> ModuleList:

@@ -175,33 +175,46 @@ def _zeros(dtype):
     return zeros
 
 
+def relu_into(a, out) -> None:
+    """out = max(a, 0) (``out`` may be ``a``: in place). NaN stays NaN."""
+    if not (a.flags.c_contiguous and out.flags.c_contiguous):
+        xp.maximum(a, 0, out=out)
+        return
+    flat_a, flat_out, zeros = a.reshape(-1), out.reshape(-1), _zeros(a.dtype)
+    for start in range(0, flat_a.size, _ZERO_BLOCK):
+        stop = min(start + _ZERO_BLOCK, flat_a.size)
+        xp.maximum(flat_a[start:stop], zeros[: stop - start], out=flat_out[start:stop])
+
+
+def relu_grad(g, y):
+    """dL/dx of y = relu(x) given g = dL/dy and y (or x: y > 0 exactly where x > 0), split over
+    threads. ``y`` NaN gives 0."""
+    g, y = contiguous(g), contiguous(y)
+    out = xp.empty(g.shape, g.dtype)
+    flat_g, flat_y, flat_out = g.reshape(-1), y.reshape(-1), out.reshape(-1)
+
+    def chunk(lo, hi):
+        positive = flat_y[lo:hi] > 0
+        xp.multiply(flat_g[lo:hi], positive, out=flat_out[lo:hi])
+
+    parallel_for(g.size, chunk)
+    return out
+
+
 class Relu(Function):
-    """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden."""
+    """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden.
+    ``nn.Linear.with_relu`` runs the same two helpers inside the GEMM's chunks."""
 
     def forward(self, a):
         a = contiguous(a)
         out = xp.empty(a.shape, a.dtype)
-        self.mask = xp.empty(a.shape, bool) if self.needs_grad[0] else None  # inference: no mask
         flat_a, flat_out = a.reshape(-1), out.reshape(-1)
-        flat_mask = self.mask.reshape(-1) if self.mask is not None else None
-        zeros = _zeros(a.dtype)
-
-        def chunk(lo, hi):
-            if flat_mask is not None:
-                xp.greater(flat_a[lo:hi], 0, out=flat_mask[lo:hi])
-            for start in range(lo, hi, _ZERO_BLOCK):
-                stop = min(start + _ZERO_BLOCK, hi)
-                xp.maximum(flat_a[start:stop], zeros[: stop - start], out=flat_out[start:stop])
-
-        parallel_for(a.size, chunk)
+        parallel_for(a.size, lambda lo, hi: relu_into(flat_a[lo:hi], flat_out[lo:hi]))
+        self.out = out if self.needs_grad[0] else None
         return out
 
     def backward(self, g):
-        g = contiguous(g)
-        out = xp.empty(g.shape, g.dtype)
-        flat_g, flat_mask, flat_out = g.reshape(-1), self.mask.reshape(-1), out.reshape(-1)
-        parallel_for(g.size, lambda lo, hi: xp.multiply(flat_g[lo:hi], flat_mask[lo:hi], out=flat_out[lo:hi]))
-        return (out,)
+        return (relu_grad(g, self.out),)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -339,37 +339,54 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
     return s
 
 
-# A row's scores may be shifted by at most this much more than its max: exp then never
-# overflows, and the largest term stays >= e^-30 (far from float32's underflow at e^-87).
+# A row's scores are shifted so that exp's largest term lies in [e^-SHIFT_SLACK, e^EXP_CEILING]:
+# no overflow (even in the unnormalised E V of inference), no underflow of the terms that count.
+EXP_CEILING = 10.0
 SHIFT_SLACK = 30.0
 
 
 def _score_shift(q_scaled, k, is_causal: bool):
-    """Per-row upper bounds of the scores q k^T, to subtract instead of each row's max, so
-    softmax skips the pass over the ``(L, S)`` scores that finds the max.
+    """Per-row shifts for the scores q k^T, to subtract instead of each row's max, so softmax
+    skips the pass over the ``(L, S)`` scores that finds the max, and mostly the one that
+    subtracts it too.
 
-    Upper: |q_i| max_j |k_j| (Cauchy-Schwarz), j over the keys row i sees (causal: 0..i). Lower:
-    any score the row sees: the mean score q_i . mean_j k_j, or (causal) the larger of the
-    first and the diagonal score. So a row's shift depends on its own query and keys alone.
-    Returns ``(shift, loose)``, both ``(..., L, 1)``: ``loose`` marks the rows whose bounds are
-    more than ``SHIFT_SLACK`` apart or not finite (None if there are none); their shift is 0 and
-    they subtract their max after all. Costs O((L + S) E), not O(L S).
+    The max M of row i lies in [lower, upper]: upper = |q_i| max_j |k_j| (Cauchy-Schwarz, j over
+    the keys the row sees; causal: 0..i), lower = -upper, or when it matters a score the row
+    sees (the mean score q_i . mean_j k_j; causal: the larger of the first and diagonal scores).
+    The shift is max(upper - EXP_CEILING, 0), so exp(s - shift) <= e^EXP_CEILING; it is 0 for
+    rows whose scores are all small, the usual case, and they need no subtraction at all. A row
+    whose largest term could be below e^-SHIFT_SLACK (lower - shift < -SHIFT_SLACK), or whose
+    bounds are not finite, is "loose": its shift is 0 and it subtracts its own max after all.
+    Everything is row-local: a row's bits never depend on other rows' queries or unseen keys.
+    Returns ``(shift, loose)``, both ``(..., L, 1)``, each None where it would be all 0 / False.
+    Costs O((L + S) E), not O(L S).
     """
-    k_norms = xp.sqrt(_row_sums(k * k))
+    k_sq = xp.einsum("...sd,...sd->...s", k, k)[..., None]  # squared norms: sqrt only when needed
     L, S = q_scaled.shape[-2], k.shape[-2]
-    if is_causal:  # row i sees keys 0..min(i, S - 1)
-        seen = slice(0, L) if L <= S else xp.minimum(xp.arange(L), S - 1)
-        k_max = xp.maximum.accumulate(k_norms, axis=-2)[..., seen, :]
-        diagonal = _row_sums(q_scaled * k[..., seen, :])
-        lower = xp.maximum(diagonal, q_scaled @ xp.swapaxes(k[..., :1, :], -1, -2))
+    seen = slice(0, L) if L <= S else xp.minimum(xp.arange(L), S - 1)  # causal row i: keys 0..i
+    if is_causal:
+        k_max = xp.maximum.accumulate(k_sq, axis=-2)[..., seen, :]
     else:
-        k_max = xp.max(k_norms, axis=-2, keepdims=True)
-        lower = q_scaled @ (xp.swapaxes(k, -1, -2) @ _column(S, k.dtype, 1.0 / S))
-    upper = xp.sqrt(_row_sums(q_scaled * q_scaled)) * k_max
-    loose = ~(upper - lower <= SHIFT_SLACK)  # True for NaN and inf too
-    if not loose.any():
-        return upper, None
-    return xp.where(loose, 0, upper).astype(upper.dtype, copy=False), loose
+        k_max = xp.max(k_sq, axis=-2, keepdims=True)
+    upper = xp.einsum("...ld,...ld->...l", q_scaled, q_scaled)[..., None] * k_max
+    if (upper <= EXP_CEILING**2).all() and SHIFT_SLACK >= EXP_CEILING:
+        return None, None  # every |score| <= EXP_CEILING: nothing to shift, nothing loose
+    upper = xp.sqrt(upper, out=upper)
+    shift = xp.maximum(upper - upper.dtype.type(EXP_CEILING), 0)  # NaN stays NaN: loose below
+    lower = -upper
+    if not (shift <= 0).all():  # some rows are shifted: find a tighter lower bound for them
+        if is_causal:
+            diagonal = xp.einsum("...ld,...ld->...l", q_scaled, k[..., seen, :])[..., None]
+            seen_score = xp.maximum(diagonal, q_scaled @ xp.swapaxes(k[..., :1, :], -1, -2))
+        else:
+            seen_score = q_scaled @ (xp.swapaxes(k, -1, -2) @ _column(S, k.dtype, 1.0 / S))
+        lower = xp.maximum(lower, seen_score)
+    loose = ~(lower - shift >= -SHIFT_SLACK)  # True for NaN and inf too
+    if loose.any():
+        shift = xp.where(loose, 0, shift).astype(shift.dtype, copy=False)
+    else:
+        loose = None
+    return (shift if shift.any() else None), loose
 
 
 def _subtract_max(s, loose):
@@ -381,30 +398,6 @@ def _subtract_max(s, loose):
         picked = s[rows]
         picked -= xp.max(picked, axis=-1, keepdims=True)
         s[rows] = picked
-
-
-def _scaled_query(q, k, scale):
-    """``[q * scale, .]``: q scaled into the first E columns of an ``(..., L, E + 1)`` buffer over
-    q's and k's broadcast batch; ``_shifted_scores`` fills the last column."""
-    E = q.shape[-1]
-    qa = xp.empty(xp.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], E + 1), q.dtype)
-    xp.multiply(q, scale, out=qa[..., :E])
-    return qa
-
-
-def _shifted_scores(qa, k, shift, hidden, out):
-    """q k^T - shift in one GEMM, with -inf where ``hidden``: the shift rides along as an extra
-    column, [q, -shift] [k, 1]^T (``qa`` from ``_scaled_query``), so no pass over the ``(L, S)``
-    result subtracts it."""
-    E = k.shape[-1]
-    xp.negative(shift, out=qa[..., E:])
-    ka = xp.empty(k.shape[:-1] + (E + 1,), k.dtype)
-    ka[..., :E] = k
-    ka[..., E] = 1
-    s = xp.matmul(qa, xp.swapaxes(ka, -1, -2), out=out)
-    if hidden is not None:
-        xp.copyto(s, -xp.inf, where=hidden)
-    return s
 
 
 def _batch_shape(q, k, v, *masks) -> tuple:
@@ -451,8 +444,8 @@ class ScaledDotProductAttention(Function):
         if dropout_p > 0:
             self.dropped = dropout_mask(rng, p.shape, dropout_p, dtype)
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
-        # No mask to add: each row's scores are shifted by a bound of their max (_score_shift)
-        # instead of the max itself. Then inference needs no normalised P either:
+        # No mask to add: each row's scores are shifted by a bound-derived amount (_score_shift;
+        # mostly 0) instead of their max. Then inference needs no normalised P either:
         # out = (E V) / rowsum(E), E = exp(s - shift), divides (L, Ev) instead of (L, S).
         bounded = bool_mask is None and float_mask is None and q.size > 0 and k.size > 0
         unnormalised = bounded and not any(self.needs_grad) and weights_out is None and not dropout_p
@@ -467,9 +460,11 @@ class ScaledDotProductAttention(Function):
                 s = _masked_scores(qc * self.scale, kc, bm, fm, hidden, out=p[part(p)])
                 _softmax_inplace(s)
             else:
-                qa = _scaled_query(qc, kc, self.scale)
-                shift, loose = _score_shift(qa[..., :-1], kc, is_causal)
-                s = _shifted_scores(qa, kc, shift, hidden, out=p[part(p)])
+                qs = qc * self.scale
+                shift, loose = _score_shift(qs, kc, is_causal)
+                s = _masked_scores(qs, kc, None, None, hidden, out=p[part(p)])
+                if shift is not None:
+                    s -= shift
                 if loose is not None:
                     _subtract_max(s, loose)
                 xp.exp(s, out=s)
