@@ -340,8 +340,9 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
 
 
 # A row's scores are shifted so that exp's largest term lies in [e^-SHIFT_SLACK, e^EXP_CEILING]:
-# no overflow (even in the unnormalised E V of inference), no underflow of the terms that count.
-EXP_CEILING = 10.0
+# no overflow, no underflow of the terms that count. (The unnormalised E V of inference can
+# still overflow for values of V near float32's range: it checks, and normalises if it must.)
+EXP_CEILING = 30.0
 SHIFT_SLACK = 30.0
 
 
@@ -480,8 +481,13 @@ class ScaledDotProductAttention(Function):
                 total = _row_sums(s)
                 if unnormalised:
                     o = out[part(out)]
-                    xp.matmul(s, v[part(v)], out=o)
-                    _scale_rows(o, xp.divide(1, total, out=total), heads_swapped=len(batch) >= 2)
+                    with xp.errstate(over="ignore", invalid="ignore"):  # checked just below
+                        xp.matmul(s, v[part(v)], out=o)
+                        _scale_rows(o, 1 / total, heads_swapped=len(batch) >= 2)
+                    # E V <= rowsum(E) max|V|: with large sums, huge values could overflow it
+                    if not (xp.max(total) <= 1e4 or xp.isfinite(o).all()):
+                        s /= total  # then it is P V after all (P <= 1)
+                        xp.matmul(s, v[part(v)], out=o)
                     return
                 s /= total
             if self.dropped is not None:
