@@ -45,15 +45,16 @@ def test_linear_relu_parity_and_gradcheck(seed, dtype, bias, lead):
 
 
 def test_linear_relu_on_threads_and_nan():
-    """Threaded chunks each apply the ReLU to their rows (or columns) of the result; NaN
-    stays NaN and gets no gradient, as ``relu(linear(...))``."""
-    x, w, b = randn(0, (300, 64), dtype=np.float32), randn(1, (40, 64), dtype=np.float32), randn(2, (40,))
+    """Threaded chunks each apply the ReLU to their rows (or columns) of the result: the same
+    values and gradients as ``relu(linear(...))``; a NaN input stays NaN, in its own row."""
+    x = randn(0, (600, 128), dtype=np.float32)
     x[3, 5] = np.nan
-    wide = randn(3, (500, 64), dtype=np.float32)  # more columns than rows: split by columns
+    w, b = randn(1, (120, 128), dtype=np.float32), randn(2, (120,), dtype=np.float32)
+    cases = [(x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
+             (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None)]  # by columns
     with num_threads(2):
-        for x_, w_ in ((x, w), (randn(4, (20, 64), dtype=np.float32), wide)):
-            b_ = b.astype(np.float32) if w_ is w else None
-            args = [x_, w_] + ([b_] if b_ is not None else [])
+        for args in cases:
+            args = [a for a in args if a is not None]
             fused_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
             plain_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
             fused, plain = F.linear_relu(*fused_in), F.relu(F.linear(*plain_in))
@@ -63,7 +64,7 @@ def test_linear_relu_on_threads_and_nan():
             plain.backward(g)
             for a, c in zip(fused_in, plain_in):
                 np.testing.assert_array_equal(a.grad, c.grad)
-    out = F.linear_relu(nf.Tensor(x), nf.Tensor(w), nf.Tensor(b.astype(np.float32))).numpy()
+        out = F.linear_relu(nf.Tensor(x), nf.Tensor(w), nf.Tensor(b)).numpy()
     assert np.isnan(out[3]).all() and not np.isnan(np.delete(out, 3, axis=0)).any()
 
 

@@ -369,10 +369,10 @@ def _score_shift(q_scaled, k, is_causal: bool):
         k_max = xp.maximum.accumulate(k_sq, axis=-2)[..., seen, :]
     else:
         k_max = xp.max(k_sq, axis=-2, keepdims=True)
-    upper = xp.einsum("...ld,...ld->...l", q_scaled, q_scaled)[..., None] * k_max
-    if (upper <= EXP_CEILING**2).all() and SHIFT_SLACK >= EXP_CEILING:
+    upper_sq = xp.einsum("...ld,...ld->...l", q_scaled, q_scaled)[..., None] * k_max
+    if (upper_sq <= EXP_CEILING**2).all() and SHIFT_SLACK >= EXP_CEILING:
         return None, None  # every |score| <= EXP_CEILING: nothing to shift, nothing loose
-    upper = xp.sqrt(upper, out=upper)
+    upper = xp.sqrt(upper_sq, out=upper_sq)
     shift = xp.maximum(upper - upper.dtype.type(EXP_CEILING), 0)  # NaN stays NaN: loose below
     lower = -upper
     if not (shift <= 0).all():  # some rows are shifted: find a tighter lower bound for them
