@@ -479,6 +479,16 @@ def test_attention_rows_depend_only_on_what_they_see(grad):
     np.testing.assert_array_equal(attend(k3, v, causal=False)[0], attend(k, v, causal=False)[0])
 
 
+@given(seed=SEEDS, dtype=DTYPES, L=st.integers(1, 3), S=st.integers(1, 40), scale=st.sampled_from([1.0, 30.0]))
+def test_attention_small_inference_path_without_a_mask(seed, dtype, L, S, scale):
+    """Decoding's path (little work, no mask, no graph): exp(s - max) V divided by the row sums
+    afterwards. PyTorch's values, with scores large enough that exp would overflow unshifted."""
+    q = randn(seed, (2, 3, L, 8), dtype) * dtype(scale)
+    k, v = randn(seed + 1, (2, 3, S, 8), dtype) * dtype(scale), randn(seed + 2, (2, 3, S, 5), dtype)
+    check_parity(F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [q, k, v], dtype,
+                 grad=False, loose=True)  # fmt: skip
+
+
 def test_attention_inference_path_with_a_mask_batch_larger_than_the_inputs():
     q, k, v = randn(0, (3, 4)), randn(1, (5, 4)), randn(2, (5, 2))
     mask = np.random.default_rng(3).random((2, 3, 5)) > 0.4

@@ -129,10 +129,7 @@ class LayerNorm(Function):
                 normalize(lo, hi, y[lo:hi])
                 _scale_shift(y[lo:hi], y[lo:hi], weight, bias)
 
-            if x.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks to hand out
-                rows(0, len(y))
-            else:
-                parallel_for(len(y), rows, n)
+            parallel_for(len(y), rows, n)  # a few rows (decoding) run here, in one call
             return y.reshape(x.shape)
         self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
         self.xhat = xp.empty_like(x2)
@@ -441,8 +438,16 @@ class ScaledDotProductAttention(Function):
         if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
             # inference on little work (decoding): no state to keep, no chunks to hand out
             s = xp.empty(batch + (L, S), dtype=dtype)
-            _softmax_inplace(_masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s))
-            return s @ v
+            s = _masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s)
+            if bool_mask is not None or float_mask is not None or hidden is not None or S == 0:
+                return _softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
+            # No mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in
+            # each row; divide the (L, Ev) output by the row sums, not the (L, S) weights.
+            s -= xp.maximum.reduce(s, axis=-1, keepdims=True)
+            xp.exp(s, out=s)
+            out = s @ v
+            out /= xp.add.reduce(s, axis=-1, keepdims=True)
+            return out
         self.batch, self.axis = batch, split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
         if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
