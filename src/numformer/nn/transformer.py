@@ -178,7 +178,8 @@ class TransformerEncoder(Module):
 
     Inference (no graph to record, every module in eval mode, no forward hooks) with kernel
     threads on splits the batch: each thread runs its sequences through the whole stack
-    (``_batch_chunks``). Same numbers as the layer-by-layer path, which runs otherwise.
+    (``_batch_chunks``). The layer-by-layer path runs otherwise; both give the same numbers
+    (to round-off where a GEMM's row count changes how BLAS orders its sums).
     """
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int,
