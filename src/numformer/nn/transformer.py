@@ -14,7 +14,7 @@ import numpy as np
 from numformer import parallel
 from numformer.autograd import is_grad_enabled
 from numformer.nn import init
-from numformer.nn.attention import MultiheadAttention
+from numformer.nn.attention import MultiheadAttention, _mask_array
 from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
 from numformer.nn.module import Module, ModuleList
 from numformer.tensor import Tensor, _as_tensor
@@ -139,10 +139,6 @@ def _clones(layer: Module, n: int) -> ModuleList:
     return ModuleList(copy.deepcopy(layer) for _ in range(n))
 
 
-def _data(x) -> np.ndarray:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
-
-
 def _whole_sequences_per_thread(stack: Module, src, batch_axis: int) -> bool:
     """Whether ``stack`` may run each thread's share of the batch through all its layers:
     kernel threads on, a batch to split, nothing that would notice (no forward hooks, which
@@ -191,18 +187,18 @@ class TransformerEncoder(Module):
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal: bool = False):
         src = _as_tensor(src)
-        axis = self._batch_axis(src, mask, src_key_padding_mask)
+        pad = None if src_key_padding_mask is None else _mask_array(src_key_padding_mask, "key_padding_mask")
+        axis = self._batch_axis(src, mask, pad)
         if axis is None:
-            return self._run(src, mask, src_key_padding_mask, is_causal)
+            return self._run(src, mask, pad, is_causal)
 
         def run(lo, hi):
             part = src.data[lo:hi] if axis == 0 else src.data[:, lo:hi]
-            pad = None if src_key_padding_mask is None else _data(src_key_padding_mask)[lo:hi]
-            return self._run(Tensor._wrap(part, False), mask, pad, is_causal)
+            return self._run(Tensor._wrap(part, False), mask, None if pad is None else pad[lo:hi], is_causal)
 
         return _batch_chunks(self, src, axis, run)
 
-    def _batch_axis(self, src: Tensor, mask, src_key_padding_mask) -> int | None:
+    def _batch_axis(self, src: Tensor, mask, pad) -> int | None:
         """The batch axis to split over threads, or None to run the batch as one. Only for
         what the split certainly handles like the whole: a batched ``(N, S, E)`` (or
         ``(S, N, E)``) input of the right width, a shared ``(S, S)`` mask, an ``(N, S)``
@@ -213,9 +209,9 @@ class TransformerEncoder(Module):
             return None
         axis = 0 if first.self_attn.batch_first else 1
         N, S = src.shape[axis], src.shape[1 - axis]
-        if mask is not None and _data(mask).shape != (S, S):
+        if mask is not None and _mask_array(mask, "attn_mask").shape != (S, S):
             return None
-        if src_key_padding_mask is not None and _data(src_key_padding_mask).shape != (N, S):
+        if pad is not None and pad.shape != (N, S):
             return None
         return axis if _whole_sequences_per_thread(self, src, axis) else None
 
