@@ -435,11 +435,12 @@ class ScaledDotProductAttention(Function):
         L, S = q.shape[-2], k.shape[-2]
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
         small = L * S * math.prod(batch) < MIN_ELEMENTS
+        unmasked = bool_mask is None and float_mask is None
         if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
             # inference on little work (decoding): no state to keep, no chunks to hand out
             s = xp.empty(batch + (L, S), dtype=dtype)
             s = _masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s)
-            if bool_mask is not None or float_mask is not None or hidden is not None or S == 0:
+            if not unmasked or is_causal or S == 0:
                 return _softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
             # No mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in
             # each row; divide the (L, Ev) output by the row sums, not the (L, S) weights.
@@ -462,7 +463,7 @@ class ScaledDotProductAttention(Function):
         # No mask to add: each row's scores are shifted by a bound-derived amount (_score_shift;
         # mostly 0) instead of their max. Then inference needs no normalised P either:
         # out = (E V) / rowsum(E), E = exp(s - shift), divides (L, Ev) instead of (L, S).
-        bounded = bool_mask is None and float_mask is None and q.size > 0 and k.size > 0
+        bounded = unmasked and q.size > 0 and k.size > 0
         unnormalised = bounded and not any(self.needs_grad) and weights_out is None and not dropout_p
         items = batch[self.axis] if batch else 1
 
