@@ -12,12 +12,20 @@ back to back, PyTorch slowed from 85 ms to 140-160 ms and the ratio read 0.74-0.
 So every timed block here starts after ``PAUSE`` seconds of idleness (``NUMFORMER_BENCH_PAUSE``)
 and one untimed call that wakes the framework's own threads (both sleep after the pause); then
 consecutive calls are timed, as a user's loop runs them.
+
+NumPy's OpenBLAS runs the kernel family ``numformer blas --best`` measures fastest here
+(``numformer.blas``; on this Zen 4 machine its Haswell kernels instead of the SkylakeX ones it
+picks, 6-8% faster GEMMs): a user's one-line ``export OPENBLAS_CORETYPE=...``, set here before
+NumPy loads. PyTorch's GEMMs (MKL) do not use OpenBLAS. ``NUMFORMER_BENCH_BLAS_CORE=default``
+measures with OpenBLAS's own pick; an ``OPENBLAS_CORETYPE`` already set is kept.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 THREADS = int(os.environ.get("NUMFORMER_BENCH_THREADS", str(os.cpu_count() or 1)))
@@ -25,9 +33,16 @@ PAUSE = float(os.environ.get("NUMFORMER_BENCH_PAUSE", "0.3"))
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
 
+if "OPENBLAS_CORETYPE" not in os.environ and os.environ.get("NUMFORMER_BENCH_BLAS_CORE") != "default":
+    _best = subprocess.run([sys.executable, "-m", "numformer.cli", "blas", "--best"], capture_output=True,
+                           text=True, check=True).stdout.strip()  # fmt: skip
+    if _best:
+        os.environ["OPENBLAS_CORETYPE"] = _best
+
 import torch  # noqa: E402
 
 from numformer.backend import tune_allocator  # noqa: E402
+from numformer.blas import blas_core  # noqa: E402
 from numformer.parallel import set_num_threads  # noqa: E402
 
 torch.set_num_threads(THREADS)
@@ -38,6 +53,7 @@ ALLOCATOR_TUNED = os.environ.get("NUMFORMER_BENCH_DEFAULT_MALLOC") is None and t
 # (numformer.parallel); NUMFORMER_BENCH_KERNEL_THREADS=1 measures the serial kernels instead.
 KERNEL_THREADS = int(os.environ.get("NUMFORMER_BENCH_KERNEL_THREADS", str(THREADS)))
 set_num_threads(KERNEL_THREADS)
+BLAS_CORE = blas_core()  # the OpenBLAS kernels NumPy runs (None: not an OpenBLAS we can ask)
 
 
 def timed(fn, calls: int = 1) -> float:
@@ -76,6 +92,7 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, call
 
 def print_table(rows: list[dict]) -> None:
     print(f"threads: torch = numformer kernels = {KERNEL_THREADS}; tuned allocator: {ALLOCATOR_TUNED}; "
+          f"NumPy's OpenBLAS kernels: {BLAS_CORE}; "
           f"blocks of calls timed after a {PAUSE} s pause and a wake-up call")  # fmt: skip
     print(f"{'workload':<44} {'numformer ms':>13} {'torch ms':>10} {'ratio':>7} {'min':>6} {'max':>6}")
     for r in rows:

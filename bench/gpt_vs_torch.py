@@ -13,7 +13,7 @@ Run: ``.venv/bin/python bench/gpt_vs_torch.py [--steps 300]``.
 from __future__ import annotations
 
 # isort: off
-from common import ALLOCATOR_TUNED, PAUSE, THREADS, timed  # first: pins BLAS threads before NumPy loads
+from common import ALLOCATOR_TUNED, BLAS_CORE, PAUSE, THREADS, timed  # first: sets BLAS up before NumPy loads
 
 # isort: on
 import argparse
@@ -95,7 +95,8 @@ def main():
     with torch.no_grad():
         t_val = np.mean([ref(*map(torch.from_numpy, data.batch(val_rng_b, B, T, "val")))[1].item()
                          for _ in range(20)])  # fmt: skip
-    print(f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; demo configuration, "
+    print(f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; OpenBLAS kernels: {BLAS_CORE}; "
+          "demo configuration, "
           f"{model.num_parameters():,} parameters, {args.steps} steps of {B} x {T} characters")  # fmt: skip
     print(f"validation loss after {args.steps} steps: numformer {nf_val:.4f}, PyTorch {t_val:.4f}, "
           f"difference {abs(nf_val - t_val):.4f} nats (target < 0.02)")  # fmt: skip

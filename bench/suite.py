@@ -13,7 +13,7 @@ Run: ``make bench`` or ``.venv/bin/python bench/suite.py [--quick]``.
 from __future__ import annotations
 
 # isort: off
-from common import ALLOCATOR_TUNED, KERNEL_THREADS, THREADS, compare  # first: pins BLAS threads before NumPy loads
+from common import ALLOCATOR_TUNED, BLAS_CORE, KERNEL_THREADS, THREADS, compare  # first: sets BLAS up before NumPy
 
 # isort: on
 import argparse
@@ -224,7 +224,7 @@ def machine() -> dict:
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
             "numformer": nf.__version__, "threads": THREADS, "torch_threads": torch.get_num_threads(),
             "numformer_kernel_threads": nf.get_num_threads(),
-            "tuned_allocator": bool(ALLOCATOR_TUNED)}  # fmt: skip
+            "tuned_allocator": bool(ALLOCATOR_TUNED), "openblas_core": BLAS_CORE}  # fmt: skip
 
 
 def plot(results: dict, path: Path) -> None:
@@ -272,7 +272,7 @@ def main() -> None:
     quick = args.quick
     rate = matmul_rate()
     print(f"machine float32 matmul rate (NumPy, 2048^3): {rate:.1f} GFLOP/s; threads {THREADS}; "
-          f"tuned allocator {ALLOCATOR_TUNED}")  # fmt: skip
+          f"tuned allocator {ALLOCATOR_TUNED}; OpenBLAS kernels {BLAS_CORE}")  # fmt: skip
     workloads = {
         "gpt_train_tiny": lambda: gpt_train("tiny", 6 if quick else 15),
         "gpt_train_small": lambda: gpt_train("small", 4 if quick else 8),

@@ -36,9 +36,13 @@ def to_torch(a, requires_grad=False):
     return torch.tensor(np.asarray(a), requires_grad=requires_grad)
 
 
-def check_parity(nf_fn, torch_fn, arrays, dtype, grad=True, loose=False, seed=0):
-    """Run both frameworks on the same arrays; compare outputs, dtypes and input gradients."""
+def check_parity(nf_fn, torch_fn, arrays, dtype, grad=True, loose=False, seed=0, grad_atol_factor=1.0):
+    """Run both frameworks on the same arrays; compare outputs, dtypes and input gradients.
+
+    ``grad_atol_factor`` widens the gradients' absolute tolerance where the case scales up
+    round-off that cancels in them (and only there): the caller says by how much and why."""
     tol = (LOOSE if loose else TOL)[np.dtype(dtype).type]
+    grad_tol = dict(tol, atol=tol["atol"] * grad_atol_factor)
     arrays = [np.asarray(a, dtype=dtype) for a in arrays]
     nf_in = [nf.Tensor(a.copy(), requires_grad=grad) for a in arrays]
     t_in = [to_torch(a.copy(), requires_grad=grad) for a in arrays]
@@ -59,5 +63,5 @@ def check_parity(nf_fn, torch_fn, arrays, dtype, grad=True, loose=False, seed=0)
         assert a.grad is not None, f"input {i}: numformer produced no gradient"
         assert a.grad.dtype == dtype, f"input {i}: grad dtype {a.grad.dtype}"
         assert a.grad.shape == a.shape
-        np.testing.assert_allclose(a.grad, b.grad.numpy(), **tol, err_msg=f"grad of input {i}")
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), **grad_tol, err_msg=f"grad of input {i}")
     return nf_in, t_in

@@ -30,6 +30,7 @@ import threading
 import numpy as np
 
 from numformer.backend import xp
+from numformer.blas import openblas
 
 _threads = 1
 _queues: list[queue.SimpleQueue] = []
@@ -47,24 +48,16 @@ MIN_MACS = 1 << 22
 
 def _find_blas():
     """The thread-count setter and getter of the OpenBLAS NumPy uses, or None (Linux only)."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.rsplit("/", 1)[-1].lower()}
-    except OSError:
+    found = openblas()
+    if found is None:
         return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
-                               ("openblas", "")):  # fmt: skip
-            setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            if setter is not None and getter is not None:
-                setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-                return setter, getter
-    return None
+    lib, prefix, suffix = found
+    setter = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+    getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+    if getter is None:
+        return None
+    setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
+    return setter, getter
 
 
 def _worker(tasks: queue.SimpleQueue) -> None:

@@ -391,8 +391,13 @@ def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
     gradients as PyTorch, and as numformer with the shift turned off, to round-off."""
     q, k, v, _, _, scale = _attention_case(data, seed)
     causal = data.draw(st.booleans())
-    if data.draw(st.booleans()):
+    mixed = data.draw(st.booleans())
+    if mixed:
         q = _mixed_rows(q, seed)
+    # dS = P (dP - D) cancels: D = rowsum(dO O) and dP = dO V^T agree in exact arithmetic but are
+    # rounded differently (how, depends on the BLAS kernels), and dK = scale dS^T Q carries that
+    # round-off times |q|, here up to 60x: PyTorch computes D from P and can cancel exactly.
+    factor = 60.0 if mixed else 1.0
 
     def nf_fn(a, b, c):
         return F.scaled_dot_product_attention(a, b, c, is_causal=causal, scale=scale)
@@ -400,10 +405,10 @@ def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
     def torch_fn(a, b, c):
         return TF.scaled_dot_product_attention(a, b, c, is_causal=causal, scale=scale)
 
-    shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True, grad_atol_factor=factor)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fused, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
-        exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+        exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True, grad_atol_factor=factor)
         exact_out = nf_fn(*exact).numpy()
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
     np.testing.assert_allclose(nf_fn(*shifted).numpy(), exact_out, **tol)

@@ -21,6 +21,7 @@ EXAMPLES = {
                 "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
     "lr-find": "example: numformer lr-find --config configs/tiny.toml --out runs/lr",
     "info": "example: numformer info runs/small",
+    "blas": "example: numformer blas\n  then, in your shell profile: export OPENBLAS_CORETYPE=<the core it names>",
     "tour": "examples:\n  numformer tour\n  numformer tour 4 7 --out runs/tour\n  numformer tour --html",
 }  # fmt: skip
 
@@ -90,7 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--out", default="runs/tour", help="folder for figures and report (runs/tour)")
     tour.add_argument("--html", action="store_true", help="also write one interactive tour.html")
     tour.add_argument("--fast", action="store_true", help="smaller sizes: seconds per section")
+    blas = command("blas", "which OpenBLAS kernels NumPy runs, and the fastest on this CPU (measured)")
+    blas.add_argument("--best", action="store_true",
+                      help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)")  # fmt: skip
     return parser
+
+
+def _blas(best_only: bool) -> None:
+    from numformer.blas import blas_core, fastest_blas_core
+    from numformer.cli.tables import say, table
+
+    if best_only:
+        print(fastest_blas_core()[1] or "")
+        return
+    current = blas_core()
+    if current is None:
+        say("NumPy's BLAS is not an OpenBLAS numformer can ask (or this is not Linux): nothing to choose.")
+        return
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    say(f"NumPy runs OpenBLAS's {current} kernels" + (f" (OPENBLAS_CORETYPE={forced})" if forced else ""))
+    default, best, rates = fastest_blas_core()
+    if not rates:
+        say("the measurement failed: no kernel family could be timed")
+        return
+    rows = [[core, f"{rate:.1f}", " ".join(w for w, on in (("OpenBLAS's pick", core == default),
+                                                           ("fastest", core == best)) if on)]
+            for core, rate in sorted(rates.items(), key=lambda kv: -kv[1])]  # fmt: skip
+    table("transformer-shaped GEMMs, 1 thread", ["kernels", "GFLOP/s", ""], rows)
+    if best == current:
+        say(f"{current} is the fastest here: nothing to change.")
+    else:
+        gain = rates[best] / rates.get(current, rates[default]) - 1
+        say(f"{best} is {100 * gain:.0f}% faster here; set it before Python starts (OpenBLAS picks its "
+            f"kernels once, when NumPy loads):\n  export OPENBLAS_CORETYPE={best}")
 
 
 def _run_config(args):
@@ -123,6 +156,8 @@ def _dispatch(args) -> int:
         from numformer.tour import run
 
         run(args.sections, out=args.out, html=args.html, fast=args.fast)
+    elif args.command == "blas":
+        _blas(args.best)
     elif args.command == "info":
         from numformer.cli import lm
 
