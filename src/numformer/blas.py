@@ -130,7 +130,7 @@ def fastest_blas_core(candidates=None, timeout: float = 60.0) -> tuple[str | Non
     Returns ``(default, best, rates)``: the core OpenBLAS picks, the one to set
     ``OPENBLAS_CORETYPE`` to (``default`` unless another is more than 2% faster), and GFLOP/s
     per core; ``(None, None, {})`` where NumPy does not run an OpenBLAS this can ask. Takes
-    about a second per family.
+    under a second per family (six families, 2.8 s here).
     """
     if candidates is None:
         candidates = X86_CORES if platform.machine().lower() in ("x86_64", "amd64") else ()
