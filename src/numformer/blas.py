@@ -1,13 +1,13 @@
 """NumPy's BLAS: which OpenBLAS kernels it runs, and which are fastest on this CPU.
 
-NumPy's wheels ship OpenBLAS built for many CPUs; when it loads, it picks one family of
-kernels (its "core") from the CPU it detects. That pick is not always the fastest: on an AMD
-EPYC with AVX-512 (Zen 4) OpenBLAS 0.3.31 picks its ``SkylakeX`` kernels, and its ``Haswell``
-(AVX2) kernels, the ones it runs on Zen 1-3, do transformer-shaped float32 GEMMs 6-8% faster
-there (``fastest_blas_core``'s one-thread probe; 1-15% shape by shape). The environment
-variable ``OPENBLAS_CORETYPE`` overrides the pick, but only before OpenBLAS loads (at
-``import numpy``), so numformer can measure and suggest it, not switch it in a running
-process: ``numformer blas`` prints the line to export.
+NumPy's wheels ship OpenBLAS built for many CPUs; when it loads, it picks one family of kernels
+(its "core") from the CPU it detects. That pick is not always the fastest: on an AMD EPYC with
+AVX-512 (Zen 4) OpenBLAS 0.3.31 picks its ``SkylakeX`` kernels, and its ``Haswell`` (AVX2)
+kernels, which it also runs when asked for ``Zen``, do transformer-shaped float32 GEMMs 6-8%
+faster there (``fastest_blas_core``'s one-thread probe; 2-16% shape by shape). The environment
+variable ``OPENBLAS_CORETYPE`` overrides the pick, but only before OpenBLAS loads (at ``import
+numpy``), so numformer can measure and suggest it, not switch it in a running process:
+``numformer blas`` prints the line to export.
 
 Linux only (the library is found through ``/proc/self/maps``); elsewhere, and where NumPy
 uses another BLAS, ``blas_core`` is None and there is nothing to choose.

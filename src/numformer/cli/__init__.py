@@ -121,8 +121,9 @@ def _blas(best_only: bool) -> None:
     if best == current:
         say(f"{current} is the fastest here: nothing to change.")
     else:
-        gain = rates[best] / rates.get(current, rates[default]) - 1
-        say(f"{best} is {100 * gain:.0f}% faster here; set it before Python starts (OpenBLAS picks its "
+        base = current if current in rates else default  # a forced core the probe did not time
+        gain = rates[best] / rates[base] - 1
+        say(f"{best} is {100 * gain:.0f}% faster here than {base}; set it before Python starts (OpenBLAS picks its "
             f"kernels once, when NumPy loads):\n  export OPENBLAS_CORETYPE={best}")
 
 
