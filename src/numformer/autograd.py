@@ -100,6 +100,16 @@ class Function:
             fn.__dict__.clear()
         return result
 
+    @classmethod
+    def infer(cls, *arrays, **options):
+        """Run the primitive's forward on arrays and record nothing: no tensors, no graph, no
+        state kept for backward. For hot inference loops (a decoding step calls ~50 primitives,
+        and there the bookkeeping costs more than the arithmetic). Inputs must already be
+        valid: the checks live in ``numformer.nn.functional`` and the layers."""
+        fn = cls()
+        fn.needs_grad = (False,) * len(arrays)
+        return fn.forward(*arrays, **options)
+
     @property
     def name(self) -> str:
         return type(self).__name__

@@ -10,7 +10,7 @@ import numformer as nf
 from numformer import optim
 from numformer.data import CharTokenizer
 from numformer.interop.torch_gpt import from_numformer
-from numformer.models import GPT, GPTConfig
+from numformer.models import GPT, GPTConfig, KVCache
 
 POSITIONS = ["learned", "sinusoidal", "rotary"]
 
@@ -70,17 +70,32 @@ def test_changing_a_future_token_never_changes_an_earlier_logit(positions):
         assert not np.allclose(out[0, t], base[0, t])
 
 
+@pytest.mark.parametrize("extra", [{}, {"bias": False, "tie_weights": False}], ids=["gpt2", "no-bias"])
 @pytest.mark.parametrize("prompts", [[[1, 2, 3, 4], [5], [6, 7]], [[1, 2, 3], [4, 5, 6]]],
                          ids=["ragged", "equal"])  # masked path, and the unmasked fast path
 @pytest.mark.parametrize("positions", POSITIONS)
-def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts):
-    model = tiny(positions)
+def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts, extra):
+    """The cached path (the blocks' array-level ``step``) against full forwards (tensors)."""
+    model = tiny(positions, **extra)
     cached, full = [], []
     a = model.generate(prompts, 11, temperature=0, record_logits=cached)
     b = model.generate(prompts, 11, temperature=0, use_cache=False, record_logits=full)
     assert a == b
     for x, y in zip(cached, full):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_forward_cached_runs_as_in_eval_mode_and_checks_its_positions():
+    model = tiny(dropout=0.5).train()  # dropout would change every logit if it ran
+    idx = np.array([[3, 1, 4, 1, 5]])
+    positions = np.arange(5)[None]
+    logits = model.forward_cached(idx, positions, KVCache(model.config, 1, np.float32))
+    np.testing.assert_allclose(logits, model.eval()(idx)[0].numpy(), rtol=1e-5, atol=1e-6)
+    cache = KVCache(model.config, 1, np.float32)
+    with pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[15, 16\]"):
+        model.forward_cached(np.array([[1, 2]]), np.array([[15, 16]]), cache)
+    with pytest.raises(RuntimeError, match="call begin"):
+        KVCache(model.config, 1, np.float32).store(0, np.zeros((1, 2, 1, 8)), np.zeros((1, 2, 1, 8)))
 
 
 def test_greedy_is_deterministic_and_sampling_is_seeded():

@@ -86,6 +86,44 @@ def test_layer_norm(seed, dtype, affine):
     compare_modules(m, t, [randn(seed, (2, 3, 6)) * 3 + 1], dtype)
 
 
+@given(seed=SEEDS, dtype=DTYPES, lead=st.sampled_from([(1,), (3,), (2, 5), (1, 40)]), bias=st.booleans())
+def test_infer_gives_forwards_bits_without_a_graph(seed, dtype, lead, bias):
+    """``infer`` (arrays in and out, for decoding loops) runs the primitives ``forward`` runs:
+    the same bits as the graph path and as the no-grad path, whatever the row count."""
+    nf.manual_seed(seed % 1000)
+    layers = [(nn.Linear(6, 7, bias=bias), 6), (nn.LayerNorm(6, bias=bias), 6),
+              (nn.GELU(approximate="tanh"), 7), (nn.GELU(), 7)]  # fmt: skip
+    for m, features in layers:
+        m.to(dtype)
+        x = (randn(seed, lead + (features,)) * 3 + 1).astype(dtype)
+        got = m.infer(x)
+        assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape[:-1] == lead
+        np.testing.assert_array_equal(got, m(nf.Tensor(x, requires_grad=True)).numpy(), err_msg=repr(m))
+        with nf.no_grad():
+            np.testing.assert_array_equal(got, m(nf.Tensor(x)).numpy(), err_msg=repr(m))
+    emb = nn.Embedding(9, 4, padding_idx=0)
+    idx = np.random.default_rng(seed).integers(0, 9, lead)
+    np.testing.assert_array_equal(emb.infer(idx), emb(idx).numpy())
+
+
+def test_infer_names_bad_input():
+    x = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match=r"Linear: input must have 6 features .* got shape \(2, 5\)"):
+        nn.Linear(6, 3).infer(x)
+    with pytest.raises(TypeError, match="Linear: input dtype float64 and weight dtype float32 differ"):
+        nn.Linear(5, 3).infer(x.astype(np.float64))
+    with pytest.raises(ValueError, match=r"LayerNorm: input shape \(2, 5\) must end with normalized_shape \(6,\)"):
+        nn.LayerNorm(6).infer(x)
+    with pytest.raises(TypeError, match="LayerNorm: input must be floating, of the weight's dtype, got int64"):
+        nn.LayerNorm(5).infer(x.astype(np.int64))
+    with pytest.raises(TypeError, match="GELU: input must be floating, got dtype int64"):
+        nn.GELU().infer(x.astype(np.int64))
+    with pytest.raises(IndexError, match=r"Embedding: indices must be in \[0, 9\), got values in \[-1, 2\]"):
+        nn.Embedding(9, 4).infer(np.array([2, -1]))
+    with pytest.raises(TypeError, match="Embedding: indices must be integers, got dtype float32"):
+        nn.Embedding(9, 4).infer(x)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(8, 4), (5, 4, 3)])
 @pytest.mark.parametrize("momentum", [0.1, None])

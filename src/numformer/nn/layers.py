@@ -10,6 +10,9 @@ from numformer import backend
 from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.module import Module, Parameter
+from numformer.ops import elementwise as E
+from numformer.ops import fused as K
+from numformer.ops import linalg as LA
 from numformer.tensor import Tensor
 
 
@@ -48,6 +51,12 @@ class GELU(Module):
 
     def forward(self, x):
         return F.gelu(x, self.approximate)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
+        if not backend.is_floating(x.dtype):
+            raise TypeError(f"GELU: input must be floating, got dtype {x.dtype}")
+        return E.Gelu.infer(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -92,6 +101,16 @@ class Linear(Module):
         _check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """``forward`` on an array ``(*, in_features)``, recording nothing (``Function.infer``;
+        for decoding loops, where the graph's bookkeeping costs more than the GEMM)."""
+        _check_features("Linear", x, self.in_features)
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"Linear: input dtype {x.dtype} and weight dtype {self.weight.dtype} differ")
+        if self.bias is None:
+            return LA.Linear.infer(x, self.weight.data)
+        return LA.Linear.infer(x, self.weight.data, self.bias.data)
+
     def with_relu(self, x):
         """``relu(self(x))`` in one kernel (``F.linear_relu``). With forward hooks registered it
         is exactly that call, so hooks still see the GEMM's output."""
@@ -127,6 +146,17 @@ class Embedding(Module):
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx)
 
+    def infer(self, indices: np.ndarray) -> np.ndarray:
+        """``forward`` on an integer array ``(*)`` -> ``(*, E)``, recording nothing
+        (``Function.infer``; for decoding loops)."""
+        n = self.num_embeddings
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: indices must be integers, got dtype {indices.dtype}")
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise IndexError(f"Embedding: indices must be in [0, {n}), got values in "
+                             f"[{indices.min()}, {indices.max()}]")  # fmt: skip
+        return K.Embedding.infer(self.weight.data, indices=indices, padding_idx=self.padding_idx)
+
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
@@ -148,6 +178,18 @@ class LayerNorm(Module):
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
+        ndim = len(self.normalized_shape)
+        if x.shape[x.ndim - ndim :] != self.normalized_shape or ndim > x.ndim:
+            raise ValueError(f"LayerNorm: input shape {x.shape} must end with normalized_shape "
+                             f"{self.normalized_shape}")  # fmt: skip
+        if not backend.is_floating(x.dtype) or (self.weight is not None and x.dtype != self.weight.dtype):
+            raise TypeError(f"LayerNorm: input must be floating, of the weight's dtype, got {x.dtype}")
+        params = [p.data for p in (self.weight, self.bias) if p is not None]
+        return K.LayerNorm.infer(x, *params, ndim=ndim, eps=self.eps, has_weight=self.weight is not None,
+                                 has_bias=self.bias is not None)  # fmt: skip
 
     def add_and_norm(self, x, residual):
         """``self(x + residual)`` with the add fused into the kernel (``F.add_layer_norm``).

@@ -124,6 +124,10 @@ class LayerNorm(Function):
 
         y = xp.empty_like(x2)
         if not any(self.needs_grad):  # inference: normalise straight into y, keep nothing
+            if r2 is None and x2.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks
+                _normalize_rows(x2, y, mean_of, eps)
+                _scale_shift(y, y, weight, bias)
+                return y.reshape(x.shape)
 
             def rows(lo, hi):
                 normalize(lo, hi, y[lo:hi])
@@ -409,6 +413,9 @@ def _scale_rows(o, factor, heads_swapped: bool) -> None:
 
 def _batch_shape(q, k, v, *masks) -> tuple:
     """The broadcast batch dims (all but the last two) of q, k, v and the masks given."""
+    batch = q.shape[:-2]
+    if k.shape[:-2] == batch == v.shape[:-2] and all(m is None for m in masks):
+        return batch  # the usual case, decided without building a list
     shapes = [a.shape[:-2] for a in (q, k, v, *masks) if a is not None]
     if all(shape == shapes[0] for shape in shapes):
         return shapes[0]
@@ -434,11 +441,11 @@ class ScaledDotProductAttention(Function):
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
-        small = L * S * math.prod(batch) < MIN_ELEMENTS
         unmasked = bool_mask is None and float_mask is None
-        if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
+        if (L * S * math.prod(batch) < MIN_ELEMENTS and weights_out is None and not dropout_p
+                and True not in self.needs_grad):  # fmt: skip
             # inference on little work (decoding): no state to keep, no chunks to hand out
-            s = xp.empty(batch + (L, S), dtype=dtype)
+            s = xp.empty(batch + (L, S), dtype=dtype)  # the masks' batch may be the larger
             s = _masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s)
             if not unmasked or is_causal or S == 0:
                 return _softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
