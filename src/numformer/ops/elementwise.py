@@ -247,7 +247,7 @@ class Gelu(Function):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
             if a.size < MIN_ELEMENTS and not self.needs_grad[0]:  # inference on a few rows (decoding)
-                t = xp.empty(a.shape, a.dtype)
+                t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run ~2x slower
                 return _gelu_tanh(a, t, t)
             self.a = a = contiguous(a)
             self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
