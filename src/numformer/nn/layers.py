@@ -103,7 +103,7 @@ class Linear(Module):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """``forward`` on an array ``(*, in_features)``, recording nothing (``Function.infer``;
-        for decoding loops, where the graph's bookkeeping costs more than the GEMM)."""
+        for decoding loops)."""
         _check_features("Linear", x, self.in_features)
         if x.dtype != self.weight.dtype:
             raise TypeError(f"Linear: input dtype {x.dtype} and weight dtype {self.weight.dtype} differ")

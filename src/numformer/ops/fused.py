@@ -441,9 +441,9 @@ class ScaledDotProductAttention(Function):
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
+        small = L * S * math.prod(batch) < MIN_ELEMENTS
         unmasked = bool_mask is None and float_mask is None
-        if (L * S * math.prod(batch) < MIN_ELEMENTS and weights_out is None and not dropout_p
-                and True not in self.needs_grad):  # fmt: skip
+        if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
             # inference on little work (decoding): no state to keep, no chunks to hand out
             s = xp.empty(batch + (L, S), dtype=dtype)  # the masks' batch may be the larger
             s = _masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s)
