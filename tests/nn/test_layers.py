@@ -106,22 +106,23 @@ def test_infer_gives_forwards_bits_without_a_graph(seed, dtype, lead, bias):
     np.testing.assert_array_equal(emb.infer(idx), emb(idx).numpy())
 
 
-def test_infer_names_bad_input():
+def test_infer_names_bad_input_as_forward_does():
     x = np.zeros((2, 5), np.float32)
-    with pytest.raises(ValueError, match=r"Linear: input must have 6 features .* got shape \(2, 5\)"):
-        nn.Linear(6, 3).infer(x)
-    with pytest.raises(TypeError, match="Linear: input dtype float64 and weight dtype float32 differ"):
-        nn.Linear(5, 3).infer(x.astype(np.float64))
-    with pytest.raises(ValueError, match=r"LayerNorm: input shape \(2, 5\) must end with normalized_shape \(6,\)"):
-        nn.LayerNorm(6).infer(x)
-    with pytest.raises(TypeError, match="LayerNorm: input must be floating, of the weight's dtype, got int64"):
-        nn.LayerNorm(5).infer(x.astype(np.int64))
-    with pytest.raises(TypeError, match="GELU: input must be floating, got dtype int64"):
-        nn.GELU().infer(x.astype(np.int64))
-    with pytest.raises(IndexError, match=r"Embedding: indices must be in \[0, 9\), got values in \[-1, 2\]"):
-        nn.Embedding(9, 4).infer(np.array([2, -1]))
-    with pytest.raises(TypeError, match="Embedding: indices must be integers, got dtype float32"):
-        nn.Embedding(9, 4).infer(x)
+    cases = [
+        (nn.Linear(6, 3), x, ValueError, r"Linear: input must have 6 features .* got shape \(2, 5\)"),
+        (nn.Linear(5, 3), x.astype(np.float64), TypeError, "linear: input dtype float64 and weight dtype float32"),
+        (nn.LayerNorm(6), x, ValueError, r"layer_norm: input shape \(2, 5\) must end with normalized_shape \(6,\)"),
+        (nn.LayerNorm(5), x.astype(np.int64), TypeError, "layer_norm: input must be a floating tensor, got dtype int"),
+        (nn.GELU(), x.astype(np.int64), TypeError, "gelu: input must be a floating tensor, got dtype int64"),
+        (nn.GELU("erf"), x, ValueError, "gelu: approximate must be 'none' or 'tanh', got 'erf'"),
+        (nn.Embedding(9, 4), np.array([2, -1]), IndexError, r"embedding: indices must be in \[0, 9\), .* \[-1, 2\]"),
+        (nn.Embedding(9, 4), x, TypeError, "embedding: input must hold integer indices, got dtype float32"),
+    ]  # fmt: skip
+    for layer, bad, error, message in cases:
+        with pytest.raises(error, match=message):
+            layer.infer(bad)
+        with pytest.raises(error, match=message):  # the graph path says the same
+            layer(bad if isinstance(layer, nn.Embedding) else nf.Tensor(bad))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -47,9 +47,15 @@ def relu(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
     """GELU, exact (``"none"``: x * Phi(x)) or the tanh approximation (``"tanh"``)."""
+    input = _as_tensor(input)
+    _check_gelu(input, approximate)
+    return E.Gelu.apply(input, approximate=approximate)
+
+
+def _check_gelu(input, approximate: str) -> None:  # noqa: A002
+    _check_float("gelu", "input", input)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return E.Gelu.apply(_as_tensor(input), approximate=approximate)
 
 
 def tanh(input: Tensor) -> Tensor:  # noqa: A002
@@ -89,17 +95,23 @@ def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
 
 
 def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:  # noqa: A002
+    _check_linear(name, input, weight)
+    params = (weight,) if bias is None else (weight, bias)
+    return LA.Linear.apply(_as_tensor(input), *params, relu=relu)
+
+
+def _check_linear(name: str, input, weight) -> None:  # noqa: A002 - tensors or arrays
     if input.shape[-1:] != weight.shape[-1:]:
         raise ValueError(f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
                          f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
     if input.dtype != weight.dtype:
         raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
-    params = (weight,) if bias is None else (weight, bias)
-    return LA.Linear.apply(_as_tensor(input), *params, relu=relu)
 
 
 def _layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):  # noqa: A002
-    """Checked (normalised shape, [weight, bias] given) for ``layer_norm`` and ``add_layer_norm``."""
+    """Checked (normalised shape, [weight, bias] given) for ``layer_norm`` and ``add_layer_norm``
+    (``input`` a tensor or an array)."""
+    _check_float(name, "input", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if input.shape[input.ndim - len(shape) :] != shape or len(shape) > input.ndim:
         raise ValueError(f"{name}: input shape {input.shape} must end with normalized_shape {shape}")
@@ -149,17 +161,21 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor: 
     """Rows of ``weight`` ``(num_embeddings, E)`` at integer indices ``input`` ``(*)``:
     output ``(*, E)``. The ``padding_idx`` row gets no gradient."""
     idx = input.data if isinstance(input, Tensor) else np.asarray(input)
-    if not np.issubdtype(idx.dtype, np.integer):
-        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
     n = weight.shape[0]
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
-                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+    _check_indices(idx, n)
     if padding_idx is not None:
         if not -n <= padding_idx < n:
             raise ValueError(f"embedding: padding_idx must be in [-{n}, {n}), got {padding_idx}")
         padding_idx %= n
     return K.Embedding.apply(weight, indices=idx, padding_idx=padding_idx)
+
+
+def _check_indices(idx: np.ndarray, n: int) -> None:
+    if idx.dtype.kind not in "iu":  # what np.issubdtype(dtype, np.integer) says, faster
+        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
+                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
 
 
 # --- losses ----------------------------------------------------------------------------------

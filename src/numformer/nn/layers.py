@@ -54,8 +54,7 @@ class GELU(Module):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
-        if not backend.is_floating(x.dtype):
-            raise TypeError(f"GELU: input must be floating, got dtype {x.dtype}")
+        F._check_gelu(x, self.approximate)
         return E.Gelu.infer(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
@@ -105,8 +104,7 @@ class Linear(Module):
         """``forward`` on an array ``(*, in_features)``, recording nothing (``Function.infer``;
         for decoding loops)."""
         _check_features("Linear", x, self.in_features)
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"Linear: input dtype {x.dtype} and weight dtype {self.weight.dtype} differ")
+        F._check_linear("linear", x, self.weight)
         if self.bias is None:
             return LA.Linear.infer(x, self.weight.data)
         return LA.Linear.infer(x, self.weight.data, self.bias.data)
@@ -149,12 +147,7 @@ class Embedding(Module):
     def infer(self, indices: np.ndarray) -> np.ndarray:
         """``forward`` on an integer array ``(*)`` -> ``(*, E)``, recording nothing
         (``Function.infer``; for decoding loops)."""
-        n = self.num_embeddings
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"Embedding: indices must be integers, got dtype {indices.dtype}")
-        if indices.size and (indices.min() < 0 or indices.max() >= n):
-            raise IndexError(f"Embedding: indices must be in [0, {n}), got values in "
-                             f"[{indices.min()}, {indices.max()}]")  # fmt: skip
+        F._check_indices(indices, self.num_embeddings)
         return K.Embedding.infer(self.weight.data, indices=indices, padding_idx=self.padding_idx)
 
     def extra_repr(self) -> str:
@@ -181,15 +174,9 @@ class LayerNorm(Module):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
-        ndim = len(self.normalized_shape)
-        if x.shape[x.ndim - ndim :] != self.normalized_shape or ndim > x.ndim:
-            raise ValueError(f"LayerNorm: input shape {x.shape} must end with normalized_shape "
-                             f"{self.normalized_shape}")  # fmt: skip
-        if not backend.is_floating(x.dtype) or (self.weight is not None and x.dtype != self.weight.dtype):
-            raise TypeError(f"LayerNorm: input must be floating, of the weight's dtype, got {x.dtype}")
-        params = [p.data for p in (self.weight, self.bias) if p is not None]
-        return K.LayerNorm.infer(x, *params, ndim=ndim, eps=self.eps, has_weight=self.weight is not None,
-                                 has_bias=self.bias is not None)  # fmt: skip
+        shape, params = F._layer_norm_params("layer_norm", x, self.normalized_shape, self.weight, self.bias)
+        return K.LayerNorm.infer(x, *[p.data for p in params], ndim=len(shape), eps=self.eps,
+                                 has_weight=self.weight is not None, has_bias=self.bias is not None)  # fmt: skip
 
     def add_and_norm(self, x, residual):
         """``self(x + residual)`` with the add fused into the kernel (``F.add_layer_norm``).

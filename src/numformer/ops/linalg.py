@@ -57,8 +57,8 @@ class Linear(Function):
         epilogue = (lambda block: relu_into(block, block)) if relu else None
         # A skinny x (2-32 rows: decoding a batch) runs ~2x faster through BLAS as (W x^T)^T;
         # from 64 rows on x W^T is faster (measured with this machine's OpenBLAS). The bias add
-        # (or a copy) writes the transposed product back row-major, for the same cost as adding
-        # in place: the next ops then run on contiguous rows (GELU on it: 2x faster).
+        # writes the transposed product back row-major for the cost of adding in place (no bias:
+        # a copy), so the next ops run on contiguous rows (GELU on them: 1.9x faster).
         if 1 < rows <= 32:
             out_t = matmul(weight, self.x2.T).T
             out = xp.add(out_t, bias[0], order="C") if bias else xp.ascontiguousarray(out_t)
