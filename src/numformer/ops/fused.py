@@ -413,9 +413,6 @@ def _scale_rows(o, factor, heads_swapped: bool) -> None:
 
 def _batch_shape(q, k, v, *masks) -> tuple:
     """The broadcast batch dims (all but the last two) of q, k, v and the masks given."""
-    batch = q.shape[:-2]
-    if k.shape[:-2] == batch == v.shape[:-2] and all(m is None for m in masks):
-        return batch  # the usual case, decided without building a list
     shapes = [a.shape[:-2] for a in (q, k, v, *masks) if a is not None]
     if all(shape == shapes[0] for shape in shapes):
         return shapes[0]
