@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from numformer.backend import tune_allocator  # noqa: E402
 from numformer.blas import blas_core  # noqa: E402
-from numformer.parallel import set_num_threads  # noqa: E402
+from numformer.ops._threads import set_num_threads  # noqa: E402
 
 torch.set_num_threads(THREADS)
 # Both frameworks run in this one process, so both get the tuned allocator (fair comparison).

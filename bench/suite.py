@@ -51,7 +51,7 @@ VOCAB = 100  # a character vocabulary
 def matmul_rate(n: int = 2048, repeats: int = 7) -> float:
     """This machine's float32 GEMM rate in GFLOP/s (median of repeats): the better of NumPy's
     own threaded BLAS and numformer's split of one GEMM over its kernel threads."""
-    from numformer import parallel
+    from numformer.ops import _threads as parallel
 
     a, b = (np.random.default_rng(i).standard_normal((n, n)).astype(np.float32) for i in range(2))
     rates = []

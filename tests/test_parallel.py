@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import numformer as nf
 from helpers import LOOSE, randn
-from numformer import nn, parallel
+from numformer import nn
+from numformer.ops import _threads as parallel
 from numformer.models import GPT, GPTConfig
 from numformer.nn import functional as F
 
@@ -296,14 +297,12 @@ def test_threaded_attention_matches_torch():
         np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
-def test_generation_decodes_on_one_kernel_thread_and_restores_the_count():
+def test_generation_threaded_equals_serial():
     model = GPT(GPTConfig(vocab_size=30, block_size=32, n_layer=2, n_head=2, d_model=32))
     prompts = [[1, 2, 3], [4, 5]]
     serial = model.generate(prompts, 12, temperature=0)
-    nf.set_num_threads(2)
-    threaded = model.generate(prompts, 12, temperature=0)
-    assert nf.get_num_threads() == 2
-    nf.set_num_threads(1)
+    with parallel.num_threads(2):
+        threaded = model.generate(prompts, 12, temperature=0)
     assert threaded == serial
 
 
@@ -330,89 +329,3 @@ def _encoder(batch_first=True, norm_first=False, dtype=np.float64):
     nf.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=batch_first, norm_first=norm_first)
     return nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16)).to(dtype).eval()
-
-
-@contextlib.contextmanager
-def encoder_parts(monkeypatch):
-    """Records the batch size of every run of the encoder's layers (one per thread's share)."""
-    sizes = []
-    run = nn.TransformerEncoder._run
-
-    def spy(self, src, *args):
-        sizes.append(src.shape[0 if self.layers[0].self_attn.batch_first else 1])
-        return run(self, src, *args)
-
-    monkeypatch.setattr(nn.TransformerEncoder, "_run", spy)
-    yield sizes
-
-
-@pytest.mark.parametrize("batch_first", [True, False])
-@pytest.mark.parametrize("norm_first", [True, False])
-def test_encoder_inference_runs_whole_sequences_per_thread(monkeypatch, batch_first, norm_first):
-    """In inference each thread takes a share of the batch through every layer; the numbers are
-    the serial ones and PyTorch's, with a padding mask per sequence and a shared causal mask."""
-    enc = _encoder(batch_first, norm_first)
-    x = randn(0, (7, 6, 16), np.float64)  # (N, S, E)
-    pad = np.random.default_rng(1).random((7, 6)) < 0.3
-    pad[:, 0] = False
-    causal = nn.generate_square_subsequent_mask(6, dtype=np.float64).numpy()
-    if not batch_first:
-        x = x.transpose(1, 0, 2).copy()
-
-    def run():
-        with nf.no_grad():
-            return enc(nf.Tensor(x), mask=causal, src_key_padding_mask=pad).numpy()
-
-    serial = run()
-    with encoder_parts(monkeypatch) as sizes, split_everything():
-        threaded = run()
-    assert sorted(sizes) == [2, 2, 3], sizes  # 7 sequences in 3 shares, each through all layers
-    assert_same([serial], [threaded], np.float64)
-    layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=batch_first,
-                                             norm_first=norm_first, dtype=torch.float64)  # fmt: skip
-    ref = torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(16, dtype=torch.float64),
-                                      enable_nested_tensor=False)  # fmt: skip
-    ref.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in enc.state_dict().items()})
-    with torch.no_grad():
-        expected = ref.eval()(torch.from_numpy(x), mask=torch.from_numpy(causal),
-                              src_key_padding_mask=torch.from_numpy(pad)).numpy()  # fmt: skip
-    np.testing.assert_allclose(threaded, expected, rtol=1e-9, atol=1e-11)
-
-
-def test_encoder_runs_the_batch_whole_when_a_split_could_show(monkeypatch):
-    """Hooks (they would see a share each), training mode (dropout draws), a graph to record,
-    per-head masks and unbatched input keep the batch whole; so does one kernel thread."""
-    x = nf.Tensor(randn(0, (4, 5, 16), np.float64))
-    enc = _encoder()
-    with encoder_parts(monkeypatch) as sizes, split_everything():
-        seen = []
-        handle = enc.layers[1].register_forward_hook(lambda m, args, out: seen.append(out.shape))
-        with nf.no_grad():
-            enc(x)
-        handle.remove()
-        assert seen == [(4, 5, 16)]
-        enc.train()
-        with nf.no_grad():
-            enc(x)
-        enc.eval()
-        out = enc(x)  # grad mode on, parameters require grad: the graph is recorded
-        out.sum().backward()
-        assert enc.layers[0].linear1.weight.grad is not None
-        with nf.no_grad():
-            enc(x, mask=np.zeros((8, 5, 5)))  # (N * heads, S, S): not split by batch
-            enc(nf.Tensor(x.numpy()[0]))  # unbatched (S, E)
-        assert sizes == [4, 4, 4, 4, 5]  # the last: the unbatched run's S as its "batch"
-        with nf.no_grad():
-            enc(x)
-        assert sorted(sizes[5:]) == [1, 1, 2]
-    with nf.no_grad():
-        enc(x)
-    assert sizes[-1] == 4  # one thread
-
-
-def test_encoder_split_keeps_the_whole_batch_in_its_errors():
-    enc = _encoder()
-    with split_everything(), nf.no_grad(), pytest.raises(ValueError, match=r"\(4, 5, 15\)"):
-        enc(nf.Tensor(np.zeros((4, 5, 15))))
-    with split_everything(), nf.no_grad(), pytest.raises(ValueError, match=r"key_padding_mask"):
-        enc(nf.Tensor(np.zeros((4, 5, 16))), src_key_padding_mask=np.zeros((4, 4), dtype=bool))

@@ -17,7 +17,7 @@ from numformer.backend import (
     tune_allocator,
 )
 from numformer.creation import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
-from numformer.parallel import get_num_threads, set_num_threads
+from numformer.ops._threads import get_num_threads, set_num_threads
 from numformer.tensor import Tensor, cat, concatenate, masked_fill, matmul, split, stack, where
 
 float32 = _np.float32

@@ -2,9 +2,12 @@
 
 A primitive is a subclass of ``Function`` with a ``forward`` on arrays and a ``backward`` that
 returns one gradient per tensor input (a vector-Jacobian product). ``Function.apply`` runs the
-forward and, when gradients are wanted, records the call on the output tensor. ``backward`` sorts
-the recorded graph topologically and runs each ``Function.backward`` in reverse order, summing
-the gradients of tensors used more than once. Adding a primitive never touches this file.
+forward and, when gradients are wanted, records the call on the output tensor; when none is
+wanted (``no_grad``, or no input requires grad) it runs the primitive's ``infer`` instead and
+records nothing, so every module and model has one ``forward`` that is fast in inference.
+``backward`` sorts the recorded graph topologically and runs each ``Function.backward`` in
+reverse order, summing the gradients of tensors used more than once. Adding a primitive never
+touches this file, and this file imports nothing of numformer but the backend.
 """
 
 from __future__ import annotations
@@ -12,15 +15,8 @@ from __future__ import annotations
 import functools
 
 from numformer.backend import xp
-from numformer.parallel import binary
 
 _grad_enabled = True
-_Tensor = None  # bound by numformer.tensor at import (the engine knows Tensor only as a factory)
-
-
-def _bind_tensor(cls) -> None:
-    global _Tensor
-    _Tensor = cls
 
 
 def is_grad_enabled() -> bool:
@@ -71,6 +67,11 @@ class Function:
     ``backward(self, grad) -> tuple`` (one array or ``None`` per positional input, in order).
     ``self.needs_grad[i]`` tells whether input ``i`` needs a gradient, so forward can skip saving
     what backward will not use. Whatever forward stores on ``self`` is freed after backward.
+
+    ``infer(self, *arrays, **options)`` is the primitive's inference path, run by ``apply`` when
+    no input needs a gradient: the same result as ``forward``, keeping nothing for backward. It
+    defaults to ``forward``; a kernel overrides it where inference can take a cheaper route
+    (layer norm and attention do), and tests check the two give the same bits.
     """
 
     inputs: tuple = ()
@@ -79,37 +80,28 @@ class Function:
     def forward(self, *arrays, **options):
         raise NotImplementedError
 
+    def infer(self, *arrays, **options):
+        return self.forward(*arrays, **options)
+
     def backward(self, grad):
         raise NotImplementedError
 
     @classmethod
     def apply(cls, *inputs, **options):
-        """Run the primitive on tensors ``inputs``; record it when any input requires grad."""
-        fn = cls()
-        if _grad_enabled:
-            fn.needs_grad = needs = tuple([t.requires_grad for t in inputs])
-            requires = True in needs
-        else:
-            fn.needs_grad, requires = (False,) * len(inputs), False
-        out = fn.forward(*[t.data for t in inputs], **options)
-        result = _Tensor._wrap(out, requires)
-        if requires:
-            fn.inputs = inputs
-            result._fn = fn
-        else:
-            fn.__dict__.clear()
-        return result
+        """Run the primitive on tensors ``inputs``; record it when any input requires grad.
 
-    @classmethod
-    def infer(cls, *arrays, **options):
-        """Run the primitive's forward on arrays and record nothing: no tensors, no graph, no
-        state kept for backward. For hot inference loops: a decoding step calls ~50 primitives
-        on a few rows each, and through tensors and modules it took 1.5x as long at batch 1.
-        Inputs must already be valid: the checks live in ``numformer.nn.functional`` and in
-        the layers' ``infer`` methods."""
+        The output is made by the first input (``Tensor._result``), so the engine never names
+        the tensor class."""
         fn = cls()
-        fn.needs_grad = (False,) * len(arrays)
-        return fn.forward(*arrays, **options)
+        needs = tuple([t.requires_grad for t in inputs]) if _grad_enabled else ()
+        if True not in needs:
+            fn.needs_grad = (False,) * len(inputs)
+            return inputs[0]._result(fn.infer(*[t.data for t in inputs], **options), False)
+        fn.needs_grad = needs
+        result = inputs[0]._result(fn.forward(*[t.data for t in inputs], **options), True)
+        fn.inputs = inputs
+        result._fn = fn
+        return result
 
     @property
     def name(self) -> str:
@@ -193,22 +185,4 @@ def _accumulate(node, g, handed_out: set) -> None:
         handed_out.add(id(g))
         node.grad = g
     else:
-        node.grad = binary(xp.add, node.grad, g)  # split over threads when large
-
-
-def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) -> int:
-    """The longest chain of dependent ops named in ``counts`` that produced ``root``.
-
-    Ops on one chain must run one after another; ops on different chains may run in parallel.
-    An RNN over T steps has depth about T; attention over T positions has a depth independent
-    of T (seed section 1). The graph must still exist (before ``backward`` frees it).
-    """
-    depth: dict[int, int] = {}
-    for node in _toposort(root):
-        fn = node._fn
-        if fn is None:
-            depth[id(node)] = 0
-            continue
-        below = max((depth.get(id(p), 0) for p in fn.inputs), default=0)
-        depth[id(node)] = below + (type(fn).__name__ in counts)
-    return depth[id(root)]
+        node.grad = xp.add(node.grad, g)

@@ -15,10 +15,10 @@ import numpy as np
 from numformer import autograd
 from numformer.backend import as_dtype, get_default_dtype, is_floating, xp
 from numformer.ops import elementwise as E
-from numformer.ops import fused as K
 from numformer.ops import linalg as LA
 from numformer.ops import reduce as R
 from numformer.ops import shape as S
+from numformer.ops import softmax as SM
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
@@ -58,6 +58,14 @@ class Tensor:
     def _wrap(cls, array, requires_grad: bool) -> Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
+        t.data = array if isinstance(array, np.ndarray) else xp.asarray(array)
+        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        return t
+
+    def _result(self, array, requires_grad: bool) -> Tensor:
+        """An op's output tensor (``Function.apply`` calls this on its first input): always a
+        plain ``Tensor``, also when ``self`` is a ``Parameter``."""
+        t = Tensor.__new__(Tensor)
         t.data = array if isinstance(array, np.ndarray) else xp.asarray(array)
         t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
@@ -341,10 +349,10 @@ class Tensor:
         return E.Relu.apply(self)
 
     def softmax(self, dim: int = -1):
-        return K.Softmax.apply(self, axis=_axes(dim, self.ndim, "softmax")[0])
+        return SM.Softmax.apply(self, axis=_axes(dim, self.ndim, "softmax")[0])
 
     def log_softmax(self, dim: int = -1):
-        return K.LogSoftmax.apply(self, axis=_axes(dim, self.ndim, "log_softmax")[0])
+        return SM.LogSoftmax.apply(self, axis=_axes(dim, self.ndim, "log_softmax")[0])
 
     def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
         if min is None and max is None:
@@ -514,13 +522,13 @@ def _index_arg(index):
 # --- functions over several tensors ----------------------------------------------------------
 
 
-def _as_tensor(x) -> Tensor:
+def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def matmul(a, b) -> Tensor:
     """``a @ b`` with NumPy's batching and broadcasting; checks the inner dimensions."""
-    a, b = _as_tensor(a), _as_tensor(b)
+    a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes "
                          f"{a.shape} and {b.shape}")  # fmt: skip
@@ -547,8 +555,8 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument
     cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a boolean tensor, got dtype {cond.dtype}")
-    a = _as_tensor(input) if not isinstance(input, (int, float)) else None
-    b = _as_tensor(other) if not isinstance(other, (int, float)) else None
+    a = as_tensor(input) if not isinstance(input, (int, float)) else None
+    b = as_tensor(other) if not isinstance(other, (int, float)) else None
     if a is None and b is None:
         raise TypeError("where: at least one of input and other must be a tensor")
     a = a if a is not None else b._operand(input)
@@ -582,7 +590,7 @@ def _broadcasts(a, b) -> bool:
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
-    tensors = [_as_tensor(t) for t in tensors]
+    tensors = [as_tensor(t) for t in tensors]
     _check_same_rank("cat", tensors, dim, skip_dim=True)
     return S.Cat.apply(*tensors, axis=dim % tensors[0].ndim)
 
@@ -591,7 +599,7 @@ concatenate = cat
 
 
 def stack(tensors, dim: int = 0) -> Tensor:
-    tensors = [_as_tensor(t) for t in tensors]
+    tensors = [as_tensor(t) for t in tensors]
     _check_same_rank("stack", tensors, dim, skip_dim=False)
     return S.Stack.apply(*tensors, axis=dim % (tensors[0].ndim + 1))
 
@@ -631,4 +639,3 @@ def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return tuple(out)
 
 
-autograd._bind_tensor(Tensor)

@@ -85,15 +85,22 @@ def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts, extra
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
-def test_forward_cached_runs_as_in_eval_mode_and_checks_its_positions():
-    model = tiny(dropout=0.5).train()  # dropout would change every logit if it ran
-    idx = np.array([[3, 1, 4, 1, 5]])
-    positions = np.arange(5)[None]
-    logits = model.forward_cached(idx, positions, KVCache(model.config, 1, np.float32))
-    np.testing.assert_allclose(logits, model.eval()(idx)[0].numpy(), rtol=1e-5, atol=1e-6)
+def test_forward_with_a_cache_equals_the_full_forward_and_checks_its_positions():
+    model = tiny().eval()
+    idx = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 5, 3, 5, 8]])
+    full = model(idx)[0].numpy()
+    with nf.no_grad():
+        cache = KVCache(model.config, 2, np.float32)
+        prompt = model(idx[:, :4], cache=cache)[0].numpy()  # positions 0..3, the causal kernel
+        step = [model(idx[:, t : t + 1], cache=cache)[0].numpy() for t in (4, 5)]  # then one a step
+    np.testing.assert_allclose(prompt, full[:, :4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(step, axis=1), full[:, 4:], rtol=1e-5, atol=1e-6)
+    assert cache.lengths.tolist() == [6, 6]
+    with pytest.raises(ValueError, match="cache= is for inference"):
+        model(idx[:, :1], cache=KVCache(model.config, 2, np.float32))
     cache = KVCache(model.config, 1, np.float32)
-    with pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[15, 16\]"):
-        model.forward_cached(np.array([[1, 2]]), np.array([[15, 16]]), cache)
+    with nf.no_grad(), pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[15, 16\]"):
+        model(np.array([[1, 2]]), cache=cache, positions=np.array([[15, 16]]))
     with pytest.raises(RuntimeError, match="call begin"):
         KVCache(model.config, 1, np.float32).store(0, np.zeros((1, 2, 1, 8)), np.zeros((1, 2, 1, 8)))
 

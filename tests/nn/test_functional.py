@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 import numformer as nf
 from helpers import LOOSE, check_parity, randn
 from numformer.nn import functional as F
-from numformer.ops import fused
-from numformer.parallel import num_threads
+from numformer.ops import attention as attention_ops
+from numformer.ops._threads import num_threads
 from numformer.testing import gradcheck
 
 SEEDS = st.integers(0, 2**31 - 1)
@@ -367,7 +367,7 @@ def test_attention_score_shift_keeps_each_rows_largest_term_in_range(seed, causa
     q = q * np.exp(np.random.default_rng(seed).uniform(np.log(0.01), np.log(100), rows)).astype(q.dtype)
     qs = q * q.dtype.type(scale)
     L, S = q.shape[-2], k.shape[-2]
-    shift, loose = fused._score_shift(qs, k, causal)
+    shift, loose = attention_ops._score_shift(qs, k, causal)
     s = qs @ np.swapaxes(k, -1, -2)
     if causal:
         s = np.where(np.tri(L, S, dtype=bool), s, -np.inf)
@@ -377,10 +377,10 @@ def test_attention_score_shift_keeps_each_rows_largest_term_in_range(seed, causa
     assert (shift >= 0).all() and (shift[loose] == 0).all()
     tight = ~loose
     margin = 1e-3 * (1 + np.abs(top[tight]))  # the bounds are computed in the inputs' precision
-    assert (top[tight] - shift[tight] <= fused.EXP_CEILING + margin).all()
-    assert (top[tight] - shift[tight] >= -fused.SHIFT_SLACK - margin).all()
+    assert (top[tight] - shift[tight] <= attention_ops.EXP_CEILING + margin).all()
+    assert (top[tight] - shift[tight] >= -attention_ops.SHIFT_SLACK - margin).all()
     # rows whose Cauchy-Schwarz bound (over all keys, >= the causal one) is within the ceiling
-    unshifted = np.linalg.norm(qs, axis=-1, keepdims=True) * np.linalg.norm(k, axis=-1).max() <= fused.EXP_CEILING
+    unshifted = np.linalg.norm(qs, axis=-1, keepdims=True) * np.linalg.norm(k, axis=-1).max() <= attention_ops.EXP_CEILING
     assert (shift[np.broadcast_to(unshifted, top.shape)] == 0).all()
 
 
@@ -407,7 +407,7 @@ def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
 
     shifted, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True, grad_atol_factor=factor)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fused, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
+        mp.setattr(attention_ops, "SHIFT_SLACK", -np.inf)  # every row loose: plain row max
         exact, _ = check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True, grad_atol_factor=factor)
         exact_out = nf_fn(*exact).numpy()
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
@@ -439,7 +439,7 @@ def test_attention_score_shift_on_the_inference_path(causal, mixed):
     unshifted, shifted and loose rows mixed."""
     q, k, v = (randn(i, (2, 4, 128, 8), dtype=np.float32) for i in range(3))
     q = _mixed_rows(q, 3) if mixed else q
-    shift, loose = fused._score_shift(q * np.float32(8**-0.5), k, causal)
+    shift, loose = attention_ops._score_shift(q * np.float32(8**-0.5), k, causal)
     kinds = (shift is not None and (shift > 0).any(), loose is not None, shift is None or (shift == 0).any())
     assert kinds == ((True, True, True) if mixed else (False, False, True))
     check_parity(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
@@ -455,7 +455,7 @@ def test_attention_inference_normalises_when_unnormalised_sums_would_overflow():
     k /= np.linalg.norm(k, axis=-1, keepdims=True)  # unit keys: the bound is |q| / sqrt(8)
     q = (k[..., :1, :] * np.float32(29 * 8**0.5)).repeat(128, axis=-2)  # first key's score: 29
     v = (rng.standard_normal((1, 8, 128, 4)) * 1e27).astype(np.float32)
-    shift, loose = fused._score_shift(q * np.float32(8**-0.5), k, False)
+    shift, loose = attention_ops._score_shift(q * np.float32(8**-0.5), k, False)
     assert shift is None and loose is None
     check_parity(F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [q, k, v], np.float32,
                  grad=False, loose=True)  # fmt: skip

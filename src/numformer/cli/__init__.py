@@ -209,7 +209,7 @@ def _env_threads() -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     from numformer.backend import tune_allocator
-    from numformer.parallel import default_num_threads, set_num_threads
+    from numformer.ops._threads import default_num_threads, set_num_threads
 
     # This process is ours: keep NumPy's temporaries in the heap (~30% faster), and run the
     # kernels on every core (NUMFORMER_NUM_THREADS to choose).

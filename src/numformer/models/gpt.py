@@ -1,17 +1,15 @@
 """GPT: a decoder-only Transformer language model (seed section 8: generation).
 
 Reads top to bottom like nanoGPT: config, KV cache, causal self-attention, MLP, block, model,
-generation. Each module's ``forward`` works on tensors (training, full-context inference); its
-``step`` is the same computation on arrays against the KV cache, for decoding, where the
-graph's bookkeeping took a third of the time at batch 1 (``GPT.forward_cached``). Pre-LN
-blocks, GELU feed-forward, a final LayerNorm, optional weight tying. Parameter names follow
-nanoGPT (``transformer.h.0.attn.c_attn``), so a PyTorch model built the same way takes these
-weights through its state dict.
+generation. Each module has one ``forward``; decoding passes a ``KVCache`` to it, as Hugging
+Face's decoders take ``past_key_values``, and inference is fast because the engine records no
+graph when none is needed. Pre-LN blocks, GELU feed-forward, a final LayerNorm, optional weight
+tying. Parameter names follow nanoGPT (``transformer.h.0.attn.c_attn``), so a PyTorch model built
+the same way takes these weights through its state dict.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -22,8 +20,6 @@ import numpy as np
 import numformer as nf
 from numformer import nn
 from numformer.nn import functional as F
-from numformer.ops.fused import ScaledDotProductAttention
-from numformer.parallel import num_threads
 from numformer.tensor import Tensor
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
@@ -73,8 +69,8 @@ class KVCache:
 
     ``k[layer]``, ``v[layer]``: ``(N, H, block_size, D)`` arrays filled in place. ``lengths``
     ``(N,)``: how many positions of each row are valid (rows may differ in length). A step
-    starts with ``begin(positions)`` (``GPT.forward_cached`` calls it); then each layer
-    ``store``s its new keys and values and gets back what its queries attend to.
+    starts with ``begin(positions)`` (``GPT.forward`` calls it when given the cache); then each
+    layer ``store``s its new keys and values and gets back what its queries attend to.
     """
 
     def __init__(self, config: GPTConfig, batch: int, dtype):
@@ -94,6 +90,8 @@ class KVCache:
                              f"got [{positions.min()}, {S - 1}]")  # fmt: skip
         if positions.shape[1] == 1 and (positions == S - 1).all():  # rows in step: no mask
             self._step = positions, S, None
+        elif positions.shape[1] == S and (positions == np.arange(S)).all():  # a prompt from 0
+            self._step = positions, S, "causal"
         else:
             mask = (np.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
             self._step = positions, S, mask
@@ -101,13 +99,15 @@ class KVCache:
     def store(self, layer: int, k: np.ndarray, v: np.ndarray):
         """Write the step's keys and values ``(N, H, T, D)`` into ``layer``; return the keys and
         values ``(N, H, S, D)`` its queries attend to, and the mask ``(N, 1, T, S)`` of the
-        pairs that take part (None: all of them)."""
+        pairs that take part (None: all of them; ``"causal"``: a prompt from position 0)."""
         if self._step is None:
             raise RuntimeError("KVCache.store: call begin(positions) first")
         positions, S, mask = self._step
         keys, values = self.k[layer], self.v[layer]
         if mask is None:
             keys[:, :, S - 1], values[:, :, S - 1] = k[:, :, 0], v[:, :, 0]
+        elif isinstance(mask, str):
+            keys[:, :, :S], values[:, :, :S] = k, v
         else:
             rows = np.arange(len(positions))[:, None]
             keys[rows, :, positions] = k.transpose(0, 2, 1, 3)
@@ -116,45 +116,49 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig, rotary: nn.RotaryEmbedding | None):
+    """Multi-head causal self-attention with one fused QKV projection (``c_attn``).
+
+    ``layer_idx`` names this layer's slot in a ``KVCache`` (Hugging Face's ``layer_idx``).
+    """
+
+    def __init__(self, config: GPTConfig, rotary: nn.RotaryEmbedding | None, layer_idx: int = 0):
         super().__init__()
-        self.n_head, self.d_model = config.n_head, config.d_model
+        self.n_head, self.d_model, self.layer_idx = config.n_head, config.d_model, layer_idx
         self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)
         self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
         self.rotary = rotary  # one module shared by every layer; it holds no saved state
 
-    def forward(self, x, positions, need_weights: bool = False):
-        """Causal attention over the T tokens of ``x`` ``(N, T, E)`` at ``positions`` ``(N, T)``."""
+    def forward(self, x, positions, cache: KVCache | None = None, need_weights: bool = False):
+        """Each token attends to itself and the tokens before it.
+
+        Without a cache, the T tokens of ``x`` attend among themselves, causally. With one, their
+        keys and values are stored first and each query attends to everything its row has
+        cached up to its position (earlier steps included).
+
+        Shape:
+            x ``(N, T, E)``, positions ``(N, T)`` (ints) -> ``(N, T, E)``, and the weights
+            ``(N, H, T, S)`` or None (S = T without a cache, else the cached length).
+        """
         N, T, E = x.shape
         H, D = self.n_head, E // self.n_head
         qkv = self.c_attn(x).reshape(N, T, 3, H, D).permute(2, 0, 3, 1, 4)  # (3, N, H, T, D)
         q, k, v = qkv[0], qkv[1], qkv[2]
         if self.rotary is not None:
             q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
+        mask, causal = None, True
+        if cache is not None:
+            keys, values, mask = cache.store(self.layer_idx, k.data, v.data)
+            k, v = Tensor(keys), Tensor(values)
+            causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
+            mask = None if causal else mask
         out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights)
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights)  # fmt: skip
         out, weights = out if need_weights else (out, None)
         y = self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(N, T, E)))
         return y, weights
-
-    def step(self, x: np.ndarray, positions: np.ndarray, cache: KVCache, layer: int) -> np.ndarray:
-        """``forward`` for decoding, on arrays: the new tokens' keys and values go into the
-        cache, and their queries attend to everything cached for their row."""
-        N, T, E = x.shape
-        q, k, v = self.c_attn.infer(x).reshape(N, T, 3, self.n_head, -1).transpose(2, 0, 3, 1, 4)
-        if self.rotary is not None:
-            q = self.rotary(Tensor(q), positions=positions).data
-            k = self.rotary(Tensor(k), positions=positions).data
-        keys, values, mask = cache.store(layer, k, v)
-        if T == 1:  # one query per row: (N, H, 1, S) scores, always small: the plain kernel
-            out = ScaledDotProductAttention.infer(q, keys, values, bool_mask=mask,
-                                                  scale=1.0 / math.sqrt(q.shape[-1]))  # fmt: skip
-        else:  # a prompt: the functional picks the blocked kernel for long ones
-            out = F.scaled_dot_product_attention(Tensor(q), Tensor(keys), Tensor(values), attn_mask=mask).data
-        return self.c_proj.infer(out.transpose(0, 2, 1, 3).reshape(N, T, E))
 
 
 class MLP(nn.Module):
@@ -166,31 +170,26 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        """Shape: ``(N, T, E)`` -> ``(N, T, E)`` (through ``(N, T, d_ff)``)."""
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-    def step(self, x: np.ndarray) -> np.ndarray:
-        return self.c_proj.infer(self.gelu.infer(self.c_fc.infer(x)))
 
 
 class Block(nn.Module):
     """Pre-LN: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (seed section 5's block, causal)."""
 
-    def __init__(self, config: GPTConfig, rotary):
+    def __init__(self, config: GPTConfig, rotary, layer_idx: int = 0):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
-        self.attn = CausalSelfAttention(config, rotary)
+        self.attn = CausalSelfAttention(config, rotary, layer_idx)
         self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, positions, need_weights=False):
-        a, weights = self.attn(self.ln_1(x), positions, need_weights)
+    def forward(self, x, positions, cache: KVCache | None = None, need_weights: bool = False):
+        """Shape: x ``(N, T, E)``, positions ``(N, T)`` -> ``(N, T, E)`` and the attention weights
+        (see ``CausalSelfAttention.forward``)."""
+        a, weights = self.attn(self.ln_1(x), positions, cache, need_weights)
         x = x + a
         return x + self.mlp(self.ln_2(x)), weights
-
-    def step(self, x: np.ndarray, positions: np.ndarray, cache: KVCache, layer: int) -> np.ndarray:
-        """``forward`` for decoding against a KV cache, on arrays (``x`` ``(N, T, E)``)."""
-        x = x + self.attn.step(self.ln_1.infer(x), positions, cache, layer)
-        return x + self.mlp.step(self.ln_2.infer(x))
 
 
 class GPT(nn.Module):
@@ -205,7 +204,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict({
             "wte": nn.Embedding(config.vocab_size, d),
             "drop": nn.Dropout(config.dropout),
-            "h": nn.ModuleList(Block(config, rotary) for _ in range(config.n_layer)),
+            "h": nn.ModuleList(Block(config, rotary, i) for i in range(config.n_layer)),
             "ln_f": nn.LayerNorm(d, bias=config.bias),
         })  # fmt: skip
         if config.positions == "learned":
@@ -249,15 +248,6 @@ class GPT(nn.Module):
             x = x + Tensor(self.pe.data[positions].astype(x.dtype, copy=False))
         return self.transformer["drop"](x)
 
-    def _embed_step(self, idx: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """``_embed`` on arrays, for decoding (no dropout)."""
-        x = self.transformer["wte"].infer(idx)
-        if self.config.positions == "learned":
-            x = x + self.transformer["wpe"].infer(positions)
-        elif self.config.positions == "sinusoidal":
-            x = x + self.pe.data[positions].astype(x.dtype, copy=False)
-        return x
-
     def _check_input(self, idx) -> np.ndarray:
         idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
@@ -271,17 +261,42 @@ class GPT(nn.Module):
                              f"[{idx.min()}, {idx.max()}]")  # fmt: skip
         return idx
 
-    def forward(self, idx, targets=None, need_weights: bool = False):
-        """Logits for every position; with ``targets`` also the mean cross-entropy. With
-        ``need_weights`` returns ``(logits, loss, weights)``, weights a list per layer of
-        ``(N, H, T, T)`` attention arrays."""
+    def forward(self, idx, targets=None, cache: KVCache | None = None, positions=None,
+                need_weights: bool = False):  # fmt: skip
+        """Logits for every position, and with ``targets`` the mean cross-entropy.
+
+        With a ``cache`` (inference only: run under ``numformer.no_grad()``), the tokens go to
+        ``positions`` (default: each row's next ones, from ``cache.lengths``), their keys and
+        values are stored, and they attend to everything their row has cached; ``cache.lengths``
+        grows to cover them. Decoding then feeds one token per row per step: logits equal to
+        recomputing the whole context.
+
+        Shape:
+            idx ``(N, T)`` integer token ids, T <= block_size; targets ``(N, T)``; positions
+            ``(N, T)`` ints < block_size. Returns ``(logits (N, T, V), loss () or None)``, and
+            with ``need_weights`` a third item: per layer the ``(N, H, T, S)`` attention weights
+            as arrays.
+
+        Raises:
+            ValueError: ids not of shape (N, T), out of the vocabulary, T > block_size, or a
+            cache used while gradients are recorded.
+        """
         idx = self._check_input(idx)
         N, T = idx.shape
-        positions = np.broadcast_to(np.arange(T), (N, T))
+        if cache is not None:
+            if nf.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+                raise ValueError("GPT: cache= is for inference; call the model under numformer.no_grad()")
+            if positions is None:
+                positions = cache.lengths[:, None] + np.arange(T)
+            positions = np.asarray(positions)
+            cache.begin(positions)
+            cache.lengths = np.maximum(cache.lengths, positions.max(axis=1) + 1)
+        elif positions is None:
+            positions = np.broadcast_to(np.arange(T), (N, T))
         x = self._embed(idx, positions)
         all_weights = []
         for block in self.transformer["h"]:
-            x, w = block(x, positions, need_weights)
+            x, w = block(x, positions, cache, need_weights)
             all_weights.append(None if w is None else w.numpy())
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None
@@ -289,22 +304,6 @@ class GPT(nn.Module):
             t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
             loss = F.cross_entropy(logits.reshape(N * T, -1), t.reshape(-1))
         return (logits, loss, all_weights) if need_weights else (logits, loss)
-
-    @nf.no_grad()
-    def forward_cached(self, idx: np.ndarray, positions: np.ndarray, cache: KVCache) -> np.ndarray:
-        """Run ``idx`` ``(N, T)`` at ``positions`` ``(N, T)`` against the cache, store their keys
-        and values, and return logits ``(N, T, V)``. Positions must be < block_size.
-
-        Inference only, as in eval mode (no dropout) and without forward hooks: the blocks'
-        ``step`` methods run the same primitives as ``forward`` on arrays (``Function.infer``).
-        A decoding step is ~50 primitives on a few rows each, where the graph's bookkeeping
-        (tensors, modules, checks) rivals the arithmetic: through the modules the same step
-        took 1.5x as long at batch 1 and 1.2x at batch 8 (4 layers, d_model 256)."""
-        cache.begin(positions)
-        x = self._embed_step(idx, positions)
-        for layer, block in enumerate(self.transformer["h"]):
-            x = block.step(x, positions, cache, layer)
-        return self.lm_head.infer(self.transformer["ln_f"].infer(x))
 
     # --- generation -------------------------------------------------------------------------
     @nf.no_grad()
@@ -333,28 +332,25 @@ class GPT(nn.Module):
         new = [[] for _ in rows]
         done = [False] * len(rows)
         cache = None
-        # Decoding multiplies a few rows at a time: too little work to hand chunks to numformer's
-        # threads (~35 us a hand-off), so it runs on one kernel thread with BLAS's own threads.
-        with num_threads(1) if use_cache else contextlib.nullcontext():
-            for _ in range(max_new_tokens):
-                if use_cache:
-                    logits, cache = self._next_logits_cached(rows, cache)
-                else:
-                    logits = self._next_logits_full(rows)
-                if record_logits is not None:
-                    record_logits.append(logits.copy())
-                tokens = sample(logits, rng, temperature, top_k, top_p)
-                for i, tok in enumerate(tokens):
-                    if done[i]:
-                        continue
-                    rows[i].append(int(tok))
-                    new[i].append(int(tok))
-                    if on_token is not None:
-                        on_token(i, int(tok))
-                    if stop is not None and stop(i, new[i]):
-                        done[i] = True
-                if all(done):
-                    break
+        for _ in range(max_new_tokens):
+            if use_cache:
+                logits, cache = self._next_logits_cached(rows, cache)
+            else:
+                logits = self._next_logits_full(rows)
+            if record_logits is not None:
+                record_logits.append(logits.copy())
+            tokens = sample(logits, rng, temperature, top_k, top_p)
+            for i, tok in enumerate(tokens):
+                if done[i]:
+                    continue
+                rows[i].append(int(tok))
+                new[i].append(int(tok))
+                if on_token is not None:
+                    on_token(i, int(tok))
+                if stop is not None and stop(i, new[i]):
+                    done[i] = True
+            if all(done):
+                break
         self.train(was_training)
         return new
 
@@ -384,14 +380,11 @@ class GPT(nn.Module):
                 rows_view = rows
             idx, lengths = self._window(rows_view)
             cache = KVCache(self.config, N, self.lm_head.weight.dtype)
-            positions = np.broadcast_to(np.arange(idx.shape[1]), idx.shape)
-            logits = self.forward_cached(idx, positions, cache)
-            cache.lengths = lengths.copy()
+            logits = self.forward(idx, cache=cache)[0].data
+            cache.lengths = lengths.copy()  # right-padded rows: each row's own length
             return logits[np.arange(N), lengths - 1], cache
         idx = np.array([[r[-1]] for r in rows], dtype=np.int64)
-        positions = cache.lengths[:, None].copy()
-        logits = self.forward_cached(idx, positions, cache)
-        cache.lengths += 1
+        logits = self.forward(idx, cache=cache)[0].data
         return logits[:, 0], cache
 
     # --- saving -----------------------------------------------------------------------------

@@ -10,16 +10,10 @@ import numpy as np
 
 from numformer.nn import functional as F
 from numformer.nn import init
-from numformer.nn.layers import Linear, _dtype
+from numformer.nn.checks import dtype_or_default, mask_array
+from numformer.nn.layers import Linear
 from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor
-
-
-def _mask_array(mask, name: str) -> np.ndarray:
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
-    if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.floating):
-        raise TypeError(f"MultiheadAttention: {name} must be bool or floating, got dtype {m.dtype}")
-    return m
 
 
 def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int,
@@ -33,7 +27,7 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
     """
     parts = []
     if attn_mask is not None:
-        m = _mask_array(attn_mask, "attn_mask")
+        m = mask_array(attn_mask, "attn_mask")
         if m.shape == (L, S):
             m = m[None, None]
         elif m.shape == (N * H, L, S):
@@ -45,7 +39,7 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
     elif is_causal:
         parts.append(~np.tri(L, S, dtype=bool)[None, None])
     if key_padding_mask is not None:
-        m = _mask_array(key_padding_mask, "key_padding_mask")
+        m = mask_array(key_padding_mask, "key_padding_mask")
         if m.shape != (N, S):
             raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) = "
                              f"{(N, S)}, got {m.shape}")  # fmt: skip
@@ -97,7 +91,7 @@ class MultiheadAttention(Module):
         self.vdim = vdim if vdim is not None else embed_dim
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.batch_first = batch_first
-        d = _dtype(dtype)
+        d = dtype_or_default(dtype)
         if self._qkv_same_embed_dim:
             self.in_proj_weight = Parameter(np.zeros((3 * embed_dim, embed_dim), dtype=d))
             self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
@@ -149,7 +143,7 @@ class MultiheadAttention(Module):
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
-                key_padding_mask = _mask_array(key_padding_mask, "key_padding_mask")[None]
+                key_padding_mask = mask_array(key_padding_mask, "key_padding_mask")[None]
         elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         if self_attention:

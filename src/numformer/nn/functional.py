@@ -14,70 +14,51 @@ import numpy as np
 
 from numformer import backend
 from numformer.backend import xp
+from numformer.nn import checks
 from numformer.ops import elementwise as E
-from numformer.ops import fused as K
 from numformer.ops import linalg as LA
-from numformer.tensor import Tensor, _as_tensor
-
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def _check_reduction(op: str, reduction: str) -> None:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-
-
-def _check_dim(op: str, dim: int, ndim: int) -> int:
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise ValueError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dims")
-    return dim % max(ndim, 1)
-
-
-def _check_float(op: str, name: str, t: Tensor) -> None:
-    if not backend.is_floating(t.dtype):
-        raise TypeError(f"{op}: {name} must be a floating tensor, got dtype {t.dtype}")
-
+from numformer.ops.attention import BlockedAttention, ScaledDotProductAttention
+from numformer.ops.dropout import Dropout
+from numformer.ops.embedding import Embedding
+from numformer.ops.loss import CrossEntropy, MSELoss
+from numformer.ops.normalization import LayerNorm
+from numformer.ops.softmax import LogSoftmax, Softmax
+from numformer.tensor import Tensor, as_tensor
 
 # --- activations -----------------------------------------------------------------------------
 
 
 def relu(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
-    return E.Relu.apply(_as_tensor(input))
+    return E.Relu.apply(as_tensor(input))
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
     """GELU, exact (``"none"``: x * Phi(x)) or the tanh approximation (``"tanh"``)."""
-    input = _as_tensor(input)
-    _check_gelu(input, approximate)
+    input = as_tensor(input)
+    checks.check_gelu(input, approximate)
     return E.Gelu.apply(input, approximate=approximate)
 
 
-def _check_gelu(input, approximate: str) -> None:  # noqa: A002
-    _check_float("gelu", "input", input)
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-
-
 def tanh(input: Tensor) -> Tensor:  # noqa: A002
-    return E.Tanh.apply(_as_tensor(input))
+    return E.Tanh.apply(as_tensor(input))
 
 
 def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
-    return E.Sigmoid.apply(_as_tensor(input))
+    return E.Sigmoid.apply(as_tensor(input))
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
     """Softmax along ``dim``, same shape and dtype. A row that is all ``-inf`` gives zeros
     (PyTorch gives NaN there); stable for logits of any finite magnitude."""
-    input = _as_tensor(input)
-    _check_float("softmax", "input", input)
-    return K.Softmax.apply(input, axis=_check_dim("softmax", dim, input.ndim))
+    input = as_tensor(input)
+    checks.check_float("softmax", "input", input)
+    return Softmax.apply(input, axis=checks.check_dim("softmax", dim, input.ndim))
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
-    input = _as_tensor(input)
-    _check_float("log_softmax", "input", input)
-    return K.LogSoftmax.apply(input, axis=_check_dim("log_softmax", dim, input.ndim))
+    input = as_tensor(input)
+    checks.check_float("log_softmax", "input", input)
+    return LogSoftmax.apply(input, axis=checks.check_dim("log_softmax", dim, input.ndim))
 
 
 # --- layers as functions ---------------------------------------------------------------------
@@ -95,39 +76,18 @@ def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
 
 
 def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:  # noqa: A002
-    _check_linear(name, input, weight)
+    checks.check_linear(name, input, weight)
     params = (weight,) if bias is None else (weight, bias)
-    return LA.Linear.apply(_as_tensor(input), *params, relu=relu)
-
-
-def _check_linear(name: str, input, weight) -> None:  # noqa: A002 - tensors or arrays
-    if input.shape[-1:] != weight.shape[-1:]:
-        raise ValueError(f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
-                         f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
-    if input.dtype != weight.dtype:
-        raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
-
-
-def _layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):  # noqa: A002
-    """Checked (normalised shape, [weight, bias] given) for ``layer_norm`` and ``add_layer_norm``
-    (``input`` a tensor or an array)."""
-    _check_float(name, "input", input)
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if input.shape[input.ndim - len(shape) :] != shape or len(shape) > input.ndim:
-        raise ValueError(f"{name}: input shape {input.shape} must end with normalized_shape {shape}")
-    for arg, p in (("weight", weight), ("bias", bias)):
-        if p is not None and p.shape != shape:
-            raise ValueError(f"{name}: {arg} must have shape {shape}, got {p.shape}")
-    return shape, [p for p in (weight, bias) if p is not None]
+    return LA.Linear.apply(as_tensor(input), *params, relu=relu)
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  # noqa: A002
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:  # fmt: skip
     """Normalise over the trailing ``normalized_shape`` dims (biased variance), then
     ``* weight + bias``. Input ``(*, *normalized_shape)``; output the same shape and dtype."""
-    input = _as_tensor(input)
-    shape, params = _layer_norm_params("layer_norm", input, normalized_shape, weight, bias)
-    return K.LayerNorm.apply(input, *params, ndim=len(shape), eps=eps,
+    input = as_tensor(input)
+    shape, params = checks.layer_norm_params("layer_norm", input, normalized_shape, weight, bias)
+    return LayerNorm.apply(input, *params, ndim=len(shape), eps=eps,
                              has_weight=weight is not None, has_bias=bias is not None)  # fmt: skip
 
 
@@ -138,12 +98,12 @@ def add_layer_norm(input: Tensor, residual: Tensor, normalized_shape,  # noqa: A
     the normalisation, so the sum is never a separate pass or a stored array (post-LN blocks'
     "add & norm"). ``residual`` must have ``input``'s shape and dtype (no broadcasting);
     the gradient of each is the gradient of the sum."""
-    input, residual = _as_tensor(input), _as_tensor(residual)
+    input, residual = as_tensor(input), as_tensor(residual)
     if residual.shape != input.shape or residual.dtype != input.dtype:
         raise ValueError(f"add_layer_norm: residual must match input's shape {input.shape} and dtype "
                          f"{input.dtype}, got {residual.shape} {residual.dtype}")  # fmt: skip
-    shape, params = _layer_norm_params("add_layer_norm", input, normalized_shape, weight, bias)
-    return K.LayerNorm.apply(input, residual, *params, ndim=len(shape), eps=eps, has_weight=weight is not None,
+    shape, params = checks.layer_norm_params("add_layer_norm", input, normalized_shape, weight, bias)
+    return LayerNorm.apply(input, residual, *params, ndim=len(shape), eps=eps, has_weight=weight is not None,
                              has_bias=bias is not None, has_residual=True)  # fmt: skip
 
 
@@ -154,7 +114,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return input
-    return K.Dropout.apply(input, p=p, rng=backend.generator())
+    return Dropout.apply(input, p=p, rng=backend.generator())
 
 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
@@ -162,20 +122,12 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor: 
     output ``(*, E)``. The ``padding_idx`` row gets no gradient."""
     idx = input.data if isinstance(input, Tensor) else np.asarray(input)
     n = weight.shape[0]
-    _check_indices(idx, n)
+    checks.check_indices(idx, n)
     if padding_idx is not None:
         if not -n <= padding_idx < n:
             raise ValueError(f"embedding: padding_idx must be in [-{n}, {n}), got {padding_idx}")
         padding_idx %= n
-    return K.Embedding.apply(weight, indices=idx, padding_idx=padding_idx)
-
-
-def _check_indices(idx: np.ndarray, n: int) -> None:
-    if idx.dtype.kind not in "iu":  # what np.issubdtype(dtype, np.integer) says, faster
-        raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
-                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+    return Embedding.apply(weight, indices=idx, padding_idx=padding_idx)
 
 
 # --- losses ----------------------------------------------------------------------------------
@@ -191,9 +143,9 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: 
     floating probabilities of ``input``'s shape. Finite for logits of any finite size. Mean
     over no kept target gives 0 (PyTorch gives NaN).
     """
-    input = _as_tensor(input)
-    _check_float("cross_entropy", "input", input)
-    _check_reduction("cross_entropy", reduction)
+    input = as_tensor(input)
+    checks.check_float("cross_entropy", "input", input)
+    checks.check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
@@ -222,18 +174,18 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: 
         w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(input.dtype)
         if w.shape != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
-    return K.CrossEntropy.apply(input, target=t, weight=w, ignore_index=ignore_index,
+    return CrossEntropy.apply(input, target=t, weight=w, ignore_index=ignore_index,
                                 reduction=reduction, label_smoothing=label_smoothing)  # fmt: skip
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
     """Mean squared error; ``input`` and ``target`` must have the same shape (no broadcast)."""
-    input, target = _as_tensor(input), _as_tensor(target)
-    _check_reduction("mse_loss", reduction)
+    input, target = as_tensor(input), as_tensor(target)
+    checks.check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
         raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} "
                          f"differ (broadcasting here is almost always a bug)")  # fmt: skip
-    return K.MSELoss.apply(input, target, reduction=reduction)
+    return MSELoss.apply(input, target, reduction=reduction)
 
 
 # --- attention -------------------------------------------------------------------------------
@@ -294,10 +246,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     no gradient) when ``need_weights``. Large inputs go to the blocked (flash) kernel, which
     never holds the full score matrix; see ``attention_kernel``.
     """
-    q, k, v = _as_tensor(query), _as_tensor(key), _as_tensor(value)
+    q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
     op = "scaled_dot_product_attention"
     for name, t in (("query", q), ("key", k), ("value", v)):
-        _check_float(op, name, t)
+        checks.check_float(op, name, t)
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} must have shape (..., seq, features), got {t.shape}")
     if q.shape[-1] != k.shape[-1]:
@@ -335,12 +287,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     if bool_mask is not None or float_mask is not None:
         batch = np.broadcast_shapes(batch, (bool_mask if bool_mask is not None else float_mask).shape[:-2])
     if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights, is_causal):
-        return K.BlockedAttention.apply(
+        return BlockedAttention.apply(
             q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
             dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
             block_q=_ATTENTION["block_q"], block_k=_ATTENTION["block_k"])
     holder = [] if need_weights else None
-    out = K.ScaledDotProductAttention.apply(
+    out = ScaledDotProductAttention.apply(
         q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
         dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
         weights_out=holder,

@@ -6,25 +6,15 @@ import math
 
 import numpy as np
 
-from numformer import backend
 from numformer.nn import functional as F
 from numformer.nn import init
+from numformer.nn.checks import check_features, dtype_or_default
 from numformer.nn.module import Module, Parameter
-from numformer.ops import elementwise as E
-from numformer.ops import fused as K
-from numformer.ops import linalg as LA
 from numformer.tensor import Tensor
 
 
 def _empty(*shape, dtype=None) -> Parameter:
-    dtype = backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
-    return Parameter(np.zeros(shape, dtype=dtype))
-
-
-def _check_features(op: str, x: Tensor, expected: int, name: str = "input") -> None:
-    if x.ndim == 0 or x.shape[-1] != expected:
-        raise ValueError(f"{op}: {name} must have {expected} features in its last dim, "
-                         f"got shape {x.shape}")  # fmt: skip
+    return Parameter(np.zeros(shape, dtype=dtype_or_default(dtype)))
 
 
 class Identity(Module):
@@ -52,10 +42,6 @@ class GELU(Module):
     def forward(self, x):
         return F.gelu(x, self.approximate)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
-        F._check_gelu(x, self.approximate)
-        return E.Gelu.infer(x, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -97,24 +83,16 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        _check_features("Linear", x, self.in_features)
+        check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """``forward`` on an array ``(*, in_features)``, recording nothing (``Function.infer``;
-        for decoding loops)."""
-        _check_features("Linear", x, self.in_features)
-        F._check_linear("linear", x, self.weight)
-        if self.bias is None:
-            return LA.Linear.infer(x, self.weight.data)
-        return LA.Linear.infer(x, self.weight.data, self.bias.data)
 
     def with_relu(self, x):
         """``relu(self(x))`` in one kernel (``F.linear_relu``). With forward hooks registered it
         is exactly that call, so hooks still see the GEMM's output."""
         if self._forward_hooks:
             return F.relu(self(x))
-        _check_features("Linear", x, self.in_features)
+        check_features("Linear", x, self.in_features)
         return F.linear_relu(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -144,11 +122,6 @@ class Embedding(Module):
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx)
 
-    def infer(self, indices: np.ndarray) -> np.ndarray:
-        """``forward`` on an integer array ``(*)`` -> ``(*, E)``, recording nothing
-        (``Function.infer``; for decoding loops)."""
-        F._check_indices(indices, self.num_embeddings)
-        return K.Embedding.infer(self.weight.data, indices=indices, padding_idx=self.padding_idx)
 
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
@@ -165,18 +138,13 @@ class LayerNorm(Module):
         self.normalized_shape, self.eps = shape, eps
         self.weight = self.bias = None
         if elementwise_affine:
-            self.weight = Parameter(np.ones(shape, dtype=_dtype(dtype)))
+            self.weight = Parameter(np.ones(shape, dtype=dtype_or_default(dtype)))
             if bias:
-                self.bias = Parameter(np.zeros(shape, dtype=_dtype(dtype)))
+                self.bias = Parameter(np.zeros(shape, dtype=dtype_or_default(dtype)))
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """``forward`` on an array, recording nothing (``Function.infer``; for decoding loops)."""
-        shape, params = F._layer_norm_params("layer_norm", x, self.normalized_shape, self.weight, self.bias)
-        return K.LayerNorm.infer(x, *[p.data for p in params], ndim=len(shape), eps=self.eps,
-                                 has_weight=self.weight is not None, has_bias=self.bias is not None)  # fmt: skip
 
     def add_and_norm(self, x, residual):
         """``self(x + residual)`` with the add fused into the kernel (``F.add_layer_norm``).
@@ -188,10 +156,6 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
-
-
-def _dtype(dtype):
-    return backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
 
 
 class BatchNorm1d(Module):
@@ -208,7 +172,7 @@ class BatchNorm1d(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        d = _dtype(dtype)
+        d = dtype_or_default(dtype)
         self.weight = Parameter(np.ones(num_features, dtype=d)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype=d)) if affine else None
         if track_running_stats:

@@ -6,7 +6,8 @@ import numpy as np
 
 from numformer.nn import functional as F
 from numformer.nn import init
-from numformer.nn.layers import Dropout, _dtype
+from numformer.nn.checks import dtype_or_default
+from numformer.nn.layers import Dropout
 from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor, cat
 
@@ -27,7 +28,7 @@ class SinusoidalPositionalEncoding(Module):
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, dtype=None):
         super().__init__()
         self.d_model, self.max_len = d_model, max_len
-        self.register_buffer("pe", F.sinusoidal_positional_encoding(max_len, d_model, _dtype(dtype)))
+        self.register_buffer("pe", F.sinusoidal_positional_encoding(max_len, d_model, dtype_or_default(dtype)))
         self.dropout = Dropout(dropout)
 
     def forward(self, x, offset: int = 0):
@@ -48,7 +49,7 @@ class LearnedPositionalEmbedding(Module):
     def __init__(self, max_len: int, d_model: int, dtype=None):
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
-        self.weight = Parameter(np.zeros((max_len, d_model), dtype=_dtype(dtype)))
+        self.weight = Parameter(np.zeros((max_len, d_model), dtype=dtype_or_default(dtype)))
         init.normal_(self.weight, 0.0, 0.02)
 
     def forward(self, x, offset: int = 0):

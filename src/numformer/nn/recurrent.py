@@ -13,7 +13,7 @@ import numpy as np
 
 from numformer.nn import functional as F
 from numformer.nn import init
-from numformer.nn.layers import _dtype
+from numformer.nn.checks import dtype_or_default
 from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor, stack
 
@@ -28,7 +28,7 @@ class _RecurrentBase(Module):
             raise ValueError(f"{type(self).__name__}: num_layers must be >= 1, got {num_layers}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
-        d, G = _dtype(dtype), self.gates * hidden_size
+        d, G = dtype_or_default(dtype), self.gates * hidden_size
         for layer in range(num_layers):
             in_size = input_size if layer == 0 else hidden_size
             setattr(self, f"weight_ih_l{layer}", Parameter(np.zeros((G, in_size), dtype=d)))

@@ -11,20 +11,18 @@ import copy
 
 import numpy as np
 
-from numformer import parallel
-from numformer.autograd import is_grad_enabled
 from numformer.nn import init
-from numformer.nn.attention import MultiheadAttention, _mask_array
+from numformer.nn.attention import MultiheadAttention
+from numformer.nn.checks import dtype_or_default
 from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
 from numformer.nn.module import Module, ModuleList
-from numformer.tensor import Tensor, _as_tensor
+from numformer.tensor import Tensor
 
 
 def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
     """Float causal mask ``(size, size)``: 0 on and below the diagonal, -inf above."""
-    from numformer.nn.layers import _dtype
 
-    mask = np.triu(np.full((size, size), -np.inf), k=1).astype(_dtype(dtype))
+    mask = np.triu(np.full((size, size), -np.inf), k=1).astype(dtype_or_default(dtype))
     return Tensor(mask)
 
 
@@ -139,44 +137,8 @@ def _clones(layer: Module, n: int) -> ModuleList:
     return ModuleList(copy.deepcopy(layer) for _ in range(n))
 
 
-def _whole_sequences_per_thread(stack: Module, src, batch_axis: int) -> bool:
-    """Whether ``stack`` may run each thread's share of the batch through all its layers:
-    kernel threads on, a batch to split, nothing that would notice (no forward hooks, which
-    would see a part of the batch each; no module in training mode, whose dropout draws would
-    change; no graph to record)."""
-    if parallel.get_num_threads() == 1 or src.shape[batch_axis] < 2:
-        return False
-    if is_grad_enabled() and (src.requires_grad or any(p.requires_grad for p in stack.parameters())):
-        return False
-    return not any(m.training or m._forward_hooks for m in stack.modules())
-
-
-def _batch_chunks(stack: Module, src: Tensor, batch_axis: int, run) -> Tensor:
-    """``run(lo, hi)``, the stack's output for batch items ``lo:hi``, over contiguous shares of
-    the batch, one per kernel thread, joined along ``batch_axis``. Every kernel inside runs on
-    its caller's thread (``parallel_for`` does not nest), so a forward costs one hand-off
-    instead of several per layer, and each thread's rows stay in its own cache."""
-    parts = {}
-
-    def chunk(lo, hi):
-        parts[lo] = run(lo, hi).data
-
-    # multiply-adds per batch item: each weight once per position (attention's extra ignored)
-    work = (src.data.size // src.shape[batch_axis] // src.shape[-1]) * sum(p.data.size for p in stack.parameters())
-    parallel.parallel_for(src.shape[batch_axis], chunk, work, parallel.MIN_MACS)
-    if len(parts) == 1:
-        return Tensor._wrap(parts[0], False)
-    return Tensor._wrap(np.concatenate([parts[lo] for lo in sorted(parts)], axis=batch_axis), False)
-
-
 class TransformerEncoder(Module):
-    """A stack of ``num_layers`` copies of ``encoder_layer``, then an optional final ``norm``.
-
-    Inference (no graph to record, every module in eval mode, no forward hooks) with kernel
-    threads on splits the batch: each thread runs its sequences through the whole stack
-    (``_batch_chunks``). The layer-by-layer path runs otherwise; both give the same numbers
-    (to round-off where a GEMM's row count changes how BLAS orders its sums).
-    """
+    """A stack of ``num_layers`` copies of ``encoder_layer``, then an optional final ``norm``."""
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int,
                  norm: Module | None = None):  # fmt: skip
@@ -186,40 +148,16 @@ class TransformerEncoder(Module):
         self.norm = norm
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal: bool = False):
-        src = _as_tensor(src)
-        pad = None if src_key_padding_mask is None else _mask_array(src_key_padding_mask, "key_padding_mask")
-        axis = self._batch_axis(src, mask, pad)
-        if axis is None:
-            return self._run(src, mask, pad, is_causal)
+        """Run ``src`` through every layer, then ``norm``.
 
-        def run(lo, hi):
-            part = src.data[lo:hi] if axis == 0 else src.data[:, lo:hi]
-            return self._run(Tensor._wrap(part, False), mask, None if pad is None else pad[lo:hi], is_causal)
-
-        return _batch_chunks(self, src, axis, run)
-
-    def _batch_axis(self, src: Tensor, mask, pad) -> int | None:
-        """The batch axis to split over threads, or None to run the batch as one. Only for
-        what the split certainly handles like the whole: a batched ``(N, S, E)`` (or
-        ``(S, N, E)``) input of the right width, a shared ``(S, S)`` mask, an ``(N, S)``
-        padding mask; anything else goes the usual way (and gets its usual error)."""
-        first = self.layers[0] if len(self.layers) else None
-        if not isinstance(first, TransformerEncoderLayer) or src.ndim != 3 \
-                or src.shape[-1] != first.self_attn.embed_dim:  # fmt: skip
-            return None
-        axis = 0 if first.self_attn.batch_first else 1
-        N, S = src.shape[axis], src.shape[1 - axis]
-        if mask is not None and _mask_array(mask, "attn_mask").shape != (S, S):
-            return None
-        if pad is not None and pad.shape != (N, S):
-            return None
-        return axis if _whole_sequences_per_thread(self, src, axis) else None
-
-    def _run(self, src, mask, src_key_padding_mask, is_causal):
+        Shape:
+            src ``(N, S, E)`` (``(S, N, E)`` when the layers are not ``batch_first``, or
+            ``(S, E)`` unbatched); ``mask`` ``(S, S)`` or ``(N * nhead, S, S)``;
+            ``src_key_padding_mask`` ``(N, S)``, True marking padding. Output: ``src``'s shape.
+        """
         x = src
         for layer in self.layers:
-            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
-                      is_causal=is_causal)  # fmt: skip
+            x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
         return self.norm(x) if self.norm is not None else x
 
 

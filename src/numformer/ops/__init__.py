@@ -1,9 +1,16 @@
 """Primitives: each a ``Function`` with its forward and backward side by side.
 
-- ``elementwise``: arithmetic, unary maths, activations, where, clip, cast
+- ``elementwise``: arithmetic, unary maths, activations (ReLU, GELU), where, clip, cast
 - ``reduce``: sum, mean, var, max
 - ``shape``: reshape, permute, broadcast, getitem, cat, stack
-- ``linalg``: matmul
-- ``fused``: softmax, log_softmax, layer_norm, dropout, embedding, cross_entropy, mse_loss,
-  scaled_dot_product_attention (hand-derived backward, no graph inside)
+- ``linalg``: matmul and the linear layer's ``x W^T + b``
+- ``softmax``: softmax, log_softmax
+- ``normalization``: layer norm, and layer norm of a sum (post-LN's "add & norm")
+- ``attention``: scaled dot-product attention, plain and blocked (flash attention's algorithm)
+- ``loss``: cross-entropy, MSE
+- ``embedding``, ``dropout``
+
+The fused kernels (softmax, layer norm, attention, cross-entropy) have hand-derived backward
+passes, no graph inside. ``_threads`` is the one internal API through which a kernel splits its
+work over threads and controls BLAS; nothing outside ``numformer.ops`` imports it.
 """

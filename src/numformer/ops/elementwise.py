@@ -12,7 +12,7 @@ import math
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.parallel import MIN_ELEMENTS, binary, parallel_for
+from numformer.ops._threads import MIN_ELEMENTS, binary, parallel_for
 
 # --- arithmetic ----------------------------------------------------------------------------
 
@@ -243,12 +243,15 @@ class Gelu(Function):
     u = sqrt(2/pi) (x + 0.044715 x^3); dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx.
     """
 
+    def infer(self, a, approximate="none"):
+        if approximate == "tanh" and a.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks
+            t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run ~2x slower
+            return _gelu_tanh(a, t, t)
+        return self.forward(a, approximate)
+
     def forward(self, a, approximate="none"):
         self.a, self.approximate = a, approximate
         if approximate == "tanh":
-            if a.size < MIN_ELEMENTS and not self.needs_grad[0]:  # inference on a few rows (decoding)
-                t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run ~2x slower
-                return _gelu_tanh(a, t, t)
             self.a = a = contiguous(a)
             self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
             flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)

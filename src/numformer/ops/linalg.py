@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
+from numformer.ops._threads import matmul, parallel_for
 from numformer.ops.elementwise import relu_grad, relu_into
-from numformer.parallel import matmul, parallel_for
 
 
 class MatMul(Function):

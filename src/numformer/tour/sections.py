@@ -18,9 +18,31 @@ import numpy as np
 
 import numformer as nf
 from numformer import nn, optim
-from numformer.autograd import graph_depth
 from numformer.nn import functional as F
 from numformer.viz import figures
+
+
+def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) -> int:
+    """The longest chain of dependent ops named in ``counts`` that produced ``root``.
+
+    Ops on one chain must run one after another; ops on different chains may run in parallel.
+    An RNN over T steps has depth about T; attention over T positions has a depth independent
+    of T (seed section 1). The graph must still exist (before ``backward`` frees it).
+    """
+    depth: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:  # post-order: a tensor's depth after the depths of all its inputs
+        node, ready = stack.pop()
+        fn = node.grad_fn
+        if ready:
+            below = max((depth[id(p)] for p in fn.inputs), default=0) if fn is not None else 0
+            depth[id(node)] = below + (fn is not None and fn.name in counts)
+        elif id(node) not in depth:
+            depth[id(node)] = 0  # placeholder while its inputs are visited
+            stack.append((node, True))
+            if fn is not None:
+                stack.extend((p, False) for p in fn.inputs if id(p) not in depth)
+    return depth[id(root)]
 
 
 @dataclass

@@ -1,330 +1,14 @@
-"""Fused primitives: one forward and one hand-derived backward each, no graph of small ops.
-
-These are the hot paths of a Transformer (softmax, layer norm, attention, cross-entropy) and the
-pieces with state worth keeping out of the graph (dropout's mask, embedding's scatter). The
-public, validated API is ``numformer.nn.functional``; these classes assume checked inputs.
-"""
+"""Scaled dot-product attention: the plain kernel (the (L, S) weights materialised) and the
+blocked one (flash attention's online softmax), each with a hand-derived backward."""
 
 from __future__ import annotations
 
-import functools
 import math
 
 from numformer.autograd import Function, unbroadcast
-from numformer.backend import contiguous, xp
-from numformer.parallel import MIN_ELEMENTS, batch_slicer, binary, dropout_mask, parallel_for, split_axis
-
-
-@functools.lru_cache(maxsize=64)
-def _column(n: int, dtype, value: float):
-    """A read-only ``(n, 1)`` column filled with ``value`` (GEMV operand for row sums and means)."""
-    column = xp.full((n, 1), value, dtype=dtype)
-    column.flags.writeable = False
-    return column
-
-
-def _row_sums(s):
-    """sum(s, axis=-1, keepdims=True); for a contiguous ``s`` one GEMV with a ones vector, ~4x
-    faster than NumPy's reduction over short rows."""
-    if not (s.flags.c_contiguous and s.size):
-        return xp.sum(s, axis=-1, keepdims=True)
-    return (s.reshape(-1, s.shape[-1]) @ _column(s.shape[-1], s.dtype, 1.0)).reshape(s.shape[:-1] + (1,))
-
-
-def _softmax_inplace(s, axis=-1):
-    """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0."""
-    m = xp.max(s, axis=axis, keepdims=True)
-    finite = xp.isfinite(m)
-    all_finite = finite.all()
-    if not all_finite:
-        m = xp.where(finite, m, 0).astype(s.dtype, copy=False)
-    s -= m
-    xp.exp(s, out=s)
-    total = _row_sums(s) if axis in (-1, s.ndim - 1) else xp.sum(s, axis=axis, keepdims=True)
-    # With every row max finite, each total is >= 1 (the max term is exp(0)); else guard 0 / 0.
-    if not all_finite and not (total > 0).all():
-        total = xp.where(total > 0, total, 1).astype(s.dtype, copy=False)
-    s /= total
-    return s
-
-
-class Softmax(Function):
-    """y = exp(x - max) / sum(exp(x - max)); dx = y * (g - sum(g * y)). All--inf rows give 0."""
-
-    def forward(self, x, axis=-1):
-        self.axis = axis
-        self.out = _softmax_inplace(x.copy(), axis)
-        return self.out
-
-    def backward(self, g):
-        y = self.out
-        return (y * (g - xp.sum(g * y, axis=self.axis, keepdims=True)),)
-
-
-class LogSoftmax(Function):
-    """y = x - max - log(sum(exp(x - max))); dx = g - exp(y) * sum(g)."""
-
-    def forward(self, x, axis=-1):
-        self.axis = axis
-        shifted = x - xp.max(x, axis=axis, keepdims=True)
-        self.out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
-        return self.out
-
-    def backward(self, g):
-        return (g - xp.exp(self.out) * xp.sum(g, axis=self.axis, keepdims=True),)
-
-
-def _normalize_rows(x, xhat, mean_of, eps):
-    """xhat = (x - mean) / sqrt(var + eps) per row of 2-D ``x`` (written into ``xhat``);
-    ``mean_of`` is the (n, 1) column of 1/n. Returns rstd = 1 / sqrt(var + eps), (rows, 1)."""
-    xp.subtract(x, x @ mean_of, out=xhat)
-    var = (xhat * xhat) @ mean_of  # two GEMVs: cheaper than NumPy's row reductions
-    var += eps
-    rstd = xp.divide(1.0, xp.sqrt(var, out=var), out=var)
-    xhat *= rstd
-    return rstd
-
-
-def _scale_shift(xhat, y, weight, bias):
-    """y = xhat * weight + bias (either may be None); ``y`` may be ``xhat``."""
-    if weight is not None:
-        xp.multiply(xhat, weight, out=y)
-    elif y is not xhat:
-        y[...] = xhat
-    if bias is not None:
-        y += bias
-
-
-class LayerNorm(Function):
-    """Normalise over the trailing ``ndim`` axes, then scale and shift; optionally of a sum.
-
-    xhat = (x - mean) * rstd, rstd = 1/sqrt(var + eps); y = xhat * w + b. With dxhat = g * w:
-    dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dw = sum(g * xhat), db = sum(g).
-    ``has_residual``: the second input r is added first, y = LN(x + r), in the same pass (post-LN
-    blocks' ``norm(x + sublayer(x))``); dr = dx. Works on the (rows, normalised size) view, rows
-    split over threads (``parallel_for``).
-    """
-
-    def forward(self, x, *params, ndim=1, eps=1e-5, has_weight=True, has_bias=True, has_residual=False):
-        self.shape, self.param_shape = x.shape, x.shape[x.ndim - ndim :]
-        self.has_residual = has_residual
-        n = math.prod(self.param_shape)
-        r2 = contiguous(params[0]).reshape(-1, n) if has_residual else None
-        weight = params[has_residual].reshape(n) if has_weight else None
-        bias = params[-1].reshape(n) if has_bias else None
-        mean_of = _column(n, x.dtype, 1.0 / n)  # row means as one GEMV
-        eps = x.dtype.type(eps)
-        x2 = contiguous(x).reshape(-1, n)
-
-        def normalize(lo, hi, xhat):  # rows lo:hi of (x [+ r]) normalised into xhat; rstd returned
-            if r2 is None:
-                return _normalize_rows(x2[lo:hi], xhat, mean_of, eps)
-            xp.add(x2[lo:hi], r2[lo:hi], out=xhat)
-            return _normalize_rows(xhat, xhat, mean_of, eps)
-
-        y = xp.empty_like(x2)
-        if not any(self.needs_grad):  # inference: normalise straight into y, keep nothing
-            if r2 is None and x2.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks
-                _normalize_rows(x2, y, mean_of, eps)
-                _scale_shift(y, y, weight, bias)
-                return y.reshape(x.shape)
-
-            def rows(lo, hi):
-                normalize(lo, hi, y[lo:hi])
-                _scale_shift(y[lo:hi], y[lo:hi], weight, bias)
-
-            parallel_for(len(y), rows, n)  # a few rows (decoding) run here, in one call
-            return y.reshape(x.shape)
-        self.has_weight, self.has_bias, self.weight = has_weight, has_bias, weight
-        self.xhat = xp.empty_like(x2)
-        self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
-
-        def chunk(lo, hi):
-            self.rstd[lo:hi] = normalize(lo, hi, self.xhat[lo:hi])
-            _scale_shift(self.xhat[lo:hi], y[lo:hi], weight, bias)
-
-        parallel_for(x2.shape[0], chunk, n)
-        return y.reshape(x.shape)
-
-    def backward(self, g):
-        xhat, n = self.xhat, self.xhat.shape[1]
-        g2 = contiguous(g).reshape(-1, n)
-        first = 1 + self.has_residual  # index of the weight among the inputs
-        need_x = self.needs_grad[0] or (self.has_residual and self.needs_grad[1])
-        need_w = self.has_weight and self.needs_grad[first]
-        need_b = self.has_bias and self.needs_grad[-1]
-        dx = xp.empty_like(g2) if need_x else None
-        partial_w, partial_b = [], []  # per-chunk sums over rows, added up below
-        mean_of = _column(n, g2.dtype, 1.0 / n)
-
-        def chunk(lo, hi):
-            gi, xi = g2[lo:hi], xhat[lo:hi]
-            if need_w:
-                partial_w.append(xp.einsum("ij,ij->j", gi, xi))
-            if need_b:
-                partial_b.append(xp.add.reduce(gi, axis=0))
-            if need_x:
-                dxhat = gi * self.weight if self.weight is not None else gi
-                mean_d = dxhat @ mean_of  # row means as GEMVs
-                di = dx[lo:hi]
-                xp.multiply(dxhat, xi, out=di)
-                mean_dx = di @ mean_of
-                xp.multiply(xi, mean_dx, out=di)
-                xp.subtract(dxhat, di, out=di)
-                di -= mean_d
-                di *= self.rstd[lo:hi]
-
-        parallel_for(g2.shape[0], chunk, n)
-        grads = [dx.reshape(self.shape) if need_x else None]
-        if self.has_residual:  # d(x + r)/dr = d(x + r)/dx: the same gradient
-            grads.append(grads[0])
-        if self.has_weight:
-            grads.append(sum(partial_w[1:], partial_w[0]).reshape(self.param_shape) if need_w else None)
-        if self.has_bias:
-            grads.append(sum(partial_b[1:], partial_b[0]).reshape(self.param_shape) if need_b else None)
-        return tuple(grads)
-
-
-class Dropout(Function):
-    """Inverted dropout: y = x * keep / (1 - p), the scaled mask kept for backward (dx = g * it)."""
-
-    def forward(self, x, p, rng):
-        self.mask = dropout_mask(rng, x.shape, p, x.dtype)
-        return binary(xp.multiply, x, self.mask)
-
-    def backward(self, g):
-        return (binary(xp.multiply, g, self.mask),)
-
-
-class Embedding(Function):
-    """Rows of ``weight`` picked by integer ``indices``; backward scatter-adds into those rows.
-
-    The row ``padding_idx`` (if any) never receives a gradient, as in PyTorch.
-    """
-
-    def forward(self, weight, indices, padding_idx=None):
-        self.indices, self.shape, self.padding_idx = indices, weight.shape, padding_idx
-        return weight[indices]
-
-    def backward(self, g):
-        # Sum the rows of g that share an index: sort once, then one reduceat (much faster
-        # than add.at's unbuffered scatter).
-        flat = self.indices.reshape(-1)
-        rows = g.reshape(-1, self.shape[1])
-        order = xp.argsort(flat, kind="stable")
-        ordered = flat[order]
-        starts = xp.flatnonzero(xp.diff(ordered, prepend=-1))
-        grad = xp.zeros(self.shape, dtype=g.dtype)
-        if flat.size:
-            grad[ordered[starts]] = xp.add.reduceat(rows[order], starts, axis=0)
-        if self.padding_idx is not None:
-            grad[self.padding_idx] = 0
-        return (grad,)
-
-
-class CrossEntropy(Function):
-    """Cross-entropy from logits, PyTorch's ``F.cross_entropy`` semantics.
-
-    ``logits`` is ``(N, C, d1, ...)`` (class axis 1) or ``(C,)``; ``target`` holds class
-    indices (shape without C) or probabilities (shape of ``logits``). With p = softmax(z),
-    per row: nll = -w[t] log p[t], smooth = -(1/C) sum_c w_c log p_c,
-    loss = (1 - eps) nll + eps smooth, and dloss/dz_j = (1 - eps) w[t] (p_j - [j = t])
-    + (eps / C) (p_j sum_c w_c - w_j). Mean reduction divides by sum of w[t] over kept rows.
-    A batch whose targets are all ``ignore_index`` gives loss 0 (PyTorch gives NaN).
-    """
-
-    def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean",
-                label_smoothing=0.0):  # fmt: skip
-        dtype = logits.dtype
-        self.logits_shape = logits.shape
-        num_classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
-        z = xp.moveaxis(logits, 1, -1) if logits.ndim > 2 else logits
-        self.moved_shape = z.shape
-        z = z.reshape(-1, num_classes)
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        logp = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        self.probs = xp.exp(logp)
-        eps = label_smoothing
-        self.eps, self.num_classes, self.reduction, self.weight = eps, num_classes, reduction, weight
-        self.soft = xp.issubdtype(target.dtype, xp.floating)
-        if self.soft:
-            t = xp.moveaxis(target, 1, -1) if target.ndim > 2 else target
-            t = t.reshape(-1, num_classes).astype(dtype, copy=False)
-            if eps > 0:
-                t = t * (1 - eps) + eps / num_classes
-            wt = t * weight if weight is not None else t
-            self.wt = wt
-            per_row = -xp.sum(wt * logp, axis=1)
-            denominator = per_row.shape[0]
-        else:
-            flat = target.reshape(-1)
-            valid = flat != ignore_index
-            safe = xp.where(valid, flat, 0)
-            self.safe = safe
-            rows = xp.arange(flat.shape[0])
-            w_t = weight[safe] if weight is not None else xp.ones(flat.shape, dtype=dtype)
-            self.valid = valid.astype(dtype)
-            self.row_coef = w_t * self.valid
-            per_row = -logp[rows, safe] * self.row_coef * (1 - eps)
-            if eps > 0:
-                smooth = -(logp @ weight if weight is not None else xp.sum(logp, axis=1))
-                per_row = per_row + smooth * self.valid * (eps / num_classes)
-            denominator = self.row_coef.sum()
-        self.denominator = denominator
-        if reduction == "none":
-            self.out_shape = target.shape if not self.soft else self.moved_shape[:-1]
-            return per_row.reshape(self.out_shape).astype(dtype, copy=False)
-        total = per_row.sum(dtype=dtype)
-        if reduction == "sum":
-            return xp.asarray(total, dtype=dtype)
-        return xp.asarray(total / denominator if denominator != 0 else 0.0, dtype=dtype)
-
-    def backward(self, g):
-        p, C, eps = self.probs, self.num_classes, self.eps
-        if self.reduction == "none":
-            coef = g.reshape(-1)
-        elif self.reduction == "sum":
-            coef = xp.full(p.shape[0], g, dtype=p.dtype)
-        else:
-            scale = g / self.denominator if self.denominator != 0 else g * 0
-            coef = xp.full(p.shape[0], scale, dtype=p.dtype)
-        if self.soft:
-            # dL/dz_j = p_j sum_c wt_c - wt_j for each row
-            dz = p * xp.sum(self.wt, axis=1, keepdims=True) - self.wt
-            dz *= coef[:, None]
-        else:
-            rows = xp.arange(p.shape[0])
-            dz = p * (1 - eps)
-            dz[rows, self.safe] -= 1 - eps
-            dz *= (self.row_coef * coef)[:, None]
-            if eps > 0:
-                keep = self.valid * coef
-                if self.weight is not None:
-                    smooth = p * self.weight.sum() - self.weight
-                else:
-                    smooth = p * C - 1
-                dz += smooth * ((eps / C) * keep)[:, None]
-        dz = dz.astype(p.dtype, copy=False).reshape(self.moved_shape)
-        if len(self.logits_shape) > 2:
-            dz = xp.moveaxis(dz, -1, 1)
-        return dz, None
-
-
-class MSELoss(Function):
-    """mean/sum/none of (a - b)^2; d/da = 2 (a - b) g / n, d/db = -d/da."""
-
-    def forward(self, a, b, reduction="mean"):
-        self.diff, self.reduction = a - b, reduction
-        sq = self.diff * self.diff
-        if reduction == "none":
-            return sq
-        return xp.asarray(sq.sum() if reduction == "sum" else sq.mean(), dtype=a.dtype)
-
-    def backward(self, g):
-        scale = 2.0 / self.diff.size if self.reduction == "mean" else 2.0
-        ga = (g * scale) * self.diff if self.reduction != "none" else 2 * g * self.diff
-        ga = ga.astype(self.diff.dtype, copy=False)
-        return (ga if self.needs_grad[0] else None), (-ga if self.needs_grad[1] else None)
+from numformer.backend import xp
+from numformer.ops._threads import MIN_ELEMENTS, batch_slicer, dropout_mask, parallel_for, split_axis
+from numformer.ops.softmax import constant_column, row_sums, softmax_inplace
 
 
 def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
@@ -381,7 +65,7 @@ def _score_shift(q_scaled, k, is_causal: bool):
             diagonal = xp.einsum("...ld,...ld->...l", q_scaled, k[..., seen, :])[..., None]
             seen_score = xp.maximum(diagonal, q_scaled @ xp.swapaxes(k[..., :1, :], -1, -2))
         else:
-            seen_score = q_scaled @ (xp.swapaxes(k, -1, -2) @ _column(S, k.dtype, 1.0 / S))
+            seen_score = q_scaled @ (xp.swapaxes(k, -1, -2) @ constant_column(S, k.dtype, 1.0 / S))
         lower = xp.maximum(lower, seen_score)
     loose = ~(lower - shift >= -SHIFT_SLACK)  # True for NaN and inf too
     if loose.any():
@@ -431,28 +115,43 @@ class ScaledDotProductAttention(Function):
     dropout mask is drawn whole before, so the draws do not depend on the thread count.
     """
 
+    def infer(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
+              dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
+        """Inference keeps nothing for backward. Little work (decoding) runs unchunked; without
+        a mask the chunks divide the (L, Ev) output by the row sums instead of normalising the
+        (L, S) weights (see ``_attend``)."""
+        batch = _batch_shape(q, k, v, bool_mask, float_mask)
+        L, S = q.shape[-2], k.shape[-2]
+        if L * S * math.prod(batch) >= MIN_ELEMENTS or weights_out is not None or dropout_p:
+            return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out,
+                                inference=True)  # fmt: skip
+        scale = q.dtype.type(scale)
+        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
+        s = xp.empty(batch + (L, S), dtype=q.dtype)  # the masks' batch may be the larger
+        s = _masked_scores(q * scale, k, bool_mask, float_mask, hidden, out=s)
+        if bool_mask is not None or float_mask is not None or is_causal or S == 0:
+            return softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
+        # No mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in each
+        # row; divide the (L, Ev) output by the row sums, not the (L, S) weights.
+        s -= xp.maximum.reduce(s, axis=-1, keepdims=True)
+        xp.exp(s, out=s)
+        out = s @ v
+        out /= xp.add.reduce(s, axis=-1, keepdims=True)
+        return out
+
     def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
                 dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
+        return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out,
+                            inference=False)  # fmt: skip
+
+    def _attend(self, q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference):
+        """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward."""
         dtype = q.dtype
         self.scale = dtype.type(scale)
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
-        small = L * S * math.prod(batch) < MIN_ELEMENTS
         unmasked = bool_mask is None and float_mask is None
-        if small and not any(self.needs_grad) and weights_out is None and dropout_p == 0:
-            # inference on little work (decoding): no state to keep, no chunks to hand out
-            s = xp.empty(batch + (L, S), dtype=dtype)  # the masks' batch may be the larger
-            s = _masked_scores(q * self.scale, k, bool_mask, float_mask, hidden, out=s)
-            if not unmasked or is_causal or S == 0:
-                return _softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
-            # No mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in
-            # each row; divide the (L, Ev) output by the row sums, not the (L, S) weights.
-            s -= xp.maximum.reduce(s, axis=-1, keepdims=True)
-            xp.exp(s, out=s)
-            out = s @ v
-            out /= xp.add.reduce(s, axis=-1, keepdims=True)
-            return out
         self.batch, self.axis = batch, split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
         if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
@@ -468,7 +167,7 @@ class ScaledDotProductAttention(Function):
         # mostly 0) instead of their max. Then inference needs no normalised P either:
         # out = (E V) / rowsum(E), E = exp(s - shift), divides (L, Ev) instead of (L, S).
         bounded = unmasked and q.size > 0 and k.size > 0
-        unnormalised = bounded and not any(self.needs_grad) and weights_out is None and not dropout_p
+        unnormalised = bounded and inference and weights_out is None and not dropout_p
         items = batch[self.axis] if batch else 1
 
         def chunk(lo, hi):
@@ -478,7 +177,7 @@ class ScaledDotProductAttention(Function):
                 bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
                 fm = float_mask[part(float_mask)] if float_mask is not None else None
                 s = _masked_scores(qc * self.scale, kc, bm, fm, hidden, out=p[part(p)])
-                _softmax_inplace(s)
+                softmax_inplace(s)
             else:
                 qs = qc * self.scale
                 shift, loose = _score_shift(qs, kc, is_causal)
@@ -488,7 +187,7 @@ class ScaledDotProductAttention(Function):
                 if loose is not None:
                     _subtract_max(s, loose)
                 xp.exp(s, out=s)
-                total = _row_sums(s)
+                total = row_sums(s)
                 if unnormalised:
                     o = out[part(out)]
                     with xp.errstate(over="ignore", invalid="ignore"):  # checked just below
@@ -594,7 +293,7 @@ class BlockedAttention(Function):
                     s -= safe
                     xp.exp(s, out=s)
                     correction = xp.exp(xp.where(xp.isfinite(m), m - safe, -xp.inf)).astype(dtype, copy=False)
-                    l = l * correction + _row_sums(s)
+                    l = l * correction + row_sums(s)
                     if dropout_p > 0:
                         s *= self._dropout(i0, i1, j0, j1, part)
                     acc = acc * correction + s @ vc[..., j0:j1, :]
