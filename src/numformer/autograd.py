@@ -17,6 +17,7 @@ import functools
 from numformer.backend import xp
 
 _grad_enabled = True
+_NO_GRAD = tuple((False,) * n for n in range(8))  # needs_grad of an op recording nothing
 
 
 def is_grad_enabled() -> bool:
@@ -93,14 +94,18 @@ class Function:
         The output is made by the first input (``Tensor._result``), so the engine never names
         the tensor class."""
         fn = cls()
-        needs = tuple([t.requires_grad for t in inputs]) if _grad_enabled else ()
-        if True not in needs:
-            fn.needs_grad = (False,) * len(inputs)
-            return inputs[0]._result(fn.infer(*[t.data for t in inputs], **options), False)
-        fn.needs_grad = needs
-        result = inputs[0]._result(fn.forward(*[t.data for t in inputs], **options), True)
-        fn.inputs = inputs
-        result._fn = fn
+        if _grad_enabled:
+            for t in inputs:
+                if t._requires_grad:
+                    return fn._record(inputs, options)
+        fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
+        return inputs[0]._result(fn.infer(*[t.data for t in inputs], **options), False)
+
+    def _record(self, inputs, options):
+        self.needs_grad = tuple([t._requires_grad for t in inputs])
+        result = inputs[0]._result(self.forward(*[t.data for t in inputs], **options), True)
+        self.inputs = inputs
+        result._fn = self
         return result
 
     @property

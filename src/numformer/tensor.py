@@ -405,7 +405,9 @@ class Tensor:
 
     # --- shape ------------------------------------------------------------------------------
     def reshape(self, *shape):
-        target = _resolve_shape(_shape_arg(shape), self.shape)
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        target = tuple(shape) if -1 not in shape and math.prod(shape) == self.data.size else \
+            _resolve_shape(tuple(shape), self.shape)  # fmt: skip
         if target == self.shape:
             return self
         return S.Reshape.apply(self, shape=target)
@@ -420,10 +422,11 @@ class Tensor:
         return self.reshape(shape)
 
     def permute(self, *dims):
-        dims = tuple(d % self.ndim for d in _shape_arg(dims))
-        if sorted(dims) != list(range(self.ndim)):
+        ndim = self.data.ndim
+        dims = tuple([d % ndim for d in _shape_arg(dims)])
+        if sorted(dims) != list(range(ndim)):
             raise ValueError(f"permute: dims {dims} are not a permutation of {self.ndim} dims")
-        if dims == tuple(range(self.ndim)):
+        if dims == tuple(range(ndim)):
             return self
         return S.Permute.apply(self, axes=dims)
 

@@ -37,7 +37,8 @@ _queues: list[queue.SimpleQueue] = []
 _done: queue.SimpleQueue = queue.SimpleQueue()
 _region = threading.Lock()  # one parallel region at a time; nested or concurrent calls run serially
 _blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on first use
-_blas_threads_before: int | None = None
+_blas_threads_before: int | None = None  # BLAS's own thread count while numformer's are on
+_blas_released = False  # True while BLAS runs on its own threads again (see matmul)
 
 # Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
 # a chunk to a worker and waiting for it costs ~35 us here (a VM; futex wake-ups), the time of
@@ -77,7 +78,7 @@ def set_num_threads(n: int) -> None:
     With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) and numformer splits
     GEMMs itself, so the two never compete for the cores. Typical: ``os.cpu_count()``.
     """
-    global _threads, _blas, _blas_threads_before
+    global _threads, _blas, _blas_threads_before, _blas_released
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     n = int(n)
@@ -93,9 +94,12 @@ def set_num_threads(n: int) -> None:
             if n > 1 and _blas_threads_before is None:
                 _blas_threads_before = getter()
                 setter(1)
+            elif n > 1 and _blas_released:
+                setter(1)
             elif n == 1 and _blas_threads_before is not None:
                 setter(_blas_threads_before)
                 _blas_threads_before = None
+            _blas_released = False
         _threads = n
 
 
@@ -132,10 +136,14 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     ``fn`` must write only its own chunk's outputs. The first error raised in a chunk is
     re-raised here after every chunk has finished.
     """
+    global _blas_released
     chunks = min(_threads, n, max(1, n * work_per_item // (min_work or MIN_ELEMENTS)))
     if chunks <= 1 or not _region.acquire(blocking=False):
         fn(0, n)
         return
+    if _blas_released:  # our threads are about to run BLAS calls: pin BLAS to one thread again
+        _blas[0](1)
+        _blas_released = False
     try:
         bounds = [n * i // chunks for i in range(chunks + 1)]
         for i in range(1, chunks):
@@ -218,6 +226,20 @@ def binary(ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+SKINNY = 32
+
+
+def _release_blas() -> None:
+    """Give BLAS its own thread count back (outside a parallel region only)."""
+    global _blas_released
+    if _region.acquire(blocking=False):
+        try:
+            _blas[0](_blas_threads_before)
+            _blas_released = True
+        finally:
+            _region.release()
+
+
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogue=None) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
 
@@ -227,12 +249,22 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
     (an activation: no second pass over memory, no second output array).
     Batched: split along the first batch axis that is large enough, slicing an operand only
     where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
+
+    A product too small to split that is also skinny (at most ``SKINNY`` rows or columns: a
+    decoding step's few rows against a weight matrix) runs on BLAS's own threads: BLAS gets its
+    thread count back and keeps it until the next split region pins it to one thread again
+    (``parallel_for``). Such products stream the weights from memory, and BLAS's threads wait
+    hot between calls where a hand-off to ours costs tens of microseconds; switching per call
+    would wake them every time. In a decoding loop every product is skinny, so BLAS keeps its
+    threads for the whole loop.
     """
     if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
         raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
     if (_threads == 1 or a.ndim != b.ndim or a.ndim < 2
             or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS):  # fmt: skip
+        if _blas_threads_before is not None and not _blas_released and min(a.shape[-2], b.shape[-1]) <= SKINNY:
+            _release_blas()
         out = a @ b
         if bias is not None:
             out += bias
