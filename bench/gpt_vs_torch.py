@@ -26,12 +26,10 @@ import torch
 
 import numformer as nf
 from numformer.cli.demo import _config
-from numformer.cli.lm import _param_groups
 from numformer.data import CharTokenizer, TokenData, default_corpus
 from numformer.interop.torch_gpt import from_numformer
 from numformer.models import GPT
 from numformer.nn.utils import clip_grad_norm_
-from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
 
 
@@ -53,15 +51,14 @@ def main():
     nf.manual_seed(0)
     model = GPT(cfg.model_config(tok.vocab_size))
     ref = from_numformer(model)
-    opt = AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.99))
+    opt = model.configure_optimizers(cfg.weight_decay, cfg.lr, betas=(0.9, 0.99))
     sched = WarmupCosineLR(opt, cfg.warmup_steps, args.steps, cfg.min_lr)
-    t_opt = torch.optim.AdamW(_param_groups(ref, cfg.weight_decay), lr=cfg.lr,
-                              betas=(0.9, 0.99))  # fmt: skip
+    t_opt = ref.configure_optimizers(cfg.weight_decay, cfg.lr, betas=(0.9, 0.99))
     t_sched = torch.optim.lr_scheduler.LambdaLR(
         t_opt, lambda s: lr_factor(s, cfg.warmup_steps, args.steps, cfg.lr, cfg.min_lr)
     )
     rng = np.random.default_rng(0)
-    B, T = cfg.batch_size, cfg.block_size
+    B, T = cfg.batch_size, cfg.model.block_size
     nf_times, t_times = [], []
     for step in range(args.steps):
         x, y = data.batch(rng, B, T)
@@ -76,7 +73,7 @@ def main():
         opt.zero_grad()
         loss = model(x, y)[1]
         loss.backward()
-        clip_grad_norm_(list(model.parameters()), cfg.clip_grad_norm)
+        clip_grad_norm_(list(model.parameters()), cfg.train.clip_grad_norm)
         opt.step()
         sched.step()
         t1 = time.perf_counter()
@@ -88,7 +85,7 @@ def main():
         t_opt.zero_grad()
         t_loss = ref(torch.from_numpy(x), torch.from_numpy(y))[1]
         t_loss.backward()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.train.clip_grad_norm)
         t_opt.step()
         t_sched.step()
         t3 = time.perf_counter()

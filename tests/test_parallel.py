@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 import numformer as nf
 from helpers import LOOSE, randn
 from numformer import nn
-from numformer.ops import _threads as parallel
 from numformer.models import GPT, GPTConfig
 from numformer.nn import functional as F
+from numformer.ops import _threads as parallel
 
 THREADS = 3  # more than this machine's 2 cores: chunks then differ in size and order
 

@@ -380,7 +380,8 @@ def test_attention_score_shift_keeps_each_rows_largest_term_in_range(seed, causa
     assert (top[tight] - shift[tight] <= attention_ops.EXP_CEILING + margin).all()
     assert (top[tight] - shift[tight] >= -attention_ops.SHIFT_SLACK - margin).all()
     # rows whose Cauchy-Schwarz bound (over all keys, >= the causal one) is within the ceiling
-    unshifted = np.linalg.norm(qs, axis=-1, keepdims=True) * np.linalg.norm(k, axis=-1).max() <= attention_ops.EXP_CEILING
+    bound = np.linalg.norm(qs, axis=-1, keepdims=True) * np.linalg.norm(k, axis=-1).max()
+    unshifted = bound <= attention_ops.EXP_CEILING
     assert (shift[np.broadcast_to(unshifted, top.shape)] == 0).all()
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import fields
 
 EXAMPLES = {
     "demo": "example: numformer demo --seconds 60",
-    "sections": "example: numformer sections --seed 42",
+    "sections": "example: numformer sections --seed 42   (the same as: numformer tour 2 3 4 5 --seed 42)",
     "train": "examples:\n  numformer train --max-steps 500 --out runs/small\n"
              "  numformer train --config configs/tiny.toml --data notes.txt --n-layer 2\n"
              "  numformer train --out runs/small --resume",
@@ -44,15 +43,19 @@ def _bool(text: str) -> bool:
 
 
 def _add_run_flags(parser) -> None:
-    from numformer.cli.lm import RunConfig
+    from numformer.train.lm import ALIASES, RunConfig
 
     parser.add_argument("--config", help="TOML file with any of the settings below")
-    group = parser.add_argument_group("settings (override the config file)")
-    for f in fields(RunConfig):
-        kind = type(getattr(RunConfig(), f.name))
-        flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, dest=f.name, type=_bool if kind is bool else kind,
-                           default=None, help=f"default: {getattr(RunConfig(), f.name)!r}")  # fmt: skip
+    groups = {None: parser.add_argument_group("run settings (override the config file)"),
+              "model": parser.add_argument_group("model settings (GPTConfig)"),
+              "train": parser.add_argument_group("trainer settings (TrainConfig)")}  # fmt: skip
+    aliases = {target: alias for alias, target in ALIASES.items()}
+    for name, (section, kind, default) in RunConfig.settings().items():
+        flags = ["--" + name.replace("_", "-")]
+        if name in aliases:
+            flags.insert(0, "--" + aliases[name])
+        groups[section].add_argument(*flags, dest=name, type=_bool if kind is bool else kind,
+                                     default=None, help=f"default: {default!r}")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command("demo", "the main job: train a character-level GPT on the default corpus")
     demo.add_argument("--seconds", type=float, default=180.0, help="training time budget (180)")
     demo.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
-    sections = command("sections", "the seed's sections 2-5 computed with numformer's modules")
-    sections.add_argument("--seed", type=int, default=42)
+    sections = command("sections", "the seed's sections 2-5: an alias of 'numformer tour 2 3 4 5'")
+    sections.add_argument("--seed", type=int, default=42, help="seed of every random draw (42)")
+    sections.add_argument("--out", default="runs/tour", help="folder for the figures (runs/tour)")
     train = command("train", "train a GPT language model on a text file or folder")
     _add_run_flags(train)
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -91,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--out", default="runs/tour", help="folder for figures and report (runs/tour)")
     tour.add_argument("--html", action="store_true", help="also write one interactive tour.html")
     tour.add_argument("--fast", action="store_true", help="smaller sizes: seconds per section")
+    tour.add_argument("--seed", type=int, default=42, help="seed of every random draw (42)")
     blas = command("blas", "which OpenBLAS kernels NumPy runs, and the fastest on this CPU (measured)")
     blas.add_argument("--best", action="store_true",
                       help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)")  # fmt: skip
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _blas(best_only: bool) -> None:
     from numformer.blas import blas_core, fastest_blas_core
-    from numformer.cli.tables import say, table
+    from numformer.viz.tables import say, table
 
     if best_only:
         print(fastest_blas_core()[1] or "")
@@ -128,44 +133,44 @@ def _blas(best_only: bool) -> None:
 
 
 def _run_config(args):
-    from numformer.cli.lm import RunConfig
+    from numformer.train.lm import RunConfig
 
     config = RunConfig.from_toml(args.config) if args.config else RunConfig()
-    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)
-                 if getattr(args, f.name, None) is not None}  # fmt: skip
+    overrides = {name: getattr(args, name) for name in RunConfig.settings() if getattr(args, name, None) is not None}
     return config.updated(overrides, source="command line")
 
 
 def _dispatch(args) -> int:
     if args.command == "sections":
-        from numformer.cli.sections import run
+        from numformer.tour import run
 
-        run(seed=args.seed)
+        run([2, 3, 4, 5], out=args.out, seed=args.seed)
     elif args.command == "demo":
         from numformer.cli.demo import run
 
         run(seconds=args.seconds, out=args.out)
     elif args.command == "train":
-        from numformer.cli import lm
+        from numformer.train import lm
 
         lm.train(_run_config(args), resume=args.resume, write=_tqdm_write)
     elif args.command == "lr-find":
-        from numformer.cli import lm
+        from numformer.train import lm
 
         lm.find_lr(_run_config(args), num_steps=args.steps)
     elif args.command == "tour":
         from numformer.tour import run
 
-        run(args.sections, out=args.out, html=args.html, fast=args.fast)
+        run(args.sections, out=args.out, html=args.html, fast=args.fast, seed=args.seed)
     elif args.command == "blas":
         _blas(args.best)
     elif args.command == "info":
-        from numformer.cli import lm
+        from numformer.train import lm
 
         lm.info(args.path)
     elif args.command == "generate":
-        from numformer.cli import lm
         from numformer.models import GPT
+        from numformer.train import lm
+        from numformer.viz.tables import stream_to_stdout
 
         model, tokenizer, _ = GPT.load(lm.resolve_model_folder(args.model))
         if tokenizer is None:
@@ -173,7 +178,7 @@ def _dispatch(args) -> int:
         sys.stdout.write(args.prompt)
         lm.sample_text(model, tokenizer, args.prompt, args.max_new_tokens, seed=args.seed,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       stream=lm.stream_to_stdout)  # fmt: skip
+                       stream=stream_to_stdout)  # fmt: skip
         sys.stdout.write("\n")
     return 0
 

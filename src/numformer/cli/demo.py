@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.cli import lm
-from numformer.cli.tables import heading, say, table
+from numformer.train import lm
+from numformer.viz.tables import heading, say, stream_to_stdout, table
 
 PROMPT = "Return the "
 
 
 def _config(out: str) -> lm.RunConfig:
-    return lm.RunConfig(tokenizer="char", n_layer=4, n_head=4, d_model=128, d_ff=512,
-                        block_size=128, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=50,
-                        eval_every=100, eval_batches=8, checkpoint_every=100,
-                        sample_prompt=PROMPT, sample_tokens=80, out=out)  # fmt: skip
+    return lm.RunConfig().updated(dict(
+        tokenizer="char", n_layer=4, n_head=4, d_model=128, d_ff=512, block_size=128, batch_size=16, lr=3e-3,
+        min_lr=3e-4, warmup_steps=50, eval_every=100, eval_batches=8, checkpoint_every=100, sample_prompt=PROMPT,
+        sample_tokens=80, out_dir=out), source="demo")  # fmt: skip
 
 
 def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
@@ -36,7 +36,7 @@ def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
     rng = np.random.default_rng(0)
     times = []
     for _ in range(10):  # the first steps pay one-off allocation costs: time the last six
-        x, y = data.batch(rng, config.batch_size, config.block_size)
+        x, y = data.batch(rng, config.batch_size, config.model.block_size)
         start = time.perf_counter()
         opt.zero_grad()
         probe(x, y)[1].backward()
@@ -80,10 +80,10 @@ def run(seconds: float = 180.0, out: str = "runs/demo") -> None:
     before = trainer.evaluate()
     sample_before = lm.sample_text(model, tokenizer, PROMPT, 80, seed=0)
     heading(f"Training for about {seconds:.0f} s ({steps} steps of {config.batch_size} x "
-            f"{config.block_size} characters)")  # fmt: skip
+            f"{config.model.block_size} characters)")  # fmt: skip
     result = trainer.fit()
     after = trainer.evaluate()
-    model.save(out_dir / "model", tokenizer, extra={"run": config.__dict__,
+    model.save(out_dir / "model", tokenizer, extra={"run": config.to_dict(),
                "history": {"steps": result.step, "best_val_loss": result.best_val_loss}})  # fmt: skip
     heading("Before and after")
     table("Validation loss (nats per character)", ["", "loss", "sample (temperature 0.8)"],
@@ -94,7 +94,7 @@ def run(seconds: float = 180.0, out: str = "runs/demo") -> None:
     prompt = "The function "
     print(prompt, end="", flush=True)
     line = prompt + lm.sample_text(model, tokenizer, prompt, 240, seed=1, temperature=0.7,
-                                   stream=lm.stream_to_stdout)  # fmt: skip
+                                   stream=stream_to_stdout)  # fmt: skip
     print()
     first_line = next((s for s in line.split("\n") if len(s) > 20), line)
     which = _attention_figure(model, tokenizer, first_line, out_dir / "attention.png")

@@ -130,6 +130,13 @@ class TorchGPT(nn.Module):
 
 
     @torch.no_grad()
+    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)):
+        """``GPT.configure_optimizers``'s rule in PyTorch: decay the weight matrices only."""
+        decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "wpe" not in n]
+        rest = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "wpe" not in n)]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+
     def generate_greedy(self, idx, max_new_tokens: int):
         """Greedy decoding with a preallocated KV cache (prompt + new tokens must fit in
         block_size); returns the new tokens ``(N, max_new_tokens)``."""

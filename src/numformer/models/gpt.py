@@ -239,6 +239,17 @@ class GPT(nn.Module):
                     else 0.02  # fmt: skip
                 nn.init.normal_(p, 0.0, std)
 
+    def configure_optimizers(self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)):
+        """AdamW with weight decay on the weight matrices only: not biases, LayerNorm weights or
+        the learned position table (GPT-2's training rule; nanoGPT's ``configure_optimizers``).
+        A tied embedding is decayed once."""
+        from numformer.optim import AdamW
+
+        decay = [p for n, p in self.named_parameters() if p.ndim >= 2 and "wpe" not in n]
+        rest = [p for n, p in self.named_parameters() if not (p.ndim >= 2 and "wpe" not in n)]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        return AdamW(groups, lr=learning_rate, betas=betas)
+
     # --- forward ----------------------------------------------------------------------------
     def _embed(self, idx: np.ndarray, positions: np.ndarray):
         x = self.transformer["wte"](idx)

@@ -10,16 +10,16 @@ from numformer.tour.sections import SECTIONS, Context, Section
 
 
 def run(sections=None, out="runs/tour", html: bool = False, fast: bool = False,
-        attention_model="runs/demo/model", show=True) -> list[Section]:  # fmt: skip
+        attention_model="runs/demo/model", show=True, seed: int = 42) -> list[Section]:  # fmt: skip
     """Run the chosen sections (default all) and print them; with ``html`` also write
     ``<out>/tour.html``. Returns the sections (their ``claims`` hold the measured numbers)."""
-    from numformer.cli.tables import heading, say, table
+    from numformer.viz.tables import heading, say, table
 
     numbers = sorted(set(sections or SECTIONS))
     unknown = [n for n in numbers if n not in SECTIONS]
     if unknown:
         raise ValueError(f"tour: no section {unknown[0]}; choose from {sorted(SECTIONS)}")
-    ctx = Context(Path(out), fast)
+    ctx = Context(Path(out), fast, seed)
     results = []
     for n in numbers:
         start = time.perf_counter()

@@ -66,6 +66,7 @@ class Section:
 class Context:
     out: Path
     fast: bool = False
+    seed: int = 42  # every section draws from manual_seed(seed)
 
     def figure(self, name: str) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def sequential_vs_parallel(ctx: Context) -> Section:
     s = Section(1, "Sequential vs parallel: the RNN's chain against one attention pass")
     lengths = [50, 100, 200, 400] if ctx.fast else [50, 100, 200, 500, 1000, 2000, 4000]
     repeats = 3 if ctx.fast else 5
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     rnn, attention = nn.RNN(64, 64), nn.MultiheadAttention(64, num_heads=1)
     rows, rnn_ms, attn_ms, depths = [], [], [], {}
     for T in lengths:
@@ -134,7 +135,7 @@ def sequential_vs_parallel(ctx: Context) -> Section:
 def self_attention(ctx: Context) -> Section:
     s = Section(2, "Self-attention: softmax(Q K^T / sqrt(d_k)) V")
     words = ["The", "cat", "sat", "on", "mat"]
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     x = nf.randn(len(words), 8)
     out, weights = nn.MultiheadAttention(8, num_heads=1)(x, x, x, need_weights=True)
     w = weights.numpy()
@@ -158,7 +159,7 @@ def self_attention(ctx: Context) -> Section:
 def multi_head(ctx: Context) -> Section:
     s = Section(3, "Multi-head attention: Concat(head_1, ..., head_h) W^O")
     words = ["The", "quick", "brown", "fox", "jumps", "over"]
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     x = nf.randn(len(words), 16)
     mha = nn.MultiheadAttention(16, num_heads=4)
     out, weights = mha(x, x, x, need_weights=True, average_attn_weights=False)
@@ -229,7 +230,7 @@ def encoder(ctx: Context) -> Section:
     s = Section(5, "The Transformer encoder (pre-LN: x + f(LayerNorm(x)))")
     d, h, d_ff, layers = 32, 4, 64, 2
     words = ["The", "neural", "network", "learns", "complex", "patterns", "from", "data"]
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     model = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, norm_first=True),
                                   layers).eval()  # fmt: skip
     x = nf.randn(len(words), d)
@@ -281,7 +282,7 @@ def regularisation(ctx: Context) -> Section:
     s = Section(6, "Regularisation: dropout, L2, and the overfitting experiment")
     values = nf.arange(1.0, 11.0, dtype=np.float32)
     drop = nn.Dropout(p=0.3)
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     rows = []
     for trial in range(3):
         out = drop(values).numpy()
@@ -340,7 +341,7 @@ def _lr_finder(ctx: Context, s: Section) -> None:
         y = x @ np.array([1.5, -2.0, 0.5, 3.0]) + 0.1 * rng.standard_normal(100)
         return x.astype(np.float32), y[:, None].astype(np.float32)
 
-    nf.manual_seed(42)
+    nf.manual_seed(ctx.seed)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
     result = lr_find(model, lambda m, b: F.mse_loss(m(nf.Tensor(b[0])), nf.Tensor(b[1])), data,
                      start_lr=1e-6, end_lr=1.0, num_steps=80)  # fmt: skip

@@ -39,3 +39,11 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
     print("  ".join(str(c).rjust(w) for c, w in zip(columns, widths)))
     for r in rows:
         print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)))
+
+
+def stream_to_stdout(piece: str) -> None:
+    """Write ``piece`` to stdout at once (streamed generation)."""
+    import sys
+
+    sys.stdout.write(piece)
+    sys.stdout.flush()

@@ -1,64 +1,82 @@
-"""The language-model job behind ``numformer train/generate/lr-find/info`` and the demo.
+"""The language-model recipe behind ``numformer train/generate/lr-find/info`` and the demo.
 
-``RunConfig`` is one flat dataclass (every field is a CLI flag and a TOML key; TOML may group
-them under ``[model]``, ``[train]`` and ``[data]`` tables). ``prepare`` builds the corpus,
-tokenizer, data and model; ``train`` runs the ``Trainer`` with checkpoints, the health
-monitor and periodic samples; the run folder holds everything ``generate`` and ``info`` need.
+``RunConfig`` is one run's configuration: the model's ``GPTConfig``, the trainer's
+``TrainConfig``, and the few settings of the recipe itself (data, tokenizer, batch, optimiser
+and schedule, samples). No field is written twice: every field of the three is a CLI flag and a
+TOML key (TOML may group them under ``[model]``, ``[train]`` and ``[data]`` tables, or not).
+``prepare`` builds the corpus, tokenizer, data and model; ``train`` runs the ``Trainer`` with
+checkpoints, the health monitor and periodic samples; the run folder holds everything
+``generate`` and ``info`` need.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sys
 import time
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numformer as nf
 from numformer.data import TokenData, default_corpus, load_text, load_tokenizer, train_tokenizer
 from numformer.models import GPT, GPTConfig
-from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
-from numformer.train import Callback, HealthMonitor, TrainConfig, Trainer, lr_find
+from numformer.train.lr_finder import lr_find
+from numformer.train.monitor import HealthMonitor
+from numformer.train.trainer import Callback, TrainConfig, Trainer
 
-MODEL_FIELDS = ("n_layer", "n_head", "d_model", "d_ff", "block_size", "dropout", "positions",
-                "tie_weights")  # fmt: skip
+# GPTConfig's vocab_size comes from the tokenizer, never from a setting.
+DERIVED = {"model": ("vocab_size",)}
+ALIASES = {"out": "out_dir"}  # the flag and TOML key users know for the run folder
+
+
+def _lm_train_config() -> TrainConfig:
+    return TrainConfig(max_steps=2000, eval_every=200, eval_batches=8, seed=1337)
 
 
 @dataclass
 class RunConfig:
+    """One language-model run: ``model`` and ``train`` and the recipe's own settings."""
+
     # data
     data: str = "default"  # a text file, a folder of text files, or "default"
     tokenizer: str = "char"  # "char" or "bpe"
     bpe_vocab_size: int = 512
     val_fraction: float = 0.1
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    d_ff: int = 512
-    block_size: int = 128
-    dropout: float = 0.0
-    positions: str = "learned"
-    tie_weights: bool = True
-    # training
+    # batches, optimiser (AdamW, GPT's decay rule) and schedule (warm-up, cosine to min_lr)
     batch_size: int = 16
-    max_steps: int = 2000
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 100
     weight_decay: float = 0.1
-    grad_accum_steps: int = 1
-    clip_grad_norm: float = 1.0
-    eval_every: int = 200
-    eval_batches: int = 8
-    checkpoint_every: int = 500
+    # health monitor and samples at each evaluation
     monitor_interval: int = 10
     sample_tokens: int = 120
     sample_prompt: str = "The "
-    seed: int = 1337
-    out: str = "runs/train"
-    progress: bool = True
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=_lm_train_config)
+
+    # --- the settings as one flat table (CLI flags, TOML keys) --------------------------
+    @classmethod
+    def settings(cls) -> dict:
+        """``{name: (section, type, default)}`` for every setting; section is None for the
+        recipe's own fields, else ``"model"`` or ``"train"``."""
+        default = cls()
+        out = {}
+        for section, obj in ((None, default), ("model", default.model), ("train", default.train)):
+            hints = typing.get_type_hints(type(obj))
+            for f in dataclasses.fields(obj):
+                if f.name in ("model", "train") and section is None or f.name in DERIVED.get(section, ()):
+                    continue
+                kind = hints[f.name]
+                args = [a for a in typing.get_args(kind) if a is not type(None)]
+                out[f.name] = (section, args[0] if args else kind, getattr(obj, f.name))
+        return out
+
+    def get(self, name: str):
+        section = self.settings()[name][0]
+        return getattr(self if section is None else getattr(self, section), name)
 
     @classmethod
     def from_toml(cls, path) -> RunConfig:
@@ -79,24 +97,35 @@ class RunConfig:
         return cls().updated(flat, source=str(path))
 
     def updated(self, values: dict, source: str = "flags") -> RunConfig:
-        """A copy with ``values`` applied; unknown keys and wrong types are errors."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
-        out = asdict(self)
+        """A copy with ``values`` (flat setting names) applied; unknown keys and wrong types
+        are errors naming the setting and ``source``; the sections validate their values."""
+        table = self.settings()
+        changes: dict = {None: {}, "model": {}, "train": {}}
         for key, value in values.items():
-            if key not in types:
-                raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(types)}")
-            want = types[key]
+            key = ALIASES.get(key, key)
+            if key not in table:
+                raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(table)}")
+            section, want, _ = table[key]
             ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value, ok = float(value), True
             if not ok:
                 raise ValueError(f"{source}: {key} must be {want.__name__}, got "
                                  f"{type(value).__name__} {value!r}")  # fmt: skip
-            out[key] = value
-        return RunConfig(**out)
+            changes[section][key] = value
+        try:
+            model = dataclasses.replace(self.model, **changes["model"])
+            train = dataclasses.replace(self.train, **changes["train"])
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+        return dataclasses.replace(self, model=model, train=train, **changes[None])
+
+    def to_dict(self) -> dict:
+        """The run as saved in ``run.json``: ``{recipe fields..., "model": {...}, "train": {...}}``."""
+        return asdict(self)
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in MODEL_FIELDS})
+        return dataclasses.replace(self.model, vocab_size=vocab_size)
 
 
 def read_corpus(config: RunConfig) -> str:
@@ -114,7 +143,7 @@ def prepare(config: RunConfig, out: Path, resume: bool = False):
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(tok_path)
     data = TokenData(text, tokenizer, config.val_fraction)
-    nf.manual_seed(config.seed)
+    nf.manual_seed(config.train.seed)
     model = GPT(config.model_config(tokenizer.vocab_size))
     return tokenizer, data, model
 
@@ -160,15 +189,12 @@ class SampleCallback(Callback):
 
 def build_trainer(config: RunConfig, out: Path, tokenizer, data: TokenData, model,
                   write=print, callbacks=()) -> Trainer:  # fmt: skip
-    opt = AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.99))
-    warmup = min(config.warmup_steps, max(config.max_steps - 1, 0))
-    sched = WarmupCosineLR(opt, warmup, max(config.max_steps, warmup + 1), config.min_lr)
-    train_cfg = TrainConfig(max_steps=config.max_steps, grad_accum_steps=config.grad_accum_steps,
-                            clip_grad_norm=config.clip_grad_norm, eval_every=config.eval_every,
-                            eval_batches=config.eval_batches,
-                            checkpoint_every=config.checkpoint_every, out_dir=str(out),
-                            seed=config.seed, progress=config.progress)  # fmt: skip
-    B, T = config.batch_size, config.block_size
+    opt = model.configure_optimizers(config.weight_decay, config.lr, betas=(0.9, 0.99))
+    steps = config.train.max_steps
+    warmup = min(config.warmup_steps, max(steps - 1, 0))
+    sched = WarmupCosineLR(opt, warmup, max(steps, warmup + 1), config.min_lr)
+    train_cfg = dataclasses.replace(config.train, out_dir=str(out))
+    B, T = config.batch_size, config.model.block_size
     monitor = HealthMonitor(model, interval=config.monitor_interval, window=60)
     return Trainer(model, opt, lm_loss, lambda rng: data.batch(rng, B, T, "train"),
                    lambda rng: data.batch(rng, B, T, "val"), scheduler=sched, config=train_cfg,
@@ -176,22 +202,14 @@ def build_trainer(config: RunConfig, out: Path, tokenizer, data: TokenData, mode
                    count=lambda batch: batch[0].size, unit="tok")  # fmt: skip
 
 
-def _param_groups(model, weight_decay: float):
-    """Decay matrices only (not biases, LayerNorm or position tables), as GPT-2 training does."""
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "wpe" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "wpe" not in n)]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": rest, "weight_decay": 0.0}]  # fmt: skip
-
-
 def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
     """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``."""
-    out = Path(config.out)
+    out = Path(config.train.out_dir)
     if resume and not (out / "checkpoints" / "latest.json").exists():
         raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints/latest.json; "
                                 f"drop --resume to start a new run")  # fmt: skip
     tokenizer, data, model = prepare(config, out, resume)
-    (out / "run.json").write_text(json.dumps(asdict(config), indent=1))
+    (out / "run.json").write_text(json.dumps(config.to_dict(), indent=1))
     write(model.summary())
     write(f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
           f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})")  # fmt: skip
@@ -200,19 +218,19 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
     result = trainer.fit(resume=resume)
     history = {"status": result.status, "steps": result.step, "best_val_loss": result.best_val_loss,
                "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
-    model.save(out / "model", tokenizer, extra={"run": asdict(config), "history": history})
+    model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
     write(f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
           f"model saved to {out / 'model'}")  # fmt: skip
     return model, tokenizer, result
 
 
 def find_lr(config: RunConfig, write=print, num_steps: int = 100):
-    out = Path(config.out)
+    out = Path(config.train.out_dir)
     tokenizer, data, model = prepare(config, out)
-    B, T = config.batch_size, config.block_size
+    B, T = config.batch_size, config.model.block_size
     result = lr_find(model, lm_loss, lambda rng: data.batch(rng, B, T), start_lr=1e-6,
                      end_lr=1.0, num_steps=num_steps,
-                     optimizer=AdamW(model.parameters(), lr=1e-6), seed=config.seed)  # fmt: skip
+                     optimizer=model.configure_optimizers(0.0, 1e-6), seed=config.train.seed)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     result.plot(out / "lr_find.png")
     for name, lr in result.suggestions.items():
@@ -251,6 +269,3 @@ def info(path, write=print) -> dict:
     return saved
 
 
-def stream_to_stdout(piece: str) -> None:
-    sys.stdout.write(piece)
-    sys.stdout.flush()
