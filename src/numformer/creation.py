@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from numformer import backend
 from numformer.backend import xp
-from numformer.tensor import Tensor, _shape_arg
+from numformer.tensor import Tensor, shape_arg
 
 
 def _dtype(dtype):
@@ -21,11 +21,11 @@ def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def zeros(*size, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(xp.zeros(_shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(xp.zeros(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
 
 
 def ones(*size, dtype=None, requires_grad: bool = False) -> Tensor:
-    return Tensor(xp.ones(_shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
+    return Tensor(xp.ones(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -38,13 +38,13 @@ def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def randn(*size, dtype=None, requires_grad: bool = False) -> Tensor:
     """Standard normal draws from numformer's generator (reproducible with ``manual_seed``)."""
-    data = backend.generator().standard_normal(_shape_arg(size), dtype=_dtype(dtype))
+    data = backend.generator().standard_normal(shape_arg(size), dtype=_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def rand(*size, dtype=None, requires_grad: bool = False) -> Tensor:
     """Uniform draws on [0, 1) from numformer's generator."""
-    data = backend.generator().random(_shape_arg(size), dtype=_dtype(dtype))
+    data = backend.generator().random(shape_arg(size), dtype=_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 

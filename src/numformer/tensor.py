@@ -423,7 +423,7 @@ class Tensor:
 
     def permute(self, *dims):
         ndim = self.data.ndim
-        dims = tuple([d % ndim for d in _shape_arg(dims)])
+        dims = tuple([d % ndim for d in shape_arg(dims)])
         if sorted(dims) != list(range(ndim)):
             raise ValueError(f"permute: dims {dims} are not a permutation of {self.ndim} dims")
         if dims == tuple(range(ndim)):
@@ -457,7 +457,7 @@ class Tensor:
 
     def expand(self, *shape):
         shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim]
-                      for i, s in enumerate(_shape_arg(shape)))  # fmt: skip
+                      for i, s in enumerate(shape_arg(shape)))  # fmt: skip
         try:
             np.broadcast_shapes(self.shape, shape)
         except ValueError:
@@ -492,7 +492,7 @@ def _resolve_shape(shape: tuple, current: tuple) -> tuple:
     return tuple(int(s) for s in shape)
 
 
-def _shape_arg(shape) -> tuple:
+def shape_arg(shape) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)

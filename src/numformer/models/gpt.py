@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-import numformer as nf
 from numformer import nn
+from numformer.autograd import is_grad_enabled, no_grad
 from numformer.nn import functional as F
 from numformer.tensor import Tensor
 
@@ -295,7 +295,7 @@ class GPT(nn.Module):
         idx = self._check_input(idx)
         N, T = idx.shape
         if cache is not None:
-            if nf.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            if is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 raise ValueError("GPT: cache= is for inference; call the model under numformer.no_grad()")
             if positions is None:
                 positions = cache.lengths[:, None] + np.arange(T)
@@ -317,7 +317,7 @@ class GPT(nn.Module):
         return (logits, loss, all_weights) if need_weights else (logits, loss)
 
     # --- generation -------------------------------------------------------------------------
-    @nf.no_grad()
+    @no_grad()
     def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  use_cache: bool = True, on_token=None, stop=None, record_logits=None):  # fmt: skip

@@ -18,7 +18,7 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numformer as nf
+from numformer.backend import manual_seed
 from numformer.data import TokenData, default_corpus, load_text, load_tokenizer, train_tokenizer
 from numformer.models import GPT, GPTConfig
 from numformer.optim.lr_scheduler import WarmupCosineLR
@@ -143,7 +143,7 @@ def prepare(config: RunConfig, out: Path, resume: bool = False):
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(tok_path)
     data = TokenData(text, tokenizer, config.val_fraction)
-    nf.manual_seed(config.train.seed)
+    manual_seed(config.train.seed)
     model = GPT(config.model_config(tokenizer.vocab_size))
     return tokenizer, data, model
 

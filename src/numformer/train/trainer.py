@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-import numformer as nf
+from numformer.autograd import no_grad
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import ReduceLROnPlateau
 from numformer.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -170,7 +170,7 @@ class Trainer:
             return math.nan
         rng = np.random.default_rng(self.config.seed + 1_000_003)
         self.model.eval()
-        with nf.no_grad():
+        with no_grad():
             losses = [float(self.loss_fn(self.model, self.val_batches(rng)).item())
                       for _ in range(self.config.eval_batches)]  # fmt: skip
         self.model.train()
