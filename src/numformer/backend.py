@@ -1,15 +1,72 @@
-"""The array backend: the one place numformer touches the array library.
+"""The array backend: the one place numformer chooses the array library.
 
-Every op reaches NumPy through ``xp`` (imported from here), so a CuPy backend is a change to
-this module alone. The module also owns the two pieces of global numeric state numformer has:
-the default floating dtype and the random generator behind every draw (``manual_seed``).
+Every array call in the engine, the kernels, the layers and the models goes through ``xp``
+(``from numformer.backend import xp``): NumPy by default, or any module with NumPy's API
+(CuPy's) after ``set_array_module``. ``xp`` is one namespace object whose contents are swapped,
+so every module that imported it sees the change, and an attribute look-up on it costs what one
+on a module does. NumPy itself is still used for what is not an array call: dtypes
+(``np.float32``, ``np.dtype``), shape arithmetic (``np.broadcast_shapes``) and host-side data
+(tokens, random seeds). ``numformer.testing.stand_in_arrays`` is a stand-in array module whose
+arrays are a distinct type that refuses NumPy's functions: the tests run a model under it to
+prove that no path bypasses ``xp``.
+
+The module also owns the two pieces of global numeric state numformer has: the default floating
+dtype and the random generator behind every draw (``manual_seed``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import types
+
 import numpy as np
 
-xp = np
+
+class _ArrayNamespace(types.SimpleNamespace):
+    """The array module's names as attributes; ``set_array_module`` swaps them in place."""
+
+    def __repr__(self) -> str:
+        return f"<numformer array namespace: {self.__name__}>"
+
+
+xp = _ArrayNamespace()
+_array_module = np
+
+
+def set_array_module(module) -> None:
+    """Route every array call through ``module`` (NumPy's API: ``numpy``, ``cupy``, or the test
+    stand-in). Arrays made under one module must not meet another's."""
+    global _array_module
+    names = {name: getattr(module, name) for name in dir(module) if not name.startswith("__")}
+    names["__name__"] = getattr(module, "__name__", type(module).__name__)
+    xp.__dict__.clear()
+    xp.__dict__.update(names)
+    _array_module = module
+
+
+def get_array_module():
+    """The module behind ``xp`` (``numpy`` unless ``set_array_module`` changed it)."""
+    return _array_module
+
+
+@contextlib.contextmanager
+def use_array_module(module):
+    """``set_array_module(module)`` inside a ``with`` block, then the previous module again."""
+    before = _array_module
+    set_array_module(module)
+    try:
+        yield module
+    finally:
+        set_array_module(before)
+
+
+def to_numpy(a) -> np.ndarray:
+    """A NumPy array of ``a``'s values: ``a`` itself if it is one, else ``a.get()`` (CuPy's
+    device-to-host copy, which the stand-in mimics)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+set_array_module(np)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _default_dtype = np.dtype(np.float32)

@@ -13,7 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from numformer import autograd
-from numformer.backend import as_dtype, get_default_dtype, is_floating, xp
+from numformer.backend import as_dtype, get_default_dtype, is_floating, to_numpy, xp
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
 from numformer.ops import reduce as R
@@ -58,7 +58,7 @@ class Tensor:
     def _wrap(cls, array, requires_grad: bool) -> Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
-        t.data = array if isinstance(array, np.ndarray) else xp.asarray(array)
+        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
         t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
@@ -66,7 +66,7 @@ class Tensor:
         """An op's output tensor (``Function.apply`` calls this on its first input): always a
         plain ``Tensor``, also when ``self`` is a ``Parameter``."""
         t = Tensor.__new__(Tensor)
-        t.data = array if isinstance(array, np.ndarray) else xp.asarray(array)
+        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
         t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
@@ -183,7 +183,7 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, prefix="tensor(")
+        body = np.array2string(to_numpy(self.data), separator=", ", precision=4, prefix="tensor(")
         extra = ""
         if self.dtype != get_default_dtype() and is_floating(self.dtype):
             extra += f", dtype={self.dtype}"
@@ -306,22 +306,22 @@ class Tensor:
         return Tensor._wrap(fn(self.data, other), False)
 
     def __eq__(self, other):
-        return self._compare(other, np.equal)
+        return self._compare(other, xp.equal)
 
     def __ne__(self, other):
-        return self._compare(other, np.not_equal)
+        return self._compare(other, xp.not_equal)
 
     def __lt__(self, other):
-        return self._compare(other, np.less)
+        return self._compare(other, xp.less)
 
     def __le__(self, other):
-        return self._compare(other, np.less_equal)
+        return self._compare(other, xp.less_equal)
 
     def __gt__(self, other):
-        return self._compare(other, np.greater)
+        return self._compare(other, xp.greater)
 
     def __ge__(self, other):
-        return self._compare(other, np.greater_equal)
+        return self._compare(other, xp.greater_equal)
 
     def __invert__(self):
         return Tensor._wrap(~self.data, False)
@@ -518,7 +518,7 @@ def _index_arg(index):
     if isinstance(index, tuple):
         return tuple(i.data if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
-        return np.asarray(index)
+        return xp.asarray(index)
     return index
 
 
@@ -555,7 +555,7 @@ def matmul(a, b) -> Tensor:
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument names
     """Elementwise ``input if condition else other``; ``condition`` is boolean (no gradient)."""
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    cond = condition.data if isinstance(condition, Tensor) else xp.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a boolean tensor, got dtype {cond.dtype}")
     a = as_tensor(input) if not isinstance(input, (int, float)) else None
@@ -574,7 +574,7 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument
 
 def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
     """Fill ``input`` with ``value`` where ``mask`` is True; ``mask`` must broadcast to it."""
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a boolean tensor, got dtype {m.dtype}")
     if not _broadcasts(m, input) or np.broadcast_shapes(m.shape, input.shape) != input.shape:

@@ -19,6 +19,7 @@ import numpy as np
 
 from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
+from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
 from numformer.tensor import Tensor
 
@@ -76,9 +77,9 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch: int, dtype):
         H, D = config.n_head, config.d_model // config.n_head
         shape = (batch, H, config.block_size, D)
-        self.k = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [np.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.lengths = np.zeros(batch, dtype=np.int64)
+        self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
+        self.lengths = xp.zeros(batch, dtype=np.int64)
         self._step = None
 
     def begin(self, positions: np.ndarray) -> None:
@@ -90,10 +91,10 @@ class KVCache:
                              f"got [{positions.min()}, {S - 1}]")  # fmt: skip
         if positions.shape[1] == 1 and (positions == S - 1).all():  # rows in step: no mask
             self._step = positions, S, None
-        elif positions.shape[1] == S and (positions == np.arange(S)).all():  # a prompt from 0
+        elif positions.shape[1] == S and (positions == xp.arange(S)).all():  # a prompt from 0
             self._step = positions, S, "causal"
         else:
-            mask = (np.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
+            mask = (xp.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
             self._step = positions, S, mask
 
     def store(self, layer: int, k: np.ndarray, v: np.ndarray):
@@ -109,7 +110,7 @@ class KVCache:
         elif isinstance(mask, str):
             keys[:, :, :S], values[:, :, :S] = k, v
         else:
-            rows = np.arange(len(positions))[:, None]
+            rows = xp.arange(len(positions))[:, None]
             keys[rows, :, positions] = k.transpose(0, 2, 1, 3)
             values[rows, :, positions] = v.transpose(0, 2, 1, 3)
         return keys[:, :, :S], values[:, :, :S], mask
@@ -260,7 +261,7 @@ class GPT(nn.Module):
         return self.transformer["drop"](x)
 
     def _check_input(self, idx) -> np.ndarray:
-        idx = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
+        idx = idx.data if isinstance(idx, Tensor) else xp.asarray(idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"GPT: input must be integer token ids of shape (N, T), got "
                              f"{idx.dtype} {idx.shape}")  # fmt: skip
@@ -298,12 +299,12 @@ class GPT(nn.Module):
             if is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 raise ValueError("GPT: cache= is for inference; call the model under numformer.no_grad()")
             if positions is None:
-                positions = cache.lengths[:, None] + np.arange(T)
-            positions = np.asarray(positions)
+                positions = cache.lengths[:, None] + xp.arange(T)
+            positions = xp.asarray(positions)
             cache.begin(positions)
-            cache.lengths = np.maximum(cache.lengths, positions.max(axis=1) + 1)
+            cache.lengths = xp.maximum(cache.lengths, positions.max(axis=1) + 1)
         elif positions is None:
-            positions = np.broadcast_to(np.arange(T), (N, T))
+            positions = xp.broadcast_to(xp.arange(T), (N, T))
         x = self._embed(idx, positions)
         all_weights = []
         for block in self.transformer["h"]:
@@ -312,7 +313,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None
         if targets is not None:
-            t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+            t = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
             loss = F.cross_entropy(logits.reshape(N * T, -1), t.reshape(-1))
         return (logits, loss, all_weights) if need_weights else (logits, loss)
 
@@ -348,6 +349,7 @@ class GPT(nn.Module):
                 logits, cache = self._next_logits_cached(rows, cache)
             else:
                 logits = self._next_logits_full(rows)
+            logits = to_numpy(logits)  # sampling runs on the host, with NumPy's generator
             if record_logits is not None:
                 record_logits.append(logits.copy())
             tokens = sample(logits, rng, temperature, top_k, top_p)
@@ -370,15 +372,15 @@ class GPT(nn.Module):
         B = self.config.block_size
         tails = [r[-B:] for r in rows]
         T = max(len(t) for t in tails)
-        idx = np.zeros((len(rows), T), dtype=np.int64)
+        idx = xp.zeros((len(rows), T), dtype=np.int64)
         for i, t in enumerate(tails):
             idx[i, : len(t)] = t
-        return idx, np.array([len(t) for t in tails])
+        return idx, xp.array([len(t) for t in tails])
 
     def _next_logits_full(self, rows) -> np.ndarray:
         idx, lengths = self._window(rows)
         logits, _ = self.forward(idx)
-        return logits.numpy()[np.arange(len(rows)), lengths - 1]
+        return logits.numpy()[xp.arange(len(rows)), lengths - 1]
 
     def _next_logits_cached(self, rows, cache):
         N = len(rows)
@@ -393,8 +395,8 @@ class GPT(nn.Module):
             cache = KVCache(self.config, N, self.lm_head.weight.dtype)
             logits = self.forward(idx, cache=cache)[0].data
             cache.lengths = lengths.copy()  # right-padded rows: each row's own length
-            return logits[np.arange(N), lengths - 1], cache
-        idx = np.array([[r[-1]] for r in rows], dtype=np.int64)
+            return logits[xp.arange(N), lengths - 1], cache
+        idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
         logits = self.forward(idx, cache=cache)[0].data
         return logits[:, 0], cache
 
@@ -418,7 +420,7 @@ class GPT(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: np.ascontiguousarray(v) for k, v in self.state_dict().items()
+        state = {k: xp.ascontiguousarray(v) for k, v in self.state_dict().items()
                  if not (self.config.tie_weights and k == "lm_head.weight")}  # fmt: skip
         tmp = folder / "model.safetensors.tmp"
         save_file(state, str(tmp))

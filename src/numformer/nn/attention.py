@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import dtype_or_default, mask_array
@@ -37,7 +38,7 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
                              f"or (N * num_heads, L, S) = {(N * H, L, S)}, got {m.shape}")  # fmt: skip
         parts.append(m)
     elif is_causal:
-        parts.append(~np.tri(L, S, dtype=bool)[None, None])
+        parts.append(~xp.tri(L, S, dtype=bool)[None, None])
     if key_padding_mask is not None:
         m = mask_array(key_padding_mask, "key_padding_mask")
         if m.shape != (N, S):
@@ -51,9 +52,9 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
         for p in parts[1:]:
             ignore = ignore | p
         return ~ignore
-    total = np.zeros((), dtype=dtype)
+    total = xp.zeros((), dtype=dtype)
     for p in parts:
-        total = total + (np.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_
+        total = total + (xp.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_
                          else p.astype(dtype))  # fmt: skip
     return total
 
@@ -93,14 +94,14 @@ class MultiheadAttention(Module):
         self.batch_first = batch_first
         d = dtype_or_default(dtype)
         if self._qkv_same_embed_dim:
-            self.in_proj_weight = Parameter(np.zeros((3 * embed_dim, embed_dim), dtype=d))
+            self.in_proj_weight = Parameter(xp.zeros((3 * embed_dim, embed_dim), dtype=d))
             self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
         else:
             self.in_proj_weight = None
-            self.q_proj_weight = Parameter(np.zeros((embed_dim, embed_dim), dtype=d))
-            self.k_proj_weight = Parameter(np.zeros((embed_dim, self.kdim), dtype=d))
-            self.v_proj_weight = Parameter(np.zeros((embed_dim, self.vdim), dtype=d))
-        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, dtype=d)) if bias else None
+            self.q_proj_weight = Parameter(xp.zeros((embed_dim, embed_dim), dtype=d))
+            self.k_proj_weight = Parameter(xp.zeros((embed_dim, self.kdim), dtype=d))
+            self.v_proj_weight = Parameter(xp.zeros((embed_dim, self.vdim), dtype=d))
+        self.in_proj_bias = Parameter(xp.zeros(3 * embed_dim, dtype=d)) if bias else None
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
         self._reset_parameters()
 

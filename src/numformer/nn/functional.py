@@ -120,7 +120,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
     """Rows of ``weight`` ``(num_embeddings, E)`` at integer indices ``input`` ``(*)``:
     output ``(*, E)``. The ``padding_idx`` row gets no gradient."""
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input.data if isinstance(input, Tensor) else xp.asarray(input)
     n = weight.shape[0]
     checks.check_indices(idx, n)
     if padding_idx is not None:
@@ -148,7 +148,7 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: 
     checks.check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if input.ndim == 0:
         raise ValueError("cross_entropy: input must have at least 1 dim (classes), got a scalar")
     C = input.shape[1] if input.ndim > 1 else input.shape[0]
@@ -171,7 +171,7 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: 
                         f"probabilities, got dtype {t.dtype}")  # fmt: skip
     w = None
     if weight is not None:
-        w = (weight.data if isinstance(weight, Tensor) else np.asarray(weight)).astype(input.dtype)
+        w = (weight.data if isinstance(weight, Tensor) else xp.asarray(weight)).astype(input.dtype)
         if w.shape != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
     return CrossEntropy.apply(input, target=t, weight=w, ignore_index=ignore_index,
@@ -271,7 +271,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     L, S = q.shape[-2], k.shape[-2]
     bool_mask = float_mask = None
     if attn_mask is not None:
-        m = attn_mask.data if isinstance(attn_mask, Tensor) else np.asarray(attn_mask)
+        m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
         try:
             np.broadcast_shapes(m.shape, batch + (L, S))
         except ValueError:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import check_features, dtype_or_default
@@ -14,7 +15,7 @@ from numformer.tensor import Tensor
 
 
 def _empty(*shape, dtype=None) -> Parameter:
-    return Parameter(np.zeros(shape, dtype=dtype_or_default(dtype)))
+    return Parameter(xp.zeros(shape, dtype=dtype_or_default(dtype)))
 
 
 class Identity(Module):
@@ -138,9 +139,9 @@ class LayerNorm(Module):
         self.normalized_shape, self.eps = shape, eps
         self.weight = self.bias = None
         if elementwise_affine:
-            self.weight = Parameter(np.ones(shape, dtype=dtype_or_default(dtype)))
+            self.weight = Parameter(xp.ones(shape, dtype=dtype_or_default(dtype)))
             if bias:
-                self.bias = Parameter(np.zeros(shape, dtype=dtype_or_default(dtype)))
+                self.bias = Parameter(xp.zeros(shape, dtype=dtype_or_default(dtype)))
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -173,12 +174,12 @@ class BatchNorm1d(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         d = dtype_or_default(dtype)
-        self.weight = Parameter(np.ones(num_features, dtype=d)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype=d)) if affine else None
+        self.weight = Parameter(xp.ones(num_features, dtype=d)) if affine else None
+        self.bias = Parameter(xp.zeros(num_features, dtype=d)) if affine else None
         if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=d))
-            self.register_buffer("running_var", np.ones(num_features, dtype=d))
-            self.register_buffer("num_batches_tracked", np.zeros((), dtype=np.int64))
+            self.register_buffer("running_mean", xp.zeros(num_features, dtype=d))
+            self.register_buffer("running_var", xp.ones(num_features, dtype=d))
+            self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
 

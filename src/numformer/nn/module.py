@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from numformer.backend import as_dtype, is_floating
+from numformer.backend import as_dtype, is_floating, xp
 from numformer.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -239,7 +239,7 @@ def _as_numpy(value) -> np.ndarray:
         return value.data
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without importing torch
         return value.detach().cpu().numpy()
-    return np.asarray(value)
+    return xp.asarray(value)
 
 
 class Sequential(Module):

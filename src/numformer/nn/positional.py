@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
@@ -49,7 +50,7 @@ class LearnedPositionalEmbedding(Module):
     def __init__(self, max_len: int, d_model: int, dtype=None):
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
-        self.weight = Parameter(np.zeros((max_len, d_model), dtype=dtype_or_default(dtype)))
+        self.weight = Parameter(xp.zeros((max_len, d_model), dtype=dtype_or_default(dtype)))
         init.normal_(self.weight, 0.0, 0.02)
 
     def forward(self, x, offset: int = 0):
@@ -75,11 +76,11 @@ class RotaryEmbedding(Module):
         if dim % 2:
             raise ValueError(f"RotaryEmbedding: dim must be even, got {dim}")
         self.dim, self.max_len, self.base = dim, max_len, base
-        inv_freq = base ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
-        angles = np.arange(max_len, dtype=np.float64)[:, None] * inv_freq[None, :]
-        angles = np.concatenate([angles, angles], axis=-1)  # (max_len, dim)
-        self.register_buffer("cos", np.cos(angles), persistent=False)
-        self.register_buffer("sin", np.sin(angles), persistent=False)
+        inv_freq = base ** (-xp.arange(0, dim, 2, dtype=np.float64) / dim)
+        angles = xp.arange(max_len, dtype=np.float64)[:, None] * inv_freq[None, :]
+        angles = xp.concatenate([angles, angles], axis=-1)  # (max_len, dim)
+        self.register_buffer("cos", xp.cos(angles), persistent=False)
+        self.register_buffer("sin", xp.sin(angles), persistent=False)
 
     def forward(self, x, offset: int = 0, positions=None):
         """``x`` ``(..., L, dim)`` at positions ``offset .. offset + L - 1``, or at explicit
@@ -89,7 +90,7 @@ class RotaryEmbedding(Module):
             raise ValueError(f"RotaryEmbedding: input must have dim={self.dim} features in its "
                              f"last dim, got shape {x.shape}")  # fmt: skip
         if positions is not None:
-            positions = np.asarray(positions)
+            positions = xp.asarray(positions)
             if positions.size and positions.max() >= self.max_len:
                 raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len "
                                  f"{self.max_len}")  # fmt: skip

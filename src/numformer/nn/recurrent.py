@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
+from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
@@ -31,11 +30,11 @@ class _RecurrentBase(Module):
         d, G = dtype_or_default(dtype), self.gates * hidden_size
         for layer in range(num_layers):
             in_size = input_size if layer == 0 else hidden_size
-            setattr(self, f"weight_ih_l{layer}", Parameter(np.zeros((G, in_size), dtype=d)))
-            setattr(self, f"weight_hh_l{layer}", Parameter(np.zeros((G, hidden_size), dtype=d)))
+            setattr(self, f"weight_ih_l{layer}", Parameter(xp.zeros((G, in_size), dtype=d)))
+            setattr(self, f"weight_hh_l{layer}", Parameter(xp.zeros((G, hidden_size), dtype=d)))
             if bias:
-                setattr(self, f"bias_ih_l{layer}", Parameter(np.zeros(G, dtype=d)))
-                setattr(self, f"bias_hh_l{layer}", Parameter(np.zeros(G, dtype=d)))
+                setattr(self, f"bias_ih_l{layer}", Parameter(xp.zeros(G, dtype=d)))
+                setattr(self, f"bias_hh_l{layer}", Parameter(xp.zeros(G, dtype=d)))
         bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
@@ -57,7 +56,7 @@ class _RecurrentBase(Module):
 
     def _initial(self, state, N, batched, dtype):
         if state is None:
-            return [Tensor(np.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
+            return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
         expected = (self.num_layers, N, self.hidden_size) if batched else (
             self.num_layers, self.hidden_size)
         if state.shape != expected:

@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.nn import init
 from numformer.nn.attention import MultiheadAttention
 from numformer.nn.checks import dtype_or_default
@@ -22,7 +23,7 @@ from numformer.tensor import Tensor
 def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
     """Float causal mask ``(size, size)``: 0 on and below the diagonal, -inf above."""
 
-    mask = np.triu(np.full((size, size), -np.inf), k=1).astype(dtype_or_default(dtype))
+    mask = xp.triu(xp.full((size, size), -np.inf), k=1).astype(dtype_or_default(dtype))
     return Tensor(mask)
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.tensor import Tensor
 
 
@@ -26,12 +27,12 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         raise ValueError(f"clip_grad_norm_: max_norm must be > 0, got {max_norm}")
     grads = _grads(parameters)
     if not grads:
-        return Tensor(np.array(0.0, dtype=np.float32))
+        return Tensor(xp.array(0.0, dtype=np.float32))
     dtype = grads[0].dtype
     # As PyTorch: each gradient's norm in its own dtype, then the norm of those norms (for the
     # 2-norm that is one BLAS dot per gradient, with no float64 copy of every gradient).
-    norms = np.array([np.linalg.norm(g.reshape(-1), ord=norm_type) if g.size else 0.0 for g in grads])
-    total = float(np.linalg.norm(norms, ord=norm_type))
+    norms = xp.array([xp.linalg.norm(g.reshape(-1), ord=norm_type) if g.size else 0.0 for g in grads])
+    total = float(xp.linalg.norm(norms, ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} is {total}; "
                            f"set error_if_nonfinite=False to clip anyway")  # fmt: skip
@@ -39,7 +40,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if coef < 1.0:
         for g in grads:
             g *= g.dtype.type(coef)
-    return Tensor(np.array(total, dtype=dtype))
+    return Tensor(xp.array(total, dtype=dtype))
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
@@ -47,4 +48,4 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
     if not clip_value > 0:
         raise ValueError(f"clip_grad_value_: clip_value must be > 0, got {clip_value}")
     for g in _grads(parameters):
-        np.clip(g, -clip_value, clip_value, out=g)
+        xp.clip(g, -clip_value, clip_value, out=g)

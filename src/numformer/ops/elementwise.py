@@ -11,7 +11,7 @@ import functools
 import math
 
 from numformer.autograd import Function, unbroadcast
-from numformer.backend import contiguous, xp
+from numformer.backend import contiguous, get_array_module, xp
 from numformer.ops._threads import MIN_ELEMENTS, binary, parallel_for
 
 # --- arithmetic ----------------------------------------------------------------------------
@@ -168,8 +168,12 @@ class Sigmoid(Function):
 _ZERO_BLOCK = 1 << 16
 
 
-@functools.lru_cache(maxsize=8)
 def _zeros(dtype):
+    return _zeros_of(get_array_module(), dtype)  # one block per array module and dtype
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros_of(module, dtype):
     zeros = xp.zeros(_ZERO_BLOCK, dtype=dtype)
     zeros.flags.writeable = False
     return zeros

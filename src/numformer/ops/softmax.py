@@ -6,12 +6,17 @@ from __future__ import annotations
 import functools
 
 from numformer.autograd import Function
-from numformer.backend import xp
+from numformer.backend import get_array_module, xp
+
+
+def constant_column(n: int, dtype, value: float):
+    """A read-only ``(n, 1)`` column filled with ``value`` (GEMV operand for row sums and means),
+    made once per array module, size, dtype and value."""
+    return _constant_column(get_array_module(), n, dtype, value)
 
 
 @functools.lru_cache(maxsize=64)
-def constant_column(n: int, dtype, value: float):
-    """A read-only ``(n, 1)`` column filled with ``value`` (GEMV operand for row sums and means)."""
+def _constant_column(module, n: int, dtype, value: float):
     column = xp.full((n, 1), value, dtype=dtype)
     column.flags.writeable = False
     return column

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from numformer.backend import xp
 from numformer.tensor import Tensor
 
 
@@ -83,7 +84,7 @@ class Optimizer:
             groups.append({**{k: v for k, v in g.items() if k != "params"},
                            "params": list(range(start, start + n))})  # fmt: skip
             start += n
-        state = {index[pid]: {k: (v.copy() if isinstance(v, np.ndarray) else v)
+        state = {index[pid]: {k: (v.copy() if isinstance(v, xp.ndarray) else v)
                               for k, v in s.items() if not k.startswith("_")}
                  for pid, s in self.state.items() if pid in index}  # fmt: skip
         return {"state": state, "param_groups": groups}
@@ -99,7 +100,7 @@ class Optimizer:
         params = self._ordered_params()
         for i, s in state_dict["state"].items():
             p = params[int(i)]
-            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, np.ndarray) else v
+            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, xp.ndarray) else v
                         for k, v in s.items()}  # fmt: skip
             self.state[id(p)] = restored
         for saved, group in zip(groups, self.param_groups):
@@ -135,7 +136,7 @@ class SGD(Optimizer):
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+                buf = state["momentum_buffer"] = xp.array(g, dtype=p.dtype, copy=True)
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * g
@@ -160,10 +161,10 @@ class Adam(Optimizer):
         g = -grad if group["maximize"] else grad
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         step = state["step"]
         if wd:
@@ -173,22 +174,22 @@ class Adam(Optimizer):
                 g = g + wd * p.data
         m, v = state["exp_avg"], state["exp_avg_sq"]
         dt = p.dtype.type
-        tmp = np.subtract(g, m, out=state.setdefault("_tmp", np.empty_like(m)))
+        tmp = xp.subtract(g, m, out=state.setdefault("_tmp", xp.empty_like(m)))
         tmp *= dt(1 - beta1)
         m += tmp  # m = m + (g - m)(1 - beta1): PyTorch's lerp form
-        np.multiply(g, g, out=tmp)
+        xp.multiply(g, g, out=tmp)
         tmp *= dt(1 - beta2)
         v *= dt(beta2)
         v += tmp
         if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         bias1 = 1 - beta1**step
         bias2_sqrt = math.sqrt(1 - beta2**step)
-        np.sqrt(v, out=tmp)  # denominator, reusing the scratch buffer
+        xp.sqrt(v, out=tmp)  # denominator, reusing the scratch buffer
         tmp /= dt(bias2_sqrt)
         tmp += dt(eps)
-        np.divide(m, tmp, out=tmp)
+        xp.divide(m, tmp, out=tmp)
         tmp *= dt(lr / bias1)
         p.data -= tmp
 
