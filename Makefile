@@ -24,6 +24,7 @@ demo: $(STAMP_CORE)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 # The HTML report's test drives headless Chromium: Debian's chromium and chromium-driver.
 browser:

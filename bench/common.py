@@ -34,8 +34,9 @@ for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
 
 if "OPENBLAS_CORETYPE" not in os.environ and os.environ.get("NUMFORMER_BENCH_BLAS_CORE") != "default":
-    _best = subprocess.run([sys.executable, "-m", "numformer.cli", "blas", "--best"], capture_output=True,
-                           text=True, check=True).stdout.strip()  # fmt: skip
+    _best = subprocess.run(
+        [sys.executable, "-m", "numformer.cli", "blas", "--best"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if _best:
         os.environ["OPENBLAS_CORETYPE"] = _best
 
@@ -91,10 +92,14 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, call
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"threads: torch = numformer kernels = {KERNEL_THREADS}; tuned allocator: {ALLOCATOR_TUNED}; "
-          f"NumPy's OpenBLAS kernels: {BLAS_CORE}; "
-          f"blocks of calls timed after a {PAUSE} s pause and a wake-up call")  # fmt: skip
+    print(
+        f"threads: torch = numformer kernels = {KERNEL_THREADS}; tuned allocator: {ALLOCATOR_TUNED}; "
+        f"NumPy's OpenBLAS kernels: {BLAS_CORE}; "
+        f"blocks of calls timed after a {PAUSE} s pause and a wake-up call"
+    )
     print(f"{'workload':<44} {'numformer ms':>13} {'torch ms':>10} {'ratio':>7} {'min':>6} {'max':>6}")
     for r in rows:
-        print(f"{r['name']:<44} {r['numformer_ms']:>13.3f} {r['torch_ms']:>10.3f} "
-              f"{r['ratio']:>7.2f} {r['ratio_min']:>6.2f} {r['ratio_max']:>6.2f}")  # fmt: skip
+        print(
+            f"{r['name']:<44} {r['numformer_ms']:>13.3f} {r['torch_ms']:>10.3f} "
+            f"{r['ratio']:>7.2f} {r['ratio_min']:>6.2f} {r['ratio_max']:>6.2f}"
+        )

@@ -96,16 +96,21 @@ def main():
     with nf.no_grad():
         nf_val = np.mean([model(*data.batch(val_rng_a, B, T, "val"))[1].item() for _ in range(20)])
     with torch.no_grad():
-        t_val = np.mean([ref(*map(torch.from_numpy, data.batch(val_rng_b, B, T, "val")))[1].item()
-                         for _ in range(20)])  # fmt: skip
-    print(f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; OpenBLAS kernels: {BLAS_CORE}; "
-          "demo configuration, "
-          f"{model.num_parameters():,} parameters, {args.steps} steps of {B} x {T} characters")  # fmt: skip
-    print(f"validation loss after {args.steps} steps: numformer {nf_val:.4f}, PyTorch {t_val:.4f}, "
-          f"difference {abs(nf_val - t_val):.4f} nats (target < 0.02)")  # fmt: skip
+        t_val = np.mean([ref(*map(torch.from_numpy, data.batch(val_rng_b, B, T, "val")))[1].item() for _ in range(20)])
+    print(
+        f"threads: {THREADS}; tuned allocator: {ALLOCATOR_TUNED}; OpenBLAS kernels: {BLAS_CORE}; "
+        "demo configuration, "
+        f"{model.num_parameters():,} parameters, {args.steps} steps of {B} x {T} characters"
+    )
+    print(
+        f"validation loss after {args.steps} steps: numformer {nf_val:.4f}, PyTorch {t_val:.4f}, "
+        f"difference {abs(nf_val - t_val):.4f} nats (target < 0.02)"
+    )
     ratio = statistics.median(nf_times) / statistics.median(t_times)
-    print(f"training step: numformer {1e3 * statistics.median(nf_times):.1f} ms, PyTorch "
-          f"{1e3 * statistics.median(t_times):.1f} ms, ratio {ratio:.2f} (target <= 1.3)")  # fmt: skip
+    print(
+        f"training step: numformer {1e3 * statistics.median(nf_times):.1f} ms, PyTorch "
+        f"{1e3 * statistics.median(t_times):.1f} ms, ratio {ratio:.2f} (target <= 1.3)"
+    )
     prompt = data.val[:32].astype(np.int64)[None]
     new = 96
     for _ in range(2):  # warm-up
@@ -118,8 +123,10 @@ def main():
     ours, theirs = out["ours"], out["theirs"]
     same = ours[0] == theirs[0].tolist()
     nf_tps, t_tps = new / statistics.median(nf_g), new / statistics.median(t_g)
-    print(f"KV-cached greedy generation, {new} tokens: numformer {nf_tps:.0f} tok/s, PyTorch "
-          f"{t_tps:.0f} tok/s, ratio {nf_tps / t_tps:.2f} (target >= 0.8); same tokens: {same}")  # fmt: skip
+    print(
+        f"KV-cached greedy generation, {new} tokens: numformer {nf_tps:.0f} tok/s, PyTorch "
+        f"{t_tps:.0f} tok/s, ratio {nf_tps / t_tps:.2f} (target >= 0.8); same tokens: {same}"
+    )
 
 
 if __name__ == "__main__":

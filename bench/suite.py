@@ -42,9 +42,15 @@ GPT_SIZES = {  # name: (layers, d_model, heads, T, batch)
     "small": (4, 256, 8, 128, 16),
     "medium": (6, 384, 6, 256, 8),
 }
-TARGETS = {"gpt_train_tiny": 1.6, "gpt_train_small": 1.15, "gpt_train_medium": 1.15,
-           "encoder_forward_small": 1.0, "encoder_forward_small_no_fastpath": 1.0, "kv_generation_b1": 1.0,
-           "kv_generation_b8": 1.0}  # fmt: skip
+TARGETS = {
+    "gpt_train_tiny": 1.6,
+    "gpt_train_small": 1.15,
+    "gpt_train_medium": 1.15,
+    "encoder_forward_small": 1.0,
+    "encoder_forward_small_no_fastpath": 1.0,
+    "kv_generation_b1": 1.0,
+    "kv_generation_b8": 1.0,
+}
 VOCAB = 100  # a character vocabulary
 
 
@@ -107,8 +113,9 @@ def encoder_forward(repeats: int, fastpath: bool = True) -> dict:
     layers, d, heads, T, B = GPT_SIZES["small"]
     nf.manual_seed(0)
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0), layers).eval()
-    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0,
-                                                                       batch_first=True), layers)  # fmt: skip
+    ref = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True), layers
+    )
     ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in enc.state_dict().items()})
     ref.eval()
     x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
@@ -141,8 +148,13 @@ def kv_generation(batch: int, repeats: int, new: int = 256) -> dict:
     model = GPT(GPTConfig(vocab_size=VOCAB, block_size=512, n_layer=layers, n_head=heads, d_model=d)).eval()
     ref = from_numformer(model).eval()
     prompt = np.random.default_rng(0).integers(0, VOCAB, (batch, 16))
-    row = compare(f"kv_generation_b{batch}", lambda: model.generate(prompt.tolist(), new, temperature=0),
-                  lambda: ref.generate_greedy(torch.from_numpy(prompt), new), repeats=repeats, warmup=1)  # fmt: skip
+    row = compare(
+        f"kv_generation_b{batch}",
+        lambda: model.generate(prompt.tolist(), new, temperature=0),
+        lambda: ref.generate_greedy(torch.from_numpy(prompt), new),
+        repeats=repeats,
+        warmup=1,
+    )
     row["flops"] = 2 * batch * new * (model.num_parameters())
     row["shape"] = f"small GPT, batch {batch}, 16-token prompt + {new} new tokens, greedy"
     row["tokens_per_s_numformer"] = batch * new / (row["numformer_ms"] / 1e3)
@@ -194,8 +206,12 @@ def attention_sweep(lengths, repeats) -> list[dict]:
         point = {"T": T, "flops": 3.5 * 4 * 8 * T * T * 64}  # forward 4 T^2 d per head, backward 2.5x
         for framework in ("numformer", "torch"):
             reps = 1 if T >= 8192 else repeats
-            done = subprocess.run([sys.executable, __file__, "--attention-worker", framework, str(T), str(reps)],
-                                  capture_output=True, text=True, env=os.environ)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, __file__, "--attention-worker", framework, str(T), str(reps)],
+                capture_output=True,
+                text=True,
+                env=os.environ,
+            )
             if done.returncode != 0:
                 point[framework] = {"error": done.stderr.strip().splitlines()[-1]}
             else:
@@ -204,8 +220,11 @@ def attention_sweep(lengths, repeats) -> list[dict]:
         cells = []
         for framework in ("numformer", "torch"):
             p = point[framework]
-            cells.append(f"{framework} {p['ms']:9.1f} ms, {p['peak_mb']:7.0f} MB" if "ms" in p
-                         else f"{framework} failed: {p['error']}")  # fmt: skip
+            cells.append(
+                f"{framework} {p['ms']:9.1f} ms, {p['peak_mb']:7.0f} MB"
+                if "ms" in p
+                else f"{framework} failed: {p['error']}"
+            )
         ratio = point["numformer"].get("ms", np.nan) / point["torch"].get("ms", np.nan)
         print(f"attention T={T:>5}: " + " | ".join(cells) + f" | ratio {ratio:.2f}")
     return rows
@@ -220,11 +239,20 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "numformer": nf.__version__, "threads": THREADS, "torch_threads": torch.get_num_threads(),
-            "numformer_kernel_threads": nf.get_num_threads(),
-            "tuned_allocator": bool(ALLOCATOR_TUNED), "openblas_core": BLAS_CORE}  # fmt: skip
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "numformer": nf.__version__,
+        "threads": THREADS,
+        "torch_threads": torch.get_num_threads(),
+        "numformer_kernel_threads": nf.get_num_threads(),
+        "tuned_allocator": bool(ALLOCATOR_TUNED),
+        "openblas_core": BLAS_CORE,
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -237,8 +265,9 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     names = [r["name"] for r in rows]
     axes[0].barh(names, [r["ratio"] for r in rows], color="tab:blue", label="numformer / PyTorch (median)")
-    axes[0].scatter([TARGETS.get(n, np.nan) for n in names], names, color="red", marker="|", s=300,
-                    label="target (at most)")  # fmt: skip
+    axes[0].scatter(
+        [TARGETS.get(n, np.nan) for n in names], names, color="red", marker="|", s=300, label="target (at most)"
+    )
     axes[0].axvline(1.0, color="gray", ls="--")
     axes[0].set(title="Time ratio per workload", xlabel="numformer time / PyTorch time")
     axes[0].legend()
@@ -247,8 +276,9 @@ def plot(results: dict, path: Path) -> None:
     for framework, color in (("numformer", "tab:blue"), ("torch", "tab:orange")):
         axes[1].plot(T, [p[framework].get("ms", np.nan) for p in sweep], "o-", color=color, label=framework)
         axes[2].plot(T, [p[framework].get("peak_mb", np.nan) for p in sweep], "o-", color=color, label=framework)
-    axes[1].set(title="Attention forward + backward (8 heads, d 64)", xlabel="T", ylabel="ms",
-                xscale="log", yscale="log")  # fmt: skip
+    axes[1].set(
+        title="Attention forward + backward (8 heads, d 64)", xlabel="T", ylabel="ms", xscale="log", yscale="log"
+    )
     axes[2].axhline(1536, color="red", ls="--", label="1.5 GB")
     axes[2].set(title="Peak memory over baseline", xlabel="T", ylabel="MB", xscale="log", yscale="log")
     axes[1].legend()
@@ -261,8 +291,12 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats and a shorter attention sweep")
-    ap.add_argument("--only", nargs="+", metavar="PREFIX",
-                    help="run only the workloads whose names start with these (no attention sweep)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PREFIX",
+        help="run only the workloads whose names start with these (no attention sweep)",
+    )
     ap.add_argument("--attention-worker", nargs=3, metavar=("FRAMEWORK", "T", "REPEATS"))
     args = ap.parse_args()
     if args.attention_worker:
@@ -271,8 +305,10 @@ def main() -> None:
         return
     quick = args.quick
     rate = matmul_rate()
-    print(f"machine float32 matmul rate (NumPy, 2048^3): {rate:.1f} GFLOP/s; threads {THREADS}; "
-          f"tuned allocator {ALLOCATOR_TUNED}; OpenBLAS kernels {BLAS_CORE}")  # fmt: skip
+    print(
+        f"machine float32 matmul rate (NumPy, 2048^3): {rate:.1f} GFLOP/s; threads {THREADS}; "
+        f"tuned allocator {ALLOCATOR_TUNED}; OpenBLAS kernels {BLAS_CORE}"
+    )
     workloads = {
         "gpt_train_tiny": lambda: gpt_train("tiny", 6 if quick else 15),
         "gpt_train_small": lambda: gpt_train("small", 4 if quick else 8),
@@ -286,27 +322,36 @@ def main() -> None:
     if not chosen:
         ap.error(f"--only {args.only} matches none of {list(workloads)}")
     rows = [workloads[name]() for name in chosen]
-    print(f"{'workload':<34} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
-          f"{'target':>7} {'MFU nf':>7} {'MFU pt':>7}")  # fmt: skip
+    print(
+        f"{'workload':<34} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} "
+        f"{'target':>7} {'MFU nf':>7} {'MFU pt':>7}"
+    )
     for r in rows:
         r["mfu_numformer"] = r["flops"] / (r["numformer_ms"] / 1e3) / (rate * 1e9)
         r["mfu_torch"] = r["flops"] / (r["torch_ms"] / 1e3) / (rate * 1e9)
         r["target"] = TARGETS.get(r["name"])
         r["met"] = r["target"] is None or r["ratio"] <= r["target"]
-        print(f"{r['name']:<34} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
-              f"{r['ratio_min']:>5.2f} {r['ratio_max']:>5.2f} {'<= ' + str(r['target']):>7} "
-              f"{r['mfu_numformer']:>7.0%} {r['mfu_torch']:>7.0%}")  # fmt: skip
+        print(
+            f"{r['name']:<34} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
+            f"{r['ratio_min']:>5.2f} {r['ratio_max']:>5.2f} {'<= ' + str(r['target']):>7} "
+            f"{r['mfu_numformer']:>7.0%} {r['mfu_torch']:>7.0%}"
+        )
     medium = next((r for r in rows if r["name"] == "gpt_train_medium"), None)
     if medium is not None:
-        print(f"medium training step MFU: {medium['mfu_numformer']:.0%} of the measured matmul rate "
-              f"(target >= 50%)")  # fmt: skip
+        print(f"medium training step MFU: {medium['mfu_numformer']:.0%} of the measured matmul rate (target >= 50%)")
     missed = [f"{r['name']} ({r['ratio']:.2f} > {r['target']})" for r in rows if not r["met"]]
     print("targets missed: " + (", ".join(missed) if missed else "none"))
     if args.only:  # a partial run: printed only, the saved full results stay as they were
         return
     sweep = attention_sweep([256, 1024, 4096] if quick else [256, 1024, 4096, 8192, 16384], 3)
-    results = {"machine": machine(), "matmul_gflops": rate, "workloads": rows, "attention": sweep,
-               "quick": quick, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    results = {
+        "machine": machine(),
+        "matmul_gflops": rate,
+        "workloads": rows,
+        "attention": sweep,
+        "quick": quick,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "suite.json").write_text(json.dumps(results, indent=1, default=str))
     plot(results, RESULTS / "suite.png")

@@ -35,8 +35,9 @@ def test_use_array_module_swaps_xp_everywhere_and_restores_it():
 
 def _gpt_run(module, positions):
     nf.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, d_model=16, dropout=0.1,
-                          positions=positions))  # fmt: skip
+    model = GPT(
+        GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, d_model=16, dropout=0.1, positions=positions)
+    )
     idx = np.random.default_rng(0).integers(0, 20, (2, 8))
     with use_array_module(module):
         for p in model.parameters():  # the model moves to the "device"

@@ -42,8 +42,9 @@ def test_bad_candidates_are_named(candidates):
         blas.fastest_blas_core(candidates)
 
 
-rates = st.dictionaries(st.sampled_from(["SkylakeX", "Haswell", "Zen", "Cooperlake"]),
-                        st.floats(1.0, 200.0), min_size=1)  # fmt: skip
+rates = st.dictionaries(
+    st.sampled_from(["SkylakeX", "Haswell", "Zen", "Cooperlake"]), st.floats(1.0, 200.0), min_size=1
+)
 
 
 @given(rates, st.data())

@@ -98,7 +98,7 @@ def test_no_import_cycles():
             if target not in GRAPH or _is_package_of(target, module):
                 continue
             if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target, stack + [target])
         state[module] = 2

@@ -155,8 +155,12 @@ def test_matmul_bias_and_epilogue_need_2d_operands():
             parallel.matmul(np.ones((2, 3, 4)), np.ones((2, 4, 5)), **kwargs)
 
 
-@given(batch_a=st.sampled_from([(1, 3), (2, 3), (4, 1), (5, 2)]), batch_b=st.sampled_from([(1, 3), (2, 3), (4, 1)]),
-       dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+@given(
+    batch_a=st.sampled_from([(1, 3), (2, 3), (4, 1), (5, 2)]),
+    batch_b=st.sampled_from([(1, 3), (2, 3), (4, 1)]),
+    dtype=dtypes,
+    seed=st.integers(0, 99),
+)
 def test_matmul_batched_with_broadcasting_matches_numpy(batch_a, batch_b, dtype, seed):
     try:
         np.broadcast_shapes(batch_a, batch_b)
@@ -168,8 +172,12 @@ def test_matmul_batched_with_broadcasting_matches_numpy(batch_a, batch_b, dtype,
     assert_same([out], [a @ b], dtype)
 
 
-@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=3), broadcast=st.booleans(), dtype=dtypes,
-       seed=st.integers(0, 99))  # fmt: skip
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=0, max_size=3),
+    broadcast=st.booleans(),
+    dtype=dtypes,
+    seed=st.integers(0, 99),
+)
 def test_binary_matches_numpy(shape, broadcast, dtype, seed):
     a = randn(seed, shape, dtype)
     b = randn(seed + 1, shape[1:] if broadcast else shape, dtype)  # broadcast: NumPy's own call
@@ -201,8 +209,15 @@ def test_dropout_mask_keeps_1_minus_p_and_never_depends_on_the_thread_count(p):
 # --- kernels: threaded equals serial --------------------------------------------------------------
 
 
-@given(lead=st.lists(st.integers(1, 5), min_size=0, max_size=2), fin=st.integers(1, 6), fout=st.integers(1, 6),
-       bias=st.booleans(), relu=st.booleans(), dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+@given(
+    lead=st.lists(st.integers(1, 5), min_size=0, max_size=2),
+    fin=st.integers(1, 6),
+    fout=st.integers(1, 6),
+    bias=st.booleans(),
+    relu=st.booleans(),
+    dtype=dtypes,
+    seed=st.integers(0, 99),
+)
 def test_linear(lead, fin, fout, bias, relu, dtype, seed):
     arrays = [randn(seed, (*lead, fin), dtype), randn(seed + 1, (fout, fin), dtype)]
     if bias:
@@ -212,8 +227,13 @@ def test_linear(lead, fin, fout, bias, relu, dtype, seed):
     assert_same(serial, threaded, dtype)
 
 
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), norm_dims=st.integers(1, 2), dtype=dtypes,
-       affine=st.booleans(), seed=st.integers(0, 99))  # fmt: skip
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    norm_dims=st.integers(1, 2),
+    dtype=dtypes,
+    affine=st.booleans(),
+    seed=st.integers(0, 99),
+)
 def test_layer_norm(shape, norm_dims, dtype, affine, seed):
     norm_dims = min(norm_dims, len(shape))
     normalized = tuple(shape[len(shape) - norm_dims :])
@@ -228,8 +248,13 @@ def test_layer_norm(shape, norm_dims, dtype, affine, seed):
     assert_same(serial, threaded, dtype)
 
 
-@given(shape=st.lists(st.integers(1, 6), min_size=0, max_size=3), op=st.sampled_from(["gelu_tanh", "relu"]),
-       dtype=dtypes, transposed=st.booleans(), seed=st.integers(0, 99))  # fmt: skip
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=0, max_size=3),
+    op=st.sampled_from(["gelu_tanh", "relu"]),
+    dtype=dtypes,
+    transposed=st.booleans(),
+    seed=st.integers(0, 99),
+)
 def test_elementwise_activations(shape, op, dtype, transposed, seed):
     x = randn(seed, shape, dtype)
     if transposed:
@@ -242,10 +267,19 @@ def test_elementwise_activations(shape, op, dtype, transposed, seed):
     assert_same(serial, threaded, dtype)
 
 
-@given(N=st.integers(1, 4), H=st.integers(1, 3), L=st.integers(1, 5), S=st.integers(1, 5), E=st.integers(1, 4),
-       mask=st.sampled_from(["none", "causal", "bool_padding", "float_full", "bool_ls"]),
-       shared_kv=st.booleans(), dropout=st.sampled_from([0.0, 0.3]), kernel=st.sampled_from(["plain", "blocked"]),
-       dtype=dtypes, seed=st.integers(0, 99))  # fmt: skip
+@given(
+    N=st.integers(1, 4),
+    H=st.integers(1, 3),
+    L=st.integers(1, 5),
+    S=st.integers(1, 5),
+    E=st.integers(1, 4),
+    mask=st.sampled_from(["none", "causal", "bool_padding", "float_full", "bool_ls"]),
+    shared_kv=st.booleans(),
+    dropout=st.sampled_from([0.0, 0.3]),
+    kernel=st.sampled_from(["plain", "blocked"]),
+    dtype=dtypes,
+    seed=st.integers(0, 99),
+)
 def test_attention(N, H, L, S, E, mask, shared_kv, dropout, kernel, dtype, seed):
     if mask == "causal":
         S = L
@@ -264,8 +298,9 @@ def test_attention(N, H, L, S, E, mask, shared_kv, dropout, kernel, dtype, seed)
     def run():
         ts = [nf.Tensor(a.copy(), requires_grad=True) for a in (q, k, v)]
         with F.attention_kernel(kernel, block_q=2, block_k=3):  # blocked: ragged 2 x 3 tiles
-            out = F.scaled_dot_product_attention(*ts, attn_mask=attn_mask, is_causal=mask == "causal",
-                                                 dropout_p=dropout)  # fmt: skip
+            out = F.scaled_dot_product_attention(
+                *ts, attn_mask=attn_mask, is_causal=mask == "causal", dropout_p=dropout
+            )
         out.backward(randn(seed + 4, out.shape, dtype))
         return [out.numpy()] + [t.grad for t in ts]
 
@@ -277,8 +312,9 @@ def test_attention_weights_threaded_equal_serial():
     q, k, v = (randn(i, (4, 2, 6, 3), np.float32) for i in range(3))
 
     def run():
-        return list(F.scaled_dot_product_attention(*(nf.Tensor(a) for a in (q, k, v)), dropout_p=0.2,
-                                                   need_weights=True))  # fmt: skip
+        return list(
+            F.scaled_dot_product_attention(*(nf.Tensor(a) for a in (q, k, v)), dropout_p=0.2, need_weights=True)
+        )
 
     serial, threaded = serial_and_threaded(lambda: [t.numpy() for t in run()])
     assert_same(serial, threaded, np.float32)

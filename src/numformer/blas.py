@@ -29,8 +29,14 @@ X86_CORES = ("Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids")
 
 # (rows, inner, columns) of x @ W^T products from the encoder and GPT benches (d 256 and 384,
 # 1024 rows), one with a long inner dimension (as a weight gradient's) and one attention-sized.
-_PROBE_SHAPES = ((1024, 256, 768), (1024, 256, 1024), (1024, 1024, 256), (1024, 384, 1536),
-                 (256, 1024, 256), (128, 64, 128))  # fmt: skip
+_PROBE_SHAPES = (
+    (1024, 256, 768),
+    (1024, 256, 1024),
+    (1024, 1024, 256),
+    (1024, 384, 1536),
+    (256, 1024, 256),
+    (128, 64, 128),
+)
 
 _PROBE = """
 import json, statistics, sys, time
@@ -73,8 +79,12 @@ def openblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"),
-                               ("openblas", "")):  # fmt: skip
+        for prefix, suffix in (
+            ("scipy_openblas", "64_"),
+            ("scipy_openblas", ""),
+            ("openblas", "64_"),
+            ("openblas", ""),
+        ):
             if getattr(lib, f"{prefix}_set_num_threads{suffix}", None) is not None:
                 return lib, prefix, suffix
     return None
@@ -104,8 +114,7 @@ def _measure(core: str | None, timeout: float) -> dict | None:
         env["OPENBLAS_CORETYPE"] = core
     try:
         script = _PROBE.format(shapes=_PROBE_SHAPES, package_parent=_PACKAGE_PARENT)
-        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
         result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
     except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
         return None
@@ -135,8 +144,10 @@ def fastest_blas_core(candidates=None, timeout: float = 60.0) -> tuple[str | Non
     if candidates is None:
         candidates = X86_CORES if platform.machine().lower() in ("x86_64", "amd64") else ()
     if isinstance(candidates, str) or not all(isinstance(c, str) and c.isalnum() for c in candidates):
-        raise ValueError(f"fastest_blas_core: candidates must be a sequence of OpenBLAS core names "
-                         f"(letters and digits), got {candidates!r}")  # fmt: skip
+        raise ValueError(
+            f"fastest_blas_core: candidates must be a sequence of OpenBLAS core names "
+            f"(letters and digits), got {candidates!r}"
+        )
     first = _measure(None, timeout)
     if first is None:
         return None, None, {}

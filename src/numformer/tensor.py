@@ -79,12 +79,10 @@ class Tensor:
     def requires_grad(self, value: bool) -> None:
         if value and not is_floating(self.data.dtype):
             raise TypeError(
-                f"requires_grad: only floating-point tensors can require gradients, "
-                f"got dtype {self.data.dtype}"
+                f"requires_grad: only floating-point tensors can require gradients, got dtype {self.data.dtype}"
             )
         if not value and self._fn is not None:
-            raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; "
-                               "use .detach()")  # fmt: skip
+            raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; use .detach()")
         self._requires_grad = bool(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -124,9 +122,7 @@ class Tensor:
         else:
             grad = _to_array(grad, self.dtype)
             if grad.shape != self.shape:
-                raise ValueError(
-                    f"backward: grad must have the tensor's shape {self.shape}, got {grad.shape}"
-                )
+                raise ValueError(f"backward: grad must have the tensor's shape {self.shape}, got {grad.shape}")
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def detach(self) -> Tensor:
@@ -170,8 +166,7 @@ class Tensor:
 
     def item(self):
         if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors convert to a Python number, "
-                             f"got shape {self.shape}")  # fmt: skip
+            raise ValueError(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
         return self.data.item()
 
     def tolist(self):
@@ -234,9 +229,7 @@ class Tensor:
         except ValueError as err:
             if "broadcast" not in str(err):
                 raise
-            raise ValueError(
-                f"{name}: input shape {a.shape} and other shape {b.shape} do not broadcast"
-            ) from None
+            raise ValueError(f"{name}: input shape {a.shape} and other shape {b.shape} do not broadcast") from None
 
     def __add__(self, other):
         return self._binary(E.Add, other, "add")
@@ -371,16 +364,14 @@ class Tensor:
     def mean(self, dim=None, keepdim: bool = False):
         return R.Mean.apply(self, axis=_axes(dim, self.ndim, "mean"), keepdims=keepdim)
 
-    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction: int | None = None):  # fmt: skip
+    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None):
         """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch."""
         if correction is None:
             correction = 0 if unbiased is False else 1
         axis = _axes(dim, self.ndim, "var")
         return R.Var.apply(self, axis=axis, keepdims=keepdim, correction=correction)
 
-    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
-            correction: int | None = None):  # fmt: skip
+    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None):
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
 
     def max(self, dim: int | None = None, keepdim: bool = False):
@@ -406,8 +397,11 @@ class Tensor:
     # --- shape ------------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        target = tuple(shape) if -1 not in shape and math.prod(shape) == self.data.size else \
-            _resolve_shape(tuple(shape), self.shape)  # fmt: skip
+        target = (
+            tuple(shape)
+            if -1 not in shape and math.prod(shape) == self.data.size
+            else _resolve_shape(tuple(shape), self.shape)
+        )
         if target == self.shape:
             return self
         return S.Reshape.apply(self, shape=target)
@@ -456,8 +450,7 @@ class Tensor:
         return self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
 
     def expand(self, *shape):
-        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim]
-                      for i, s in enumerate(shape_arg(shape)))  # fmt: skip
+        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim] for i, s in enumerate(shape_arg(shape)))
         try:
             np.broadcast_shapes(self.shape, shape)
         except ValueError:
@@ -483,12 +476,10 @@ def _resolve_shape(shape: tuple, current: tuple) -> tuple:
         raise ValueError(f"reshape: invalid shape {shape} (at most one -1, no other negatives)")
     if -1 in shape:
         if known == 0 or numel % known:
-            raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} "
-                             f"elements) into shape {shape}")  # fmt: skip
+            raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) into shape {shape}")
         shape = tuple(numel // known if s == -1 else s for s in shape)
     elif known != numel:
-        raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) "
-                         f"into shape {shape}")  # fmt: skip
+        raise ValueError(f"reshape: cannot reshape tensor of shape {current} ({numel} elements) into shape {shape}")
     return tuple(int(s) for s in shape)
 
 
@@ -533,11 +524,12 @@ def matmul(a, b) -> Tensor:
     """``a @ b`` with NumPy's batching and broadcasting; checks the inner dimensions."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes "
-                         f"{a.shape} and {b.shape}")  # fmt: skip
+        raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {a.shape} and {b.shape}")
     if a.dtype != b.dtype:
-        raise TypeError(f"matmul: input dtype {a.dtype} and other dtype {b.dtype} differ; "
-                        f"cast one with .to() (mixed precision here is usually a bug)")  # fmt: skip
+        raise TypeError(
+            f"matmul: input dtype {a.dtype} and other dtype {b.dtype} differ; "
+            f"cast one with .to() (mixed precision here is usually a bug)"
+        )
     k_a = a.shape[-1]
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if k_a != k_b:
@@ -549,8 +541,9 @@ def matmul(a, b) -> Tensor:
     try:
         return LA.MatMul.apply(a, b)
     except ValueError:
-        raise ValueError(f"matmul: batch dims of input shape {a.shape} and other shape "
-                         f"{b.shape} do not broadcast") from None  # fmt: skip
+        raise ValueError(
+            f"matmul: batch dims of input shape {a.shape} and other shape {b.shape} do not broadcast"
+        ) from None
 
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument names
@@ -567,8 +560,9 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument
     try:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"where: condition shape {cond.shape}, input shape {a.shape} and "
-                         f"other shape {b.shape} do not broadcast") from None  # fmt: skip
+        raise ValueError(
+            f"where: condition shape {cond.shape}, input shape {a.shape} and other shape {b.shape} do not broadcast"
+        ) from None
     return E.Where.apply(a, b, condition=cond)
 
 
@@ -578,8 +572,7 @@ def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a boolean tensor, got dtype {m.dtype}")
     if not _broadcasts(m, input) or np.broadcast_shapes(m.shape, input.shape) != input.shape:
-        raise ValueError(f"masked_fill: mask shape {m.shape} does not broadcast to input shape "
-                         f"{input.shape}")  # fmt: skip
+        raise ValueError(f"masked_fill: mask shape {m.shape} does not broadcast to input shape {input.shape}")
     fill = Tensor._wrap(xp.asarray(value, dtype=input.dtype), False)
     return E.Where.apply(fill, input, condition=m)
 
@@ -617,8 +610,7 @@ def _check_same_rank(op, tensors, dim, skip_dim):
             a.pop(dim % len(a))
             b.pop(dim % len(b))
         if a != b:
-            raise ValueError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape "
-                             f"{t.shape} (dim={dim})")  # fmt: skip
+            raise ValueError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape {t.shape} (dim={dim})")
 
 
 def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
@@ -632,13 +624,10 @@ def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
     else:
         sizes = list(split_size_or_sections)
         if sum(sizes) != n:
-            raise ValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {dim} "
-                             f"has size {n}")  # fmt: skip
+            raise ValueError(f"split: sections {sizes} sum to {sum(sizes)}, but dim {dim} has size {n}")
     out, start = [], 0
     prefix = (slice(None),) * (dim % tensor.ndim)
     for size in sizes:
         out.append(tensor[prefix + (slice(start, start + size),)])
         start += size
     return tuple(out)
-
-

@@ -13,8 +13,7 @@ class GradcheckError(AssertionError):
     """Analytic and numerical gradients disagree."""
 
 
-def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-5,
-              seed: int = 0) -> bool:  # fmt: skip
+def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1e-5, seed: int = 0) -> bool:
     """Compare ``backward`` against central differences for every input that requires grad.
 
     ``fn(*inputs)`` returns a Tensor (any shape). Inputs must be float64 tensors. The output is
@@ -25,8 +24,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1
     inputs = list(inputs)
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
-            raise TypeError(f"gradcheck: input {i} must be float64 for finite differences, "
-                            f"got {t.dtype}")  # fmt: skip
+            raise TypeError(f"gradcheck: input {i} must be float64 for finite differences, got {t.dtype}")
     for t in inputs:
         if isinstance(t, Tensor) and not t.data.flags.c_contiguous:
             t.data = t.data.copy(order="C")  # so the flat view below perturbs t itself
@@ -186,8 +184,19 @@ for _name in ("add sub mul truediv floordiv mod pow matmul and or xor lshift rsh
     for _form in (f"__{_name}__", f"__r{_name}__"):
         setattr(StandInArray, _form, _operator(_form))
     setattr(StandInArray, f"__i{_name}__", _operator(f"__i{_name}__", inplace=True))
-for _form in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__neg__", "__pos__", "__abs__",
-              "__invert__", "__getitem__"):  # fmt: skip
+for _form in (
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__eq__",
+    "__ne__",
+    "__neg__",
+    "__pos__",
+    "__abs__",
+    "__invert__",
+    "__getitem__",
+):
     setattr(StandInArray, _form, _operator(_form))
 
 

@@ -11,9 +11,30 @@ import pytest
 
 from numformer.cli import main
 
-TINY = ["--n-layer", "1", "--n-head", "2", "--d-model", "16", "--d-ff", "32", "--block-size", "16",
-        "--batch-size", "4", "--eval-every", "3", "--eval-batches", "1", "--sample-tokens", "8",
-        "--warmup-steps", "1", "--progress", "false"]  # fmt: skip
+TINY = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--d-model",
+    "16",
+    "--d-ff",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "3",
+    "--eval-batches",
+    "1",
+    "--sample-tokens",
+    "8",
+    "--warmup-steps",
+    "1",
+    "--progress",
+    "false",
+]
 
 
 @pytest.fixture()
@@ -25,25 +46,29 @@ def corpus(tmp_path):
 
 def cli(*args):
     """Run the installed command in a subprocess: exit code, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "numformer.cli", *map(str, args)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "numformer.cli", *map(str, args)], capture_output=True, text=True)
     return done.returncode, done.stdout, done.stderr
 
 
 def test_train_generate_info_and_resume(tmp_path, corpus, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", "6", *TINY]) == 0
-    for name in ("model/config.json", "model/model.safetensors", "model/tokenizer.json",
-                 "metrics.jsonl", "metrics.png", "health_report.txt", "checkpoints/latest.json"):  # fmt: skip
+    for name in (
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "metrics.jsonl",
+        "metrics.png",
+        "health_report.txt",
+        "checkpoints/latest.json",
+    ):
         assert (out / name).exists(), name
     printed = capsys.readouterr().out
     assert "step 3: val loss" in printed and "GPT: 1 layers" in printed
-    assert main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", "9", "--resume",
-                 *TINY]) == 0  # fmt: skip
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", "9", "--resume", *TINY]) == 0
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))
-    code, stdout, _ = cli("generate", "--model", out, "--prompt", "The ", "--max-new-tokens", 12,
-                          "--seed", 1)  # fmt: skip
+    code, stdout, _ = cli("generate", "--model", out, "--prompt", "The ", "--max-new-tokens", 12, "--seed", 1)
     assert code == 0 and stdout.startswith("The ") and len(stdout.rstrip("\n")) == 16
     assert main(["info", str(out)]) == 0
     shown = capsys.readouterr().out
@@ -52,11 +77,12 @@ def test_train_generate_info_and_resume(tmp_path, corpus, capsys):
 
 def test_config_file_lr_find_and_bpe(tmp_path, corpus, capsys):
     config = tmp_path / "tiny.toml"
-    config.write_text('[model]\nn_layer = 1\nn_head = 2\nd_model = 16\nd_ff = 32\nblock_size = 16\n'
-                      '[train]\nbatch_size = 4\nprogress = false\n'
-                      f'[data]\ndata = "{corpus}"\ntokenizer = "bpe"\nbpe_vocab_size = 300\n')  # fmt: skip
-    assert main(["lr-find", "--config", str(config), "--out", str(tmp_path / "lr"),
-                 "--steps", "20"]) == 0  # fmt: skip
+    config.write_text(
+        "[model]\nn_layer = 1\nn_head = 2\nd_model = 16\nd_ff = 32\nblock_size = 16\n"
+        "[train]\nbatch_size = 4\nprogress = false\n"
+        f'[data]\ndata = "{corpus}"\ntokenizer = "bpe"\nbpe_vocab_size = 300\n'
+    )
+    assert main(["lr-find", "--config", str(config), "--out", str(tmp_path / "lr"), "--steps", "20"]) == 0
     assert (tmp_path / "lr" / "lr_find.png").exists()
     assert "min_div_3" in capsys.readouterr().out
 
@@ -69,9 +95,19 @@ def test_demo_smoke(tmp_path, capsys):
     assert "before training" in printed and "Generation" in printed
 
 
-@pytest.mark.parametrize("case", ["unknown_flag", "missing_data", "wrong_type", "empty_corpus",
-                                  "bad_prompt", "nothing_to_resume", "missing_model",
-                                  "bad_toml_key"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown_flag",
+        "missing_data",
+        "wrong_type",
+        "empty_corpus",
+        "bad_prompt",
+        "nothing_to_resume",
+        "missing_model",
+        "bad_toml_key",
+    ],
+)
 def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -84,18 +120,17 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
         assert main(["train", "--data", str(corpus), "--out", str(run), "--max-steps", "2", *TINY]) == 0
     args, expected = {
         "unknown_flag": (["train", "--bogus", "1"], "unrecognized arguments: --bogus"),
-        "missing_data": (["train", "--data", tmp_path / "nope.txt", "--out", run],
-                         "does not exist"),
+        "missing_data": (["train", "--data", tmp_path / "nope.txt", "--out", run], "does not exist"),
         "wrong_type": (["train", "--config", wrong], "n_layer must be int, got str 'two'"),
         "empty_corpus": (["train", "--data", empty, "--out", run], "is empty"),
-        "bad_prompt": (["generate", "--model", run, "--prompt", "Zebra€"],
-                       "outside the"),
-        "nothing_to_resume": (["train", "--data", corpus, "--out", tmp_path / "fresh", "--resume"],
-                              "nothing to resume"),
-        "missing_model": (["generate", "--model", tmp_path / "none", "--prompt", "x"],
-                          "no model found"),
+        "bad_prompt": (["generate", "--model", run, "--prompt", "Zebra€"], "outside the"),
+        "nothing_to_resume": (
+            ["train", "--data", corpus, "--out", tmp_path / "fresh", "--resume"],
+            "nothing to resume",
+        ),
+        "missing_model": (["generate", "--model", tmp_path / "none", "--prompt", "x"], "no model found"),
         "bad_toml_key": (["train", "--config", unknown], "unknown setting 'n_layers'"),
-    }[case]  # fmt: skip
+    }[case]
     code, _, stderr = cli(*args)
     assert code == 2, stderr
     assert expected in stderr and "Traceback" not in stderr

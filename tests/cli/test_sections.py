@@ -13,19 +13,21 @@ from numformer.cli import main
 def test_sections_prints_every_section(capsys, tmp_path):
     assert main(["sections", "--seed", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for title in ("2. Self-attention", "3. Multi-head attention", "4. Positional encoding",
-                  "5. The Transformer encoder"):  # fmt: skip
+    for title in (
+        "2. Self-attention",
+        "3. Multi-head attention",
+        "4. Positional encoding",
+        "5. The Transformer encoder",
+    ):
         assert title in out
     assert "1. Sequential" not in out and "6. Regularisation" not in out
     assert "Strongest attention" in out and "head 4" in out
 
 
 def test_help_and_unknown_flag():
-    ok = subprocess.run([sys.executable, "-m", "numformer.cli", "sections", "--help"],
-                        capture_output=True, text=True)  # fmt: skip
+    ok = subprocess.run([sys.executable, "-m", "numformer.cli", "sections", "--help"], capture_output=True, text=True)
     assert ok.returncode == 0 and "example: numformer sections" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "numformer.cli", "sections", "--bogus"],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run([sys.executable, "-m", "numformer.cli", "sections", "--bogus"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 

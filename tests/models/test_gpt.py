@@ -34,8 +34,7 @@ def test_matches_pytorch_reference_forward_and_gradients(positions, tie):
     t_loss.backward()
     grads = dict(ref.named_parameters())
     for name, p in model.named_parameters():
-        np.testing.assert_allclose(p.grad, grads[name].grad.numpy(), rtol=1e-8, atol=1e-10,
-                                   err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(p.grad, grads[name].grad.numpy(), rtol=1e-8, atol=1e-10, err_msg=name)
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
@@ -71,8 +70,9 @@ def test_changing_a_future_token_never_changes_an_earlier_logit(positions):
 
 
 @pytest.mark.parametrize("extra", [{}, {"bias": False, "tie_weights": False}], ids=["gpt2", "no-bias"])
-@pytest.mark.parametrize("prompts", [[[1, 2, 3, 4], [5], [6, 7]], [[1, 2, 3], [4, 5, 6]]],
-                         ids=["ragged", "equal"])  # masked path, and the unmasked fast path
+@pytest.mark.parametrize(
+    "prompts", [[[1, 2, 3, 4], [5], [6, 7]], [[1, 2, 3], [4, 5, 6]]], ids=["ragged", "equal"]
+)  # masked path, and the unmasked fast path
 @pytest.mark.parametrize("positions", POSITIONS)
 def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts, extra):
     """The cached path (the blocks' array-level ``step``) against full forwards (tensors)."""
@@ -137,8 +137,7 @@ def test_tiny_gpt_overfits_a_short_text():
     tok = CharTokenizer.train(text)
     ids = tok.encode(text * 3)
     nf.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2,
-                          d_model=32))  # fmt: skip
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, d_model=32))
     opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     x, y = np.stack([ids[i : i + 32] for i in range(8)]), np.stack([ids[i + 1 : i + 33] for i in range(8)])
     for _ in range(150):

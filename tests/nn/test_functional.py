@@ -26,16 +26,14 @@ SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5)
 # --- linear (the fused x W^T + b kernel) -----------------------------------------------------
 
 
-@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(),
-       lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))  # fmt: skip
+@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(), lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4))
 def test_linear_parity_and_gradcheck(seed, dtype, bias, lead):
     arrays = [randn(seed, lead + (5,)), randn(seed + 1, (3, 5))] + ([randn(seed + 2, (3,))] if bias else [])
     check_parity(F.linear, TF.linear, arrays, dtype, loose=True)
     assert gradcheck(F.linear, [nf.Tensor(a, requires_grad=True) for a in arrays])
 
 
-@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(),
-       lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5))  # fmt: skip
+@given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(), lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5))
 def test_linear_relu_parity_and_gradcheck(seed, dtype, bias, lead):
     """relu(x W^T + b) in one kernel, over 1 row, the skinny (2-32 rows) and the wide path."""
     arrays = [randn(seed, lead + (5,)), randn(seed + 1, (3, 5))] + ([randn(seed + 2, (3,))] if bias else [])
@@ -50,8 +48,10 @@ def test_linear_relu_on_threads_and_nan():
     x = randn(0, (600, 128), dtype=np.float32)
     x[3, 5] = np.nan
     w, b = randn(1, (120, 128), dtype=np.float32), randn(2, (120,), dtype=np.float32)
-    cases = [(x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
-             (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None)]  # by columns
+    cases = [
+        (x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
+        (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None),
+    ]  # by columns
     with num_threads(2):
         for args in cases:
             args = [a for a in args if a is not None]
@@ -83,8 +83,7 @@ def test_linear_relu_errors_name_the_function():
 def test_softmax_parity(name, seed, shape, dtype, data):
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
     x = randn(seed, shape) * 3
-    check_parity(lambda t: getattr(F, name)(t, dim), lambda t: getattr(TF, name)(t, dim),
-                 [x], dtype)  # fmt: skip
+    check_parity(lambda t: getattr(F, name)(t, dim), lambda t: getattr(TF, name)(t, dim), [x], dtype)
     assert gradcheck(lambda t: getattr(F, name)(t, dim), [nf.Tensor(x, requires_grad=True)])
 
 
@@ -236,8 +235,12 @@ def test_embedding_parity(seed, dtype, data):
     idx = np.random.default_rng(seed).integers(0, n, idx_shape)
     pad = data.draw(st.one_of(st.none(), st.integers(0, n - 1)))
     w = randn(seed, (n, e))
-    check_parity(lambda t: F.embedding(idx, t, padding_idx=pad),
-                 lambda t: TF.embedding(torch.from_numpy(idx), t, padding_idx=pad), [w], dtype)  # fmt: skip
+    check_parity(
+        lambda t: F.embedding(idx, t, padding_idx=pad),
+        lambda t: TF.embedding(torch.from_numpy(idx), t, padding_idx=pad),
+        [w],
+        dtype,
+    )
     # padding_idx's row gets no gradient by definition, so the calculus check runs without it.
     assert gradcheck(lambda t: F.embedding(idx, t), [nf.Tensor(w, requires_grad=True)])
 
@@ -260,8 +263,7 @@ def test_cross_entropy_parity(seed, dtype, data):
     logits = randn(seed, shape) * 3
     if soft:
         target = rng.random(shape)
-        target = (target / target.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)).astype(
-            dtype)
+        target = (target / target.sum(axis=1 if len(shape) > 1 else 0, keepdims=True)).astype(dtype)
         t_target = torch.from_numpy(target)
     else:
         target = rng.integers(0, C, target_shape)
@@ -271,12 +273,17 @@ def test_cross_entropy_parity(seed, dtype, data):
     weight = (rng.random(C) + 0.5).astype(dtype) if use_weight else None
     t_weight = torch.from_numpy(weight) if use_weight else None
     kw = {"reduction": reduction, "label_smoothing": smoothing}
-    check_parity(lambda t: F.cross_entropy(t, target, weight=weight, **kw),
-                 lambda t: TF.cross_entropy(t, t_target, weight=t_weight, **kw),
-                 [logits], dtype, loose=True)  # fmt: skip
+    check_parity(
+        lambda t: F.cross_entropy(t, target, weight=weight, **kw),
+        lambda t: TF.cross_entropy(t, t_target, weight=t_weight, **kw),
+        [logits],
+        dtype,
+        loose=True,
+    )
     if dtype == np.float64:
-        assert gradcheck(lambda t: F.cross_entropy(t, target, weight=weight, **kw),
-                         [nf.Tensor(logits, requires_grad=True)])  # fmt: skip
+        assert gradcheck(
+            lambda t: F.cross_entropy(t, target, weight=weight, **kw), [nf.Tensor(logits, requires_grad=True)]
+        )
 
 
 def test_cross_entropy_all_ignored_gives_zero_not_nan():
@@ -293,10 +300,17 @@ def test_cross_entropy_all_ignored_gives_zero_not_nan():
 @given(seed=SEEDS, shape=SHAPES, dtype=DTYPES)
 def test_mse_parity(reduction, seed, shape, dtype):
     a, b = randn(seed, shape), randn(seed + 1, shape)
-    check_parity(lambda x, y: F.mse_loss(x, y, reduction=reduction),
-                 lambda x, y: TF.mse_loss(x, y, reduction=reduction), [a, b], dtype, loose=True)  # fmt: skip
-    assert gradcheck(lambda x, y: F.mse_loss(x, y, reduction=reduction),
-                     [nf.Tensor(a, requires_grad=True), nf.Tensor(b, requires_grad=True)])  # fmt: skip
+    check_parity(
+        lambda x, y: F.mse_loss(x, y, reduction=reduction),
+        lambda x, y: TF.mse_loss(x, y, reduction=reduction),
+        [a, b],
+        dtype,
+        loose=True,
+    )
+    assert gradcheck(
+        lambda x, y: F.mse_loss(x, y, reduction=reduction),
+        [nf.Tensor(a, requires_grad=True), nf.Tensor(b, requires_grad=True)],
+    )
 
 
 # --- scaled_dot_product_attention ------------------------------------------------------------
@@ -335,12 +349,10 @@ def test_attention_parity(seed, dtype, data):
     t_mask = None if nf_mask is None else torch.from_numpy(nf_mask)
 
     def nf_fn(a, b, c):
-        return F.scaled_dot_product_attention(a, b, c, attn_mask=nf_mask, is_causal=causal,
-                                              scale=scale)  # fmt: skip
+        return F.scaled_dot_product_attention(a, b, c, attn_mask=nf_mask, is_causal=causal, scale=scale)
 
     def torch_fn(a, b, c):
-        return TF.scaled_dot_product_attention(a, b, c, attn_mask=t_mask, is_causal=causal,
-                                               scale=scale)  # fmt: skip
+        return TF.scaled_dot_product_attention(a, b, c, attn_mask=t_mask, is_causal=causal, scale=scale)
 
     check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
     check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=False, loose=True)  # the inference path
@@ -417,8 +429,10 @@ def test_attention_score_shift_matches_the_row_max(seed, dtype, data):
         np.testing.assert_allclose(a.grad, b.grad, **LOOSE[dtype])
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (2, 5, 4)), ((2, 1, 6, 4), (2, 3, 5, 4)), ((2, 3, 6, 4), (2, 1, 5, 4)),
-                                    ((4, 1, 128, 8), (4, 8, 128, 8))])  # fmt: skip
+@pytest.mark.parametrize(
+    "shapes",
+    [((3, 4), (2, 5, 4)), ((2, 1, 6, 4), (2, 3, 5, 4)), ((2, 3, 6, 4), (2, 1, 5, 4)), ((4, 1, 128, 8), (4, 8, 128, 8))],
+)
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_score_shift_with_broadcast_batches(shapes, causal):
     """Queries shared across the keys' heads and keys shared across the queries' heads, through
@@ -427,9 +441,14 @@ def test_attention_score_shift_with_broadcast_batches(shapes, causal):
     arrays = [randn(0, q_shape) * 2, randn(1, k_shape) * 2, randn(2, k_shape)]
     with num_threads(2):
         for grad in (True, False):
-            check_parity(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
-                         lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
-                         arrays, np.float32, grad=grad, loose=True)  # fmt: skip
+            check_parity(
+                lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
+                arrays,
+                np.float32,
+                grad=grad,
+                loose=True,
+            )
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -443,9 +462,14 @@ def test_attention_score_shift_on_the_inference_path(causal, mixed):
     shift, loose = attention_ops._score_shift(q * np.float32(8**-0.5), k, causal)
     kinds = (shift is not None and (shift > 0).any(), loose is not None, shift is None or (shift == 0).any())
     assert kinds == ((True, True, True) if mixed else (False, False, True))
-    check_parity(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
-                 lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
-                 [q, k, v], np.float32, grad=False, loose=True)  # fmt: skip
+    check_parity(
+        lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal),
+        lambda a, b, c: TF.scaled_dot_product_attention(a, b, c, is_causal=causal),
+        [q, k, v],
+        np.float32,
+        grad=False,
+        loose=True,
+    )
 
 
 def test_attention_inference_normalises_when_unnormalised_sums_would_overflow():
@@ -458,8 +482,9 @@ def test_attention_inference_normalises_when_unnormalised_sums_would_overflow():
     v = (rng.standard_normal((1, 8, 128, 4)) * 1e27).astype(np.float32)
     shift, loose = attention_ops._score_shift(q * np.float32(8**-0.5), k, False)
     assert shift is None and loose is None
-    check_parity(F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [q, k, v], np.float32,
-                 grad=False, loose=True)  # fmt: skip
+    check_parity(
+        F.scaled_dot_product_attention, TF.scaled_dot_product_attention, [q, k, v], np.float32, grad=False, loose=True
+    )
 
 
 @pytest.mark.parametrize("grad", [False, True])
@@ -510,8 +535,9 @@ def test_attention_inference_path_with_a_mask_batch_larger_than_the_inputs():
     mask[..., 0] = True
     with nf.no_grad():
         fast = F.scaled_dot_product_attention(nf.Tensor(q), nf.Tensor(k), nf.Tensor(v), attn_mask=mask)
-    tracked = F.scaled_dot_product_attention(nf.Tensor(q, requires_grad=True), nf.Tensor(k), nf.Tensor(v),
-                                             attn_mask=mask)  # fmt: skip
+    tracked = F.scaled_dot_product_attention(
+        nf.Tensor(q, requires_grad=True), nf.Tensor(k), nf.Tensor(v), attn_mask=mask
+    )
     assert fast.shape == tracked.shape == (2, 3, 2)
     np.testing.assert_allclose(fast.numpy(), tracked.numpy(), rtol=1e-12, atol=1e-14)
 
@@ -583,4 +609,3 @@ def test_bad_input_errors_name_the_argument():
         F.embedding(np.array([0.0]), nf.randn(3, 2))
     with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\], got 1.5"):
         F.dropout(x, 1.5)
-

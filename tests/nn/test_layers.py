@@ -25,8 +25,7 @@ def copy_weights(nf_module, torch_module):
     return torch_module
 
 
-def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, grad=True,
-                    tol=None):  # fmt: skip
+def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, grad=True, tol=None):
     """Run both modules on the same inputs; compare outputs, input and parameter gradients."""
     tol = tol or LOOSE[dtype]
     nf_m.to(dtype)
@@ -63,16 +62,14 @@ def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, gr
 @given(seed=SEEDS, dtype=DTYPES, bias=st.booleans(), lead=st.sampled_from([(), (3,), (2, 3)]))
 def test_linear(seed, dtype, bias, lead):
     nf.manual_seed(seed % 1000)
-    compare_modules(nn.Linear(4, 5, bias=bias), torch.nn.Linear(4, 5, bias=bias),
-                    [randn(seed, lead + (4,))], dtype)  # fmt: skip
+    compare_modules(nn.Linear(4, 5, bias=bias), torch.nn.Linear(4, 5, bias=bias), [randn(seed, lead + (4,))], dtype)
 
 
 @given(seed=SEEDS, dtype=DTYPES, pad=st.sampled_from([None, 0, 3]))
 def test_embedding(seed, dtype, pad):
     idx = np.random.default_rng(seed).integers(0, 6, (3, 4))
     m, t = nn.Embedding(6, 5, padding_idx=pad), torch.nn.Embedding(6, 5, padding_idx=pad)
-    compare_modules(m, t, [], dtype, call=lambda mod: mod(idx),
-                    t_call=lambda mod: mod(torch.from_numpy(idx)))  # fmt: skip
+    compare_modules(m, t, [], dtype, call=lambda mod: mod(idx), t_call=lambda mod: mod(torch.from_numpy(idx)))
     if pad is not None:
         assert not np.any(m.weight.grad[pad])
 
@@ -91,8 +88,12 @@ def test_no_grad_path_gives_the_graph_paths_bits(seed, dtype, lead, bias):
     """Without a gradient to record, each layer's one ``forward`` runs its kernels' ``infer``:
     the same bits as the graph path, whatever the row count."""
     nf.manual_seed(seed % 1000)
-    layers = [(nn.Linear(6, 7, bias=bias), 6), (nn.LayerNorm(6, bias=bias), 6),
-              (nn.GELU(approximate="tanh"), 7), (nn.GELU(), 7)]  # fmt: skip
+    layers = [
+        (nn.Linear(6, 7, bias=bias), 6),
+        (nn.LayerNorm(6, bias=bias), 6),
+        (nn.GELU(approximate="tanh"), 7),
+        (nn.GELU(), 7),
+    ]
     for m, features in layers:
         m.to(dtype)
         x = (randn(seed, lead + (features,)) * 3 + 1).astype(dtype)
@@ -124,8 +125,7 @@ def test_batch_norm_train_and_eval_over_several_steps(dtype, shape, momentum):
             a, b = nf.Tensor(x.astype(dtype), requires_grad=True), torch.tensor(x.astype(dtype))
             np.testing.assert_allclose(m(a).numpy(), t(b).detach().numpy(), **LOOSE[dtype])
         for key in ("running_mean", "running_var", "num_batches_tracked"):
-            np.testing.assert_allclose(m.state_dict()[key], t.state_dict()[key].numpy(),
-                                       **LOOSE[dtype], err_msg=key)  # fmt: skip
+            np.testing.assert_allclose(m.state_dict()[key], t.state_dict()[key].numpy(), **LOOSE[dtype], err_msg=key)
     m.eval()
     t.eval()
     compare_modules(m, t, [randn(7, shape)], dtype)
@@ -149,8 +149,9 @@ def test_feed_forward_matches_torch_composition():
     ff = nn.FeedForward(8, 16, activation="gelu")
     t = torch.nn.Module()
     t.linear1, t.linear2 = torch.nn.Linear(8, 16), torch.nn.Linear(16, 8)
-    compare_modules(ff, t, [randn(1, (2, 3, 8))], np.float64,
-                    t_call=lambda m, x: m.linear2(torch.nn.functional.gelu(m.linear1(x))))  # fmt: skip
+    compare_modules(
+        ff, t, [randn(1, (2, 3, 8))], np.float64, t_call=lambda m, x: m.linear2(torch.nn.functional.gelu(m.linear1(x)))
+    )
 
 
 # --- multi-head attention --------------------------------------------------------------------
@@ -228,8 +229,14 @@ def _stack_masks(rng, N, L, S=None):
     return kpm
 
 
-@given(seed=SEEDS, dtype=DTYPES, norm_first=st.booleans(),
-       activation=st.sampled_from(["relu", "gelu"]), masks=st.booleans(), batched=st.booleans())  # fmt: skip
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    norm_first=st.booleans(),
+    activation=st.sampled_from(["relu", "gelu"]),
+    masks=st.booleans(),
+    batched=st.booleans(),
+)
 def test_encoder_layer_and_stack(seed, dtype, norm_first, activation, masks, batched):
     nf.manual_seed(seed % 1000)
     kw = {"dim_feedforward": 16, "dropout": 0.0, "activation": activation, "norm_first": norm_first}
@@ -244,15 +251,24 @@ def test_encoder_layer_and_stack(seed, dtype, norm_first, activation, masks, bat
         if batched:
             kpm = _stack_masks(rng, 2, 4)
             t_kpm = torch.from_numpy(kpm)
-    compare_modules(layer, t_layer, [x], dtype,
-                    call=lambda m, a: m(a, src_mask=mask, src_key_padding_mask=kpm),
-                    t_call=lambda m, a: m(a, src_mask=torch_mask, src_key_padding_mask=t_kpm))  # fmt: skip
+    compare_modules(
+        layer,
+        t_layer,
+        [x],
+        dtype,
+        call=lambda m, a: m(a, src_mask=mask, src_key_padding_mask=kpm),
+        t_call=lambda m, a: m(a, src_mask=torch_mask, src_key_padding_mask=t_kpm),
+    )
     enc = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8))
-    t_enc = torch.nn.TransformerEncoder(t_layer, 2, norm=torch.nn.LayerNorm(8),
-                                        enable_nested_tensor=False)  # fmt: skip
-    compare_modules(enc, t_enc, [x], dtype,
-                    call=lambda m, a: m(a, mask=mask, src_key_padding_mask=kpm),
-                    t_call=lambda m, a: m(a, mask=torch_mask, src_key_padding_mask=t_kpm))  # fmt: skip
+    t_enc = torch.nn.TransformerEncoder(t_layer, 2, norm=torch.nn.LayerNorm(8), enable_nested_tensor=False)
+    compare_modules(
+        enc,
+        t_enc,
+        [x],
+        dtype,
+        call=lambda m, a: m(a, mask=mask, src_key_padding_mask=kpm),
+        t_call=lambda m, a: m(a, mask=torch_mask, src_key_padding_mask=t_kpm),
+    )
 
 
 @given(seed=SEEDS, dtype=DTYPES, norm_first=st.booleans(), masks=st.booleans())
@@ -269,20 +285,33 @@ def test_decoder_layer_and_full_transformer(seed, dtype, norm_first, masks):
         t_kpm, t_mkpm = torch.from_numpy(kpm), torch.from_numpy(mkpm)
     layer = nn.TransformerDecoderLayer(8, 2, **kw)
     t_layer = torch.nn.TransformerDecoderLayer(8, 2, batch_first=True, **kw)
-    compare_modules(layer, t_layer, [tgt, src], dtype,
-                    call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, tgt_key_padding_mask=kpm,
-                                           memory_key_padding_mask=mkpm),
-                    t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, tgt_key_padding_mask=t_kpm,
-                                             memory_key_padding_mask=t_mkpm))  # fmt: skip
+    compare_modules(
+        layer,
+        t_layer,
+        [tgt, src],
+        dtype,
+        call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, tgt_key_padding_mask=kpm, memory_key_padding_mask=mkpm),
+        t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, tgt_key_padding_mask=t_kpm, memory_key_padding_mask=t_mkpm),
+    )
     model = nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, **kw)
-    t_model = torch.nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2,
-                                   batch_first=True, **kw)  # fmt: skip
-    compare_modules(model, t_model, [src, tgt], dtype,
-                    call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, src_key_padding_mask=mkpm,
-                                           tgt_key_padding_mask=kpm, memory_key_padding_mask=mkpm),
-                    t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, src_key_padding_mask=t_mkpm,
-                                             tgt_key_padding_mask=t_kpm,
-                                             memory_key_padding_mask=t_mkpm))  # fmt: skip
+    t_model = torch.nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, batch_first=True, **kw)
+    compare_modules(
+        model,
+        t_model,
+        [src, tgt],
+        dtype,
+        call=lambda m, a, b: m(
+            a, b, tgt_mask=tgt_mask, src_key_padding_mask=mkpm, tgt_key_padding_mask=kpm, memory_key_padding_mask=mkpm
+        ),
+        t_call=lambda m, a, b: m(
+            a,
+            b,
+            tgt_mask=t_tgt_mask,
+            src_key_padding_mask=t_mkpm,
+            tgt_key_padding_mask=t_kpm,
+            memory_key_padding_mask=t_mkpm,
+        ),
+    )
 
 
 def test_weights_move_from_torch_to_numformer():
@@ -301,8 +330,7 @@ def test_weights_move_from_torch_to_numformer():
 
 
 @pytest.mark.parametrize("cls", ["RNN", "LSTM"])
-@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), batched=st.booleans(),
-       with_state=st.booleans())  # fmt: skip
+@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), batched=st.booleans(), with_state=st.booleans())
 def test_recurrent(cls, seed, dtype, layers, batched, with_state):
     nf.manual_seed(seed % 1000)
     m = getattr(nn, cls)(3, 4, num_layers=layers)
@@ -388,8 +416,7 @@ def test_rotary_embedding_matches_reference_and_is_relative():
         rotated = torch.cat([-t[..., dim // 2 :], t[..., : dim // 2]], -1)
         return t * ang.cos() + rotated * ang.sin()
 
-    compare_modules(rope, torch.nn.Module(), [x], np.float64, call=lambda m, a: m(a),
-                    t_call=lambda m, a: reference(a))  # fmt: skip
+    compare_modules(rope, torch.nn.Module(), [x], np.float64, call=lambda m, a: m(a), t_call=lambda m, a: reference(a))
     # q_p . k_s depends only on p - s.
     q, k = nf.Tensor(randn(1, (1, dim))), nf.Tensor(randn(2, (1, dim)))
     dots = [float((rope(q, offset=p) * rope(k, offset=p - 2)).sum().item()) for p in (2, 5, 9)]

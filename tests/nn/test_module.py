@@ -30,10 +30,17 @@ class Tiny(nn.Module):
 def test_names_order_and_counts_match_torch_conventions():
     m = Tiny()
     names = [n for n, _ in m.named_parameters()]
-    assert names == ["fc.weight", "fc.bias", "norm.weight", "norm.bias", "blocks.0.weight",
-                     "blocks.0.bias", "blocks.1.weight", "blocks.1.bias"]  # fmt: skip
-    assert list(m.state_dict())[4:7] == ["norm.running_mean", "norm.running_var",
-                                         "norm.num_batches_tracked"]  # fmt: skip
+    assert names == [
+        "fc.weight",
+        "fc.bias",
+        "norm.weight",
+        "norm.bias",
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "blocks.1.weight",
+        "blocks.1.bias",
+    ]
+    assert list(m.state_dict())[4:7] == ["norm.running_mean", "norm.running_var", "norm.num_batches_tracked"]
     assert m.num_parameters() == 3 * 4 + 4 + 4 + 4 + 16 + 4 + 8 + 2
     assert [n for n, _ in m.named_modules()][:3] == ["", "fc", "norm"]
     assert "# 54 params" in repr(m) and "(fc): Linear(in_features=3" in repr(m)
@@ -44,13 +51,11 @@ def test_state_dict_round_trip_both_ways_with_torch():
     t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     t.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
-    np.testing.assert_allclose(m(nf.Tensor(x)).numpy(), t(torch.from_numpy(x)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(m(nf.Tensor(x)).numpy(), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
     torch.manual_seed(1)
     t2 = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
     m.load_state_dict(t2.state_dict())
-    np.testing.assert_allclose(m(nf.Tensor(x)).numpy(), t2(torch.from_numpy(x)).detach().numpy(),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(m(nf.Tensor(x)).numpy(), t2(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_load_state_dict_lists_every_offending_key_and_changes_nothing():
@@ -156,8 +161,11 @@ def test_configuration_and_input_errors():
     x = nf.randn(2, 3, 8)
     with pytest.raises(ValueError, match=r"query must have 8 features .* got shape \(2, 3, 6\)"):
         m(nf.randn(2, 3, 6), x, x)
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(N, S\) = \(2, 3\), "
-                                         r"got \(2, 4\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"key_padding_mask must have shape \(N, S\) = \(2, 3\), "
+        r"got \(2, 4\)",
+    ):
         m(x, x, x, key_padding_mask=np.zeros((2, 4), dtype=bool))
     with pytest.raises(ValueError, match=r"attn_mask must have shape \(L, S\) = \(3, 3\)"):
         m(x, x, x, attn_mask=np.zeros((4, 4), dtype=bool))

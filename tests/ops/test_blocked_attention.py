@@ -116,7 +116,8 @@ def test_auto_picks_the_blocked_kernel_for_large_score_matrices():
         assert type(F.scaled_dot_product_attention(q, q, q)._fn).__name__ == "ScaledDotProductAttention"
         short = q[:, :, :63]
         assert type(F.scaled_dot_product_attention(short, short, short, is_causal=True)._fn).__name__ == (
-            "ScaledDotProductAttention")
+            "ScaledDotProductAttention"
+        )
     with pytest.raises(ValueError, match="kernel must be 'auto', 'plain' or 'blocked'"):
         with F.attention_kernel("flash"):
             pass
@@ -128,8 +129,9 @@ def test_blocked_kernel_never_holds_the_full_score_matrix():
     full_scores = heads * T * T * 4  # bytes of one float32 (heads, T, T) matrix: 64 MiB
     peaks = {}
     for kernel in ("plain", "blocked"):
-        q, k, v = (nf.Tensor(rng.standard_normal((1, heads, T, d)).astype(np.float32), requires_grad=True)
-                   for _ in range(3))  # fmt: skip
+        q, k, v = (
+            nf.Tensor(rng.standard_normal((1, heads, T, d)).astype(np.float32), requires_grad=True) for _ in range(3)
+        )
         tracemalloc.start()
         with F.attention_kernel(kernel):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)

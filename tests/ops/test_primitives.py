@@ -49,10 +49,12 @@ def reduction(name, shapes=NONEMPTY, **extra):
         dims = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
         keep = data.draw(st.booleans())
         if dims is None:
-            return [x], (lambda t: getattr(t, name)(**extra)), (
-                lambda t: getattr(t, name)(**extra))
-        return [x], (lambda t: getattr(t, name)(dims, keepdim=keep, **extra)), (
-            lambda t: getattr(t, name)(dims, keepdim=keep, **extra))
+            return [x], (lambda t: getattr(t, name)(**extra)), (lambda t: getattr(t, name)(**extra))
+        return (
+            [x],
+            (lambda t: getattr(t, name)(dims, keepdim=keep, **extra)),
+            (lambda t: getattr(t, name)(dims, keepdim=keep, **extra)),
+        )
 
     return spec
 
@@ -63,15 +65,13 @@ def max_spec(data):
     keep = data.draw(st.booleans())
     if dim is None:
         return [x], (lambda t: t.max()), (lambda t: t.max())
-    return [x], (lambda t: t.max(dim, keepdim=keep).values), (
-        lambda t: t.max(dim, keepdim=keep).values)
+    return [x], (lambda t: t.max(dim, keepdim=keep).values), (lambda t: t.max(dim, keepdim=keep).values)
 
 
 def matmul_spec(data):
     seed = data.draw(SEEDS)
     m, k, n = (data.draw(st.integers(1, 4)) for _ in range(3))
-    kind = data.draw(st.sampled_from(["2d", "batched", "broadcast", "vec_left", "vec_right",
-                                      "linear"]))  # fmt: skip
+    kind = data.draw(st.sampled_from(["2d", "batched", "broadcast", "vec_left", "vec_right", "linear"]))
     batch = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3))
     a_shape, b_shape = {
         "2d": ((m, k), (k, n)),
@@ -81,8 +81,7 @@ def matmul_spec(data):
         "vec_right": (batch.input_shapes[0] + (m, k), (k,)),
         "linear": (batch.result_shape + (m, k), (k, n)),
     }[kind]
-    return [randn(seed, a_shape), randn(seed + 1, b_shape)], (lambda a, b: a @ b), (
-        lambda a, b: a @ b)
+    return [randn(seed, a_shape), randn(seed + 1, b_shape)], (lambda a, b: a @ b), (lambda a, b: a @ b)
 
 
 def permute_spec(data):
@@ -105,8 +104,7 @@ def reshape_spec(data):
 
 def getitem_spec(data):
     x = randn(data.draw(SEEDS), data.draw(hnp.array_shapes(min_dims=2, max_dims=4, min_side=2)))
-    kind = data.draw(st.sampled_from(["int", "slice", "step", "ellipsis", "array", "mask",
-                                      "pair"]))  # fmt: skip
+    kind = data.draw(st.sampled_from(["int", "slice", "step", "ellipsis", "array", "mask", "pair"]))
     if kind == "mask":
         mask = x > 0
         return [x], (lambda t: t[nf.Tensor(mask)]), (lambda t: t[torch.from_numpy(mask)])
@@ -118,8 +116,10 @@ def getitem_spec(data):
         "array": np.array([0, 1, 0, 1]),  # repeats: backward must scatter-add
         "pair": (np.array([1, 0, 1]), slice(None)),
     }[kind]
-    t_index = tuple(torch.from_numpy(i) if isinstance(i, np.ndarray) else i
-                    for i in (index if isinstance(index, tuple) else (index,)))  # fmt: skip
+    t_index = tuple(
+        torch.from_numpy(i) if isinstance(i, np.ndarray) else i
+        for i in (index if isinstance(index, tuple) else (index,))
+    )
     return [x], (lambda t: t[index]), (lambda t: t[t_index])
 
 
@@ -129,16 +129,22 @@ def cat_spec(data):
     other = list(base)
     other[dim] = data.draw(st.integers(1, 4))
     seed = data.draw(SEEDS)
-    return [randn(seed, tuple(base)), randn(seed + 1, tuple(other))], (
-        lambda a, b: nf.cat([a, b], dim)), (lambda a, b: torch.cat([a, b], dim))
+    return (
+        [randn(seed, tuple(base)), randn(seed + 1, tuple(other))],
+        (lambda a, b: nf.cat([a, b], dim)),
+        (lambda a, b: torch.cat([a, b], dim)),
+    )
 
 
 def stack_spec(data):
     shape = data.draw(SHAPES)
     dim = data.draw(st.integers(-len(shape) - 1, len(shape)))
     seed = data.draw(SEEDS)
-    return [randn(seed, shape), randn(seed + 1, shape)], (
-        lambda a, b: nf.stack([a, b], dim)), (lambda a, b: torch.stack([a, b], dim))
+    return (
+        [randn(seed, shape), randn(seed + 1, shape)],
+        (lambda a, b: nf.stack([a, b], dim)),
+        (lambda a, b: torch.stack([a, b], dim)),
+    )
 
 
 def split_spec(data):
@@ -146,8 +152,11 @@ def split_spec(data):
     dim = data.draw(st.integers(0, x.ndim - 1))
     size = data.draw(st.integers(1, x.shape[dim]))
     # Weighted sum of the pieces so every piece's gradient is exercised.
-    return [x], (lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim)))), (
-        lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim))))
+    return (
+        [x],
+        (lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim)))),
+        (lambda t: sum((p * (i + 1)).sum() for i, p in enumerate(t.split(size, dim)))),
+    )
 
 
 def expand_spec(data):
@@ -162,16 +171,22 @@ def where_spec(data):
     seed = data.draw(SEEDS)
     cond = np.asarray(randn(seed + 2, shapes.input_shapes[2]) > 0)
     a, b = randn(seed, shapes.input_shapes[0]), randn(seed + 1, shapes.input_shapes[1])
-    return [a, b], (lambda x, y: nf.where(nf.Tensor(cond), x, y)), (
-        lambda x, y: torch.where(torch.from_numpy(cond), x, y))
+    return (
+        [a, b],
+        (lambda x, y: nf.where(nf.Tensor(cond), x, y)),
+        (lambda x, y: torch.where(torch.from_numpy(cond), x, y)),
+    )
 
 
 def masked_fill_spec(data):
     shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, max_dims=3, max_side=3))
     x = randn(data.draw(SEEDS), shapes.result_shape)
     mask = np.asarray(randn(1, shapes.input_shapes[0]) > 0)
-    return [x], (lambda t: t.masked_fill(nf.Tensor(mask), -2.5)), (
-        lambda t: t.masked_fill(torch.from_numpy(mask), -2.5))
+    return (
+        [x],
+        (lambda t: t.masked_fill(nf.Tensor(mask), -2.5)),
+        (lambda t: t.masked_fill(torch.from_numpy(mask), -2.5)),
+    )
 
 
 SPECS = {
@@ -181,8 +196,7 @@ SPECS = {
     "div": binary(lambda a, b: a / b, lambda a, b: a / b, b_kw={"away_from_zero": True}),
     "pow": binary(lambda a, b: a**b, lambda a, b: a**b, a_kw={"positive": True}),
     "neg": unary(lambda t: -t, lambda t: -t),
-    "scalar_ops": unary(lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1),
-                        lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1)),  # fmt: skip
+    "scalar_ops": unary(lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1), lambda t: (2.0 - t) * 3 + 1.5 / (t * t + 1)),
     "pow_scalar": unary(lambda t: t**3 + t**2, lambda t: t**3 + t**2),
     "pow_fraction": unary(lambda t: t**0.5 + t**-1.5, lambda t: t**0.5 + t**-1.5, positive=True),
     "exp": unary(lambda t: t.exp(), torch.exp),
@@ -193,8 +207,9 @@ SPECS = {
     "sigmoid": unary(lambda t: t.sigmoid(), torch.sigmoid),
     "relu": unary(lambda t: t.relu(), torch.relu, away_from_zero=True),
     "gelu": unary(F.gelu, torch.nn.functional.gelu),
-    "gelu_tanh": unary(lambda t: F.gelu(t, approximate="tanh"),
-                       lambda t: torch.nn.functional.gelu(t, approximate="tanh")),  # fmt: skip
+    "gelu_tanh": unary(
+        lambda t: F.gelu(t, approximate="tanh"), lambda t: torch.nn.functional.gelu(t, approximate="tanh")
+    ),
     "clamp": unary(lambda t: t.clamp(-0.5, 0.7), lambda t: t.clamp(-0.5, 0.7)),
     "sum": reduction("sum"),
     "mean": reduction("mean"),

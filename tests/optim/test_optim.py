@@ -17,23 +17,28 @@ TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 
 OPTIMISERS = {
     "sgd": (optim.SGD, torch.optim.SGD, {"lr": 0.1}),
-    "sgd_momentum_wd": (optim.SGD, torch.optim.SGD,
-                        {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    "sgd_momentum_wd": (
+        optim.SGD,
+        torch.optim.SGD,
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
+    ),
     "sgd_nesterov": (optim.SGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
     "adam": (optim.Adam, torch.optim.Adam, {"lr": 0.01}),
-    "adam_l2_amsgrad": (optim.Adam, torch.optim.Adam,
-                        {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1, "amsgrad": True}),
+    "adam_l2_amsgrad": (
+        optim.Adam,
+        torch.optim.Adam,
+        {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1, "amsgrad": True},
+    ),
     "adamw": (optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1}),
     "adamw_maximize": (optim.AdamW, torch.optim.AdamW, {"lr": 0.01, "maximize": True}),
-}  # fmt: skip
+}
 
 
 def _pair(dtype, seed=0):
     nf.manual_seed(seed)
     m = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
     t = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    t.to(TORCH_DTYPE[dtype]).load_state_dict({k: torch.from_numpy(v.copy())
-                                              for k, v in m.state_dict().items()})  # fmt: skip
+    t.to(TORCH_DTYPE[dtype]).load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
     return m, t
 
 
@@ -85,8 +90,7 @@ def test_optimiser_and_scheduler_resume_bit_for_bit(cls):
     _run(m, opt, sched, 10, seed=0)
     m2, opt2, sched2 = fresh()
     _run(m2, opt2, sched2, 4, seed=0)
-    saved = ({k: v.copy() for k, v in m2.state_dict().items()}, opt2.state_dict(),
-             sched2.state_dict())  # fmt: skip
+    saved = ({k: v.copy() for k, v in m2.state_dict().items()}, opt2.state_dict(), sched2.state_dict())
     m3, opt3, sched3 = fresh()
     m3.load_state_dict(saved[0])
     opt3.load_state_dict(saved[1])
@@ -128,14 +132,12 @@ def test_schedules_match_torch(case):
     opt, t_opt = _opts()
     metric = None
     if case == "lambda":
-        a, b = S.LambdaLR(opt, lambda s: 0.95**s), torch.optim.lr_scheduler.LambdaLR(
-            t_opt, lambda s: 0.95**s)
+        a, b = S.LambdaLR(opt, lambda s: 0.95**s), torch.optim.lr_scheduler.LambdaLR(t_opt, lambda s: 0.95**s)
     elif case == "step":
         a, b = S.StepLR(opt, 7, gamma=0.5), torch.optim.lr_scheduler.StepLR(t_opt, 7, gamma=0.5)
     elif case == "onecycle":
         a = S.OneCycleLR(opt, max_lr=1.0, total_steps=40)
-        b = torch.optim.lr_scheduler.OneCycleLR(t_opt, max_lr=1.0, total_steps=40,
-                                                cycle_momentum=False)  # fmt: skip
+        b = torch.optim.lr_scheduler.OneCycleLR(t_opt, max_lr=1.0, total_steps=40, cycle_momentum=False)
     elif case == "plateau":
         metric = [1.0, 0.9, 0.9, 0.9, 0.9, 0.95, 0.85, 0.85, 0.85, 0.85] * 4
         a = S.ReduceLROnPlateau(opt, factor=0.5, patience=2, cooldown=1)
@@ -143,8 +145,7 @@ def test_schedules_match_torch(case):
     else:  # the paper's schedule, against the same formula through torch's LambdaLR
         opt, t_opt = _opts(lr=1.0)
         a = S.NoamLR(opt, d_model=512, warmup_steps=10)
-        b = torch.optim.lr_scheduler.LambdaLR(
-            t_opt, lambda s: 512**-0.5 * min((s + 1) ** -0.5, (s + 1) * 10**-1.5))
+        b = torch.optim.lr_scheduler.LambdaLR(t_opt, lambda s: 512**-0.5 * min((s + 1) ** -0.5, (s + 1) * 10**-1.5))
     np.testing.assert_allclose(_lrs(a, opt, 40, metric), _lrs(b, t_opt, 40, metric), rtol=1e-12)
 
 
@@ -166,8 +167,11 @@ def test_warmup_cosine_shape():
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
 def test_clip_grad_norm_matches_torch_and_hits_max_norm(norm_type, dtype):
     rng = np.random.default_rng(0)
-    grads = [(rng.standard_normal((10, 20)) * 5).astype(dtype), (rng.standard_normal((20, 5)) * 8).astype(dtype),
-             (rng.standard_normal(5) * 3).astype(dtype)]  # the seed's simulated exploding gradients
+    grads = [
+        (rng.standard_normal((10, 20)) * 5).astype(dtype),
+        (rng.standard_normal((20, 5)) * 8).astype(dtype),
+        (rng.standard_normal(5) * 3).astype(dtype),
+    ]  # the seed's simulated exploding gradients
     params = [nf.zeros(g.shape, dtype=dtype, requires_grad=True) for g in grads]
     t_params = [torch.zeros(g.shape, dtype=TORCH_DTYPE[dtype], requires_grad=True) for g in grads]
     for p, tp, g in zip(params, t_params, grads):
@@ -180,8 +184,7 @@ def test_clip_grad_norm_matches_torch_and_hits_max_norm(norm_type, dtype):
         assert p.grad.dtype == dtype
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=rtol, atol=1e-7)
     flat = np.concatenate([p.grad.ravel() for p in params])
-    after = np.abs(flat).max() if np.isinf(norm_type) else np.sum(np.abs(flat) ** norm_type) ** (
-        1 / norm_type)
+    after = np.abs(flat).max() if np.isinf(norm_type) else np.sum(np.abs(flat) ** norm_type) ** (1 / norm_type)
     assert after == pytest.approx(5.0, rel=1e-6 if dtype == np.float64 else 1e-5)
 
 

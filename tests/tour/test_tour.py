@@ -13,8 +13,7 @@ from numformer.tour import run
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory):
     out = tmp_path_factory.mktemp("tour")
-    sections = {s.number: s for s in run(out=out, fast=True, show=False, html=True,
-                                         attention_model=out / "no-model")}  # fmt: skip
+    sections = {s.number: s for s in run(out=out, fast=True, show=False, html=True, attention_model=out / "no-model")}
     return out, sections
 
 
@@ -63,8 +62,7 @@ def test_7_clipping_and_every_planted_fault_diagnosed(tour):
     c = tour[1][7].claims
     assert c["clip_norm_after"] == pytest.approx(5.0, rel=1e-6)
     assert c["clip_value_max"] <= 1.0
-    assert c["diagnosed"] == {"exploding_gradients": True, "dead_relus": True, "nan_loss": True,
-                              "overfitting": True}  # fmt: skip
+    assert c["diagnosed"] == {"exploding_gradients": True, "dead_relus": True, "nan_loss": True, "overfitting": True}
     np.testing.assert_allclose(c["batchnorm_after_std"], c["batchnorm_expected_std"], rtol=1e-3)
     np.testing.assert_allclose(c["batchnorm_after_std"][:3], 1.0, rtol=1e-3)
     assert set(c["lr_suggestions"]) == {"steepest", "valley", "min_div_10", "min_div_3"}

@@ -10,8 +10,7 @@ from numformer.nn import functional as F
 
 
 def mlp(hidden: int = 16, dropout: float = 0.0, inputs: int = 2) -> nn.Module:
-    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Linear(hidden, 1))  # fmt: skip
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
 
 
 def regression(batch_size: int = 32, noise: float = 0.05):

@@ -27,7 +27,7 @@ def test_flat_and_grouped_settings_land_in_their_section(tmp_path):
     assert config.model.n_layer == 2 and config.train.max_steps == 7 and config.lr == 1e-3
     assert config.train.out_dir == "runs/x" and config.get("n_layer") == 2
     toml = tmp_path / "run.toml"
-    toml.write_text('batch_size = 4\n[model]\nd_model = 64\nn_head = 2\n[train]\nclip_grad_norm = 0.5\n')
+    toml.write_text("batch_size = 4\n[model]\nd_model = 64\nn_head = 2\n[train]\nclip_grad_norm = 0.5\n")
     loaded = RunConfig.from_toml(toml)
     assert (loaded.batch_size, loaded.model.d_model, loaded.train.clip_grad_norm) == (4, 64, 0.5)
     assert loaded.model_config(vocab_size=99).vocab_size == 99

@@ -12,11 +12,17 @@ from numformer import nn, optim
 from numformer.train import ADVICE, HealthMonitor, TrainConfig, Trainer
 
 
-def run(model, opt, train, val=None, steps=120, tmp_path=None, eval_every=20, interval=5,
-        window=30):  # fmt: skip
+def run(model, opt, train, val=None, steps=120, tmp_path=None, eval_every=20, interval=5, window=30):
     monitor = HealthMonitor(model, interval=interval, window=window)
-    cfg = TrainConfig(max_steps=steps, eval_every=eval_every, eval_batches=2, progress=False,
-                      clip_grad_norm=None, out_dir=str(tmp_path), checkpoint_every=10_000)  # fmt: skip
+    cfg = TrainConfig(
+        max_steps=steps,
+        eval_every=eval_every,
+        eval_batches=2,
+        progress=False,
+        clip_grad_norm=None,
+        out_dir=str(tmp_path),
+        checkpoint_every=10_000,
+    )
     result = Trainer(model, opt, mse, train, val, config=cfg, monitor=monitor).fit()
     return monitor, result
 
@@ -28,8 +34,9 @@ def kinds(monitor):
 def test_healthy_run_raises_nothing(tmp_path):
     nf.manual_seed(0)
     model = mlp(hidden=32)
-    monitor, result = run(model, optim.Adam(model.parameters(), lr=5e-3), regression(),
-                          regression(), steps=200, tmp_path=tmp_path)  # fmt: skip
+    monitor, result = run(
+        model, optim.Adam(model.parameters(), lr=5e-3), regression(), regression(), steps=200, tmp_path=tmp_path
+    )
     assert monitor.diagnoses == [], monitor.report()
     assert result.status == "completed"
     assert "No problems found" in monitor.report() and "update/weight ratio" in monitor.report()
@@ -46,8 +53,7 @@ def test_poisoned_input_is_fatal_and_names_the_first_layer(tmp_path):
         return x, y
 
     model = mlp()
-    monitor, result = run(model, optim.SGD(model.parameters(), lr=0.01), poisoned,
-                          tmp_path=tmp_path, interval=1)  # fmt: skip
+    monitor, result = run(model, optim.SGD(model.parameters(), lr=0.01), poisoned, tmp_path=tmp_path, interval=1)
     nan = [d for d in monitor.diagnoses if d.kind == "nan_loss"]
     assert nan and nan[0].fatal and nan[0].layer == "activations of 0"
     assert result.status == "fatal" and result.step == 1
@@ -60,8 +66,9 @@ def test_poisoned_input_is_fatal_and_names_the_first_layer(tmp_path):
 def test_huge_learning_rate_explodes_gradients(tmp_path):
     nf.manual_seed(0)
     model = mlp()
-    monitor, _ = run(model, optim.SGD(model.parameters(), lr=5.0), regression(), steps=30,
-                     tmp_path=tmp_path, interval=1)  # fmt: skip
+    monitor, _ = run(
+        model, optim.SGD(model.parameters(), lr=5.0), regression(), steps=30, tmp_path=tmp_path, interval=1
+    )
     assert "exploding_gradients" in kinds(monitor) or "nan_loss" in kinds(monitor)
     assert "exploding_gradients" in kinds(monitor), monitor.report()
 
@@ -70,8 +77,7 @@ def test_negatively_biased_relus_are_dead_and_predictions_collapse(tmp_path):
     nf.manual_seed(0)
     model = mlp(hidden=32)
     model[0].bias.data[...] = -10.0
-    monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.01), regression(), steps=20,
-                     tmp_path=tmp_path)  # fmt: skip
+    monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.01), regression(), steps=20, tmp_path=tmp_path)
     dead = [d for d in monitor.diagnoses if d.kind == "dead_relus"]
     assert dead and dead[0].layer == "1" and "100% of the units never activate" in dead[0].detail
     assert "collapsed_predictions" in kinds(monitor)
@@ -80,8 +86,7 @@ def test_negatively_biased_relus_are_dead_and_predictions_collapse(tmp_path):
 def test_tiny_learning_rate_loss_not_decreasing(tmp_path):
     nf.manual_seed(0)
     model = mlp()
-    monitor, _ = run(model, optim.SGD(model.parameters(), lr=1e-9), regression(), steps=60,
-                     tmp_path=tmp_path)  # fmt: skip
+    monitor, _ = run(model, optim.SGD(model.parameters(), lr=1e-9), regression(), steps=60, tmp_path=tmp_path)
     assert "loss_not_decreasing" in kinds(monitor)
 
 
@@ -93,8 +98,7 @@ def test_label_noise_makes_the_loss_oscillate(tmp_path):
 
     nf.manual_seed(0)
     model = mlp()
-    monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.05), noisy, steps=60,
-                     tmp_path=tmp_path)  # fmt: skip
+    monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.05), noisy, steps=60, tmp_path=tmp_path)
     assert "loss_oscillating" in kinds(monitor)
 
 
@@ -112,8 +116,9 @@ def test_tiny_training_set_overfits(tmp_path):
 
     nf.manual_seed(0)
     model = mlp(hidden=128, inputs=1)
-    monitor, _ = run(model, optim.Adam(model.parameters(), lr=1e-2), train, val, steps=600,
-                     tmp_path=tmp_path, eval_every=25)  # fmt: skip
+    monitor, _ = run(
+        model, optim.Adam(model.parameters(), lr=1e-2), train, val, steps=600, tmp_path=tmp_path, eval_every=25
+    )
     assert "overfitting" in kinds(monitor), monitor.report()
 
 
@@ -124,8 +129,9 @@ def test_model_too_small_underfits(tmp_path):
 
     nf.manual_seed(0)
     model = nn.Linear(2, 1)
-    monitor, _ = run(model, optim.Adam(model.parameters(), lr=5e-2), task, task, steps=300,
-                     tmp_path=tmp_path, eval_every=50)  # fmt: skip
+    monitor, _ = run(
+        model, optim.Adam(model.parameters(), lr=5e-2), task, task, steps=300, tmp_path=tmp_path, eval_every=50
+    )
     assert "underfitting" in kinds(monitor), monitor.report()
 
 
@@ -142,8 +148,9 @@ def test_deep_sigmoid_stack_has_vanishing_gradients(tmp_path):
         nn.init.normal_(lin.weight, 0.0, 0.1)
         layers += [lin, _Sigmoid()]
     model = nn.Sequential(*layers, nn.Linear(16, 1))
-    monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.01), regression(), steps=10,
-                     tmp_path=tmp_path, interval=1)  # fmt: skip
+    monitor, _ = run(
+        model, optim.SGD(model.parameters(), lr=0.01), regression(), steps=10, tmp_path=tmp_path, interval=1
+    )
     diag = [d for d in monitor.diagnoses if d.kind == "vanishing_gradients"]
     assert diag and diag[0].layer == "0.weight"
 

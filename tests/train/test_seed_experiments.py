@@ -27,8 +27,7 @@ def _data(seed):
 
 def _train(x, y, regularise: bool, seed: int, steps: int = 8000):
     nf.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(1, 50), nn.ReLU(), nn.Dropout(0.3 if regularise else 0.0),
-                          nn.Linear(50, 1))  # fmt: skip
+    model = nn.Sequential(nn.Linear(1, 50), nn.ReLU(), nn.Dropout(0.3 if regularise else 0.0), nn.Linear(50, 1))
     # The seed's L2 term 0.001 * sum(W^2) has gradient 0.002 W: coupled weight decay 0.002.
     opt = optim.Adam(model.parameters(), lr=0.01, weight_decay=0.002 if regularise else 0.0)
     for _ in range(steps):

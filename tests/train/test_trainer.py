@@ -31,9 +31,18 @@ def make_trainer(out_dir, max_steps, init_seed=0, **config):
     model = mlp(dropout=0.2)
     opt = optim.AdamW(model.parameters(), lr=1e-2)
     sched = WarmupCosineLR(opt, warmup_steps=3, total_steps=12)
-    cfg = TrainConfig(max_steps=max_steps, grad_accum_steps=2, clip_grad_norm=0.5, eval_every=4,
-                      eval_batches=2, checkpoint_every=5, out_dir=str(out_dir), seed=3,
-                      progress=False, **config)  # fmt: skip
+    cfg = TrainConfig(
+        max_steps=max_steps,
+        grad_accum_steps=2,
+        clip_grad_norm=0.5,
+        eval_every=4,
+        eval_batches=2,
+        checkpoint_every=5,
+        out_dir=str(out_dir),
+        seed=3,
+        progress=False,
+        **config,
+    )
     return Trainer(model, opt, mse, regression(), regression(), scheduler=sched, config=cfg)
 
 
@@ -99,8 +108,11 @@ def test_corrupted_truncated_and_mismatched_checkpoints_get_clear_errors(tmp_pat
     weights.write_bytes(data)
     other = mlp(hidden=8)
     before = {k: v.copy() for k, v in other.state_dict().items()}
-    with pytest.raises(CheckpointError, match=r"(?s)does not match this model.*0.weight: expected "
-                                              r"shape \(8, 2\), got \(16, 2\)"):  # fmt: skip
+    with pytest.raises(
+        CheckpointError,
+        match=r"(?s)does not match this model.*0.weight: expected "
+        r"shape \(8, 2\), got \(16, 2\)",
+    ):
         load_checkpoint(tmp_path, other)
     for k, v in before.items():
         np.testing.assert_array_equal(other.state_dict()[k], v)
@@ -112,8 +124,15 @@ def test_early_stopping_best_checkpoint_metrics_and_plot(tmp_path):
     nf.manual_seed(0)
     model = mlp()
     opt = optim.SGD(model.parameters(), lr=1e-12)  # nothing improves after the first evaluation
-    cfg = TrainConfig(max_steps=100, eval_every=2, eval_batches=2, early_stopping_patience=2,
-                      out_dir=str(tmp_path), progress=False, checkpoint_every=1000)  # fmt: skip
+    cfg = TrainConfig(
+        max_steps=100,
+        eval_every=2,
+        eval_batches=2,
+        early_stopping_patience=2,
+        out_dir=str(tmp_path),
+        progress=False,
+        checkpoint_every=1000,
+    )
     result = Trainer(model, opt, mse, regression(), regression(), config=cfg).fit()
     assert result.status == "early_stopped" and result.step == 6
     assert json.loads((tmp_path / "checkpoints" / "best.json").read_text())["step"] == 2
@@ -130,10 +149,8 @@ def test_training_reduces_loss_and_config_validation(tmp_path):
     nf.manual_seed(0)
     model = mlp(hidden=32)
     cfg = TrainConfig(max_steps=150, eval_every=50, out_dir=str(tmp_path), progress=False)
-    result = Trainer(model, optim.Adam(model.parameters(), lr=1e-2), mse, regression(),
-                     regression(), config=cfg).fit()  # fmt: skip
-    assert result.history[-1]["val_loss"] < 0.25 * result.history[49]["val_loss"] or \
-        result.best_val_loss < 0.1  # fmt: skip
+    result = Trainer(model, optim.Adam(model.parameters(), lr=1e-2), mse, regression(), regression(), config=cfg).fit()
+    assert result.history[-1]["val_loss"] < 0.25 * result.history[49]["val_loss"] or result.best_val_loss < 0.1
     with pytest.raises(ValueError, match=r"TrainConfig: max_steps must be >= 1, got 0"):
         TrainConfig(max_steps=0)
     with pytest.raises(ValueError, match=r"clip_grad_norm must be > 0 or None, got -1"):

@@ -14,15 +14,15 @@ EXAMPLES = {
     "demo": "example: numformer demo --seconds 60",
     "sections": "example: numformer sections --seed 42   (the same as: numformer tour 2 3 4 5 --seed 42)",
     "train": "examples:\n  numformer train --max-steps 500 --out runs/small\n"
-             "  numformer train --config configs/tiny.toml --data notes.txt --n-layer 2\n"
-             "  numformer train --out runs/small --resume",
+    "  numformer train --config configs/tiny.toml --data notes.txt --n-layer 2\n"
+    "  numformer train --out runs/small --resume",
     "generate": "example: numformer generate --model runs/small --prompt 'The ' "
-                "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
+    "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
     "lr-find": "example: numformer lr-find --config configs/tiny.toml --out runs/lr",
     "info": "example: numformer info runs/small",
     "blas": "example: numformer blas\n  then, in your shell profile: export OPENBLAS_CORETYPE=<the core it names>",
     "tour": "examples:\n  numformer tour\n  numformer tour 4 7 --out runs/tour\n  numformer tour --html",
-}  # fmt: skip
+}
 
 
 class UsageError(Exception):
@@ -46,27 +46,38 @@ def _add_run_flags(parser) -> None:
     from numformer.train.lm import ALIASES, RunConfig
 
     parser.add_argument("--config", help="TOML file with any of the settings below")
-    groups = {None: parser.add_argument_group("run settings (override the config file)"),
-              "model": parser.add_argument_group("model settings (GPTConfig)"),
-              "train": parser.add_argument_group("trainer settings (TrainConfig)")}  # fmt: skip
+    groups = {
+        None: parser.add_argument_group("run settings (override the config file)"),
+        "model": parser.add_argument_group("model settings (GPTConfig)"),
+        "train": parser.add_argument_group("trainer settings (TrainConfig)"),
+    }
     aliases = {target: alias for alias, target in ALIASES.items()}
     for name, (section, kind, default) in RunConfig.settings().items():
         flags = ["--" + name.replace("_", "-")]
         if name in aliases:
             flags.insert(0, "--" + aliases[name])
-        groups[section].add_argument(*flags, dest=name, type=_bool if kind is bool else kind,
-                                     default=None, help=f"default: {default!r}")  # fmt: skip
+        groups[section].add_argument(
+            *flags, dest=name, type=_bool if kind is bool else kind, default=None, help=f"default: {default!r}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="numformer", description="Transformers from scratch in NumPy.",
-                     epilog="example: numformer demo",
-                     formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+    parser = _Parser(
+        prog="numformer",
+        description="Transformers from scratch in NumPy.",
+        epilog="example: numformer demo",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
-                              formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawTextHelpFormatter,
+        )
 
     demo = command("demo", "the main job: train a character-level GPT on the default corpus")
     demo.add_argument("--seconds", type=float, default=180.0, help="training time budget (180)")
@@ -97,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--fast", action="store_true", help="smaller sizes: seconds per section")
     tour.add_argument("--seed", type=int, default=42, help="seed of every random draw (42)")
     blas = command("blas", "which OpenBLAS kernels NumPy runs, and the fastest on this CPU (measured)")
-    blas.add_argument("--best", action="store_true",
-                      help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)")  # fmt: skip
+    blas.add_argument(
+        "--best", action="store_true", help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)"
+    )
     return parser
 
 
@@ -119,17 +131,24 @@ def _blas(best_only: bool) -> None:
     if not rates:
         say("the measurement failed: no kernel family could be timed")
         return
-    rows = [[core, f"{rate:.1f}", " ".join(w for w, on in (("OpenBLAS's pick", core == default),
-                                                           ("fastest", core == best)) if on)]
-            for core, rate in sorted(rates.items(), key=lambda kv: -kv[1])]  # fmt: skip
+    rows = [
+        [
+            core,
+            f"{rate:.1f}",
+            " ".join(w for w, on in (("OpenBLAS's pick", core == default), ("fastest", core == best)) if on),
+        ]
+        for core, rate in sorted(rates.items(), key=lambda kv: -kv[1])
+    ]
     table("transformer-shaped GEMMs, 1 thread", ["kernels", "GFLOP/s", ""], rows)
     if best == current:
         say(f"{current} is the fastest here: nothing to change.")
     else:
         base = current if current in rates else default  # a forced core the probe did not time
         gain = rates[best] / rates[base] - 1
-        say(f"{best} is {100 * gain:.0f}% faster here than {base}; set it before Python starts (OpenBLAS picks its "
-            f"kernels once, when NumPy loads):\n  export OPENBLAS_CORETYPE={best}")
+        say(
+            f"{best} is {100 * gain:.0f}% faster here than {base}; set it before Python starts (OpenBLAS picks its "
+            f"kernels once, when NumPy loads):\n  export OPENBLAS_CORETYPE={best}"
+        )
 
 
 def _run_config(args):
@@ -176,9 +195,17 @@ def _dispatch(args) -> int:
         if tokenizer is None:
             raise UsageError(f"{args.model} has no tokenizer.json, so text cannot be encoded")
         sys.stdout.write(args.prompt)
-        lm.sample_text(model, tokenizer, args.prompt, args.max_new_tokens, seed=args.seed,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       stream=stream_to_stdout)  # fmt: skip
+        lm.sample_text(
+            model,
+            tokenizer,
+            args.prompt,
+            args.max_new_tokens,
+            seed=args.seed,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            stream=stream_to_stdout,
+        )
         sys.stdout.write("\n")
     return 0
 
@@ -206,8 +233,10 @@ def _env_threads() -> int | None:
     if value is None:
         return None
     if not value.isdigit() or int(value) < 1:
-        print(f"warning: NUMFORMER_NUM_THREADS must be a positive integer, got {value!r}; using all cores",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: NUMFORMER_NUM_THREADS must be a positive integer, got {value!r}; using all cores",
+            file=sys.stderr,
+        )
         return None
     return int(value)
 
@@ -225,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
     except ImportError as err:
-        print(f"error: {err}; install the extras with: pip install 'numformer[demo]'",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: {err}; install the extras with: pip install 'numformer[demo]'", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,5 +9,13 @@ from numformer.data.tokenizers import (
     train_tokenizer,
 )
 
-__all__ = ["CharTokenizer", "BPETokenizer", "load_tokenizer", "tokenizer_from_dict",
-           "train_tokenizer", "default_corpus", "load_text", "TokenData"]  # fmt: skip
+__all__ = [
+    "CharTokenizer",
+    "BPETokenizer",
+    "load_tokenizer",
+    "tokenizer_from_dict",
+    "train_tokenizer",
+    "default_corpus",
+    "load_text",
+    "TokenData",
+]

@@ -17,8 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__",
-              "turtledemo", "lib2to3", "ensurepip", "pydoc_data"}  # fmt: skip
+_SKIP_DIRS = {
+    "test",
+    "tests",
+    "idlelib",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "pydoc_data",
+}
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".text", ""}
 
 
@@ -72,16 +82,25 @@ def load_text(path) -> str:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(path).parts))  # fmt: skip
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in TEXT_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    )
     texts = []
     for f in files:
         try:
             texts.append(f.read_text(encoding="utf-8"))
         except UnicodeDecodeError as err:
-            raise ValueError(f"{f} is not UTF-8 text ({err.reason} at byte {err.start}); "
-                             f"convert it or leave it out") from None  # fmt: skip
+            raise ValueError(
+                f"{f} is not UTF-8 text ({err.reason} at byte {err.start}); convert it or leave it out"
+            ) from None
     text = "\n\n".join(t for t in texts if t)
     if not text.strip():
         raise ValueError(f"the corpus at {path} is empty: give a file or folder with text in it")
@@ -95,8 +114,14 @@ class TokenData:
     under ``cache`` and read through ``numpy.memmap``, so they never sit in memory whole.
     """
 
-    def __init__(self, text: str, tokenizer, val_fraction: float = 0.1, cache: Path | None = None,
-                 memmap_threshold: int = 50_000_000):  # fmt: skip
+    def __init__(
+        self,
+        text: str,
+        tokenizer,
+        val_fraction: float = 0.1,
+        cache: Path | None = None,
+        memmap_threshold: int = 50_000_000,
+    ):
         if not 0.0 < val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
         dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32
@@ -124,8 +149,10 @@ class TokenData:
         """``(x, y)`` int64 arrays ``(batch_size, block_size)``; ``y`` is ``x`` shifted by one."""
         data = self.train if split == "train" else self.val
         if len(data) <= block_size + 1:
-            raise ValueError(f"the {split} split has {len(data)} tokens, fewer than block_size + 2 "
-                             f"= {block_size + 2}; use more text or a smaller block_size")  # fmt: skip
+            raise ValueError(
+                f"the {split} split has {len(data)} tokens, fewer than block_size + 2 "
+                f"= {block_size + 2}; use more text or a smaller block_size"
+            )
         starts = rng.integers(0, len(data) - block_size - 1, batch_size)
         rows = starts[:, None] + np.arange(block_size + 1)[None, :]
         window = np.asarray(data[rows], dtype=np.int64)

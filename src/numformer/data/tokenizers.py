@@ -39,9 +39,11 @@ class CharTokenizer:
         except KeyError:
             unknown = sorted({c for c in text if c not in self._index})
             shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:5])
-            raise ValueError(f"text has characters outside the {self.vocab_size}-character "
-                             f"vocabulary: {shown}; remove them or train on text that "
-                             f"contains them") from None  # fmt: skip
+            raise ValueError(
+                f"text has characters outside the {self.vocab_size}-character "
+                f"vocabulary: {shown}; remove them or train on text that "
+                f"contains them"
+            ) from None
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in np.asarray(ids).reshape(-1))
@@ -67,16 +69,15 @@ class BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 257:
-            raise ValueError(f"BPETokenizer: vocab_size must be >= 257 (256 bytes + merges), "
-                             f"got {vocab_size}")  # fmt: skip
+            raise ValueError(f"BPETokenizer: vocab_size must be >= 257 (256 bytes + merges), got {vocab_size}")
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
         chunk = 1 << 16
-        tok.train_from_iterator((text[i : i + chunk] for i in range(0, len(text), chunk)),
-                                trainer=trainer)  # fmt: skip
+        tok.train_from_iterator((text[i : i + chunk] for i in range(0, len(text), chunk)), trainer=trainer)
         return cls(tok)
 
     @property

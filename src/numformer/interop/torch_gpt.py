@@ -48,8 +48,9 @@ class _Attention(nn.Module):
             cache.k[layer][:, :, offset : offset + T] = k
             cache.v[layer][:, :, offset : offset + T] = v
             k, v = cache.k[layer][:, :, : offset + T], cache.v[layer][:, :, : offset + T]
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=offset == 0 and T > 1,
-                                           dropout_p=self.dropout if self.training else 0.0)  # fmt: skip
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=offset == 0 and T > 1, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(N, T, E)))
 
 
@@ -92,18 +93,19 @@ class TorchGPT(nn.Module):
     def __init__(self, c: GPTConfig):
         super().__init__()
         self.config = c
-        self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(c.vocab_size, c.d_model),
-            "drop": nn.Dropout(c.dropout),
-            "h": nn.ModuleList(_Block(c) for _ in range(c.n_layer)),
-            "ln_f": nn.LayerNorm(c.d_model, bias=c.bias),
-        })  # fmt: skip
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(c.vocab_size, c.d_model),
+                "drop": nn.Dropout(c.dropout),
+                "h": nn.ModuleList(_Block(c) for _ in range(c.n_layer)),
+                "ln_f": nn.LayerNorm(c.d_model, bias=c.bias),
+            }
+        )
         if c.positions == "learned":
             self.transformer["wpe"] = nn.Embedding(c.block_size, c.d_model)
         elif c.positions == "sinusoidal":
             pos = torch.arange(c.block_size, dtype=torch.float64)[:, None]
-            div = torch.exp(torch.arange(0, c.d_model, 2, dtype=torch.float64)
-                            * -(math.log(10000.0) / c.d_model))  # fmt: skip
+            div = torch.exp(torch.arange(0, c.d_model, 2, dtype=torch.float64) * -(math.log(10000.0) / c.d_model))
             pe = torch.zeros(c.block_size, c.d_model, dtype=torch.float64)
             pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
             self.register_buffer("pe", pe.float(), persistent=False)
@@ -127,7 +129,6 @@ class TorchGPT(nn.Module):
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None if targets is None else F.cross_entropy(logits.reshape(N * T, -1), targets.reshape(-1))
         return logits, loss
-
 
     @torch.no_grad()
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)):

@@ -44,11 +44,9 @@ class GPTConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"GPTConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.n_head:
-            raise ValueError(f"GPTConfig: d_model ({self.d_model}) must be divisible by n_head "
-                             f"({self.n_head})")  # fmt: skip
+            raise ValueError(f"GPTConfig: d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
         if self.positions not in POSITIONS:
-            raise ValueError(f"GPTConfig: positions must be one of {POSITIONS}, got "
-                             f"{self.positions!r}")  # fmt: skip
+            raise ValueError(f"GPTConfig: positions must be one of {POSITIONS}, got {self.positions!r}")
         if self.positions == "rotary" and (self.d_model // self.n_head) % 2:
             raise ValueError("GPTConfig: rotary positions need an even head dimension")
         if not 0.0 <= self.dropout < 1.0:
@@ -87,8 +85,9 @@ class KVCache:
         layer, how many positions they see (S = max + 1) and which (the mask)."""
         S = int(positions.max()) + 1
         if S > self.k[0].shape[2] or positions.min() < 0:
-            raise ValueError(f"KVCache: positions must be in [0, block_size={self.k[0].shape[2]}), "
-                             f"got [{positions.min()}, {S - 1}]")  # fmt: skip
+            raise ValueError(
+                f"KVCache: positions must be in [0, block_size={self.k[0].shape[2]}), got [{positions.min()}, {S - 1}]"
+            )
         if positions.shape[1] == 1 and (positions == S - 1).all():  # rows in step: no mask
             self._step = positions, S, None
         elif positions.shape[1] == S and (positions == xp.arange(S)).all():  # a prompt from 0
@@ -155,8 +154,14 @@ class CausalSelfAttention(nn.Module):
             causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
             mask = None if causal else mask
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights)  # fmt: skip
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights,
+        )
         out, weights = out if need_weights else (out, None)
         y = self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(N, T, E)))
         return y, weights
@@ -200,14 +205,17 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        rotary = nn.RotaryEmbedding(d // config.n_head, max_len=config.block_size) \
-            if config.positions == "rotary" else None  # fmt: skip
-        self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(config.vocab_size, d),
-            "drop": nn.Dropout(config.dropout),
-            "h": nn.ModuleList(Block(config, rotary, i) for i in range(config.n_layer)),
-            "ln_f": nn.LayerNorm(d, bias=config.bias),
-        })  # fmt: skip
+        rotary = (
+            nn.RotaryEmbedding(d // config.n_head, max_len=config.block_size) if config.positions == "rotary" else None
+        )
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.vocab_size, d),
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList(Block(config, rotary, i) for i in range(config.n_layer)),
+                "ln_f": nn.LayerNorm(d, bias=config.bias),
+            }
+        )
         if config.positions == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, d)
         elif config.positions == "sinusoidal":
@@ -236,8 +244,7 @@ class GPT(nn.Module):
             elif "ln_" in name:
                 continue
             else:
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") \
-                    else 0.02  # fmt: skip
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else 0.02
                 nn.init.normal_(p, 0.0, std)
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)):
@@ -263,18 +270,14 @@ class GPT(nn.Module):
     def _check_input(self, idx) -> np.ndarray:
         idx = idx.data if isinstance(idx, Tensor) else xp.asarray(idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"GPT: input must be integer token ids of shape (N, T), got "
-                             f"{idx.dtype} {idx.shape}")  # fmt: skip
+            raise ValueError(f"GPT: input must be integer token ids of shape (N, T), got {idx.dtype} {idx.shape}")
         if idx.shape[1] > self.config.block_size:
-            raise ValueError(f"GPT: sequence length {idx.shape[1]} exceeds block_size "
-                             f"{self.config.block_size}")  # fmt: skip
+            raise ValueError(f"GPT: sequence length {idx.shape[1]} exceeds block_size {self.config.block_size}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
-            raise ValueError(f"GPT: token ids must be in [0, {self.config.vocab_size}), got "
-                             f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+            raise ValueError(f"GPT: token ids must be in [0, {self.config.vocab_size}), got [{idx.min()}, {idx.max()}]")
         return idx
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, positions=None,
-                need_weights: bool = False):  # fmt: skip
+    def forward(self, idx, targets=None, cache: KVCache | None = None, positions=None, need_weights: bool = False):
         """Logits for every position, and with ``targets`` the mean cross-entropy.
 
         With a ``cache`` (inference only: run under ``numformer.no_grad()``), the tokens go to
@@ -319,9 +322,19 @@ class GPT(nn.Module):
 
     # --- generation -------------------------------------------------------------------------
     @no_grad()
-    def generate(self, prompts, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-                 use_cache: bool = True, on_token=None, stop=None, record_logits=None):  # fmt: skip
+    def generate(
+        self,
+        prompts,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        on_token=None,
+        stop=None,
+        record_logits=None,
+    ):
         """Extend each prompt (a list of token-id sequences, lengths may differ) by up to
         ``max_new_tokens`` tokens; returns the new tokens per prompt.
 
@@ -388,7 +401,7 @@ class GPT(nn.Module):
         if cache is None or full:
             # (Re)fill: prompts at first, or the last half-context when a row hits block_size.
             if full:
-                rows_view = [r[-(self.config.block_size // 2):] for r in rows]
+                rows_view = [r[-(self.config.block_size // 2) :] for r in rows]
             else:
                 rows_view = rows
             idx, lengths = self._window(rows_view)
@@ -407,9 +420,11 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             part = name.split(".")[1] if name.startswith("transformer.") else name.split(".")[0]
             counts[part] = counts.get(part, 0) + p.numel()
-        lines = [f"GPT: {c.n_layer} layers, {c.n_head} heads, d_model {c.d_model}, d_ff {c.d_ff}, "
-                 f"context {c.block_size}, vocab {c.vocab_size}, {c.positions} positions"
-                 f"{', tied embeddings' if c.tie_weights else ''}"]  # fmt: skip
+        lines = [
+            f"GPT: {c.n_layer} layers, {c.n_head} heads, d_model {c.d_model}, d_ff {c.d_ff}, "
+            f"context {c.block_size}, vocab {c.vocab_size}, {c.positions} positions"
+            f"{', tied embeddings' if c.tie_weights else ''}"
+        ]
         lines += [f"  {k:<8} {v:>12,}" for k, v in counts.items()]
         lines.append(f"  {'total':<8} {self.num_parameters():>12,}")
         return "\n".join(lines)
@@ -420,8 +435,11 @@ class GPT(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: xp.ascontiguousarray(v) for k, v in self.state_dict().items()
-                 if not (self.config.tie_weights and k == "lm_head.weight")}  # fmt: skip
+        state = {
+            k: xp.ascontiguousarray(v)
+            for k, v in self.state_dict().items()
+            if not (self.config.tie_weights and k == "lm_head.weight")
+        }
         tmp = folder / "model.safetensors.tmp"
         save_file(state, str(tmp))
         tmp.replace(folder / "model.safetensors")
@@ -440,8 +458,9 @@ class GPT(nn.Module):
 
         folder = Path(folder)
         if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
-            raise FileNotFoundError(f"{folder} is not a numformer model folder (expected "
-                                    f"config.json and model.safetensors)")  # fmt: skip
+            raise FileNotFoundError(
+                f"{folder} is not a numformer model folder (expected config.json and model.safetensors)"
+            )
         info = json.loads((folder / "config.json").read_text())
         model = cls(GPTConfig.from_dict(info["model"]))
         state = load_file(str(folder / "model.safetensors"))

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float | None = None) -> np.ndarray:  # fmt: skip
+def sample(
+    logits: np.ndarray,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> np.ndarray:
     """One token id per row of ``logits`` ``(N, V)``.
 
     ``temperature == 0`` takes the argmax. Otherwise softmax(logits / temperature), keeping

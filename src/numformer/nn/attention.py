@@ -17,8 +17,9 @@ from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor
 
 
-def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int,
-                dtype) -> np.ndarray | None:  # fmt: skip
+def merge_masks(
+    attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int, dtype
+) -> np.ndarray | None:
     """Combine PyTorch-style layer masks into one mask for ``scaled_dot_product_attention``.
 
     Inputs follow ``nn.MultiheadAttention``: boolean True marks a position to *ignore*; float
@@ -34,16 +35,17 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
         elif m.shape == (N * H, L, S):
             m = m.reshape(N, H, L, S)
         else:
-            raise ValueError(f"MultiheadAttention: attn_mask must have shape (L, S) = {(L, S)} "
-                             f"or (N * num_heads, L, S) = {(N * H, L, S)}, got {m.shape}")  # fmt: skip
+            raise ValueError(
+                f"MultiheadAttention: attn_mask must have shape (L, S) = {(L, S)} "
+                f"or (N * num_heads, L, S) = {(N * H, L, S)}, got {m.shape}"
+            )
         parts.append(m)
     elif is_causal:
         parts.append(~xp.tri(L, S, dtype=bool)[None, None])
     if key_padding_mask is not None:
         m = mask_array(key_padding_mask, "key_padding_mask")
         if m.shape != (N, S):
-            raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) = "
-                             f"{(N, S)}, got {m.shape}")  # fmt: skip
+            raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) = {(N, S)}, got {m.shape}")
         parts.append(m[:, None, None, :])
     if not parts:
         return None
@@ -54,8 +56,7 @@ def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L:
         return ~ignore
     total = xp.zeros((), dtype=dtype)
     for p in parts:
-        total = total + (xp.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_
-                         else p.astype(dtype))  # fmt: skip
+        total = total + (xp.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_ else p.astype(dtype))
     return total
 
 
@@ -76,16 +77,26 @@ class MultiheadAttention(Module):
     when kdim/vdim differ from E), ``out_proj.weight (E, E)``, ``out_proj.bias (E,)``.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 kdim: int | None = None, vdim: int | None = None, batch_first: bool = True,
-                 dtype=None):  # fmt: skip
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = True,
+        dtype=None,
+    ):
         super().__init__()
         if embed_dim <= 0 or num_heads <= 0:
-            raise ValueError(f"MultiheadAttention: embed_dim and num_heads must be positive, got "
-                             f"{embed_dim} and {num_heads}")  # fmt: skip
+            raise ValueError(
+                f"MultiheadAttention: embed_dim and num_heads must be positive, got {embed_dim} and {num_heads}"
+            )
         if embed_dim % num_heads != 0:
-            raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by "
-                             f"num_heads ({num_heads})")  # fmt: skip
+            raise ValueError(
+                f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})"
+            )
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.head_dim = embed_dim // num_heads
         self.kdim = kdim if kdim is not None else embed_dim
@@ -129,17 +140,28 @@ class MultiheadAttention(Module):
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
         return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True,
-                attn_mask=None, average_attn_weights: bool = True, is_causal: bool = False):  # fmt: skip
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights: bool = True,
+        attn_mask=None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ):
         batched = query.ndim == 3
-        for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim),
-                             ("value", value, self.vdim)):  # fmt: skip
+        for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
             if t.ndim != query.ndim or t.ndim not in (2, 3):
-                raise ValueError(f"MultiheadAttention: {name} must be 3-D (batched) or 2-D "
-                                 f"(unbatched) like query {query.shape}, got {t.shape}")  # fmt: skip
+                raise ValueError(
+                    f"MultiheadAttention: {name} must be 3-D (batched) or 2-D "
+                    f"(unbatched) like query {query.shape}, got {t.shape}"
+                )
             if t.shape[-1] != dim:
-                raise ValueError(f"MultiheadAttention: {name} must have {dim} features in its last "
-                                 f"dim, got shape {t.shape}")  # fmt: skip
+                raise ValueError(
+                    f"MultiheadAttention: {name} must have {dim} features in its last dim, got shape {t.shape}"
+                )
         self_attention = query is key and key is value
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
@@ -152,8 +174,10 @@ class MultiheadAttention(Module):
         N, L, _ = query.shape
         S = key.shape[1]
         if key.shape[0] != N or value.shape[:2] != (N, S):
-            raise ValueError(f"MultiheadAttention: key {key.shape} and value {value.shape} must "
-                             f"match query's batch {N} and each other's length")  # fmt: skip
+            raise ValueError(
+                f"MultiheadAttention: key {key.shape} and value {value.shape} must "
+                f"match query's batch {N} and each other's length"
+            )
         H, D = self.num_heads, self.head_dim
         mask = merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, query.dtype)
         q, k, v = self._project(query, key, value)
@@ -161,7 +185,11 @@ class MultiheadAttention(Module):
         k = k.reshape(N, S, H, D).transpose(1, 2)
         v = v.reshape(N, S, H, D).transpose(1, 2)
         result = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
         )
         out, weights = result if need_weights else (result, None)

@@ -38,8 +38,10 @@ def check_gelu(input, approximate: str) -> None:  # noqa: A002
 
 def check_linear(name: str, input, weight) -> None:  # noqa: A002 - tensors or arrays
     if input.shape[-1:] != weight.shape[-1:]:
-        raise ValueError(f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
-                         f"in_features; input shape {input.shape}, weight shape {weight.shape}")  # fmt: skip
+        raise ValueError(
+            f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
+            f"in_features; input shape {input.shape}, weight shape {weight.shape}"
+        )
     if input.dtype != weight.dtype:
         raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
 
@@ -61,8 +63,7 @@ def check_indices(idx: np.ndarray, n: int) -> None:
     if idx.dtype.kind not in "iu":  # what np.issubdtype(dtype, np.integer) says, faster
         raise TypeError(f"embedding: input must hold integer indices, got dtype {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"embedding: indices must be in [0, {n}), got values in "
-                         f"[{idx.min()}, {idx.max()}]")  # fmt: skip
+        raise IndexError(f"embedding: indices must be in [0, {n}), got values in [{idx.min()}, {idx.max()}]")
 
 
 def check_features(op: str, x, expected: int, name: str = "input") -> None:

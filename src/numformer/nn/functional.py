@@ -81,30 +81,51 @@ def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu:
     return LA.Linear.apply(as_tensor(input), *params, relu=relu)
 
 
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,  # noqa: A002
-               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:  # fmt: skip
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,  # noqa: A002
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims (biased variance), then
     ``* weight + bias``. Input ``(*, *normalized_shape)``; output the same shape and dtype."""
     input = as_tensor(input)
     shape, params = checks.layer_norm_params("layer_norm", input, normalized_shape, weight, bias)
-    return LayerNorm.apply(input, *params, ndim=len(shape), eps=eps,
-                             has_weight=weight is not None, has_bias=bias is not None)  # fmt: skip
+    return LayerNorm.apply(
+        input, *params, ndim=len(shape), eps=eps, has_weight=weight is not None, has_bias=bias is not None
+    )
 
 
-def add_layer_norm(input: Tensor, residual: Tensor, normalized_shape,  # noqa: A002
-                   weight: Tensor | None = None, bias: Tensor | None = None,
-                   eps: float = 1e-5) -> Tensor:  # fmt: skip
+def add_layer_norm(
+    input: Tensor,
+    residual: Tensor,
+    normalized_shape,  # noqa: A002
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     """``layer_norm(input + residual, ...)`` in one kernel: the add happens row by row inside
     the normalisation, so the sum is never a separate pass or a stored array (post-LN blocks'
     "add & norm"). ``residual`` must have ``input``'s shape and dtype (no broadcasting);
     the gradient of each is the gradient of the sum."""
     input, residual = as_tensor(input), as_tensor(residual)
     if residual.shape != input.shape or residual.dtype != input.dtype:
-        raise ValueError(f"add_layer_norm: residual must match input's shape {input.shape} and dtype "
-                         f"{input.dtype}, got {residual.shape} {residual.dtype}")  # fmt: skip
+        raise ValueError(
+            f"add_layer_norm: residual must match input's shape {input.shape} and dtype "
+            f"{input.dtype}, got {residual.shape} {residual.dtype}"
+        )
     shape, params = checks.layer_norm_params("add_layer_norm", input, normalized_shape, weight, bias)
-    return LayerNorm.apply(input, residual, *params, ndim=len(shape), eps=eps, has_weight=weight is not None,
-                             has_bias=bias is not None, has_residual=True)  # fmt: skip
+    return LayerNorm.apply(
+        input,
+        residual,
+        *params,
+        ndim=len(shape),
+        eps=eps,
+        has_weight=weight is not None,
+        has_bias=bias is not None,
+        has_residual=True,
+    )
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
@@ -133,9 +154,14 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor: 
 # --- losses ----------------------------------------------------------------------------------
 
 
-def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: A002
-                  ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Tensor:  # fmt: skip
+def cross_entropy(
+    input: Tensor,
+    target,
+    weight: Tensor | None = None,  # noqa: A002
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     """Cross-entropy between logits and class indices or class probabilities.
 
     ``input``: ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``. ``target``: integer class indices of
@@ -154,28 +180,31 @@ def cross_entropy(input: Tensor, target, weight: Tensor | None = None,  # noqa: 
     C = input.shape[1] if input.ndim > 1 else input.shape[0]
     if np.issubdtype(t.dtype, np.floating):
         if t.shape != input.shape:
-            raise ValueError(f"cross_entropy: probability target must have input's shape "
-                             f"{input.shape}, got {t.shape}")  # fmt: skip
+            raise ValueError(f"cross_entropy: probability target must have input's shape {input.shape}, got {t.shape}")
         t = t.astype(input.dtype, copy=False)
     elif np.issubdtype(t.dtype, np.integer):
         expected = (input.shape[0],) + input.shape[2:] if input.ndim > 1 else ()
         if t.shape != expected:
-            raise ValueError(f"cross_entropy: class-index target must have shape {expected} for "
-                             f"input shape {input.shape}, got {t.shape}")  # fmt: skip
+            raise ValueError(
+                f"cross_entropy: class-index target must have shape {expected} for "
+                f"input shape {input.shape}, got {t.shape}"
+            )
         bad = (t != ignore_index) & ((t < 0) | (t >= C))
         if bad.any():
-            raise IndexError(f"cross_entropy: target values must be in [0, {C}) or "
-                             f"ignore_index={ignore_index}, got {t[bad].reshape(-1)[0]}")  # fmt: skip
+            raise IndexError(
+                f"cross_entropy: target values must be in [0, {C}) or "
+                f"ignore_index={ignore_index}, got {t[bad].reshape(-1)[0]}"
+            )
     else:
-        raise TypeError(f"cross_entropy: target must be integer indices or floating "
-                        f"probabilities, got dtype {t.dtype}")  # fmt: skip
+        raise TypeError(f"cross_entropy: target must be integer indices or floating probabilities, got dtype {t.dtype}")
     w = None
     if weight is not None:
         w = (weight.data if isinstance(weight, Tensor) else xp.asarray(weight)).astype(input.dtype)
         if w.shape != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
-    return CrossEntropy.apply(input, target=t, weight=w, ignore_index=ignore_index,
-                                reduction=reduction, label_smoothing=label_smoothing)  # fmt: skip
+    return CrossEntropy.apply(
+        input, target=t, weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
@@ -183,8 +212,10 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
     input, target = as_tensor(input), as_tensor(target)
     checks.check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
-        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {target.shape} "
-                         f"differ (broadcasting here is almost always a bug)")  # fmt: skip
+        raise ValueError(
+            f"mse_loss: input shape {input.shape} and target shape {target.shape} "
+            f"differ (broadcasting here is almost always a bug)"
+        )
     return MSELoss.apply(input, target, reduction=reduction)
 
 
@@ -195,9 +226,13 @@ _ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "causal_length": 1
 
 
 @contextlib.contextmanager
-def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
-                     block_q: int | None = None, block_k: int | None = None,
-                     causal_length: int | None = None):  # fmt: skip
+def attention_kernel(
+    kernel: str = "auto",
+    threshold_bytes: int | None = None,
+    block_q: int | None = None,
+    block_k: int | None = None,
+    causal_length: int | None = None,
+):
     """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``).
 
     ``"plain"`` materialises the (L, S) scores; ``"blocked"`` is flash attention's algorithm
@@ -212,8 +247,12 @@ def attention_kernel(kernel: str = "auto", threshold_bytes: int | None = None,
         raise ValueError(f"attention_kernel: kernel must be 'auto', 'plain' or 'blocked', got {kernel!r}")
     saved = dict(_ATTENTION)
     _ATTENTION["kernel"] = kernel
-    for key, value in (("threshold_bytes", threshold_bytes), ("block_q", block_q), ("block_k", block_k),
-                       ("causal_length", causal_length)):  # fmt: skip
+    for key, value in (
+        ("threshold_bytes", threshold_bytes),
+        ("block_q", block_q),
+        ("block_k", block_k),
+        ("causal_length", causal_length),
+    ):
         if value is not None:
             if value < 1:
                 raise ValueError(f"attention_kernel: {key} must be >= 1, got {value}")
@@ -228,13 +267,23 @@ def _use_blocked(batch, L, S, itemsize, need_weights: bool, is_causal: bool) -> 
     kernel = _ATTENTION["kernel"]
     if kernel == "plain" or need_weights:
         return False
-    return (kernel == "blocked" or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
-            or (is_causal and min(L, S) >= _ATTENTION["causal_length"]))  # fmt: skip
+    return (
+        kernel == "blocked"
+        or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
+        or (is_causal and min(L, S) >= _ATTENTION["causal_length"])
+    )
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None,
-                                 dropout_p: float = 0.0, is_causal: bool = False,
-                                 scale: float | None = None, need_weights: bool = False):  # fmt: skip
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    need_weights: bool = False,
+):
     """softmax(Q K^T * scale + mask) V over all leading (batch, head) dims at once.
 
     Shapes: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
@@ -253,17 +302,19 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} must have shape (..., seq, features), got {t.shape}")
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"{op}: query and key must share the last dim, got query {q.shape} "
-                         f"and key {k.shape}")  # fmt: skip
+        raise ValueError(f"{op}: query and key must share the last dim, got query {q.shape} and key {k.shape}")
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"{op}: key and value must share the sequence dim, got key {k.shape} "
-                         f"and value {v.shape}")  # fmt: skip
+        raise ValueError(f"{op}: key and value must share the sequence dim, got key {k.shape} and value {v.shape}")
     try:
-        batch = q.shape[:-2] if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] else \
-            np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # fmt: skip
+        batch = (
+            q.shape[:-2]
+            if q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+            else np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        )
     except ValueError:
-        raise ValueError(f"{op}: batch dims of query {q.shape}, key {k.shape} and value "
-                         f"{v.shape} do not broadcast") from None  # fmt: skip
+        raise ValueError(
+            f"{op}: batch dims of query {q.shape}, key {k.shape} and value {v.shape} do not broadcast"
+        ) from None
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"{op}: dropout_p must be in [0, 1), got {dropout_p}")
     if is_causal and attn_mask is not None:
@@ -275,8 +326,9 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         try:
             np.broadcast_shapes(m.shape, batch + (L, S))
         except ValueError:
-            raise ValueError(f"{op}: attn_mask of shape {m.shape} does not broadcast to "
-                             f"(..., L, S) = {batch + (L, S)}") from None  # fmt: skip
+            raise ValueError(
+                f"{op}: attn_mask of shape {m.shape} does not broadcast to (..., L, S) = {batch + (L, S)}"
+            ) from None
         if m.dtype == np.bool_:
             bool_mask = m
         elif np.issubdtype(m.dtype, np.floating):
@@ -288,13 +340,29 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         batch = np.broadcast_shapes(batch, (bool_mask if bool_mask is not None else float_mask).shape[:-2])
     if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights, is_causal):
         return BlockedAttention.apply(
-            q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
-            dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
-            block_q=_ATTENTION["block_q"], block_k=_ATTENTION["block_k"])
+            q,
+            k,
+            v,
+            bool_mask=bool_mask,
+            float_mask=float_mask,
+            is_causal=is_causal,
+            scale=scale,
+            dropout_p=dropout_p,
+            rng=backend.generator() if dropout_p > 0 else None,
+            block_q=_ATTENTION["block_q"],
+            block_k=_ATTENTION["block_k"],
+        )
     holder = [] if need_weights else None
     out = ScaledDotProductAttention.apply(
-        q, k, v, bool_mask=bool_mask, float_mask=float_mask, is_causal=is_causal, scale=scale,
-        dropout_p=dropout_p, rng=backend.generator() if dropout_p > 0 else None,
+        q,
+        k,
+        v,
+        bool_mask=bool_mask,
+        float_mask=float_mask,
+        is_causal=is_causal,
+        scale=scale,
+        dropout_p=dropout_p,
+        rng=backend.generator() if dropout_p > 0 else None,
         weights_out=holder,
     )
     if need_weights:
@@ -306,8 +374,9 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np
     """The seed's table (section 4): PE[pos, 2i] = sin(pos / 10000^(2i/d)),
     PE[pos, 2i+1] = cos(pos / 10000^(2i/d)). Returns an array ``(max_len, d_model)``."""
     if max_len <= 0 or d_model <= 0:
-        raise ValueError(f"sinusoidal_positional_encoding: max_len and d_model must be positive, "
-                         f"got {max_len} and {d_model}")  # fmt: skip
+        raise ValueError(
+            f"sinusoidal_positional_encoding: max_len and d_model must be positive, got {max_len} and {d_model}"
+        )
     dtype = backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
     position = xp.arange(max_len, dtype=np.float64)[:, None]
     div_term = xp.exp(xp.arange(0, d_model, 2, dtype=np.float64) * -(math.log(10000.0) / d_model))

@@ -43,7 +43,6 @@ class GELU(Module):
     def forward(self, x):
         return F.gelu(x, self.approximate)
 
-
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
 
@@ -87,7 +86,6 @@ class Linear(Module):
         check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
-
     def with_relu(self, x):
         """``relu(self(x))`` in one kernel (``F.linear_relu``). With forward hooks registered it
         is exactly that call, so hooks still see the GEMM's output."""
@@ -97,22 +95,21 @@ class Linear(Module):
         return F.linear_relu(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, " \
-               f"bias={self.bias is not None}"  # fmt: skip
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
 class Embedding(Module):
     """Lookup table ``weight`` ``(num_embeddings, embedding_dim)``, N(0, 1) initialised; the
     ``padding_idx`` row starts at zero and never gets a gradient."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
-                 dtype=None):  # fmt: skip
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype=None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx must be in [-{num_embeddings}, "
-                                 f"{num_embeddings}), got {padding_idx}")  # fmt: skip
+                raise ValueError(
+                    f"Embedding: padding_idx must be in [-{num_embeddings}, {num_embeddings}), got {padding_idx}"
+                )
             padding_idx %= num_embeddings
         self.padding_idx = padding_idx
         self.weight = _empty(num_embeddings, embedding_dim, dtype=dtype)
@@ -123,7 +120,6 @@ class Embedding(Module):
     def forward(self, indices):
         return F.embedding(indices, self.weight, self.padding_idx)
 
-
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
@@ -132,8 +128,9 @@ class Embedding(Module):
 class LayerNorm(Module):
     """Layer normalisation over the trailing ``normalized_shape`` dims (fused kernel)."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, dtype=None):  # fmt: skip
+    def __init__(
+        self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, dtype=None
+    ):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = shape, eps
@@ -145,7 +142,6 @@ class LayerNorm(Module):
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-
 
     def add_and_norm(self, x, residual):
         """``self(x + residual)`` with the add fused into the kernel (``F.add_layer_norm``).
@@ -168,8 +164,15 @@ class BatchNorm1d(Module):
     cumulative average. Eval: normalise with the running statistics.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, dtype=None):  # fmt: skip
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype=None,
+    ):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -185,16 +188,19 @@ class BatchNorm1d(Module):
 
     def forward(self, x):
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d: input must be (N, {self.num_features}) or "
-                             f"(N, {self.num_features}, L), got shape {x.shape}")  # fmt: skip
+            raise ValueError(
+                f"BatchNorm1d: input must be (N, {self.num_features}) or "
+                f"(N, {self.num_features}, L), got shape {x.shape}"
+            )
         axes = (0,) if x.ndim == 2 else (0, 2)
         shape = (1, self.num_features) + ((1,) if x.ndim == 3 else ())
         use_batch = self.training or not self.track_running_stats
         if use_batch:
             n = x.numel() // self.num_features
             if n <= 1:
-                raise ValueError(f"BatchNorm1d: training needs more than 1 value per channel, "
-                                 f"got input shape {x.shape}")  # fmt: skip
+                raise ValueError(
+                    f"BatchNorm1d: training needs more than 1 value per channel, got input shape {x.shape}"
+                )
             mean = x.mean(dim=axes, keepdim=True)
             var = x.var(dim=axes, keepdim=True, correction=0)
             if self.training and self.track_running_stats:
@@ -238,8 +244,7 @@ def get_activation(activation) -> Module:
     """A module for ``"relu"``, ``"gelu"``, ``"gelu_tanh"`` or ``"tanh"``, or the module given."""
     if isinstance(activation, Module):
         return activation
-    table = {"relu": ReLU, "gelu": GELU, "tanh": Tanh,
-             "gelu_tanh": lambda: GELU(approximate="tanh")}  # fmt: skip
+    table = {"relu": ReLU, "gelu": GELU, "tanh": Tanh, "gelu_tanh": lambda: GELU(approximate="tanh")}
     if activation not in table:
         raise ValueError(f"activation must be one of {sorted(table)} or a Module, got {activation!r}")
     return table[activation]()

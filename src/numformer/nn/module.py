@@ -157,15 +157,19 @@ class Module:
         arrays = {k: _as_numpy(v) for k, v in state_dict.items()}
         missing = [k for k in targets if k not in arrays]
         unexpected = [k for k in arrays if k not in targets]
-        wrong = [f"{k}: expected shape {targets[k].shape}, got {arrays[k].shape}"
-                 for k in targets if k in arrays and arrays[k].shape != targets[k].shape]  # fmt: skip
+        wrong = [
+            f"{k}: expected shape {targets[k].shape}, got {arrays[k].shape}"
+            for k in targets
+            if k in arrays and arrays[k].shape != targets[k].shape
+        ]
         problems = list(wrong)
         if strict:
             problems += [f"missing key {k}" for k in missing]
             problems += [f"unexpected key {k}" for k in unexpected]
         if problems:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: "
-                             f"{len(problems)} problem(s):\n  " + "\n  ".join(problems))  # fmt: skip
+            raise ValueError(
+                f"load_state_dict for {type(self).__name__}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+            )
         for key, target in targets.items():
             if key in arrays:
                 target.data[...] = arrays[key].astype(target.dtype, copy=False)
@@ -196,8 +200,9 @@ class Module:
         """Cast floating parameters and persistent buffers to ``dtype`` in place (gradients are
         dropped). Non-persistent buffers (derived tables) keep their precision."""
         dtype = as_dtype(dtype)
-        persistent = [b for m in self.modules() for n, keep in m._buffers.items() if keep
-                      and (b := getattr(m, n)) is not None]  # fmt: skip
+        persistent = [
+            b for m in self.modules() for n, keep in m._buffers.items() if keep and (b := getattr(m, n)) is not None
+        ]
         for t in list(self.parameters()) + persistent:
             if is_floating(t.dtype) and t.dtype != dtype:
                 t.data, t.grad = t.data.astype(dtype), None
@@ -226,8 +231,7 @@ class Module:
         count = self.num_parameters()
         head = f"{type(self).__name__}({self.extra_repr()}"
         note = f"  # {count:,} params" if count else ""
-        lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
-                 for name, child in self.named_children()]  # fmt: skip
+        lines = [f"({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
         if not lines:
             return head + ")" + note
         extra = [self.extra_repr()] if self.extra_repr() else []

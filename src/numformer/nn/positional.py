@@ -16,8 +16,10 @@ from numformer.tensor import Tensor, cat
 def _check_length(op: str, x: Tensor, offset: int, max_len: int, dim: int = -2) -> int:
     L = x.shape[dim]
     if offset + L > max_len:
-        raise ValueError(f"{op}: sequence of length {L} at offset {offset} exceeds max_len "
-                         f"{max_len}; build the module with a larger max_len")  # fmt: skip
+        raise ValueError(
+            f"{op}: sequence of length {L} at offset {offset} exceeds max_len "
+            f"{max_len}; build the module with a larger max_len"
+        )
     return L
 
 
@@ -34,8 +36,9 @@ class SinusoidalPositionalEncoding(Module):
 
     def forward(self, x, offset: int = 0):
         if x.shape[-1] != self.d_model:
-            raise ValueError(f"SinusoidalPositionalEncoding: input must have d_model="
-                             f"{self.d_model} features, got shape {x.shape}")  # fmt: skip
+            raise ValueError(
+                f"SinusoidalPositionalEncoding: input must have d_model={self.d_model} features, got shape {x.shape}"
+            )
         L = _check_length("SinusoidalPositionalEncoding", x, offset, self.max_len)
         return self.dropout(x + self.pe[offset : offset + L])
 
@@ -55,8 +58,9 @@ class LearnedPositionalEmbedding(Module):
 
     def forward(self, x, offset: int = 0):
         if x.shape[-1] != self.d_model:
-            raise ValueError(f"LearnedPositionalEmbedding: input must have d_model={self.d_model} "
-                             f"features, got shape {x.shape}")  # fmt: skip
+            raise ValueError(
+                f"LearnedPositionalEmbedding: input must have d_model={self.d_model} features, got shape {x.shape}"
+            )
         L = _check_length("LearnedPositionalEmbedding", x, offset, self.max_len)
         return x + self.weight[offset : offset + L]
 
@@ -87,13 +91,13 @@ class RotaryEmbedding(Module):
         ``positions`` ``(N, L)`` (one row per sequence; ``x`` is ``(N, L, dim)`` or
         ``(N, H, L, dim)``), as a KV cache with rows of different lengths needs."""
         if x.shape[-1] != self.dim:
-            raise ValueError(f"RotaryEmbedding: input must have dim={self.dim} features in its "
-                             f"last dim, got shape {x.shape}")  # fmt: skip
+            raise ValueError(
+                f"RotaryEmbedding: input must have dim={self.dim} features in its last dim, got shape {x.shape}"
+            )
         if positions is not None:
             positions = xp.asarray(positions)
             if positions.size and positions.max() >= self.max_len:
-                raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len "
-                                 f"{self.max_len}")  # fmt: skip
+                raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len {self.max_len}")
             cos = self.cos.data[positions].astype(x.dtype, copy=False)  # (N, L, dim)
             sin = self.sin.data[positions].astype(x.dtype, copy=False)
             if x.ndim == 4:

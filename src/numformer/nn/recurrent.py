@@ -20,8 +20,16 @@ from numformer.tensor import Tensor, stack
 class _RecurrentBase(Module):
     gates = 1
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = True, dropout: float = 0.0, dtype=None):  # fmt: skip
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        dtype=None,
+    ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"{type(self).__name__}: num_layers must be >= 1, got {num_layers}")
@@ -45,8 +53,10 @@ class _RecurrentBase(Module):
 
     def _prepare(self, x):
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: input must be (N, L, {self.input_size}) or "
-                             f"(L, {self.input_size}), got shape {x.shape}")  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}: input must be (N, L, {self.input_size}) or "
+                f"(L, {self.input_size}), got shape {x.shape}"
+            )
         batched = x.ndim == 3
         if not batched:
             x = x.unsqueeze(0)
@@ -57,11 +67,9 @@ class _RecurrentBase(Module):
     def _initial(self, state, N, batched, dtype):
         if state is None:
             return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
-        expected = (self.num_layers, N, self.hidden_size) if batched else (
-            self.num_layers, self.hidden_size)
+        expected = (self.num_layers, N, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
         if state.shape != expected:
-            raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, "
-                             f"got {state.shape}")  # fmt: skip
+            raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, got {state.shape}")
         state = state if batched else state.unsqueeze(1)
         return [state[i] for i in range(self.num_layers)]
 
@@ -88,9 +96,17 @@ class RNN(_RecurrentBase):
     ``forward(input (N, L, input_size), hx (num_layers, N, H) = zeros)`` returns
     ``(output (N, L, H), h_n (num_layers, N, H))``; unbatched ``(L, input_size)`` works too."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = True,
-                 dropout: float = 0.0, dtype=None):  # fmt: skip
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        dtype=None,
+    ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity

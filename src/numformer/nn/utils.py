@@ -16,8 +16,7 @@ def _grads(parameters) -> list[np.ndarray]:
     return [p.grad for p in parameters if p.grad is not None]
 
 
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> Tensor:  # fmt: skip
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Tensor:
     """Scale all gradients together so their joint ``norm_type``-norm is at most ``max_norm``.
 
     Returns the norm before clipping. The scale is max_norm / (norm + 1e-6), applied only when
@@ -34,8 +33,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     norms = xp.array([xp.linalg.norm(g.reshape(-1), ord=norm_type) if g.size else 0.0 for g in grads])
     total = float(xp.linalg.norm(norms, ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} is {total}; "
-                           f"set error_if_nonfinite=False to clip anyway")  # fmt: skip
+        raise RuntimeError(
+            f"clip_grad_norm_: the total norm of order {norm_type} is {total}; "
+            f"set error_if_nonfinite=False to clip anyway"
+        )
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:

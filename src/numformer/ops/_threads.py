@@ -217,8 +217,13 @@ def dropout_mask(rng, shape: tuple, p: float, dtype) -> np.ndarray:
 def binary(ufunc, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``ufunc(a, b)``, split over threads when a and b are large, equal-shaped, contiguous and
     of one dtype (residual adds, gradient sums); otherwise NumPy's own broadcasting call."""
-    if (_threads == 1 or a.size < 2 * MIN_ELEMENTS or a.shape != b.shape or a.dtype != b.dtype
-            or not (a.flags.c_contiguous and b.flags.c_contiguous)):  # fmt: skip
+    if (
+        _threads == 1
+        or a.size < 2 * MIN_ELEMENTS
+        or a.shape != b.shape
+        or a.dtype != b.dtype
+        or not (a.flags.c_contiguous and b.flags.c_contiguous)
+    ):
         return ufunc(a, b)
     out = xp.empty(a.shape, a.dtype)
     fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
@@ -261,8 +266,12 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
     if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
         raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
-    if (_threads == 1 or a.ndim != b.ndim or a.ndim < 2
-            or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS):  # fmt: skip
+    if (
+        _threads == 1
+        or a.ndim != b.ndim
+        or a.ndim < 2
+        or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS
+    ):
         if _blas_threads_before is not None and not _blas_released and min(a.shape[-2], b.shape[-1]) <= SKINNY:
             _release_blas()
         out = a @ b

@@ -115,16 +115,28 @@ class ScaledDotProductAttention(Function):
     dropout mask is drawn whole before, so the draws do not depend on the thread count.
     """
 
-    def infer(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
-              dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
+    def infer(
+        self,
+        q,
+        k,
+        v,
+        bool_mask=None,
+        float_mask=None,
+        is_causal=False,
+        scale=1.0,
+        dropout_p=0.0,
+        rng=None,
+        weights_out=None,
+    ):
         """Inference keeps nothing for backward. Little work (decoding) runs unchunked; without
         a mask the chunks divide the (L, Ev) output by the row sums instead of normalising the
         (L, S) weights (see ``_attend``)."""
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
         if L * S * math.prod(batch) >= MIN_ELEMENTS or weights_out is not None or dropout_p:
-            return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out,
-                                inference=True)  # fmt: skip
+            return self._attend(
+                q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference=True
+            )
         scale = q.dtype.type(scale)
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
         s = xp.empty(batch + (L, S), dtype=q.dtype)  # the masks' batch may be the larger
@@ -139,10 +151,22 @@ class ScaledDotProductAttention(Function):
         out /= xp.add.reduce(s, axis=-1, keepdims=True)
         return out
 
-    def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
-                dropout_p=0.0, rng=None, weights_out=None):  # fmt: skip
-        return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out,
-                            inference=False)  # fmt: skip
+    def forward(
+        self,
+        q,
+        k,
+        v,
+        bool_mask=None,
+        float_mask=None,
+        is_causal=False,
+        scale=1.0,
+        dropout_p=0.0,
+        rng=None,
+        weights_out=None,
+    ):
+        return self._attend(
+            q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference=False
+        )
 
     def _attend(self, q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference):
         """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward."""
@@ -239,8 +263,11 @@ class ScaledDotProductAttention(Function):
                     xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
 
         parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
-        return (unbroadcast(dq, q.shape) if need_q else None, unbroadcast(dk, k.shape) if need_k else None,
-                unbroadcast(dv, v.shape) if need_v else None)  # fmt: skip
+        return (
+            unbroadcast(dq, q.shape) if need_q else None,
+            unbroadcast(dk, k.shape) if need_k else None,
+            unbroadcast(dv, v.shape) if need_v else None,
+        )
 
 
 def _block(mask, i0, i1, j0, j1):
@@ -263,8 +290,20 @@ class BlockedAttention(Function):
     Memory: O((L + S) E + block_q * block_k) per batch-head instead of O(L S).
     """
 
-    def forward(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0,
-                dropout_p=0.0, rng=None, block_q=256, block_k=512):  # fmt: skip
+    def forward(
+        self,
+        q,
+        k,
+        v,
+        bool_mask=None,
+        float_mask=None,
+        is_causal=False,
+        scale=1.0,
+        dropout_p=0.0,
+        rng=None,
+        block_q=256,
+        block_k=512,
+    ):
         self.batch = batch = _batch_shape(q, k, v, bool_mask, float_mask)
         self.axis = split_axis(batch)
         L, S = q.shape[-2], k.shape[-2]
@@ -363,6 +402,8 @@ class BlockedAttention(Function):
                     dkc[..., j0:j1, :] += xp.swapaxes(dp, -1, -2) @ qi  # qi comes scaled
 
         parallel_for(batch[self.axis] if batch else 1, chunk, L * S)
-        return (unbroadcast(dq, q.shape) if self.needs_grad[0] else None,
-                unbroadcast(dk, k.shape) if self.needs_grad[1] else None,
-                unbroadcast(dv, v.shape) if self.needs_grad[2] else None)  # fmt: skip
+        return (
+            unbroadcast(dq, q.shape) if self.needs_grad[0] else None,
+            unbroadcast(dk, k.shape) if self.needs_grad[1] else None,
+            unbroadcast(dv, v.shape) if self.needs_grad[2] else None,
+        )

@@ -17,8 +17,7 @@ class CrossEntropy(Function):
     A batch whose targets are all ``ignore_index`` gives loss 0 (PyTorch gives NaN).
     """
 
-    def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean",
-                label_smoothing=0.0):  # fmt: skip
+    def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         dtype = logits.dtype
         self.logits_shape = logits.shape
         num_classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]

@@ -39,10 +39,7 @@ class BroadcastTo(Function):
 def _is_basic_index(index) -> bool:
     """True for ints, slices, None and Ellipsis only: such a view has no repeated elements."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(
-        isinstance(p, (int, slice, type(None), type(Ellipsis))) and not isinstance(p, bool)
-        for p in parts
-    )
+    return all(isinstance(p, (int, slice, type(None), type(Ellipsis))) and not isinstance(p, bool) for p in parts)
 
 
 class GetItem(Function):

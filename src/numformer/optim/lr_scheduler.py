@@ -15,8 +15,9 @@ from numformer.optim.optimizer import Optimizer
 class LRScheduler:
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: optimizer must be a numformer Optimizer, "
-                            f"got {type(optimizer).__name__}")  # fmt: skip
+            raise TypeError(
+                f"{type(self).__name__}: optimizer must be a numformer Optimizer, got {type(optimizer).__name__}"
+            )
         self.optimizer = optimizer
         for g in optimizer.param_groups:
             g.setdefault("initial_lr", g["lr"])
@@ -67,11 +68,9 @@ class NoamLR(LRScheduler):
     """The paper's warm-up schedule: lr = base_lr * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5)
     with s = step + 1 (set the optimiser's lr to 1.0 for the paper's exact values)."""
 
-    def __init__(self, optimizer: Optimizer, d_model: int, warmup_steps: int = 4000,
-                 last_epoch: int = -1):  # fmt: skip
+    def __init__(self, optimizer: Optimizer, d_model: int, warmup_steps: int = 4000, last_epoch: int = -1):
         if warmup_steps <= 0 or d_model <= 0:
-            raise ValueError(f"NoamLR: d_model and warmup_steps must be positive, got {d_model}, "
-                             f"{warmup_steps}")  # fmt: skip
+            raise ValueError(f"NoamLR: d_model and warmup_steps must be positive, got {d_model}, {warmup_steps}")
         self.d_model, self.warmup_steps = d_model, warmup_steps
         super().__init__(optimizer, last_epoch)
 
@@ -84,11 +83,13 @@ class WarmupCosineLR(LRScheduler):
     """Linear warm-up over ``warmup_steps`` (lr rises to base_lr), then cosine decay to
     ``min_lr`` at ``total_steps``; ``min_lr`` after that."""
 
-    def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
-                 min_lr: float = 0.0, last_epoch: int = -1):  # fmt: skip
+    def __init__(
+        self, optimizer: Optimizer, warmup_steps: int, total_steps: int, min_lr: float = 0.0, last_epoch: int = -1
+    ):
         if not 0 <= warmup_steps < total_steps:
-            raise ValueError(f"WarmupCosineLR: need 0 <= warmup_steps < total_steps, got "
-                             f"{warmup_steps} and {total_steps}")  # fmt: skip
+            raise ValueError(
+                f"WarmupCosineLR: need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}"
+            )
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, min_lr
         super().__init__(optimizer, last_epoch)
 
@@ -104,8 +105,7 @@ class WarmupCosineLR(LRScheduler):
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (step // step_size)."""
 
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
-                 last_epoch: int = -1):  # fmt: skip
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
         if step_size <= 0:
             raise ValueError(f"StepLR: step_size must be positive, got {step_size}")
         self.step_size, self.gamma = step_size, gamma
@@ -120,9 +120,16 @@ class OneCycleLR(LRScheduler):
     to max_lr over ``pct_start`` of the steps, then down to max_lr / (div_factor *
     final_div_factor). Momentum cycling is not done (numformer's optimisers keep betas fixed)."""
 
-    def __init__(self, optimizer: Optimizer, max_lr, total_steps: int, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4,
-                 last_epoch: int = -1):  # fmt: skip
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        last_epoch: int = -1,
+    ):
         n = len(optimizer.param_groups)
         self.max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n
         self.total_steps, self.pct_start = total_steps, pct_start
@@ -135,8 +142,7 @@ class OneCycleLR(LRScheduler):
     def get_lr(self) -> list[float]:
         s = self.last_epoch
         if s > self.total_steps:
-            raise ValueError(f"OneCycleLR: stepped {s} times, more than total_steps "
-                             f"{self.total_steps}")  # fmt: skip
+            raise ValueError(f"OneCycleLR: stepped {s} times, more than total_steps {self.total_steps}")
         end_up = float(self.pct_start * self.total_steps) - 1
         end_down = float(self.total_steps - 1)
         out = []
@@ -153,14 +159,25 @@ class ReduceLROnPlateau:
     """Multiply the lr by ``factor`` when ``step(metric)`` has not improved for ``patience``
     calls (PyTorch's rule: relative or absolute ``threshold``, ``cooldown``, ``min_lr``)."""
 
-    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
-                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):  # fmt: skip
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+    ):
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor}")
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode "
-                             f"'rel'/'abs', got {mode!r}, {threshold_mode!r}")  # fmt: skip
+            raise ValueError(
+                f"ReduceLROnPlateau: mode must be 'min'/'max' and threshold_mode "
+                f"'rel'/'abs', got {mode!r}, {threshold_mode!r}"
+            )
         self.optimizer = optimizer
         self.mode, self.factor, self.patience = mode, factor, patience
         self.threshold, self.threshold_mode = threshold, threshold_mode

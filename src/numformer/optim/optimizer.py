@@ -36,8 +36,9 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: a parameter group has no parameters")
         for p in params:
             if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"{type(self).__name__}: can only optimise tensors that require "
-                                f"grad, got {type(p).__name__}")  # fmt: skip
+                raise TypeError(
+                    f"{type(self).__name__}: can only optimise tensors that require grad, got {type(p).__name__}"
+                )
         full = {**self.defaults, **group, "params": params}
         self._validate(full)
         self.param_groups.append(full)
@@ -81,12 +82,15 @@ class Optimizer:
         groups, start = [], 0
         for g in self.param_groups:
             n = len(g["params"])
-            groups.append({**{k: v for k, v in g.items() if k != "params"},
-                           "params": list(range(start, start + n))})  # fmt: skip
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + n))})
             start += n
-        state = {index[pid]: {k: (v.copy() if isinstance(v, xp.ndarray) else v)
-                              for k, v in s.items() if not k.startswith("_")}
-                 for pid, s in self.state.items() if pid in index}  # fmt: skip
+        state = {
+            index[pid]: {
+                k: (v.copy() if isinstance(v, xp.ndarray) else v) for k, v in s.items() if not k.startswith("_")
+            }
+            for pid, s in self.state.items()
+            if pid in index
+        }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -94,14 +98,15 @@ class Optimizer:
         if len(groups) != len(self.param_groups) or any(
             len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)
         ):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has groups of "
-                             f"sizes {[len(g['params']) for g in groups]}, this optimiser has "
-                             f"{[len(g['params']) for g in self.param_groups]}")  # fmt: skip
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the saved state has groups of "
+                f"sizes {[len(g['params']) for g in groups]}, this optimiser has "
+                f"{[len(g['params']) for g in self.param_groups]}"
+            )
         params = self._ordered_params()
         for i, s in state_dict["state"].items():
             p = params[int(i)]
-            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, xp.ndarray) else v
-                        for k, v in s.items()}  # fmt: skip
+            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, xp.ndarray) else v for k, v in s.items()}
             self.state[id(p)] = restored
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
@@ -118,15 +123,31 @@ class SGD(Optimizer):
     """SGD with momentum and Nesterov, and coupled L2 ``weight_decay`` (g += wd * p):
     buf = momentum * buf + (1 - dampening) * g; step along buf (or g + momentum * buf)."""
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ):
         if momentum < 0:
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
-        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
-                                  "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "maximize": maximize})  # fmt: skip
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, p, grad, group, state):
         g = -grad if group["maximize"] else grad
@@ -150,11 +171,27 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False):  # fmt: skip
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
-                                  "maximize": maximize})  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ):
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "betas": tuple(betas),
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "maximize": maximize,
+            },
+        )
 
     def _update(self, p, grad, group, state):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -199,6 +236,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)

@@ -9,8 +9,15 @@ from pathlib import Path
 from numformer.tour.sections import SECTIONS, Context, Section
 
 
-def run(sections=None, out="runs/tour", html: bool = False, fast: bool = False,
-        attention_model="runs/demo/model", show=True, seed: int = 42) -> list[Section]:  # fmt: skip
+def run(
+    sections=None,
+    out="runs/tour",
+    html: bool = False,
+    fast: bool = False,
+    attention_model="runs/demo/model",
+    show=True,
+    seed: int = 42,
+) -> list[Section]:
     """Run the chosen sections (default all) and print them; with ``html`` also write
     ``<out>/tour.html``. Returns the sections (their ``claims`` hold the measured numbers)."""
     from numformer.viz.tables import heading, say, table

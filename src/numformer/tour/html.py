@@ -37,8 +37,7 @@ def attention_data(model_folder: Path) -> dict:
     else:
         tokenizer = CharTokenizer.train("".join(SENTENCES))
         nf.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2,
-                              n_head=4, d_model=64))  # fmt: skip
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4, d_model=64))
         about = "an untrained GPT (run 'make demo' first to see learned patterns)"
     sentences = []
     for text in SENTENCES:
@@ -48,16 +47,19 @@ def attention_data(model_folder: Path) -> dict:
             continue
         with nf.no_grad():
             _, _, weights = model(ids[None, : model.config.block_size], need_weights=True)
-        sentences.append({"text": text, "tokens": [tokenizer.decode([i]) for i in ids],
-                          "weights": [np.round(w[0], 4).tolist() for w in weights]})  # fmt: skip
-    return {"about": about, "layers": model.config.n_layer, "heads": model.config.n_head,
-            "sentences": sentences}  # fmt: skip
+        sentences.append(
+            {
+                "text": text,
+                "tokens": [tokenizer.decode([i]) for i in ids],
+                "weights": [np.round(w[0], 4).tolist() for w in weights],
+            }
+        )
+    return {"about": about, "layers": model.config.n_layer, "heads": model.config.n_head, "sentences": sentences}
 
 
 def _table(t) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in t.rows)  # fmt: skip
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in t.rows)
     return f"<table><caption>{html.escape(t.title)}</caption><tr>{head}</tr>{body}</table>"
 
 
@@ -127,13 +129,17 @@ render();
 
 def write_report(sections, path: Path, attention_model: Path) -> Path:
     data = attention_data(attention_model)
-    nav = " ".join(f'<a href="#s{s.number}">{s.number}. {html.escape(s.title.split(":")[0])}</a>'
-                   for s in sections) + ' <a href="#attention">attention explorer</a>'  # fmt: skip
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>numformer: a tour of the seed</title><style>{STYLE}</style></head><body>",
-             "<h1>numformer: the seed, section by section</h1>",
-             "<p>Every number and picture below was computed by numformer's own modules when this "
-             "page was written.</p>", f"<nav>{nav}</nav>"]  # fmt: skip
+    nav = (
+        " ".join(f'<a href="#s{s.number}">{s.number}. {html.escape(s.title.split(":")[0])}</a>' for s in sections)
+        + ' <a href="#attention">attention explorer</a>'
+    )
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>numformer: a tour of the seed</title><style>{STYLE}</style></head><body>",
+        "<h1>numformer: the seed, section by section</h1>",
+        "<p>Every number and picture below was computed by numformer's own modules when this page was written.</p>",
+        f"<nav>{nav}</nav>",
+    ]
     for s in sections:
         parts.append(f'<section id="s{s.number}"><h2>{s.number}. {html.escape(s.title)}</h2>')
         parts += [f"<p>{html.escape(t)}</p>" for t in s.text]
@@ -148,7 +154,8 @@ def write_report(sections, path: Path, attention_model: Path) -> Path:
         '<label>Sentence <select id="sentence"></select></label> '
         '<label>Layer <select id="layer"></select></label> '
         '<label>Head <select id="head"></select></label>'
-        '<div id="tokens"></div><p id="readout"></p></section>')  # fmt: skip
+        '<div id="tokens"></div><p id="readout"></p></section>'
+    )
     blob = json.dumps(data).replace("</", "<\\/")
     parts.append(f'<script type="application/json" id="attention-data">{blob}</script>')
     parts.append(f"<script>{SCRIPT}</script></body></html>")

@@ -104,26 +104,41 @@ def sequential_vs_parallel(ctx: Context) -> Section:
         depths[T] = (graph_depth(rnn_out), graph_depth(attn_out))
         rnn_ms.append(1e3 * t_rnn)
         attn_ms.append(1e3 * t_attn)
-        rows.append([T, f"{1e3 * t_rnn:.3f}", f"{1e3 * t_attn:.3f}", f"{t_rnn / t_attn:.1f}x",
-                     depths[T][0], depths[T][1]])  # fmt: skip
-    s.text.append("Each RNN step needs the previous hidden state, so T steps run one after "
-                  "another; attention computes every position in one batched pass. 'Dependent "
-                  "steps' is the longest chain of matrix products in numformer's autograd graph "
-                  "that must run in order. Times: float32, median of repeats after a warm-up, "
-                  "no gradients.")  # fmt: skip
-    s.tables.append(Table("Sequence length vs time", ["T", "RNN (ms)", "attention (ms)",
-                                                      "speed-up", "RNN dependent steps",
-                                                      "attention dependent steps"], rows))  # fmt: skip
+        rows.append(
+            [T, f"{1e3 * t_rnn:.3f}", f"{1e3 * t_attn:.3f}", f"{t_rnn / t_attn:.1f}x", depths[T][0], depths[T][1]]
+        )
+    s.text.append(
+        "Each RNN step needs the previous hidden state, so T steps run one after "
+        "another; attention computes every position in one batched pass. 'Dependent "
+        "steps' is the longest chain of matrix products in numformer's autograd graph "
+        "that must run in order. Times: float32, median of repeats after a warm-up, "
+        "no gradients."
+    )
+    s.tables.append(
+        Table(
+            "Sequence length vs time",
+            ["T", "RNN (ms)", "attention (ms)", "speed-up", "RNN dependent steps", "attention dependent steps"],
+            rows,
+        )
+    )
     slower = [T for T, r, a in zip(lengths, rnn_ms, attn_ms) if a > r]
     if slower:
-        s.text.append(f"From T = {slower[0]} attention is slower here: it does O(T^2) work (every "
-                      f"pair of positions) against the RNN's O(T), and two CPU cores cannot run "
-                      f"that much independent work at once. Its dependent-step count stays 3: "
-                      f"hardware with more parallel units (a GPU) turns that into speed.")  # fmt: skip
+        s.text.append(
+            f"From T = {slower[0]} attention is slower here: it does O(T^2) work (every "
+            f"pair of positions) against the RNN's O(T), and two CPU cores cannot run "
+            f"that much independent work at once. Its dependent-step count stays 3: "
+            f"hardware with more parallel units (a GPU) turns that into speed."
+        )
     path = ctx.figure("1_sequential_vs_parallel.png")
-    figures.lines({"RNN (a step loop)": (lengths, rnn_ms), "attention (one pass)": (lengths, attn_ms)},
-                  path, "Time against sequence length (log-log)", "sequence length T",
-                  "time (ms)", logx=True, logy=True)  # fmt: skip
+    figures.lines(
+        {"RNN (a step loop)": (lengths, rnn_ms), "attention (one pass)": (lengths, attn_ms)},
+        path,
+        "Time against sequence length (log-log)",
+        "sequence length T",
+        "time (ms)",
+        logx=True,
+        logy=True,
+    )
     s.figures.append(path)
     s.claims = {"lengths": lengths, "depths": depths, "rnn_ms": rnn_ms, "attention_ms": attn_ms}
     return s
@@ -139,15 +154,36 @@ def self_attention(ctx: Context) -> Section:
     x = nf.randn(len(words), 8)
     out, weights = nn.MultiheadAttention(8, num_heads=1)(x, x, x, need_weights=True)
     w = weights.numpy()
-    s.text.append(f"A 5-word sentence with 8-dimensional embeddings: input {x.shape}, output "
-                  f"{out.shape}. Each row of the weights is a probability distribution.")  # fmt: skip
-    s.tables.append(Table("Attention weights (row attends to column)", [""] + words,
-                          [[a] + [f"{v:.2f}" for v in row] for a, row in zip(words, w)]))  # fmt: skip
-    s.tables.append(Table("Strongest attention", ["word", "attends most to", "weight"],
-                          [[a, words[int(r.argmax())], f"{r.max():.3f}"] for a, r in zip(words, w)]))  # fmt: skip
+    s.text.append(
+        f"A 5-word sentence with 8-dimensional embeddings: input {x.shape}, output "
+        f"{out.shape}. Each row of the weights is a probability distribution."
+    )
+    s.tables.append(
+        Table(
+            "Attention weights (row attends to column)",
+            [""] + words,
+            [[a] + [f"{v:.2f}" for v in row] for a, row in zip(words, w)],
+        )
+    )
+    s.tables.append(
+        Table(
+            "Strongest attention",
+            ["word", "attends most to", "weight"],
+            [[a, words[int(r.argmax())], f"{r.max():.3f}"] for a, r in zip(words, w)],
+        )
+    )
     path = ctx.figure("2_self_attention.png")
-    figures.heatmap(w, path, "Self-attention weights", "key (attended to)", "query (attending)",
-                    words, words, colorbar="attention weight", annotate=True)  # fmt: skip
+    figures.heatmap(
+        w,
+        path,
+        "Self-attention weights",
+        "key (attended to)",
+        "query (attending)",
+        words,
+        words,
+        colorbar="attention weight",
+        annotate=True,
+    )
     s.figures.append(path)
     s.claims = {"row_sums": w.sum(axis=1).tolist(), "output_shape": out.shape}
     return s
@@ -164,17 +200,30 @@ def multi_head(ctx: Context) -> Section:
     mha = nn.MultiheadAttention(16, num_heads=4)
     out, weights = mha(x, x, x, need_weights=True, average_attn_weights=False)
     w = weights.numpy()  # (heads, L, L)
-    s.text.append(f"Four heads of dimension {mha.head_dim}, computed in one batched call (the "
-                  f"seed loops over heads). Each head has its own pattern.")  # fmt: skip
-    s.tables.append(Table("Top attention per head", ["word"] + [f"head {h + 1}" for h in range(4)],
-                          [[a] + [f"{words[int(w[h, i].argmax())]} ({w[h, i].max():.2f})"
-                                  for h in range(4)] for i, a in enumerate(words)]))  # fmt: skip
+    s.text.append(
+        f"Four heads of dimension {mha.head_dim}, computed in one batched call (the "
+        f"seed loops over heads). Each head has its own pattern."
+    )
+    s.tables.append(
+        Table(
+            "Top attention per head",
+            ["word"] + [f"head {h + 1}" for h in range(4)],
+            [
+                [a] + [f"{words[int(w[h, i].argmax())]} ({w[h, i].max():.2f})" for h in range(4)]
+                for i, a in enumerate(words)
+            ],
+        )
+    )
     path = ctx.figure("3_multi_head.png")
-    figures.heatmap_grid(list(w), [f"head {h + 1}" for h in range(4)], path,
-                         "Per-head attention weights", "key", "query", ticks=words)  # fmt: skip
+    figures.heatmap_grid(
+        list(w), [f"head {h + 1}" for h in range(4)], path, "Per-head attention weights", "key", "query", ticks=words
+    )
     s.figures.append(path)
-    s.claims = {"weights_shape": w.shape, "output_shape": out.shape,
-                "distinct_heads": len({tuple(w[h].argmax(-1)) for h in range(4)})}  # fmt: skip
+    s.claims = {
+        "weights_shape": w.shape,
+        "output_shape": out.shape,
+        "distinct_heads": len({tuple(w[h].argmax(-1)) for h in range(4)}),
+    }
     return s
 
 
@@ -194,31 +243,53 @@ def shift_rotation(d_model: int, k: int) -> np.ndarray:
 def positional_encoding(ctx: Context) -> Section:
     s = Section(4, "Positional encoding: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...)")
     pe16 = F.sinusoidal_positional_encoding(50, 16, dtype=np.float64)
-    s.tables.append(Table("First 5 positions, first 8 dimensions", ["pos"] + [f"dim{d}" for d in range(8)],
-                          [[p] + [f"{pe16[p, d]:.2f}" for d in range(8)] for p in range(5)]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "First 5 positions, first 8 dimensions",
+            ["pos"] + [f"dim{d}" for d in range(8)],
+            [[p] + [f"{pe16[p, d]:.2f}" for d in range(8)] for p in range(5)],
+        )
+    )
     pe = F.sinusoidal_positional_encoding(100, 64, dtype=np.float64)
     path = ctx.figure("4_encoding_heatmap.png")
-    figures.heatmap(pe, path, "Sinusoidal encoding (100 positions x 64 dimensions)", "dimension",
-                    "position", cmap="RdBu", colorbar="value")  # fmt: skip
+    figures.heatmap(
+        pe,
+        path,
+        "Sinusoidal encoding (100 positions x 64 dimensions)",
+        "dimension",
+        "position",
+        cmap="RdBu",
+        colorbar="value",
+    )
     s.figures.append(path)
     unit = pe / np.linalg.norm(pe, axis=1, keepdims=True)
     distances = np.arange(0, 41)
     from_10 = [float(unit[10] @ unit[10 + d]) for d in distances]
     mean_all = [float(np.mean(np.sum(unit[: 100 - d] * unit[d:], axis=1))) for d in distances]
     path = ctx.figure("4_similarity_vs_distance.png")
-    figures.lines({"from position 10": (distances, from_10), "mean over all positions": (distances, mean_all)},
-                  path, "Cosine similarity against distance", "distance |pos_a - pos_b|",
-                  "cosine similarity")  # fmt: skip
+    figures.lines(
+        {"from position 10": (distances, from_10), "mean over all positions": (distances, mean_all)},
+        path,
+        "Cosine similarity against distance",
+        "distance |pos_a - pos_b|",
+        "cosine similarity",
+    )
     s.figures.append(path)
     errors = {}
     for k in (1, 3, 10):
         errors[k] = float(np.abs(pe[:-k] @ shift_rotation(64, k).T - pe[k:]).max())
-    s.tables.append(Table("PE[pos + k] = R_k PE[pos]: one rotation for every position",
-                          ["shift k", "max error over all positions (float64)"],
-                          [[k, f"{e:.1e}"] for k, e in errors.items()]))  # fmt: skip
-    s.text.append("Nearby positions have similar encodings, and a shift by k is the same block "
-                  "rotation (cos, sin of k times each frequency) for every position, so relative "
-                  "positions are a linear function of absolute ones.")  # fmt: skip
+    s.tables.append(
+        Table(
+            "PE[pos + k] = R_k PE[pos]: one rotation for every position",
+            ["shift k", "max error over all positions (float64)"],
+            [[k, f"{e:.1e}"] for k, e in errors.items()],
+        )
+    )
+    s.text.append(
+        "Nearby positions have similar encodings, and a shift by k is the same block "
+        "rotation (cos, sin of k times each frequency) for every position, so relative "
+        "positions are a linear function of absolute ones."
+    )
     s.claims = {"rotation_errors": errors, "similarity_from_10": from_10}
     return s
 
@@ -231,27 +302,58 @@ def encoder(ctx: Context) -> Section:
     d, h, d_ff, layers = 32, 4, 64, 2
     words = ["The", "neural", "network", "learns", "complex", "patterns", "from", "data"]
     nf.manual_seed(ctx.seed)
-    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, norm_first=True),
-                                  layers).eval()  # fmt: skip
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, h, d_ff, dropout=0.0, norm_first=True), layers).eval()
     x = nf.randn(len(words), d)
     with nf.no_grad():
         out = model(nn.SinusoidalPositionalEncoding(d, 512)(x))
     seed_formula = layers * ((h * (d * (d // h)) * 3 + d * d) + (d * d_ff + d_ff + d_ff * d + d))
     layer_norm, biases = layers * 2 * 2 * d, layers * 4 * d
-    s.tables.append(Table("Configuration", ["setting", "value"],
-                          [["layers", layers], ["model dimension", d], ["attention heads", h],
-                           ["head dimension", d // h], ["feed-forward dimension", d_ff]]))  # fmt: skip
-    s.tables.append(Table("Parameter count", ["", "parameters"],
-                          [["the seed's formula (attention without biases + feed-forward)", seed_formula],
-                           ["+ LayerNorm scales and shifts (2 per layer x 2d)", layer_norm],
-                           ["+ attention projection biases (4d per layer)", biases],
-                           ["numformer's count", model.num_parameters()]]))  # fmt: skip
-    s.tables.append(Table(f"Input {x.shape} vs output {out.shape}: first 4 dimensions of 4 tokens",
-                          ["token", "input", "output"],
-                          [[words[i], " ".join(f"{v:5.2f}" for v in x.numpy()[i, :4]),
-                            " ".join(f"{v:5.2f}" for v in out.numpy()[i, :4])] for i in range(4)]))  # fmt: skip
-    s.claims = {"seed_formula": seed_formula, "layer_norm": layer_norm, "biases": biases,
-                "numformer": model.num_parameters(), "output_shape": out.shape}  # fmt: skip
+    s.tables.append(
+        Table(
+            "Configuration",
+            ["setting", "value"],
+            [
+                ["layers", layers],
+                ["model dimension", d],
+                ["attention heads", h],
+                ["head dimension", d // h],
+                ["feed-forward dimension", d_ff],
+            ],
+        )
+    )
+    s.tables.append(
+        Table(
+            "Parameter count",
+            ["", "parameters"],
+            [
+                ["the seed's formula (attention without biases + feed-forward)", seed_formula],
+                ["+ LayerNorm scales and shifts (2 per layer x 2d)", layer_norm],
+                ["+ attention projection biases (4d per layer)", biases],
+                ["numformer's count", model.num_parameters()],
+            ],
+        )
+    )
+    s.tables.append(
+        Table(
+            f"Input {x.shape} vs output {out.shape}: first 4 dimensions of 4 tokens",
+            ["token", "input", "output"],
+            [
+                [
+                    words[i],
+                    " ".join(f"{v:5.2f}" for v in x.numpy()[i, :4]),
+                    " ".join(f"{v:5.2f}" for v in out.numpy()[i, :4]),
+                ]
+                for i in range(4)
+            ],
+        )
+    )
+    s.claims = {
+        "seed_formula": seed_formula,
+        "layer_norm": layer_norm,
+        "biases": biases,
+        "numformer": model.num_parameters(),
+        "output_shape": out.shape,
+    }
     return s
 
 
@@ -260,8 +362,7 @@ def encoder(ctx: Context) -> Section:
 
 def _overfit_run(x, y, x_test, y_test, regularise: bool, steps: int, every: int):
     nf.manual_seed(3)
-    model = nn.Sequential(nn.Linear(1, 50), nn.ReLU(), nn.Dropout(0.3 if regularise else 0.0),
-                          nn.Linear(50, 1))  # fmt: skip
+    model = nn.Sequential(nn.Linear(1, 50), nn.ReLU(), nn.Dropout(0.3 if regularise else 0.0), nn.Linear(50, 1))
     opt = optim.Adam(model.parameters(), lr=0.01, weight_decay=0.002 if regularise else 0.0)
     curve = {"step": [], "train": [], "test": []}
     for step in range(1, steps + 1):
@@ -286,12 +387,12 @@ def regularisation(ctx: Context) -> Section:
     rows = []
     for trial in range(3):
         out = drop(values).numpy()
-        rows.append([f"training pass {trial + 1}", " ".join(f"{v:.2f}" for v in out),
-                     int((out == 0).sum())])  # fmt: skip
+        rows.append([f"training pass {trial + 1}", " ".join(f"{v:.2f}" for v in out), int((out == 0).sum())])
     drop.eval()
     rows.append(["eval", " ".join(f"{v:.2f}" for v in drop(values).numpy()), 0])
-    s.tables.append(Table("Inverted dropout (p = 0.3): kept values are scaled by 1/0.7",
-                          ["pass", "output", "dropped"], rows))  # fmt: skip
+    s.tables.append(
+        Table("Inverted dropout (p = 0.3): kept values are scaled by 1/0.7", ["pass", "output", "dropped"], rows)
+    )
     rng = np.random.default_rng(3)
     x_np = np.sort(rng.uniform(-3, 3, 30))
     y_np = np.sin(x_np) + rng.standard_normal(30) * 0.3
@@ -303,30 +404,48 @@ def regularisation(ctx: Context) -> Section:
     plain, plain_curve = _overfit_run(x, y, x_test, y_test, False, steps, 200)
     regular, regular_curve = _overfit_run(x, y, x_test, y_test, True, steps, 200)
     path = ctx.figure("6_overfitting_curves.png")
-    figures.lines({"no regularisation: train": (plain_curve["step"], plain_curve["train"]),
-                   "no regularisation: test": (plain_curve["step"], plain_curve["test"]),
-                   "L2 + dropout: train": (regular_curve["step"], regular_curve["train"]),
-                   "L2 + dropout: test": (regular_curve["step"], regular_curve["test"])},
-                  path, "Train and test MSE (30 noisy samples of sin x)", "step", "MSE",
-                  logy=True)  # fmt: skip
+    figures.lines(
+        {
+            "no regularisation: train": (plain_curve["step"], plain_curve["train"]),
+            "no regularisation: test": (plain_curve["step"], plain_curve["test"]),
+            "L2 + dropout: train": (regular_curve["step"], regular_curve["train"]),
+            "L2 + dropout: test": (regular_curve["step"], regular_curve["test"]),
+        },
+        path,
+        "Train and test MSE (30 noisy samples of sin x)",
+        "step",
+        "MSE",
+        logy=True,
+    )
     s.figures.append(path)
     with nf.no_grad():
-        fits = {"no regularisation": (x_test_np, plain(x_test).numpy()[:, 0]),
-                "L2 + dropout": (x_test_np, regular(x_test).numpy()[:, 0]),
-                "sin(x)": (x_test_np, y_test)}  # fmt: skip
+        fits = {
+            "no regularisation": (x_test_np, plain(x_test).numpy()[:, 0]),
+            "L2 + dropout": (x_test_np, regular(x_test).numpy()[:, 0]),
+            "sin(x)": (x_test_np, y_test),
+        }
     path = ctx.figure("6_fitted_functions.png")
-    figures.lines(fits, path, "Fitted functions against sin(x)", "x", "y",
-                  points={"training samples": (x_np, y_np)})  # fmt: skip
+    figures.lines(fits, path, "Fitted functions against sin(x)", "x", "y", points={"training samples": (x_np, y_np)})
     s.figures.append(path)
     final = {"plain": plain_curve["test"][-1], "regularised": regular_curve["test"][-1]}
-    s.tables.append(Table(f"After {steps} full-batch Adam steps", ["network", "train MSE", "test MSE"],
-                          [["no regularisation", f"{plain_curve['train'][-1]:.4f}", f"{final['plain']:.4f}"],
-                           ["L2 0.001 + dropout 0.3", f"{regular_curve['train'][-1]:.4f}",
-                            f"{final['regularised']:.4f}"]]))  # fmt: skip
-    s.text.append("Trained long enough to memorise the noise, the plain network fits the training "
-                  "points better and the true function worse.")  # fmt: skip
-    s.claims = {"test_mse": final, "train_mse": {"plain": plain_curve["train"][-1],
-                                                 "regularised": regular_curve["train"][-1]}}  # fmt: skip
+    s.tables.append(
+        Table(
+            f"After {steps} full-batch Adam steps",
+            ["network", "train MSE", "test MSE"],
+            [
+                ["no regularisation", f"{plain_curve['train'][-1]:.4f}", f"{final['plain']:.4f}"],
+                ["L2 0.001 + dropout 0.3", f"{regular_curve['train'][-1]:.4f}", f"{final['regularised']:.4f}"],
+            ],
+        )
+    )
+    s.text.append(
+        "Trained long enough to memorise the noise, the plain network fits the training "
+        "points better and the true function worse."
+    )
+    s.claims = {
+        "test_mse": final,
+        "train_mse": {"plain": plain_curve["train"][-1], "regularised": regular_curve["train"][-1]},
+    }
     return s
 
 
@@ -343,13 +462,24 @@ def _lr_finder(ctx: Context, s: Section) -> None:
 
     nf.manual_seed(ctx.seed)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
-    result = lr_find(model, lambda m, b: F.mse_loss(m(nf.Tensor(b[0])), nf.Tensor(b[1])), data,
-                     start_lr=1e-6, end_lr=1.0, num_steps=80)  # fmt: skip
+    result = lr_find(
+        model,
+        lambda m, b: F.mse_loss(m(nf.Tensor(b[0])), nf.Tensor(b[1])),
+        data,
+        start_lr=1e-6,
+        end_lr=1.0,
+        num_steps=80,
+    )
     path = ctx.figure("7_lr_finder.png")
     result.plot(path)
     s.figures.append(path)
-    s.tables.append(Table("Learning-rate finder suggestions", ["rule", "learning rate"],
-                          [[k, f"{v:.2e}"] for k, v in result.suggestions.items()]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "Learning-rate finder suggestions",
+            ["rule", "learning rate"],
+            [[k, f"{v:.2e}"] for k, v in result.suggestions.items()],
+        )
+    )
     s.claims["lr_suggestions"] = result.suggestions
 
 
@@ -359,24 +489,40 @@ def _batch_norm(ctx: Context, s: Section) -> None:
     bn = nn.BatchNorm1d(4)
     x = nf.Tensor((rng.standard_normal((32, 4)) * scales).astype(np.float32))
     y = bn(x).numpy()
-    s.tables.append(Table("Batch norm: per-feature statistics of one batch", ["", "mean", "std"],
-                          [["before", " ".join(f"{v:.3g}" for v in x.numpy().mean(0)),
-                            " ".join(f"{v:.3g}" for v in x.numpy().std(0))],
-                           ["after", " ".join(f"{v:.1e}" for v in y.mean(0)),
-                            " ".join(f"{v:.3f}" for v in y.std(0))]]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "Batch norm: per-feature statistics of one batch",
+            ["", "mean", "std"],
+            [
+                [
+                    "before",
+                    " ".join(f"{v:.3g}" for v in x.numpy().mean(0)),
+                    " ".join(f"{v:.3g}" for v in x.numpy().std(0)),
+                ],
+                ["after", " ".join(f"{v:.1e}" for v in y.mean(0)), " ".join(f"{v:.3f}" for v in y.std(0))],
+            ],
+        )
+    )
     history = [bn.running_var.numpy().copy()]
     for _ in range(30):
         bn(nf.Tensor((rng.standard_normal((32, 4)) * scales).astype(np.float32)))
         history.append(bn.running_var.numpy().copy())
     history = np.array(history) / scales**2  # 1.0 = the true variance of each feature
     path = ctx.figure("7_batchnorm_running_stats.png")
-    figures.lines({f"feature {i} (scale {scales[i]:g})": (np.arange(len(history)), history[:, i])
-                   for i in range(4)}, path, "Running variance / true variance over batches",
-                  "batches seen", "running var / true var", logy=True)  # fmt: skip
+    figures.lines(
+        {f"feature {i} (scale {scales[i]:g})": (np.arange(len(history)), history[:, i]) for i in range(4)},
+        path,
+        "Running variance / true variance over batches",
+        "batches seen",
+        "running var / true var",
+        logy=True,
+    )
     s.figures.append(path)
     var = x.numpy().astype(np.float64).var(0)
-    s.text.append("After batch norm each feature has mean 0 and std sqrt(var / (var + eps)): 1 "
-                  "unless the variance is near eps = 1e-5, as for the 0.01-scale feature.")  # fmt: skip
+    s.text.append(
+        "After batch norm each feature has mean 0 and std sqrt(var / (var + eps)): 1 "
+        "unless the variance is near eps = 1e-5, as for the 0.01-scale feature."
+    )
     s.claims["batchnorm_after_std"] = y.std(0).tolist()
     s.claims["batchnorm_expected_std"] = np.sqrt(var / (var + bn.eps)).tolist()
     s.claims["running_var_ratio"] = history[-1].tolist()
@@ -386,8 +532,7 @@ def _clipping(s: Section) -> None:
     from numformer.nn.utils import clip_grad_norm_, clip_grad_value_
 
     rng = np.random.default_rng(42)
-    grads = [rng.standard_normal((10, 20)) * 5.0, rng.standard_normal((20, 5)) * 8.0,
-             rng.standard_normal(5) * 3.0]  # fmt: skip
+    grads = [rng.standard_normal((10, 20)) * 5.0, rng.standard_normal((20, 5)) * 8.0, rng.standard_normal(5) * 3.0]
     params = [nf.zeros(g.shape, dtype=np.float64, requires_grad=True) for g in grads]
     for p, g in zip(params, grads):
         p.grad = g.copy()
@@ -397,11 +542,11 @@ def _clipping(s: Section) -> None:
         p.grad = g.copy()
     clip_grad_value_(params, 1.0)
     largest = max(float(np.abs(p.grad).max()) for p in params)
-    rows = [["by norm (max_norm 5)", f"{before:.2f}", f"{after:.4f}"],
-            ["by value (clip_value 1)", f"max |g| {max(np.abs(g).max() for g in grads):.2f}",
-             f"max |g| {largest:.2f}"]]  # fmt: skip
-    s.tables.append(Table("Gradient clipping on simulated exploding gradients",
-                          ["method", "before", "after"], rows))  # fmt: skip
+    rows = [
+        ["by norm (max_norm 5)", f"{before:.2f}", f"{after:.4f}"],
+        ["by value (clip_value 1)", f"max |g| {max(np.abs(g).max() for g in grads):.2f}", f"max |g| {largest:.2f}"],
+    ]
+    s.tables.append(Table("Gradient clipping on simulated exploding gradients", ["method", "before", "after"], rows))
     s.claims["clip_norm_after"] = after
     s.claims["clip_value_max"] = largest
 
@@ -430,32 +575,59 @@ def _broken_runs(ctx: Context, s: Section) -> None:
         return m
 
     cases = [  # name, model, optimiser factory, train data, steps, expected diagnosis
-        ("learning rate far too high", mlp(), lambda m: optim.SGD(m.parameters(), lr=5.0),
-         regression, 30, "exploding_gradients"),
-        ("ReLUs biased to -10", mlp(bias=-10.0), lambda m: optim.SGD(m.parameters(), lr=0.01),
-         regression, 20, "dead_relus"),
-        ("a NaN in the input", mlp(), lambda m: optim.SGD(m.parameters(), lr=0.01), poisoned, 10,
-         "nan_loss"),
-        ("8 noisy training points, big network", mlp(hidden=128),
-         lambda m: optim.Adam(m.parameters(), lr=1e-2), lambda rng: (tiny_x, tiny_y), 600, "overfitting"),
-    ]  # fmt: skip
+        (
+            "learning rate far too high",
+            mlp(),
+            lambda m: optim.SGD(m.parameters(), lr=5.0),
+            regression,
+            30,
+            "exploding_gradients",
+        ),
+        (
+            "ReLUs biased to -10",
+            mlp(bias=-10.0),
+            lambda m: optim.SGD(m.parameters(), lr=0.01),
+            regression,
+            20,
+            "dead_relus",
+        ),
+        ("a NaN in the input", mlp(), lambda m: optim.SGD(m.parameters(), lr=0.01), poisoned, 10, "nan_loss"),
+        (
+            "8 noisy training points, big network",
+            mlp(hidden=128),
+            lambda m: optim.Adam(m.parameters(), lr=1e-2),
+            lambda rng: (tiny_x, tiny_y),
+            600,
+            "overfitting",
+        ),
+    ]
     rows, found = [], {}
     loss = lambda m, b: F.mse_loss(m(nf.Tensor(b[0])), nf.Tensor(b[1]))  # noqa: E731
     with np.errstate(all="ignore"):
         for i, (name, model, make_opt, data, steps, expected) in enumerate(cases):
             monitor = HealthMonitor(model, interval=1 if expected != "overfitting" else 5)
-            cfg = TrainConfig(max_steps=steps, eval_every=25, eval_batches=2, progress=False,
-                              clip_grad_norm=None, checkpoint_every=10_000,
-                              out_dir=str(ctx.out / "broken_runs" / str(i)))  # fmt: skip
+            cfg = TrainConfig(
+                max_steps=steps,
+                eval_every=25,
+                eval_batches=2,
+                progress=False,
+                clip_grad_norm=None,
+                checkpoint_every=10_000,
+                out_dir=str(ctx.out / "broken_runs" / str(i)),
+            )
             Trainer(model, make_opt(model), loss, data, regression, config=cfg, monitor=monitor).fit()
             kinds = [d.kind for d in monitor.diagnoses]
             found[expected] = expected in kinds
             first = next((d for d in monitor.diagnoses if d.kind == expected), None)
-            rows.append([name, expected, ", ".join(kinds) or "none",
-                         first.message if first else "not diagnosed"])  # fmt: skip
+            rows.append([name, expected, ", ".join(kinds) or "none", first.message if first else "not diagnosed"])
             monitor.close()
-    s.tables.append(Table("The debugging checklist, live: planted faults and the monitor's diagnosis",
-                          ["fault", "expected", "diagnosed", "advice"], rows))  # fmt: skip
+    s.tables.append(
+        Table(
+            "The debugging checklist, live: planted faults and the monitor's diagnosis",
+            ["fault", "expected", "diagnosed", "advice"],
+            rows,
+        )
+    )
     s.claims["diagnosed"] = found
 
 
@@ -479,17 +651,40 @@ def applications(ctx: Context) -> Section:
         history = json.loads(demo.read_text()).get("history", {})
         if "best_val_loss" in history:
             score = f"validation loss {history['best_val_loss']:.3f} nats/char after {history.get('steps')} steps"
-    s.tables.append(Table("Models", ["model", "task (seed section 8)", "data", "command", "measured score"],
-                          [["GPT (decoder-only, KV cache)", "text generation",
-                            "English docstrings of Python's standard library (offline)",
-                            "make demo / numformer train", score],
-                           ["Transformer (encoder-decoder)", "translation (the original Transformer)",
-                            "-", "numformer.nn.Transformer (layer, verified against PyTorch)",
-                            "no trained model yet"]]))  # fmt: skip
+    s.tables.append(
+        Table(
+            "Models",
+            ["model", "task (seed section 8)", "data", "command", "measured score"],
+            [
+                [
+                    "GPT (decoder-only, KV cache)",
+                    "text generation",
+                    "English docstrings of Python's standard library (offline)",
+                    "make demo / numformer train",
+                    score,
+                ],
+                [
+                    "Transformer (encoder-decoder)",
+                    "translation (the original Transformer)",
+                    "-",
+                    "numformer.nn.Transformer (layer, verified against PyTorch)",
+                    "no trained model yet",
+                ],
+            ],
+        )
+    )
     s.text.append("More models (BERT-style, ViT, forecaster, recommender) join this table as they land.")
     s.claims = {"demo_score": score}
     return s
 
 
-SECTIONS = {1: sequential_vs_parallel, 2: self_attention, 3: multi_head, 4: positional_encoding,
-            5: encoder, 6: regularisation, 7: best_practice, 8: applications}  # fmt: skip
+SECTIONS = {
+    1: sequential_vs_parallel,
+    2: self_attention,
+    3: multi_head,
+    4: positional_encoding,
+    5: encoder,
+    6: regularisation,
+    7: best_practice,
+    8: applications,
+}

@@ -14,7 +14,18 @@ from numformer.train.monitor import ADVICE, Diagnosis, HealthMonitor
 from numformer.train.trainer import Callback, EarlyStopping, FitResult, TrainConfig, Trainer
 
 __all__ = [
-    "Trainer", "TrainConfig", "Callback", "EarlyStopping", "FitResult", "save_checkpoint",
-    "load_checkpoint", "resolve_checkpoint", "CheckpointError", "lr_find", "LRFinderResult",
-    "HealthMonitor", "Diagnosis", "ADVICE",
-]  # fmt: skip
+    "Trainer",
+    "TrainConfig",
+    "Callback",
+    "EarlyStopping",
+    "FitResult",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "CheckpointError",
+    "lr_find",
+    "LRFinderResult",
+    "HealthMonitor",
+    "Diagnosis",
+    "ADVICE",
+]

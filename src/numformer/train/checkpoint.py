@@ -82,9 +82,17 @@ def _join_optimizer_state(arrays: dict, meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int = 0,
-                    config: dict | None = None, extra: dict | None = None,
-                    tag: str = "latest", keep: int = 3) -> Path:  # fmt: skip
+def save_checkpoint(
+    directory,
+    model,
+    optimizer=None,
+    scheduler=None,
+    step: int = 0,
+    config: dict | None = None,
+    extra: dict | None = None,
+    tag: str = "latest",
+    keep: int = 3,
+) -> Path:
     """Write a checkpoint of ``model`` (and optimiser, scheduler, RNG) under ``directory``.
 
     ``tag`` names the pointer file updated last (``latest`` or ``best``); the ``keep`` newest
@@ -99,8 +107,7 @@ def save_checkpoint(directory, model, optimizer=None, scheduler=None, step: int 
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
     try:
         save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
-        state = {"step": step, "config": config or {}, "extra": extra or {},
-                 "rng": backend.get_rng_state()}  # fmt: skip
+        state = {"step": step, "config": config or {}, "extra": extra or {}, "rng": backend.get_rng_state()}
         if optimizer is not None:
             arrays, meta = _split_optimizer_state(optimizer.state_dict())
             save_file(_contiguous(arrays), str(tmp / "optim.safetensors"))
@@ -128,8 +135,7 @@ def _prune(directory: Path, keep: int) -> None:
             pinned.add(json.loads(pointer.read_text())["checkpoint"])
         except (ValueError, KeyError):
             continue
-    folders = sorted((p for p in directory.glob("step-*") if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime_ns)  # fmt: skip
+    folders = sorted((p for p in directory.glob("step-*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
     for old in folders[:-keep] if keep > 0 else []:
         if old.name not in pinned:
             shutil.rmtree(old, ignore_errors=True)
@@ -142,16 +148,17 @@ def resolve_checkpoint(path, tag: str = "latest") -> Path:
         return path
     pointer = path / f"{tag}.json"
     if not pointer.exists():
-        raise CheckpointError(f"no checkpoint found at {path}: expected a step folder or "
-                              f"{pointer.name}; train first or pass the right --out folder")  # fmt: skip
+        raise CheckpointError(
+            f"no checkpoint found at {path}: expected a step folder or "
+            f"{pointer.name}; train first or pass the right --out folder"
+        )
     try:
         return path / json.loads(pointer.read_text())["checkpoint"]
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"{pointer} is unreadable: {err}") from None
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "latest",
-                    restore_rng: bool = True) -> dict:  # fmt: skip
+def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "latest", restore_rng: bool = True) -> dict:
     """Restore ``model`` (and optimiser, scheduler, RNG) from a checkpoint; return its state.
 
     Raises ``CheckpointError`` for a missing, truncated or corrupted checkpoint, or one of
@@ -165,8 +172,9 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "lat
     for name, digest in state.get("files", {}).items():
         file = folder / name
         if not file.exists() or _sha256(file) != digest:
-            raise CheckpointError(f"checkpoint {folder}: {name} is missing or corrupted (checksum "
-                                  f"mismatch); load an earlier checkpoint")  # fmt: skip
+            raise CheckpointError(
+                f"checkpoint {folder}: {name} is missing or corrupted (checksum mismatch); load an earlier checkpoint"
+            )
     try:
         weights = load_file(str(folder / "model.safetensors"))
         optim_arrays = load_file(str(folder / "optim.safetensors")) if "optimizer" in state else {}
@@ -175,8 +183,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "lat
     try:
         model.load_state_dict(weights)
     except ValueError as err:
-        raise CheckpointError(f"checkpoint {folder} does not match this model (another "
-                              f"architecture?): {err}") from None  # fmt: skip
+        raise CheckpointError(f"checkpoint {folder} does not match this model (another architecture?): {err}") from None
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(_join_optimizer_state(optim_arrays, state["optimizer"]))
     if scheduler is not None and "scheduler" in state:

@@ -110,8 +110,7 @@ class RunConfig:
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value, ok = float(value), True
             if not ok:
-                raise ValueError(f"{source}: {key} must be {want.__name__}, got "
-                                 f"{type(value).__name__} {value!r}")  # fmt: skip
+                raise ValueError(f"{source}: {key} must be {want.__name__}, got {type(value).__name__} {value!r}")
             changes[section][key] = value
         try:
             model = dataclasses.replace(self.model, **changes["model"])
@@ -152,9 +151,17 @@ def lm_loss(model, batch):
     return model(batch[0], batch[1])[1]
 
 
-def sample_text(model, tokenizer, prompt: str, tokens: int, seed: int = 0,
-                temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
-                stream=None) -> str:  # fmt: skip
+def sample_text(
+    model,
+    tokenizer,
+    prompt: str,
+    tokens: int,
+    seed: int = 0,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stream=None,
+) -> str:
     """Continue ``prompt``; ``stream(text_piece)`` receives the text as it is generated."""
     ids = tokenizer.encode(prompt)
     if len(ids) == 0:
@@ -169,8 +176,7 @@ def sample_text(model, tokenizer, prompt: str, tokens: int, seed: int = 0,
             stream(text[shown[0] :])
             shown[0] = len(text)
 
-    new = model.generate([ids], tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         seed=seed, on_token=on_token)  # fmt: skip
+    new = model.generate([ids], tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_token=on_token)
     return tokenizer.decode(new[0])
 
 
@@ -181,14 +187,15 @@ class SampleCallback(Callback):
         self.tokenizer, self.config, self.write = tokenizer, config, write
 
     def on_eval_end(self, trainer, metrics):
-        text = sample_text(trainer.model, self.tokenizer, self.config.sample_prompt,
-                           self.config.sample_tokens, seed=trainer.step)  # fmt: skip
-        self.write(f"step {trainer.step}: val loss {metrics['val_loss']:.4f} | "
-                   f"{(self.config.sample_prompt + text)!r}")  # fmt: skip
+        text = sample_text(
+            trainer.model, self.tokenizer, self.config.sample_prompt, self.config.sample_tokens, seed=trainer.step
+        )
+        self.write(f"step {trainer.step}: val loss {metrics['val_loss']:.4f} | {(self.config.sample_prompt + text)!r}")
 
 
-def build_trainer(config: RunConfig, out: Path, tokenizer, data: TokenData, model,
-                  write=print, callbacks=()) -> Trainer:  # fmt: skip
+def build_trainer(
+    config: RunConfig, out: Path, tokenizer, data: TokenData, model, write=print, callbacks=()
+) -> Trainer:
     opt = model.configure_optimizers(config.weight_decay, config.lr, betas=(0.9, 0.99))
     steps = config.train.max_steps
     warmup = min(config.warmup_steps, max(steps - 1, 0))
@@ -196,31 +203,49 @@ def build_trainer(config: RunConfig, out: Path, tokenizer, data: TokenData, mode
     train_cfg = dataclasses.replace(config.train, out_dir=str(out))
     B, T = config.batch_size, config.model.block_size
     monitor = HealthMonitor(model, interval=config.monitor_interval, window=60)
-    return Trainer(model, opt, lm_loss, lambda rng: data.batch(rng, B, T, "train"),
-                   lambda rng: data.batch(rng, B, T, "val"), scheduler=sched, config=train_cfg,
-                   monitor=monitor, callbacks=[SampleCallback(tokenizer, config, write), *callbacks],
-                   count=lambda batch: batch[0].size, unit="tok")  # fmt: skip
+    return Trainer(
+        model,
+        opt,
+        lm_loss,
+        lambda rng: data.batch(rng, B, T, "train"),
+        lambda rng: data.batch(rng, B, T, "val"),
+        scheduler=sched,
+        config=train_cfg,
+        monitor=monitor,
+        callbacks=[SampleCallback(tokenizer, config, write), *callbacks],
+        count=lambda batch: batch[0].size,
+        unit="tok",
+    )
 
 
 def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
     """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``."""
     out = Path(config.train.out_dir)
     if resume and not (out / "checkpoints" / "latest.json").exists():
-        raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints/latest.json; "
-                                f"drop --resume to start a new run")  # fmt: skip
+        raise FileNotFoundError(
+            f"nothing to resume in {out}: no checkpoints/latest.json; drop --resume to start a new run"
+        )
     tokenizer, data, model = prepare(config, out, resume)
     (out / "run.json").write_text(json.dumps(config.to_dict(), indent=1))
     write(model.summary())
-    write(f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
-          f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})")  # fmt: skip
+    write(
+        f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
+        f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})"
+    )
     trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
     started = time.perf_counter()
     result = trainer.fit(resume=resume)
-    history = {"status": result.status, "steps": result.step, "best_val_loss": result.best_val_loss,
-               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    history = {
+        "status": result.status,
+        "steps": result.step,
+        "best_val_loss": result.best_val_loss,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
-    write(f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
-          f"model saved to {out / 'model'}")  # fmt: skip
+    write(
+        f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
+        f"model saved to {out / 'model'}"
+    )
     return model, tokenizer, result
 
 
@@ -228,15 +253,23 @@ def find_lr(config: RunConfig, write=print, num_steps: int = 100):
     out = Path(config.train.out_dir)
     tokenizer, data, model = prepare(config, out)
     B, T = config.batch_size, config.model.block_size
-    result = lr_find(model, lm_loss, lambda rng: data.batch(rng, B, T), start_lr=1e-6,
-                     end_lr=1.0, num_steps=num_steps,
-                     optimizer=model.configure_optimizers(0.0, 1e-6), seed=config.train.seed)  # fmt: skip
+    result = lr_find(
+        model,
+        lm_loss,
+        lambda rng: data.batch(rng, B, T),
+        start_lr=1e-6,
+        end_lr=1.0,
+        num_steps=num_steps,
+        optimizer=model.configure_optimizers(0.0, 1e-6),
+        seed=config.train.seed,
+    )
     out.mkdir(parents=True, exist_ok=True)
     result.plot(out / "lr_find.png")
     for name, lr in result.suggestions.items():
         write(f"{name:>10}: {lr:.2e}")
-    write(f"curve: {out / 'lr_find.png'} ({len(result.lrs)} steps"
-          f"{', stopped at divergence' if result.diverged else ''})")  # fmt: skip
+    write(
+        f"curve: {out / 'lr_find.png'} ({len(result.lrs)} steps{', stopped at divergence' if result.diverged else ''})"
+    )
     return result
 
 
@@ -246,9 +279,11 @@ def resolve_model_folder(path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
             return candidate
-    raise FileNotFoundError(f"no model found at {path}: expected config.json and "
-                            f"model.safetensors there or in {path / 'model'}; train one with "
-                            f"'numformer train --out {path}'")  # fmt: skip
+    raise FileNotFoundError(
+        f"no model found at {path}: expected config.json and "
+        f"model.safetensors there or in {path / 'model'}; train one with "
+        f"'numformer train --out {path}'"
+    )
 
 
 def info(path, write=print) -> dict:
@@ -267,5 +302,3 @@ def info(path, write=print) -> dict:
         if vals:
             write("validation loss by step: " + ", ".join(f"{s}: {v:.4f}" for s, v in vals))
     return saved
-
-

@@ -48,13 +48,26 @@ def _suggest(lrs: np.ndarray, smoothed: np.ndarray) -> dict[str, float]:
         if i - start + 1 > best_len:
             best_start, best_len = start, i - start + 1
     i_valley = best_start + (2 * (best_len - 1)) // 3
-    return {"steepest": float(lrs[i_steep]), "valley": float(lrs[i_valley]),
-            "min_div_10": float(lrs[i_min] / 10), "min_div_3": float(lrs[i_min] / 3)}  # fmt: skip
+    return {
+        "steepest": float(lrs[i_steep]),
+        "valley": float(lrs[i_valley]),
+        "min_div_10": float(lrs[i_min] / 10),
+        "min_div_3": float(lrs[i_min] / 3),
+    }
 
 
-def lr_find(model, loss_fn, data, start_lr: float = 1e-7, end_lr: float = 10.0,
-            num_steps: int = 100, optimizer=None, smoothing: float = 0.98,
-            diverge_factor: float = 4.0, seed: int = 0) -> LRFinderResult:  # fmt: skip
+def lr_find(
+    model,
+    loss_fn,
+    data,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    optimizer=None,
+    smoothing: float = 0.98,
+    diverge_factor: float = 4.0,
+    seed: int = 0,
+) -> LRFinderResult:
     """Raise the learning rate exponentially from ``start_lr`` to ``end_lr`` over ``num_steps``
     training steps and record the loss; stop once the smoothed loss exceeds
     ``diverge_factor`` times its best (or is not finite).
@@ -75,8 +88,7 @@ def lr_find(model, loss_fn, data, start_lr: float = 1e-7, end_lr: float = 10.0,
     saved_rng = backend.get_rng_state()
     saved_lrs = [g["lr"] for g in optimizer.param_groups]
     rng = np.random.default_rng(seed)
-    batches = (lambda r, i: data[i % len(data)]) if isinstance(data, (list, tuple)) else (
-        lambda r, i: data(r))
+    batches = (lambda r, i: data[i % len(data)]) if isinstance(data, (list, tuple)) else (lambda r, i: data(r))
     factor = (end_lr / start_lr) ** (1.0 / (num_steps - 1))
     lrs, losses, smoothed = [], [], []
     avg, best, diverged = 0.0, math.inf, False

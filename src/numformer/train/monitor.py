@@ -18,25 +18,25 @@ from numformer.nn.module import Module
 
 ADVICE = {
     "nan_loss": "Loss is NaN or infinite: gradient explosion. Add gradient clipping, reduce the "
-                "learning rate, check for division by zero or log(0), and check the inputs.",
+    "learning rate, check for division by zero or log(0), and check the inputs.",
     "exploding_gradients": "Gradients are exploding: add gradient clipping (clip_grad_norm_), "
-                           "reduce the learning rate, check the initialisation scale.",
+    "reduce the learning rate, check the initialisation scale.",
     "vanishing_gradients": "Gradients vanish before reaching the early layers: use residual "
-                           "connections, normalisation (LayerNorm/BatchNorm), non-saturating "
-                           "activations (ReLU/GELU) and a scaled initialisation.",
+    "connections, normalisation (LayerNorm/BatchNorm), non-saturating "
+    "activations (ReLU/GELU) and a scaled initialisation.",
     "loss_not_decreasing": "Loss is not decreasing: check the learning rate (try 10x smaller and "
-                           "larger, or run the LR finder) and verify the data loading and labels.",
+    "larger, or run the LR finder) and verify the data loading and labels.",
     "loss_oscillating": "Loss is oscillating wildly: the learning rate is too high, the batch "
-                        "too small, or the labels noisy.",
+    "too small, or the labels noisy.",
     "overfitting": "Train loss falls while validation loss rises: overfitting. Add dropout or "
-                   "weight decay, reduce the model size, get more data, or stop earlier.",
+    "weight decay, reduce the model size, get more data, or stop earlier.",
     "underfitting": "Train and validation loss are both high and flat: underfitting. Increase "
-                    "model capacity, train longer, reduce regularisation.",
+    "model capacity, train longer, reduce regularisation.",
     "dead_relus": "Most units of a ReLU layer never activate (dead ReLUs): lower the learning "
-                  "rate, check the initialisation and biases, or use GELU.",
+    "rate, check the initialisation and biases, or use GELU.",
     "collapsed_predictions": "Predictions are nearly identical for every input: dead ReLUs, bad "
-                             "initialisation or collapsed gradients. Check activations per layer.",
-}  # fmt: skip
+    "initialisation or collapsed gradients. Check activations per layer.",
+}
 
 FATAL = {"nan_loss"}
 
@@ -69,12 +69,18 @@ class HealthMonitor:
     ``record_validation(step, val_loss)``; any loop can do the same.
     """
 
-    def __init__(self, model: Module, interval: int = 10, window: int = 30,
-                 explode_norm: float = 1e3, vanish_ratio: float = 1e-4,
-                 dead_fraction: float = 0.9, oscillation: float = 0.5):  # fmt: skip
+    def __init__(
+        self,
+        model: Module,
+        interval: int = 10,
+        window: int = 30,
+        explode_norm: float = 1e3,
+        vanish_ratio: float = 1e-4,
+        dead_fraction: float = 0.9,
+        oscillation: float = 0.5,
+    ):
         if interval < 1 or window < 4:
-            raise ValueError(f"HealthMonitor: need interval >= 1 and window >= 4, got {interval}, "
-                             f"{window}")  # fmt: skip
+            raise ValueError(f"HealthMonitor: need interval >= 1 and window >= 4, got {interval}, {window}")
         self.model, self.interval, self.window = model, interval, window
         self.explode_norm, self.vanish_ratio = explode_norm, vanish_ratio
         self.dead_fraction, self.oscillation = dead_fraction, oscillation
@@ -90,8 +96,7 @@ class HealthMonitor:
         self._activations: list[tuple[str, bool]] = []  # forward order: (module, all finite)
         self._output_spread: float | None = None
         self._before: dict[str, np.ndarray] = {}
-        self._hooks = [m.register_forward_hook(self._make_hook(name))
-                       for name, m in model.named_modules()]  # fmt: skip
+        self._hooks = [m.register_forward_hook(self._make_hook(name)) for name, m in model.named_modules()]
 
     def close(self) -> None:
         """Remove the forward hooks."""
@@ -190,16 +195,21 @@ class HealthMonitor:
             smallest = min(weights, key=weights.get)
             ratio = weights[smallest] / max(weights.values())
             if ratio < self.vanish_ratio:
-                self._flag("vanishing_gradients", step, f"gradient norm of {smallest} is "
-                           f"{ratio:.1e} of the largest layer's", smallest)  # fmt: skip
+                self._flag(
+                    "vanishing_gradients",
+                    step,
+                    f"gradient norm of {smallest} is {ratio:.1e} of the largest layer's",
+                    smallest,
+                )
 
     def _check_activations(self, step: int) -> None:
         for name, fraction in self.dead.items():
             if fraction >= self.dead_fraction:
                 self._flag("dead_relus", step, f"{fraction:.0%} of the units never activate", name)
         if self._output_spread is not None and self._output_spread < 1e-4:
-            self._flag("collapsed_predictions", step,
-                       f"outputs vary by {self._output_spread:.1e} (relative) across the batch")  # fmt: skip
+            self._flag(
+                "collapsed_predictions", step, f"outputs vary by {self._output_spread:.1e} (relative) across the batch"
+            )
 
     def _check_loss(self, step: int) -> None:
         losses = np.array(self.losses, dtype=np.float64)
@@ -209,8 +219,7 @@ class HealthMonitor:
         first = losses[: max(3, self.window // 3)].mean()
         changes = np.abs(np.diff(recent)) / (np.abs(recent[:-1]) + 1e-12)
         if np.median(changes) > self.oscillation:
-            self._flag("loss_oscillating", step,
-                       f"the loss changes by {np.median(changes):.0%} per step (median)")  # fmt: skip
+            self._flag("loss_oscillating", step, f"the loss changes by {np.median(changes):.0%} per step (median)")
         elif recent[-self.window // 3 :].mean() >= 0.98 * first:
             late = recent[-self.window // 3 :].mean()
             self._flag("loss_not_decreasing", step, f"mean loss {late:.4g} vs {first:.4g} at the start")
@@ -222,32 +231,44 @@ class HealthMonitor:
         val = np.array([e[2] for e in self.evals])
         best = int(np.argmin(val))
         if best < len(val) - 1 and val[-1] > val[best] * 1.05 and train[-1] < train[best]:
-            self._flag("overfitting", step, f"validation loss rose from {val[best]:.4g} (step "
-                       f"{self.evals[best][0]}) to {val[-1]:.4g} while train loss fell to "
-                       f"{train[-1]:.4g}")  # fmt: skip
+            self._flag(
+                "overfitting",
+                step,
+                f"validation loss rose from {val[best]:.4g} (step "
+                f"{self.evals[best][0]}) to {val[-1]:.4g} while train loss fell to "
+                f"{train[-1]:.4g}",
+            )
         initial = self.losses[0] if self.losses else train[0]
         flat = abs(train[-1] - train[-3]) <= 0.02 * abs(train[-3])
         # "Both bad" has no absolute meaning, so the rule is relative: the train loss has stopped
         # moving (within 2% over the last three evaluations), it is still over a quarter of the
         # first loss seen, and validation is no worse than train (so it is not overfitting).
         if flat and train[-1] > 0.25 * initial and abs(val[-1] - train[-1]) <= 0.2 * abs(train[-1]):
-            self._flag("underfitting", step, f"train loss {train[-1]:.4g} and validation loss "
-                       f"{val[-1]:.4g} have flattened at over a quarter of the first loss "
-                       f"{initial:.4g}")  # fmt: skip
+            self._flag(
+                "underfitting",
+                step,
+                f"train loss {train[-1]:.4g} and validation loss "
+                f"{val[-1]:.4g} have flattened at over a quarter of the first loss "
+                f"{initial:.4g}",
+            )
 
     # --- output -----------------------------------------------------------------------------
     def report(self) -> str:
         lines = ["Health report", "============="]
         if self.losses:
-            lines.append(f"steps watched: {len(self.losses)}; loss first {self.losses[0]:.4g}, "
-                         f"last {self.losses[-1]:.4g}")  # fmt: skip
+            lines.append(
+                f"steps watched: {len(self.losses)}; loss first {self.losses[0]:.4g}, last {self.losses[-1]:.4g}"
+            )
         if self.grad_norms:
-            lines.append(f"gradient norm (sampled every {self.interval} steps): median "
-                         f"{np.median(self.grad_norms):.3g}, max {max(self.grad_norms):.3g}")  # fmt: skip
+            lines.append(
+                f"gradient norm (sampled every {self.interval} steps): median "
+                f"{np.median(self.grad_norms):.3g}, max {max(self.grad_norms):.3g}"
+            )
         if self.update_ratios:
             worst = max(self.update_ratios, key=self.update_ratios.get)
-            lines.append(f"largest update/weight ratio: {self.update_ratios[worst]:.2e} ({worst}); "
-                         f"around 1e-3 is typical")  # fmt: skip
+            lines.append(
+                f"largest update/weight ratio: {self.update_ratios[worst]:.2e} ({worst}); around 1e-3 is typical"
+            )
         for name, fraction in self.dead.items():
             lines.append(f"ReLU {name}: {fraction:.0%} of units never active")
         if not self.diagnoses:

@@ -43,13 +43,11 @@ class TrainConfig:
     stop_on_fatal: bool = True
 
     def __post_init__(self):
-        for name in ("max_steps", "grad_accum_steps", "eval_every", "eval_batches",
-                     "checkpoint_every", "log_every"):  # fmt: skip
+        for name in ("max_steps", "grad_accum_steps", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise ValueError(f"TrainConfig: clip_grad_norm must be > 0 or None, got "
-                             f"{self.clip_grad_norm}")  # fmt: skip
+            raise ValueError(f"TrainConfig: clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
 
 
 class Callback:
@@ -96,9 +94,20 @@ class Trainer:
     ``health_report.txt``.
     """
 
-    def __init__(self, model, optimizer, loss_fn, train_batches, val_batches=None,
-                 scheduler=None, config: TrainConfig | None = None, monitor=None,
-                 callbacks=(), count=None, unit: str = "samples"):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        optimizer,
+        loss_fn,
+        train_batches,
+        val_batches=None,
+        scheduler=None,
+        config: TrainConfig | None = None,
+        monitor=None,
+        callbacks=(),
+        count=None,
+        unit: str = "samples",
+    ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.train_batches, self.val_batches, self.scheduler = train_batches, val_batches, scheduler
         self.config = config or TrainConfig()
@@ -129,14 +138,24 @@ class Trainer:
 
     # --- state ------------------------------------------------------------------------------
     def _extra_state(self) -> dict:
-        return {"data_rng": self.rng.bit_generator.state, "best_val_loss": self.best_val_loss,
-                "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks]}  # fmt: skip
+        return {
+            "data_rng": self.rng.bit_generator.state,
+            "best_val_loss": self.best_val_loss,
+            "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks],
+        }
 
     def save(self, tag: str = "latest"):
-        return save_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler,
-                               step=self.step, config=asdict(self.config),
-                               extra=self._extra_state(), tag=tag,
-                               keep=self.config.keep_checkpoints)  # fmt: skip
+        return save_checkpoint(
+            self.checkpoint_dir,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            step=self.step,
+            config=asdict(self.config),
+            extra=self._extra_state(),
+            tag=tag,
+            keep=self.config.keep_checkpoints,
+        )
 
     def resume(self) -> bool:
         """Load the latest checkpoint under ``out_dir`` if there is one; True if loaded."""
@@ -159,8 +178,11 @@ class Trainer:
         """Drop metric lines past the resumed step, so the log reads as one run."""
         if not self.metrics_path.exists():
             return
-        lines = [line for line in self.metrics_path.read_text().splitlines()
-                 if line and json.loads(line)["step"] <= self.step]  # fmt: skip
+        lines = [
+            line
+            for line in self.metrics_path.read_text().splitlines()
+            if line and json.loads(line)["step"] <= self.step
+        ]
         self.metrics_path.write_text("".join(line + "\n" for line in lines))
 
     # --- the loop ---------------------------------------------------------------------------
@@ -171,8 +193,9 @@ class Trainer:
         rng = np.random.default_rng(self.config.seed + 1_000_003)
         self.model.eval()
         with no_grad():
-            losses = [float(self.loss_fn(self.model, self.val_batches(rng)).item())
-                      for _ in range(self.config.eval_batches)]  # fmt: skip
+            losses = [
+                float(self.loss_fn(self.model, self.val_batches(rng)).item()) for _ in range(self.config.eval_batches)
+            ]
         self.model.train()
         return float(np.mean(losses))
 
@@ -232,8 +255,11 @@ class Trainer:
                         log.flush()
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                        **{f"{self.unit}/s": f"{metrics['throughput']:.0f}"})  # fmt: skip
+                        bar.set_postfix(
+                            loss=f"{metrics['loss']:.4f}",
+                            lr=f"{metrics['lr']:.2e}",
+                            **{f"{self.unit}/s": f"{metrics['throughput']:.0f}"},
+                        )
                     if self.step % cfg.checkpoint_every == 0 or self._stop_status is not None:
                         self.save()
             if self.step >= cfg.max_steps and self._stop_status is None:

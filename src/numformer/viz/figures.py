@@ -16,8 +16,18 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
-def heatmap(matrix, path, title: str, xlabel: str, ylabel: str, xticks=None, yticks=None,
-            cmap: str = "viridis", colorbar: str = "value", annotate: bool = False) -> None:  # fmt: skip
+def heatmap(
+    matrix,
+    path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    xticks=None,
+    yticks=None,
+    cmap: str = "viridis",
+    colorbar: str = "value",
+    annotate: bool = False,
+) -> None:
     matrix = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(max(5, 0.5 * matrix.shape[1] + 3), max(4, 0.4 * matrix.shape[0] + 2)))
     image = ax.imshow(matrix, cmap=cmap, aspect="auto")
@@ -33,8 +43,7 @@ def heatmap(matrix, path, title: str, xlabel: str, ylabel: str, xticks=None, yti
     _save(fig, path)
 
 
-def heatmap_grid(matrices, titles, path, suptitle: str, xlabel: str, ylabel: str,
-                 ticks=None, cols: int = 2) -> None:  # fmt: skip
+def heatmap_grid(matrices, titles, path, suptitle: str, xlabel: str, ylabel: str, ticks=None, cols: int = 2) -> None:
     rows = -(-len(matrices) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
     for ax, m, t in zip(axes.flat, matrices, titles):
@@ -51,8 +60,17 @@ def heatmap_grid(matrices, titles, path, suptitle: str, xlabel: str, ylabel: str
     plt.close(fig)
 
 
-def lines(series: dict, path, title: str, xlabel: str, ylabel: str, logx: bool = False,
-          logy: bool = False, points: dict | None = None, vlines: dict | None = None) -> None:  # fmt: skip
+def lines(
+    series: dict,
+    path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+    points: dict | None = None,
+    vlines: dict | None = None,
+) -> None:
     """``series``: label -> (x, y) drawn as lines; ``points``: label -> (x, y) as markers;
     ``vlines``: label -> x as dashed vertical lines."""
     fig, ax = plt.subplots(figsize=(8, 5))

@@ -28,8 +28,7 @@ def plot_metrics(metrics_path, png_path) -> None:
     axes[1].set(title="Learning rate", xlabel="step", ylabel="lr")
     axes[1].legend()
     axes[2].plot(steps, [r["grad_norm"] for r in rows], color="tab:red", label="gradient norm")
-    axes[2].set(title="Gradient norm (before clipping)", xlabel="step", ylabel="norm",
-                yscale="log")  # fmt: skip
+    axes[2].set(title="Gradient norm (before clipping)", xlabel="step", ylabel="norm", yscale="log")
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
