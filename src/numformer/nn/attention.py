@@ -151,6 +151,20 @@ class MultiheadAttention(Module):
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ):
+        """Attention of ``query`` over ``key``/``value``, all heads in one fused kernel call
+        (Vaswani et al., 2017, 3.2.2; PyTorch's ``nn.MultiheadAttention``).
+
+        Shape (``batch_first=True``; ``(L, N, E)`` otherwise): query ``(N, L, E)``, key
+        ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``; ``key_padding_mask``
+        ``(N, S)``; ``attn_mask`` ``(L, S)`` or ``(N * num_heads, L, S)``. Masks are PyTorch's:
+        boolean True marks a pair to *ignore*, floating masks are added. Returns
+        ``(output (N, L, E), weights)``, weights ``(N, L, S)`` averaged over heads,
+        ``(N, num_heads, L, S)`` with ``average_attn_weights=False``, or None without
+        ``need_weights``.
+
+        Raises:
+            ValueError: feature sizes or mask shapes that do not fit. TypeError: masks neither
+            boolean nor floating."""
         batched = query.ndim == 3
         for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
             if t.ndim != query.ndim or t.ndim not in (2, 3):

@@ -29,33 +29,60 @@ from numformer.tensor import Tensor, as_tensor
 
 
 def relu(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
+    """max(input, 0) elementwise; NaN stays NaN.
+
+    Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Relu.apply(as_tensor(input))
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
-    """GELU, exact (``"none"``: x * Phi(x)) or the tanh approximation (``"tanh"``)."""
+    """GELU (Hendrycks and Gimpel, 2016), exact (``"none"``: x * Phi(x)) or the tanh
+    approximation (``"tanh"``, GPT-2's).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``approximate`` not "none" or "tanh"."""
     input = as_tensor(input)
     checks.check_gelu(input, approximate)
     return E.Gelu.apply(input, approximate=approximate)
 
 
 def tanh(input: Tensor) -> Tensor:  # noqa: A002
+    """tanh elementwise.
+
+    Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Tanh.apply(as_tensor(input))
 
 
 def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+    """1 / (1 + exp(-input)) elementwise.
+
+    Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Sigmoid.apply(as_tensor(input))
 
 
 def softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
-    """Softmax along ``dim``, same shape and dtype. A row that is all ``-inf`` gives zeros
-    (PyTorch gives NaN there); stable for logits of any finite magnitude."""
+    """Softmax along ``dim``: exp(x - max) / sum(exp(x - max)), one fused kernel with its
+    backward dx = y (g - sum(g y)). A row that is all ``-inf`` gives zeros (PyTorch gives NaN
+    there); stable for logits of any finite magnitude.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``dim`` out of range."""
     input = as_tensor(input)
     checks.check_float("softmax", "input", input)
     return Softmax.apply(input, axis=checks.check_dim("softmax", dim, input.ndim))
 
 
 def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
+    """log(softmax(input)) along ``dim``, computed as x - max - log(sum(exp(x - max))).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``dim`` out of range."""
     input = as_tensor(input)
     checks.check_float("log_softmax", "input", input)
     return LogSoftmax.apply(input, axis=checks.check_dim("log_softmax", dim, input.ndim))
@@ -65,13 +92,23 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
-    """``input @ weight.T + bias``: input ``(*, in)``, weight ``(out, in)``, output ``(*, out)``."""
+    """``input @ weight.T + bias`` (one fused primitive, PyTorch's ``F.linear``).
+
+    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
+
+    Raises:
+        ValueError: input's last dim is not ``in``. TypeError: dtypes differ."""
     return _linear("linear", input, weight, bias, relu=False)
 
 
 def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
     """``relu(linear(input, weight, bias))`` in one kernel: each thread applies the ReLU to its
-    block of the GEMM's result while it is in cache (no second pass, no second array)."""
+    block of the GEMM's result while it is in cache (no second pass, no second array).
+
+    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
+
+    Raises:
+        ValueError: input's last dim is not ``in``. TypeError: dtypes differ."""
     return _linear("linear_relu", input, weight, bias, relu=True)
 
 
@@ -89,7 +126,15 @@ def layer_norm(
     eps: float = 1e-5,
 ) -> Tensor:
     """Normalise over the trailing ``normalized_shape`` dims (biased variance), then
-    ``* weight + bias``. Input ``(*, *normalized_shape)``; output the same shape and dtype."""
+    ``* weight + bias`` (Ba et al., 2016). One fused kernel; its backward
+    dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) is in ``numformer.ops.normalization``.
+
+    Shape: input ``(*, *normalized_shape)``, weight and bias ``normalized_shape`` -> input's
+    shape and dtype.
+
+    Raises:
+        ValueError: input does not end with ``normalized_shape``, or weight/bias of another
+        shape. TypeError: integer input."""
     input = as_tensor(input)
     shape, params = checks.layer_norm_params("layer_norm", input, normalized_shape, weight, bias)
     return LayerNorm.apply(
@@ -107,8 +152,13 @@ def add_layer_norm(
 ) -> Tensor:
     """``layer_norm(input + residual, ...)`` in one kernel: the add happens row by row inside
     the normalisation, so the sum is never a separate pass or a stored array (post-LN blocks'
-    "add & norm"). ``residual`` must have ``input``'s shape and dtype (no broadcasting);
-    the gradient of each is the gradient of the sum."""
+    "add & norm"). The gradient of each operand is the gradient of the sum.
+
+    Shape: input and residual ``(*, *normalized_shape)`` (the same shape and dtype: no
+    broadcasting) -> the same.
+
+    Raises:
+        ValueError: residual of another shape or dtype, or as ``layer_norm``."""
     input, residual = as_tensor(input), as_tensor(residual)
     if residual.shape != input.shape or residual.dtype != input.dtype:
         raise ValueError(
@@ -129,8 +179,15 @@ def add_layer_norm(
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
-    """Inverted dropout: zero each element with probability ``p`` and scale the rest by
-    1/(1-p), so the expectation is unchanged; the identity when not ``training`` or p = 0."""
+    """Inverted dropout (Srivastava et al., 2014): zero each element with probability ``p`` and
+    scale the rest by 1/(1-p), so the expectation is unchanged; the identity when not
+    ``training`` or p = 0. The mask comes from ``manual_seed``'s generator, in fixed blocks, so
+    it is the same for any thread count.
+
+    Shape: ``(*)`` -> ``(*)``.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1]."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
@@ -139,8 +196,13 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
 
 
 def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
-    """Rows of ``weight`` ``(num_embeddings, E)`` at integer indices ``input`` ``(*)``:
-    output ``(*, E)``. The ``padding_idx`` row gets no gradient."""
+    """Rows of ``weight`` at integer indices ``input``; the ``padding_idx`` row gets no gradient.
+
+    Shape: input ``(*)`` integers, weight ``(num_embeddings, E)`` -> ``(*, E)``.
+
+    Raises:
+        TypeError: indices not integers. IndexError: an index outside [0, num_embeddings).
+        ValueError: ``padding_idx`` out of range."""
     idx = input.data if isinstance(input, Tensor) else xp.asarray(input)
     n = weight.shape[0]
     checks.check_indices(idx, n)
@@ -162,13 +224,19 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
-    """Cross-entropy between logits and class indices or class probabilities.
+    """Cross-entropy between logits and class indices or class probabilities (PyTorch's
+    ``F.cross_entropy``, one fused kernel with its backward), with ``ignore_index``,
+    ``label_smoothing`` and per-class ``weight``. Finite for logits of any finite size. Mean over
+    no kept target gives 0 (PyTorch gives NaN).
 
-    ``input``: ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``. ``target``: integer class indices of
-    shape ``(N,)``, ``()`` or ``(N, d1, ...)`` (``ignore_index`` entries are skipped), or
-    floating probabilities of ``input``'s shape. Finite for logits of any finite size. Mean
-    over no kept target gives 0 (PyTorch gives NaN).
-    """
+    Shape: input ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; target integer class indices
+    ``(N,)``, ``()`` or ``(N, d1, ...)``, or floating probabilities of input's shape; weight
+    ``(C,)``. Output ``()`` for ``reduction`` "mean" and "sum", the target's shape for "none".
+
+    Raises:
+        ValueError: shapes that do not fit, ``reduction`` or ``label_smoothing`` out of range.
+        IndexError: a class index outside [0, C). TypeError: a target neither integer nor
+        floating."""
     input = as_tensor(input)
     checks.check_float("cross_entropy", "input", input)
     checks.check_reduction("cross_entropy", reduction)
@@ -208,7 +276,13 @@ def cross_entropy(
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
-    """Mean squared error; ``input`` and ``target`` must have the same shape (no broadcast)."""
+    """Mean squared error, ``reduction`` "mean", "sum" or "none".
+
+    Shape: input and target of one shape ``(*)`` (no broadcasting: here it is almost always a
+    bug) -> ``()``, or ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ, or an unknown ``reduction``."""
     input, target = as_tensor(input), as_tensor(target)
     checks.check_reduction("mse_loss", reduction)
     if input.shape != target.shape:
@@ -371,8 +445,13 @@ def scaled_dot_product_attention(
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np.ndarray:
-    """The seed's table (section 4): PE[pos, 2i] = sin(pos / 10000^(2i/d)),
-    PE[pos, 2i+1] = cos(pos / 10000^(2i/d)). Returns an array ``(max_len, d_model)``."""
+    """The seed's table (section 4; Vaswani et al., 2017, 3.5): PE[pos, 2i] =
+    sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)), computed in float64.
+
+    Shape: -> an array ``(max_len, d_model)`` of ``dtype`` (default: the default dtype).
+
+    Raises:
+        ValueError: ``max_len`` or ``d_model`` not positive."""
     if max_len <= 0 or d_model <= 0:
         raise ValueError(
             f"sinusoidal_positional_encoding: max_len and d_model must be positive, got {max_len} and {d_model}"

@@ -20,16 +20,25 @@ def _empty(*shape, dtype=None) -> Parameter:
 
 class Identity(Module):
     def forward(self, x):
+        """Return ``x`` unchanged.
+
+        Shape: any ``(*)`` -> the same."""
         return x
 
 
 class ReLU(Module):
     def forward(self, x):
+        """max(x, 0) elementwise; NaN stays NaN.
+
+        Shape: ``(*)`` -> ``(*)``, dtype kept."""
         return F.relu(x)
 
 
 class Tanh(Module):
     def forward(self, x):
+        """tanh(x) elementwise.
+
+        Shape: ``(*)`` -> ``(*)``, dtype kept."""
         return F.tanh(x)
 
 
@@ -41,6 +50,12 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x):
+        """x * Phi(x) (Hendrycks and Gimpel, 2016), or its tanh approximation.
+
+        Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+        Raises:
+            TypeError: integer input. ValueError: ``approximate`` not "none" or "tanh"."""
         return F.gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
@@ -57,6 +72,11 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
+        """Zero each element with probability ``p`` and scale the rest by 1/(1 - p) in training
+        (Srivastava et al., 2014); the identity in eval mode or for p = 0. Draws come from
+        ``manual_seed``'s generator.
+
+        Shape: ``(*)`` -> ``(*)``."""
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
@@ -83,6 +103,12 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        """y = x W^T + b.
+
+        Shape: ``(*, in_features)`` -> ``(*, out_features)``; dtype of the weight.
+
+        Raises:
+            ValueError: the last dim is not ``in_features``. TypeError: dtypes differ."""
         check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
@@ -118,6 +144,12 @@ class Embedding(Module):
             self.weight.data[padding_idx] = 0
 
     def forward(self, indices):
+        """The rows of ``weight`` at ``indices``.
+
+        Shape: integer ``(*)`` -> ``(*, embedding_dim)``.
+
+        Raises:
+            TypeError: indices not integers. IndexError: an index outside [0, num_embeddings)."""
         return F.embedding(indices, self.weight, self.padding_idx)
 
     def extra_repr(self) -> str:
@@ -141,6 +173,13 @@ class LayerNorm(Module):
                 self.bias = Parameter(xp.zeros(shape, dtype=dtype_or_default(dtype)))
 
     def forward(self, x):
+        """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape``
+        dims, biased variance (Ba et al., 2016; PyTorch's ``nn.LayerNorm``).
+
+        Shape: ``(*, *normalized_shape)`` -> the same, floating dtype kept.
+
+        Raises:
+            ValueError: the input does not end with ``normalized_shape``. TypeError: integer input."""
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def add_and_norm(self, x, residual):
@@ -187,6 +226,14 @@ class BatchNorm1d(Module):
             self.running_mean = self.running_var = self.num_batches_tracked = None
 
     def forward(self, x):
+        """Normalise each channel over the batch (and length) dims (Ioffe and Szegedy, 2015):
+        batch statistics in training, the running ones in eval mode.
+
+        Shape: ``(N, C)`` or ``(N, C, L)`` -> the same.
+
+        Raises:
+            ValueError: the channel dim is not ``num_features``, or a training batch has one value
+            per channel (no variance)."""
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(
                 f"BatchNorm1d: input must be (N, {self.num_features}) or "
@@ -237,6 +284,9 @@ class FeedForward(Module):
         self.linear2 = Linear(d_ff, d_model)
 
     def forward(self, x):
+        """``linear2(dropout(activation(linear1(x))))``.
+
+        Shape: ``(*, d_model)`` -> ``(*, d_model)`` through ``(*, dim_feedforward)``."""
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 

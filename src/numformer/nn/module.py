@@ -261,6 +261,9 @@ class Sequential(Module):
         return len(list(self.children()))
 
     def forward(self, x):
+        """Each module applied to the previous one's output, in order.
+
+        Shape: whatever the first module takes -> whatever the last one gives."""
         for m in self.children():
             x = m(x)
         return x

@@ -35,6 +35,12 @@ class SinusoidalPositionalEncoding(Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x, offset: int = 0):
+        """``dropout(x + PE[offset : offset + L])`` (seed section 4; Vaswani et al., 2017, 3.5).
+
+        Shape: ``(N, L, d_model)`` or ``(L, d_model)`` -> the same; ``offset + L <= max_len``.
+
+        Raises:
+            ValueError: the last dim is not ``d_model``, or the positions run past ``max_len``."""
         if x.shape[-1] != self.d_model:
             raise ValueError(
                 f"SinusoidalPositionalEncoding: input must have d_model={self.d_model} features, got shape {x.shape}"
@@ -57,6 +63,12 @@ class LearnedPositionalEmbedding(Module):
         init.normal_(self.weight, 0.0, 0.02)
 
     def forward(self, x, offset: int = 0):
+        """``x + weight[offset : offset + L]`` (GPT-2's learned position table).
+
+        Shape: ``(N, L, d_model)`` or ``(L, d_model)`` -> the same; ``offset + L <= max_len``.
+
+        Raises:
+            ValueError: the last dim is not ``d_model``, or the positions run past ``max_len``."""
         if x.shape[-1] != self.d_model:
             raise ValueError(
                 f"LearnedPositionalEmbedding: input must have d_model={self.d_model} features, got shape {x.shape}"
@@ -87,9 +99,15 @@ class RotaryEmbedding(Module):
         self.register_buffer("sin", xp.sin(angles), persistent=False)
 
     def forward(self, x, offset: int = 0, positions=None):
-        """``x`` ``(..., L, dim)`` at positions ``offset .. offset + L - 1``, or at explicit
-        ``positions`` ``(N, L)`` (one row per sequence; ``x`` is ``(N, L, dim)`` or
-        ``(N, H, L, dim)``), as a KV cache with rows of different lengths needs."""
+        """Rotate ``x`` by its positions (Su et al., 2021, "RoFormer"): ``offset .. offset + L - 1``,
+        or explicit ``positions``, one row per sequence, as a KV cache with rows of different
+        lengths needs.
+
+        Shape: ``(..., L, dim)`` -> the same; ``positions`` ``(N, L)`` with ``x`` ``(N, L, dim)``
+        or ``(N, H, L, dim)``.
+
+        Raises:
+            ValueError: the last dim is not ``dim``, or positions reach ``max_len``."""
         if x.shape[-1] != self.dim:
             raise ValueError(
                 f"RotaryEmbedding: input must have dim={self.dim} features in its last dim, got shape {x.shape}"

@@ -113,6 +113,15 @@ class RNN(_RecurrentBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, dtype)
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
+        """Run the sequence through every layer, one step at a time (the seed's section 1: T
+        dependent steps).
+
+        Shape: input ``(N, L, input_size)`` (or unbatched ``(L, input_size)``), hx
+        ``(num_layers, N, hidden_size)`` (default zeros) -> ``(output (N, L, hidden_size),
+        h_n (num_layers, N, hidden_size))``.
+
+        Raises:
+            ValueError: the last dim is not ``input_size``, or hx has the wrong shape."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         hs = self._initial(hx, N, batched, x.dtype)
@@ -138,6 +147,15 @@ class LSTM(_RecurrentBase):
     gates = 4
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
+        """Run the sequence through every layer (Hochreiter and Schmidhuber, 1997; PyTorch's gate
+        order i, f, g, o).
+
+        Shape: input ``(N, L, input_size)`` (or ``(L, input_size)``), hx ``(h_0, c_0)`` each
+        ``(num_layers, N, hidden_size)`` (default zeros) -> ``(output (N, L, hidden_size),
+        (h_n, c_n))``.
+
+        Raises:
+            ValueError: the last dim is not ``input_size``, or a state has the wrong shape."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         h0, c0 = (None, None) if hx is None else hx

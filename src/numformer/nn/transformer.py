@@ -66,6 +66,12 @@ class TransformerEncoderLayer(Module):
         self.activation = get_activation(activation)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
+        """Self-attention then feed-forward, each with a residual and LayerNorm (pre-LN with
+        ``norm_first``, the seed's section 5; post-LN otherwise, the paper's).
+
+        Shape: src ``(N, S, E)`` (``(S, N, E)`` if not ``batch_first``; or ``(S, E)``);
+        ``src_mask`` ``(S, S)`` or ``(N * nhead, S, S)``; ``src_key_padding_mask`` ``(N, S)``
+        (True marks padding) -> the shape of ``src``."""
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -129,6 +135,12 @@ class TransformerDecoderLayer(Module):
         tgt_is_causal: bool = False,
         memory_is_causal: bool = False,
     ):
+        """Masked self-attention, cross-attention over ``memory``, then feed-forward, each with a
+        residual and LayerNorm (Vaswani et al., 2017, 3.1).
+
+        Shape: tgt ``(N, T, E)``, memory ``(N, S, E)`` (sequence first if not ``batch_first``);
+        ``tgt_mask`` ``(T, T)``, ``memory_mask`` ``(T, S)``; padding masks ``(N, T)`` and
+        ``(N, S)`` -> ``(N, T, E)``."""
         x = tgt
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal)
@@ -206,6 +218,10 @@ class TransformerDecoder(Module):
         tgt_is_causal: bool = False,
         memory_is_causal: bool = False,
     ):
+        """Run ``tgt`` through every layer against ``memory``, then ``norm``.
+
+        Shape: as ``TransformerDecoderLayer.forward``: tgt ``(N, T, E)``, memory ``(N, S, E)``
+        -> ``(N, T, E)``."""
         x = tgt
         for layer in self.layers:
             x = layer(
@@ -283,6 +299,14 @@ class Transformer(Module):
         tgt_is_causal: bool = False,
         memory_is_causal: bool = False,
     ):
+        """Encode ``src``, then decode ``tgt`` against it ("Attention Is All You Need").
+
+        Shape: src ``(N, S, E)``, tgt ``(N, T, E)`` (sequence first if not ``batch_first``);
+        masks as in the encoder and decoder layers -> ``(N, T, E)``. ``tgt_mask`` is usually
+        ``generate_square_subsequent_mask(T)``.
+
+        Raises:
+            ValueError: ``src`` and ``tgt`` differ in batch size or feature size."""
         if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
             raise ValueError(
                 f"Transformer: src and tgt must have d_model={self.d_model} features, got {src.shape} and {tgt.shape}"
