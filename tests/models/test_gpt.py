@@ -179,3 +179,34 @@ def test_bad_inputs():
         GPTConfig(positions="alibi")
     with pytest.raises(ValueError, match="unknown field"):
         GPTConfig.from_dict({"n_layers": 2})
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
+@pytest.mark.parametrize(("bias", "tie"), [(True, True), (False, False)])
+def test_the_decoding_fast_path_gives_the_cached_forwards_bits(positions, bias, tie):
+    """``GPT._decode_step`` (the one array path, used by generate) equals ``forward`` with the
+    cache, bit for bit, step after step, rows of different lengths included."""
+    config = GPTConfig(
+        vocab_size=23, block_size=16, n_layer=2, n_head=2, d_model=16, positions=positions, bias=bias, tie_weights=tie
+    )
+    model = GPT(config).eval()
+    prompt = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]])
+    caches = [KVCache(model.config, 2, np.float32) for _ in range(2)]
+    with nf.no_grad():
+        for cache in caches:
+            model(prompt, cache=cache)
+            cache.lengths = np.array([5, 3])  # the second row is right-padded
+        for step in range(6):
+            idx = np.array([[step + 1], [2 * step + 1]])
+            fast = model._decode_step(idx, caches[0])
+            reference = model(idx, cache=caches[1])[0].numpy()
+            np.testing.assert_array_equal(fast, reference)
+            assert caches[0].lengths.tolist() == caches[1].lengths.tolist()
+
+
+def test_generation_with_a_forward_hook_runs_every_module():
+    model = tiny().eval()
+    calls = []
+    model.transformer["h"][0].mlp.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    model.generate([[1, 2, 3]], 4, temperature=0)
+    assert calls == [(1, 3, 16)] + [(1, 1, 16)] * 3  # the prompt, then each cached step

@@ -295,7 +295,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
 
 # --- attention -------------------------------------------------------------------------------
 
-# Tiles of 256 x 512 keep a block's scores for 8 heads (4 MiB) near cache; measured fastest here.
+# Tiles of 256 x 512 keep a block's scores for 8 heads (4 MiB) near cache.
 _ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "causal_length": 1024, "block_q": 256, "block_k": 512}
 
 
@@ -314,7 +314,7 @@ def attention_kernel(
     weights are asked for and either the plain one's score matrix would exceed
     ``threshold_bytes`` (128 MB) or the attention is causal with L and S of at least
     ``causal_length`` (1024): the blocked kernel skips the tiles above the diagonal, about half
-    the work (1.5x faster at T = 1024 and 2048 here). ``block_q``/``block_k`` set its tile
+    the work. ``block_q``/``block_k`` set its tile
     (256 x 512).
     """
     if kernel not in ("auto", "plain", "blocked"):

@@ -41,8 +41,8 @@ _blas_threads_before: int | None = None  # BLAS's own thread count while numform
 _blas_released = False  # True while BLAS runs on its own threads again (see matmul)
 
 # Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
-# a chunk to a worker and waiting for it costs ~35 us here (a VM; futex wake-ups), the time of
-# ~35k elementwise operations or ~2M multiply-adds on one core. Chunks get several times that.
+# a chunk to a worker and waiting for it (a futex wake-up) costs as much as tens of thousands of
+# elementwise operations or millions of multiply-adds on one core. Chunks get several times that.
 MIN_ELEMENTS = 1 << 17
 MIN_MACS = 1 << 22
 
@@ -192,7 +192,7 @@ def dropout_mask(rng, shape: tuple, p: float, dtype) -> np.ndarray:
     One seed is drawn from ``rng`` (so ``manual_seed`` reproduces the mask); then each block of
     ``RANDOM_BLOCK`` elements takes 32 random bits per element from a PCG64 stream seeded by
     (seed, block index) and keeps an element when its bits are >= p * 2^32 (exact to 2^-32).
-    Blocks are split over threads; raw bits are ~2x cheaper than NumPy's float draws.
+    Blocks are split over threads; raw bits are cheaper than NumPy's float draws.
     """
     dtype = np.dtype(dtype)
     n = math.prod(shape)

@@ -89,7 +89,7 @@ def _subtract_max(s, loose):
 def _scale_rows(o, factor, heads_swapped: bool) -> None:
     """o *= factor, ``factor`` ``(..., H, L, 1)``. ``heads_swapped``: o ``(..., H, L, Ev)`` is laid
     out as ``(..., L, H, Ev)`` in memory; then the product runs over that order (NumPy would
-    walk o against factor's order, ~3x slower: short strided rows)."""
+    walk o against factor's order: short strided rows)."""
     if heads_swapped:
         o, factor = xp.swapaxes(o, -2, -3), xp.ascontiguousarray(xp.swapaxes(factor, -2, -3))
     xp.multiply(o, factor, out=o)

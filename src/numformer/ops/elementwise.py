@@ -164,7 +164,7 @@ class Sigmoid(Function):
 
 
 # NumPy's maximum runs its SIMD loop only when both operands are arrays (against a scalar 0 it
-# takes ~2x longer), so ReLU compares blocks with a small cached block of zeros.
+# takes longer), so ReLU compares blocks with a small cached block of zeros.
 _ZERO_BLOCK = 1 << 16
 
 
@@ -249,7 +249,7 @@ class Gelu(Function):
 
     def infer(self, a, approximate="none"):
         if approximate == "tanh" and a.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks
-            t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run ~2x slower
+            t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run slower
             return _gelu_tanh(a, t, t)
         return self.forward(a, approximate)
 

@@ -51,14 +51,14 @@ class Linear(Function):
     """
 
     def forward(self, x, weight, *bias, relu=False):
-        # Fold the leading dims into rows: one 2-D GEMM beats NumPy's per-batch loop by ~25%.
+        # Fold the leading dims into rows: one 2-D GEMM instead of NumPy's per-batch loop.
         self.x2, self.weight, self.x_shape = x.reshape(-1, x.shape[-1]), weight, x.shape
         rows = self.x2.shape[0]
         epilogue = (lambda block: relu_into(block, block)) if relu else None
-        # A skinny x (2-32 rows: decoding a batch) runs ~2x faster through BLAS as (W x^T)^T;
-        # from 64 rows on x W^T is faster (measured with this machine's OpenBLAS). The bias add
+        # A skinny x (2-32 rows: decoding a batch) runs faster through BLAS as (W x^T)^T; from
+        # 64 rows on x W^T is faster (bench/bench_ops.py measures both). The bias add
         # writes the transposed product back row-major for the cost of adding in place (no bias:
-        # a copy), so the next ops run on contiguous rows (GELU on them: 1.9x faster).
+        # a copy), so the next ops run on contiguous rows.
         if 1 < rows <= 32:
             out_t = matmul(weight, self.x2.T).T
             out = xp.add(out_t, bias[0], order="C") if bias else xp.ascontiguousarray(out_t)

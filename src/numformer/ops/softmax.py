@@ -23,7 +23,7 @@ def _constant_column(module, n: int, dtype, value: float):
 
 
 def row_sums(s):
-    """sum(s, axis=-1, keepdims=True); for a contiguous ``s`` one GEMV with a ones vector, ~4x
+    """sum(s, axis=-1, keepdims=True); for a contiguous ``s`` one GEMV with a ones vector,
     faster than NumPy's reduction over short rows."""
     if not (s.flags.c_contiguous and s.size):
         return xp.sum(s, axis=-1, keepdims=True)
