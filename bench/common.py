@@ -23,13 +23,12 @@ measures with OpenBLAS's own pick; an ``OPENBLAS_CORETYPE`` already set is kept.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+from timing import PAUSE, compare, timed  # noqa: F401 - re-exported for the benches
 
 THREADS = int(os.environ.get("NUMFORMER_BENCH_THREADS", str(os.cpu_count() or 1)))
-PAUSE = float(os.environ.get("NUMFORMER_BENCH_PAUSE", "0.3"))
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
 
@@ -51,44 +50,10 @@ torch.set_num_threads(THREADS)
 # NUMFORMER_BENCH_DEFAULT_MALLOC=1 measures with glibc's defaults instead.
 ALLOCATOR_TUNED = os.environ.get("NUMFORMER_BENCH_DEFAULT_MALLOC") is None and tune_allocator()
 # numformer's kernels on THREADS threads with BLAS pinned to one per call, as the CLI runs them
-# (numformer.parallel); NUMFORMER_BENCH_KERNEL_THREADS=1 measures the serial kernels instead.
+# (numformer.ops._threads); NUMFORMER_BENCH_KERNEL_THREADS=1 measures the serial kernels instead.
 KERNEL_THREADS = int(os.environ.get("NUMFORMER_BENCH_KERNEL_THREADS", str(THREADS)))
 set_num_threads(KERNEL_THREADS)
 BLAS_CORE = blas_core()  # the OpenBLAS kernels NumPy runs (None: not an OpenBLAS we can ask)
-
-
-def timed(fn, calls: int = 1) -> float:
-    """Seconds per call of ``fn`` in steady state: after ``PAUSE`` s idle (see the module doc),
-    one untimed call wakes this framework's threads, then ``calls`` consecutive calls are timed.
-    """
-    time.sleep(PAUSE)
-    fn()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls
-
-
-def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, calls: int = 2) -> dict:
-    """Time both callables alternately (blocks of ``calls`` after a pause and a wake-up call);
-    return medians over ``repeats`` blocks and the ratio numformer / PyTorch."""
-    for _ in range(warmup):
-        nf_fn()
-        torch_fn()
-    nf_times, torch_times = [], []
-    for _ in range(repeats):
-        nf_times.append(timed(nf_fn, calls))
-        torch_times.append(timed(torch_fn, calls))
-    ratios = [a / b for a, b in zip(nf_times, torch_times)]
-    row = {
-        "name": name,
-        "numformer_ms": 1e3 * statistics.median(nf_times),
-        "torch_ms": 1e3 * statistics.median(torch_times),
-        "ratio": statistics.median(nf_times) / statistics.median(torch_times),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-    }
-    return row
 
 
 def print_table(rows: list[dict]) -> None:

@@ -49,8 +49,12 @@ def _gpt_run(module, positions):
         loss.backward()
         grads = {name: to_numpy(p.grad) for name, p in model.named_parameters()}
         generated = model.generate([[1, 2, 3], [4]], 6, temperature=0.9, seed=3)  # the KV cache path
+        generated += model.generate([[5, 6]], 3, temperature=0.9, seed=4, use_cache=False)  # recomputing
+        generated += model.generate([list(range(14))], 5, temperature=0, seed=5)  # refills at block_size
+        with nf.no_grad():
+            _, _, weights = model(idx, need_weights=True)
         kinds = {type(loss.data), type(logits.data)} | {type(p.grad) for p in model.parameters()}
-    return to_numpy(loss.data), grads, generated, kinds
+    return to_numpy(loss.data), grads, generated + [to_numpy(w).tolist() for w in weights], kinds
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])

@@ -1,4 +1,4 @@
-"""numformer.parallel: the thread pool, the split GEMM, and every kernel that splits its work.
+"""numformer.ops._threads: the thread pool, the split GEMM, and every kernel that splits its work.
 
 Each threaded kernel must give what the serial kernel gives, to round-off (the serial kernels
 are checked against PyTorch and finite differences elsewhere). The split thresholds are lowered
@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 import numformer as nf
 from helpers import LOOSE, randn
-from numformer import nn
 from numformer.models import GPT, GPTConfig
 from numformer.nn import functional as F
 from numformer.ops import _threads as parallel
@@ -358,10 +357,40 @@ def test_gpt_training_step_threaded_equals_serial():
     assert_same(serial, threaded, np.float32)
 
 
-# --- whole sequences per thread: the encoder stack in inference --------------------------------
+def test_a_skinny_product_gives_blas_its_threads_until_the_next_split():
+    """Pinned while numformer's threads run; released by a skinny product too small to split
+    (decoding), pinned again by the next split region, restored by set_num_threads(1)."""
+    assert parallel._find_blas() is not None, "NumPy's OpenBLAS not found: this test needs it"
+    setter, getter = parallel._find_blas()
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((256, 64)), rng.standard_normal((64, 4))
+    big = rng.standard_normal((512, 512))
+    with parallel.num_threads(2):
+        own = parallel._blas_threads_before
+        assert getter() == 1 and not parallel._blas_released
+        parallel.matmul(w, x)  # (256, 64) @ (64, 4): skinny and small
+        assert parallel._blas_released and getter() == own
+        parallel.matmul(big, big)  # split over numformer's threads: BLAS pinned again
+        assert getter() == 1 and not parallel._blas_released
+        parallel.matmul(w, x)
+    assert getter() == own and not parallel._blas_released  # set_num_threads(1) restored it
 
 
-def _encoder(batch_first=True, norm_first=False, dtype=np.float64):
-    nf.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=batch_first, norm_first=norm_first)
-    return nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(16)).to(dtype).eval()
+def test_a_skinny_product_on_another_thread_leaves_blas_alone():
+    import threading
+
+    setter, getter = parallel._find_blas()
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((256, 64)), rng.standard_normal((64, 4))
+    with parallel.num_threads(2):
+        worker = threading.Thread(target=lambda: parallel.matmul(w, x))
+        worker.start()
+        worker.join()
+        assert getter() == 1 and not parallel._blas_released
+
+
+def test_matmul_of_a_vector_and_a_matrix_with_threads_on():
+    a, b = np.arange(3.0), np.arange(12.0).reshape(3, 4)
+    with parallel.num_threads(2):
+        np.testing.assert_array_equal(nf.matmul(nf.tensor(a), nf.tensor(b)).numpy(), a @ b)
+        np.testing.assert_array_equal(parallel.matmul(b.T, a), b.T @ a)

@@ -70,9 +70,11 @@ class Function:
     what backward will not use. Whatever forward stores on ``self`` is freed after backward.
 
     ``infer(self, *arrays, **options)`` is the primitive's inference path, run by ``apply`` when
-    no input needs a gradient: the same result as ``forward``, keeping nothing for backward. It
-    defaults to ``forward``; a kernel overrides it where inference can take a cheaper route
-    (layer norm and attention do), and tests check the two give the same bits.
+    no input needs a gradient: ``forward``'s result, keeping nothing for backward. It defaults to
+    ``forward``; a kernel overrides it where inference can take a cheaper route (layer norm,
+    GELU and attention do). Tests check the two agree: bit for bit, except attention without a
+    mask, whose inference divides the output by the row sums instead of normalising the
+    weights (equal to round-off).
     """
 
     inputs: tuple = ()
@@ -83,6 +85,14 @@ class Function:
 
     def infer(self, *arrays, **options):
         return self.forward(*arrays, **options)
+
+    @classmethod
+    def inference(cls, *arrays, **options):
+        """The primitive's inference path on arrays, recording nothing: what ``apply`` runs when
+        no gradient is needed, without tensors (for ``GPT._decode_step``)."""
+        fn = cls()
+        fn.needs_grad = _NO_GRAD[len(arrays)] if len(arrays) < 8 else (False,) * len(arrays)
+        return fn.infer(*arrays, **options)
 
     def backward(self, grad):
         raise NotImplementedError

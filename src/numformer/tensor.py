@@ -399,7 +399,7 @@ class Tensor:
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         target = (
             tuple(shape)
-            if -1 not in shape and math.prod(shape) == self.data.size
+            if min(shape, default=0) >= 0 and math.prod(shape) == self.data.size
             else _resolve_shape(tuple(shape), self.shape)
         )
         if target == self.shape:

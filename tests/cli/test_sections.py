@@ -21,6 +21,9 @@ def test_sections_prints_every_section(capsys, tmp_path):
     ):
         assert title in out
     assert "1. Sequential" not in out and "6. Regularisation" not in out
+    # the encoder's parameter count: the seed's formula, then numformer's module, which adds
+    # LayerNorm and the attention biases (2 layers, d 32, 4 heads, d_ff 64)
+    assert "16576" in out and "17088" in out
     assert "Strongest attention" in out and "head 4" in out
 
 

@@ -75,7 +75,7 @@ def test_changing_a_future_token_never_changes_an_earlier_logit(positions):
 )  # masked path, and the unmasked fast path
 @pytest.mark.parametrize("positions", POSITIONS)
 def test_kv_cache_gives_the_same_logits_as_recomputing(positions, prompts, extra):
-    """The cached path (the blocks' array-level ``step``) against full forwards (tensors)."""
+    """Cached decoding (``GPT._decode_step`` after a cached prompt) against full forwards."""
     model = tiny(positions, **extra)
     cached, full = [], []
     a = model.generate(prompts, 11, temperature=0, record_logits=cached)
@@ -101,6 +101,10 @@ def test_forward_with_a_cache_equals_the_full_forward_and_checks_its_positions()
     cache = KVCache(model.config, 1, np.float32)
     with nf.no_grad(), pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[15, 16\]"):
         model(np.array([[1, 2]]), cache=cache, positions=np.array([[15, 16]]))
+    with nf.no_grad(), pytest.raises(ValueError, match=r"positions must be integers of idx's shape \(1, 2\)"):
+        model(np.array([[1, 2]]), cache=cache, positions=np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[-1, 0\]"):
+        model(np.array([[1, 2]]), positions=np.array([[-1, 0]]))
     with pytest.raises(RuntimeError, match="call begin"):
         KVCache(model.config, 1, np.float32).store(0, np.zeros((1, 2, 1, 8)), np.zeros((1, 2, 1, 8)))
 

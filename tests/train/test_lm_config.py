@@ -46,3 +46,31 @@ def test_flat_and_grouped_settings_land_in_their_section(tmp_path):
 def test_bad_settings_name_the_setting(values, message):
     with pytest.raises(ValueError, match=message):
         RunConfig().updated(values, source="test")
+
+
+def test_the_feed_forward_width_follows_d_model_unless_given():
+    assert RunConfig().updated({"d_model": 64, "n_head": 2}).model.d_ff == 256
+    assert RunConfig().updated({"d_model": 64, "n_head": 2, "d_ff": 100}).model.d_ff == 100
+    assert "vocab_size" not in RunConfig().to_dict()["model"]  # comes from the tokenizer
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[model]\nbatch_size = 4\n", r"batch_size does not belong in \[model\]"),
+        ("[train]\nn_layer = 2\n", r"n_layer does not belong in \[train\]"),
+        ("[optim]\nlr = 0.1\n", r"unknown table \[optim\]"),
+        ("out = 'a'\n[train]\nout_dir = 'b'\n", r"out_dir is given twice \(out and \[train\] out_dir\)"),
+        ("n_layer = 2\n[model]\nn_layer = 3\n", r"n_layer is given twice"),
+    ],
+)
+def test_toml_keys_in_the_wrong_table_or_twice_are_refused(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_toml(path)
+
+
+def test_an_alias_and_its_setting_together_are_refused():
+    with pytest.raises(ValueError, match="give out or out_dir, not both"):
+        RunConfig().updated({"out": "a", "out_dir": "b"})

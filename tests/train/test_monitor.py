@@ -163,3 +163,27 @@ def test_monitor_arguments_and_hooks_removed():
     monitor.close()
     model(nf.randn(4, 2))
     assert monitor.dead == {}
+
+
+def test_the_monitor_hooks_the_model_only_for_recorded_steps():
+    """Between recorded steps (evaluation, samples, generation) the model carries no hooks, so
+    its inference paths (GPT's decoding fast path) stay on."""
+    from numformer.models import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, d_model=8))
+    monitor = HealthMonitor(model, interval=3)
+
+    def hooked():
+        return any(m._forward_hooks for m in model.modules())
+
+    assert hooked()  # step 1 is recorded
+    seen = []
+    for step in range(1, 7):
+        seen.append(hooked())
+        monitor.after_backward(step, 1.0)
+        monitor.after_step(step)
+    assert seen == [True, False, True, False, False, True]
+    monitor.close()
+    assert not hooked()
+    monitor.after_step(8)  # step 9 would be recorded: still no hooks after close
+    assert not hooked()

@@ -53,9 +53,7 @@ def _add_run_flags(parser) -> None:
     }
     aliases = {target: alias for alias, target in ALIASES.items()}
     for name, (section, kind, default) in RunConfig.settings().items():
-        flags = ["--" + name.replace("_", "-")]
-        if name in aliases:
-            flags.insert(0, "--" + aliases[name])
+        flags = ["--" + aliases.get(name, name).replace("_", "-")]  # one flag per setting
         groups[section].add_argument(
             *flags, dest=name, type=_bool if kind is bool else kind, default=None, help=f"default: {default!r}"
         )

@@ -199,7 +199,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """``forward(idx (N, T) ints, targets (N, T) = None) -> (logits (N, T, V), loss or None)``."""
+    """A GPT language model: ``forward(idx (N, T) ints, targets=None, cache=None, positions=None)
+    -> (logits (N, T, V), loss or None)``; ``generate`` decodes with a ``KVCache``."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -293,17 +294,28 @@ class GPT(nn.Module):
             as arrays.
 
         Raises:
-            ValueError: ids not of shape (N, T), out of the vocabulary, T > block_size, or a
-            cache used while gradients are recorded.
+            ValueError: ids not of shape (N, T), out of the vocabulary, T > block_size, positions
+            not integers of idx's shape in [0, block_size), or a cache used while gradients are
+            recorded.
         """
         idx = self._check_input(idx)
         N, T = idx.shape
+        if positions is not None:
+            positions = xp.asarray(positions.data if isinstance(positions, Tensor) else positions)
+            B = self.config.block_size
+            if positions.shape != (N, T) or positions.dtype.kind not in "iu":
+                raise ValueError(
+                    f"GPT: positions must be integers of idx's shape {(N, T)}, got {positions.dtype} {positions.shape}"
+                )
+            if positions.size and (positions.min() < 0 or positions.max() >= B):
+                raise ValueError(
+                    f"GPT: positions must be in [0, block_size={B}), got [{positions.min()}, {positions.max()}]"
+                )
         if cache is not None:
             if is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 raise ValueError("GPT: cache= is for inference; call the model under numformer.no_grad()")
             if positions is None:
                 positions = cache.lengths[:, None] + xp.arange(T)
-            positions = xp.asarray(positions)
             cache.begin(positions)
             cache.lengths = xp.maximum(cache.lengths, positions.max(axis=1) + 1)
         elif positions is None:
@@ -446,9 +458,9 @@ class GPT(nn.Module):
                 q = attn.rotary(Tensor(q), positions=positions).data
                 k = attn.rotary(Tensor(k), positions=positions).data
             keys, values, mask = cache.store(attn.layer_idx, k, v)
-            out = ScaledDotProductAttention().infer(q, keys, values, bool_mask=mask, scale=scale)
+            out = ScaledDotProductAttention.inference(q, keys, values, bool_mask=mask, scale=scale)
             x = x + _linear(attn.c_proj, out.transpose(0, 2, 1, 3).reshape(N, 1, E))
-            hidden = Gelu().infer(_linear(mlp.c_fc, _layer_norm(block.ln_2, x)), mlp.gelu.approximate)
+            hidden = Gelu.inference(_linear(mlp.c_fc, _layer_norm(block.ln_2, x)), approximate=mlp.gelu.approximate)
             x = x + _linear(mlp.c_proj, hidden)
         return _linear(self.lm_head, _layer_norm(t["ln_f"], x))
 
@@ -516,7 +528,7 @@ def _linear(layer: nn.Linear, x):
     from numformer.ops.linalg import Linear
 
     params = (layer.weight.data,) if layer.bias is None else (layer.weight.data, layer.bias.data)
-    return Linear().infer(x, *params)
+    return Linear.inference(x, *params)
 
 
 def _layer_norm(layer: nn.LayerNorm, x):
@@ -524,6 +536,6 @@ def _layer_norm(layer: nn.LayerNorm, x):
     from numformer.ops.normalization import LayerNorm
 
     params = [p.data for p in (layer.weight, layer.bias) if p is not None]
-    return LayerNorm().infer(
+    return LayerNorm.inference(
         x, *params, eps=layer.eps, has_weight=layer.weight is not None, has_bias=layer.bias is not None
     )

@@ -30,13 +30,13 @@ def check_float(op: str, name: str, t: Tensor) -> None:
         raise TypeError(f"{op}: {name} must be a floating tensor, got dtype {t.dtype}")
 
 
-def check_gelu(input, approximate: str) -> None:  # noqa: A002
+def check_gelu(input, approximate: str) -> None:
     check_float("gelu", "input", input)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def check_linear(name: str, input, weight) -> None:  # noqa: A002 - tensors or arrays
+def check_linear(name: str, input, weight) -> None:
     if input.shape[-1:] != weight.shape[-1:]:
         raise ValueError(
             f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
@@ -46,7 +46,7 @@ def check_linear(name: str, input, weight) -> None:  # noqa: A002 - tensors or a
         raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
 
 
-def layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):  # noqa: A002
+def layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):
     """Checked (normalised shape, [weight, bias] given) for ``layer_norm`` and ``add_layer_norm``
     (``input`` a tensor or an array)."""
     check_float(name, "input", input)

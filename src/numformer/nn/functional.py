@@ -28,14 +28,14 @@ from numformer.tensor import Tensor, as_tensor
 # --- activations -----------------------------------------------------------------------------
 
 
-def relu(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument names
+def relu(input: Tensor) -> Tensor:
     """max(input, 0) elementwise; NaN stays NaN.
 
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Relu.apply(as_tensor(input))
 
 
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU (Hendrycks and Gimpel, 2016), exact (``"none"``: x * Phi(x)) or the tanh
     approximation (``"tanh"``, GPT-2's).
 
@@ -48,21 +48,21 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:  # noqa: A002
     return E.Gelu.apply(input, approximate=approximate)
 
 
-def tanh(input: Tensor) -> Tensor:  # noqa: A002
+def tanh(input: Tensor) -> Tensor:
     """tanh elementwise.
 
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Tanh.apply(as_tensor(input))
 
 
-def sigmoid(input: Tensor) -> Tensor:  # noqa: A002
+def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-input)) elementwise.
 
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Sigmoid.apply(as_tensor(input))
 
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
+def softmax(input: Tensor, dim: int = -1) -> Tensor:
     """Softmax along ``dim``: exp(x - max) / sum(exp(x - max)), one fused kernel with its
     backward dx = y (g - sum(g y)). A row that is all ``-inf`` gives zeros (PyTorch gives NaN
     there); stable for logits of any finite magnitude.
@@ -76,7 +76,7 @@ def softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
     return Softmax.apply(input, axis=checks.check_dim("softmax", dim, input.ndim))
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
+def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(input)) along ``dim``, computed as x - max - log(sum(exp(x - max))).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
@@ -91,7 +91,7 @@ def log_softmax(input: Tensor, dim: int = -1) -> Tensor:  # noqa: A002
 # --- layers as functions ---------------------------------------------------------------------
 
 
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias`` (one fused primitive, PyTorch's ``F.linear``).
 
     Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
@@ -101,7 +101,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return _linear("linear", input, weight, bias, relu=False)
 
 
-def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``relu(linear(input, weight, bias))`` in one kernel: each thread applies the ReLU to its
     block of the GEMM's result while it is in cache (no second pass, no second array).
 
@@ -112,7 +112,7 @@ def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     return _linear("linear_relu", input, weight, bias, relu=True)
 
 
-def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:  # noqa: A002
+def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:
     checks.check_linear(name, input, weight)
     params = (weight,) if bias is None else (weight, bias)
     return LA.Linear.apply(as_tensor(input), *params, relu=relu)
@@ -121,7 +121,7 @@ def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu:
 def layer_norm(
     input: Tensor,
     normalized_shape,
-    weight: Tensor | None = None,  # noqa: A002
+    weight: Tensor | None = None,
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
@@ -145,7 +145,7 @@ def layer_norm(
 def add_layer_norm(
     input: Tensor,
     residual: Tensor,
-    normalized_shape,  # noqa: A002
+    normalized_shape,
     weight: Tensor | None = None,
     bias: Tensor | None = None,
     eps: float = 1e-5,
@@ -178,7 +178,7 @@ def add_layer_norm(
     )
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # noqa: A002
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Inverted dropout (Srivastava et al., 2014): zero each element with probability ``p`` and
     scale the rest by 1/(1-p), so the expectation is unchanged; the identity when not
     ``training`` or p = 0. The mask comes from ``manual_seed``'s generator, in fixed blocks, so
@@ -195,7 +195,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:  # 
     return Dropout.apply(input, p=p, rng=backend.generator())
 
 
-def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
+def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     """Rows of ``weight`` at integer indices ``input``; the ``padding_idx`` row gets no gradient.
 
     Shape: input ``(*)`` integers, weight ``(num_embeddings, E)`` -> ``(*, E)``.
@@ -219,7 +219,7 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor: 
 def cross_entropy(
     input: Tensor,
     target,
-    weight: Tensor | None = None,  # noqa: A002
+    weight: Tensor | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
@@ -275,7 +275,7 @@ def cross_entropy(
     )
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Mean squared error, ``reduction`` "mean", "sum" or "none".
 
     Shape: input and target of one shape ``(*)`` (no broadcasting: here it is almost always a
@@ -360,7 +360,7 @@ def scaled_dot_product_attention(
 ):
     """softmax(Q K^T * scale + mask) V over all leading (batch, head) dims at once.
 
-    Shapes: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
+    Shape: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
     ``(..., L, Ev)``. ``attn_mask`` broadcasts to ``(..., L, S)``: boolean True marks the
     (query, key) pairs that take part (PyTorch's convention here), or a float mask is added to
     the scores. ``is_causal`` masks keys after each query. ``scale`` defaults to 1/sqrt(E).

@@ -286,7 +286,7 @@ class FeedForward(Module):
     def forward(self, x):
         """``linear2(dropout(activation(linear1(x))))``.
 
-        Shape: ``(*, d_model)`` -> ``(*, d_model)`` through ``(*, dim_feedforward)``."""
+        Shape: ``(*, d_model)`` -> ``(*, d_model)`` through ``(*, d_ff)``."""
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 

@@ -12,5 +12,6 @@
 
 The fused kernels (softmax, layer norm, attention, cross-entropy) have hand-derived backward
 passes, no graph inside. ``_threads`` is the one internal API through which a kernel splits its
-work over threads and controls BLAS; nothing outside ``numformer.ops`` imports it.
+work over threads and controls BLAS; outside ``numformer.ops`` only the package's facade
+(``set_num_threads``) and the command line (which sets the count) import it.
 """

@@ -6,7 +6,9 @@ simply starting threads of our own does not help: OpenBLAS's idle threads busy-w
 0.1 s after every GEMM, so a second thread started in between competes with them for the core.
 
 ``set_num_threads(n)`` makes numformer own the cores, as ``torch.set_num_threads`` does for
-PyTorch: BLAS is pinned to one thread per call, and the kernels split their work into ``n``
+PyTorch: BLAS is pinned to one thread per call while numformer splits work (a skinny product
+too small to split gives BLAS its threads back until the next split: see ``matmul``), and the
+kernels split their work into ``n``
 contiguous chunks (rows of a GEMM, batch-heads of attention, rows of layer norm, ...), run on
 ``n - 1`` worker threads and the calling thread. NumPy releases the GIL inside its loops and
 BLAS calls, so the chunks really run at once. Each chunk computes the same rows the serial
@@ -39,6 +41,7 @@ _region = threading.Lock()  # one parallel region at a time; nested or concurren
 _blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on first use
 _blas_threads_before: int | None = None  # BLAS's own thread count while numformer's are on
 _blas_released = False  # True while BLAS runs on its own threads again (see matmul)
+_owner: int | None = None  # the thread that set the count: the only one that changes BLAS's
 
 # Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
 # a chunk to a worker and waiting for it (a futex wake-up) costs as much as tens of thousands of
@@ -75,10 +78,11 @@ def _worker(tasks: queue.SimpleQueue) -> None:
 def set_num_threads(n: int) -> None:
     """Run numformer's kernels on ``n`` threads (1: the calling thread only, BLAS restored).
 
-    With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) and numformer splits
-    GEMMs itself, so the two never compete for the cores. Typical: ``os.cpu_count()``.
+    With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) whenever numformer
+    splits work, so the two never compete for the cores. Typical: ``os.cpu_count()``. The
+    thread that calls this owns BLAS's thread count: only it releases and re-pins it.
     """
-    global _threads, _blas, _blas_threads_before, _blas_released
+    global _threads, _blas, _blas_threads_before, _blas_released, _owner
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     n = int(n)
@@ -101,6 +105,7 @@ def set_num_threads(n: int) -> None:
                 _blas_threads_before = None
             _blas_released = False
         _threads = n
+        _owner = threading.get_ident()
 
 
 @contextlib.contextmanager
@@ -141,8 +146,8 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     if chunks <= 1 or not _region.acquire(blocking=False):
         fn(0, n)
         return
-    if _blas_released:  # our threads are about to run BLAS calls: pin BLAS to one thread again
-        _blas[0](1)
+    if _blas_released and threading.get_ident() == _owner:
+        _blas[0](1)  # our threads are about to run BLAS calls: pin BLAS to one thread again
         _blas_released = False
     try:
         bounds = [n * i // chunks for i in range(chunks + 1)]
@@ -235,9 +240,10 @@ SKINNY = 32
 
 
 def _release_blas() -> None:
-    """Give BLAS its own thread count back (outside a parallel region only)."""
+    """Give BLAS its own thread count back: on the owning thread, outside a parallel region
+    (changing OpenBLAS's count while another thread of ours runs BLAS would not be safe)."""
     global _blas_released
-    if _region.acquire(blocking=False):
+    if threading.get_ident() == _owner and _region.acquire(blocking=False):
         try:
             _blas[0](_blas_threads_before)
             _blas_released = True
@@ -272,7 +278,8 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
         or a.ndim < 2
         or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS
     ):
-        if _blas_threads_before is not None and not _blas_released and min(a.shape[-2], b.shape[-1]) <= SKINNY:
+        skinny = a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY
+        if skinny and _blas_threads_before is not None and not _blas_released:
             _release_blas()
         out = a @ b
         if bias is not None:

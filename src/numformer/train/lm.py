@@ -21,6 +21,7 @@ from pathlib import Path
 from numformer.backend import manual_seed
 from numformer.data import TokenData, default_corpus, load_text, load_tokenizer, train_tokenizer
 from numformer.models import GPT, GPTConfig
+from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
 from numformer.train.lr_finder import lr_find
 from numformer.train.monitor import HealthMonitor
@@ -29,6 +30,14 @@ from numformer.train.trainer import Callback, TrainConfig, Trainer
 # GPTConfig's vocab_size comes from the tokenizer, never from a setting.
 DERIVED = {"model": ("vocab_size",)}
 ALIASES = {"out": "out_dir"}  # the flag and TOML key users know for the run folder
+DATA_FIELDS = ("data", "tokenizer", "bpe_vocab_size", "val_fraction")
+# TOML tables and the settings each may hold: [model] GPTConfig's, [data] the corpus and
+# tokenizer, [train] TrainConfig's and the rest of the recipe's (batch, optimiser, samples).
+TABLES = {
+    "model": lambda section, name: section == "model",
+    "data": lambda section, name: name in DATA_FIELDS,
+    "train": lambda section, name: section == "train" or (section is None and name not in DATA_FIELDS),
+}
 
 
 def _lm_train_config() -> TrainConfig:
@@ -91,9 +100,21 @@ class RunConfig:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config file {path} is not valid TOML: {err}") from None
-        flat = {}
+        table = cls.settings()
+        flat, where = {}, {}
         for key, value in raw.items():
-            flat.update(value if isinstance(value, dict) else {key: value})
+            items = value.items() if isinstance(value, dict) else [(key, value)]
+            if isinstance(value, dict) and key not in TABLES:
+                raise ValueError(f"config file {path}: unknown table [{key}]; tables: {', '.join(TABLES)}")
+            for name, item in items:
+                place = f"[{key}] {name}" if isinstance(value, dict) else name
+                target = ALIASES.get(name, name)
+                if isinstance(value, dict) and target in table and not TABLES[key](table[target][0], target):
+                    raise ValueError(f"config file {path}: {name} does not belong in [{key}]")
+                if target in where:
+                    raise ValueError(f"config file {path}: {target} is given twice ({where[target]} and {place})")
+                where[target] = place
+                flat[name] = item
         return cls().updated(flat, source=str(path))
 
     def updated(self, values: dict, source: str = "flags") -> RunConfig:
@@ -101,6 +122,9 @@ class RunConfig:
         are errors naming the setting and ``source``; the sections validate their values."""
         table = self.settings()
         changes: dict = {None: {}, "model": {}, "train": {}}
+        for alias, target in ALIASES.items():
+            if alias in values and target in values:
+                raise ValueError(f"{source}: give {alias} or {target}, not both")
         for key, value in values.items():
             key = ALIASES.get(key, key)
             if key not in table:
@@ -112,6 +136,9 @@ class RunConfig:
             if not ok:
                 raise ValueError(f"{source}: {key} must be {want.__name__}, got {type(value).__name__} {value!r}")
             changes[section][key] = value
+        m = changes["model"]
+        if "d_model" in m and "d_ff" not in m and self.model.d_ff == 4 * self.model.d_model:
+            m["d_ff"] = None  # the default follows d_model (GPTConfig: 4 * d_model)
         try:
             model = dataclasses.replace(self.model, **changes["model"])
             train = dataclasses.replace(self.train, **changes["train"])
@@ -120,8 +147,13 @@ class RunConfig:
         return dataclasses.replace(self, model=model, train=train, **changes[None])
 
     def to_dict(self) -> dict:
-        """The run as saved in ``run.json``: ``{recipe fields..., "model": {...}, "train": {...}}``."""
-        return asdict(self)
+        """The run as saved in ``run.json``: ``{recipe fields..., "model": {...}, "train": {...}}``
+        (without the fields derived from the data, such as the vocabulary size)."""
+        out = asdict(self)
+        for section, names in DERIVED.items():
+            for name in names:
+                out[section].pop(name, None)
+        return out
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return dataclasses.replace(self.model, vocab_size=vocab_size)
@@ -260,7 +292,7 @@ def find_lr(config: RunConfig, write=print, num_steps: int = 100):
         start_lr=1e-6,
         end_lr=1.0,
         num_steps=num_steps,
-        optimizer=model.configure_optimizers(0.0, 1e-6),
+        optimizer=AdamW(model.parameters(), lr=1e-6),
         seed=config.train.seed,
     )
     out.mkdir(parents=True, exist_ok=True)

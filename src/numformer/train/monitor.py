@@ -92,16 +92,29 @@ class HealthMonitor:
         self.dead: dict[str, float] = {}
         self.diagnoses: list[Diagnosis] = []
         self._seen: set[str] = set()
-        self._recording = True  # step 1 is recorded
         self._activations: list[tuple[str, bool]] = []  # forward order: (module, all finite)
         self._output_spread: float | None = None
         self._before: dict[str, np.ndarray] = {}
-        self._hooks = [m.register_forward_hook(self._make_hook(name)) for name, m in model.named_modules()]
+        self._hooks: list = []
+        self._closed = False
+        self._set_recording(True)  # step 1 is recorded
+
+    def _set_recording(self, on: bool) -> None:
+        """Record the next step or not. The forward hooks are on the model only while a step is
+        recorded: between those steps (evaluation, samples, generation after training) the model
+        runs without hooks, so nothing slows its inference paths."""
+        self._recording = on
+        if on and not self._hooks and not self._closed:
+            self._hooks = [m.register_forward_hook(self._make_hook(name)) for name, m in self.model.named_modules()]
+        elif not on or self._closed:
+            for h in self._hooks:
+                h.remove()
+            self._hooks = []
 
     def close(self) -> None:
-        """Remove the forward hooks."""
-        for h in self._hooks:
-            h.remove()
+        """Remove the forward hooks for good (the monitor records no more activations)."""
+        self._closed = True
+        self._set_recording(self._recording)
 
     # --- recording --------------------------------------------------------------------------
     def _make_hook(self, name: str):
@@ -156,7 +169,7 @@ class HealthMonitor:
                     w = _norm(self._before[name]) + 1e-12
                     self.update_ratios[name] = _norm(p.data - self._before[name]) / w
             self._before = {}
-        self._recording = (step + 1) % self.interval == 0
+        self._set_recording((step + 1) % self.interval == 0)
         self._activations, self._output_spread = [], None
 
     def record_validation(self, step: int, val_loss: float, train_loss: float | None = None) -> None:

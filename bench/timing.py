@@ -1,0 +1,48 @@
+"""Timing helpers with no side effects (common.py adds the thread and BLAS set-up).
+
+Every timed block starts after ``PAUSE`` seconds of idleness (``NUMFORMER_BENCH_PAUSE``) and one
+untimed call that wakes the framework's own threads; then consecutive calls are timed, as a
+user's loop runs them (common.py's docstring says why).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+PAUSE = float(os.environ.get("NUMFORMER_BENCH_PAUSE", "0.3"))
+
+
+def timed(fn, calls: int = 1) -> float:
+    """Seconds per call of ``fn`` in steady state: after ``PAUSE`` s idle (see the module doc),
+    one untimed call wakes this framework's threads, then ``calls`` consecutive calls are timed.
+    """
+    time.sleep(PAUSE)
+    fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, calls: int = 2) -> dict:
+    """Time both callables alternately (blocks of ``calls`` after a pause and a wake-up call);
+    return medians over ``repeats`` blocks and the ratio numformer / PyTorch."""
+    for _ in range(warmup):
+        nf_fn()
+        torch_fn()
+    nf_times, torch_times = [], []
+    for _ in range(repeats):
+        nf_times.append(timed(nf_fn, calls))
+        torch_times.append(timed(torch_fn, calls))
+    ratios = [a / b for a, b in zip(nf_times, torch_times)]
+    row = {
+        "name": name,
+        "numformer_ms": 1e3 * statistics.median(nf_times),
+        "torch_ms": 1e3 * statistics.median(torch_times),
+        "ratio": statistics.median(nf_times) / statistics.median(torch_times),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+    return row
