@@ -20,10 +20,10 @@ LAYERS = [
     {"ops"},  # primitives and fused kernels (and their thread API, ops._threads)
     {"tensor"},
     {"creation", "testing"},
-    {"numformer"},  # the package's facade (numformer/__init__.py): the engine's public names
     {"nn"},
     {"optim"},
-    {"data", "viz"},
+    {"utils", "data", "viz"},
+    {"numformer"},  # the package's facade (numformer/__init__.py): the engine and nf.nn, nf.optim, nf.utils
     {"models"},
     {"train", "interop"},
     {"tour"},

@@ -12,7 +12,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from numformer import autograd
+from numformer import autograd, backend
 from numformer.backend import as_dtype, get_default_dtype, is_floating, to_numpy, xp
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
@@ -171,6 +171,68 @@ class Tensor:
 
     def tolist(self):
         return self.data.tolist()
+
+    # --- Python's and NumPy's protocols, with PyTorch's semantics ---------------------------
+    def _one_element(self, what: str):
+        if self.data.size != 1:
+            raise ValueError(
+                f"{what}: only one element tensors can be converted to Python scalars, got shape {self.shape}"
+            )
+        return self.data.item()
+
+    def __bool__(self) -> bool:
+        if self.data.size == 0:
+            raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
+        if self.data.size > 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
+        return bool(self.data.item())
+
+    def __float__(self) -> float:
+        return float(self._one_element("float()"))
+
+    def __int__(self) -> int:
+        return int(self._one_element("int()"))
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError(
+                f"only integer tensors of a single element can be converted to an index, got {self.dtype} {self.shape}"
+            )
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        """A 0-d tensor formats as its number (``f"{loss:.3f}"``); others only without a spec."""
+        if self.ndim == 0:
+            return format(self.data.item(), spec)
+        if spec:
+            raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__ (shape {self.shape})")
+        return repr(self)
+
+    def __array__(self, dtype=None, copy=None):
+        """The data as a NumPy array (a view where possible, as ``numpy()``): NumPy does not track
+        gradients, so results computed from it are plain arrays."""
+        data = backend.to_numpy(self.data)
+        if dtype is not None and data.dtype != dtype:
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """NumPy's ufuncs on tensors run as numformer ops, with gradients: ``np.exp(t)`` is
+        ``t.exp()``, ``np.add(a, t)`` is ``a + t``. Any other ufunc, a method other than a plain
+        call (``reduce``, ``accumulate``), or ``out=``/``where=`` raises TypeError."""
+        name = ufunc.__name__
+        if method != "__call__" or kwargs:
+            raise TypeError(
+                f"numpy.{name}.{method}{' with ' + ', '.join(kwargs) if kwargs else ''} is not supported on numformer "
+                "Tensors: use numformer's ops, or .numpy() to leave the graph"
+            )
+        if name in _UNARY_UFUNCS and len(inputs) == 1:
+            return _UNARY_UFUNCS[name](inputs[0])
+        if name in _BINARY_UFUNCS and len(inputs) == 2:
+            a, b = inputs
+            forward, reflected = _BINARY_UFUNCS[name]
+            return getattr(a, forward)(b) if isinstance(a, Tensor) else getattr(b, reflected)(a)
+        raise TypeError(f"numpy.{name} has no numformer op: use numformer's ops, or .numpy() to leave the graph")
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -514,6 +576,34 @@ def _index_arg(index):
 
 
 # --- functions over several tensors ----------------------------------------------------------
+
+
+_UNARY_UFUNCS = {
+    "exp": Tensor.exp,
+    "log": Tensor.log,
+    "sqrt": Tensor.sqrt,
+    "absolute": Tensor.abs,
+    "tanh": Tensor.tanh,
+    "negative": Tensor.__neg__,
+    "positive": lambda t: t,
+    "square": lambda t: t * t,
+    "reciprocal": lambda t: 1.0 / t,
+}
+_BINARY_UFUNCS = {  # ufunc: (method of a tensor first operand, method of a tensor second operand)
+    "add": ("__add__", "__radd__"),
+    "subtract": ("__sub__", "__rsub__"),
+    "multiply": ("__mul__", "__rmul__"),
+    "true_divide": ("__truediv__", "__rtruediv__"),
+    "divide": ("__truediv__", "__rtruediv__"),
+    "power": ("__pow__", "__rpow__"),
+    "matmul": ("__matmul__", "__rmatmul__"),
+    "equal": ("__eq__", "__eq__"),
+    "not_equal": ("__ne__", "__ne__"),
+    "less": ("__lt__", "__gt__"),
+    "less_equal": ("__le__", "__ge__"),
+    "greater": ("__gt__", "__lt__"),
+    "greater_equal": ("__ge__", "__le__"),
+}
 
 
 def as_tensor(x) -> Tensor:

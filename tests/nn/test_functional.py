@@ -549,7 +549,7 @@ def test_attention_weights_and_fully_masked_rows():
     mask = np.ones((3, 5), dtype=bool)
     mask[1] = False  # query 1 may attend to nothing
     out, w = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, need_weights=True)
-    assert w.shape == (2, 3, 5) and not w.requires_grad
+    assert w.shape == (2, 3, 5) and w.requires_grad  # in the graph (tests/nn/test_attention_weights.py)
     np.testing.assert_allclose(w.numpy()[:, [0, 2]].sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(w.numpy()[:, 1], 0.0)
     np.testing.assert_array_equal(out.numpy()[:, 1], 0.0)

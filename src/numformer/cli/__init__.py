@@ -226,27 +226,9 @@ def _user_errors() -> tuple:
     return tuple(errors)
 
 
-def _env_threads() -> int | None:
-    value = os.environ.get("NUMFORMER_NUM_THREADS")
-    if value is None:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        print(
-            f"warning: NUMFORMER_NUM_THREADS must be a positive integer, got {value!r}; using all cores",
-            file=sys.stderr,
-        )
-        return None
-    return int(value)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from numformer.backend import tune_allocator
-    from numformer.ops._threads import default_num_threads, set_num_threads
-
-    # This process is ours: keep NumPy's temporaries in the heap (~30% faster), and run the
-    # kernels on every core (NUMFORMER_NUM_THREADS to choose).
-    tune_allocator()
-    set_num_threads(_env_threads() or default_num_threads())
+    # Importing numformer already runs its kernels on every core and tunes the allocator
+    # (NUMFORMER_NUM_THREADS and NUMFORMER_TUNE_ALLOCATOR change that).
     try:
         return _dispatch(build_parser().parse_args(argv))
     except _user_errors() as err:

@@ -17,6 +17,22 @@ from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor
 
 
+def is_causal_mask(mask, size: int) -> bool:
+    """Whether ``mask`` is the causal mask of ``size`` positions in layer convention: an
+    ``(size, size)`` boolean mask True exactly above the diagonal (True = ignore), or a float mask
+    that is -inf exactly there and 0 elsewhere (``nn.Transformer.generate_square_subsequent_mask``).
+    Such a mask takes the causal kernel (as PyTorch's ``_detect_is_causal_mask`` decides)."""
+    m = mask.data if isinstance(mask, Tensor) else mask
+    if m is None or getattr(m, "shape", None) != (size, size):
+        return False
+    above = ~xp.tri(size, size, dtype=bool)
+    if m.dtype == np.bool_:
+        return bool((m == above).all())
+    if m.dtype.kind != "f":
+        return False
+    return bool((xp.isneginf(m) == above).all() and (m[~above] == 0).all())
+
+
 def merge_masks(
     attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int, dtype
 ) -> np.ndarray | None:
@@ -193,7 +209,10 @@ class MultiheadAttention(Module):
                 f"match query's batch {N} and each other's length"
             )
         H, D = self.num_heads, self.head_dim
-        mask = merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, query.dtype)
+        if attn_mask is not None and L == S and is_causal_mask(attn_mask, L):
+            attn_mask, is_causal = None, True  # the causal kernel, not a general mask
+        causal_kernel = is_causal and attn_mask is None and key_padding_mask is None
+        mask = None if causal_kernel else merge_masks(attn_mask, key_padding_mask, is_causal, N, H, L, S, query.dtype)
         q, k, v = self._project(query, key, value)
         q = q.reshape(N, L, H, D).transpose(1, 2)  # (N, H, L, D)
         k = k.reshape(N, S, H, D).transpose(1, 2)
@@ -203,13 +222,14 @@ class MultiheadAttention(Module):
             k,
             v,
             attn_mask=mask,
+            is_causal=causal_kernel,
             dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
         )
         out, weights = result if need_weights else (result, None)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
         if weights is not None and average_attn_weights:
-            weights = Tensor(weights.numpy().mean(axis=1))
+            weights = weights.mean(dim=1)  # over the heads, in the graph
         if not batched:
             out = out.squeeze(0)
             weights = weights.squeeze(0) if weights is not None else None

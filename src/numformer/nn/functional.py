@@ -17,7 +17,7 @@ from numformer.backend import xp
 from numformer.nn import checks
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
-from numformer.ops.attention import BlockedAttention, ScaledDotProductAttention
+from numformer.ops.attention import AttentionWeights, BlockedAttention, ScaledDotProductAttention
 from numformer.ops.dropout import Dropout
 from numformer.ops.embedding import Embedding
 from numformer.ops.loss import CrossEntropy, MSELoss
@@ -365,9 +365,10 @@ def scaled_dot_product_attention(
     (query, key) pairs that take part (PyTorch's convention here), or a float mask is added to
     the scores. ``is_causal`` masks keys after each query. ``scale`` defaults to 1/sqrt(E).
     A query whose keys are all masked gets a zero output and zero gradients (never NaN).
-    Returns the output, or ``(output, weights)`` with weights ``(..., L, S)`` (after dropout,
-    no gradient) when ``need_weights``. Large inputs go to the blocked (flash) kernel, which
-    never holds the full score matrix; see ``attention_kernel``.
+    Returns the output, or ``(output, weights)`` with weights ``(..., L, S)`` (after dropout) when
+    ``need_weights``: the weights are in the graph, so a loss on them reaches query and key.
+    Large inputs go to the blocked (flash) kernel, which never holds the full score matrix; see
+    ``attention_kernel``.
     """
     q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
     op = "scaled_dot_product_attention"
@@ -440,7 +441,7 @@ def scaled_dot_product_attention(
         weights_out=holder,
     )
     if need_weights:
-        return out, Tensor._wrap(holder[0], False)
+        return out, AttentionWeights.apply(q, k, source=holder[0])
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from numformer.backend import xp
 from numformer.nn import init
-from numformer.nn.attention import MultiheadAttention
+from numformer.nn.attention import MultiheadAttention, is_causal_mask
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
 from numformer.nn.module import Module, ModuleList
@@ -193,6 +193,11 @@ class TransformerEncoder(Module):
             ``src_key_padding_mask`` ``(N, S)``, True marking padding. Output: ``src``'s shape.
         """
         x = src
+        if mask is not None and len(self.layers):  # a causal mask, detected once for every layer
+            batch_first = getattr(self.layers[0].self_attn, "batch_first", True)
+            S = src.shape[-2] if batch_first or src.ndim == 2 else src.shape[0]
+            if is_causal_mask(mask, S):
+                mask, is_causal = None, True
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
         return self.norm(x) if self.norm is not None else x

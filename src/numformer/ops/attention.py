@@ -229,7 +229,7 @@ class ScaledDotProductAttention(Function):
 
         parallel_for(items, chunk, p[0].size if batch else p.size)
         if weights_out is not None:
-            weights_out.append(self.pd)
+            weights_out.append(self)  # AttentionWeights takes P, P * D and the scale from here
         self.q, self.k, self.v = q, k, v
         return out
 
@@ -268,6 +268,33 @@ class ScaledDotProductAttention(Function):
             unbroadcast(dk, k.shape) if need_k else None,
             unbroadcast(dv, v.shape) if need_v else None,
         )
+
+
+class AttentionWeights(Function):
+    """The weights W = P * D of one ``ScaledDotProductAttention`` call as a node of their own, so
+    a loss on them (attention supervision, an entropy penalty) reaches q and k.
+
+    ``source`` is the attention call (it ran with ``weights_out``); forward returns its W, no
+    recomputation. With G = dL/dW: dP = G * D, dS = P * (dP - rowsum(dP * P)) (softmax's
+    backward), dQ = scale dS K, dK = scale dS^T Q. The output's own gradient flows through the
+    attention node; the two add up at q and k. v gets nothing from W.
+    """
+
+    def forward(self, q, k, source=None):
+        self.p, self.dropped, self.scale = source.p, source.dropped, source.scale
+        self.q, self.k, self.batch = q, k, source.batch
+        return source.pd
+
+    def backward(self, g):
+        dp = g * self.dropped if self.dropped is not None else g
+        ds = self.p * (dp - xp.sum(dp * self.p, axis=-1, keepdims=True))
+        q, k = self.q, self.k
+        dq = dk = None
+        if self.needs_grad[0]:
+            dq = unbroadcast(xp.matmul(ds, k * self.scale), q.shape)
+        if self.needs_grad[1]:
+            dk = unbroadcast(xp.matmul(xp.swapaxes(ds, -1, -2), q * self.scale), k.shape)
+        return dq, dk
 
 
 def _block(mask, i0, i1, j0, j1):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, get_array_module, xp
 from numformer.ops._threads import MIN_ELEMENTS, binary, parallel_for
@@ -261,8 +263,22 @@ class Gelu(Function):
             flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)
             parallel_for(a.size, lambda lo, hi: _gelu_tanh(flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]))
             return out
-        self.cdf = 0.5 * (1 + erf(a * _INV_SQRT_2))
-        return a * self.cdf
+        # Exact: Phi(x) = (1 + erf(x / sqrt 2)) / 2, kept for backward; chunk by chunk.
+        self.a = a = contiguous(a)
+        self.cdf, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
+        flat_a, flat_cdf, flat_out = a.reshape(-1), self.cdf.reshape(-1), out.reshape(-1)
+        half, scale = a.dtype.type(0.5), a.dtype.type(_INV_SQRT_2)
+
+        def chunk(lo, hi):
+            cdf = flat_cdf[lo:hi]
+            xp.multiply(flat_a[lo:hi], scale, out=cdf)
+            _erf_into(cdf, cdf)
+            cdf += 1
+            cdf *= half
+            xp.multiply(flat_a[lo:hi], cdf, out=flat_out[lo:hi])
+
+        parallel_for(a.size, chunk, 8)  # erf costs several elementwise passes per element
+        return out
 
     def backward(self, g):
         a = self.a
@@ -289,8 +305,28 @@ class Gelu(Function):
 
             parallel_for(a.size, chunk)
             return (du,)
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
-        return (g * (self.cdf + a * pdf),)
+        # d/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        dx = xp.empty(a.shape, a.dtype)
+        flat_a, flat_cdf, flat_dx, flat_g = (
+            a.reshape(-1),
+            self.cdf.reshape(-1),
+            dx.reshape(-1),
+            contiguous(g).reshape(-1),
+        )
+        minus_half, c = a.dtype.type(-0.5), a.dtype.type(_INV_SQRT_2PI)
+
+        def chunk(lo, hi):
+            ai, d = flat_a[lo:hi], flat_dx[lo:hi]
+            xp.multiply(ai, ai, out=d)
+            d *= minus_half
+            xp.exp(d, out=d)
+            d *= c
+            d *= ai
+            d += flat_cdf[lo:hi]
+            d *= flat_g[lo:hi]
+
+        parallel_for(a.size, chunk)
+        return (dx,)
 
 
 # --- selection -----------------------------------------------------------------------------
@@ -387,12 +423,45 @@ def _polyval(coefficients, x):
     return out
 
 
+def _erf_numpy_into(x, out):
+    """erf(x) written into ``out`` (may be ``x``): Cephes' rational forms; the costly erfc form
+    runs only on the elements that need it (|x| >= 1), and not past where erf is +-1 in the
+    dtype (|x| >= 4 for float32, 6 for float64)."""
+    ax = xp.abs(x)
+    big = xp.flatnonzero(ax >= 1.0)
+    xb = x[big]
+    z = xp.minimum(ax, 1.0)  # the small form on every element, its input kept in [0, 1]
+    z *= z
+    num = _polyval(_ERF_T, z)
+    num /= _polyval(_ERF_U, z)
+    xp.multiply(x, num, out=out)
+    if big.size:
+        t = xp.minimum(xp.abs(xb), 4.0 if x.dtype.itemsize <= 4 else 6.0)
+        erfc = xp.exp(-t * t)
+        erfc *= _polyval(_ERFC_P, t)
+        erfc /= _polyval(_ERFC_Q, t)
+        out[big] = xp.sign(xb) * (1 - erfc)
+    return out
+
+
+def _erf_scipy_into(x, out):
+    return _scipy_erf(x, out=out)
+
+
+try:  # SciPy's erf, where SciPy is installed (the ``fast`` extra): one C loop per element
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # pragma: no cover - depends on the environment
+    _scipy_erf = None
+
+
+def _erf_into(x, out):
+    """erf(x) into ``out``, in ``x``'s dtype: SciPy's on NumPy arrays when it is installed,
+    else the NumPy form (``_erf_numpy_into``); both accurate to the dtype's precision."""
+    if _scipy_erf is not None and type(x) is np.ndarray:
+        return _erf_scipy_into(x, out)
+    return _erf_numpy_into(x, out)
+
+
 def erf(x):
     """The error function, elementwise, in the dtype of ``x`` (no gradient; used by GELU)."""
-    ax = xp.abs(x)
-    z = x * x
-    small = x * _polyval(_ERF_T, z) / _polyval(_ERF_U, z)
-    t = xp.clip(ax, 1.0, 8.0)  # beyond 8, erfc < 1e-28: erf is +-1 to the last bit
-    erfc = xp.exp(-t * t) * _polyval(_ERFC_P, t) / _polyval(_ERFC_Q, t)
-    large = xp.sign(x) * (1 - erfc)
-    return xp.where(ax < 1.0, small, large).astype(x.dtype, copy=False)
+    return _erf_into(x, xp.empty_like(x))

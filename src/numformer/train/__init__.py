@@ -11,7 +11,7 @@ from numformer.train.checkpoint import (
 )
 from numformer.train.lr_finder import LRFinderResult, lr_find
 from numformer.train.monitor import ADVICE, Diagnosis, HealthMonitor
-from numformer.train.trainer import Callback, EarlyStopping, FitResult, TrainConfig, Trainer
+from numformer.train.trainer import Callback, EarlyStopping, FitResult, LoaderBatches, TrainConfig, Trainer
 
 __all__ = [
     "Trainer",
@@ -19,6 +19,7 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "FitResult",
+    "LoaderBatches",
     "save_checkpoint",
     "load_checkpoint",
     "resolve_checkpoint",

@@ -83,15 +83,67 @@ class FitResult:
     history: list = field(default_factory=list)
 
 
+class LoaderBatches:
+    """A ``DataLoader`` as ``batches(rng)``: epoch after epoch, each epoch's order drawn from
+    ``rng`` (the trainer's generator), so the place in the data is part of a checkpoint
+    (``state``) and a resumed run sees the batches an uninterrupted one would have seen."""
+
+    def __init__(self, loader):
+        if not hasattr(loader, "batch_sampler") or not hasattr(loader, "_fetch"):
+            raise TypeError(
+                f"Trainer: batches must be a function of a generator or a numformer DataLoader, "
+                f"got {type(loader).__name__}"
+            )
+        self.loader = loader
+        self.epoch_seed: int | None = None
+        self.position = 0
+        self._order: list | None = None
+
+    def _start(self, seed: int) -> None:
+        sampler = self.loader.sampler
+        saved = getattr(sampler, "generator", None)
+        if hasattr(sampler, "generator"):
+            sampler.generator = np.random.default_rng(seed)
+        try:
+            self._order = list(self.loader.batch_sampler)
+        finally:
+            if hasattr(sampler, "generator"):
+                sampler.generator = saved
+        if not self._order:
+            raise ValueError("Trainer: the DataLoader yields no batch (empty dataset, or drop_last with too few items)")
+
+    def __call__(self, rng):
+        if self._order is None and self.epoch_seed is not None:  # resumed mid-epoch
+            self._start(self.epoch_seed)
+        if self._order is None or self.position >= len(self._order):
+            self.epoch_seed, self.position = int(rng.integers(2**63)), 0
+            self._start(self.epoch_seed)
+        indices = self._order[self.position]
+        self.position += 1
+        return self.loader._fetch(indices)
+
+    @property
+    def state(self) -> dict:
+        return {"epoch_seed": self.epoch_seed, "position": self.position}
+
+    def load_state(self, state: dict) -> None:
+        self.epoch_seed, self.position, self._order = state["epoch_seed"], state["position"], None
+
+
+def _as_batches(batches):
+    return batches if batches is None or callable(batches) else LoaderBatches(batches)
+
+
 class Trainer:
     """Train ``model`` by minimising ``loss_fn(model, batch) -> scalar Tensor``.
 
     ``train_batches(rng) -> batch`` and ``val_batches(rng) -> batch`` draw batches from the
-    generator they are given. ``count(batch) -> int`` says how many samples (or tokens) a batch
-    holds, for the throughput shown in the progress bar. ``monitor`` is an optional
-    ``HealthMonitor``. Metrics go to ``<out_dir>/metrics.jsonl`` (plotted to ``metrics.png`` at
-    the end), checkpoints to ``<out_dir>/checkpoints``, the monitor's report to
-    ``health_report.txt``.
+    generator they are given; either may instead be a ``numformer.utils.data.DataLoader``
+    (``LoaderBatches``: epochs in an order drawn from that generator). ``count(batch)``
+    (an int) says how many samples (or tokens) a batch holds, for the progress bar's throughput.
+    ``monitor`` is an optional ``HealthMonitor``. Metrics go to ``<out_dir>/metrics.jsonl``
+    (plotted to ``metrics.png`` at the end), checkpoints to ``<out_dir>/checkpoints``, the
+    monitor's report to ``health_report.txt``.
     """
 
     def __init__(
@@ -109,7 +161,8 @@ class Trainer:
         unit: str = "samples",
     ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
-        self.train_batches, self.val_batches, self.scheduler = train_batches, val_batches, scheduler
+        self.train_batches, self.val_batches = _as_batches(train_batches), val_batches
+        self.scheduler = scheduler
         self.config = config or TrainConfig()
         self.monitor = monitor
         self.callbacks = list(callbacks)
@@ -142,6 +195,7 @@ class Trainer:
             "data_rng": self.rng.bit_generator.state,
             "best_val_loss": self.best_val_loss,
             "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks],
+            "loader": self.train_batches.state if isinstance(self.train_batches, LoaderBatches) else None,
         }
 
     def save(self, tag: str = "latest"):
@@ -168,6 +222,8 @@ class Trainer:
         extra = state["extra"]
         self.rng.bit_generator.state = extra["data_rng"]
         self.best_val_loss = extra["best_val_loss"]
+        if isinstance(self.train_batches, LoaderBatches) and extra.get("loader"):
+            self.train_batches.load_state(extra["loader"])
         for c, bad in zip(self.callbacks, extra.get("callbacks", [])):
             if bad is not None:
                 c.bad_evals = bad
@@ -191,11 +247,10 @@ class Trainer:
         if self.val_batches is None:
             return math.nan
         rng = np.random.default_rng(self.config.seed + 1_000_003)
+        batches = _as_batches(self.val_batches)  # a DataLoader starts from its first batch each time
         self.model.eval()
         with no_grad():
-            losses = [
-                float(self.loss_fn(self.model, self.val_batches(rng)).item()) for _ in range(self.config.eval_batches)
-            ]
+            losses = [float(self.loss_fn(self.model, batches(rng)).item()) for _ in range(self.config.eval_batches)]
         self.model.train()
         return float(np.mean(losses))
 
