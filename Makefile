@@ -40,6 +40,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_ops.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/gpt_vs_torch.py
+	$(BIN)/python bench/plain_script.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
