@@ -56,8 +56,8 @@ def test_poisoned_input_is_fatal_and_names_the_first_layer(tmp_path):
     monitor, result = run(model, optim.SGD(model.parameters(), lr=0.01), poisoned, tmp_path=tmp_path, interval=1)
     nan = [d for d in monitor.diagnoses if d.kind == "nan_loss"]
     assert nan and nan[0].fatal and nan[0].layer == "activations of 0"
-    assert result.status == "fatal" and result.step == 1
-    assert (tmp_path / "checkpoints" / "latest.json").exists()  # saved before stopping
+    assert result.status == "diverged" and result.step == 1 and "diverged at step 1" in result.reason
+    assert not (tmp_path / "checkpoints" / "latest.json").exists()  # a non-finite model is never saved
     assert ADVICE["nan_loss"] in monitor.report()
 
 

@@ -154,7 +154,7 @@ def test_training_reduces_loss_and_config_validation(tmp_path):
     assert result.history[-1]["val_loss"] < 0.25 * result.history[49]["val_loss"] or result.best_val_loss < 0.1
     with pytest.raises(ValueError, match=r"TrainConfig: max_steps must be >= 1, got 0"):
         TrainConfig(max_steps=0)
-    with pytest.raises(ValueError, match=r"clip_grad_norm must be > 0 or None, got -1"):
+    with pytest.raises(ValueError, match=r"clip_grad_norm must be finite and > 0, or None, got -1"):
         TrainConfig(clip_grad_norm=-1)
 
 

@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     sections.add_argument("--out", default="runs/tour", help="folder for the figures (runs/tour)")
     train = command("train", "train a GPT language model on a text file or folder")
     _add_run_flags(train)
-    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint (the run's settings)")
+    train.add_argument(
+        "--resume-from", metavar="STEP|PATH", help="continue from a chosen checkpoint: its step, or its folder"
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace a run already in --out (deletes it)")
     gen = command("generate", "generate text from a trained model, streaming it as it comes")
     gen.add_argument("--model", required=True, help="model folder or run folder")
     gen.add_argument("--prompt", required=True)
@@ -149,12 +153,49 @@ def _blas(best_only: bool) -> None:
         )
 
 
+def _given_settings(args) -> dict:
+    """The settings the user gave: the TOML file's, then the flags' over them."""
+    from numformer.train.lm import RunConfig, read_toml
+
+    given = read_toml(args.config) if args.config else {}
+    flags = {name: getattr(args, name) for name in RunConfig.settings() if getattr(args, name, None) is not None}
+    if "out_dir" in flags:
+        given.pop("out", None)
+    return {**given, **flags}
+
+
 def _run_config(args):
     from numformer.train.lm import RunConfig
 
     config = RunConfig.from_toml(args.config) if args.config else RunConfig()
     overrides = {name: getattr(args, name) for name in RunConfig.settings() if getattr(args, name, None) is not None}
     return config.updated(overrides, source="command line")
+
+
+def _train(args) -> int:
+    from pathlib import Path
+
+    from numformer.train import lm
+
+    resume = args.resume or args.resume_from is not None
+    if resume and args.overwrite:
+        raise UsageError("numformer train: --overwrite starts over; it cannot go with --resume or --resume-from")
+    if resume:
+        given = _given_settings(args)
+        out = Path(given.get("out_dir", given.get("out", lm.RunConfig().train.out_dir)))
+        config = lm.config_for_resume(out, given)
+    else:
+        config = _run_config(args)
+    _, _, result = lm.train(
+        config, resume=args.resume, resume_from=args.resume_from, overwrite=args.overwrite, write=_tqdm_write
+    )
+    if result.status == "interrupted":
+        print(f"interrupted at step {result.step}: checkpoint saved; continue with --resume", file=sys.stderr)
+        return 130
+    if result.status in ("diverged", "fatal"):
+        print(f"error: {result.reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _dispatch(args) -> int:
@@ -167,9 +208,7 @@ def _dispatch(args) -> int:
 
         run(seconds=args.seconds, out=args.out)
     elif args.command == "train":
-        from numformer.train import lm
-
-        lm.train(_run_config(args), resume=args.resume, write=_tqdm_write)
+        return _train(args)
     elif args.command == "lr-find":
         from numformer.train import lm
 
@@ -231,8 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     # (NUMFORMER_NUM_THREADS and NUMFORMER_TUNE_ALLOCATOR change that).
     try:
         return _dispatch(build_parser().parse_args(argv))
+    except BrokenPipeError:  # the reader went away (numformer generate ... | head): end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except _user_errors() as err:
         print(f"error: {err}", file=sys.stderr)
+    except OSError as err:  # a path the user gave: missing, a folder, not writable, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
     except ImportError as err:
         print(f"error: {err}; install the extras with: pip install 'numformer[demo]'", file=sys.stderr)
     except KeyboardInterrupt:

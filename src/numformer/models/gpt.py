@@ -53,6 +53,8 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
+        if self.d_ff < 1:
+            raise ValueError(f"GPTConfig: d_ff must be >= 1, got {self.d_ff}")
 
     @classmethod
     def from_dict(cls, data: dict) -> GPTConfig:

@@ -5,7 +5,9 @@ Needs the ``train`` extra (safetensors, tqdm, matplotlib): ``pip install 'numfor
 
 from numformer.train.checkpoint import (
     CheckpointError,
+    list_checkpoints,
     load_checkpoint,
+    read_pointer,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -19,6 +21,8 @@ __all__ = [
     "Callback",
     "EarlyStopping",
     "FitResult",
+    "list_checkpoints",
+    "read_pointer",
     "LoaderBatches",
     "save_checkpoint",
     "load_checkpoint",

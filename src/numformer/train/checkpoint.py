@@ -100,6 +100,7 @@ def save_checkpoint(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale_saves(directory)
     name, n = f"step-{step:08d}", 1
     while (directory / name).exists():  # never overwrite: a pointer may name the old folder
         name, n = f"step-{step:08d}-{n}", n + 1
@@ -128,12 +129,26 @@ def save_checkpoint(
     return final
 
 
+def remove_stale_saves(directory) -> None:
+    """Remove the temporary folders of saves that were killed (``.step-*``): never a valid
+    checkpoint, as a save renames its folder into place only when it is complete."""
+    for stale in Path(directory).glob(".step-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def point(directory, folder, tag: str = "latest", step: int | None = None) -> None:
+    """Make ``<directory>/<tag>.json`` name ``folder`` (a step folder there), atomically."""
+    directory = Path(directory)
+    _write_json_atomic(directory / f"{tag}.json", {"checkpoint": Path(folder).name, "step": step})
+
+
 def _prune(directory: Path, keep: int) -> None:
     pinned = set()
     for pointer in directory.glob("*.json"):
         try:
             pinned.add(json.loads(pointer.read_text())["checkpoint"])
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             continue
     folders = sorted((p for p in directory.glob("step-*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
     for old in folders[:-keep] if keep > 0 else []:
@@ -141,21 +156,57 @@ def _prune(directory: Path, keep: int) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def list_checkpoints(directory) -> list[Path]:
+    """The step folders under ``directory`` that hold a ``state.json``, oldest step first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.glob("step-*") if (p / "state.json").is_file()), key=lambda p: p.name)
+
+
+def _listing(directory: Path) -> str:
+    found = [p.name for p in list_checkpoints(directory)]
+    return f"checkpoints there: {', '.join(found)}" if found else "no checkpoint folders there"
+
+
+def read_pointer(pointer: Path) -> Path:
+    """The checkpoint folder a pointer file (``latest.json``, ``best.json``) names. The pointer
+    must be a JSON object whose ``checkpoint`` names a step folder inside the pointer's own
+    directory; anything else is a ``CheckpointError`` naming the file and listing the
+    checkpoints that are there."""
+    pointer = Path(pointer)
+    directory = pointer.parent
+    try:
+        data = json.loads(pointer.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        problem = "is empty" if pointer.exists() and not pointer.stat().st_size else f"is not valid JSON ({err})"
+        raise CheckpointError(
+            f"{pointer} {problem}; {_listing(directory)}; resume from one with --resume-from"
+        ) from None
+    name = data.get("checkpoint") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name.startswith("step-") or Path(name).name != name:
+        raise CheckpointError(
+            f"{pointer} does not name a step folder of {directory} (got {data!r}); {_listing(directory)}; "
+            "resume from one with --resume-from"
+        )
+    folder = directory / name
+    if not (folder / "state.json").is_file():
+        raise CheckpointError(f"{pointer} names {name}, which is not there; {_listing(directory)}")
+    return folder
+
+
 def resolve_checkpoint(path, tag: str = "latest") -> Path:
-    """A step folder, or the one that ``<directory>/<tag>.json`` points to."""
+    """A step folder, or the one that ``<directory>/<tag>.json`` points to (``read_pointer``)."""
     path = Path(path)
     if (path / "state.json").exists():
         return path
     pointer = path / f"{tag}.json"
     if not pointer.exists():
         raise CheckpointError(
-            f"no checkpoint found at {path}: expected a step folder or "
-            f"{pointer.name}; train first or pass the right --out folder"
+            f"no checkpoint found at {path}: expected a step folder or {pointer.name} ({_listing(path)}); "
+            "train first or pass the right --out folder"
         )
-    try:
-        return path / json.loads(pointer.read_text())["checkpoint"]
-    except (ValueError, KeyError) as err:
-        raise CheckpointError(f"{pointer} is unreadable: {err}") from None
+    return read_pointer(pointer)
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "latest", restore_rng: bool = True) -> dict:

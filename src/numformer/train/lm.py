@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import shutil
 import time
 import typing
 from dataclasses import asdict, dataclass, field
@@ -38,6 +41,52 @@ TABLES = {
     "data": lambda section, name: name in DATA_FIELDS,
     "train": lambda section, name: section == "train" or (section is None and name not in DATA_FIELDS),
 }
+
+
+def read_toml(path) -> dict:
+    """A TOML run file's settings as one flat dict; keys checked against their tables, and
+    none given twice (ValueError naming the file and the key)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a folder, not a TOML file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {path} is not valid TOML: {err}") from None
+    table = RunConfig.settings()
+    flat, where = {}, {}
+    for key, value in raw.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        if isinstance(value, dict) and key not in TABLES:
+            raise ValueError(f"config file {path}: unknown table [{key}]; tables: {', '.join(TABLES)}")
+        for name, item in items:
+            place = f"[{key}] {name}" if isinstance(value, dict) else name
+            target = ALIASES.get(name, name)
+            if isinstance(value, dict) and target in table and not TABLES[key](table[target][0], target):
+                raise ValueError(f"config file {path}: {name} does not belong in [{key}]")
+            if target in where:
+                raise ValueError(f"config file {path}: {target} is given twice ({where[target]} and {place})")
+            where[target] = place
+            flat[name] = item
+    return flat
+
+
+def _optional_settings() -> set:
+    """The settings that may be None (``clip_grad_norm``: no clipping, ...)."""
+    names = set()
+    for cls in (RunConfig, GPTConfig, TrainConfig):
+        for name, kind in typing.get_type_hints(cls).items():
+            if type(None) in typing.get_args(kind):
+                names.add(name)
+    return names
 
 
 def _lm_train_config() -> TrainConfig:
@@ -66,6 +115,43 @@ class RunConfig:
     model: GPTConfig = field(default_factory=GPTConfig)
     train: TrainConfig = field(default_factory=_lm_train_config)
 
+    def __post_init__(self):
+        """Every setting of the recipe in range and finite (the sections check their own)."""
+        for name in ("batch_size", "bpe_vocab_size", "monitor_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "sample_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RunConfig: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "min_lr", "weight_decay", "val_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"RunConfig: {name} must be a finite number, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"RunConfig: lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"RunConfig: min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"RunConfig: weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"RunConfig: val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.tokenizer not in ("char", "bpe"):
+            raise ValueError(f"RunConfig: tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "run.json") -> RunConfig:
+        """A run as ``to_dict`` wrote it (or the flat form of earlier versions)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object of settings, got {type(data).__name__}")
+        flat = {}
+        for key, value in data.items():
+            if key in ("model", "train") and isinstance(value, dict):
+                flat.update({k: v for k, v in value.items() if k not in DERIVED.get(key, ())})
+            else:
+                flat[key] = value
+        if flat.get("d_ff") is None:
+            flat.pop("d_ff", None)
+        return cls().updated(flat, source=source)
+
     # --- the settings as one flat table (CLI flags, TOML keys) --------------------------
     @classmethod
     def settings(cls) -> dict:
@@ -89,33 +175,7 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path) -> RunConfig:
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"config file {path} is not valid TOML: {err}") from None
-        table = cls.settings()
-        flat, where = {}, {}
-        for key, value in raw.items():
-            items = value.items() if isinstance(value, dict) else [(key, value)]
-            if isinstance(value, dict) and key not in TABLES:
-                raise ValueError(f"config file {path}: unknown table [{key}]; tables: {', '.join(TABLES)}")
-            for name, item in items:
-                place = f"[{key}] {name}" if isinstance(value, dict) else name
-                target = ALIASES.get(name, name)
-                if isinstance(value, dict) and target in table and not TABLES[key](table[target][0], target):
-                    raise ValueError(f"config file {path}: {name} does not belong in [{key}]")
-                if target in where:
-                    raise ValueError(f"config file {path}: {target} is given twice ({where[target]} and {place})")
-                where[target] = place
-                flat[name] = item
-        return cls().updated(flat, source=str(path))
+        return cls().updated(read_toml(path), source=str(path))
 
     def updated(self, values: dict, source: str = "flags") -> RunConfig:
         """A copy with ``values`` (flat setting names) applied; unknown keys and wrong types
@@ -131,6 +191,7 @@ class RunConfig:
                 raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(table)}")
             section, want, _ = table[key]
             ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+            ok = ok or (value is None and key in _optional_settings())
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value, ok = float(value), True
             if not ok:
@@ -142,9 +203,9 @@ class RunConfig:
         try:
             model = dataclasses.replace(self.model, **changes["model"])
             train = dataclasses.replace(self.train, **changes["train"])
+            return dataclasses.replace(self, model=model, train=train, **changes[None])
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
-        return dataclasses.replace(self, model=model, train=train, **changes[None])
 
     def to_dict(self) -> dict:
         """The run as saved in ``run.json``: ``{recipe fields..., "model": {...}, "train": {...}}``
@@ -163,20 +224,84 @@ def read_corpus(config: RunConfig) -> str:
     return default_corpus() if config.data == "default" else load_text(config.data)
 
 
-def prepare(config: RunConfig, out: Path, resume: bool = False):
-    """Corpus, tokenizer (reused from ``out`` on resume), token data and a fresh model."""
+def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: bool = True):
+    """Corpus, tokenizer (reused from ``out`` on resume), token data and a fresh model; the
+    sample prompt is checked against the tokenizer before anything is written."""
     text = read_corpus(config)
     tok_path = out / "tokenizer.json"
     if resume and tok_path.exists():
         tokenizer = load_tokenizer(tok_path)
     else:
         tokenizer = train_tokenizer(config.tokenizer, text, config.bpe_vocab_size)
+    check_prompt(tokenizer, config.sample_prompt, "sample_prompt")
+    data = TokenData(text, tokenizer, config.val_fraction)
+    if save_tokenizer and not (resume and tok_path.exists()):
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(tok_path)
-    data = TokenData(text, tokenizer, config.val_fraction)
     manual_seed(config.train.seed)
     model = GPT(config.model_config(tokenizer.vocab_size))
     return tokenizer, data, model
+
+
+def check_prompt(tokenizer, prompt: str, name: str = "prompt") -> None:
+    """A prompt the tokenizer can encode to at least one token (ValueError naming ``name``)."""
+    try:
+        ids = tokenizer.encode(prompt)
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"{name}: {err}") from None
+    if len(ids) == 0:
+        raise ValueError(f"{name}: the prompt is empty: give at least one character")
+
+
+# --- the run folder --------------------------------------------------------------------------
+RUN_FILES = ("run.json", "checkpoints", "metrics.jsonl", "model", "tokenizer.json", "metrics.png", "health_report.txt")
+# Settings a resumed run may change; any other must equal the saved run's.
+RESUME_MAY_CHANGE = frozenset(
+    "max_steps progress log_every checkpoint_every keep_checkpoints eval_every eval_batches sample_tokens "
+    "sample_prompt monitor_interval out_dir early_stopping_patience stop_on_fatal".split()
+)
+
+
+def check_out_dir(out: Path) -> None:
+    """``out`` can be a run folder: a folder or nothing yet, under a folder, writable."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: {parent} is not writable")
+
+
+def existing_run(out: Path) -> list[str]:
+    """The run files already in ``out`` (empty: no run there)."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def config_for_resume(out: Path, given: dict) -> RunConfig:
+    """The saved configuration of the run in ``out``, with the settings in ``given`` applied;
+    a setting that would change the run (the model, data, optimiser...) is refused, naming it."""
+    path = out / "run.json"
+    if not path.exists():
+        raise FileNotFoundError(f"nothing to resume in {out}: no run.json there; drop --resume to start a new run")
+    try:
+        saved = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the run's settings cannot be read") from None
+    given = {ALIASES.get(k, k): v for k, v in given.items()}
+    conflicts = [
+        f"{k}={v!r} (the run has {saved.get(k)!r})"
+        for k, v in given.items()
+        if k not in RESUME_MAY_CHANGE and saved.get(k) != (float(v) if isinstance(saved.get(k), float) else v)
+    ]
+    if conflicts:
+        raise ValueError(
+            f"--resume: {', '.join(conflicts)} would change the run in {out}; these may change on resume: "
+            f"{', '.join(sorted(RESUME_MAY_CHANGE))}"
+        )
+    return saved.updated({**given, "out_dir": str(out)}, source="--resume")
 
 
 def lm_loss(model, batch):
@@ -250,14 +375,40 @@ def build_trainer(
     )
 
 
-def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
-    """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``."""
+def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), resume_from=None, overwrite=False):
+    """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``.
+
+    The run folder is ``config.train.out_dir``. Without ``resume`` it must hold no run, unless
+    ``overwrite`` (then the old run's files are removed first). ``resume`` continues from the
+    latest checkpoint, ``resume_from`` (a step number or a step folder) from a chosen one.
+    Everything is checked before anything is written. A run that diverges keeps the last
+    finite checkpoint as its model (``FitResult.status`` "diverged").
+    """
     out = Path(config.train.out_dir)
-    if resume and not (out / "checkpoints" / "latest.json").exists():
-        raise FileNotFoundError(
-            f"nothing to resume in {out}: no checkpoints/latest.json; drop --resume to start a new run"
-        )
-    tokenizer, data, model = prepare(config, out, resume)
+    check_out_dir(out)
+    resume = resume or resume_from is not None
+    checkpoint = _checkpoint_to_resume(out, resume_from) if resume else None
+    if not resume:
+        found = existing_run(out)
+        if found and not overwrite:
+            raise ValueError(
+                f"{out} already holds a run ({', '.join(found)}); continue it with --resume, "
+                f"or pass --overwrite to replace it"
+            )
+    elif not (out / "checkpoints").is_dir():
+        raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints there; drop --resume to start a new run")
+    tokenizer, data, model = prepare(config, out, resume, save_tokenizer=False)
+    if resume:  # the run's saved state must load before anything is written
+        from numformer.train.checkpoint import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(checkpoint if checkpoint is not None else out / "checkpoints")
+    elif overwrite:
+        for name in existing_run(out):
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "tokenizer.json").exists():
+        tokenizer.save(out / "tokenizer.json")
     (out / "run.json").write_text(json.dumps(config.to_dict(), indent=1))
     write(model.summary())
     write(
@@ -266,19 +417,45 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=()):
     )
     trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
     started = time.perf_counter()
-    result = trainer.fit(resume=resume)
+    result = trainer.fit(resume=resume, checkpoint=checkpoint)
     history = {
         "status": result.status,
         "steps": result.step,
         "best_val_loss": result.best_val_loss,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if result.status == "diverged" and trainer._saved is None:
+        write(f"diverged at step {result.step}: no finite checkpoint, so no model saved")
+        return model, tokenizer, result
     model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
     write(
         f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
         f"model saved to {out / 'model'}"
     )
     return model, tokenizer, result
+
+
+def _checkpoint_to_resume(out: Path, resume_from):
+    """None (the latest), or the step folder ``resume_from`` names: a step number of this run,
+    or a path to a step folder."""
+    if resume_from is None:
+        return None
+    from numformer.train.checkpoint import list_checkpoints
+
+    text = str(resume_from)
+    if text.isdigit():
+        matches = [p for p in list_checkpoints(out / "checkpoints") if int(p.name.split("-")[1]) == int(text)]
+        if not matches:
+            there = ", ".join(p.name for p in list_checkpoints(out / "checkpoints")) or "none"
+            folder = out / "checkpoints"
+            raise FileNotFoundError(
+                f"--resume-from {text}: no checkpoint of step {text} in {folder} (checkpoints there: {there})"
+            )
+        return matches[-1]
+    path = Path(text)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"--resume-from {path}: not a checkpoint folder (no state.json there)")
+    return path
 
 
 def find_lr(config: RunConfig, write=print, num_steps: int = 100):
@@ -329,7 +506,13 @@ def info(path, write=print) -> dict:
         write("training: " + ", ".join(f"{k} {v}" for k, v in history.items()))
     metrics = folder.parent / "metrics.jsonl"
     if metrics.exists():
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        rows = []
+        for line in metrics.read_text(errors="replace").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a line torn by a crash mid-write
+                continue
+        rows = [r for r in rows if isinstance(r, dict) and "step" in r]
         vals = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
         if vals:
             write("validation loss by step: " + ", ".join(f"{s}: {v:.4f}" for s, v in vals))

@@ -21,7 +21,14 @@ import numpy as np
 from numformer.autograd import no_grad
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import ReduceLROnPlateau
-from numformer.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from numformer.train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    point,
+    remove_stale_saves,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -46,8 +53,14 @@ class TrainConfig:
         for name in ("max_steps", "grad_accum_steps", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise ValueError(f"TrainConfig: clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
+        if self.clip_grad_norm is not None and not 0 < self.clip_grad_norm < math.inf:
+            raise ValueError(f"TrainConfig: clip_grad_norm must be finite and > 0, or None, got {self.clip_grad_norm}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"TrainConfig: keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"TrainConfig: seed must be an integer in [0, 2^63), got {self.seed!r}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(f"TrainConfig: early_stopping_patience must be >= 1, got {self.early_stopping_patience}")
 
 
 class Callback:
@@ -76,7 +89,7 @@ class EarlyStopping(Callback):
 
 @dataclass
 class FitResult:
-    status: str  # "completed", "interrupted", "early_stopped", "fatal"
+    status: str  # "completed", "interrupted", "early_stopped", "fatal", "diverged"
     step: int
     best_val_loss: float
     reason: str = ""
@@ -178,6 +191,7 @@ class Trainer:
         self.best_val_loss = math.inf
         self._stop_reason = None
         self._stop_status = None
+        self._saved: tuple[int, Path] | None = None  # (step, folder) of the newest checkpoint on disk
 
     # --- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str, status: str = "early_stopped") -> None:
@@ -187,7 +201,8 @@ class Trainer:
     def _on_sigint(self, signum, frame):
         if self._stop_status == "interrupted":  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self.request_stop("interrupted by Ctrl-C", "interrupted")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.request_stop(f"interrupted by {name}", "interrupted")
 
     # --- state ------------------------------------------------------------------------------
     def _extra_state(self) -> dict:
@@ -199,7 +214,12 @@ class Trainer:
         }
 
     def save(self, tag: str = "latest"):
-        return save_checkpoint(
+        """Checkpoint the current step and point ``tag`` at it. A step already on disk (saved as
+        the best, then as the latest; or a finished run resumed) is pointed at, not copied."""
+        if self._saved is not None and self._saved[0] == self.step and self._saved[1].is_dir():
+            point(self.checkpoint_dir, self._saved[1], tag, self.step)
+            return self._saved[1]
+        folder = save_checkpoint(
             self.checkpoint_dir,
             self.model,
             self.optimizer,
@@ -210,14 +230,24 @@ class Trainer:
             tag=tag,
             keep=self.config.keep_checkpoints,
         )
+        self._saved = (self.step, folder)
+        return folder
 
-    def resume(self) -> bool:
-        """Load the latest checkpoint under ``out_dir`` if there is one; True if loaded."""
-        try:
-            resolve_checkpoint(self.checkpoint_dir)
-        except CheckpointError:
-            return False
-        state = load_checkpoint(self.checkpoint_dir, self.model, self.optimizer, self.scheduler)
+    def resume(self, checkpoint=None) -> bool:
+        """Load ``checkpoint`` (a step folder) or the latest one under ``out_dir``; True if one
+        was loaded, False when ``out_dir`` holds no checkpoint at all (a fresh run).
+
+        Raises:
+            CheckpointError: a damaged, empty or foreign ``latest.json``, step folders without a
+            pointer, or a corrupted checkpoint: never a silent fresh start over earlier work.
+        """
+        if checkpoint is None:
+            if not (self.checkpoint_dir / "latest.json").exists() and not list_checkpoints(self.checkpoint_dir):
+                return False
+            folder = resolve_checkpoint(self.checkpoint_dir)
+        else:
+            folder = resolve_checkpoint(checkpoint)
+        state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler)
         self.step = state["step"]
         extra = state["extra"]
         self.rng.bit_generator.state = extra["data_rng"]
@@ -227,6 +257,8 @@ class Trainer:
         for c, bad in zip(self.callbacks, extra.get("callbacks", [])):
             if bad is not None:
                 c.bad_evals = bad
+        if folder.parent.resolve() == self.checkpoint_dir.resolve():
+            self._saved = (self.step, folder)
         self._truncate_metrics()
         return True
 
@@ -234,12 +266,15 @@ class Trainer:
         """Drop metric lines past the resumed step, so the log reads as one run."""
         if not self.metrics_path.exists():
             return
-        lines = [
-            line
-            for line in self.metrics_path.read_text().splitlines()
-            if line and json.loads(line)["step"] <= self.step
-        ]
-        self.metrics_path.write_text("".join(line + "\n" for line in lines))
+        kept = []
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line torn by a crash mid-write: dropped
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= self.step:
+                kept.append(line)
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     # --- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> float:
@@ -279,18 +314,27 @@ class Trainer:
         self.step += 1
         return {"step": self.step, "loss": total, "lr": lr, "grad_norm": grad_norm, "items": items}
 
-    def fit(self, resume: bool = False) -> FitResult:
-        """Train until ``max_steps``, early stopping, a fatal diagnosis or Ctrl-C."""
+    def fit(self, resume: bool = False, checkpoint=None) -> FitResult:
+        """Train until ``max_steps``, early stopping, a fatal diagnosis, a non-finite loss, or
+        Ctrl-C / SIGTERM (both finish the step and save; status "interrupted").
+
+        ``resume`` continues from the latest checkpoint, or from ``checkpoint`` (a step folder).
+        A step whose loss or gradient norm is not finite stops the run with status "diverged",
+        saves nothing, and loads the last checkpoint back into the model (the last finite one).
+        """
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.resume()
+        remove_stale_saves(self.checkpoint_dir)
+        if resume or checkpoint is not None:
+            self.resume(checkpoint)
         elif self.metrics_path.exists():
             self.metrics_path.unlink()
         self._stop_reason = self._stop_status = None
         history = []
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        previous = (
+            {sig: signal.signal(sig, self._on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+        )
         bar = _progress(cfg, self.step)
         try:
             with open(self.metrics_path, "a") as log:
@@ -298,6 +342,9 @@ class Trainer:
                     start = time.perf_counter()
                     metrics = self._train_step()
                     metrics["throughput"] = metrics.pop("items") / (time.perf_counter() - start)
+                    if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
+                        self._diverged(metrics)
+                        break
                     if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
                         self._evaluate_into(metrics)
                     if self.monitor is not None and self.monitor.fatal and cfg.stop_on_fatal:
@@ -322,11 +369,22 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self._write_summary()
         status = self._stop_status or "completed"
         return FitResult(status, self.step, self.best_val_loss, self._stop_reason or "", history)
+
+    def _diverged(self, metrics: dict) -> None:
+        """A non-finite step: stop, keep nothing of it, and restore the last checkpoint."""
+        what = f"loss {metrics['loss']}, gradient norm {metrics['grad_norm']}"
+        if self._saved is not None:
+            load_checkpoint(self._saved[1], self.model, self.optimizer, self.scheduler)
+            kept = f"the model is the last finite checkpoint, step {self._saved[0]} ({self._saved[1]})"
+            self.step = self._saved[0]
+        else:
+            kept = "no checkpoint was saved before it, so no model is kept"
+        self.request_stop(f"training diverged at step {metrics['step']} ({what}); {kept}", "diverged")
 
     def _write_summary(self) -> None:
         """``metrics.png`` (loss, lr, gradient norm) and, with a monitor, ``health_report.txt``."""

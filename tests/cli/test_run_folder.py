@@ -1,0 +1,252 @@
+"""A run folder never loses work, and every mistake ends in one clear line (exit 2, no traceback).
+
+Each kind of fault drives ``numformer train`` in a temporary folder and checks the exit code, the
+single stderr line naming the file or the setting, and the run folder's contents before and
+after."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from test_lm_cli import TINY, cli
+
+from numformer.cli import main
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("The cat sat on the mat. The dog sat on the log. " * 40)
+    return path
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes (what a failed command must leave alone)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def train(corpus, out, *extra, steps=6):
+    return main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", str(steps), *TINY, *extra])
+
+
+def one_error_line(capsys, *expected):
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("train:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    for text in expected:
+        assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def run(tmp_path, corpus, capsys):
+    """A finished 6-step run (checkpoints every 3 steps)."""
+    out = tmp_path / "run"
+    assert train(corpus, out, "--checkpoint-every", "3") == 0
+    capsys.readouterr()
+    return out
+
+
+# --- 1. a damaged checkpoint pointer never restarts the run --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pointer", "problem"),
+    [
+        (None, "no checkpoint found"),
+        ("", "is empty"),
+        ("{not json", "is not valid JSON"),
+        ('{"checkpoint": 3}', "does not name a step folder"),
+        ('["step-00000006"]', "does not name a step folder"),
+        ('{"checkpoint": "../../elsewhere"}', "does not name a step folder"),
+    ],
+)
+def test_a_damaged_pointer_is_one_line_listing_the_checkpoints(run, corpus, capsys, pointer, problem):
+    latest = run / "checkpoints" / "latest.json"
+    if pointer is None:
+        latest.unlink()
+    else:
+        latest.write_text(pointer)
+    before = snapshot(run)
+    assert train(corpus, run, "--resume", steps=9) == 2
+    line = one_error_line(capsys, problem, "step-00000006")
+    assert "step-00000003" in line or pointer is None
+    assert snapshot(run) == before  # nothing pruned, nothing restarted, metrics untouched
+
+
+def test_resume_from_a_chosen_checkpoint(run, corpus, capsys):
+    (run / "checkpoints" / "latest.json").write_text("")
+    assert main(["train", "--out", str(run), "--resume-from", "3", "--max-steps", "8", "--progress", "false"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # one series: 1-3 kept, 4-8 from the chosen checkpoint
+    assert main(["train", "--out", str(run), "--resume-from", "5"]) == 2
+    one_error_line(capsys, "--resume-from 5", "no checkpoint of step 5")
+
+
+# --- 2. training again into a run folder without --resume ------------------------------------------
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwrite(run, corpus, capsys):
+    before = snapshot(run)
+    assert train(corpus, run) == 2
+    one_error_line(capsys, "already holds a run", "--resume", "--overwrite")
+    assert snapshot(run) == before
+    assert train(corpus, run, "--overwrite", steps=2) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
+# --- 3. resume reads the run's own configuration ------------------------------------------------
+
+
+def test_resume_needs_only_the_folder_and_refuses_conflicting_settings(run, capsys):
+    run_json = (run / "run.json").read_bytes()
+    assert main(["train", "--out", str(run), "--d-model", "32", "--resume"]) == 2
+    one_error_line(capsys, "d_model=32", "(the run has 16)", "would change the run")
+    assert (run / "run.json").read_bytes() == run_json
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "8", "--progress", "false"]) == 0
+    assert json.loads((run / "run.json").read_text())["model"]["d_model"] == 16
+
+
+# --- 4. every option is checked before the first step ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--sample-prompt", "Zebra€"], "sample_prompt"),
+        (["--sample-tokens", "-1"], "sample_tokens must be >= 0"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--min-lr", "0.1", "--lr", "0.01"], "min_lr must be in"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--seed", "-3"], "seed must be an integer in [0, 2^63)"),
+        (["--d-ff", "-4"], "d_ff must be >= 1"),
+        (["--clip-grad-norm", "inf"], "clip_grad_norm must be finite"),
+        (["--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
+    ],
+)
+def test_bad_options_fail_before_anything_is_written(tmp_path, corpus, capsys, flags, expected):
+    out = tmp_path / "fresh"
+    assert train(corpus, out, *flags) == 2
+    one_error_line(capsys, expected)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_toml_key_given_twice_or_in_the_wrong_table(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text("n_layer = 1\n[model]\nn_layer = 2\n")
+    assert main(["train", "--config", str(config)]) == 2
+    one_error_line(capsys, str(config), "n_layer is given twice")
+    config.write_bytes(b"n_layer = 1 # \xff\xfe\n")
+    assert main(["train", "--config", str(config)]) == 2
+    one_error_line(capsys, str(config), "not UTF-8")
+
+
+# --- 5. a run that goes non-finite ----------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+def test_a_diverging_run_exits_non_zero_and_keeps_the_last_finite_checkpoint(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    code = train(corpus, out, "--lr", "1e30", "--min-lr", "1e30", "--checkpoint-every", "1", "--clip-grad-norm", "1e30")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "diverged at step" in err and "last finite checkpoint" in err and "Traceback" not in err
+    from numformer.models import GPT
+
+    model, _, saved = GPT.load(out / "model")
+    assert saved["history"]["status"] == "diverged"
+    assert all(np.isfinite(p.data).all() for p in model.parameters())
+
+
+# --- 6. interrupts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_save_and_exit_130(tmp_path, corpus, sig):
+    out = tmp_path / "run"
+    args = ["train", "--data", corpus, "--out", out, "--max-steps", "100000", *TINY, "--checkpoint-every", "100000"]
+    proc = subprocess.Popen([sys.executable, "-m", "numformer.cli", *map(str, args)], stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "Traceback" not in err
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] >= 1 and (out / "model" / "model.safetensors").exists()
+
+
+# --- 7. checkpoint rotation ------------------------------------------------------------------------
+
+
+def test_each_step_is_saved_once_and_a_killed_save_is_cleaned_up(run, corpus, capsys):
+    folders = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert folders == ["step-00000003", "step-00000006"]  # the final step once, although also the best
+    (run / "checkpoints" / ".step-00000009.abcd").mkdir()  # what a kill during a save leaves
+    assert train(corpus, run, "--resume") == 0  # resuming a finished run adds no copy
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == folders
+
+
+# --- 9. paths the user gave ------------------------------------------------------------------------
+
+
+def test_paths_that_cannot_be_used_are_one_line(tmp_path, corpus, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert train(corpus, a_file) == 2
+    one_error_line(capsys, str(a_file), "is a file, not a folder")
+    assert train(corpus, a_file / "run") == 2
+    one_error_line(capsys, "is a file, so no folder can be made under it")
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    one_error_line(capsys, str(tmp_path), "is a folder")
+
+
+# --- 10. a torn last line in metrics.jsonl ---------------------------------------------------------
+
+
+def test_a_torn_metrics_line_does_not_block_resume_or_info(run, capsys):
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')  # a crash in the middle of a write
+    assert main(["info", str(run)]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "7", "--progress", "false"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 8))
+
+
+# --- 11. output into a pipe that closes ------------------------------------------------------------
+
+
+def test_generate_into_a_closed_pipe_ends_quietly(run):
+    gen = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "numformer.cli",
+            "generate",
+            "--model",
+            str(run),
+            "--prompt",
+            "The ",
+            "--max-new-tokens",
+            "4000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    gen.stdout.read(5)
+    gen.stdout.close()  # what `| head -c 5` does
+    _, err = gen.communicate(timeout=120)
+    assert gen.returncode == 0 and b"Traceback" not in err and not err.strip(), err
+    assert os.path.exists(run / "model")
+    code, out, _ = cli("info", run)
+    assert code == 0 and "GPT" in out
