@@ -214,3 +214,18 @@ def test_generation_with_a_forward_hook_runs_every_module():
     model.transformer["h"][0].mlp.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
     model.generate([[1, 2, 3]], 4, temperature=0)
     assert calls == [(1, 3, 16)] + [(1, 1, 16)] * 3  # the prompt, then each cached step
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+def test_cached_generation_past_the_context_equals_recomputing(positions):
+    """The bug report's case: rows of 3 and 6 tokens, block_size 8, 10 greedy tokens; from the
+    step the longer row passes block_size, every step recomputes each row's last 8 tokens."""
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, positions=positions)).eval()
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9 % 11]]
+    cached, full = [], []
+    a = model.generate(prompts, 10, temperature=0, record_logits=cached)
+    b = model.generate(prompts, 10, temperature=0, use_cache=False, record_logits=full)
+    assert a == b
+    for step, (x, y) in enumerate(zip(cached, full)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=f"step {step}")

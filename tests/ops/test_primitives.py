@@ -264,3 +264,32 @@ def test_the_numpy_erf_is_accurate_to_each_dtypes_precision():
     assert got32.dtype == np.float32
     ref = np.array([math.erf(float(v)) for v in x32])
     assert np.max(np.abs(got32 - ref)) <= 2 * np.finfo(np.float32).eps
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("var", (1, 3)),
+        ("std", (1, 3)),
+        ("var", (3, 0)),
+        ("softmax", (3, 0)),
+        ("log_softmax", (3, 0)),
+        ("sum", (3, 0)),
+        ("mean", (3, 0)),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")  # PyTorch's own, for the reference
+def test_reductions_at_degenerate_sizes_give_what_pytorch_gives(name, shape):
+    import warnings
+
+    x = np.random.default_rng(0).standard_normal(shape)
+    ours, theirs = nf.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    dim = 0 if name in ("var", "std") and shape[0] == 1 else 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from inside numformer either
+        out = getattr(ours, name)(dim=dim)
+        out.sum().backward()
+    ref = getattr(theirs, name)(dim=dim)
+    ref.sum().backward()
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), equal_nan=True)
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), equal_nan=True)

@@ -214,3 +214,43 @@ def test_bad_optimiser_arguments():
     other = optim.SGD([nf.zeros(2, requires_grad=True), nf.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match=r"groups of sizes \[2\], this optimiser has \[1\]"):
         opt.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize(("total", "pct"), [(10, 0.1), (2, 0.5), (20, 0.05), (1, 0.3), (5, 1.0), (5, 0.0), (100, 0.3)])
+def test_one_cycle_is_defined_for_any_phase_lengths(total, pct):
+    """Zero-length phases (pct_start * total_steps <= 1, or a warm-up that reaches the end)
+    no longer divide by zero: the warm-up starts at max_lr, the annealing ends at min_lr; every
+    lr lies in [min_lr, max_lr]; with proper phases it is PyTorch's schedule."""
+    model = nn.Linear(2, 2)
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    sched = optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=total, pct_start=pct)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(total - 1):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    low = 0.01 / 25 / 1e4
+    assert all(low * (1 - 1e-9) <= lr <= 0.01 * (1 + 1e-9) for lr in lrs)
+    if pct * total > 1 and pct * total < total:
+        t_opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.01)
+        t_sched = torch.optim.lr_scheduler.OneCycleLR(
+            t_opt, max_lr=0.01, total_steps=total, pct_start=pct, cycle_momentum=False
+        )
+        expected = [t_opt.param_groups[0]["lr"]]
+        for _ in range(total - 1):
+            t_opt.step()
+            t_sched.step()
+            expected.append(t_opt.param_groups[0]["lr"])
+        np.testing.assert_allclose(lrs, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"total_steps": 0}, "total_steps must be a positive int"),
+        ({"total_steps": 5, "pct_start": 1.5}, "pct_start must be in"),
+    ],
+)
+def test_one_cycle_names_bad_arguments(kwargs, message):
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.01)
+    with pytest.raises(ValueError, match=message):
+        optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, **kwargs)

@@ -356,7 +356,9 @@ class GPT(nn.Module):
         smallest set whose probability reaches p. ``seed`` makes sampling reproducible.
         ``on_token(row, token)`` is called as each token is chosen (for streaming); ``stop(row,
         tokens) -> bool`` ends a row early. With ``use_cache`` each step feeds one token per row
-        through the KV cache; otherwise the whole context is recomputed (same logits).
+        through the KV cache; otherwise the whole context is recomputed. Both give the same logits
+        at every step: once a row outgrows block_size, each step recomputes every row's last
+        block_size tokens (the window slides, so no cached key fits).
         """
         from numformer.models.sampling import sample
 
@@ -372,7 +374,9 @@ class GPT(nn.Module):
         done = [False] * len(rows)
         cache = None
         for _ in range(max_new_tokens):
-            if use_cache:
+            # Past the context the window slides: each row's last block_size tokens at positions
+            # 0..block_size-1, which no cached key has seen; so those steps recompute the window.
+            if use_cache and max(len(r) for r in rows) <= self.config.block_size:
                 logits, cache = self._next_logits_cached(rows, cache)
             else:
                 logits = self._next_logits_full(rows)
@@ -410,15 +414,11 @@ class GPT(nn.Module):
         return logits.numpy()[xp.arange(len(rows)), lengths - 1]
 
     def _next_logits_cached(self, rows, cache):
+        """The next-token logits of every row (all of them at most block_size long) through the
+        cache: the prompts at first (right-padded), then one new token per row."""
         N = len(rows)
-        full = cache is not None and (cache.lengths >= self.config.block_size).any()
-        if cache is None or full:
-            # (Re)fill: prompts at first, or the last half-context when a row hits block_size.
-            if full:
-                rows_view = [r[-(self.config.block_size // 2) :] for r in rows]
-            else:
-                rows_view = rows
-            idx, lengths = self._window(rows_view)
+        if cache is None:
+            idx, lengths = self._window(rows)
             cache = KVCache(self.config, N, self.lm_head.weight.dtype)
             logits = self.forward(idx, cache=cache)[0].data
             cache.lengths = lengths.copy()  # right-padded rows: each row's own length

@@ -21,16 +21,23 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
 
     Returns the norm before clipping. The scale is max_norm / (norm + 1e-6), applied only when
     below 1 (PyTorch's rule), so the clipped norm equals ``max_norm`` to about 1e-6 relative.
+    Unlike PyTorch, a gradient whose norm overflows its dtype (finite float32 elements of 1e20)
+    has its norm taken again in float64, so the total is right and the gradients are scaled,
+    not zeroed. ``norm_type`` may be a number or ``"inf"``.
     """
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm_: max_norm must be > 0, got {max_norm}")
+    try:
+        norm_type = float(norm_type)
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_grad_norm_: norm_type must be a number or 'inf', got {norm_type!r}") from None
     grads = _grads(parameters)
     if not grads:
         return Tensor(xp.array(0.0, dtype=np.float32))
     dtype = grads[0].dtype
     # As PyTorch: each gradient's norm in its own dtype, then the norm of those norms (for the
     # 2-norm that is one BLAS dot per gradient, with no float64 copy of every gradient).
-    norms = xp.array([xp.linalg.norm(g.reshape(-1), ord=norm_type) if g.size else 0.0 for g in grads])
+    norms = xp.array([_norm(g.reshape(-1), norm_type) for g in grads], dtype=np.float64)
     total = float(xp.linalg.norm(norms, ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
@@ -42,6 +49,17 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
         for g in grads:
             g *= g.dtype.type(coef)
     return Tensor(xp.array(total, dtype=dtype))
+
+
+def _norm(g, norm_type: float) -> float:
+    """``g``'s norm in its dtype, or in float64 where that overflows but ``g`` is finite."""
+    if not g.size:
+        return 0.0
+    with xp.errstate(over="ignore"):  # an overflow is caught just below
+        n = float(xp.linalg.norm(g, ord=norm_type))
+    if not math.isfinite(n) and bool(xp.isfinite(g).all()):
+        n = float(xp.linalg.norm(g.astype(np.float64), ord=norm_type))
+    return n
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:

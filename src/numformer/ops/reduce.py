@@ -43,10 +43,14 @@ class Sum(Function):
 class Mean(Function):
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
-        return xp.mean(a, axis=axis, keepdims=keepdims)
+        if a.size:
+            return xp.mean(a, axis=axis, keepdims=keepdims)
+        with xp.errstate(invalid="ignore"):  # the mean of nothing is NaN, as in PyTorch (no warning)
+            return (xp.sum(a, axis=axis, keepdims=keepdims) / a.dtype.type(_count(a.shape, axis))).astype(a.dtype)
 
     def backward(self, g):
-        g = _expand(g, self.shape, self.axis, self.keepdims) / _count(self.shape, self.axis)
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            g = _expand(g, self.shape, self.axis, self.keepdims) / _count(self.shape, self.axis)
         return (xp.broadcast_to(g, self.shape).astype(g.dtype, copy=False),)
 
 
@@ -56,15 +60,17 @@ class Var(Function):
     def forward(self, a, axis=None, keepdims=False, correction=1):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
         n = _count(a.shape, axis)
-        self.denominator = max(n - correction, 0)
-        self.centred = a - xp.mean(a, axis=axis, keepdims=True)
-        sq = xp.sum(self.centred * self.centred, axis=axis, keepdims=keepdims)
+        # n <= correction (one value, unbiased; or none): the variance is NaN, as in PyTorch
+        self.denominator = a.dtype.type(max(n - correction, 0))
         with xp.errstate(divide="ignore", invalid="ignore"):
+            self.centred = a - xp.sum(a, axis=axis, keepdims=True) / a.dtype.type(n)  # no "empty slice" warning
+            sq = xp.sum(self.centred * self.centred, axis=axis, keepdims=keepdims)
             return (sq / self.denominator).astype(a.dtype, copy=False)
 
     def backward(self, g):
         g = _expand(g, self.shape, self.axis, self.keepdims)
-        return (g * (2 / self.denominator) * self.centred,)
+        with xp.errstate(divide="ignore", invalid="ignore"):  # NaN where the variance is NaN
+            return (g * (2 / self.denominator) * self.centred,)
 
 
 class Max(Function):

@@ -52,7 +52,7 @@ class Softmax(Function):
 
     def forward(self, x, axis=-1):
         self.axis = axis
-        self.out = softmax_inplace(x.copy(), axis)
+        self.out = softmax_inplace(x.copy(), axis) if x.shape[axis] else x.copy()  # an empty axis: empty
         return self.out
 
     def backward(self, g):
@@ -65,6 +65,9 @@ class LogSoftmax(Function):
 
     def forward(self, x, axis=-1):
         self.axis = axis
+        if not x.shape[axis]:  # an empty axis: empty
+            self.out = x.copy()
+            return self.out
         shifted = x - xp.max(x, axis=axis, keepdims=True)
         self.out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
         return self.out

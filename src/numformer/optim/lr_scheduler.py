@@ -130,6 +130,14 @@ class OneCycleLR(LRScheduler):
         final_div_factor: float = 1e4,
         last_epoch: int = -1,
     ):
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"OneCycleLR: total_steps must be a positive int, got {total_steps!r}")
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
+        if not (div_factor > 0 and final_div_factor > 0):
+            raise ValueError(
+                f"OneCycleLR: div_factor and final_div_factor must be > 0, got {div_factor} and {final_div_factor}"
+            )
         n = len(optimizer.param_groups)
         self.max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n
         self.total_steps, self.pct_start = total_steps, pct_start
@@ -146,12 +154,17 @@ class OneCycleLR(LRScheduler):
         end_up = float(self.pct_start * self.total_steps) - 1
         end_down = float(self.total_steps - 1)
         out = []
+        # Phase lengths of 0 (pct_start * total_steps <= 1, or an up phase that reaches the last
+        # step) have no interior: a zero-length warm-up starts at max_lr, a zero-length
+        # annealing ends there. (PyTorch divides by zero for them.)
         for g in self.optimizer.param_groups:
-            if s <= end_up:
+            if s <= end_up and end_up > 0:
                 start, end, pct = g["initial_lr"], g["max_lr"], s / end_up
             else:
-                start, end, pct = g["max_lr"], g["min_lr"], (s - end_up) / (end_down - end_up)
-            out.append(end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1))
+                up = max(end_up, 0.0)
+                start, end = g["max_lr"], g["min_lr"]
+                pct = (s - up) / (end_down - up) if end_down > up else 1.0
+            out.append(end + (start - end) / 2.0 * (math.cos(math.pi * min(max(pct, 0.0), 1.0)) + 1))
         return out
 
 

@@ -319,22 +319,46 @@ def sample_text(
     top_p: float | None = None,
     stream=None,
 ) -> str:
-    """Continue ``prompt``; ``stream(text_piece)`` receives the text as it is generated."""
+    """Continue ``prompt``; ``stream(text_piece)`` receives the text as it is generated, and the
+    pieces join to exactly the returned text (``TextStream``)."""
     ids = tokenizer.encode(prompt)
     if len(ids) == 0:
         raise ValueError("the prompt is empty: give at least one character")
-    pieces: list[int] = []
-    shown = [0]
+    text_stream = TextStream(tokenizer)
 
     def on_token(row, token):
-        pieces.append(token)
-        if stream is not None:  # decode the whole tail: BPE pieces may merge across tokens
-            text = tokenizer.decode(pieces)
-            stream(text[shown[0] :])
-            shown[0] = len(text)
+        piece = text_stream.push(token)
+        if stream is not None and piece:
+            stream(piece)
 
     new = model.generate([ids], tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, on_token=on_token)
+    rest = text_stream.flush()
+    if stream is not None and rest:
+        stream(rest)
     return tokenizer.decode(new[0])
+
+
+class TextStream:
+    """Text of a growing list of tokens, piece by piece. A byte-level BPE token may end in the
+    middle of a character's UTF-8 bytes, which decodes to U+FFFD until the next token completes
+    it; so a piece stops before trailing U+FFFD characters, and ``flush`` gives what is left.
+    The pieces join to the decoded text of all the tokens."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.tokens, self.shown = tokenizer, [], 0
+
+    def push(self, token: int) -> str:
+        self.tokens.append(int(token))
+        text = self.tokenizer.decode(self.tokens)
+        stable = len(text.rstrip("\ufffd"))
+        piece = text[self.shown : stable] if stable > self.shown else ""
+        self.shown = max(self.shown, stable)
+        return piece
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.tokens)
+        piece, self.shown = text[self.shown :], len(text)
+        return piece
 
 
 class SampleCallback(Callback):

@@ -1,0 +1,36 @@
+"""Gradient clipping without overflow: better than PyTorch 2.13 here, on purpose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from numformer import nn
+from numformer.nn.utils import clip_grad_norm_
+
+
+def test_huge_finite_float32_gradients_are_scaled_not_zeroed():
+    p = nn.Parameter(np.zeros(100, np.float32))
+    p.grad = np.full(100, 1e20, np.float32)
+    total = clip_grad_norm_([p], 1.0)
+    assert float(total) == pytest.approx(1e21, rel=1e-6)  # sqrt(100) * 1e20
+    np.testing.assert_allclose(p.grad, 0.1, rtol=1e-5)
+    ref = torch.nn.Parameter(torch.zeros(100))
+    ref.grad = torch.full((100,), 1e20)
+    assert torch.isinf(torch.nn.utils.clip_grad_norm_([ref], 1.0))  # PyTorch's result: inf, grads zeroed
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, "inf", float("inf")])
+def test_ordinary_gradients_clip_as_in_pytorch(norm_type):
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(s).astype(np.float32) * 5 for s in ((3, 4), (7,))]
+    ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
+    theirs = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
+    for p, t, g in zip(ours, theirs, grads):
+        p.grad, t.grad = g.copy(), torch.from_numpy(g.copy())
+    a = clip_grad_norm_(ours, 1.5, norm_type=norm_type)
+    b = torch.nn.utils.clip_grad_norm_(theirs, 1.5, norm_type=float(norm_type))
+    np.testing.assert_allclose(float(a), float(b), rtol=1e-5)
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-5, atol=1e-7)
