@@ -250,3 +250,57 @@ def test_generate_into_a_closed_pipe_ends_quietly(run):
     assert os.path.exists(run / "model")
     code, out, _ = cli("info", run)
     assert code == 0 and "GPT" in out
+
+
+# --- 8. model folders: damage and mistakes are one line naming the file -------------------------
+
+
+def _damage(model, case):
+    weights, config, tok = model / "model.safetensors", model / "config.json", model / "tokenizer.json"
+    if case == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+        (model / "checksums.json").unlink()
+    elif case == "flipped":
+        data = bytearray(weights.read_bytes())
+        data[-5] ^= 0xFF
+        weights.write_bytes(bytes(data))
+    elif case == "missing_tied_key":
+        from safetensors.numpy import load_file, save_file
+
+        state = load_file(str(weights))
+        del state["transformer.wte.weight"]
+        save_file(state, str(weights))
+        (model / "checksums.json").unlink()
+    elif case in ("wrong_type", "not_json", "tokenizer", "tokenizer_size"):
+        (model / "checksums.json").unlink()
+        info = json.loads(config.read_text())
+        if case == "wrong_type":
+            info["model"]["tie_weights"] = "yes"
+            config.write_text(json.dumps(info))
+        elif case == "not_json":
+            config.write_text("{model: oops")
+        elif case == "tokenizer":
+            tok.write_text('{"type": "bpe", "tokenizer": {"nonsense": 1}}')
+        else:
+            data = json.loads(tok.read_text())
+            data["chars"] = data["chars"][:-1]
+            tok.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("case", "file", "expected"),
+    [
+        ("truncated", "model.safetensors", "truncated"),
+        ("flipped", "model.safetensors", "does not match its checksum"),
+        ("missing_tied_key", "model.safetensors", "transformer.wte.weight"),
+        ("wrong_type", "config.json", "tie_weights must be bool, got str 'yes'"),
+        ("not_json", "config.json", "is not valid JSON"),
+        ("tokenizer", "tokenizer.json", "is not a numformer tokenizer"),
+        ("tokenizer_size", "tokenizer.json", "different runs"),
+    ],
+)
+def test_a_damaged_model_folder_is_one_line_naming_the_file(run, capsys, case, file, expected):
+    assert (run / "model" / "checksums.json").exists()
+    _damage(run / "model", case)
+    assert main(["generate", "--model", str(run), "--prompt", "The ", "--max-new-tokens", "3"]) == 2
+    one_error_line(capsys, file, expected)

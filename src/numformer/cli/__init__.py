@@ -265,6 +265,11 @@ def _user_errors() -> tuple:
     return tuple(errors)
 
 
+def _one_line(err) -> str:
+    """An error's message on one line (a list of problems joined with '; ')."""
+    return "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     # Importing numformer already runs its kernels on every core and tunes the allocator
     # (NUMFORMER_NUM_THREADS and NUMFORMER_TUNE_ALLOCATOR change that).
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except _user_errors() as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
     except OSError as err:  # a path the user gave: missing, a folder, not writable, ...
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)

@@ -10,8 +10,11 @@ the same way takes these weights through its state dict.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -57,12 +60,31 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: d_ff must be >= 1, got {self.d_ff}")
 
     @classmethod
-    def from_dict(cls, data: dict) -> GPTConfig:
+    def from_dict(cls, data: dict, source: str = "GPTConfig") -> GPTConfig:
+        """A config from a dict (``config.json``'s ``model``); unknown fields and values of the
+        wrong type (a string where a bool belongs) are ValueErrors naming ``source`` and the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected an object of GPTConfig fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"GPTConfig: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+            raise ValueError(f"{source}: unknown field(s) {unknown}; known: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in data.items():
+            allowed = typing.get_args(hints[name]) or (hints[name],)
+            ok = any(
+                isinstance(value, kind)
+                and not (kind in (int, float) and isinstance(value, bool))
+                or (kind is float and isinstance(value, int) and not isinstance(value, bool))
+                for kind in allowed
+            )
+            if not ok:
+                names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+                raise ValueError(f"{source}: {name} must be {names}, got {type(value).__name__} {value!r}")
+        try:
+            return cls(**data)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
 
 class KVCache:
@@ -483,46 +505,114 @@ class GPT(nn.Module):
         return "\n".join(lines)
 
     def save(self, folder, tokenizer=None, extra: dict | None = None) -> Path:
-        """One folder: ``config.json``, ``model.safetensors`` and ``tokenizer.json``."""
+        """One folder: ``config.json``, ``model.safetensors``, ``tokenizer.json`` and
+        ``checksums.json`` (each file's SHA-256, as checkpoints have). Every file is written to a
+        temporary name and renamed into place, the manifest last, so a crash never leaves a
+        half-written file under a real name."""
         from safetensors.numpy import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {
-            k: xp.ascontiguousarray(v)
+            k: np.ascontiguousarray(to_numpy(v))
             for k, v in self.state_dict().items()
             if not (self.config.tie_weights and k == "lm_head.weight")
         }
-        tmp = folder / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(folder / "model.safetensors")
+        written = {}
+
+        def publish(name: str, write) -> None:
+            tmp = folder / f".{name}.tmp"
+            write(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            written[name] = _sha256(tmp)
+            os.replace(tmp, folder / name)
+
+        publish("model.safetensors", lambda path: save_file(state, str(path)))
         info = {"model": asdict(self.config), **(extra or {})}
-        (folder / "config.json").write_text(json.dumps(info, indent=1))
+        publish("config.json", lambda path: path.write_text(json.dumps(info, indent=1)))
         if tokenizer is not None:
-            tokenizer.save(folder / "tokenizer.json")
+            publish("tokenizer.json", tokenizer.save)
+        publish("checksums.json", lambda path: path.write_text(json.dumps(written, indent=1)))
         return folder
 
     @classmethod
     def load(cls, folder):
-        """``(model, tokenizer or None, config.json contents)`` from a folder ``save`` wrote."""
+        """``(model, tokenizer or None, config.json contents)`` from a folder ``save`` wrote.
+
+        Raises:
+            FileNotFoundError: not a model folder. ValueError: a file that is damaged (its
+            checksum differs), truncated, not JSON, of the wrong types, a tensor missing or of
+            the wrong shape, or a tokenizer whose vocabulary differs from the model's: each
+            naming the file and the field.
+        """
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         from numformer.data.tokenizers import load_tokenizer
 
         folder = Path(folder)
-        if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
+        config_path, weights_path, tok_path = (
+            folder / "config.json",
+            folder / "model.safetensors",
+            folder / "tokenizer.json",
+        )
+        if not config_path.exists() or not weights_path.exists():
             raise FileNotFoundError(
                 f"{folder} is not a numformer model folder (expected config.json and model.safetensors)"
             )
-        info = json.loads((folder / "config.json").read_text())
-        model = cls(GPTConfig.from_dict(info["model"]))
-        state = load_file(str(folder / "model.safetensors"))
-        if model.config.tie_weights:
+        manifest = folder / "checksums.json"
+        if manifest.exists():
+            digests = _read_json(manifest)
+            if not isinstance(digests, dict):
+                raise ValueError(f"{manifest}: expected an object of file checksums")
+            for name, digest in digests.items():
+                path = folder / Path(str(name)).name
+                if not path.exists() or _sha256(path) != digest:
+                    raise ValueError(f"{path} is missing or damaged: it does not match its checksum in {manifest.name}")
+        info = _read_json(config_path)
+        if not isinstance(info, dict) or "model" not in info:
+            raise ValueError(f"{config_path}: expected an object with a 'model' field (the GPTConfig)")
+        model = cls(GPTConfig.from_dict(info["model"], source=f"{config_path}: model"))
+        try:
+            state = load_file(str(weights_path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"{weights_path} is truncated or not a safetensors file ({err})") from None
+        if model.config.tie_weights and "transformer.wte.weight" in state:
             state["lm_head.weight"] = state["transformer.wte.weight"]
-        model.load_state_dict(state)
-        tok_path = folder / "tokenizer.json"
-        tokenizer = load_tokenizer(tok_path) if tok_path.exists() else None
+        try:
+            model.load_state_dict(state)
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"{weights_path} does not fit {config_path.name}: {err}") from None
+        tokenizer = None
+        if tok_path.exists():
+            try:
+                tokenizer = load_tokenizer(tok_path)
+            except Exception as err:  # noqa: BLE001 - a file the tokenizers library cannot read either
+                raise ValueError(f"{tok_path} is not a numformer tokenizer ({type(err).__name__}: {err})") from None
+            if tokenizer.vocab_size != model.config.vocab_size:
+                raise ValueError(
+                    f"{tok_path} has a vocabulary of {tokenizer.vocab_size} tokens, but {config_path.name} says "
+                    f"vocab_size {model.config.vocab_size}: they come from different runs"
+                )
         return model, tokenizer, info
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
 def _linear(layer: nn.Linear, x):

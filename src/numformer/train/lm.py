@@ -433,7 +433,9 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "tokenizer.json").exists():
         tokenizer.save(out / "tokenizer.json")
-    (out / "run.json").write_text(json.dumps(config.to_dict(), indent=1))
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(config.to_dict(), indent=1))
+    os.replace(tmp, out / "run.json")  # never a half-written run.json
     write(model.summary())
     write(
         f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
