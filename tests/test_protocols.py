@@ -112,3 +112,25 @@ def test_binary_ufuncs_with_an_array_on_either_side(ufunc):
 def test_other_ufuncs_are_a_clear_type_error_never_an_object_array(call):
     with pytest.raises(TypeError, match="numformer"):
         call(nf.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        lambda m: m.arange(4) / 4,
+        lambda m: m.arange(3).exp(),
+        lambda m: m.tensor([1, 2]) * 2.5,
+        lambda m: m.arange(3) + m.ones(3),
+        lambda m: m.arange(4) * 2,
+        lambda m: m.tensor([3]) // 1 if m is torch else m.tensor([3]),
+    ],
+)
+def test_integer_tensors_promote_as_in_pytorch(expr):
+    ours, theirs = expr(nf), expr(torch)
+    assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+
+
+def test_a_zero_dim_gradient_is_an_array():
+    t = nf.tensor(2.0, requires_grad=True)
+    (t * t).backward()
+    assert isinstance(t.grad, np.ndarray) and t.grad.shape == () and float(t.grad) == 4.0

@@ -43,8 +43,8 @@ def _threads_from_env() -> int:
     """``NUMFORMER_NUM_THREADS`` as a positive int, or every core this process may use."""
     from numformer.ops._threads import default_num_threads
 
-    value = _os.environ.get("NUMFORMER_NUM_THREADS")
-    if value is None:
+    value = _os.environ.get("NUMFORMER_NUM_THREADS", "").strip()
+    if not value:  # unset or empty
         return default_num_threads()
     if not value.strip().isdigit() or int(value) < 1:
         _warnings.warn(
@@ -55,7 +55,10 @@ def _threads_from_env() -> int:
 
 
 set_num_threads(_threads_from_env())
-if _os.environ.get("NUMFORMER_TUNE_ALLOCATOR", "1").strip().lower() not in ("0", "false", "no", "off"):
+_tune = _os.environ.get("NUMFORMER_TUNE_ALLOCATOR", "1").strip().lower()
+if _tune not in ("0", "false", "no", "off", "1", "true", "yes", "on", ""):
+    _warnings.warn(f"NUMFORMER_TUNE_ALLOCATOR must be 0 or 1, got {_tune!r}; tuning the allocator", stacklevel=2)
+if _tune not in ("0", "false", "no", "off"):
     tune_allocator()
 
 float32 = _np.float32

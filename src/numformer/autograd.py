@@ -189,6 +189,8 @@ def backward(root, grad, retain_graph: bool = False) -> None:
 
 
 def _accumulate(node, g, handed_out: set) -> None:
+    if not isinstance(g, xp.ndarray):  # a NumPy scalar from a 0-d op: .grad is always an array
+        g = xp.asarray(g)
     if g.dtype != node.data.dtype:
         g = g.astype(node.data.dtype)
     if node.grad is None:

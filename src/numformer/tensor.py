@@ -279,13 +279,17 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float, np.number)) and not isinstance(other, bool):
-            dtype = self.dtype if is_floating(self.dtype) or isinstance(other, int) else None
+            if is_floating(self.dtype) or isinstance(other, (int, np.integer)):
+                dtype = self.dtype
+            else:  # a float with an integer tensor: the default float dtype, as in PyTorch
+                dtype = get_default_dtype() if isinstance(other, float) else other.dtype
             return Tensor._wrap(xp.asarray(other, dtype=dtype), False)
         return Tensor(other)
 
     def _binary(self, op, other, name, reverse=False):
         other = self._operand(other)
         a, b = (other, self) if reverse else (self, other)
+        a, b = _promote(a, b, true_division=op is E.Div)
         try:
             return op.apply(a, b)
         except ValueError as err:
@@ -383,22 +387,22 @@ class Tensor:
 
     # --- unary maths ------------------------------------------------------------------------
     def exp(self):
-        return E.Exp.apply(self)
+        return E.Exp.apply(_floating(self))
 
     def log(self):
-        return E.Log.apply(self)
+        return E.Log.apply(_floating(self))
 
     def sqrt(self):
-        return E.Sqrt.apply(self)
+        return E.Sqrt.apply(_floating(self))
 
     def abs(self):
         return E.Abs.apply(self)
 
     def tanh(self):
-        return E.Tanh.apply(self)
+        return E.Tanh.apply(_floating(self))
 
     def sigmoid(self):
-        return E.Sigmoid.apply(self)
+        return E.Sigmoid.apply(_floating(self))
 
     def relu(self):
         return E.Relu.apply(self)
@@ -576,6 +580,25 @@ def _index_arg(index):
 
 
 # --- functions over several tensors ----------------------------------------------------------
+
+
+def _floating(t: Tensor) -> Tensor:
+    """``t``, or an integer ``t`` in the default float dtype (PyTorch's promotion for exp, /, ...)."""
+    return t if is_floating(t.dtype) else t.to(get_default_dtype())
+
+
+def _promote(a: Tensor, b: Tensor, true_division: bool = False) -> tuple:
+    """PyTorch's type promotion between an integer and a floating tensor: the integer one takes the
+    floating dtype (NumPy would widen int64 with float32 to float64); integer true division runs in
+    the default float dtype."""
+    fa, fb = is_floating(a.dtype), is_floating(b.dtype)
+    if fa and not fb:
+        return a, b.to(a.dtype)
+    if fb and not fa:
+        return a.to(b.dtype), b
+    if true_division and not fa:
+        return _floating(a), _floating(b)
+    return a, b
 
 
 _UNARY_UFUNCS = {

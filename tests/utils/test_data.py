@@ -71,3 +71,43 @@ def test_bad_arguments_are_named():
         DataLoader(TensorDataset(x), shuffle=True, sampler=RandomSampler(x))
     with pytest.raises(TypeError, match="cannot batch samples of type object"):
         default_collate([object(), object()])
+
+
+def test_pytorch_style_arguments_and_clear_errors():
+    x, y = _data()
+    assert len(DataLoader(TensorDataset(x, y), 4, shuffle=True, num_workers=0, pin_memory=True)) == 3
+    with pytest.raises(ValueError, match="num_workers must be 0"):
+        DataLoader(TensorDataset(x), num_workers=2)
+    with pytest.raises(TypeError, match="generator must be a numpy.random.Generator"):
+        DataLoader(TensorDataset(x), shuffle=True, generator=0)
+    with pytest.raises(TypeError, match="map-style"):
+        DataLoader(i for i in range(3))
+    t = nf.tensor(x, requires_grad=True)
+    batch = default_collate([t[0], t[1]])
+    assert batch.requires_grad  # in the graph, as torch.stack
+
+
+def test_a_validation_dataloader_is_one_pass_weighted_by_batch_size(tmp_path):
+    from numformer import nn, optim
+    from numformer.nn import functional as F
+    from numformer.train import TrainConfig, Trainer
+
+    x, _ = _data()
+    data = TensorDataset(x, x.sum(1, keepdims=True))
+    model = nn.Linear(2, 1)
+    trainer = Trainer(
+        model,
+        optim.SGD(model.parameters(), lr=0.0),
+        lambda m, b: F.mse_loss(m(b[0]), b[1]),
+        DataLoader(data, 4),
+        DataLoader(data, 4),
+        config=TrainConfig(max_steps=1, eval_batches=5, out_dir=str(tmp_path), progress=False),
+    )
+    whole = float(F.mse_loss(model(nf.Tensor(x)), nf.Tensor(x.sum(1, keepdims=True))).item())
+    assert trainer.evaluate() == pytest.approx(whole, rel=1e-6)  # batches of 4, 4, 2; not 5 cycled batches
+
+
+def test_dict_batches_count_their_samples(tmp_path):
+    from numformer.train.trainer import _batch_size
+
+    assert _batch_size({"x": np.zeros((7, 2)), "y": np.zeros(7)}) == 7 and _batch_size((np.zeros((3, 1)),)) == 3

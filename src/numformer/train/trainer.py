@@ -103,9 +103,9 @@ class LoaderBatches:
 
     def __init__(self, loader):
         if not hasattr(loader, "batch_sampler") or not hasattr(loader, "_fetch"):
+            kind = f"{type(loader).__module__}.{type(loader).__qualname__}"
             raise TypeError(
-                f"Trainer: batches must be a function of a generator or a numformer DataLoader, "
-                f"got {type(loader).__name__}"
+                f"Trainer: batches must be a function of a generator or a numformer.utils.data.DataLoader, got {kind}"
             )
         self.loader = loader
         self.epoch_seed: int | None = None
@@ -141,6 +141,24 @@ class LoaderBatches:
 
     def load_state(self, state: dict) -> None:
         self.epoch_seed, self.position, self._order = state["epoch_seed"], state["position"], None
+
+
+def _batch_size(batch) -> int:
+    """Samples in a batch: the first dimension of its first field (tuple, list or dict) or of the
+    batch itself; pass ``count=`` to the Trainer for anything else."""
+    first = (
+        next(iter(batch.values()))
+        if isinstance(batch, dict)
+        else batch[0]
+        if isinstance(batch, (tuple, list))
+        else batch
+    )
+    try:
+        return len(first)
+    except TypeError:
+        raise TypeError(
+            f"Trainer: cannot tell how many samples a batch of {type(batch).__name__} holds; pass count=batch -> int"
+        ) from None
 
 
 def _as_batches(batches):
@@ -181,7 +199,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         if self.config.early_stopping_patience:
             self.callbacks.append(EarlyStopping(self.config.early_stopping_patience))
-        self.count = count or (lambda batch: len(batch[0]))
+        self.count = count or _batch_size
         self.unit = unit
         self.out_dir = Path(self.config.out_dir)
         self.checkpoint_dir = self.out_dir / "checkpoints"
@@ -281,13 +299,24 @@ class Trainer:
         """Mean loss over ``eval_batches`` validation batches (the same batches every time)."""
         if self.val_batches is None:
             return math.nan
-        rng = np.random.default_rng(self.config.seed + 1_000_003)
-        batches = _as_batches(self.val_batches)  # a DataLoader starts from its first batch each time
         self.model.eval()
         with no_grad():
-            losses = [float(self.loss_fn(self.model, batches(rng)).item()) for _ in range(self.config.eval_batches)]
+            if callable(self.val_batches):
+                rng = np.random.default_rng(self.config.seed + 1_000_003)
+                losses = [
+                    float(self.loss_fn(self.model, self.val_batches(rng)).item())
+                    for _ in range(self.config.eval_batches)
+                ]
+                mean = float(np.mean(losses))
+            else:  # a DataLoader: one pass over it, each batch weighted by its size (eval_batches unused)
+                total = count = 0.0
+                for batch in self.val_batches:
+                    n = self.count(batch)
+                    total += float(self.loss_fn(self.model, batch).item()) * n
+                    count += n
+                mean = total / count if count else math.nan
         self.model.train()
-        return float(np.mean(losses))
+        return mean
 
     def _train_step(self) -> dict:
         cfg = self.config

@@ -22,17 +22,17 @@ import numpy as np
 
 from numformer import backend
 from numformer.backend import xp
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, stack
 
 
 class Dataset:
     """A map-style dataset: ``dataset[i]`` for ``0 <= i < len(dataset)``."""
 
     def __getitem__(self, index):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define __len__")
 
 
 class TensorDataset(Dataset):
@@ -139,7 +139,7 @@ def default_collate(batch):
     """
     first = batch[0]
     if isinstance(first, Tensor):
-        return Tensor._wrap(xp.stack([s.data for s in batch]), False)
+        return stack(list(batch))  # in the graph, as torch.stack
     if isinstance(first, (np.ndarray, xp.ndarray, np.generic, int, float)) and not isinstance(first, bool):
         try:
             return Tensor(xp.stack([xp.asarray(s) for s in batch]))
@@ -166,6 +166,7 @@ class DataLoader:
     ``shuffle`` draws a new order each epoch (``RandomSampler``, from ``generator`` or
     numformer's generator); ``sampler`` gives the order instead; ``drop_last`` drops a short
     last batch; ``collate_fn(list of samples) -> batch`` (default ``default_collate``).
+    ``num_workers`` must be 0 and ``pin_memory`` is ignored (PyTorch scripts pass them).
 
     Raises:
         ValueError: ``batch_size`` not a positive int, or ``shuffle`` together with ``sampler``.
@@ -180,7 +181,21 @@ class DataLoader:
         drop_last: bool = False,
         collate_fn=None,
         generator: np.random.Generator | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ):
+        if num_workers != 0:
+            raise ValueError(
+                f"DataLoader: num_workers must be 0 (numformer loads in the calling process), got {num_workers}"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got {type(generator).__name__}")
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"DataLoader: dataset must be map-style (__getitem__ and __len__), got {type(dataset).__name__}"
+            )
         if shuffle and sampler is not None:
             raise ValueError("DataLoader: shuffle=True and a sampler exclude each other (the sampler sets the order)")
         self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
