@@ -97,7 +97,7 @@ def test_a_validation_dataloader_is_one_pass_weighted_by_batch_size(tmp_path):
     model = nn.Linear(2, 1)
     trainer = Trainer(
         model,
-        optim.SGD(model.parameters(), lr=0.0),
+        optim.SGD(model.parameters(), lr=0.1),
         lambda m, b: F.mse_loss(m(b[0]), b[1]),
         DataLoader(data, 4),
         DataLoader(data, 4),
