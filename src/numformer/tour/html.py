@@ -18,11 +18,11 @@ import numpy as np
 
 import numformer as nf
 
-SENTENCES = [
-    "The function returns a list of the values.",
-    "Return the name of the file that was opened.",
-    "If the value is None, raise a ValueError.",
-    "The object is created when the module is imported.",
+SENTENCES = [  # lines in the demo's layout (its model trains on Shakespeare's plays), each < 64 chars
+    "ROMEO:\nBut, soft! what light through yonder window breaks?",
+    "HAMLET:\nTo be, or not to be: that is the question.",
+    "MACBETH:\nIs this a dagger which I see before me?",
+    "JULIET:\nGood night, good night! parting is such sweet sorrow.",
 ]
 
 
@@ -33,7 +33,7 @@ def attention_data(model_folder: Path) -> dict:
 
     if (model_folder / "model.safetensors").exists():
         model, tokenizer, _ = GPT.load(model_folder)
-        about = f"the demo's trained character-level GPT ({model_folder})"
+        about = f"the demo's character-level GPT, trained on Shakespeare ({model_folder})"
     else:
         tokenizer = CharTokenizer.train("".join(SENTENCES))
         nf.manual_seed(0)

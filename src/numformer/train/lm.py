@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from numformer.backend import manual_seed
-from numformer.data import TokenData, default_corpus, load_text, load_tokenizer, train_tokenizer
+from numformer.data import TokenData, load_text, load_tokenizer, train_tokenizer
+from numformer.data.corpus import CORPORA, corpus
 from numformer.models import GPT, GPTConfig
 from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
@@ -98,7 +99,7 @@ class RunConfig:
     """One language-model run: ``model`` and ``train`` and the recipe's own settings."""
 
     # data
-    data: str = "default"  # a text file, a folder of text files, or "default"
+    data: str = "default"  # a text file or folder, or a corpus: "shakespeare", "stdlib", "default" (the first)
     tokenizer: str = "char"  # "char" or "bpe"
     bpe_vocab_size: int = 512
     val_fraction: float = 0.1
@@ -220,8 +221,11 @@ class RunConfig:
         return dataclasses.replace(self.model, vocab_size=vocab_size)
 
 
-def read_corpus(config: RunConfig) -> str:
-    return default_corpus() if config.data == "default" else load_text(config.data)
+def read_corpus(config: RunConfig, write=None) -> str:
+    """The text ``config.data`` names: a corpus name (``CORPORA``) or a file or folder."""
+    if config.data in CORPORA:
+        return corpus(config.data, warn=write)
+    return load_text(config.data)
 
 
 def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: bool = True):
