@@ -10,10 +10,8 @@ the same way takes these weights through its state dict.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
+from numformer.fileio import replace_atomic, sha256_file
 from numformer.nn import functional as F
 from numformer.tensor import Tensor
 
@@ -523,10 +522,8 @@ class GPT(nn.Module):
         def publish(name: str, write) -> None:
             tmp = folder / f".{name}.tmp"
             write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            written[name] = _sha256(tmp)
-            os.replace(tmp, folder / name)
+            written[name] = sha256_file(tmp)
+            replace_atomic(tmp, folder / name)
 
         publish("model.safetensors", lambda path: save_file(state, str(path)))
         info = {"model": asdict(self.config), **(extra or {})}
@@ -568,7 +565,7 @@ class GPT(nn.Module):
                 raise ValueError(f"{manifest}: expected an object of file checksums")
             for name, digest in digests.items():
                 path = folder / Path(str(name)).name
-                if not path.exists() or _sha256(path) != digest:
+                if not path.exists() or sha256_file(path) != digest:
                     raise ValueError(f"{path} is missing or damaged: it does not match its checksum in {manifest.name}")
         info = _read_json(config_path)
         if not isinstance(info, dict) or "model" not in info:
@@ -596,14 +593,6 @@ class GPT(nn.Module):
                     f"vocab_size {model.config.vocab_size}: they come from different runs"
                 )
         return model, tokenizer, info
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_json(path: Path):

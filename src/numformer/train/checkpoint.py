@@ -17,7 +17,6 @@ leaves the previous checkpoint readable. Loading checks every file's SHA-256 fir
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from numformer import backend
+from numformer.fileio import sha256_file
 
 try:
     from safetensors import SafetensorError
@@ -37,14 +37,6 @@ except ImportError as err:  # pragma: no cover - the `train` extra is missing
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupted, or does not fit the model it is loaded into."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_json_atomic(path: Path, data) -> None:
@@ -115,7 +107,7 @@ def save_checkpoint(
             state["optimizer"] = meta
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
-        state["files"] = {p.name: _sha256(p) for p in sorted(tmp.glob("*.safetensors"))}
+        state["files"] = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
         with open(tmp / "state.json", "w") as f:
             json.dump(state, f, indent=1)
             f.flush()
@@ -222,7 +214,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "lat
         raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
     for name, digest in state.get("files", {}).items():
         file = folder / name
-        if not file.exists() or _sha256(file) != digest:
+        if not file.exists() or sha256_file(file) != digest:
             raise CheckpointError(
                 f"checkpoint {folder}: {name} is missing or corrupted (checksum mismatch); load an earlier checkpoint"
             )
