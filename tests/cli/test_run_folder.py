@@ -304,3 +304,18 @@ def test_a_damaged_model_folder_is_one_line_naming_the_file(run, capsys, case, f
     _damage(run / "model", case)
     assert main(["generate", "--model", str(run), "--prompt", "The ", "--max-new-tokens", "3"]) == 2
     one_error_line(capsys, file, expected)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--temperature", "nan"], "temperature must be a finite number"),
+        (["--seed", "-1"], "seed must be an integer"),
+        (["--top-k", "0"], "top_k must be >= 1"),
+        (["--top-p", "2"], "top_p must be in (0, 1]"),
+        (["--max-new-tokens", "-3"], "max_new_tokens must be >= 0"),
+    ],
+)
+def test_sampling_settings_that_are_not_finite_or_out_of_range_are_refused(run, capsys, flags, expected):
+    assert main(["generate", "--model", str(run), "--prompt", "The ", *flags]) == 2
+    one_error_line(capsys, expected)

@@ -385,6 +385,10 @@ class GPT(nn.Module):
 
         if max_new_tokens < 0:
             raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"generate: temperature must be a finite number >= 0, got {temperature!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+            raise ValueError(f"generate: seed must be an integer in [0, 2^63) or None, got {seed!r}")
         was_training = self.training
         self.eval()
         rng = np.random.default_rng(seed)
