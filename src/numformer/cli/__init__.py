@@ -272,7 +272,12 @@ def _one_line(err) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     # Importing numformer already runs its kernels on every core and tunes the allocator
-    # (NUMFORMER_NUM_THREADS and NUMFORMER_TUNE_ALLOCATOR change that).
+    # (NUMFORMER_NUM_THREADS and NUMFORMER_TUNE_ALLOCATOR change that). NumPy's floating-point
+    # warnings stay quiet: a run that goes non-finite is caught by the trainer and reported in
+    # one line, not as a page of RuntimeWarnings.
+    import numpy as np
+
+    np.seterr(all="ignore")
     try:
         return _dispatch(build_parser().parse_args(argv))
     except BrokenPipeError:  # the reader went away (numformer generate ... | head): end quietly
