@@ -319,3 +319,50 @@ def test_a_damaged_model_folder_is_one_line_naming_the_file(run, capsys, case, f
 def test_sampling_settings_that_are_not_finite_or_out_of_range_are_refused(run, capsys, flags, expected):
     assert main(["generate", "--model", str(run), "--prompt", "The ", *flags]) == 2
     one_error_line(capsys, expected)
+
+
+def test_an_empty_out_or_data_is_refused(tmp_path, corpus, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train(corpus, "") == 2
+    one_error_line(capsys, "--out must name a run folder")
+    assert main(["train", "--data", "", "--out", str(tmp_path / "r")]) == 2
+    one_error_line(capsys, "data must name a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt"]
+
+
+def test_a_first_run_that_fails_leaves_no_stub_folder(tmp_path, corpus, capsys, monkeypatch):
+    out = tmp_path / "run"
+
+    def boom(*args, **kwargs):
+        raise ValueError("the first step failed")
+
+    monkeypatch.setattr("numformer.train.trainer.Trainer._train_step", boom)
+    assert train(corpus, out) == 2
+    one_error_line(capsys, "the first step failed")
+    assert not out.exists()  # the retry is not refused as "already holds a run"
+
+
+def test_a_failed_resume_leaves_run_json_alone(run, capsys):
+    run_json = (run / "run.json").read_bytes()
+    (run / "checkpoints" / "step-00000006" / "optim.safetensors").unlink()
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "9"]) == 2
+    one_error_line(capsys, "optim.safetensors is missing or corrupted")
+    assert (run / "run.json").read_bytes() == run_json
+
+
+def test_generate_checks_everything_before_printing(run, capsys):
+    assert main(["generate", "--model", str(run), "--prompt", "Zebra€", "--max-new-tokens", "3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--prompt" in captured.err
+
+
+def test_a_model_with_non_finite_weights_is_refused(run, capsys):
+    from safetensors.numpy import load_file, save_file
+
+    weights = run / "model" / "model.safetensors"
+    state = load_file(str(weights))
+    state["transformer.ln_f.weight"][0] = np.nan
+    save_file(state, str(weights))
+    (run / "model" / "checksums.json").unlink()
+    assert main(["generate", "--model", str(run), "--prompt", "The "]) == 2
+    one_error_line(capsys, "model.safetensors holds non-finite weights", "transformer.ln_f.weight")

@@ -225,12 +225,15 @@ def _dispatch(args) -> int:
         lm.info(args.path)
     elif args.command == "generate":
         from numformer.models import GPT
+        from numformer.models.sampling import check_sampling
         from numformer.train import lm
         from numformer.viz.tables import stream_to_stdout
 
         model, tokenizer, _ = GPT.load(lm.resolve_model_folder(args.model))
         if tokenizer is None:
             raise UsageError(f"{args.model} has no tokenizer.json, so text cannot be encoded")
+        lm.check_prompt(tokenizer, args.prompt, "--prompt")  # every check before any output
+        check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
         sys.stdout.write(args.prompt)
         lm.sample_text(
             model,

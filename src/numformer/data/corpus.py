@@ -106,7 +106,7 @@ def load_text(path) -> str:
     lines). Raises a clear error for a missing path, undecodable bytes or an empty corpus."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"data path {path} does not exist")
+        raise FileNotFoundError(f"data path {path} does not exist (or name a corpus: {', '.join(CORPORA)})")
     files = (
         [path]
         if path.is_file()

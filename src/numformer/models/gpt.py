@@ -381,14 +381,9 @@ class GPT(nn.Module):
         at every step: once a row outgrows block_size, each step recomputes every row's last
         block_size tokens (the window slides, so no cached key fits).
         """
-        from numformer.models.sampling import sample
+        from numformer.models.sampling import check_sampling, sample
 
-        if max_new_tokens < 0:
-            raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"generate: temperature must be a finite number >= 0, got {temperature!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
-            raise ValueError(f"generate: seed must be an integer in [0, 2^63) or None, got {seed!r}")
+        check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
         was_training = self.training
         self.eval()
         rng = np.random.default_rng(seed)
@@ -585,6 +580,9 @@ class GPT(nn.Module):
             model.load_state_dict(state)
         except (ValueError, KeyError) as err:
             raise ValueError(f"{weights_path} does not fit {config_path.name}: {err}") from None
+        bad = [name for name, p in model.named_parameters() if not xp.isfinite(p.data).all()]
+        if bad:
+            raise ValueError(f"{weights_path} holds non-finite weights ({', '.join(bad[:3])}): not a usable model")
         tokenizer = None
         if tok_path.exists():
             try:

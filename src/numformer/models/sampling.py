@@ -7,6 +7,20 @@ import math
 import numpy as np
 
 
+def check_sampling(max_new_tokens: int, temperature: float, top_k=None, top_p=None, seed=None) -> None:
+    """Generation settings in range and finite (ValueError naming the setting)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"generate: temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"generate: top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ValueError(f"generate: seed must be an integer in [0, 2^63) or None, got {seed!r}")
+
+
 def sample(
     logits: np.ndarray,
     rng: np.random.Generator,

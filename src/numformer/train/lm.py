@@ -135,6 +135,8 @@ class RunConfig:
             raise ValueError(f"RunConfig: weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"RunConfig: val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.data.strip():
+            raise ValueError("RunConfig: data must name a file, a folder or a corpus (default, shakespeare, stdlib)")
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"RunConfig: tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
 
@@ -234,7 +236,10 @@ def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: 
     text = read_corpus(config)
     tok_path = out / "tokenizer.json"
     if resume and tok_path.exists():
-        tokenizer = load_tokenizer(tok_path)
+        try:
+            tokenizer = load_tokenizer(tok_path)
+        except Exception as err:  # noqa: BLE001 - any unreadable tokenizer file
+            raise ValueError(f"{tok_path} is not a numformer tokenizer ({type(err).__name__}: {err})") from None
     else:
         tokenizer = train_tokenizer(config.tokenizer, text, config.bpe_vocab_size)
     check_prompt(tokenizer, config.sample_prompt, "sample_prompt")
@@ -268,6 +273,8 @@ RESUME_MAY_CHANGE = frozenset(
 
 def check_out_dir(out: Path) -> None:
     """``out`` can be a run folder: a folder or nothing yet, under a folder, writable."""
+    if not str(out).strip() or str(out) == ".":
+        raise ValueError("--out must name a run folder (an empty --out would scatter the run among your files)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
     parent = out
@@ -289,6 +296,11 @@ def config_for_resume(out: Path, given: dict) -> RunConfig:
     a setting that would change the run (the model, data, optimiser...) is refused, naming it."""
     path = out / "run.json"
     if not path.exists():
+        if (out / "checkpoints").is_dir():
+            raise FileNotFoundError(
+                f"cannot resume {out}: its run.json (the run's settings) is missing, though checkpoints are there; "
+                "restore run.json, or start over with --overwrite"
+            )
         raise FileNotFoundError(f"nothing to resume in {out}: no run.json there; drop --resume to start a new run")
     try:
         saved = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
@@ -434,35 +446,53 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
         for name in existing_run(out):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / "tokenizer.json").exists():
-        tokenizer.save(out / "tokenizer.json")
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(config.to_dict(), indent=1))
-    os.replace(tmp, out / "run.json")  # never a half-written run.json
-    write(model.summary())
-    write(
-        f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
-        f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})"
-    )
-    trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
-    started = time.perf_counter()
-    result = trainer.fit(resume=resume, checkpoint=checkpoint)
+    fresh_files = [] if resume else ["tokenizer.json", "run.json", "metrics.jsonl", "metrics.png", "health_report.txt"]
+    try:
+        if not (out / "tokenizer.json").exists():
+            tokenizer.save(out / "tokenizer.json")
+        if not resume:  # a resumed run's run.json is replaced only once its checkpoint has loaded
+            _write_run_json(out, config)
+        write(model.summary())
+        write(
+            f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
+            f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})"
+        )
+        trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
+        started = time.perf_counter()
+        result = trainer.fit(resume=resume, checkpoint=checkpoint)
+    except BaseException:
+        if not resume and not (out / "checkpoints").is_dir():  # nothing worth keeping: leave no stub run
+            for name in fresh_files:
+                (out / name).unlink(missing_ok=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    if resume:
+        _write_run_json(out, config)
     history = {
         "status": result.status,
         "steps": result.step,
         "best_val_loss": result.best_val_loss,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if result.status == "diverged" and trainer._saved is None:
-        write(f"diverged at step {result.step}: no finite checkpoint, so no model saved")
-        return model, tokenizer, result
+    if result.status == "diverged":
+        write(result.reason)
+        if trainer._saved is None:
+            return model, tokenizer, result
     model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
     write(
         f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
         f"model saved to {out / 'model'}"
     )
     return model, tokenizer, result
+
+
+def _write_run_json(out: Path, config: RunConfig) -> None:
+    tmp = out / ".run.json.tmp"
+    tmp.write_text(json.dumps(config.to_dict(), indent=1))
+    os.replace(tmp, out / "run.json")  # never a half-written run.json
 
 
 def _checkpoint_to_resume(out: Path, resume_from):
@@ -518,10 +548,15 @@ def resolve_model_folder(path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
             return candidate
+    for candidate in (path, path / "model"):
+        for name in ("config.json", "model.safetensors"):
+            if (candidate / ("model.safetensors" if name == "config.json" else "config.json")).exists() and not (
+                candidate / name
+            ).exists():
+                raise FileNotFoundError(f"{candidate / name} is missing: the model folder {candidate} is incomplete")
     raise FileNotFoundError(
-        f"no model found at {path}: expected config.json and "
-        f"model.safetensors there or in {path / 'model'}; train one with "
-        f"'numformer train --out {path}'"
+        f"no model found at {path}: expected config.json and model.safetensors there or in {path / 'model'} "
+        "(a run folder); 'numformer train --out FOLDER' makes one"
     )
 
 
