@@ -289,7 +289,8 @@ class Tensor:
     def _binary(self, op, other, name, reverse=False):
         other = self._operand(other)
         a, b = (other, self) if reverse else (self, other)
-        a, b = _promote(a, b, true_division=op is E.Div)
+        if a.data.dtype != b.data.dtype or (op is E.Div and a.data.dtype.kind != "f"):
+            a, b = _promote(a, b, true_division=op is E.Div)
         try:
             return op.apply(a, b)
         except ValueError as err:

@@ -174,7 +174,7 @@ def test_the_monitor_hooks_the_model_only_for_recorded_steps():
     monitor = HealthMonitor(model, interval=3)
 
     def hooked():
-        return any(m._forward_hooks for m in model.modules())
+        return any(m.has_forward_hooks() for m in model.modules())
 
     assert hooked()  # step 1 is recorded
     seen = []

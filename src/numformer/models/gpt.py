@@ -444,7 +444,7 @@ class GPT(nn.Module):
             cache.lengths = lengths.copy()  # right-padded rows: each row's own length
             return logits[xp.arange(N), lengths - 1], cache
         idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
-        if any(m._forward_hooks for m in self.modules()):  # hooks must see every module run
+        if any(m.has_forward_hooks() for m in self.modules()):  # hooks must see every module run
             return self.forward(idx, cache=cache)[0].data[:, 0], cache
         return self._decode_step(idx, cache)[:, 0], cache
 

@@ -58,6 +58,10 @@ class Module:
                 out = result
         return out
 
+    def has_forward_hooks(self) -> bool:
+        """Whether a forward hook is registered on this module (not its children)."""
+        return bool(self._forward_hooks)
+
     def register_forward_hook(self, hook) -> _HookHandle:
         """``hook(module, inputs, output)`` runs after every forward; returns a removable handle."""
         key = id(hook) ^ len(self._forward_hooks)

@@ -30,7 +30,7 @@ def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
 def _linear_then(linear: Linear, activation: Module, x):
     """``activation(linear(x))``; a plain ``ReLU`` (no hooks of its own) runs inside the GEMM's
     chunks (``Linear.with_relu``)."""
-    if type(activation) is ReLU and not activation._forward_hooks:
+    if type(activation) is ReLU and not activation.has_forward_hooks():
         return linear.with_relu(x)
     return activation(linear(x))
 

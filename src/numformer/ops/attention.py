@@ -134,9 +134,7 @@ class ScaledDotProductAttention(Function):
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
         L, S = q.shape[-2], k.shape[-2]
         if L * S * math.prod(batch) >= MIN_ELEMENTS or weights_out is not None or dropout_p:
-            return self._attend(
-                q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference=True
-            )
+            return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, True)
         scale = q.dtype.type(scale)
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
         s = xp.empty(batch + (L, S), dtype=q.dtype)  # the masks' batch may be the larger
@@ -151,7 +149,10 @@ class ScaledDotProductAttention(Function):
         out /= xp.add.reduce(s, axis=-1, keepdims=True)
         return out
 
-    def forward(
+    def forward(self, q, k, v, **options):
+        return self._attend(q, k, v, inference=False, **options)
+
+    def _attend(
         self,
         q,
         k,
@@ -163,13 +164,10 @@ class ScaledDotProductAttention(Function):
         dropout_p=0.0,
         rng=None,
         weights_out=None,
+        inference=False,
     ):
-        return self._attend(
-            q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference=False
-        )
-
-    def _attend(self, q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, inference):
-        """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward."""
+        """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward.
+        The options are ``infer``'s (and ``forward``'s)."""
         dtype = q.dtype
         self.scale = dtype.type(scale)
         batch = _batch_shape(q, k, v, bool_mask, float_mask)

@@ -479,7 +479,7 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
     }
     if result.status == "diverged":
         write(result.reason)
-        if trainer._saved is None:
+        if trainer.last_checkpoint is None:
             return model, tokenizer, result
     model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
     write(

@@ -102,7 +102,7 @@ class LoaderBatches:
     (``state``) and a resumed run sees the batches an uninterrupted one would have seen."""
 
     def __init__(self, loader):
-        if not hasattr(loader, "batch_sampler") or not hasattr(loader, "_fetch"):
+        if not hasattr(loader, "batch_sampler") or not hasattr(loader, "fetch"):
             kind = f"{type(loader).__module__}.{type(loader).__qualname__}"
             raise TypeError(
                 f"Trainer: batches must be a function of a generator or a numformer.utils.data.DataLoader, got {kind}"
@@ -133,7 +133,7 @@ class LoaderBatches:
             self._start(self.epoch_seed)
         indices = self._order[self.position]
         self.position += 1
-        return self.loader._fetch(indices)
+        return self.loader.fetch(indices)
 
     @property
     def state(self) -> dict:
@@ -230,6 +230,11 @@ class Trainer:
             "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks],
             "loader": self.train_batches.state if isinstance(self.train_batches, LoaderBatches) else None,
         }
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The folder of the newest checkpoint this trainer saved or resumed from (None: none yet)."""
+        return None if self._saved is None else self._saved[1]
 
     def save(self, tag: str = "latest"):
         """Checkpoint the current step and point ``tag`` at it. A step already on disk (saved as

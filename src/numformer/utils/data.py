@@ -205,7 +205,8 @@ class DataLoader:
         self.sampler = sampler
         self.batch_sampler = BatchSampler(sampler, batch_size, drop_last)
 
-    def _fetch(self, indices):
+    def fetch(self, indices):
+        """The batch at ``indices`` (one collated batch), as iteration yields it."""
         if self.collate_fn is None and hasattr(self.dataset, "__getitems__"):
             return self.dataset.__getitems__(indices)
         collate = self.collate_fn or default_collate
@@ -213,7 +214,7 @@ class DataLoader:
 
     def __iter__(self):
         for indices in self.batch_sampler:
-            yield self._fetch(indices)
+            yield self.fetch(indices)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
