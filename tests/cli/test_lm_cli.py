@@ -88,7 +88,12 @@ def test_config_file_lr_find_and_bpe(tmp_path, corpus, capsys):
 
 
 def test_demo_smoke(tmp_path, capsys):
+    earlier = tmp_path / "demo"
+    earlier.mkdir()
+    (earlier / "run.json").write_text('{"earlier": true}')  # a run the user may have trained on
     assert main(["demo", "--seconds", "2", "--out", str(tmp_path / "demo")]) == 0
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("demo-")]
+    assert len(kept) == 1 and (kept[0] / "run.json").read_text() == '{"earlier": true}'  # kept aside, not replaced
     for name in ("attention.png", "metrics.png", "health_report.txt", "model/model.safetensors"):
         assert (tmp_path / "demo" / name).stat().st_size > 0, name
     printed = capsys.readouterr().out

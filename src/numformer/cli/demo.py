@@ -105,6 +105,10 @@ def run(seconds: float = 180.0, out: str = "runs/demo") -> None:
         f"[bold]numformer demo[/bold]: a character-level GPT in pure NumPy, nanoGPT's CPU recipe on {text}; "
         "offline, nothing to download"
     )
+    if lm.existing_run(out_dir):  # an earlier run (perhaps trained on since) is kept, never replaced
+        aside = out_dir.with_name(f"{out_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        out_dir.rename(aside)
+        say(f"the earlier run in {out_dir} is kept as {aside}")
     tokenizer, data, model = lm.prepare(config, out_dir)
     steps = min(RECIPE_STEPS, _steps_for(seconds, config, data, tokenizer.vocab_size))
     if steps < RECIPE_STEPS:  # the schedule shrinks with the run, as nanoGPT's lr_decay_iters would
