@@ -26,6 +26,7 @@ LAYERS = [
     {"numformer"},  # the package's facade (numformer/__init__.py): the engine and nf.nn, nf.optim, nf.utils
     {"models"},
     {"train", "interop"},
+    {"apps"},  # the seed's section 8 applications: models + data + baselines + scores
     {"tour"},
     {"cli"},
 ]

@@ -16,8 +16,17 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def replace_atomic(tmp, path) -> None:
-    """Flush ``tmp`` to disk and rename it to ``path`` in one step (never a half-written file)."""
+    """Flush ``tmp`` to disk and rename it to ``path`` in one step (never a half-written file).
+    The file gets the mode a new file gets under the process's umask (some writers, such as
+    safetensors', create their files 0600)."""
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    os.chmod(tmp, _default_mode())
     os.replace(tmp, Path(path))

@@ -59,11 +59,17 @@ def test_embed_texts_and_npy_output(tmp_path, capsys, expected):
         (["embed", "a", "--model", "nowhere"], "no model folder at nowhere"),
         (["search", "--corpus", "missing.txt", "--query", "q"], "no such file: missing.txt"),
         (["search", "--corpus", "c.txt", "--query", "q", "--top-k", "0"], "--top-k must be >= 1"),
+        (["search", "--corpus", "c.txt", "--query", "   "], "--query is empty"),
+        (["search", "--corpus", "c.txt", "--query", "caf\udce9"], "is not valid Unicode"),
+        (["embed", "caf\udce9"], "is not valid Unicode"),
+        (["embed", "--file", "."], ". is a folder, not a text file"),
+        (["embed", "a", "--out", "d.npy"], "--out d.npy is a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.txt").write_text("a\n")
+    (tmp_path / "d.npy").mkdir()
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
@@ -99,6 +105,39 @@ def test_search_ranks_by_cosine_and_caches_beside_the_corpus(tmp_path, capsys, e
     assert main(["search", "--corpus", str(corpus), "--query", "music", "--top-k", "1"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("Guitars are string instruments.")
     assert cache.stat().st_mtime_ns != stamp  # a changed corpus is embedded again
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "nan", "foreign"])
+def test_a_damaged_or_foreign_cache_is_never_trusted(tmp_path, capsys, damage):
+    from numformer.interop import load_file, save_file
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    cache = tmp_path / "corpus.txt.embeddings.safetensors"
+    assert main(["search", "--corpus", str(corpus), "--query", "guitar", "--top-k", "1"]) == 0
+    good = capsys.readouterr().out
+    if damage == "truncate":
+        cache.write_bytes(cache.read_bytes()[:100])
+    elif damage == "garbage":
+        cache.write_text("garbage")
+    elif damage == "empty":
+        cache.write_bytes(b"")
+    elif damage == "nan":
+        from safetensors import safe_open
+
+        with safe_open(str(cache), framework="numpy") as f:
+            meta = f.metadata()
+        save_file({"embeddings": np.full((len(LINES), 384), np.nan, np.float32)}, cache, metadata=meta)
+    else:  # a user's own file of that name: used for nothing, never overwritten
+        save_file({"mine": np.ones(3)}, cache)
+    assert main(["search", "--corpus", str(corpus), "--query", "guitar", "--top-k", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == good
+    if damage == "foreign":
+        assert "is not numformer's cache" in captured.err
+        np.testing.assert_array_equal(load_file(cache)["mine"], np.ones(3))
+    else:
+        assert np.isfinite(load_file(cache)["embeddings"]).all()  # rebuilt
 
 
 def test_search_works_without_a_cache_where_it_cannot_write(tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,42 @@ def test_encode_checks_its_input(encoder):
     assert encoder.encode("one text", show_progress_bar=False).shape == (384,)
     with pytest.raises(TypeError, match=r"texts\[1\] must be a str"):
         encoder.encode(["ok", 3])
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         encoder.encode(["ok"], batch_size=0)
+    for bad in (None, 5, b"abc", {"a", "b"}):
+        with pytest.raises(TypeError, match="texts must be a str or a list of str"):
+            encoder.encode(bad)
+    with pytest.raises(ValueError, match=r"texts\[0\] is not valid Unicode"):
+        encoder.encode(["caf\udce9"])  # what sys.argv holds for bytes that are not UTF-8
+
+
+def test_side_files_of_a_model_folder_are_checked(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(resolve_pretrained("all-MiniLM-L6-v2"), folder)
+    cases = [
+        ("tokenizer.json", "garbage", "is not a tokenizers file"),
+        ("sentence_bert_config.json", "[1]", "expected a JSON object, got list"),
+        ("sentence_bert_config.json", '{"max_seq_length": 3.7}', "max_seq_length must be an integer in"),
+        ("modules.json", '{"a": 1}', "expected a JSON list of objects"),
+        ("1_Pooling/config.json", '{"pooling_mode_lasttoken": true}', "pooling_mode_lasttoken is not supported"),
+    ]
+    for name, text, message in cases:
+        original = (folder / name).read_bytes()
+        (folder / name).write_text(text)
+        with pytest.raises(ValueError, match=message):
+            SentenceEncoder(folder)
+        (folder / name).write_bytes(original)
+    with pytest.raises(ValueError, match="max_seq_length must be an integer"):
+        SentenceEncoder(folder, max_seq_length=0)
+
+
+def test_a_config_asking_for_a_huge_model_fails_before_allocating(tmp_path):
+    folder = tiny_checkpoint(tmp_path / "m")
+    info = json.loads((folder / "config.json").read_text())
+    for key, value in (("num_hidden_layers", 1_000_000), ("hidden_size", 2**36), ("vocab_size", 2**40)):
+        (folder / "config.json").write_text(json.dumps({**info, key: value, "num_attention_heads": 1}))
+        with pytest.raises(ValueError, match="does not fit its config.json"):
+            BertModel.from_pretrained(folder)
 
 
 def test_read_lines_keeps_empty_lines_and_refuses_other_encodings(tmp_path):

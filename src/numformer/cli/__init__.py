@@ -25,6 +25,8 @@ EXAMPLES = {
     "embed": "examples:\n  numformer embed 'A man plays a guitar.' 'Someone plays music.'\n"
     "  numformer embed --file notes.txt --out notes.npy",
     "search": "example: numformer search --corpus faq.txt --query 'how do I reset my password' --top-k 3",
+    "app": "examples:\n  numformer app list\n  numformer app translate-numbers train --fast\n"
+    "  numformer app translate-numbers eval --json\n  numformer app translate-numbers predict 'four hundred and two'",
 }
 
 
@@ -116,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     blas.add_argument(
         "--best", action="store_true", help="print only the core to set OPENBLAS_CORETYPE to (empty: none known)"
     )
+    from numformer.cli.apps import add_command
     from numformer.cli.pretrained import add_commands
 
     add_commands(command)
+    add_command(command)
     return parser
 
 
@@ -225,6 +229,10 @@ def _dispatch(args) -> int:
         run(args.sections, out=args.out, html=args.html, fast=args.fast, seed=args.seed)
     elif args.command == "blas":
         _blas(args.best)
+    elif args.command == "app":
+        from numformer.cli import apps
+
+        return apps.run(args)
     elif args.command in ("embed", "search"):
         from numformer.cli import pretrained
 
@@ -260,6 +268,19 @@ def _dispatch(args) -> int:
     return 0
 
 
+def _parse(argv):
+    """Parse the command line; ``numformer app NAME predict`` takes its inputs anywhere among
+    its flags (argparse would refuse those that follow a flag)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "app" and not any(e.startswith("-") for e in extra):
+            args.inputs = list(args.inputs) + extra
+        else:
+            parser.parse_args(argv)  # the error argparse gives for them
+    return args
+
+
 def _tqdm_write(text: str) -> None:
     from tqdm.auto import tqdm
 
@@ -292,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     np.seterr(all="ignore")
     try:
-        return _dispatch(build_parser().parse_args(argv))
+        return _dispatch(_parse(argv))
     except BrokenPipeError:  # the reader went away (numformer generate ... | head): end quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

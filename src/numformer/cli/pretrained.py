@@ -9,6 +9,7 @@ weights, written atomically), and prints the lines closest to a query by cosine 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def embed(args) -> int:
     if out is not None:
         if out.suffix != ".npy":
             raise _Usage(f"numformer embed: --out must name a .npy file, got {out}")
+        if out.is_dir():
+            raise _Usage(f"numformer embed: --out {out} is a folder; name a .npy file")
         if out.exists() and not args.overwrite:
             raise _Usage(f"numformer embed: {out} exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
@@ -65,7 +68,7 @@ def embed(args) -> int:
         texts, batch_size=args.batch_size, normalize=not args.no_normalize, show_progress_bar=None
     )
     if out is not None:
-        tmp = out.with_name(f".{out.name}.tmp")
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, vectors, allow_pickle=False)
         replace_atomic(tmp, out)
@@ -86,29 +89,50 @@ def corpus_embeddings(encoder, corpus: Path, lines: list[str], batch_size: int =
 
     cache = corpus.with_name(corpus.name + ".embeddings.safetensors")
     keys = {
+        "format": "numformer search cache 1",
         "corpus_sha256": sha256_file(corpus),
         "model_sha256": sha256_file(encoder.folder / "model.safetensors"),
+        "tokenizer_sha256": sha256_file(encoder.folder / "tokenizer.json"),
         "max_seq_length": str(encoder.max_seq_length),
         "pooling": encoder.pooling,
     }
-    if cache.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(cache), framework="numpy") as f:
-                meta = f.metadata() or {}
-            if all(meta.get(k) == v for k, v in keys.items()):
+    ours = False
+    if cache.exists():
+        meta = _cache_metadata(cache)
+        ours = meta is None or meta.get("format") == keys["format"]  # unreadable: a damaged cache
+        meta = meta or {}
+        if ours and all(meta.get(k) == v for k, v in keys.items()):
+            try:
                 vectors = load_file(cache)["embeddings"]
-                if vectors.shape == (len(lines), encoder.dim):
-                    return vectors
-        except (ValueError, OSError, KeyError):  # a damaged cache is rebuilt
-            pass
+            except (ValueError, OSError, KeyError):
+                vectors = None
+            if (
+                vectors is not None
+                and vectors.dtype == np.float32
+                and vectors.shape == (len(lines), encoder.dim)
+                and np.isfinite(vectors).all()
+            ):
+                return vectors
     vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
+    if cache.exists() and not ours:
+        print(f"note: embeddings not cached: {cache} exists and is not numformer's cache", file=sys.stderr)
+        return vectors
     try:
         save_file({"embeddings": vectors}, cache, metadata=keys)
     except OSError as err:
         print(f"note: embeddings not cached ({cache}: {err.strerror or err})", file=sys.stderr)
     return vectors
+
+
+def _cache_metadata(path: Path) -> dict | None:
+    """The cache's metadata, or None for a file that is damaged or not safetensors at all."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        return None
 
 
 def search(args) -> int:
@@ -120,9 +144,11 @@ def search(args) -> int:
     lines = read_lines(corpus)
     if not any(line.strip() for line in lines):
         raise ValueError(f"{corpus} has no non-empty line to search")
+    if not args.query.strip():
+        raise _Usage("numformer search: --query is empty")
     encoder = _encoder(args.model)
+    query = encoder.encode([args.query], normalize=True)[0]  # a bad query fails before the corpus is embedded
     vectors = corpus_embeddings(encoder, corpus, lines)
-    query = encoder.encode([args.query], normalize=True)[0]
     scores = vectors @ query
     candidates = [i for i, line in enumerate(lines) if line.strip()]
     ranked = sorted(candidates, key=lambda i: -scores[i])[: args.top_k]

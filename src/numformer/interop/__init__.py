@@ -32,8 +32,11 @@ def _state_of(module_or_state) -> dict:
 
 
 def _numpy(name, value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
-        return value.detach().cpu().numpy().copy()
+    if hasattr(value, "detach"):  # a torch tensor; NumPy has no bfloat16, so those become float32
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy().copy()
     data = value.data if isinstance(value, Tensor) else value
     try:
         return np.array(to_numpy(data))
@@ -72,6 +75,10 @@ def save_file(state, path, metadata: dict | None = None) -> Path:
     from safetensors.numpy import save_file as _save
 
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"no such folder for {path}: {path.parent}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a file name")
     arrays = {name: np.ascontiguousarray(_numpy(name, v)) for name, v in _state_of(state).items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

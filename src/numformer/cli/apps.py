@@ -1,0 +1,137 @@
+"""``numformer app``: the seed's applications, each with a baseline and a score.
+
+numformer app list
+numformer app NAME train [--fast] [--out DIR] [--seed N] [--steps N] [--overwrite]
+numformer app NAME eval [--out DIR] [--json]
+numformer app NAME predict [--out DIR] INPUT ...
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+VERBS = ("train", "eval", "predict")
+# What `train` writes into an app's folder; --overwrite removes exactly these.
+ARTIFACTS = (
+    "model",
+    "baseline",
+    "train-transformer",
+    "train-lstm",
+    "train-model",
+    "train-baseline",
+    "split.json",
+    "train.json",
+    "eval.json",
+    "figures",
+)
+
+
+def add_command(command) -> None:
+    app = command("app", "the seed's applications on real offline data: train, evaluate against a baseline, predict")
+    app.add_argument("name", help="an application (see: numformer app list), or 'list'")
+    app.add_argument("verb", nargs="?", choices=VERBS, help="train, eval or predict")
+    app.add_argument("inputs", nargs="*", metavar="INPUT", help="predict: the inputs (a sentence, a date, ...)")
+    app.add_argument("--out", help="the app's folder (default runs/apps/NAME)")
+    app.add_argument("--fast", action="store_true", help="train: a small setting for tests and quick looks")
+    app.add_argument("--seed", type=int, default=0, help="train: seed of the data split and the models (0)")
+    app.add_argument("--steps", type=int, help="train: optimiser steps per model (default: the app's)")
+    app.add_argument("--overwrite", action="store_true", help="train: replace a model already in --out")
+    app.add_argument("--json", action="store_true", help="eval: print exactly one JSON object")
+    app.add_argument("--user", type=int, help="predict (sasrec): the user id")
+
+
+def _usage(message: str):
+    from numformer.apps import AppError
+
+    return AppError(f"numformer app: {message}")
+
+
+def run(args) -> int:
+    from numformer import apps
+    from numformer.viz.tables import say, table
+
+    if args.name == "list":
+        if args.verb or args.inputs:
+            raise _usage("'list' takes no verb or input")
+        rows, sources = [], []
+        for app in apps.registry().values():
+            m = app.measured
+            mine = Path(apps.default_out(app.name)) / "eval.json"
+            last = "-"
+            if mine.is_file():
+                try:
+                    last = f"{json.loads(mine.read_text())['score']:.4f}"
+                except (ValueError, KeyError, TypeError):
+                    last = "?"
+            score = f"{m['score']:.4f}" if m else "-"
+            base = f"{m['baseline_score']:.4f}" if m else "-"
+            minutes = f"{m['train_minutes']:.0f} min" if m else "-"
+            rows.append([app.name, app.metric, score, base, minutes, last])
+            sources.append(f"{app.name}: {app.summary}; data: {app.data}; baseline: {app.baseline}")
+        table(
+            "applications (score and baseline: the project's last full run on 2 cores)",
+            ["app", "metric", "score", "baseline", "train", "yours"],
+            rows,
+        )
+        for line in sources:
+            say(line)
+        return 0
+    app = apps.get(args.name)
+    if args.verb is None:
+        raise _usage(f"say what to do with {app.name}: train, eval or predict")
+    out = Path(args.out) if args.out else apps.default_out(app.name)
+    if args.verb != "predict" and args.inputs:
+        raise _usage(f"{args.verb} takes no inputs, got {args.inputs[0]!r}")
+    if args.verb != "predict" and args.user is not None:
+        raise _usage("--user goes with predict")
+    if args.verb == "train":
+        if args.steps is not None and args.steps < 1:
+            raise _usage(f"--steps must be >= 1, got {args.steps}")
+        if isinstance(args.seed, int) and not 0 <= args.seed < 2**32:
+            raise _usage(f"--seed must be in [0, 2^32), got {args.seed}")
+        if (out / "model").exists():
+            if not args.overwrite:
+                raise _usage(f"{out} already holds a trained {app.name}; pass --overwrite to replace it")
+            for name in ARTIFACTS:
+                path = out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+        info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
+        seconds = info.get("train_seconds", {})
+        say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+        say(f"next: numformer app {app.name} eval" + (f" --out {out}" if args.out else ""))
+        return 0
+    if args.verb == "eval":
+        result = app.evaluate(out)
+        from numformer.apps import write_json
+
+        write_json(out / "eval.json", result)
+        if args.json:
+            print(json.dumps(result))
+            return 0
+        rows = [
+            [app.name, result["metric"], f"{result['score']:.4f}", f"{result['baseline_score']:.4f}", result["n_test"]]
+        ]
+        table(
+            f"{app.name}: {result['data']}",
+            ["model", "metric", "score", f"baseline ({result['baseline']})", "n test"],
+            rows,
+        )
+        for key, value in result.items():
+            if key not in apps.EVAL_KEYS and key not in ("examples_wrong",):
+                say(f"{key}: {value}")
+        return 0
+    if args.user is not None:
+        inputs = [str(args.user)] + list(args.inputs)
+    else:
+        inputs = list(args.inputs)
+    if not inputs:
+        raise _usage(f"predict needs input: numformer app {app.name} predict {app.predict_help}")
+    for line in app.predict(out, inputs):
+        print(line)
+    return 0
