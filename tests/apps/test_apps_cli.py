@@ -1,0 +1,115 @@
+"""`numformer app`: every application's train, eval and predict end to end in its --fast
+setting, the eval --json contract, and one-line errors (exit 2) for bad requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numformer.apps import EVAL_KEYS, registry
+from numformer.apps.translate import Vocab, date_pairs, from_pieces, number_pairs, to_pieces
+from numformer.cli import main
+
+PREDICT = {
+    "translate-numbers": ["402", "twenty-one"],
+    "translate-dates": ["March 14, 2024"],
+    "classify": ["Now is the winter of our discontent made glorious summer by this sun of York"],
+    "vit": ["test:0", "test:5"],
+    "forecast": ["co2"],
+    "anomaly": ["SERIES_FILE"],
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("apps")
+    for name in PREDICT:
+        assert main(["app", name, "train", "--fast", "--out", str(root / name)]) == 0
+    assert main(["app", "anomaly", "eval", "--out", str(root / "anomaly")]) == 0  # predict uses its threshold
+    series = np.sin(np.arange(80) / 8.0) + 360.0
+    series[50] += 30.0
+    (root / "series.txt").write_text("\n".join(f"{v:.3f}" for v in series) + "\n")
+    PREDICT["anomaly"] = [str(root / "series.txt")]
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(PREDICT))
+def test_eval_json_is_one_object_with_the_contract_keys(name, trained, capsys):
+    capsys.readouterr()
+    assert main(["app", name, "eval", "--out", str(trained / name), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert set(EVAL_KEYS) <= set(result) and result["app"] == name
+    assert result["n_test"] > 0 and np.isfinite([result["score"], result["baseline_score"]]).all()
+    if name != "forecast":  # MASE is not bounded by 1
+        assert 0.0 <= result["score"] <= 1.0 and 0.0 <= result["baseline_score"] <= 1.0
+    for figure in result.get("figures", []):
+        assert Path(figure).stat().st_size > 5_000
+    assert json.loads((trained / name / "eval.json").read_text()) == result
+
+
+@pytest.mark.parametrize("name", sorted(PREDICT))
+def test_predict_prints_one_line_per_input(name, trained, capsys):
+    capsys.readouterr()
+    assert main(["app", name, "predict", "--out", str(trained / name), *PREDICT[name]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = {"forecast": 104, "anomaly": None}.get(name, len(PREDICT[name]))  # co2's horizon; flagged points
+    assert len(lines) == expected if expected is not None else len(lines) >= 1
+
+
+def test_list_shows_every_application(capsys):
+    assert main(["app", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in registry():
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["app", "nope", "train"], "no application 'nope'"),
+        (["app", "translate-numbers"], "say what to do with translate-numbers"),
+        (["app", "translate-numbers", "eval", "--out", "missing"], "no trained translate-numbers in missing"),
+        (["app", "translate-numbers", "train", "--steps", "0"], "--steps must be >= 1"),
+        (["app", "translate-numbers", "eval", "extra"], "eval takes no inputs"),
+        (["app", "list", "train"], "'list' takes no verb"),
+    ],
+)
+def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_predict_refuses_input_the_model_cannot_take(trained, capsys):
+    out = str(trained / "translate-numbers")
+    assert main(["app", "translate-numbers", "predict", "--out", out, "banana"]) == 2
+    assert "never saw 'banana'" in capsys.readouterr().err
+    assert main(["app", "translate-numbers", "predict", "--out", out, "1000000"]) == 2
+    assert "up to 999,999" in capsys.readouterr().err
+    assert main(["app", "translate-numbers", "predict", "--out", out]) == 2
+    assert "predict needs input" in capsys.readouterr().err
+
+
+def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
+    out = str(trained / "translate-dates")
+    assert main(["app", "translate-dates", "train", "--fast", "--out", out]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["app", "translate-dates", "train", "--fast", "--out", out, "--overwrite", "--steps", "2"]) == 0
+
+
+def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
+    train, test = number_pairs(0, 500, 100)
+    assert not {a for a, _ in train} & {a for a, _ in test}
+    for a, b in train + test:
+        assert from_pieces(to_pieces(a)) == a and from_pieces(to_pieces(b)) == b
+    train, test = date_pairs(0, 300, 50)
+    assert not {a for a, _ in train} & {a for a, _ in test}
+    assert to_pieces("14. März 2024") == ["1", "4", ".", "▁März", "▁2", "0", "2", "4"]
+    vocab = Vocab.build(b for _, b in train)
+    assert vocab.decode(vocab.encode(train[0][1])) == train[0][1]
