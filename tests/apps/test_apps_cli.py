@@ -20,6 +20,7 @@ PREDICT = {
     "vit": ["test:0", "test:5"],
     "forecast": ["co2"],
     "anomaly": ["SERIES_FILE"],
+    "sasrec": ["--user", "5"],
 }
 
 
@@ -57,7 +58,8 @@ def test_predict_prints_one_line_per_input(name, trained, capsys):
     capsys.readouterr()
     assert main(["app", name, "predict", "--out", str(trained / name), *PREDICT[name]]) == 0
     lines = capsys.readouterr().out.splitlines()
-    expected = {"forecast": 104, "anomaly": None}.get(name, len(PREDICT[name]))  # co2's horizon; flagged points
+    # co2's horizon; the flagged points; the user's history and top 10
+    expected = {"forecast": 104, "anomaly": None, "sasrec": 17}.get(name, len(PREDICT[name]))
     assert len(lines) == expected if expected is not None else len(lines) >= 1
 
 
@@ -77,6 +79,7 @@ def test_list_shows_every_application(capsys):
         (["app", "translate-numbers", "train", "--steps", "0"], "--steps must be >= 1"),
         (["app", "translate-numbers", "eval", "extra"], "eval takes no inputs"),
         (["app", "list", "train"], "'list' takes no verb"),
+        (["app", "sasrec", "train", "--user", "3"], "--user goes with predict"),
     ],
 )
 def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):

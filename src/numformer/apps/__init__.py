@@ -78,9 +78,9 @@ def read_json(path: Path, app: str) -> dict:
 
 def registry() -> dict[str, App]:
     """Every application by name (importing an app's module needs only numformer's core)."""
-    from numformer.apps import classify, series, translate, vision
+    from numformer.apps import classify, recommend, series, translate, vision
 
-    apps = [*translate.APPS, *classify.APPS, *vision.APPS, *series.APPS]
+    apps = [*translate.APPS, *classify.APPS, *vision.APPS, *series.APPS, *recommend.APPS]
     return {app.name: app for app in apps}
 
 

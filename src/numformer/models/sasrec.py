@@ -1,0 +1,144 @@
+"""SASRec: self-attentive sequential recommendation (Kang and McAuley, 2018; seed section 8:
+recommendation), and the recurrent baseline in the manner of GRU4Rec (Hidasi et al., 2016),
+built on ``nn.LSTM``.
+
+A user's history is a sequence of item ids (1..num_items; 0 is padding), left-padded to
+``max_len`` so the newest item sits in the last position. The model's state at position t
+scores every item as the next one by a dot product with the shared item embeddings (the same
+table embeds the inputs). Training: binary cross-entropy of the true next item against one
+sampled negative per position (the paper's loss), padding positions ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from numformer import nn
+from numformer.backend import xp
+from numformer.nn import functional as F
+from numformer.tensor import Tensor
+
+
+@dataclass
+class SASRecConfig:
+    num_items: int
+    max_len: int = 50
+    d_model: int = 64
+    nhead: int = 1
+    num_layers: int = 2
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        for name in ("num_items", "max_len", "d_model", "nhead", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SASRecConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.nhead:
+            raise ValueError(f"SASRecConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"SASRecConfig: dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(seq, c: SASRecConfig) -> np.ndarray:
+    s = seq.data if isinstance(seq, Tensor) else xp.asarray(seq)
+    if s.ndim != 2 or s.dtype.kind not in "iu" or s.shape[1] != c.max_len:
+        raise ValueError(f"sequences must be integer (N, max_len={c.max_len}), got {s.dtype} {s.shape}")
+    if s.size and (s.min() < 0 or s.max() > c.num_items):
+        raise ValueError(f"item ids must be in [0, {c.num_items}] (0 = padding), got [{s.min()}, {s.max()}]")
+    return s
+
+
+class SASRec(nn.Module):
+    """Item and learned position embeddings, causal pre-LN self-attention blocks, a final
+    LayerNorm; scores are dot products with the item embeddings."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        c = self.config = config
+        self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
+        nn.init.normal_(self.item_emb.weight, std=c.d_model**-0.5)
+        self.item_emb.weight.data[0] = 0
+        self.pos_emb = nn.LearnedPositionalEmbedding(c.max_len, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        layer = nn.TransformerEncoderLayer(c.d_model, c.nhead, c.d_model, c.dropout, activation="relu", norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
+
+    def forward(self, seq):
+        """Each position's state: what it predicts comes next.
+
+        Shape: ``seq`` integer ``(N, max_len)``, 0 for padding -> ``(N, max_len, d_model)``;
+        position t reads only positions <= t, and padding changes no real position's state.
+
+        Raises:
+            ValueError: sequences of another length, or ids outside [0, num_items]."""
+        s = _check(seq, self.config)
+        padding = s == 0
+        x = self.dropout(self.pos_emb(self.item_emb(s) * (self.config.d_model**0.5)))
+        causal = nn.Transformer.generate_square_subsequent_mask(self.config.max_len)
+        h = self.encoder(x, mask=causal, src_key_padding_mask=padding)
+        return h * Tensor((~padding)[..., None].astype(h.dtype))
+
+    def score(self, states, items=None):
+        """Dot products of states with item embeddings (``item_scores``)."""
+        return item_scores(self.item_emb, states, items)
+
+
+def item_scores(item_emb: nn.Embedding, states, items=None):
+    """Dot products of states with item embeddings.
+
+    Shape: states ``(N, d)`` or ``(N, L, d)``; items integer of the same leading shape plus a
+    candidates dim (``(N, C)`` / ``(N, L, C)``), or None for every item -> scores of that shape
+    (``(..., num_items + 1)`` for every item, column 0 the padding id)."""
+    if items is None:
+        return states @ item_emb.weight.transpose(0, 1)
+    return (item_emb(items) * states.unsqueeze(-2)).sum(dim=-1)
+
+
+class RecurrentRecommender(nn.Module):
+    """GRU4Rec's recipe with an LSTM: the item embedding sequence through ``nn.LSTM``, each
+    state scoring the next item by a dot product with the shared item embeddings."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        c = self.config = config
+        self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
+        nn.init.normal_(self.item_emb.weight, std=c.d_model**-0.5)
+        self.item_emb.weight.data[0] = 0
+        self.dropout = nn.Dropout(c.dropout)
+        self.lstm = nn.LSTM(c.d_model, c.d_model, num_layers=1, batch_first=True)
+        self.norm = nn.LayerNorm(c.d_model)
+
+    def forward(self, seq):
+        """Shape: ``(N, max_len)`` -> ``(N, max_len, d_model)`` (left padding: the LSTM reads
+        zero embeddings first, which a real position's state then carries; the state at a
+        padding position is zeroed)."""
+        s = _check(seq, self.config)
+        h, _ = self.lstm(self.dropout(self.item_emb(s)))
+        h = self.norm(h)
+        return h * Tensor((s != 0)[..., None].astype(h.dtype))
+
+    def score(self, states, items=None):
+        """Dot products of states with item embeddings (``item_scores``)."""
+        return item_scores(self.item_emb, states, items)
+
+
+def bce_loss(model, seq, positives, negatives):
+    """The paper's loss: -log sigmoid(s_pos) - log(1 - sigmoid(s_neg)) at every non-padding
+    position, averaged.
+
+    Shape: all integer ``(N, max_len)``; ``positives`` is 0 where there is no target."""
+    h = model(seq)
+    pos = model.score(h, positives[..., None])[..., 0]
+    neg = model.score(h, negatives[..., None])[..., 0]
+    keep = Tensor((positives != 0).astype(np.float32))
+    # -log sigmoid(x) = softplus(-x); softplus(z) = relu(z) + log(1 + exp(-|z|)), stable
+    loss = _softplus(-pos) + _softplus(neg)
+    return (loss * keep).sum() / max(float(keep.data.sum()), 1.0)
+
+
+def _softplus(z):
+    return F.relu(z) + ((-(z.abs())).exp() + 1.0).log()
