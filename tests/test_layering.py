@@ -22,7 +22,7 @@ LAYERS = [
     {"creation", "testing"},
     {"nn"},
     {"optim"},
-    {"utils", "data", "viz"},
+    {"utils", "data", "viz", "distributed"},  # distributed: MPI data parallelism (mpi4py only when launched by mpiexec)
     {"numformer"},  # the package's facade (numformer/__init__.py): the engine and nf.nn, nf.optim, nf.utils
     {"models"},
     {"train", "interop"},

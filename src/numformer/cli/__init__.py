@@ -312,6 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     np.seterr(all="ignore")
+    code = _main(argv)
+    if code not in (0, None):
+        from numformer import distributed
+
+        world = distributed.world()
+        if world.size > 1:  # the other ranks may wait in a collective for this one: end them all
+            print(f"error: rank {world.rank} of {world.size} failed (exit {code}); ending the job", file=sys.stderr)
+            world.abort(code)
+    return code
+
+
+def _main(argv) -> int:
     try:
         return _dispatch(_parse(argv))
     except BrokenPipeError:  # the reader went away (numformer generate ... | head): end quietly

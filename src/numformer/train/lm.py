@@ -391,7 +391,7 @@ class SampleCallback(Callback):
 
 
 def build_trainer(
-    config: RunConfig, out: Path, tokenizer, data: TokenData, model, write=print, callbacks=()
+    config: RunConfig, out: Path, tokenizer, data: TokenData, model, write=print, callbacks=(), samples: bool = True
 ) -> Trainer:
     opt = model.configure_optimizers(config.weight_decay, config.lr, betas=(0.9, 0.99))
     steps = config.train.max_steps
@@ -409,7 +409,7 @@ def build_trainer(
         scheduler=sched,
         config=train_cfg,
         monitor=monitor,
-        callbacks=[SampleCallback(tokenizer, config, write), *callbacks],
+        callbacks=[SampleCallback(tokenizer, config, write)] * samples + list(callbacks),
         count=lambda batch: batch[0].size,
         unit="tok",
     )
@@ -424,6 +424,16 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
     Everything is checked before anything is written. A run that diverges keeps the last
     finite checkpoint as its model (``FitResult.status`` "diverged").
     """
+    from numformer import distributed
+
+    world = distributed.world()
+    main = world.is_main
+    if world.size > 1:  # under mpiexec: the other ranks train, check and say nothing
+        if config.batch_size % world.size:
+            raise ValueError(
+                f"--batch-size {config.batch_size} (the global batch) must be a multiple of the {world.size} ranks"
+            )
+        write = write if main else _quiet
     out = Path(config.train.out_dir)
     check_out_dir(out)
     resume = resume or resume_from is not None
@@ -442,34 +452,40 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
         from numformer.train.checkpoint import resolve_checkpoint
 
         checkpoint = resolve_checkpoint(checkpoint if checkpoint is not None else out / "checkpoints")
-    elif overwrite:
+    elif overwrite and main:
         for name in existing_run(out):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
+    world.barrier()  # every rank has checked the run folder before rank 0 writes into it
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     fresh_files = [] if resume else ["tokenizer.json", "run.json", "metrics.jsonl", "metrics.png", "health_report.txt"]
     try:
-        if not (out / "tokenizer.json").exists():
+        if main and not (out / "tokenizer.json").exists():
             tokenizer.save(out / "tokenizer.json")
-        if not resume:  # a resumed run's run.json is replaced only once its checkpoint has loaded
+        if main and not resume:  # a resumed run's run.json is replaced only once its checkpoint has loaded
             _write_run_json(out, config)
+        if world.size > 1 and world.broadcast_json(tokenizer.vocab_size) != tokenizer.vocab_size:
+            raise ValueError(
+                "the ranks built different tokenizers from the corpus: is the data the same file on every rank?"
+            )
         write(model.summary())
         write(
             f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
             f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})"
         )
-        trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks)
+        trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks, samples=main)
         started = time.perf_counter()
         result = trainer.fit(resume=resume, checkpoint=checkpoint)
     except BaseException:
-        if not resume and not (out / "checkpoints").is_dir():  # nothing worth keeping: leave no stub run
+        if main and not resume and not (out / "checkpoints").is_dir():  # nothing worth keeping: leave no stub run
             for name in fresh_files:
                 (out / name).unlink(missing_ok=True)
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise
-    if resume:
+    if resume and main:
         _write_run_json(out, config)
     history = {
         "status": result.status,
@@ -481,12 +497,18 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
         write(result.reason)
         if trainer.last_checkpoint is None:
             return model, tokenizer, result
-    model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
+    if main:
+        model.save(out / "model", tokenizer, extra={"run": config.to_dict(), "history": history})
+    world.barrier()
     write(
         f"{result.status} at step {result.step}; best val loss {result.best_val_loss:.4f}; "
         f"model saved to {out / 'model'}"
     )
     return model, tokenizer, result
+
+
+def _quiet(text: str) -> None:
+    """What ranks other than 0 print: nothing."""
 
 
 def _write_run_json(out: Path, config: RunConfig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numformer import distributed
 from numformer.autograd import no_grad
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import ReduceLROnPlateau
@@ -210,6 +212,10 @@ class Trainer:
         self._stop_reason = None
         self._stop_status = None
         self._saved: tuple[int, Path] | None = None  # (step, folder) of the newest checkpoint on disk
+        # Under mpiexec: every rank trains its shard of each global batch (numformer.distributed)
+        self.world = distributed.world()
+        distributed.broadcast_parameters(model, self.world)
+        self.bytes_reduced = 0  # per step, by this rank
 
     # --- control ----------------------------------------------------------------------------
     def request_stop(self, reason: str, status: str = "early_stopped") -> None:
@@ -240,19 +246,24 @@ class Trainer:
         """Checkpoint the current step and point ``tag`` at it. A step already on disk (saved as
         the best, then as the latest; or a finished run resumed) is pointed at, not copied."""
         if self._saved is not None and self._saved[0] == self.step and self._saved[1].is_dir():
-            point(self.checkpoint_dir, self._saved[1], tag, self.step)
+            if self.world.is_main:
+                point(self.checkpoint_dir, self._saved[1], tag, self.step)
+            self.world.barrier()
             return self._saved[1]
-        folder = save_checkpoint(
-            self.checkpoint_dir,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            step=self.step,
-            config=asdict(self.config),
-            extra=self._extra_state(),
-            tag=tag,
-            keep=self.config.keep_checkpoints,
-        )
+        folder = None
+        if self.world.is_main:  # rank 0 alone writes; the others learn where
+            folder = save_checkpoint(
+                self.checkpoint_dir,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                step=self.step,
+                config=asdict(self.config),
+                extra=self._extra_state(),
+                tag=tag,
+                keep=self.config.keep_checkpoints,
+            )
+        folder = Path(self.world.broadcast_json(None if folder is None else str(folder)))
         self._saved = (self.step, folder)
         return folder
 
@@ -287,7 +298,7 @@ class Trainer:
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines past the resumed step, so the log reads as one run."""
-        if not self.metrics_path.exists():
+        if not self.world.is_main or not self.metrics_path.exists():
             return
         kept = []
         for line in self.metrics_path.read_text(errors="replace").splitlines():
@@ -309,7 +320,7 @@ class Trainer:
             if callable(self.val_batches):
                 rng = np.random.default_rng(self.config.seed + 1_000_003)
                 losses = [
-                    float(self.loss_fn(self.model, self.val_batches(rng)).item())
+                    self.world.mean(float(self.loss_fn(self.model, self._local(self.val_batches(rng))).item()))
                     for _ in range(self.config.eval_batches)
                 ]
                 mean = float(np.mean(losses))
@@ -317,7 +328,7 @@ class Trainer:
                 total = count = 0.0
                 for batch in self.val_batches:
                     n = self.count(batch)
-                    total += float(self.loss_fn(self.model, batch).item()) * n
+                    total += self.world.mean(float(self.loss_fn(self.model, self._local(batch)).item())) * n
                     count += n
                 mean = total / count if count else math.nan
         self.model.train()
@@ -329,11 +340,14 @@ class Trainer:
         self.optimizer.zero_grad()
         total, items = 0.0, 0
         for _ in range(cfg.grad_accum_steps):
-            batch = self.train_batches(self.rng)
-            loss = self.loss_fn(self.model, batch)
+            batch = self.train_batches(self.rng)  # the global batch; this rank trains on its shard
+            loss = self.loss_fn(self.model, self._local(batch))
             (loss / cfg.grad_accum_steps).backward()
             total += float(loss.item()) / cfg.grad_accum_steps
             items += self.count(batch)
+        if self.world.size > 1:  # average gradients and the loss over the ranks: one global step
+            self.bytes_reduced = distributed.allreduce_gradients(self.model.parameters(), self.world)
+            total = self.world.mean(total)
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
         grad_norm = float(clip_grad_norm_(params, clip).item()) if params else 0.0
@@ -348,6 +362,9 @@ class Trainer:
         self.step += 1
         return {"step": self.step, "loss": total, "lr": lr, "grad_norm": grad_norm, "items": items}
 
+    def _local(self, batch):
+        return distributed.shard(batch, self.world) if self.world.size > 1 else batch
+
     def fit(self, resume: bool = False, checkpoint=None) -> FitResult:
         """Train until ``max_steps``, early stopping, a fatal diagnosis, a non-finite loss, or
         Ctrl-C / SIGTERM (both finish the step and save; status "interrupted").
@@ -357,11 +374,14 @@ class Trainer:
         saves nothing, and loads the last checkpoint back into the model (the last finite one).
         """
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_saves(self.checkpoint_dir)
+        main = self.world.is_main
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_saves(self.checkpoint_dir)
+        self.world.barrier()
         if resume or checkpoint is not None:
             self.resume(checkpoint)
-        elif self.metrics_path.exists():
+        elif main and self.metrics_path.exists():
             self.metrics_path.unlink()
         self._stop_reason = self._stop_status = None
         history = []
@@ -369,9 +389,9 @@ class Trainer:
         previous = (
             {sig: signal.signal(sig, self._on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
         )
-        bar = _progress(cfg, self.step)
+        bar = _progress(cfg, self.step) if main else None
         try:
-            with open(self.metrics_path, "a") as log:
+            with open(self.metrics_path if main else os.devnull, "a") as log:
                 while self.step < cfg.max_steps and self._stop_status is None:
                     start = time.perf_counter()
                     metrics = self._train_step()
@@ -385,6 +405,8 @@ class Trainer:
                         self.request_stop(self.monitor.fatal_message(), "fatal")
                     for c in self.callbacks:
                         c.on_step_end(self, metrics)
+                    if self.world.any(self._stop_status is not None) and self._stop_status is None:
+                        self.request_stop("stopped on another rank", "interrupted")  # every rank stops together
                     history.append(metrics)
                     if self.step % cfg.log_every == 0 or "val_loss" in metrics:
                         log.write(json.dumps(metrics) + "\n")
@@ -405,7 +427,8 @@ class Trainer:
                 bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        self._write_summary()
+        if main:
+            self._write_summary()
         status = self._stop_status or "completed"
         return FitResult(status, self.step, self.best_val_loss, self._stop_reason or "", history)
 

@@ -1,0 +1,239 @@
+"""Data-parallel training across processes and machines on MPI (through ``mpi4py``), the way
+Horovod and most HPC training run: every rank holds the whole model, takes its shard of each
+global batch, and the gradients are averaged with ``Allreduce`` before the optimiser steps, so
+every rank takes the same step and the weights stay identical.
+
+Launch any training under ``mpiexec``: ``mpiexec -n 4 numformer train ...``. ``world()`` reads
+the rank and size from the MPI environment (outside ``mpiexec`` it is a one-process world and
+mpi4py is never imported); the ``Trainer`` shards batches, averages gradients and losses, and
+lets rank 0 alone write checkpoints, metrics and the progress bar.
+
+- Gradients travel in buckets of at most ``bucket_bytes`` (25 MiB, PyTorch DDP's default):
+  each bucket is one contiguous float32 buffer, one ``Allreduce`` (sum) in place, then / size.
+- Initial weights are broadcast from rank 0, so ranks agree even if their seeds did not.
+- A global batch of B rows gives rank r rows ``[r B/N, (r+1) B/N)``; B must divide by N.
+  Every rank draws the same global batch from the same generator, so a run's data does not
+  depend on N: K steps on N ranks equal K steps in one process, and a run started on N ranks
+  resumes on M.
+- An error on one rank ends every rank (``abort``), never a hang in a collective.
+
+MPI comes from the ``distributed`` extra (``mpi4py`` and the ``mpich`` wheel, whose
+``mpiexec`` lands in the virtual environment's ``bin``). To use a cluster's own MPI instead,
+build mpi4py against it: ``MPICC=$(which mpicc) pip install --no-binary=mpi4py mpi4py`` and
+launch with that MPI's ``mpiexec`` (or ``srun``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from numformer.backend import to_numpy
+
+BUCKET_BYTES = 25 * 2**20
+_MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
+
+
+class World:
+    """The processes of one job: ``rank`` in ``[0, size)``; rank 0 is the main one."""
+
+    def __init__(self, comm=None):
+        self.comm = comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def allreduce_sum_(self, buffer: np.ndarray) -> np.ndarray:
+        """Sum a contiguous array over the ranks, in place."""
+        if self.size > 1:
+            from mpi4py import MPI
+
+            self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+        return buffer
+
+    def mean(self, value: float) -> float:
+        """The mean of a number over the ranks."""
+        if self.size == 1:
+            return float(value)
+        return float(self.allreduce_sum_(np.array([value], dtype=np.float64))[0]) / self.size
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any."""
+        if self.size == 1:
+            return bool(flag)
+        return self.mean(float(bool(flag))) > 0
+
+    def broadcast_array_(self, array: np.ndarray) -> np.ndarray:
+        """Rank 0's values of a contiguous array, in place on every rank."""
+        if self.size > 1:
+            self.comm.Bcast(array, root=0)
+        return array
+
+    def broadcast_json(self, value):
+        """Rank 0's JSON-able ``value`` on every rank (sent as UTF-8 bytes; no pickle)."""
+        if self.size == 1:
+            return value
+        data = json.dumps(value).encode() if self.is_main else b""
+        n = np.array([len(data)], dtype=np.int64)
+        self.comm.Bcast(n, root=0)
+        buf = np.frombuffer(data, dtype=np.uint8).copy() if self.is_main else np.empty(int(n[0]), dtype=np.uint8)
+        self.comm.Bcast(buf, root=0)
+        return json.loads(buf.tobytes().decode())
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            self.comm.Barrier()
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job now (after an error on this one)."""
+        if self.size > 1:
+            sys.stderr.flush()
+            self.comm.Abort(code)
+
+    def local_size(self) -> int:
+        """Ranks on this machine (they share its cores)."""
+        if self.size == 1:
+            return 1
+        from mpi4py import MPI
+
+        return self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+
+
+_WORLD: World | None = None
+
+
+def world() -> World:
+    """This job's ``World``: from MPI when launched by ``mpiexec`` (and ``mpi4py`` is there),
+    else one process. The first call under MPI also divides this machine's cores among its
+    ranks for numformer's kernels, unless ``NUMFORMER_NUM_THREADS`` says otherwise.
+
+    Raises:
+        ImportError: launched by mpiexec with more than one rank but mpi4py is missing."""
+    global _WORLD
+    if _WORLD is not None:
+        return _WORLD
+    if not any(k in os.environ for k in _MPI_ENV):
+        _WORLD = World()
+        return _WORLD
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        size = int(os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or 1)
+        if size > 1:
+            raise ImportError(
+                "launched by mpiexec, but mpi4py is missing: pip install 'numformer[distributed]'"
+            ) from None
+        _WORLD = World()
+        return _WORLD
+    _WORLD = World(MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None)
+    if _WORLD.size > 1 and not os.environ.get("NUMFORMER_NUM_THREADS", "").strip():
+        from numformer.ops._threads import default_num_threads, set_num_threads
+
+        set_num_threads(max(1, default_num_threads() // _WORLD.local_size()))
+    return _WORLD
+
+
+_this_world = world
+
+
+def broadcast_parameters(module, world: World) -> None:
+    """Rank 0's parameters and buffers on every rank (identical initial weights)."""
+    if world.size == 1:
+        return
+    for value in module.state_dict().values():
+        array = to_numpy(value)
+        if array.flags.c_contiguous:
+            world.broadcast_array_(array)
+        else:  # pragma: no cover - numformer's parameters are contiguous
+            copy = np.ascontiguousarray(array)
+            world.broadcast_array_(copy)
+            array[...] = copy
+
+
+def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
+    """Average every parameter's gradient over the ranks, in buckets of at most
+    ``bucket_bytes``: one contiguous float32 buffer and one ``Allreduce`` per bucket. A
+    parameter without a gradient on this rank contributes zeros. Returns the bytes reduced
+    (this rank's share of the traffic: the gradients' size)."""
+    params = [p for p in parameters if p.requires_grad]
+    if world.size == 1 or not params:
+        return 0
+    total = 0
+    bucket: list = []
+    size = 0
+
+    def flush():
+        nonlocal bucket, size, total
+        if not bucket:
+            return
+        buffer = np.empty(sum(p.data.size for p in bucket), dtype=np.float32)
+        at = 0
+        for p in bucket:
+            n = p.data.size
+            buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad).ravel()
+            at += n
+        world.allreduce_sum_(buffer)
+        buffer /= world.size
+        at = 0
+        for p in bucket:
+            n = p.data.size
+            p.grad = buffer[at : at + n].reshape(p.data.shape).astype(p.data.dtype, copy=True)
+            at += n
+        total += buffer.nbytes
+        bucket, size = [], 0
+
+    for p in params:
+        nbytes = p.data.size * 4
+        if bucket and size + nbytes > bucket_bytes:
+            flush()
+        bucket.append(p)
+        size += nbytes
+    flush()
+    return total
+
+
+def shard(batch, world: World):
+    """This rank's rows of a global batch: arrays (and tuples, lists or dicts of arrays) are cut
+    along their first dimension into ``world.size`` equal parts; other values pass through.
+
+    Raises:
+        ValueError: a batch dimension that does not divide by the number of ranks."""
+    if world.size == 1:
+        return batch
+    if isinstance(batch, dict):
+        return {k: shard(v, world) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard(v, world) for v in batch)
+    if hasattr(batch, "shape") and getattr(batch, "ndim", 0) >= 1:
+        n = batch.shape[0]
+        if n % world.size:
+            raise ValueError(
+                f"the global batch of {n} rows does not divide by {world.size} ranks; "
+                f"choose a batch size that is a multiple of {world.size}"
+            )
+        k = n // world.size
+        return batch[world.rank * k : (world.rank + 1) * k]
+    return batch
+
+
+class DistributedDataParallel:
+    """PyTorch's ``DistributedDataParallel`` for a script's own loop: broadcasts rank 0's
+    weights at construction; call the wrapped module as before, and ``allreduce_gradients()``
+    after ``backward()`` (the ``Trainer`` does both by itself)."""
+
+    def __init__(self, module, world: World | None = None, bucket_bytes: int = BUCKET_BYTES):
+        self.module, self.bucket_bytes = module, bucket_bytes
+        self.world = world if world is not None else _this_world()
+        broadcast_parameters(module, self.world)
+
+    def __call__(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def allreduce_gradients(self) -> int:
+        return allreduce_gradients(self.module.parameters(), self.world, self.bucket_bytes)

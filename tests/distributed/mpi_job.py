@@ -1,0 +1,79 @@
+"""A small training job the MPI tests launch with ``mpiexec -n N`` (or plainly, as one process).
+
+    python mpi_job.py OUT STEPS [--resume] [--raise-at STEP] [--kill-at STEP]
+
+Trains an MLP regressor with AdamW, gradient clipping and a warm-up/cosine schedule on a global
+batch of 16 rows drawn from the trainer's generator; rank 0 writes ``OUT/weights.safetensors``.
+``--raise-at`` makes rank 1 raise in its loss at that step; ``--kill-at`` makes rank 1 kill
+itself (SIGKILL) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import numpy as np
+
+import numformer as nf
+from numformer import distributed, nn, optim
+from numformer.interop import save_file
+from numformer.train import TrainConfig, Trainer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("out")
+parser.add_argument("steps", type=int)
+parser.add_argument("--resume", action="store_true")
+parser.add_argument("--raise-at", type=int)
+parser.add_argument("--kill-at", type=int)
+args = parser.parse_args()
+world = distributed.world()
+
+nf.manual_seed(0 if world.is_main else 123)  # different seeds: the broadcast must align the ranks
+model = nn.Sequential(nn.Linear(6, 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1))
+opt = optim.AdamW(model.parameters(), lr=3e-2, weight_decay=0.01)
+sched = optim.lr_scheduler.WarmupCosineLR(opt, 3, 40, 1e-3)
+W = np.random.default_rng(5).standard_normal((6, 1)).astype(np.float32)
+
+
+def batches(rng):
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    return x, np.tanh(x @ W) + 0.1 * x[:, :1] ** 2
+
+
+state = {"step": 0}
+
+
+def loss_fn(m, batch):
+    state["step"] += 1
+    if world.rank == 1 and m.training:
+        if args.raise_at == state["step"]:
+            raise RuntimeError("rank 1 fails on purpose")
+        if args.kill_at == state["step"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+    x, y = batch
+    return nf.nn.functional.mse_loss(m(nf.tensor(x)), nf.tensor(y))
+
+
+config = TrainConfig(
+    max_steps=args.steps,
+    eval_every=5,
+    eval_batches=2,
+    checkpoint_every=5,
+    clip_grad_norm=0.5,
+    out_dir=args.out,
+    progress=False,
+    seed=7,
+)
+trainer = Trainer(model, opt, loss_fn, batches, batches, scheduler=sched, config=config)
+try:
+    result = trainer.fit(resume=args.resume)
+except Exception as err:  # noqa: BLE001 - end every rank, as the CLI does
+    print(f"error: rank {world.rank}: {err}", file=sys.stderr)
+    world.abort(3)
+    raise
+if world.is_main:
+    save_file(model.state_dict(), os.path.join(args.out, "weights.safetensors"))
+    print(f"{result.status} {result.step} bytes_reduced={trainer.bytes_reduced}")
