@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 
-from numformer.backend import xp
+from numformer import backend
+from numformer.backend import _active_type, xp
 
 _grad_enabled = True
 _NO_GRAD = tuple((False,) * n for n in range(8))  # needs_grad of an op recording nothing
@@ -103,6 +104,11 @@ class Function:
 
         The output is made by the first input (``Tensor._result``), so the engine never names
         the tensor class."""
+        kind = _active_type[0]
+        for t in inputs:
+            if type(t.data) is not kind:  # another device (or a subclass): check, and switch xp
+                _check_device(inputs)
+                break
         fn = cls()
         if _grad_enabled:
             for t in inputs:
@@ -126,6 +132,13 @@ class Function:
         """Drop inputs and saved arrays after backward (frees the activations)."""
         self.__dict__.clear()
         self.released = True
+
+
+def _check_device(inputs) -> None:
+    arrays = [t.data for t in inputs]
+    if all(isinstance(a, _active_type[0]) for a in arrays):
+        return  # array subclasses of the active type
+    backend.enter_device(arrays)
 
 
 def unbroadcast(grad, shape: tuple):
@@ -167,6 +180,8 @@ def _toposort(root) -> list:
 
 def backward(root, grad, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
+    if type(root.data) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
+        _check_device([root])
     grads = {id(root): grad}
     handed_out = set()  # ids of arrays already stored in some .grad (never share one in place)
     for node in reversed(_toposort(root)):

@@ -42,6 +42,14 @@ def set_array_module(module) -> None:
     xp.__dict__.clear()
     xp.__dict__.update(names)
     _array_module = module
+    _active_type[0] = _ndarray_type(module)
+
+
+def _ndarray_type(module):
+    return getattr(module, "ndarray", None)
+
+
+_active_type = [np.ndarray]  # the array type of the module behind xp (Function.apply checks inputs against it)
 
 
 def get_array_module():
@@ -67,6 +75,128 @@ def to_numpy(a) -> np.ndarray:
 
 
 set_array_module(np)
+
+
+# --- devices -----------------------------------------------------------------------------------
+# A device is where a tensor's array lives: "cpu" (NumPy) or "cuda" (CuPy, NVIDIA GPUs; the
+# ``gpu`` extra). xp is one namespace, so numformer computes on one device at a time: each op
+# checks that its inputs share a device and, when they are not on the one xp serves, switches
+# xp to theirs (``Function.apply``). A model and its inputs moved to "cuda" therefore run there
+# with no other call; tensors of two devices in one op are an error naming both.
+_DEVICE_MODULES: dict = {"cpu": np}
+
+
+class Device:
+    """``Device("cpu")``, ``Device("cuda")`` or ``Device("cuda:0")`` (PyTorch's spelling)."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec="cpu"):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise TypeError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {type(spec).__name__} {spec!r}")
+        kind, _, index = spec.partition(":")
+        if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+        if index and int(index) != 0:
+            raise ValueError(f"device: numformer runs on one GPU, cuda:0; got {spec!r}")
+        self.type, self.index = kind, (0 if kind == "cuda" else None)
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+    def __eq__(self, other) -> bool:
+        try:
+            other = Device(other)
+        except (TypeError, ValueError):
+            return NotImplemented
+        return self.type == other.type
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+
+def register_device(kind: str, module) -> None:
+    """Use ``module`` (NumPy's API) for device ``kind`` ("cuda"): CuPy by default; the tests
+    register the stand-in array module to exercise device logic without a GPU."""
+    if kind not in ("cuda",):
+        raise ValueError(f"register_device: only 'cuda' can be registered, got {kind!r}")
+    _DEVICE_MODULES[kind] = module
+
+
+def device_module(device):
+    """The array module of ``device``.
+
+    Raises:
+        RuntimeError: "cuda" without CuPy (with the pip command) or without a usable GPU."""
+    d = Device(device)
+    if d.type not in _DEVICE_MODULES:
+        try:
+            import cupy
+        except ImportError:
+            raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU: pip install 'numformer[gpu]'") from None
+        try:
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as err:  # noqa: BLE001 - CuPy raises its own CUDARuntimeError
+            raise RuntimeError(f"device 'cuda': CuPy finds no usable GPU ({err})") from None
+        _DEVICE_MODULES[d.type] = cupy
+    return _DEVICE_MODULES[d.type]
+
+
+def module_of(array):
+    """The array module that made ``array``: NumPy, the accelerator's module (CuPy, or what
+    ``register_device`` set), or the module xp serves now (``use_array_module``'s, which is then
+    the accelerator).
+
+    Raises:
+        TypeError: an array of none of them."""
+    if isinstance(array, np.ndarray):
+        return np
+    accelerator = _DEVICE_MODULES.get("cuda")
+    if accelerator is not None and isinstance(array, _ndarray_type(accelerator)):
+        return accelerator
+    if _array_module is not np and isinstance(array, _active_type[0]):
+        return _array_module
+    raise TypeError(f"not an array of a known device: {type(array).__name__}")
+
+
+def device_of(array) -> Device:
+    """The device an array lives on: the CPU for NumPy's arrays, "cuda" for the accelerator's."""
+    return Device("cpu" if module_of(array) is np else "cuda")
+
+
+def to_device(array, device):
+    """``array``'s values on ``device`` (``array`` itself when it is there already)."""
+    d = Device(device)
+    if device_of(array) == d:
+        return array
+    host = to_numpy(array)
+    if d.type == "cpu":
+        return host
+    module = _DEVICE_MODULES.get("cuda") or (_array_module if _array_module is not np else device_module(d))
+    return module.asarray(host)
+
+
+def enter_device(arrays) -> None:
+    """Make xp serve the device of ``arrays`` (they must share one).
+
+    Raises:
+        RuntimeError: arrays of two devices (both named)."""
+    modules = {id(module_of(a)): module_of(a) for a in arrays}
+    if len(modules) > 1:
+        names = " and ".join(sorted({str(device_of(a)) for a in arrays}))
+        raise RuntimeError(
+            f"expected every tensor of an op on one device, got tensors on {names}; move them with .to()"
+        )
+    module = next(iter(modules.values()))
+    if module is not _array_module:
+        set_array_module(module)
+
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _default_dtype = np.dtype(np.float32)

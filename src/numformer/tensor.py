@@ -13,7 +13,17 @@ from collections import namedtuple
 import numpy as np
 
 from numformer import autograd, backend
-from numformer.backend import as_dtype, get_default_dtype, is_floating, to_numpy, xp
+from numformer.backend import (
+    Device,
+    as_dtype,
+    device_of,
+    get_default_dtype,
+    is_floating,
+    module_of,
+    to_device,
+    to_numpy,
+    xp,
+)
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
 from numformer.ops import reduce as R
@@ -59,6 +69,14 @@ class Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
         t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
+        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        return t
+
+    @classmethod
+    def _wrap_on(cls, array, requires_grad: bool) -> Tensor:
+        """A tensor around ``array`` as it is, whatever its device."""
+        t = cls.__new__(cls)
+        t.data = array
         t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
@@ -162,7 +180,25 @@ class Tensor:
         return int(self.data.size)
 
     def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shared, not copied).
+
+        Raises:
+            TypeError: the tensor is on another device than the CPU (``.cpu().numpy()`` copies
+            it to the host first, as in PyTorch)."""
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"numpy(): the tensor is on {self.device}; copy it to the host with .cpu().numpy() first")
         return self.data
+
+    @property
+    def device(self) -> Device:
+        """Where the data lives: ``device(type='cpu')`` or ``device(type='cuda', index=0)``."""
+        return device_of(self.data)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
 
     def item(self):
         if self.data.size != 1:
@@ -253,13 +289,34 @@ class Tensor:
     __hash__ = object.__hash__
 
     # --- dtype ------------------------------------------------------------------------------
-    def to(self, dtype) -> Tensor:
+    def to(self, *args, device=None, dtype=None) -> Tensor:
+        """A tensor on ``device`` and/or of ``dtype`` (``t.to("cuda")``, ``t.to(np.float64)``,
+        ``t.to("cuda", np.float32)``, ``t.to(device=..., dtype=...)``); ``self`` when nothing
+        changes. A cast is differentiable; a move copies a leaf (keeping ``requires_grad``).
+
+        Raises:
+            RuntimeError: moving a tensor computed in a graph (move its leaves instead), or a
+            device that is not available."""
+        for arg in args:
+            if isinstance(arg, Device) or (isinstance(arg, str) and arg.partition(":")[0] in ("cpu", "cuda")):
+                device = arg
+            else:
+                dtype = arg
+        t = self
+        if device is not None and Device(device) != t.device:
+            if t._fn is not None and t._requires_grad:
+                raise RuntimeError(
+                    "to(device): this tensor was computed in a graph; move the leaves (inputs, parameters) instead"
+                )
+            t = Tensor._wrap_on(to_device(t.data, device), t._requires_grad)
+        if dtype is None:
+            return t
         dtype = as_dtype(dtype)
-        if dtype == self.dtype:
-            return self
-        if self.requires_grad and is_floating(dtype):
-            return E.Cast.apply(self, dtype=dtype)
-        return Tensor._wrap(self.data.astype(dtype), False)
+        if dtype == t.dtype:
+            return t
+        if t.requires_grad and is_floating(dtype):
+            return E.Cast.apply(t, dtype=dtype)
+        return Tensor._wrap_on(t.data.astype(dtype), False)
 
     def float(self) -> Tensor:
         return self.to(np.float32)
@@ -283,7 +340,9 @@ class Tensor:
                 dtype = self.dtype
             else:  # a float with an integer tensor: the default float dtype, as in PyTorch
                 dtype = get_default_dtype() if isinstance(other, float) else other.dtype
-            return Tensor._wrap(xp.asarray(other, dtype=dtype), False)
+            if isinstance(self.data, xp.ndarray):
+                return Tensor._wrap(xp.asarray(other, dtype=dtype), False)
+            return Tensor._wrap_on(module_of(self.data).asarray(other, dtype=dtype), False)  # on self's device
         return Tensor(other)
 
     def _binary(self, op, other, name, reverse=False):

@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume-from", metavar="STEP|PATH", help="continue from a chosen checkpoint: its step, or its folder"
     )
     train.add_argument("--overwrite", action="store_true", help="replace a run already in --out (deletes it)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (an NVIDIA GPU through CuPy: numformer[gpu])")
     gen = command("generate", "generate text from a trained model, streaming it as it comes")
     gen.add_argument("--model", required=True, help="model folder or run folder")
     gen.add_argument("--prompt", required=True)
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=None)
     gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--device", default="cpu", help="cpu or cuda (an NVIDIA GPU through CuPy: numformer[gpu])")
     lrf = command("lr-find", "sweep the learning rate and suggest one (plot in --out)")
     _add_run_flags(lrf)
     lrf.add_argument("--steps", type=int, default=100, help="sweep length (100)")
@@ -196,8 +198,14 @@ def _train(args) -> int:
         config = lm.config_for_resume(out, given)
     else:
         config = _run_config(args)
+    device = _device(args.device)
     _, _, result = lm.train(
-        config, resume=args.resume, resume_from=args.resume_from, overwrite=args.overwrite, write=_tqdm_write
+        config,
+        resume=args.resume,
+        resume_from=args.resume_from,
+        overwrite=args.overwrite,
+        write=_tqdm_write,
+        device=device,
     )
     if result.status == "interrupted":
         print(f"interrupted at step {result.step}: checkpoint saved; continue with --resume", file=sys.stderr)
@@ -206,6 +214,19 @@ def _train(args) -> int:
         print(f"error: {result.reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def _device(name: str):
+    """The --device flag checked (a name, and for cuda a usable GPU), or a one-line error."""
+    from numformer import backend
+
+    try:
+        device = backend.Device(name)
+        if device.type != "cpu":
+            backend.device_module(device)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UsageError(f"--device: {err}") from None
+    return None if device.type == "cpu" else str(device)
 
 
 def _dispatch(args) -> int:
@@ -247,7 +268,10 @@ def _dispatch(args) -> int:
         from numformer.train import lm
         from numformer.viz.tables import stream_to_stdout
 
+        device = _device(args.device)
         model, tokenizer, _ = GPT.load(lm.resolve_model_folder(args.model))
+        if device is not None:
+            model.to(device)
         if tokenizer is None:
             raise UsageError(f"{args.model} has no tokenizer.json, so text cannot be encoded")
         lm.check_prompt(tokenizer, args.prompt, "--prompt")  # every check before any output

@@ -347,7 +347,7 @@ class GPT(nn.Module):
         all_weights = []
         for block in self.transformer["h"]:
             x, w = block(x, positions, cache, need_weights)
-            all_weights.append(None if w is None else w.numpy())
+            all_weights.append(None if w is None else w.data)
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None
         if targets is not None:
@@ -431,7 +431,7 @@ class GPT(nn.Module):
     def _next_logits_full(self, rows) -> np.ndarray:
         idx, lengths = self._window(rows)
         logits, _ = self.forward(idx)
-        return logits.numpy()[xp.arange(len(rows)), lengths - 1]
+        return logits.data[xp.arange(len(rows)), lengths - 1]
 
     def _next_logits_cached(self, rows, cache):
         """The next-token logits of every row (all of them at most block_size long) through the

@@ -13,6 +13,10 @@ from numformer.tensor import Tensor
 
 
 def _fill(t: Tensor, values) -> Tensor:
+    """``values`` (drawn on the host, so ``manual_seed`` gives the same weights on every
+    device) copied into ``t`` on its own device."""
+    if hasattr(values, "shape"):
+        values = backend.to_device(values, backend.device_of(t.data))
     t.data[...] = values
     return t
 

@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from numformer.backend import as_dtype, is_floating, xp
+from numformer.backend import Device, as_dtype, device_of, enter_device, is_floating, to_device, xp
 from numformer.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -175,8 +175,8 @@ class Module:
                 f"load_state_dict for {type(self).__name__}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
             )
         for key, target in targets.items():
-            if key in arrays:
-                target.data[...] = arrays[key].astype(target.dtype, copy=False)
+            if key in arrays:  # copied onto the parameter's own device
+                target.data[...] = to_device(arrays[key].astype(target.dtype, copy=False), device_of(target.data))
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes and dtype --------------------------------------------------------------------
@@ -200,17 +200,40 @@ class Module:
             else:
                 p.grad[...] = 0
 
-    def to(self, dtype) -> Module:
-        """Cast floating parameters and persistent buffers to ``dtype`` in place (gradients are
-        dropped). Non-persistent buffers (derived tables) keep their precision."""
-        dtype = as_dtype(dtype)
-        persistent = [
-            b for m in self.modules() for n, keep in m._buffers.items() if keep and (b := getattr(m, n)) is not None
-        ]
-        for t in list(self.parameters()) + persistent:
-            if is_floating(t.dtype) and t.dtype != dtype:
-                t.data, t.grad = t.data.astype(dtype), None
+    def to(self, *args, device=None, dtype=None) -> Module:
+        """Move parameters and buffers to ``device`` and/or cast the floating parameters and
+        persistent buffers to ``dtype``, in place (``model.to("cuda")``, ``model.to(np.float64)``;
+        gradients are dropped). Non-persistent buffers (derived tables) keep their precision
+        but move with the model.
+
+        Raises:
+            RuntimeError: a device that is not available (``cuda`` without CuPy or a GPU)."""
+        for arg in args:
+            if isinstance(arg, Device) or (isinstance(arg, str) and arg.partition(":")[0] in ("cpu", "cuda")):
+                device = arg
+            else:
+                dtype = arg
+        buffers = [(m, n, keep) for m in self.modules() for n, keep in m._buffers.items() if getattr(m, n) is not None]
+        if device is not None:
+            for t in list(self.parameters()) + [getattr(m, n) for m, n, _ in buffers]:
+                moved = to_device(t.data, device)
+                if moved is not t.data:
+                    t.data, t.grad = moved, None
+            # numformer computes on one device at a time: the model's, from now on, so that
+            # host inputs (token ids, masks) become device arrays where the model reads them
+            enter_device([to_device(xp.zeros(0), device)])
+        if dtype is not None:
+            dtype = as_dtype(dtype)
+            for t in list(self.parameters()) + [getattr(m, n) for m, n, keep in buffers if keep]:
+                if is_floating(t.dtype) and t.dtype != dtype:
+                    t.data, t.grad = t.data.astype(dtype), None
         return self
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
+
+    def cpu(self) -> Module:
+        return self.to("cpu")
 
     def double(self) -> Module:
         return self.to(np.float64)

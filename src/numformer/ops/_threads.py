@@ -31,6 +31,7 @@ import threading
 
 import numpy as np
 
+from numformer import backend
 from numformer.backend import xp
 from numformer.blas import openblas
 
@@ -132,6 +133,12 @@ def default_num_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _off_host() -> bool:
+    """True when xp computes on another device than the CPU: the thread pool, the BLAS thread
+    control and the cache tiling are CPU tricks, skipped there (one call does the whole op)."""
+    return backend.get_array_module() is not np
+
+
 def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None) -> None:
     """Call ``fn(lo, hi)`` on contiguous chunks that cover ``range(n)``, one chunk per thread.
 
@@ -143,7 +150,7 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     """
     global _blas_released
     chunks = min(_threads, n, max(1, n * work_per_item // (min_work or MIN_ELEMENTS)))
-    if chunks <= 1 or not _region.acquire(blocking=False):
+    if chunks <= 1 or _off_host() or not _region.acquire(blocking=False):
         fn(0, n)
         return
     if _blas_released and threading.get_ident() == _owner:
@@ -274,6 +281,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
     if (
         _threads == 1
+        or type(a) is not np.ndarray  # another device (a GPU): its library runs the product whole
         or a.ndim != b.ndim
         or a.ndim < 2
         or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from numformer.backend import xp
+from numformer.backend import device_of, to_device, xp
 from numformer.tensor import Tensor
 
 
@@ -106,7 +106,12 @@ class Optimizer:
         params = self._ordered_params()
         for i, s in state_dict["state"].items():
             p = params[int(i)]
-            restored = {k: v.astype(p.dtype, copy=True) if isinstance(v, xp.ndarray) else v for k, v in s.items()}
+            restored = {  # on the parameter's device (a checkpoint's arrays come from the host)
+                k: to_device(v, device_of(p.data)).astype(p.dtype, copy=True)
+                if hasattr(v, "shape") and not isinstance(v, np.generic)
+                else v
+                for k, v in s.items()
+            }
             self.state[id(p)] = restored
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from numformer import backend
+from numformer.backend import to_numpy
 from numformer.fileio import sha256_file
 
 try:
@@ -49,7 +50,8 @@ def _write_json_atomic(path: Path, data) -> None:
 
 
 def _contiguous(arrays: dict) -> dict:
-    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    """Host copies for safetensors: a model trained on a GPU saves the same files."""
+    return {k: np.ascontiguousarray(to_numpy(v)) for k, v in arrays.items()}
 
 
 def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict]:
@@ -57,7 +59,7 @@ def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict]:
     arrays, scalars = {}, {}
     for index, state in state_dict["state"].items():
         for key, value in state.items():
-            if isinstance(value, np.ndarray):
+            if hasattr(value, "shape") and not isinstance(value, np.generic):  # an array, host or device
                 arrays[f"{index}.{key}"] = value
             else:
                 scalars.setdefault(str(index), {})[key] = value

@@ -415,14 +415,17 @@ def build_trainer(
     )
 
 
-def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), resume_from=None, overwrite=False):
+def train(
+    config: RunConfig, resume: bool = False, write=print, callbacks=(), resume_from=None, overwrite=False, device=None
+):
     """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``.
 
     The run folder is ``config.train.out_dir``. Without ``resume`` it must hold no run, unless
     ``overwrite`` (then the old run's files are removed first). ``resume`` continues from the
     latest checkpoint, ``resume_from`` (a step number or a step folder) from a chosen one.
     Everything is checked before anything is written. A run that diverges keeps the last
-    finite checkpoint as its model (``FitResult.status`` "diverged").
+    finite checkpoint as its model (``FitResult.status`` "diverged"). ``device`` ("cuda")
+    trains there; checkpoints and the model folder are the same files either way.
     """
     from numformer import distributed
 
@@ -448,6 +451,8 @@ def train(config: RunConfig, resume: bool = False, write=print, callbacks=(), re
     elif not (out / "checkpoints").is_dir():
         raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints there; drop --resume to start a new run")
     tokenizer, data, model = prepare(config, out, resume, save_tokenizer=False)
+    if device is not None:
+        model.to(device)  # before the optimiser exists, so its state lives there too
     if resume:  # the run's saved state must load before anything is written
         from numformer.train.checkpoint import resolve_checkpoint
 

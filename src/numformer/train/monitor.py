@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numformer.backend import module_of
 from numformer.nn.layers import ReLU
 from numformer.nn.module import Module
 
@@ -59,7 +60,9 @@ class Diagnosis:
 
 
 def _norm(a) -> float:
-    return float(np.sqrt(np.sum(np.square(a, dtype=np.float64))))
+    """The L2 norm, summed in float64, on the array's own device (one number comes back)."""
+    m = module_of(a)
+    return float(m.sqrt(m.sum(m.square(a, dtype=np.float64))))
 
 
 class HealthMonitor:
@@ -122,16 +125,17 @@ class HealthMonitor:
             if not (self._recording and module.training):
                 return
             out = output[0] if isinstance(output, tuple) else output
-            if not hasattr(out, "data") or not isinstance(out.data, np.ndarray):
+            if not hasattr(out, "data") or not hasattr(out.data, "shape"):
                 return
             data = out.data
-            self._activations.append((name or "model", bool(np.isfinite(data).all())))
+            m = module_of(data)
+            self._activations.append((name or "model", bool(m.isfinite(data).all())))
             if isinstance(module, ReLU) and data.ndim >= 1:
                 ever_active = (data > 0).reshape(-1, data.shape[-1]).any(axis=0)
                 self.dead[name] = float(1.0 - ever_active.mean())
             if name == "" and data.ndim >= 2 and data.shape[0] > 1:
                 spread = float(data.std(axis=0).mean())
-                scale = float(np.abs(data).mean()) + 1e-12
+                scale = float(m.abs(data).mean()) + 1e-12
                 self._output_spread = spread / scale
 
         return hook
@@ -187,7 +191,7 @@ class HealthMonitor:
             if not finite:
                 return f"activations of {name}"
         for name, p in params:
-            if p.grad is not None and not np.isfinite(p.grad).all():
+            if p.grad is not None and not module_of(p.grad).isfinite(p.grad).all():
                 return f"gradient of {name}"
         return None
 
