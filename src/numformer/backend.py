@@ -144,7 +144,7 @@ def device_module(device):
             cupy.cuda.runtime.getDeviceCount()
         except Exception as err:  # noqa: BLE001 - CuPy raises its own CUDARuntimeError
             raise RuntimeError(f"device 'cuda': CuPy finds no usable GPU ({err})") from None
-        _DEVICE_MODULES[d.type] = cupy
+        _DEVICE_MODULES[d.type] = _cupy_for_numformer(cupy)
     return _DEVICE_MODULES[d.type]
 
 
@@ -163,6 +163,19 @@ def module_of(array):
     if _array_module is not np and isinstance(array, _active_type[0]):
         return _array_module
     raise TypeError(f"not an array of a known device: {type(array).__name__}")
+
+
+def _cupy_for_numformer(cupy):
+    """CuPy's namespace with the two NumPy names numformer's kernels use and CuPy lacks:
+    ``errstate`` (CuPy never warns on floating-point errors: a no-op) and ``broadcast_shapes``
+    (shape arithmetic: NumPy's). Random bits for dropout come from the host (see
+    ``ops._threads.dropout_mask``), so masks equal the CPU's."""
+    module = types.ModuleType("cupy")
+    module.__dict__.update({name: getattr(cupy, name) for name in dir(cupy) if not name.startswith("__")})
+    module.errstate = lambda **kwargs: contextlib.nullcontext()
+    if not hasattr(cupy, "broadcast_shapes"):
+        module.broadcast_shapes = np.broadcast_shapes
+    return module
 
 
 def device_of(array) -> Device:

@@ -9,7 +9,8 @@ mpi4py is never imported); the ``Trainer`` shards batches, averages gradients an
 lets rank 0 alone write checkpoints, metrics and the progress bar.
 
 - Gradients travel in buckets of at most ``bucket_bytes`` (25 MiB, PyTorch DDP's default):
-  each bucket is one contiguous float32 buffer, one ``Allreduce`` (sum) in place, then / size.
+  each bucket is one contiguous buffer of one dtype, one ``Allreduce`` (sum) in place, then
+  / size; a parameter no rank has a gradient for keeps None.
 - Initial weights are broadcast from rank 0, so ranks agree even if their seeds did not.
 - A global batch of B rows gives rank r rows ``[r B/N, (r+1) B/N)``; B must divide by N.
   Every rank draws the same global batch from the same generator, so a run's data does not
@@ -31,7 +32,7 @@ import sys
 
 import numpy as np
 
-from numformer.backend import to_numpy
+from numformer.backend import device_of, to_device, to_numpy
 
 BUCKET_BYTES = 25 * 2**20
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
@@ -75,16 +76,27 @@ class World:
             self.comm.Bcast(array, root=0)
         return array
 
-    def broadcast_json(self, value):
-        """Rank 0's JSON-able ``value`` on every rank (sent as UTF-8 bytes; no pickle)."""
+    def broadcast_json(self, value, root: int = 0):
+        """Rank ``root``'s JSON-able ``value`` on every rank (sent as UTF-8 bytes; no pickle)."""
         if self.size == 1:
             return value
-        data = json.dumps(value).encode() if self.is_main else b""
+        mine = self.rank == root
+        data = json.dumps(value).encode() if mine else b""
         n = np.array([len(data)], dtype=np.int64)
-        self.comm.Bcast(n, root=0)
-        buf = np.frombuffer(data, dtype=np.uint8).copy() if self.is_main else np.empty(int(n[0]), dtype=np.uint8)
-        self.comm.Bcast(buf, root=0)
+        self.comm.Bcast(n, root=root)
+        buf = np.frombuffer(data, dtype=np.uint8).copy() if mine else np.empty(int(n[0]), dtype=np.uint8)
+        self.comm.Bcast(buf, root=root)
         return json.loads(buf.tobytes().decode())
+
+    def min_int(self, value: int) -> int:
+        """The smallest of an integer over the ranks."""
+        if self.size == 1:
+            return int(value)
+        from mpi4py import MPI
+
+        buf = np.array([value], dtype=np.int64)
+        self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MIN)
+        return int(buf[0])
 
     def barrier(self) -> None:
         if self.size > 1:
@@ -147,13 +159,9 @@ def broadcast_parameters(module, world: World) -> None:
     if world.size == 1:
         return
     for value in module.state_dict().values():
-        array = to_numpy(value)
-        if array.flags.c_contiguous:
-            world.broadcast_array_(array)
-        else:  # pragma: no cover - numformer's parameters are contiguous
-            copy = np.ascontiguousarray(array)
-            world.broadcast_array_(copy)
-            array[...] = copy
+        host = np.ascontiguousarray(to_numpy(value))  # MPI sends host memory
+        world.broadcast_array_(host)
+        value[...] = to_device(host, device_of(value))
 
 
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
@@ -164,54 +172,64 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
     params = [p for p in parameters if p.requires_grad]
     if world.size == 1 or not params:
         return 0
+    # which parameters have a gradient on some rank: the others keep None (as in one process,
+    # so the optimiser skips them rather than decaying them with zero gradients)
+    has = world.allreduce_sum_(np.array([p.grad is not None for p in params], dtype=np.float64))
+    params = [p for p, h in zip(params, has) if h > 0]
     total = 0
-    bucket: list = []
-    size = 0
-
-    def flush():
-        nonlocal bucket, size, total
-        if not bucket:
-            return
-        buffer = np.empty(sum(p.data.size for p in bucket), dtype=np.float32)
-        at = 0
-        for p in bucket:
-            n = p.data.size
-            buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad).ravel()
-            at += n
-        world.allreduce_sum_(buffer)
-        buffer /= world.size
-        at = 0
-        for p in bucket:
-            n = p.data.size
-            p.grad = buffer[at : at + n].reshape(p.data.shape).astype(p.data.dtype, copy=True)
-            at += n
-        total += buffer.nbytes
-        bucket, size = [], 0
-
-    for p in params:
-        nbytes = p.data.size * 4
-        if bucket and size + nbytes > bucket_bytes:
-            flush()
-        bucket.append(p)
-        size += nbytes
-    flush()
+    for dtype in sorted({np.dtype(p.data.dtype).str for p in params}):  # one buffer dtype per bucket
+        group = [p for p in params if np.dtype(p.data.dtype).str == dtype]
+        bucket: list = []
+        size = 0
+        for p in group + [None]:
+            nbytes = 0 if p is None else p.data.size * p.data.dtype.itemsize
+            if bucket and (p is None or size + nbytes > bucket_bytes):
+                total += _reduce_bucket(bucket, world, np.dtype(dtype))
+                bucket, size = [], 0
+            if p is not None:
+                bucket.append(p)
+                size += nbytes
     return total
 
 
-def shard(batch, world: World):
+def _reduce_bucket(bucket, world: World, dtype) -> int:
+    """One contiguous host buffer, one ``Allreduce``, the mean written back to each gradient
+    on its own device."""
+    buffer = np.empty(sum(p.data.size for p in bucket), dtype=dtype)
+    at = 0
+    for p in bucket:
+        n = p.data.size
+        buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad).ravel()
+        at += n
+    world.allreduce_sum_(buffer)
+    buffer /= world.size
+    at = 0
+    for p in bucket:
+        n = p.data.size
+        p.grad = to_device(buffer[at : at + n].reshape(p.data.shape).copy(), device_of(p.data))
+        at += n
+    return buffer.nbytes
+
+
+def shard(batch, world: World, even: bool = True):
     """This rank's rows of a global batch: arrays (and tuples, lists or dicts of arrays) are cut
     along their first dimension into ``world.size`` equal parts; other values pass through.
 
+    ``even=False`` (evaluation) allows unequal parts (the first ranks get one row more).
+
     Raises:
-        ValueError: a batch dimension that does not divide by the number of ranks."""
+        ValueError: with ``even``, a batch dimension that does not divide by the number of ranks."""
     if world.size == 1:
         return batch
     if isinstance(batch, dict):
-        return {k: shard(v, world) for k, v in batch.items()}
+        return {k: shard(v, world, even) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):
-        return type(batch)(shard(v, world) for v in batch)
+        return type(batch)(shard(v, world, even) for v in batch)
     if hasattr(batch, "shape") and getattr(batch, "ndim", 0) >= 1:
         n = batch.shape[0]
+        if not even:
+            lo, hi = n * world.rank // world.size, n * (world.rank + 1) // world.size
+            return batch[lo:hi]
         if n % world.size:
             raise ValueError(
                 f"the global batch of {n} rows does not divide by {world.size} ranks; "

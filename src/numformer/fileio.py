@@ -16,10 +16,17 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _default_mode() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: umask(0) for a moment is not thread-safe
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_UMASK
 
 
 def replace_atomic(tmp, path) -> None:

@@ -32,7 +32,22 @@ args = parser.parse_args()
 world = distributed.world()
 
 nf.manual_seed(0 if world.is_main else 123)  # different seeds: the broadcast must align the ranks
-model = nn.Sequential(nn.Linear(6, 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1))
+
+
+class Net(nn.Module):
+    """An MLP, and a layer no loss reaches: its gradient stays None on every rank, so AdamW
+    leaves it alone, as in one process."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 32), nn.GELU(), nn.Linear(32, 32), nn.GELU(), nn.Linear(32, 1))
+        self.unused = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+model = Net()
 opt = optim.AdamW(model.parameters(), lr=3e-2, weight_decay=0.01)
 sched = optim.lr_scheduler.WarmupCosineLR(opt, 3, 40, 1e-3)
 W = np.random.default_rng(5).standard_normal((6, 1)).astype(np.float32)
@@ -68,6 +83,9 @@ config = TrainConfig(
     seed=7,
 )
 trainer = Trainer(model, opt, loss_fn, batches, batches, scheduler=sched, config=config)
+if world.is_main and not args.resume:  # after the Trainer broadcast rank 0's weights
+    os.makedirs(args.out, exist_ok=True)
+    save_file({"unused.weight": model.unused.weight.data.copy()}, os.path.join(args.out, "unused_initial.safetensors"))
 try:
     result = trainer.fit(resume=args.resume)
 except Exception as err:  # noqa: BLE001 - end every rank, as the CLI does

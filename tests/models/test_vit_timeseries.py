@@ -77,10 +77,10 @@ def test_a_forecast_never_reads_the_future():
     values[[20, 33]] = np.nan
     phase = (np.arange(60) / 12) % 1
     end = 40
-    before = forecast(model, values, phase, end, 12, 1.5)
+    before = forecast(model, values, phase, end, 12, 1.5, 12)
     changed = values.copy()
     changed[end + 1 :] = r.standard_normal(60 - end - 1) * 1e3  # a different future
-    np.testing.assert_array_equal(forecast(model, changed, phase, end, 12, 1.5), before)
+    np.testing.assert_array_equal(forecast(model, changed, phase, end, 12, 1.5, 12), before)
     x, level = features(values, phase, end, 12, 1.5)
     assert x.shape == (12, 4) and level == values[end] and x[-1, 0] == 0.0
 

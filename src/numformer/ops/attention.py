@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
 from numformer.ops._threads import MIN_ELEMENTS, batch_slicer, dropout_mask, parallel_for, split_axis
@@ -392,7 +394,8 @@ class BlockedAttention(Function):
         """The scaled keep-mask of tile (i, j), drawn whole from the tile's seed (the same in
         backward and for any split of the batch), then cut to this chunk's part."""
         tile = self.batch + (i1 - i0, j1 - j0)
-        mask = dropout_mask(xp.random.default_rng([self.seed, i0, j0]), tile, self.dropout_p, self.dtype)
+        # a host generator only seeds the tile's mask (dropout_mask draws one integer from it)
+        mask = dropout_mask(np.random.default_rng([self.seed, i0, j0]), tile, self.dropout_p, self.dtype)
         return mask[part(mask)]
 
     def backward(self, g):

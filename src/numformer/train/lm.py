@@ -380,10 +380,14 @@ class TextStream:
 class SampleCallback(Callback):
     """At each evaluation: print the validation loss and a short sample."""
 
-    def __init__(self, tokenizer, config: RunConfig, write):
-        self.tokenizer, self.config, self.write = tokenizer, config, write
+    def __init__(self, tokenizer, config: RunConfig, write, active: bool = True):
+        # inactive on MPI ranks other than 0: there, it is kept only so every rank's callback
+        # list (and the callbacks' checkpointed state) lines up
+        self.tokenizer, self.config, self.write, self.active = tokenizer, config, write, active
 
     def on_eval_end(self, trainer, metrics):
+        if not self.active:
+            return
         text = sample_text(
             trainer.model, self.tokenizer, self.config.sample_prompt, self.config.sample_tokens, seed=trainer.step
         )
@@ -409,7 +413,7 @@ def build_trainer(
         scheduler=sched,
         config=train_cfg,
         monitor=monitor,
-        callbacks=[SampleCallback(tokenizer, config, write)] * samples + list(callbacks),
+        callbacks=[SampleCallback(tokenizer, config, write, active=samples), *callbacks],
         count=lambda batch: batch[0].size,
         unit="tok",
     )

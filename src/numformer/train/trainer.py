@@ -163,6 +163,13 @@ def _batch_size(batch) -> int:
         ) from None
 
 
+def _batch_rows(batch) -> int:
+    try:
+        return _batch_size(batch)
+    except TypeError:
+        return 1
+
+
 def _as_batches(batches):
     return batches if batches is None or callable(batches) else LoaderBatches(batches)
 
@@ -245,7 +252,8 @@ class Trainer:
     def save(self, tag: str = "latest"):
         """Checkpoint the current step and point ``tag`` at it. A step already on disk (saved as
         the best, then as the latest; or a finished run resumed) is pointed at, not copied."""
-        if self._saved is not None and self._saved[0] == self.step and self._saved[1].is_dir():
+        on_disk = self._saved is not None and self._saved[0] == self.step and self._saved[1].is_dir()
+        if self.world.broadcast_json(bool(on_disk)):  # rank 0's file system decides, for every rank
             if self.world.is_main:
                 point(self.checkpoint_dir, self._saved[1], tag, self.step)
             self.world.barrier()
@@ -319,16 +327,13 @@ class Trainer:
         with no_grad():
             if callable(self.val_batches):
                 rng = np.random.default_rng(self.config.seed + 1_000_003)
-                losses = [
-                    self.world.mean(float(self.loss_fn(self.model, self._local(self.val_batches(rng))).item()))
-                    for _ in range(self.config.eval_batches)
-                ]
+                losses = [self._global_loss(self.val_batches(rng))[0] for _ in range(self.config.eval_batches)]
                 mean = float(np.mean(losses))
             else:  # a DataLoader: one pass over it, each batch weighted by its size (eval_batches unused)
                 total = count = 0.0
                 for batch in self.val_batches:
-                    n = self.count(batch)
-                    total += self.world.mean(float(self.loss_fn(self.model, self._local(batch)).item())) * n
+                    loss, n = self._global_loss(batch)
+                    total += loss * n
                     count += n
                 mean = total / count if count else math.nan
         self.model.train()
@@ -365,6 +370,17 @@ class Trainer:
     def _local(self, batch):
         return distributed.shard(batch, self.world) if self.world.size > 1 else batch
 
+    def _global_loss(self, batch) -> tuple[float, float]:
+        """(mean loss, items) of a whole evaluation batch: under MPI each rank takes its part
+        (parts may differ by a row) and the losses are weighted by their parts' sizes."""
+        if self.world.size == 1:
+            return float(self.loss_fn(self.model, batch).item()), self.count(batch)
+        part = distributed.shard(batch, self.world, even=False)
+        n = self.count(part) if _batch_rows(part) else 0
+        loss = float(self.loss_fn(self.model, part).item()) if n else 0.0
+        sums = self.world.allreduce_sum_(np.array([loss * n, n], dtype=np.float64))
+        return (float(sums[0] / sums[1]) if sums[1] else math.nan), float(sums[1])
+
     def fit(self, resume: bool = False, checkpoint=None) -> FitResult:
         """Train until ``max_steps``, early stopping, a fatal diagnosis, a non-finite loss, or
         Ctrl-C / SIGTERM (both finish the step and save; status "interrupted").
@@ -391,37 +407,16 @@ class Trainer:
         )
         bar = _progress(cfg, self.step) if main else None
         try:
-            with open(self.metrics_path if main else os.devnull, "a") as log:
-                while self.step < cfg.max_steps and self._stop_status is None:
-                    start = time.perf_counter()
-                    metrics = self._train_step()
-                    metrics["throughput"] = metrics.pop("items") / (time.perf_counter() - start)
-                    if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
-                        self._diverged(metrics)
-                        break
-                    if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                        self._evaluate_into(metrics)
-                    if self.monitor is not None and self.monitor.fatal and cfg.stop_on_fatal:
-                        self.request_stop(self.monitor.fatal_message(), "fatal")
-                    for c in self.callbacks:
-                        c.on_step_end(self, metrics)
-                    if self.world.any(self._stop_status is not None) and self._stop_status is None:
-                        self.request_stop("stopped on another rank", "interrupted")  # every rank stops together
-                    history.append(metrics)
-                    if self.step % cfg.log_every == 0 or "val_loss" in metrics:
-                        log.write(json.dumps(metrics) + "\n")
-                        log.flush()
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(
-                            loss=f"{metrics['loss']:.4f}",
-                            lr=f"{metrics['lr']:.2e}",
-                            **{f"{self.unit}/s": f"{metrics['throughput']:.0f}"},
-                        )
-                    if self.step % cfg.checkpoint_every == 0 or self._stop_status is not None:
-                        self.save()
-            if self.step >= cfg.max_steps and self._stop_status is None:
-                self.save()
+            self._loop(cfg, main, bar, history)
+        except Exception as err:
+            if self.world.size > 1:  # the other ranks wait in a collective for this one: end them all
+                import sys
+
+                print(
+                    f"error: rank {self.world.rank} of {self.world.size}: {type(err).__name__}: {err}", file=sys.stderr
+                )
+                self.world.abort(1)
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -431,6 +426,48 @@ class Trainer:
             self._write_summary()
         status = self._stop_status or "completed"
         return FitResult(status, self.step, self.best_val_loss, self._stop_reason or "", history)
+
+    def _loop(self, cfg, main: bool, bar, history: list) -> None:
+        """Steps until done: train, evaluate, log, checkpoint (``fit``'s loop)."""
+        with open(self.metrics_path if main else os.devnull, "a") as log:
+            while self.step < cfg.max_steps and self._stop_status is None:
+                start = time.perf_counter()
+                metrics = self._train_step()
+                metrics["throughput"] = metrics.pop("items") / (time.perf_counter() - start)
+                if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
+                    self._diverged(metrics)
+                    break
+                if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                    self._evaluate_into(metrics)
+                if self.monitor is not None and self.monitor.fatal and cfg.stop_on_fatal:
+                    self.request_stop(self.monitor.fatal_message(), "fatal")
+                for c in self.callbacks:
+                    c.on_step_end(self, metrics)
+                if self.world.size > 1:
+                    self._agree_on_stop()
+                history.append(metrics)
+                if self.step % cfg.log_every == 0 or "val_loss" in metrics:
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{metrics['loss']:.4f}",
+                        lr=f"{metrics['lr']:.2e}",
+                        **{f"{self.unit}/s": f"{metrics['throughput']:.0f}"},
+                    )
+                if self.step % cfg.checkpoint_every == 0 or self._stop_status is not None:
+                    self.save()
+        if self.step >= cfg.max_steps and self._stop_status is None:
+            self.save()
+
+    def _agree_on_stop(self) -> None:
+        """Every rank stops at the same step with the same status and reason: those of the
+        lowest rank that asked to stop (a signal reaches one rank; a rank's callback decides)."""
+        first = self.world.min_int(self.world.rank if self._stop_status is not None else self.world.size)
+        if first < self.world.size:
+            status, reason = self.world.broadcast_json([self._stop_status, self._stop_reason], root=first)
+            self._stop_status, self._stop_reason = status, reason
 
     def _diverged(self, metrics: dict) -> None:
         """A non-finite step: stop, keep nothing of it, and restore the last checkpoint."""
