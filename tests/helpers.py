@@ -65,3 +65,30 @@ def check_parity(nf_fn, torch_fn, arrays, dtype, grad=True, loose=False, seed=0,
         assert a.grad.shape == a.shape
         np.testing.assert_allclose(a.grad, b.grad.numpy(), **grad_tol, err_msg=f"grad of input {i}")
     return nf_in, t_in
+
+
+# The smallest `numformer train` that runs every part of a run (CLI, MPI and device tests).
+TINY = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--d-model",
+    "16",
+    "--d-ff",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "3",
+    "--eval-batches",
+    "1",
+    "--sample-tokens",
+    "8",
+    "--warmup-steps",
+    "1",
+    "--progress",
+    "false",
+]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import numformer as nf
+from helpers import TINY
 from numformer import backend
 from numformer.backend import to_numpy
 from numformer.models import GPT, GPTConfig
@@ -127,38 +128,7 @@ def test_numformer_train_and_generate_take_device_cuda(cuda, tmp_path, capsys):
 
     data = tmp_path / "d.txt"
     data.write_text("the cat sat on the mat. " * 200)
-    tiny = [
-        "--data",
-        str(data),
-        "--n-layer",
-        "1",
-        "--n-head",
-        "2",
-        "--d-model",
-        "16",
-        "--d-ff",
-        "32",
-        "--block-size",
-        "16",
-        "--batch-size",
-        "4",
-        "--eval-every",
-        "3",
-        "--eval-batches",
-        "1",
-        "--sample-tokens",
-        "4",
-        "--sample-prompt",
-        "the",
-        "--warmup-steps",
-        "1",
-        "--max-steps",
-        "3",
-        "--progress",
-        "false",
-        "--dropout",
-        "0.0",
-    ]
+    tiny = [*TINY, "--data", str(data), "--sample-prompt", "the", "--max-steps", "3", "--dropout", "0.0"]
     assert main(["train", *tiny, "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 0
     backend.set_array_module(np)
     assert main(["train", *tiny, "--out", str(tmp_path / "cpu")]) == 0

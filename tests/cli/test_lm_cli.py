@@ -9,32 +9,8 @@ import sys
 
 import pytest
 
+from helpers import TINY
 from numformer.cli import main
-
-TINY = [
-    "--n-layer",
-    "1",
-    "--n-head",
-    "2",
-    "--d-model",
-    "16",
-    "--d-ff",
-    "32",
-    "--block-size",
-    "16",
-    "--batch-size",
-    "4",
-    "--eval-every",
-    "3",
-    "--eval-batches",
-    "1",
-    "--sample-tokens",
-    "8",
-    "--warmup-steps",
-    "1",
-    "--progress",
-    "false",
-]
 
 
 @pytest.fixture()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers import TINY
 from numformer import distributed
 from numformer.interop import load_file
 
@@ -110,38 +111,7 @@ def test_numformer_train_runs_under_mpiexec(tmp_path):
     data = tmp_path / "data.txt"
     rng = np.random.default_rng(0)
     data.write_text(" ".join(rng.choice(["the", "cat", "sat", "on", "a", "mat"], 3000)))
-    flags = [
-        "--data",
-        str(data),
-        "--n-layer",
-        "1",
-        "--n-head",
-        "2",
-        "--d-model",
-        "16",
-        "--d-ff",
-        "32",
-        "--block-size",
-        "16",
-        "--batch-size",
-        "4",
-        "--eval-every",
-        "4",
-        "--eval-batches",
-        "1",
-        "--sample-tokens",
-        "4",
-        "--sample-prompt",
-        "the",
-        "--warmup-steps",
-        "1",
-        "--max-steps",
-        "6",
-        "--progress",
-        "false",
-        "--dropout",
-        "0.0",
-    ]
+    flags = [*TINY, "--data", str(data), "--sample-prompt", "the", "--max-steps", "6", "--dropout", "0.0"]
     numformer = [sys.executable, "-m", "numformer.cli"]
     two = subprocess.run(
         [str(MPIEXEC), "-n", "2", *numformer, "train", *flags, "--out", str(tmp_path / "r2")],

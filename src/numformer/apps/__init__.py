@@ -46,6 +46,54 @@ class App:
     measured: dict = field(default_factory=dict)
 
 
+def fit(
+    model,
+    optimizer,
+    loss_fn,
+    batches,
+    out: Path,
+    name: str,
+    steps: int,
+    seed: int,
+    progress: bool,
+    scheduler=None,
+    count=None,
+    unit: str = "samples",
+) -> float:
+    """Train one of an app's models with numformer's ``Trainer`` (progress bar, checkpoints and
+    metrics under ``out/train-NAME``); returns the wall time in seconds.
+
+    Raises:
+        AppError: the run did not complete (diverged, or stopped by the health monitor)."""
+    import time
+
+    from numformer.train import TrainConfig, Trainer
+
+    config = TrainConfig(
+        max_steps=steps,
+        eval_every=steps,
+        checkpoint_every=steps,
+        keep_checkpoints=1,
+        out_dir=str(out / f"train-{name}"),
+        seed=seed,
+        progress=progress,
+    )
+    start = time.perf_counter()
+    result = Trainer(
+        model, optimizer, loss_fn, batches, scheduler=scheduler, config=config, count=count, unit=unit
+    ).fit()
+    if result.status not in ("completed", "early_stopped"):
+        raise AppError(f"training the {name} model stopped: {result.reason}")
+    return time.perf_counter() - start
+
+
+def warmup_cosine(optimizer, steps: int):
+    """Linear warm-up over the first 5% of ``steps``, then cosine decay to zero."""
+    from numformer.optim.lr_scheduler import WarmupCosineLR
+
+    return WarmupCosineLR(optimizer, min(max(steps // 20, 1), steps - 1) if steps > 1 else 0, max(steps, 1))
+
+
 def default_out(name: str) -> Path:
     return Path("runs") / "apps" / name
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, read_json, write_json
+from numformer.apps import App, AppError, fit, read_json, warmup_cosine, write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -88,13 +88,7 @@ def _batches(ids: list[list[int]], labels: np.ndarray, rows: np.ndarray, pad_id:
 
 
 def _fit(model, ids, labels, train_rows, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, progress):
-    from numformer.train import TrainConfig, Trainer
-
     optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(steps // 10, 1)
-    scheduler = nf.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(steps - warmup, 1)))
-    )
 
     def draw(rng):
         return _batches(ids, labels, rng.choice(train_rows, size=batch, replace=False))
@@ -102,29 +96,20 @@ def _fit(model, ids, labels, train_rows, out: Path, name: str, steps: int, batch
     def loss_fn(m, b):
         return m(*b)[1]
 
-    config = TrainConfig(
-        max_steps=steps,
-        eval_every=steps,
-        checkpoint_every=steps,
-        keep_checkpoints=1,
-        out_dir=str(out / f"train-{name}"),
-        seed=seed,
-        progress=progress,
-    )
-    start = time.perf_counter()
-    result = Trainer(
+    return fit(
         model,
         optimizer,
         loss_fn,
         draw,
-        scheduler=scheduler,
-        config=config,
+        out,
+        name,
+        steps,
+        seed,
+        progress,
+        scheduler=warmup_cosine(optimizer, steps),
         count=lambda b: int(b[1].sum()),
         unit="tokens",
-    ).fit()
-    if result.status not in ("completed", "early_stopped"):
-        raise AppError(f"training the {name} model stopped: {result.reason}")
-    return time.perf_counter() - start
+    )
 
 
 def _tokenize(encoder, texts):

@@ -19,13 +19,12 @@ negatives).
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, read_json, write_json
+from numformer.apps import App, AppError, fit, read_json, write_json
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -160,7 +159,6 @@ def _data(seed: int, fast: bool):
 
 def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
     from numformer.interop import save_model
-    from numformer.train import TrainConfig, Trainer
 
     split, num_items, _ = _data(seed, fast)
     config = SASRecConfig(
@@ -192,22 +190,19 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
         nf.manual_seed(seed)
         model = make(config)
         optimizer = nf.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0)
-        cfg = TrainConfig(
-            max_steps=n,
-            eval_every=n,
-            checkpoint_every=n,
-            keep_checkpoints=1,
-            out_dir=str(out / f"train-{name}"),
-            seed=seed,
-            progress=progress,
+        seconds[name] = fit(
+            model,
+            optimizer,
+            loss_fn,
+            batches,
+            out,
+            name,
+            n,
+            seed,
+            progress,
+            count=lambda b: int((b[1] != 0).sum()),
+            unit="items",
         )
-        start = time.perf_counter()
-        result = Trainer(
-            model, optimizer, loss_fn, batches, config=cfg, count=lambda b: int((b[1] != 0).sum()), unit="items"
-        ).fit()
-        if result.status not in ("completed", "early_stopped"):
-            raise AppError(f"training {name} stopped: {result.reason}")
-        seconds[name] = time.perf_counter() - start
         (out / "model").mkdir(parents=True, exist_ok=True)
         save_model(model, out / "model" / f"{name}.safetensors")
     write_json(out / "model" / "config.json", config.to_dict())

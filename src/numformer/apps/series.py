@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, read_json, write_json
+from numformer.apps import App, AppError, fit, read_json, warmup_cosine, write_json
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 
 SERIES = {
@@ -128,27 +127,8 @@ def _training_windows(values, phase, n_train, window, horizon, scale, season):
 
 
 def _fit(model, batches, out: Path, name: str, steps: int, lr: float, seed: int, progress: bool, loss_fn) -> float:
-    from numformer.train import TrainConfig, Trainer
-
     optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(steps // 20, 1)
-    scheduler = nf.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    )
-    cfg = TrainConfig(
-        max_steps=steps,
-        eval_every=steps,
-        checkpoint_every=steps,
-        keep_checkpoints=1,
-        out_dir=str(out / f"train-{name}"),
-        seed=seed,
-        progress=progress,
-    )
-    start = time.perf_counter()
-    result = Trainer(model, optimizer, loss_fn, batches, scheduler=scheduler, config=cfg).fit()
-    if result.status not in ("completed", "early_stopped"):
-        raise AppError(f"training {name} stopped: {result.reason}")
-    return time.perf_counter() - start
+    return fit(model, optimizer, loss_fn, batches, out, name, steps, seed, progress, warmup_cosine(optimizer, steps))
 
 
 def _masked_mse(m, batch):

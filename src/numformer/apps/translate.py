@@ -17,13 +17,12 @@ from __future__ import annotations
 import datetime
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, read_json, write_json
+from numformer.apps import App, AppError, fit, read_json, write_json
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -167,8 +166,6 @@ def _load(folder: Path, app: str):
 
 
 def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed, progress, noam):
-    from numformer.train import TrainConfig, Trainer
-
     src_ids = [src.encode(a) for a, _ in pairs]
     tgt_ids = [tgt.encode(b) for _, b in pairs]
 
@@ -192,23 +189,20 @@ def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed,
     else:
         optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         scheduler = None
-    config = TrainConfig(
-        max_steps=steps,
-        eval_every=max(steps, 1),
-        checkpoint_every=max(steps // 2, 1),
-        keep_checkpoints=1,
-        out_dir=str(out / f"train-{name}"),
-        seed=seed,
-        progress=progress,
-        clip_grad_norm=1.0,
+    return fit(
+        model,
+        optimizer,
+        loss_fn,
+        batches,
+        out,
+        name,
+        steps,
+        seed,
+        progress,
+        scheduler=scheduler,
+        count=lambda b: b[2].size,
+        unit="tokens",
     )
-    start = time.perf_counter()
-    result = Trainer(
-        model, optimizer, loss_fn, batches, scheduler=scheduler, config=config, count=lambda b: b[2].size, unit="tokens"
-    ).fit()
-    if result.status not in ("completed", "early_stopped"):
-        raise AppError(f"training the {name} stopped: {result.reason}")
-    return time.perf_counter() - start
 
 
 def train_task(app: str, out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, read_json, write_json
+from numformer.apps import App, AppError, fit, read_json, warmup_cosine, write_json
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
@@ -47,7 +47,6 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     from sklearn.linear_model import LogisticRegression
 
     from numformer.interop import save_file, save_model
-    from numformer.train import TrainConfig, Trainer
 
     x, y, tx, ty = load(seed)
     if fast:
@@ -57,10 +56,6 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     model = VisionTransformer(config)
     steps = steps or (20 if fast else 3000)
     optimizer = nf.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    warmup = max(steps // 20, 1)
-    scheduler = nf.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
-    )
 
     def batches(rng):
         rows = rng.integers(0, len(x), 64)
@@ -69,20 +64,11 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     def loss_fn(m, batch):
         return nf.nn.functional.cross_entropy(m(batch[0]), batch[1], label_smoothing=0.1)
 
-    cfg = TrainConfig(
-        max_steps=steps,
-        eval_every=steps,
-        checkpoint_every=steps,
-        keep_checkpoints=1,
-        out_dir=str(out / "train-model"),
-        seed=seed,
-        progress=progress,
-    )
-    start = time.perf_counter()
-    result = Trainer(model, optimizer, loss_fn, batches, scheduler=scheduler, config=cfg).fit()
-    if result.status not in ("completed", "early_stopped"):
-        raise AppError(f"training the ViT stopped: {result.reason}")
-    seconds = {"vit": time.perf_counter() - start}
+    seconds = {
+        "vit": fit(
+            model, optimizer, loss_fn, batches, out, "model", steps, seed, progress, warmup_cosine(optimizer, steps)
+        )
+    }
     start = time.perf_counter()
     logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)
     seconds["logistic_regression"] = time.perf_counter() - start

@@ -27,7 +27,7 @@ def _encoder(name: str):
 
 
 def _texts(args) -> list[str]:
-    from numformer.models.sentence import read_lines
+    from numformer.models.sentence import read_lines, split_lines
 
     if args.file is not None and args.texts:
         raise _Usage("numformer embed: give texts or --file, not both")
@@ -36,15 +36,7 @@ def _texts(args) -> list[str]:
     if args.file is None:
         return list(args.texts)
     if args.file == "-":
-        data = sys.stdin.buffer.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"stdin is not UTF-8 text (byte {err.start})") from None
-        lines = text.split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        return [line.removesuffix("\r") for line in lines]
+        return split_lines(sys.stdin.buffer.read(), "stdin")
     return read_lines(args.file)
 
 

@@ -197,23 +197,32 @@ class SentenceEncoder:
         return pooled
 
 
-def read_lines(path) -> list[str]:
-    """Every line of a UTF-8 text file, one text each, empty lines included: split at ``\n``
-    only (a ``\r`` before it dropped), no extra empty text after a final newline.
+def split_lines(data: bytes, name) -> list[str]:
+    """UTF-8 bytes as lines, one text each, empty lines included: split at ``\n`` only (a
+    ``\r`` before it dropped), no extra empty text after a final newline.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not UTF-8 (the byte offset named)."""
+        ValueError: not UTF-8 (``name`` and the byte offset named)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name} is not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r})") from None
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_lines(path) -> list[str]:
+    """Every line of a UTF-8 text file (``split_lines``).
+
+    Raises:
+        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: not UTF-8."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a text file")
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return split_lines(path.read_bytes(), path)
