@@ -98,6 +98,24 @@ class World:
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MIN)
         return int(buf[0])
 
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Every rank's rows (a contiguous 2-D array, equal trailing size), stacked in rank order
+        on rank 0 (None on the others)."""
+        if self.size == 1:
+            return rows
+        rows = np.ascontiguousarray(rows)
+        counts = np.zeros(self.size, dtype=np.int64)
+        self.comm.Allgather(np.array([rows.shape[0]], dtype=np.int64), counts)
+        out = np.empty((int(counts.sum()),) + rows.shape[1:], dtype=rows.dtype) if self.is_main else None
+        per_row = int(np.prod(rows.shape[1:]))
+        sizes = (counts * per_row).tolist()
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+        from mpi4py import MPI
+
+        kind = MPI._typedict[rows.dtype.char]
+        self.comm.Gatherv(rows, [out, sizes, offsets, kind] if self.is_main else None, root=0)
+        return out
+
     def barrier(self) -> None:
         if self.size > 1:
             self.comm.Barrier()

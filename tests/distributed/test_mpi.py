@@ -9,6 +9,7 @@ sqrt(v) amplifies for the parameters whose gradients are near zero."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,21 @@ def test_one_process_world_needs_no_mpi():
     assert distributed.shard(batch, world) is batch
     assert world.mean(3.5) == 3.5 and world.any(True) and not world.any(False)
     assert world.broadcast_json({"x": 1}) == {"x": 1}
+
+
+def test_embed_shards_a_file_across_ranks(tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"sentence number {i}, about {['cats', 'rain', 'maths'][i % 3]}\n" for i in range(23)))
+    numformer = [sys.executable, "-m", "numformer.cli", "embed", "--file", str(lines)]
+    two = subprocess.run(
+        [str(MPIEXEC), "-n", "2", *numformer, "--out", str(tmp_path / "two.npy")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=ENV,
+    )
+    assert two.returncode == 0, two.stderr
+    one = subprocess.run([*numformer], capture_output=True, text=True, timeout=180, env=ENV)
+    assert one.returncode == 0, one.stderr
+    expected = np.array([json.loads(line) for line in one.stdout.splitlines()], dtype=np.float32)
+    np.testing.assert_allclose(np.load(tmp_path / "two.npy"), expected, atol=1e-6)  # all 23, in order

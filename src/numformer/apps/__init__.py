@@ -124,11 +124,17 @@ def read_json(path: Path, app: str) -> dict:
     return data
 
 
+MEASURED = Path(__file__).with_name("measured.json")  # the project's last full runs (app list, tour, README)
+
+
 def registry() -> dict[str, App]:
     """Every application by name (importing an app's module needs only numformer's core)."""
     from numformer.apps import classify, recommend, series, translate, vision
 
     apps = [*translate.APPS, *classify.APPS, *vision.APPS, *series.APPS, *recommend.APPS]
+    measured = json.loads(MEASURED.read_text()) if MEASURED.is_file() else {}
+    for app in apps:
+        app.measured = measured.get(app.name, {})
     return {app.name: app for app in apps}
 
 

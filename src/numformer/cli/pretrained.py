@@ -55,10 +55,20 @@ def embed(args) -> int:
             raise _Usage(f"numformer embed: {out} exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
             raise FileNotFoundError(f"no such folder for --out: {out.parent}")
+    from numformer import distributed
+
     texts = _texts(args)
+    world = distributed.world()  # under mpiexec, each rank embeds its slice of the lines
+    lo, hi = len(texts) * world.rank // world.size, len(texts) * (world.rank + 1) // world.size
     vectors = _encoder(args.model).encode(
-        texts, batch_size=args.batch_size, normalize=not args.no_normalize, show_progress_bar=None
+        texts[lo:hi],
+        batch_size=args.batch_size,
+        normalize=not args.no_normalize,
+        show_progress_bar=world.is_main and None,
     )
+    vectors = world.gather_rows(vectors)
+    if not world.is_main:
+        return 0
     if out is not None:
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
