@@ -17,7 +17,7 @@ from numformer.apps.recommend import (
     sequences,
 )
 from numformer.interop import load_model, save_model
-from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss
+from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss, softmax_loss
 
 CONFIG = SASRecConfig(num_items=30, max_len=8, d_model=16, nhead=2, num_layers=2, dropout=0.0)
 SEQ = np.array([[0, 0, 0, 3, 4, 5, 6, 7], [0, 0, 0, 0, 0, 9, 1, 2], [11, 12, 13, 14, 15, 16, 17, 18]])
@@ -66,6 +66,24 @@ def test_overfits_a_tiny_batch_and_round_trips(make, tmp_path):
     other = make(CONFIG)
     load_model(other, tmp_path / "m.safetensors")
     np.testing.assert_array_equal(other.eval()(SEQ).data, model.eval()(SEQ).data)
+
+
+def test_the_full_softmax_loss_trains_and_ignores_padding():
+    nf.manual_seed(0)
+    model = SASRec(CONFIG)
+    positives = np.where(SEQ != 0, np.roll(SEQ, -1, 1), 0)
+    positives[:, -1] = [8, 3, 19]
+    first = float(softmax_loss(model, SEQ, positives).item())
+    assert first == pytest.approx(np.log(31), rel=0.2)  # about uniform over the catalogue at the start
+    opt = nf.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(100):
+        opt.zero_grad()
+        loss = softmax_loss(model, SEQ, positives)
+        loss.backward()
+        opt.step()
+    assert float(loss.item()) < 0.1
+    h = model.eval()(SEQ)
+    assert (model.score(h[:, -1]).data[:, 1:].argmax(1) + 1).tolist() == [8, 3, 19]
 
 
 def test_negatives_never_include_the_target_or_the_history():

@@ -161,25 +161,36 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     from numformer.interop import save_model
 
     split, num_items, _ = _data(seed, fast)
+    # dropout 0.5: the paper's setting for its sparser data sets; MovieLens-100K is small
+    # (measured here: both models score higher with it than with 0.2)
     config = SASRecConfig(
-        num_items=num_items, max_len=20 if fast else 50, d_model=16 if fast else 64, num_layers=1 if fast else 2
+        num_items=num_items,
+        max_len=20 if fast else 50,
+        d_model=16 if fast else 64,
+        num_layers=1 if fast else 2,
+        dropout=0.5,
     )
     L = config.max_len
     users = sorted(split)
     histories = {u: split[u][0] for u in users}
     seen = {u: set(histories[u].tolist()) for u in users}  # negatives: outside the training sequence
-    inputs = np.stack([left_pad(histories[u][:-1], L) for u in users])
-    targets = np.stack([left_pad(histories[u][1:], L) for u in users])
 
     def batches(rng):
+        # each row a window of a user's training history ending at a random item (the last with
+        # probability 1/2): every part of a long history is trained on, not only its newest items
         rows = rng.integers(0, len(users), 64 if fast else 128)
+        inputs, targets = np.zeros((len(rows), L), np.int64), np.zeros((len(rows), L), np.int64)
+        for r, row in enumerate(rows):
+            h = histories[users[row]]
+            end = len(h) if rng.random() < 0.5 or len(h) <= L else int(rng.integers(L, len(h) + 1))
+            inputs[r], targets[r] = left_pad(h[: end - 1], L), left_pad(h[1:end], L)
         negatives = rng.integers(1, num_items + 1, (len(rows), L))
         for r, row in enumerate(rows):  # resample the few negatives the user has rated
             bad = [j for j in range(L) if negatives[r, j] in seen[users[row]]]
             for j in bad:
                 while negatives[r, j] in seen[users[row]]:
                     negatives[r, j] = rng.integers(1, num_items + 1)
-        return inputs[rows], targets[rows], negatives * (targets[rows] != 0)
+        return inputs, targets, negatives * (targets != 0)
 
     def loss_fn(m, batch):
         return bce_loss(m, *batch)
