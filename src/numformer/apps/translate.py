@@ -181,11 +181,12 @@ def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed,
             logits.reshape(-1, logits.shape[-1]), t_out.reshape(-1), ignore_index=PAD, label_smoothing=0.1
         )
 
-    if noam:  # the paper's schedule: warm up linearly, then decay as 1/sqrt(step)
-        optimizer = nf.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
-        scheduler = nf.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, math.sqrt(warmup / (s + 1)))
+    if noam:  # the paper's schedule (NoamLR), scaled so that its peak, at step ``warmup``, is ``lr``
+        d_model = model.config.d_model
+        optimizer = nf.optim.AdamW(
+            model.parameters(), lr=lr * math.sqrt(d_model * warmup), betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0
         )
+        scheduler = nf.optim.lr_scheduler.NoamLR(optimizer, d_model, warmup)
     else:
         optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         scheduler = None
