@@ -1,6 +1,8 @@
 """Tensor constructors, named as PyTorch's. Floating results use the default dtype; ``device``
-("cpu", "cuda") says where the tensor lives (default: the CPU). Random draws come from
-numformer's generator on the host, so ``manual_seed`` gives the same values on every device."""
+("cpu", "cuda") says where the tensor lives (default: where numformer computes, the CPU until
+a model or tensor has moved to a GPU; numformer computes on one device at a time). Random draws
+come from numformer's generator on the host, so ``manual_seed`` gives the same values on every
+device."""
 
 from __future__ import annotations
 
