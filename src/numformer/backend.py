@@ -279,8 +279,8 @@ def tune_allocator() -> bool:
     default glibc serves each from a fresh ``mmap`` (page faults on first touch, ``munmap`` on
     free). Raising the mmap threshold to its 32 MB maximum and the trim threshold to 1 GB keeps
     that memory for reuse (``make bench`` measures the gain), and the process keeps its
-    peak memory. Process-wide, so numformer never does it on import: the ``numformer``
-    command calls it, and scripts may. Returns False where it does not apply (not glibc).
+    peak memory. Process-wide; ``import numformer`` calls it unless
+    ``NUMFORMER_TUNE_ALLOCATOR=0``. Returns False where it does not apply (not glibc).
     """
     import ctypes
     import sys

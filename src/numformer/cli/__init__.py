@@ -26,7 +26,9 @@ EXAMPLES = {
     "  numformer embed --file notes.txt --out notes.npy",
     "search": "example: numformer search --corpus faq.txt --query 'how do I reset my password' --top-k 3",
     "app": "examples:\n  numformer app list\n  numformer app translate-numbers train --fast\n"
-    "  numformer app translate-numbers eval --json\n  numformer app translate-numbers predict 'four hundred and two'",
+    "  numformer app translate-numbers eval --json\n  numformer app translate-numbers predict 'four hundred and two'\n"
+    "predict inputs: translate-*, classify: TEXT ...; vit: test:K | IMAGE.npy; forecast: SERIES [FILE];\n"
+    "  anomaly: FILE; sasrec: --user ID",
 }
 
 
@@ -336,7 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     np.seterr(all="ignore")
-    code = _main(argv)
+    try:
+        code = _main(argv)
+    except BaseException:  # a bug (a traceback): under MPI the other ranks must not wait for this one
+        from numformer import distributed
+
+        if distributed.world().size > 1:
+            import traceback
+
+            traceback.print_exc()
+            distributed.world().abort(1)
+        raise
     if code not in (0, None):
         from numformer import distributed
 
@@ -360,7 +372,11 @@ def _main(argv) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)
     except ImportError as err:
-        print(f"error: {err}; install the extras with: pip install 'numformer[demo]'", file=sys.stderr)
+        print(
+            f"error: {err}; install the extras with: pip install 'numformer[demo]' "
+            "(or the one the command needs: pretrained, apps, distributed, gpu)",
+            file=sys.stderr,
+        )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -174,9 +174,13 @@ def add_commands(command) -> None:
     emb.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     emb.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (32)")
     emb.add_argument("--no-normalize", action="store_true", help="keep the pooled vectors' own length")
-    srch = command("search", "semantic search: the corpus lines closest to a query (cosine similarity)")
+    srch = command(
+        "search",
+        "semantic search: the corpus lines closest to a query (cosine similarity); the corpus's embeddings "
+        "are cached beside it as CORPUS.embeddings.safetensors",
+    )
     srch.add_argument("--corpus", required=True, help="a UTF-8 text file, one document per line")
-    srch.add_argument("--query", required=True)
+    srch.add_argument("--query", required=True, help="the text to search for")
     srch.add_argument("--top-k", type=int, default=5, help="how many lines to print (5)")
     srch.add_argument("--model", default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)")
     srch.add_argument("--json", action="store_true", help="one JSON object per result line")
