@@ -14,11 +14,11 @@ EXAMPLES = {
     "demo": "example: numformer demo --seconds 60",
     "sections": "example: numformer sections --seed 42   (the same as: numformer tour 2 3 4 5 --seed 42)",
     "train": "examples:\n  numformer train --max-steps 500 --out runs/small\n"
-    "  numformer train --config configs/tiny.toml --data notes.txt --n-layer 2\n"
+    "  numformer train --config my.toml --data notes.txt --n-layer 2\n"
     "  numformer train --out runs/small --resume",
     "generate": "example: numformer generate --model runs/small --prompt 'The ' "
     "--max-new-tokens 200 --temperature 0.8 --top-k 20 --seed 1",
-    "lr-find": "example: numformer lr-find --config configs/tiny.toml --out runs/lr",
+    "lr-find": "example: numformer lr-find --config my.toml --out runs/lr",
     "info": "example: numformer info runs/small",
     "blas": "example: numformer blas\n  then, in your shell profile: export OPENBLAS_CORETYPE=<the core it names>",
     "tour": "examples:\n  numformer tour\n  numformer tour 4 7 --out runs/tour\n  numformer tour --html",
