@@ -76,7 +76,7 @@ JOB = (
 def run(ranks: int, threads: int, out: Path) -> dict:
     script = out / "job.py"
     script.write_text(JOB)
-    env = {**os.environ, "NUMFORMER_NUM_THREADS": str(threads)}
+    env = {**os.environ, "NUMFORMER_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
     cmd = [sys.executable, str(script), str(out / f"run{ranks}")]
     if ranks > 1:
         cmd = [str(MPIEXEC), "-n", str(ranks), *cmd]

@@ -141,7 +141,8 @@ _WORLD: World | None = None
 def world() -> World:
     """This job's ``World``: from MPI when launched by ``mpiexec`` (and ``mpi4py`` is there),
     else one process. The first call under MPI also divides this machine's cores among its
-    ranks for numformer's kernels, unless ``NUMFORMER_NUM_THREADS`` says otherwise.
+    ranks for numformer's kernels and NumPy's BLAS, unless ``NUMFORMER_NUM_THREADS`` says
+    otherwise.
 
     Raises:
         ImportError: launched by mpiexec with more than one rank but mpi4py is missing."""
@@ -163,9 +164,12 @@ def world() -> World:
         return _WORLD
     _WORLD = World(MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None)
     if _WORLD.size > 1 and not os.environ.get("NUMFORMER_NUM_THREADS", "").strip():
-        from numformer.ops._threads import default_num_threads, set_num_threads
+        from numformer.ops._threads import default_num_threads, limit_blas_threads, set_num_threads
 
-        set_num_threads(max(1, default_num_threads() // _WORLD.local_size()))
+        share = max(1, default_num_threads() // _WORLD.local_size())
+        set_num_threads(share)
+        if share == 1:  # serial kernels leave BLAS alone; it must not take every core either
+            limit_blas_threads(1)
     return _WORLD
 
 

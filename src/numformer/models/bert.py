@@ -393,6 +393,12 @@ class BertModel(nn.Module):
         config = BertConfig.from_dict(read_bert_config(folder), source=str(folder / "config.json"))
         state = read_bert_weights(folder)
         pooler = any(k.startswith("pooler.") for k in state)
+        layers = {int(k.split(".")[2]) for k in state if k.startswith("encoder.layer.") and k.split(".")[2].isdigit()}
+        if config.num_hidden_layers != len(layers):  # before listing every expected tensor of a huge stack
+            raise ValueError(
+                f"{folder / 'model.safetensors'} does not fit its config.json: config.json says "
+                f"num_hidden_layers {config.num_hidden_layers}, the weights hold {len(layers)} layers"
+            )
         # every name and shape checked against the config before any array is allocated, so a
         # config.json that asks for a huge model fails here, not in the allocator
         _check_shapes(expected_shapes(config, pooler), state, folder / "model.safetensors")

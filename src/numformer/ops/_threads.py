@@ -109,6 +109,16 @@ def set_num_threads(n: int) -> None:
         _owner = threading.get_ident()
 
 
+def limit_blas_threads(n: int) -> None:
+    """Cap NumPy's OpenBLAS at ``n`` threads (process-wide): for processes that share a
+    machine's cores (MPI ranks), where BLAS's default of every core would oversubscribe them."""
+    global _blas
+    if _blas is None:
+        _blas = _find_blas() or ()
+    if _blas:
+        _blas[0](max(1, int(n)))
+
+
 @contextlib.contextmanager
 def num_threads(n: int):
     """Run the ``with`` block on ``n`` kernel threads, then restore the previous count."""
