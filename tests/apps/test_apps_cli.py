@@ -99,6 +99,14 @@ def test_predict_refuses_input_the_model_cannot_take(trained, capsys):
     assert "predict needs input" in capsys.readouterr().err
 
 
+def test_a_folder_of_another_app_is_refused_by_name(trained, capsys):
+    out = str(trained / "translate-dates")
+    for verb in (["eval"], ["predict", "four"], ["train", "--fast", "--overwrite"]):
+        assert main(["app", "translate-numbers", *verb, "--out", out]) == 2
+        assert "holds a trained translate-dates, not translate-numbers" in capsys.readouterr().err
+    assert (trained / "translate-dates" / "model").is_dir()  # nothing was removed
+
+
 def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
     out = str(trained / "translate-dates")
     assert main(["app", "translate-dates", "train", "--fast", "--out", out]) == 2

@@ -143,6 +143,7 @@ def test_numformer_train_runs_under_mpiexec(tmp_path):
         env=ENV,
     )
     assert odd.returncode == 2 and "must be a multiple of the 2 ranks" in odd.stderr
+    assert odd.stderr.count("error:") == 1  # said once, by rank 0, whose abort ends rank 1
 
 
 def test_one_process_world_needs_no_mpi():

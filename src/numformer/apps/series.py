@@ -305,8 +305,14 @@ def predict_forecast(out: Path, inputs: list[str]) -> list[str]:
             values = np.array([float(v) if v.strip() else np.nan for v in lines])
         except ValueError:
             raise AppError(f"{inputs[1]}: every line must be a number or empty") from None
-        if len(values) < s["window"] or not np.isfinite(values[~np.isnan(values)]).all():
-            raise AppError(f"{inputs[1]}: need at least {s['window']} finite values, got {len(values)}")
+        finite = np.isfinite(values)
+        if (np.isinf(values)).any():
+            raise AppError(f"{inputs[1]}: values must be finite numbers (or empty lines for missing ones)")
+        if len(values) < s["window"] or not finite[-s["window"] :].any():
+            raise AppError(
+                f"{inputs[1]}: need at least {s['window']} values with some observed in the last {s['window']}, "
+                f"got {len(values)} ({int(finite.sum())} observed)"
+            )
         step = 1 / s["season"]
         phase = (phase[-1] + step * (np.arange(len(values)) - len(values) + 1)) % 1.0
     pred = forecast(models["transformer"], values, phase, len(values) - 1, s["window"], info["scale"], s["season"])

@@ -71,12 +71,18 @@ class Vocab:
         ids = []
         for piece in to_pieces(text):
             if piece not in self.stoi and strict:
-                raise AppError(f"the model never saw {piece.lstrip('▁')!r} in training: it cannot translate {text!r}")
+                raise AppError(
+                    f"the model never saw {piece.lstrip('▁')[:40]!r} in training: it cannot translate {_short(text)!r}"
+                )
             ids.append(self.stoi.get(piece, 3))
         return ids
 
     def decode(self, ids) -> str:
         return from_pieces([self.itos[i] for i in ids if i > 3])
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def pad_batch(rows: list[list[int]], bos: bool = False, eos: bool = False) -> np.ndarray:

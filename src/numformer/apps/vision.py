@@ -177,9 +177,10 @@ def _image(text: str, test_images) -> np.ndarray:
         raise AppError(f"vit: expected test:K or an existing .npy file with one 8x8 image, got {text!r}")
     try:
         image = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise AppError(f"vit: {path} is not a .npy array ({err})") from None
-    if image.shape != (8, 8) or not np.issubdtype(image.dtype, np.number) or not np.isfinite(image).all():
+    except (ValueError, EOFError, OSError) as err:
+        raise AppError(f"vit: {path} is not a .npy array of numbers ({type(err).__name__})") from None
+    real = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
+    if image.shape != (8, 8) or not real or not np.isfinite(image).all():
         raise AppError(f"vit: {path} must hold one finite 8x8 image, got {image.dtype} {image.shape}")
     return image.astype(np.float32)
 

@@ -325,6 +325,20 @@ def _user_errors() -> tuple:
     return tuple(errors)
 
 
+def _report(line: str) -> None:
+    """One error line on stderr. Under MPI, ranks other than 0 wait a moment first: a mistake
+    every rank makes (a bad flag) is then said once, by rank 0, whose abort ends the others."""
+    from numformer import distributed
+
+    world = distributed.world()
+    if world.size > 1 and not world.is_main:
+        import time
+
+        time.sleep(2.0)
+        line = f"{line} (rank {world.rank})"
+    print(line, file=sys.stderr)
+
+
 def _one_line(err) -> str:
     """An error's message on one line (a list of problems joined with '; ')."""
     return "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
@@ -354,7 +368,6 @@ def main(argv: list[str] | None = None) -> int:
 
         world = distributed.world()
         if world.size > 1:  # the other ranks may wait in a collective for this one: end them all
-            print(f"error: rank {world.rank} of {world.size} failed (exit {code}); ending the job", file=sys.stderr)
             world.abort(code)
     return code
 
@@ -367,7 +380,7 @@ def _main(argv) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except _user_errors() as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        _report(f"error: {_one_line(err)}")
     except OSError as err:  # a path the user gave: missing, a folder, not writable, ...
         where = f"{err.filename}: " if err.filename else ""
         print(f"error: {where}{err.strerror or err}", file=sys.stderr)

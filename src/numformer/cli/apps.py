@@ -72,6 +72,12 @@ def run(args) -> int:
     if args.verb is None:
         raise _usage(f"say what to do with {app.name}: train, eval or predict")
     out = Path(args.out) if args.out else apps.default_out(app.name)
+    owner = _owner(out)
+    if owner is not None and owner != app.name:
+        raise _usage(
+            f"{out} holds a trained {owner}, not {app.name}: use numformer app {owner} {args.verb}, "
+            f"or another --out for {app.name}"
+        )
     if args.verb != "predict" and args.inputs:
         raise _usage(f"{args.verb} takes no inputs, got {args.inputs[0]!r}")
     if args.verb != "predict" and args.user is not None:
@@ -123,6 +129,15 @@ def run(args) -> int:
     for line in _guarded(app.predict, out, inputs):
         print(line)
     return 0
+
+
+def _owner(out: Path) -> str | None:
+    """The app whose train wrote ``out`` (train.json's "app"), or None."""
+    try:
+        info = json.loads((out / "train.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("app") if isinstance(info, dict) and isinstance(info.get("app"), str) else None
 
 
 def _guarded(verb, out, *args):
