@@ -191,8 +191,21 @@ def to_device(array, device):
     host = to_numpy(array)
     if d.type == "cpu":
         return host
-    module = _DEVICE_MODULES.get("cuda") or (_array_module if _array_module is not np else device_module(d))
-    return module.asarray(host)
+    return _accelerator(d).asarray(host)
+
+
+def use_device(device) -> None:
+    """Make xp compute on ``device`` (what ``Module.to`` does after moving a model)."""
+    d = Device(device)
+    module = np if d.type == "cpu" else _accelerator(d)
+    if module is not _array_module:
+        set_array_module(module)
+
+
+def _accelerator(d: Device):
+    """The accelerator's module: the registered one, else the one xp serves (when not NumPy),
+    else CuPy."""
+    return _DEVICE_MODULES.get("cuda") or (_array_module if _array_module is not np else device_module(d))
 
 
 def enter_device(arrays) -> None:

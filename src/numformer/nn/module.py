@@ -11,7 +11,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from numformer.backend import Device, as_dtype, device_of, enter_device, is_floating, to_device, xp
+from numformer.backend import Device, as_dtype, device_of, is_floating, to_device, use_device, xp
 from numformer.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -221,7 +221,7 @@ class Module:
                     t.data, t.grad = moved, None
             # numformer computes on one device at a time: the model's, from now on, so that
             # host inputs (token ids, masks) become device arrays where the model reads them
-            enter_device([to_device(xp.zeros(0), device)])
+            use_device(device)
         if dtype is not None:
             dtype = as_dtype(dtype)
             for t in list(self.parameters()) + [getattr(m, n) for m, n, keep in buffers if keep]:
