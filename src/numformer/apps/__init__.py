@@ -94,6 +94,18 @@ def warmup_cosine(optimizer, steps: int):
     return WarmupCosineLR(optimizer, min(max(steps // 20, 1), steps - 1) if steps > 1 else 0, max(steps, 1))
 
 
+def load_weights(model, path: Path, app: str):
+    """``model`` with the weights an app's train saved at ``path`` (eval mode), or an
+    ``AppError`` naming the file."""
+    from numformer.interop import load_model
+
+    try:
+        load_model(model, path)
+    except (ValueError, FileNotFoundError) as err:
+        raise AppError(f"{app}: {err}") from None
+    return model.eval()
+
+
 def default_out(name: str) -> Path:
     return Path("runs") / "apps" / name
 

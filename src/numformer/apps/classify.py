@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, read_json, warmup_cosine, write_json
+from numformer.apps import App, AppError, fit, load_weights, read_json, warmup_cosine, write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -238,17 +238,13 @@ def _load_baseline(folder: Path):
 
 
 def _load_model(folder: Path):
-    from numformer.interop import load_model
     from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
     info = read_json(folder / "config.json", "classify")
     bert = BertModel(BertConfig(**info["bert"]), add_pooling_layer=info["pooler"])
     bert.encoder.layer = bert.encoder.layer[: info["layers"]]
     model = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling=info["pooling"])
-    try:
-        load_model(model, folder / "model.safetensors")
-    except (ValueError, FileNotFoundError) as err:
-        raise AppError(f"{folder}: {err}") from None
+    load_weights(model, folder / "model.safetensors", "classify")
     return model.eval()
 
 

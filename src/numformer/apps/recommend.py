@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, read_json, write_json
+from numformer.apps import App, AppError, fit, load_weights, read_json, write_json
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -224,16 +224,11 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 
 
 def _models(out: Path):
-    from numformer.interop import load_model
-
     config = SASRecConfig(**read_json(out / "model" / "config.json", "sasrec"))
     models = {}
     for name, make in (("sasrec", SASRec), ("lstm", RecurrentRecommender)):
         model = make(config)
-        try:
-            load_model(model, out / "model" / f"{name}.safetensors")
-        except (ValueError, FileNotFoundError) as err:
-            raise AppError(f"{out / 'model'}: {err}") from None
+        load_weights(model, out / "model" / f"{name}.safetensors", "sasrec")
         models[name] = model.eval()
     return models, config
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, read_json, warmup_cosine, write_json
+from numformer.apps import App, AppError, fit, load_weights, read_json, warmup_cosine, write_json
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 
 SERIES = {
@@ -191,17 +191,12 @@ def train_forecast(out: Path, fast: bool, seed: int, steps: int | None, progress
 
 
 def _forecast_models(out: Path, name: str):
-    from numformer.interop import load_model
-
     info = read_json(out / "model" / "config.json", "forecast")[name]
     config = SeriesConfig(**info["config"])
     models = {}
     for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
         model = make(config)
-        try:
-            load_model(model, out / "model" / name / f"{kind}.safetensors")
-        except (ValueError, FileNotFoundError) as err:
-            raise AppError(f"{out / 'model'}: {err}") from None
+        load_weights(model, out / "model" / name / f"{kind}.safetensors", "forecast")
         models[kind] = model.eval()
     return models, info
 
@@ -447,14 +442,9 @@ def train_anomaly(out: Path, fast: bool, seed: int, steps: int | None, progress:
 
 
 def _autoencoder(out: Path):
-    from numformer.interop import load_model
-
     info = read_json(out / "model" / "config.json", "anomaly")
     model = TransformerAutoencoder(SeriesConfig(**info["config"]))
-    try:
-        load_model(model, out / "model" / "model.safetensors")
-    except (ValueError, FileNotFoundError) as err:
-        raise AppError(f"{out / 'model'}: {err}") from None
+    load_weights(model, out / "model" / "model.safetensors", "anomaly")
     return model.eval(), info
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, read_json, write_json
+from numformer.apps import App, AppError, fit, load_weights, read_json, write_json
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -156,18 +156,13 @@ def _save(model, folder: Path, kind: str, config: dict, src: Vocab, tgt: Vocab) 
 
 
 def _load(folder: Path, app: str):
-    from numformer.interop import load_model
-
     info = read_json(folder / "config.json", app)
     src, tgt = Vocab(info["src_vocab"][4:]), Vocab(info["tgt_vocab"][4:])
     if info["kind"] == "transformer":
         model = Seq2SeqTransformer(Seq2SeqConfig(**info["config"]))
     else:
         model = LSTMSeq2Seq(**info["config"])
-    try:
-        load_model(model, folder / "model.safetensors")
-    except (ValueError, FileNotFoundError) as err:
-        raise AppError(f"{folder}: {err}") from None
+    load_weights(model, folder / "model.safetensors", app)
     return model.eval(), src, tgt, info
 
 

@@ -52,6 +52,14 @@ def _check(seq, c: SASRecConfig) -> np.ndarray:
     return s
 
 
+def _item_embedding(c: SASRecConfig) -> nn.Embedding:
+    """Items 1..num_items (row 0 is padding, kept at zero), N(0, 1/d) as in the paper's code."""
+    table = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
+    nn.init.normal_(table.weight, std=c.d_model**-0.5)
+    table.weight.data[0] = 0
+    return table
+
+
 class SASRec(nn.Module):
     """Item and learned position embeddings, causal pre-LN self-attention blocks, a final
     LayerNorm; scores are dot products with the item embeddings."""
@@ -59,9 +67,7 @@ class SASRec(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
         c = self.config = config
-        self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
-        nn.init.normal_(self.item_emb.weight, std=c.d_model**-0.5)
-        self.item_emb.weight.data[0] = 0
+        self.item_emb = _item_embedding(c)
         self.pos_emb = nn.LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
         layer = nn.TransformerEncoderLayer(c.d_model, c.nhead, c.d_model, c.dropout, activation="relu", norm_first=True)
@@ -105,9 +111,7 @@ class RecurrentRecommender(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
         c = self.config = config
-        self.item_emb = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
-        nn.init.normal_(self.item_emb.weight, std=c.d_model**-0.5)
-        self.item_emb.weight.data[0] = 0
+        self.item_emb = _item_embedding(c)
         self.dropout = nn.Dropout(c.dropout)
         self.lstm = nn.LSTM(c.d_model, c.d_model, num_layers=1, batch_first=True)
         self.norm = nn.LayerNorm(c.d_model)

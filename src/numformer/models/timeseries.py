@@ -60,6 +60,12 @@ def _encoder(c: SeriesConfig) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
 
 
+def _encode(model, x):
+    """Each step's features projected to d_model, positions added, through the encoder (the
+    front both Transformers share). Shape: ``(N, window, n_features)`` -> ``(N, window, d_model)``."""
+    return model.encoder(model.positions(model.input_proj(x)))
+
+
 class TimeSeriesTransformer(nn.Module):
     def __init__(self, config: SeriesConfig):
         super().__init__()
@@ -76,8 +82,7 @@ class TimeSeriesTransformer(nn.Module):
 
         Raises:
             ValueError: a window of another length or feature count."""
-        x = _check(x, self.config, "TimeSeriesTransformer")
-        h = self.encoder(self.positions(self.input_proj(x)))
+        h = _encode(self, _check(x, self.config, "TimeSeriesTransformer"))
         return self.head(h[:, -1])
 
 
@@ -112,8 +117,7 @@ class TransformerAutoencoder(nn.Module):
         """Each step's value of each window, rebuilt from ``latent`` numbers.
 
         Shape: ``(N, window, n_features)`` -> ``(N, window)`` (feature 0 is the value)."""
-        x = _check(x, self.config, "TransformerAutoencoder")
-        z = self.to_latent(self.encoder(self.positions(self.input_proj(x))).mean(dim=1))  # (N, latent)
+        z = self.to_latent(_encode(self, _check(x, self.config, "TransformerAutoencoder")).mean(dim=1))  # (N, latent)
         N = z.shape[0]
         h = self.queries.expand(N, self.config.window, self.config.d_model) + self.from_latent(z).unsqueeze(1)
         return self.head(self.decoder(h)).squeeze(-1)
