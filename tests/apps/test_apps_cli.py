@@ -124,3 +124,15 @@ def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
     assert to_pieces("14. März 2024") == ["1", "4", ".", "▁März", "▁2", "0", "2", "4"]
     vocab = Vocab.build(b for _, b in train)
     assert vocab.decode(vocab.encode(train[0][1])) == train[0][1]
+
+
+def test_eval_prints_nested_results_as_indented_lines():
+    from numformer.cli.apps import _describe
+
+    assert _describe("steps", 5) == ["steps: 5"]
+    assert _describe("models", {"a": {"HR": 0.5, "ci": [0, 1]}, "b": {"c": {"x": 1}}}) == [
+        "models:",
+        "  a: HR=0.5, ci=[0, 1]",
+        "  b:",
+        "    c: x=1",
+    ]

@@ -8,13 +8,16 @@ import pytest
 
 import numformer as nf
 from numformer.apps.recommend import (
+    evaluation_inputs,
     leave_one_out,
     left_pad,
     load_interactions,
     load_titles,
+    paired_difference,
     rank_metrics,
     sample_negatives,
     sequences,
+    validation_batch,
 )
 from numformer.interop import load_model, save_model
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss, softmax_loss
@@ -74,7 +77,12 @@ def test_the_full_softmax_loss_trains_and_ignores_padding():
     positives = np.where(SEQ != 0, np.roll(SEQ, -1, 1), 0)
     positives[:, -1] = [8, 3, 19]
     first = float(softmax_loss(model, SEQ, positives).item())
-    assert first == pytest.approx(np.log(31), rel=0.2)  # about uniform over the catalogue at the start
+    assert first == pytest.approx(np.log(30), rel=0.2)  # about uniform over the catalogue at the start
+    with nf.no_grad():  # by hand: the 30 items are the classes (not the padding id), real positions only
+        logits = model.score(model(SEQ)).data.astype(np.float64)[..., 1:][positives != 0]
+    picked = logits[np.arange(len(logits)), positives[positives != 0] - 1]
+    by_hand = np.mean(np.log(np.exp(logits).sum(1)) - picked)
+    assert first == pytest.approx(by_hand, rel=1e-5)
     opt = nf.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     for _ in range(100):
         opt.zero_grad()
@@ -99,6 +107,23 @@ def test_rank_metrics():
     assert hr == 0.5 and ndcg == pytest.approx(0.5 / np.log2(3))
 
 
+def test_the_paired_bootstrap_brackets_the_difference():
+    rng = np.random.default_rng(0)
+    a = rng.random(500)
+    same = paired_difference(a, a, np.random.default_rng(1))
+    assert same == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    lead = paired_difference(a + 0.1 + 0.01 * rng.standard_normal(500), a, np.random.default_rng(1))
+    assert 0.09 < lead["ci95"][0] < lead["mean"] < lead["ci95"][1] < 0.11
+    shuffled = paired_difference(a[::-1], a, np.random.default_rng(1))  # the same values, other users
+    assert shuffled["mean"] == 0.0 and shuffled["ci95"][0] < 0 < shuffled["ci95"][1]
+
+
+def test_the_full_softmax_loss_refuses_a_batch_without_targets():
+    model = SASRec(CONFIG)
+    with pytest.raises(ValueError, match="no position has a target"):
+        softmax_loss(model, SEQ, np.zeros_like(SEQ))
+
+
 def test_movielens_loaders_and_leave_one_out(tmp_path):
     (tmp_path / "u.data").write_text("1\t10\t4\t300\n1\t11\t3\t100\n1\t12\t5\t200\n2\t10\t2\t50\n1\t13\t4\t400\n")
     (tmp_path / "ratings.dat").write_text("1::10::4::300\n1::11::3::100\n")
@@ -117,3 +142,22 @@ def test_movielens_loaders_and_leave_one_out(tmp_path):
     (tmp_path / "bad.data").write_text("1\tx\n")
     with pytest.raises(ValueError, match="line 1 is not user"):
         load_interactions(tmp_path / "bad.data")
+
+
+def test_validation_and_test_inputs_never_show_a_model_its_target():
+    # user 7: items 1..6 in time order -> history 1..4, validation item 5, test item 6
+    split = leave_one_out({7: np.arange(1, 7), 3: np.array([9, 8, 7, 6])})
+    inputs, targets = validation_batch(split, 5)
+    assert inputs.tolist() == [[0, 0, 0, 9, 8], [0, 1, 2, 3, 4]]  # users by id: 3, then 7
+    assert targets.tolist() == [[0, 0, 0, 0, 7], [0, 0, 0, 0, 5]]
+    rows, test, seen = evaluation_inputs(split, 5)
+    assert rows.tolist() == [[0, 0, 9, 8, 7], [1, 2, 3, 4, 5]] and test.tolist() == [6, 6]
+    assert seen == [{9, 8, 7}, {1, 2, 3, 4, 5}]
+
+
+def test_the_feedforward_width_is_the_configs():
+    wide = SASRec(SASRecConfig(num_items=30, max_len=8, d_model=16, dim_feedforward=48))
+    assert wide.encoder.layers[0].linear1.weight.shape == (48, 16)
+    assert SASRecConfig(num_items=30, d_model=16).dim_feedforward == 16  # the paper's: d_model
+    with pytest.raises(ValueError, match="dim_feedforward must be >= 1, got 0"):
+        SASRecConfig(num_items=30, dim_feedforward=0)

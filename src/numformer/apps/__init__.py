@@ -12,6 +12,7 @@ Needs ``pip install 'numformer[apps]'``.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,18 @@ class App:
     measured: dict = field(default_factory=dict)
 
 
+@dataclass
+class Fitted:
+    """What ``fit`` did: wall time (seconds), steps trained, the step whose weights the model
+    holds (the last, or the best on validation) and that step's validation loss (None without
+    validation)."""
+
+    seconds: float
+    steps: int
+    kept_step: int
+    val_loss: float | None
+
+
 def fit(
     model,
     optimizer,
@@ -59,19 +72,31 @@ def fit(
     scheduler=None,
     count=None,
     unit: str = "samples",
-) -> float:
+    val_batches=None,
+    eval_every: int | None = None,
+) -> Fitted:
     """Train one of an app's models with numformer's ``Trainer`` (progress bar, checkpoints and
-    metrics under ``out/train-NAME``); returns the wall time in seconds.
+    metrics under ``out/train-NAME``).
+
+    With ``val_batches`` (``val_batches(rng) -> batch``, the same batch every evaluation: the
+    app's validation set) the loss on it is measured every ``eval_every`` steps (default: once,
+    at the end) and at the last step, and the model ends with the weights of the step where it
+    was lowest (the trainer's ``best`` checkpoint): model selection on validation data, never on
+    the test set. Without it the model ends with its last step's weights.
 
     Raises:
-        AppError: the run did not complete (diverged, or stopped by the health monitor)."""
+        AppError: the run did not complete (diverged, or stopped by the health monitor), or no
+        validation loss was finite. ValueError: ``eval_every`` < 1."""
     import time
 
-    from numformer.train import TrainConfig, Trainer
+    from numformer.train import TrainConfig, Trainer, load_checkpoint
 
+    if eval_every is not None and eval_every < 1:
+        raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
     config = TrainConfig(
         max_steps=steps,
-        eval_every=steps,
+        eval_every=min(eval_every or steps, steps),
+        eval_batches=1,
         checkpoint_every=steps,
         keep_checkpoints=1,
         out_dir=str(out / f"train-{name}"),
@@ -79,12 +104,27 @@ def fit(
         progress=progress,
     )
     start = time.perf_counter()
-    result = Trainer(
-        model, optimizer, loss_fn, batches, scheduler=scheduler, config=config, count=count, unit=unit
-    ).fit()
+    trainer = Trainer(
+        model,
+        optimizer,
+        loss_fn,
+        batches,
+        val_batches,
+        scheduler=scheduler,
+        config=config,
+        count=count,
+        unit=unit,
+    )
+    result = trainer.fit()
     if result.status not in ("completed", "early_stopped"):
         raise AppError(f"training the {name} model stopped: {result.reason}")
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if val_batches is None:
+        return Fitted(seconds, result.step, result.step, None)
+    if not math.isfinite(result.best_val_loss):  # no evaluation saved a best checkpoint
+        raise AppError(f"training the {name} model: no validation loss was finite")
+    state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
+    return Fitted(seconds, result.step, state["step"], result.best_val_loss)
 
 
 def warmup_cosine(optimizer, steps: int):

@@ -109,7 +109,7 @@ def _fit(model, ids, labels, train_rows, out: Path, name: str, steps: int, batch
         scheduler=warmup_cosine(optimizer, steps),
         count=lambda b: int(b[1].sum()),
         unit="tokens",
-    )
+    ).seconds
 
 
 def _tokenize(encoder, texts):

@@ -128,7 +128,9 @@ def _training_windows(values, phase, n_train, window, horizon, scale, season):
 
 def _fit(model, batches, out: Path, name: str, steps: int, lr: float, seed: int, progress: bool, loss_fn) -> float:
     optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    return fit(model, optimizer, loss_fn, batches, out, name, steps, seed, progress, warmup_cosine(optimizer, steps))
+    return fit(
+        model, optimizer, loss_fn, batches, out, name, steps, seed, progress, warmup_cosine(optimizer, steps)
+    ).seconds
 
 
 def _masked_mse(m, batch):

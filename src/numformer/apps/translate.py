@@ -204,7 +204,7 @@ def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed,
         scheduler=scheduler,
         count=lambda b: b[2].size,
         unit="tokens",
-    )
+    ).seconds
 
 
 def train_task(app: str, out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:

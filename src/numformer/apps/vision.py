@@ -67,7 +67,7 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     seconds = {
         "vit": fit(
             model, optimizer, loss_fn, batches, out, "model", steps, seed, progress, warmup_cosine(optimizer, steps)
-        )
+        ).seconds
     }
     start = time.perf_counter()
     logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)

@@ -118,7 +118,8 @@ def run(args) -> int:
         )
         for key, value in result.items():
             if key not in apps.EVAL_KEYS and key not in ("examples_wrong",):
-                say(f"{key}: {value}")
+                for line in _describe(key, value):
+                    say(line)
         return 0
     if args.user is not None:
         inputs = [str(args.user)] + list(args.inputs)
@@ -129,6 +130,20 @@ def run(args) -> int:
     for line in _guarded(app.predict, out, inputs):
         print(line)
     return 0
+
+
+def _describe(key: str, value, depth: int = 0) -> list[str]:
+    """``key: value`` as lines: a mapping of plain values on one line (``a=1, b=2``), deeper
+    mappings indented beneath their key."""
+    pad = "  " * depth
+    if not isinstance(value, dict):
+        return [f"{pad}{key}: {value}"]
+    if all(not isinstance(v, dict) for v in value.values()):
+        return [f"{pad}{key}: " + ", ".join(f"{k}={v}" for k, v in value.items())]
+    lines = [f"{pad}{key}:"]
+    for k, v in value.items():
+        lines += _describe(k, v, depth + 1)
+    return lines
 
 
 def _owner(out: Path) -> str | None:

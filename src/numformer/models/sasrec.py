@@ -5,8 +5,9 @@ built on ``nn.LSTM``.
 A user's history is a sequence of item ids (1..num_items; 0 is padding), left-padded to
 ``max_len`` so the newest item sits in the last position. The model's state at position t
 scores every item as the next one by a dot product with the shared item embeddings (the same
-table embeds the inputs). Training: binary cross-entropy of the true next item against one
-sampled negative per position (the paper's loss), padding positions ignored.
+table embeds the inputs). Training, padding positions ignored: ``bce_loss``, binary
+cross-entropy of the true next item against one sampled negative per position (the paper's
+loss), or ``softmax_loss``, cross-entropy against the whole catalogue.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ class SASRecConfig:
     nhead: int = 1
     num_layers: int = 2
     dropout: float = 0.2
+    dim_feedforward: int | None = None  # None: d_model, the paper's
 
     def __post_init__(self):
-        for name in ("num_items", "max_len", "d_model", "nhead", "num_layers"):
+        if self.dim_feedforward is None:
+            self.dim_feedforward = self.d_model
+        for name in ("num_items", "max_len", "d_model", "nhead", "num_layers", "dim_feedforward"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SASRecConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:
@@ -70,7 +74,9 @@ class SASRec(nn.Module):
         self.item_emb = _item_embedding(c)
         self.pos_emb = nn.LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
-        layer = nn.TransformerEncoderLayer(c.d_model, c.nhead, c.d_model, c.dropout, activation="relu", norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation="relu", norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
 
     def forward(self, seq):
@@ -106,7 +112,9 @@ def item_scores(item_emb: nn.Embedding, states, items=None):
 
 class RecurrentRecommender(nn.Module):
     """GRU4Rec's recipe with an LSTM: the item embedding sequence through ``nn.LSTM``, each
-    state scoring the next item by a dot product with the shared item embeddings."""
+    state scoring the next item by a dot product with the shared item embeddings; dropout on
+    the embeddings and on the recurrent states (GRU4Rec's ``dropout_p_embed`` and
+    ``dropout_p_hidden``)."""
 
     def __init__(self, config: SASRecConfig):
         super().__init__()
@@ -122,7 +130,7 @@ class RecurrentRecommender(nn.Module):
         padding position is zeroed)."""
         s = _check(seq, self.config)
         h, _ = self.lstm(self.dropout(self.item_emb(s)))
-        h = self.norm(h)
+        h = self.norm(self.dropout(h))
         return h * Tensor((s != 0)[..., None].astype(h.dtype))
 
     def score(self, states, items=None):
@@ -149,11 +157,19 @@ def _softplus(z):
 
 
 def softmax_loss(model, seq, positives):
-    """Cross-entropy of the true next item against the whole catalogue at every non-padding
-    position (the "full softmax" the issue allows; Klenitskiy and Vasilev, 2023, find it lifts
-    SASRec well above its sampled-negative loss).
+    """Cross-entropy of the true next item against the whole catalogue (items 1..num_items;
+    the padding id is no class) at every position that has a target: the "full softmax"
+    (Klenitskiy and Vasilev, 2023, "Turning Dross Into Gold Loss", find it lifts SASRec well
+    above its one-sampled-negative loss).
 
-    Shape: both integer ``(N, max_len)``; ``positives`` is 0 where there is no target."""
+    Shape: both integer ``(N, max_len)``; ``positives`` is 0 where there is no target.
+
+    Raises:
+        ValueError: no position has a target."""
     h = model(seq)
-    logits = model.score(h.reshape(-1, h.shape[-1]))  # (N * L, num_items + 1); column 0 is padding
-    return F.cross_entropy(logits, xp.asarray(positives).reshape(-1), ignore_index=0)
+    targets = xp.asarray(positives).reshape(-1)
+    rows = xp.flatnonzero(targets)  # only positions with a target are scored against the catalogue
+    if not len(rows):
+        raise ValueError("softmax_loss: no position has a target (positives are all 0)")
+    logits = model.score(h.reshape(-1, h.shape[-1])[rows])[:, 1:]  # (targets, num_items): padding is no class
+    return F.cross_entropy(logits, targets[rows] - 1)

@@ -1,0 +1,86 @@
+"""``apps.fit``: with validation batches the model ends with the weights of its lowest
+validation loss (model selection on validation data), without them with its last step's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numformer as nf
+from numformer.apps import AppError, fit
+
+
+class Scalar(nf.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nf.nn.Parameter(nf.zeros(1))
+
+
+def _loss(model, target):
+    return ((model.w - float(target)) ** 2).sum()
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_fit_keeps_the_weights_of_the_lowest_validation_loss(validate, tmp_path):
+    # training pulls w towards 10; the gradient (-20 at first) is clipped to norm 1, so plain
+    # SGD at lr 0.45 walks w up 0.45 a step: 2.70 after step 6, 3.15 after 7, 4.50 after 10.
+    # The validation loss (w - 3)^2 is lowest after step 7.
+    model = Scalar()
+    optimizer = nf.optim.SGD(model.parameters(), lr=0.45)
+    fitted = fit(
+        model,
+        optimizer,
+        _loss,
+        lambda rng: 10.0,
+        tmp_path,
+        "scalar",
+        10,
+        0,
+        False,
+        count=lambda b: 1,
+        val_batches=(lambda rng: 3.0) if validate else None,
+        eval_every=1,
+    )
+    assert fitted.steps == 10
+    if validate:
+        assert fitted.kept_step == 7
+        np.testing.assert_allclose(model.w.numpy(), [3.15], rtol=1e-6)
+        assert fitted.val_loss == pytest.approx(0.15**2, rel=1e-4)
+    else:
+        assert fitted.kept_step == 10 and fitted.val_loss is None
+        np.testing.assert_allclose(model.w.numpy(), [4.5], rtol=1e-6)
+
+
+def test_fit_refuses_a_validation_that_never_gives_a_finite_loss(tmp_path):
+    model = Scalar()
+    with pytest.raises(AppError, match="no validation loss was finite"):
+        fit(
+            model,
+            nf.optim.SGD(model.parameters(), lr=0.1),
+            lambda m, batch: _loss(m, 1.0) * (np.inf if batch == "val" else 1.0),
+            lambda rng: 1.0,
+            tmp_path,
+            "scalar",
+            3,
+            0,
+            False,
+            count=lambda b: 1,
+            val_batches=lambda rng: "val",
+        )
+
+
+def test_fit_refuses_eval_every_below_one(tmp_path):
+    model = Scalar()
+    with pytest.raises(ValueError, match="eval_every must be >= 1, got 0"):
+        fit(
+            model,
+            nf.optim.SGD(model.parameters(), lr=0.1),
+            _loss,
+            lambda rng: 1.0,
+            tmp_path,
+            "s",
+            3,
+            0,
+            False,
+            eval_every=0,
+        )
