@@ -114,6 +114,14 @@ def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
     assert main(["app", "translate-dates", "train", "--fast", "--out", out, "--overwrite", "--steps", "2"]) == 0
 
 
+def test_overwrite_never_deletes_a_folder_no_app_vouches_for(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "my.txt").write_text("mine")
+    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 2
+    assert "no readable train.json" in capsys.readouterr().err
+    assert (tmp_path / "model" / "my.txt").read_text() == "mine"
+
+
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
     train, test = number_pairs(0, 500, 100)
     assert not {a for a, _ in train} & {a for a, _ in test}

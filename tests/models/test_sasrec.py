@@ -134,6 +134,9 @@ def test_movielens_loaders_and_leave_one_out(tmp_path):
     assert load_interactions(tmp_path / "ratings.dat").tolist() == [[1, 10, 300], [1, 11, 100]]
     assert load_interactions(tmp_path / "x.inter").tolist() == [[1, 10, 300]]
     assert load_titles(tmp_path / "u.item") == {10: "Movie A (1990)", 11: "Movie B (1991)"}
+    (tmp_path / "latin.item").write_bytes("12|Misérables (1995)|x\n".encode("latin-1"))  # GroupLens' own
+    (tmp_path / "utf8.item").write_bytes("12|Misérables (1995)|x\n".encode())  # RecBole's copy
+    assert load_titles(tmp_path / "latin.item") == load_titles(tmp_path / "utf8.item") == {12: "Misérables (1995)"}
     users = sequences(rows)
     assert users[1].tolist() == [11, 12, 10, 13]  # timestamp order
     split = leave_one_out(users)

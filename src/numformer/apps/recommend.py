@@ -87,7 +87,11 @@ def load_titles(path) -> dict[int, str]:
     """Item id -> title from RecBole's ``.item``, MovieLens' ``u.item`` (``|``) or ``movies.dat``."""
     path = Path(path)
     titles = {}
-    lines = path.read_text(encoding="latin-1").splitlines()
+    raw = path.read_bytes()
+    try:  # RecBole's files are UTF-8; GroupLens' own u.item and movies.dat are Latin-1
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        lines = raw.decode("latin-1").splitlines()
     if path.suffix == ".item" and lines and ":token" in lines[0]:
         for line in lines[1:]:
             parts = line.split("\t")

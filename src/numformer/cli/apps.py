@@ -88,6 +88,12 @@ def run(args) -> int:
         if isinstance(args.seed, int) and not 0 <= args.seed < 2**32:
             raise _usage(f"--seed must be in [0, 2^32), got {args.seed}")
         if (out / "model").exists() or (out / "split.json").exists():
+            if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
+                raise _usage(
+                    f"{out} holds files but no readable train.json naming the app that wrote them (an "
+                    "interrupted or damaged run, or not a numformer folder); remove them yourself or choose "
+                    "another --out"
+                )
             if not args.overwrite:
                 raise _usage(f"{out} already holds a trained {app.name}; pass --overwrite to replace it")
             for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
