@@ -107,6 +107,20 @@ def test_a_folder_of_another_app_is_refused_by_name(trained, capsys):
     assert (trained / "translate-dates" / "model").is_dir()  # nothing was removed
 
 
+@pytest.mark.parametrize("edit", [{"num_items": 10**9}, {"num_layers": 10**6}, {"d_model": 2**20}])
+def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit, trained, tmp_path, capsys):
+    import json
+    import shutil
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    config = json.loads((out / "model" / "config.json").read_text())
+    (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
+    assert main(["app", "sasrec", "predict", "--user", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit model/config.json" in err
+
+
 def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
     out = str(trained / "translate-dates")
     assert main(["app", "translate-dates", "train", "--fast", "--out", out]) == 2

@@ -146,6 +146,31 @@ def load_weights(model, path: Path, app: str):
     return model.eval()
 
 
+def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
+    """Before a model is built from a config: the named tensors of the weights file at
+    ``path`` (its header only, nothing loaded) must have the ``expected`` shapes, so a config
+    that asks for a huge model is one ``AppError`` naming the file, not an allocation failure.
+
+    Raises:
+        AppError: a missing or damaged file, a tensor it lacks, or one of another shape."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise AppError(f"{app}: no such file: {path}; train again with --overwrite")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise AppError(f"{app}: {path} is damaged ({err}); train again with --overwrite") from None
+    wrong = [
+        f"{k} is {shapes[k] if k in shapes else 'missing'}, the config says {tuple(v)}"
+        for k, v in expected.items()
+        if shapes.get(k) != tuple(v)
+    ]
+    if wrong:
+        raise AppError(f"{app}: {path} does not fit model/config.json: " + "; ".join(wrong))
+
+
 def default_out(name: str) -> Path:
     return Path("runs") / "apps" / name
 

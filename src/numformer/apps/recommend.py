@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, load_weights, read_json, write_json
+from numformer.apps import App, AppError, check_sizes, fit, load_weights, read_json, write_json
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -287,8 +287,18 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 
 def _models(out: Path):
     config = SASRecConfig(**read_json(out / "model" / "config.json", "sasrec"))
+    c = config
+    sizes = {  # checked against the files before anything of the config's size is allocated
+        "sasrec": {
+            "item_emb.weight": (c.num_items + 1, c.d_model),
+            "pos_emb.weight": (c.max_len, c.d_model),
+            f"encoder.layers.{c.num_layers - 1}.linear1.weight": (c.dim_feedforward, c.d_model),
+        },
+        "lstm": {"item_emb.weight": (c.num_items + 1, c.d_model), "lstm.weight_hh_l0": (4 * c.d_model, c.d_model)},
+    }
     models = {}
     for name, make in (("sasrec", SASRec), ("lstm", RecurrentRecommender)):
+        check_sizes(out / "model" / f"{name}.safetensors", "sasrec", sizes[name])
         model = make(config)
         load_weights(model, out / "model" / f"{name}.safetensors", "sasrec")
         models[name] = model.eval()
