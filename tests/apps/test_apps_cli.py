@@ -107,6 +107,22 @@ def test_a_folder_of_another_app_is_refused_by_name(trained, capsys):
     assert (trained / "translate-dates" / "model").is_dir()  # nothing was removed
 
 
+def test_a_run_stopped_part_way_can_be_replaced_with_overwrite(tmp_path, capsys, monkeypatch):
+    from numformer.apps import recommend
+
+    def stop_after_the_first_model(out, *args):
+        (out / "model").mkdir()
+        (out / "model" / "sasrec.safetensors").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recommend.APPS[0], "train", stop_after_the_first_model)
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) != 0  # Ctrl-C: the CLI stops
+    monkeypatch.undo()
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 0
+
+
 @pytest.mark.parametrize("edit", [{"num_items": 10**9}, {"num_layers": 10**6}, {"d_model": 2**20}])
 def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit, trained, tmp_path, capsys):
     import json

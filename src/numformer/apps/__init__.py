@@ -155,13 +155,17 @@ def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
         AppError: a missing or damaged file, a tensor it lacks, or one of another shape."""
     from safetensors import SafetensorError, safe_open
 
-    if not path.is_file():
+    if not path.exists():
         raise AppError(f"{app}: no such file: {path}; train again with --overwrite")
+    if not path.is_file():
+        raise AppError(f"{app}: {path} is not a file; train again with --overwrite")
     try:
         with safe_open(str(path), framework="numpy") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError) as err:
+    except SafetensorError as err:
         raise AppError(f"{app}: {path} is damaged ({err}); train again with --overwrite") from None
+    except OSError as err:
+        raise AppError(f"{app}: cannot read {path}: {err.strerror or err}") from None
     wrong = [
         f"{k} is {shapes[k] if k in shapes else 'missing'}, the config says {tuple(v)}"
         for k, v in expected.items()

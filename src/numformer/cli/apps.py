@@ -95,12 +95,19 @@ def run(args) -> int:
                     "another --out"
                 )
             if not args.overwrite:
-                raise _usage(f"{out} already holds a trained {app.name}; pass --overwrite to replace it")
+                raise _usage(
+                    f"{out} already holds a trained (or partly trained) {app.name}; pass --overwrite to replace it"
+                )
             for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
                 if path.is_dir():
                     shutil.rmtree(path)
                 elif path.exists():
                     path.unlink()
+        from numformer.apps import write_json
+
+        # the folder is this app's from the start: a run stopped part-way can be replaced with --overwrite
+        # (train writes its full train.json at the end)
+        write_json(out / "train.json", {"app": app.name, "status": "training"})
         info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
         seconds = info.get("train_seconds", {})
         say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
