@@ -1,5 +1,6 @@
-"""Fused attention (forward+backward, and inference), add & layer norm, and a plain matmul
-chain, numformer vs PyTorch (CPU).
+"""Fused attention (forward+backward, and inference), add & layer norm, a plain matmul chain,
+and an LSTM layer's forward+backward (the recurrent baseline's shape), numformer vs PyTorch
+(CPU).
 
 Run: ``make bench`` or ``.venv/bin/python bench/bench_ops.py``. Prints ratios of medians
 (numformer / PyTorch; < 1 means numformer is faster), with min and max over paired runs.
@@ -96,6 +97,26 @@ def matmul_chain_case(n, depth):
     return compare(f"matmul+tanh chain fwd+bwd n{n} depth{depth}", run_nf, run_torch)
 
 
+def lstm_case(batch, T, hidden):
+    """nn.LSTM forward+backward over a whole sequence, as the SASRec app's recurrent baseline
+    trains (batch 64, 200 steps, 64 units): the time loop is each library's own kernel."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((batch, T, hidden)).astype(np.float32)
+    g = rng.standard_normal((batch, T, hidden)).astype(np.float32)
+    nf_lstm, torch_lstm = nf.nn.LSTM(hidden, hidden), torch.nn.LSTM(hidden, hidden, batch_first=True)
+    tg = torch.from_numpy(g)
+
+    def run_nf():
+        out, _ = nf_lstm(nf.Tensor(x, requires_grad=True))
+        out.backward(g)
+
+    def run_torch():
+        out, _ = torch_lstm(torch.tensor(x, requires_grad=True))
+        out.backward(tg)
+
+    return compare(f"LSTM fwd+bwd B{batch} T{T} H{hidden}", run_nf, run_torch)
+
+
 def main():
     rows = [
         attention_case(4, 8, 128, 64, causal=False),
@@ -105,6 +126,7 @@ def main():
         add_layer_norm_case(2048, 256),
         matmul_chain_case(256, 4),
         matmul_chain_case(1024, 4),
+        lstm_case(64, 200, 64),
     ]
     print_table(rows)
 

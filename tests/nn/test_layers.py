@@ -352,6 +352,57 @@ def test_recurrent(cls, seed, dtype, layers, batched, with_state):
     compare_modules(m, t, [x], dtype, call=call, t_call=t_call)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu"])
+@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), bias=st.booleans(), length=st.integers(1, 6))
+def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, layers, bias, length):
+    """A loss on the output, h_n and (LSTM) c_n at once: the gradients reaching the input, the
+    initial states and every weight equal PyTorch's (the carries through time, both ways)."""
+    cls, act = (kind.split("-") + ["tanh"])[:2]
+    extra = {} if cls == "LSTM" else {"nonlinearity": act}
+    nf.manual_seed(seed % 1000)
+    m = getattr(nn, cls)(3, 4, num_layers=layers, bias=bias, **extra).to(dtype)
+    t = getattr(torch.nn, cls)(3, 4, num_layers=layers, bias=bias, batch_first=True, **extra).to(TORCH_DTYPE[dtype])
+    copy_weights(m, t)
+    arrays = [randn(seed, (2, length, 3)), randn(seed + 1, (layers, 2, 4)), randn(seed + 2, (layers, 2, 4))]
+    weights = [randn(seed + 3, (2, length, 4)), randn(seed + 4, (layers, 2, 4)), randn(seed + 5, (layers, 2, 4))]
+    nf_in = [nf.Tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+    t_in = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+
+    def loss(outputs, w, tensor):
+        out, states = outputs
+        states = states if cls == "LSTM" else (states,)
+        return sum((o * tensor(x.astype(dtype))).sum() for o, x in zip((out, *states), w))
+
+    state = (nf_in[1], nf_in[2]) if cls == "LSTM" else nf_in[1]
+    t_state = (t_in[1], t_in[2]) if cls == "LSTM" else t_in[1]
+    loss(m(nf_in[0], state), weights, nf.Tensor).backward()
+    loss(t(t_in[0], t_state), weights, torch.from_numpy).backward()
+    for i, (a, b) in enumerate(zip(nf_in[: 3 if cls == "LSTM" else 2], t_in)):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), **LOOSE[dtype], err_msg=f"input {i}")
+    t_params = dict(t.named_parameters())
+    for name, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, t_params[name].grad.numpy(), **LOOSE[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu"])
+@given(seed=SEEDS, n=st.integers(1, 3), length=st.integers(1, 4), hidden=st.integers(1, 3), bias=st.booleans())
+def test_recurrent_layer_kernels_pass_gradcheck(kind, seed, n, length, hidden, bias):
+    """The one-layer time loops (``ops.recurrent``) against central differences, float64, every
+    input: the projections, W_hh, the initial states and b_hh."""
+    from numformer.ops.recurrent import LSTMLayer, RNNLayer
+    from numformer.testing import gradcheck
+
+    gates = 4 if kind == "LSTM" else 1
+    shapes = [(n, length, gates * hidden), (gates * hidden, hidden), (n, hidden)]
+    shapes += [(n, hidden)] if kind == "LSTM" else []
+    shapes += [(gates * hidden,)] if bias else []
+    inputs = [nf.Tensor(randn(seed + k, shape), requires_grad=True) for k, shape in enumerate(shapes)]
+    if kind == "LSTM":
+        assert gradcheck(lambda *xs: LSTMLayer.apply(*xs), inputs)
+    else:
+        assert gradcheck(lambda *xs: RNNLayer.apply(*xs, relu=kind == "RNN-relu"), inputs)
+
+
 # --- positions (seed section 4) --------------------------------------------------------------
 
 

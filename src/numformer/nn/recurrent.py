@@ -2,7 +2,8 @@
 
 The time loop is inherent: step t needs step t-1's hidden state, which is exactly the
 sequential bottleneck the seed contrasts with attention. Input projections for all steps are
-still computed in one matrix multiply before the loop.
+still computed in one matrix multiply before the loop, and each layer's loop is one primitive
+with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.module import Module, Parameter
+from numformer.ops.recurrent import LSTMLayer, RNNLayer
 from numformer.tensor import Tensor, stack
 
 
@@ -125,17 +127,14 @@ class RNN(_RecurrentBase):
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         hs = self._initial(hx, N, batched, x.dtype)
-        act = F.tanh if self.nonlinearity == "tanh" else F.relu
         finals = []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer)
             projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
-            h, outs = hs[layer], []
-            for t in range(L):
-                h = act(projected[:, t] + F.linear(h, w_hh, b_hh))
-                outs.append(h)
-            finals.append(h)
-            x = self._between_layers(stack(outs, dim=1), layer)
+            bias = () if b_hh is None else (b_hh,)
+            out = RNNLayer.apply(projected, w_hh, hs[layer], *bias, relu=self.nonlinearity == "relu")
+            finals.append(out[:, L - 1])
+            x = self._between_layers(out, layer)
         return self._finish(x, finals, batched)
 
 
@@ -161,22 +160,16 @@ class LSTM(_RecurrentBase):
         h0, c0 = (None, None) if hx is None else hx
         hs = self._initial(h0, N, batched, x.dtype)
         cs = self._initial(c0, N, batched, x.dtype)
-        H = self.hidden_size
         finals_h, finals_c = [], []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self._weights(layer)
-            projected = F.linear(x, w_ih, b_ih)  # (N, L, 4H)
-            h, c, outs = hs[layer], cs[layer], []
-            for t in range(L):
-                z = projected[:, t] + F.linear(h, w_hh, b_hh)
-                i, f = z[:, :H].sigmoid(), z[:, H : 2 * H].sigmoid()
-                g, o = z[:, 2 * H : 3 * H].tanh(), z[:, 3 * H :].sigmoid()
-                c = f * c + i * g
-                h = o * c.tanh()
-                outs.append(h)
-            finals_h.append(h)
-            finals_c.append(c)
-            x = self._between_layers(stack(outs, dim=1), layer)
+            projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 4H)
+            bias = () if b_hh is None else (b_hh,)
+            states = LSTMLayer.apply(projected, w_hh, hs[layer], cs[layer], *bias)  # (2, N, L, H): h, c
+            out = states[0]
+            finals_h.append(out[:, L - 1])
+            finals_c.append(states[1, :, L - 1])
+            x = self._between_layers(out, layer)
         out, h_n = self._finish(x, finals_h, batched)
         c_n = stack(finals_c, dim=0)
         return out, (h_n, c_n if batched else c_n.squeeze(1))

@@ -9,9 +9,11 @@
 - ``attention``: scaled dot-product attention, plain and blocked (flash attention's algorithm)
 - ``loss``: cross-entropy, MSE
 - ``embedding``, ``dropout``
+- ``recurrent``: one RNN or LSTM layer's loop over time (backpropagation through time)
 
-The fused kernels (softmax, layer norm, attention, cross-entropy) have hand-derived backward
-passes, no graph inside. ``_threads`` is the one internal API through which a kernel splits its
-work over threads and controls BLAS; outside ``numformer.ops`` only the package's facade
-(``set_num_threads``) and the command line (which sets the count) import it.
+The fused kernels (softmax, layer norm, attention, cross-entropy, the recurrent layers' time
+loops) have hand-derived backward passes, no graph inside. ``_threads`` is the one internal API
+through which a kernel splits its work over threads and controls BLAS; outside
+``numformer.ops`` only the package's facade (``set_num_threads``) and the command line (which
+sets the count) import it.
 """
