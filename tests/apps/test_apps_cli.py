@@ -79,7 +79,12 @@ def test_list_shows_every_application(capsys):
         (["app", "translate-numbers", "train", "--steps", "0"], "--steps must be >= 1"),
         (["app", "translate-numbers", "eval", "extra"], "eval takes no inputs"),
         (["app", "list", "train"], "'list' takes no verb"),
-        (["app", "sasrec", "train", "--user", "3"], "--user goes with predict"),
+        (["app", "sasrec", "train", "--user", "3"], "--user goes with predict, not train"),
+        (["app", "sasrec", "eval", "--steps", "0"], "--steps goes with train, not eval"),
+        (["app", "sasrec", "eval", "--seed", "0"], "--seed goes with train, not eval"),
+        (["app", "sasrec", "predict", "--fast", "--user", "3"], "--fast goes with train, not predict"),
+        (["app", "sasrec", "eval", "--overwrite"], "--overwrite goes with train, not eval"),
+        (["app", "sasrec", "predict", "--json", "--user", "3"], "--json goes with eval, not predict"),
     ],
 )
 def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
@@ -137,6 +142,18 @@ def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit
     assert err.count("\n") == 1 and "does not fit model/config.json" in err
 
 
+def test_sasrec_predict_reads_only_the_sasrec_weights(trained, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    (out / "model" / "lstm.safetensors").unlink()
+    assert main(["app", "sasrec", "predict", "--user", "5", "--out", str(out)]) == 0
+    assert "top 10 next" in capsys.readouterr().out
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 2  # eval does need the baseline
+    assert "lstm.safetensors" in capsys.readouterr().err
+
+
 def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
     out = str(trained / "translate-dates")
     assert main(["app", "translate-dates", "train", "--fast", "--out", out]) == 2
@@ -168,6 +185,8 @@ def test_eval_prints_nested_results_as_indented_lines():
     from numformer.cli.apps import _describe
 
     assert _describe("steps", 5) == ["steps: 5"]
+    assert _describe("beats", False) == ["beats: no"]
+    assert _describe("m", {"ok": True, "n": 2}) == ["m: ok=yes, n=2"]
     assert _describe("models", {"a": {"HR": 0.5, "ci": [0, 1]}, "b": {"c": {"x": 1}}}) == [
         "models:",
         "  a: HR=0.5, ci=[0, 1]",

@@ -285,7 +285,8 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     return info
 
 
-def _models(out: Path):
+def _models(out: Path, names=("sasrec", "lstm")):
+    """The trained models named (eval mode) and their config; only their files are read."""
     config = SASRecConfig(**read_json(out / "model" / "config.json", "sasrec"))
     c = config
     sizes = {  # checked against the files before anything of the config's size is allocated
@@ -297,9 +298,10 @@ def _models(out: Path):
         "lstm": {"item_emb.weight": (c.num_items + 1, c.d_model), "lstm.weight_hh_l0": (4 * c.d_model, c.d_model)},
     }
     models = {}
-    for name, make in (("sasrec", SASRec), ("lstm", RecurrentRecommender)):
+    makers = {"sasrec": SASRec, "lstm": RecurrentRecommender}
+    for name in names:
         check_sizes(out / "model" / f"{name}.safetensors", "sasrec", sizes[name])
-        model = make(config)
+        model = makers[name](config)
         load_weights(model, out / "model" / f"{name}.safetensors", "sasrec")
         models[name] = model.eval()
     return models, config
@@ -393,7 +395,7 @@ def predict(out: Path, inputs: list[str]) -> list[str]:
     split, num_items, titles = _data(meta["seed"], meta["fast"])
     if user not in split:
         raise AppError(f"sasrec: no user {user} (ids {min(split)} .. {max(split)})")
-    models, config = _models(out)
+    models, config = _models(out, names=("sasrec",))
     history = np.concatenate([split[user][0], [split[user][1], split[user][2]]])
     scores = _all_scores(models["sasrec"], left_pad(history, config.max_len)[None])[0]
     scores[0] = -np.inf

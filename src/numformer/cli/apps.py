@@ -25,7 +25,7 @@ def add_command(command) -> None:
     app.add_argument("inputs", nargs="*", metavar="INPUT", help="predict: the inputs (a sentence, a date, ...)")
     app.add_argument("--out", help="the app's folder (default runs/apps/NAME)")
     app.add_argument("--fast", action="store_true", help="train: a small setting for tests and quick looks")
-    app.add_argument("--seed", type=int, default=0, help="train: seed of the data split and the models (0)")
+    app.add_argument("--seed", type=int, help="train: seed of the data split and the models (0)")
     app.add_argument("--steps", type=int, help="train: optimiser steps per model (default: the app's)")
     app.add_argument("--overwrite", action="store_true", help="train: replace a model already in --out")
     app.add_argument("--json", action="store_true", help="eval: print exactly one JSON object")
@@ -80,12 +80,14 @@ def run(args) -> int:
         )
     if args.verb != "predict" and args.inputs:
         raise _usage(f"{args.verb} takes no inputs, got {args.inputs[0]!r}")
-    if args.verb != "predict" and args.user is not None:
-        raise _usage("--user goes with predict")
+    for flag, verb, given in _VERB_OPTIONS:
+        if args.verb != verb and given(args):
+            raise _usage(f"{flag} goes with {verb}, not {args.verb}")
     if args.verb == "train":
         if args.steps is not None and args.steps < 1:
             raise _usage(f"--steps must be >= 1, got {args.steps}")
-        if isinstance(args.seed, int) and not 0 <= args.seed < 2**32:
+        args.seed = 0 if args.seed is None else args.seed
+        if not 0 <= args.seed < 2**32:
             raise _usage(f"--seed must be in [0, 2^32), got {args.seed}")
         if (out / "model").exists() or (out / "split.json").exists():
             if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
@@ -145,14 +147,29 @@ def run(args) -> int:
     return 0
 
 
+# Options that mean something to one verb only: given to another, they are refused, not ignored.
+_VERB_OPTIONS = (
+    ("--fast", "train", lambda a: a.fast),
+    ("--seed", "train", lambda a: a.seed is not None),
+    ("--steps", "train", lambda a: a.steps is not None),
+    ("--overwrite", "train", lambda a: a.overwrite),
+    ("--json", "eval", lambda a: a.json),
+    ("--user", "predict", lambda a: a.user is not None),
+)
+
+
+def _word(value) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
+
+
 def _describe(key: str, value, depth: int = 0) -> list[str]:
     """``key: value`` as lines: a mapping of plain values on one line (``a=1, b=2``), deeper
     mappings indented beneath their key."""
     pad = "  " * depth
     if not isinstance(value, dict):
-        return [f"{pad}{key}: {value}"]
+        return [f"{pad}{key}: {_word(value)}"]
     if all(not isinstance(v, dict) for v in value.values()):
-        return [f"{pad}{key}: " + ", ".join(f"{k}={v}" for k, v in value.items())]
+        return [f"{pad}{key}: " + ", ".join(f"{k}={_word(v)}" for k, v in value.items())]
     lines = [f"{pad}{key}:"]
     for k, v in value.items():
         lines += _describe(k, v, depth + 1)
