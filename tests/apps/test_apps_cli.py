@@ -79,6 +79,7 @@ def test_list_shows_every_application(capsys):
         (["app", "translate-numbers", "train", "--steps", "0"], "--steps must be >= 1"),
         (["app", "translate-numbers", "eval", "extra"], "eval takes no inputs"),
         (["app", "list", "train"], "'list' takes no verb"),
+        (["app", "list", "--seed", "3"], "--seed goes with train, not list"),
         (["app", "sasrec", "train", "--user", "3"], "--user goes with predict, not train"),
         (["app", "sasrec", "eval", "--steps", "0"], "--steps goes with train, not eval"),
         (["app", "sasrec", "eval", "--seed", "0"], "--seed goes with train, not eval"),

@@ -107,16 +107,21 @@ def test_fit_with_patience_stops_once_validation_stops_improving(tmp_path):
     )
     assert (fitted.steps, fitted.kept_step) == (9, 7)
     np.testing.assert_allclose(model.w.numpy(), [3.15], rtol=1e-6)
-    with pytest.raises(ValueError, match="patience must be >= 1 and needs val_batches"):
-        fit(
-            model,
-            nf.optim.SGD(model.parameters(), lr=0.1),
-            _loss,
-            lambda rng: 1.0,
-            tmp_path,
-            "s",
-            3,
-            0,
-            False,
-            patience=2,
-        )
+    for patience, val, message in (
+        (2, None, "it needs val_batches"),
+        (0, lambda rng: 3.0, "patience must be >= 1, got 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            fit(
+                model,
+                nf.optim.SGD(model.parameters(), lr=0.1),
+                _loss,
+                lambda rng: 1.0,
+                tmp_path,
+                "s",
+                3,
+                0,
+                False,
+                val_batches=val,
+                patience=patience,
+            )

@@ -403,6 +403,34 @@ def test_recurrent_layer_kernels_pass_gradcheck(kind, seed, n, length, hidden, b
         assert gradcheck(lambda *xs: RNNLayer.apply(*xs, relu=kind == "RNN-relu"), inputs)
 
 
+@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+@given(seed=SEEDS, dtype=DTYPES, frozen=st.booleans())
+def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, frozen):
+    """batch_first=False against PyTorch; with weights frozen only the input gets a gradient,
+    still PyTorch's; the no-grad output equals the recorded one bit for bit."""
+    nf.manual_seed(seed % 1000)
+    m = getattr(nn, cls)(3, 4, num_layers=2, batch_first=False)
+    t = getattr(torch.nn, cls)(3, 4, num_layers=2)
+    if frozen:
+        for p in (*m.parameters(), *t.parameters()):
+            p.requires_grad = False
+    compare_modules(m, t, [randn(seed, (5, 2, 3))], dtype)
+    x = nf.Tensor(randn(seed, (5, 2, 3)).astype(dtype), requires_grad=True)
+    recorded = m(x)[0].numpy()
+    with nf.no_grad():
+        np.testing.assert_array_equal(m(x)[0].numpy(), recorded)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
+    m = getattr(nn, cls)(3, 4)
+    with pytest.raises(ValueError, match="at least one step, got shape"):
+        m(nf.zeros(2, 0, 3))
+    h = nf.Tensor(np.zeros((1, 2, 4)))  # float64 against float32 input
+    with pytest.raises(TypeError, match="initial state must be float32 like the input, got float64"):
+        m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
+
+
 # --- positions (seed section 4) --------------------------------------------------------------
 
 

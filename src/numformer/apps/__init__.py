@@ -97,8 +97,10 @@ def fit(
 
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
-    if patience is not None and (patience < 1 or val_batches is None):
-        raise ValueError(f"fit: patience must be >= 1 and needs val_batches, got {patience}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"fit: patience must be >= 1, got {patience}")
+    if patience is not None and val_batches is None:
+        raise ValueError("fit: patience counts validation evaluations: it needs val_batches")
     config = TrainConfig(
         max_steps=steps,
         eval_every=min(eval_every or steps, steps),

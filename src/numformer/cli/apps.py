@@ -45,6 +45,9 @@ def run(args) -> int:
     if args.name == "list":
         if args.verb or args.inputs:
             raise _usage("'list' takes no verb or input")
+        for flag, verb, given in _VERB_OPTIONS + (("--out", "an app's verbs", lambda a: a.out is not None),):
+            if given(args):
+                raise _usage(f"{flag} goes with {verb}, not list")
         rows, sources = [], []
         for app in apps.registry().values():
             m = app.measured

@@ -59,6 +59,8 @@ class _RecurrentBase(Module):
                 f"{type(self).__name__}: input must be (N, L, {self.input_size}) or "
                 f"(L, {self.input_size}), got shape {x.shape}"
             )
+        if x.shape[-2] == 0:
+            raise ValueError(f"{type(self).__name__}: the sequence must have at least one step, got shape {x.shape}")
         batched = x.ndim == 3
         if not batched:
             x = x.unsqueeze(0)
@@ -72,6 +74,8 @@ class _RecurrentBase(Module):
         expected = (self.num_layers, N, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, got {state.shape}")
+        if state.dtype != dtype:
+            raise TypeError(f"{type(self).__name__}: initial state must be {dtype} like the input, got {state.dtype}")
         state = state if batched else state.unsqueeze(1)
         return [state[i] for i in range(self.num_layers)]
 
