@@ -162,6 +162,21 @@ def test_train_never_replaces_a_trained_model_unless_told(trained, capsys):
     assert main(["app", "translate-dates", "train", "--fast", "--out", out, "--overwrite", "--steps", "2"]) == 0
 
 
+def test_a_second_train_into_a_folder_being_written_is_refused(tmp_path, capsys):
+    import fcntl
+
+    (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec", "status": "training"}))
+    (tmp_path / "train-sasrec").mkdir()
+    with open(tmp_path / ".train.lock", "a") as first:  # what a train in progress holds
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 2
+        assert "is writing into" in capsys.readouterr().err
+        assert (tmp_path / "train-sasrec").is_dir()  # nothing was removed
+    # once it has ended (the lock is free), its leftovers are replaced only when told
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+
+
 def test_overwrite_never_deletes_a_folder_no_app_vouches_for(tmp_path, capsys):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "my.txt").write_text("mine")

@@ -8,6 +8,7 @@ numformer app NAME predict [--out DIR] INPUT ...
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -92,32 +93,8 @@ def run(args) -> int:
         args.seed = 0 if args.seed is None else args.seed
         if not 0 <= args.seed < 2**32:
             raise _usage(f"--seed must be in [0, 2^32), got {args.seed}")
-        if (out / "model").exists() or (out / "split.json").exists():
-            if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
-                raise _usage(
-                    f"{out} holds files but no readable train.json naming the app that wrote them (an "
-                    "interrupted or damaged run, or not a numformer folder); remove them yourself or choose "
-                    "another --out"
-                )
-            if not args.overwrite:
-                raise _usage(
-                    f"{out} already holds a trained (or partly trained) {app.name}; pass --overwrite to replace it"
-                )
-            for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-        from numformer.apps import write_json
-
-        # the folder is this app's from the start: a run stopped part-way can be replaced with --overwrite
-        # (train writes its full train.json at the end)
-        write_json(out / "train.json", {"app": app.name, "status": "training"})
-        info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
-        seconds = info.get("train_seconds", {})
-        say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-        say(f"next: numformer app {app.name} eval" + (f" --out {out}" if args.out else ""))
-        return 0
+        with _train_lock(out):
+            return _train(app, out, owner, args)
     if args.verb == "eval":
         result = _guarded(app.evaluate, out)
         from numformer.apps import write_json
@@ -148,6 +125,63 @@ def run(args) -> int:
     for line in _guarded(app.predict, out, inputs):
         print(line)
     return 0
+
+
+def _train(app, out: Path, owner: str | None, args) -> int:
+    """``train`` into ``out``, which this process holds (``_train_lock``)."""
+    from numformer.apps import write_json
+    from numformer.viz.tables import say
+
+    if (out / "model").exists() or (out / "split.json").exists() or any(out.glob("train-*")):
+        if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
+            raise _usage(
+                f"{out} holds files but no readable train.json naming the app that wrote them (an "
+                "interrupted or damaged run, or not a numformer folder); remove them yourself or choose "
+                "another --out"
+            )
+        if not args.overwrite:
+            raise _usage(
+                f"{out} already holds a trained (or partly trained) {app.name}; pass --overwrite to replace it"
+            )
+        for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    # the folder is this app's from the start: a run stopped part-way can be replaced with --overwrite
+    # (train writes its full train.json at the end)
+    write_json(out / "train.json", {"app": app.name, "status": "training"})
+    info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
+    seconds = info.get("train_seconds", {})
+    say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+    say(f"next: numformer app {app.name} eval" + (f" --out {out}" if args.out else ""))
+    return 0
+
+
+@contextlib.contextmanager
+def _train_lock(out: Path):
+    """Hold ``out/.train.lock`` (an advisory ``flock``, released when the process ends, however
+    it ends) while a train checks, clears and writes ``out``: a second train into the same
+    folder, started before the first has written anything, is refused rather than let the two
+    write over each other."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".train.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise _usage(
+                f"another 'numformer app ... train' is writing into {out} now; wait for it to end, "
+                "or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # Options that mean something to one verb only: given to another, they are refused, not ignored.
