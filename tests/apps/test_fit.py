@@ -20,27 +20,21 @@ def _loss(model, target):
     return ((model.w - float(target)) ** 2).sum()
 
 
+def _fit(model, tmp_path, steps, lr=0.45, loss=_loss, target=10.0, **options):
+    """``fit`` of the scalar by plain SGD towards ``target``, one sample a step."""
+    optimizer = nf.optim.SGD(model.parameters(), lr=lr)
+    return fit(
+        model, optimizer, loss, lambda rng: target, tmp_path, "scalar", steps, 0, False, count=lambda b: 1, **options
+    )
+
+
 @pytest.mark.parametrize("validate", [True, False])
 def test_fit_keeps_the_weights_of_the_lowest_validation_loss(validate, tmp_path):
     # training pulls w towards 10; the gradient (-20 at first) is clipped to norm 1, so plain
     # SGD at lr 0.45 walks w up 0.45 a step: 2.70 after step 6, 3.15 after 7, 4.50 after 10.
     # The validation loss (w - 3)^2 is lowest after step 7.
     model = Scalar()
-    optimizer = nf.optim.SGD(model.parameters(), lr=0.45)
-    fitted = fit(
-        model,
-        optimizer,
-        _loss,
-        lambda rng: 10.0,
-        tmp_path,
-        "scalar",
-        10,
-        0,
-        False,
-        count=lambda b: 1,
-        val_batches=(lambda rng: 3.0) if validate else None,
-        eval_every=1,
-    )
+    fitted = _fit(model, tmp_path, 10, val_batches=(lambda rng: 3.0) if validate else None, eval_every=1)
     assert fitted.steps == 10
     if validate:
         assert fitted.kept_step == 7
@@ -54,57 +48,21 @@ def test_fit_keeps_the_weights_of_the_lowest_validation_loss(validate, tmp_path)
 def test_fit_refuses_a_validation_that_never_gives_a_finite_loss(tmp_path):
     model = Scalar()
     with pytest.raises(AppError, match="no validation loss was finite"):
-        fit(
-            model,
-            nf.optim.SGD(model.parameters(), lr=0.1),
-            lambda m, batch: _loss(m, 1.0) * (np.inf if batch == "val" else 1.0),
-            lambda rng: 1.0,
-            tmp_path,
-            "scalar",
-            3,
-            0,
-            False,
-            count=lambda b: 1,
-            val_batches=lambda rng: "val",
-        )
+        loss = lambda m, batch: _loss(m, 1.0) * (np.inf if batch == "val" else 1.0)  # noqa: E731
+        _fit(model, tmp_path, 3, lr=0.1, loss=loss, target=1.0, val_batches=lambda rng: "val")
 
 
 def test_fit_refuses_eval_every_below_one(tmp_path):
     model = Scalar()
     with pytest.raises(ValueError, match="eval_every must be >= 1, got 0"):
-        fit(
-            model,
-            nf.optim.SGD(model.parameters(), lr=0.1),
-            _loss,
-            lambda rng: 1.0,
-            tmp_path,
-            "s",
-            3,
-            0,
-            False,
-            eval_every=0,
-        )
+        _fit(model, tmp_path, 3, eval_every=0)
 
 
 def test_fit_with_patience_stops_once_validation_stops_improving(tmp_path):
     # the walk above: validation is lowest after step 7, worse after 8 and 9; patience 2 stops
     # training at step 9 of at most 50, and the model holds step 7's weights
     model = Scalar()
-    fitted = fit(
-        model,
-        nf.optim.SGD(model.parameters(), lr=0.45),
-        _loss,
-        lambda rng: 10.0,
-        tmp_path,
-        "scalar",
-        50,
-        0,
-        False,
-        count=lambda b: 1,
-        val_batches=lambda rng: 3.0,
-        eval_every=1,
-        patience=2,
-    )
+    fitted = _fit(model, tmp_path, 50, val_batches=lambda rng: 3.0, eval_every=1, patience=2)
     assert (fitted.steps, fitted.kept_step) == (9, 7)
     np.testing.assert_allclose(model.w.numpy(), [3.15], rtol=1e-6)
     for patience, val, message in (
@@ -112,16 +70,4 @@ def test_fit_with_patience_stops_once_validation_stops_improving(tmp_path):
         (0, lambda rng: 3.0, "patience must be >= 1, got 0"),
     ):
         with pytest.raises(ValueError, match=message):
-            fit(
-                model,
-                nf.optim.SGD(model.parameters(), lr=0.1),
-                _loss,
-                lambda rng: 1.0,
-                tmp_path,
-                "s",
-                3,
-                0,
-                False,
-                val_batches=val,
-                patience=patience,
-            )
+            _fit(model, tmp_path, 3, val_batches=val, patience=patience)
