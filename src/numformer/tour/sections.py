@@ -27,7 +27,10 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
 
     Ops on one chain must run one after another; ops on different chains may run in parallel.
     An RNN over T steps has depth about T; attention over T positions has a depth independent
-    of T (seed section 1). The graph must still exist (before ``backward`` frees it).
+    of T (seed section 1). A recurrent layer's kernel (``RNNLayer``, ``LSTMLayer``) is one node
+    that runs T dependent steps, one product with W_hh each: it counts T, the first step after
+    both its input projection and the initial state's product. The graph must still exist
+    (before ``backward`` frees it).
     """
     depth: dict[int, int] = {}
     stack = [(root, False)]
@@ -36,6 +39,11 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
         fn = node.grad_fn
         if ready:
             below = max((depth[id(p)] for p in fn.inputs), default=0) if fn is not None else 0
+            if fn is not None and fn.name in ("RNNLayer", "LSTMLayer"):
+                projected, *state = (depth[id(p)] for p in fn.inputs)
+                steps = fn.inputs[0].shape[1]
+                depth[id(node)] = max(projected, max(state, default=0) + 1) + steps - 1
+                continue
             depth[id(node)] = below + (fn is not None and fn.name in counts)
         elif id(node) not in depth:
             depth[id(node)] = 0  # placeholder while its inputs are visited
