@@ -185,6 +185,41 @@ def test_overwrite_never_deletes_a_folder_no_app_vouches_for(tmp_path, capsys):
     assert (tmp_path / "model" / "my.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("model/config.json", "model/config.json is missing"),
+        ("model/model.safetensors", "no such file"),
+        ("split.json", "split.json is missing"),
+        ("train.json", "train.json is damaged"),
+    ],
+)
+def test_the_advice_for_a_damaged_folder_is_a_command_that_works(damage, named, trained, tmp_path, capsys):
+    """eval names the file and the next step; that step is what train then does: --overwrite
+    over this app's run, and for a folder without a readable train.json (which --overwrite
+    never clears) another --out."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained / "translate-numbers", out)
+    if damage == "train.json":
+        (out / damage).write_text("{not json")
+    else:
+        (out / damage).unlink()
+    assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err
+    again = ["app", "translate-numbers", "train", "--fast", "--steps", "2", "--out", str(out), "--overwrite"]
+    if damage == "train.json":
+        assert "another --out" in err and "--overwrite" not in err
+        assert main(again) == 2
+        assert "no readable train.json" in capsys.readouterr().err
+    else:
+        assert f"train --out {out} --overwrite' to train it again" in err
+        assert main(again) == 0
+        assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 0
+
+
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
     train, test = number_pairs(0, 500, 100)
     assert not {a for a, _ in train} & {a for a, _ in test}

@@ -431,6 +431,37 @@ def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
 
 
+@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+def test_recurrent_bad_arguments_get_one_clear_error(cls):
+    """Each names the argument and what it got, never an IndexError or ZeroDivisionError from
+    deep inside, nor a silent one-direction layer for PyTorch's bidirectional=True."""
+    make = getattr(nn, cls)
+    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1, got 0"):
+        make(3, 0)
+    with pytest.raises(ValueError, match="input_size must be an integer >= 1, got 2.5"):
+        make(2.5, 4)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        make(3, 4, dropout=1.5)
+    with pytest.raises(ValueError, match="bidirectional=True is not supported"):
+        make(3, 4, bidirectional=True)
+    m = make(3, 4)
+    with pytest.raises(TypeError, match="input must be a Tensor, got ndarray"):
+        m(np.zeros((2, 5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"input must be \(L, N, 3\)"):
+        make(3, 4, batch_first=False)(nf.zeros(5, 2, 7))
+    with pytest.raises(ValueError, match="at least one step"):  # sequence-first: L is dim 0
+        make(3, 4, batch_first=False)(nf.zeros(0, 2, 3))
+    h = np.zeros((1, 2, 4), np.float32)
+    with pytest.raises(TypeError, match="initial state must be a Tensor, got ndarray"):
+        m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
+    if cls == "LSTM":
+        with pytest.raises(TypeError, match=r"hx must be a \(h_0, c_0\) pair of Tensors, got Tensor"):
+            m(nf.zeros(2, 5, 3), nf.zeros(1, 2, 4))
+    else:
+        with pytest.raises(TypeError, match="initial state must be a Tensor, got tuple"):
+            m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), nf.zeros(1, 2, 4)))
+
+
 # --- positions (seed section 4) --------------------------------------------------------------
 
 

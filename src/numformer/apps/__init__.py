@@ -151,8 +151,13 @@ def load_weights(model, path: Path, app: str):
     try:
         load_model(model, path)
     except (ValueError, FileNotFoundError) as err:
-        raise AppError(f"{app}: {err}") from None
+        raise AppError(f"{app}: {err}; {retrain_advice(_folder(path), app)}") from None
     return model.eval()
+
+
+def _folder(path: Path) -> Path:
+    """The app folder a file it wrote lies in (``OUT/model/x`` and ``OUT/baseline/x`` -> ``OUT``)."""
+    return path.parent.parent if path.parent.name in ("model", "baseline") else path.parent
 
 
 def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
@@ -164,15 +169,16 @@ def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
         AppError: a missing or damaged file, a tensor it lacks, or one of another shape."""
     from safetensors import SafetensorError, safe_open
 
+    again = retrain_advice(_folder(path), app)
     if not path.exists():
-        raise AppError(f"{app}: no such file: {path}; train again with --overwrite")
+        raise AppError(f"{app}: no such file: {path}; {again}")
     if not path.is_file():
-        raise AppError(f"{app}: {path} is not a file; train again with --overwrite")
+        raise AppError(f"{app}: {path} is not a file; {again}")
     try:
         with safe_open(str(path), framework="numpy") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except SafetensorError as err:
-        raise AppError(f"{app}: {path} is damaged ({err}); train again with --overwrite") from None
+        raise AppError(f"{app}: {path} is damaged ({err}); {again}") from None
     except OSError as err:
         raise AppError(f"{app}: cannot read {path}: {err.strerror or err}") from None
     wrong = [
@@ -196,21 +202,49 @@ def write_json(path: Path, data: dict) -> None:
     replace_atomic(tmp, path)
 
 
+def owner(out: Path) -> str | None:
+    """The app whose train wrote the folder ``out`` (its train.json's "app"), or None when
+    train.json is missing or unreadable."""
+    try:
+        info = json.loads((out / "train.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("app") if isinstance(info, dict) and isinstance(info.get("app"), str) else None
+
+
+def holds_a_run(out: Path) -> bool:
+    """Whether ``out`` holds what a train writes (a model, a split, a stopped run's ``train-*``),
+    which a new train replaces only with ``--overwrite``."""
+    return (out / "model").exists() or (out / "split.json").exists() or any(out.glob("train-*"))
+
+
+def retrain_advice(out: Path, app: str) -> str:
+    """The command that trains ``app`` into ``out`` from where the folder stands: plain
+    ``train`` into an empty folder, ``--overwrite`` over this app's run, and for a folder no
+    readable train.json vouches for (which ``--overwrite`` never clears) another ``--out``."""
+    where = "" if out == default_out(app) else f" --out {out}"
+    if not holds_a_run(out):
+        return f"run 'numformer app {app} train{where}' first"
+    if owner(out) == app:
+        return f"run 'numformer app {app} train{where} --overwrite' to train it again"
+    return f"train into another --out, or remove the files in {out} yourself"
+
+
 def read_json(path: Path, app: str) -> dict:
-    """A JSON object ``app``'s train wrote into its folder, or an ``AppError`` saying how to
-    make it."""
+    """A JSON object ``app``'s train wrote into its folder, or an ``AppError`` naming the file
+    and the command that makes it again."""
+    folder = _folder(path)
+    name = path.relative_to(folder).as_posix()
     if not path.is_file():
-        folder = path.parent if path.parent.name not in ("model", "baseline") else path.parent.parent
-        where = "" if folder == default_out(app) else f" --out {folder}"
-        raise AppError(
-            f"no trained {app} in {folder} ({path.name} is missing): run 'numformer app {app} train{where}' first"
-        )
+        if not holds_a_run(folder):
+            raise AppError(f"no trained {app} in {folder} ({name} is missing): {retrain_advice(folder, app)}")
+        raise AppError(f"{app} in {folder} is incomplete ({name} is missing): {retrain_advice(folder, app)}")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AppError(f"{path} is damaged ({err}); train again with --overwrite") from None
+        raise AppError(f"{path} is damaged ({err}); {retrain_advice(folder, app)}") from None
     if not isinstance(data, dict):
-        raise AppError(f"{path} is damaged (not a JSON object); train again with --overwrite")
+        raise AppError(f"{path} is damaged (not a JSON object); {retrain_advice(folder, app)}")
     return data
 
 

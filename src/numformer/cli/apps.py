@@ -76,7 +76,7 @@ def run(args) -> int:
     if args.verb is None:
         raise _usage(f"say what to do with {app.name}: train, eval or predict")
     out = Path(args.out) if args.out else apps.default_out(app.name)
-    owner = _owner(out)
+    owner = apps.owner(out)
     if owner is not None and owner != app.name:
         raise _usage(
             f"{out} holds a trained {owner}, not {app.name}: use numformer app {owner} {args.verb}, "
@@ -129,10 +129,10 @@ def run(args) -> int:
 
 def _train(app, out: Path, owner: str | None, args) -> int:
     """``train`` into ``out``, which this process holds (``_train_lock``)."""
-    from numformer.apps import write_json
+    from numformer.apps import holds_a_run, write_json
     from numformer.viz.tables import say
 
-    if (out / "model").exists() or (out / "split.json").exists() or any(out.glob("train-*")):
+    if holds_a_run(out):
         if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
             raise _usage(
                 f"{out} holds files but no readable train.json naming the app that wrote them (an "
@@ -211,15 +211,6 @@ def _describe(key: str, value, depth: int = 0) -> list[str]:
     for k, v in value.items():
         lines += _describe(k, v, depth + 1)
     return lines
-
-
-def _owner(out: Path) -> str | None:
-    """The app whose train wrote ``out`` (train.json's "app"), or None."""
-    try:
-        info = json.loads((out / "train.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info.get("app") if isinstance(info, dict) and isinstance(info.get("app"), str) else None
 
 
 def _guarded(verb, out, *args):

@@ -4,11 +4,18 @@ The time loop is inherent: step t needs step t-1's hidden state, which is exactl
 sequential bottleneck the seed contrasts with attention. Input projections for all steps are
 still computed in one matrix multiply before the loop, and each layer's loop is one primitive
 with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``).
+
+Layout: ``batch_first=True`` is numformer's default, as for its attention and Transformer
+layers; PyTorch's is False. Pass ``batch_first=False`` for PyTorch's sequence-first
+``(L, N, input_size)``. The states ``(num_layers, N, hidden_size)`` are the same either way.
+``bidirectional`` and ``proj_size`` are PyTorch options numformer does not have: asking for
+them is an error, never a silent single-direction layer.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 from numformer.backend import xp
 from numformer.nn import functional as F
@@ -30,11 +37,21 @@ class _RecurrentBase(Module):
         bias: bool = True,
         batch_first: bool = True,
         dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
         dtype=None,
     ):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"{type(self).__name__}: num_layers must be >= 1, got {num_layers}")
+        name = type(self).__name__
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: {arg} must be an integer >= 1, got {value!r}")
+        if not 0 <= dropout <= 1:
+            raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
+        if bidirectional:
+            raise ValueError(f"{name}: bidirectional=True is not supported (numformer's layers run one direction)")
+        if proj_size:
+            raise ValueError(f"{name}: proj_size is not supported, got {proj_size}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         d, G = dtype_or_default(dtype), self.gates * hidden_size
@@ -54,23 +71,28 @@ class _RecurrentBase(Module):
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     def _prepare(self, x):
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+        layout = "(N, L, " if self.batch_first else "(L, N, "
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
-                f"{type(self).__name__}: input must be (N, L, {self.input_size}) or "
-                f"(L, {self.input_size}), got shape {x.shape}"
+                f"{name}: input must be {layout}{self.input_size}) or (L, {self.input_size}), got shape {x.shape}"
             )
-        if x.shape[-2] == 0:
-            raise ValueError(f"{type(self).__name__}: the sequence must have at least one step, got shape {x.shape}")
         batched = x.ndim == 3
         if not batched:
             x = x.unsqueeze(0)
         elif not self.batch_first:
             x = x.transpose(0, 1)
+        if x.shape[1] == 0:
+            raise ValueError(f"{name}: the sequence must have at least one step, got shape {tuple(x.shape)}")
         return x, batched
 
     def _initial(self, state, N, batched, dtype):
         if state is None:
             return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
+        if not isinstance(state, Tensor):
+            raise TypeError(f"{type(self).__name__}: initial state must be a Tensor, got {type(state).__name__}")
         expected = (self.num_layers, N, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
         if state.shape != expected:
             raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, got {state.shape}")
@@ -100,7 +122,9 @@ class RNN(_RecurrentBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
 
     ``forward(input (N, L, input_size), hx (num_layers, N, H) = zeros)`` returns
-    ``(output (N, L, H), h_n (num_layers, N, H))``; unbatched ``(L, input_size)`` works too."""
+    ``(output (N, L, H), h_n (num_layers, N, H))``; unbatched ``(L, input_size)`` works too.
+    ``batch_first=True`` is numformer's default (PyTorch's is False: pass False for
+    ``(L, N, input_size)``)."""
 
     def __init__(
         self,
@@ -111,12 +135,13 @@ class RNN(_RecurrentBase):
         bias: bool = True,
         batch_first: bool = True,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         dtype=None,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, dtype)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype)
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
         """Run the sequence through every layer, one step at a time (the seed's section 1: T
@@ -127,7 +152,8 @@ class RNN(_RecurrentBase):
         h_n (num_layers, N, hidden_size))``.
 
         Raises:
-            ValueError: the last dim is not ``input_size``, or hx has the wrong shape."""
+            ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
+            TypeError: input or hx is not a Tensor, or hx's dtype is not the input's."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         hs = self._initial(hx, N, batched, x.dtype)
@@ -145,7 +171,9 @@ class RNN(_RecurrentBase):
 class LSTM(_RecurrentBase):
     """LSTM with PyTorch's gate order (input, forget, cell, output) in ``weight_ih_l{k}``
     ``(4H, in)``. ``forward(input, (h_0, c_0) = zeros)`` returns
-    ``(output (N, L, H), (h_n, c_n))``, each state ``(num_layers, N, H)``."""
+    ``(output (N, L, H), (h_n, c_n))``, each state ``(num_layers, N, H)``.
+    ``batch_first=True`` is numformer's default (PyTorch's is False: pass False for
+    ``(L, N, input_size)``)."""
 
     gates = 4
 
@@ -158,9 +186,13 @@ class LSTM(_RecurrentBase):
         (h_n, c_n))``.
 
         Raises:
-            ValueError: the last dim is not ``input_size``, or a state has the wrong shape."""
+            ValueError: the last dim is not ``input_size``, no step, or a state has the wrong shape.
+            TypeError: input or a state is not a Tensor, hx is not a (h_0, c_0) pair, or a
+            state's dtype is not the input's."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"LSTM: hx must be a (h_0, c_0) pair of Tensors, got {type(hx).__name__}")
         h0, c0 = (None, None) if hx is None else hx
         hs = self._initial(h0, N, batched, x.dtype)
         cs = self._initial(c0, N, batched, x.dtype)
