@@ -86,10 +86,14 @@ def test_list_shows_every_application(capsys):
         (["app", "sasrec", "predict", "--fast", "--user", "3"], "--fast goes with train, not predict"),
         (["app", "sasrec", "eval", "--overwrite"], "--overwrite goes with train, not eval"),
         (["app", "sasrec", "predict", "--json", "--user", "3"], "--json goes with eval, not predict"),
+        (["app", "vit", "predict", "--user", "3", "test:0"], "--user is not an input of vit"),
+        (["app", "sasrec", "train", "--out", "README"], "--out README is a file"),
+        (["app", "sasrec", "eval", "--out", "README"], "--out README is a file"),
     ],
 )
 def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "README").write_text("mine")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
@@ -141,6 +145,23 @@ def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit
     assert main(["app", "sasrec", "predict", "--user", "5", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not fit model/config.json" in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [({"d_model": "16"}, "d_model must be an integer >= 1, got '16'"), ({"colour": 1}, "'colour'")],
+)
+def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(edit, message, trained, tmp_path, capsys):
+    import json
+    import shutil
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    config = json.loads((out / "model" / "config.json").read_text())
+    (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model/config.json is not a SASRec config" in err and message in err
 
 
 def test_sasrec_predict_reads_only_the_sasrec_weights(trained, tmp_path, capsys):

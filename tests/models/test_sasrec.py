@@ -162,5 +162,5 @@ def test_the_feedforward_width_is_the_configs():
     wide = SASRec(SASRecConfig(num_items=30, max_len=8, d_model=16, dim_feedforward=48))
     assert wide.encoder.layers[0].linear1.weight.shape == (48, 16)
     assert SASRecConfig(num_items=30, d_model=16).dim_feedforward == 16  # the paper's: d_model
-    with pytest.raises(ValueError, match="dim_feedforward must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="dim_feedforward must be an integer >= 1, got 0"):
         SASRecConfig(num_items=30, dim_feedforward=0)

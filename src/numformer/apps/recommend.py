@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, check_sizes, fit, load_weights, read_json, write_json
+from numformer.apps import App, AppError, check_sizes, fit, load_weights, read_json, retrain_advice, write_json
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -293,7 +293,13 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 
 def _models(out: Path, names=("sasrec", "lstm")):
     """The trained models named (eval mode) and their config; only their files are read."""
-    config = SASRecConfig(**read_json(out / "model" / "config.json", "sasrec"))
+    path = out / "model" / "config.json"
+    try:
+        config = SASRecConfig(**read_json(path, "sasrec"))
+    except (TypeError, ValueError) as err:
+        if isinstance(err, AppError):
+            raise
+        raise AppError(f"{path} is not a SASRec config ({err}); {retrain_advice(out, 'sasrec')}") from None
     c = config
     sizes = {  # checked against the files before anything of the config's size is allocated
         "sasrec": {

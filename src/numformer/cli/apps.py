@@ -76,6 +76,8 @@ def run(args) -> int:
     if args.verb is None:
         raise _usage(f"say what to do with {app.name}: train, eval or predict")
     out = Path(args.out) if args.out else apps.default_out(app.name)
+    if out.exists() and not out.is_dir():
+        raise _usage(f"--out {out} is a file; an app's --out is a folder")
     owner = apps.owner(out)
     if owner is not None and owner != app.name:
         raise _usage(
@@ -117,6 +119,8 @@ def run(args) -> int:
                     say(line)
         return 0
     if args.user is not None:
+        if "--user" not in app.predict_help:
+            raise _usage(f"--user is not an input of {app.name}: numformer app {app.name} predict {app.predict_help}")
         inputs = [str(args.user)] + list(args.inputs)
     else:
         inputs = list(args.inputs)

@@ -12,6 +12,7 @@ loss), or ``softmax_loss``, cross-entropy against the whole catalogue.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,11 +37,12 @@ class SASRecConfig:
         if self.dim_feedforward is None:
             self.dim_feedforward = self.d_model
         for name in ("num_items", "max_len", "d_model", "nhead", "num_layers", "dim_feedforward"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SASRecConfig: {name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"SASRecConfig: {name} must be an integer >= 1, got {value!r}")
         if self.d_model % self.nhead:
             raise ValueError(f"SASRecConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
-        if not 0 <= self.dropout < 1:
+        if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"SASRecConfig: dropout must be in [0, 1), got {self.dropout}")
 
     def to_dict(self) -> dict:
