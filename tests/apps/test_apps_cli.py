@@ -161,7 +161,7 @@ def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(edit, me
     (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model/config.json is not a SASRec config" in err and message in err
+    assert err.count("\n") == 1 and "model/config.json does not hold a SASRecConfig" in err and message in err
 
 
 def test_sasrec_predict_reads_only_the_sasrec_weights(trained, tmp_path, capsys):
@@ -239,6 +239,32 @@ def test_the_advice_for_a_damaged_folder_is_a_command_that_works(damage, named, 
         assert f"train --out {out} --overwrite' to train it again" in err
         assert main(again) == 0
         assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "inner"), [("forecast", "model/*/*.safetensors"), ("classify", "scratch/config.json")]
+)
+def test_the_advice_for_a_file_nested_in_the_folder_names_the_app_folder(name, inner, trained, tmp_path, capsys):
+    """forecast keeps a model per horizon in model/NAME/, classify its own in scratch/: the
+    advice trains the app folder again, never a folder inside it."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained / name, out)
+    victim = sorted(out.glob(inner))[0]
+    victim.unlink()
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"train --out {out} --overwrite' to train it again" in err
+
+
+def test_the_advice_for_a_folder_a_train_only_began_is_plain_train(tmp_path, capsys):
+    (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec", "status": "training"}))
+    assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    advice = f"run 'numformer app sasrec train --out {tmp_path}' first"
+    assert f"no trained sasrec in {tmp_path} (split.json is missing): {advice}" in err
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 0
 
 
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():

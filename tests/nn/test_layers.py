@@ -3,6 +3,8 @@ forward values, input gradients and parameter gradients, in float32 and float64.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -436,21 +438,28 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
     """Each names the argument and what it got, never an IndexError or ZeroDivisionError from
     deep inside, nor a silent one-direction layer for PyTorch's bidirectional=True."""
     make = getattr(nn, cls)
-    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
         make(3, 0)
-    with pytest.raises(ValueError, match="input_size must be an integer >= 1, got 2.5"):
+    with pytest.raises(TypeError, match="input_size must be an integer, got float 2.5"):  # PyTorch: TypeError
         make(2.5, 4)
-    with pytest.raises(ValueError, match="dropout must be in"):
-        make(3, 4, dropout=1.5)
+    for dropout in (1.5, -0.1, "0.5", None, True):
+        with pytest.raises(ValueError, match=f"dropout must be a number in \\[0, 1\\], got {re.escape(repr(dropout))}"):
+            make(3, 4, dropout=dropout)
     with pytest.raises(ValueError, match="bidirectional=True is not supported"):
         make(3, 4, bidirectional=True)
+    if cls == "LSTM":
+        with pytest.raises(ValueError, match="proj_size is not supported, got 2"):
+            make(3, 4, proj_size=2)
+    assert make(3, 4).bidirectional is False  # PyTorch's attribute is there to read
     m = make(3, 4)
     with pytest.raises(TypeError, match="input must be a Tensor, got ndarray"):
         m(np.zeros((2, 5, 3), np.float32))
     with pytest.raises(ValueError, match=r"input must be \(L, N, 3\)"):
         make(3, 4, batch_first=False)(nf.zeros(5, 2, 7))
-    with pytest.raises(ValueError, match="at least one step"):  # sequence-first: L is dim 0
+    with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 2, 3\)"):  # sequence-first: L is dim 0
         make(3, 4, batch_first=False)(nf.zeros(0, 2, 3))
+    with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 3\)"):  # unbatched
+        m(nf.zeros(0, 3))
     h = np.zeros((1, 2, 4), np.float32)
     with pytest.raises(TypeError, match="initial state must be a Tensor, got ndarray"):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class App:
     evaluate: object
     predict: object
     predict_help: str = "TEXT ..."
+    takes_user: bool = False  # predict's input is a user id, given as --user ID
     measured: dict = field(default_factory=dict)
 
 
@@ -155,9 +157,22 @@ def load_weights(model, path: Path, app: str):
     return model.eval()
 
 
+# the folders inside an app folder that a train writes (files nest up to two levels in them)
+_INNER = ("model", "baseline", "scratch")
+
+
 def _folder(path: Path) -> Path:
-    """The app folder a file it wrote lies in (``OUT/model/x`` and ``OUT/baseline/x`` -> ``OUT``)."""
-    return path.parent.parent if path.parent.name in ("model", "baseline") else path.parent
+    """The app folder ``OUT`` that a file an app wrote lies in: the nearest of its three
+    parents holding a train.json (``OUT/model/h24/transformer.safetensors`` -> ``OUT``), or,
+    with none, the parent of the nearest ``model``/``baseline``/``scratch``, or its own parent."""
+    parents = path.parents[:3]
+    for folder in parents:
+        if (folder / "train.json").exists():
+            return folder
+    for folder in parents:
+        if folder.name in _INNER:
+            return folder.parent
+    return path.parent
 
 
 def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
@@ -169,16 +184,15 @@ def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
         AppError: a missing or damaged file, a tensor it lacks, or one of another shape."""
     from safetensors import SafetensorError, safe_open
 
-    again = retrain_advice(_folder(path), app)
     if not path.exists():
-        raise AppError(f"{app}: no such file: {path}; {again}")
+        raise AppError(f"{app}: no such file: {path}; {retrain_advice(_folder(path), app)}")
     if not path.is_file():
-        raise AppError(f"{app}: {path} is not a file; {again}")
+        raise AppError(f"{app}: {path} is not a file; {retrain_advice(_folder(path), app)}")
     try:
         with safe_open(str(path), framework="numpy") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except SafetensorError as err:
-        raise AppError(f"{app}: {path} is damaged ({err}); {again}") from None
+        raise AppError(f"{app}: {path} is damaged ({err}); {retrain_advice(_folder(path), app)}") from None
     except OSError as err:
         raise AppError(f"{app}: cannot read {path}: {err.strerror or err}") from None
     wrong = [
@@ -187,7 +201,11 @@ def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
         if shapes.get(k) != tuple(v)
     ]
     if wrong:
-        raise AppError(f"{app}: {path} does not fit model/config.json: " + "; ".join(wrong))
+        raise AppError(
+            f"{app}: {path} does not fit model/config.json: "
+            + "; ".join(wrong)
+            + f"; {retrain_advice(_folder(path), app)}"
+        )
 
 
 def default_out(name: str) -> Path:
@@ -222,7 +240,7 @@ def retrain_advice(out: Path, app: str) -> str:
     """The command that trains ``app`` into ``out`` from where the folder stands: plain
     ``train`` into an empty folder, ``--overwrite`` over this app's run, and for a folder no
     readable train.json vouches for (which ``--overwrite`` never clears) another ``--out``."""
-    where = "" if out == default_out(app) else f" --out {out}"
+    where = "" if out == default_out(app) else f" --out {shlex.quote(str(out))}"
     if not holds_a_run(out):
         return f"run 'numformer app {app} train{where}' first"
     if owner(out) == app:
@@ -242,10 +260,31 @@ def read_json(path: Path, app: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AppError(f"{path} is damaged ({err}); {retrain_advice(folder, app)}") from None
+        raise AppError(f"{path} is damaged ({err}); {_remake(path, folder, app)}") from None
     if not isinstance(data, dict):
-        raise AppError(f"{path} is damaged (not a JSON object); {retrain_advice(folder, app)}")
+        raise AppError(f"{path} is damaged (not a JSON object); {_remake(path, folder, app)}")
     return data
+
+
+def _remake(path: Path, folder: Path, app: str) -> str:
+    """How to write ``path`` again: eval writes eval.json; train writes the rest."""
+    if path == folder / "eval.json":
+        where = "" if folder == default_out(app) else f" --out {shlex.quote(str(folder))}"
+        return f"run 'numformer app {app} eval{where}' again"
+    return retrain_advice(folder, app)
+
+
+def build_config(cls, fields, path: Path, app: str):
+    """``cls(**fields)``, the config an app's train saved in the file ``path``; fields of the
+    wrong name, type or value are one ``AppError`` naming the file, not a TypeError.
+
+    Raises:
+        AppError: ``fields`` is not a mapping ``cls`` accepts."""
+    try:
+        return cls(**fields)
+    except (TypeError, ValueError) as err:
+        message = f"{path} does not hold a {cls.__name__} ({err}); {retrain_advice(_folder(path), app)}"
+        raise AppError(message) from None
 
 
 MEASURED = Path(__file__).with_name("measured.json")  # the project's last full runs (app list, tour, README)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -241,7 +241,8 @@ def _load_model(folder: Path):
     from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
     info = read_json(folder / "config.json", "classify")
-    bert = BertModel(BertConfig(**info["bert"]), add_pooling_layer=info["pooler"])
+    config = build_config(BertConfig, info["bert"], folder / "config.json", "classify")
+    bert = BertModel(config, add_pooling_layer=info["pooler"])
     bert.encoder.layer = bert.encoder.layer[: info["layers"]]
     model = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling=info["pooling"])
     load_weights(model, folder / "model.safetensors", "classify")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, check_sizes, fit, load_weights, read_json, retrain_advice, write_json
+from numformer.apps import App, AppError, build_config, check_sizes, fit, load_weights, read_json, write_json
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -294,12 +294,7 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 def _models(out: Path, names=("sasrec", "lstm")):
     """The trained models named (eval mode) and their config; only their files are read."""
     path = out / "model" / "config.json"
-    try:
-        config = SASRecConfig(**read_json(path, "sasrec"))
-    except (TypeError, ValueError) as err:
-        if isinstance(err, AppError):
-            raise
-        raise AppError(f"{path} is not a SASRec config ({err}); {retrain_advice(out, 'sasrec')}") from None
+    config = build_config(SASRecConfig, read_json(path, "sasrec"), path, "sasrec")
     c = config
     sizes = {  # checked against the files before anything of the config's size is allocated
         "sasrec": {
@@ -433,5 +428,6 @@ APPS = [
         evaluate=evaluate,
         predict=predict,
         predict_help="--user ID",
+        takes_user=True,
     )
 ]

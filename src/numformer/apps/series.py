@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 
 SERIES = {
@@ -193,8 +193,9 @@ def train_forecast(out: Path, fast: bool, seed: int, steps: int | None, progress
 
 
 def _forecast_models(out: Path, name: str):
-    info = read_json(out / "model" / "config.json", "forecast")[name]
-    config = SeriesConfig(**info["config"])
+    path = out / "model" / "config.json"
+    info = read_json(path, "forecast")[name]
+    config = build_config(SeriesConfig, info["config"], path, "forecast")
     models = {}
     for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
         model = make(config)
@@ -444,8 +445,9 @@ def train_anomaly(out: Path, fast: bool, seed: int, steps: int | None, progress:
 
 
 def _autoencoder(out: Path):
-    info = read_json(out / "model" / "config.json", "anomaly")
-    model = TransformerAutoencoder(SeriesConfig(**info["config"]))
+    path = out / "model" / "config.json"
+    info = read_json(path, "anomaly")
+    model = TransformerAutoencoder(build_config(SeriesConfig, info["config"], path, "anomaly"))
     load_weights(model, out / "model" / "model.safetensors", "anomaly")
     return model.eval(), info
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, load_weights, read_json, write_json
+from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, write_json
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -158,10 +158,11 @@ def _save(model, folder: Path, kind: str, config: dict, src: Vocab, tgt: Vocab) 
 def _load(folder: Path, app: str):
     info = read_json(folder / "config.json", app)
     src, tgt = Vocab(info["src_vocab"][4:]), Vocab(info["tgt_vocab"][4:])
+    path = folder / "config.json"
     if info["kind"] == "transformer":
-        model = Seq2SeqTransformer(Seq2SeqConfig(**info["config"]))
+        model = Seq2SeqTransformer(build_config(Seq2SeqConfig, info["config"], path, app))
     else:
-        model = LSTMSeq2Seq(**info["config"])
+        model = build_config(LSTMSeq2Seq, info["config"], path, app)
     load_weights(model, folder / "model.safetensors", app)
     return model.eval(), src, tgt, info
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
@@ -84,7 +84,8 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 
 
 def _load_model(out: Path) -> VisionTransformer:
-    model = VisionTransformer(ViTConfig(**read_json(out / "model" / "config.json", "vit")))
+    path = out / "model" / "config.json"
+    model = VisionTransformer(build_config(ViTConfig, read_json(path, "vit"), path, "vit"))
     load_weights(model, out / "model" / "model.safetensors", "vit")
     return model.eval()
 

@@ -77,7 +77,8 @@ def run(args) -> int:
         raise _usage(f"say what to do with {app.name}: train, eval or predict")
     out = Path(args.out) if args.out else apps.default_out(app.name)
     if out.exists() and not out.is_dir():
-        raise _usage(f"--out {out} is a file; an app's --out is a folder")
+        given = f"--out {out}" if args.out else f"the default --out, {out},"
+        raise _usage(f"{given} is a file; an app's --out is a folder")
     owner = apps.owner(out)
     if owner is not None and owner != app.name:
         raise _usage(
@@ -119,7 +120,7 @@ def run(args) -> int:
                     say(line)
         return 0
     if args.user is not None:
-        if "--user" not in app.predict_help:
+        if not app.takes_user:
             raise _usage(f"--user is not an input of {app.name}: numformer app {app.name} predict {app.predict_help}")
         inputs = [str(args.user)] + list(args.inputs)
     else:

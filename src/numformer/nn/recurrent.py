@@ -39,19 +39,25 @@ class _RecurrentBase(Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
+        *,
         dtype=None,
     ):
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}: {arg} must be an integer >= 1, got {value!r}")
-        if not 0 <= dropout <= 1:
-            raise ValueError(f"{name}: dropout must be in [0, 1], got {dropout}")
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        for arg, value in sizes.items():  # PyTorch: TypeError for a non-integer, ValueError below 1
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"{name}: {arg} must be an integer, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"{name}: {arg} must be >= 1, got {value}")
+        input_size, hidden_size, num_layers = (int(v) for v in sizes.values())
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
+            raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         if bidirectional:
             raise ValueError(f"{name}: bidirectional=True is not supported (numformer's layers run one direction)")
         if proj_size:
-            raise ValueError(f"{name}: proj_size is not supported, got {proj_size}")
+            raise ValueError(f"{name}: proj_size is not supported, got {proj_size!r}")
+        self.bidirectional, self.proj_size = False, 0  # PyTorch's attributes, for code that reads them
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         d, G = dtype_or_default(dtype), self.gates * hidden_size
@@ -74,6 +80,7 @@ class _RecurrentBase(Module):
         name = type(self).__name__
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+        shape = tuple(x.shape)
         layout = "(N, L, " if self.batch_first else "(L, N, "
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
@@ -85,7 +92,7 @@ class _RecurrentBase(Module):
         elif not self.batch_first:
             x = x.transpose(0, 1)
         if x.shape[1] == 0:
-            raise ValueError(f"{name}: the sequence must have at least one step, got shape {tuple(x.shape)}")
+            raise ValueError(f"{name}: the sequence must have at least one step, got shape {shape}")
         return x, batched
 
     def _initial(self, state, N, batched, dtype):
@@ -136,12 +143,13 @@ class RNN(_RecurrentBase):
         batch_first: bool = True,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        *,
         dtype=None,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype=dtype)
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
         """Run the sequence through every layer, one step at a time (the seed's section 1: T
