@@ -193,6 +193,8 @@ def test_a_second_train_into_a_folder_being_written_is_refused(tmp_path, capsys)
         assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 2
         assert "is writing into" in capsys.readouterr().err
         assert (tmp_path / "train-sasrec").is_dir()  # nothing was removed
+        assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2  # not advice to train it again
+        assert "a train is writing this folder now: wait for it to end" in capsys.readouterr().err
     # once it has ended (the lock is free), its leftovers are replaced only when told
     assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
@@ -236,7 +238,7 @@ def test_the_advice_for_a_damaged_folder_is_a_command_that_works(damage, named, 
         assert main(again) == 2
         assert "no readable train.json" in capsys.readouterr().err
     else:
-        assert f"train --out {out} --overwrite' to train it again" in err
+        assert f'train --out {out} --fast --overwrite" to train it again' in err
         assert main(again) == 0
         assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 0
 
@@ -255,16 +257,30 @@ def test_the_advice_for_a_file_nested_in_the_folder_names_the_app_folder(name, i
     victim.unlink()
     assert main(["app", name, "eval", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"train --out {out} --overwrite' to train it again" in err
+    assert err.count("\n") == 1 and f'train --out {out} --fast --overwrite" to train it again' in err
 
 
 def test_the_advice_for_a_folder_a_train_only_began_is_plain_train(tmp_path, capsys):
     (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec", "status": "training"}))
     assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    advice = f"run 'numformer app sasrec train --out {tmp_path}' first"
+    advice = f'run "numformer app sasrec train --out {tmp_path}" first'
     assert f"no trained sasrec in {tmp_path} (split.json is missing): {advice}" in err
     assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 0
+
+
+def test_the_advice_repeats_the_options_of_the_train_that_wrote_the_folder(tmp_path):
+    from numformer.apps import retrain_advice
+
+    out = tmp_path / "my run"
+    (out / "model").mkdir(parents=True)
+    options = {"fast": True, "seed": 3, "steps": 7}
+    (out / "train.json").write_text(json.dumps({"app": "vit", "options": options}))
+    expected = f"run \"numformer app vit train --out '{out}' --fast --seed 3 --steps 7 --overwrite\" to train it again"
+    assert retrain_advice(out, "vit") == expected
+    (out / "train.json").write_text(json.dumps({"app": "vit"}))  # a folder from before options were kept
+    (out / "split.json").write_text(json.dumps({"seed": 3, "fast": True}))
+    assert retrain_advice(out, "vit") == expected.replace(" --steps 7", "")
 
 
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():

@@ -236,15 +236,65 @@ def holds_a_run(out: Path) -> bool:
     return (out / "model").exists() or (out / "split.json").exists() or any(out.glob("train-*"))
 
 
+def command(app: str, verb: str, out: Path, *flags: str) -> str:
+    """The ``numformer app`` command line for ``out``, quoted for a POSIX shell (no ``--out``
+    for the app's default folder)."""
+    where = [] if out == default_out(app) else ["--out", str(out)]
+    return shlex.join(["numformer", "app", app, verb, *where, *flags])
+
+
+def train_flags(out: Path) -> list[str]:
+    """The options the train that wrote ``out`` was given (``--fast``, ``--seed``, ``--steps``),
+    from train.json's "options" (the CLI records them), else split.json's fast and seed;
+    none when neither is readable."""
+    for name, keys in (("train.json", ("options",)), ("split.json", ())):
+        try:
+            info = json.loads((out / name).read_text())
+            for key in keys:
+                info = info[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(info, dict):
+            continue
+        flags = ["--fast"] if info.get("fast") is True else []
+        for key in ("seed", "steps"):
+            value = info.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and (key, value) != ("seed", 0):
+                flags += [f"--{key}", str(value)]
+        return flags
+    return []
+
+
+def training_now(out: Path) -> bool:
+    """Whether a ``numformer app ... train`` holds ``out/.train.lock`` now (an advisory
+    ``flock``; always False where there is none)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(out / ".train.lock", "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
 def retrain_advice(out: Path, app: str) -> str:
-    """The command that trains ``app`` into ``out`` from where the folder stands: plain
-    ``train`` into an empty folder, ``--overwrite`` over this app's run, and for a folder no
-    readable train.json vouches for (which ``--overwrite`` never clears) another ``--out``."""
-    where = "" if out == default_out(app) else f" --out {shlex.quote(str(out))}"
+    """The command that trains ``app`` into ``out`` from where the folder stands, with the
+    options its last train was given: plain ``train`` into an empty folder, ``--overwrite``
+    over this app's run, another ``--out`` for a folder no readable train.json vouches for
+    (which ``--overwrite`` never clears), and waiting while a train is writing it."""
+    if training_now(out):
+        return "a train is writing this folder now: wait for it to end"
     if not holds_a_run(out):
-        return f"run 'numformer app {app} train{where}' first"
+        return f'run "{command(app, "train", out, *train_flags(out))}" first'
     if owner(out) == app:
-        return f"run 'numformer app {app} train{where} --overwrite' to train it again"
+        return f'run "{command(app, "train", out, *train_flags(out), "--overwrite")}" to train it again'
     return f"train into another --out, or remove the files in {out} yourself"
 
 
@@ -269,8 +319,7 @@ def read_json(path: Path, app: str) -> dict:
 def _remake(path: Path, folder: Path, app: str) -> str:
     """How to write ``path`` again: eval writes eval.json; train writes the rest."""
     if path == folder / "eval.json":
-        where = "" if folder == default_out(app) else f" --out {shlex.quote(str(folder))}"
-        return f"run 'numformer app {app} eval{where}' again"
+        return f'run "{command(app, "eval", folder)}" again'
     return retrain_advice(folder, app)
 
 

@@ -82,7 +82,7 @@ def run(args) -> int:
     owner = apps.owner(out)
     if owner is not None and owner != app.name:
         raise _usage(
-            f"{out} holds a trained {owner}, not {app.name}: use numformer app {owner} {args.verb}, "
+            f'{out} holds a trained {owner}, not {app.name}: use "{apps.command(owner, args.verb, out)}", '
             f"or another --out for {app.name}"
         )
     if args.verb != "predict" and args.inputs:
@@ -134,7 +134,7 @@ def run(args) -> int:
 
 def _train(app, out: Path, owner: str | None, args) -> int:
     """``train`` into ``out``, which this process holds (``_train_lock``)."""
-    from numformer.apps import holds_a_run, write_json
+    from numformer.apps import command, holds_a_run, read_json, write_json
     from numformer.viz.tables import say
 
     if holds_a_run(out):
@@ -155,11 +155,13 @@ def _train(app, out: Path, owner: str | None, args) -> int:
                 path.unlink()
     # the folder is this app's from the start: a run stopped part-way can be replaced with --overwrite
     # (train writes its full train.json at the end)
-    write_json(out / "train.json", {"app": app.name, "status": "training"})
+    options = {"fast": args.fast, "seed": args.seed, "steps": args.steps}  # what retrain advice repeats
+    write_json(out / "train.json", {"app": app.name, "status": "training", "options": options})
     info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
+    write_json(out / "train.json", {**read_json(out / "train.json", app.name), "options": options})
     seconds = info.get("train_seconds", {})
     say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
-    say(f"next: numformer app {app.name} eval" + (f" --out {out}" if args.out else ""))
+    say(f"next: {command(app.name, 'eval', out)}")
     return 0
 
 
