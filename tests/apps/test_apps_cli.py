@@ -148,20 +148,27 @@ def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit
 
 
 @pytest.mark.parametrize(
-    ("edit", "message"),
-    [({"d_model": "16"}, "d_model must be an integer >= 1, got '16'"), ({"colour": 1}, "'colour'")],
+    ("name", "cls", "edit", "message"),
+    [
+        ("sasrec", "SASRecConfig", {"d_model": "16"}, "d_model must be an integer, got '16'"),
+        ("sasrec", "SASRecConfig", {"colour": 1}, "'colour'"),
+        ("vit", "ViTConfig", {"d_model": 16.0}, "d_model must be an integer, got 16.0"),
+        ("vit", "ViTConfig", {"dropout": "x"}, "dropout must be a number, got 'x'"),
+    ],
 )
-def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(edit, message, trained, tmp_path, capsys):
+def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(
+    name, cls, edit, message, trained, tmp_path, capsys
+):
     import json
     import shutil
 
-    out = tmp_path / "sasrec"
-    shutil.copytree(trained / "sasrec", out)
+    out = tmp_path / name
+    shutil.copytree(trained / name, out)
     config = json.loads((out / "model" / "config.json").read_text())
     (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
-    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 2
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "model/config.json does not hold a SASRecConfig" in err and message in err
+    assert err.count("\n") == 1 and f"model/config.json does not hold a {cls}" in err and message in err
 
 
 def test_sasrec_predict_reads_only_the_sasrec_weights(trained, tmp_path, capsys):

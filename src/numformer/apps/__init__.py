@@ -11,9 +11,12 @@ Needs ``pip install 'numformer[apps]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import numbers
 import shlex
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,16 +327,49 @@ def _remake(path: Path, folder: Path, app: str) -> str:
 
 
 def build_config(cls, fields, path: Path, app: str):
-    """``cls(**fields)``, the config an app's train saved in the file ``path``; fields of the
-    wrong name, type or value are one ``AppError`` naming the file, not a TypeError.
+    """``cls(**fields)``, the config an app's train saved in the file ``path``; for a dataclass
+    each field is first checked against its annotation (``int``, ``float``, ``bool``, ``str``,
+    optionally ``| None``), so ``"d_model": "16"`` is named as such, not met later as a
+    TypeError deep in the model.
 
     Raises:
-        AppError: ``fields`` is not a mapping ``cls`` accepts."""
+        AppError: ``fields`` is not a mapping ``cls`` accepts, naming the file and the field."""
+
+    def fail(reason):
+        return AppError(f"{path} does not hold a {cls.__name__} ({reason}); {retrain_advice(_folder(path), app)}")
+
+    if not isinstance(fields, dict):
+        raise fail(f"expected a JSON object, got {type(fields).__name__}")
+    if dataclasses.is_dataclass(cls):
+        hints = typing.get_type_hints(cls)
+        for name, value in fields.items():
+            allowed = _ALLOWED.get(hints.get(name), None)
+            if allowed is not None and not allowed(value):
+                raise fail(f"{name} must be {_describe_hint(hints[name])}, got {value!r}")
     try:
         return cls(**fields)
     except (TypeError, ValueError) as err:
-        message = f"{path} does not hold a {cls.__name__} ({err}); {retrain_advice(_folder(path), app)}"
-        raise AppError(message) from None
+        raise fail(err) from None
+
+
+_is_int = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)  # noqa: E731
+_is_real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
+_ALLOWED = {
+    int: _is_int,
+    float: _is_real,
+    bool: lambda v: isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    int | None: lambda v: v is None or _is_int(v),
+    float | None: lambda v: v is None or _is_real(v),
+    str | None: lambda v: v is None or isinstance(v, str),
+}
+
+
+def _describe_hint(hint) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if hint in names:
+        return names[hint]
+    return " or ".join(names.get(a, "null") for a in typing.get_args(hint))
 
 
 MEASURED = Path(__file__).with_name("measured.json")  # the project's last full runs (app list, tour, README)
