@@ -451,8 +451,19 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
         with pytest.raises(ValueError, match="proj_size is not supported, got 2"):
             make(3, 4, proj_size=2)
     assert make(3, 4).bidirectional is False  # PyTorch's attribute is there to read
+    with pytest.raises(TypeError, match="batch_first must be True or False, got 'no'"):
+        make(3, 4, batch_first="no")
+    assert "batch_first=True" in repr(make(3, 4))  # numformer's default, unlike PyTorch's: shown
+    with pytest.raises(TypeError, match="input must be a numformer Tensor, got torch.Tensor"):
+        make(3, 4)(torch.zeros(2, 5, 3))
+    with pytest.raises(TypeError, match="input must be float32 like the weights, got float64"):
+        make(3, 4)(nf.Tensor(np.zeros((2, 5, 3))))
+    # PyTorch's sequence-first input to a batch-first layer: the state's N says which dim is N
+    state = nf.zeros(1, 2, 4)
+    with pytest.raises(ValueError, match=r"got \(1, 2, 4\) \(N = 6 is the input's dim 0: batch_first=True\)"):
+        make(3, 4)(nf.zeros(6, 2, 3), (state, state) if cls == "LSTM" else state)
     m = make(3, 4)
-    with pytest.raises(TypeError, match="input must be a Tensor, got ndarray"):
+    with pytest.raises(TypeError, match="input must be a numformer Tensor, got numpy.ndarray"):
         m(np.zeros((2, 5, 3), np.float32))
     with pytest.raises(ValueError, match=r"input must be \(L, N, 3\)"):
         make(3, 4, batch_first=False)(nf.zeros(5, 2, 7))
@@ -461,13 +472,13 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
     with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 3\)"):  # unbatched
         m(nf.zeros(0, 3))
     h = np.zeros((1, 2, 4), np.float32)
-    with pytest.raises(TypeError, match="initial state must be a Tensor, got ndarray"):
+    with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got numpy.ndarray"):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
     if cls == "LSTM":
         with pytest.raises(TypeError, match=r"hx must be a \(h_0, c_0\) pair of Tensors, got Tensor"):
             m(nf.zeros(2, 5, 3), nf.zeros(1, 2, 4))
     else:
-        with pytest.raises(TypeError, match="initial state must be a Tensor, got tuple"):
+        with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got tuple"):
             m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), nf.zeros(1, 2, 4)))
 
 

@@ -53,6 +53,8 @@ class _RecurrentBase(Module):
         input_size, hidden_size, num_layers = (int(v) for v in sizes.values())
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"{name}: batch_first must be True or False, got {batch_first!r}")
         if bidirectional:
             raise ValueError(f"{name}: bidirectional=True is not supported (numformer's layers run one direction)")
         if proj_size:
@@ -79,8 +81,11 @@ class _RecurrentBase(Module):
     def _prepare(self, x):
         name = type(self).__name__
         if not isinstance(x, Tensor):
-            raise TypeError(f"{name}: input must be a Tensor, got {type(x).__name__}")
+            raise TypeError(f"{name}: input must be a numformer Tensor, got {_kind(x)}")
         shape = tuple(x.shape)
+        dtype = self._weights(0)[0].dtype
+        if x.dtype != dtype:
+            raise TypeError(f"{name}: input must be {dtype} like the weights, got {x.dtype} (see .to(dtype))")
         layout = "(N, L, " if self.batch_first else "(L, N, "
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
@@ -99,10 +104,15 @@ class _RecurrentBase(Module):
         if state is None:
             return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
         if not isinstance(state, Tensor):
-            raise TypeError(f"{type(self).__name__}: initial state must be a Tensor, got {type(state).__name__}")
+            raise TypeError(f"{type(self).__name__}: initial state must be a numformer Tensor, got {_kind(state)}")
         expected = (self.num_layers, N, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
         if state.shape != expected:
-            raise ValueError(f"{type(self).__name__}: initial state must have shape {expected}, got {state.shape}")
+            hint = ""
+            if batched and state.shape[1:2] != (N,):
+                hint = f" (N = {N} is the input's dim {0 if self.batch_first else 1}: batch_first={self.batch_first})"
+            raise ValueError(
+                f"{type(self).__name__}: initial state must have shape {expected}, got {tuple(state.shape)}{hint}"
+            )
         if state.dtype != dtype:
             raise TypeError(f"{type(self).__name__}: initial state must be {dtype} like the input, got {state.dtype}")
         state = state if batched else state.unsqueeze(1)
@@ -122,7 +132,14 @@ class _RecurrentBase(Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first={self.batch_first}"
+
+
+def _kind(value) -> str:
+    """A value's type for an error message, with its module when it is not a builtin
+    (``torch.Tensor``, ``numpy.ndarray``)."""
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__qualname__}"
 
 
 class RNN(_RecurrentBase):
