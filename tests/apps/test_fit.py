@@ -71,3 +71,24 @@ def test_fit_with_patience_stops_once_validation_stops_improving(tmp_path):
     ):
         with pytest.raises(ValueError, match=message):
             _fit(model, tmp_path, 3, val_batches=val, patience=patience)
+
+
+def test_a_ctrl_c_during_fit_is_a_keyboard_interrupt_after_the_step(tmp_path):
+    """The trainer finishes the step and saves; fit then raises KeyboardInterrupt, which the
+    CLI reports as its one "interrupted" line with exit 130 (not an error line, exit 2)."""
+    import os
+    import signal
+
+    calls = []
+
+    def batches(rng):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends, while step 3 is prepared
+        return 10.0
+
+    model = Scalar()
+    optimizer = nf.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, optimizer, _loss, batches, tmp_path, "scalar", 50, 0, False, count=lambda b: 1)
+    assert len(calls) < 50

@@ -95,7 +95,7 @@ def fit(
     Raises:
         AppError: the run did not complete (diverged, or stopped by the health monitor), or no
         validation loss was finite. ValueError: ``eval_every`` < 1, ``patience`` < 1 or without
-        ``val_batches``."""
+        ``val_batches``. KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (after a checkpoint)."""
     import time
 
     from numformer.train import TrainConfig, Trainer, load_checkpoint
@@ -130,13 +130,16 @@ def fit(
         unit=unit,
     )
     result = trainer.fit()
+    what = "the model" if name == "model" else f"the {name} model"
+    if result.status == "interrupted":  # Ctrl-C or SIGTERM: the CLI's one "interrupted" line, exit 130
+        raise KeyboardInterrupt
     if result.status not in ("completed", "early_stopped"):
-        raise AppError(f"training the {name} model stopped: {result.reason}")
+        raise AppError(f"training {what} stopped: {result.reason}")
     seconds = time.perf_counter() - start
     if val_batches is None:
         return Fitted(seconds, result.step, result.step, None)
     if not math.isfinite(result.best_val_loss):  # no evaluation saved a best checkpoint
-        raise AppError(f"training the {name} model: no validation loss was finite")
+        raise AppError(f"training {what}: no validation loss was finite")
     state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
     return Fitted(seconds, result.step, state["step"], result.best_val_loss)
 
