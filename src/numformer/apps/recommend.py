@@ -224,8 +224,8 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
     from numformer.interop import save_model
 
     split, num_items, _ = _data(seed, fast)
-    # dropout 0.5: the paper's setting for its sparser data sets; MovieLens-100K is small
-    # (measured here with max_len 50 and the BCE loss: both models scored higher with it than 0.2)
+    # dropout 0.5: the paper's setting for its sparser data sets; MovieLens-100K is small. Of 0.2
+    # and 0.5, both models score a higher validation NDCG@10 (full catalogue) with 0.5 (README)
     config = SASRecConfig(
         num_items=num_items,
         max_len=20 if fast else MAX_LEN,
