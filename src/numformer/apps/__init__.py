@@ -271,6 +271,9 @@ def train_flags(out: Path) -> list[str]:
     return []
 
 
+TRAIN_LOCK = ".train.lock"  # what a train holds (an advisory flock) while it writes its folder
+
+
 def training_now(out: Path) -> bool:
     """Whether a ``numformer app ... train`` holds ``out/.train.lock`` now (an advisory
     ``flock``; always False where there is none)."""
@@ -279,7 +282,7 @@ def training_now(out: Path) -> bool:
     except ImportError:
         return False
     try:
-        with open(out / ".train.lock", "rb") as handle:
+        with open(out / TRAIN_LOCK, "rb") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:

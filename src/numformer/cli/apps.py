@@ -177,7 +177,9 @@ def _train_lock(out: Path):
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".train.lock", "a") as handle:
+    from numformer.apps import TRAIN_LOCK
+
+    with open(out / TRAIN_LOCK, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
