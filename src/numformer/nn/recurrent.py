@@ -178,7 +178,8 @@ class RNN(_RecurrentBase):
 
         Raises:
             ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
-            TypeError: input or hx is not a Tensor, or hx's dtype is not the input's."""
+            TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
+            hx's is not the input's."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         hs = self._initial(hx, N, batched, x.dtype)
@@ -212,8 +213,8 @@ class LSTM(_RecurrentBase):
 
         Raises:
             ValueError: the last dim is not ``input_size``, no step, or a state has the wrong shape.
-            TypeError: input or a state is not a Tensor, hx is not a (h_0, c_0) pair, or a
-            state's dtype is not the input's."""
+            TypeError: input or a state is not a Tensor, hx is not a (h_0, c_0) pair, the
+            input's dtype is not the weights', or a state's is not the input's."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
