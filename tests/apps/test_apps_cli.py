@@ -288,6 +288,9 @@ def test_the_advice_repeats_the_options_of_the_train_that_wrote_the_folder(tmp_p
     (out / "train.json").write_text(json.dumps({"app": "vit"}))  # a folder from before options were kept
     (out / "split.json").write_text(json.dumps({"seed": 3, "fast": True}))
     assert retrain_advice(out, "vit") == expected.replace(" --steps 7", "")
+    for damaged in ({"fast": "no", "seed": 3}, {"fast": True, "seed": "3"}, {"fast": True, "seed": 3, "steps": -1}):
+        (out / "train.json").write_text(json.dumps({"app": "vit", "options": damaged}))  # falls back to split.json
+        assert retrain_advice(out, "vit") == expected.replace(" --steps 7", "")
 
 
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():

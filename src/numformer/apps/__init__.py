@@ -262,12 +262,15 @@ def train_flags(out: Path) -> list[str]:
             continue
         if not isinstance(info, dict):
             continue
-        flags = ["--fast"] if info.get("fast") is True else []
-        for key in ("seed", "steps"):
-            value = info.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and (key, value) != ("seed", 0):
-                flags += [f"--{key}", str(value)]
-        return flags
+        fast, seed, steps = info.get("fast"), info.get("seed", 0), info.get("steps")
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        if not (
+            isinstance(fast, bool) and is_int(seed) and seed >= 0 and (steps is None or is_int(steps) and steps >= 1)
+        ):
+            continue  # damaged: never advise a setting other than the one trained
+        flags = ["--fast"] if fast else []
+        flags += ["--seed", str(seed)] if seed else []
+        return flags + (["--steps", str(steps)] if steps is not None else [])
     return []
 
 
