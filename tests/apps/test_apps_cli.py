@@ -133,6 +133,59 @@ def test_a_run_stopped_part_way_can_be_replaced_with_overwrite(tmp_path, capsys,
     assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 0
 
 
+def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys, monkeypatch):
+    """--overwrite trains beside the last run and replaces it only once the new one completes:
+    Ctrl-C part-way leaves the old model working, and nothing of the user's is removed."""
+    import shutil
+
+    from numformer.apps import STAGE, recommend
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
+    before = (out / "eval.json").read_text()
+    (out / "train-mine").mkdir()
+    (out / "train-mine" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+
+    def stop_part_way(stage, *args):
+        (stage / "model").mkdir()
+        (stage / "model" / "sasrec.safetensors").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recommend.APPS[0], "train", stop_part_way)
+    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(out)]) == 130
+    said = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert f"the stopped train's files are in {out / STAGE}; {out} is as it was" in said
+    monkeypatch.undo()
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0  # the old model, whole
+    assert (out / "eval.json").read_text() == before
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(out)]) == 2  # replaced only when told
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["app", "sasrec", "train", "--fast", "--seed", "1", "--overwrite", "--out", str(out)]) == 0
+    assert not (out / STAGE).exists() and not (out / ".train-old").exists()
+    assert not (out / "eval.json").exists()  # it scored the old model
+    assert json.loads((out / "split.json").read_text())["seed"] == 1
+    assert (out / "train-mine" / "notes.txt").read_text() == "mine"
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
+
+
+def test_a_first_train_stopped_part_way_is_advised_by_its_own_options(tmp_path, capsys, monkeypatch):
+    from numformer.apps import recommend
+
+    def stop(stage, *args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recommend.APPS[0], "train", stop)
+    assert main(["app", "sasrec", "train", "--fast", "--seed", "2", "--out", str(tmp_path)]) == 130
+    assert f"{tmp_path} holds no other run" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.undo()
+    assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f'train --out {tmp_path} --fast --seed 2 --overwrite" to train it again' in err
+    assert main(["app", "sasrec", "train", "--fast", "--seed", "2", "--overwrite", "--out", str(tmp_path)]) == 0
+
+
 @pytest.mark.parametrize("edit", [{"num_items": 10**9}, {"num_layers": 10**6}, {"d_model": 2**20}])
 def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit, trained, tmp_path, capsys):
     import json

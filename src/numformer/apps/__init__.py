@@ -23,6 +23,10 @@ from pathlib import Path
 from numformer.fileio import replace_atomic
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
+TRAIN_LOCK = ".train.lock"  # what a train holds (an advisory flock) while it writes its folder
+# A train writes into OUT/STAGE and moves its files into OUT only once it has completed, so the
+# run already in OUT stays whole and usable until the new one is; a stopped train leaves STAGE.
+STAGE = ".train-new"
 
 
 class AppError(ValueError):
@@ -227,19 +231,22 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def owner(out: Path) -> str | None:
-    """The app whose train wrote the folder ``out`` (its train.json's "app"), or None when
-    train.json is missing or unreadable."""
-    try:
-        info = json.loads((out / "train.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info.get("app") if isinstance(info, dict) and isinstance(info.get("app"), str) else None
+    """The app whose train wrote the folder ``out`` (its train.json's "app"; for a folder whose
+    only run is a stopped one, that run's in ``STAGE``), or None when neither is readable."""
+    for path in (out / "train.json", out / STAGE / "train.json"):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("app"), str):
+            return info["app"]
+    return None
 
 
 def holds_a_run(out: Path) -> bool:
-    """Whether ``out`` holds what a train writes (a model, a split, a stopped run's ``train-*``),
-    which a new train replaces only with ``--overwrite``."""
-    return (out / "model").exists() or (out / "split.json").exists() or any(out.glob("train-*"))
+    """Whether ``out`` holds what a train writes (a model, a split, a ``train-*``, the ``STAGE``
+    of a train that stopped part-way), which a new train replaces only with ``--overwrite``."""
+    return any((out / name).exists() for name in ("model", "split.json", STAGE)) or any(out.glob("train-*"))
 
 
 def command(app: str, verb: str, out: Path, *flags: str) -> str:
@@ -251,9 +258,9 @@ def command(app: str, verb: str, out: Path, *flags: str) -> str:
 
 def train_flags(out: Path) -> list[str]:
     """The options the train that wrote ``out`` was given (``--fast``, ``--seed``, ``--steps``),
-    from train.json's "options" (the CLI records them), else split.json's fast and seed;
-    none when neither is readable."""
-    for name, keys in (("train.json", ("options",)), ("split.json", ())):
+    from train.json's "options" (the CLI records them; a stopped train's, in ``STAGE``, for a
+    folder with no other), else split.json's fast and seed; none when none is readable."""
+    for name, keys in (("train.json", ("options",)), (f"{STAGE}/train.json", ("options",)), ("split.json", ())):
         try:
             info = json.loads((out / name).read_text())
             for key in keys:
@@ -272,9 +279,6 @@ def train_flags(out: Path) -> list[str]:
         flags += ["--seed", str(seed)] if seed else []
         return flags + (["--steps", str(steps)] if steps is not None else [])
     return []
-
-
-TRAIN_LOCK = ".train.lock"  # what a train holds (an advisory flock) while it writes its folder
 
 
 def training_now(out: Path) -> bool:

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 VERBS = ("train", "eval", "predict")
-# What `train` writes into an app's folder; --overwrite removes exactly these.
-ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")  # and train-*
+# What `train` and `eval` write into an app's folder (and train-*); a completed train replaces
+# the last run's files of these names and of the names it wrote (``_replace``).
+ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")
 
 
 def add_command(command) -> None:
@@ -28,7 +29,9 @@ def add_command(command) -> None:
     app.add_argument("--fast", action="store_true", help="train: a small setting for tests and quick looks")
     app.add_argument("--seed", type=int, help="train: seed of the data split and the models (0)")
     app.add_argument("--steps", type=int, help="train: optimiser steps per model (default: the app's)")
-    app.add_argument("--overwrite", action="store_true", help="train: replace a model already in --out")
+    app.add_argument(
+        "--overwrite", action="store_true", help="train: replace the run in --out (once the new one has completed)"
+    )
     app.add_argument("--json", action="store_true", help="eval: print exactly one JSON object")
     app.add_argument("--user", type=int, help="predict (sasrec): the user id")
 
@@ -133,10 +136,13 @@ def run(args) -> int:
 
 
 def _train(app, out: Path, owner: str | None, args) -> int:
-    """``train`` into ``out``, which this process holds (``_train_lock``)."""
-    from numformer.apps import command, holds_a_run, read_json, write_json
+    """``train`` into ``out``, which this process holds (``_train_lock``): into ``out/STAGE``
+    first, then, once the train has completed, in place of the run ``out`` held (``_replace``).
+    A train that stops part-way leaves ``out`` as it was."""
+    from numformer.apps import STAGE, command, holds_a_run, read_json, write_json
     from numformer.viz.tables import say
 
+    stage = out / STAGE
     if holds_a_run(out):
         if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
             raise _usage(
@@ -145,24 +151,53 @@ def _train(app, out: Path, owner: str | None, args) -> int:
                 "another --out"
             )
         if not args.overwrite:
-            raise _usage(
-                f"{out} already holds a trained (or partly trained) {app.name}; pass --overwrite to replace it"
-            )
-        for path in [out / name for name in ARTIFACTS] + sorted(out.glob("train-*")):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    # the folder is this app's from the start: a run stopped part-way can be replaced with --overwrite
-    # (train writes its full train.json at the end)
+            what = "a trained (or partly trained)" if (out / "train.json").exists() else "a stopped train of"
+            raise _usage(f"{out} already holds {what} {app.name}; pass --overwrite to replace it")
+    if stage.exists():  # a stopped train's files, and --overwrite was given
+        shutil.rmtree(stage)
     options = {"fast": args.fast, "seed": args.seed, "steps": args.steps}  # what retrain advice repeats
-    write_json(out / "train.json", {"app": app.name, "status": "training", "options": options})
-    info = app.train(out, args.fast, args.seed, args.steps, sys.stderr.isatty())
-    write_json(out / "train.json", {**read_json(out / "train.json", app.name), "options": options})
+    write_json(stage / "train.json", {"app": app.name, "status": "training", "options": options})
+    try:
+        info = app.train(stage, args.fast, args.seed, args.steps, sys.stderr.isatty())
+    except BaseException:
+        kept = "is as it was" if (out / "train.json").exists() else "holds no other run"
+        say(f"the stopped train's files are in {stage}; {out} {kept}")
+        raise
+    write_json(stage / "train.json", {**read_json(stage / "train.json", app.name), "options": options})
+    _replace(out, stage)
     seconds = info.get("train_seconds", {})
     say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
     say(f"next: {command(app.name, 'eval', out)}")
     return 0
+
+
+def _replace(out: Path, stage: Path) -> None:
+    """Move a completed train's files from ``stage`` into ``out``, in place of the last run's:
+    the names the new run wrote and ``ARTIFACTS`` (an old eval.json describes the old model).
+    Nothing else in ``out`` is touched (a ``train-mine`` of the user's stays). The old files go
+    to a folder beside them first, and Ctrl-C is held off until every rename is done, so ``out``
+    never holds half of each run."""
+    import signal
+    import threading
+
+    old = out / ".train-old"
+    if old.exists():
+        shutil.rmtree(old)
+    old.mkdir()
+    new = sorted(p.name for p in stage.iterdir())
+    held = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if held else None
+    try:
+        for name in sorted(set(ARTIFACTS) | set(new)):
+            if (out / name).exists() or (out / name).is_symlink():
+                (out / name).rename(old / name)
+        for name in new:
+            (stage / name).rename(out / name)
+    finally:
+        if held:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    stage.rmdir()
+    shutil.rmtree(old)
 
 
 @contextlib.contextmanager
