@@ -303,6 +303,49 @@ def test_the_advice_for_a_damaged_folder_is_a_command_that_works(damage, named, 
         assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 0
 
 
+def _edit_translate(out: Path, edit: str) -> None:
+    split, config = out / "split.json", out / "model" / "config.json"
+    info = json.loads(config.read_text())
+    if edit.startswith("test="):
+        split.write_text(json.dumps({**json.loads(split.read_text()), "test": json.loads(edit[5:])}))
+    elif edit == "truncated src_vocab":
+        config.write_text(json.dumps({**info, "src_vocab": info["src_vocab"][:-1]}))
+    elif edit == "tgt_vocab not a list":
+        config.write_text(json.dumps({**info, "tgt_vocab": "abc"}))
+    elif edit.startswith("kind="):
+        config.write_text(json.dumps({**info, "kind": edit[5:]}))
+    else:  # pad_id=N
+        config.write_text(json.dumps({**info, "config": {**info["config"], "pad_id": int(edit[7:])}}))
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ("test=[[1, 2]]", "split.json is damaged (its test must be"),
+        ("test=[]", "split.json is damaged (its test must be"),
+        ('test="abc"', "split.json is damaged (its test must be"),
+        ("truncated src_vocab", "src_vocab holds"),
+        ("tgt_vocab not a list", "tgt_vocab must be a list of distinct strings"),
+        ("kind=gru", "kind must be 'transformer', got 'gru'"),
+        ("pad_id=5", "pad_id must be 0"),
+        ("pad_id=1000000", "pad_id must be an id of both vocabularies"),
+    ],
+)
+def test_a_hand_edited_translate_folder_is_one_line_naming_the_file(edit, named, trained, tmp_path, capsys):
+    """Never a traceback, nor a score from a vocabulary that does not fit the model."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained / "translate-numbers", out)
+    _edit_translate(out, edit)
+    for verb in (["eval"], ["predict", "12"]):
+        if edit.startswith("test=") and verb == ["predict", "12"]:
+            continue  # predict reads no test set
+        assert main(["app", "translate-numbers", *verb, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and named in err and "--overwrite" in err
+
+
 @pytest.mark.parametrize(
     ("name", "inner"), [("forecast", "model/*/*.safetensors"), ("classify", "scratch/config.json")]
 )

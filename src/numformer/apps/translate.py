@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, write_json
+from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, retrain_advice, write_json
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -155,16 +155,61 @@ def _save(model, folder: Path, kind: str, config: dict, src: Vocab, tgt: Vocab) 
     write_json(folder / "config.json", {"kind": kind, "config": config, "src_vocab": src.itos, "tgt_vocab": tgt.itos})
 
 
-def _load(folder: Path, app: str):
-    info = read_json(folder / "config.json", app)
-    src, tgt = Vocab(info["src_vocab"][4:]), Vocab(info["tgt_vocab"][4:])
+def _load(folder: Path, app: str, kind: str):
+    """The ``kind`` of model (``"transformer"`` in ``model/``, ``"lstm"`` in ``baseline/``)
+    and the vocabularies ``_save`` wrote into ``folder`` (eval mode).
+
+    Raises:
+        AppError: a missing or damaged file, naming it and the command that writes it again."""
     path = folder / "config.json"
-    if info["kind"] == "transformer":
-        model = Seq2SeqTransformer(build_config(Seq2SeqConfig, info["config"], path, app))
+    info = read_json(path, app)
+    if info.get("kind") != kind:
+        raise AppError(f"{path}: kind must be {kind!r}, got {info.get('kind')!r}; {retrain_advice(folder.parent, app)}")
+    if kind == "transformer":
+        config = build_config(Seq2SeqConfig, info.get("config"), path, app)
+        if config.pad_id != PAD:
+            raise AppError(
+                f"{path}: pad_id must be {PAD}, the app's, got {config.pad_id}; {retrain_advice(folder.parent, app)}"
+            )
+        model, sizes = Seq2SeqTransformer(config), (config.src_vocab_size, config.tgt_vocab_size)
     else:
-        model = build_config(LSTMSeq2Seq, info["config"], path, app)
-    load_weights(model, folder / "model.safetensors", app)
+        model = build_config(LSTMSeq2Seq, info.get("config"), path, app)
+        sizes = (model.config["src_vocab_size"], model.config["tgt_vocab_size"])
+    load_weights(model, folder / "model.safetensors", app)  # the config's sizes against the weights'
+    src, tgt = (_vocab(info.get(key), key, size, path, app) for key, size in zip(("src_vocab", "tgt_vocab"), sizes))
     return model.eval(), src, tgt, info
+
+
+def _vocab(pieces, key: str, size: int, path: Path, app: str) -> Vocab:
+    """The vocabulary saved under ``key``: distinct strings, ``SPECIALS`` first, one per row of
+    the model's embedding (``size``), so a truncated or padded list is named, not decoded wrong.
+    (A list of the right length in another order cannot be told from the real one.)"""
+    advice = retrain_advice(path.parent.parent, app)
+    if not (
+        isinstance(pieces, list)
+        and all(isinstance(p, str) for p in pieces)
+        and pieces[:4] == SPECIALS
+        and len(set(pieces)) == len(pieces)
+    ):
+        raise AppError(f"{path}: {key} must be a list of distinct strings beginning {SPECIALS}; {advice}")
+    if len(pieces) != size:
+        raise AppError(f"{path}: {key} holds {len(pieces)} pieces, the model's embedding {size}; {advice}")
+    return Vocab(pieces[4:])
+
+
+def _test_pairs(split: dict, path: Path, app: str) -> list[tuple[str, str]]:
+    """split.json's test set: a non-empty list of [source, reference] string pairs."""
+    test = split.get("test")
+    if not (
+        isinstance(test, list)
+        and test
+        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in test)
+    ):
+        raise AppError(
+            f"{path} is damaged (its test must be a non-empty list of [source, reference] strings); "
+            f"{retrain_advice(path.parent, app)}"
+        )
+    return [(a, b) for a, b in test]
 
 
 def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed, progress, noam):
@@ -276,10 +321,11 @@ def evaluate_task(app: str, out: Path) -> dict:
     import sacrebleu
 
     split = read_json(out / "split.json", app)
-    transformer, src, tgt, _ = _load(out / "model", app)
-    lstm, *_ = _load(out / "baseline", app)
-    sources = [a for a, _ in split["test"]]
-    refs = [b for _, b in split["test"]]
+    test = _test_pairs(split, out / "split.json", app)
+    transformer, src, tgt, _ = _load(out / "model", app, "transformer")
+    lstm, *_ = _load(out / "baseline", app, "lstm")
+    sources = [a for a, _ in test]
+    refs = [b for _, b in test]
     hyps = {
         "greedy": _translate(transformer, src, tgt, sources),
         "beam4": _translate(transformer, src, tgt, sources, beam=4),
@@ -308,7 +354,7 @@ def evaluate_task(app: str, out: Path) -> dict:
 
 
 def predict_task(app: str, out: Path, inputs: list[str]) -> list[str]:
-    transformer, src, tgt, _ = _load(out / "model", app)
+    transformer, src, tgt, _ = _load(out / "model", app, "transformer")
     texts = []
     for text in inputs:
         if app == "translate-numbers" and text.strip().isdigit():

@@ -46,6 +46,11 @@ class Seq2SeqConfig:
             raise ValueError(f"Seq2SeqConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("Seq2SeqConfig: share_embeddings needs one vocabulary (equal sizes)")
+        if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(
+                f"Seq2SeqConfig: pad_id must be an id of both vocabularies, in [0, "
+                f"{min(self.src_vocab_size, self.tgt_vocab_size)}), got {self.pad_id}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
