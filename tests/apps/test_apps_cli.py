@@ -347,6 +347,40 @@ def test_a_hand_edited_translate_folder_is_one_line_naming_the_file(edit, named,
 
 
 @pytest.mark.parametrize(
+    ("name", "damage", "named"),
+    [
+        ("vit", "missing", "no such file"),
+        ("vit", "truncated", "is truncated or not a safetensors file"),
+        ("vit", "coef (3, 64)", "does not hold coef as float (10, 64), got float"),
+        ("classify", "missing", "no such file"),
+        ("classify", "coef (3, 7)", "does not hold coef as float (3, "),
+        ("classify", "classes [0]", "classes must be the label ids 0..2, got [0]"),
+    ],
+)
+def test_a_damaged_baseline_is_one_line_with_advice(name, damage, named, trained, tmp_path, capsys):
+    import shutil
+
+    from numformer.interop import load_file, save_file
+
+    out = tmp_path / name
+    shutil.copytree(trained / name, out)
+    path = out / "baseline" / "baseline.safetensors"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    elif damage.startswith("coef"):
+        rows, cols = (int(n) for n in damage[6:-1].split(", "))
+        save_file({**load_file(path), "coef": np.zeros((rows, cols))}, path)
+    else:
+        config = out / "baseline" / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "classes": [0]}))
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and f'train --out {out} --fast --overwrite"' in err
+
+
+@pytest.mark.parametrize(
     ("name", "inner"), [("forecast", "model/*/*.safetensors"), ("classify", "scratch/config.json")]
 )
 def test_the_advice_for_a_file_nested_in_the_folder_names_the_app_folder(name, inner, trained, tmp_path, capsys):

@@ -167,6 +167,37 @@ def load_weights(model, path: Path, app: str):
     return model.eval()
 
 
+def load_arrays(path: Path, app: str, shapes: dict[str, tuple]) -> dict:
+    """The arrays of a safetensors file an app's train saved that are no module's weights (a
+    baseline's fitted numbers), each checked to be floating point of the shape given: an int
+    dim is that size, a str dim any size, the same wherever the name recurs.
+
+    Shape: e.g. ``{"coef": ("classes", 64), "intercept": ("classes",)}``.
+
+    Raises:
+        AppError: a missing or damaged file, or an array it lacks or holds in another shape,
+        naming the file and the command that writes it again."""
+    from numformer.interop import load_file
+
+    try:
+        arrays = load_file(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise AppError(f"{app}: {err}; {retrain_advice(_folder(path), app)}") from None
+    sizes = {}
+    for name, dims in shapes.items():
+        array = arrays.get(name)
+        fits = array is not None and array.dtype.kind == "f" and array.ndim == len(dims)
+        for dim, size in zip(dims, array.shape if fits else ()):
+            fits = fits and (sizes.setdefault(dim, size) if isinstance(dim, str) else dim) == size
+        if not fits:
+            got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+            raise AppError(
+                f"{app}: {path} does not hold {name} as float {tuple(dims)}, got {got}; "
+                f"{retrain_advice(_folder(path), app)}"
+            )
+    return arrays
+
+
 # the folders inside an app folder that a train writes (files nest up to two levels in them)
 _INNER = ("model", "baseline", "scratch")
 

@@ -23,7 +23,18 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import (
+    App,
+    AppError,
+    build_config,
+    fit,
+    load_arrays,
+    load_weights,
+    read_json,
+    retrain_advice,
+    warmup_cosine,
+    write_json,
+)
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -225,10 +236,19 @@ def _load_baseline(folder: Path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from numformer.interop import load_file
-
-    info = read_json(folder / "config.json", "classify")
-    arrays = load_file(folder / "baseline.safetensors")
+    path = folder / "config.json"
+    info = read_json(path, "classify")
+    vocabulary, classes = info.get("vocabulary"), info.get("classes")
+    if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+        raise AppError(f"{path}: vocabulary must be a list of strings; {retrain_advice(folder.parent, 'classify')}")
+    if not (isinstance(classes, list) and sorted(classes) == list(range(len(LABELS)))):
+        raise AppError(
+            f"{path}: classes must be the label ids 0..{len(LABELS) - 1}, got {classes!r}; "
+            f"{retrain_advice(folder.parent, 'classify')}"
+        )
+    rows = len(classes) if len(classes) > 2 else 1  # scikit-learn keeps one row for two classes
+    shapes = {"idf": (len(vocabulary),), "coef": (rows, len(vocabulary)), "intercept": (rows,)}
+    arrays = load_arrays(folder / "baseline.safetensors", "classify", shapes)
     vectorizer = TfidfVectorizer(**TFIDF)
     vectorizer.vocabulary_ = {w: i for i, w in enumerate(info["vocabulary"])}
     vectorizer.idf_ = arrays["idf"]

@@ -15,7 +15,17 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import (
+    App,
+    AppError,
+    build_config,
+    fit,
+    load_arrays,
+    load_weights,
+    read_json,
+    warmup_cosine,
+    write_json,
+)
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
@@ -97,15 +107,15 @@ def _classify(model, images: np.ndarray) -> tuple[np.ndarray, list]:
 
 
 def evaluate(out: Path) -> dict:
-    from numformer.interop import load_file
-
     split = read_json(out / "split.json", "vit")
     _, _, tx, ty = load(split["seed"])
     model = _load_model(out)
     logits, weights = _classify(model, tx)
     predicted = logits.argmax(1)
-    baseline = load_file(out / "baseline" / "baseline.safetensors")
-    base_pred = (tx.reshape(len(tx), -1) @ baseline["coef"].T + baseline["intercept"]).argmax(1)
+    pixels = tx.reshape(len(tx), -1)
+    shapes = {"coef": (10, pixels.shape[1]), "intercept": (10,)}
+    baseline = load_arrays(out / "baseline" / "baseline.safetensors", "vit", shapes)
+    base_pred = (pixels @ baseline["coef"].T + baseline["intercept"]).argmax(1)
     confusion = np.zeros((10, 10), dtype=int)
     np.add.at(confusion, (ty, predicted), 1)
     figures = _figures(out / "figures", tx, ty, predicted, confusion, attention_rollout(weights))
