@@ -471,12 +471,16 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
         make(3, 4, batch_first=False)(nf.zeros(0, 2, 3))
     with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 3\)"):  # unbatched
         m(nf.zeros(0, 3))
+    with pytest.raises(TypeError, match=f"{cls}.__init__\\(\\) got an unexpected keyword argument 'colour'"):
+        make(3, 4, colour=1)
     h = np.zeros((1, 2, 4), np.float32)
     with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got numpy.ndarray"):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
     if cls == "LSTM":
         with pytest.raises(TypeError, match=r"hx must be a \(h_0, c_0\) pair of Tensors, got Tensor"):
             m(nf.zeros(2, 5, 3), nf.zeros(1, 2, 4))
+        with pytest.raises(TypeError, match=r"pair of Tensors, got \(Tensor, NoneType\)"):  # as PyTorch: no half state
+            m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), None))
     else:
         with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got tuple"):
             m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), nf.zeros(1, 2, 4)))

@@ -203,6 +203,23 @@ class LSTM(_RecurrentBase):
 
     gates = 4
 
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        dtype=None,
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, dtype=dtype
+        )
+
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
         """Run the sequence through every layer (Hochreiter and Schmidhuber, 1997; PyTorch's gate
         order i, f, g, o).
@@ -217,8 +234,13 @@ class LSTM(_RecurrentBase):
             input's dtype is not the weights', or a state's is not the input's."""
         x, batched = self._prepare(input)
         N, L, _ = x.shape
-        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"LSTM: hx must be a (h_0, c_0) pair of Tensors, got {type(hx).__name__}")
+        if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2 or any(v is None for v in hx)):
+            got = (
+                type(hx).__name__
+                if not isinstance(hx, (tuple, list))
+                else f"({', '.join(type(v).__name__ for v in hx)})"
+            )
+            raise TypeError(f"LSTM: hx must be a (h_0, c_0) pair of Tensors, got {got}")
         h0, c0 = (None, None) if hx is None else hx
         hs = self._initial(h0, N, batched, x.dtype)
         cs = self._initial(c0, N, batched, x.dtype)
