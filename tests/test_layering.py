@@ -29,6 +29,7 @@ LAYERS = [
     {"apps"},  # the seed's section 8 applications: models + data + baselines + scores
     {"tour"},
     {"cli"},
+    {"__main__"},  # python -m numformer: the cli
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

@@ -63,11 +63,17 @@ def test_predict_prints_one_line_per_input(name, trained, capsys):
     assert len(lines) == expected if expected is not None else len(lines) >= 1
 
 
-def test_list_shows_every_application(capsys):
+def test_list_shows_every_application(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where "yours" is read from: runs/apps/NAME/eval.json
+    for name, fast in (("vit", True), ("sasrec", False)):
+        (tmp_path / "runs" / "apps" / name).mkdir(parents=True)
+        (tmp_path / "runs" / "apps" / name / "eval.json").write_text(json.dumps({"score": 0.123456, "fast": fast}))
     assert main(["app", "list"]) == 0
     out = capsys.readouterr().out
     for name in registry():
         assert name in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 2}
+    assert "0.1235*" in rows["vit"] and "0.1235 " in rows["sasrec"] and "*: your run was trained with --fast" in out
 
 
 @pytest.mark.parametrize(

@@ -59,8 +59,9 @@ def run(args) -> int:
             last = "-"
             if mine.is_file():
                 try:
-                    last = f"{json.loads(mine.read_text())['score']:.4f}"
-                except (ValueError, KeyError, TypeError):
+                    mine = json.loads(mine.read_text())
+                    last = f"{mine['score']:.4f}" + ("*" if mine.get("fast") is True else "")
+                except (ValueError, KeyError, TypeError, AttributeError):
                     last = "?"
             score = f"{m['score']:.4f}" if m else "-"
             base = f"{m['baseline_score']:.4f}" if m else "-"
@@ -74,6 +75,8 @@ def run(args) -> int:
         )
         for line in sources:
             say(line)
+        if any(row[-1].endswith("*") for row in rows):
+            say("*: your run was trained with --fast, a quick look not comparable with the score beside it")
         return 0
     app = apps.get(args.name)
     if args.verb is None:
