@@ -164,3 +164,14 @@ def test_the_feedforward_width_is_the_configs():
     assert SASRecConfig(num_items=30, d_model=16).dim_feedforward == 16  # the paper's: d_model
     with pytest.raises(ValueError, match="dim_feedforward must be an integer >= 1, got 0"):
         SASRecConfig(num_items=30, dim_feedforward=0)
+
+
+def test_the_feedforward_activation_is_the_configs():
+    x = np.random.default_rng(0).integers(0, 31, (2, 8))
+    relu, gelu = (SASRec(SASRecConfig(num_items=30, max_len=8, d_model=16, activation=a)) for a in ("relu", "gelu"))
+    gelu.load_state_dict(relu.state_dict())  # the same weights: only the activation differs
+    relu.eval(), gelu.eval()
+    assert type(gelu.encoder.layers[0].activation).__name__ == "GELU"
+    assert not np.allclose(relu(x).data, gelu(x).data)
+    with pytest.raises(ValueError, match="activation must be 'relu' or 'gelu', got 'swish'"):
+        SASRecConfig(num_items=30, activation="swish")

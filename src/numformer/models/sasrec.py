@@ -32,6 +32,7 @@ class SASRecConfig:
     num_layers: int = 2
     dropout: float = 0.2
     dim_feedforward: int | None = None  # None: d_model, the paper's
+    activation: str = "relu"  # the feed-forward's: the paper's relu, or gelu (RecBole's SASRec)
 
     def __post_init__(self):
         if self.dim_feedforward is None:
@@ -42,6 +43,8 @@ class SASRecConfig:
                 raise ValueError(f"SASRecConfig: {name} must be an integer >= 1, got {value!r}")
         if self.d_model % self.nhead:
             raise ValueError(f"SASRecConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        if self.activation not in ("relu", "gelu"):
+            raise ValueError(f"SASRecConfig: activation must be 'relu' or 'gelu', got {self.activation!r}")
         if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"SASRecConfig: dropout must be in [0, 1), got {self.dropout}")
 
@@ -77,7 +80,7 @@ class SASRec(nn.Module):
         self.pos_emb = nn.LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
         layer = nn.TransformerEncoderLayer(
-            c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation="relu", norm_first=True
+            c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation=c.activation, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
 
