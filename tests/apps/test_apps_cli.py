@@ -180,6 +180,7 @@ def test_a_first_train_stopped_part_way_is_advised_by_its_own_options(tmp_path, 
     from numformer.apps import recommend
 
     def stop(stage, *args):
+        (stage / "train-sasrec").mkdir()  # its metrics so far
         raise KeyboardInterrupt
 
     monkeypatch.setattr(recommend.APPS[0], "train", stop)
@@ -266,12 +267,96 @@ def test_a_second_train_into_a_folder_being_written_is_refused(tmp_path, capsys)
     assert "pass --overwrite" in capsys.readouterr().err
 
 
-def test_overwrite_never_deletes_a_folder_no_app_vouches_for(tmp_path, capsys):
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "my.txt").write_text("mine")
-    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 2
+@pytest.mark.parametrize("mine", ["model/my.txt", "figures/plot.png", "baseline/my.txt", "eval.json", "train-x/a"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_train_never_deletes_a_folder_no_app_vouches_for(mine, overwrite, tmp_path, capsys):
+    (tmp_path / mine).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / mine).write_text("mine")
+    argv = ["app", "sasrec", "train", "--fast", "--out", str(tmp_path)] + (["--overwrite"] if overwrite else [])
+    assert main(argv) == 2
     assert "no readable train.json" in capsys.readouterr().err
-    assert (tmp_path / "model" / "my.txt").read_text() == "mine"
+    assert (tmp_path / mine).read_text() == "mine"
+
+
+def test_a_train_that_stops_before_training_anything_needs_no_overwrite(tmp_path, capsys, monkeypatch):
+    from numformer.apps import STAGE, AppError, recommend
+
+    def missing_package(stage, *args):
+        raise AppError("MovieLens-100K comes from the recbole package's files")
+
+    monkeypatch.setattr(recommend.APPS[0], "train", missing_package)
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 2
+    assert "stopped train" not in capsys.readouterr().out and not (tmp_path / STAGE).exists()
+    monkeypatch.undo()
+    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 0
+
+
+def test_a_failed_move_into_the_folder_puts_everything_back(trained, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from numformer.apps import REPLACING, STAGE
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rename, calls = Path.rename, []
+
+    def fourth_fails(self, target):
+        calls.append(self)
+        if len(calls) == 4:
+            raise PermissionError(13, "Permission denied", str(self))
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", fourth_fails)
+    assert main(["app", "sasrec", "train", "--fast", "--seed", "1", "--overwrite", "--out", str(out)]) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} is as it was and the new run is in {out / STAGE}" in err
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and STAGE not in p.parts}
+    assert after == before and not (out / REPLACING).exists()
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
+    assert main(["app", "sasrec", "train", "--fast", "--seed", "1", "--overwrite", "--out", str(out)]) == 0
+
+
+def test_the_files_of_a_run_being_replaced_when_a_train_was_killed_are_never_removed(tmp_path, capsys):
+    from numformer.apps import REPLACING
+
+    (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec"}))
+    (tmp_path / REPLACING / "model").mkdir(parents=True)
+    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 2
+    assert "move them back" in capsys.readouterr().err and (tmp_path / REPLACING / "model").is_dir()
+
+
+def test_an_eval_that_a_train_overtook_writes_no_eval_json(trained, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from numformer.apps import recommend
+
+    out = tmp_path / "sasrec"
+    shutil.copytree(trained / "sasrec", out)
+    (out / "eval.json").unlink(missing_ok=True)
+    evaluate = recommend.APPS[0].evaluate
+
+    def overtaken(folder):
+        result = evaluate(folder)
+        (folder / "train.json").write_text(json.dumps({"app": "sasrec", "new": True}))
+        return result
+
+    monkeypatch.setattr(recommend.APPS[0], "evaluate", overtaken)
+    assert main(["app", "sasrec", "eval", "--out", str(out)]) == 2
+    assert "was trained again while eval ran" in capsys.readouterr().err and not (out / "eval.json").exists()
+
+
+def test_a_model_larger_than_memory_is_one_line(trained, capsys, monkeypatch):
+    from numformer.apps import recommend
+
+    def too_big(folder, *args):
+        raise MemoryError("Unable to allocate 128. GiB")
+
+    monkeypatch.setattr(recommend.APPS[0], "evaluate", too_big)
+    assert main(["app", "sasrec", "eval", "--out", str(trained / "sasrec")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "larger than this machine's memory" in err
 
 
 @pytest.mark.parametrize(
@@ -403,13 +488,15 @@ def test_the_advice_for_a_file_nested_in_the_folder_names_the_app_folder(name, i
     assert err.count("\n") == 1 and f'train --out {out} --fast --overwrite" to train it again' in err
 
 
-def test_the_advice_for_a_folder_a_train_only_began_is_plain_train(tmp_path, capsys):
+def test_the_advice_for_an_empty_folder_is_plain_train_and_for_a_begun_one_overwrite(tmp_path, capsys):
+    assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
+    advice = f'run "numformer app sasrec train --out {tmp_path}" first'
+    assert f"no trained sasrec in {tmp_path} (split.json is missing): {advice}" in capsys.readouterr().err
+    # what an interrupted train left before trains moved in only once complete: a train.json
     (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec", "status": "training"}))
     assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    advice = f'run "numformer app sasrec train --out {tmp_path}" first'
-    assert f"no trained sasrec in {tmp_path} (split.json is missing): {advice}" in err
-    assert main(["app", "sasrec", "train", "--fast", "--out", str(tmp_path)]) == 0
+    assert f'train --out {tmp_path} --overwrite" to train it again' in capsys.readouterr().err
+    assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(tmp_path)]) == 0
 
 
 def test_the_advice_repeats_the_options_of_the_train_that_wrote_the_folder(tmp_path):

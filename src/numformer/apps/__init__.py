@@ -27,6 +27,10 @@ TRAIN_LOCK = ".train.lock"  # what a train holds (an advisory flock) while it wr
 # A train writes into OUT/STAGE and moves its files into OUT only once it has completed, so the
 # run already in OUT stays whole and usable until the new one is; a stopped train leaves STAGE.
 STAGE = ".train-new"
+REPLACING = ".train-old"  # where the last run's files wait while a completed train moves in
+# What train and eval write into an app's folder (and train-*): a folder holding any of these
+# holds a run, and a completed train replaces the last run's files of these names.
+ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")
 
 
 class AppError(ValueError):
@@ -262,9 +266,9 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def owner(out: Path) -> str | None:
-    """The app whose train wrote the folder ``out`` (its train.json's "app"; for a folder whose
-    only run is a stopped one, that run's in ``STAGE``), or None when neither is readable."""
-    for path in (out / "train.json", out / STAGE / "train.json"):
+    """The app whose train wrote the folder ``out`` (its train.json's "app"; for a folder with
+    no train.json, that of a stopped train in ``STAGE``), or None when it is not readable."""
+    for path in [out / "train.json"] if (out / "train.json").exists() else [out / STAGE / "train.json"]:
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -275,9 +279,11 @@ def owner(out: Path) -> str | None:
 
 
 def holds_a_run(out: Path) -> bool:
-    """Whether ``out`` holds what a train writes (a model, a split, a ``train-*``, the ``STAGE``
-    of a train that stopped part-way), which a new train replaces only with ``--overwrite``."""
-    return any((out / name).exists() for name in ("model", "split.json", STAGE)) or any(out.glob("train-*"))
+    """Whether ``out`` holds what a train or eval writes (``ARTIFACTS``, a ``train-*``, the
+    ``STAGE`` of a train that stopped part-way), which a new train replaces only with
+    ``--overwrite``."""
+    names = (*ARTIFACTS, STAGE, REPLACING)
+    return any((out / name).exists() or (out / name).is_symlink() for name in names) or any(out.glob("train-*"))
 
 
 def command(app: str, verb: str, out: Path, *flags: str) -> str:
@@ -289,9 +295,12 @@ def command(app: str, verb: str, out: Path, *flags: str) -> str:
 
 def train_flags(out: Path) -> list[str]:
     """The options the train that wrote ``out`` was given (``--fast``, ``--seed``, ``--steps``),
-    from train.json's "options" (the CLI records them; a stopped train's, in ``STAGE``, for a
-    folder with no other), else split.json's fast and seed; none when none is readable."""
-    for name, keys in (("train.json", ("options",)), (f"{STAGE}/train.json", ("options",)), ("split.json", ())):
+    from train.json's "options" (the CLI records them), else split.json's fast and seed (for
+    a folder with neither, a stopped train's options, in ``STAGE``); none when none is readable."""
+    sources = [("train.json", ("options",)), ("split.json", ())]
+    if not any((out / name).exists() for name, _ in sources):
+        sources = [(f"{STAGE}/train.json", ("options",))]
+    for name, keys in sources:
         try:
             info = json.loads((out / name).read_text())
             for key in keys:

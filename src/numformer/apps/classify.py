@@ -241,7 +241,11 @@ def _load_baseline(folder: Path):
     vocabulary, classes = info.get("vocabulary"), info.get("classes")
     if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
         raise AppError(f"{path}: vocabulary must be a list of strings; {retrain_advice(folder.parent, 'classify')}")
-    if not (isinstance(classes, list) and sorted(classes) == list(range(len(LABELS)))):
+    if not (
+        isinstance(classes, list)
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        and sorted(classes) == list(range(len(LABELS)))
+    ):
         raise AppError(
             f"{path}: classes must be the label ids 0..{len(LABELS) - 1}, got {classes!r}; "
             f"{retrain_advice(folder.parent, 'classify')}"

@@ -323,13 +323,13 @@ def evaluate_task(app: str, out: Path) -> dict:
     split = read_json(out / "split.json", app)
     test = _test_pairs(split, out / "split.json", app)
     transformer, src, tgt, _ = _load(out / "model", app, "transformer")
-    lstm, *_ = _load(out / "baseline", app, "lstm")
+    lstm, lstm_src, lstm_tgt, _ = _load(out / "baseline", app, "lstm")
     sources = [a for a, _ in test]
     refs = [b for _, b in test]
     hyps = {
         "greedy": _translate(transformer, src, tgt, sources),
         "beam4": _translate(transformer, src, tgt, sources, beam=4),
-        "lstm": _translate(lstm, src, tgt, sources),
+        "lstm": _translate(lstm, lstm_src, lstm_tgt, sources),
     }
     exact = {k: float(np.mean([h == r for h, r in zip(v, refs)])) for k, v in hyps.items()}
     chrf = {k: round(sacrebleu.corpus_chrf(v, [refs]).score, 2) for k, v in hyps.items()}

@@ -15,9 +15,6 @@ import sys
 from pathlib import Path
 
 VERBS = ("train", "eval", "predict")
-# What `train` and `eval` write into an app's folder (and train-*); a completed train replaces
-# the last run's files of these names and of the names it wrote (``_replace``).
-ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")
 
 
 def add_command(command) -> None:
@@ -105,10 +102,11 @@ def run(args) -> int:
         with _train_lock(out):
             return _train(app, out, owner, args)
     if args.verb == "eval":
-        result = _guarded(app.evaluate, out)
-        from numformer.apps import write_json
-
-        write_json(out / "eval.json", result)
+        scored = _bytes(out / "train.json")
+        result = _guarded(app, app.evaluate, out)
+        if _bytes(out / "train.json") != scored:  # a train replaced the run while eval read it
+            raise _usage(f'{out} was trained again while eval ran: run "{apps.command(app.name, "eval", out)}" again')
+        apps.write_json(out / "eval.json", result)
         if args.json:
             print(json.dumps(result))
             return 0
@@ -133,7 +131,7 @@ def run(args) -> int:
         inputs = list(args.inputs)
     if not inputs:
         raise _usage(f"predict needs input: numformer app {app.name} predict {app.predict_help}")
-    for line in _guarded(app.predict, out, inputs):
+    for line in _guarded(app, app.predict, out, inputs):
         print(line)
     return 0
 
@@ -142,10 +140,15 @@ def _train(app, out: Path, owner: str | None, args) -> int:
     """``train`` into ``out``, which this process holds (``_train_lock``): into ``out/STAGE``
     first, then, once the train has completed, in place of the run ``out`` held (``_replace``).
     A train that stops part-way leaves ``out`` as it was."""
-    from numformer.apps import STAGE, command, holds_a_run, read_json, write_json
+    from numformer.apps import REPLACING, STAGE, command, holds_a_run, read_json, write_json
     from numformer.viz.tables import say
 
     stage = out / STAGE
+    if (out / REPLACING).exists():
+        raise _usage(
+            f"{out / REPLACING} holds the files of the run a train was replacing when it was killed: "
+            f"move them back into {out}, or remove them, yourself"
+        )
     if holds_a_run(out):
         if owner is None:  # no train.json naming an app: not a folder numformer can vouch for
             raise _usage(
@@ -163,8 +166,11 @@ def _train(app, out: Path, owner: str | None, args) -> int:
     try:
         info = app.train(stage, args.fast, args.seed, args.steps, sys.stderr.isatty())
     except BaseException:
-        kept = "is as it was" if (out / "train.json").exists() else "holds no other run"
-        say(f"the stopped train's files are in {stage}; {out} {kept}")
+        if [p.name for p in stage.iterdir()] == ["train.json"]:  # it stopped before training anything
+            shutil.rmtree(stage)
+        else:
+            kept = "is as it was" if (out / "train.json").exists() else "holds no other run"
+            say(f"the stopped train's files are in {stage}; {out} {kept}")
         raise
     write_json(stage / "train.json", {**read_json(stage / "train.json", app.name), "options": options})
     _replace(out, stage)
@@ -176,31 +182,60 @@ def _train(app, out: Path, owner: str | None, args) -> int:
 
 def _replace(out: Path, stage: Path) -> None:
     """Move a completed train's files from ``stage`` into ``out``, in place of the last run's:
-    the names the new run wrote and ``ARTIFACTS`` (an old eval.json describes the old model).
-    Nothing else in ``out`` is touched (a ``train-mine`` of the user's stays). The old files go
-    to a folder beside them first, and Ctrl-C is held off until every rename is done, so ``out``
-    never holds half of each run."""
+    its files of the names the new run wrote and of ``ARTIFACTS`` (an old eval.json scored the
+    old model) go to ``out/REPLACING`` first, and are removed once every new file is in. Nothing
+    else in ``out`` is touched (a ``train-mine`` of the user's stays). Ctrl-C, SIGTERM and
+    SIGHUP are ignored for the few renames (the train has completed), and a rename that fails
+    moves everything back, so ``out`` never holds half of each run.
+
+    Raises:
+        AppError: a rename failed; ``out`` is as it was and the new run is still in ``stage``."""
+    from numformer.apps import ARTIFACTS, REPLACING, AppError
+
+    old = out / REPLACING
+    new = sorted(p.name for p in stage.iterdir())
+    aside = [n for n in sorted({*ARTIFACTS, *new}) if (out / n).exists() or (out / n).is_symlink()]
+    old.mkdir()
+    moved_aside, moved_in = [], []
+    with _signals_ignored():
+        try:
+            for name in aside:
+                (out / name).rename(old / name)
+                moved_aside.append(name)
+            for name in new:
+                (stage / name).rename(out / name)
+                moved_in.append(name)
+        except OSError as err:
+            for name in reversed(moved_in):
+                (out / name).rename(stage / name)
+            for name in reversed(moved_aside):
+                (old / name).rename(out / name)
+            old.rmdir()
+            raise AppError(
+                f"could not move the new run into {out} ({err.strerror or err}: {err.filename}); "
+                f"{out} is as it was and the new run is in {stage}"
+            ) from None
+    stage.rmdir()
+    shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """Ignore SIGINT, SIGTERM and SIGHUP inside the block (in the main thread, the only one
+    that can set handlers), then restore the handlers there were."""
     import signal
     import threading
 
-    old = out / ".train-old"
-    if old.exists():
-        shutil.rmtree(old)
-    old.mkdir()
-    new = sorted(p.name for p in stage.iterdir())
-    held = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if held else None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), signal.SIG_IGN) for n in names}
     try:
-        for name in sorted(set(ARTIFACTS) | set(new)):
-            if (out / name).exists() or (out / name).is_symlink():
-                (out / name).rename(old / name)
-        for name in new:
-            (stage / name).rename(out / name)
+        yield
     finally:
-        if held:
-            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-    stage.rmdir()
-    shutil.rmtree(old)
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager
@@ -260,12 +295,24 @@ def _describe(key: str, value, depth: int = 0) -> list[str]:
     return lines
 
 
-def _guarded(verb, out, *args):
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _guarded(app, verb, out, *args):
     """An app's eval or predict; a folder holding some other app's files (their keys or types
-    differ) is one line, not a traceback."""
-    from numformer.apps import AppError
+    differ), or a config edited to a model larger than memory, is one line, not a traceback."""
+    from numformer.apps import AppError, retrain_advice
 
     try:
         return verb(out, *args)
     except (KeyError, TypeError) as err:
         raise AppError(f"{out} does not hold this app's trained files ({type(err).__name__}: {err})") from None
+    except MemoryError as err:
+        raise AppError(
+            f"{out} describes a model larger than this machine's memory ({err}; a config.json edited by "
+            f"hand?); {retrain_advice(out, app.name)}"
+        ) from None
