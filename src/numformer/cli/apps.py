@@ -84,8 +84,11 @@ def run(args) -> int:
         raise _usage(f"{given} is a file; an app's --out is a folder")
     owner = apps.owner(out)
     if owner is not None and owner != app.name:
+        what = "a trained" if (out / "train.json").exists() else "a stopped train of"
+        if args.verb == "train":  # never advice that would replace the other app's run
+            raise _usage(f"{out} holds {what} {owner}, not {app.name}: choose another --out for {app.name}")
         raise _usage(
-            f'{out} holds a trained {owner}, not {app.name}: use "{apps.command(owner, args.verb, out)}", '
+            f'{out} holds {what} {owner}, not {app.name}: use "{apps.command(owner, args.verb, out)}", '
             f"or another --out for {app.name}"
         )
     if args.verb != "predict" and args.inputs:
