@@ -150,8 +150,9 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
     shutil.copytree(trained / "sasrec", out)
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
     before = (out / "eval.json").read_text()
-    (out / "train-mine").mkdir()
-    (out / "train-mine" / "notes.txt").write_text("mine")
+    for mine in ("train-mine/notes.txt", "figures/my.png", "scratch/ideas.txt", "README.md"):  # sasrec writes none
+        (out / mine).parent.mkdir(exist_ok=True)
+        (out / mine).write_text("mine")
     capsys.readouterr()
 
     def stop_part_way(stage, *args):
@@ -162,7 +163,7 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
     monkeypatch.setattr(recommend.APPS[0], "train", stop_part_way)
     assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(out)]) == 130
     said = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
-    assert f"the stopped train's files are in {out / STAGE}; {out} is as it was" in said
+    assert f"the stopped train's files are in {out / STAGE} (nothing resumes" in said and f"{out} is as it was" in said
     monkeypatch.undo()
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0  # the old model, whole
     assert (out / "eval.json").read_text() == before
@@ -172,7 +173,9 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
     assert not (out / STAGE).exists() and not (out / ".train-old").exists()
     assert not (out / "eval.json").exists()  # it scored the old model
     assert json.loads((out / "split.json").read_text())["seed"] == 1
-    assert (out / "train-mine" / "notes.txt").read_text() == "mine"
+    for mine in ("train-mine/notes.txt", "figures/my.png", "scratch/ideas.txt", "README.md"):
+        assert (out / mine).read_text() == "mine"
+    assert set(json.loads((out / "train.json").read_text())["files"]) >= {"model", "split.json", "train-sasrec"}
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
 
 

@@ -28,8 +28,9 @@ TRAIN_LOCK = ".train.lock"  # what a train holds (an advisory flock) while it wr
 # run already in OUT stays whole and usable until the new one is; a stopped train leaves STAGE.
 STAGE = ".train-new"
 REPLACING = ".train-old"  # where the last run's files wait while a completed train moves in
-# What train and eval write into an app's folder (and train-*): a folder holding any of these
-# holds a run, and a completed train replaces the last run's files of these names.
+# What trains and evals write into an app's folder (and train-*): a folder holding any of these
+# holds a run, which a new train replaces only with --overwrite (and never without a train.json
+# vouching for it).
 ARTIFACTS = ("model", "baseline", "scratch", "split.json", "train.json", "eval.json", "figures")
 
 

@@ -173,9 +173,13 @@ def _train(app, out: Path, owner: str | None, args) -> int:
             shutil.rmtree(stage)
         else:
             kept = "is as it was" if (out / "train.json").exists() else "holds no other run"
-            say(f"the stopped train's files are in {stage}; {out} {kept}")
+            say(
+                f"the stopped train's files are in {stage} (nothing resumes from them; the next train "
+                f"with --overwrite replaces them); {out} {kept}"
+            )
         raise
-    write_json(stage / "train.json", {**read_json(stage / "train.json", app.name), "options": options})
+    files = sorted(p.name for p in stage.iterdir())  # what --overwrite may later replace
+    write_json(stage / "train.json", {**read_json(stage / "train.json", app.name), "options": options, "files": files})
     _replace(out, stage)
     seconds = info.get("train_seconds", {})
     say(f"trained {app.name} into {out}: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
@@ -185,19 +189,21 @@ def _train(app, out: Path, owner: str | None, args) -> int:
 
 def _replace(out: Path, stage: Path) -> None:
     """Move a completed train's files from ``stage`` into ``out``, in place of the last run's:
-    its files of the names the new run wrote and of ``ARTIFACTS`` (an old eval.json scored the
-    old model) go to ``out/REPLACING`` first, and are removed once every new file is in. Nothing
-    else in ``out`` is touched (a ``train-mine`` of the user's stays). Ctrl-C, SIGTERM and
-    SIGHUP are ignored for the few renames (the train has completed), and a rename that fails
-    moves everything back, so ``out`` never holds half of each run.
+    the last run's files of the names the new run wrote, of those its train.json lists as its
+    own ("files"), and its eval.json (which scored the old model) go to ``out/REPLACING``
+    first, and are removed once every new file is in. Nothing else in ``out`` is touched: a
+    ``train-notes/`` or ``figures/`` of the user's stays (eval writes its figures again). Ctrl-C,
+    SIGTERM and SIGHUP are ignored for the few renames (the train has completed), and a rename
+    that fails moves everything back, so ``out`` never holds half of each run.
 
     Raises:
         AppError: a rename failed; ``out`` is as it was and the new run is still in ``stage``."""
-    from numformer.apps import ARTIFACTS, REPLACING, AppError
+    from numformer.apps import REPLACING, AppError
 
     old = out / REPLACING
     new = sorted(p.name for p in stage.iterdir())
-    aside = [n for n in sorted({*ARTIFACTS, *new}) if (out / n).exists() or (out / n).is_symlink()]
+    names = {*new, *_files_of_the_last_run(out), "eval.json"}
+    aside = [n for n in sorted(names) if (out / n).exists() or (out / n).is_symlink()]
     old.mkdir()
     moved_aside, moved_in = [], []
     with _signals_ignored():
@@ -220,6 +226,20 @@ def _replace(out: Path, stage: Path) -> None:
             ) from None
     stage.rmdir()
     shutil.rmtree(old)
+
+
+def _files_of_the_last_run(out: Path) -> list[str]:
+    """The names the train that wrote ``out`` listed in its train.json ("files"; plain names of
+    what a train writes, others ignored); none for a run from before trains listed them."""
+    from numformer.apps import ARTIFACTS
+
+    try:
+        files = json.loads((out / "train.json").read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(files, list):
+        return []
+    return [f for f in files if isinstance(f, str) and (f in ARTIFACTS or f.startswith("train-")) and "/" not in f]
 
 
 @contextlib.contextmanager

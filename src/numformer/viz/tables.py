@@ -19,8 +19,10 @@ def heading(text: str) -> None:
 
 
 def say(text: str) -> None:
+    """One line of plain text: never wrapped (a command in it stays one line to copy, whatever
+    the terminal's width or none) and never read as rich markup (``[...]`` in a path stays)."""
     if _console:
-        _console.print(text)
+        _console.print(text, soft_wrap=True, markup=False, highlight=False)
     else:
         print(text)
 
