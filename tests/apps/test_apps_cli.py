@@ -211,6 +211,33 @@ def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit
 
 
 @pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("vit", {"depth": 10**5}, "does not fit model/config.json"),
+        ("vit", {"d_model": 2**16, "num_heads": 1}, "does not fit model/config.json"),
+        ("vit", {"mlp_ratio": -1.0}, "mlp_ratio must make a hidden width >= 1"),
+        ("vit", {"dropout": 5}, "dropout must be in [0, 1), got 5"),
+        ("translate-numbers", {"config": {"num_encoder_layers": 10**5}}, "does not fit model/config.json"),
+        ("translate-numbers", {"config": {"max_len": 10**9}}, "does not fit model/config.json"),
+        ("translate-numbers", {"config": {"dropout": 2.0}}, "dropout must be in [0, 1), got 2.0"),
+    ],
+)
+def test_a_vit_or_translate_config_edited_past_its_weights_is_one_line(name, edit, message, trained, tmp_path, capsys):
+    """As for sasrec: the sizes are checked against the file's header before a model is built."""
+    import shutil
+
+    out = tmp_path / name
+    shutil.copytree(trained / name, out)
+    config = json.loads((out / "model" / "config.json").read_text())
+    if "config" in edit:
+        edit = {"config": {**config["config"], **edit["config"]}}
+    (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize(
     ("name", "cls", "edit", "message"),
     [
         ("sasrec", "SASRecConfig", {"d_model": "16"}, "d_model must be an integer, got '16'"),

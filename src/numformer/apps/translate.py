@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, retrain_advice, write_json
+from numformer.apps import (
+    App,
+    AppError,
+    build_config,
+    check_sizes,
+    fit,
+    load_weights,
+    read_json,
+    retrain_advice,
+    write_json,
+)
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -165,19 +175,34 @@ def _load(folder: Path, app: str, kind: str):
     info = read_json(path, app)
     if info.get("kind") != kind:
         raise AppError(f"{path}: kind must be {kind!r}, got {info.get('kind')!r}; {retrain_advice(folder.parent, app)}")
+    weights = folder / "model.safetensors"
     if kind == "transformer":
-        config = build_config(Seq2SeqConfig, info.get("config"), path, app)
-        if config.pad_id != PAD:
-            raise AppError(
-                f"{path}: pad_id must be {PAD}, the app's, got {config.pad_id}; {retrain_advice(folder.parent, app)}"
-            )
-        model, sizes = Seq2SeqTransformer(config), (config.src_vocab_size, config.tgt_vocab_size)
+        c = build_config(Seq2SeqConfig, info.get("config"), path, app)
+        if c.pad_id != PAD:
+            advice = retrain_advice(folder.parent, app)
+            raise AppError(f"{path}: pad_id must be {PAD}, the app's, got {c.pad_id}; {advice}")
+        layer = "transformer.{}.layers.{}.linear1.weight"
+        expected = {
+            "positions.pe": (c.max_len, c.d_model),
+            layer.format("encoder", c.num_encoder_layers - 1): (c.dim_feedforward, c.d_model),
+            layer.format("decoder", c.num_decoder_layers - 1): (c.dim_feedforward, c.d_model),
+        }
+        check_sizes(weights, app, expected)  # before a model of the config's size is built
+        model, sizes = Seq2SeqTransformer(c), (c.src_vocab_size, c.tgt_vocab_size)
     else:
-        model = build_config(LSTMSeq2Seq, info.get("config"), path, app)
+        fields = info.get("config")
+        if isinstance(fields, dict) and all(_is_size(fields.get(k)) for k in ("hidden", "layers")):
+            h, layers = fields["hidden"], fields["layers"]
+            check_sizes(weights, app, {f"encoder.weight_hh_l{layers - 1}": (4 * h, h)})
+        model = build_config(LSTMSeq2Seq, fields, path, app)
         sizes = (model.config["src_vocab_size"], model.config["tgt_vocab_size"])
-    load_weights(model, folder / "model.safetensors", app)  # the config's sizes against the weights'
+    load_weights(model, weights, app)  # every size of the config against the weights'
     src, tgt = (_vocab(info.get(key), key, size, path, app) for key, size in zip(("src_vocab", "tgt_vocab"), sizes))
     return model.eval(), src, tgt, info
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _vocab(pieces, key: str, size: int, path: Path, app: str) -> Vocab:

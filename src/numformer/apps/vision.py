@@ -19,6 +19,7 @@ from numformer.apps import (
     App,
     AppError,
     build_config,
+    check_sizes,
     fit,
     load_arrays,
     load_weights,
@@ -95,7 +96,13 @@ def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -
 
 def _load_model(out: Path) -> VisionTransformer:
     path = out / "model" / "config.json"
-    model = VisionTransformer(build_config(ViTConfig, read_json(path, "vit"), path, "vit"))
+    c = build_config(ViTConfig, read_json(path, "vit"), path, "vit")
+    sizes = {  # checked against the file before a model of the config's size is built
+        "pos_embed": (1, c.num_patches + 1, c.d_model),
+        f"blocks.{c.depth - 1}.mlp.fc1.weight": (int(c.d_model * c.mlp_ratio), c.d_model),
+    }
+    check_sizes(out / "model" / "model.safetensors", "vit", sizes)
+    model = VisionTransformer(c)
     load_weights(model, out / "model" / "model.safetensors", "vit")
     return model.eval()
 

@@ -46,6 +46,8 @@ class Seq2SeqConfig:
             raise ValueError(f"Seq2SeqConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("Seq2SeqConfig: share_embeddings needs one vocabulary (equal sizes)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"Seq2SeqConfig: dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
             raise ValueError(
                 f"Seq2SeqConfig: pad_id must be an id of both vocabularies, in [0, "

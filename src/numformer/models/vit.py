@@ -41,6 +41,10 @@ class ViTConfig:
             )
         if self.d_model % self.num_heads:
             raise ValueError(f"ViTConfig: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if not int(self.d_model * self.mlp_ratio) >= 1:
+            raise ValueError(f"ViTConfig: mlp_ratio must make a hidden width >= 1, got {self.mlp_ratio}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"ViTConfig: dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def num_patches(self) -> int:
