@@ -238,6 +238,26 @@ def test_a_vit_or_translate_config_edited_past_its_weights_is_one_line(name, edi
 
 
 @pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("vit", {"seed": "a"}, "seed must be an integer in [0, 2^32), got 'a'"),
+        ("vit", {"seed": -5}, "seed must be an integer in [0, 2^32), got -5"),
+        ("sasrec", {"seed": "x"}, "seed must be an integer in [0, 2^32), got 'x'"),
+        ("sasrec", {"fast": "yes"}, "fast must be true or false, got 'yes'"),
+    ],
+)
+def test_a_split_edited_to_another_is_one_line(name, edit, message, trained, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / name
+    shutil.copytree(trained / name, out)
+    (out / "split.json").write_text(json.dumps({**json.loads((out / "split.json").read_text()), **edit}))
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"split.json: {message}" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize(
     ("name", "cls", "edit", "message"),
     [
         ("sasrec", "SASRecConfig", {"d_model": "16"}, "d_model must be an integer, got '16'"),
@@ -306,6 +326,20 @@ def test_train_never_deletes_a_folder_no_app_vouches_for(mine, overwrite, tmp_pa
     assert main(argv) == 2
     assert "no readable train.json" in capsys.readouterr().err
     assert (tmp_path / mine).read_text() == "mine"
+
+
+def test_an_out_under_a_file_or_naming_no_app_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["app", "vit", "eval", "--out", str(tmp_path / "afile" / "sub")]) == 2
+    assert f"lies under {tmp_path / 'afile'}, which is a file" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train.json").write_text(json.dumps({"app": "foo"}))
+    assert main(["app", "vit", "eval", "--out", str(tmp_path / "run")]) == 2
+    assert "names 'foo', which is no application: choose another --out" in capsys.readouterr().err
+    (tmp_path / "run" / "train.json").write_text(json.dumps({"app": "vit"}))
+    (tmp_path / "run" / "split.json").mkdir()
+    assert main(["app", "vit", "eval", "--out", str(tmp_path / "run")]) == 2
+    assert "split.json is not a file" in capsys.readouterr().err
 
 
 def test_a_train_that_stops_before_training_anything_needs_no_overwrite(tmp_path, capsys, monkeypatch):

@@ -360,6 +360,8 @@ def read_json(path: Path, app: str) -> dict:
     and the command that makes it again."""
     folder = _folder(path)
     name = path.relative_to(folder).as_posix()
+    if path.exists() and not path.is_file():
+        raise AppError(f"{path} is not a file; {retrain_advice(folder, app)}")
     if not path.is_file():
         if not holds_a_run(folder):
             raise AppError(f"no trained {app} in {folder} ({name} is missing): {retrain_advice(folder, app)}")
@@ -371,6 +373,26 @@ def read_json(path: Path, app: str) -> dict:
     if not isinstance(data, dict):
         raise AppError(f"{path} is damaged (not a JSON object); {_remake(path, folder, app)}")
     return data
+
+
+def read_split(out: Path, app: str) -> dict:
+    """The split.json ``app``'s train wrote into ``out``, its ``fast`` true or false and its
+    ``seed`` (where it has one) an integer in [0, 2^32), as train takes them: an edit that would
+    make eval score another split is named, not taken.
+
+    Raises:
+        AppError: a missing or damaged file, naming it and the command that writes it again."""
+    path = out / "split.json"
+    split = read_json(path, app)
+    seed, fast = split.get("seed", 0), split.get("fast")
+    for name, fits, want in (
+        ("fast", isinstance(fast, bool), "true or false"),
+        ("seed", _is_int(seed) and 0 <= seed < 2**32, "an integer in [0, 2^32)"),
+    ):
+        if not fits:
+            got = split.get(name, "nothing")
+            raise AppError(f"{path}: {name} must be {want}, got {got!r}; {retrain_advice(out, app)}")
+    return split
 
 
 def _remake(path: Path, folder: Path, app: str) -> str:

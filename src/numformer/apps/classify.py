@@ -31,6 +31,7 @@ from numformer.apps import (
     load_arrays,
     load_weights,
     read_json,
+    read_split,
     retrain_advice,
     warmup_cosine,
     write_json,
@@ -292,7 +293,7 @@ def evaluate(out: Path) -> dict:
 
     from numformer.models.sentence import SentenceEncoder
 
-    split_info = read_json(out / "split.json", "classify")
+    split_info = read_split(out, "classify")
     texts = [t for t, _ in split_info["test"]]
     y = np.array([label for _, label in split_info["test"]])
     encoder = SentenceEncoder("all-MiniLM-L6-v2")

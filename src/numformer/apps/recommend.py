@@ -33,7 +33,17 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, check_sizes, fit, load_weights, read_json, write_json
+from numformer.apps import (
+    App,
+    AppError,
+    build_config,
+    check_sizes,
+    fit,
+    load_weights,
+    read_json,
+    read_split,
+    write_json,
+)
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
@@ -320,7 +330,7 @@ def _all_scores(model, rows: np.ndarray) -> np.ndarray:
 
 
 def evaluate(out: Path) -> dict:
-    meta = read_json(out / "split.json", "sasrec")
+    meta = read_split(out, "sasrec")
     split, num_items, _ = _data(meta["seed"], meta["fast"])
     models, config = _models(out)
     users = sorted(split)
@@ -399,7 +409,7 @@ def predict(out: Path, inputs: list[str]) -> list[str]:
         user = int(inputs[0])
     except ValueError:
         raise AppError(f"sasrec: --user must be an integer id, got {inputs[0]!r}") from None
-    meta = read_json(out / "split.json", "sasrec")
+    meta = read_split(out, "sasrec")
     split, num_items, titles = _data(meta["seed"], meta["fast"])
     if user not in split:
         raise AppError(f"sasrec: no user {user} (ids {min(split)} .. {max(split)})")

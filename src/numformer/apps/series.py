@@ -30,7 +30,17 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps import App, AppError, build_config, fit, load_weights, read_json, warmup_cosine, write_json
+from numformer.apps import (
+    App,
+    AppError,
+    build_config,
+    fit,
+    load_weights,
+    read_json,
+    read_split,
+    warmup_cosine,
+    write_json,
+)
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 
 SERIES = {
@@ -214,7 +224,7 @@ def forecast(model, values, phase, end: int, window: int, scale: float, season: 
 
 
 def evaluate_forecast(out: Path) -> dict:
-    split = read_json(out / "split.json", "forecast")
+    split = read_split(out, "forecast")
     per_series, figures = {}, []
     for name, s in SERIES.items():
         values, phase = load_series(name)
@@ -453,7 +463,7 @@ def _autoencoder(out: Path):
 
 
 def evaluate_anomaly(out: Path) -> dict:
-    split = read_json(out / "split.json", "anomaly")
+    split = read_split(out, "anomaly")
     d = _anomaly_data(split["seed"])
     model, info = _autoencoder(out)
     results, thresholds = {}, {}

@@ -30,6 +30,7 @@ from numformer.apps import (
     fit,
     load_weights,
     read_json,
+    read_split,
     retrain_advice,
     write_json,
 )
@@ -345,7 +346,7 @@ def _translate(model, src: Vocab, tgt: Vocab, texts: list[str], beam: int = 1, s
 def evaluate_task(app: str, out: Path) -> dict:
     import sacrebleu
 
-    split = read_json(out / "split.json", app)
+    split = read_split(out, app)
     test = _test_pairs(split, out / "split.json", app)
     transformer, src, tgt, _ = _load(out / "model", app, "transformer")
     lstm, lstm_src, lstm_tgt, _ = _load(out / "baseline", app, "lstm")

@@ -24,6 +24,7 @@ from numformer.apps import (
     load_arrays,
     load_weights,
     read_json,
+    read_split,
     warmup_cosine,
     write_json,
 )
@@ -114,7 +115,7 @@ def _classify(model, images: np.ndarray) -> tuple[np.ndarray, list]:
 
 
 def evaluate(out: Path) -> dict:
-    split = read_json(out / "split.json", "vit")
+    split = read_split(out, "vit")
     _, _, tx, ty = load(split["seed"])
     model = _load_model(out)
     logits, weights = _classify(model, tx)
@@ -199,7 +200,7 @@ def _image(text: str, test_images) -> np.ndarray:
 
 
 def predict(out: Path, inputs: list[str]) -> list[str]:
-    split = read_json(out / "split.json", "vit")
+    split = read_split(out, "vit")
     _, _, tx, ty = load(split["seed"])
     model = _load_model(out)
     images = np.stack([_image(t, tx) for t in inputs])

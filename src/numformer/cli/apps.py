@@ -72,6 +72,8 @@ def run(args) -> int:
         )
         for line in sources:
             say(line)
+        where = apps.default_out("NAME")
+        say(f"yours: your last eval's score in {where}, from this folder (a run with its own --out: its eval.json)")
         if any(row[-1].endswith("*") for row in rows):
             say("*: your run was trained with --fast, a quick look not comparable with the score beside it")
         return 0
@@ -79,10 +81,15 @@ def run(args) -> int:
     if args.verb is None:
         raise _usage(f"say what to do with {app.name}: train, eval or predict")
     out = Path(args.out) if args.out else apps.default_out(app.name)
+    given = f"--out {out}" if args.out else f"the default --out, {out},"
     if out.exists() and not out.is_dir():
-        given = f"--out {out}" if args.out else f"the default --out, {out},"
         raise _usage(f"{given} is a file; an app's --out is a folder")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise _usage(f"{given} lies under {blocked}, which is a file, not a folder")
     owner = apps.owner(out)
+    if owner is not None and owner not in apps.registry():
+        raise _usage(f"{out / 'train.json'} names {owner!r}, which is no application: choose another --out")
     if owner is not None and owner != app.name:
         what = "a trained" if (out / "train.json").exists() else "a stopped train of"
         if args.verb == "train":  # never advice that would replace the other app's run
