@@ -342,6 +342,25 @@ def test_an_out_under_a_file_or_naming_no_app_is_one_line(tmp_path, capsys):
     assert "split.json is not a file" in capsys.readouterr().err
 
 
+def test_weights_of_another_model_are_one_short_line(trained, tmp_path, capsys):
+    import shutil
+
+    from numformer.interop import load_file, save_file
+
+    out = tmp_path / "vit"
+    shutil.copytree(trained / "vit", out)
+    path = out / "model" / "model.safetensors"
+    weights = load_file(path)  # another model's: the sizes checked first agree, the rest do not
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith(("patch_embed", "norm", "cls"))}
+        | {"extra": weights["pos_embed"]},
+        path,
+    )
+    assert main(["app", "vit", "eval", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "problem(s): " in err and " more; run " in err and len(err) < 1000
+
+
 def test_a_train_that_stops_before_training_anything_needs_no_overwrite(tmp_path, capsys, monkeypatch):
     from numformer.apps import STAGE, AppError, recommend
 

@@ -168,7 +168,10 @@ def load_weights(model, path: Path, app: str):
     try:
         load_model(model, path)
     except (ValueError, FileNotFoundError) as err:
-        raise AppError(f"{app}: {err}; {retrain_advice(_folder(path), app)}") from None
+        head, *problems = str(err).splitlines()  # load_state_dict lists every key, one a line
+        shown = [p.strip() for p in problems[:3]] + ([f"and {len(problems) - 3} more"] if len(problems) > 3 else [])
+        what = f"{head.rstrip(':')}: {'; '.join(shown)}" if shown else head
+        raise AppError(f"{app}: {what}; {retrain_advice(_folder(path), app)}") from None
     return model.eval()
 
 
