@@ -162,7 +162,7 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
 
     monkeypatch.setattr(recommend.APPS[0], "train", stop_part_way)
     assert main(["app", "sasrec", "train", "--fast", "--overwrite", "--out", str(out)]) == 130
-    said = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    said = " ".join(capsys.readouterr().out.split())  # one line, however long
     assert f"the stopped train's files are in {out / STAGE} (nothing resumes" in said and f"{out} is as it was" in said
     monkeypatch.undo()
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0  # the old model, whole
@@ -177,6 +177,20 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
         assert (out / mine).read_text() == "mine"
     assert set(json.loads((out / "train.json").read_text())["files"]) >= {"model", "split.json", "train-sasrec"}
     assert main(["app", "sasrec", "eval", "--out", str(out)]) == 0
+
+
+def test_overwrite_replaces_the_last_evals_figures_and_keeps_yours(trained, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "vit"
+    shutil.copytree(trained / "vit", out)
+    assert main(["app", "vit", "eval", "--out", str(out)]) == 0
+    theirs = [Path(f).name for f in json.loads((out / "eval.json").read_text())["figures"]]
+    assert theirs and all((out / "figures" / f).is_file() for f in theirs)
+    (out / "figures" / "my.png").write_text("mine")
+    assert main(["app", "vit", "train", "--fast", "--steps", "2", "--overwrite", "--out", str(out)]) == 0
+    assert not any((out / "figures" / f).exists() for f in theirs)  # they showed the old model
+    assert (out / "figures" / "my.png").read_text() == "mine"
 
 
 def test_a_first_train_stopped_part_way_is_advised_by_its_own_options(tmp_path, capsys, monkeypatch):

@@ -251,7 +251,7 @@ def check_sizes(path: Path, app: str, expected: dict[str, tuple]) -> None:
     ]
     if wrong:
         raise AppError(
-            f"{app}: {path} does not fit model/config.json: "
+            f"{app}: {path} does not fit {(path.parent / 'config.json').relative_to(_folder(path)).as_posix()}: "
             + "; ".join(wrong)
             + f"; {retrain_advice(_folder(path), app)}"
         )
@@ -364,7 +364,7 @@ def read_json(path: Path, app: str) -> dict:
     folder = _folder(path)
     name = path.relative_to(folder).as_posix()
     if path.exists() and not path.is_file():
-        raise AppError(f"{path} is not a file; {retrain_advice(folder, app)}")
+        raise AppError(f"{path} is not a file; {_remake(path, folder, app)}")
     if not path.is_file():
         if not holds_a_run(folder):
             raise AppError(f"no trained {app} in {folder} ({name} is missing): {retrain_advice(folder, app)}")
@@ -380,21 +380,21 @@ def read_json(path: Path, app: str) -> dict:
 
 def read_split(out: Path, app: str) -> dict:
     """The split.json ``app``'s train wrote into ``out``, its ``fast`` true or false and its
-    ``seed`` (where it has one) an integer in [0, 2^32), as train takes them: an edit that would
-    make eval score another split is named, not taken.
+    ``seed`` an integer in [0, 2^32), as train takes them: an edit that would make eval score
+    another split is named, not taken.
 
     Raises:
         AppError: a missing or damaged file, naming it and the command that writes it again."""
     path = out / "split.json"
     split = read_json(path, app)
-    seed, fast = split.get("seed", 0), split.get("fast")
+    seed, fast = split.get("seed"), split.get("fast")
     for name, fits, want in (
         ("fast", isinstance(fast, bool), "true or false"),
         ("seed", _is_int(seed) and 0 <= seed < 2**32, "an integer in [0, 2^32)"),
     ):
         if not fits:
-            got = split.get(name, "nothing")
-            raise AppError(f"{path}: {name} must be {want}, got {got!r}; {retrain_advice(out, app)}")
+            got = repr(split[name]) if name in split else "nothing"
+            raise AppError(f"{path}: {name} must be {want}, got {got}; {retrain_advice(out, app)}")
     return split
 
 
@@ -427,7 +427,7 @@ def build_config(cls, fields, path: Path, app: str):
                 raise fail(f"{name} must be {_describe_hint(hints[name])}, got {value!r}")
     try:
         return cls(**fields)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, ArithmeticError) as err:
         raise fail(err) from None
 
 

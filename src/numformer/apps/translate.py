@@ -185,6 +185,8 @@ def _load(folder: Path, app: str, kind: str):
         layer = "transformer.{}.layers.{}.linear1.weight"
         expected = {
             "positions.pe": (c.max_len, c.d_model),
+            "src_embed.weight": (c.src_vocab_size, c.d_model),
+            "generator.weight": (c.tgt_vocab_size, c.d_model),
             layer.format("encoder", c.num_encoder_layers - 1): (c.dim_feedforward, c.d_model),
             layer.format("decoder", c.num_decoder_layers - 1): (c.dim_feedforward, c.d_model),
         }

@@ -100,6 +100,8 @@ def _load_model(out: Path) -> VisionTransformer:
     c = build_config(ViTConfig, read_json(path, "vit"), path, "vit")
     sizes = {  # checked against the file before a model of the config's size is built
         "pos_embed": (1, c.num_patches + 1, c.d_model),
+        "patch_embed.weight": (c.d_model, c.in_channels * c.patch_size**2),
+        "head.weight": (c.num_classes, c.d_model),
         f"blocks.{c.depth - 1}.mlp.fc1.weight": (int(c.d_model * c.mlp_ratio), c.d_model),
     }
     check_sizes(out / "model" / "model.safetensors", "vit", sizes)

@@ -89,7 +89,8 @@ def run(args) -> int:
         raise _usage(f"{given} lies under {blocked}, which is a file, not a folder")
     owner = apps.owner(out)
     if owner is not None and owner not in apps.registry():
-        raise _usage(f"{out / 'train.json'} names {owner!r}, which is no application: choose another --out")
+        read = out / "train.json" if (out / "train.json").exists() else out / apps.STAGE / "train.json"
+        raise _usage(f"{read} names {owner!r}, which is no application: choose another --out")
     if owner is not None and owner != app.name:
         what = "a trained" if (out / "train.json").exists() else "a stopped train of"
         if args.verb == "train":  # never advice that would replace the other app's run
@@ -100,8 +101,8 @@ def run(args) -> int:
         )
     if args.verb != "predict" and args.inputs:
         raise _usage(f"{args.verb} takes no inputs, got {args.inputs[0]!r}")
-    for flag, verb, given in _VERB_OPTIONS:
-        if args.verb != verb and given(args):
+    for flag, verb, passed in _VERB_OPTIONS:
+        if args.verb != verb and passed(args):
             raise _usage(f"{flag} goes with {verb}, not {args.verb}")
     if args.verb == "train":
         if args.steps is not None and args.steps < 1:
@@ -197,9 +198,9 @@ def _train(app, out: Path, owner: str | None, args) -> int:
 def _replace(out: Path, stage: Path) -> None:
     """Move a completed train's files from ``stage`` into ``out``, in place of the last run's:
     the last run's files of the names the new run wrote, of those its train.json lists as its
-    own ("files"), and its eval.json (which scored the old model) go to ``out/REPLACING``
-    first, and are removed once every new file is in. Nothing else in ``out`` is touched: a
-    ``train-notes/`` or ``figures/`` of the user's stays (eval writes its figures again). Ctrl-C,
+    own ("files"), its eval.json (which scored the old model) and the figures that eval.json
+    lists go to ``out/REPLACING`` first, and are removed once every new file is in. Nothing
+    else in ``out`` is touched: a ``train-notes/`` or a figure of the user's stays. Ctrl-C,
     SIGTERM and SIGHUP are ignored for the few renames (the train has completed), and a rename
     that fails moves everything back, so ``out`` never holds half of each run.
 
@@ -210,8 +211,11 @@ def _replace(out: Path, stage: Path) -> None:
     old = out / REPLACING
     new = sorted(p.name for p in stage.iterdir())
     names = {*new, *_files_of_the_last_run(out), "eval.json"}
+    names |= {f"figures/{n}" for n in _figures_of_the_last_eval(out)} if "figures" not in names else set()
     aside = [n for n in sorted(names) if (out / n).exists() or (out / n).is_symlink()]
     old.mkdir()
+    if any(n.startswith("figures/") for n in aside):
+        (old / "figures").mkdir()
     moved_aside, moved_in = [], []
     with _signals_ignored():
         try:
@@ -226,6 +230,8 @@ def _replace(out: Path, stage: Path) -> None:
                 (out / name).rename(stage / name)
             for name in reversed(moved_aside):
                 (old / name).rename(out / name)
+            if (old / "figures").is_dir() and "figures" not in moved_aside:
+                (old / "figures").rmdir()
             old.rmdir()
             raise AppError(
                 f"could not move the new run into {out} ({err.strerror or err}: {err.filename}); "
@@ -233,6 +239,18 @@ def _replace(out: Path, stage: Path) -> None:
             ) from None
     stage.rmdir()
     shutil.rmtree(old)
+
+
+def _figures_of_the_last_eval(out: Path) -> list[str]:
+    """The names of the figures the last eval in ``out`` wrote (its eval.json's "figures",
+    files in ``out/figures``); none when it lists none or cannot be read."""
+    try:
+        figures = json.loads((out / "eval.json").read_text()).get("figures", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(figures, list):
+        return []
+    return [Path(f).name for f in figures if isinstance(f, str) and Path(f).name not in ("", ".", "..")]
 
 
 def _files_of_the_last_run(out: Path) -> list[str]:

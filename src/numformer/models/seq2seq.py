@@ -39,7 +39,8 @@ class Seq2SeqConfig:
     pad_id: int = PAD
 
     def __post_init__(self):
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "dim_feedforward", "max_len"):
+        names = ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers", "num_decoder_layers")
+        for name in (*names, "dim_feedforward", "max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Seq2SeqConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:

@@ -10,6 +10,7 @@ token's final state, layer-normed, goes to the ``head``. Names follow timm's ViT
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ class ViTConfig:
             )
         if self.d_model % self.num_heads:
             raise ValueError(f"ViTConfig: d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
-        if not int(self.d_model * self.mlp_ratio) >= 1:
+        if not math.isfinite(self.mlp_ratio) or not int(self.d_model * self.mlp_ratio) >= 1:
             raise ValueError(f"ViTConfig: mlp_ratio must make a hidden width >= 1, got {self.mlp_ratio}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"ViTConfig: dropout must be in [0, 1), got {self.dropout}")

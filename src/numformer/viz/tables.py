@@ -22,7 +22,7 @@ def say(text: str) -> None:
     """One line of plain text: never wrapped (a command in it stays one line to copy, whatever
     the terminal's width or none) and never read as rich markup (``[...]`` in a path stays)."""
     if _console:
-        _console.print(text, soft_wrap=True, markup=False, highlight=False)
+        _console.print(text, soft_wrap=True, markup=False, highlight=False, emoji=False)
     else:
         print(text)
 
