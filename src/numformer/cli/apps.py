@@ -244,13 +244,8 @@ def _replace(out: Path, stage: Path) -> None:
 def _figures_of_the_last_eval(out: Path) -> list[str]:
     """The names of the figures the last eval in ``out`` wrote (its eval.json's "figures",
     files in ``out/figures``); none when it lists none or cannot be read."""
-    try:
-        figures = json.loads((out / "eval.json").read_text()).get("figures", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    if not isinstance(figures, list):
-        return []
-    return [Path(f).name for f in figures if isinstance(f, str) and Path(f).name not in ("", ".", "..")]
+    names = [Path(f).name for f in _strings(out / "eval.json", "figures")]
+    return [n for n in names if n not in ("", ".", "..")]
 
 
 def _files_of_the_last_run(out: Path) -> list[str]:
@@ -258,13 +253,17 @@ def _files_of_the_last_run(out: Path) -> list[str]:
     what a train writes, others ignored); none for a run from before trains listed them."""
     from numformer.apps import ARTIFACTS
 
+    files = _strings(out / "train.json", "files")
+    return [f for f in files if (f in ARTIFACTS or f.startswith("train-")) and "/" not in f]
+
+
+def _strings(path: Path, key: str) -> list[str]:
+    """The strings a JSON object file lists under ``key``; none when it cannot be read."""
     try:
-        files = json.loads((out / "train.json").read_text()).get("files", [])
+        listed = json.loads(path.read_text()).get(key, [])
     except (OSError, ValueError, AttributeError):
         return []
-    if not isinstance(files, list):
-        return []
-    return [f for f in files if isinstance(f, str) and (f in ARTIFACTS or f.startswith("train-")) and "/" not in f]
+    return [v for v in listed if isinstance(v, str)] if isinstance(listed, list) else []
 
 
 @contextlib.contextmanager
