@@ -54,7 +54,7 @@ JOB = (
     trainer = Trainer(model, opt, loss_fn, batches, config=cfg, callbacks=[Clock()], count=lambda b: b[0].size)
     trainer.fit()
     # the all-reduce alone, for this model's gradient size
-    grad = np.ones(sum(p.data.size for p in model.parameters()), np.float32)
+    grad = np.ones(sum(p.array.size for p in model.parameters()), np.float32)
     world.barrier()
     t = time.perf_counter()
     for _ in range(10):

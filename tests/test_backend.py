@@ -29,7 +29,7 @@ def test_use_array_module_swaps_xp_everywhere_and_restores_it():
     sp = stand_in_arrays()
     with use_array_module(sp):
         assert get_array_module() is sp and xp.ndarray is StandInArray
-        assert isinstance(nf.zeros(2, 3).data, StandInArray)
+        assert isinstance(nf.zeros(2, 3).array, StandInArray)
     assert get_array_module() is np and xp.ndarray is np.ndarray
 
 
@@ -41,20 +41,20 @@ def _gpt_run(module, positions):
     idx = np.random.default_rng(0).integers(0, 20, (2, 8))
     with use_array_module(module):
         for p in model.parameters():  # the model moves to the "device"
-            p.data = module.asarray(p.data)
+            p.array = module.asarray(p.array)
         for _, b in model.named_buffers():
-            b.data = module.asarray(b.data)
+            b.array = module.asarray(b.array)
         nf.manual_seed(1)  # dropout draws
         logits, loss = model(idx, idx)
         loss.backward()
-        grads = {name: to_numpy(p.grad) for name, p in model.named_parameters()}
+        grads = {name: to_numpy(p.grad.array) for name, p in model.named_parameters()}
         generated = model.generate([[1, 2, 3], [4]], 6, temperature=0.9, seed=3)  # the KV cache path
         generated += model.generate([[5, 6]], 3, temperature=0.9, seed=4, use_cache=False)  # recomputing
         generated += model.generate([list(range(14))], 5, temperature=0, seed=5)  # refills at block_size
         with nf.no_grad():
             _, _, weights = model(idx, need_weights=True)
-        kinds = {type(loss.data), type(logits.data)} | {type(p.grad) for p in model.parameters()}
-    return to_numpy(loss.data), grads, generated + [to_numpy(w).tolist() for w in weights], kinds
+        kinds = {type(loss.array), type(logits.array)} | {type(p.grad.array) for p in model.parameters()}
+    return to_numpy(loss.array), grads, generated + [to_numpy(w).tolist() for w in weights], kinds
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
@@ -76,9 +76,9 @@ def test_an_encoder_trains_a_step_on_the_stand_in():
     x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
     with use_array_module(sp):
         for p in encoder.parameters():
-            p.data = sp.asarray(p.data)
+            p.array = sp.asarray(p.array)
         opt = AdamW(encoder.parameters(), lr=1e-3)
         out = encoder(nf.Tensor(sp.asarray(x)), mask=nn.Transformer.generate_square_subsequent_mask(5))
         out.pow(2).mean().backward()
         opt.step()
-        assert all(isinstance(p.data, StandInArray) for p in encoder.parameters())
+        assert all(isinstance(p.array, StandInArray) for p in encoder.parameters())

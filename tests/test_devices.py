@@ -33,10 +33,10 @@ def test_tensors_move_and_come_back(cuda):
     t = nf.tensor([1.0, 2.0, 3.0])
     assert t.device == "cpu" and str(t.device) == "cpu"
     g = t.to("cuda")
-    assert isinstance(g.data, StandInArray) and g.device == "cuda" and str(g.device) == "cuda:0"
+    assert isinstance(g.array, StandInArray) and g.device == "cuda" and str(g.device) == "cuda:0"
     assert repr(g.device) == "device(type='cuda', index=0)"
     back = g.cpu()
-    assert isinstance(back.data, np.ndarray) and back.tolist() == [1.0, 2.0, 3.0]
+    assert isinstance(back.array, np.ndarray) and back.tolist() == [1.0, 2.0, 3.0]
     assert t.to("cpu") is t and g.to("cuda:0") is g  # nothing to move
     both = t.to("cuda", np.float64)
     assert both.device == "cuda" and both.dtype == np.float64
@@ -86,7 +86,7 @@ def test_a_model_trains_on_the_device_with_the_hosts_bits(cuda, tmp_path):
             _, loss = model(idx, idx)  # host ids: the model reads them on its device
             loss.backward()
             opt.step()
-        assert {type(p.data) for p in model.parameters()} == {StandInArray if device == "cuda" else np.ndarray}
+        assert {type(p.array) for p in model.parameters()} == {StandInArray if device == "cuda" else np.ndarray}
         with nf.no_grad():
             tokens = model.generate([[1, 2, 3]], max_new_tokens=4, seed=0)
         return model, float(loss.item()), tokens
@@ -100,9 +100,9 @@ def test_a_model_trains_on_the_device_with_the_hosts_bits(cuda, tmp_path):
     for (k, a), b in zip(cpu_model.state_dict().items(), loaded.state_dict().values()):
         np.testing.assert_array_equal(a, to_numpy(b), err_msg=k)
     loaded.to("cuda")
-    assert all(isinstance(p.data, StandInArray) for p in loaded.parameters())
+    assert all(isinstance(p.array, StandInArray) for p in loaded.parameters())
     loaded.to("cpu")
-    assert all(isinstance(p.data, np.ndarray) for p in loaded.parameters())
+    assert all(isinstance(p.array, np.ndarray) for p in loaded.parameters())
 
 
 def test_device_names_are_checked():

@@ -52,9 +52,9 @@ def test_index_and_format():
 def test_numpy_sees_the_data_without_copying():
     t = nf.tensor([[1.0, 2.0]], requires_grad=True)
     a = np.asarray(t)
-    assert type(a) is np.ndarray and a.dtype == np.float32 and np.shares_memory(a, t.data)
+    assert type(a) is np.ndarray and a.dtype == np.float32 and np.shares_memory(a, t.array)
     assert np.asarray(t, dtype=np.float64).dtype == np.float64
-    assert np.array(t, copy=True) is not t.data
+    assert np.array(t, copy=True) is not t.array
 
 
 UNARY = {
@@ -130,7 +130,8 @@ def test_integer_tensors_promote_as_in_pytorch(expr):
     assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
 
 
-def test_a_zero_dim_gradient_is_an_array():
+def test_a_zero_dim_gradient_is_a_tensor_of_an_array():
     t = nf.tensor(2.0, requires_grad=True)
     (t * t).backward()
-    assert isinstance(t.grad, np.ndarray) and t.grad.shape == () and float(t.grad) == 4.0
+    assert isinstance(t.grad, nf.Tensor) and isinstance(t.grad.array, np.ndarray)
+    assert t.grad.shape == () and float(t.grad) == 4.0

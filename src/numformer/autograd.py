@@ -106,7 +106,7 @@ class Function:
         the tensor class."""
         kind = _active_type[0]
         for t in inputs:
-            if type(t.data) is not kind:  # another device (or a subclass): check, and switch xp
+            if type(t.array) is not kind:  # another device (or a subclass): check, and switch xp
                 _check_device(inputs)
                 break
         fn = cls()
@@ -115,11 +115,11 @@ class Function:
                 if t._requires_grad:
                     return fn._record(inputs, options)
         fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
-        return inputs[0]._result(fn.infer(*[t.data for t in inputs], **options), False)
+        return inputs[0]._result(fn.infer(*[t.array for t in inputs], **options), False)
 
     def _record(self, inputs, options):
         self.needs_grad = tuple([t._requires_grad for t in inputs])
-        result = inputs[0]._result(self.forward(*[t.data for t in inputs], **options), True)
+        result = inputs[0]._result(self.forward(*[t.array for t in inputs], **options), True)
         self.inputs = inputs
         result._fn = self
         return result
@@ -135,7 +135,7 @@ class Function:
 
 
 def _check_device(inputs) -> None:
-    arrays = [t.data for t in inputs]
+    arrays = [t.array for t in inputs]
     if all(isinstance(a, _active_type[0]) for a in arrays):
         return  # array subclasses of the active type
     backend.enter_device(arrays)
@@ -180,7 +180,7 @@ def _toposort(root) -> list:
 
 def backward(root, grad, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
-    if type(root.data) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
+    if type(root.array) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
         _check_device([root])
     grads = {id(root): grad}
     handed_out = set()  # ids of arrays already stored in some .grad (never share one in place)
@@ -206,13 +206,13 @@ def backward(root, grad, retain_graph: bool = False) -> None:
 def _accumulate(node, g, handed_out: set) -> None:
     if not isinstance(g, xp.ndarray):  # a NumPy scalar from a 0-d op: .grad is always an array
         g = xp.asarray(g)
-    if g.dtype != node.data.dtype:
-        g = g.astype(node.data.dtype)
+    if g.dtype != node.array.dtype:
+        g = g.astype(node.array.dtype)
     if node.grad is None:
         # The optimiser and clipping update .grad in place, so it must own its memory.
         if id(g) in handed_out or not g.flags.writeable or g.base is not None:
             g = g.copy()
         handed_out.add(id(g))
-        node.grad = g
+        node.grad = node._result(g, False)
     else:
-        node.grad = xp.add(node.grad, g)
+        node.grad.array = xp.add(node.grad.array, g)

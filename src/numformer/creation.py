@@ -24,14 +24,14 @@ def _placed(t: Tensor, device) -> Tensor:
 def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
     """A new tensor from ``data`` (copied). Python floats become the default dtype. An array of
     another device stays on its device (copied there); other data goes where xp computes."""
-    data = data.data if isinstance(data, Tensor) else data
+    data = data.array if isinstance(data, Tensor) else data
     if not isinstance(data, (xp.ndarray, np.ndarray)) and hasattr(data, "shape") and hasattr(data, "get"):
         t = Tensor._wrap_on(data.astype(backend.as_dtype(dtype)) if dtype is not None else data.copy(), False)
         t.requires_grad = requires_grad
         return _placed(t, device)
     t = Tensor(data, requires_grad=requires_grad, dtype=dtype)
-    if t.data is data:
-        t.data = t.data.copy()
+    if t.array is data:
+        t.array = t.array.copy()
     return _placed(t, device)
 
 

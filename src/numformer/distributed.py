@@ -199,12 +199,12 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
     has = world.allreduce_sum_(np.array([p.grad is not None for p in params], dtype=np.float64))
     params = [p for p, h in zip(params, has) if h > 0]
     total = 0
-    for dtype in sorted({np.dtype(p.data.dtype).str for p in params}):  # one buffer dtype per bucket
-        group = [p for p in params if np.dtype(p.data.dtype).str == dtype]
+    for dtype in sorted({np.dtype(p.array.dtype).str for p in params}):  # one buffer dtype per bucket
+        group = [p for p in params if np.dtype(p.array.dtype).str == dtype]
         bucket: list = []
         size = 0
         for p in group + [None]:
-            nbytes = 0 if p is None else p.data.size * p.data.dtype.itemsize
+            nbytes = 0 if p is None else p.array.size * p.array.dtype.itemsize
             if bucket and (p is None or size + nbytes > bucket_bytes):
                 total += _reduce_bucket(bucket, world, np.dtype(dtype))
                 bucket, size = [], 0
@@ -217,18 +217,19 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
 def _reduce_bucket(bucket, world: World, dtype) -> int:
     """One contiguous host buffer, one ``Allreduce``, the mean written back to each gradient
     on its own device."""
-    buffer = np.empty(sum(p.data.size for p in bucket), dtype=dtype)
+    buffer = np.empty(sum(p.array.size for p in bucket), dtype=dtype)
     at = 0
     for p in bucket:
-        n = p.data.size
-        buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad).ravel()
+        n = p.array.size
+        buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad.array).ravel()
         at += n
     world.allreduce_sum_(buffer)
     buffer /= world.size
     at = 0
     for p in bucket:
-        n = p.data.size
-        p.grad = to_device(buffer[at : at + n].reshape(p.data.shape).copy(), device_of(p.data))
+        n = p.array.size
+        grad = to_device(buffer[at : at + n].reshape(p.array.shape).copy(), device_of(p.array))
+        p.grad = p._result(grad, False)
         at += n
     return buffer.nbytes
 

@@ -36,7 +36,7 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 def _to_array(data, dtype=None):
     """NumPy array from ``data``; Python floats get the default dtype, as in ``torch.tensor``."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if dtype is not None:
         return xp.asarray(data, dtype=as_dtype(dtype))
     arr = xp.asarray(data)
@@ -49,16 +49,18 @@ class Tensor:
     """An n-dimensional array with optional gradient tracking.
 
     ``Tensor(data, requires_grad=False, dtype=None)``: ``data`` is anything ``numpy.asarray``
-    takes. Only floating tensors may require gradients. ``.grad`` is a NumPy array (or None)
-    filled by ``backward``; it accumulates across calls until zeroed.
+    takes. Only floating tensors may require gradients. ``.grad`` is a Tensor (or None) filled
+    by ``backward``; it accumulates across calls until zeroed. ``.data`` is the same values as a
+    tensor outside the graph (sharing memory), as in PyTorch; ``.array`` is the backing array
+    itself (NumPy's, or CuPy's on a GPU): the one accessor numformer's own code uses for it.
     """
 
-    __slots__ = ("data", "grad", "_requires_grad", "_fn", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_retains_grad", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
-        self.data = _to_array(data, dtype)
-        self.grad = None
+        self.array = _to_array(data, dtype)
+        self._grad = None
         self._fn = None
         self._retains_grad = False
         self._requires_grad = False
@@ -68,36 +70,64 @@ class Tensor:
     def _wrap(cls, array, requires_grad: bool) -> Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
-        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
+        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
     @classmethod
     def _wrap_on(cls, array, requires_grad: bool) -> Tensor:
         """A tensor around ``array`` as it is, whatever its device."""
         t = cls.__new__(cls)
-        t.data = array
-        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t.array = array
+        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
     def _result(self, array, requires_grad: bool) -> Tensor:
         """An op's output tensor (``Function.apply`` calls this on its first input): always a
         plain ``Tensor``, also when ``self`` is a ``Parameter``."""
         t = Tensor.__new__(Tensor)
-        t.data = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t.grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
+        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
         return t
 
-    # --- gradient bookkeeping ---------------------------------------------------------------
+    # --- data and gradient ------------------------------------------------------------------
+    @property
+    def data(self) -> Tensor:
+        """The same values as a tensor that is not part of any graph (memory shared, as
+        PyTorch's ``.data``): ``p.data.add_(...)`` changes ``p`` without recording anything.
+        Assigning ``p.data = t`` makes ``p`` hold ``t``'s values (its array, shared)."""
+        return Tensor._wrap_on(self.array, False)
+
+    @data.setter
+    def data(self, value) -> None:
+        array = value.array if isinstance(value, Tensor) else None
+        if array is None:
+            raise TypeError(f"data: expected a Tensor, got {type(value).__name__}")
+        self.array = array
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient ``backward`` accumulated into this tensor (a Tensor of its shape), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: {value.shape}, expected {self.shape}")
+        self._grad = value
+
     @property
     def requires_grad(self) -> bool:
         return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if value and not is_floating(self.data.dtype):
+        if value and not is_floating(self.array.dtype):
             raise TypeError(
-                f"requires_grad: only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+                f"requires_grad: only floating-point tensors can require gradients, got dtype {self.array.dtype}"
             )
         if not value and self._fn is not None:
             raise RuntimeError("requires_grad: cannot turn off gradients of a non-leaf tensor; use .detach()")
@@ -131,7 +161,7 @@ class Tensor:
                 "did you create its inputs with requires_grad=True, or run under no_grad()?"
             )
         if grad is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"backward: grad can be implicitly created only for scalar outputs; "
                     f"this tensor has shape {self.shape}: pass grad= of that shape"
@@ -145,39 +175,39 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory, as in PyTorch)."""
-        return Tensor._wrap(self.data, False)
+        return Tensor._wrap(self.array, False)
 
     def zero_grad(self) -> None:
-        self.grad = None
+        self._grad = None
 
     def __deepcopy__(self, memo):
         """A new leaf with copied data and no gradient (as PyTorch's deepcopy of a parameter)."""
         new = type(self).__new__(type(self))
-        Tensor.__init__(new, self.data.copy(), requires_grad=self.requires_grad)
+        Tensor.__init__(new, self.array.copy(), requires_grad=self.requires_grad)
         memo[id(self)] = new
         return new
 
     # --- array-like views -------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self.array.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim: int | None = None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self.array.shape if dim is None else self.array.shape[dim]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shared, not copied).
@@ -185,14 +215,14 @@ class Tensor:
         Raises:
             TypeError: the tensor is on another device than the CPU (``.cpu().numpy()`` copies
             it to the host first, as in PyTorch)."""
-        if not isinstance(self.data, np.ndarray):
+        if not isinstance(self.array, np.ndarray):
             raise TypeError(f"numpy(): the tensor is on {self.device}; copy it to the host with .cpu().numpy() first")
-        return self.data
+        return self.array
 
     @property
     def device(self) -> Device:
         """Where the data lives: ``device(type='cpu')`` or ``device(type='cuda', index=0)``."""
-        return device_of(self.data)
+        return device_of(self.array)
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
@@ -201,27 +231,27 @@ class Tensor:
         return self.to("cuda")
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item: only one-element tensors convert to a Python number, got shape {self.shape}")
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     # --- Python's and NumPy's protocols, with PyTorch's semantics ---------------------------
     def _one_element(self, what: str):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(
                 f"{what}: only one element tensors can be converted to Python scalars, got shape {self.shape}"
             )
-        return self.data.item()
+        return self.array.item()
 
     def __bool__(self) -> bool:
-        if self.data.size == 0:
+        if self.array.size == 0:
             raise RuntimeError("Boolean value of Tensor with no values is ambiguous")
-        if self.data.size > 1:
+        if self.array.size > 1:
             raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
-        return bool(self.data.item())
+        return bool(self.array.item())
 
     def __float__(self) -> float:
         return float(self._one_element("float()"))
@@ -230,16 +260,16 @@ class Tensor:
         return int(self._one_element("int()"))
 
     def __index__(self) -> int:
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self.array.dtype.kind not in "iub" or self.array.size != 1:
             raise TypeError(
                 f"only integer tensors of a single element can be converted to an index, got {self.dtype} {self.shape}"
             )
-        return int(self.data.item())
+        return int(self.array.item())
 
     def __format__(self, spec: str) -> str:
         """A 0-d tensor formats as its number (``f"{loss:.3f}"``); others only without a spec."""
         if self.ndim == 0:
-            return format(self.data.item(), spec)
+            return format(self.array.item(), spec)
         if spec:
             raise TypeError(f"unsupported format string {spec!r} passed to Tensor.__format__ (shape {self.shape})")
         return repr(self)
@@ -247,7 +277,7 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         """The data as a NumPy array (a view where possible, as ``numpy()``): NumPy does not track
         gradients, so results computed from it are plain arrays."""
-        data = backend.to_numpy(self.data)
+        data = backend.to_numpy(self.array)
         if dtype is not None and data.dtype != dtype:
             return data.astype(dtype)
         return data.copy() if copy else data
@@ -276,7 +306,7 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(to_numpy(self.data), separator=", ", precision=4, prefix="tensor(")
+        body = np.array2string(to_numpy(self.array), separator=", ", precision=4, prefix="tensor(")
         extra = ""
         if self.dtype != get_default_dtype() and is_floating(self.dtype):
             extra += f", dtype={self.dtype}"
@@ -308,7 +338,7 @@ class Tensor:
                 raise RuntimeError(
                     "to(device): this tensor was computed in a graph; move the leaves (inputs, parameters) instead"
                 )
-            t = Tensor._wrap_on(to_device(t.data, device), t._requires_grad)
+            t = Tensor._wrap_on(to_device(t.array, device), t._requires_grad)
         if dtype is None:
             return t
         dtype = as_dtype(dtype)
@@ -316,7 +346,7 @@ class Tensor:
             return t
         if t.requires_grad and is_floating(dtype):
             return E.Cast.apply(t, dtype=dtype)
-        return Tensor._wrap_on(t.data.astype(dtype), False)
+        return Tensor._wrap_on(t.array.astype(dtype), False)
 
     def float(self) -> Tensor:
         return self.to(np.float32)
@@ -340,15 +370,15 @@ class Tensor:
                 dtype = self.dtype
             else:  # a float with an integer tensor: the default float dtype, as in PyTorch
                 dtype = get_default_dtype() if isinstance(other, float) else other.dtype
-            if isinstance(self.data, xp.ndarray):
+            if isinstance(self.array, xp.ndarray):
                 return Tensor._wrap(xp.asarray(other, dtype=dtype), False)
-            return Tensor._wrap_on(module_of(self.data).asarray(other, dtype=dtype), False)  # on self's device
+            return Tensor._wrap_on(module_of(self.array).asarray(other, dtype=dtype), False)  # on self's device
         return Tensor(other)
 
     def _binary(self, op, other, name, reverse=False):
         other = self._operand(other)
         a, b = (other, self) if reverse else (self, other)
-        if a.data.dtype != b.data.dtype or (op is E.Div and a.data.dtype.kind != "f"):
+        if a.array.dtype != b.array.dtype or (op is E.Div and a.array.dtype.kind != "f"):
             a, b = _promote(a, b, true_division=op is E.Div)
         try:
             return op.apply(a, b)
@@ -421,8 +451,8 @@ class Tensor:
 
     # --- comparisons (never differentiable; give bool tensors, as PyTorch) -------------------
     def _compare(self, other, fn):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(fn(self.data, other), False)
+        other = other.array if isinstance(other, Tensor) else other
+        return Tensor._wrap(fn(self.array, other), False)
 
     def __eq__(self, other):
         return self._compare(other, xp.equal)
@@ -443,7 +473,26 @@ class Tensor:
         return self._compare(other, xp.greater_equal)
 
     def __invert__(self):
-        return Tensor._wrap(~self.data, False)
+        return Tensor._wrap(~self.array, False)
+
+    def all(self, dim=None, keepdim: bool = False):
+        """Whether every element (along ``dim``) is nonzero: a bool tensor."""
+        axis = _axes(dim, self.ndim, "all")
+        return Tensor._wrap(xp.asarray(xp.all(self.array, axis=axis, keepdims=keepdim)), False)
+
+    def any(self, dim=None, keepdim: bool = False):
+        """Whether any element (along ``dim``) is nonzero: a bool tensor."""
+        axis = _axes(dim, self.ndim, "any")
+        return Tensor._wrap(xp.asarray(xp.any(self.array, axis=axis, keepdims=keepdim)), False)
+
+    def isfinite(self):
+        return Tensor._wrap(xp.isfinite(self.array), False)
+
+    def isnan(self):
+        return Tensor._wrap(xp.isnan(self.array), False)
+
+    def isinf(self):
+        return Tensor._wrap(xp.isinf(self.array), False)
 
     # --- unary maths ------------------------------------------------------------------------
     def exp(self):
@@ -506,7 +555,7 @@ class Tensor:
             return R.Max.apply(self, axis=None)
         axis = _axes(dim, self.ndim, "max")
         values = R.Max.apply(self, axis=axis, keepdims=keepdim)
-        indices = xp.argmax(self.data, axis=axis[0], keepdims=keepdim)
+        indices = xp.argmax(self.array, axis=axis[0], keepdims=keepdim)
         return MaxResult(values, Tensor._wrap(indices, False))
 
     def min(self, dim: int | None = None, keepdim: bool = False):
@@ -517,15 +566,15 @@ class Tensor:
 
     def argmax(self, dim: int | None = None, keepdim: bool = False):
         if dim is None:
-            return Tensor._wrap(xp.asarray(xp.argmax(self.data)), False)
-        return Tensor._wrap(xp.argmax(self.data, axis=dim, keepdims=keepdim), False)
+            return Tensor._wrap(xp.asarray(xp.argmax(self.array)), False)
+        return Tensor._wrap(xp.argmax(self.array, axis=dim, keepdims=keepdim), False)
 
     # --- shape ------------------------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         target = (
             tuple(shape)
-            if min(shape, default=0) >= 0 and math.prod(shape) == self.data.size
+            if min(shape, default=0) >= 0 and math.prod(shape) == self.array.size
             else _resolve_shape(tuple(shape), self.shape)
         )
         if target == self.shape:
@@ -542,7 +591,7 @@ class Tensor:
         return self.reshape(shape)
 
     def permute(self, *dims):
-        ndim = self.data.ndim
+        ndim = self.array.ndim
         dims = tuple([d % ndim for d in shape_arg(dims)])
         if sorted(dims) != list(range(ndim)):
             raise ValueError(f"permute: dims {dims} are not a permutation of {self.ndim} dims")
@@ -631,9 +680,9 @@ def _axes(dim, ndim: int, op: str):
 def _index_arg(index):
     """Turn Tensor indices into arrays so NumPy indexing rules apply unchanged."""
     if isinstance(index, Tensor):
-        return index.data
+        return index.array
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
     if isinstance(index, list):
         return xp.asarray(index)
     return index
@@ -668,6 +717,9 @@ _UNARY_UFUNCS = {
     "absolute": Tensor.abs,
     "tanh": Tensor.tanh,
     "negative": Tensor.__neg__,
+    "isfinite": Tensor.isfinite,
+    "isnan": Tensor.isnan,
+    "isinf": Tensor.isinf,
     "positive": lambda t: t,
     "square": lambda t: t * t,
     "reciprocal": lambda t: 1.0 / t,
@@ -687,6 +739,12 @@ _BINARY_UFUNCS = {  # ufunc: (method of a tensor first operand, method of a tens
     "greater": ("__gt__", "__lt__"),
     "greater_equal": ("__ge__", "__le__"),
 }
+
+
+def array_of(value):
+    """The array behind a Tensor (``value.array``), or ``value`` as an array of xp's module (a
+    list, a NumPy array, a number): for arguments that may be either, such as masks and ids."""
+    return value.array if isinstance(value, Tensor) else xp.asarray(value)
 
 
 def as_tensor(x) -> Tensor:
@@ -721,7 +779,7 @@ def matmul(a, b) -> Tensor:
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument names
     """Elementwise ``input if condition else other``; ``condition`` is boolean (no gradient)."""
-    cond = condition.data if isinstance(condition, Tensor) else xp.asarray(condition)
+    cond = condition.array if isinstance(condition, Tensor) else xp.asarray(condition)
     if cond.dtype != np.bool_:
         raise TypeError(f"where: condition must be a boolean tensor, got dtype {cond.dtype}")
     a = as_tensor(input) if not isinstance(input, (int, float)) else None
@@ -741,7 +799,7 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument
 
 def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
     """Fill ``input`` with ``value`` where ``mask`` is True; ``mask`` must broadcast to it."""
-    m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+    m = mask.array if isinstance(mask, Tensor) else xp.asarray(mask)
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a boolean tensor, got dtype {m.dtype}")
     if not _broadcasts(m, input) or np.broadcast_shapes(m.shape, input.shape) != input.shape:

@@ -26,13 +26,13 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
             raise TypeError(f"gradcheck: input {i} must be float64 for finite differences, got {t.dtype}")
     for t in inputs:
-        if isinstance(t, Tensor) and not t.data.flags.c_contiguous:
-            t.data = t.data.copy(order="C")  # so the flat view below perturbs t itself
+        if isinstance(t, Tensor) and not t.array.flags.c_contiguous:
+            t.array = t.array.copy(order="C")  # so the flat view below perturbs t itself
     out = fn(*inputs)
     r = np.random.default_rng(seed).standard_normal(out.shape)
 
     def scalar() -> float:
-        return float(np.sum(fn(*inputs).data * r))
+        return float(np.sum(fn(*inputs).array * r))
 
     for t in inputs:
         if isinstance(t, Tensor):
@@ -41,9 +41,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-6, rtol: float = 1
     for i, t in enumerate(inputs):
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
-        analytic = np.zeros(t.shape) if t.grad is None else t.grad.astype(np.float64)
+        analytic = np.zeros(t.shape) if t.grad is None else t.grad.array.astype(np.float64)
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)  # a view: perturb in place
+        flat = t.array.reshape(-1)  # a view: perturb in place
         for j in range(flat.size):
             old = flat[j]
             flat[j] = old + eps

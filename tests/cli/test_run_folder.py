@@ -163,7 +163,7 @@ def test_a_diverging_run_exits_non_zero_and_keeps_the_last_finite_checkpoint(tmp
 
     model, _, saved = GPT.load(out / "model")
     assert saved["history"]["status"] == "diverged"
-    assert all(np.isfinite(p.data).all() for p in model.parameters())
+    assert all(np.isfinite(p.array).all() for p in model.parameters())
 
 
 # --- 6. interrupts ----------------------------------------------------------------------------------

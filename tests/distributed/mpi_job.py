@@ -85,7 +85,7 @@ config = TrainConfig(
 trainer = Trainer(model, opt, loss_fn, batches, batches, scheduler=sched, config=config)
 if world.is_main and not args.resume:  # after the Trainer broadcast rank 0's weights
     os.makedirs(args.out, exist_ok=True)
-    save_file({"unused.weight": model.unused.weight.data.copy()}, os.path.join(args.out, "unused_initial.safetensors"))
+    save_file({"unused.weight": model.unused.weight.array.copy()}, os.path.join(args.out, "unused_initial.safetensors"))
 try:
     result = trainer.fit(resume=args.resume)
 except Exception as err:  # noqa: BLE001 - end every rank, as the CLI does

@@ -63,7 +63,7 @@ def test_ops_match_the_cpu_in_values_and_gradients(name):
         tw = nf.tensor(w, requires_grad=True, device=device)
         out = OPS[name](tx, tw)
         out.sum().backward() if out.ndim == 0 else (out * out).sum().backward()
-        results[device] = [to_numpy(out.data), to_numpy(tx.grad), to_numpy(tw.grad)]
+        results[device] = [to_numpy(out.array), to_numpy(tx.grad.array), to_numpy(tw.grad.array)]
         assert tx.device == device
     for a, b in zip(results["cpu"], results["cuda"]):
         np.testing.assert_allclose(b, a, **TOL)
@@ -82,7 +82,7 @@ def test_gpt_trains_and_generates_on_the_gpu_as_on_the_cpu(tmp_path):
             opt.step()
         with nf.no_grad():
             logits, _ = model(idx[:, :8])
-        return model, float(loss.item()), to_numpy(logits.data)
+        return model, float(loss.item()), to_numpy(logits.array)
 
     _, cpu_loss, cpu_logits = run("cpu")
     gpu_model, gpu_loss, gpu_logits = run("cuda")
@@ -93,8 +93,8 @@ def test_gpt_trains_and_generates_on_the_gpu_as_on_the_cpu(tmp_path):
     loaded, _, _ = GPT.load(tmp_path / "m")
     with nf.no_grad():
         np.testing.assert_allclose(
-            to_numpy(loaded(np.arange(8)[None])[0].data),
-            to_numpy(gpu_model.to("cpu")(np.arange(8)[None])[0].data),
+            to_numpy(loaded(np.arange(8)[None])[0].array),
+            to_numpy(gpu_model.to("cpu")(np.arange(8)[None])[0].array),
             **TOL,
         )
     tokens = loaded.to("cuda").generate([[1, 2, 3]], max_new_tokens=8, seed=0)

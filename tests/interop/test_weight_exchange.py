@@ -53,7 +53,7 @@ def test_round_trip_through_pytorch_modules(name):
     theirs.load_state_dict(to_torch_state_dict(ours), strict=True)
     with torch.no_grad(), nf.no_grad():
         np.testing.assert_allclose(
-            _out(theirs, torch.from_numpy(x)).numpy(), _out(ours, nf.tensor(x)).data, rtol=1e-5, atol=1e-5
+            _out(theirs, torch.from_numpy(x)).numpy(), _out(ours, nf.tensor(x)).array, rtol=1e-5, atol=1e-5
         )
     # PyTorch -> numformer: a fresh torch init comes back and computes the same
     torch.manual_seed(1)
@@ -61,7 +61,7 @@ def test_round_trip_through_pytorch_modules(name):
     load_torch_state_dict(ours, fresh.state_dict())
     with torch.no_grad(), nf.no_grad():
         np.testing.assert_allclose(
-            _out(fresh, torch.from_numpy(x)).numpy(), _out(ours, nf.tensor(x)).data, rtol=1e-5, atol=1e-5
+            _out(fresh, torch.from_numpy(x)).numpy(), _out(ours, nf.tensor(x)).array, rtol=1e-5, atol=1e-5
         )
     back = from_torch_state_dict(to_torch_state_dict(ours))
     assert list(back) == list(ours.state_dict())

@@ -187,8 +187,8 @@ def test_bert_matches_a_pytorch_twin_in_values_and_gradients(batch, length, head
     state = {k: torch.tensor(v, requires_grad=True) for k, v in model.state_dict().items()}
     t_hidden, t_pooled = torch_bert(state, c, torch.tensor(ids), torch.tensor(mask), torch.tensor(types))
     real = mask.astype(bool)
-    np.testing.assert_allclose(out.last_hidden_state.data[real], t_hidden.detach().numpy()[real], atol=1e-10)
-    np.testing.assert_allclose(out.pooler_output.data, t_pooled.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(out.last_hidden_state.array[real], t_hidden.detach().numpy()[real], atol=1e-10)
+    np.testing.assert_allclose(out.pooler_output.array, t_pooled.detach().numpy(), atol=1e-10)
     g = r.standard_normal(out.last_hidden_state.shape) * real[..., None]
     gp = r.standard_normal(out.pooler_output.shape)
     ((out.last_hidden_state * nf.tensor(g)).sum() + (out.pooler_output * nf.tensor(gp)).sum()).backward()
@@ -229,8 +229,8 @@ def test_classification_head_gradients_match_finite_differences():
 def test_mean_pool_ignores_padding_and_empty_rows():
     h = nf.tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     pooled = mean_pool(h, np.array([[1, 1, 0], [0, 0, 0]]))
-    np.testing.assert_allclose(pooled.data[0], h.data[0, :2].mean(0))
-    np.testing.assert_array_equal(pooled.data[1], 0)
+    np.testing.assert_allclose(pooled.array[0], h.array[0, :2].mean(0))
+    np.testing.assert_array_equal(pooled.array[1], 0)
 
 
 def test_forward_refuses_bad_input():
@@ -262,7 +262,7 @@ def test_save_and_load_round_trip_and_hf_name_variants(tmp_path):
     folder = tiny_checkpoint(tmp_path / "m")
     model = BertModel.from_pretrained(folder)
     ids = np.array([[1, 4, 9, 2]])
-    expected = model(ids).last_hidden_state.data
+    expected = model(ids).last_hidden_state.array
     # a task model's checkpoint: "bert." prefix, old gamma/beta names, an MLM head and the
     # position_ids buffer, all of which Hugging Face's loader also takes
     state = load_file(str(folder / "model.safetensors"))
@@ -274,7 +274,7 @@ def test_save_and_load_round_trip_and_hf_name_variants(tmp_path):
     renamed["bert.embeddings.position_ids"] = np.arange(512)[None]
     save_file(renamed, str(folder / "model.safetensors"))
     again = BertModel.from_pretrained(folder)
-    np.testing.assert_array_equal(again(ids).last_hidden_state.data, expected)
+    np.testing.assert_array_equal(again(ids).last_hidden_state.array, expected)
 
 
 def test_loader_lists_every_problem_in_one_error(tmp_path):
@@ -353,7 +353,7 @@ def test_fine_tuning_minilm_overfits_a_tiny_batch(encoder, tmp_path):
     with nf.no_grad():
         logits, loss = model(*batch)
     assert float(loss.item()) < 0.05
-    assert (logits.data.argmax(1) == labels).all()
+    assert (logits.array.argmax(1) == labels).all()
 
 
 def test_the_packaged_folder_holds_the_reference_model():

@@ -30,11 +30,11 @@ def test_the_causal_mask_hides_future_items():
     nf.manual_seed(0)
     model = SASRec(CONFIG).eval()
     with nf.no_grad():
-        base = model(SEQ).data
+        base = model(SEQ).array
         for t in range(1, 8):
             changed = SEQ.copy()
             changed[:, t:] = np.random.default_rng(t).integers(1, 31, (3, 8 - t))
-            np.testing.assert_allclose(model(changed).data[:, :t], base[:, :t], atol=1e-6)
+            np.testing.assert_allclose(model(changed).array[:, :t], base[:, :t], atol=1e-6)
 
 
 @pytest.mark.parametrize("make", [SASRec, RecurrentRecommender])
@@ -42,9 +42,9 @@ def test_padding_never_changes_a_real_position(make):
     nf.manual_seed(0)
     model = make(CONFIG).eval()
     with nf.no_grad():
-        base = model(SEQ).data
-        model.item_emb.weight.data[0] = np.random.default_rng(0).standard_normal(16)  # what a pad would carry
-        again = model(SEQ).data
+        base = model(SEQ).array
+        model.item_emb.weight.array[0] = np.random.default_rng(0).standard_normal(16)  # what a pad would carry
+        again = model(SEQ).array
     real = SEQ != 0
     if make is SASRec:
         np.testing.assert_allclose(again[real], base[real], atol=1e-6)
@@ -68,7 +68,7 @@ def test_overfits_a_tiny_batch_and_round_trips(make, tmp_path):
     save_model(model, tmp_path / "m.safetensors")
     other = make(CONFIG)
     load_model(other, tmp_path / "m.safetensors")
-    np.testing.assert_array_equal(other.eval()(SEQ).data, model.eval()(SEQ).data)
+    np.testing.assert_array_equal(other.eval()(SEQ).array, model.eval()(SEQ).array)
 
 
 def test_the_full_softmax_loss_trains_and_ignores_padding():
@@ -79,7 +79,7 @@ def test_the_full_softmax_loss_trains_and_ignores_padding():
     first = float(softmax_loss(model, SEQ, positives).item())
     assert first == pytest.approx(np.log(30), rel=0.2)  # about uniform over the catalogue at the start
     with nf.no_grad():  # by hand: the 30 items are the classes (not the padding id), real positions only
-        logits = model.score(model(SEQ)).data.astype(np.float64)[..., 1:][positives != 0]
+        logits = model.score(model(SEQ)).array.astype(np.float64)[..., 1:][positives != 0]
     picked = logits[np.arange(len(logits)), positives[positives != 0] - 1]
     by_hand = np.mean(np.log(np.exp(logits).sum(1)) - picked)
     assert first == pytest.approx(by_hand, rel=1e-5)
@@ -91,7 +91,7 @@ def test_the_full_softmax_loss_trains_and_ignores_padding():
         opt.step()
     assert float(loss.item()) < 0.1
     h = model.eval()(SEQ)
-    assert (model.score(h[:, -1]).data[:, 1:].argmax(1) + 1).tolist() == [8, 3, 19]
+    assert (model.score(h[:, -1]).array[:, 1:].argmax(1) + 1).tolist() == [8, 3, 19]
 
 
 def test_negatives_never_include_the_target_or_the_history():
@@ -172,6 +172,6 @@ def test_the_feedforward_activation_is_the_configs():
     gelu.load_state_dict(relu.state_dict())  # the same weights: only the activation differs
     relu.eval(), gelu.eval()
     assert type(gelu.encoder.layers[0].activation).__name__ == "GELU"
-    assert not np.allclose(relu(x).data, gelu(x).data)
+    assert not np.allclose(relu(x).array, gelu(x).array)
     with pytest.raises(ValueError, match="activation must be 'relu' or 'gelu', got 'swish'"):
         SASRecConfig(num_items=30, activation="swish")

@@ -54,8 +54,8 @@ def test_overfits_a_tiny_batch_and_then_decodes_it(make):
 def test_padding_never_changes_a_result(make):
     model = make().eval()
     with nf.no_grad():
-        one = model(SRC[1:2, :3], TGT[1:2, :4]).data
-        padded = model(np.pad(SRC[1:2, :3], ((0, 0), (0, 5))), np.pad(TGT[1:2, :4], ((0, 0), (0, 3)))).data
+        one = model(SRC[1:2, :3], TGT[1:2, :4]).array
+        padded = model(np.pad(SRC[1:2, :3], ((0, 0), (0, 5))), np.pad(TGT[1:2, :4], ((0, 0), (0, 3)))).array
     np.testing.assert_allclose(padded[:, :4], one, atol=1e-5)
 
 
@@ -63,10 +63,10 @@ def test_the_cached_decoder_equals_the_full_one():
     model = transformer().eval()
     memory, padding = model.encode(SRC)
     with nf.no_grad():
-        full = model.decode(TGT, memory, padding).data
+        full = model.decode(TGT, memory, padding).array
         cache = nn.DecoderCache(2)
-        steps = [model.decode(TGT[:, :3], memory, padding, cache).data]
-        steps += [model.decode(TGT[:, t : t + 1], memory, padding, cache).data for t in range(3, TGT.shape[1])]
+        steps = [model.decode(TGT[:, :3], memory, padding, cache).array]
+        steps += [model.decode(TGT[:, t : t + 1], memory, padding, cache).array for t in range(3, TGT.shape[1])]
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-5)
     assert cache.length == TGT.shape[1]
 
@@ -89,7 +89,7 @@ def test_beam_search_scores_at_least_as_well_as_greedy():
     def logprob(src, seq):
         tgt = np.array([[1] + seq + [EOS]])
         with nf.no_grad():
-            logits = model(src[None], tgt[:, :-1]).data[0]
+            logits = model(src[None], tgt[:, :-1]).array[0]
         logp = (
             logits
             - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
@@ -115,7 +115,7 @@ def test_save_load_round_trip(make, tmp_path):
     other = make(seed=5).eval()
     load_model(other, tmp_path / "m.safetensors")
     with nf.no_grad():
-        np.testing.assert_array_equal(other(SRC, TGT).data, model(SRC, TGT).data)
+        np.testing.assert_array_equal(other(SRC, TGT).array, model(SRC, TGT).array)
 
 
 def test_bad_input_is_named():

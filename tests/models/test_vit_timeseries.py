@@ -66,7 +66,7 @@ def test_series_models_overfit_a_tiny_batch_and_round_trip(make, tmp_path):
     save_model(model, tmp_path / "m.safetensors")
     other = make(CONFIG)
     load_model(other, tmp_path / "m.safetensors")
-    np.testing.assert_array_equal(other.eval()(x).data, model.eval()(x).data)
+    np.testing.assert_array_equal(other.eval()(x).array, model.eval()(x).array)
 
 
 def test_a_forecast_never_reads_the_future():

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+import numformer as nf
 from numformer import nn
 from numformer.nn.utils import clip_grad_norm_
 
 
 def test_huge_finite_float32_gradients_are_scaled_not_zeroed():
     p = nn.Parameter(np.zeros(100, np.float32))
-    p.grad = np.full(100, 1e20, np.float32)
+    p.grad = nf.tensor(np.full(100, 1e20, np.float32))
     total = clip_grad_norm_([p], 1.0)
     assert float(total) == pytest.approx(1e21, rel=1e-6)  # sqrt(100) * 1e20
     np.testing.assert_allclose(p.grad, 0.1, rtol=1e-5)
@@ -28,7 +29,7 @@ def test_ordinary_gradients_clip_as_in_pytorch(norm_type):
     ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
     theirs = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
     for p, t, g in zip(ours, theirs, grads):
-        p.grad, t.grad = g.copy(), torch.from_numpy(g.copy())
+        p.grad, t.grad = nf.tensor(g), torch.from_numpy(g.copy())
     a = clip_grad_norm_(ours, 1.5, norm_type=norm_type)
     b = torch.nn.utils.clip_grad_norm_(theirs, 1.5, norm_type=float(norm_type))
     np.testing.assert_allclose(float(a), float(b), rtol=1e-5)

@@ -34,11 +34,13 @@ def test_incremental_decoding_equals_the_full_forward(batch, T, S, first, norm_f
     with nf.no_grad():
         full = decoder(
             tgt, memory, tgt_mask=nn.Transformer.generate_square_subsequent_mask(T), memory_key_padding_mask=padding
-        ).data
+        ).array
         cache = nn.DecoderCache(2)
-        parts = [decoder(tgt[:, :first], memory, memory_key_padding_mask=padding, tgt_is_causal=True, cache=cache).data]
+        parts = [
+            decoder(tgt[:, :first], memory, memory_key_padding_mask=padding, tgt_is_causal=True, cache=cache).array
+        ]
         for t in range(first, T):
-            parts.append(decoder(tgt[:, t : t + 1], memory, memory_key_padding_mask=padding, cache=cache).data)
+            parts.append(decoder(tgt[:, t : t + 1], memory, memory_key_padding_mask=padding, cache=cache).array)
     np.testing.assert_allclose(np.concatenate(parts, 1), full, rtol=1e-5, atol=1e-5)
     assert cache.length == T
 
@@ -48,7 +50,7 @@ def test_reorder_picks_rows_of_every_layer():
     for layer in cache.layers:
         layer.self_attn.k = layer.self_attn.v = nf.tensor(np.arange(3, dtype=np.float32)[:, None, None, None])
     cache.reorder(np.array([2, 2, 0]))
-    assert cache.layers[1].self_attn.k.data.ravel().tolist() == [2.0, 2.0, 0.0]
+    assert cache.layers[1].self_attn.k.array.ravel().tolist() == [2.0, 2.0, 0.0]
     assert cache.layers[0].multihead_attn.k is None  # nothing cached yet: nothing to reorder
 
 

@@ -73,15 +73,15 @@ def test_embedding(seed, dtype, pad):
     m, t = nn.Embedding(6, 5, padding_idx=pad), torch.nn.Embedding(6, 5, padding_idx=pad)
     compare_modules(m, t, [], dtype, call=lambda mod: mod(idx), t_call=lambda mod: mod(torch.from_numpy(idx)))
     if pad is not None:
-        assert not np.any(m.weight.grad[pad])
+        assert not np.any(m.weight.grad.numpy()[pad])
 
 
 @given(seed=SEEDS, dtype=DTYPES, affine=st.booleans())
 def test_layer_norm(seed, dtype, affine):
     m, t = nn.LayerNorm(6, elementwise_affine=affine), torch.nn.LayerNorm(6, elementwise_affine=affine)
     if affine:
-        m.weight.data[...] = randn(seed, (6,))
-        m.bias.data[...] = randn(seed + 1, (6,))
+        m.weight.array[...] = randn(seed, (6,))
+        m.bias.array[...] = randn(seed + 1, (6,))
     compare_modules(m, t, [randn(seed, (2, 3, 6)) * 3 + 1], dtype)
 
 
@@ -118,7 +118,7 @@ def test_no_grad_path_gives_the_graph_paths_bits(seed, dtype, lead, bias):
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_batch_norm_train_and_eval_over_several_steps(dtype, shape, momentum):
     m, t = nn.BatchNorm1d(4, momentum=momentum), torch.nn.BatchNorm1d(4, momentum=momentum)
-    m.weight.data[...] = randn(9, (4,))
+    m.weight.array[...] = randn(9, (4,))
     m.to(dtype)
     t.to(TORCH_DTYPE[dtype])
     copy_weights(m, t)

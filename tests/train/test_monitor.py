@@ -76,7 +76,7 @@ def test_huge_learning_rate_explodes_gradients(tmp_path):
 def test_negatively_biased_relus_are_dead_and_predictions_collapse(tmp_path):
     nf.manual_seed(0)
     model = mlp(hidden=32)
-    model[0].bias.data[...] = -10.0
+    model[0].bias.array[...] = -10.0
     monitor, _ = run(model, optim.SGD(model.parameters(), lr=0.01), regression(), steps=20, tmp_path=tmp_path)
     dead = [d for d in monitor.diagnoses if d.kind == "dead_relus"]
     assert dead and dead[0].layer == "1" and "100% of the units never activate" in dead[0].detail

@@ -182,7 +182,7 @@ def test_a_dataloader_feeds_the_trainer_and_resumes_exactly(tmp_path):
             config=TrainConfig(max_steps=steps, out_dir=str(out), eval_every=2, checkpoint_every=2, progress=False),
         )
         trainer.fit(resume=resume)
-        return model.weight.data.copy()
+        return model.weight.array.copy()
 
     straight = run(tmp_path / "a", 7)
     run(tmp_path / "b", 4)

@@ -282,7 +282,7 @@ def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
         for start in range(0, len(ids), 32):
             rows = order[start : start + 32]
             x, mask, _, _ = _batches(ids, np.zeros(len(ids), dtype=np.int64), rows)
-            logits = model(x, attention_mask=mask)[0].data
+            logits = model(x, attention_mask=mask)[0].array
             e = np.exp(logits - logits.max(1, keepdims=True))
             probs[rows] = e / e.sum(1, keepdims=True)
     return probs

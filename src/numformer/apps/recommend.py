@@ -331,7 +331,7 @@ def _models(out: Path, names=("sasrec", "lstm")):
 
 def _all_scores(model, rows: np.ndarray) -> np.ndarray:
     with nf.no_grad():
-        return np.concatenate([model.score(model(rows[i : i + 256])[:, -1]).data for i in range(0, len(rows), 256)])
+        return np.concatenate([model.score(model(rows[i : i + 256])[:, -1]).array for i in range(0, len(rows), 256)])
 
 
 def evaluate(out: Path) -> dict:

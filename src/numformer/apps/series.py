@@ -219,7 +219,7 @@ def forecast(model, values, phase, end: int, window: int, scale: float, season: 
     seasonal-naive anchor plus the model's correction. Reads only ``values[: end + 1]``."""
     x, _ = features(values, phase, end, window, scale)
     with nf.no_grad():
-        correction = model(x[None]).data[0].astype(np.float64)
+        correction = model(x[None]).array[0].astype(np.float64)
     return anchor(values, end, window, len(correction), season) + scale * correction
 
 
@@ -368,7 +368,7 @@ def ae_scores(model, values, phase, scale) -> np.ndarray:
     """Each point's mean absolute reconstruction error over the windows that hold it."""
     x = _windows(values, phase, scale)
     with nf.no_grad():
-        rebuilt = np.concatenate([model(x[i : i + 256]).data for i in range(0, len(x), 256)])
+        rebuilt = np.concatenate([model(x[i : i + 256]).array for i in range(0, len(x), 256)])
     err = np.abs(rebuilt - x[:, :, 0])
     total, count = np.zeros(len(values)), np.zeros(len(values))
     for j in range(AE_WINDOW):

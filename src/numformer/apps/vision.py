@@ -113,7 +113,7 @@ def _load_model(out: Path) -> VisionTransformer:
 def _classify(model, images: np.ndarray) -> tuple[np.ndarray, list]:
     with nf.no_grad():
         logits, weights = model(images, need_weights=True)
-    return logits.data, weights
+    return logits.array, weights
 
 
 def evaluate(out: Path) -> dict:

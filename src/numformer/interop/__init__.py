@@ -37,7 +37,7 @@ def _numpy(name, value) -> np.ndarray:
         if str(value.dtype) == "torch.bfloat16":
             value = value.float()
         return value.numpy().copy()
-    data = value.data if isinstance(value, Tensor) else value
+    data = value.array if isinstance(value, Tensor) else value
     try:
         return np.array(to_numpy(data))
     except Exception as err:  # noqa: BLE001 - report which entry cannot be converted

@@ -25,7 +25,7 @@ from numformer import nn
 from numformer.backend import to_numpy, xp
 from numformer.fileio import replace_atomic
 from numformer.nn import functional as F
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, array_of
 
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "relu": None}
 
@@ -274,7 +274,7 @@ class BertModelOutput(NamedTuple):
 
 
 def _as_ids(value, name: str) -> np.ndarray:
-    array = value.data if isinstance(value, Tensor) else xp.asarray(value)
+    array = array_of(value)
     if array.dtype.kind not in "iub":
         raise TypeError(f"BertModel: {name} must hold integers, got dtype {array.dtype}")
     return array
@@ -303,7 +303,7 @@ class BertModel(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                module.weight.data[module.padding_idx] = 0
+                module.weight.array[module.padding_idx] = 0
 
     def forward(
         self,

@@ -23,7 +23,7 @@ from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
 from numformer.fileio import replace_atomic, sha256_file
 from numformer.nn import functional as F
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, array_of
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
 
@@ -172,7 +172,7 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
         mask, causal = None, True
         if cache is not None:
-            keys, values, mask = cache.store(self.layer_idx, k.data, v.data)
+            keys, values, mask = cache.store(self.layer_idx, k.array, v.array)
             k, v = Tensor(keys), Tensor(values)
             causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
             mask = None if causal else mask
@@ -288,11 +288,11 @@ class GPT(nn.Module):
         if self.config.positions == "learned":
             x = x + self.transformer["wpe"](positions)
         elif self.config.positions == "sinusoidal":
-            x = x + Tensor(self.pe.data[positions].astype(x.dtype, copy=False))
+            x = x + Tensor(self.pe.array[positions].astype(x.dtype, copy=False))
         return self.transformer["drop"](x)
 
     def _check_input(self, idx) -> np.ndarray:
-        idx = idx.data if isinstance(idx, Tensor) else xp.asarray(idx)
+        idx = array_of(idx)
         if idx.ndim != 2 or not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"GPT: input must be integer token ids of shape (N, T), got {idx.dtype} {idx.shape}")
         if idx.shape[1] > self.config.block_size:
@@ -324,7 +324,7 @@ class GPT(nn.Module):
         idx = self._check_input(idx)
         N, T = idx.shape
         if positions is not None:
-            positions = xp.asarray(positions.data if isinstance(positions, Tensor) else positions)
+            positions = xp.asarray(positions.array if isinstance(positions, Tensor) else positions)
             B = self.config.block_size
             if positions.shape != (N, T) or positions.dtype.kind not in "iu":
                 raise ValueError(
@@ -347,11 +347,11 @@ class GPT(nn.Module):
         all_weights = []
         for block in self.transformer["h"]:
             x, w = block(x, positions, cache, need_weights)
-            all_weights.append(None if w is None else w.data)
+            all_weights.append(None if w is None else w.array)
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None
         if targets is not None:
-            t = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
+            t = array_of(targets)
             loss = F.cross_entropy(logits.reshape(N * T, -1), t.reshape(-1))
         return (logits, loss, all_weights) if need_weights else (logits, loss)
 
@@ -431,7 +431,7 @@ class GPT(nn.Module):
     def _next_logits_full(self, rows) -> np.ndarray:
         idx, lengths = self._window(rows)
         logits, _ = self.forward(idx)
-        return logits.data[xp.arange(len(rows)), lengths - 1]
+        return logits.array[xp.arange(len(rows)), lengths - 1]
 
     def _next_logits_cached(self, rows, cache):
         """The next-token logits of every row (all of them at most block_size long) through the
@@ -440,17 +440,17 @@ class GPT(nn.Module):
         if cache is None:
             idx, lengths = self._window(rows)
             cache = KVCache(self.config, N, self.lm_head.weight.dtype)
-            logits = self.forward(idx, cache=cache)[0].data
+            logits = self.forward(idx, cache=cache)[0].array
             cache.lengths = lengths.copy()  # right-padded rows: each row's own length
             return logits[xp.arange(N), lengths - 1], cache
         idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
         if any(m.has_forward_hooks() for m in self.modules()):  # hooks must see every module run
-            return self.forward(idx, cache=cache)[0].data[:, 0], cache
+            return self.forward(idx, cache=cache)[0].array[:, 0], cache
         return self._decode_step(idx, cache)[:, 0], cache
 
     # --- the one fast path: a decoding step on arrays -------------------------------------
     def _decode_step(self, idx, cache: KVCache):
-        """``forward(idx, cache=cache)[0].data`` for one new token per row, in eval mode,
+        """``forward(idx, cache=cache)[0].array`` for one new token per row, in eval mode,
         computed on arrays: the same kernels (each primitive's ``infer``) without tensors,
         modules or argument checks (``generate`` built and checked every input).
 
@@ -467,18 +467,18 @@ class GPT(nn.Module):
         cache.begin(positions)
         cache.lengths = cache.lengths + 1
         t = self.transformer
-        x = t["wte"].weight.data[idx]
+        x = t["wte"].weight.array[idx]
         if self.config.positions == "learned":
-            x = x + t["wpe"].weight.data[positions]
+            x = x + t["wpe"].weight.array[positions]
         elif self.config.positions == "sinusoidal":
-            x = x + self.pe.data[positions].astype(x.dtype, copy=False)
+            x = x + self.pe.array[positions].astype(x.dtype, copy=False)
         scale = 1.0 / math.sqrt(E // H)
         for block in t["h"]:
             attn, mlp = block.attn, block.mlp
             q, k, v = _linear(attn.c_attn, _layer_norm(block.ln_1, x)).reshape(N, 1, 3, H, -1).transpose(2, 0, 3, 1, 4)
             if attn.rotary is not None:
-                q = attn.rotary(Tensor(q), positions=positions).data
-                k = attn.rotary(Tensor(k), positions=positions).data
+                q = attn.rotary(Tensor(q), positions=positions).array
+                k = attn.rotary(Tensor(k), positions=positions).array
             keys, values, mask = cache.store(attn.layer_idx, k, v)
             out = ScaledDotProductAttention.inference(q, keys, values, bool_mask=mask, scale=scale)
             x = x + _linear(attn.c_proj, out.transpose(0, 2, 1, 3).reshape(N, 1, E))
@@ -580,7 +580,7 @@ class GPT(nn.Module):
             model.load_state_dict(state)
         except (ValueError, KeyError) as err:
             raise ValueError(f"{weights_path} does not fit {config_path.name}: {err}") from None
-        bad = [name for name, p in model.named_parameters() if not xp.isfinite(p.data).all()]
+        bad = [name for name, p in model.named_parameters() if not xp.isfinite(p.array).all()]
         if bad:
             raise ValueError(f"{weights_path} holds non-finite weights ({', '.join(bad[:3])}): not a usable model")
         tokenizer = None
@@ -610,7 +610,7 @@ def _linear(layer: nn.Linear, x):
     """``layer``'s kernel on an array (``GPT._decode_step``)."""
     from numformer.ops.linalg import Linear
 
-    params = (layer.weight.data,) if layer.bias is None else (layer.weight.data, layer.bias.data)
+    params = (layer.weight.array,) if layer.bias is None else (layer.weight.array, layer.bias.array)
     return Linear.inference(x, *params)
 
 
@@ -618,7 +618,7 @@ def _layer_norm(layer: nn.LayerNorm, x):
     """``layer``'s kernel on an array (``GPT._decode_step``)."""
     from numformer.ops.normalization import LayerNorm
 
-    params = [p.data for p in (layer.weight, layer.bias) if p is not None]
+    params = [p.array for p in (layer.weight, layer.bias) if p is not None]
     return LayerNorm.inference(
         x, *params, eps=layer.eps, has_weight=layer.weight is not None, has_bias=layer.bias is not None
     )

@@ -20,7 +20,7 @@ import numpy as np
 from numformer import nn
 from numformer.backend import xp
 from numformer.nn import functional as F
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, array_of
 
 
 @dataclass
@@ -53,7 +53,7 @@ class SASRecConfig:
 
 
 def _check(seq, c: SASRecConfig) -> np.ndarray:
-    s = seq.data if isinstance(seq, Tensor) else xp.asarray(seq)
+    s = array_of(seq)
     if s.ndim != 2 or s.dtype.kind not in "iu" or s.shape[1] != c.max_len:
         raise ValueError(f"sequences must be integer (N, max_len={c.max_len}), got {s.dtype} {s.shape}")
     if s.size and (s.min() < 0 or s.max() > c.num_items):
@@ -65,7 +65,7 @@ def _item_embedding(c: SASRecConfig) -> nn.Embedding:
     """Items 1..num_items (row 0 is padding, kept at zero), N(0, 1/d) as in the paper's code."""
     table = nn.Embedding(c.num_items + 1, c.d_model, padding_idx=0)
     nn.init.normal_(table.weight, std=c.d_model**-0.5)
-    table.weight.data[0] = 0
+    table.weight.array[0] = 0
     return table
 
 
@@ -154,7 +154,7 @@ def bce_loss(model, seq, positives, negatives):
     keep = Tensor((positives != 0).astype(np.float32))
     # -log sigmoid(x) = softplus(-x); softplus(z) = relu(z) + log(1 + exp(-|z|)), stable
     loss = _softplus(-pos) + _softplus(neg)
-    return (loss * keep).sum() / max(float(keep.data.sum()), 1.0)
+    return (loss * keep).sum() / max(float(keep.array.sum()), 1.0)
 
 
 def _softplus(z):

@@ -186,12 +186,12 @@ class SentenceEncoder:
         Shape: both ``(N, L)`` -> float32 ``(N, dim)``."""
         hidden = self.model(input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
-            return to_numpy(hidden.data[:, 0])
+            return to_numpy(hidden.array[:, 0])
         if self.pooling == "max":
-            h = to_numpy(hidden.data).copy()
+            h = to_numpy(hidden.array).copy()
             h[attention_mask == 0] = -1e9
             return h.max(axis=1)
-        pooled = to_numpy(mean_pool(hidden, attention_mask).data)
+        pooled = to_numpy(mean_pool(hidden, attention_mask).array)
         if self.pooling == "mean_sqrt_len":
             pooled = pooled * np.sqrt(attention_mask.sum(axis=1, keepdims=True))  # sum / sqrt(count)
         return pooled

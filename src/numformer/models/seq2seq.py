@@ -19,7 +19,7 @@ from numformer import nn
 from numformer.autograd import no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
-from numformer.tensor import Tensor, cat, stack
+from numformer.tensor import Tensor, array_of, cat, stack
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -60,7 +60,7 @@ class Seq2SeqConfig:
 
 
 def _ids(value, name: str) -> np.ndarray:
-    array = value.data if isinstance(value, Tensor) else xp.asarray(value)
+    array = array_of(value)
     if array.ndim != 2 or array.dtype.kind not in "iu":
         raise ValueError(f"{name} must be an integer array of shape (N, length), got {array.dtype} {array.shape}")
     return array
@@ -91,7 +91,7 @@ class Seq2SeqTransformer(nn.Module):
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
         for embedding in {id(self.src_embed): self.src_embed, id(self.tgt_embed): self.tgt_embed}.values():
             nn.init.normal_(embedding.weight, std=c.d_model**-0.5)
-            embedding.weight.data[c.pad_id] = 0
+            embedding.weight.array[c.pad_id] = 0
 
     def _embed(self, table: nn.Embedding, ids: np.ndarray, offset: int = 0):
         if offset + ids.shape[1] > self.config.max_len:
@@ -152,7 +152,7 @@ class Seq2SeqTransformer(nn.Module):
             token = xp.full((src.shape[0], 1), BOS, dtype=np.int64)
             out, done = [], xp.zeros(src.shape[0], dtype=bool)
             for _ in range(limit):
-                token = self.decode(token, memory, padding, cache).data[:, -1].argmax(-1)[:, None].astype(np.int64)
+                token = self.decode(token, memory, padding, cache).array[:, -1].argmax(-1)[:, None].astype(np.int64)
                 out.append(to_numpy(token[:, 0]))
                 done |= to_numpy(token[:, 0]) == EOS
                 if done.all():
@@ -177,7 +177,7 @@ class Seq2SeqTransformer(nn.Module):
             self.eval()
             memory, padding = self.encode(src)
             # every source repeated K times: rows n*K .. n*K+K-1 are its beams
-            memory = Tensor(xp.repeat(memory.data, K, axis=0))
+            memory = Tensor(xp.repeat(memory.array, K, axis=0))
             padding = xp.repeat(padding, K, axis=0)
             cache = nn.DecoderCache(self.config.num_decoder_layers)
             scores = np.full((N, K), -math.inf)
@@ -186,7 +186,7 @@ class Seq2SeqTransformer(nn.Module):
             finished = np.zeros(N * K, dtype=bool)
             best = [(-math.inf, []) for _ in range(N)]
             for step in range(limit):
-                logits = to_numpy(self.decode(xp.asarray(tokens[:, -1:]), memory, padding, cache).data[:, -1])
+                logits = to_numpy(self.decode(xp.asarray(tokens[:, -1:]), memory, padding, cache).array[:, -1])
                 logp = logits - logits.max(-1, keepdims=True)
                 logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
                 V = logp.shape[-1]
@@ -244,7 +244,7 @@ class LSTMSeq2Seq(nn.Module):
         self.generator = nn.Linear(hidden, tgt_vocab_size)
         for embedding in (self.src_embed, self.tgt_embed):
             nn.init.normal_(embedding.weight, std=hidden**-0.5)
-            embedding.weight.data[PAD] = 0
+            embedding.weight.array[PAD] = 0
 
     def encode(self, src):
         """Shape: ``src`` ``(N, S)`` -> ``(outputs (N, S, H), state, keep (N, S) bool)``.
@@ -292,7 +292,7 @@ class LSTMSeq2Seq(nn.Module):
             done = np.zeros(N, dtype=bool)
             for _ in range(max_len):
                 logits, state = self.decode(token, memory, keep, state)
-                token = to_numpy(logits.data[:, -1].argmax(-1))[:, None].astype(np.int64)
+                token = to_numpy(logits.array[:, -1].argmax(-1))[:, None].astype(np.int64)
                 out = np.concatenate([out, token], axis=1)
                 done |= token[:, 0] == EOS
                 if done.all():

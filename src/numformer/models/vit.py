@@ -17,7 +17,7 @@ import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
-from numformer.tensor import Tensor, cat
+from numformer.tensor import Tensor, array_of, cat
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Block(nn.Module):
 def patchify(images, patch: int) -> np.ndarray:
     """Shape: ``(N, C, H, W)`` (or ``(N, H, W)``) -> ``(N, (H/p) * (W/p), C * p * p)``, patches
     in row-major order."""
-    x = images.data if isinstance(images, Tensor) else xp.asarray(images)
+    x = array_of(images)
     if x.ndim == 3:
         x = x[:, None]
     N, C, H, W = x.shape
@@ -119,7 +119,7 @@ class VisionTransformer(nn.Module):
 
         Raises:
             ValueError: images of another size or channel count than the config's."""
-        x = images.data if isinstance(images, Tensor) else xp.asarray(images)
+        x = array_of(images)
         c = self.config
         shape = x.shape[1:] if x.ndim == 4 else (1,) + tuple(x.shape[1:])
         if x.ndim not in (3, 4) or shape != (c.in_channels, c.image_size, c.image_size):
@@ -146,7 +146,7 @@ def attention_rollout(weights) -> np.ndarray:
     Shape: a list of ``(N, 1 + P, 1 + P)`` -> ``(N, P)``, each row summing to at most 1."""
     rollout = None
     for w in weights:
-        a = np.asarray(w.data if isinstance(w, Tensor) else w, dtype=np.float64)
+        a = np.asarray(w.array if isinstance(w, Tensor) else w, dtype=np.float64)
         a = 0.5 * a + 0.5 * np.eye(a.shape[-1])
         a = a / a.sum(-1, keepdims=True)
         rollout = a if rollout is None else a @ rollout

@@ -45,7 +45,7 @@ def is_causal_mask(mask, size: int) -> bool:
     ``(size, size)`` boolean mask True exactly above the diagonal (True = ignore), or a float mask
     that is -inf exactly there and 0 elsewhere (``nn.Transformer.generate_square_subsequent_mask``).
     Such a mask takes the causal kernel (as PyTorch's ``_detect_is_causal_mask`` decides)."""
-    m = mask.data if isinstance(mask, Tensor) else mask
+    m = mask.array if isinstance(mask, Tensor) else mask
     if m is None or getattr(m, "shape", None) != (size, size):
         return False
     above = ~xp.tri(size, size, dtype=bool)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from numformer import backend
-from numformer.backend import xp
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, array_of
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -74,7 +73,7 @@ def check_features(op: str, x, expected: int, name: str = "input") -> None:
 
 def mask_array(mask, name: str, op: str = "MultiheadAttention") -> np.ndarray:
     """The array of a boolean or floating mask given as a tensor or array (TypeError otherwise)."""
-    m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+    m = array_of(mask)
     if m.dtype != np.bool_ and not np.issubdtype(m.dtype, np.floating):
         raise TypeError(f"{op}: {name} must be bool or floating, got dtype {m.dtype}")
     return m

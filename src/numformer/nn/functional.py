@@ -23,7 +23,7 @@ from numformer.ops.embedding import Embedding
 from numformer.ops.loss import CrossEntropy, MSELoss
 from numformer.ops.normalization import LayerNorm
 from numformer.ops.softmax import LogSoftmax, Softmax
-from numformer.tensor import Tensor, as_tensor
+from numformer.tensor import Tensor, array_of, as_tensor
 
 # --- activations -----------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
     Raises:
         TypeError: indices not integers. IndexError: an index outside [0, num_embeddings).
         ValueError: ``padding_idx`` out of range."""
-    idx = input.data if isinstance(input, Tensor) else xp.asarray(input)
+    idx = array_of(input)
     n = weight.shape[0]
     checks.check_indices(idx, n)
     if padding_idx is not None:
@@ -242,7 +242,7 @@ def cross_entropy(
     checks.check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    t = array_of(target)
     if input.ndim == 0:
         raise ValueError("cross_entropy: input must have at least 1 dim (classes), got a scalar")
     C = input.shape[1] if input.ndim > 1 else input.shape[0]
@@ -267,7 +267,7 @@ def cross_entropy(
         raise TypeError(f"cross_entropy: target must be integer indices or floating probabilities, got dtype {t.dtype}")
     w = None
     if weight is not None:
-        w = (weight.data if isinstance(weight, Tensor) else xp.asarray(weight)).astype(input.dtype)
+        w = array_of(weight).astype(input.dtype)
         if w.shape != (C,):
             raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
     return CrossEntropy.apply(
@@ -397,7 +397,7 @@ def scaled_dot_product_attention(
     L, S = q.shape[-2], k.shape[-2]
     bool_mask = float_mask = None
     if attn_mask is not None:
-        m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+        m = array_of(attn_mask)
         try:
             np.broadcast_shapes(m.shape, batch + (L, S))
         except ValueError:

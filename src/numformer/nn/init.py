@@ -16,8 +16,8 @@ def _fill(t: Tensor, values) -> Tensor:
     """``values`` (drawn on the host, so ``manual_seed`` gives the same weights on every
     device) copied into ``t`` on its own device."""
     if hasattr(values, "shape"):
-        values = backend.to_device(values, backend.device_of(t.data))
-    t.data[...] = values
+        values = backend.to_device(values, backend.device_of(t.array))
+    t.array[...] = values
     return t
 
 

@@ -141,7 +141,7 @@ class Embedding(Module):
         self.weight = _empty(num_embeddings, embedding_dim, dtype=dtype)
         init.normal_(self.weight)
         if padding_idx is not None:
-            self.weight.data[padding_idx] = 0
+            self.weight.array[padding_idx] = 0
 
     def forward(self, indices):
         """The rows of ``weight`` at ``indices``.
@@ -251,22 +251,22 @@ class BatchNorm1d(Module):
             mean = x.mean(dim=axes, keepdim=True)
             var = x.var(dim=axes, keepdim=True, correction=0)
             if self.training and self.track_running_stats:
-                self._update_running(mean.data.reshape(-1), var.data.reshape(-1) * n / (n - 1))
+                self._update_running(mean.array.reshape(-1), var.array.reshape(-1) * n / (n - 1))
         else:
-            mean = Tensor(self.running_mean.data.reshape(shape))
-            var = Tensor(self.running_var.data.reshape(shape))
+            mean = Tensor(self.running_mean.array.reshape(shape))
+            var = Tensor(self.running_var.array.reshape(shape))
         y = (x - mean) / (var + self.eps).sqrt()
         if self.affine:
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
         return y
 
     def _update_running(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
-        self.num_batches_tracked.data += 1
+        self.num_batches_tracked.array += 1
         m = self.momentum
         if m is None:
-            m = 1.0 / float(self.num_batches_tracked.data)
-        self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
-        self.running_var.data[...] = (1 - m) * self.running_var.data + m * unbiased_var
+            m = 1.0 / float(self.num_batches_tracked.array)
+        self.running_mean.array[...] = (1 - m) * self.running_mean.array + m * mean
+        self.running_var.array[...] = (1 - m) * self.running_var.array + m * unbiased_var
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"

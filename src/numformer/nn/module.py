@@ -21,7 +21,7 @@ class Parameter(Tensor):
     """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad)
+        super().__init__(data.array if isinstance(data, Tensor) else data, requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -136,11 +136,11 @@ class Module:
 
     def _collect_state(self, prefix: str, out: OrderedDict) -> None:
         for name, p in self._own_parameters():
-            out[prefix + name] = p.data
+            out[prefix + name] = p.array
         for name, persistent in self._buffers.items():
             value = getattr(self, name)
             if persistent and value is not None:
-                out[prefix + name] = value.data
+                out[prefix + name] = value.array
         for name, child in self.named_children():
             child._collect_state(f"{prefix}{name}.", out)
 
@@ -176,7 +176,7 @@ class Module:
             )
         for key, target in targets.items():
             if key in arrays:  # copied onto the parameter's own device
-                target.data[...] = to_device(arrays[key].astype(target.dtype, copy=False), device_of(target.data))
+                target.array[...] = to_device(arrays[key].astype(target.dtype, copy=False), device_of(target.array))
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes and dtype --------------------------------------------------------------------
@@ -198,7 +198,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad[...] = 0
+                p.grad.array[...] = 0
 
     def to(self, *args, device=None, dtype=None) -> Module:
         """Move parameters and buffers to ``device`` and/or cast the floating parameters and
@@ -216,9 +216,9 @@ class Module:
         buffers = [(m, n, keep) for m in self.modules() for n, keep in m._buffers.items() if getattr(m, n) is not None]
         if device is not None:
             for t in list(self.parameters()) + [getattr(m, n) for m, n, _ in buffers]:
-                moved = to_device(t.data, device)
-                if moved is not t.data:
-                    t.data, t.grad = moved, None
+                moved = to_device(t.array, device)
+                if moved is not t.array:
+                    t.array, t.grad = moved, None
             # numformer computes on one device at a time: the model's, from now on, so that
             # host inputs (token ids, masks) become device arrays where the model reads them
             use_device(device)
@@ -226,7 +226,7 @@ class Module:
             dtype = as_dtype(dtype)
             for t in list(self.parameters()) + [getattr(m, n) for m, n, keep in buffers if keep]:
                 if is_floating(t.dtype) and t.dtype != dtype:
-                    t.data, t.grad = t.data.astype(dtype), None
+                    t.array, t.grad = t.array.astype(dtype), None
         return self
 
     def cuda(self) -> Module:
@@ -267,7 +267,7 @@ class Module:
 
 def _as_numpy(value) -> np.ndarray:
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without importing torch
         return value.detach().cpu().numpy()
     return xp.asarray(value)

@@ -116,14 +116,14 @@ class RotaryEmbedding(Module):
             positions = xp.asarray(positions)
             if positions.size and positions.max() >= self.max_len:
                 raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len {self.max_len}")
-            cos = self.cos.data[positions].astype(x.dtype, copy=False)  # (N, L, dim)
-            sin = self.sin.data[positions].astype(x.dtype, copy=False)
+            cos = self.cos.array[positions].astype(x.dtype, copy=False)  # (N, L, dim)
+            sin = self.sin.array[positions].astype(x.dtype, copy=False)
             if x.ndim == 4:
                 cos, sin = cos[:, None], sin[:, None]
         else:
             L = _check_length("RotaryEmbedding", x, offset, self.max_len)
-            cos = self.cos.data[offset : offset + L].astype(x.dtype, copy=False)
-            sin = self.sin.data[offset : offset + L].astype(x.dtype, copy=False)
+            cos = self.cos.array[offset : offset + L].astype(x.dtype, copy=False)
+            sin = self.sin.array[offset : offset + L].astype(x.dtype, copy=False)
         half = self.dim // 2
         rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * Tensor(cos) + rotated * Tensor(sin)

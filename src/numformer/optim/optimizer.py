@@ -62,13 +62,13 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad, group, self.state.setdefault(id(p), {}))
+                    self._update(p, p.grad.array, group, self.state.setdefault(id(p), {}))
 
     def _update(self, p: Tensor, grad: np.ndarray, group: dict, state: dict) -> None:
         raise NotImplementedError
@@ -107,7 +107,7 @@ class Optimizer:
         for i, s in state_dict["state"].items():
             p = params[int(i)]
             restored = {  # on the parameter's device (a checkpoint's arrays come from the host)
-                k: to_device(v, device_of(p.data)).astype(p.dtype, copy=True)
+                k: to_device(v, device_of(p.array)).astype(p.dtype, copy=True)
                 if hasattr(v, "shape") and not isinstance(v, np.generic)
                 else v
                 for k, v in s.items()
@@ -157,7 +157,7 @@ class SGD(Optimizer):
     def _update(self, p, grad, group, state):
         g = -grad if group["maximize"] else grad
         if group["weight_decay"]:
-            g = g + group["weight_decay"] * p.data
+            g = g + group["weight_decay"] * p.array
         momentum = group["momentum"]
         if momentum:
             buf = state.get("momentum_buffer")
@@ -167,7 +167,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += (1 - group["dampening"]) * g
             g = g + momentum * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+        p.array -= group["lr"] * g
 
 
 class Adam(Optimizer):
@@ -203,17 +203,17 @@ class Adam(Optimizer):
         g = -grad if group["maximize"] else grad
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.array)
+            state["exp_avg_sq"] = xp.zeros_like(p.array)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(p.array)
         state["step"] += 1
         step = state["step"]
         if wd:
             if self.decoupled:
-                p.data *= 1 - lr * wd
+                p.array *= 1 - lr * wd
             else:
-                g = g + wd * p.data
+                g = g + wd * p.array
         m, v = state["exp_avg"], state["exp_avg_sq"]
         dt = p.dtype.type
         tmp = xp.subtract(g, m, out=state.setdefault("_tmp", xp.empty_like(m)))
@@ -233,7 +233,7 @@ class Adam(Optimizer):
         tmp += dt(eps)
         xp.divide(m, tmp, out=tmp)
         tmp *= dt(lr / bias1)
-        p.data -= tmp
+        p.array -= tmp
 
 
 class AdamW(Adam):

@@ -52,7 +52,7 @@ def bert_attention_data(name: str = "all-MiniLM-L6-v2") -> dict | None:
             out = encoder.model(np.array([encoding.ids]), output_attentions=True)
         tokens = [t[2:] if t.startswith("##") else (" " + t if i else t) for i, t in enumerate(encoding.tokens)]
         sentences.append(
-            {"text": text, "tokens": tokens, "weights": [np.round(w.data[0], 4).tolist() for w in out.attentions]}
+            {"text": text, "tokens": tokens, "weights": [np.round(w.array[0], 4).tolist() for w in out.attentions]}
         )
     c = encoder.model.config
     about = f"the pretrained {name} (a 6-layer BERT; bidirectional: every token sees every other)"

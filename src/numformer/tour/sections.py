@@ -543,13 +543,13 @@ def _clipping(s: Section) -> None:
     grads = [rng.standard_normal((10, 20)) * 5.0, rng.standard_normal((20, 5)) * 8.0, rng.standard_normal(5) * 3.0]
     params = [nf.zeros(g.shape, dtype=np.float64, requires_grad=True) for g in grads]
     for p, g in zip(params, grads):
-        p.grad = g.copy()
+        p.grad = nf.tensor(g)
     before = clip_grad_norm_(params, 5.0).item()
-    after = math.sqrt(sum(float(np.sum(p.grad**2)) for p in params))
+    after = math.sqrt(sum(float(np.sum(p.grad.numpy() ** 2)) for p in params))
     for p, g in zip(params, grads):
-        p.grad = g.copy()
+        p.grad = nf.tensor(g)
     clip_grad_value_(params, 1.0)
-    largest = max(float(np.abs(p.grad).max()) for p in params)
+    largest = max(float(np.abs(p.grad.numpy()).max()) for p in params)
     rows = [
         ["by norm (max_norm 5)", f"{before:.2f}", f"{after:.4f}"],
         ["by value (clip_value 1)", f"max |g| {max(np.abs(g).max() for g in grads):.2f}", f"max |g| {largest:.2f}"],
@@ -579,7 +579,7 @@ def _broken_runs(ctx: Context, s: Section) -> None:
         nf.manual_seed(0)
         m = nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         if bias is not None:
-            m[0].bias.data[...] = bias
+            m[0].bias.array[...] = bias
         return m
 
     cases = [  # name, model, optimiser factory, train data, steps, expected diagnosis

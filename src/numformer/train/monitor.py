@@ -16,6 +16,7 @@ import numpy as np
 from numformer.backend import module_of
 from numformer.nn.layers import ReLU
 from numformer.nn.module import Module
+from numformer.tensor import Tensor
 
 ADVICE = {
     "nan_loss": "Loss is NaN or infinite: gradient explosion. Add gradient clipping, reduce the "
@@ -125,9 +126,9 @@ class HealthMonitor:
             if not (self._recording and module.training):
                 return
             out = output[0] if isinstance(output, tuple) else output
-            if not hasattr(out, "data") or not hasattr(out.data, "shape"):
+            if not isinstance(out, Tensor):
                 return
-            data = out.data
+            data = out.array
             m = module_of(data)
             self._activations.append((name or "model", bool(m.isfinite(data).all())))
             if isinstance(module, ReLU) and data.ndim >= 1:
@@ -161,7 +162,7 @@ class HealthMonitor:
             self._flag("nan_loss", step, f"loss is {loss}", self._first_bad_layer(params))
         if self._recording:
             self._check_gradients(step, params)
-            self._before = {n: p.data.copy() for n, p in params}
+            self._before = {n: p.array.copy() for n, p in params}
             self._check_activations(step)
         if step % self.interval == 0 and len(self.losses) >= self.window:
             self._check_loss(step)
@@ -171,7 +172,7 @@ class HealthMonitor:
             for name, p in self.model.named_parameters():
                 if name in self._before:
                     w = _norm(self._before[name]) + 1e-12
-                    self.update_ratios[name] = _norm(p.data - self._before[name]) / w
+                    self.update_ratios[name] = _norm(p.array - self._before[name]) / w
             self._before = {}
         self._set_recording((step + 1) % self.interval == 0)
         self._activations, self._output_spread = [], None
@@ -191,12 +192,12 @@ class HealthMonitor:
             if not finite:
                 return f"activations of {name}"
         for name, p in params:
-            if p.grad is not None and not module_of(p.grad).isfinite(p.grad).all():
+            if p.grad is not None and not module_of(p.grad.array).isfinite(p.grad.array).all():
                 return f"gradient of {name}"
         return None
 
     def _check_gradients(self, step: int, params) -> None:
-        norms = {n: _norm(p.grad) for n, p in params if p.grad is not None}
+        norms = {n: _norm(p.grad.array) for n, p in params if p.grad is not None}
         if not norms:
             return
         total = math.sqrt(sum(v * v for v in norms.values()))

@@ -61,7 +61,7 @@ class TensorDataset(Dataset):
     def __getitems__(self, indices):
         """The batch at ``indices``, collated: one index per tensor."""
         idx = np.asarray(indices, dtype=np.int64)
-        return tuple(Tensor._wrap(t.data[xp.asarray(idx)], False) for t in self.tensors)
+        return tuple(Tensor._wrap(t.array[xp.asarray(idx)], False) for t in self.tensors)
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]
