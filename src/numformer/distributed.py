@@ -88,6 +88,60 @@ class World:
         self.comm.Bcast(buf, root=root)
         return json.loads(buf.tobytes().decode())
 
+    def broadcast_arrays(self, arrays: dict | None) -> dict:
+        """Rank 0's ``{name: array}`` on every rank (the others pass None): the names, dtypes
+        and shapes as JSON, then one ``Bcast`` per array.
+
+        Args:
+            arrays: on rank 0, host arrays of any shape and a NumPy dtype; ignored elsewhere.
+
+        Returns:
+            A dict of new contiguous arrays (rank 0: its own, made contiguous), in rank 0's order.
+        """
+        if self.size == 1:
+            return dict(arrays)
+        if self.is_main:
+            arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+            header = [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]
+        header = self.broadcast_json(header if self.is_main else None)
+        out = {}
+        for name, dtype, shape in header:
+            buf = arrays[name] if self.is_main else np.empty(shape, dtype=np.dtype(dtype))
+            if buf.size:
+                self.comm.Bcast(buf.reshape(-1).view(np.uint8), root=0)
+            out[name] = buf
+        return out
+
+    def on_main(self, fn, errors: tuple = ()):
+        """``fn()`` called on rank 0 alone and its JSON-able result returned on every rank: for
+        what only rank 0's disk holds (a run folder on a machine of its own).
+
+        Args:
+            fn: a function of no arguments.
+            errors: exception classes that, raised by ``fn`` on rank 0, are raised on every rank
+                (the same class and message), so no rank waits for a result that never comes.
+
+        Returns:
+            What ``fn`` returned on rank 0.
+
+        Raises:
+            Exception: the error of a class in ``errors`` that ``fn`` raised on rank 0.
+        """
+        if self.size == 1:
+            return fn()
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except errors as err:
+                kind = next(i for i, cls in enumerate(errors) if isinstance(err, cls))
+                self.broadcast_json([None, [kind, str(err)]])
+                raise
+        result, error = self.broadcast_json([result, error] if self.is_main else None)
+        if error is not None:
+            raise errors[error[0]](error[1])
+        return result
+
     def min_int(self, value: int) -> int:
         """The smallest of an integer over the ranks."""
         if self.size == 1:
