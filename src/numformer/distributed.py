@@ -242,9 +242,9 @@ def broadcast_parameters(module, world: World) -> None:
 
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
     """Average every parameter's gradient over the ranks, in buckets of at most
-    ``bucket_bytes``: one contiguous float32 buffer and one ``Allreduce`` per bucket. A
-    parameter without a gradient on this rank contributes zeros. Returns the bytes reduced
-    (this rank's share of the traffic: the gradients' size)."""
+    ``bucket_bytes`` (``gradient_buckets``): one contiguous buffer and one ``Allreduce`` per
+    bucket. A parameter without a gradient on this rank contributes zeros. Returns the bytes
+    reduced (this rank's share of the traffic: the gradients' size)."""
     params = [p for p in parameters if p.requires_grad]
     if world.size == 1 or not params:
         return 0
@@ -252,26 +252,41 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
     # so the optimiser skips them rather than decaying them with zero gradients)
     has = world.allreduce_sum_(np.array([p.grad is not None for p in params], dtype=np.float64))
     params = [p for p, h in zip(params, has) if h > 0]
-    total = 0
+    return sum(_reduce_bucket(bucket, world) for bucket in gradient_buckets(params, bucket_bytes))
+
+
+def gradient_buckets(parameters, bucket_bytes: int = BUCKET_BYTES) -> list[list]:
+    """The buckets ``allreduce_gradients`` reduces: for each dtype in turn, consecutive
+    parameters of that dtype up to ``bucket_bytes`` together (a larger one alone).
+
+    Args:
+        parameters: parameters (anything with ``.data``), in the model's order.
+        bucket_bytes: the most bytes a bucket holds, unless one parameter is larger.
+
+    Returns:
+        Lists of parameters, one per ``Allreduce``.
+    """
+    params = list(parameters)
+    buckets = []
     for dtype in sorted({np.dtype(p.data.dtype).str for p in params}):  # one buffer dtype per bucket
-        group = [p for p in params if np.dtype(p.data.dtype).str == dtype]
         bucket: list = []
         size = 0
-        for p in group + [None]:
-            nbytes = 0 if p is None else p.data.size * p.data.dtype.itemsize
-            if bucket and (p is None or size + nbytes > bucket_bytes):
-                total += _reduce_bucket(bucket, world, np.dtype(dtype))
+        for p in [p for p in params if np.dtype(p.data.dtype).str == dtype]:
+            nbytes = p.data.size * p.data.dtype.itemsize
+            if bucket and size + nbytes > bucket_bytes:
+                buckets.append(bucket)
                 bucket, size = [], 0
-            if p is not None:
-                bucket.append(p)
-                size += nbytes
-    return total
+            bucket.append(p)
+            size += nbytes
+        if bucket:
+            buckets.append(bucket)
+    return buckets
 
 
-def _reduce_bucket(bucket, world: World, dtype) -> int:
+def _reduce_bucket(bucket, world: World) -> int:
     """One contiguous host buffer, one ``Allreduce``, the mean written back to each gradient
     on its own device."""
-    buffer = np.empty(sum(p.data.size for p in bucket), dtype=dtype)
+    buffer = np.empty(sum(p.data.size for p in bucket), dtype=bucket[0].data.dtype)
     at = 0
     for p in bucket:
         n = p.data.size

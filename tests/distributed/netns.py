@@ -7,8 +7,8 @@ have no route out, so a job contacts only these addresses. ``mpiexec`` (the ``mp
 Hydra) starts in host 0's namespace and reaches the others through a launcher that stands in
 for ssh: Hydra calls ``WRAPPER [-x] HOST COMMAND`` and the wrapper runs COMMAND (Hydra's proxy)
 with ``ip netns exec`` in HOST's namespace. One rank per host; the environment forces TCP
-(``TCP_ONLY``): no shared memory between ranks, whatever MPICH's netmod (UCX or libfabric),
-so every byte crosses the links, whose counters ``tx_bytes`` reads.
+(``TCP_ONLY``): no shared memory between ranks, so every byte crosses the links, whose
+counters ``tx_bytes`` reads.
 
 ``private`` gives every host but host 0 a disk of its own at that path: host i > 0 sees
 ``disk(i)`` there (a folder of the cluster's, empty at first, bind-mounted in the proxy's own
@@ -46,12 +46,13 @@ from pathlib import Path
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 SUBNET = "10.23.0"
-# TCP between ranks, never shared memory: MPICH's own (NOLOCAL), UCX's (only its tcp transport
-# and loopback to itself) and libfabric's (its tcp provider), over eth0 alone.
+# TCP between ranks over eth0, never shared memory (MPICH's own: NOLOCAL): libfabric's tcp
+# provider (the ofi netmod). The wheel's default netmod, UCX, has a tcp transport too
+# (UCX_TLS=tcp,self), but it measured 100 ms stalls in a third of its 25 MiB Allreduces and half
+# the link's rate on 4 hosts; libfabric's came within 4% (2 hosts) and 17% (4) of the model.
 TCP_ONLY = {
     "MPIR_CVAR_NOLOCAL": "1",
-    "UCX_TLS": "tcp,self",
-    "UCX_NET_DEVICES": "eth0",
+    "MPIR_CVAR_CH4_NETMOD": "ofi",
     "FI_PROVIDER": "tcp",
     "FI_TCP_IFACE": "eth0",
 }
@@ -68,7 +69,8 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def _namespaces() -> list[str]:
+def namespaces() -> list[str]:
+    """The names of this machine's network namespaces (``ip netns list``)."""
     listing = _ip("netns", "list", check=False).stdout
     return [line.split()[0] for line in listing.splitlines() if line.strip()]
 
@@ -92,7 +94,7 @@ def remove_stale() -> list[str]:
     """Remove the namespaces of clusters whose process is gone (it was killed before it could
     clean up); returns their names."""
     stale = []
-    for name in _namespaces():
+    for name in namespaces():
         found = _NAME.match(name)
         if not found:
             continue
@@ -109,7 +111,7 @@ def remove_stale() -> list[str]:
 
 def ours() -> list[str]:
     """The namespaces of this process's clusters that exist now."""
-    return [name for name in _namespaces() if name.startswith(f"{_PREFIX}{os.getpid()}-")]
+    return [name for name in namespaces() if name.startswith(f"{_PREFIX}{os.getpid()}-")]
 
 
 def unavailable() -> str | None:
@@ -194,7 +196,7 @@ class Cluster:
     def close(self) -> None:
         """End every process in the cluster's namespaces and remove them (idempotent)."""
         for name in [*self.names, self.switch]:
-            if name in _namespaces():
+            if name in namespaces():
                 _remove_namespace(name)
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
@@ -321,7 +323,7 @@ class Cluster:
                     ["ip", "netns", "exec", namespace, "tc", "qdisc", "del", "dev", device, "root"], capture_output=True
                 )
                 continue
-            bits = _rate_bits(rate)
+            bits = rate_bits(rate)
             # the bucket holds 2 ms at the rate (and at least two 64 KiB GSO packets), the queue 5 ms
             burst = max(int(bits / 8 * 0.002), 2 * 65536)
             command = ["tc", "qdisc", "replace", "dev", device, "root", "tbf", "rate", rate]
@@ -331,7 +333,7 @@ class Cluster:
                 raise RuntimeError(f"tc: {' '.join(command)}: {done.stderr.strip()}")
 
 
-def _rate_bits(rate: str) -> float:
+def rate_bits(rate: str) -> float:
     """Bits per second of a ``tc`` rate ("1gbit", "10gbit", "500mbit")."""
     found = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg]?)bit", rate.lower())
     if not found:

@@ -131,6 +131,11 @@ def test_numformer_train_on_two_hosts_writes_rank_0s_folder_and_resumes_on_one_a
     assert "completed at step 8" in two.stdout
     assert_close(load_file(model), two_hosts)
     assert list(hosts.disk(1).iterdir()) == []
+    # a damaged pointer on rank 0's disk: every rank stops on rank 0's finding, said once, no hang
+    (out / "checkpoints" / "latest.json").write_text("{")
+    damaged = hosts.run([*train, "--out", str(out), "--resume"], env=ENV, timeout=60)
+    assert damaged.returncode == 2
+    assert damaged.stderr.count("error:") == 1 and "latest.json is not valid JSON" in damaged.stderr
 
 
 def test_namespaces_are_removed_after_a_failure_a_sigterm_and_a_sigkill():
@@ -151,14 +156,14 @@ def test_namespaces_are_removed_after_a_failure_a_sigterm_and_a_sigkill():
     for sig in (signal.SIGTERM, signal.SIGKILL):
         proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, env=env)
         names = proc.stdout.readline().split()
-        assert len(names) == 3 and set(names) <= set(netns._namespaces())
+        assert len(names) == 3 and set(names) <= set(netns.namespaces())
         proc.send_signal(sig)
         proc.wait(timeout=30)
         proc.stdout.close()
         if sig == signal.SIGKILL:
-            assert set(names) <= set(netns._namespaces())  # nothing ran to remove them
+            assert set(names) <= set(netns.namespaces())  # nothing ran to remove them
             assert set(names) <= set(netns.remove_stale())
-        assert not set(names) & set(netns._namespaces())
+        assert not set(names) & set(netns.namespaces())
 
 
 def test_shaping_puts_a_token_bucket_on_both_ends_of_every_link():
