@@ -14,6 +14,7 @@ from __future__ import annotations
 
 # isort: off
 from common import ALLOCATOR_TUNED, BLAS_CORE, KERNEL_THREADS, THREADS, compare  # first: sets BLAS up before NumPy
+from timing import cpu_model
 
 # isort: on
 import argparse
@@ -231,16 +232,8 @@ def attention_sweep(lengths, repeats) -> list[dict]:
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

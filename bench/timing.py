@@ -46,3 +46,15 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, call
         "ratio_max": max(ratios),
     }
     return row
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"

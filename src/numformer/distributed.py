@@ -88,6 +88,60 @@ class World:
         self.comm.Bcast(buf, root=root)
         return json.loads(buf.tobytes().decode())
 
+    def broadcast_arrays(self, arrays: dict | None) -> dict:
+        """Rank 0's ``{name: array}`` on every rank (the others pass None): the names, dtypes
+        and shapes as JSON, then one ``Bcast`` per array.
+
+        Args:
+            arrays: on rank 0, host arrays of any shape and a NumPy dtype; ignored elsewhere.
+
+        Returns:
+            A dict of new contiguous arrays (rank 0: its own, made contiguous), in rank 0's order.
+        """
+        if self.size == 1:
+            return dict(arrays)
+        if self.is_main:
+            arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+            header = [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]
+        header = self.broadcast_json(header if self.is_main else None)
+        out = {}
+        for name, dtype, shape in header:
+            buf = arrays[name] if self.is_main else np.empty(shape, dtype=np.dtype(dtype))
+            if buf.size:
+                self.comm.Bcast(buf.reshape(-1).view(np.uint8), root=0)
+            out[name] = buf
+        return out
+
+    def on_main(self, fn, errors: tuple = ()):
+        """``fn()`` called on rank 0 alone and its JSON-able result returned on every rank: for
+        what only rank 0's disk holds (a run folder on a machine of its own).
+
+        Args:
+            fn: a function of no arguments.
+            errors: exception classes that, raised by ``fn`` on rank 0, are raised on every rank
+                (the same class and message), so no rank waits for a result that never comes.
+
+        Returns:
+            What ``fn`` returned on rank 0.
+
+        Raises:
+            Exception: the error of a class in ``errors`` that ``fn`` raised on rank 0.
+        """
+        if self.size == 1:
+            return fn()
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except errors as err:
+                kind = next(i for i, cls in enumerate(errors) if isinstance(err, cls))
+                self.broadcast_json([None, [kind, str(err)]])
+                raise
+        result, error = self.broadcast_json([result, error] if self.is_main else None)
+        if error is not None:
+            raise errors[error[0]](error[1])
+        return result
+
     def min_int(self, value: int) -> int:
         """The smallest of an integer over the ranks."""
         if self.size == 1:
@@ -188,9 +242,9 @@ def broadcast_parameters(module, world: World) -> None:
 
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
     """Average every parameter's gradient over the ranks, in buckets of at most
-    ``bucket_bytes``: one contiguous float32 buffer and one ``Allreduce`` per bucket. A
-    parameter without a gradient on this rank contributes zeros. Returns the bytes reduced
-    (this rank's share of the traffic: the gradients' size)."""
+    ``bucket_bytes`` (``gradient_buckets``): one contiguous buffer and one ``Allreduce`` per
+    bucket. A parameter without a gradient on this rank contributes zeros. Returns the bytes
+    reduced (this rank's share of the traffic: the gradients' size)."""
     params = [p for p in parameters if p.requires_grad]
     if world.size == 1 or not params:
         return 0
@@ -198,26 +252,41 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
     # so the optimiser skips them rather than decaying them with zero gradients)
     has = world.allreduce_sum_(np.array([p.grad is not None for p in params], dtype=np.float64))
     params = [p for p, h in zip(params, has) if h > 0]
-    total = 0
+    return sum(_reduce_bucket(bucket, world) for bucket in gradient_buckets(params, bucket_bytes))
+
+
+def gradient_buckets(parameters, bucket_bytes: int = BUCKET_BYTES) -> list[list]:
+    """The buckets ``allreduce_gradients`` reduces: for each dtype in turn, consecutive
+    parameters of that dtype up to ``bucket_bytes`` together (a larger one alone).
+
+    Args:
+        parameters: parameters (tensors), in the model's order.
+        bucket_bytes: the most bytes a bucket holds, unless one parameter is larger.
+
+    Returns:
+        Lists of parameters, one per ``Allreduce``.
+    """
+    params = list(parameters)
+    buckets = []
     for dtype in sorted({np.dtype(p.array.dtype).str for p in params}):  # one buffer dtype per bucket
-        group = [p for p in params if np.dtype(p.array.dtype).str == dtype]
         bucket: list = []
         size = 0
-        for p in group + [None]:
-            nbytes = 0 if p is None else p.array.size * p.array.dtype.itemsize
-            if bucket and (p is None or size + nbytes > bucket_bytes):
-                total += _reduce_bucket(bucket, world, np.dtype(dtype))
+        for p in [p for p in params if np.dtype(p.array.dtype).str == dtype]:
+            nbytes = p.array.size * p.array.dtype.itemsize
+            if bucket and size + nbytes > bucket_bytes:
+                buckets.append(bucket)
                 bucket, size = [], 0
-            if p is not None:
-                bucket.append(p)
-                size += nbytes
-    return total
+            bucket.append(p)
+            size += nbytes
+        if bucket:
+            buckets.append(bucket)
+    return buckets
 
 
-def _reduce_bucket(bucket, world: World, dtype) -> int:
+def _reduce_bucket(bucket, world: World) -> int:
     """One contiguous host buffer, one ``Allreduce``, the mean written back to each gradient
     on its own device."""
-    buffer = np.empty(sum(p.array.size for p in bucket), dtype=dtype)
+    buffer = np.empty(sum(p.array.size for p in bucket), dtype=bucket[0].array.dtype)
     at = 0
     for p in bucket:
         n = p.array.size

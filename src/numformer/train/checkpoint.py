@@ -203,12 +203,56 @@ def resolve_checkpoint(path, tag: str = "latest") -> Path:
     return read_pointer(pointer)
 
 
-def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "latest", restore_rng: bool = True) -> dict:
+def load_checkpoint(
+    path, model, optimizer=None, scheduler=None, tag: str = "latest", restore_rng: bool = True, world=None
+) -> dict:
     """Restore ``model`` (and optimiser, scheduler, RNG) from a checkpoint; return its state.
 
-    Raises ``CheckpointError`` for a missing, truncated or corrupted checkpoint, or one of
-    another architecture (every mismatched key listed); the model is left unchanged then.
+    Args:
+        path: a step folder, or a checkpoint directory whose ``<tag>.json`` names one.
+        model, optimizer, scheduler: what to restore (the last two optional).
+        tag: the pointer to follow when ``path`` is a directory.
+        restore_rng: also restore numformer's random generator.
+        world: a ``numformer.distributed.World`` of several ranks: rank 0 alone reads the files
+            and sends what it read to the others, which need not see them (the run folder on
+            rank 0's machine only); every rank restores the same state.
+
+    Returns:
+        The checkpoint's ``state.json`` (``step``, ``config``, ``extra``, ...).
+
+    Raises:
+        CheckpointError: a missing, truncated or corrupted checkpoint, or one of another
+        architecture (every mismatched key listed); the model is left unchanged then. Under a
+        ``world``, on every rank.
     """
+    if world is not None and world.size > 1:
+        arrays: dict = {}
+
+        def read() -> dict:
+            state, arrays["weights"], arrays["optim"] = _read_checkpoint(path, tag)
+            return state
+
+        state = world.on_main(read, errors=(CheckpointError,))
+        weights = world.broadcast_arrays(arrays.get("weights"))
+        optim_arrays = world.broadcast_arrays(arrays.get("optim"))
+    else:
+        state, weights, optim_arrays = _read_checkpoint(path, tag)
+    folder = state.pop("folder")
+    try:
+        model.load_state_dict(weights)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {folder} does not match this model (another architecture?): {err}") from None
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(_join_optimizer_state(optim_arrays, state["optimizer"]))
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if restore_rng:
+        backend.set_rng_state(state["rng"])
+    return state
+
+
+def _read_checkpoint(path, tag: str) -> tuple[dict, dict, dict]:
+    """(state with its ``folder``, weights, optimiser arrays) of a checkpoint, checksums checked."""
     folder = resolve_checkpoint(path, tag)
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -225,14 +269,5 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, tag: str = "lat
         optim_arrays = load_file(str(folder / "optim.safetensors")) if "optimizer" in state else {}
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"checkpoint {folder}: cannot read tensors ({err})") from None
-    try:
-        model.load_state_dict(weights)
-    except ValueError as err:
-        raise CheckpointError(f"checkpoint {folder} does not match this model (another architecture?): {err}") from None
-    if optimizer is not None and "optimizer" in state:
-        optimizer.load_state_dict(_join_optimizer_state(optim_arrays, state["optimizer"]))
-    if scheduler is not None and "scheduler" in state:
-        scheduler.load_state_dict(state["scheduler"])
-    if restore_rng:
-        backend.set_rng_state(state["rng"])
-    return state
+    state["folder"] = str(folder)
+    return state, weights, optim_arrays

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from numformer.backend import manual_seed
-from numformer.data import TokenData, load_text, load_tokenizer, train_tokenizer
+from numformer.data import TokenData, load_text, load_tokenizer, tokenizer_from_dict, train_tokenizer
 from numformer.data.corpus import CORPORA, corpus
 from numformer.models import GPT, GPTConfig
 from numformer.optim import AdamW
@@ -232,14 +232,15 @@ def read_corpus(config: RunConfig, write=None) -> str:
 
 def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: bool = True):
     """Corpus, tokenizer (reused from ``out`` on resume), token data and a fresh model; the
-    sample prompt is checked against the tokenizer before anything is written."""
+    sample prompt is checked against the tokenizer before anything is written. Under MPI the
+    tokenizer reused is rank 0's (the run folder may be on its machine alone)."""
+    from numformer import distributed
+
     text = read_corpus(config)
     tok_path = out / "tokenizer.json"
-    if resume and tok_path.exists():
-        try:
-            tokenizer = load_tokenizer(tok_path)
-        except Exception as err:  # noqa: BLE001 - any unreadable tokenizer file
-            raise ValueError(f"{tok_path} is not a numformer tokenizer ({type(err).__name__}: {err})") from None
+    saved = distributed.world().on_main(lambda: _saved_tokenizer(tok_path), errors=(ValueError,)) if resume else None
+    if saved is not None:
+        tokenizer = tokenizer_from_dict(saved)
     else:
         tokenizer = train_tokenizer(config.tokenizer, text, config.bpe_vocab_size)
     check_prompt(tokenizer, config.sample_prompt, "sample_prompt")
@@ -250,6 +251,19 @@ def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: 
     manual_seed(config.train.seed)
     model = GPT(config.model_config(tokenizer.vocab_size))
     return tokenizer, data, model
+
+
+def _saved_tokenizer(path: Path) -> dict | None:
+    """The tokenizer saved at ``path`` as its dict (None: no file there).
+
+    Raises:
+        ValueError: the file is not a numformer tokenizer."""
+    if not path.exists():
+        return None
+    try:
+        return load_tokenizer(path).to_dict()
+    except Exception as err:  # noqa: BLE001 - any unreadable tokenizer file
+        raise ValueError(f"{path} is not a numformer tokenizer ({type(err).__name__}: {err})") from None
 
 
 def check_prompt(tokenizer, prompt: str, name: str = "prompt") -> None:
@@ -293,19 +307,13 @@ def existing_run(out: Path) -> list[str]:
 
 def config_for_resume(out: Path, given: dict) -> RunConfig:
     """The saved configuration of the run in ``out``, with the settings in ``given`` applied;
-    a setting that would change the run (the model, data, optimiser...) is refused, naming it."""
+    a setting that would change the run (the model, data, optimiser...) is refused, naming it.
+    Under MPI rank 0 reads ``run.json`` (the run folder may be on its machine alone)."""
+    from numformer import distributed
+
     path = out / "run.json"
-    if not path.exists():
-        if (out / "checkpoints").is_dir():
-            raise FileNotFoundError(
-                f"cannot resume {out}: its run.json (the run's settings) is missing, though checkpoints are there; "
-                "restore run.json, or start over with --overwrite"
-            )
-        raise FileNotFoundError(f"nothing to resume in {out}: no run.json there; drop --resume to start a new run")
-    try:
-        saved = RunConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the run's settings cannot be read") from None
+    data = distributed.world().on_main(lambda: _read_run_json(out), errors=(FileNotFoundError, ValueError))
+    saved = RunConfig.from_dict(data, source=str(path))
     given = {ALIASES.get(k, k): v for k, v in given.items()}
     conflicts = [
         f"{k}={v!r} (the run has {saved.get(k)!r})"
@@ -318,6 +326,26 @@ def config_for_resume(out: Path, given: dict) -> RunConfig:
             f"{', '.join(sorted(RESUME_MAY_CHANGE))}"
         )
     return saved.updated({**given, "out_dir": str(out)}, source="--resume")
+
+
+def _read_run_json(out: Path):
+    """The JSON in ``out/run.json``.
+
+    Raises:
+        FileNotFoundError: no run.json there.
+        ValueError: it is not JSON."""
+    path = out / "run.json"
+    if not path.exists():
+        if (out / "checkpoints").is_dir():
+            raise FileNotFoundError(
+                f"cannot resume {out}: its run.json (the run's settings) is missing, though checkpoints are there; "
+                "restore run.json, or start over with --overwrite"
+            )
+        raise FileNotFoundError(f"nothing to resume in {out}: no run.json there; drop --resume to start a new run")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the run's settings cannot be read") from None
 
 
 def lm_loss(model, batch):
@@ -442,26 +470,26 @@ def train(
             )
         write = write if main else _quiet
     out = Path(config.train.out_dir)
-    check_out_dir(out)
+    if main:  # the only rank that writes there
+        check_out_dir(out)
     resume = resume or resume_from is not None
-    checkpoint = _checkpoint_to_resume(out, resume_from) if resume else None
-    if not resume:
+    checkpoint = None
+    if resume:  # rank 0's run folder decides (under MPI it may be on rank 0's machine alone)
+        from numformer.train.checkpoint import CheckpointError
+
+        found = world.on_main(lambda: str(_resume_point(out, resume_from)), (FileNotFoundError, CheckpointError))
+        checkpoint = Path(found)
+    else:
         found = existing_run(out)
         if found and not overwrite:
             raise ValueError(
                 f"{out} already holds a run ({', '.join(found)}); continue it with --resume, "
                 f"or pass --overwrite to replace it"
             )
-    elif not (out / "checkpoints").is_dir():
-        raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints there; drop --resume to start a new run")
     tokenizer, data, model = prepare(config, out, resume, save_tokenizer=False)
     if device is not None:
         model.to(device)  # before the optimiser exists, so its state lives there too
-    if resume:  # the run's saved state must load before anything is written
-        from numformer.train.checkpoint import resolve_checkpoint
-
-        checkpoint = resolve_checkpoint(checkpoint if checkpoint is not None else out / "checkpoints")
-    elif overwrite and main:
+    if overwrite and main and not resume:
         for name in existing_run(out):
             target = out / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -524,6 +552,21 @@ def _write_run_json(out: Path, config: RunConfig) -> None:
     tmp = out / ".run.json.tmp"
     tmp.write_text(json.dumps(config.to_dict(), indent=1))
     os.replace(tmp, out / "run.json")  # never a half-written run.json
+
+
+def _resume_point(out: Path, resume_from) -> Path:
+    """The step folder a resumed run starts from (``_checkpoint_to_resume``), found before
+    anything is written.
+
+    Raises:
+        FileNotFoundError: no such checkpoint, or no checkpoints in ``out``.
+        CheckpointError: a damaged pointer (``latest.json``) or step folder."""
+    from numformer.train.checkpoint import resolve_checkpoint
+
+    chosen = _checkpoint_to_resume(out, resume_from)
+    if not (out / "checkpoints").is_dir():
+        raise FileNotFoundError(f"nothing to resume in {out}: no checkpoints there; drop --resume to start a new run")
+    return resolve_checkpoint(chosen if chosen is not None else out / "checkpoints")
 
 
 def _checkpoint_to_resume(out: Path, resume_from):

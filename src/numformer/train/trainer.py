@@ -24,6 +24,7 @@ from numformer.autograd import no_grad
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import ReduceLROnPlateau
 from numformer.train.checkpoint import (
+    CheckpointError,
     list_checkpoints,
     load_checkpoint,
     point,
@@ -283,13 +284,20 @@ class Trainer:
             CheckpointError: a damaged, empty or foreign ``latest.json``, step folders without a
             pointer, or a corrupted checkpoint: never a silent fresh start over earlier work.
         """
-        if checkpoint is None:
-            if not (self.checkpoint_dir / "latest.json").exists() and not list_checkpoints(self.checkpoint_dir):
-                return False
-            folder = resolve_checkpoint(self.checkpoint_dir)
-        else:
-            folder = resolve_checkpoint(checkpoint)
-        state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler)
+
+        def find() -> str | None:
+            if checkpoint is None:
+                if not (self.checkpoint_dir / "latest.json").exists() and not list_checkpoints(self.checkpoint_dir):
+                    return None
+                return str(resolve_checkpoint(self.checkpoint_dir))
+            return str(resolve_checkpoint(checkpoint))
+
+        # under MPI, rank 0's disk decides and rank 0 reads: the run folder may be on its machine only
+        found = self.world.on_main(find, errors=(CheckpointError,))
+        if found is None:
+            return False
+        folder = Path(found)
+        state = load_checkpoint(folder, self.model, self.optimizer, self.scheduler, world=self.world)
         self.step = state["step"]
         extra = state["extra"]
         self.rng.bit_generator.state = extra["data_rng"]
@@ -473,7 +481,7 @@ class Trainer:
         """A non-finite step: stop, keep nothing of it, and restore the last checkpoint."""
         what = f"loss {metrics['loss']}, gradient norm {metrics['grad_norm']}"
         if self._saved is not None:
-            load_checkpoint(self._saved[1], self.model, self.optimizer, self.scheduler)
+            load_checkpoint(self._saved[1], self.model, self.optimizer, self.scheduler, world=self.world)
             kept = f"the model is the last finite checkpoint, step {self._saved[0]} ({self._saved[1]})"
             self.step = self._saved[0]
         else:
