@@ -1,0 +1,138 @@
+"""Model folders: the one format every saved numformer model uses.
+
+A model folder holds ``config.json`` (the model's configuration, and whatever else its writer
+keeps beside it), the weights in ``model.safetensors``, optionally ``tokenizer.json`` and other
+files, and ``checksums.json``: each file's SHA-256, written last. Each file is written under a
+temporary name and renamed into place, the manifest after all of them, so a crash never leaves
+a half-written file under a real name and a damaged or swapped file is found when it loads.
+
+Used by ``GPT.save``, ``BertModel.save_pretrained`` (Hugging Face's layout, with the manifest
+beside it), the applications' models and the trainer's checkpoints.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from numformer.serialization.files import atomic_write, read_json, sha256_file, write_json
+from numformer.serialization.safetensors import load_arrays, save_arrays
+
+MANIFEST = "checksums.json"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing a file, holds a damaged one, or does not fit its model."""
+
+
+def write_model_folder(folder, config: dict | None, weights: dict | None, files: dict | None = None) -> Path:
+    """Write a model folder.
+
+    Args:
+        folder: the folder (made if missing).
+        config: written as ``config.json`` (None: no config file).
+        weights: name -> array, written as ``model.safetensors`` (None: none).
+        files: other files, name -> ``write(tmp_path)`` (a tokenizer's ``save``, say).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = {}
+    if weights is not None:
+        writers[WEIGHTS] = lambda tmp: save_arrays(weights, tmp)
+    if config is not None:
+        writers[CONFIG] = lambda tmp: write_json(tmp, config)
+    writers.update(files or {})
+    digests = {}
+    for name, write in writers.items():
+        atomic_write(folder / name, write)
+        digests[name] = sha256_file(folder / name)
+    write_manifest(folder, digests)
+    return folder
+
+
+def write_manifest(folder, digests: dict) -> Path:
+    """``checksums.json`` in ``folder``: ``{file name: SHA-256}``, atomically."""
+    return write_json(Path(folder) / MANIFEST, digests)
+
+
+def verify(folder, required: tuple = ()) -> None:
+    """Check the files of ``folder`` against its ``checksums.json``.
+
+    A folder written before numformer kept manifests loads with a warning naming the missing
+    ``checksums.json``.
+
+    Args:
+        folder: a model folder.
+        required: file names that must be present whatever the manifest says.
+
+    Raises:
+        FileNotFoundError: a required file is missing.
+        ModelFolderError: the manifest is damaged, or a file it lists is missing or differs from
+        its checksum (naming the file).
+    """
+    folder = Path(folder)
+    for name in required:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} is missing: the model folder {folder} is incomplete")
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        warnings.warn(
+            f"{manifest} is missing: the folder's files are loaded unchecked (a folder saved before "
+            "numformer kept checksums); save it again to add one",
+            stacklevel=3,
+        )
+        return
+    try:
+        digests = read_json(manifest)
+    except ValueError as err:
+        raise ModelFolderError(str(err)) from None
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise ModelFolderError(f"{manifest}: expected an object of file checksums")
+    for name, digest in digests.items():
+        path = folder / Path(str(name)).name
+        if not path.is_file() or sha256_file(path) != digest:
+            raise ModelFolderError(f"{path} is missing or damaged: it does not match its checksum in {MANIFEST}")
+
+
+def read_config(folder) -> dict:
+    """``config.json`` of a model folder, as a dict.
+
+    Raises:
+        FileNotFoundError: no config.json. ModelFolderError: not a JSON object."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        data = read_json(path)
+    except ValueError as err:
+        raise ModelFolderError(str(err)) from None
+    if not isinstance(data, dict):
+        raise ModelFolderError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_weights(folder) -> dict:
+    """The arrays of ``model.safetensors`` in a model folder.
+
+    Raises:
+        FileNotFoundError: no weights file. ModelFolderError: a damaged one."""
+    try:
+        return load_arrays(Path(folder) / WEIGHTS)
+    except ValueError as err:
+        raise ModelFolderError(str(err)) from None
+
+
+def load_state(module, weights: dict, source) -> None:
+    """Copy ``weights`` into ``module`` by name (every problem listed in one error).
+
+    Raises:
+        ModelFolderError: a missing, unexpected or mis-shaped tensor, naming ``source``."""
+    try:
+        module.load_state_dict(weights)
+    except (ValueError, KeyError) as err:
+        raise ModelFolderError(f"{source} does not fit the model: {err}") from None
