@@ -13,18 +13,19 @@ loss), or ``softmax_loss``, cross-entropy against the whole catalogue.
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
 from numformer.nn import functional as F
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of
 
 
 @dataclass
-class SASRecConfig:
+class SASRecConfig(Config):
     num_items: int
     max_len: int = 50
     d_model: int = 64
@@ -35,6 +36,7 @@ class SASRecConfig:
     activation: str = "relu"  # the feed-forward's: the paper's relu, or gelu (RecBole's SASRec)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dim_feedforward is None:
             self.dim_feedforward = self.d_model
         for name in ("num_items", "max_len", "d_model", "nhead", "num_layers", "dim_feedforward"):
@@ -47,9 +49,6 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig: activation must be 'relu' or 'gelu', got {self.activation!r}")
         if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"SASRecConfig: dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check(seq, c: SASRecConfig) -> np.ndarray:

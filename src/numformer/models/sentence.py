@@ -216,13 +216,11 @@ def split_lines(data: bytes, name) -> list[str]:
 
 
 def read_lines(path) -> list[str]:
-    """Every line of a UTF-8 text file (``split_lines``).
+    """Every line of a UTF-8 text file (``split_lines``), read once (a pipe works too).
 
     Raises:
-        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: not UTF-8."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a text file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    return split_lines(path.read_bytes(), path)
+        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: not UTF-8, or
+        larger than this machine can read in."""
+    from numformer.serialization.files import read_bytes
+
+    return split_lines(read_bytes(path), Path(path))

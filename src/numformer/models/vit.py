@@ -11,17 +11,18 @@ token's final state, layer-normed, goes to the ``head``. Names follow timm's ViT
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of, cat
 
 
 @dataclass
-class ViTConfig:
+class ViTConfig(Config):
     image_size: int = 8
     patch_size: int = 2
     in_channels: int = 1
@@ -33,6 +34,7 @@ class ViTConfig:
     dropout: float = 0.1
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("image_size", "patch_size", "in_channels", "num_classes", "d_model", "depth", "num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ViTConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -50,9 +52,6 @@ class ViTConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Mlp(nn.Module):
