@@ -139,10 +139,11 @@ class BertSelfAttention(nn.Module):
             return t.reshape(N, L, H, D).transpose(1, 2)
 
         q, k, v = heads(self.query(hidden_states)), heads(self.key(hidden_states)), heads(self.value(hidden_states))
-        result = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=self.dropout_p if self.training else 0.0, need_weights=need_weights
-        )
-        out, weights = result if need_weights else (result, None)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if need_weights:
+            out, weights = F.scaled_dot_product_attention_with_weights(q, k, v, attn_mask=keep, dropout_p=dropout_p)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p), None
         return out.transpose(1, 2).reshape(N, L, E), weights
 
 

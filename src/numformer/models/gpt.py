@@ -153,15 +153,8 @@ class CausalSelfAttention(nn.Module):
             k, v = Tensor(keys), Tensor(values)
             causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
             mask = None if causal else mask
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
-        )
+        attend = F.scaled_dot_product_attention_with_weights if need_weights else F.scaled_dot_product_attention
+        out = attend(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         out, weights = out if need_weights else (out, None)
         y = self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(N, T, E)))
         return y, weights

@@ -99,6 +99,13 @@ def merge_masks(
     return total
 
 
+def _attend(q, k, v, mask, dropout_p: float, is_causal: bool, need_weights: bool):
+    """(output, weights or None) of the fused kernel."""
+    if need_weights:
+        return F.scaled_dot_product_attention_with_weights(q, k, v, mask, dropout_p, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal), None
+
+
 class MultiheadAttention(Module):
     """Multi-head attention: ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``.
 
@@ -251,16 +258,7 @@ class MultiheadAttention(Module):
         q = q.reshape(N, L, H, D).transpose(1, 2)  # (N, H, L, D)
         k = k.reshape(N, S, H, D).transpose(1, 2)
         v = v.reshape(N, S, H, D).transpose(1, 2)
-        result = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=causal_kernel,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
-        )
-        out, weights = result if need_weights else (result, None)
+        out, weights = _attend(q, k, v, mask, self.dropout if self.training else 0.0, causal_kernel, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)  # over the heads, in the graph
@@ -302,10 +300,7 @@ class MultiheadAttention(Module):
         if is_causal and L > 1:
             causal = xp.arange(S)[None, :] <= (past + xp.arange(L))[:, None]  # (L, S), True = attend
             mask = causal if mask is None else mask & causal
-        result = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights
-        )
-        out, weights = result if need_weights else (result, None)
+        out, weights = _attend(q, k, v, mask, self.dropout if self.training else 0.0, False, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, E))
         return out, (weights.mean(dim=1) if weights is not None else None)
 
