@@ -27,6 +27,7 @@ LAYERS = [
     {"models"},
     {"train", "interop"},
     {"apps"},  # the seed's section 8 applications: models + data + baselines + scores
+    {"onnx"},  # export to ONNX: traces models' primitives, exports the apps' models (imports onnx lazily)
     {"tour"},
     {"cli"},
     {"__main__"},  # python -m numformer: the cli

@@ -25,6 +25,7 @@ backend.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from numformer import backend
@@ -32,10 +33,30 @@ from numformer.backend import _active_type, xp
 
 _grad_enabled = True
 _NO_GRAD = tuple((False,) * n for n in range(8))  # needs_grad of an op recording nothing
+_tracer = None  # on_apply of the ``tracing`` block in force (numformer.onnx's exporter), or None
 
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+def is_tracing() -> bool:
+    """Whether a ``tracing`` block is recording primitives (PyTorch's ``torch.jit.is_tracing``):
+    a model checks it before a shortcut that depends on its inputs' values, which a traced graph
+    would otherwise bake in."""
+    return _tracer is not None
+
+
+@contextlib.contextmanager
+def tracing(on_apply):
+    """Inside the block, ``on_apply(cls, inputs, options, output)`` is told of every primitive
+    ``Function.apply`` runs, after it ran (with or without a graph); nothing else changes."""
+    global _tracer
+    previous, _tracer = _tracer, on_apply
+    try:
+        yield
+    finally:
+        _tracer = previous
 
 
 class _GradMode:
@@ -132,17 +153,24 @@ class Function:
                 _check_device(inputs)
                 break
         fn = cls()
+        out = None
         if _grad_enabled:
             for t in inputs:
                 if t._requires_grad:
-                    return fn._record(inputs, options)
-        fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
-        out = fn.infer(*[t.array for t in inputs], **options)
-        if cls.view:
-            return inputs[0]._view(out, False)
-        if type(out) is tuple:
-            return tuple(inputs[0]._result(o, False) for o in out)
-        return inputs[0]._result(out, False)
+                    out = fn._record(inputs, options)
+                    break
+        if out is None:
+            fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
+            out = fn.infer(*[t.array for t in inputs], **options)
+            if cls.view:
+                out = inputs[0]._view(out, False)
+            elif type(out) is tuple:
+                out = tuple(inputs[0]._result(o, False) for o in out)
+            else:
+                out = inputs[0]._result(out, False)
+        if _tracer is not None:
+            _tracer(cls, inputs, options, out)
+        return out
 
     def _record(self, inputs, options):
         self.needs_grad = tuple([t._requires_grad for t in inputs])

@@ -399,9 +399,9 @@ class Tensor:
         dtype = as_dtype(dtype)
         if dtype == t.dtype:
             return t
-        if t.requires_grad and is_floating(dtype):
-            return E.Cast.apply(t, dtype=dtype)
-        return Tensor._wrap_on(t.array.astype(dtype), False)
+        if t.requires_grad and not is_floating(dtype):  # no gradient through an integer cast
+            return Tensor._wrap_on(t.array.astype(dtype), False)
+        return E.Cast.apply(t, dtype=dtype)  # a primitive also without a graph: traced forwards see it
 
     def float(self) -> Tensor:
         return self.to(np.float32)

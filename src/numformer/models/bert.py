@@ -20,8 +20,10 @@ from typing import NamedTuple
 import numpy as np
 
 from numformer import nn
+from numformer.autograd import is_tracing
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.ops.masks import NotEqual, PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
 from numformer.serialization.files import read_json
@@ -107,8 +109,8 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids, position_ids):
-        """Shape: ``input_ids``, ``token_type_ids`` ``(N, L)``, ``position_ids`` ``(L,)`` ->
-        ``(N, L, hidden_size)``."""
+        """Shape: ``input_ids``, ``token_type_ids`` ``(N, L)``, ``position_ids`` ``(L,)`` or
+        ``(N, L)`` -> ``(N, L, hidden_size)``."""
         words = self.word_embeddings(input_ids)
         extra = self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm.add_and_norm(words, extra))
@@ -335,12 +337,14 @@ class BertModel(nn.Module):
             raise ValueError(
                 f"BertModel: token_type_ids must be in [0, {c.type_vocab_size}), got [{types.min()}, {types.max()}]"
             )
-        positions = like_ids(position_ids, "position_ids", xp.arange(L))
+        positions = like_ids(position_ids, "position_ids", None)
+        if positions is None:  # 0 .. L-1, as a primitive (numformer.onnx computes it from L)
+            positions = PositionIds.apply(Tensor(ids)).array
         keep = None
         if attention_mask is not None:
-            mask = like_ids(attention_mask, "attention_mask", None).astype(bool)
-            if not mask.all():
-                keep = mask[:, None, None, :]
+            mask = like_ids(attention_mask, "attention_mask", None)
+            if is_tracing() or not mask.all():  # all real: the unmasked kernel, unless traced
+                keep = NotEqual.apply(Tensor(mask), value=0)[:, None, None, :]
         hidden = self.embeddings(ids, types, positions)
         hidden, attentions = self.encoder(hidden, keep, output_attentions)
         pooled = self.pooler(hidden) if self.pooler is not None else None
@@ -550,11 +554,10 @@ def mean_pool(hidden: Tensor, attention_mask=None) -> Tensor:
     ``(N, E)``. A row with no real token gives zeros (the count is clamped at 1e-9)."""
     if attention_mask is None:
         return hidden.mean(dim=1)
-    mask = _as_ids(attention_mask, "attention_mask").astype(hidden.dtype)
-    if mask.ndim == 1:
-        mask = mask[None]
-    counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(hidden.dtype)
-    return (hidden * Tensor(mask[:, :, None])).sum(dim=1) / Tensor(counts)
+    mask = _as_ids(attention_mask, "attention_mask")
+    weights = Tensor(mask if mask.ndim == 2 else mask[None]).to(hidden.dtype).unsqueeze(-1)  # (N, L, 1)
+    counts = weights.sum(dim=1).clamp(min=1e-9)
+    return (hidden * weights).sum(dim=1) / counts
 
 
 __all__ = [

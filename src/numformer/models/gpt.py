@@ -20,6 +20,7 @@ from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.ops.masks import PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
 from numformer.serialization.files import read_json
@@ -258,7 +259,7 @@ class GPT(nn.Module):
         if self.config.positions == "learned":
             x = x + self.transformer["wpe"](positions)
         elif self.config.positions == "sinusoidal":
-            x = x + Tensor(self.pe.array[positions].astype(x.dtype, copy=False))
+            x = x + self.pe[positions].to(x.dtype)
         return self.transformer["drop"](x)
 
     def _check_input(self, idx) -> np.ndarray:
@@ -311,8 +312,8 @@ class GPT(nn.Module):
                 positions = cache.lengths[:, None] + xp.arange(T)
             cache.begin(positions)
             cache.lengths = xp.maximum(cache.lengths, positions.max(axis=1) + 1)
-        elif positions is None:
-            positions = xp.broadcast_to(xp.arange(T), (N, T))
+        elif positions is None:  # 0 .. T-1 in every row, as a primitive (numformer.onnx: from T's size)
+            positions = PositionIds.apply(Tensor(idx)).array
         x = self._embed(idx, positions)
         all_weights = []
         for block in self.transformer["h"]:

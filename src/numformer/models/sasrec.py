@@ -20,6 +20,7 @@ import numpy as np
 from numformer import nn
 from numformer.backend import xp
 from numformer.nn import functional as F
+from numformer.ops.masks import Equal, NotEqual
 from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of
 
@@ -68,6 +69,11 @@ def _item_embedding(c: SASRecConfig) -> nn.Embedding:
     return table
 
 
+def _real(seq: np.ndarray, dtype) -> Tensor:
+    """1 at the real items of ``seq`` ``(N, L)``, 0 at padding: ``(N, L, 1)`` of ``dtype``."""
+    return NotEqual.apply(Tensor(seq), value=0).unsqueeze(-1).to(dtype)
+
+
 class SASRec(nn.Module):
     """Item and learned position embeddings, causal pre-LN self-attention blocks, a final
     LayerNorm; scores are dot products with the item embeddings."""
@@ -92,11 +98,11 @@ class SASRec(nn.Module):
         Raises:
             ValueError: sequences of another length, or ids outside [0, num_items]."""
         s = _check(seq, self.config)
-        padding = s == 0
+        padding = Equal.apply(Tensor(s), value=0).array  # a primitive: traced forwards see it
         x = self.dropout(self.pos_emb(self.item_emb(s) * (self.config.d_model**0.5)))
         causal = nn.Transformer.generate_square_subsequent_mask(self.config.max_len)
         h = self.encoder(x, mask=causal, src_key_padding_mask=padding)
-        return h * Tensor((~padding)[..., None].astype(h.dtype))
+        return h * _real(s, h.dtype)
 
     def score(self, states, items=None):
         """Dot products of states with item embeddings (``item_scores``)."""
@@ -135,7 +141,7 @@ class RecurrentRecommender(nn.Module):
         s = _check(seq, self.config)
         h, _ = self.lstm(self.dropout(self.item_emb(s)))
         h = self.norm(self.dropout(h))
-        return h * Tensor((s != 0)[..., None].astype(h.dtype))
+        return h * _real(s, h.dtype)
 
     def score(self, states, items=None):
         """Dot products of states with item embeddings (``item_scores``)."""

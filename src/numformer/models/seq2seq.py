@@ -19,6 +19,7 @@ from numformer import nn
 from numformer.autograd import no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.ops.masks import Equal
 from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of, cat, stack
 
@@ -102,7 +103,7 @@ class Seq2SeqTransformer(nn.Module):
     def encode(self, src):
         """Shape: ``src`` ``(N, S)`` -> ``(memory (N, S, d_model), padding (N, S) bool)``."""
         src = _ids(src, "src")
-        padding = src == self.config.pad_id
+        padding = Equal.apply(Tensor(src), value=self.config.pad_id).array  # a primitive: traced forwards see it
         memory = self.transformer.encoder(self._embed(self.src_embed, src), src_key_padding_mask=padding)
         return memory, padding
 

@@ -87,12 +87,16 @@ class Block(nn.Module):
 def patchify(images, patch: int) -> np.ndarray:
     """Shape: ``(N, C, H, W)`` (or ``(N, H, W)``) -> ``(N, (H/p) * (W/p), C * p * p)``, patches
     in row-major order."""
-    x = array_of(images)
+    return _patches(Tensor(array_of(images)), patch).array
+
+
+def _patches(x: Tensor, patch: int) -> Tensor:
+    """``patchify`` with tensor ops (reshape, permute: primitives a traced forward records)."""
     if x.ndim == 3:
-        x = x[:, None]
+        x = x.unsqueeze(1)
     N, C, H, W = x.shape
-    x = x.reshape(N, C, H // patch, patch, W // patch, patch).transpose(0, 2, 4, 1, 3, 5)
-    return xp.ascontiguousarray(x.reshape(N, (H // patch) * (W // patch), C * patch * patch))
+    x = x.reshape(N, C, H // patch, patch, W // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(N, (H // patch) * (W // patch), C * patch * patch)
 
 
 class VisionTransformer(nn.Module):
@@ -125,7 +129,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"VisionTransformer: images must be (N, {c.in_channels}, {c.image_size}, {c.image_size}), got {x.shape}"
             )
-        tokens = self.patch_embed(Tensor(patchify(x.astype(np.float32, copy=False), c.patch_size)))
+        tokens = self.patch_embed(_patches(Tensor(x.astype(np.float32, copy=False)), c.patch_size))
         N = tokens.shape[0]
         h = self.pos_drop(cat([self.cls_token.expand(N, 1, c.d_model), tokens], dim=1) + self.pos_embed)
         weights = []

@@ -116,17 +116,17 @@ class RotaryEmbedding(Module):
             positions = xp.asarray(positions)
             if positions.size and positions.max() >= self.max_len:
                 raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len {self.max_len}")
-            cos = self.cos.array[positions].astype(x.dtype, copy=False)  # (N, L, dim)
-            sin = self.sin.array[positions].astype(x.dtype, copy=False)
+            cos = self.cos[positions].to(x.dtype)  # (N, L, dim)
+            sin = self.sin[positions].to(x.dtype)
             if x.ndim == 4:
                 cos, sin = cos[:, None], sin[:, None]
         else:
             L = _check_length("RotaryEmbedding", x, offset, self.max_len)
-            cos = self.cos.array[offset : offset + L].astype(x.dtype, copy=False)
-            sin = self.sin.array[offset : offset + L].astype(x.dtype, copy=False)
+            cos = self.cos[offset : offset + L].to(x.dtype)
+            sin = self.sin[offset : offset + L].to(x.dtype)
         half = self.dim // 2
         rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * Tensor(cos) + rotated * Tensor(sin)
+        return x * cos + rotated * sin
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}, base={self.base}"
