@@ -27,6 +27,16 @@ Gelu                                    Gelu (opset 20+); before: Div, Erf, Add,
                                         which ONNX Runtime fuses into one kernel) or Mul, Add,
                                         Tanh (tanh form)
 Where, Clip, Cast                       Where, Clip, Cast
+Copy, Fill                              Identity; Expand of the value to Shape
+Sin, Cos, Maximum, Minimum              Sin, Cos, Max, Min
+Log1p, Expm1                            Add then Log; Exp then Sub
+Stepwise                                Floor, Ceil, Round, Sign; trunc: Sign, Abs, Floor, Mul
+Cumsum                                  CumSum
+Gather                                  GatherElements
+Scatter, ScatterAdd                     ScatterElements (reduction "add"); a source the
+                                        index's shape only
+SetItem                                 none: index assignment in a forward (build the value
+                                        out of place to export it)
 Sum, Mean, Max                          ReduceSum, ReduceMean, ReduceMax (integers: Cast first)
 Var                                     ReduceMean, Sub, Mul, ReduceSum, Div; the count from
                                         Shape, Gather, ReduceProd

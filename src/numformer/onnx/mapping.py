@@ -106,6 +106,52 @@ def _cast(g, node):
     return g.add("Cast", [g.input(node, 0)], to=g.tensor_type(node.out.dtype))
 
 
+def _log1p(g, node):
+    return g.add("Log", [g.add("Add", [g.input(node, 0), g.scalar_like(1, _dtype(node))])])
+
+
+def _expm1(g, node):
+    return g.add("Sub", [g.add("Exp", [g.input(node, 0)]), g.scalar_like(1, _dtype(node))])
+
+
+def _stepwise(g, node):
+    """floor, ceil, rint (ONNX's Round: halves to even, as NumPy's), sign; trunc as
+    sign(x) floor(|x|)."""
+    x, name = g.input(node, 0), node.options["name"]
+    if name == "trunc":
+        return g.add("Mul", [g.add("Sign", [x]), g.add("Floor", [g.add("Abs", [x])])])
+    return g.add({"floor": "Floor", "ceil": "Ceil", "rint": "Round", "sign": "Sign"}[name], [x])
+
+
+def _fill(g, node):
+    x = g.input(node, 0)
+    return g.add("Expand", [g.scalar_like(node.options["value"], _dtype(node)), g.shape(x)])
+
+
+def _gather(g, node):
+    index = g.value(node.options["index"], node.where)
+    return g.add("GatherElements", [g.input(node, 0), index], axis=int(node.options["dim"]))
+
+
+def _scatter(reduction: str):
+    def emit(g, node):
+        if node.in_arrays[1].shape != node.options["index"].shape:
+            raise UnsupportedOperatorError(
+                f"{node.where}: scatter with a source larger than its index has no single ONNX operator"
+            )
+        index = g.value(node.options["index"], node.where)
+        extra = {} if reduction == "none" else {"reduction": reduction}
+        return g.add(
+            "ScatterElements", [g.input(node, 0), index, g.input(node, 1)], axis=int(node.options["dim"]), **extra
+        )
+
+    return emit
+
+
+def _cumsum(g, node):
+    return g.add("CumSum", [g.input(node, 0), g.const(_i64(node.options["axis"]))])
+
+
 # --- reductions -------------------------------------------------------------------------------
 
 
@@ -503,7 +549,17 @@ TABLE = {
     E.Where: _where,
     E.Clip: _clip,
     E.Cast: _cast,
+    E.Copy: _same_op("Identity"),
+    E.Fill: _fill,
+    E.Sin: _same_op("Sin"),
+    E.Cos: _same_op("Cos"),
+    E.Log1p: _log1p,
+    E.Expm1: _expm1,
+    E.Stepwise: _stepwise,
+    E.Maximum: _same_op("Max"),
+    E.Minimum: _same_op("Min"),
     # reductions
+    R.Cumsum: _cumsum,
     R.Sum: _reduction("ReduceSum"),
     R.Mean: _reduction("ReduceMean"),
     R.Max: _reduction("ReduceMax"),
@@ -516,6 +572,12 @@ TABLE = {
     S.Index: _index,
     S.Cat: _cat,
     S.Stack: _stack,
+    S.Gather: _gather,
+    S.Scatter: _scatter("none"),
+    S.ScatterAdd: _scatter("add"),
+    S.SetItem: NotExportable(
+        "index assignment (t[i] = v) inside a forward: build the value out of place (torch.where, cat) to export it"
+    ),
     # linear algebra, softmax, normalisation, attention
     LA.MatMul: _same_op("MatMul"),
     LA.Linear: _linear,
