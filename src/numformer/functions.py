@@ -85,7 +85,11 @@ def div(input, other, *, rounding_mode=None):
 
 
 TABLE["divide"] = div
-TABLE["true_divide"] = lambda input, other: _t(input) / other
+
+
+@_api
+def true_divide(dividend, divisor):
+    return _t(dividend) / divisor
 
 
 @_api
@@ -237,9 +241,11 @@ def clamp(input, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     t = _t(input)
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
-        out = t if min is None else maximum(t, min)
-        return out if max is None else minimum(out, max)
+    if isinstance(min, Tensor) or isinstance(max, Tensor):  # the gradient goes to the side taken
+        from numformer.tensor import where as _where
+
+        out = t if min is None else _where(t < min, t._operand(min).to(t.dtype), t)
+        return out if max is None else _where(out > max, t._operand(max).to(t.dtype), out)
     return E.Clip.apply(t, min=min, max=max)
 
 
@@ -336,8 +342,9 @@ def mean(input, dim=None, keepdim: bool = False, *, dtype=None):
 
 
 @_api
-def var(input, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
-    """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch."""
+def var(input, dim=None, *, correction=None, keepdim: bool = False, unbiased: bool | None = None):
+    """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch
+    (``unbiased=False`` is PyTorch's older spelling of ``correction=0``)."""
     t = _t(input)
     if correction is None:
         correction = 0 if unbiased is False else 1
@@ -345,8 +352,9 @@ def var(input, dim=None, unbiased: bool | None = None, keepdim: bool = False, *,
 
 
 @_api
-def std(input, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None):
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+def std(input, dim=None, *, correction=None, keepdim: bool = False, unbiased: bool | None = None):
+    """Standard deviation over ``dim`` (``var``'s square root)."""
+    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
 
 
 @_api
@@ -455,13 +463,13 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, dtype=None):
 
 
 @_api
-def softmax(input, dim, dtype=None):
+def softmax(input, dim, *, dtype=None):
     t = _cast_for(_t(input), dtype)
     return SM.Softmax.apply(t, axis=_dim(dim, t.ndim, "softmax"))
 
 
 @_api
-def log_softmax(input, dim, dtype=None):
+def log_softmax(input, dim, *, dtype=None):
     t = _cast_for(_t(input), dtype)
     return SM.LogSoftmax.apply(t, axis=_dim(dim, t.ndim, "log_softmax"))
 
@@ -497,8 +505,14 @@ def transpose(input, dim0: int, dim1: int):
     return t.permute(*axes)
 
 
-TABLE["swapaxes"] = transpose
-TABLE["swapdims"] = transpose
+@_api
+def swapaxes(input, axis0: int, axis1: int):
+    return transpose(input, axis0, axis1)
+
+
+@_api
+def swapdims(input, dim0: int, dim1: int):
+    return transpose(input, dim0, dim1)
 
 
 @_api
@@ -604,8 +618,8 @@ def scatter(input, dim: int, index, src=None, *, value=None):
     if source is None:
         raise TypeError("scatter() missing 1 required argument: 'src' or 'value'")
     idx = array_of(index)
-    if not isinstance(source, Tensor):
-        source = Tensor._wrap(xp.full(idx.shape, source, dtype=x.dtype), False)
+    if not isinstance(source, Tensor) or source.ndim == 0:  # a value: every indexed place gets it
+        source = x._operand(source).reshape(()).expand(idx.shape)
     return S.Scatter.apply(x, source.to(x.dtype), index=idx, dim=_dim(dim, x.ndim, "scatter"))
 
 
@@ -668,16 +682,16 @@ def movedim(input, source, destination):
 
 
 @_api
-def sort(input, dim: int = -1, descending: bool = False, stable: bool = False):
+def sort(input, dim: int = -1, descending: bool = False, *, stable: bool = False):
     """The named tuple ``(values, indices)`` of ``input`` sorted along ``dim``."""
     x = _t(input)
     d = _dim(dim, x.ndim, "sort")
-    indices = argsort(x, d, descending, stable)
+    indices = argsort(x, d, descending, stable=stable)
     return MinMax(gather(x, d, indices), indices)
 
 
 @_api
-def argsort(input, dim: int = -1, descending: bool = False, stable: bool = False):
+def argsort(input, dim: int = -1, descending: bool = False, *, stable: bool = False):
     x = _t(input)
     d = _dim(dim, x.ndim, "argsort")
     kind = "stable" if stable else "quicksort"

@@ -389,7 +389,7 @@ class Tensor:
             xp.copyto(self.array, xp.broadcast_to(array, self.shape), casting="unsafe")
             self._bump()
             return self
-        return self._inplace(lambda a, s: E.Copy.apply(s.to(a.dtype).expand(a.shape)), src)
+        return self._inplace(lambda a, s: _set(a, Ellipsis, s.to(a.dtype).expand(a.shape)), src)
 
     def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's argument names
         return self._inplace(lambda a: a.clamp(min, max))
@@ -404,15 +404,14 @@ class Tensor:
         return self._inplace(lambda a, v: _set(a, where, v), value)
 
     def scatter_(self, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
+        """``src``'s values (or one ``value``) written at ``index`` along ``dim``, in place."""
         if reduce is not None:
             raise NotImplementedError("scatter_: reduce= is not supported by numformer; use scatter_add_")
-        if (src is None) == (value is None):
-            src, value = (src, None) if src is not None else (None, value)
-            if src is None and value is None:
-                raise TypeError("scatter_() missing 1 required argument: 'src' or 'value'")
-        if not isinstance(src, Tensor):  # a number: torch.scatter_(dim, index, value)
-            src = self._operand(src if src is not None else value)
-        return self._inplace(lambda a, s: a.scatter(dim, index, s), src)
+        source = src if src is not None else value
+        if source is None:
+            raise TypeError("scatter_() missing 1 required argument: 'src' or 'value'")
+        source = source if isinstance(source, Tensor) else self._operand(source)
+        return self._inplace(lambda a, s: a.scatter(dim, index, s), source)
 
     def scatter_add_(self, dim: int, index, src) -> Tensor:
         return self._inplace(lambda a, s: a.scatter_add(dim, index, s), src)
@@ -649,9 +648,8 @@ class Tensor:
         without one, the type's name ("numformer.FloatTensor")."""
         if dtype is None:
             return f"numformer.{_TENSOR_TYPE_NAMES.get(np.dtype(self.dtype), 'Tensor')}"
-        if isinstance(dtype, str) and dtype.rsplit(".", 1)[-1] in _TENSOR_TYPES:
-            dtype = _TENSOR_TYPES[dtype.rsplit(".", 1)[-1]]
-        return self.to(getattr(dtype, "dtype", dtype))
+        name = dtype.rsplit(".", 1)[-1] if isinstance(dtype, str) else getattr(dtype, "__name__", None)
+        return self.to(_TENSOR_TYPES.get(name, dtype))  # "torch.LongTensor", numformer.LongTensor
 
     def type_as(self, tensor) -> Tensor:
         return self.to(tensor.dtype)
@@ -748,7 +746,46 @@ class Tensor:
         return self._compare(other, xp.greater_equal)
 
     def __invert__(self):
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ (bitwise_not) is only for integer and bool tensors, got {self.dtype}")
         return Tensor._wrap(~self.array, False)
+
+    def _bitwise(self, fn, other, reverse: bool = False):
+        other = other.array if isinstance(other, Tensor) else other
+        if self.dtype.kind not in "biu" or getattr(xp.asarray(other), "dtype", np.dtype(bool)).kind not in "biu":
+            raise TypeError(f"bitwise and logical operators (&, |, ^) need integer or bool tensors, got {self.dtype}")
+        a, b = (other, self.array) if reverse else (self.array, other)
+        return Tensor._wrap(xp.asarray(fn(a, b)), False)
+
+    def __and__(self, other):
+        return self._bitwise(xp.bitwise_and, other)
+
+    def __rand__(self, other):
+        return self._bitwise(xp.bitwise_and, other, True)
+
+    def __or__(self, other):
+        return self._bitwise(xp.bitwise_or, other)
+
+    def __ror__(self, other):
+        return self._bitwise(xp.bitwise_or, other, True)
+
+    def __xor__(self, other):
+        return self._bitwise(xp.bitwise_xor, other)
+
+    def __rxor__(self, other):
+        return self._bitwise(xp.bitwise_xor, other, True)
+
+    def __floordiv__(self, other):
+        return self.floor_divide(other)
+
+    def __rfloordiv__(self, other):
+        return self._operand(other).floor_divide(self)
+
+    def __mod__(self, other):
+        return self.remainder(other)
+
+    def __rmod__(self, other):
+        return self._operand(other).remainder(self)
 
     def masked_fill(self, mask, value):
         return masked_fill(self, mask, value)

@@ -226,7 +226,7 @@ def test_arguments_as_torch_onnx_export_takes_them(tmp_path):
     """A trailing dict of keyword arguments, a file path, names from the forward's signature by
     default; each module's train/eval mode is as it was."""
     nf.manual_seed(0)
-    model = nn.TransformerEncoderLayer(8, 2, 16)
+    model = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     model.self_attn.eval()  # a mode of its own, kept
     x, pad = nf.randn(2, 5, 8), np.zeros((2, 5), dtype=bool)
     proto = nfo.export(model, (x, {"src_key_padding_mask": pad}), tmp_path / "layer.onnx")
@@ -292,7 +292,7 @@ def test_grouped_query_attention_broadcasts_in_onnx(masked):
 class OnlyWeights(nn.Module):
     def __init__(self):
         super().__init__()
-        self.attn = nn.MultiheadAttention(8, 2)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
 
     def forward(self, x):
         """Shape: ``(N, L, 8)`` -> the averaged weights ``(N, L, L)`` alone (the node's second output)."""
@@ -346,7 +346,7 @@ def test_advanced_indexing_onnx_cannot_express_is_named():
 class ShortContext(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0)
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
 
     def forward(self, x):
         """Shape: ``(N, L, 8)`` -> ``(N, L, 8)``, L at most 8 (the traces then shrink L)."""
