@@ -75,7 +75,7 @@ def workload(name: str, repeats: int) -> dict:
     nf.manual_seed(0)
     model = CausalLM(layers, d, heads, T)
     ref = TorchCausalLM(layers, d, heads, T)
-    ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
+    ref.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()})
     opt = optim.AdamW(model.parameters(), lr=1e-4)
     t_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4)
     rng = np.random.default_rng(0)

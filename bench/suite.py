@@ -117,7 +117,7 @@ def encoder_forward(repeats: int, fastpath: bool = True) -> dict:
     ref = torch.nn.TransformerEncoder(
         torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True), layers
     )
-    ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in enc.state_dict().items()})
+    ref.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in enc.state_dict().items()})
     ref.eval()
     x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
     tx = torch.from_numpy(x)

@@ -19,10 +19,11 @@ LAYERS = [
     {"autograd"},  # the graph and backward
     {"ops"},  # primitives and fused kernels (and their thread API, ops._threads)
     {"tensor"},
-    {"creation", "testing", "functions"},
+    {"creation", "testing", "functions", "distributed", "amp"},  # distributed: MPI (mpi4py only under mpiexec)
+    {"cuda", "backends", "compiler"},  # PyTorch's torch.cuda, torch.backends, torch.compile
     {"nn"},
     {"optim"},
-    {"utils", "data", "viz", "distributed"},  # distributed: MPI data parallelism (mpi4py only when launched by mpiexec)
+    {"utils", "data", "viz"},
     {"numformer"},  # the package's facade (numformer/__init__.py): the engine and nf.nn, nf.optim, nf.utils
     {"models"},
     {"train", "interop"},

@@ -154,7 +154,7 @@ class TorchGPT(nn.Module):
 def from_numformer(model) -> TorchGPT:
     """A ``TorchGPT`` holding a copy of a numformer ``GPT``'s weights (same dtype)."""
     ref = TorchGPT(model.config)
-    state = {k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}
+    state = {k: torch.from_numpy(v.numpy().copy()) for k, v in model.state_dict().items()}
     ref.to(next(iter(state.values())).dtype)
     ref.load_state_dict(state)
     return ref

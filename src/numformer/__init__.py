@@ -2,8 +2,9 @@
 
 The engine (``Tensor``, ``backward``, ``no_grad``) sits on NumPy alone; ``numformer.nn``
 builds layers on it. As after ``import torch``, the namespaces are attributes of the package:
-``nf.nn``, ``nf.nn.functional``, ``nf.nn.utils``, ``nf.optim``, ``nf.optim.lr_scheduler`` and
-``nf.utils.data``. Float32 by default (``set_default_dtype`` to change), and every random draw
+``nf.nn``, ``nf.nn.functional``, ``nf.nn.utils``, ``nf.nn.parallel``, ``nf.optim``,
+``nf.optim.lr_scheduler``, ``nf.utils.data``, ``nf.distributed``, ``nf.amp``, ``nf.cuda`` and
+``nf.backends``. Float32 by default (``set_default_dtype`` to change), and every random draw
 goes through one generator seeded by ``manual_seed``.
 
 Fast by default, as PyTorch sets its intra-op threads on import: importing numformer runs its
@@ -28,11 +29,20 @@ _functions.install()
 
 # The namespaces PyTorch users reach through the package (``torch.nn``, ``torch.optim``, ...).
 import numformer.nn.functional  # noqa: E402, F401
+import numformer.nn.parallel  # noqa: E402, F401
 import numformer.nn.utils  # noqa: E402, F401
 import numformer.optim.lr_scheduler  # noqa: E402, F401
 import numformer.utils.data  # noqa: E402, F401
-from numformer import nn, optim, utils  # noqa: E402
-from numformer.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from numformer import amp, backends, cuda, distributed, nn, optim, utils  # noqa: E402
+from numformer.amp import autocast  # noqa: E402
+from numformer.autograd import (  # noqa: E402
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from numformer.backend import Device as device  # noqa: E402, N813 - PyTorch's name
 from numformer.backend import (  # noqa: E402
     Generator,
@@ -46,6 +56,8 @@ from numformer.backend import (  # noqa: E402
     tune_allocator,
 )
 from numformer.backend import bfloat16 as _backend_bfloat16  # noqa: E402
+from numformer.backends import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
+from numformer.compiler import compile  # noqa: E402, A004 - PyTorch's name
 from numformer.creation import (  # noqa: E402
     arange,
     as_tensor,  # noqa: E402
@@ -76,6 +88,7 @@ from numformer.ops._threads import get_num_threads, set_num_threads  # noqa: E40
 from numformer.tensor import Tensor, cat, concatenate, split, stack  # noqa: E402
 
 globals().update({name: fn for name, fn in _TABLE.items() if name not in ("split", "matmul")})
+globals().update(_functions.MODULE)
 from numformer.functions import where_ as where  # noqa: E402
 from numformer.tensor import matmul  # noqa: E402
 

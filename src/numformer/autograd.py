@@ -84,16 +84,95 @@ class _GradMode:
         return wrapper
 
 
-class no_grad(_GradMode):  # noqa: N801 - PyTorch's name
+class _NoArgGradMode(_GradMode):
+    """A grad mode that also decorates without parentheses (``@no_grad`` as ``@no_grad()``)."""
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        return self(func) if callable(func) else self
+
+
+class no_grad(_NoArgGradMode):  # noqa: N801 - PyTorch's name
     """Disable graph recording inside a ``with`` block or a decorated function."""
 
     enabled = False
 
 
-class enable_grad(_GradMode):  # noqa: N801 - PyTorch's name
+class enable_grad(_NoArgGradMode):  # noqa: N801 - PyTorch's name
     """Re-enable graph recording (inside ``no_grad``)."""
 
     enabled = True
+
+
+class inference_mode(_GradMode):  # noqa: N801 - PyTorch's name
+    """PyTorch's ``inference_mode(mode=True)``: numformer's ``no_grad`` (``mode=False`` changes
+    nothing); also a decorator, with or without parentheses."""
+
+    def __new__(cls, mode=True):
+        self = super().__new__(cls)
+        if callable(mode):  # @inference_mode
+            self._mode = True
+            return self(mode)
+        return self
+
+    def __init__(self, mode=True):
+        self._mode = bool(mode)
+
+    def __enter__(self):
+        self.enabled = False if self._mode else _grad_enabled
+        _inference.append(self._mode)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _inference.pop()
+        return super().__exit__(*exc)
+
+    def __call__(self, func):
+        mode = self._mode
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with inference_mode(mode):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+_inference: list = []  # the modes of the inference_mode blocks entered, innermost last
+
+
+def is_inference_mode_enabled() -> bool:
+    return bool(_inference) and _inference[-1]
+
+
+class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch's name
+    """``set_grad_enabled(mode)``: sets whether operations record a graph at once; used as a
+    ``with`` block, the previous mode comes back at its end."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._previous, self.enabled = _grad_enabled, bool(mode)
+        _grad_enabled = self.enabled
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+    def __call__(self, func):
+        global _grad_enabled
+        _grad_enabled = self._previous  # as a decorator it changes nothing until called
+        mode = self.enabled
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+
+        return wrapper
 
 
 class Function:
@@ -264,8 +343,29 @@ def _check_versions(node) -> None:
             )
 
 
+_after_backward: list = []  # callbacks for the end of the next backward (DistributedDataParallel's sync)
+
+
+def after_backward(callback) -> None:
+    """Run ``callback()`` once, when the next ``backward`` has accumulated every gradient (as
+    PyTorch's engine's ``queue_callback``: DistributedDataParallel averages gradients then). A
+    callback queued twice before that backward runs once."""
+    if callback not in _after_backward:
+        _after_backward.append(callback)
+
+
 def backward(root, grad, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
+    """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad,
+    then run the callbacks ``after_backward`` queued."""
+    try:
+        _backward(root, grad, retain_graph)
+    finally:
+        callbacks, _after_backward[:] = list(_after_backward), []
+    for callback in callbacks:
+        callback()
+
+
+def _backward(root, grad, retain_graph: bool) -> None:
     if type(root.array) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
         _check_device([root])
     if root._fn is None:  # a leaf: its own gradient
@@ -278,6 +378,9 @@ def backward(root, grad, retain_graph: bool = False) -> None:
         if grads is None:
             continue
         _check_versions(node)
+        for index, hooks in getattr(node, "hooks", {}).items():
+            if index in grads and hooks:
+                grads[index] = _run_hooks(hooks, grads[index], root)
         for index, ref in getattr(node, "retained", {}).items():
             t = ref()
             if t is not None and index in grads:
@@ -303,7 +406,30 @@ def backward(root, grad, retain_graph: bool = False) -> None:
         _accumulate(leaf, g, handed_out)
 
 
+class HookHandle:
+    """What ``Tensor.register_hook`` returns: ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def _run_hooks(hooks, g, like):
+    """``g`` passed through each hook in turn (a hook returning a tensor replaces it)."""
+    for hook in list(hooks):
+        result = hook(like._result(g, False))
+        if result is not None:
+            g = result.array if hasattr(result, "_fn") else xp.asarray(result)
+    return g
+
+
 def _accumulate(node, g, handed_out: set) -> None:
+    hooks = getattr(node, "_hooks", None)
+    if hooks:
+        g = _run_hooks(hooks, g, node)
     if not isinstance(g, xp.ndarray):  # a NumPy scalar from a 0-d op: .grad is always an array
         g = xp.asarray(g)
     if g.dtype != node.array.dtype:

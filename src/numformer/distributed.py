@@ -235,9 +235,10 @@ def broadcast_parameters(module, world: World) -> None:
     if world.size == 1:
         return
     for value in module.state_dict().values():
-        host = np.ascontiguousarray(to_numpy(value))  # MPI sends host memory
+        array = value.array
+        host = np.ascontiguousarray(to_numpy(array))  # MPI sends host memory
         world.broadcast_array_(host)
-        value[...] = to_device(host, device_of(value))
+        array[...] = to_device(host, device_of(array))
 
 
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
@@ -332,18 +333,138 @@ def shard(batch, world: World, even: bool = True):
     return batch
 
 
-class DistributedDataParallel:
-    """PyTorch's ``DistributedDataParallel`` for a script's own loop: broadcasts rank 0's
-    weights at construction; call the wrapped module as before, and ``allreduce_gradients()``
-    after ``backward()`` (the ``Trainer`` does both by itself)."""
+# --- torch.distributed's API, on this world ------------------------------------------------------
+# A program written for ``torch.distributed`` runs on numformer's MPI: ``init_process_group``
+# (any backend name: MPI carries them all), ``get_rank``, ``get_world_size``, ``all_reduce``,
+# ``broadcast``, ``all_gather``, ``barrier``, ``destroy_process_group``. Under ``mpiexec``,
+# importing numformer also sets torchrun's ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` where they
+# are unset, so a program that reads them (nanoGPT's train.py) sees its rank.
 
-    def __init__(self, module, world: World | None = None, bucket_bytes: int = BUCKET_BYTES):
-        self.module, self.bucket_bytes = module, bucket_bytes
-        self.world = world if world is not None else _this_world()
-        broadcast_parameters(module, self.world)
+_initialized = False
 
-    def __call__(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
 
-    def allreduce_gradients(self) -> int:
-        return allreduce_gradients(self.module.parameters(), self.world, self.bucket_bytes)
+class ReduceOp:
+    """The reductions of ``all_reduce`` (PyTorch's names)."""
+
+    SUM, AVG, PRODUCT, MIN, MAX = "sum", "avg", "product", "min", "max"
+
+
+def _export_torchrun_env() -> None:
+    """RANK, LOCAL_RANK and WORLD_SIZE from MPI's environment, where mpiexec set it and they are
+    not set already."""
+    rank = os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK")
+    size = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE")
+    if rank is None or size is None or "RANK" in os.environ:
+        return
+    local = os.environ.get("MPI_LOCALRANKID") or os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK") or rank
+    os.environ.update({"RANK": rank, "WORLD_SIZE": size, "LOCAL_RANK": local})
+
+
+_export_torchrun_env()
+
+
+def is_available() -> bool:
+    """Whether data-parallel training can run here (always: one process without mpiexec)."""
+    return True
+
+
+def is_initialized() -> bool:
+    return _initialized
+
+
+def is_mpi_available() -> bool:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def init_process_group(backend=None, init_method=None, timeout=None, world_size: int = -1, rank: int = -1, **kwargs):
+    """Join this job's processes (PyTorch's ``init_process_group``). numformer's processes talk
+    through MPI whatever ``backend`` names ("nccl", "gloo", "mpi"): launch with ``mpiexec -n N``
+    (or a launcher that sets MPI's environment). torchrun's ``env://`` rendezvous is not used.
+
+    Raises:
+        RuntimeError: already initialised, or a ``world_size``/``rank`` other than MPI's."""
+    global _initialized
+    if _initialized:
+        raise RuntimeError("trying to initialize the default process group twice!")
+    w = world()
+    if world_size not in (-1, w.size) or rank not in (-1, w.rank):
+        raise RuntimeError(
+            f"init_process_group: world_size={world_size}, rank={rank} but MPI launched {w.size} processes and this "
+            f"is rank {w.rank}: numformer takes both from mpiexec"
+        )
+    _initialized = True
+
+
+def destroy_process_group(group=None) -> None:
+    global _initialized
+    _initialized = False
+
+
+def get_rank(group=None) -> int:
+    return world().rank
+
+
+def get_world_size(group=None) -> int:
+    return world().size
+
+
+def get_backend(group=None) -> str:
+    return "mpi"
+
+
+def barrier(group=None, async_op: bool = False, device_ids=None) -> None:
+    world().barrier()
+
+
+def _host(tensor) -> np.ndarray:
+    return np.ascontiguousarray(to_numpy(tensor.array))
+
+
+def _write_back(tensor, host: np.ndarray) -> None:
+    tensor.array[...] = to_device(host, device_of(tensor.array))
+    tensor._bump()
+
+
+def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
+    """``tensor`` reduced over every rank, in place (sum, average, product, min or max)."""
+    w = world()
+    if w.size == 1:
+        return None
+    host = _host(tensor)
+    if op in (ReduceOp.SUM, ReduceOp.AVG):
+        w.allreduce_sum_(host)
+        if op == ReduceOp.AVG:
+            host /= w.size
+    else:
+        from mpi4py import MPI
+
+        mpi_op = {ReduceOp.PRODUCT: MPI.PROD, ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX}[op]
+        w.comm.Allreduce(MPI.IN_PLACE, host, op=mpi_op)
+    _write_back(tensor, host)
+    return None
+
+
+def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
+    """Rank ``src``'s values of ``tensor`` on every rank, in place."""
+    w = world()
+    if w.size > 1:
+        host = _host(tensor)
+        w.comm.Bcast(host, root=src)
+        _write_back(tensor, host)
+
+
+def all_gather(tensor_list: list, tensor, group=None, async_op: bool = False):
+    """Every rank's ``tensor`` into ``tensor_list`` (one per rank, in rank order)."""
+    w = world()
+    host = _host(tensor)
+    gathered = np.empty((w.size,) + host.shape, dtype=host.dtype)
+    if w.size > 1:
+        w.comm.Allgather(host, gathered)
+    else:
+        gathered[0] = host
+    for out, values in zip(tensor_list, gathered):
+        _write_back(out, values)

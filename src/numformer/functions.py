@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import sys
 from collections import namedtuple
 
 import numpy as np
@@ -760,6 +761,417 @@ def where_(condition, input=None, other=None):
     return _where(condition, input, other)
 
 
+# --- more maths ----------------------------------------------------------------------------
+
+erf = _unary("erf", E.Erf, doc="The error function, elementwise (d/dx = 2/sqrt(pi) exp(-x^2)).")
+
+
+@_api
+def erfc(input):
+    return 1.0 - erf(input)
+
+
+@_api
+def prod(input, dim=None, keepdim: bool = False, *, dtype=None):
+    """The product of all elements, or along ``dim``; gradients exact also where an element is 0."""
+    x = _cast_for(_t(input), dtype)
+    if dim is None:
+        return R.Prod.apply(x.reshape(-1), axis=0)
+    return R.Prod.apply(x, axis=_dim(dim, x.ndim, "prod"), keepdims=keepdim)
+
+
+@_api
+def lerp(input, end, weight):
+    """``input + weight * (end - input)``."""
+    x = _t(input)
+    return x + weight * (end - x)
+
+
+@_api
+def outer(input, vec2):
+    """The outer product of two 1-D tensors: ``(n,), (m,) -> (n, m)``."""
+    a, b = _t(input), _t(vec2)
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"outer: expected 1-D tensors, got shapes {a.shape} and {b.shape}")
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+TABLE["ger"] = outer
+
+
+@_api
+def dot(input, tensor):
+    """The dot product of two 1-D tensors of one size."""
+    a, b = _t(input), _t(tensor)
+    if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
+        raise RuntimeError(f"dot: expected 1-D tensors of one size, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+@_api
+def inner(input, other):
+    """Sum over the last dims of both (a scalar operand multiplies)."""
+    a, b = _t(input), _t(other)
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    return matmul(a.unsqueeze(-2) if a.ndim == 1 else a, b.reshape(-1, b.shape[-1]).t()).reshape(
+        a.shape[:-1] + b.shape[:-1]
+    )
+
+
+@_api
+def mv(input, vec):
+    """Matrix ``(n, m)`` times vector ``(m,)``."""
+    a, v = _t(input), _t(vec)
+    if a.ndim != 2 or v.ndim != 1:
+        raise RuntimeError(f"mv: expected a matrix and a vector, got shapes {a.shape} and {v.shape}")
+    return matmul(a, v)
+
+
+@_api
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (mat1 @ mat2)``."""
+    product = mm(mat1, mat2)
+    return _t(input) * beta + (product if alpha == 1 else product * alpha)
+
+
+@_api
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (batch1 @ batch2)`` over a batch of matrices."""
+    product = bmm(batch1, batch2)
+    return _t(input) * beta + (product if alpha == 1 else product * alpha)
+
+
+@_api
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 * tensor2``."""
+    return _t(input) + _t(tensor1) * tensor2 * value
+
+
+@_api
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """``input + value * tensor1 / tensor2``."""
+    return _t(input) + _t(tensor1) / tensor2 * value
+
+
+@_api
+def diag(input, diagonal: int = 0):
+    """A 1-D tensor's matrix with it on the ``diagonal``-th diagonal, or a 2-D tensor's
+    ``diagonal``-th diagonal as a 1-D tensor."""
+    x = _t(input)
+    if x.ndim == 1:
+        n = x.shape[0] + builtins.abs(diagonal)
+        out = x.new_zeros((n, n))
+        rows = np.arange(x.shape[0]) + builtins.max(-diagonal, 0)
+        out[rows, rows + diagonal] = x
+        return out
+    if x.ndim != 2:
+        raise RuntimeError(f"diag: expected a 1-D or 2-D tensor, got {x.ndim} dims")
+    rows = np.arange(builtins.max(-diagonal, 0), builtins.max(builtins.min(x.shape[0], x.shape[1] - diagonal), 0))
+    return x[rows, rows + diagonal]
+
+
+@_api
+def trace(input):
+    """The sum of a matrix's main diagonal."""
+    x = _t(input)
+    if x.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, got {x.ndim} dims")
+    return diag(x).sum()
+
+
+@_api
+def fmod(input, other):
+    """The remainder of ``input / other`` with ``input``'s sign (C's ``fmod``)."""
+    x = _t(input)
+    if not is_floating(x.dtype) and not (isinstance(other, Tensor) and is_floating(other.dtype)):
+        o = array_of(other) if isinstance(other, Tensor) else other
+        return Tensor._wrap(xp.fmod(x.array, o), False)
+    return x - trunc(x / other).detach() * other
+
+
+@_api
+def nan_to_num(input, nan: float = 0.0, posinf=None, neginf=None):
+    """NaN, +inf and -inf replaced (by default: 0, the dtype's largest, its smallest)."""
+    x = _t(input)
+    if not is_floating(x.dtype):
+        return x.clone()
+    info = np.finfo(x.dtype)
+    a = x.array
+    out = x.masked_fill(Tensor._wrap(xp.isnan(a), False), nan)
+    out = out.masked_fill(Tensor._wrap(xp.isposinf(a), False), info.max if posinf is None else posinf)
+    return out.masked_fill(Tensor._wrap(xp.isneginf(a), False), info.min if neginf is None else neginf)
+
+
+@_api
+def diff(input, n: int = 1, dim: int = -1, prepend=None, append=None):
+    """The ``n``-th forward difference along ``dim``."""
+    from numformer.tensor import cat
+
+    x = _t(input)
+    d = _dim(dim, x.ndim, "diff")
+    if prepend is not None or append is not None:
+        x = cat([p for p in (prepend, x, append) if p is not None], dim=d)
+    for _ in range(n):
+        length = x.shape[d]
+        x = narrow(x, d, 1, length - 1) - narrow(x, d, 0, length - 1)
+    return x
+
+
+@_api
+def take_along_dim(input, indices, dim=None):
+    """``input``'s values at ``indices`` along ``dim`` (``indices`` broadcast against ``input``
+    but along ``dim``); without ``dim``, on the flattened tensor."""
+    x, idx = _t(input), array_of(indices)
+    if dim is None:
+        return x.reshape(-1)[idx.reshape(-1)]
+    d = _dim(dim, x.ndim, "take_along_dim")
+    shape_x, shape_i = list(x.shape), list(idx.shape)
+    shape_x[d] = shape_i[d] = 1
+    common = np.broadcast_shapes(tuple(shape_x), tuple(shape_i))
+    x = x.expand(common[:d] + (x.shape[d],) + common[d + 1 :])
+    idx = xp.broadcast_to(idx, common[:d] + (idx.shape[d],) + common[d + 1 :])
+    return gather(x, d, idx)
+
+
+@_api
+def index_add(input, dim: int, index, source, *, alpha=1):
+    """``input`` with ``alpha * source``'s slices added at ``index`` along ``dim`` (repeated
+    indices add up)."""
+    x, idx, src = _t(input), array_of(index), _t(source)
+    d = _dim(dim, x.ndim, "index_add")
+    if idx.ndim != 1 or src.shape[d] != idx.shape[0]:
+        raise IndexError(f"index_add(): index must be 1-D with source.shape[{d}] = {src.shape[d]} entries")
+    shape = [1] * src.ndim
+    shape[d] = idx.shape[0]
+    full = xp.broadcast_to(idx.reshape(shape), src.shape)
+    return scatter_add(x, d, full, src if alpha == 1 else src * alpha)
+
+
+@_api
+def broadcast_to(input, shape):
+    return _t(input).expand(tuple(shape))
+
+
+@_api
+def tile(input, dims):
+    """``input`` repeated ``dims`` times along each dim (missing leading dims count as 1)."""
+    x = _t(input)
+    dims = tuple(dims)
+    return x.repeat(*((1,) * (x.ndim - len(dims)) + dims))
+
+
+@_api
+def bincount(input, weights=None, minlength: int = 0):
+    return Tensor._wrap(xp.bincount(_t(input).array, None if weights is None else array_of(weights), minlength), False)
+
+
+@_api
+def unique(input, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False, dim=None):  # noqa: A002
+    """The distinct values (sorted), and optionally the inverse indices and the counts."""
+    x = _t(input)
+    found = np.unique(backend.to_numpy(x.array), return_inverse=True, return_counts=True, axis=dim)
+    values, inverse, counts = found
+    out = [Tensor._wrap(xp.asarray(values), False)]
+    if return_inverse:
+        out.append(Tensor._wrap(xp.asarray(inverse.reshape(x.shape if dim is None else -1).astype(np.int64)), False))
+    if return_counts:
+        out.append(Tensor._wrap(xp.asarray(counts.astype(np.int64)), False))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+@_api
+def is_complex(input) -> bool:
+    """False: numformer has no complex dtypes."""
+    return False
+
+
+@_api
+def is_nonzero(input) -> bool:
+    x = _t(input)
+    if x.array.size != 1:
+        raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+    return bool(x.array.reshape(()) != 0)
+
+
+@_api
+def bernoulli(input, *, generator=None):
+    """0/1 draws with the probabilities in ``input`` (the generator's, or numformer's)."""
+    p = _t(input)
+    rng = backend.generator() if generator is None else generator.rng
+    u = rng.random(p.shape)
+    return Tensor._wrap(xp.asarray((u < backend.to_numpy(p.array)).astype(p.dtype)), False)
+
+
+# --- functions PyTorch has at module level only (numformer.NAME, not Tensor.NAME) ------------
+
+MODULE: dict = {}
+
+
+def _module(fn):
+    MODULE[fn.__name__.rstrip("_")] = fn
+    return fn
+
+
+@_module
+def einsum(equation, *operands):
+    """Einstein summation (NumPy's notation: ``"bhqd,bhkd->bhqk"``, ``...``, implicit output),
+    differentiable in every operand whose subscripts name each letter once.
+
+    Args:
+        equation: the subscripts.
+        *operands: the tensors (or one list of them, as PyTorch also takes).
+
+    Raises:
+        ValueError: a malformed equation or operands that do not fit it (naming the operand)."""
+    from numformer.ops.linalg import Einsum
+
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    tensors = [_t(o) for o in operands]
+    if builtins.len({t.dtype for t in tensors}) > 1:
+        tensors = [t.to(np.result_type(*[u.dtype for u in tensors])) for t in tensors]
+    return Einsum.apply(*tensors, equation=equation)
+
+
+@_module
+def broadcast_tensors(*tensors):
+    shape = np.broadcast_shapes(*[_t(t).shape for t in tensors])
+    return tuple(_t(t).expand(shape) for t in tensors)
+
+
+@_module
+def broadcast_shapes(*shapes):
+    return Size(np.broadcast_shapes(*[(s,) if isinstance(s, int) else tuple(s) for s in shapes]))
+
+
+@_module
+def hstack(tensors):
+    from numformer.tensor import cat
+
+    tensors = [_t(t) for t in tensors]
+    return cat(tensors, dim=0 if tensors[0].ndim == 1 else 1)
+
+
+@_module
+def vstack(tensors):
+    from numformer.tensor import cat
+
+    return cat([t.reshape(1, -1) if t.ndim == 1 else t for t in map(_t, tensors)], dim=0)
+
+
+MODULE["row_stack"] = vstack
+
+
+@_module
+def searchsorted(sorted_sequence, values, *, out_int32: bool = False, right: bool = False, side=None, sorter=None):
+    """Indices where ``values`` would go in ``sorted_sequence`` (its last dim sorted) to keep it
+    sorted; ``right`` (or ``side="right"``) places equal values after."""
+    seq = _t(sorted_sequence).array
+    found = array_of(values) if isinstance(values, Tensor) else xp.asarray(values)
+    side = side or ("right" if right else "left")
+    if seq.ndim == 1:
+        found = xp.searchsorted(seq, found, side=side)
+    else:
+        rows = zip(seq.reshape(-1, seq.shape[-1]), found.reshape(-1, found.shape[-1]))
+        found = xp.stack([xp.searchsorted(r, v, side=side) for r, v in rows]).reshape(found.shape)
+    return Tensor._wrap(found.astype(np.int32 if out_int32 else np.int64), False)
+
+
+@_api
+def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False):
+    """The bucket of each value among the 1-D ``boundaries`` (``right``: boundaries belong to
+    the bucket on their left)."""
+    return searchsorted(boundaries, input, out_int32=out_int32, side="left" if not right else "right")
+
+
+class Size(tuple):
+    """PyTorch's ``torch.Size``: a tuple of dims (``Tensor.shape`` is a plain tuple, equal to it)."""
+
+    def numel(self) -> int:
+        return math.prod(self)
+
+    def __repr__(self) -> str:
+        return f"numformer.Size({list(self)})"
+
+
+MODULE["Size"] = Size
+MODULE["finfo"] = np.finfo  # .min, .max, .eps, .tiny, .bits, .resolution as PyTorch's
+MODULE["iinfo"] = np.iinfo
+
+
+def _triangle_indices(rows, row: int, col: int, offset: int, dtype):
+    return Tensor._wrap(xp.asarray(np.stack(rows(row, offset, col)).astype(backend.as_dtype(dtype or np.int64))), False)
+
+
+@_module
+def tril_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None):
+    """The ``(2, N)`` row and column indices of the lower triangle (PyTorch's order)."""
+    return _triangle_indices(np.tril_indices, row, col, offset, dtype)
+
+
+@_module
+def triu_indices(row: int, col: int, offset: int = 0, *, dtype=None, device=None):
+    """The ``(2, N)`` row and column indices of the upper triangle (PyTorch's order)."""
+    return _triangle_indices(np.triu_indices, row, col, offset, dtype)
+
+
+@_module
+def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None, requires_grad: bool = False):
+    values = np.logspace(start, end, steps, base=base).astype(backend.as_dtype(dtype or backend.get_default_dtype()))
+    return Tensor._wrap(xp.asarray(values), requires_grad)
+
+
+@_module
+def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad: bool = False):
+    """Normal draws: ``normal(mean, std)`` with tensors (broadcast) or ``normal(mean, std, size)``
+    with numbers."""
+    rng = backend.generator() if generator is None else generator.rng
+    m = array_of(mean) if isinstance(mean, Tensor) else mean
+    s = array_of(std) if isinstance(std, Tensor) else std
+    shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))
+    kind = next((t.dtype for t in (mean, std) if isinstance(t, Tensor)), None)
+    values = rng.standard_normal(shape) * backend.to_numpy(xp.asarray(s)) + backend.to_numpy(xp.asarray(m))
+    dtype = backend.as_dtype(dtype or kind or backend.get_default_dtype())
+    return Tensor._wrap(xp.asarray(values.astype(dtype)), requires_grad)
+
+
+_deterministic = [False]
+
+
+@_module
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Recorded: numformer's kernels are deterministic already (fixed reduction orders)."""
+    _deterministic[0] = bool(mode)
+
+
+@_module
+def are_deterministic_algorithms_enabled() -> bool:
+    return _deterministic[0]
+
+
+@_module
+def seed() -> int:
+    """Seed numformer's generator from the operating system's entropy; returns the seed."""
+    value = int(np.random.SeedSequence().entropy % (2**63))
+    backend.manual_seed(value)
+    return value
+
+
+@_module
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None, profile=None, sci_mode=None):
+    """How tensors print, as PyTorch's (``profile``: "default", "short" or "full")."""
+    from numformer.tensor import PRINT_OPTIONS
+
+    profiles = {"default": (4, 1000, 3, 80), "short": (2, 1000, 2, 80), "full": (4, sys.maxsize, 3, 80)}
+    if profile is not None:
+        PRINT_OPTIONS.update(zip(("precision", "threshold", "edgeitems", "linewidth"), profiles[profile]))
+    given = dict(precision=precision, threshold=threshold, edgeitems=edgeitems, linewidth=linewidth)
+    PRINT_OPTIONS.update({k: v for k, v in given.items() if v is not None})
+    if sci_mode is not None:
+        PRINT_OPTIONS["suppress"] = not sci_mode
+
+
 def install() -> None:
     """Make every function of the table a method of ``Tensor`` as well (its first argument the
     tensor), unless ``Tensor`` defines that method itself: ``where`` (PyTorch's
@@ -769,3 +1181,32 @@ def install() -> None:
     for name, fn in TABLE.items():
         if name not in own:
             setattr(Tensor, name, fn)
+    for name in INPLACE:
+        if name + "_" not in own:
+            setattr(Tensor, name + "_", _inplace_method(name, TABLE[name]))
+
+
+# Functions whose in-place method ``Tensor.NAME_`` PyTorch has (the others are written by hand
+# in tensor.py: add_, mul_, clamp_, masked_fill_, ...).
+INPLACE = (
+    "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs",
+    "neg", "reciprocal", "square", "floor", "ceil", "trunc", "round", "sign", "erf", "clamp_min", "clamp_max",
+    "lerp", "addcmul", "addcdiv", "fmod", "remainder", "nan_to_num", "index_add", "tril", "triu",
+    "logical_not", "eq", "ne", "lt", "le", "gt", "ge", "t", "squeeze", "unsqueeze", "transpose",
+)  # fmt: skip
+
+
+def _inplace_method(name: str, fn):
+    def method(self, *args, **kwargs):
+        result = fn(self, *args, **kwargs)
+        if result.shape != self.shape:  # squeeze_, unsqueeze_, t_, transpose_: a new shape
+            if self._records_write(*args):
+                raise RuntimeError(f"{name}_: changing the shape of a tensor in a graph in place is not supported")
+            self.array = result.array.astype(self.dtype, copy=False)
+            self._bump()
+            return self
+        return self._inplace(lambda a, *others: fn(a, *others, **kwargs), *args)
+
+    method.__name__ = method.__qualname__ = name + "_"
+    method.__doc__ = f"``{name}`` written into this tensor (PyTorch's ``Tensor.{name}_``)."
+    return method

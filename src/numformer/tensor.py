@@ -43,6 +43,10 @@ def _to_array(data, dtype=None):
     return arr
 
 
+# How tensors print (``numformer.set_printoptions``): PyTorch's defaults.
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80, "suppress": None}
+
+
 class Tensor:
     """An n-dimensional array with optional gradient tracking.
 
@@ -53,7 +57,7 @@ class Tensor:
     itself (NumPy's, or CuPy's on a GPU): the one accessor numformer's own code uses for it.
     """
 
-    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_view_of", "__weakref__")
+    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_view_of", "_hooks", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -185,6 +189,26 @@ class Tensor:
         if "retained" not in vars(self._fn):
             self._fn.retained = {}
         self._fn.retained[self._out] = weakref.ref(self)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient during each backward; a tensor it
+        returns replaces the gradient (PyTorch's ``Tensor.register_hook``). Returns a handle
+        whose ``remove()`` unregisters it.
+
+        Raises:
+            RuntimeError: a tensor that does not require grad."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._fn is None:
+            hooks = getattr(self, "_hooks", None)
+            if hooks is None:
+                hooks = self._hooks = []
+        else:
+            if "hooks" not in vars(self._fn):
+                self._fn.hooks = {}
+            hooks = self._fn.hooks.setdefault(self._out, [])
+        hooks.append(hook)
+        return autograd.HookHandle(hooks, hook)
 
     @property
     def retains_grad(self) -> bool:
@@ -488,8 +512,20 @@ class Tensor:
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self) -> Tensor:
-        return self.to("cuda")
+    def cuda(self, device=None, non_blocking: bool = False) -> Tensor:
+        return self.to("cuda" if device is None else device)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def pin_memory(self) -> Tensor:
+        """``self``: numformer copies to the GPU from any host memory (PyTorch pins pages for
+        asynchronous copies)."""
+        return self
+
+    def is_pinned(self) -> bool:
+        return False
 
     def item(self):
         if self.array.size != 1:
@@ -571,7 +607,21 @@ class Tensor:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(to_numpy(self.array), separator=", ", precision=4, prefix="tensor(")
+        values = to_numpy(self.array)
+        # PyTorch's style: a fixed number of decimals unless every value is a whole number
+        whole = not is_floating(self.dtype) or not values.size or not np.isfinite(values).all()
+        whole = whole or bool((values == np.round(values)).all())
+        body = np.array2string(
+            values,
+            separator=", ",
+            prefix="tensor(",
+            floatmode="maxprec" if whole else "fixed",
+            precision=PRINT_OPTIONS["precision"],
+            threshold=PRINT_OPTIONS["threshold"],
+            edgeitems=PRINT_OPTIONS["edgeitems"],
+            max_line_width=PRINT_OPTIONS["linewidth"],
+            suppress_small=PRINT_OPTIONS["suppress"],
+        )
         extra = ""
         if self.dtype != get_default_dtype() and is_floating(self.dtype):
             extra += f", dtype={self.dtype}"
@@ -584,20 +634,24 @@ class Tensor:
     __hash__ = object.__hash__
 
     # --- dtype ------------------------------------------------------------------------------
-    def to(self, *args, device=None, dtype=None) -> Tensor:
+    def to(self, *args, device=None, dtype=None, non_blocking: bool = False, copy: bool = False) -> Tensor:
         """A tensor on ``device`` and/or of ``dtype`` (``t.to("cuda")``, ``t.to(np.float64)``,
-        ``t.to("cuda", np.float32)``, ``t.to(device=..., dtype=...)``); ``self`` when nothing
-        changes. A cast is differentiable; a move copies a leaf (keeping ``requires_grad``).
+        ``t.to("cuda", np.float32)``, ``t.to(other)`` for ``other``'s device and dtype,
+        ``t.to(device=..., dtype=...)``); ``self`` when nothing changes unless ``copy``. A cast is
+        differentiable; a move copies a leaf (keeping ``requires_grad``). ``non_blocking`` is
+        accepted: numformer's copies complete before ``to`` returns.
 
         Raises:
             RuntimeError: moving a tensor computed in a graph (move its leaves instead), or a
             device that is not available."""
         for arg in args:
-            if isinstance(arg, Device) or (isinstance(arg, str) and arg.partition(":")[0] in ("cpu", "cuda")):
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, Device) or (isinstance(arg, str) and arg.partition(":")[0] in ("cpu", "cuda")):
                 device = arg
             else:
                 dtype = arg
-        t = self
+        t = self.clone() if copy else self
         if device is not None and Device(device) != t.device:
             if t._fn is not None and t._requires_grad:
                 raise RuntimeError(
@@ -868,6 +922,86 @@ class Tensor:
 
     def element_size(self) -> int:
         return self.array.dtype.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self.array.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.array.nbytes)
+
+    def ndimension(self) -> int:
+        return self.ndim
+
+    def stride(self, dim=None):
+        """Steps in elements between neighbours along each dim (PyTorch's strides)."""
+        steps = tuple(s // self.array.dtype.itemsize for s in self.array.strides)
+        return steps if dim is None else steps[dim]
+
+    def storage_offset(self) -> int:
+        base = self.array.base if self.array.base is not None else self.array
+        if not isinstance(base, np.ndarray) or not isinstance(self.array, np.ndarray):
+            return 0
+        return (self.array.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // self.itemsize
+
+    def data_ptr(self) -> int:
+        """The address of the first element (NumPy's; CuPy's device pointer on a GPU)."""
+        if isinstance(self.array, np.ndarray):
+            return self.array.__array_interface__["data"][0]
+        return int(self.array.data.ptr)
+
+    def share_memory_(self) -> Tensor:
+        """``self``: numformer's worker processes receive batches, not shared tensors."""
+        return self
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __contains__(self, element) -> bool:
+        """Whether ``element`` (a number or a tensor) equals some element of this tensor."""
+        value = element.array if isinstance(element, Tensor) else element
+        return bool((self.array == value).any())
+
+    def unflatten(self, dim: int, sizes) -> Tensor:
+        """Dim ``dim`` split into ``sizes`` (one may be -1)."""
+        d = dim % self.ndim
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1 :])
+
+    def split_with_sizes(self, split_sizes, dim: int = 0):
+        return split(self, list(split_sizes), dim)
+
+    def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+        """Every window of ``size`` elements ``step`` apart along ``dimension``, as a new last dim:
+        ``(..., n, ...) -> (..., (n - size) // step + 1, ..., size)``."""
+        d = dimension % self.ndim
+        n = self.shape[d]
+        if size > n or size < 1 or step < 1:
+            raise RuntimeError(f"unfold: size {size} and step {step} do not fit dimension {d} of size {n}")
+        starts = np.arange(0, n - size + 1, step)
+        windows = self[(slice(None),) * d + ((starts[:, None] + np.arange(size)).reshape(-1),)]
+        windows = windows.reshape(self.shape[:d] + (len(starts), size) + self.shape[d + 1 :])
+        return windows.movedim(d + 1, -1)
+
+    def fill_diagonal_(self, fill_value, wrap: bool = False) -> Tensor:
+        """``fill_value`` written on the main diagonal (of a matrix, or of an n-d tensor whose dims are equal)."""
+        n = min(self.shape)
+        rows = np.arange(n)
+        if wrap and self.ndim == 2 and self.shape[0] > self.shape[1] + 1:
+            rows = np.arange(0, self.shape[0] // (self.shape[1] + 1) * (self.shape[1] + 1) + n)
+            rows = rows[rows % (self.shape[1] + 1) < self.shape[1]]
+            self[rows, rows % (self.shape[1] + 1)] = fill_value
+            return self
+        self[(rows,) * self.ndim] = fill_value
+        return self
+
+    def moveaxis(self, source, destination) -> Tensor:
+        return self.movedim(source, destination)
+
+    def sgn(self) -> Tensor:
+        return self.sign()
 
     # --- new tensors like this one (dtype and device) ----------------------------------------
     def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -184,7 +184,7 @@ def test_bert_matches_a_pytorch_twin_in_values_and_gradients(batch, length, head
     lengths = r.integers(1, length + 1, batch)
     mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int64)
     out = model(ids, attention_mask=mask, token_type_ids=types)
-    state = {k: torch.tensor(v, requires_grad=True) for k, v in model.state_dict().items()}
+    state = {k: torch.tensor(v.numpy(), requires_grad=True) for k, v in model.state_dict().items()}
     t_hidden, t_pooled = torch_bert(state, c, torch.tensor(ids), torch.tensor(mask), torch.tensor(types))
     real = mask.astype(bool)
     np.testing.assert_allclose(out.last_hidden_state.array[real], t_hidden.detach().numpy()[real], atol=1e-10)

@@ -61,7 +61,7 @@ def test_module_weight_gradients_match_pytorch(average, padding):
     nf.manual_seed(0)
     mha = nn.MultiheadAttention(8, 2, batch_first=True).to(np.float64)
     ref = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
-    ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in mha.state_dict().items()})
+    ref.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in mha.state_dict().items()})
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 5, 8))
     pad = np.zeros((2, 5), dtype=bool)

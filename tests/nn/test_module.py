@@ -49,7 +49,7 @@ def test_names_order_and_counts_match_torch_conventions():
 def test_state_dict_round_trip_both_ways_with_torch():
     m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    t.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
+    t.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in m.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
     np.testing.assert_allclose(m(nf.Tensor(x)).numpy(), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
     torch.manual_seed(1)
@@ -60,7 +60,7 @@ def test_state_dict_round_trip_both_ways_with_torch():
 
 def test_load_state_dict_lists_every_offending_key_and_changes_nothing():
     m = Tiny()
-    before = {k: v.copy() for k, v in m.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in m.state_dict().items()}
     bad = dict(m.state_dict())
     bad.pop("fc.bias")
     bad["extra.weight"] = np.zeros(3)

@@ -44,6 +44,15 @@ class SelfAttention(nn.Module):
         return self.attn(x, x, x, key_padding_mask=key_padding_mask)
 
 
+class Maths(nn.Module):
+    """The tensor API's newer primitives in one forward: einsum, erf, prod."""
+
+    def forward(self, x):
+        """Shape: ``(N, L, 4)`` -> ``(N, L, L)``."""
+        scores = nf.einsum("nld,nkd->nlk", x, x) / 2
+        return scores.erf() + nf.einsum("...d->...", x.tanh()).prod(-1, keepdim=True).unsqueeze(-1)
+
+
 class CrossAttention(nn.Module):
     def __init__(self):
         super().__init__()
@@ -182,6 +191,7 @@ CASES = {
         ["src", "tgt", "pad"],
         {"src": {0: "batch", 1: "source"}, "tgt": NL, "pad": {0: "batch", 1: "source"}},
     ),
+    "einsum, erf and prod (functions, not a module)": (Maths, x_only(4), ["x"], {"x": NL}),
     "RNN": (lambda: nn.RNN(4, 6, num_layers=2, batch_first=True), x_only(4), ["x"], {"x": NL}),
     "RNN relu, no bias": (
         lambda: nn.RNN(4, 6, nonlinearity="relu", bias=False, batch_first=True),

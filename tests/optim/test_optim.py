@@ -38,7 +38,7 @@ def _pair(dtype, seed=0):
     nf.manual_seed(seed)
     m = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
     t = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    t.to(TORCH_DTYPE[dtype]).load_state_dict({k: torch.from_numpy(v.copy()) for k, v in m.state_dict().items()})
+    t.to(TORCH_DTYPE[dtype]).load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in m.state_dict().items()})
     return m, t
 
 
@@ -90,7 +90,7 @@ def test_optimiser_and_scheduler_resume_bit_for_bit(cls):
     _run(m, opt, sched, 10, seed=0)
     m2, opt2, sched2 = fresh()
     _run(m2, opt2, sched2, 4, seed=0)
-    saved = ({k: v.copy() for k, v in m2.state_dict().items()}, opt2.state_dict(), sched2.state_dict())
+    saved = ({k: v.clone() for k, v in m2.state_dict().items()}, opt2.state_dict(), sched2.state_dict())
     m3, opt3, sched3 = fresh()
     m3.load_state_dict(saved[0])
     opt3.load_state_dict(saved[1])

@@ -26,7 +26,7 @@ def test_sweep_stops_at_divergence_and_restores_everything(tmp_path):
     warm = seed_data(np.random.default_rng(9))  # give the optimiser some state to protect
     mse(model, warm).backward()
     opt.step()
-    before = {k: v.copy() for k, v in model.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     opt_before = opt.state_dict()
     rng_before = nf.get_rng_state()
     result = lr_find(model, mse, seed_data, start_lr=1e-6, end_lr=10.0, num_steps=80, optimizer=opt)

@@ -80,7 +80,7 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(tmp_path):
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model = mlp()
     save_checkpoint(tmp_path, model, step=1)
-    good = {k: v.copy() for k, v in model.state_dict().items()}
+    good = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     model.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
 
     def crash(arrays, path, metadata=None):
@@ -108,7 +108,7 @@ def test_corrupted_truncated_and_mismatched_checkpoints_get_clear_errors(tmp_pat
         load_checkpoint(tmp_path, mlp())
     weights.write_bytes(data)
     other = mlp(hidden=8)
-    before = {k: v.copy() for k, v in other.state_dict().items()}
+    before = {k: v.numpy().copy() for k, v in other.state_dict().items()}
     with pytest.raises(
         CheckpointError,
         match=r"(?s)does not match this model.*0.weight: expected "

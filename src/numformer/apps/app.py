@@ -252,7 +252,7 @@ class App:
 def _weights_writer(model):
     from numformer.backend import to_numpy
 
-    state = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    state = {k: to_numpy(v.array) for k, v in model.state_dict().items()}
     return lambda tmp: save_arrays(state, tmp)
 
 

@@ -399,7 +399,7 @@ class BertModel(nn.Module):
         ``from_pretrained`` here and by ``transformers.BertModel.from_pretrained``), with
         numformer's ``checksums.json`` manifest beside them."""
         info = {"architectures": ["BertModel"], "model_type": "bert", **self.config.to_dict()}
-        state = {k: to_numpy(v) for k, v in self.state_dict().items()}
+        state = {k: to_numpy(v.array) for k, v in self.state_dict().items()}
         return folders.write_model_folder(folder, info, state)
 
 

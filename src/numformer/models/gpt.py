@@ -479,7 +479,7 @@ class GPT(nn.Module):
         once), ``tokenizer.json`` when given, and the ``checksums.json`` manifest, each file
         written atomically and the manifest last."""
         state = {
-            k: to_numpy(v)
+            k: to_numpy(v.array)
             for k, v in self.state_dict().items()
             if not (self.config.tie_weights and k == "lm_head.weight")
         }

@@ -3,7 +3,7 @@
 ``numformer.nn.functional`` holds the functional API; ``numformer.nn.init`` the initialisers.
 """
 
-from numformer.nn import functional, init, utils
+from numformer.nn import functional, init, parallel, utils
 from numformer.nn.attention import AttentionCache, MultiheadAttention
 from numformer.nn.layers import (
     GELU,
@@ -39,6 +39,7 @@ __all__ = [
     "DecoderCache",
     "functional",
     "init",
+    "parallel",
     "utils",
     "Module",
     "Parameter",

@@ -126,23 +126,25 @@ class Module:
         return (b for _, b in self.named_buffers())
 
     # --- state ------------------------------------------------------------------------------
-    def state_dict(self) -> OrderedDict:
-        """Dotted name -> NumPy array (shared with the module, as PyTorch shares storage).
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False) -> OrderedDict:
+        """Dotted name -> tensor, detached and sharing the module's memory (as PyTorch's: a change
+        to ``state_dict()[name]`` in place changes the module). ``keep_vars`` gives the
+        parameters themselves.
 
         Order: each module's parameters, then its persistent buffers, then its children."""
-        out = OrderedDict()
-        self._collect_state("", out)
+        out = OrderedDict() if destination is None else destination
+        self._collect_state(prefix, out, keep_vars)
         return out
 
-    def _collect_state(self, prefix: str, out: OrderedDict) -> None:
+    def _collect_state(self, prefix: str, out: OrderedDict, keep_vars: bool) -> None:
         for name, p in self._own_parameters():
-            out[prefix + name] = p.array
+            out[prefix + name] = p if keep_vars else p.detach()
         for name, persistent in self._buffers.items():
             value = getattr(self, name)
             if persistent and value is not None:
-                out[prefix + name] = value.array
+                out[prefix + name] = value if keep_vars else value.detach()
         for name, child in self.named_children():
-            child._collect_state(f"{prefix}{name}.", out)
+            child._collect_state(f"{prefix}{name}.", out, keep_vars)
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (NumPy, numformer or CPU torch tensors) into this module, in place.
@@ -200,7 +202,7 @@ class Module:
             else:
                 p.grad.array[...] = 0
 
-    def to(self, *args, device=None, dtype=None) -> Module:
+    def to(self, *args, device=None, dtype=None, non_blocking: bool = False) -> Module:
         """Move parameters and buffers to ``device`` and/or cast the floating parameters and
         persistent buffers to ``dtype``, in place (``model.to("cuda")``, ``model.to(np.float64)``;
         gradients are dropped). Non-persistent buffers (derived tables) keep their precision
@@ -229,8 +231,8 @@ class Module:
                     t.array, t.grad = t.array.astype(dtype), None
         return self
 
-    def cuda(self) -> Module:
-        return self.to("cuda")
+    def cuda(self, device=None) -> Module:
+        return self.to("cuda" if device is None else device)
 
     def cpu(self) -> Module:
         return self.to("cpu")

@@ -32,6 +32,9 @@ Sin, Cos, Maximum, Minimum              Sin, Cos, Max, Min
 Log1p, Expm1                            Add then Log; Exp then Sub
 Stepwise                                Floor, Ceil, Round, Sign; trunc: Sign, Abs, Floor, Mul
 Cumsum                                  CumSum
+Erf                                     Erf
+Prod                                    ReduceProd
+Einsum                                  Einsum (the equation's explicit form)
 Gather                                  GatherElements
 Scatter, ScatterAdd                     ScatterElements (reduction "add"); a source the
                                         index's shape only

@@ -169,6 +169,17 @@ def _reduction(op_type: str):
     return emit
 
 
+def _prod(g, node):
+    return g.reduce("ReduceProd", g.input(node, 0), (node.options["axis"],), node.options.get("keepdims", False))
+
+
+def _einsum(g, node):
+    """ONNX's Einsum of the explicit subscripts (``...`` and an implicit output spelled out)."""
+    subs, out = LA.einsum_subscripts(node.options["equation"], [a.shape for a in node.in_arrays])
+    inputs = [g.input(node, j) for j in range(len(node.inputs))]
+    return g.add("Einsum", inputs, equation=",".join(subs) + "->" + out)
+
+
 def _var(g, node):
     """sum((x - mean)^2) / max(n - correction, 0), n the count of the reduced elements (from the
     shape, so it follows dynamic axes)."""
@@ -557,6 +568,7 @@ TABLE = {
     E.Expm1: _expm1,
     E.Stepwise: _stepwise,
     E.Maximum: _same_op("Max"),
+    E.Erf: _same_op("Erf"),
     E.Minimum: _same_op("Min"),
     # reductions
     R.Cumsum: _cumsum,
@@ -564,7 +576,9 @@ TABLE = {
     R.Mean: _reduction("ReduceMean"),
     R.Max: _reduction("ReduceMax"),
     R.Var: _var,
+    R.Prod: _prod,
     # shapes
+    LA.Einsum: _einsum,
     S.Reshape: _reshape,
     S.Permute: _permute,
     S.BroadcastTo: _broadcast_to,

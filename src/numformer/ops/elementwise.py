@@ -58,14 +58,18 @@ class Mul(Function):
 
 
 class Div(Function):
+    """``a / b``; division by zero gives inf or NaN without a warning, as in PyTorch."""
+
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a / b
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            return a / b
 
     def backward(self, g):
         a, b = self.a, self.b
-        ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
-        gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
+        with xp.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ga = unbroadcast(g / b, a.shape) if self.needs_grad[0] else None
+            gb = unbroadcast(-g * a / (b * b), b.shape) if self.needs_grad[1] else None
         return ga, gb
 
 
@@ -477,6 +481,19 @@ class Expm1(Function):
 
     def backward(self, g):
         return (g * (self.out + 1),)
+
+
+class Erf(Function):
+    """The error function (Cephes' rational forms, as GELU's); d/da = 2/sqrt(pi) exp(-a^2)."""
+
+    def forward(self, a):
+        self.a = a
+        out = xp.array(a, dtype=a.dtype, copy=True)
+        return _erf_into(out, out)
+
+    def backward(self, g):
+        a = self.a
+        return (g * (xp.exp(-(a * a)) * a.dtype.type(2 / math.sqrt(math.pi))),)
 
 
 class Stepwise(Function):

@@ -24,9 +24,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: g is 0-d
+            g = g.reshape(1, 1)
+        elif a.ndim == 1:
             g = xp.expand_dims(g, -2)
-        if b.ndim == 1:
+        elif b.ndim == 1:
             g = xp.expand_dims(g, -1)
         ga = gb = None
         if self.needs_grad[0]:
@@ -84,3 +86,100 @@ class Linear(Function):
                 parallel_for(g2.shape[1], lambda lo, hi: xp.sum(g2[:, lo:hi], axis=0, out=db[lo:hi]), g2.shape[0])
             grads += (db,)
         return grads
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def einsum_subscripts(equation: str, shapes: list) -> tuple[list, str]:
+    """``equation`` (NumPy's / PyTorch's einsum notation, with ``...`` and implicit output) as
+    explicit subscripts: one letter string per operand and the output's.
+
+    Raises:
+        ValueError: a malformed equation, a subscript count that differs from an operand's
+        dims, or sizes of one letter that do not broadcast (each message names the operand)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum(): the equation {equation!r} has {len(terms)} operands, {len(shapes)} were given")
+    used = set(eq) - set(".,->")
+    if not used <= set(_LETTERS):
+        raise ValueError(f"einsum(): subscripts must be letters a-z or A-Z, got {equation!r}")
+    spare = [c for c in _LETTERS if c not in used]
+    n_ellipsis = max((len(s) - len(t.replace("...", "")) for t, s in zip(terms, shapes) if "..." in t), default=0)
+    if n_ellipsis > len(spare):
+        raise ValueError(f"einsum(): too many dims under '...' in {equation!r}")
+    ellipsis = "".join(spare[:n_ellipsis])
+    subs = []
+    for i, (term, shape) in enumerate(zip(terms, shapes)):
+        if "..." in term:
+            k = len(shape) - len(term.replace("...", ""))
+            term = term.replace("...", ellipsis[n_ellipsis - k :] if k else "")
+        if "." in term or len(term) != len(shape):
+            raise ValueError(
+                f"einsum(): operand {i} has {len(shape)} dims but its subscripts {terms[i]!r} name {len(term)}"
+            )
+        subs.append(term)
+    if arrow:
+        out = rhs.replace("...", ellipsis)
+        if "." in out or set(out) - set("".join(subs)) or len(set(out)) != len(out):
+            raise ValueError(f"einsum(): the output subscripts of {equation!r} must name input letters, once each")
+    else:
+        joined = "".join(subs)
+        out = ellipsis + "".join(sorted(c for c in set(joined) if joined.count(c) == 1 and c not in ellipsis))
+    return subs, out
+
+
+class Einsum(Function):
+    """``einsum(equation, *operands)``: NumPy's einsum (BLAS contractions, ``optimize=True``).
+
+    The gradient of operand i is the einsum of the output's gradient with the other operands
+    into operand i's subscripts; letters only operand i has are broadcast back, and dims an
+    operand broadcast (size 1) are summed back. A letter repeated within one operand (a
+    diagonal) has no gradient here: asking for one raises."""
+
+    def forward(self, *operands, equation):
+        subs, out = einsum_subscripts(equation, [a.shape for a in operands])
+        sizes: dict = {}
+        for i, (term, a) in enumerate(zip(subs, operands)):
+            for c, n in zip(term, a.shape):
+                if sizes.get(c, 1) != n and n != 1 and sizes.get(c, 1) != 1:
+                    raise ValueError(f"einsum(): operand {i} has size {n} for subscript {c!r}, expected {sizes[c]}")
+                sizes[c] = max(sizes.get(c, 1), n)
+        for i, term in enumerate(subs):
+            if self.needs_grad and self.needs_grad[i] and len(set(term)) != len(term):
+                raise NotImplementedError(
+                    f"einsum(): no gradient for operand {i}, whose subscripts {term!r} repeat a letter (a diagonal)"
+                )
+        full = [xp.broadcast_to(a, tuple(sizes[c] for c in term)) if len(set(term)) == len(term) else a
+                for term, a in zip(subs, operands)]  # fmt: skip
+        self.subs, self.out_subs, self.sizes = subs, out, sizes
+        self.operands = operands
+        self.shapes = [a.shape for a in operands]
+        spec = ",".join(subs) + "->" + out
+        return xp.asarray(xp.einsum(spec, *full, optimize=len(full) > 1))
+
+    def backward(self, g):
+        grads = []
+        for i, term in enumerate(self.subs):
+            if not self.needs_grad[i]:
+                grads.append(None)
+                continue
+            others = [(s, self.operands[j]) for j, s in enumerate(self.subs) if j != i]
+            reachable = set(self.out_subs).union(*[set(s) for s, _ in others])
+            kept = "".join(c for c in term if c in reachable)
+            full = [xp.broadcast_to(a, tuple(self.sizes[c] for c in s)) for s, a in others]
+            spec = ",".join([self.out_subs] + [s for s, _ in others]) + "->" + kept
+            grad = xp.einsum(spec, g, *full, optimize=bool(others))
+            # letters only this operand had: the output is constant along them
+            grad = xp.broadcast_to(
+                grad.reshape(tuple(self.sizes[c] if c in kept else 1 for c in term)),
+                tuple(self.sizes[c] for c in term),
+            )
+            shape = self.shapes[i]
+            summed = tuple(d for d, n in enumerate(shape) if n == 1 and grad.shape[d] != 1)
+            if summed:
+                grad = grad.sum(axis=summed, keepdims=True)
+            grads.append(xp.ascontiguousarray(grad, dtype=g.dtype))
+        return tuple(grads)

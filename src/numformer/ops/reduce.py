@@ -119,3 +119,28 @@ class Cumsum(Function):
     def backward(self, g):
         flipped = xp.flip(g, axis=self.axis)
         return (xp.flip(xp.cumsum(flipped, axis=self.axis), axis=self.axis),)
+
+
+class Prod(Function):
+    """Product along one ``axis`` (the caller flattens for all). d/da_i is the product of the
+    others, taken as the running product before i times the running product after i, so a zero
+    in ``a`` gives exact gradients (no division)."""
+
+    def forward(self, a, axis, keepdims=False):
+        self.a, self.axis, self.keepdims = a, axis, keepdims
+        return xp.prod(a, axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        a, axis = self.a, self.axis
+        if a.shape[axis] == 0:
+            return (xp.zeros_like(a),)
+        ones = xp.ones_like(xp.take(a, [0], axis=axis))
+        before = xp.cumprod(xp.concatenate([ones, xp.take(a, range(a.shape[axis] - 1), axis=axis)], axis), axis)
+        after = xp.flip(
+            xp.cumprod(
+                xp.concatenate([ones, xp.take(xp.flip(a, axis), range(a.shape[axis] - 1), axis=axis)], axis), axis
+            ),
+            axis,
+        )
+        g = g if self.keepdims else xp.expand_dims(g, axis)
+        return ((g * before * after).astype(a.dtype, copy=False),)

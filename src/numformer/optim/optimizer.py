@@ -7,11 +7,13 @@ references held elsewhere (the state dict, a model copy) see the new values.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
 import numpy as np
 
+from numformer.autograd import enable_grad
 from numformer.backend import device_of, to_device, xp
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, array_of
 
 
 class Optimizer:
@@ -26,7 +28,7 @@ class Optimizer:
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups: list[dict] = []
-        self.state: dict[int, dict] = {}  # id(param) -> state
+        self.state: defaultdict = defaultdict(dict)  # parameter -> its state, as PyTorch's
         for g in groups:
             self.add_param_group(g)
 
@@ -64,11 +66,20 @@ class Optimizer:
                 else:
                     p.grad.array[...] = 0
 
-    def step(self) -> None:
+    def step(self, closure=None):
+        """One update of every parameter with a gradient; ``closure`` (re-evaluating the model
+        and returning the loss) is called first, with gradients recorded, and its loss returned.
+        Each updated parameter's version counter moves on, as PyTorch's in-place update does."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad.array, group, self.state.setdefault(id(p), {}))
+                    self._update(p, p.grad.array, group, self.state[p])
+                    p._bump()
+        return loss
 
     def _update(self, p: Tensor, grad: np.ndarray, group: dict, state: dict) -> None:
         raise NotImplementedError
@@ -78,22 +89,29 @@ class Optimizer:
         return [p for g in self.param_groups for p in g["params"]]
 
     def state_dict(self) -> dict:
+        """PyTorch's layout: ``{"state": {index: {name: tensor or number}}, "param_groups":
+        [{..., "params": [index, ...]}]}``, parameters numbered in group order; tensors are
+        copies; Adam's ``step`` is a float32 0-d tensor, as PyTorch's."""
         index = {id(p): i for i, p in enumerate(self._ordered_params())}
         groups, start = [], 0
         for g in self.param_groups:
             n = len(g["params"])
             groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": list(range(start, start + n))})
             start += n
-        state = {
-            index[pid]: {
-                k: (v.copy() if isinstance(v, xp.ndarray) else v) for k, v in s.items() if not k.startswith("_")
-            }
-            for pid, s in self.state.items()
-            if pid in index
-        }
+        state = {}
+        for p, s in self.state.items():
+            if id(p) in index:
+                state[index[id(p)]] = {k: _saved(k, v) for k, v in s.items() if not k.startswith("_")}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore a state dict of ``state_dict()``'s layout (numformer's or PyTorch's: values may
+        be numformer tensors, NumPy arrays or CPU torch tensors), each value on its parameter's
+        device in its dtype.
+
+        Raises:
+            ValueError: groups of other sizes than this optimiser's, or a value whose shape
+            differs from its parameter's."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups) or any(
             len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)
@@ -103,16 +121,14 @@ class Optimizer:
                 f"sizes {[len(g['params']) for g in groups]}, this optimiser has "
                 f"{[len(g['params']) for g in self.param_groups]}"
             )
-        params = self._ordered_params()
-        for i, s in state_dict["state"].items():
-            p = params[int(i)]
-            restored = {  # on the parameter's device (a checkpoint's arrays come from the host)
-                k: to_device(v, device_of(p.array)).astype(p.dtype, copy=True)
-                if hasattr(v, "shape") and not isinstance(v, np.generic)
-                else v
-                for k, v in s.items()
-            }
-            self.state[id(p)] = restored
+        # the saved groups' parameter ids, in order, name this optimiser's parameters in order
+        ids = {
+            saved: p for old, new in zip(groups, self.param_groups) for saved, p in zip(old["params"], new["params"])
+        }
+        self.state = defaultdict(dict)
+        for saved, s in state_dict["state"].items():
+            p = ids[saved] if saved in ids else ids[int(saved)]  # a key from JSON is a string
+            self.state[p] = {k: _restored(type(self).__name__, k, v, p) for k, v in s.items()}
         for saved, group in zip(groups, self.param_groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
 
@@ -122,6 +138,44 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in g.items() if k != "params"]
         return "\n".join(lines + [")"])
+
+
+def _speed_options(name: str, differentiable: bool) -> None:
+    """PyTorch's ``foreach``, ``fused`` and ``capturable`` choose among kernels of one update,
+    and numformer's update is one in-place pass already: they are accepted and change nothing.
+    ``differentiable`` (a graph through the step) is refused.
+
+    Raises:
+        NotImplementedError: ``differentiable=True``."""
+    if differentiable:
+        raise NotImplementedError(f"{name}: differentiable=True (gradients through the step) is not supported")
+
+
+def _saved(key: str, value):
+    """A state value as ``state_dict`` gives it: arrays as tensors of their own, ``step`` as a
+    float32 0-d tensor (PyTorch's), other numbers as they are."""
+    if key == "step":
+        return Tensor(np.asarray(value, dtype=np.float32))
+    if isinstance(value, xp.ndarray) or hasattr(value, "__cuda_array_interface__"):
+        return Tensor._wrap_on(value.copy(), False)
+    return value
+
+
+def _restored(optimizer: str, key: str, value, p: Tensor):
+    """A saved state value back in the optimiser's form: ``step`` an int, arrays on the
+    parameter's device in its dtype (copies)."""
+    if key == "step":
+        return int(float(value.item() if hasattr(value, "item") else value))
+    if not hasattr(value, "shape") or isinstance(value, np.generic):
+        return value
+    array = array_of(value) if isinstance(value, Tensor) else value
+    if not isinstance(array, (np.ndarray, xp.ndarray)):  # a torch tensor
+        array = value.detach().cpu().numpy()
+    if tuple(array.shape) != p.shape:
+        raise ValueError(
+            f"{optimizer}.load_state_dict: state {key!r} has shape {tuple(array.shape)}, its parameter {p.shape}"
+        )
+    return to_device(array, device_of(p.array)).astype(p.dtype, copy=True)
 
 
 class SGD(Optimizer):
@@ -136,8 +190,13 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
         maximize: bool = False,
+        foreach=None,
+        differentiable: bool = False,
+        fused=None,
     ):
+        _speed_options("SGD", differentiable)
         if momentum < 0:
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -184,8 +243,16 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
+        *,
+        foreach=None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused=None,
+        decoupled_weight_decay: bool = False,
     ):
+        _speed_options(type(self).__name__, differentiable)
+        self.decoupled = self.decoupled or decoupled_weight_decay  # Adam(decoupled_weight_decay=True) is AdamW
         super().__init__(
             params,
             {
@@ -249,6 +316,13 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
         maximize: bool = False,
+        foreach=None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused=None,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, differentiable=differentiable
+        )

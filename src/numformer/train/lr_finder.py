@@ -83,7 +83,7 @@ def lr_find(
     if not 0 <= smoothing < 1:
         raise ValueError(f"lr_find: smoothing must be in [0, 1), got {smoothing}")
     optimizer = optimizer or SGD(model.parameters(), lr=start_lr, momentum=0.9)
-    saved_model = {k: v.copy() for k, v in model.state_dict().items()}
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
     saved_optim = copy.deepcopy(optimizer.state_dict())
     saved_rng = backend.get_rng_state()
     saved_lrs = [g["lr"] for g in optimizer.param_groups]
