@@ -85,6 +85,7 @@ from numformer.creation import (  # noqa: E402
 )
 from numformer.functions import TABLE as _TABLE  # noqa: E402
 from numformer.ops._threads import get_num_threads, set_num_threads  # noqa: E402
+from numformer.serialization.pickled import load, save  # noqa: E402 - torch.save/torch.load
 from numformer.tensor import Tensor, cat, concatenate, split, stack  # noqa: E402
 
 globals().update({name: fn for name, fn in _TABLE.items() if name not in ("split", "matmul")})

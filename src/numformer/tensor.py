@@ -1311,3 +1311,13 @@ def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
         out.append(tensor[prefix + (slice(start, start + size),)])
         start += size
     return tuple(out)
+
+
+# numformer.save/load (serialization.pickled: PyTorch's checkpoint format, a lower layer that cannot
+# import this one) save Tensors as torch tensors and rebuild loaded ones here; bfloat16 is the backend's.
+from numformer.serialization import pickled as _pickled  # noqa: E402
+
+_pickled.register_tensor_type(
+    Tensor, lambda a, grad, dev: Tensor._wrap_on(to_device(a, dev), False).requires_grad_(grad)
+)
+_pickled.register_dtype("bfloat16", backend.bfloat16)

@@ -354,3 +354,19 @@ class ModuleDict(Module):
 
     def values(self):
         return list(self.children())
+
+
+# numformer.save/load (serialization.pickled: PyTorch's checkpoint format, a lower layer that cannot
+# import this one): Parameters save as torch.nn.Parameter and load on the host, then move as Module.to
+# moves them; numformer's own Module classes load without add_safe_globals.
+from numformer.serialization import pickled as _pickled  # noqa: E402
+
+
+def _loaded_parameter(array, requires_grad: bool, device) -> Parameter:
+    param = Parameter(array, requires_grad)
+    param.array = to_device(param.array, device)
+    return param
+
+
+_pickled.register_tensor_type(Parameter, _loaded_parameter, parameter=True)
+_pickled.register_module_type(Module)
