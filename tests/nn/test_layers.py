@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import numformer as nf
@@ -333,19 +333,31 @@ def test_weights_move_from_torch_to_numformer():
 # --- recurrent -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
-@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), batched=st.booleans(), with_state=st.booleans())
-def test_recurrent(cls, seed, dtype, layers, batched, with_state):
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@settings(max_examples=25)
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    layers=st.integers(1, 2),
+    batched=st.booleans(),
+    with_state=st.booleans(),
+    bidirectional=st.booleans(),
+    batch_first=st.booleans(),
+)
+def test_recurrent(cls, seed, dtype, layers, batched, with_state, bidirectional, batch_first):
+    """Every layer kind, one or two layers, one or two directions, batch-first or not, batched
+    or not, with or without initial states: output and every gradient against PyTorch."""
     nf.manual_seed(seed % 1000)
-    m = getattr(nn, cls)(3, 4, num_layers=layers, batch_first=True)
-    t = getattr(torch.nn, cls)(3, 4, num_layers=layers, batch_first=True)
-    x = randn(seed, (2, 5, 3) if batched else (5, 3))
-    state_shape = (layers, 2, 4) if batched else (layers, 4)
+    kw = {"num_layers": layers, "batch_first": batch_first, "bidirectional": bidirectional}
+    m, t = getattr(nn, cls)(3, 4, **kw), getattr(torch.nn, cls)(3, 4, **kw)
+    x = randn(seed, ((2, 5, 3) if batch_first else (5, 2, 3)) if batched else (5, 3))
+    D = 2 if bidirectional else 1
+    state_shape = (D * layers, 2, 4) if batched else (D * layers, 4)
     h0 = randn(seed + 1, state_shape).astype(dtype)
     c0 = randn(seed + 2, state_shape).astype(dtype)
     if not with_state:
         call = t_call = None
-    elif cls == "RNN":
+    elif cls != "LSTM":
         call = lambda mod, a: mod(a, nf.Tensor(h0))  # noqa: E731
         t_call = lambda mod, a: mod(a, torch.from_numpy(h0))  # noqa: E731
     else:
@@ -354,19 +366,31 @@ def test_recurrent(cls, seed, dtype, layers, batched, with_state):
     compare_modules(m, t, [x], dtype, call=call, t_call=t_call)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu"])
-@given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), bias=st.booleans(), length=st.integers(1, 6))
-def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, layers, bias, length):
+@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu", "GRU"])
+@settings(max_examples=25)
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    layers=st.integers(1, 2),
+    bias=st.booleans(),
+    length=st.integers(1, 6),
+    bidirectional=st.booleans(),
+)
+def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, layers, bias, length, bidirectional):
     """A loss on the output, h_n and (LSTM) c_n at once: the gradients reaching the input, the
-    initial states and every weight equal PyTorch's (the carries through time, both ways)."""
+    initial states and every weight equal PyTorch's (the carries through time, both ways, and
+    both directions)."""
     cls, act = (kind.split("-") + ["tanh"])[:2]
-    extra = {} if cls == "LSTM" else {"nonlinearity": act}
+    extra = {"nonlinearity": act} if cls == "RNN" else {}
+    extra["bidirectional"] = bidirectional
     nf.manual_seed(seed % 1000)
     m = getattr(nn, cls)(3, 4, num_layers=layers, bias=bias, **extra, batch_first=True).to(dtype)
     t = getattr(torch.nn, cls)(3, 4, num_layers=layers, bias=bias, batch_first=True, **extra).to(TORCH_DTYPE[dtype])
     copy_weights(m, t)
-    arrays = [randn(seed, (2, length, 3)), randn(seed + 1, (layers, 2, 4)), randn(seed + 2, (layers, 2, 4))]
-    weights = [randn(seed + 3, (2, length, 4)), randn(seed + 4, (layers, 2, 4)), randn(seed + 5, (layers, 2, 4))]
+    D = 2 if bidirectional else 1
+    arrays = [randn(seed, (2, length, 3)), randn(seed + 1, (D * layers, 2, 4)), randn(seed + 2, (D * layers, 2, 4))]
+    weights = [randn(seed + 3, (2, length, 4 * D)), randn(seed + 4, (D * layers, 2, 4))]
+    weights.append(randn(seed + 5, (D * layers, 2, 4)))
     nf_in = [nf.Tensor(a.astype(dtype), requires_grad=True) for a in arrays]
     t_in = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
 
@@ -386,26 +410,28 @@ def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, l
         np.testing.assert_allclose(p.grad, t_params[name].grad.numpy(), **LOOSE[dtype], err_msg=name)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu"])
+@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu", "GRU"])
 @given(seed=SEEDS, n=st.integers(1, 3), length=st.integers(1, 4), hidden=st.integers(1, 3), bias=st.booleans())
 def test_recurrent_layer_kernels_pass_gradcheck(kind, seed, n, length, hidden, bias):
     """The one-layer time loops (``ops.recurrent``) against central differences, float64, every
     input: the projections, W_hh, the initial states and b_hh."""
-    from numformer.ops.recurrent import LSTMLayer, RNNLayer
+    from numformer.ops.recurrent import GRULayer, LSTMLayer, RNNLayer
     from numformer.testing import gradcheck
 
-    gates = 4 if kind == "LSTM" else 1
+    gates = {"LSTM": 4, "GRU": 3}.get(kind, 1)
     shapes = [(n, length, gates * hidden), (gates * hidden, hidden), (n, hidden)]
     shapes += [(n, hidden)] if kind == "LSTM" else []
     shapes += [(gates * hidden,)] if bias else []
     inputs = [nf.Tensor(randn(seed + k, shape), requires_grad=True) for k, shape in enumerate(shapes)]
     if kind == "LSTM":
         assert gradcheck(lambda *xs: LSTMLayer.apply(*xs), inputs)
+    elif kind == "GRU":
+        assert gradcheck(lambda *xs: GRULayer.apply(*xs), inputs)
     else:
         assert gradcheck(lambda *xs: RNNLayer.apply(*xs, relu=kind == "RNN-relu"), inputs)
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
 @given(seed=SEEDS, dtype=DTYPES, frozen=st.booleans())
 def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, frozen):
     """batch_first=False against PyTorch; with weights frozen only the input gets a gradient,
@@ -423,7 +449,7 @@ def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, fro
         np.testing.assert_array_equal(m(x)[0].numpy(), recorded)
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
 def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
     m = getattr(nn, cls)(3, 4, batch_first=True)
     with pytest.raises(ValueError, match="at least one step, got shape"):
@@ -433,10 +459,10 @@ def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
 
 
-@pytest.mark.parametrize("cls", ["RNN", "LSTM"])
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
 def test_recurrent_bad_arguments_get_one_clear_error(cls):
     """Each names the argument and what it got, never an IndexError or ZeroDivisionError from
-    deep inside, nor a silent one-direction layer for PyTorch's bidirectional=True."""
+    deep inside, nor a silent plain layer for LSTM's proj_size."""
     make = getattr(nn, cls)
     with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
         make(3, 0)
@@ -445,12 +471,12 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
     for dropout in (1.5, -0.1, "0.5", None, True):
         with pytest.raises(ValueError, match=f"dropout must be a number in \\[0, 1\\], got {re.escape(repr(dropout))}"):
             make(3, 4, dropout=dropout)
-    with pytest.raises(ValueError, match="bidirectional=True is not supported"):
-        make(3, 4, bidirectional=True)
+    with pytest.raises(TypeError, match="bidirectional must be True or False, got 'yes'"):
+        make(3, 4, bidirectional="yes")
     if cls == "LSTM":
         with pytest.raises(ValueError, match="proj_size is not supported, got 2"):
             make(3, 4, proj_size=2)
-    assert make(3, 4).bidirectional is False  # PyTorch's attribute is there to read
+    assert make(3, 4).bidirectional is False and make(3, 4).proj_size == 0  # PyTorch's attributes
     with pytest.raises(TypeError, match="batch_first must be True or False, got 'no'"):
         make(3, 4, batch_first="no")
     assert "batch_first=False" in repr(make(3, 4))  # PyTorch's default

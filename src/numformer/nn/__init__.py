@@ -1,29 +1,83 @@
 """Neural-network modules with PyTorch's names, arguments and state-dict layouts.
 
-``numformer.nn.functional`` holds the functional API; ``numformer.nn.init`` the initialisers.
+``numformer.nn.functional`` holds the functional API; ``numformer.nn.init`` the initialisers;
+``numformer.nn.modules`` PyTorch's import paths (``from torch.nn.modules.loss import _Loss``).
 """
 
-from numformer.nn import functional, init, parallel, utils
+from numformer.nn import functional, init, modules, parallel, utils
+from numformer.nn.activation import (
+    CELU,
+    ELU,
+    GLU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU6,
+    Sigmoid,
+    Softmax,
+    Softmin,
+    Softplus,
+    Softsign,
+)
 from numformer.nn.attention import AttentionCache, MultiheadAttention
+from numformer.nn.conv import Conv1d, Conv2d
+from numformer.nn.distance import CosineSimilarity
 from numformer.nn.layers import (
     GELU,
     BatchNorm1d,
+    BatchNorm2d,
     Dropout,
+    Dropout1d,
+    Dropout2d,
     Embedding,
     FeedForward,
+    Flatten,
     Identity,
     LayerNorm,
     Linear,
     ReLU,
     Tanh,
+    Unflatten,
 )
-from numformer.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from numformer.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+from numformer.nn.module import (
+    Module,
+    ModuleDict,
+    ModuleList,
+    Parameter,
+    ParameterDict,
+    ParameterList,
+    Sequential,
+)
+from numformer.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from numformer.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
-from numformer.nn.recurrent import LSTM, RNN
+from numformer.nn.recurrent import GRU, LSTM, RNN, RNNBase
 from numformer.nn.transformer import (
     DecoderCache,
     Transformer,
@@ -41,21 +95,64 @@ __all__ = [
     "init",
     "parallel",
     "utils",
+    "modules",
     "Module",
     "Parameter",
     "Sequential",
     "ModuleList",
     "ModuleDict",
+    "ParameterList",
+    "ParameterDict",
     "Linear",
     "Embedding",
     "LayerNorm",
     "BatchNorm1d",
+    "BatchNorm2d",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Flatten",
+    "Unflatten",
     "ReLU",
     "GELU",
     "Tanh",
     "Identity",
+    "Sigmoid",
+    "Softmax",
+    "LogSoftmax",
+    "Softmin",
+    "LeakyReLU",
+    "ELU",
+    "CELU",
+    "SELU",
+    "Hardtanh",
+    "ReLU6",
+    "Softplus",
+    "LogSigmoid",
+    "Hardsigmoid",
+    "Hardswish",
+    "Mish",
+    "Softsign",
+    "GLU",
     "FeedForward",
+    "Conv1d",
+    "Conv2d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "MSELoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "HuberLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "KLDivLoss",
+    "CosineSimilarity",
     "MultiheadAttention",
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEmbedding",
@@ -68,4 +165,6 @@ __all__ = [
     "generate_square_subsequent_mask",
     "RNN",
     "LSTM",
+    "GRU",
+    "RNNBase",
 ]

@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,24 +19,196 @@ import numpy as np
 from numformer import backend
 from numformer.backend import xp
 from numformer.nn import checks
+from numformer.ops import activation as A
+from numformer.ops import conv as C
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
+from numformer.ops import loss as LO
 from numformer.ops.attention import BlockedAttention, ScaledDotProductAttention
 from numformer.ops.dropout import Dropout
 from numformer.ops.embedding import Embedding
-from numformer.ops.loss import CrossEntropy, MSELoss
 from numformer.ops.normalization import LayerNorm
+from numformer.ops.normalize import Normalize
+from numformer.ops.pad import Pad
 from numformer.ops.softmax import LogSoftmax, Softmax
 from numformer.tensor import Tensor, array_of, as_tensor
 
 # --- activations -----------------------------------------------------------------------------
 
 
-def relu(input: Tensor) -> Tensor:
-    """max(input, 0) elementwise; NaN stays NaN.
+def _in_place(input: Tensor, result: Tensor, inplace: bool) -> Tensor:
+    """``result``, or, for PyTorch's ``inplace=True``, ``input`` overwritten with it (recorded in
+    the graph as an in-place write: a leaf that requires grad refuses it, as PyTorch's does)."""
+    if not inplace:
+        return result
+    return input.copy_(result)
+
+
+def _activation(name: str, input, op, inplace: bool = False, **options) -> Tensor:
+    """``op`` applied to floating ``input`` (checked), in place when asked (then, in a graph, on
+    a copy: ``op``'s backward reads its input, which the write overwrites)."""
+    t = as_tensor(input)
+    checks.check_float(name, "input", t)
+    source = t.clone() if inplace and t.requires_grad else t
+    return _in_place(t, op.apply(source, **options), inplace)
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(input, 0) elementwise; NaN stays NaN. ``inplace=True`` writes the result into
+    ``input`` and returns it.
 
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
-    return E.Relu.apply(as_tensor(input))
+    t = as_tensor(input)
+    return _in_place(t, E.Relu.apply(t), inplace)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(input, 0), 6) elementwise (``hardtanh(input, 0, 6)``).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("relu6", input, A.Hardtanh, inplace, min_val=0.0, max_val=6.0)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """input where positive, else ``negative_slope * input`` (Maas et al., 2013).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("leaky_relu", input, A.LeakyRelu, inplace, negative_slope=float(negative_slope))
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """input where positive, else alpha (exp(input) - 1) (Clevert et al., 2015).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("elu", input, A.Elu, inplace, alpha=float(alpha))
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    """scale * elu(input, alpha) with the self-normalising constants (Klambauer et al., 2017):
+    alpha = 1.6733, scale = 1.0507.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("selu", input, A.Elu, inplace, alpha=SELU_ALPHA, scale=SELU_SCALE)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """input where positive, else alpha (exp(input / alpha) - 1) (Barron, 2017).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``alpha`` = 0."""
+    if alpha == 0:
+        raise ValueError("celu: alpha must not be 0 (it divides the input), got 0")
+    return _activation("celu", input, A.Elu, inplace, alpha=float(alpha), input_scale=1.0 / alpha)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta input)) / beta, and input itself where beta input > ``threshold``
+    (PyTorch's reversion to the identity, for precision). Finite for any input.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``beta`` = 0."""
+    if beta == 0:
+        raise ValueError("softplus: beta must not be 0 (it divides the result), got 0")
+    return _activation("softplus", input, A.Softplus, beta=float(beta), threshold=float(threshold))
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """input clipped to [min_val, max_val]; the gradient is 1 strictly inside, 0 at and past
+    the bounds (PyTorch's hardtanh).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``min_val`` > ``max_val``."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val must be <= max_val, got min_val={min_val} and max_val={max_val}")
+    return _activation("hardtanh", input, A.Hardtanh, inplace, min_val=float(min_val), max_val=float(max_val))
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(input)) = -softplus(-input), finite for any input.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("logsigmoid", input, A.LogSigmoid)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    """clip(input / 6 + 1/2, 0, 1) (Howard et al., 2019, MobileNetV3).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("hardsigmoid", input, A.Hardsigmoid, inplace)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    """input * clip(input + 3, 0, 6) / 6 (Howard et al., 2019, MobileNetV3).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("hardswish", input, A.Hardswish, inplace)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """input * tanh(softplus(input)) (Misra, 2019).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("mish", input, A.Mish, inplace)
+
+
+def softsign(input: Tensor) -> Tensor:
+    """input / (1 + |input|).
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    return _activation("softsign", input, A.Softsign)
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    """Gated linear unit (Dauphin et al., 2017): input's halves a, b along ``dim``, a * sigmoid(b).
+
+    Shape: ``(*, 2M, *)`` -> ``(*, M, *)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``dim`` out of range or of odd size."""
+    t = as_tensor(input)
+    checks.check_float("glu", "input", t)
+    axis = checks.check_dim("glu", dim, t.ndim)
+    if t.ndim == 0 or t.shape[axis] % 2:
+        raise ValueError(f"glu: input's dim {dim} must have an even size (halved), got shape {t.shape}")
+    a, b = t.chunk(2, axis)
+    return a * E.Sigmoid.apply(b)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -65,30 +238,58 @@ def sigmoid(input: Tensor) -> Tensor:
     return E.Sigmoid.apply(as_tensor(input))
 
 
-def softmax(input: Tensor, dim: int = -1) -> Tensor:
+def _softmax_input(name: str, input, dim, dtype, stacklevel: int) -> tuple:
+    """(checked input cast to ``dtype``, axis): PyTorch's implicit dim, with its warning, when
+    ``dim`` is None (0 for 0-, 1- and 3-dim inputs, else 1)."""
+    t = as_tensor(input)
+    if dtype is not None:
+        t = t.to(dtype)
+    checks.check_float(name, "input", t)
+    if dim is None:
+        warnings.warn(
+            f"Implicit dimension choice for {name} has been deprecated. "
+            "Change the call to include dim=X as an argument.",
+            stacklevel=stacklevel,
+        )
+        dim = 0 if t.ndim in (0, 1, 3) else 1
+    return t, checks.check_dim(name, dim, t.ndim)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """Softmax along ``dim``: exp(x - max) / sum(exp(x - max)), one fused kernel with its
     backward dx = y (g - sum(g y)). A row that is all ``-inf`` gives zeros (PyTorch gives NaN
-    there); stable for logits of any finite magnitude.
+    there); stable for logits of any finite magnitude. ``dtype`` casts the input first;
+    ``dim=None`` is PyTorch's deprecated implicit choice (with its warning).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
         TypeError: integer input. ValueError: ``dim`` out of range."""
-    input = as_tensor(input)
-    checks.check_float("softmax", "input", input)
-    return Softmax.apply(input, axis=checks.check_dim("softmax", dim, input.ndim))
+    t, axis = _softmax_input("softmax", input, dim, dtype, _stacklevel)
+    return Softmax.apply(t, axis=axis)
 
 
-def log_softmax(input: Tensor, dim: int = -1) -> Tensor:
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """softmax(-input) along ``dim``.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input. ValueError: ``dim`` out of range."""
+    t, axis = _softmax_input("softmin", input, dim, dtype, _stacklevel)
+    return Softmax.apply(-t, axis=axis)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """log(softmax(input)) along ``dim``, computed as x - max - log(sum(exp(x - max))).
+    Arguments as ``softmax``'s.
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
         TypeError: integer input. ValueError: ``dim`` out of range."""
-    input = as_tensor(input)
-    checks.check_float("log_softmax", "input", input)
-    return LogSoftmax.apply(input, axis=checks.check_dim("log_softmax", dim, input.ndim))
+    t, axis = _softmax_input("log_softmax", input, dim, dtype, _stacklevel)
+    return LogSoftmax.apply(t, axis=axis)
 
 
 # --- layers as functions ---------------------------------------------------------------------
@@ -181,11 +382,11 @@ def add_layer_norm(
     )
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Inverted dropout (Srivastava et al., 2014): zero each element with probability ``p`` and
     scale the rest by 1/(1-p), so the expectation is unchanged; the identity when not
     ``training`` or p = 0. The mask comes from ``manual_seed``'s generator, in fixed blocks, so
-    it is the same for any thread count.
+    it is the same for any thread count. ``inplace=True`` writes into ``input``.
 
     Shape: ``(*)`` -> ``(*)``.
 
@@ -195,17 +396,78 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return input
-    return Dropout.apply(input, p=p, rng=backend.generator())
+    return _in_place(input, Dropout.apply(input, p=p, rng=backend.generator()), inplace)
 
 
-def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+def _channel_dropout(name: str, input, p: float, training: bool, inplace: bool, batched_ndim: int) -> Tensor:
+    """Zero whole channels (every element of one (sample, channel)) with probability ``p``, the
+    rest scaled by 1/(1-p): the dropout mask drawn at shape (N, C, 1, ...) and broadcast."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: p must be in [0, 1], got {p}")
+    t = as_tensor(input)
+    if t.ndim not in (batched_ndim - 1, batched_ndim):
+        layouts = {3: "(N, C, L) or (C, L)", 4: "(N, C, H, W) or (C, H, W)"}[batched_ndim]
+        raise ValueError(f"{name}: input must be {layouts}, got shape {t.shape}")
+    if not training or p == 0.0:
+        return input
+    channels = 1 if t.ndim == batched_ndim - 1 else 2  # unbatched (C, ...): one mask entry per channel
+    ones = Tensor(xp.ones(t.shape[:channels] + (1,) * (t.ndim - channels), dtype=t.dtype))
+    mask = Dropout.apply(ones, p=p, rng=backend.generator())
+    source = t.clone() if inplace and t.requires_grad else t  # the product's backward reads its input
+    return _in_place(t, source * mask, inplace)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Channel dropout (Tompson et al., 2015) for ``(N, C, L)`` or ``(C, L)``: each channel zeroed
+    whole with probability ``p``, the rest scaled by 1/(1-p).
+
+    Shape: ``(N, C, L)`` or ``(C, L)`` -> the same.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1], or another number of dims."""
+    return _channel_dropout("dropout1d", input, p, training, inplace, 3)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Channel dropout (Tompson et al., 2015) for ``(N, C, H, W)``: each feature map zeroed whole
+    with probability ``p``, the rest scaled by 1/(1-p). A 3-dim input is taken as ``(N, C, L)``
+    (PyTorch's legacy reading, with its warning).
+
+    Shape: ``(N, C, H, W)`` or ``(N, C, L)`` -> the same.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1], or another number of dims."""
+    t = as_tensor(input)
+    if t.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout behavior is "
+            "desired - input is interpreted as shape (N, C, L), where C is the channel dim. Use dropout1d instead.",
+            stacklevel=2,
+        )
+        return _channel_dropout("dropout2d", t, p, training, inplace, 3)
+    return _channel_dropout("dropout2d", t, p, training, inplace, 4)
+
+
+def embedding(
+    input,
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
     """Rows of ``weight`` at integer indices ``input``; the ``padding_idx`` row gets no gradient.
+    PyTorch's ``max_norm`` (renormalising rows in place), ``scale_grad_by_freq`` and ``sparse``
+    gradients are not implemented: asking for one is an error, never silently ignored.
 
     Shape: input ``(*)`` integers, weight ``(num_embeddings, E)`` -> ``(*, E)``.
 
     Raises:
         TypeError: indices not integers. IndexError: an index outside [0, num_embeddings).
-        ValueError: ``padding_idx`` out of range."""
+        ValueError: ``padding_idx`` out of range. NotImplementedError: ``max_norm``,
+        ``scale_grad_by_freq`` or ``sparse``."""
+    checks.check_embedding_options("embedding", max_norm, scale_grad_by_freq, sparse)
     idx = array_of(input)
     n = weight.shape[0]
     checks.check_indices(idx, n)
@@ -219,18 +481,56 @@ def embedding(input, weight: Tensor, padding_idx: int | None = None) -> Tensor:
 # --- losses ----------------------------------------------------------------------------------
 
 
+def _reduction(op: str, size_average, reduce, reduction: str, allowed=checks.REDUCTIONS) -> str:
+    """``reduction``, or PyTorch's deprecated ``size_average``/``reduce`` pair read as one."""
+    reduction = checks.legacy_reduction(op, size_average, reduce, reduction)
+    checks.check_reduction(op, reduction, allowed)
+    return reduction
+
+
+def _class_target(op: str, input: Tensor, target, ignore_index: int):
+    """The checked integer class-index target of ``cross_entropy``/``nll_loss`` (array)."""
+    t = array_of(target)
+    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    expected = (input.shape[0],) + input.shape[2:] if input.ndim > 1 else ()
+    if t.shape != expected:
+        raise ValueError(
+            f"{op}: class-index target must have shape {expected} for input shape {input.shape}, got {t.shape}"
+        )
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    if bad.any():
+        raise IndexError(
+            f"{op}: target values must be in [0, {C}) or ignore_index={ignore_index}, got {t[bad].reshape(-1)[0]}"
+        )
+    return t
+
+
+def _class_weight(op: str, weight, input: Tensor):
+    """``weight`` as an array ``(C,)`` of input's dtype, or None."""
+    if weight is None:
+        return None
+    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    w = array_of(weight).astype(input.dtype)
+    if w.shape != (C,):
+        raise ValueError(f"{op}: weight must have shape ({C},) (one per class), got {w.shape}")
+    return w
+
+
 def cross_entropy(
     input: Tensor,
     target,
     weight: Tensor | None = None,
+    size_average=None,
     ignore_index: int = -100,
+    reduce=None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy between logits and class indices or class probabilities (PyTorch's
     ``F.cross_entropy``, one fused kernel with its backward), with ``ignore_index``,
     ``label_smoothing`` and per-class ``weight``. Finite for logits of any finite size. Mean over
-    no kept target gives 0 (PyTorch gives NaN).
+    no kept target gives 0 (PyTorch gives NaN). ``size_average`` and ``reduce`` are PyTorch's
+    deprecated spelling of ``reduction``.
 
     Shape: input ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; target integer class indices
     ``(N,)``, ``()`` or ``(N, d1, ...)``, or floating probabilities of input's shape; weight
@@ -242,58 +542,577 @@ def cross_entropy(
         floating."""
     input = as_tensor(input)
     checks.check_float("cross_entropy", "input", input)
-    checks.check_reduction("cross_entropy", reduction)
+    reduction = _reduction("cross_entropy", size_average, reduce, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t = array_of(target)
     if input.ndim == 0:
         raise ValueError("cross_entropy: input must have at least 1 dim (classes), got a scalar")
-    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    t = array_of(target)
     if np.issubdtype(t.dtype, np.floating):
         if t.shape != input.shape:
             raise ValueError(f"cross_entropy: probability target must have input's shape {input.shape}, got {t.shape}")
         t = t.astype(input.dtype, copy=False)
     elif np.issubdtype(t.dtype, np.integer):
-        expected = (input.shape[0],) + input.shape[2:] if input.ndim > 1 else ()
-        if t.shape != expected:
-            raise ValueError(
-                f"cross_entropy: class-index target must have shape {expected} for "
-                f"input shape {input.shape}, got {t.shape}"
-            )
-        bad = (t != ignore_index) & ((t < 0) | (t >= C))
-        if bad.any():
-            raise IndexError(
-                f"cross_entropy: target values must be in [0, {C}) or "
-                f"ignore_index={ignore_index}, got {t[bad].reshape(-1)[0]}"
-            )
+        t = _class_target("cross_entropy", input, t, ignore_index)
     else:
         raise TypeError(f"cross_entropy: target must be integer indices or floating probabilities, got dtype {t.dtype}")
-    w = None
-    if weight is not None:
-        w = array_of(weight).astype(input.dtype)
-        if w.shape != (C,):
-            raise ValueError(f"cross_entropy: weight must have shape ({C},), got {w.shape}")
-    return CrossEntropy.apply(
+    w = _class_weight("cross_entropy", weight, input)
+    return LO.CrossEntropy.apply(
         input, target=t, weight=w, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error, ``reduction`` "mean", "sum" or "none".
+def nll_loss(
+    input: Tensor,
+    target,
+    weight: Tensor | None = None,
+    size_average=None,
+    ignore_index: int = -100,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Negative log-likelihood of class targets given log-probabilities (PyTorch's
+    ``F.nll_loss``; ``cross_entropy`` is ``nll_loss(log_softmax(x))``): -weight[t] input[t] per
+    position; "mean" divides by the kept positions' weights. Mean over no kept target gives 0
+    (PyTorch gives NaN).
 
-    Shape: input and target of one shape ``(*)`` (no broadcasting: here it is almost always a
-    bug) -> ``()``, or ``(*)`` for "none".
+    Shape: input ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; target integer ``(N,)``, ``()`` or
+    ``(N, d1, ...)``; weight ``(C,)``. Output ``()``, or the target's shape for "none".
+
+    Raises:
+        ValueError: shapes that do not fit, an unknown ``reduction``. IndexError: a class
+        index outside [0, C). TypeError: integer input or a target that is not integer."""
+    input = as_tensor(input)
+    checks.check_float("nll_loss", "input", input)
+    reduction = _reduction("nll_loss", size_average, reduce, reduction)
+    if input.ndim == 0:
+        raise ValueError("nll_loss: input must have at least 1 dim (classes), got a scalar")
+    t = array_of(target)
+    if not np.issubdtype(t.dtype, np.integer):
+        raise TypeError(f"nll_loss: target must hold integer class indices, got dtype {t.dtype}")
+    t = _class_target("nll_loss", input, t, ignore_index)
+    w = _class_weight("nll_loss", weight, input)
+    return LO.NLLLoss.apply(input, target=t, weight=w, ignore_index=ignore_index, reduction=reduction)
+
+
+def _pair(op: str, input, target, same_shape: bool = True) -> tuple:
+    """(input, target) as floating tensors of one dtype (PyTorch's promotion: the wider float;
+    an integer target takes input's), of one shape unless broadcasting is allowed."""
+    input, target = as_tensor(input), as_tensor(target)
+    checks.check_float(op, "input", input)
+    dtype = np.result_type(input.dtype, target.dtype) if backend.is_floating(target.dtype) else input.dtype
+    input = input if input.dtype == dtype else input.to(dtype)
+    target = target if target.dtype == dtype else target.to(dtype)
+    if same_shape and input.shape != target.shape:
+        raise ValueError(
+            f"{op}: input shape {input.shape} and target shape {target.shape} "
+            f"differ (broadcasting here is almost always a bug)"
+        )
+    return input, target
+
+
+def _elementwise_weight(op: str, weight, input: Tensor, same_shape: bool):
+    """``weight`` as an array of input's dtype (the input's shape, or broadcasting to it), or None."""
+    if weight is None:
+        return None
+    w = array_of(weight).astype(input.dtype)
+    if same_shape and w.shape != input.shape:
+        raise ValueError(f"{op}: weight must have input's shape {input.shape}, got {w.shape}")
+    if not same_shape and np.broadcast_shapes(w.shape, input.shape) != input.shape:
+        raise ValueError(f"{op}: weight of shape {w.shape} must broadcast to input's shape {input.shape}")
+    return w
+
+
+def mse_loss(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", weight=None
+) -> Tensor:
+    """Mean squared error (input - target)^2, optionally times an elementwise ``weight`` ("mean"
+    then divides by the weights' sum, PyTorch's rule).
+
+    Shape: input, target (and weight) of one shape ``(*)`` (no broadcasting: here it is almost
+    always a bug; PyTorch warns and broadcasts) -> ``()``, or ``(*)`` for "none".
 
     Raises:
         ValueError: shapes differ, or an unknown ``reduction``."""
-    input, target = as_tensor(input), as_tensor(target)
-    checks.check_reduction("mse_loss", reduction)
-    if input.shape != target.shape:
+    reduction = _reduction("mse_loss", size_average, reduce, reduction)
+    input, target = _pair("mse_loss", input, target)
+    w = _elementwise_weight("mse_loss", weight, input, same_shape=True)
+    return LO.MSELoss.apply(input, target, reduction=reduction, weight=w, weighted_mean=True)
+
+
+def l1_loss(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", weight=None
+) -> Tensor:
+    """Mean absolute error |input - target|, optionally times an elementwise ``weight`` ("mean"
+    then divides by the weights' sum). The gradient at input = target is 0, as PyTorch's.
+
+    Shape: input, target (and weight) of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ, or an unknown ``reduction``."""
+    reduction = _reduction("l1_loss", size_average, reduce, reduction)
+    input, target = _pair("l1_loss", input, target)
+    w = _elementwise_weight("l1_loss", weight, input, same_shape=True)
+    return LO.L1Loss.apply(input, target, reduction=reduction, weight=w, weighted_mean=True)
+
+
+def smooth_l1_loss(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0
+) -> Tensor:
+    """Smooth L1 (Girshick, 2015): 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with
+    d = input - target; beta = 0 is the L1 loss.
+
+    Shape: input and target of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ, an unknown ``reduction`` or a negative ``beta``."""
+    reduction = _reduction("smooth_l1_loss", size_average, reduce, reduction)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    input, target = _pair("smooth_l1_loss", input, target)
+    return LO.SmoothL1Loss.apply(input, target, reduction=reduction, beta=float(beta))
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight=None) -> Tensor:
+    """Huber loss (Huber, 1964): 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta), with
+    d = input - target (``delta`` times ``smooth_l1_loss`` with beta = delta), optionally
+    times an elementwise ``weight`` ("mean" stays over the elements here, as PyTorch's, unlike
+    ``mse_loss``'s and ``l1_loss``'s).
+
+    Shape: input, target (and weight) of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ, an unknown ``reduction`` or ``delta`` <= 0."""
+    checks.check_reduction("huber_loss", reduction)
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    input, target = _pair("huber_loss", input, target)
+    w = _elementwise_weight("huber_loss", weight, input, same_shape=True)
+    return LO.HuberLoss.apply(input, target, reduction=reduction, weight=w, delta=float(delta))
+
+
+def binary_cross_entropy(
+    input: Tensor, target: Tensor, weight=None, size_average=None, reduce=None, reduction: str = "mean"
+) -> Tensor:
+    """Binary cross-entropy of probabilities: -weight (t log p + (1 - t) log(1 - p)), each log
+    clamped to >= -100 as PyTorch's (so p = 0 or 1 gives a finite loss). ``weight`` rescales
+    each element (broadcast to input's shape); "mean" is over the elements.
+
+    Shape: input and target of one shape ``(*)``, weight broadcasting to it -> ``()``, or
+    ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ, input outside [0, 1], or an unknown ``reduction``."""
+    reduction = _reduction("binary_cross_entropy", size_average, reduce, reduction)
+    input, target = _pair("binary_cross_entropy", input, target)
+    p = input.array
+    if p.size and not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError(
-            f"mse_loss: input shape {input.shape} and target shape {target.shape} "
-            f"differ (broadcasting here is almost always a bug)"
+            f"binary_cross_entropy: input must hold probabilities in [0, 1] (apply sigmoid, or use "
+            f"binary_cross_entropy_with_logits), got values in [{p.min()}, {p.max()}]"
         )
-    return MSELoss.apply(input, target, reduction=reduction)
+    w = _elementwise_weight("binary_cross_entropy", weight, input, same_shape=False)
+    return LO.BinaryCrossEntropy.apply(input, target, reduction=reduction, weight=w)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight=None,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    pos_weight=None,
+) -> Tensor:
+    """Binary cross-entropy of logits, sigmoid and loss in one stable kernel:
+    (1 - t) x + (1 + (pos_weight - 1) t) log(1 + exp(-x)), finite for any x. ``pos_weight``
+    weighs the positive term, per class (broadcast along the last dim); ``weight`` rescales each
+    element. Both are fixed factors (no gradient reaches them).
+
+    Shape: input and target of one shape ``(*)``; weight and pos_weight broadcasting to it
+    (pos_weight typically ``(C,)`` for input ``(N, C)``) -> ``()``, or ``(*)`` for "none".
+
+    Raises:
+        ValueError: shapes differ or do not broadcast, or an unknown ``reduction``."""
+    reduction = _reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
+    input, target = _pair("binary_cross_entropy_with_logits", input, target)
+    w = _elementwise_weight("binary_cross_entropy_with_logits", weight, input, same_shape=False)
+    pw = None
+    if pos_weight is not None:
+        pw = array_of(pos_weight).astype(input.dtype)
+        try:
+            fits = np.broadcast_shapes(pw.shape, input.shape) == input.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"binary_cross_entropy_with_logits: pos_weight of shape {pw.shape} must broadcast to input's "
+                f"shape {input.shape} (one per class, the last dim)"
+            )
+    return LO.BinaryCrossEntropyWithLogits.apply(input, target, reduction=reduction, weight=w, pos_weight=pw)
+
+
+def kl_div(
+    input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False
+) -> Tensor:
+    """Kullback-Leibler divergence, pointwise target (log target - input) with ``input``
+    log-probabilities and ``target`` probabilities (log-probabilities with ``log_target``); 0
+    where target = 0. ``"batchmean"`` divides the sum by the batch size (input's first dim),
+    which is KL's definition; ``"mean"`` divides by the element count (PyTorch's warning says so).
+    input and target broadcast together, as PyTorch's.
+
+    Shape: input ``(N, *)``, target broadcasting with it -> ``()``, or the broadcast shape for
+    "none".
+
+    Raises:
+        ValueError: shapes that do not broadcast, or an unknown ``reduction``."""
+    reduction = _reduction("kl_div", size_average, reduce, reduction, allowed=checks.REDUCTIONS + ("batchmean",))
+    if reduction == "mean":
+        warnings.warn(
+            "reduction: 'mean' divides the total loss by both the batch size and the support size. "
+            "'batchmean' divides only by the batch size, and aligns with the KL div math definition.",
+            stacklevel=2,
+        )
+    input, target = _pair("kl_div", input, target, same_shape=False)
+    try:
+        np.broadcast_shapes(input.shape, target.shape)
+    except ValueError:
+        raise ValueError(
+            f"kl_div: input shape {input.shape} and target shape {target.shape} do not broadcast"
+        ) from None
+    return LO.KLDiv.apply(input, target, reduction=reduction, log_target=bool(log_target))
+
+
+# --- convolution and pooling -----------------------------------------------------------------
+
+
+def _images(op: str, input, n: int) -> tuple:
+    """(input as a 4-dim ``(N, C, H, W)`` tensor, batched?): a 1-dim op's ``(N, C, L)`` becomes
+    ``(N, C, 1, L)``, an unbatched input gets N = 1."""
+    t = as_tensor(input)
+    checks.check_float(op, "input", t)
+    layouts = {1: "(N, C, L) or (C, L)", 2: "(N, C, H, W) or (C, H, W)"}[n]
+    if t.ndim not in (n + 1, n + 2):
+        raise ValueError(f"{op}: input must be {layouts}, got shape {t.shape}")
+    batched = t.ndim == n + 2
+    if not batched:
+        t = t.unsqueeze(0)
+    if n == 1:
+        t = t.unsqueeze(2)
+    return t, batched
+
+
+def _restore(out: Tensor, n: int, batched: bool) -> Tensor:
+    """The inverse of ``_images`` on an op's output."""
+    if n == 1:
+        out = out.squeeze(2)
+    return out if batched else out.squeeze(0)
+
+
+def _conv(op: str, n: int, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    x, batched = _images(op, input, n)
+    w = as_tensor(weight)
+    checks.check_conv_weight(op, x, w, bias, groups, n)
+    stride = checks.int_tuple(op, "stride", stride, n)
+    dilation = checks.int_tuple(op, "dilation", dilation, n)
+    pads = checks.conv_padding(op, padding, tuple(w.shape[2:]), stride, dilation)
+    if n == 1:
+        w = w.unsqueeze(2)
+        stride, dilation, pads = (1,) + stride, (1,) + dilation, ((0, 0),) + pads
+    for size, k, d, (before, after) in zip(x.shape[2:], w.shape[2:], dilation, pads):
+        if size + before + after < d * (k - 1) + 1:
+            raise ValueError(
+                f"{op}: the kernel {tuple(w.shape[2:])} (dilation {dilation}) does not fit the padded input "
+                f"{tuple(x.shape[2:])} + padding {pads}"
+            )
+    params = (x, w) if bias is None else (x, w, as_tensor(bias))
+    out = C.Conv2d.apply(*params, stride=stride, padding=pads, dilation=dilation, groups=groups)
+    return _restore(out, n, batched)
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation over sequences (PyTorch's ``F.conv1d``): the 2-D kernel with H = 1.
+
+    Args:
+        stride, dilation: an int or a 1-tuple. padding: an int, a 1-tuple, ``"valid"`` (none)
+        or ``"same"`` (the output as long as the input; stride 1 only; an odd total puts the
+        extra zero on the right). groups: channels split into that many independent groups.
+
+    Shape: input ``(N, C_in, L)`` or ``(C_in, L)``, weight ``(C_out, C_in / groups, K)``, bias
+    ``(C_out,)`` -> ``(N, C_out, L_out)``, L_out = (L + 2 padding - dilation (K - 1) - 1) /
+    stride + 1, rounded down.
+
+    Raises:
+        ValueError: shapes or groups that do not fit, bad stride, padding or dilation.
+        TypeError: integer input, or dtypes that differ."""
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation over images (PyTorch's ``F.conv2d``; LeCun et al., 1998), im2col and
+    one batched GEMM with a hand-derived backward (``numformer.ops.conv``).
+
+    Args:
+        stride, dilation: an int or a pair. padding: an int, a pair, ``"valid"`` (none) or
+        ``"same"`` (the output the input's size; stride 1 only; an odd total puts the extra
+        zero at the bottom and right). groups: channels split into that many independent groups
+        (``groups = C_in``: depthwise).
+
+    Shape: input ``(N, C_in, H, W)`` or ``(C_in, H, W)``, weight
+    ``(C_out, C_in / groups, KH, KW)``, bias ``(C_out,)`` -> ``(N, C_out, H_out, W_out)``,
+    H_out = (H + 2 padding - dilation (KH - 1) - 1) / stride + 1, rounded down.
+
+    Raises:
+        ValueError: shapes or groups that do not fit, bad stride, padding or dilation.
+        TypeError: integer input, or dtypes that differ."""
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _max_pool(op, n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    x, batched = _images(op, input, n)
+    geometry = checks.pool_geometry(op, x.shape[4 - n :], n, kernel_size, stride, padding, dilation, ceil_mode)
+    kernel, stride, padding, dilation, out_size = geometry
+    if n == 1:  # the 2-D kernel with H = 1: one row, no padding above or below
+        kernel, stride, dilation, out_size = ((1,) + v for v in (kernel, stride, dilation, out_size))
+        padding = (0,) + padding
+    result = C.MaxPool2d.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        out_hw=out_size,
+        return_indices=bool(return_indices),
+        ceil_mode=bool(ceil_mode),
+    )
+    if return_indices:
+        return _restore(result[0], n, batched), _restore(result[1], n, batched)
+    return _restore(result, n, batched)
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """The maximum over each window of a sequence (PyTorch's ``F.max_pool1d``); the 2-D kernel
+    with H = 1. Arguments as ``max_pool2d``'s, each an int or a 1-tuple.
+
+    Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, L_out)``; indices (``return_indices``) int64,
+    into L.
+
+    Raises:
+        ValueError: a kernel, stride or dilation below 1, padding over half the kernel, or no
+        output."""
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """The maximum over each window (PyTorch's ``F.max_pool2d``): padding is -inf; the first
+    maximum of a window wins and NaN beats any number (PyTorch's rules); the gradient goes to
+    each window's winner.
+
+    Args:
+        kernel_size: an int or a pair. stride: default ``kernel_size``. padding: at most half
+        the (dilated) kernel. ceil_mode: round the output size up (a last partial window).
+        return_indices: also return each winner's flat index into its channel's H W.
+
+    Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, H_out, W_out)``, H_out =
+    (H + 2 padding - dilation (kernel - 1) - 1) / stride + 1, rounded down (up with
+    ``ceil_mode``); indices int64 of the output's shape.
+
+    Raises:
+        ValueError: a kernel, stride or dilation below 1, padding over half the kernel, or no
+        output."""
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _avg_pool(op, n, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    x, batched = _images(op, input, n)
+    kernel, stride, padding, _, out_size = checks.pool_geometry(
+        op, x.shape[4 - n :], n, kernel_size, stride, padding, 1, ceil_mode, average=True
+    )
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError(f"{op}: divisor_override must not be 0")
+    if n == 1:
+        kernel, stride, out_size = ((1,) + v for v in (kernel, stride, out_size))
+        padding = (0,) + padding
+    out = C.AvgPool2d.apply(
+        x,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        out_hw=out_size,
+        count_include_pad=bool(count_include_pad),
+        divisor_override=divisor_override,
+        ceil_mode=bool(ceil_mode),
+    )
+    return _restore(out, n, batched)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """The mean over each window of a sequence (PyTorch's ``F.avg_pool1d``). Arguments as
+    ``avg_pool2d``'s, each an int or a 1-tuple.
+
+    Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, L_out)``.
+
+    Raises:
+        ValueError: a kernel or stride below 1, padding over half the kernel, or no output."""
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(
+    input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None
+):
+    """The mean over each window (PyTorch's ``F.avg_pool2d``): zero padding, counted in the
+    divisor when ``count_include_pad``; ``divisor_override`` replaces the divisor.
+
+    Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, H_out, W_out)`` (sizes as
+    ``max_pool2d``'s, dilation 1).
+
+    Raises:
+        ValueError: a kernel or stride below 1, padding over half the kernel, no output, or a
+        zero divisor."""
+    return _avg_pool(
+        "avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
+
+
+def _adaptive_matrix(size: int, out: int, dtype) -> Tensor:
+    """``(out, size)``: row i averages input positions floor(i size / out) to
+    ceil((i + 1) size / out) - 1, PyTorch's adaptive windows."""
+    i = np.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    j = np.arange(size)
+    inside = (j >= start[:, None]) & (j < end[:, None])
+    return Tensor(xp.asarray(inside / (end - start)[:, None], dtype=dtype))
+
+
+def _adaptive_avg_pool(op: str, n: int, input, output_size) -> Tensor:
+    x, batched = _images(op, input, n)
+    sizes = x.shape[4 - n :]
+    wanted = (output_size,) * n if isinstance(output_size, int) or output_size is None else tuple(output_size)
+    if len(wanted) != n:
+        raise ValueError(f"{op}: output_size must be an int or {n} of them, got {output_size!r}")
+    out = tuple(size if o is None else o for size, o in zip(sizes, wanted))
+    if any(not isinstance(o, (int, np.integer)) or o < 1 for o in out):
+        raise ValueError(f"{op}: output_size must be positive ints (or None: the input's size), got {output_size!r}")
+    if n == 2:
+        x = _adaptive_matrix(sizes[0], out[0], x.dtype) @ x  # (Ho, H) @ (N, C, H, W)
+    x = x @ _adaptive_matrix(sizes[-1], out[-1], x.dtype).T  # (..., W) @ (W, Wo)
+    return _restore(x, n, batched)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """Mean pooling to a fixed length (PyTorch's ``F.adaptive_avg_pool1d``): window i covers
+    floor(i L / out) to ceil((i + 1) L / out); a product with a constant pooling matrix.
+
+    Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, output_size)``.
+
+    Raises:
+        ValueError: an output size below 1."""
+    return _adaptive_avg_pool("adaptive_avg_pool1d", 1, input, output_size)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Mean pooling to a fixed size (PyTorch's ``F.adaptive_avg_pool2d``; (1, 1) is global
+    average pooling): window (i, j) covers rows floor(i H / Ho) to ceil((i + 1) H / Ho) and
+    likewise columns; two products with constant pooling matrices, Ah x Aw^T.
+
+    Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, Ho, Wo)``; ``output_size`` an int, a
+    pair, or None in a place to keep that size.
+
+    Raises:
+        ValueError: an output size below 1."""
+    return _adaptive_avg_pool("adaptive_avg_pool2d", 2, input, output_size)
+
+
+# --- padding, one-hot, normalisation -----------------------------------------------------------
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad (or, with negative amounts, crop) the last dims, PyTorch's ``F.pad``: ``pad`` lists
+    (before, after) amounts from the last dim backwards, ``(left, right, top, bottom, ...)``.
+
+    Args:
+        mode: "constant" (``value``, default 0, any number of dims), "reflect" (mirrored about
+            the edge, which is not repeated), "replicate" (the edge repeated) or "circular"
+            (wrapped): these three pad the last 1, 2 or 3 dims of a batched or unbatched input.
+
+    Shape: ``(*, d_k, ..., d_1)`` -> each padded dim grown by its two amounts; dtype kept.
+
+    Raises:
+        ValueError: an odd-length ``pad``, more amounts than dims, an unknown mode, a value with
+        a mode that takes none, a negative amount outside constant mode, a reflection at least
+        as long as its dim, or a dim padded below 0. NotImplementedError: a non-constant mode
+        on dims it does not support (as PyTorch)."""
+    t = as_tensor(input)
+    pads = checks.pad_amounts(t.shape, pad, mode, value)
+    return Pad.apply(t, pads=pads, mode=mode, value=0 if value is None else value)
+
+
+def one_hot(tensor, num_classes: int = -1) -> Tensor:
+    """Class indices as one-hot rows: ``out[..., i] = 1`` where ``tensor == i`` (PyTorch's
+    ``F.one_hot``); ``num_classes=-1`` takes the largest index plus one. No gradient.
+
+    Shape: integer ``(*)`` -> int64 ``(*, num_classes)``.
+
+    Raises:
+        RuntimeError: a non-integer input, an index < 0 or >= num_classes, or an empty input
+        without ``num_classes`` (PyTorch's errors)."""
+    idx = array_of(tensor)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"one_hot: tensor must hold integer class indices, got dtype {idx.dtype}")
+    if num_classes == -1:
+        if idx.size == 0:
+            raise RuntimeError("one_hot: can not infer the number of classes from an empty tensor: pass num_classes")
+        num_classes = int(idx.max()) + 1
+    if idx.size and idx.min() < 0:
+        raise RuntimeError(f"one_hot: class values must be non-negative, got {int(idx.min())}")
+    if idx.size and idx.max() >= num_classes:
+        raise RuntimeError(
+            f"one_hot: class values must be smaller than num_classes={num_classes}, got {int(idx.max())}"
+        )
+    return Tensor((idx[..., None] == xp.arange(num_classes)).astype(np.int64))
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
+    """``input / max(||input||_p, eps)`` along ``dim`` (PyTorch's ``F.normalize``): unit vectors,
+    and a vector shorter than ``eps`` divided by eps instead. One primitive with its backward.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input, or ``out=`` (not supported). ValueError: ``dim`` out of range,
+        or p not a finite number > 0."""
+    if out is not None:
+        raise TypeError("normalize: out= is not supported; use the returned tensor")
+    t = as_tensor(input)
+    checks.check_float("normalize", "input", t)
+    if not (isinstance(p, (int, float)) and math.isfinite(p) and p > 0):
+        raise ValueError(f"normalize: p must be a finite number > 0, got {p!r}")
+    return Normalize.apply(t, p=float(p), axis=checks.check_dim("normalize", dim, t.ndim), eps=float(eps))
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Cosine of the angle between x1 and x2 along ``dim`` (PyTorch's ``F.cosine_similarity``):
+    sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)), x1 and x2 broadcast together.
+
+    Shape: x1 and x2 broadcasting to ``(*, D, *)`` -> ``(*, *)`` (``dim`` removed).
+
+    Raises:
+        TypeError: integer inputs. ValueError: shapes that do not broadcast, ``dim`` out of
+        range."""
+    a, b = as_tensor(x1), as_tensor(x2)
+    checks.check_float("cosine_similarity", "x1", a)
+    checks.check_float("cosine_similarity", "x2", b)
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"cosine_similarity: x1 shape {a.shape} and x2 shape {b.shape} do not broadcast") from None
+    axis = checks.check_dim("cosine_similarity", dim, len(shape))
+    a = a if a.shape == shape else a.expand(shape)
+    b = b if b.shape == shape else b.expand(shape)
+    unit_a = Normalize.apply(a, p=2.0, axis=axis, eps=float(eps))
+    unit_b = Normalize.apply(b, p=2.0, axis=axis, eps=float(eps))
+    return (unit_a * unit_b).sum(axis)
 
 
 # --- attention -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
-from numformer.nn.checks import check_features, dtype_or_default
+from numformer.nn.checks import check_dim, check_features, dtype_or_default
 from numformer.nn.module import Module, Parameter
 from numformer.tensor import Tensor
 
@@ -26,12 +26,66 @@ class Identity(Module):
         return x
 
 
+class Flatten(Module):
+    """Flatten dims ``start_dim`` to ``end_dim`` into one (PyTorch's default keeps the batch dim)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input):  # noqa: A002 - PyTorch's argument name
+        """``input.flatten(start_dim, end_dim)``.
+
+        Shape: ``(N, *dims)`` -> ``(N, prod(dims))`` with the defaults."""
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (one entry may be -1), the inverse of ``Flatten``."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, input):  # noqa: A002
+        """``input`` with dim ``dim`` reshaped to ``unflattened_size``.
+
+        Shape: ``(*, S, *)`` -> ``(*, *unflattened_size, *)``, prod(unflattened_size) = S.
+
+        Raises:
+            ValueError: ``dim`` out of range, or sizes whose product is not S."""
+        axis = check_dim("Unflatten", self.dim, input.ndim)
+        sizes = self.unflattened_size
+        known = math.prod(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1 or (-1 not in sizes and known != input.shape[axis]) or input.shape[axis] % max(known, 1):
+            raise ValueError(
+                f"Unflatten: unflattened_size {sizes} does not hold dim {self.dim} of size {input.shape[axis]} "
+                f"(input shape {input.shape})"
+            )
+        return input.reshape(input.shape[:axis] + sizes + input.shape[axis + 1 :])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class ReLU(Module):
+    """max(x, 0); ``inplace=True`` writes the result into the input, as PyTorch's."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x):
         """max(x, 0) elementwise; NaN stays NaN.
 
         Shape: ``(*)`` -> ``(*)``, dtype kept."""
-        return F.relu(x)
+        return F.relu(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Tanh(Module):
@@ -65,11 +119,11 @@ class GELU(Module):
 class Dropout(Module):
     """Inverted dropout while training; the identity in eval mode."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+            raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
+        self.p, self.inplace = p, inplace
 
     def forward(self, x):
         """Zero each element with probability ``p`` and scale the rest by 1/(1 - p) in training
@@ -77,10 +131,30 @@ class Dropout(Module):
         ``manual_seed``'s generator.
 
         Shape: ``(*)`` -> ``(*)``."""
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}" + (", inplace=True" if self.inplace else "")
+
+
+class Dropout1d(Dropout):
+    """Channel dropout for ``(N, C, L)``: whole channels zeroed (Tompson et al., 2015)."""
+
+    def forward(self, x):
+        """``F.dropout1d`` in training, the identity in eval mode.
+
+        Shape: ``(N, C, L)`` or ``(C, L)`` -> the same."""
+        return F.dropout1d(x, self.p, self.training, self.inplace)
+
+
+class Dropout2d(Dropout):
+    """Channel dropout for ``(N, C, H, W)``: whole feature maps zeroed (Tompson et al., 2015)."""
+
+    def forward(self, x):
+        """``F.dropout2d`` in training, the identity in eval mode.
+
+        Shape: ``(N, C, H, W)`` -> the same."""
+        return F.dropout2d(x, self.p, self.training, self.inplace)
 
 
 class Linear(Module):
@@ -194,14 +268,18 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
 
 
-class BatchNorm1d(Module):
-    """Batch normalisation over ``(N, C)`` or ``(N, C, L)`` inputs (seed section 7).
+class _BatchNorm(Module):
+    """Batch normalisation over ``(N, C, *)`` inputs (seed section 7): each channel normalised
+    over the batch and every position.
 
     Training: normalise with the batch's mean and biased variance; update
     ``running = (1 - momentum) * running + momentum * batch`` with the *unbiased* variance
     (PyTorch's convention), and count ``num_batches_tracked``. ``momentum=None`` uses a
     cumulative average. Eval: normalise with the running statistics.
     """
+
+    ndims = (2, 3)  # the input dims this variant takes
+    layouts = ""
 
     def __init__(
         self,
@@ -210,6 +288,7 @@ class BatchNorm1d(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device=None,
         dtype=None,
     ):
         super().__init__()
@@ -224,30 +303,30 @@ class BatchNorm1d(Module):
             self.register_buffer("num_batches_tracked", xp.zeros((), dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
+        if device is not None:
+            self.to(device)
 
     def forward(self, x):
-        """Normalise each channel over the batch (and length) dims (Ioffe and Szegedy, 2015):
+        """Normalise each channel over the batch (and positions) (Ioffe and Szegedy, 2015):
         batch statistics in training, the running ones in eval mode.
 
-        Shape: ``(N, C)`` or ``(N, C, L)`` -> the same.
+        Shape: ``(N, C, *)`` (the variant's dims) -> the same.
 
         Raises:
             ValueError: the channel dim is not ``num_features``, or a training batch has one value
             per channel (no variance)."""
-        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
+        name = type(self).__name__
+        if x.ndim not in self.ndims or x.shape[1] != self.num_features:
             raise ValueError(
-                f"BatchNorm1d: input must be (N, {self.num_features}) or "
-                f"(N, {self.num_features}, L), got shape {x.shape}"
+                f"{name}: input must be {self.layouts.replace('C', str(self.num_features))}, got shape {x.shape}"
             )
-        axes = (0,) if x.ndim == 2 else (0, 2)
-        shape = (1, self.num_features) + ((1,) if x.ndim == 3 else ())
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         use_batch = self.training or not self.track_running_stats
         if use_batch:
             n = x.numel() // self.num_features
             if n <= 1:
-                raise ValueError(
-                    f"BatchNorm1d: training needs more than 1 value per channel, got input shape {x.shape}"
-                )
+                raise ValueError(f"{name}: training needs more than 1 value per channel, got input shape {x.shape}")
             mean = x.mean(dim=axes, keepdim=True)
             var = x.var(dim=axes, keepdim=True, correction=0)
             if self.training and self.track_running_stats:
@@ -270,6 +349,38 @@ class BatchNorm1d(Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation over ``(N, C)`` or ``(N, C, L)`` inputs (see ``_BatchNorm``)."""
+
+    ndims, layouts = (2, 3), "(N, C) or (N, C, L)"
+
+    def forward(self, x):
+        """Normalise each channel over the batch (and length) (Ioffe and Szegedy, 2015).
+
+        Shape: ``(N, C)`` or ``(N, C, L)`` -> the same.
+
+        Raises:
+            ValueError: the channel dim is not ``num_features``, or a training batch has one value
+            per channel (no variance)."""
+        return super().forward(x)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over images ``(N, C, H, W)`` (the seed's CNNs; see ``_BatchNorm``)."""
+
+    ndims, layouts = (4,), "(N, C, H, W)"
+
+    def forward(self, x):
+        """Normalise each channel over the batch and every pixel (Ioffe and Szegedy, 2015).
+
+        Shape: ``(N, C, H, W)`` -> the same.
+
+        Raises:
+            ValueError: the channel dim is not ``num_features``, or a training batch has one value
+            per channel."""
+        return super().forward(x)
 
 
 class FeedForward(Module):

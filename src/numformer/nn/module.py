@@ -75,7 +75,34 @@ class Module:
         object.__setattr__(self, name, value)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Make ``module`` a child named ``name`` (what ``Sequential``, ``ModuleList`` and
+        ``ModuleDict`` do with their modules).
+
+        Raises:
+            TypeError: ``module`` is neither a numformer ``Module`` nor None (PyTorch's error: a
+            foreign layer, such as a PyTorch or einops module, would otherwise be skipped by
+            ``children()`` and fail layers later), or ``name`` is not a string.
+            KeyError: ``name`` is empty, contains ".", or is an attribute that is not a module."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(_not_a_module(module))
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string, got {type(name).__name__} {name!r}")
+        if not name or "." in name:
+            raise KeyError(f'module name can\'t be empty or contain ".", got {name!r}')
+        if name in vars(self) and not isinstance(vars(self)[name], Module) and vars(self)[name] is not None:
+            raise KeyError(f"attribute '{name}' already exists")
         object.__setattr__(self, name, module)
+
+    def __setattr__(self, name: str, value) -> None:
+        """Plain assignment, with PyTorch's one refusal: a child module replaced by something
+        that is not a module (nor None) is a TypeError, never a module silently dropped from
+        ``children()``, ``parameters()`` and the state dict."""
+        current = self.__dict__.get(name)
+        if isinstance(current, Module) and value is not None and not isinstance(value, Module):
+            raise TypeError(
+                f"cannot assign '{_typename(value)}' as child module '{name}' (numformer.nn.Module or None expected)"
+            )
+        object.__setattr__(self, name, value)
 
     # --- traversal --------------------------------------------------------------------------
     def named_children(self):
@@ -267,6 +294,22 @@ class Module:
         return f"{type(self).__name__}({note}\n  " + "\n  ".join(extra + lines) + "\n)"
 
 
+def _typename(value) -> str:
+    """``value``'s type with its module, as ``torch.typename`` writes it: ``einops.layers.torch.Rearrange``."""
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _not_a_module(value) -> str:
+    """PyTorch's message for a foreign object offered as a module, with what to do about it."""
+    message = f"{_typename(value)} is not a Module subclass (a numformer.nn.Module is expected)"
+    if any(base.__module__.startswith("torch.") and base.__name__ == "Module" for base in type(value).__mro__):
+        message += ": a PyTorch module cannot run inside a numformer model; write it as a numformer Module"
+    elif callable(value):
+        message += ": wrap the function in a Module subclass whose forward calls it"
+    return message
+
+
 def _as_numpy(value) -> np.ndarray:
     if isinstance(value, Tensor):
         return value.array
@@ -276,18 +319,71 @@ def _as_numpy(value) -> np.ndarray:
 
 
 class Sequential(Module):
-    """Modules applied in order; state-dict keys ``0.``, ``1.``, ... as in PyTorch."""
+    """Modules applied in order; state-dict keys ``0.``, ``1.``, ... as in PyTorch, or the names
+    of an ``OrderedDict`` given as the one argument.
 
-    def __init__(self, *modules: Module):
+    Raises:
+        TypeError: an argument that is not a numformer ``Module`` (PyTorch's error)."""
+
+    def __init__(self, *args):
         super().__init__()
-        for i, m in enumerate(modules):
-            self.add_module(str(i), m)
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for name, m in args[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(args):
+                self.add_module(str(i), m)
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self.children())[i]
+    def _items(self) -> list:
+        return list(self.named_children())
+
+    def __getitem__(self, idx):
+        items = self._items()
+        if isinstance(idx, slice):
+            return Sequential(OrderedDict(items[idx]))
+        return items[_index(idx, len(items), "Sequential")][1]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        items = self._items()
+        self.add_module(items[_index(idx, len(items), "Sequential")][0], module)
+
+    def __delitem__(self, idx) -> None:
+        items = self._items()
+        doomed = items[idx] if isinstance(idx, slice) else [items[_index(idx, len(items), "Sequential")]]
+        for name, _ in doomed:
+            delattr(self, name)
+        if all(name.isdigit() for name, _ in items):  # renumber 0, 1, ..., as PyTorch's
+            kept = [m for _, m in self._items()]
+            for name, _ in self._items():
+                delattr(self, name)
+            for i, m in enumerate(kept):
+                self.add_module(str(i), m)
 
     def __len__(self) -> int:
-        return len(list(self.children()))
+        return len(self._items())
+
+    def __iter__(self):
+        return iter([m for _, m in self._items()])
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, sequential) -> Sequential:
+        for m in sequential:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise TypeError(_not_a_module(module))
+        kept = list(self)
+        kept.insert(index if index >= 0 else len(kept) + 1 + index, module)
+        for name, _ in self._items():
+            delattr(self, name)
+        for i, m in enumerate(kept):
+            self.add_module(str(i), m)
+        return self
 
     def forward(self, x):
         """Each module applied to the previous one's output, in order.
@@ -298,12 +394,22 @@ class Sequential(Module):
         return x
 
 
-class ModuleList(Module):
-    """A list of modules whose parameters belong to the parent (keys ``0.``, ``1.``, ...)."""
+def _index(idx: int, n: int, container: str) -> int:
+    """``idx`` (negative from the end) checked against ``n`` items."""
+    if not -n <= idx < n:
+        raise IndexError(f"{container}: index {idx} is out of range for {n} modules")
+    return idx % n
 
-    def __init__(self, modules=()):
+
+class ModuleList(Module):
+    """A list of modules whose parameters belong to the parent (keys ``0.``, ``1.``, ...).
+
+    Raises:
+        TypeError: an item that is not a numformer ``Module`` (PyTorch's error)."""
+
+    def __init__(self, modules=None):
         super().__init__()
-        for m in modules:
+        for m in modules or ():
             self.append(m)
 
     def append(self, module: Module) -> ModuleList:
@@ -315,9 +421,33 @@ class ModuleList(Module):
             self.append(m)
         return self
 
+    def insert(self, index: int, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(_not_a_module(module))
+        kept = list(self)
+        kept.insert(index, module)
+        self._renumber(kept)
+
+    def _renumber(self, modules: list) -> None:
+        for name, _ in list(self.named_children()):
+            delattr(self, name)
+        for i, m in enumerate(modules):
+            self.add_module(str(i), m)
+
     def __getitem__(self, i):
         items = list(self.children())
-        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+        return ModuleList(items[i]) if isinstance(i, slice) else items[_index(i, len(items), "ModuleList")]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        self.add_module(str(_index(i, len(self), "ModuleList")), module)
+
+    def __delitem__(self, i) -> None:
+        kept = list(self)
+        del kept[i]
+        self._renumber(kept)
+
+    def __iadd__(self, modules) -> ModuleList:
+        return self.extend(modules)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.children())
@@ -327,18 +457,31 @@ class ModuleList(Module):
 
 
 class ModuleDict(Module):
-    """A dict of modules, keyed by name."""
+    """A dict of modules, keyed by name.
+
+    Raises:
+        TypeError: a value that is not a numformer ``Module`` (PyTorch's error)."""
 
     def __init__(self, modules: dict | None = None):
         super().__init__()
-        for k, m in (modules or {}).items():
-            self.add_module(k, m)
+        if modules is not None:
+            self.update(modules)
 
     def __getitem__(self, key: str) -> Module:
+        if key not in self:
+            raise KeyError(key)
         return getattr(self, key)
 
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        delattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return any(key == name for name, _ in self.named_children())
 
     def __len__(self) -> int:
         return sum(1 for _ in self.children())
@@ -354,6 +497,115 @@ class ModuleDict(Module):
 
     def values(self):
         return list(self.children())
+
+    def update(self, modules) -> None:
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for key, module in pairs:
+            self[key] = module
+
+    def pop(self, key: str) -> Module:
+        module = self[key]
+        del self[key]
+        return module
+
+    def clear(self) -> None:
+        for key in self.keys():
+            del self[key]
+
+
+class ParameterList(Module):
+    """A list of parameters that belong to the parent (keys ``0``, ``1``, ...); a tensor appended
+    becomes a ``Parameter``, as in PyTorch."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        for v in values or ():
+            self.append(v)
+
+    def _items(self) -> list:
+        return list(self._own_parameters())
+
+    def append(self, value) -> ParameterList:
+        setattr(self, str(len(self)), _as_parameter(value, "ParameterList"))
+        return self
+
+    def extend(self, values) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def __getitem__(self, i):
+        items = [p for _, p in self._items()]
+        return ParameterList(items[i]) if isinstance(i, slice) else items[_index(i, len(items), "ParameterList")]
+
+    def __setitem__(self, i: int, value) -> None:
+        setattr(self, str(_index(i, len(self), "ParameterList")), _as_parameter(value, "ParameterList"))
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self):
+        return iter([p for _, p in self._items()])
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"({n}): Parameter {tuple(p.shape)}" for n, p in self._items())
+
+
+class ParameterDict(Module):
+    """A dict of parameters keyed by name, belonging to the parent; a tensor stored becomes a
+    ``Parameter``, as in PyTorch."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str):
+        params = dict(self._own_parameters())
+        if key not in params:
+            raise KeyError(key)
+        return params[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f'parameter name must be a non-empty string without ".", got {key!r}')
+        setattr(self, key, _as_parameter(value, "ParameterDict"))
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # noqa: B018 - KeyError when absent
+        delattr(self, key)
+
+    def __contains__(self, key) -> bool:
+        return key in dict(self._own_parameters())
+
+    def __len__(self) -> int:
+        return len(dict(self._own_parameters()))
+
+    def __iter__(self):
+        return iter(dict(self._own_parameters()))
+
+    def keys(self):
+        return list(dict(self._own_parameters()))
+
+    def items(self):
+        return list(self._own_parameters())
+
+    def values(self):
+        return [p for _, p in self._own_parameters()]
+
+    def update(self, parameters) -> None:
+        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        for key, value in pairs:
+            self[key] = value
+
+
+def _as_parameter(value, container: str) -> Parameter:
+    """``value`` as a ``Parameter`` (a tensor wrapped, sharing its memory)."""
+    if isinstance(value, Parameter):
+        return value
+    if isinstance(value, Tensor):
+        return Parameter(value)
+    raise TypeError(f"{container}: {_typename(value)} is not a Tensor or Parameter")
 
 
 # numformer.save/load (serialization.pickled: PyTorch's checkpoint format, a lower layer that cannot

@@ -1,14 +1,17 @@
-"""Recurrent layers (seed section 1's baseline): ``RNN`` and ``LSTM``, PyTorch's parameters.
+"""Recurrent layers (seed section 1's baseline): ``RNN``, ``LSTM`` and ``GRU``, PyTorch's
+parameters, names and layouts.
 
 The time loop is inherent: step t needs step t-1's hidden state, which is exactly the
 sequential bottleneck the seed contrasts with attention. Input projections for all steps are
 still computed in one matrix multiply before the loop, and each layer's loop is one primitive
-with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``).
+with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``, ``GRULayer``).
 
 Layout: ``batch_first=False`` is the default, as PyTorch's: input ``(L, N, input_size)``;
-``batch_first=True`` takes ``(N, L, input_size)``. The states ``(num_layers, N, hidden_size)`` are the same either way.
-``bidirectional`` and ``proj_size`` are PyTorch options numformer does not have: asking for
-them is an error, never a silent single-direction layer.
+``batch_first=True`` takes ``(N, L, input_size)``. The states ``(D num_layers, N, hidden_size)``
+are the same either way (D = 2 when ``bidirectional``, else 1). ``bidirectional=True`` runs a
+second layer over the reversed sequence (its parameters named ``..._reverse``, as PyTorch's)
+and concatenates the two outputs, forward first. LSTM's ``proj_size`` is a PyTorch option
+numformer does not have: asking for it is an error.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.module import Module, Parameter
-from numformer.ops.recurrent import LSTMLayer, RNNLayer
-from numformer.tensor import Tensor, stack
+from numformer.ops.recurrent import GRULayer, LSTMLayer, RNNLayer
+from numformer.tensor import Tensor, cat, stack
 
 
-class _RecurrentBase(Module):
+class RNNBase(Module):
+    """What ``RNN``, ``LSTM`` and ``GRU`` share (PyTorch's ``nn.RNNBase``, for ``isinstance``;
+    construct the subclasses): arguments and their checks, parameters named and initialised as
+    PyTorch's (U(-1/sqrt(H), 1/sqrt(H))), the layout of inputs and states, and the loop over
+    layers and directions."""
+
     gates = 1
 
     def __init__(
@@ -54,27 +62,38 @@ class _RecurrentBase(Module):
             raise ValueError(f"{name}: dropout must be a number in [0, 1], got {dropout!r}")
         if not isinstance(batch_first, bool):
             raise TypeError(f"{name}: batch_first must be True or False, got {batch_first!r}")
-        if bidirectional:
-            raise ValueError(f"{name}: bidirectional=True is not supported (numformer's layers run one direction)")
+        if not isinstance(bidirectional, bool):
+            raise TypeError(f"{name}: bidirectional must be True or False, got {bidirectional!r}")
         if proj_size:
             raise ValueError(f"{name}: proj_size is not supported, got {proj_size!r}")
-        self.bidirectional, self.proj_size = False, 0  # PyTorch's attributes, for code that reads them
+        self.proj_size = 0  # PyTorch's attribute, for code that reads it
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional = bidirectional
+        directions = 2 if bidirectional else 1
         d, G = dtype_or_default(dtype), self.gates * hidden_size
-        for layer in range(num_layers):
-            in_size = input_size if layer == 0 else hidden_size
-            setattr(self, f"weight_ih_l{layer}", Parameter(xp.zeros((G, in_size), dtype=d)))
-            setattr(self, f"weight_hh_l{layer}", Parameter(xp.zeros((G, hidden_size), dtype=d)))
-            if bias:
-                setattr(self, f"bias_ih_l{layer}", Parameter(xp.zeros(G, dtype=d)))
-                setattr(self, f"bias_hh_l{layer}", Parameter(xp.zeros(G, dtype=d)))
+        for layer in range(num_layers):  # PyTorch's order: per layer, per direction, w_ih w_hh b_ih b_hh
+            in_size = input_size if layer == 0 else hidden_size * directions
+            for suffix in ("", "_reverse")[:directions]:
+                setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(xp.zeros((G, in_size), dtype=d)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(xp.zeros((G, hidden_size), dtype=d)))
+                if bias:
+                    setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(xp.zeros(G, dtype=d)))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(xp.zeros(G, dtype=d)))
         bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
 
-    def _weights(self, layer):
-        get = lambda name: getattr(self, f"{name}_l{layer}", None)  # noqa: E731
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def flatten_parameters(self) -> None:
+        """PyTorch's cuDNN weight-packing call: here a no-op (the weights are used as they are)."""
+
+    def _weights(self, layer, direction=0):
+        suffix = "_reverse" if direction else ""
+        get = lambda name: getattr(self, f"{name}_l{layer}{suffix}", None)  # noqa: E731
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     def _prepare(self, x):
@@ -100,11 +119,12 @@ class _RecurrentBase(Module):
         return x, batched
 
     def _initial(self, state, N, batched, dtype):
+        count = self.num_layers * self.num_directions
         if state is None:
-            return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * self.num_layers
+            return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * count
         if not isinstance(state, Tensor):
             raise TypeError(f"{type(self).__name__}: initial state must be a numformer Tensor, got {_kind(state)}")
-        expected = (self.num_layers, N, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
+        expected = (count, N, self.hidden_size) if batched else (count, self.hidden_size)
         if state.shape != expected:
             hint = ""
             if batched and state.shape[1:2] != (N,):
@@ -115,7 +135,28 @@ class _RecurrentBase(Module):
         if state.dtype != dtype:
             raise TypeError(f"{type(self).__name__}: initial state must be {dtype} like the input, got {state.dtype}")
         state = state if batched else state.unsqueeze(1)
-        return [state[i] for i in range(self.num_layers)]
+        return [state[i] for i in range(count)]
+
+    def _run(self, x, states: list):
+        """Every layer and direction over ``x`` ``(N, L, in)``: (output ``(N, L, D H)``, per
+        kind of state the final ones, ``D num_layers`` of ``(N, H)`` in PyTorch's order)."""
+        finals = [[] for _ in states]
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                seq = x if direction == 0 else x.flip(1)  # the reverse direction reads the sequence backwards
+                out, last = self._layer(seq, self._weights(layer, direction), [s[k] for s in states])
+                outputs.append(out if direction == 0 else out.flip(1))
+                for kind, value in zip(finals, last):
+                    kind.append(value)
+            x = outputs[0] if len(outputs) == 1 else cat(outputs, dim=-1)
+            x = self._between_layers(x, layer)
+        return x, finals
+
+    def _layer(self, x, weights, states):
+        """One layer in one direction: (output ``(N, L, H)``, [final state per kind])."""
+        raise NotImplementedError
 
     def _finish(self, out, finals, batched):
         h_n = stack(finals, dim=0)
@@ -131,7 +172,8 @@ class _RecurrentBase(Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first={self.batch_first}"
+        text = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first={self.batch_first}"
+        return text + (", bidirectional=True" if self.bidirectional else "")
 
 
 def _kind(value) -> str:
@@ -141,12 +183,13 @@ def _kind(value) -> str:
     return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__.split('.')[0]}.{kind.__qualname__}"
 
 
-class RNN(_RecurrentBase):
+class RNN(RNNBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
 
-    ``forward(input (L, N, input_size), hx (num_layers, N, H) = zeros)`` returns
-    ``(output (L, N, H), h_n (num_layers, N, H))`` (with ``batch_first=True``: input and output
-    ``(N, L, ...)``); unbatched ``(L, input_size)`` works too."""
+    ``forward(input (L, N, input_size), hx (D num_layers, N, H) = zeros)`` returns
+    ``(output (L, N, D H), h_n (D num_layers, N, H))`` (with ``batch_first=True``: input and
+    output ``(N, L, ...)``; D = 2 when ``bidirectional``); unbatched ``(L, input_size)`` works
+    too."""
 
     def __init__(
         self,
@@ -170,33 +213,32 @@ class RNN(_RecurrentBase):
         """Run the sequence through every layer, one step at a time (the seed's section 1: T
         dependent steps).
 
-        Shape: input ``(N, L, input_size)`` (or unbatched ``(L, input_size)``), hx
-        ``(num_layers, N, hidden_size)`` (default zeros) -> ``(output (N, L, hidden_size),
-        h_n (num_layers, N, hidden_size))``.
+        Shape: input ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``, or
+        unbatched ``(L, input_size)``), hx ``(D num_layers, N, hidden_size)`` (default zeros) ->
+        ``(output (L, N, D hidden_size), h_n (D num_layers, N, hidden_size))``.
 
         Raises:
             ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
             TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
             hx's is not the input's."""
         x, batched = self._prepare(input)
-        N = x.shape[0]
-        hs = self._initial(hx, N, batched, x.dtype)
-        finals = []
-        for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self._weights(layer)
-            projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
-            bias = () if b_hh is None else (b_hh,)
-            out = RNNLayer.apply(projected, w_hh, hs[layer], *bias, relu=self.nonlinearity == "relu")
-            finals.append(out[:, -1])
-            x = self._between_layers(out, layer)
-        return self._finish(x, finals, batched)
+        hs = self._initial(hx, x.shape[0], batched, x.dtype)
+        out, (finals,) = self._run(x, [hs])
+        return self._finish(out, finals, batched)
+
+    def _layer(self, x, weights, states):
+        w_ih, w_hh, b_ih, b_hh = weights
+        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
+        bias = () if b_hh is None else (b_hh,)
+        out = RNNLayer.apply(projected, w_hh, states[0], *bias, relu=self.nonlinearity == "relu")
+        return out, [out[:, -1]]
 
 
-class LSTM(_RecurrentBase):
+class LSTM(RNNBase):
     """LSTM with PyTorch's gate order (input, forget, cell, output) in ``weight_ih_l{k}``
     ``(4H, in)``. ``forward(input, (h_0, c_0) = zeros)`` returns
-    ``(output (L, N, H), (h_n, c_n))``, each state ``(num_layers, N, H)`` (with
-    ``batch_first=True``: input and output ``(N, L, ...)``)."""
+    ``(output (L, N, D H), (h_n, c_n))``, each state ``(D num_layers, N, H)`` (with
+    ``batch_first=True``: input and output ``(N, L, ...)``; D = 2 when ``bidirectional``)."""
 
     gates = 4
 
@@ -221,9 +263,9 @@ class LSTM(_RecurrentBase):
         """Run the sequence through every layer (Hochreiter and Schmidhuber, 1997; PyTorch's gate
         order i, f, g, o).
 
-        Shape: input ``(N, L, input_size)`` (or ``(L, input_size)``), hx ``(h_0, c_0)`` each
-        ``(num_layers, N, hidden_size)`` (default zeros) -> ``(output (N, L, hidden_size),
-        (h_n, c_n))``.
+        Shape: input ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``, or
+        ``(L, input_size)``), hx ``(h_0, c_0)`` each ``(D num_layers, N, hidden_size)`` (default
+        zeros) -> ``(output (L, N, D hidden_size), (h_n, c_n))``.
 
         Raises:
             ValueError: the last dim is not ``input_size``, no step, or a state has the wrong shape.
@@ -241,16 +283,63 @@ class LSTM(_RecurrentBase):
         h0, c0 = (None, None) if hx is None else hx
         hs = self._initial(h0, N, batched, x.dtype)
         cs = self._initial(c0, N, batched, x.dtype)
-        finals_h, finals_c = [], []
-        for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self._weights(layer)
-            projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 4H)
-            bias = () if b_hh is None else (b_hh,)
-            states = LSTMLayer.apply(projected, w_hh, hs[layer], cs[layer], *bias)  # (2, N, L, H): h, c
-            out = states[0]
-            finals_h.append(out[:, -1])
-            finals_c.append(states[1, :, -1])
-            x = self._between_layers(out, layer)
-        out, h_n = self._finish(x, finals_h, batched)
+        out, (finals_h, finals_c) = self._run(x, [hs, cs])
+        out, h_n = self._finish(out, finals_h, batched)
         c_n = stack(finals_c, dim=0)
         return out, (h_n, c_n if batched else c_n.squeeze(1))
+
+    def _layer(self, x, weights, states):
+        w_ih, w_hh, b_ih, b_hh = weights
+        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 4H)
+        bias = () if b_hh is None else (b_hh,)
+        both = LSTMLayer.apply(projected, w_hh, states[0], states[1], *bias)  # (2, N, L, H): h, c
+        out = both[0]
+        return out, [out[:, -1], both[1, :, -1]]
+
+
+class GRU(RNNBase):
+    """GRU (Cho et al., 2014) with PyTorch's gate order (reset, update, new) in
+    ``weight_ih_l{k}`` ``(3H, in)`` and its reset gate applied after the hidden projection:
+    n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
+    ``forward(input, hx = zeros)`` returns ``(output (L, N, D H), h_n (D num_layers, N, H))``
+    (with ``batch_first=True``: input and output ``(N, L, ...)``; D = 2 when
+    ``bidirectional``)."""
+
+    gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        dtype=None,
+    ):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype=dtype)
+
+    def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
+        """Run the sequence through every layer, one step at a time.
+
+        Shape: input ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``, or
+        unbatched ``(L, input_size)``), hx ``(D num_layers, N, hidden_size)`` (default zeros) ->
+        ``(output (L, N, D hidden_size), h_n (D num_layers, N, hidden_size))``.
+
+        Raises:
+            ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
+            TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
+            hx's is not the input's."""
+        x, batched = self._prepare(input)
+        hs = self._initial(hx, x.shape[0], batched, x.dtype)
+        out, (finals,) = self._run(x, [hs])
+        return self._finish(out, finals, batched)
+
+    def _layer(self, x, weights, states):
+        w_ih, w_hh, b_ih, b_hh = weights
+        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 3H)
+        bias = () if b_hh is None else (b_hh,)
+        out = GRULayer.apply(projected, w_hh, states[0], *bias)
+        return out, [out[:, -1]]

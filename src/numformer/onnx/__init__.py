@@ -65,13 +65,31 @@ Embedding                               Gather
 LSTMLayer                               LSTM (gates reordered by Split and Concat), Transpose,
                                         Squeeze; its cell states only at the last step
 RNNLayer                                RNN
+GRULayer                                GRU (gates reordered; linear_before_reset=1)
+LeakyRelu, Hardsigmoid, Softsign        LeakyRelu, HardSigmoid, Softsign
+Hardswish                               HardSwish
+Elu                                     Elu, Selu or Celu
+Softplus                                Mul, Softplus, Div, Greater, Where (beta, threshold)
+Hardtanh                                Clip
+LogSigmoid                              Neg, Softplus, Neg
+Mish                                    Mish (opset 18+); before: Softplus, Tanh, Mul
+Normalize                               ReduceL2 or ReduceL1 (else Abs, Pow, ReduceSum, Pow),
+                                        Max, Div
+Pad                                     Pad (constant, reflect, edge); circular: Slice and
+                                        Concat
+Conv2d                                  Conv
+MaxPool2d                               MaxPool (no return_indices: ONNX's indices differ)
+AvgPool2d                               AveragePool (no divisor_override)
 PositionIds                             Shape, Gather, Range, Expand
 Equal, NotEqual                         Equal (and Not)
 MergeMasks                              Unsqueeze or Reshape, Range and LessOrEqual (causal),
                                         Or, Not; float masks: Where, Cast, Add
 MSELoss                                 Sub, Mul, ReduceMean or ReduceSum
 Dropout                                 none: random (export in eval mode)
-CrossEntropy                            none: a training loss
+CrossEntropy, NLLLoss, L1Loss,          none: a training loss
+SmoothL1Loss, HuberLoss,
+BinaryCrossEntropy,
+BinaryCrossEntropyWithLogits, KLDiv
 ======================================  =====================================================
 
 Models: every ``nn`` module and ``numformer.models`` model exports, except ``LSTMSeq2Seq``

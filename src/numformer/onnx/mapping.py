@@ -8,15 +8,16 @@ primitive of several outputs, a tuple of names in the outputs' order: attention 
 primitive has none. ``GetItem`` (basic indexing, a view) and ``Index`` (advanced indexing, a
 copy) share ``_select``. The fused kernels become their standard
 decompositions (attention: ``MatMul``, ``Softmax``, ``MatMul``) or ONNX's own operators
-(``LayerNormalization``, ``Gelu`` from opset 20, ``LSTM``, ``RNN``).
+(``LayerNormalization``, ``Gelu`` from opset 20, ``LSTM``, ``RNN``, ``GRU``, ``Conv``,
+``MaxPool``, ``AveragePool``).
 
 The recurrent layers share ``_recurrent``: ONNX's operator reads the layer's input and its
-input weights where the layer's ``projected`` input is ``Linear``'s output (nn.LSTM and nn.RNN
-project all steps at once), with the gates reordered by ONNX ops on the state-dict
-initializers (PyTorch's LSTM gates i, f, g, o are ONNX's i, o, f, c). A GRU layer would be one
-more entry: ``_recurrent(graph, node, "GRU", gates=3, order=(1, 0, 2), linear_before_reset=1)``
-(PyTorch's r, z, n are ONNX's z, r, h; PyTorch applies the reset gate after the hidden
-projection, ONNX's ``linear_before_reset=1``).
+input weights where the layer's ``projected`` input is ``Linear``'s output (nn.LSTM, nn.RNN and
+nn.GRU project all steps at once), with the gates reordered by ONNX ops on the state-dict
+initializers (PyTorch's LSTM gates i, f, g, o are ONNX's i, o, f, c; its GRU's r, z, n are
+ONNX's z, r, h, and PyTorch applies the reset gate after the hidden projection, ONNX's
+``linear_before_reset=1``). A bidirectional layer's reverse direction is the same operator on
+the reversed sequence (``Slice`` with step -1), as numformer runs it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numformer.onnx.errors import UnsupportedOperatorError
+from numformer.onnx.errors import OnnxExporterError, UnsupportedOperatorError
 from numformer.onnx.tracer import Dim, Ref
+from numformer.ops import activation as AC
 from numformer.ops import attention as A
+from numformer.ops import conv as CV
 from numformer.ops import dropout as D
 from numformer.ops import elementwise as E
 from numformer.ops import embedding as EM
@@ -36,6 +39,8 @@ from numformer.ops import linalg as LA
 from numformer.ops import loss as LO
 from numformer.ops import masks as M
 from numformer.ops import normalization as N
+from numformer.ops import normalize as NZ
+from numformer.ops import pad as PD
 from numformer.ops import recurrent as RC
 from numformer.ops import reduce as R
 from numformer.ops import shape as S
@@ -200,7 +205,22 @@ def _var(g, node):
 
 
 def _reshape(g, node):
-    return g.add("Reshape", [g.input(node, 0), g.ints(node.options["shape"])])
+    """Reshape to the traced shape; one size no formula of the inputs' sizes reaches (a pooled
+    length, (L + 4) // 2) becomes ONNX's -1, which the element count fixes."""
+    shape = list(node.options["shape"])
+    unknown = [i for i, d in enumerate(shape) if isinstance(d, Dim) and not _reachable(g, d)]
+    if len(unknown) == 1:
+        shape[unknown[0]] = -1
+    return g.add("Reshape", [g.input(node, 0), g.ints(shape)])
+
+
+def _reachable(g, d: Dim) -> bool:
+    """Whether the graph can compute size ``d`` from the inputs' sizes."""
+    try:
+        g.dim(d)
+    except OnnxExporterError:
+        return False
+    return True
 
 
 def _permute(g, node):
@@ -392,9 +412,161 @@ def _mse(g, node):
     d = g.add("Sub", [g.input(node, 0), g.input(node, 1)])
     squares = g.add("Mul", [d, d])
     reduction = node.options.get("reduction", "mean")
+    weight = node.options.get("weight")
+    if weight is not None:
+        w = g.value(weight, node.where)
+        squares = g.add("Mul", [squares, w])
     if reduction == "none":
         return squares
-    return g.reduce("ReduceMean" if reduction == "mean" else "ReduceSum", squares, None, False)
+    if reduction == "sum" or weight is None:
+        return g.reduce("ReduceMean" if reduction == "mean" else "ReduceSum", squares, None, False)
+    total_weight = g.reduce("ReduceSum", g.add("Expand", [w, g.shape(d)]), None, False)  # mean: over sum(w)
+    return g.add("Div", [g.reduce("ReduceSum", squares, None, False), total_weight])
+
+
+# --- activations, normalisation, padding --------------------------------------------------------
+
+
+def _leaky_relu(g, node):
+    return g.add("LeakyRelu", [g.input(node, 0)], alpha=float(node.options.get("negative_slope", 0.01)))
+
+
+def _elu(g, node):
+    """ELU, SELU (a scale) or CELU (an input scale 1 / alpha): ONNX has each."""
+    x, o = g.input(node, 0), node.options
+    alpha, scale, input_scale = o.get("alpha", 1.0), o.get("scale", 1.0), o.get("input_scale", 1.0)
+    if input_scale != 1.0:
+        return g.add("Celu", [x], alpha=float(alpha))
+    if scale != 1.0:
+        return g.add("Selu", [x], alpha=float(alpha), gamma=float(scale))
+    return g.add("Elu", [x], alpha=float(alpha))
+
+
+def _softplus(g, node):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (as numformer's)."""
+    x, dt = g.input(node, 0), _dtype(node)
+    beta, threshold = node.options.get("beta", 1.0), node.options.get("threshold", 20.0)
+    bx = g.add("Mul", [x, g.scalar_like(beta, dt)])
+    soft = g.add("Div", [g.add("Softplus", [bx]), g.scalar_like(beta, dt)])
+    return g.add("Where", [g.add("Greater", [bx, g.scalar_like(threshold, dt)]), x, soft])
+
+
+def _hardtanh(g, node):
+    dt = _dtype(node)
+    low, high = (g.scalar_like(node.options.get(k, d), dt) for k, d in (("min_val", -1.0), ("max_val", 1.0)))
+    return g.add("Clip", [g.input(node, 0), low, high])
+
+
+def _log_sigmoid(g, node):
+    return g.add("Neg", [g.add("Softplus", [g.add("Neg", [g.input(node, 0)])])])
+
+
+def _hardsigmoid(g, node):
+    return g.add("HardSigmoid", [g.input(node, 0)], alpha=1 / 6, beta=0.5)
+
+
+def _mish(g, node):
+    """ONNX's Mish from opset 18; before: x tanh(softplus(x))."""
+    x = g.input(node, 0)
+    if g.opset >= 18:
+        return g.add("Mish", [x])
+    return g.add("Mul", [x, g.add("Tanh", [g.add("Softplus", [x])])])
+
+
+def _normalize(g, node):
+    """x / max(||x||_p, eps) along the axis: ReduceL2 (p = 2), ReduceL1 (p = 1), else
+    Pow, ReduceSum, Pow."""
+    x, o, dt = g.input(node, 0), node.options, _dtype(node)
+    p, axis = o.get("p", 2.0), int(o.get("axis", 1))
+    if p in (1.0, 2.0):
+        op = "ReduceL2" if p == 2.0 else "ReduceL1"
+        norm = (
+            g.add(op, [x, g.const(_i64([axis]))], keepdims=1)
+            if g.opset >= 18
+            else g.add(op, [x], axes=[axis], keepdims=1)
+        )
+    else:
+        powered = g.add("Pow", [g.add("Abs", [x]), g.scalar_like(p, dt)])
+        norm = g.add("Pow", [g.reduce("ReduceSum", powered, [axis], True), g.scalar_like(1 / p, dt)])
+    return g.add("Div", [x, g.add("Max", [norm, g.scalar_like(o.get("eps", 1e-12), dt)])])
+
+
+def _pad(g, node):
+    """ONNX's Pad (constant, reflect, edge; negative amounts crop); circular as Slice and Concat
+    per padded dim (ONNX's "wrap" is opset 19's)."""
+    x, o = g.input(node, 0), node.options
+    pads, mode = [tuple(int(v) for v in pair) for pair in o["pads"]], o.get("mode", "constant")
+    if mode == "circular":
+        for axis, (before, after) in enumerate(pads):
+            parts = []
+            if before:
+                parts.append(_slice(g, x, slice(-before, None), axis))
+            parts.append(x)
+            if after:
+                parts.append(_slice(g, x, slice(0, after), axis))
+            x = g.add("Concat", parts, axis=axis) if len(parts) > 1 else x
+        return x
+    amounts = g.const(_i64([b for b, _ in pads] + [a for _, a in pads]))
+    if mode == "constant":
+        return g.add("Pad", [x, amounts, g.scalar_like(o.get("value", 0), _dtype(node))], mode="constant")
+    return g.add("Pad", [x, amounts], mode={"reflect": "reflect", "replicate": "edge"}[mode])
+
+
+# --- convolution and pooling -------------------------------------------------------------------
+
+
+def _pads(pairs) -> list:
+    """((top, bottom), (left, right)) as ONNX's [top, left, bottom, right]."""
+    return [int(p[0]) for p in pairs] + [int(p[1]) for p in pairs]
+
+
+def _conv(g, node):
+    o = node.options
+    inputs = [g.input(node, j) for j in range(len(node.inputs))]
+    return g.add(
+        "Conv",
+        inputs,
+        kernel_shape=[int(k) for k in node.in_arrays[1].shape[2:]],
+        strides=[int(v) for v in o.get("stride", (1, 1))],
+        dilations=[int(v) for v in o.get("dilation", (1, 1))],
+        pads=_pads(o.get("padding", ((0, 0), (0, 0)))),
+        group=int(o.get("groups", 1)),
+    )
+
+
+def _max_pool(g, node):
+    o = node.options
+    if o.get("return_indices"):
+        raise UnsupportedOperatorError(
+            f"{node.where}: max pooling's return_indices (ONNX's indices count over the whole tensor, PyTorch's "
+            "over each channel)"
+        )
+    padding = [int(v) for v in o["padding"]]
+    return g.add(
+        "MaxPool",
+        [g.input(node, 0)],
+        kernel_shape=[int(k) for k in o["kernel"]],
+        strides=[int(v) for v in o["stride"]],
+        dilations=[int(v) for v in o["dilation"]],
+        pads=padding + padding,
+        ceil_mode=int(bool(o.get("ceil_mode", False))),
+    )
+
+
+def _avg_pool(g, node):
+    o = node.options
+    if o.get("divisor_override"):
+        raise UnsupportedOperatorError(f"{node.where}: average pooling's divisor_override has no ONNX form")
+    padding = [int(v) for v in o["padding"]]
+    return g.add(
+        "AveragePool",
+        [g.input(node, 0)],
+        kernel_shape=[int(k) for k in o["kernel"]],
+        strides=[int(v) for v in o["stride"]],
+        pads=padding + padding,
+        ceil_mode=int(bool(o.get("ceil_mode", False))),
+        count_include_pad=int(bool(o.get("count_include_pad", True))),
+    )
 
 
 # --- recurrent layers -------------------------------------------------------------------------
@@ -470,6 +642,11 @@ def _recurrent(g, node, op_type: str, gates: int, order, state_inputs: int, **at
 def _lstm(g, node):
     hidden, last_h, last_c = _recurrent(g, node, "LSTM", gates=4, order=(0, 3, 1, 2), state_inputs=2)
     return LSTMStates(hidden, last_h, last_c, node.where)
+
+
+def _gru(g, node):
+    hidden, _ = _recurrent(g, node, "GRU", gates=3, order=(1, 0, 2), state_inputs=1, linear_before_reset=1)
+    return hidden
 
 
 def _rnn(g, node):
@@ -604,6 +781,23 @@ TABLE = {
     # recurrent layers
     RC.LSTMLayer: _lstm,
     RC.RNNLayer: _rnn,
+    RC.GRULayer: _gru,
+    # activations, normalisation, padding
+    AC.LeakyRelu: _leaky_relu,
+    AC.Elu: _elu,
+    AC.Softplus: _softplus,
+    AC.Hardtanh: _hardtanh,
+    AC.LogSigmoid: _log_sigmoid,
+    AC.Hardsigmoid: _hardsigmoid,
+    AC.Hardswish: _same_op("HardSwish"),
+    AC.Mish: _mish,
+    AC.Softsign: _same_op("Softsign"),
+    NZ.Normalize: _normalize,
+    PD.Pad: _pad,
+    # convolution and pooling
+    CV.Conv2d: _conv,
+    CV.MaxPool2d: _max_pool,
+    CV.AvgPool2d: _avg_pool,
     # masks and positions
     M.PositionIds: _position_ids,
     M.Equal: _equal_value,
@@ -613,4 +807,11 @@ TABLE = {
     D.Dropout: NotExportable(_RANDOM),
     LO.MSELoss: _mse,
     LO.CrossEntropy: NotExportable(_LOSS),
+    LO.NLLLoss: NotExportable(_LOSS),
+    LO.L1Loss: NotExportable(_LOSS),
+    LO.SmoothL1Loss: NotExportable(_LOSS),
+    LO.HuberLoss: NotExportable(_LOSS),
+    LO.BinaryCrossEntropy: NotExportable(_LOSS),
+    LO.BinaryCrossEntropyWithLogits: NotExportable(_LOSS),
+    LO.KLDiv: NotExportable(_LOSS),
 }

@@ -7,13 +7,18 @@
 - ``softmax``: softmax, log_softmax
 - ``normalization``: layer norm, and layer norm of a sum (post-LN's "add & norm")
 - ``attention``: scaled dot-product attention, plain and blocked (flash attention's algorithm)
-- ``loss``: cross-entropy, MSE
+- ``loss``: cross-entropy, NLL, and the elementwise losses (MSE, L1, smooth L1, Huber, binary
+  cross-entropy of probabilities and of logits, KL divergence)
+- ``activation``: the pointwise activations beyond ReLU and GELU (leaky ReLU, ELU/SELU/CELU,
+  softplus, hardtanh, log-sigmoid, hardsigmoid, hardswish, mish, softsign)
+- ``conv``: 2-D convolution (im2col and one GEMM), max and average pooling
+- ``pad``: padding (constant, reflect, replicate, circular); ``normalize``: unit p-norm vectors
 - ``embedding``, ``dropout``
-- ``recurrent``: one RNN or LSTM layer's loop over time (backpropagation through time)
+- ``recurrent``: one RNN, LSTM or GRU layer's loop over time (backpropagation through time)
 - ``masks``: position ids, padding masks and the attention's merged mask (no gradient)
 
-The fused kernels (softmax, layer norm, attention, cross-entropy, the recurrent layers' time
-loops) have hand-derived backward passes, no graph inside. ``_threads`` is the one internal API
+The fused kernels (softmax, layer norm, attention, the losses, convolution and pooling, the
+recurrent layers' time loops) have hand-derived backward passes, no graph inside. ``_threads`` is the one internal API
 through which a kernel splits its work over threads and controls BLAS; outside
 ``numformer.ops`` only the package's facade (``set_num_threads``) and the command line (which
 sets the count) import it.

@@ -1,8 +1,15 @@
-"""Losses as single primitives: cross-entropy from logits (PyTorch's semantics) and MSE."""
+"""Losses as single primitives, PyTorch's semantics, each with its hand-derived backward.
+
+- ``CrossEntropy`` (from logits) and ``NLLLoss`` (from log-probabilities): class targets;
+- elementwise losses on a ``_ElementwiseLoss`` base that owns the reduction and the optional
+  elementwise weight: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``, ``HuberLoss``,
+  ``BinaryCrossEntropy``, ``BinaryCrossEntropyWithLogits`` and ``KLDiv``. Each computes its
+  loss and its two partial derivatives in one pass over the inputs; backward scales them.
+"""
 
 from __future__ import annotations
 
-from numformer.autograd import Function
+from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
 
 
@@ -95,20 +102,239 @@ class CrossEntropy(Function):
         return dz, None
 
 
-class MSELoss(Function):
-    """mean/sum/none of (a - b)^2; d/da = 2 (a - b) g / n, d/db = -d/da."""
+def _class_rows(x):
+    """``x`` ``(N, C, d1, ...)`` or ``(C,)`` as rows ``(M, C)`` (class axis last), and the shape
+    those rows fold back into (``_unrows``)."""
+    num_classes = x.shape[1] if x.ndim > 1 else x.shape[0]
+    moved = xp.moveaxis(x, 1, -1) if x.ndim > 2 else x
+    return moved.reshape(-1, num_classes), moved.shape
+
+
+def _unrows(rows, moved_shape, ndim: int):
+    """The inverse of ``_class_rows``: rows ``(M, C)`` back to ``(N, C, d1, ...)``."""
+    out = rows.reshape(moved_shape)
+    return xp.moveaxis(out, -1, 1) if ndim > 2 else out
+
+
+class NLLLoss(Function):
+    """Negative log-likelihood of class targets, PyTorch's ``F.nll_loss``.
+
+    ``input`` holds log-probabilities ``(N, C, d1, ...)`` or ``(C,)``; option ``target`` the class
+    indices (input's shape without C), ``weight`` ``(C,)`` or None, ``ignore_index``,
+    ``reduction``. Per position: loss = -w[t] x[t] (0 where t = ignore_index); "mean" divides
+    the sum by sum of w[t] over the kept positions (0 when none is kept: PyTorch gives NaN).
+    Backward: dloss/dx[j] = -w[t] [j = t] times the upstream gradient (over the denominator).
+    """
 
     saves_inputs = False
 
-    def forward(self, a, b, reduction="mean"):
-        self.diff, self.reduction = a - b, reduction
-        sq = self.diff * self.diff
+    def forward(self, x, target, weight=None, ignore_index=-100, reduction="mean"):
+        rows, self.moved_shape = _class_rows(x)
+        self.ndim, self.reduction, self.dtype = x.ndim, reduction, x.dtype
+        flat = target.reshape(-1)
+        valid = flat != ignore_index
+        self.safe = xp.where(valid, flat, 0)
+        w_t = weight[self.safe] if weight is not None else xp.ones(flat.shape, dtype=x.dtype)
+        self.row_coef = (w_t * valid).astype(x.dtype, copy=False)  # w[t], 0 where ignored
+        per_row = -rows[xp.arange(rows.shape[0]), self.safe] * self.row_coef
+        self.denominator = float(self.row_coef.sum())
         if reduction == "none":
-            return sq
-        return xp.asarray(sq.sum() if reduction == "sum" else sq.mean(), dtype=a.dtype)
+            return per_row.reshape(target.shape)
+        total = per_row.sum(dtype=x.dtype)
+        if reduction == "mean":
+            total = total / self.denominator if self.denominator != 0 else total * 0
+        return xp.asarray(total, dtype=x.dtype)
 
     def backward(self, g):
-        scale = 2.0 / self.diff.size if self.reduction == "mean" else 2.0
-        ga = (g * scale) * self.diff if self.reduction != "none" else 2 * g * self.diff
-        ga = ga.astype(self.diff.dtype, copy=False)
-        return (ga if self.needs_grad[0] else None), (-ga if self.needs_grad[1] else None)
+        if self.reduction == "none":
+            coef = self.row_coef * g.reshape(-1)
+        elif self.reduction == "sum":
+            coef = self.row_coef * g
+        else:
+            coef = self.row_coef * g / self.denominator if self.denominator != 0 else self.row_coef * 0
+        M, C = self.row_coef.shape[0], self.moved_shape[-1]
+        rows = xp.zeros((M, C), dtype=self.dtype)
+        rows[xp.arange(M), self.safe] = -coef
+        return (_unrows(rows, self.moved_shape, self.ndim),)
+
+
+class _ElementwiseLoss(Function):
+    """The shared frame of the elementwise losses: ``terms(a, b)`` gives the loss of every
+    element and its partial derivatives (a and b broadcast together); this class weights,
+    reduces and, in backward, scales the saved derivatives by the upstream gradient:
+    d(sum)/da = da, d(mean)/da = da / n, d(none)/da = g da, summed back to each input's shape.
+
+    Options: ``reduction`` ("none", "sum", "mean", or "batchmean": the sum over a's first dim),
+    ``weight`` (an array broadcast over the loss elements: a fixed factor, no gradient) and
+    ``weighted_mean`` ("mean" divides by the weights' sum instead of the element count). A
+    subclass with ``of_difference`` computes its loss from a - b alone, so db = -da.
+    """
+
+    saves_inputs = False
+    of_difference = False
+
+    def terms(self, a, b, **options):
+        """(loss, dloss/da or None, dloss/db or None): each derivative only where needed."""
+        raise NotImplementedError
+
+    def forward(self, a, b, reduction="mean", weight=None, weighted_mean=False, **options):
+        loss, da, db = self.terms(a, b, **options)
+        if weight is not None:
+            loss = loss * weight
+            da = None if da is None else da * weight
+            db = None if db is None else db * weight
+        self.da, self.db, self.reduction = da, db, reduction
+        self.shapes = (a.shape, b.shape)
+        if reduction == "batchmean":
+            count = a.shape[0] if a.ndim else 1
+        elif weighted_mean and weight is not None:
+            count = float(xp.broadcast_to(weight, loss.shape).sum())
+        else:
+            count = loss.size
+        self.count = count
+        if reduction == "none":
+            return loss.astype(a.dtype, copy=False)
+        total = loss.sum(dtype=a.dtype)
+        if reduction != "sum":
+            with xp.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is NaN, as PyTorch's
+                total = total / count
+        return xp.asarray(total, dtype=a.dtype)
+
+    def backward(self, g):
+        sa, sb = self.shapes
+        ga = gb = None
+        if self.needs_grad[0]:
+            ga = unbroadcast(self._scaled(self.da, g), sa)
+        if self.needs_grad[1]:
+            gb = unbroadcast(-self._scaled(self.da, g) if self.of_difference else self._scaled(self.db, g), sb)
+        return ga, gb
+
+    def _scaled(self, d, g):
+        """The derivative ``d`` times the upstream gradient, over the count for a mean."""
+        out = (d * g).astype(g.dtype, copy=False)
+        if self.reduction in ("mean", "batchmean"):
+            with xp.errstate(invalid="ignore", divide="ignore"):
+                out = out / self.count
+        return out
+
+    def _derivatives(self, da):
+        """(da, db) for a loss of a - b, each only where needed (``of_difference``)."""
+        return (da if any(self.needs_grad) else None), None
+
+
+class MSELoss(_ElementwiseLoss):
+    """(a - b)^2 per element; d/da = 2 (a - b), d/db = -d/da."""
+
+    of_difference = True
+
+    def terms(self, a, b):
+        d = a - b
+        return d * d, *self._derivatives(2 * d)
+
+
+class L1Loss(_ElementwiseLoss):
+    """|a - b| per element; d/da = sign(a - b) (0 at a = b, as PyTorch's), d/db = -d/da."""
+
+    of_difference = True
+
+    def terms(self, a, b):
+        d = a - b
+        return xp.abs(d), *self._derivatives(xp.sign(d))
+
+
+class SmoothL1Loss(_ElementwiseLoss):
+    """d = a - b: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (Girshick, 2015, Fast
+    R-CNN); d/da = d / beta inside, sign(d) outside; beta = 0 is the L1 loss."""
+
+    of_difference = True
+
+    def terms(self, a, b, beta=1.0):
+        d = a - b
+        size = xp.abs(d)
+        if beta == 0:
+            return size, *self._derivatives(xp.sign(d))
+        inside = size < beta
+        loss = xp.where(inside, (0.5 / beta) * d * d, size - 0.5 * beta)
+        return loss, *self._derivatives(xp.where(inside, d * (1 / beta), xp.sign(d)))
+
+
+class HuberLoss(_ElementwiseLoss):
+    """d = a - b: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (Huber, 1964);
+    d/da = d inside, delta sign(d) outside."""
+
+    of_difference = True
+
+    def terms(self, a, b, delta=1.0):
+        d = a - b
+        size = xp.abs(d)
+        inside = size < delta
+        loss = xp.where(inside, 0.5 * d * d, delta * (size - 0.5 * delta))
+        return loss, *self._derivatives(xp.where(inside, d, delta * xp.sign(d)))
+
+
+class BinaryCrossEntropy(_ElementwiseLoss):
+    """Binary cross-entropy of probabilities ``p`` against targets ``t``, PyTorch's
+    ``F.binary_cross_entropy``: -(t log p + (1 - t) log(1 - p)), each log clamped to >= -100 so
+    p = 0 or 1 gives a finite loss.
+
+    d/dp = (p - t) / max(p (1 - p), 1e-12) (PyTorch's guard of the division);
+    d/dt = log(1 - p) - log(p), the clamped logs (PyTorch's is +-inf at p = 0 or 1).
+    """
+
+    def terms(self, p, t):
+        with xp.errstate(divide="ignore"):
+            log_p = xp.maximum(xp.log(p), -100)
+            log_q = xp.maximum(xp.log1p(-p), -100)
+        loss = -(t * log_p + (1 - t) * log_q)
+        dp = (p - t) / xp.maximum(p * (1 - p), 1e-12) if self.needs_grad[0] else None
+        dt = (log_q - log_p) if self.needs_grad[1] else None
+        return loss, dp, dt
+
+
+class BinaryCrossEntropyWithLogits(_ElementwiseLoss):
+    """Binary cross-entropy of logits ``z`` against targets ``t``, with an optional
+    ``pos_weight`` w+ broadcast over the classes (last) dim, PyTorch's
+    ``F.binary_cross_entropy_with_logits``.
+
+    With s = softplus(-z) = -log sigmoid(z) = log(1 + exp(-|z|)) + max(-z, 0) (stable for any
+    z) and l = 1 + (w+ - 1) t: loss = (1 - t) z + l s. Then d/dz = (1 - t) - l sigmoid(-z)
+    (= sigmoid(z) - t without w+) and d/dt = -z + (w+ - 1) s.
+    """
+
+    def terms(self, z, t, pos_weight=None):
+        e = xp.exp(-xp.abs(z))  # in (0, 1]: no overflow whatever z
+        softplus_neg = xp.log1p(e) + xp.maximum(-z, 0)
+        sigmoid_neg = xp.where(z >= 0, e, 1) / (1 + e)  # sigmoid(-z)
+        if pos_weight is None:
+            loss = (1 - t) * z + softplus_neg
+            dz = (1 - t) - sigmoid_neg if self.needs_grad[0] else None
+            dt = -z if self.needs_grad[1] else None
+        else:
+            scale = 1 + (pos_weight - 1) * t
+            loss = (1 - t) * z + scale * softplus_neg
+            dz = (1 - t) - scale * sigmoid_neg if self.needs_grad[0] else None
+            dt = (pos_weight - 1) * softplus_neg - z if self.needs_grad[1] else None
+        return loss, dz, dt
+
+
+class KLDiv(_ElementwiseLoss):
+    """Kullback-Leibler divergence, PyTorch's ``F.kl_div``: ``x`` holds log-probabilities, ``t``
+    probabilities (or log-probabilities with ``log_target``).
+
+    t (log t - x), 0 where t = 0: d/dx = -t, d/dt = log t + 1 - x (NaN at t = 0, as PyTorch's).
+    log_target: exp(t) (t - x): d/dx = -exp(t), d/dt = exp(t) (t - x + 1).
+    """
+
+    def terms(self, x, t, log_target=False):
+        if log_target:
+            p = xp.exp(t)
+            loss = p * (t - x)
+            dt = p * (t - x + 1) if self.needs_grad[1] else None
+        else:
+            p = t
+            with xp.errstate(divide="ignore", invalid="ignore"):
+                log_t = xp.log(t)  # NaN where t < 0, as PyTorch's
+                loss = xp.where(t == 0, 0, t * log_t) - t * x  # 0 log 0 = 0
+                dt = xp.where(t == 0, xp.nan, log_t + 1 - x) if self.needs_grad[1] else None
+        dx = -xp.broadcast_to(p, loss.shape) if self.needs_grad[0] else None
+        return loss, dx, dt

@@ -60,6 +60,8 @@ class LSTMLayer(Function):
     dL/dW_hh = sum_t dz_t^T h_{t-1}, dL/db_hh = sum dz, dL/dh0 and dL/dc0 the carries at t = 0.
     """
 
+    saves_inputs = (1, 2, 3)  # backward reads W_hh, h0 and c0 (the gates are its own copies)
+
     def forward(self, projected, w_hh, h0, c0, *b_hh):
         self.steps = projected.shape[1]  # T dependent steps (the tour counts them)
         N, L, G = projected.shape
@@ -141,6 +143,8 @@ class RNNLayer(Function):
     sum_t dz_t^T h_{t-1}, dL/db_hh = sum dz, dL/dh0 = dz_0 W_hh.
     """
 
+    saves_inputs = (1, 2)  # backward reads W_hh and h0
+
     def forward(self, projected, w_hh, h0, *b_hh, relu=False):
         self.steps = projected.shape[1]  # T dependent steps (the tour counts them)
         N, L, H = projected.shape
@@ -174,4 +178,86 @@ class RNNLayer(Function):
             dh = dz[t] @ w_hh
         dw, db = _hidden_grads(dz, self.h0, hs, self.needs_grad, bias=3)
         dp = _swap(dz) if self.needs_grad[0] else None
+        return (dp, dw, dh) + ((db,) if len(self.needs_grad) > 3 else ())
+
+
+class GRULayer(Function):
+    """One GRU layer over a sequence (Cho et al., 2014), PyTorch's gate order (reset, update,
+    new) and its placement of the reset gate (after the hidden projection: ONNX's
+    ``linear_before_reset``).
+
+    Inputs: ``projected`` ``(N, L, 3H)`` = x W_ih^T + b_ih for every step, ``w_hh`` ``(3H, H)``,
+    ``h0`` ``(N, H)``, optionally ``b_hh`` ``(3H,)``. Output ``(N, L, H)``: the hidden states.
+
+    q_t = h_{t-1} W_hh^T + b_hh; r = sigmoid(p_r + q_r), z = sigmoid(p_z + q_z),
+    n = tanh(p_n + r q_n); h_t = (1 - z) n + z h_{t-1}.
+
+    Backward, from dh_t (the output's gradient plus what step t+1 sends back): with
+    a = (1 - z)(1 - n^2), dp = dh [a q_n r(1 - r), (h_{t-1} - n) z(1 - z), a] and
+    dq = dh [a q_n r(1 - r), (h_{t-1} - n) z(1 - z), a r]: the brackets depend only on the
+    forward, so they are computed for all steps before the loop. Then dh_{t-1} = dh z + dq W_hh;
+    dL/dW_hh = sum_t dq_t^T h_{t-1}, dL/db_hh = sum dq, dL/dh0 the carry at t = 0.
+    """
+
+    saves_inputs = (1, 2)  # backward reads W_hh and h0
+
+    def forward(self, projected, w_hh, h0, *b_hh):
+        self.steps = projected.shape[1]  # T dependent steps (the tour counts them)
+        N, L, G = projected.shape
+        H = G // 3
+        dt = projected.dtype
+        pre = _swap(projected)  # (L, N, 3H): p, overwritten by the gates r, z, n
+        w_t = xp.ascontiguousarray(w_hh.T)  # (H, 3H)
+        train = any(self.needs_grad)
+        q_n = xp.empty((L, N, H), dtype=dt) if train else None
+        hs = xp.empty((L, N, H), dtype=dt)
+        h = h0
+        for t in range(L):
+            q = h @ w_t
+            if b_hh:
+                q += b_hh[0]
+            gates = pre[t]
+            rz = gates[:, : 2 * H]
+            rz += q[:, : 2 * H]
+            rz *= 0.5  # sigmoid(x) = tanh(x / 2) / 2 + 1/2, as the LSTM's
+            xp.tanh(rz, out=rz)
+            rz *= 0.5
+            rz += 0.5
+            r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+            if train:
+                q_n[t] = q[:, 2 * H :]
+            n += r * q[:, 2 * H :]
+            xp.tanh(n, out=n)
+            xp.subtract(h, n, out=hs[t])  # h_t = n + z (h_{t-1} - n)
+            hs[t] *= z
+            hs[t] += n
+            h = hs[t]
+        if train:
+            self.gates, self.q_n, self.hs, self.w_hh, self.h0 = pre, q_n, hs, w_hh, h0
+        return _swap(hs)
+
+    def backward(self, grad):
+        gates, hs, w_hh = self.gates, self.hs, self.w_hh
+        L, N, G = gates.shape
+        H = G // 3
+        g_h = _swap(grad)
+        r, z, n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
+        a = (1 - z) * (1 - n * n)
+        by_dh = xp.empty((L, N, 3, H), dtype=gates.dtype)  # dq_t = dh_t * by_dh[t]
+        xp.multiply(a * self.q_n, r * (1 - r), out=by_dh[:, :, 0])
+        xp.multiply(_previous(self.h0, hs) - n, z * (1 - z), out=by_dh[:, :, 1])
+        xp.multiply(a, r, out=by_dh[:, :, 2])
+        dq = xp.empty((L, N, 3, H), dtype=gates.dtype)
+        carried = xp.empty((L, N, H), dtype=gates.dtype)  # dh_t, kept for dp's n part
+        dh = xp.zeros((N, H), dtype=gates.dtype)
+        for t in range(L - 1, -1, -1):
+            dh += g_h[t]
+            carried[t] = dh
+            xp.multiply(dh[:, None], by_dh[t], out=dq[t])
+            dh = dh * z[t] + dq[t].reshape(N, G) @ w_hh
+        dw, db = _hidden_grads(dq.reshape(L, N, G), self.h0, hs, self.needs_grad, bias=3)
+        dp = None
+        if self.needs_grad[0]:
+            dq[:, :, 2] = carried * a  # dp equals dq but for the new gate, which r does not scale
+            dp = _swap(dq.reshape(L, N, G))
         return (dp, dw, dh) + ((db,) if len(self.needs_grad) > 3 else ())

@@ -1,0 +1,5 @@
+"""PyTorch's ``torch.nn.modules.distance``."""
+
+from numformer.nn.distance import CosineSimilarity
+
+__all__ = ["CosineSimilarity"]
