@@ -5,6 +5,7 @@
 
 from numformer.nn import functional, init, utils
 from numformer.nn.attention import AttentionCache, MultiheadAttention
+from numformer.nn.cache import Cache, DynamicCache
 from numformer.nn.layers import (
     GELU,
     BatchNorm1d,
@@ -15,6 +16,8 @@ from numformer.nn.layers import (
     LayerNorm,
     Linear,
     ReLU,
+    RMSNorm,
+    SiLU,
     Tanh,
 )
 from numformer.nn.module import Module, ModuleDict, ModuleList, Parameter, Sequential
@@ -36,6 +39,8 @@ from numformer.nn.transformer import (
 
 __all__ = [
     "AttentionCache",
+    "Cache",
+    "DynamicCache",
     "DecoderCache",
     "functional",
     "init",
@@ -54,6 +59,8 @@ __all__ = [
     "GELU",
     "Tanh",
     "Identity",
+    "RMSNorm",
+    "SiLU",
     "FeedForward",
     "MultiheadAttention",
     "SinusoidalPositionalEncoding",

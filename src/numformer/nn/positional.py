@@ -10,7 +10,7 @@ from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.layers import Dropout
 from numformer.nn.module import Module, Parameter
-from numformer.tensor import Tensor, cat
+from numformer.tensor import Tensor
 
 
 def _check_length(op: str, x: Tensor, offset: int, max_len: int, dim: int = -2) -> int:
@@ -124,9 +124,7 @@ class RotaryEmbedding(Module):
             L = _check_length("RotaryEmbedding", x, offset, self.max_len)
             cos = self.cos.array[offset : offset + L].astype(x.dtype, copy=False)
             sin = self.sin.array[offset : offset + L].astype(x.dtype, copy=False)
-        half = self.dim // 2
-        rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * Tensor(cos) + rotated * Tensor(sin)
+        return F.apply_rotary_emb(x, cos, sin)  # one kernel: x cos + rotate_half(x) sin
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}, base={self.base}"
