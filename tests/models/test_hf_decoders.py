@@ -172,6 +172,24 @@ def test_dynamic_rope_beyond_the_context_equals_transformers(tmp_path):
     np.testing.assert_allclose(ours, hf_logits(reference, ids), rtol=0, atol=LOGITS_ATOL)
 
 
+def test_configs_written_by_earlier_transformers_read_the_same(folders, tmp_path):
+    """Checkpoints on the Hub (SmolLM, TinyLlama, Qwen2.5) predate transformers 5: rope_theta at
+    the top and rope_scaling with "type", no layer_types, torch_dtype."""
+    folder, reference = folders("llama-gqa-untied-llama3")
+    config = json.loads((folder / "config.json").read_text())
+    rope = config.pop("rope_parameters")
+    config["rope_theta"] = rope.pop("rope_theta")
+    config["rope_scaling"] = {**rope, "type": rope.pop("rope_type")}
+    config["torch_dtype"] = config.pop("dtype")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert model.config.rope.rope_type == "llama3" and model.config.rope.rope_theta == 500000.0
+    ids = np.random.default_rng(3).integers(0, 96, (1, 20))
+    with nf.no_grad():
+        np.testing.assert_allclose(model(ids).logits.numpy(), hf_logits(reference, ids), rtol=0, atol=LOGITS_ATOL)
+
+
 # --- generation ---------------------------------------------------------------------------------
 
 

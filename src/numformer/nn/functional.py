@@ -542,11 +542,9 @@ def apply_rotary_emb(input: Tensor, cos, sin) -> Tensor:
     if input.ndim == 0 or input.shape[-1] % 2:
         raise ValueError(f"apply_rotary_emb: input's last dim must be even, got shape {input.shape}")
     for name, table in (("cos", cos), ("sin", sin)):
-        try:
-            fits = np.broadcast_shapes(table.shape, input.shape) == input.shape
-        except ValueError:
-            fits = False
-        if not fits:
+        lead = input.ndim - table.ndim
+        if lead < 0 or any(t not in (1, n) for t, n in zip(table.shape, input.shape[lead:])):
             raise ValueError(f"apply_rotary_emb: {name} of shape {table.shape} does not broadcast to {input.shape}")
-    dtype = input.dtype
-    return Rotary.apply(input, cos=cos.astype(dtype, copy=False), sin=sin.astype(dtype, copy=False))
+    if cos.dtype != input.dtype or sin.dtype != input.dtype:
+        cos, sin = cos.astype(input.dtype), sin.astype(input.dtype)
+    return Rotary.apply(input, cos=cos, sin=sin)
