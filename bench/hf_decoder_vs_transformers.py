@@ -13,6 +13,11 @@ transformers' (above 1.0: numformer is faster), from medians of alternating time
 (``timing.compare``, after ``common``'s thread and BLAS set-up: ``NUMFORMER_BENCH_THREADS``
 threads for both, default all cores).
 
+On a machine other programs share, wall-clock ratios say more about the neighbours than about
+either framework (spinning BLAS and OpenMP threads suffer most); ``--clock cpu`` measures each
+call's CPU seconds instead (process time: run it with ``NUMFORMER_BENCH_THREADS=1``, where it
+is the work each framework does per token).
+
 Needs transformers (the ``dev`` and ``bench`` extras). Run:
 ``.venv/bin/python bench/hf_decoder_vs_transformers.py`` (the full run: prompt 32, 128 new
 tokens, 7 repeats); ``--smoke`` for a quick check (prompt 16, 8 new tokens, 2 repeats).
@@ -27,6 +32,7 @@ from common import ALLOCATOR_TUNED, BLAS_CORE, KERNEL_THREADS, THREADS, compare 
 # isort: on
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +62,26 @@ SMOLLM_135M = dict(
 )
 
 
+def cpu_compare(name: str, nf_fn, torch_fn, repeats: int) -> dict:
+    """``timing.compare``'s row with CPU seconds (``time.process_time``) per call, alternating."""
+    nf_fn(), torch_fn()
+    times = {"nf": [], "torch": []}
+    for _ in range(repeats):
+        for key, fn in (("nf", nf_fn), ("torch", torch_fn)):
+            start = time.process_time()
+            fn()
+            times[key].append(time.process_time() - start)
+    ratios = [a / b for a, b in zip(times["nf"], times["torch"])]
+    return {
+        "name": name,
+        "numformer_ms": 1e3 * statistics.median(times["nf"]),
+        "torch_ms": 1e3 * statistics.median(times["torch"]),
+        "ratio": statistics.median(times["nf"]) / statistics.median(times["torch"]),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompt", type=int, default=32, help="prompt tokens per row")
@@ -63,6 +89,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--smoke", action="store_true", help="prompt 16, 8 new tokens, 2 repeats")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: process time per call")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "hf_decoder.json"))
     args = parser.parse_args()
     if args.smoke:
@@ -95,7 +122,11 @@ def main() -> None:
                         pad_token_id=0,
                     ).numpy()
 
-            row = compare(f"smollm135m_generate_batch{batch}", nf_generate, torch_generate, args.repeats, 1, 1)
+            name = f"smollm135m_generate_batch{batch}"
+            if args.clock == "cpu":
+                row = cpu_compare(name, nf_generate, torch_generate, args.repeats)
+            else:
+                row = compare(name, nf_generate, torch_generate, args.repeats, 1, 1)
             same = bool(np.array_equal(out["ours"], out["theirs"]))
             tokens = batch * args.new_tokens
             row.update(
@@ -106,12 +137,14 @@ def main() -> None:
                 torch_tokens_per_s=tokens / (row["torch_ms"] / 1e3),
                 speedup=row["torch_ms"] / row["numformer_ms"],
                 same_tokens=same,
+                clock=args.clock,
             )
             rows.append(row)
     print(
         f"CPU: {cpu_model()}; threads: torch {torch.get_num_threads()}, numformer kernels {KERNEL_THREADS} "
         f"(bench threads {THREADS}); OpenBLAS kernels {BLAS_CORE}; tuned allocator {ALLOCATOR_TUNED}; "
-        f"random SmolLM-135M-sized checkpoint made in {made:.1f} s; prompt {args.prompt}, {args.new_tokens} new tokens"
+        f"random SmolLM-135M-sized checkpoint made in {made:.1f} s; prompt {args.prompt}, "
+        f"{args.new_tokens} new tokens; {args.clock} clock"
     )
     print(f"{'workload':<30} {'numformer tok/s':>16} {'transformers tok/s':>19} {'speedup':>8} {'same tokens':>12}")
     for r in rows:

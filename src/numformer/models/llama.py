@@ -192,7 +192,9 @@ def rotary_inv_freq(config: LlamaConfig, seq_len: int | None = None) -> np.ndarr
 
     - "linear" (Chen et al., 2023, position interpolation): frequencies / factor;
     - "dynamic" (NTK-aware): for ``seq_len`` beyond max_position_embeddings L, the base becomes
-      theta (factor seq_len / L - (factor - 1))^(D / (D - 2));
+      theta (factor seq_len / L - (factor - 1))^(D / (D - 2)), seq_len the largest position of
+      the forward + 1 (Hugging Face keeps the base it last grew to across calls, numformer
+      derives it per call: the same for a forward without a cache and for growing lengths);
     - "llama3" (Llama 3.1): wavelengths 2 pi / f longer than old_context / low_freq_factor are
       divided by factor, shorter than old_context / high_freq_factor kept, and those between
       interpolated with s = (old_context / wavelength - low) / (high - low):
