@@ -12,6 +12,7 @@ same step in PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 
@@ -26,6 +27,11 @@ from numformer.models import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadMode
 from numformer.models.auto import describe, stream
 from numformer.serialization import safetensors as st
 from numformer.serialization.folders import ModelFolderError
+
+try:  # scikit-learn's dependency (the apps extra): caps BLAS's threads for the large model's test
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
 
 LOGITS_ATOL = 1e-5  # float32, the issue's bar
 TINY = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
@@ -539,7 +545,20 @@ def test_a_smollm_135m_sized_model_equals_transformers(tmp_path):
     Greedy decoding is checked against transformers by teacher forcing, which costs one forward
     instead of 64 steps: transformers' likeliest next token after every prefix of numformer's
     output is numformer's next token (that is what greedy decoding means), and numformer's logits
-    recomputed over the whole output without a cache equal transformers' within 1e-5."""
+    recomputed over the whole output without a cache equal transformers' within 1e-5. Both run
+    on one thread each: on cores shared with other work, BLAS's and PyTorch's spinning threads
+    made this test several times slower, and threads are not what it checks."""
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    blas = threadpool_limits(1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
+    try:
+        with blas:
+            _check_smollm_sized(tmp_path)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _check_smollm_sized(tmp_path):
     reference = hf_model(
         "LlamaConfig",
         vocab_size=49152,
