@@ -56,6 +56,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/gpt_vs_torch.py
 	$(BIN)/python bench/plain_script.py
 	$(BIN)/python bench/bert_vs_st.py
+	$(BIN)/python bench/onnx_vs_numformer.py
 	$(BIN)/python bench/hf_decoder_vs_transformers.py
 
 clean:

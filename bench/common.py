@@ -25,6 +25,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the PyTorch twins (torch_gpt)
 
 from timing import PAUSE, compare, timed  # noqa: F401 - re-exported for the benches
 

@@ -33,10 +33,10 @@ import numformer as nf
 from numformer.cli.demo import NANOGPT_VAL_LOSS, _config
 from numformer.data import CharTokenizer, TokenData
 from numformer.data.corpus import corpus
-from numformer.interop.torch_gpt import from_numformer
 from numformer.models import GPT
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import WarmupCosineLR
+from torch_gpt import from_numformer
 
 RESULTS = Path(__file__).parent / "results"
 VAL_BATCHES = 200  # 200 x 12 x 64 validation characters, the same batches for both

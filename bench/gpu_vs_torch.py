@@ -50,8 +50,8 @@ def _train_row(name: str, size: tuple, sync) -> dict:
     import torch
 
     import numformer as nf
-    from numformer.interop.torch_gpt import from_numformer
     from numformer.models import GPT, GPTConfig
+    from torch_gpt import from_numformer
 
     layers, d, heads, T, batch = size
     nf.manual_seed(0)

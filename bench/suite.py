@@ -32,10 +32,10 @@ import torch
 
 import numformer as nf
 from numformer import nn
-from numformer.interop.torch_gpt import from_numformer
 from numformer.models import GPT, GPTConfig
 from numformer.nn import functional as F
 from numformer.optim import AdamW
+from torch_gpt import from_numformer
 
 RESULTS = Path(__file__).parent / "results"
 GPT_SIZES = {  # name: (layers, d_model, heads, T, batch)

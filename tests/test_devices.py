@@ -132,9 +132,9 @@ def test_numformer_train_and_generate_take_device_cuda(cuda, tmp_path, capsys):
     assert main(["train", *tiny, "--out", str(tmp_path / "gpu"), "--device", "cuda"]) == 0
     backend.set_array_module(np)
     assert main(["train", *tiny, "--out", str(tmp_path / "cpu")]) == 0
-    from numformer.interop import load_file
+    from numformer.serialization.safetensors import load_arrays
 
-    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("cpu", "gpu"))
+    a, b = (load_arrays(tmp_path / run / "model" / "model.safetensors") for run in ("cpu", "gpu"))
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # same files from either device
     capsys.readouterr()

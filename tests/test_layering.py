@@ -15,7 +15,7 @@ ROOT = Path(numformer.__file__).parent
 
 # Lowest first. A unit may import units of lower layers and its own modules, nothing else.
 LAYERS = [
-    {"backend", "blas", "fileio", "serialization"},  # the array module, global numeric state, BLAS probing, saved files
+    {"backend", "blas", "serialization"},  # the array module, global numeric state, BLAS probing, saved files
     {"autograd"},  # the graph and backward
     {"ops"},  # primitives and fused kernels (and their thread API, ops._threads)
     {"tensor"},
@@ -27,6 +27,7 @@ LAYERS = [
     {"models"},
     {"train", "interop"},
     {"apps"},  # the seed's section 8 applications: models + data + baselines + scores
+    {"onnx"},  # export to ONNX: traces models' primitives, exports the apps' models (imports onnx lazily)
     {"tour"},
     {"cli"},
     {"__main__"},  # python -m numformer: the cli

@@ -311,9 +311,7 @@ def test_attention_weights_threaded_equal_serial():
     q, k, v = (randn(i, (4, 2, 6, 3), np.float32) for i in range(3))
 
     def run():
-        return list(
-            F.scaled_dot_product_attention(*(nf.Tensor(a) for a in (q, k, v)), dropout_p=0.2, need_weights=True)
-        )
+        return list(F.scaled_dot_product_attention_with_weights(*(nf.Tensor(a) for a in (q, k, v)), dropout_p=0.2))
 
     serial, threaded = serial_and_threaded(lambda: [t.numpy() for t in run()])
     assert_same(serial, threaded, np.float32)

@@ -147,7 +147,7 @@ def test_backward_on_non_scalar_needs_grad():
     y = nf.randn(3, requires_grad=True) * 2
     with pytest.raises(RuntimeError, match=r"only for scalar outputs.*shape \(3,\)"):
         y.backward()
-    with pytest.raises(ValueError, match=r"grad must have the tensor's shape \(3,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"gradient must have the tensor's shape \(3,\), got \(2,\)"):
         y.backward(np.ones(2))
 
 

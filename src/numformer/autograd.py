@@ -2,16 +2,30 @@
 
 A primitive is a subclass of ``Function`` with a ``forward`` on arrays and a ``backward`` that
 returns one gradient per tensor input (a vector-Jacobian product). ``Function.apply`` runs the
-forward and, when gradients are wanted, records the call on the output tensor; when none is
+forward and, when gradients are wanted, records the call as a node of the graph; when none is
 wanted (``no_grad``, or no input requires grad) it runs the primitive's ``infer`` instead and
 records nothing, so every module and model has one ``forward`` that is fast in inference.
-``backward`` sorts the recorded graph topologically and runs each ``Function.backward`` in
-reverse order, summing the gradients of tensors used more than once. Adding a primitive never
-touches this file, and this file imports nothing of numformer but the backend.
+
+The graph is made of the recorded calls (PyTorch's ``grad_fn`` nodes), not of tensors: each
+node keeps, per input, the node that made it (and which of its outputs) or, for a leaf, the
+leaf tensor itself. So an in-place operation can give a tensor a new node while the nodes that
+used its old value keep pointing at the old one. ``backward`` sorts the nodes topologically and
+runs each ``Function.backward`` in reverse order, summing the gradients of values used more
+than once; a primitive may return several outputs (``forward`` returns a tuple; ``backward``
+then gets one gradient per output, None for those no gradient reached).
+
+Version counters, as PyTorch's: every in-place change of a tensor's values bumps the counter it
+shares with its views. A node records the counters of the inputs (``saves_inputs``) and outputs
+(``saves_output``) its backward reads, and ``backward`` refuses, naming the node, to use a value
+that was changed after it was saved: never a wrong gradient.
+
+Adding a primitive never touches this file, and this file imports nothing of numformer but the
+backend.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from numformer import backend
@@ -19,10 +33,30 @@ from numformer.backend import _active_type, xp
 
 _grad_enabled = True
 _NO_GRAD = tuple((False,) * n for n in range(8))  # needs_grad of an op recording nothing
+_tracer = None  # on_apply of the ``tracing`` block in force (numformer.onnx's exporter), or None
 
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+def is_tracing() -> bool:
+    """Whether a ``tracing`` block is recording primitives (PyTorch's ``torch.jit.is_tracing``):
+    a model checks it before a shortcut that depends on its inputs' values, which a traced graph
+    would otherwise bake in."""
+    return _tracer is not None
+
+
+@contextlib.contextmanager
+def tracing(on_apply):
+    """Inside the block, ``on_apply(cls, inputs, options, output)`` is told of every primitive
+    ``Function.apply`` runs, after it ran (with or without a graph); nothing else changes."""
+    global _tracer
+    previous, _tracer = _tracer, on_apply
+    try:
+        yield
+    finally:
+        _tracer = previous
 
 
 class _GradMode:
@@ -65,21 +99,29 @@ class enable_grad(_GradMode):  # noqa: N801 - PyTorch's name
 class Function:
     """One differentiable primitive: ``forward`` on arrays, ``backward`` per tensor input.
 
-    Subclasses implement ``forward(self, *arrays, **options) -> array`` and
-    ``backward(self, grad) -> tuple`` (one array or ``None`` per positional input, in order).
-    ``self.needs_grad[i]`` tells whether input ``i`` needs a gradient, so forward can skip saving
-    what backward will not use. Whatever forward stores on ``self`` is freed after backward.
+    Subclasses implement ``forward(self, *arrays, **options) -> array`` (or a tuple of arrays:
+    several outputs) and ``backward(self, grad) -> tuple`` (one gradient per output; one array
+    or ``None`` per positional input, in order). ``self.needs_grad[i]`` tells whether input
+    ``i`` needs a gradient, so forward can skip saving what backward will not use. Whatever
+    forward stores on ``self`` is freed after backward.
+
+    Class attributes say what backward reads, for the version check: ``saves_inputs`` (True:
+    every input; a tuple: those inputs' positions; False: none) and ``saves_output``. ``view``
+    marks a primitive whose output may share its first input's memory (reshape, permute,
+    slicing): the output then shares the input's version counter.
 
     ``infer(self, *arrays, **options)`` is the primitive's inference path, run by ``apply`` when
     no input needs a gradient: ``forward``'s result, keeping nothing for backward. It defaults to
     ``forward``; a kernel overrides it where inference can take a cheaper route (layer norm,
-    GELU and attention do). Tests check the two agree: bit for bit, except attention without a
-    mask, whose inference divides the output by the row sums instead of normalising the
-    weights (equal to round-off).
+    GELU and attention do). Tests check the two agree.
     """
 
-    inputs: tuple = ()
+    saves_inputs: bool | tuple = True
+    saves_output: bool = False
+    view: bool = False
     needs_grad: tuple = ()
+    parents: tuple = ()  # per input: (node, output index), a leaf tensor, or None
+    n_outputs: int = 1
 
     def forward(self, *arrays, **options):
         raise NotImplementedError
@@ -102,27 +144,52 @@ class Function:
     def apply(cls, *inputs, **options):
         """Run the primitive on tensors ``inputs``; record it when any input requires grad.
 
-        The output is made by the first input (``Tensor._result``), so the engine never names
-        the tensor class."""
+        Outputs are made by the first input (``Tensor._result``), so the engine never names
+        the tensor class. Returns a tensor, or a tuple of them for a primitive of several
+        outputs."""
         kind = _active_type[0]
         for t in inputs:
             if type(t.array) is not kind:  # another device (or a subclass): check, and switch xp
                 _check_device(inputs)
                 break
         fn = cls()
+        out = None
         if _grad_enabled:
             for t in inputs:
                 if t._requires_grad:
-                    return fn._record(inputs, options)
-        fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
-        return inputs[0]._result(fn.infer(*[t.array for t in inputs], **options), False)
+                    out = fn._record(inputs, options)
+                    break
+        if out is None:
+            fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
+            out = fn.infer(*[t.array for t in inputs], **options)
+            if cls.view:
+                out = inputs[0]._view(out, False)
+            elif type(out) is tuple:
+                out = tuple(inputs[0]._result(o, False) for o in out)
+            else:
+                out = inputs[0]._result(out, False)
+        if _tracer is not None:
+            _tracer(cls, inputs, options, out)
+        return out
 
     def _record(self, inputs, options):
         self.needs_grad = tuple([t._requires_grad for t in inputs])
-        result = inputs[0]._result(self.forward(*[t.array for t in inputs], **options), True)
-        self.inputs = inputs
-        result._fn = self
-        return result
+        out = self.forward(*[t.array for t in inputs], **options)
+        self.parents = tuple([_edge(t) for t in inputs])
+        saved = self.saves_inputs
+        picked = inputs if saved is True else [inputs[i] for i in saved] if saved else ()
+        self.saved_versions = [t._saved_version() for t in picked]
+        first = inputs[0]
+        if type(out) is tuple:
+            self.n_outputs = len(out)
+            results = tuple(first._result(o, backend.is_floating(o.dtype)) for o in out)
+        else:
+            results = (first._view(out, True) if self.view else first._result(out, True),)
+        for i, r in enumerate(results):
+            r._fn, r._out = self, i
+        if self.saves_output:
+            self.saved_versions += [r._saved_version() for r in results]
+        return results if self.n_outputs > 1 else results[0]
 
     @property
     def name(self) -> str:
@@ -132,6 +199,14 @@ class Function:
         """Drop inputs and saved arrays after backward (frees the activations)."""
         self.__dict__.clear()
         self.released = True
+
+
+def _edge(t):
+    """What a node keeps of its input ``t``: the node that made it and which output, the leaf
+    itself when it requires grad, or None (no gradient flows there)."""
+    if t._fn is not None:
+        return (t._fn, t._out)
+    return t if t._requires_grad else None
 
 
 def _check_device(inputs) -> None:
@@ -153,7 +228,7 @@ def unbroadcast(grad, shape: tuple):
 
 
 def _toposort(root) -> list:
-    """Tensors reachable from ``root`` through recorded functions, parents before children."""
+    """The nodes reachable from node ``root``, each after every node that uses its outputs."""
     order, seen = [], set()
     stack = [(root, False)]
     while stack:
@@ -163,44 +238,69 @@ def _toposort(root) -> list:
             continue
         if id(node) in seen:
             continue
+        if getattr(node, "released", False):
+            raise RuntimeError(
+                "backward: the graph was already freed by an earlier backward(); "
+                "pass retain_graph=True to the first call to backward twice"
+            )
         seen.add(id(node))
         stack.append((node, True))
-        fn = node._fn
-        if fn is not None:
-            if getattr(fn, "released", False):
-                raise RuntimeError(
-                    "backward: the graph was already freed by an earlier backward(); "
-                    "pass retain_graph=True to the first call to backward twice"
-                )
-            for parent in fn.inputs:
-                if parent.requires_grad and id(parent) not in seen:
-                    stack.append((parent, False))
+        for parent in node.parents:
+            if type(parent) is tuple and id(parent[0]) not in seen:
+                stack.append((parent[0], False))
+    order.reverse()
     return order
+
+
+def _check_versions(node) -> None:
+    """Raise, as PyTorch does, when a value ``node``'s backward reads was changed in place."""
+    for counter, version, shape, dtype in node.saved_versions:
+        if counter[0] != version:
+            raise RuntimeError(
+                f"one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{dtype} {list(shape)}] used by {node.name} is at version {counter[0]}; expected "
+                f"version {version} instead. Change the in-place operation to an out-of-place one (x = x + y, "
+                "not x += y; clone() before modifying)"
+            )
 
 
 def backward(root, grad, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad."""
     if type(root.array) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
         _check_device([root])
-    grads = {id(root): grad}
-    handed_out = set()  # ids of arrays already stored in some .grad (never share one in place)
-    for node in reversed(_toposort(root)):
-        g = grads.pop(id(node), None)
-        if g is None:
+    if root._fn is None:  # a leaf: its own gradient
+        _accumulate(root, grad, set())
+        return
+    pending = {id(root._fn): {root._out: grad}}
+    leaves: dict = {}  # id -> [leaf, summed gradient]
+    for node in _toposort(root._fn):
+        grads = pending.pop(id(node), None)
+        if grads is None:
             continue
-        fn = node._fn
-        if fn is None or node._retains_grad:
-            _accumulate(node, g, handed_out)
-        if fn is None:
-            continue
-        input_grads = fn.backward(g)
-        for parent, pg in zip(fn.inputs, input_grads):
-            if pg is None or not parent.requires_grad:
+        _check_versions(node)
+        for index, ref in getattr(node, "retained", {}).items():
+            t = ref()
+            if t is not None and index in grads:
+                _accumulate(t, grads[index], set())
+        if node.n_outputs == 1:
+            input_grads = node.backward(grads[0])
+        else:
+            input_grads = node.backward(*[grads.get(i) for i in range(node.n_outputs)])
+        for parent, g in zip(node.parents, input_grads):
+            if g is None or parent is None:
                 continue
-            key = id(parent)
-            grads[key] = grads[key] + pg if key in grads else pg
+            if type(parent) is tuple:
+                slot = pending.setdefault(id(parent[0]), {})
+                slot[parent[1]] = slot[parent[1]] + g if parent[1] in slot else g
+            elif id(parent) in leaves:
+                leaves[id(parent)][1] = leaves[id(parent)][1] + g
+            else:
+                leaves[id(parent)] = [parent, g]
         if not retain_graph:
-            fn.release()
+            node.release()
+    handed_out: set = set()
+    for leaf, g in leaves.values():
+        _accumulate(leaf, g, handed_out)
 
 
 def _accumulate(node, g, handed_out: set) -> None:

@@ -55,14 +55,13 @@ class Tensor:
     itself (NumPy's, or CuPy's on a GPU): the one accessor numformer's own code uses for it.
     """
 
-    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_retains_grad", "__weakref__")
+    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_base", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.array = _to_array(data, dtype)
-        self._grad = None
-        self._fn = None
-        self._retains_grad = False
+        self._grad = self._fn = self._vc = self._base = None
+        self._out = 0
         self._requires_grad = False
         self.requires_grad = requires_grad
 
@@ -71,7 +70,8 @@ class Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
         t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t._grad = t._fn = t._vc = t._base = None
+        t._out, t._requires_grad = 0, requires_grad
         return t
 
     @classmethod
@@ -79,7 +79,8 @@ class Tensor:
         """A tensor around ``array`` as it is, whatever its device."""
         t = cls.__new__(cls)
         t.array = array
-        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t._grad = t._fn = t._vc = t._base = None
+        t._out, t._requires_grad = 0, requires_grad
         return t
 
     def _result(self, array, requires_grad: bool) -> Tensor:
@@ -87,15 +88,46 @@ class Tensor:
         plain ``Tensor``, also when ``self`` is a ``Parameter``."""
         t = Tensor.__new__(Tensor)
         t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t._grad, t._fn, t._retains_grad, t._requires_grad = None, None, False, requires_grad
+        t._grad = t._fn = t._vc = t._base = None
+        t._out, t._requires_grad = 0, requires_grad
         return t
+
+    def _view(self, array, requires_grad: bool) -> Tensor:
+        """An output that may share this tensor's memory (a view): it shares its version
+        counter, and remembers this tensor as its base when gradients flow through it."""
+        t = self._result(array, requires_grad)
+        t._vc = self._counter()
+        if requires_grad:
+            t._base = self._base if self._base is not None else self
+        return t
+
+    # --- versions: every in-place change bumps the counter a tensor shares with its views -----
+    def _counter(self) -> list:
+        if self._vc is None:
+            self._vc = [0]
+        return self._vc
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor's values were changed in place (PyTorch's ``_version``)."""
+        return 0 if self._vc is None else self._vc[0]
+
+    def _saved_version(self) -> tuple:
+        """What a node records of a tensor its backward reads: (counter, version, shape, dtype)."""
+        counter = self._counter()
+        return counter, counter[0], self.array.shape, self.array.dtype
+
+    def _bump(self) -> None:
+        """Record an in-place change of this tensor's values."""
+        self._counter()[0] += 1
 
     # --- data and gradient ------------------------------------------------------------------
     @property
     def data(self) -> Tensor:
         """The same values as a tensor that is not part of any graph (memory shared, as
-        PyTorch's ``.data``): ``p.data.add_(...)`` changes ``p`` without recording anything.
-        Assigning ``p.data = t`` makes ``p`` hold ``t``'s values (its array, shared)."""
+        PyTorch's ``.data``): ``p.data.add_(...)`` changes ``p`` without recording anything
+        (nor bumping the version ``backward`` checks, as in PyTorch). Assigning ``p.data = t``
+        makes ``p`` hold ``t``'s values (its array, shared)."""
         return Tensor._wrap_on(self.array, False)
 
     @data.setter
@@ -147,35 +179,58 @@ class Tensor:
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
-        self._retains_grad = True
+        if self._fn is None:
+            return
+        import weakref
 
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        if "retained" not in vars(self._fn):
+            self._fn.retained = {}
+        self._fn.retained[self._out] = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        fn = self._fn
+        return fn is not None and self._out in vars(fn).get("retained", {})
+
+    def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Compute gradients of this tensor with respect to every leaf that requires them.
 
-        ``grad`` (same shape as this tensor) is the upstream gradient; it may be omitted only
-        for a one-element tensor, where it is 1.
+        ``gradient`` (same shape as this tensor) is the upstream gradient; it may be omitted
+        only for a one-element tensor, where it is 1. ``create_graph`` (higher-order gradients)
+        is not supported: it raises.
         """
+        if create_graph:
+            raise NotImplementedError(
+                "backward: create_graph=True (higher-order gradients) is not supported by numformer"
+            )
         if not self.requires_grad:
             raise RuntimeError(
-                "backward: this tensor does not require grad and has no graph; "
+                "element 0 of tensors does not require grad and does not have a grad_fn: "
                 "did you create its inputs with requires_grad=True, or run under no_grad()?"
             )
-        if grad is None:
+        if gradient is None:
             if self.array.size != 1:
                 raise RuntimeError(
-                    f"backward: grad can be implicitly created only for scalar outputs; "
-                    f"this tensor has shape {self.shape}: pass grad= of that shape"
+                    f"grad can be implicitly created only for scalar outputs; "
+                    f"this tensor has shape {self.shape}: pass gradient= of that shape"
                 )
-            grad = xp.ones(self.shape, dtype=self.dtype)
+            gradient = xp.ones(self.shape, dtype=self.dtype)
         else:
-            grad = _to_array(grad, self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad must have the tensor's shape {self.shape}, got {grad.shape}")
-        autograd.backward(self, grad, retain_graph=retain_graph)
+            gradient = _to_array(gradient, self.dtype)
+            if gradient.shape != self.shape:
+                raise ValueError(f"backward: gradient must have the tensor's shape {self.shape}, got {gradient.shape}")
+        autograd.backward(self, gradient, retain_graph=bool(retain_graph))
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph (shares memory, as in PyTorch)."""
-        return Tensor._wrap(self.array, False)
+        """The same data, cut from the graph (shares memory and the version counter, as in PyTorch)."""
+        t = Tensor._wrap_on(self.array, False)
+        t._vc = self._counter()
+        return t
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor from the graph, in place: it becomes a leaf that does not require grad."""
+        self._fn, self._requires_grad, self._base = None, False, None
+        return self
 
     def zero_grad(self) -> None:
         self._grad = None
@@ -344,9 +399,9 @@ class Tensor:
         dtype = as_dtype(dtype)
         if dtype == t.dtype:
             return t
-        if t.requires_grad and is_floating(dtype):
-            return E.Cast.apply(t, dtype=dtype)
-        return Tensor._wrap_on(t.array.astype(dtype), False)
+        if t.requires_grad and not is_floating(dtype):  # no gradient through an integer cast
+            return Tensor._wrap_on(t.array.astype(dtype), False)
+        return E.Cast.apply(t, dtype=dtype)  # a primitive also without a graph: traced forwards see it
 
     def float(self) -> Tensor:
         return self.to(np.float32)
@@ -640,7 +695,9 @@ class Tensor:
         return split(self, size, dim)
 
     def __getitem__(self, index):
-        return S.GetItem.apply(self, index=_index_arg(index))
+        index = _index_arg(index)
+        op = S.GetItem if S.is_basic_index(index) else S.Index  # a view, or a copy
+        return op.apply(self, index=index)
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:

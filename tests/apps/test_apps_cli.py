@@ -24,6 +24,24 @@ PREDICT = {
 }
 
 
+def errors(capsys) -> str:
+    """stderr without its warning lines (a folder copied without its manifests warns)."""
+    lines = capsys.readouterr().err.splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("warning: "))
+
+
+def copy_run(trained: Path, name: str, out: Path, checked: bool = True) -> Path:
+    """A copy of a trained app folder; ``checked=False`` drops its manifests (``checksums.json``),
+    as in a folder saved before numformer kept them, so a hand edit reaches the checks behind."""
+    import shutil
+
+    shutil.copytree(trained / name, out)
+    if not checked:
+        for manifest in out.rglob("checksums.json"):
+            manifest.unlink()
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("apps")
@@ -65,9 +83,9 @@ def test_predict_prints_one_line_per_input(name, trained, capsys):
 
 def test_list_shows_every_application(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where "yours" is read from: runs/apps/NAME/eval.json
-    for name, fast in (("vit", True), ("sasrec", False)):
+    for name, preset in (("vit", "fast"), ("sasrec", "full")):
         (tmp_path / "runs" / "apps" / name).mkdir(parents=True)
-        (tmp_path / "runs" / "apps" / name / "eval.json").write_text(json.dumps({"score": 0.123456, "fast": fast}))
+        (tmp_path / "runs" / "apps" / name / "eval.json").write_text(json.dumps({"score": 0.123456, "preset": preset}))
     assert main(["app", "list"]) == 0
     out = capsys.readouterr().out
     for name in registry():
@@ -101,7 +119,7 @@ def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "README").write_text("mine")
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and message in err
 
 
@@ -144,7 +162,8 @@ def test_a_stopped_overwrite_leaves_the_last_run_whole(trained, tmp_path, capsys
     Ctrl-C part-way leaves the old model working, and nothing of the user's is removed."""
     import shutil
 
-    from numformer.apps import STAGE, recommend
+    from numformer.apps import recommend
+    from numformer.serialization.runs import STAGE
 
     out = tmp_path / "sasrec"
     shutil.copytree(trained / "sasrec", out)
@@ -205,22 +224,18 @@ def test_a_first_train_stopped_part_way_is_advised_by_its_own_options(tmp_path, 
     assert f"{tmp_path} holds no other run" in " ".join(capsys.readouterr().out.split())
     monkeypatch.undo()
     assert main(["app", "sasrec", "eval", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert f'train --out {tmp_path} --fast --seed 2 --overwrite" to train it again' in err
     assert main(["app", "sasrec", "train", "--fast", "--seed", "2", "--overwrite", "--out", str(tmp_path)]) == 0
 
 
 @pytest.mark.parametrize("edit", [{"num_items": 10**9}, {"num_layers": 10**6}, {"d_model": 2**20}])
 def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit, trained, tmp_path, capsys):
-    import json
-    import shutil
-
-    out = tmp_path / "sasrec"
-    shutil.copytree(trained / "sasrec", out)
+    out = copy_run(trained, "sasrec", tmp_path / "sasrec", checked=False)
     config = json.loads((out / "model" / "config.json").read_text())
     (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
     assert main(["app", "sasrec", "predict", "--user", "5", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and "does not fit model/config.json" in err
 
 
@@ -238,26 +253,23 @@ def test_a_config_edited_past_its_weights_is_one_line_before_any_allocation(edit
 )
 def test_a_vit_or_translate_config_edited_past_its_weights_is_one_line(name, edit, message, trained, tmp_path, capsys):
     """As for sasrec: the sizes are checked against the file's header before a model is built."""
-    import shutil
-
-    out = tmp_path / name
-    shutil.copytree(trained / name, out)
+    out = copy_run(trained, name, tmp_path / name, checked=False)
     config = json.loads((out / "model" / "config.json").read_text())
     if "config" in edit:
         edit = {"config": {**config["config"], **edit["config"]}}
     (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
     assert main(["app", name, "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and message in err and "--overwrite" in err
 
 
 @pytest.mark.parametrize(
     ("name", "edit", "message"),
     [
-        ("vit", {"seed": "a"}, "seed must be an integer in [0, 2^32), got 'a'"),
-        ("vit", {"seed": -5}, "seed must be an integer in [0, 2^32), got -5"),
-        ("sasrec", {"seed": "x"}, "seed must be an integer in [0, 2^32), got 'x'"),
-        ("sasrec", {"fast": "yes"}, "fast must be true or false, got 'yes'"),
+        ("vit", {"seed": "a"}, "seed must be 0, the model's, got 'a'"),
+        ("vit", {"seed": -5}, "seed must be 0, the model's, got -5"),
+        ("sasrec", {"seed": 1}, "seed must be 0, the model's, got 1"),  # another split: never scored
+        ("sasrec", {"preset": "full"}, "preset must be 'fast', the model's, got 'full'"),
     ],
 )
 def test_a_split_edited_to_another_is_one_line(name, edit, message, trained, tmp_path, capsys):
@@ -267,32 +279,39 @@ def test_a_split_edited_to_another_is_one_line(name, edit, message, trained, tmp
     shutil.copytree(trained / name, out)
     (out / "split.json").write_text(json.dumps({**json.loads((out / "split.json").read_text()), **edit}))
     assert main(["app", name, "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and f"split.json: {message}" in err and "--overwrite" in err
 
 
 @pytest.mark.parametrize(
     ("name", "cls", "edit", "message"),
     [
-        ("sasrec", "SASRecConfig", {"d_model": "16"}, "d_model must be an integer, got '16'"),
+        ("sasrec", "SASRecConfig", {"d_model": "16"}, "d_model must be an integer, got str '16'"),
         ("sasrec", "SASRecConfig", {"colour": 1}, "'colour'"),
-        ("vit", "ViTConfig", {"d_model": 16.0}, "d_model must be an integer, got 16.0"),
-        ("vit", "ViTConfig", {"dropout": "x"}, "dropout must be a number, got 'x'"),
+        ("vit", "ViTConfig", {"d_model": 16.0}, "d_model must be an integer, got float 16.0"),
+        ("vit", "ViTConfig", {"dropout": "x"}, "dropout must be a number, got str 'x'"),
     ],
 )
 def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(
     name, cls, edit, message, trained, tmp_path, capsys
 ):
-    import json
-    import shutil
-
-    out = tmp_path / name
-    shutil.copytree(trained / name, out)
+    out = copy_run(trained, name, tmp_path / name, checked=False)
     config = json.loads((out / "model" / "config.json").read_text())
     (out / "model" / "config.json").write_text(json.dumps({**config, **edit}))
     assert main(["app", name, "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and f"model/config.json does not hold a {cls}" in err and message in err
+
+
+@pytest.mark.parametrize(("name", "file"), [("sasrec", "model/config.json"), ("vit", "baseline/baseline.safetensors")])
+def test_a_hand_edited_model_folder_is_refused_by_its_manifest(name, file, trained, tmp_path, capsys):
+    out = copy_run(trained, name, tmp_path / name)
+    path = out / file
+    path.write_bytes(path.read_bytes().replace(b"1", b"2", 1))
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = errors(capsys)
+    assert err.count("\n") == 1 and f"{file} is missing or damaged: it does not match its checksum" in err
+    assert f'train --out {out} --fast --overwrite" to train it again' in err
 
 
 def test_sasrec_predict_reads_only_the_sasrec_weights(trained, tmp_path, capsys):
@@ -357,12 +376,11 @@ def test_an_out_under_a_file_or_naming_no_app_is_one_line(tmp_path, capsys):
 
 
 def test_weights_of_another_model_are_one_short_line(trained, tmp_path, capsys):
-    import shutil
 
-    from numformer.interop import load_file, save_file
+    from numformer.serialization.safetensors import load_arrays as load_file
+    from numformer.serialization.safetensors import save_arrays as save_file
 
-    out = tmp_path / "vit"
-    shutil.copytree(trained / "vit", out)
+    out = copy_run(trained, "vit", tmp_path / "vit", checked=False)
     path = out / "model" / "model.safetensors"
     weights = load_file(path)  # another model's: the sizes checked first agree, the rest do not
     save_file(
@@ -371,12 +389,13 @@ def test_weights_of_another_model_are_one_short_line(trained, tmp_path, capsys):
         path,
     )
     assert main(["app", "vit", "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and "problem(s): " in err and " more; run " in err and len(err) < 1000
 
 
 def test_a_train_that_stops_before_training_anything_needs_no_overwrite(tmp_path, capsys, monkeypatch):
-    from numformer.apps import STAGE, AppError, recommend
+    from numformer.apps import AppError, recommend
+    from numformer.serialization.runs import STAGE
 
     def missing_package(stage, *args):
         raise AppError("MovieLens-100K comes from the recbole package's files")
@@ -391,7 +410,7 @@ def test_a_train_that_stops_before_training_anything_needs_no_overwrite(tmp_path
 def test_a_failed_move_into_the_folder_puts_everything_back(trained, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from numformer.apps import REPLACING, STAGE
+    from numformer.serialization.runs import REPLACING, STAGE
 
     out = tmp_path / "sasrec"
     shutil.copytree(trained / "sasrec", out)
@@ -407,7 +426,7 @@ def test_a_failed_move_into_the_folder_puts_everything_back(trained, tmp_path, c
     monkeypatch.setattr(Path, "rename", fourth_fails)
     assert main(["app", "sasrec", "train", "--fast", "--seed", "1", "--overwrite", "--out", str(out)]) == 2
     monkeypatch.undo()
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and f"{out} is as it was and the new run is in {out / STAGE}" in err
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and STAGE not in p.parts}
     assert after == before and not (out / REPLACING).exists()
@@ -416,7 +435,7 @@ def test_a_failed_move_into_the_folder_puts_everything_back(trained, tmp_path, c
 
 
 def test_the_files_of_a_run_being_replaced_when_a_train_was_killed_are_never_removed(tmp_path, capsys):
-    from numformer.apps import REPLACING
+    from numformer.serialization.runs import REPLACING
 
     (tmp_path / "train.json").write_text(json.dumps({"app": "sasrec"}))
     (tmp_path / REPLACING / "model").mkdir(parents=True)
@@ -452,7 +471,7 @@ def test_a_model_larger_than_memory_is_one_line(trained, capsys, monkeypatch):
 
     monkeypatch.setattr(recommend.APPS[0], "evaluate", too_big)
     assert main(["app", "sasrec", "eval", "--out", str(trained / "sasrec")]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and "larger than this machine's memory" in err
 
 
@@ -460,7 +479,7 @@ def test_a_model_larger_than_memory_is_one_line(trained, capsys, monkeypatch):
     ("damage", "named"),
     [
         ("model/config.json", "model/config.json is missing"),
-        ("model/model.safetensors", "no such file"),
+        ("model/model.safetensors", "model.safetensors is missing or damaged"),
         ("split.json", "split.json is missing"),
         ("train.json", "train.json is damaged"),
     ],
@@ -478,7 +497,7 @@ def test_the_advice_for_a_damaged_folder_is_a_command_that_works(damage, named, 
     else:
         (out / damage).unlink()
     assert main(["app", "translate-numbers", "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and named in err
     again = ["app", "translate-numbers", "train", "--fast", "--steps", "2", "--out", str(out), "--overwrite"]
     if damage == "train.json":
@@ -521,16 +540,13 @@ def _edit_translate(out: Path, edit: str) -> None:
 )
 def test_a_hand_edited_translate_folder_is_one_line_naming_the_file(edit, named, trained, tmp_path, capsys):
     """Never a traceback, nor a score from a vocabulary that does not fit the model."""
-    import shutil
-
-    out = tmp_path / "run"
-    shutil.copytree(trained / "translate-numbers", out)
+    out = copy_run(trained, "translate-numbers", tmp_path / "run", checked=False)
     _edit_translate(out, edit)
     for verb in (["eval"], ["predict", "12"]):
         if edit.startswith("test=") and verb == ["predict", "12"]:
             continue  # predict reads no test set
         assert main(["app", "translate-numbers", *verb, "--out", str(out)]) == 2
-        err = capsys.readouterr().err
+        err = errors(capsys)
         assert err.count("\n") == 1 and named in err and "--overwrite" in err
 
 
@@ -538,7 +554,7 @@ def test_a_hand_edited_translate_folder_is_one_line_naming_the_file(edit, named,
     ("name", "damage", "named"),
     [
         ("vit", "missing", "no such file"),
-        ("vit", "truncated", "is truncated or not a safetensors file"),
+        ("vit", "truncated", "is truncated or not a safetensors file"),  # a folder from before manifests
         ("vit", "coef (3, 64)", "does not hold coef as float (10, 64), got float"),
         ("classify", "missing", "no such file"),
         ("classify", "coef (3, 7)", "does not hold coef as float (3, "),
@@ -546,12 +562,10 @@ def test_a_hand_edited_translate_folder_is_one_line_naming_the_file(edit, named,
     ],
 )
 def test_a_damaged_baseline_is_one_line_with_advice(name, damage, named, trained, tmp_path, capsys):
-    import shutil
+    from numformer.serialization.safetensors import load_arrays as load_file
+    from numformer.serialization.safetensors import save_arrays as save_file
 
-    from numformer.interop import load_file, save_file
-
-    out = tmp_path / name
-    shutil.copytree(trained / name, out)
+    out = copy_run(trained, name, tmp_path / name, checked=False)
     path = out / "baseline" / "baseline.safetensors"
     if damage == "missing":
         path.unlink()
@@ -564,7 +578,7 @@ def test_a_damaged_baseline_is_one_line_with_advice(name, damage, named, trained
         config = out / "baseline" / "config.json"
         config.write_text(json.dumps({**json.loads(config.read_text()), "classes": [0]}))
     assert main(["app", name, "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and named in err and f'train --out {out} --fast --overwrite"' in err
 
 
@@ -581,7 +595,7 @@ def test_the_advice_for_a_file_nested_in_the_folder_names_the_app_folder(name, i
     victim = sorted(out.glob(inner))[0]
     victim.unlink()
     assert main(["app", name, "eval", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
+    err = errors(capsys)
     assert err.count("\n") == 1 and f'train --out {out} --fast --overwrite" to train it again' in err
 
 
@@ -597,20 +611,23 @@ def test_the_advice_for_an_empty_folder_is_plain_train_and_for_a_begun_one_overw
 
 
 def test_the_advice_repeats_the_options_of_the_train_that_wrote_the_folder(tmp_path):
-    from numformer.apps import retrain_advice
+    from numformer.apps.folder import retrain_advice
 
     out = tmp_path / "my run"
     (out / "model").mkdir(parents=True)
-    options = {"fast": True, "seed": 3, "steps": 7}
+    options = {"preset": "fast", "seed": 3, "steps": 7}
     (out / "train.json").write_text(json.dumps({"app": "vit", "options": options}))
     expected = f"run \"numformer app vit train --out '{out}' --fast --seed 3 --steps 7 --overwrite\" to train it again"
     assert retrain_advice(out, "vit") == expected
-    (out / "train.json").write_text(json.dumps({"app": "vit"}))  # a folder from before options were kept
-    (out / "split.json").write_text(json.dumps({"seed": 3, "fast": True}))
-    assert retrain_advice(out, "vit") == expected.replace(" --steps 7", "")
-    for damaged in ({"fast": "no", "seed": 3}, {"fast": True, "seed": "3"}, {"fast": True, "seed": 3, "steps": -1}):
-        (out / "train.json").write_text(json.dumps({"app": "vit", "options": damaged}))  # falls back to split.json
-        assert retrain_advice(out, "vit") == expected.replace(" --steps 7", "")
+    plain = f"run \"numformer app vit train --out '{out}' --overwrite\" to train it again"
+    damaged = (
+        {"preset": "quick", "seed": 3},
+        {"preset": "fast", "seed": "3"},
+        {"preset": "fast", "seed": 3, "steps": -1},
+    )
+    for options in damaged:  # never advise a setting other than the one trained
+        (out / "train.json").write_text(json.dumps({"app": "vit", "options": options}))
+        assert retrain_advice(out, "vit") == plain
 
 
 def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
@@ -626,7 +643,7 @@ def test_pieces_join_back_to_the_exact_text_and_splits_are_disjoint():
 
 
 def test_eval_prints_nested_results_as_indented_lines():
-    from numformer.cli.apps import _describe
+    from numformer.cli.app import describe as _describe
 
     assert _describe("steps", 5) == ["steps: 5"]
     assert _describe("beats", False) == ["beats: no"]

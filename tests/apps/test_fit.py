@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import numformer as nf
-from numformer.apps import AppError, fit
+from numformer.apps.app import AppError, fit
 
 
 class Scalar(nf.nn.Module):

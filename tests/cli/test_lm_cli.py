@@ -102,7 +102,7 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
     args, expected = {
         "unknown_flag": (["train", "--bogus", "1"], "unrecognized arguments: --bogus"),
         "missing_data": (["train", "--data", tmp_path / "nope.txt", "--out", run], "does not exist"),
-        "wrong_type": (["train", "--config", wrong], "n_layer must be int, got str 'two'"),
+        "wrong_type": (["train", "--config", wrong], "n_layer must be an integer, got str 'two'"),
         "empty_corpus": (["train", "--data", empty, "--out", run], "is empty"),
         "bad_prompt": (["generate", "--model", run, "--prompt", "Zebra€"], "outside the"),
         "nothing_to_resume": (

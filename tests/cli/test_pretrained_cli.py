@@ -92,9 +92,9 @@ def test_search_ranks_by_cosine_and_caches_beside_the_corpus(tmp_path, capsys, e
     assert rows[0]["score"] > rows[1]["score"] and len(rows) == 2
     cache = tmp_path / "corpus.txt.embeddings.safetensors"
     assert cache.is_file()
-    from numformer.interop import load_file
+    from numformer.serialization.safetensors import load_arrays
 
-    np.testing.assert_allclose(load_file(cache)["embeddings"], expected, atol=1e-6)
+    np.testing.assert_allclose(load_arrays(cache)["embeddings"], expected, atol=1e-6)
     stamp = cache.stat().st_mtime_ns
     assert main(["search", "--corpus", str(corpus), "--query", "guitar"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -109,7 +109,7 @@ def test_search_ranks_by_cosine_and_caches_beside_the_corpus(tmp_path, capsys, e
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "nan", "foreign"])
 def test_a_damaged_or_foreign_cache_is_never_trusted(tmp_path, capsys, damage):
-    from numformer.interop import load_file, save_file
+    from numformer.serialization.safetensors import load_arrays, save_arrays
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(LINES) + "\n", encoding="utf-8")
@@ -127,26 +127,26 @@ def test_a_damaged_or_foreign_cache_is_never_trusted(tmp_path, capsys, damage):
 
         with safe_open(str(cache), framework="numpy") as f:
             meta = f.metadata()
-        save_file({"embeddings": np.full((len(LINES), 384), np.nan, np.float32)}, cache, metadata=meta)
+        save_arrays({"embeddings": np.full((len(LINES), 384), np.nan, np.float32)}, cache, metadata=meta)
     else:  # a user's own file of that name: used for nothing, never overwritten
-        save_file({"mine": np.ones(3)}, cache)
+        save_arrays({"mine": np.ones(3)}, cache)
     assert main(["search", "--corpus", str(corpus), "--query", "guitar", "--top-k", "1"]) == 0
     captured = capsys.readouterr()
     assert captured.out == good
     if damage == "foreign":
         assert "is not numformer's cache" in captured.err
-        np.testing.assert_array_equal(load_file(cache)["mine"], np.ones(3))
+        np.testing.assert_array_equal(load_arrays(cache)["mine"], np.ones(3))
     else:
-        assert np.isfinite(load_file(cache)["embeddings"]).all()  # rebuilt
+        assert np.isfinite(load_arrays(cache)["embeddings"]).all()  # rebuilt
 
 
 def test_search_works_without_a_cache_where_it_cannot_write(tmp_path, capsys, monkeypatch):
-    import numformer.interop
+    import numformer.serialization.safetensors
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(numformer.interop, "save_file", refuse)
+    monkeypatch.setattr(numformer.serialization.safetensors, "save_arrays", refuse)
     (tmp_path / "c.txt").write_text("one\ntwo\n")
     assert main(["search", "--corpus", str(tmp_path / "c.txt"), "--query", "one", "--top-k", "1"]) == 0
     captured = capsys.readouterr()

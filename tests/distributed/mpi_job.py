@@ -19,7 +19,7 @@ import numpy as np
 
 import numformer as nf
 from numformer import distributed, nn, optim
-from numformer.interop import save_file
+from numformer.serialization.safetensors import save_arrays
 from numformer.train import TrainConfig, Trainer
 
 parser = argparse.ArgumentParser()
@@ -85,7 +85,9 @@ config = TrainConfig(
 trainer = Trainer(model, opt, loss_fn, batches, batches, scheduler=sched, config=config)
 if world.is_main and not args.resume:  # after the Trainer broadcast rank 0's weights
     os.makedirs(args.out, exist_ok=True)
-    save_file({"unused.weight": model.unused.weight.array.copy()}, os.path.join(args.out, "unused_initial.safetensors"))
+    save_arrays(
+        {"unused.weight": model.unused.weight.array.copy()}, os.path.join(args.out, "unused_initial.safetensors")
+    )
 try:
     result = trainer.fit(resume=args.resume)
 except Exception as err:  # noqa: BLE001 - end every rank, as the CLI does
@@ -93,5 +95,5 @@ except Exception as err:  # noqa: BLE001 - end every rank, as the CLI does
     world.abort(3)
     raise
 if world.is_main:
-    save_file(model.state_dict(), os.path.join(args.out, "weights.safetensors"))
+    save_arrays(model.state_dict(), os.path.join(args.out, "weights.safetensors"))
     print(f"{result.status} {result.step} bytes_reduced={trainer.bytes_reduced}")

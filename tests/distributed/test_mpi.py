@@ -20,7 +20,7 @@ import numpy as np
 
 from helpers import TINY
 from numformer import distributed
-from numformer.interop import load_file
+from numformer.serialization.safetensors import load_arrays
 
 HERE = Path(__file__).parent
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
@@ -37,7 +37,7 @@ def job(out, steps, ranks=2, *extra, timeout=120):
 
 
 def weights(out):
-    return load_file(Path(out) / "weights.safetensors")
+    return load_arrays(Path(out) / "weights.safetensors")
 
 
 def assert_close(a, b, atol=2e-5):
@@ -57,7 +57,7 @@ def test_two_ranks_take_the_same_steps_as_one_process(tmp_path):
     assert two.returncode == 0, two.stderr
     assert_close(weights(tmp_path / "one"), weights(tmp_path / "two"))
     final = weights(tmp_path / "two")
-    initial = load_file(tmp_path / "two" / "unused_initial.safetensors")
+    initial = load_arrays(tmp_path / "two" / "unused_initial.safetensors")
     np.testing.assert_array_equal(final["unused.weight"], initial["unused.weight"])  # no gradient: never moved
     assert "completed 12" in two.stdout and two.stdout.count("completed") == 1  # rank 0 alone reports
     n_trained = sum(v.size for k, v in final.items() if not k.startswith("unused."))
@@ -132,8 +132,8 @@ def test_numformer_train_runs_under_mpiexec(tmp_path):
     )
     assert one.returncode == 0, one.stderr
     assert_close(
-        load_file(tmp_path / "r1" / "model" / "model.safetensors"),
-        load_file(tmp_path / "r2" / "model" / "model.safetensors"),
+        load_arrays(tmp_path / "r1" / "model" / "model.safetensors"),
+        load_arrays(tmp_path / "r2" / "model" / "model.safetensors"),
     )
     odd = subprocess.run(
         [str(MPIEXEC), "-n", "2", *numformer, "train", *flags[:-2], "--batch-size", "3", "--out", str(tmp_path / "r3")],

@@ -21,7 +21,7 @@ import pytest
 from test_mpi import ENV, HERE, assert_close, job, weights
 
 from helpers import TINY
-from numformer.interop import load_file
+from numformer.serialization.safetensors import load_arrays
 from numformer.train.checkpoint import resolve_checkpoint
 
 REASON = netns.unavailable()
@@ -119,17 +119,17 @@ def test_numformer_train_on_two_hosts_writes_rank_0s_folder_and_resumes_on_one_a
         assert (out / name).exists(), name
     assert list(hosts.disk(1).iterdir()) == []  # rank 1 wrote nothing
     model = out / "model" / "model.safetensors"
-    two_hosts = load_file(model)
+    two_hosts = load_arrays(model)
     # steps 5 to 8 again from the step-4 checkpoint: in one process, then on both hosts (rank 1
     # finding no run.json, tokenizer or checkpoint on its disk)
     resume = [*train, "--out", str(out), "--resume-from", "4"]
     one = subprocess.run(resume, capture_output=True, text=True, env=ENV, timeout=120)
     assert one.returncode == 0, one.stderr
-    assert_close(load_file(model), two_hosts)
+    assert_close(load_arrays(model), two_hosts)
     two = hosts.run(resume, env=ENV)
     assert two.returncode == 0, two.stderr
     assert "completed at step 8" in two.stdout
-    assert_close(load_file(model), two_hosts)
+    assert_close(load_arrays(model), two_hosts)
     assert list(hosts.disk(1).iterdir()) == []
     # a damaged pointer on rank 0's disk: every rank stops on rank 0's finding, said once, no hang
     (out / "checkpoints" / "latest.json").write_text("{")

@@ -1,5 +1,5 @@
-"""``numformer.interop``: state dicts to and from PyTorch modules built the same way, and to and
-from safetensors files, with outputs equal on both sides."""
+"""``numformer.interop``: state dicts to and from PyTorch modules built the same way, and
+``numformer.serialization``'s safetensors files, with outputs equal on both sides."""
 
 from __future__ import annotations
 
@@ -12,15 +12,8 @@ import torch
 
 import numformer as nf
 from numformer import nn
-from numformer.interop import (
-    from_torch_state_dict,
-    load_file,
-    load_model,
-    load_torch_state_dict,
-    save_file,
-    save_model,
-    to_torch_state_dict,
-)
+from numformer.interop import from_torch_state_dict, load_torch_state_dict, to_torch_state_dict
+from numformer.serialization.safetensors import load_arrays, load_model, save_arrays, save_model
 
 PAIRS = {
     "encoder_layer": (
@@ -83,17 +76,17 @@ def test_safetensors_round_trip_and_errors(tmp_path):
         ValueError, match=r"(?s)layer.safetensors: .*linear1.weight: expected shape \(12, 8\), got \(16, 8\)"
     ):
         load_model(smaller, path)
-    save_file({"a": np.arange(3.0)}, tmp_path / "m.safetensors", metadata={"source": "test", "n": 3})
+    save_arrays({"a": np.arange(3.0)}, tmp_path / "m.safetensors", metadata={"source": "test", "n": 3})
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "m.safetensors"), framework="numpy") as f:
         assert f.metadata() == {"source": "test", "n": "3"}
-    np.testing.assert_array_equal(load_file(tmp_path / "m.safetensors")["a"], np.arange(3.0))
+    np.testing.assert_array_equal(load_arrays(tmp_path / "m.safetensors")["a"], np.arange(3.0))
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(ValueError, match="bad.safetensors is truncated or not a safetensors file"):
-        load_file(tmp_path / "bad.safetensors")
+        load_arrays(tmp_path / "bad.safetensors")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        load_file(tmp_path / "none.safetensors")
+        load_arrays(tmp_path / "none.safetensors")
 
 
 def test_interop_imports_pytorch_only_when_called():

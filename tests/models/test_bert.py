@@ -253,7 +253,21 @@ def tiny_checkpoint(folder: Path, **config) -> Path:
     c = BertConfig(
         vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, **config
     )
-    return BertModel(c).save_pretrained(folder)
+    folder = BertModel(c).save_pretrained(folder)
+    (folder / "checksums.json").unlink()  # as transformers writes it: the tests below edit its files
+    return folder
+
+
+def test_save_pretrained_keeps_a_manifest_that_finds_an_edited_file(tmp_path):
+    nf.manual_seed(0)
+    c = BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    folder = BertModel(c).save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "config.json", "model.safetensors"]
+    BertModel.from_pretrained(folder)
+    info = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**info, "hidden_dropout_prob": 0.2}))
+    with pytest.raises(ValueError, match="config.json is missing or damaged: it does not match its checksum"):
+        BertModel.from_pretrained(folder)
 
 
 def test_save_and_load_round_trip_and_hf_name_variants(tmp_path):
@@ -305,7 +319,7 @@ def test_loader_refuses_folders_that_are_not_bert(tmp_path):
     with pytest.raises(ValueError, match="not a BERT checkpoint .model_type 'gpt2'"):
         BertModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": "big"}))
-    with pytest.raises(ValueError, match="hidden_size must be int, got str"):
+    with pytest.raises(ValueError, match="hidden_size must be an integer, got str"):
         BertModel.from_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2}))
     (folder / "model.safetensors").write_bytes(b"not safetensors")

@@ -9,8 +9,8 @@ import torch
 import numformer as nf
 from numformer import optim
 from numformer.data import CharTokenizer
-from numformer.interop.torch_gpt import from_numformer
 from numformer.models import GPT, GPTConfig, KVCache
+from torch_gpt import from_numformer
 
 POSITIONS = ["learned", "sinusoidal", "rotary"]
 

@@ -19,8 +19,8 @@ from numformer.apps.recommend import (
     sequences,
     validation_batch,
 )
-from numformer.interop import load_model, save_model
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, bce_loss, softmax_loss
+from numformer.serialization.safetensors import load_model, save_model
 
 CONFIG = SASRecConfig(num_items=30, max_len=8, d_model=16, nhead=2, num_layers=2, dropout=0.0)
 SEQ = np.array([[0, 0, 0, 3, 4, 5, 6, 7], [0, 0, 0, 0, 0, 9, 1, 2], [11, 12, 13, 14, 15, 16, 17, 18]])

@@ -9,8 +9,8 @@ import pytest
 
 import numformer as nf
 from numformer import nn
-from numformer.interop import load_model, save_model
 from numformer.models.seq2seq import EOS, PAD, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
+from numformer.serialization.safetensors import load_model, save_model
 
 SRC = np.array([[5, 6, 7, 8], [9, 10, 11, PAD], [12, 13, PAD, PAD]])
 TGT = np.array([[1, 4, 5, 6, 7, EOS], [1, 8, 9, 10, EOS, PAD], [1, 11, 12, EOS, PAD, PAD]])  # bos ... eos

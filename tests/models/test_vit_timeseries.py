@@ -8,9 +8,9 @@ import pytest
 
 import numformer as nf
 from numformer.apps.series import carry_forward, features, forecast, inject, seasonal_naive
-from numformer.interop import load_model, save_model
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout, patchify
+from numformer.serialization.safetensors import load_model, save_model
 
 
 def _train(model, loss_fn, steps=120, lr=3e-3):

@@ -44,7 +44,7 @@ def test_functional_weight_gradients_match_pytorch(seed, batch, L, S, mask):
     elif mask == "float":
         m = rng.standard_normal((L, S))
     ours = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
-    out, w = F.scaled_dot_product_attention(*ours, attn_mask=m, is_causal=mask == "causal", need_weights=True)
+    out, w = F.scaled_dot_product_attention_with_weights(*ours, attn_mask=m, is_causal=mask == "causal")
     assert w.requires_grad
     ((w * nf.Tensor(r)).sum() + (out * out).sum()).backward()
     ref = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
@@ -92,7 +92,7 @@ def test_weight_gradients_with_dropout_match_finite_differences():
 
     def weighted(q, k, v):
         nf.manual_seed(7)  # the same dropout mask at every evaluation
-        out, w = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, need_weights=True)
+        out, w = F.scaled_dot_product_attention_with_weights(q, k, v, dropout_p=0.3)
         return (w * r).sum() + (out * out).sum()
 
     assert gradcheck(weighted, [q, k, v])

@@ -548,7 +548,7 @@ def test_attention_weights_and_fully_masked_rows():
     v = nf.Tensor(randn(2, (2, 5, 4)), requires_grad=True)
     mask = np.ones((3, 5), dtype=bool)
     mask[1] = False  # query 1 may attend to nothing
-    out, w = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, need_weights=True)
+    out, w = F.scaled_dot_product_attention_with_weights(q, k, v, attn_mask=mask)
     assert w.shape == (2, 3, 5) and w.requires_grad  # in the graph (tests/nn/test_attention_weights.py)
     np.testing.assert_allclose(w.numpy()[:, [0, 2]].sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(w.numpy()[:, 1], 0.0)
@@ -568,7 +568,7 @@ def test_attention_dropout_gradcheck_and_statistics():
     assert gradcheck(fn, [q, k, v])
     nf.manual_seed(0)
     big = nf.zeros(1, 64, 64, 8)
-    _, w = F.scaled_dot_product_attention(big, big, big, dropout_p=0.25, need_weights=True)
+    _, w = F.scaled_dot_product_attention_with_weights(big, big, big, dropout_p=0.25)
     assert abs(float((w.numpy() == 0).mean()) - 0.25) < 0.02
 
 

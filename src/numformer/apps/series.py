@@ -25,23 +25,15 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import (
-    App,
-    AppError,
-    build_config,
-    fit,
-    load_weights,
-    read_json,
-    read_split,
-    warmup_cosine,
-    write_json,
-)
+from numformer.apps.app import App, AppError, fit, replace, warmup_cosine
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
+from numformer.serialization.files import write_json
 
 SERIES = {
     "co2": {"season": 52, "window": 156, "horizon": 104},
@@ -99,7 +91,13 @@ def features(values: np.ndarray, phase: np.ndarray, end: int, window: int, scale
     level = filled[-1]
     angle = 2 * np.pi * phase[start : end + 1]
     x = np.stack([(filled - level) / scale, np.isnan(raw).astype(float), np.sin(angle), np.cos(angle)], axis=1)
-    return x.astype(np.float32), float(level)
+    x32 = x.astype(np.float32)
+    if not np.isfinite(x32).all():  # the model computes in float32: past ~3.4e38 a value is inf there
+        raise AppError(
+            f"the window ending at step {end + 1} holds values too far from its last one for the model's float32 "
+            f"arithmetic (|value - level| / scale up to {np.nanmax(np.abs(x[:, 0])):.3g})"
+        )
+    return x32, float(level)
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -149,124 +147,192 @@ def _masked_mse(m, batch):
     return (err * err).sum() / max(float(mask.sum()), 1.0)
 
 
-# Per series: co2 has 2,000 training windows; elec_equip 162, where a smaller model
-# generalises better (measured: MASE 0.37-0.44 at d_model 32 against 0.75-0.90 at 64).
-SIZES = {
-    "co2": {"d_model": 64, "num_layers": 2, "dim_feedforward": 128, "dropout": 0.1, "steps": 800},
-    "elec_equip": {"d_model": 32, "num_layers": 2, "dim_feedforward": 64, "dropout": 0.2, "steps": 300},
+@dataclass(frozen=True)
+class Size:
+    """A series model's size and dropout."""
+
+    d_model: int
+    nhead: int
+    num_layers: int
+    dim_feedforward: int
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ForecastPreset:
+    """Every setting a forecast train reads, per series: the model's size and its steps."""
+
+    name: str
+    last_windows: int | None  # train on the newest so many windows only (None: all)
+    co2: Size
+    co2_steps: int
+    elec_equip: Size
+    elec_equip_steps: int
+
+
+# co2 has 2,000 training windows; elec_equip 162, where a smaller model generalises better
+# (measured: MASE 0.37-0.44 at d_model 32 against 0.75-0.90 at 64).
+_TINY = Size(d_model=16, nhead=2, num_layers=1, dim_feedforward=32)
+FORECAST = {
+    "fast": ForecastPreset("fast", 64, _TINY, 5, _TINY, 5),
+    "full": ForecastPreset("full", None, Size(64, 4, 2, 128, 0.1), 800, Size(32, 4, 2, 64, 0.2), 300),
 }
-
-
-def _model_config(name: str, fast: bool) -> SeriesConfig:
-    s = SERIES[name]
-    if fast:
-        size = {"d_model": 16, "num_layers": 1, "dim_feedforward": 32, "nhead": 2}
-    else:
-        size = {k: v for k, v in SIZES[name].items() if k != "steps"}
-    return SeriesConfig(n_features=4, window=s["window"], horizon=s["horizon"], **size)
-
-
-def train_forecast(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
-    from numformer.interop import save_model
-
-    seconds, info = {}, {}
-    for name, s in SERIES.items():
-        values, phase = load_series(name)
-        n_train = len(values) - s["horizon"]
-        scale = _scale(values[:n_train])
-        x, y, mask = _training_windows(values, phase, n_train, s["window"], s["horizon"], scale, s["season"])
-        if fast:
-            x, y, mask = x[-64:], y[-64:], mask[-64:]
-
-        def batches(rng, x=x, y=y, mask=mask):
-            rows = rng.integers(0, len(x), 32)
-            return x[rows], y[rows], mask[rows]
-
-        config = _model_config(name, fast)
-        n = steps or (5 if fast else SIZES[name]["steps"])
-        for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
-            nf.manual_seed(seed)
-            model = make(config)
-            seconds[f"{name}_{kind}"] = _fit(
-                model, batches, out, f"{name}-{kind}", n, 1e-3, seed, progress, _masked_mse
-            )
-            (out / "model" / name).mkdir(parents=True, exist_ok=True)
-            save_model(model, out / "model" / name / f"{kind}.safetensors")
-        info[name] = {"scale": scale, "n_train": n_train, "config": config.to_dict(), "steps": n}
-    write_json(out / "model" / "config.json", info)
-    write_json(
-        out / "split.json", {"seed": seed, "fast": fast, "horizons": {k: v["horizon"] for k, v in SERIES.items()}}
-    )
-    trained = {"app": "forecast", "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
-    write_json(out / "train.json", trained)
-    return trained
-
-
-def _forecast_models(out: Path, name: str):
-    path = out / "model" / "config.json"
-    info = read_json(path, "forecast")[name]
-    config = build_config(SeriesConfig, info["config"], path, "forecast")
-    models = {}
-    for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
-        model = make(config)
-        load_weights(model, out / "model" / name / f"{kind}.safetensors", "forecast")
-        models[kind] = model.eval()
-    return models, info
 
 
 def forecast(model, values, phase, end: int, window: int, scale: float, season: int) -> np.ndarray:
     """The model's forecast after step ``end`` (inclusive), in the series' units: the
-    seasonal-naive anchor plus the model's correction. Reads only ``values[: end + 1]``."""
+    seasonal-naive anchor plus the model's correction. Reads only ``values[: end + 1]``.
+
+    Raises:
+        AppError: the forecast is not finite (inputs beyond what the model can take)."""
     x, _ = features(values, phase, end, window, scale)
     with nf.no_grad():
-        correction = model(x[None]).array[0].astype(np.float64)
-    return anchor(values, end, window, len(correction), season) + scale * correction
+        correction = model(x[None]).numpy()[0].astype(np.float64)
+    pred = anchor(values, end, window, len(correction), season) + scale * correction
+    if not np.isfinite(pred).all():
+        raise AppError(
+            f"the forecast after step {end + 1} is not finite: the inputs are beyond what the model can take"
+        )
+    return pred
 
 
-def evaluate_forecast(out: Path) -> dict:
-    split = read_split(out, "forecast")
-    per_series, figures = {}, []
-    for name, s in SERIES.items():
-        values, phase = load_series(name)
-        models, info = _forecast_models(out, name)
-        n_train, H = info["n_train"], s["horizon"]
-        truth = values[n_train:]
-        observed = ~np.isnan(truth)
-        preds = {
-            "transformer": forecast(
-                models["transformer"], values, phase, n_train - 1, s["window"], info["scale"], s["season"]
+class Forecast(App):
+    name = "forecast"
+    summary = "TimeSeriesTransformer: direct multi-step forecasts"
+    data = DATA
+    licence = "public domain (statsmodels datasets)"
+    metric = "mean MASE (lower is better)"
+    baseline = "seasonal naive"
+    inputs = "SERIES [FILE]"
+    presets = FORECAST
+
+    def train(self, out: Path, preset: ForecastPreset, seed: int, steps: int | None, progress: bool) -> dict:
+        p = replace(preset, steps)
+        seconds, info, models = {}, {}, {}
+        for name, s in SERIES.items():
+            values, phase = load_series(name)
+            n_train = len(values) - s["horizon"]
+            scale = _scale(values[:n_train])
+            x, y, mask = _training_windows(values, phase, n_train, s["window"], s["horizon"], scale, s["season"])
+            if p.last_windows is not None:
+                x, y, mask = x[-p.last_windows :], y[-p.last_windows :], mask[-p.last_windows :]
+
+            def batches(rng, x=x, y=y, mask=mask):
+                rows = rng.integers(0, len(x), 32)
+                return x[rows], y[rows], mask[rows]
+
+            size, n = getattr(p, name), getattr(p, f"{name}_steps")
+            config = SeriesConfig(n_features=4, window=s["window"], horizon=s["horizon"], **size.__dict__)
+            for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
+                nf.manual_seed(seed)
+                model = make(config)
+                seconds[f"{name}_{kind}"] = _fit(
+                    model, batches, out, f"{name}-{kind}", n, 1e-3, seed, progress, _masked_mse
+                )
+                models[f"{name}/{kind}.safetensors"] = model
+            info[name] = {"scale": scale, "n_train": n_train, "config": config.to_dict(), "steps": n}
+        trained_with = {"preset": p.name, "seed": seed}
+        self.save_models(out / "model", info, models, trained_with)
+        write_json(out / "split.json", {**trained_with, "horizons": {k: v["horizon"] for k, v in SERIES.items()}})
+        return {"app": self.name, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+    def _models(self, out: Path, name: str):
+        folder = out / "model"
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = self.read_json(path)[name]
+        config = self.config(SeriesConfig, info["config"], path)
+        models = {}
+        for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
+            models[kind] = self.load_weights(make(config), folder / name / f"{kind}.safetensors")
+        return models, info
+
+    def evaluate(self, out: Path) -> dict:
+        split = self.read_split(out)
+        per_series, figures = {}, []
+        for name, s in SERIES.items():
+            values, phase = load_series(name)
+            models, info = self._models(out, name)
+            n_train, H = info["n_train"], s["horizon"]
+            truth = values[n_train:]
+            observed = ~np.isnan(truth)
+            end, window, scale, season = n_train - 1, s["window"], info["scale"], s["season"]
+            preds = {
+                "transformer": forecast(models["transformer"], values, phase, end, window, scale, season),
+                "lstm": forecast(models["lstm"], values, phase, end, window, scale, season),
+                "seasonal_naive": seasonal_naive(values[:n_train], H, season),
+                "last_value": np.full(H, carry_forward(values[:n_train])[-1]),
+            }
+            denom = _mase_denominator(values[:n_train], season)
+            mae = {k: float(np.mean(np.abs(p[observed] - truth[observed]))) for k, p in preds.items()}
+            per_series[name] = {
+                "MAE": {k: round(v, 4) for k, v in mae.items()},
+                "MASE": {k: round(v / denom, 4) for k, v in mae.items()},
+                "n_test": int(observed.sum()),
+            }
+            figures.append(_plot_forecast(out / "figures", name, values, n_train, preds, season))
+        names = per_series["co2"]["MASE"]
+        mean = {k: round(float(np.mean([v["MASE"][k] for v in per_series.values()])), 4) for k in names}
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": DATA,
+            "metric": "mean MASE over the series (test horizon; lower is better)",
+            "score": mean["transformer"],
+            "baseline": "seasonal naive",
+            "baseline_score": mean["seasonal_naive"],
+            "n_test": sum(v["n_test"] for v in per_series.values()),
+            "mean_MASE": mean,
+            "series": per_series,
+            "beats_seasonal_naive_on_every_series": all(
+                v["MASE"]["transformer"] < v["MASE"]["seasonal_naive"] for v in per_series.values()
             ),
-            "lstm": forecast(models["lstm"], values, phase, n_train - 1, s["window"], info["scale"], s["season"]),
-            "seasonal_naive": seasonal_naive(values[:n_train], H, s["season"]),
-            "last_value": np.full(H, carry_forward(values[:n_train])[-1]),
+            "train_seconds": trained["train_seconds"],
+            "figures": figures,
+            "preset": split["preset"],
         }
-        denom = _mase_denominator(values[:n_train], s["season"])
-        mae = {k: float(np.mean(np.abs(p[observed] - truth[observed]))) for k, p in preds.items()}
-        per_series[name] = {
-            "MAE": {k: round(v, 4) for k, v in mae.items()},
-            "MASE": {k: round(v / denom, 4) for k, v in mae.items()},
-            "n_test": int(observed.sum()),
-        }
-        figures.append(_plot_forecast(out / "figures", name, values, n_train, preds, s["season"]))
-    mean = {k: round(float(np.mean([v["MASE"][k] for v in per_series.values()])), 4) for k in per_series["co2"]["MASE"]}
-    trained = read_json(out / "train.json", "forecast")
-    return {
-        "app": "forecast",
-        "data": DATA,
-        "metric": "mean MASE over the series (test horizon; lower is better)",
-        "score": mean["transformer"],
-        "baseline": "seasonal naive",
-        "baseline_score": mean["seasonal_naive"],
-        "n_test": sum(v["n_test"] for v in per_series.values()),
-        "mean_MASE": mean,
-        "series": per_series,
-        "beats_seasonal_naive_on_every_series": all(
-            v["MASE"]["transformer"] < v["MASE"]["seasonal_naive"] for v in per_series.values()
-        ),
-        "train_seconds": trained["train_seconds"],
-        "figures": figures,
-        "fast": split["fast"],
-    }
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        """``SERIES``: the forecast after the whole series; ``SERIES FILE``: after the values in
+        FILE (one per line, an empty line for a missing value, at least the model's window)."""
+        name = inputs[0]
+        if name not in SERIES:
+            raise AppError(f"forecast: the first input names a series ({', '.join(SERIES)}), got {name!r}")
+        if len(inputs) > 2:
+            raise AppError("forecast: predict takes SERIES [FILE]")
+        s = SERIES[name]
+        models, info = self._models(out, name)
+        values, phase = load_series(name)
+        if len(inputs) == 2:
+            values = _read_values(inputs[1], s["window"])
+            step = 1 / s["season"]
+            phase = (phase[-1] + step * (np.arange(len(values)) - len(values) + 1)) % 1.0
+        end = len(values) - 1
+        pred = forecast(models["transformer"], values, phase, end, s["window"], info["scale"], s["season"])
+        return [f"{h + 1}\t{v:.4f}" for h, v in enumerate(pred)]
+
+
+def _read_values(path: str, window: int) -> np.ndarray:
+    """The values of a file, one per line (an empty line: missing), at least ``window`` of them
+    with some observed in the last ``window``.
+
+    Raises:
+        AppError: a line that is not a number, a value that is not finite, or too few values."""
+    from numformer.models.sentence import read_lines
+
+    try:
+        values = np.array([float(v) if v.strip() else np.nan for v in read_lines(path)])
+    except ValueError:
+        raise AppError(f"{path}: every line must be a number or empty") from None
+    finite = np.isfinite(values)
+    if np.isinf(values).any():
+        raise AppError(f"{path}: values must be finite numbers (or empty lines for missing ones)")
+    if len(values) < window or not finite[-window:].any():
+        raise AppError(
+            f"{path}: need at least {window} values with some observed in the last {window}, "
+            f"got {len(values)} ({int(finite.sum())} observed)"
+        )
+    return values
 
 
 def _plot_forecast(folder: Path, name: str, values, n_train: int, preds: dict, season: int) -> str:
@@ -292,39 +358,6 @@ def _plot_forecast(folder: Path, name: str, values, n_train: int, preds: dict, s
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
-
-
-def predict_forecast(out: Path, inputs: list[str]) -> list[str]:
-    """``SERIES``: the forecast after the whole series; ``SERIES FILE``: after the values in
-    FILE (one per line, an empty line for a missing value, at least the model's window)."""
-    name = inputs[0]
-    if name not in SERIES:
-        raise AppError(f"forecast: the first input names a series ({', '.join(SERIES)}), got {name!r}")
-    s = SERIES[name]
-    models, info = _forecast_models(out, name)
-    values, phase = load_series(name)
-    if len(inputs) > 2:
-        raise AppError("forecast: predict takes SERIES [FILE]")
-    if len(inputs) == 2:
-        from numformer.models.sentence import read_lines
-
-        lines = read_lines(inputs[1])
-        try:
-            values = np.array([float(v) if v.strip() else np.nan for v in lines])
-        except ValueError:
-            raise AppError(f"{inputs[1]}: every line must be a number or empty") from None
-        finite = np.isfinite(values)
-        if (np.isinf(values)).any():
-            raise AppError(f"{inputs[1]}: values must be finite numbers (or empty lines for missing ones)")
-        if len(values) < s["window"] or not finite[-s["window"] :].any():
-            raise AppError(
-                f"{inputs[1]}: need at least {s['window']} values with some observed in the last {s['window']}, "
-                f"got {len(values)} ({int(finite.sum())} observed)"
-            )
-        step = 1 / s["season"]
-        phase = (phase[-1] + step * (np.arange(len(values)) - len(values) + 1)) % 1.0
-    pred = forecast(models["transformer"], values, phase, len(values) - 1, s["window"], info["scale"], s["season"])
-    return [f"{h + 1}\t{v:.4f}" for h, v in enumerate(pred)]
 
 
 # --- anomaly detection -----------------------------------------------------------------------
@@ -422,78 +455,19 @@ def _anomaly_data(seed: int):
     }
 
 
-def train_anomaly(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
-    from numformer.interop import save_model
+@dataclass(frozen=True)
+class AnomalyPreset:
+    """Every setting an anomaly train reads."""
 
-    d = _anomaly_data(seed)
-    x = _windows(d["values"][: d["n_train"]], d["phase"][: d["n_train"]], d["scale"])
-    size = (
-        {"d_model": 16, "num_layers": 1, "dim_feedforward": 32, "nhead": 2}
-        if fast
-        else {"d_model": 64, "num_layers": 2}
-    )
-    config = SeriesConfig(n_features=4, window=AE_WINDOW, latent=8, **size)
-    nf.manual_seed(seed)
-    model = TransformerAutoencoder(config)
-
-    def batches(rng):
-        return x[rng.integers(0, len(x), 64)]
-
-    def loss_fn(m, batch):
-        err = m(batch) - nf.tensor(batch[:, :, 0])
-        return (err * err).mean()
-
-    n = steps or (5 if fast else 2000)
-    seconds = _fit(model, batches, out, "autoencoder", n, 1e-3, seed, progress, loss_fn)
-    (out / "model").mkdir(parents=True, exist_ok=True)
-    save_model(model, out / "model" / "model.safetensors")
-    write_json(out / "model" / "config.json", {"config": config.to_dict(), "scale": d["scale"]})
-    write_json(out / "split.json", {"seed": seed, "fast": fast, "n_train": d["n_train"]})
-    trained = {"app": "anomaly", "train_seconds": {"autoencoder": round(seconds, 1)}, "steps": n}
-    write_json(out / "train.json", trained)
-    return trained
+    name: str
+    size: Size
+    steps: int
 
 
-def _autoencoder(out: Path):
-    path = out / "model" / "config.json"
-    info = read_json(path, "anomaly")
-    model = TransformerAutoencoder(build_config(SeriesConfig, info["config"], path, "anomaly"))
-    load_weights(model, out / "model" / "model.safetensors", "anomaly")
-    return model.eval(), info
-
-
-def evaluate_anomaly(out: Path) -> dict:
-    split = read_split(out, "anomaly")
-    d = _anomaly_data(split["seed"])
-    model, info = _autoencoder(out)
-    results, thresholds = {}, {}
-    for name, score in (
-        ("autoencoder", lambda v, p: ae_scores(model, v, p, info["scale"])),
-        ("rolling_zscore", lambda v, p: zscore_scores(v)),
-    ):
-        val_scores = score(*d["val"][:2])
-        th = best_threshold(val_scores[AE_WINDOW:], d["val"][2][AE_WINDOW:])
-        test_scores = score(*d["test"][:2])
-        results[name] = _prf(test_scores[AE_WINDOW:] >= th, d["test"][2][AE_WINDOW:])
-        thresholds[name] = th
-        if name == "autoencoder":
-            figure = _plot_anomaly(out / "figures", d["test"][0], d["test"][2], test_scores, th)
-    trained = read_json(out / "train.json", "anomaly")
-    return {
-        "app": "anomaly",
-        "data": "statsmodels 0.14.6 co2 (public domain), with seeded spikes, level shifts and variance bursts",
-        "metric": "point-level F1 (test half)",
-        "score": results["autoencoder"]["f1"],
-        "baseline": "rolling z-score",
-        "baseline_score": results["rolling_zscore"]["f1"],
-        "n_test": int(len(d["test"][0]) - AE_WINDOW),
-        "detectors": results,
-        "thresholds": thresholds,
-        "anomalous_points": int(d["test"][2].sum()),
-        "train_seconds": trained["train_seconds"],
-        "figures": [figure],
-        "fast": split["fast"],
-    }
+ANOMALY = {
+    "fast": AnomalyPreset("fast", _TINY, 5),
+    "full": AnomalyPreset("full", Size(d_model=64, nhead=4, num_layers=2, dim_feedforward=128), 2000),
+}
 
 
 def _plot_anomaly(folder: Path, values, labels, scores, threshold) -> str:
@@ -521,52 +495,104 @@ def _plot_anomaly(folder: Path, values, labels, scores, threshold) -> str:
     return str(path)
 
 
-def predict_anomaly(out: Path, inputs: list[str]) -> list[str]:
-    """``FILE``: flag the points of a series (one value per line) whose reconstruction error
-    passes the validation threshold measured by the last ``eval``."""
-    from numformer.models.sentence import read_lines
+class Anomaly(App):
+    name = "anomaly"
+    summary = "TransformerAutoencoder: anomalous points in a series"
+    data = "statsmodels co2 with seeded, injected anomalies"
+    licence = "public domain (statsmodels datasets)"
+    metric = "point F1"
+    baseline = "rolling z-score"
+    inputs = "FILE (one value per line)"
+    presets = ANOMALY
 
-    if len(inputs) != 1:
-        raise AppError("anomaly: predict takes one FILE of values, one per line")
-    model, info = _autoencoder(out)
-    if not (out / "eval.json").is_file():
-        raise AppError("anomaly: predict uses the threshold eval chooses: run 'numformer app anomaly eval' first")
-    evaluated = read_json(out / "eval.json", "anomaly")
-    try:
-        values = np.array([float(v) for v in read_lines(inputs[0]) if v.strip()])
-    except ValueError:
-        raise AppError(f"{inputs[0]}: every line must be a number") from None
-    if len(values) < AE_WINDOW or not np.isfinite(values).all():
-        raise AppError(f"{inputs[0]}: need at least {AE_WINDOW} finite values, got {len(values)}")
-    phase = (np.arange(len(values)) / 52) % 1.0
-    scores = ae_scores(model, values, phase, info["scale"])
-    th = evaluated["thresholds"]["autoencoder"]
-    return [f"{i + 1}\t{values[i]:.4f}\tscore {scores[i]:.3f}" for i in np.flatnonzero(scores >= th)] or ["no anomaly"]
+    def train(self, out: Path, preset: AnomalyPreset, seed: int, steps: int | None, progress: bool) -> dict:
+        p = replace(preset, steps)
+        d = _anomaly_data(seed)
+        x = _windows(d["values"][: d["n_train"]], d["phase"][: d["n_train"]], d["scale"])
+        config = SeriesConfig(n_features=4, window=AE_WINDOW, latent=8, **p.size.__dict__)
+        nf.manual_seed(seed)
+        model = TransformerAutoencoder(config)
+
+        def batches(rng):
+            return x[rng.integers(0, len(x), 64)]
+
+        def loss_fn(m, batch):
+            err = m(batch) - nf.tensor(batch[:, :, 0])
+            return (err * err).mean()
+
+        seconds = _fit(model, batches, out, "autoencoder", p.steps, 1e-3, seed, progress, loss_fn)
+        trained_with = {"preset": p.name, "seed": seed}
+        self.save_models(
+            out / "model", {"config": config.to_dict(), "scale": d["scale"]}, {"model.safetensors": model}, trained_with
+        )
+        write_json(out / "split.json", {**trained_with, "n_train": d["n_train"]})
+        return {"app": self.name, "train_seconds": {"autoencoder": round(seconds, 1)}, "steps": p.steps}
+
+    def _autoencoder(self, out: Path):
+        folder = out / "model"
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = self.read_json(path)
+        model = TransformerAutoencoder(self.config(SeriesConfig, info["config"], path))
+        return self.load_weights(model, folder / "model.safetensors"), info
+
+    def evaluate(self, out: Path) -> dict:
+        split = self.read_split(out)
+        d = _anomaly_data(split["seed"])
+        model, info = self._autoencoder(out)
+        results, thresholds = {}, {}
+        for name, score in (
+            ("autoencoder", lambda v, p: ae_scores(model, v, p, info["scale"])),
+            ("rolling_zscore", lambda v, p: zscore_scores(v)),
+        ):
+            val_scores = score(*d["val"][:2])
+            th = best_threshold(val_scores[AE_WINDOW:], d["val"][2][AE_WINDOW:])
+            test_scores = score(*d["test"][:2])
+            results[name] = _prf(test_scores[AE_WINDOW:] >= th, d["test"][2][AE_WINDOW:])
+            thresholds[name] = th
+            if name == "autoencoder":
+                figure = _plot_anomaly(out / "figures", d["test"][0], d["test"][2], test_scores, th)
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": "statsmodels 0.14.6 co2 (public domain), with seeded spikes, level shifts and variance bursts",
+            "metric": "point-level F1 (test half)",
+            "score": results["autoencoder"]["f1"],
+            "baseline": "rolling z-score",
+            "baseline_score": results["rolling_zscore"]["f1"],
+            "n_test": int(len(d["test"][0]) - AE_WINDOW),
+            "detectors": results,
+            "thresholds": thresholds,
+            "anomalous_points": int(d["test"][2].sum()),
+            "train_seconds": trained["train_seconds"],
+            "figures": [figure],
+            "preset": split["preset"],
+        }
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        """``FILE``: flag the points of a series (one value per line) whose reconstruction error
+        passes the validation threshold measured by the last ``eval``."""
+        from numformer.models.sentence import read_lines
+
+        if len(inputs) != 1:
+            raise AppError("anomaly: predict takes one FILE of values, one per line")
+        model, info = self._autoencoder(out)
+        if not (out / "eval.json").is_file():
+            raise AppError("anomaly: predict uses the threshold eval chooses: run 'numformer app anomaly eval' first")
+        evaluated = self.read_json(out / "eval.json")
+        try:
+            values = np.array([float(v) for v in read_lines(inputs[0]) if v.strip()])
+        except ValueError:
+            raise AppError(f"{inputs[0]}: every line must be a number") from None
+        if len(values) < AE_WINDOW or not np.isfinite(values).all():
+            raise AppError(f"{inputs[0]}: need at least {AE_WINDOW} finite values, got {len(values)}")
+        phase = (np.arange(len(values)) / 52) % 1.0
+        scores = ae_scores(model, values, phase, info["scale"])
+        if not np.isfinite(scores).all():
+            raise AppError(f"{inputs[0]}: values too large for the model's float32 arithmetic")
+        th = evaluated["thresholds"]["autoencoder"]
+        flagged = np.flatnonzero(scores >= th)
+        return [f"{i + 1}\t{values[i]:.4f}\tscore {scores[i]:.3f}" for i in flagged] or ["no anomaly"]
 
 
-APPS = [
-    App(
-        name="forecast",
-        summary="TimeSeriesTransformer: direct multi-step forecasts",
-        data=DATA,
-        licence="public domain (statsmodels datasets)",
-        metric="mean MASE (lower is better)",
-        baseline="seasonal naive",
-        train=train_forecast,
-        evaluate=evaluate_forecast,
-        predict=predict_forecast,
-        predict_help="SERIES [FILE]",
-    ),
-    App(
-        name="anomaly",
-        summary="TransformerAutoencoder: anomalous points in a series",
-        data="statsmodels co2 with seeded, injected anomalies",
-        licence="public domain (statsmodels datasets)",
-        metric="point F1",
-        baseline="rolling z-score",
-        train=train_anomaly,
-        evaluate=evaluate_anomaly,
-        predict=predict_anomaly,
-        predict_help="FILE (one value per line)",
-    ),
-]
+APPS = [Forecast(), Anomaly()]

@@ -14,27 +14,19 @@ the same number of steps on the same batches.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import (
-    App,
-    AppError,
-    build_config,
-    check_sizes,
-    fit,
-    load_weights,
-    read_json,
-    read_split,
-    retrain_advice,
-    write_json,
-)
+from numformer.apps.app import App, AppError, fit, replace
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
+from numformer.serialization.files import write_json
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _PIECE = re.compile(r"\s*(\d|[^\W\d_]+|[^\w\s])")
@@ -150,94 +142,44 @@ def date_pairs(seed: int, n_train: int, n_test: int):
 
 
 # --- train / eval / predict ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """Every setting a translate train reads: the data, the Transformer's and the LSTM's sizes,
+    and the optimisation."""
+
+    name: str
+    n_train: int  # training pairs
+    n_test: int  # test pairs
+    steps: int
+    batch: int
+    d_model: int
+    nhead: int
+    num_layers: int  # encoder and decoder layers each
+    dim_feedforward: int
+    lstm_hidden: int
+    lstm_layers: int
+
+
+FAST = Preset(
+    "fast", 400, 50, 30, 16, d_model=32, nhead=2, num_layers=1, dim_feedforward=64, lstm_hidden=32, lstm_layers=1
+)
+FULL = Preset("full", 40000, 2000, 3000, 128, 128, 4, 2, 256, lstm_hidden=128, lstm_layers=2)
 TASKS = {
-    "translate-numbers": {"pairs": number_pairs, "train": 40000, "test": 2000, "steps": 3000, "fast": (400, 50, 30)},
-    "translate-dates": {"pairs": date_pairs, "train": 20000, "test": 2000, "steps": 1500, "fast": (400, 50, 30)},
+    "translate-numbers": {
+        "pairs": number_pairs,
+        "presets": {"fast": FAST, "full": FULL},
+        "summary": "Seq2SeqTransformer: English number words to French",
+        "data": "num2words 0.5.14: English -> French number words, 0-999,999 (LGPL package, generated text)",
+        "inputs": "TEXT ... (English number words, or digits)",
+    },
+    "translate-dates": {
+        "pairs": date_pairs,
+        "presets": {"fast": FAST, "full": dataclasses.replace(FULL, n_train=20000, steps=1500)},
+        "summary": "Seq2SeqTransformer: English long dates to German",
+        "data": "Babel 2.19.0 CLDR: English -> German long dates, 1900-2099",
+        "inputs": "TEXT ... ('March 14, 2024')",
+    },
 }
-MODEL = {"d_model": 128, "nhead": 4, "num_encoder_layers": 2, "num_decoder_layers": 2, "dim_feedforward": 256}
-FAST_MODEL = {"d_model": 32, "nhead": 2, "num_encoder_layers": 1, "num_decoder_layers": 1, "dim_feedforward": 64}
-
-
-def _save(model, folder: Path, kind: str, config: dict, src: Vocab, tgt: Vocab) -> None:
-    from numformer.interop import save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, folder / "model.safetensors")
-    write_json(folder / "config.json", {"kind": kind, "config": config, "src_vocab": src.itos, "tgt_vocab": tgt.itos})
-
-
-def _load(folder: Path, app: str, kind: str):
-    """The ``kind`` of model (``"transformer"`` in ``model/``, ``"lstm"`` in ``baseline/``)
-    and the vocabularies ``_save`` wrote into ``folder`` (eval mode).
-
-    Raises:
-        AppError: a missing or damaged file, naming it and the command that writes it again."""
-    path = folder / "config.json"
-    info = read_json(path, app)
-    if info.get("kind") != kind:
-        raise AppError(f"{path}: kind must be {kind!r}, got {info.get('kind')!r}; {retrain_advice(folder.parent, app)}")
-    weights = folder / "model.safetensors"
-    if kind == "transformer":
-        c = build_config(Seq2SeqConfig, info.get("config"), path, app)
-        if c.pad_id != PAD:
-            advice = retrain_advice(folder.parent, app)
-            raise AppError(f"{path}: pad_id must be {PAD}, the app's, got {c.pad_id}; {advice}")
-        layer = "transformer.{}.layers.{}.linear1.weight"
-        expected = {
-            "positions.pe": (c.max_len, c.d_model),
-            "src_embed.weight": (c.src_vocab_size, c.d_model),
-            "generator.weight": (c.tgt_vocab_size, c.d_model),
-            layer.format("encoder", c.num_encoder_layers - 1): (c.dim_feedforward, c.d_model),
-            layer.format("decoder", c.num_decoder_layers - 1): (c.dim_feedforward, c.d_model),
-        }
-        check_sizes(weights, app, expected)  # before a model of the config's size is built
-        model, sizes = Seq2SeqTransformer(c), (c.src_vocab_size, c.tgt_vocab_size)
-    else:
-        fields = info.get("config")
-        if isinstance(fields, dict) and all(_is_size(fields.get(k)) for k in ("hidden", "layers")):
-            h, layers = fields["hidden"], fields["layers"]
-            check_sizes(weights, app, {f"encoder.weight_hh_l{layers - 1}": (4 * h, h)})
-        model = build_config(LSTMSeq2Seq, fields, path, app)
-        sizes = (model.config["src_vocab_size"], model.config["tgt_vocab_size"])
-    load_weights(model, weights, app)  # every size of the config against the weights'
-    src, tgt = (_vocab(info.get(key), key, size, path, app) for key, size in zip(("src_vocab", "tgt_vocab"), sizes))
-    return model.eval(), src, tgt, info
-
-
-def _is_size(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _vocab(pieces, key: str, size: int, path: Path, app: str) -> Vocab:
-    """The vocabulary saved under ``key``: distinct strings, ``SPECIALS`` first, one per row of
-    the model's embedding (``size``), so a truncated or padded list is named, not decoded wrong.
-    (A list of the right length in another order cannot be told from the real one.)"""
-    advice = retrain_advice(path.parent.parent, app)
-    if not (
-        isinstance(pieces, list)
-        and all(isinstance(p, str) for p in pieces)
-        and pieces[:4] == SPECIALS
-        and len(set(pieces)) == len(pieces)
-    ):
-        raise AppError(f"{path}: {key} must be a list of distinct strings beginning {SPECIALS}; {advice}")
-    if len(pieces) != size:
-        raise AppError(f"{path}: {key} holds {len(pieces)} pieces, the model's embedding {size}; {advice}")
-    return Vocab(pieces[4:])
-
-
-def _test_pairs(split: dict, path: Path, app: str) -> list[tuple[str, str]]:
-    """split.json's test set: a non-empty list of [source, reference] string pairs."""
-    test = split.get("test")
-    if not (
-        isinstance(test, list)
-        and test
-        and all(isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in test)
-    ):
-        raise AppError(
-            f"{path} is damaged (its test must be a non-empty list of [source, reference] strings); "
-            f"{retrain_advice(path.parent, app)}"
-        )
-    return [(a, b) for a, b in test]
 
 
 def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed, progress, noam):
@@ -265,67 +207,188 @@ def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed,
     else:
         optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
         scheduler = None
-    return fit(
-        model,
-        optimizer,
-        loss_fn,
-        batches,
-        out,
-        name,
-        steps,
-        seed,
-        progress,
-        scheduler=scheduler,
-        count=lambda b: b[2].size,
-        unit="tokens",
-    ).seconds
-
-
-def train_task(app: str, out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
-    task = TASKS[app]
-    n_train, n_test, fast_steps = task["fast"] if fast else (task["train"], task["test"], task["steps"])
-    steps = steps or fast_steps
-    train_pairs, test_pairs = task["pairs"](seed, n_train, n_test)
-    src, tgt = Vocab.build(a for a, _ in train_pairs), Vocab.build(b for _, b in train_pairs)
-    longest = max(len(to_pieces(t)) for pair in train_pairs + test_pairs for t in pair) + 2
-    nf.manual_seed(seed)
-    cfg = Seq2SeqConfig(len(src), len(tgt), max_len=max(64, 2 * longest), **(FAST_MODEL if fast else MODEL))
-    transformer = Seq2SeqTransformer(cfg)
-    lstm_hidden = 32 if fast else 128
-    lstm = LSTMSeq2Seq(len(src), len(tgt), hidden=lstm_hidden, layers=1 if fast else 2, dropout=0.1)
-    batch = 16 if fast else 128
-    times = {
-        "transformer": _fit(
-            transformer,
-            "transformer",
-            train_pairs,
-            src,
-            tgt,
-            out,
-            steps,
-            batch,
-            1e-3,
-            max(steps // 10, 1),
-            seed,
-            progress,
-            True,
-        ),
-        "lstm": _fit(lstm, "lstm", train_pairs, src, tgt, out, steps, batch, 3e-3, 1, seed, progress, False),
-    }
-    _save(transformer, out / "model", "transformer", cfg.to_dict(), src, tgt)
-    _save(lstm, out / "baseline", "lstm", lstm.config, src, tgt)
-    write_json(
-        out / "split.json",
-        {"seed": seed, "fast": fast, "n_train": len(train_pairs), "test": [list(p) for p in test_pairs]},
+    fitted = fit(
+        model, optimizer, loss_fn, batches, out, name, steps, seed, progress, scheduler, lambda b: b[2].size, "tokens"
     )
-    info = {
-        "app": app,
-        "steps": steps,
-        "train_seconds": {k: round(v, 1) for k, v in times.items()},
-        "parameters": {"transformer": transformer.num_parameters(), "lstm": lstm.num_parameters()},
-    }
-    write_json(out / "train.json", info)
-    return info
+    return fitted.seconds
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+class Translate(App):
+    """``translate-numbers`` and ``translate-dates``: the paper's encoder-decoder against an
+    LSTM encoder-decoder with attention."""
+
+    licence = "generated by the package at run time"
+    metric = "exact match"
+    baseline = "LSTM encoder-decoder + attention"
+
+    def __init__(self, name: str):
+        super().__init__()
+        task = TASKS[name]
+        self.name, self.summary, self.data, self.inputs = name, task["summary"], task["data"], task["inputs"]
+        self.presets, self.pairs = task["presets"], task["pairs"]
+
+    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+        p = replace(preset, steps)
+        train_pairs, test_pairs = self.pairs(seed, p.n_train, p.n_test)
+        src, tgt = Vocab.build(a for a, _ in train_pairs), Vocab.build(b for _, b in train_pairs)
+        longest = max(len(to_pieces(t)) for pair in train_pairs + test_pairs for t in pair) + 2
+        nf.manual_seed(seed)
+        cfg = Seq2SeqConfig(
+            len(src),
+            len(tgt),
+            d_model=p.d_model,
+            nhead=p.nhead,
+            num_encoder_layers=p.num_layers,
+            num_decoder_layers=p.num_layers,
+            dim_feedforward=p.dim_feedforward,
+            max_len=max(64, 2 * longest),
+        )
+        transformer = Seq2SeqTransformer(cfg)
+        lstm = LSTMSeq2Seq(len(src), len(tgt), hidden=p.lstm_hidden, layers=p.lstm_layers, dropout=0.1)
+        args = (train_pairs, src, tgt, out, p.steps, p.batch)
+        times = {
+            "transformer": _fit(transformer, "transformer", *args, 1e-3, max(p.steps // 10, 1), seed, progress, True),
+            "lstm": _fit(lstm, "lstm", *args, 3e-3, 1, seed, progress, False),
+        }
+        trained_with = {"preset": p.name, "seed": seed}
+        vocabularies = {"src_vocab": src.itos, "tgt_vocab": tgt.itos}
+        model_config = {"kind": "transformer", "config": cfg.to_dict(), **vocabularies}
+        self.save_models(out / "model", model_config, {"model.safetensors": transformer}, trained_with)
+        lstm_config = {"kind": "lstm", "config": lstm.config, **vocabularies}
+        self.save_models(out / "baseline", lstm_config, {"model.safetensors": lstm}, trained_with)
+        write_json(
+            out / "split.json", {**trained_with, "n_train": len(train_pairs), "test": [list(t) for t in test_pairs]}
+        )
+        return {
+            "app": self.name,
+            "steps": p.steps,
+            "train_seconds": {k: round(v, 1) for k, v in times.items()},
+            "parameters": {"transformer": transformer.num_parameters(), "lstm": lstm.num_parameters()},
+        }
+
+    def _load(self, folder: Path, kind: str):
+        """The ``kind`` of model (``"transformer"`` in ``model/``, ``"lstm"`` in ``baseline/``)
+        and the vocabularies saved in ``folder`` (eval mode).
+
+        Raises:
+            AppError: a missing or damaged file, naming it and the command that writes it again."""
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = self.read_json(path)
+        if info.get("kind") != kind:
+            raise self.fail(path, f"{path}: kind must be {kind!r}, got {info.get('kind')!r}")
+        weights = folder / "model.safetensors"
+        if kind == "transformer":
+            c = self.config(Seq2SeqConfig, info.get("config"), path)
+            if c.pad_id != PAD:
+                raise self.fail(path, f"{path}: pad_id must be {PAD}, the app's, got {c.pad_id}")
+            layer = "transformer.{}.layers.{}.linear1.weight"
+            expected = {
+                "positions.pe": (c.max_len, c.d_model),
+                "src_embed.weight": (c.src_vocab_size, c.d_model),
+                "generator.weight": (c.tgt_vocab_size, c.d_model),
+                layer.format("encoder", c.num_encoder_layers - 1): (c.dim_feedforward, c.d_model),
+                layer.format("decoder", c.num_decoder_layers - 1): (c.dim_feedforward, c.d_model),
+            }
+            self.check_sizes(weights, expected)  # before a model of the config's size is built
+            model, sizes = Seq2SeqTransformer(c), (c.src_vocab_size, c.tgt_vocab_size)
+        else:
+            fields = info.get("config")
+            if isinstance(fields, dict) and all(_is_size(fields.get(k)) for k in ("hidden", "layers")):
+                h, layers = fields["hidden"], fields["layers"]
+                self.check_sizes(weights, {f"encoder.weight_hh_l{layers - 1}": (4 * h, h)})
+            if not isinstance(fields, dict):
+                got = type(fields).__name__
+                raise self.fail(path, f"{path} does not hold a LSTMSeq2Seq (expected a JSON object, got {got})")
+            try:
+                model = LSTMSeq2Seq(**fields)
+            except (TypeError, ValueError, ArithmeticError) as err:
+                raise self.fail(path, f"{path} does not hold a LSTMSeq2Seq ({err})") from None
+            sizes = (model.config["src_vocab_size"], model.config["tgt_vocab_size"])
+        self.load_weights(model, weights)  # every size of the config against the weights'
+        src, tgt = (self._vocab(info.get(k), k, n, path) for k, n in zip(("src_vocab", "tgt_vocab"), sizes))
+        return model.eval(), src, tgt
+
+    def _vocab(self, pieces, key: str, size: int, path: Path) -> Vocab:
+        """The vocabulary saved under ``key``: distinct strings, ``SPECIALS`` first, one per row
+        of the model's embedding (``size``), so a truncated or padded list is named, not decoded
+        wrong. (A list of the right length in another order cannot be told from the real one.)"""
+        if not (
+            isinstance(pieces, list)
+            and all(isinstance(p, str) for p in pieces)
+            and pieces[:4] == SPECIALS
+            and len(set(pieces)) == len(pieces)
+        ):
+            raise self.fail(path, f"{path}: {key} must be a list of distinct strings beginning {SPECIALS}")
+        if len(pieces) != size:
+            raise self.fail(path, f"{path}: {key} holds {len(pieces)} pieces, the model's embedding {size}")
+        return Vocab(pieces[4:])
+
+    def _test_pairs(self, split: dict, path: Path) -> list[tuple[str, str]]:
+        """split.json's test set: a non-empty list of [source, reference] string pairs."""
+        test = split.get("test")
+        if not (
+            isinstance(test, list)
+            and test
+            and all(isinstance(p, list) and len(p) == 2 and all(isinstance(t, str) for t in p) for p in test)
+        ):
+            raise self.fail(
+                path, f"{path} is damaged (its test must be a non-empty list of [source, reference] strings)"
+            )
+        return [(a, b) for a, b in test]
+
+    def evaluate(self, out: Path) -> dict:
+        import sacrebleu
+
+        split = self.read_split(out)
+        test = self._test_pairs(split, out / "split.json")
+        transformer, src, tgt = self._load(out / "model", "transformer")
+        lstm, lstm_src, lstm_tgt = self._load(out / "baseline", "lstm")
+        sources = [a for a, _ in test]
+        refs = [b for _, b in test]
+        hyps = {
+            "greedy": _translate(transformer, src, tgt, sources),
+            "beam4": _translate(transformer, src, tgt, sources, beam=4),
+            "lstm": _translate(lstm, lstm_src, lstm_tgt, sources),
+        }
+        exact = {k: float(np.mean([h == r for h, r in zip(v, refs)])) for k, v in hyps.items()}
+        chrf = {k: round(sacrebleu.corpus_chrf(v, [refs]).score, 2) for k, v in hyps.items()}
+        best = "beam4" if exact["beam4"] >= exact["greedy"] else "greedy"
+        errors = [(s, h, r) for s, h, r in zip(sources, hyps[best], refs) if h != r][:5]
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": self.data,
+            "metric": "exact match (test set)",
+            "score": round(exact["beam4"], 4),
+            "baseline": "LSTM encoder-decoder with attention",
+            "baseline_score": round(exact["lstm"], 4),
+            "n_test": len(refs),
+            "exact_match": {k: round(v, 4) for k, v in exact.items()},
+            "chrF": chrf,
+            "train_seconds": trained["train_seconds"],
+            "parameters": trained["parameters"],
+            "preset": split["preset"],
+            "examples_wrong": [{"source": s, "output": h, "reference": r} for s, h, r in errors],
+        }
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        transformer, src, tgt = self._load(out / "model", "transformer")
+        texts = []
+        for text in inputs:
+            if self.name == "translate-numbers" and text.strip().isdigit():
+                from num2words import num2words
+
+                value = int(text)
+                if value >= 10**6:
+                    raise AppError(f"the model translates numbers up to 999,999, got {value}")
+                text = num2words(value, lang="en")
+            texts.append(text)
+        return _translate(transformer, src, tgt, texts, beam=4, strict=True)
 
 
 def _translate(model, src: Vocab, tgt: Vocab, texts: list[str], beam: int = 1, strict: bool = False) -> list[str]:
@@ -345,82 +408,4 @@ def _translate(model, src: Vocab, tgt: Vocab, texts: list[str], beam: int = 1, s
     return out
 
 
-def evaluate_task(app: str, out: Path) -> dict:
-    import sacrebleu
-
-    split = read_split(out, app)
-    test = _test_pairs(split, out / "split.json", app)
-    transformer, src, tgt, _ = _load(out / "model", app, "transformer")
-    lstm, lstm_src, lstm_tgt, _ = _load(out / "baseline", app, "lstm")
-    sources = [a for a, _ in test]
-    refs = [b for _, b in test]
-    hyps = {
-        "greedy": _translate(transformer, src, tgt, sources),
-        "beam4": _translate(transformer, src, tgt, sources, beam=4),
-        "lstm": _translate(lstm, lstm_src, lstm_tgt, sources),
-    }
-    exact = {k: float(np.mean([h == r for h, r in zip(v, refs)])) for k, v in hyps.items()}
-    chrf = {k: round(sacrebleu.corpus_chrf(v, [refs]).score, 2) for k, v in hyps.items()}
-    best = "beam4" if exact["beam4"] >= exact["greedy"] else "greedy"
-    errors = [(s, h, r) for s, h, r in zip(sources, hyps[best], refs) if h != r][:5]
-    trained = read_json(out / "train.json", app)
-    return {
-        "app": app,
-        "data": TASKS_DATA[app],
-        "metric": "exact match (test set)",
-        "score": round(exact["beam4"], 4),
-        "baseline": "LSTM encoder-decoder with attention",
-        "baseline_score": round(exact["lstm"], 4),
-        "n_test": len(refs),
-        "exact_match": {k: round(v, 4) for k, v in exact.items()},
-        "chrF": chrf,
-        "train_seconds": trained["train_seconds"],
-        "parameters": trained["parameters"],
-        "fast": split["fast"],
-        "examples_wrong": [{"source": s, "output": h, "reference": r} for s, h, r in errors],
-    }
-
-
-def predict_task(app: str, out: Path, inputs: list[str]) -> list[str]:
-    transformer, src, tgt, _ = _load(out / "model", app, "transformer")
-    texts = []
-    for text in inputs:
-        if app == "translate-numbers" and text.strip().isdigit():
-            from num2words import num2words
-
-            value = int(text)
-            if value >= 10**6:
-                raise AppError(f"the model translates numbers up to 999,999, got {value}")
-            text = num2words(value, lang="en")
-        texts.append(text)
-    return _translate(transformer, src, tgt, texts, beam=4, strict=True)
-
-
-TASKS_DATA = {
-    "translate-numbers": "num2words 0.5.14: English -> French number words, 0-999,999 (LGPL package, generated text)",
-    "translate-dates": "Babel 2.19.0 CLDR: English -> German long dates, 1900-2099",
-}
-
-
-def _app(name: str, summary: str, measured: dict) -> App:
-    return App(
-        name=name,
-        summary=summary,
-        data=TASKS_DATA[name],
-        licence="generated by the package at run time",
-        metric="exact match",
-        baseline="LSTM encoder-decoder + attention",
-        train=lambda out, fast, seed, steps, progress: train_task(name, out, fast, seed, steps, progress),
-        evaluate=lambda out: evaluate_task(name, out),
-        predict=lambda out, inputs: predict_task(name, out, inputs),
-        predict_help="TEXT ... (English number words, or digits)"
-        if "numbers" in name
-        else "TEXT ... ('March 14, 2024')",
-        measured=measured,
-    )
-
-
-APPS = [
-    _app("translate-numbers", "Seq2SeqTransformer: English number words to French", {}),
-    _app("translate-dates", "Seq2SeqTransformer: English long dates to German", {}),
-]
+APPS = [Translate("translate-numbers"), Translate("translate-dates")]

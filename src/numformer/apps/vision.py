@@ -10,29 +10,35 @@ confusion matrix and the attention rollout of a few test images.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import numformer as nf
-from numformer.apps import (
-    App,
-    AppError,
-    build_config,
-    check_sizes,
-    fit,
-    load_arrays,
-    load_weights,
-    read_json,
-    read_split,
-    warmup_cosine,
-    write_json,
-)
+from numformer.apps.app import App, AppError, arrays_writer, fit, replace, warmup_cosine
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
+from numformer.serialization.files import write_json
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
-FAST = {"d_model": 16, "depth": 1, "num_heads": 2}
-FULL = {"d_model": 64, "depth": 4, "num_heads": 4}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every setting a vit train reads."""
+
+    name: str
+    train_images: int | None  # the first so many training images (None: all 1,437)
+    d_model: int
+    depth: int
+    num_heads: int
+    steps: int
+
+
+PRESETS = {
+    "fast": Preset("fast", train_images=200, d_model=16, depth=1, num_heads=2, steps=20),
+    "full": Preset("full", train_images=None, d_model=64, depth=4, num_heads=4, steps=3000),
+}
 
 
 def load(seed: int):
@@ -55,93 +61,10 @@ def shift(images: np.ndarray, rng) -> np.ndarray:
     return padded[np.arange(len(images))[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
-def train(out: Path, fast: bool, seed: int, steps: int | None, progress: bool) -> dict:
-    from sklearn.linear_model import LogisticRegression
-
-    from numformer.interop import save_file, save_model
-
-    x, y, tx, ty = load(seed)
-    if fast:
-        x, y = x[:200], y[:200]
-    nf.manual_seed(seed)
-    config = ViTConfig(**(FAST if fast else FULL))
-    model = VisionTransformer(config)
-    steps = steps or (20 if fast else 3000)
-    optimizer = nf.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-
-    def batches(rng):
-        rows = rng.integers(0, len(x), 64)
-        return shift(x[rows], rng), y[rows]
-
-    def loss_fn(m, batch):
-        return nf.nn.functional.cross_entropy(m(batch[0]), batch[1], label_smoothing=0.1)
-
-    seconds = {
-        "vit": fit(
-            model, optimizer, loss_fn, batches, out, "model", steps, seed, progress, warmup_cosine(optimizer, steps)
-        ).seconds
-    }
-    start = time.perf_counter()
-    logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)
-    seconds["logistic_regression"] = time.perf_counter() - start
-    (out / "model").mkdir(parents=True, exist_ok=True)
-    save_model(model, out / "model" / "model.safetensors")
-    write_json(out / "model" / "config.json", config.to_dict())
-    (out / "baseline").mkdir(parents=True, exist_ok=True)
-    save_file({"coef": logreg.coef_, "intercept": logreg.intercept_}, out / "baseline" / "baseline.safetensors")
-    write_json(out / "split.json", {"seed": seed, "fast": fast, "n_train": len(x)})
-    info = {"app": "vit", "steps": steps, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
-    write_json(out / "train.json", info)
-    return info
-
-
-def _load_model(out: Path) -> VisionTransformer:
-    path = out / "model" / "config.json"
-    c = build_config(ViTConfig, read_json(path, "vit"), path, "vit")
-    sizes = {  # checked against the file before a model of the config's size is built
-        "pos_embed": (1, c.num_patches + 1, c.d_model),
-        "patch_embed.weight": (c.d_model, c.in_channels * c.patch_size**2),
-        "head.weight": (c.num_classes, c.d_model),
-        f"blocks.{c.depth - 1}.mlp.fc1.weight": (int(c.d_model * c.mlp_ratio), c.d_model),
-    }
-    check_sizes(out / "model" / "model.safetensors", "vit", sizes)
-    model = VisionTransformer(c)
-    load_weights(model, out / "model" / "model.safetensors", "vit")
-    return model.eval()
-
-
 def _classify(model, images: np.ndarray) -> tuple[np.ndarray, list]:
     with nf.no_grad():
         logits, weights = model(images, need_weights=True)
-    return logits.array, weights
-
-
-def evaluate(out: Path) -> dict:
-    split = read_split(out, "vit")
-    _, _, tx, ty = load(split["seed"])
-    model = _load_model(out)
-    logits, weights = _classify(model, tx)
-    predicted = logits.argmax(1)
-    pixels = tx.reshape(len(tx), -1)
-    shapes = {"coef": (10, pixels.shape[1]), "intercept": (10,)}
-    baseline = load_arrays(out / "baseline" / "baseline.safetensors", "vit", shapes)
-    base_pred = (pixels @ baseline["coef"].T + baseline["intercept"]).argmax(1)
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (ty, predicted), 1)
-    figures = _figures(out / "figures", tx, ty, predicted, confusion, attention_rollout(weights))
-    trained = read_json(out / "train.json", "vit")
-    return {
-        "app": "vit",
-        "data": DATA,
-        "metric": "accuracy (test set)",
-        "score": round(float((predicted == ty).mean()), 4),
-        "baseline": "logistic regression on the pixels",
-        "baseline_score": round(float((base_pred == ty).mean()), 4),
-        "n_test": len(ty),
-        "train_seconds": trained["train_seconds"],
-        "figures": figures,
-        "fast": split["fast"],
-    }
+    return logits.numpy(), weights
 
 
 def _figures(folder: Path, images, labels, predicted, confusion, rollout) -> list[str]:
@@ -178,8 +101,110 @@ def _figures(folder: Path, images, labels, predicted, confusion, rollout) -> lis
     return [str(folder / "vit_confusion.png"), str(folder / "vit_rollout.png")]
 
 
+class Vision(App):
+    name = "vit"
+    summary = "VisionTransformer: handwritten digits"
+    data = DATA
+    licence = "BSD (bundled with scikit-learn)"
+    metric = "accuracy"
+    baseline = "logistic regression on pixels"
+    inputs = "test:K | IMAGE.npy ..."
+    presets = PRESETS
+
+    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+        from sklearn.linear_model import LogisticRegression
+
+        preset = replace(preset, steps)
+        x, y, _, _ = load(seed)
+        x, y = x[: preset.train_images], y[: preset.train_images]
+        nf.manual_seed(seed)
+        config = ViTConfig(d_model=preset.d_model, depth=preset.depth, num_heads=preset.num_heads)
+        model = VisionTransformer(config)
+        optimizer = nf.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+
+        def batches(rng):
+            rows = rng.integers(0, len(x), 64)
+            return shift(x[rows], rng), y[rows]
+
+        def loss_fn(m, batch):
+            return nf.nn.functional.cross_entropy(m(batch[0]), batch[1], label_smoothing=0.1)
+
+        schedule = warmup_cosine(optimizer, preset.steps)
+        seconds = {
+            "vit": fit(model, optimizer, loss_fn, batches, out, "model", preset.steps, seed, progress, schedule).seconds
+        }
+        start = time.perf_counter()
+        logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)
+        seconds["logistic_regression"] = time.perf_counter() - start
+        trained_with = {"preset": preset.name, "seed": seed}
+        self.save_models(out / "model", config.to_dict(), {"model.safetensors": model}, trained_with)
+        baseline = {"baseline.safetensors": arrays_writer({"coef": logreg.coef_, "intercept": logreg.intercept_})}
+        self.save_models(out / "baseline", {"kind": "logistic_regression"}, {}, trained_with, baseline)
+        write_json(out / "split.json", {**trained_with, "n_train": len(x)})
+        return {"app": self.name, "steps": preset.steps, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+
+    def _model(self, out: Path) -> VisionTransformer:
+        folder = out / "model"
+        self.check_folder(folder)
+        path = folder / "config.json"
+        info = {k: v for k, v in self.read_json(path).items() if k != "trained_with"}
+        c = self.config(ViTConfig, info, path)
+        sizes = {  # checked against the file before a model of the config's size is built
+            "pos_embed": (1, c.num_patches + 1, c.d_model),
+            "patch_embed.weight": (c.d_model, c.in_channels * c.patch_size**2),
+            "head.weight": (c.num_classes, c.d_model),
+            f"blocks.{c.depth - 1}.mlp.fc1.weight": (int(c.d_model * c.mlp_ratio), c.d_model),
+        }
+        self.check_sizes(folder / "model.safetensors", sizes)
+        return self.load_weights(VisionTransformer(c), folder / "model.safetensors")
+
+    def evaluate(self, out: Path) -> dict:
+        split = self.read_split(out)
+        _, _, tx, ty = load(split["seed"])
+        model = self._model(out)
+        logits, weights = _classify(model, tx)
+        predicted = logits.argmax(1)
+        pixels = tx.reshape(len(tx), -1)
+        self.check_folder(out / "baseline")
+        shapes = {"coef": (10, pixels.shape[1]), "intercept": (10,)}
+        baseline = self.load_arrays(out / "baseline" / "baseline.safetensors", shapes)
+        base_pred = (pixels @ baseline["coef"].T + baseline["intercept"]).argmax(1)
+        confusion = np.zeros((10, 10), dtype=int)
+        np.add.at(confusion, (ty, predicted), 1)
+        figures = _figures(out / "figures", tx, ty, predicted, confusion, attention_rollout(weights))
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": DATA,
+            "metric": "accuracy (test set)",
+            "score": round(float((predicted == ty).mean()), 4),
+            "baseline": "logistic regression on the pixels",
+            "baseline_score": round(float((base_pred == ty).mean()), 4),
+            "n_test": len(ty),
+            "train_seconds": trained["train_seconds"],
+            "figures": figures,
+            "preset": split["preset"],
+        }
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        split = self.read_split(out)
+        _, _, tx, ty = load(split["seed"])
+        model = self._model(out)
+        images = np.stack([_image(t, tx) for t in inputs])
+        logits, _ = _classify(model, images)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        lines = []
+        for text, row in zip(inputs, p):
+            truth = f" (true label {ty[int(text[5:])]})" if text.startswith("test:") else ""
+            lines.append(f"{text}: digit {row.argmax()} (p {row.max():.3f}){truth}")
+        return lines
+
+
 def _image(text: str, test_images) -> np.ndarray:
-    """``test:K`` (the K-th test image) or a ``.npy`` file holding one 8x8 image in [0, 1]."""
+    """``test:K`` (the K-th test image) or a ``.npy`` file holding one 8x8 image on the data's
+    scale, [0, 1] (the digits' 0-16 divided by 16): an image on another scale, such as 0-255,
+    would be classified wrongly, so it is refused."""
     if text.startswith("test:"):
         try:
             k = int(text[5:])
@@ -198,35 +223,12 @@ def _image(text: str, test_images) -> np.ndarray:
     real = np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)
     if image.shape != (8, 8) or not real or not np.isfinite(image).all():
         raise AppError(f"vit: {path} must hold one finite 8x8 image, got {image.dtype} {image.shape}")
+    if image.min() < 0 or image.max() > 1:
+        raise AppError(
+            f"vit: {path} holds values in [{image.min():g}, {image.max():g}]; the model was trained on images "
+            "scaled to [0, 1] (the digits' 0-16 divided by 16): scale yours the same way"
+        )
     return image.astype(np.float32)
 
 
-def predict(out: Path, inputs: list[str]) -> list[str]:
-    split = read_split(out, "vit")
-    _, _, tx, ty = load(split["seed"])
-    model = _load_model(out)
-    images = np.stack([_image(t, tx) for t in inputs])
-    logits, _ = _classify(model, images)
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    lines = []
-    for text, row in zip(inputs, p):
-        truth = f" (true label {ty[int(text[5:])]})" if text.startswith("test:") else ""
-        lines.append(f"{text}: digit {row.argmax()} (p {row.max():.3f}){truth}")
-    return lines
-
-
-APPS = [
-    App(
-        name="vit",
-        summary="VisionTransformer: handwritten digits",
-        data=DATA,
-        licence="BSD (bundled with scikit-learn)",
-        metric="accuracy",
-        baseline="logistic regression on pixels",
-        train=train,
-        evaluate=evaluate,
-        predict=predict,
-        predict_help="test:K | IMAGE.npy ...",
-    )
-]
+APPS = [Vision()]

@@ -95,7 +95,22 @@ def _attention_figure(model, tokenizer, line: str, path: Path) -> str:
     return f"layer {layer + 1}, head {head + 1}"
 
 
-def run(seconds: float = 180.0, out: str = "runs/demo") -> None:
+HELP = "the main job: train a character-level GPT on the default corpus"
+EXAMPLE = "example: numformer demo --seconds 60"
+
+
+def add_parser(command) -> None:
+    parser = command("demo", HELP, EXAMPLE)
+    parser.add_argument("--seconds", type=float, default=180.0, help="training time budget (180)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (runs/demo)")
+
+
+def run(args) -> int:
+    demo(seconds=args.seconds, out=args.out)
+    return 0
+
+
+def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     from numformer.data.shakespeare import plays_folder
 
     config = _config(out)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from numformer.serialization.files import atomic_write, write_text
+
 _SKIP_DIRS = {
     "test",
     "tests",
@@ -95,9 +97,7 @@ def stdlib_corpus(max_bytes: int = 3_000_000) -> str:
         if size >= max_bytes:
             break
     text = "\n\n".join(parts) + "\n"
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(cached)
+    write_text(cached, text)
     return text
 
 
@@ -162,12 +162,14 @@ class TokenData:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         path = folder / f"tokens-{tokenizer.kind}-{tokenizer.vocab_size}-{digest}.bin"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                chunk = 1 << 20
-                for i in range(0, len(text), chunk):  # char chunks: safe for CharTokenizer
-                    f.write(tokenizer.encode(text[i : i + chunk]).astype(dtype).tobytes())
-            tmp.replace(path)
+
+            def write(tmp):
+                with open(tmp, "wb") as f:
+                    chunk = 1 << 20
+                    for i in range(0, len(text), chunk):  # char chunks: safe for CharTokenizer
+                        f.write(tokenizer.encode(text[i : i + chunk]).astype(dtype).tobytes())
+
+            atomic_write(path, write)
         return np.memmap(path, dtype=dtype, mode="r")
 
     def batch(self, rng: np.random.Generator, batch_size: int, block_size: int, split="train"):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from numformer.serialization.files import write_text
+
 
 class CharTokenizer:
     """One id per character seen in the training text, in sorted order."""
@@ -52,7 +54,7 @@ class CharTokenizer:
         return {"type": self.kind, "chars": self.chars}
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_text(path, json.dumps(self.to_dict()))
 
 
 class BPETokenizer:
@@ -94,7 +96,7 @@ class BPETokenizer:
         return {"type": self.kind, "tokenizer": json.loads(self._tok.to_str())}
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_text(path, json.dumps(self.to_dict()))
 
 
 def tokenizer_from_dict(data: dict):

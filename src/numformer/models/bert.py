@@ -13,18 +13,21 @@ Weights come from files on disk only (``from_pretrained``); nothing is downloade
 from __future__ import annotations
 
 import importlib.util
-import json
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from numformer import nn
+from numformer.autograd import is_tracing
 from numformer.backend import to_numpy, xp
-from numformer.fileio import replace_atomic
 from numformer.nn import functional as F
+from numformer.ops.masks import NotEqual, PositionIds
+from numformer.serialization import folders
+from numformer.serialization.configs import Config
+from numformer.serialization.files import read_json
+from numformer.serialization.safetensors import load_arrays
 from numformer.tensor import Tensor, array_of
 
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "relu": None}
@@ -37,8 +40,12 @@ PACKAGED["sentence-transformers/all-MiniLM-L6-v2"] = PACKAGED["all-MiniLM-L6-v2"
 
 
 @dataclass
-class BertConfig:
-    """Hugging Face's ``BertConfig`` fields that shape the model (``config.json``)."""
+class BertConfig(Config):
+    """Hugging Face's ``BertConfig`` fields that shape the model (``config.json``); the other
+    keys there (``architectures``, ``transformers_version``, ...) are ignored, as ``transformers``
+    does."""
+
+    unknown_keys = "ignore"
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -55,14 +62,7 @@ class BertConfig:
     position_embedding_type: str = "absolute"
 
     def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            value, kind = getattr(self, f.name), hints[f.name]
-            if isinstance(value, bool) or not isinstance(value, kind):
-                if not (kind is float and isinstance(value, int) and not isinstance(value, bool)):
-                    raise ValueError(
-                        f"BertConfig: {f.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
-                    )
+        super().__post_init__()
         for name in (
             "vocab_size",
             "hidden_size",
@@ -96,30 +96,6 @@ class BertConfig:
                 f"BertConfig: pad_token_id must be in [0, vocab_size={self.vocab_size}), got {self.pad_token_id}"
             )
 
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "BertConfig") -> BertConfig:
-        """The model's fields from a Hugging Face ``config.json`` dict; the other keys there
-        (``architectures``, ``transformers_version``, ...) are ignored, as ``transformers`` does.
-        A field of the wrong type is a ValueError naming ``source`` and the field."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
-        kept = {}
-        for f in fields(cls):
-            if f.name not in data:
-                continue
-            value, kind = data[f.name], hints[f.name]
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value, ok = float(value), True
-            if not ok:
-                raise ValueError(f"{source}: {f.name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
-            kept[f.name] = value
-        try:
-            return cls(**kept)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
-
 
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
@@ -133,8 +109,8 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids, position_ids):
-        """Shape: ``input_ids``, ``token_type_ids`` ``(N, L)``, ``position_ids`` ``(L,)`` ->
-        ``(N, L, hidden_size)``."""
+        """Shape: ``input_ids``, ``token_type_ids`` ``(N, L)``, ``position_ids`` ``(L,)`` or
+        ``(N, L)`` -> ``(N, L, hidden_size)``."""
         words = self.word_embeddings(input_ids)
         extra = self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm.add_and_norm(words, extra))
@@ -165,10 +141,11 @@ class BertSelfAttention(nn.Module):
             return t.reshape(N, L, H, D).transpose(1, 2)
 
         q, k, v = heads(self.query(hidden_states)), heads(self.key(hidden_states)), heads(self.value(hidden_states))
-        result = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=self.dropout_p if self.training else 0.0, need_weights=need_weights
-        )
-        out, weights = result if need_weights else (result, None)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if need_weights:
+            out, weights = F.scaled_dot_product_attention_with_weights(q, k, v, attn_mask=keep, dropout_p=dropout_p)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p), None
         return out.transpose(1, 2).reshape(N, L, E), weights
 
 
@@ -360,12 +337,14 @@ class BertModel(nn.Module):
             raise ValueError(
                 f"BertModel: token_type_ids must be in [0, {c.type_vocab_size}), got [{types.min()}, {types.max()}]"
             )
-        positions = like_ids(position_ids, "position_ids", xp.arange(L))
+        positions = like_ids(position_ids, "position_ids", None)
+        if positions is None:  # 0 .. L-1, as a primitive (numformer.onnx computes it from L)
+            positions = PositionIds.apply(Tensor(ids)).array
         keep = None
         if attention_mask is not None:
-            mask = like_ids(attention_mask, "attention_mask", None).astype(bool)
-            if not mask.all():
-                keep = mask[:, None, None, :]
+            mask = like_ids(attention_mask, "attention_mask", None)
+            if is_tracing() or not mask.all():  # all real: the unmasked kernel, unless traced
+                keep = NotEqual.apply(Tensor(mask), value=0)[:, None, None, :]
         hidden = self.embeddings(ids, types, positions)
         hidden, attentions = self.encoder(hidden, keep, output_attentions)
         pooled = self.pooler(hidden) if self.pooler is not None else None
@@ -417,21 +396,11 @@ class BertModel(nn.Module):
 
     def save_pretrained(self, folder) -> Path:
         """Write ``config.json`` and ``model.safetensors`` in Hugging Face's layout (readable by
-        ``from_pretrained`` here and by ``transformers.BertModel.from_pretrained``)."""
-        from safetensors.numpy import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        info = {"architectures": ["BertModel"], "model_type": "bert", **asdict(self.config)}
-        state = {k: np.ascontiguousarray(to_numpy(v)) for k, v in self.state_dict().items()}
-        for name, write in (
-            ("model.safetensors", lambda path: save_file(state, str(path))),
-            ("config.json", lambda path: path.write_text(json.dumps(info, indent=2))),
-        ):
-            tmp = folder / f".{name}.tmp"
-            write(tmp)
-            replace_atomic(tmp, folder / name)
-        return folder
+        ``from_pretrained`` here and by ``transformers.BertModel.from_pretrained``), with
+        numformer's ``checksums.json`` manifest beside them."""
+        info = {"architectures": ["BertModel"], "model_type": "bert", **self.config.to_dict()}
+        state = {k: to_numpy(v) for k, v in self.state_dict().items()}
+        return folders.write_model_folder(folder, info, state)
 
 
 def expected_shapes(config: BertConfig, pooler: bool = True) -> dict[str, tuple]:
@@ -509,10 +478,8 @@ def read_bert_config(folder: Path) -> dict:
     config_path = folder / "config.json"
     if not config_path.is_file() or not (folder / "model.safetensors").is_file():
         raise ValueError(f"{folder} is not a BERT checkpoint: expected config.json and model.safetensors in it")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{config_path} is not valid JSON ({err})") from None
+    folders.verify(folder, missing="ignore")  # numformer's own save_pretrained writes a manifest
+    data = read_json(config_path)
     if not isinstance(data, dict):
         raise ValueError(f"{config_path}: expected a JSON object, got {type(data).__name__}")
     kind = data.get("model_type")
@@ -528,14 +495,7 @@ def read_bert_weights(folder: Path) -> dict:
 
     Raises:
         ValueError: a file that is not safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    path = folder / "model.safetensors"
-    try:
-        raw = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is truncated or not a safetensors file ({err})") from None
+    raw = load_arrays(folder / "model.safetensors")
     state = {}
     for key, value in raw.items():
         name = key.removeprefix("bert.")
@@ -594,11 +554,10 @@ def mean_pool(hidden: Tensor, attention_mask=None) -> Tensor:
     ``(N, E)``. A row with no real token gives zeros (the count is clamped at 1e-9)."""
     if attention_mask is None:
         return hidden.mean(dim=1)
-    mask = _as_ids(attention_mask, "attention_mask").astype(hidden.dtype)
-    if mask.ndim == 1:
-        mask = mask[None]
-    counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1e-9).astype(hidden.dtype)
-    return (hidden * Tensor(mask[:, :, None])).sum(dim=1) / Tensor(counts)
+    mask = _as_ids(attention_mask, "attention_mask")
+    weights = Tensor(mask if mask.ndim == 2 else mask[None]).to(hidden.dtype).unsqueeze(-1)  # (N, L, 1)
+    counts = weights.sum(dim=1).clamp(min=1e-9)
+    return (hidden * weights).sum(dim=1) / counts
 
 
 __all__ = [

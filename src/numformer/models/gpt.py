@@ -10,10 +10,8 @@ the same way takes these weights through its state dict.
 
 from __future__ import annotations
 
-import json
 import math
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +19,21 @@ import numpy as np
 from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
-from numformer.fileio import replace_atomic, sha256_file
 from numformer.nn import functional as F
+from numformer.ops.masks import PositionIds
+from numformer.serialization import folders
+from numformer.serialization.configs import Config
+from numformer.serialization.files import read_json
 from numformer.tensor import Tensor, array_of
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(Config):
+    """A GPT's sizes and choices (``GPT(config)``); ``from_dict`` reads one from a file's
+    mapping with numformer's typed-config rules."""
+
     vocab_size: int = 128
     block_size: int = 128  # context length
     n_layer: int = 4
@@ -42,6 +46,7 @@ class GPTConfig:
     bias: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GPTConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -57,33 +62,6 @@ class GPTConfig:
             self.d_ff = 4 * self.d_model
         if self.d_ff < 1:
             raise ValueError(f"GPTConfig: d_ff must be >= 1, got {self.d_ff}")
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "GPTConfig") -> GPTConfig:
-        """A config from a dict (``config.json``'s ``model``); unknown fields and values of the
-        wrong type (a string where a bool belongs) are ValueErrors naming ``source`` and the field."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected an object of GPTConfig fields, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown field(s) {unknown}; known: {sorted(known)}")
-        hints = typing.get_type_hints(cls)
-        for name, value in data.items():
-            allowed = typing.get_args(hints[name]) or (hints[name],)
-            ok = any(
-                isinstance(value, kind)
-                and not (kind in (int, float) and isinstance(value, bool))
-                or (kind is float and isinstance(value, int) and not isinstance(value, bool))
-                for kind in allowed
-            )
-            if not ok:
-                names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
-                raise ValueError(f"{source}: {name} must be {names}, got {type(value).__name__} {value!r}")
-        try:
-            return cls(**data)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
 
 
 class KVCache:
@@ -176,15 +154,8 @@ class CausalSelfAttention(nn.Module):
             k, v = Tensor(keys), Tensor(values)
             causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
             mask = None if causal else mask
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
-        )
+        attend = F.scaled_dot_product_attention_with_weights if need_weights else F.scaled_dot_product_attention
+        out = attend(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         out, weights = out if need_weights else (out, None)
         y = self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(N, T, E)))
         return y, weights
@@ -254,8 +225,8 @@ class GPT(nn.Module):
     def from_config(cls, config) -> GPT:
         """A freshly initialised GPT from a ``GPTConfig``, a dict of its fields, or a JSON file."""
         if isinstance(config, (str, Path)):
-            config = json.loads(Path(config).read_text())
-            config = config.get("model", config)
+            config = read_json(config)
+            config = config.get("model", config) if isinstance(config, dict) else config
         if isinstance(config, dict):
             config = GPTConfig.from_dict(config)
         return cls(config)
@@ -288,7 +259,7 @@ class GPT(nn.Module):
         if self.config.positions == "learned":
             x = x + self.transformer["wpe"](positions)
         elif self.config.positions == "sinusoidal":
-            x = x + Tensor(self.pe.array[positions].astype(x.dtype, copy=False))
+            x = x + self.pe[positions].to(x.dtype)
         return self.transformer["drop"](x)
 
     def _check_input(self, idx) -> np.ndarray:
@@ -341,8 +312,8 @@ class GPT(nn.Module):
                 positions = cache.lengths[:, None] + xp.arange(T)
             cache.begin(positions)
             cache.lengths = xp.maximum(cache.lengths, positions.max(axis=1) + 1)
-        elif positions is None:
-            positions = xp.broadcast_to(xp.arange(T), (N, T))
+        elif positions is None:  # 0 .. T-1 in every row, as a primitive (numformer.onnx: from T's size)
+            positions = PositionIds.apply(Tensor(idx)).array
         x = self._embed(idx, positions)
         all_weights = []
         for block in self.transformer["h"]:
@@ -503,34 +474,17 @@ class GPT(nn.Module):
         return "\n".join(lines)
 
     def save(self, folder, tokenizer=None, extra: dict | None = None) -> Path:
-        """One folder: ``config.json``, ``model.safetensors``, ``tokenizer.json`` and
-        ``checksums.json`` (each file's SHA-256, as checkpoints have). Every file is written to a
-        temporary name and renamed into place, the manifest last, so a crash never leaves a
-        half-written file under a real name."""
-        from safetensors.numpy import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """One model folder (``numformer.serialization.folders``): ``config.json`` (the
+        ``GPTConfig`` under "model", and ``extra``), ``model.safetensors`` (a tied head saved
+        once), ``tokenizer.json`` when given, and the ``checksums.json`` manifest, each file
+        written atomically and the manifest last."""
         state = {
-            k: np.ascontiguousarray(to_numpy(v))
+            k: to_numpy(v)
             for k, v in self.state_dict().items()
             if not (self.config.tie_weights and k == "lm_head.weight")
         }
-        written = {}
-
-        def publish(name: str, write) -> None:
-            tmp = folder / f".{name}.tmp"
-            write(tmp)
-            written[name] = sha256_file(tmp)
-            replace_atomic(tmp, folder / name)
-
-        publish("model.safetensors", lambda path: save_file(state, str(path)))
-        info = {"model": asdict(self.config), **(extra or {})}
-        publish("config.json", lambda path: path.write_text(json.dumps(info, indent=1)))
-        if tokenizer is not None:
-            publish("tokenizer.json", tokenizer.save)
-        publish("checksums.json", lambda path: path.write_text(json.dumps(written, indent=1)))
-        return folder
+        files = {"tokenizer.json": tokenizer.save} if tokenizer is not None else None
+        return folders.write_model_folder(folder, {"model": self.config.to_dict(), **(extra or {})}, state, files)
 
     @classmethod
     def load(cls, folder):
@@ -539,47 +493,27 @@ class GPT(nn.Module):
         Raises:
             FileNotFoundError: not a model folder. ValueError: a file that is damaged (its
             checksum differs), truncated, not JSON, of the wrong types, a tensor missing or of
-            the wrong shape, or a tokenizer whose vocabulary differs from the model's: each
-            naming the file and the field.
+            the wrong shape, non-finite weights, or a tokenizer whose vocabulary differs from the
+            model's: each naming the file and the field.
         """
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
         from numformer.data.tokenizers import load_tokenizer
 
         folder = Path(folder)
-        config_path, weights_path, tok_path = (
-            folder / "config.json",
-            folder / "model.safetensors",
-            folder / "tokenizer.json",
-        )
-        if not config_path.exists() or not weights_path.exists():
+        if not (folder / folders.CONFIG).exists() or not (folder / folders.WEIGHTS).exists():
             raise FileNotFoundError(
                 f"{folder} is not a numformer model folder (expected config.json and model.safetensors)"
             )
-        manifest = folder / "checksums.json"
-        if manifest.exists():
-            digests = _read_json(manifest)
-            if not isinstance(digests, dict):
-                raise ValueError(f"{manifest}: expected an object of file checksums")
-            for name, digest in digests.items():
-                path = folder / Path(str(name)).name
-                if not path.exists() or sha256_file(path) != digest:
-                    raise ValueError(f"{path} is missing or damaged: it does not match its checksum in {manifest.name}")
-        info = _read_json(config_path)
-        if not isinstance(info, dict) or "model" not in info:
+        folders.verify(folder)
+        info = folders.read_config(folder)
+        config_path, weights_path = folder / folders.CONFIG, folder / folders.WEIGHTS
+        tok_path = folder / "tokenizer.json"
+        if "model" not in info:
             raise ValueError(f"{config_path}: expected an object with a 'model' field (the GPTConfig)")
         model = cls(GPTConfig.from_dict(info["model"], source=f"{config_path}: model"))
-        try:
-            state = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{weights_path} is truncated or not a safetensors file ({err})") from None
+        state = folders.read_weights(folder)
         if model.config.tie_weights and "transformer.wte.weight" in state:
             state["lm_head.weight"] = state["transformer.wte.weight"]
-        try:
-            model.load_state_dict(state)
-        except (ValueError, KeyError) as err:
-            raise ValueError(f"{weights_path} does not fit {config_path.name}: {err}") from None
+        folders.load_state(model, state, weights_path)
         bad = [name for name, p in model.named_parameters() if not xp.isfinite(p.array).all()]
         if bad:
             raise ValueError(f"{weights_path} holds non-finite weights ({', '.join(bad[:3])}): not a usable model")
@@ -595,15 +529,6 @@ class GPT(nn.Module):
                     f"vocab_size {model.config.vocab_size}: they come from different runs"
                 )
         return model, tokenizer, info
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
 def _linear(layer: nn.Linear, x):

@@ -13,18 +13,20 @@ loss), or ``softmax_loss``, cross-entropy against the whole catalogue.
 from __future__ import annotations
 
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
 from numformer.nn import functional as F
+from numformer.ops.masks import Equal, NotEqual
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of
 
 
 @dataclass
-class SASRecConfig:
+class SASRecConfig(Config):
     num_items: int
     max_len: int = 50
     d_model: int = 64
@@ -35,6 +37,7 @@ class SASRecConfig:
     activation: str = "relu"  # the feed-forward's: the paper's relu, or gelu (RecBole's SASRec)
 
     def __post_init__(self):
+        super().__post_init__()
         if self.dim_feedforward is None:
             self.dim_feedforward = self.d_model
         for name in ("num_items", "max_len", "d_model", "nhead", "num_layers", "dim_feedforward"):
@@ -47,9 +50,6 @@ class SASRecConfig:
             raise ValueError(f"SASRecConfig: activation must be 'relu' or 'gelu', got {self.activation!r}")
         if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"SASRecConfig: dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check(seq, c: SASRecConfig) -> np.ndarray:
@@ -67,6 +67,11 @@ def _item_embedding(c: SASRecConfig) -> nn.Embedding:
     nn.init.normal_(table.weight, std=c.d_model**-0.5)
     table.weight.array[0] = 0
     return table
+
+
+def _real(seq: np.ndarray, dtype) -> Tensor:
+    """1 at the real items of ``seq`` ``(N, L)``, 0 at padding: ``(N, L, 1)`` of ``dtype``."""
+    return NotEqual.apply(Tensor(seq), value=0).unsqueeze(-1).to(dtype)
 
 
 class SASRec(nn.Module):
@@ -93,11 +98,11 @@ class SASRec(nn.Module):
         Raises:
             ValueError: sequences of another length, or ids outside [0, num_items]."""
         s = _check(seq, self.config)
-        padding = s == 0
+        padding = Equal.apply(Tensor(s), value=0).array  # a primitive: traced forwards see it
         x = self.dropout(self.pos_emb(self.item_emb(s) * (self.config.d_model**0.5)))
         causal = nn.Transformer.generate_square_subsequent_mask(self.config.max_len)
         h = self.encoder(x, mask=causal, src_key_padding_mask=padding)
-        return h * Tensor((~padding)[..., None].astype(h.dtype))
+        return h * _real(s, h.dtype)
 
     def score(self, states, items=None):
         """Dot products of states with item embeddings (``item_scores``)."""
@@ -136,7 +141,7 @@ class RecurrentRecommender(nn.Module):
         s = _check(seq, self.config)
         h, _ = self.lstm(self.dropout(self.item_emb(s)))
         h = self.norm(self.dropout(h))
-        return h * Tensor((s != 0)[..., None].astype(h.dtype))
+        return h * _real(s, h.dtype)
 
     def score(self, states, items=None):
         """Dot products of states with item embeddings (``item_scores``)."""

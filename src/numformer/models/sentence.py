@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from numformer import nn
 from numformer.autograd import no_grad
 from numformer.backend import to_numpy
 from numformer.models.bert import BertModel, mean_pool, resolve_pretrained
+from numformer.ops.masks import Equal
+from numformer.tensor import Tensor, array_of
 
 POOLING_MODES = {
     "pooling_mode_cls_token": "cls",
@@ -177,24 +180,56 @@ class SentenceEncoder:
                 input_ids, mask = self.pad([ids[r] for r in rows])
                 out[rows] = self.embed_batch(input_ids, mask)
         if normalize:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+            out = l2_normalize(Tensor(out)).array
         return out[0] if single else out
 
     def embed_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Pooled, unnormalised embeddings of one padded batch.
 
         Shape: both ``(N, L)`` -> float32 ``(N, dim)``."""
+        return to_numpy(SentenceEmbedding(self.model, self.pooling, normalize=False)(input_ids, attention_mask).array)
+
+    def module(self, normalize: bool | None = None) -> SentenceEmbedding:
+        """The encoder and its pooling as one ``nn.Module`` (ids and mask in, embeddings out; what
+        ``numformer.onnx`` exports); ``normalize`` defaults to the model's own setting."""
+        return SentenceEmbedding(self.model, self.pooling, self.normalize_default if normalize is None else normalize)
+
+
+class SentenceEmbedding(nn.Module):
+    """A BERT encoder, sentence-transformers' pooling over the real tokens (``"cls"``,
+    ``"mean"``, ``"max"`` or ``"mean_sqrt_len"``) and optionally L2 normalisation, as one module."""
+
+    def __init__(self, model: BertModel, pooling: str = "mean", normalize: bool = True):
+        super().__init__()
+        if pooling not in POOLING_MODES.values():
+            modes = sorted(POOLING_MODES.values())
+            raise ValueError(f"SentenceEmbedding: pooling must be one of {modes}, got {pooling!r}")
+        self.model, self.pooling, self.normalize = model, pooling, normalize
+
+    def forward(self, input_ids, attention_mask):
+        """Embeddings of a padded batch.
+
+        Shape: ``input_ids`` and ``attention_mask`` (1 = real token) integer ``(N, L)`` ->
+        ``(N, hidden_size)``, each row of unit L2 norm with ``normalize``."""
         hidden = self.model(input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = array_of(attention_mask)
         if self.pooling == "cls":
-            return to_numpy(hidden.array[:, 0])
-        if self.pooling == "max":
-            h = to_numpy(hidden.array).copy()
-            h[attention_mask == 0] = -1e9
-            return h.max(axis=1)
-        pooled = to_numpy(mean_pool(hidden, attention_mask).array)
-        if self.pooling == "mean_sqrt_len":
-            pooled = pooled * np.sqrt(attention_mask.sum(axis=1, keepdims=True))  # sum / sqrt(count)
-        return pooled
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            padding = Equal.apply(Tensor(mask), value=0).unsqueeze(-1)
+            pooled = hidden.masked_fill(padding, -1e9).max(dim=1).values
+        else:
+            pooled = mean_pool(hidden, mask)
+            if self.pooling == "mean_sqrt_len":  # sum / sqrt(count)
+                pooled = pooled * Tensor(mask).to(hidden.dtype).sum(dim=1, keepdim=True).sqrt()
+        return l2_normalize(pooled) if self.normalize else pooled
+
+
+def l2_normalize(x: Tensor) -> Tensor:
+    """Each row divided by its L2 norm (at least 1e-12, so a zero row stays zero).
+
+    Shape: ``(N, E)`` -> ``(N, E)``."""
+    return x / (x * x).sum(dim=1, keepdim=True).sqrt().clamp(min=1e-12)
 
 
 def split_lines(data: bytes, name) -> list[str]:
@@ -216,13 +251,11 @@ def split_lines(data: bytes, name) -> list[str]:
 
 
 def read_lines(path) -> list[str]:
-    """Every line of a UTF-8 text file (``split_lines``).
+    """Every line of a UTF-8 text file (``split_lines``), read once (a pipe works too).
 
     Raises:
-        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: not UTF-8."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a text file")
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    return split_lines(path.read_bytes(), path)
+        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: not UTF-8, or
+        larger than this machine can read in."""
+    from numformer.serialization.files import read_bytes
+
+    return split_lines(read_bytes(path), Path(path))

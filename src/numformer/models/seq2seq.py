@@ -11,7 +11,7 @@ only the new position's keys and values; the memory's are projected once).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,13 +19,15 @@ from numformer import nn
 from numformer.autograd import no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.ops.masks import Equal
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of, cat, stack
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(Config):
     src_vocab_size: int
     tgt_vocab_size: int
     d_model: int = 128
@@ -39,6 +41,7 @@ class Seq2SeqConfig:
     pad_id: int = PAD
 
     def __post_init__(self):
+        super().__post_init__()
         names = ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers", "num_decoder_layers")
         for name in (*names, "dim_feedforward", "max_len"):
             if getattr(self, name) < 1:
@@ -54,9 +57,6 @@ class Seq2SeqConfig:
                 f"Seq2SeqConfig: pad_id must be an id of both vocabularies, in [0, "
                 f"{min(self.src_vocab_size, self.tgt_vocab_size)}), got {self.pad_id}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _ids(value, name: str) -> np.ndarray:
@@ -103,7 +103,7 @@ class Seq2SeqTransformer(nn.Module):
     def encode(self, src):
         """Shape: ``src`` ``(N, S)`` -> ``(memory (N, S, d_model), padding (N, S) bool)``."""
         src = _ids(src, "src")
-        padding = src == self.config.pad_id
+        padding = Equal.apply(Tensor(src), value=self.config.pad_id).array  # a primitive: traced forwards see it
         memory = self.transformer.encoder(self._embed(self.src_embed, src), src_key_padding_mask=padding)
         return memory, padding
 

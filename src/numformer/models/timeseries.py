@@ -14,17 +14,18 @@ construction: a forecast from a window reads nothing after the window's last ste
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor
 
 
 @dataclass
-class SeriesConfig:
+class SeriesConfig(Config):
     n_features: int
     window: int
     horizon: int = 1
@@ -36,14 +37,12 @@ class SeriesConfig:
     latent: int = 8  # the autoencoder's bottleneck
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("n_features", "window", "horizon", "d_model", "nhead", "num_layers", "dim_feedforward", "latent"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SeriesConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.d_model % self.nhead:
             raise ValueError(f"SeriesConfig: d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _check(x, c: SeriesConfig, name: str) -> Tensor:

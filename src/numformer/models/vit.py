@@ -11,17 +11,18 @@ token's final state, layer-normed, goes to the ``head``. Names follow timm's ViT
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
+from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of, cat
 
 
 @dataclass
-class ViTConfig:
+class ViTConfig(Config):
     image_size: int = 8
     patch_size: int = 2
     in_channels: int = 1
@@ -33,6 +34,7 @@ class ViTConfig:
     dropout: float = 0.1
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("image_size", "patch_size", "in_channels", "num_classes", "d_model", "depth", "num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ViTConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -50,9 +52,6 @@ class ViTConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Mlp(nn.Module):
@@ -88,12 +87,16 @@ class Block(nn.Module):
 def patchify(images, patch: int) -> np.ndarray:
     """Shape: ``(N, C, H, W)`` (or ``(N, H, W)``) -> ``(N, (H/p) * (W/p), C * p * p)``, patches
     in row-major order."""
-    x = array_of(images)
+    return _patches(Tensor(array_of(images)), patch).array
+
+
+def _patches(x: Tensor, patch: int) -> Tensor:
+    """``patchify`` with tensor ops (reshape, permute: primitives a traced forward records)."""
     if x.ndim == 3:
-        x = x[:, None]
+        x = x.unsqueeze(1)
     N, C, H, W = x.shape
-    x = x.reshape(N, C, H // patch, patch, W // patch, patch).transpose(0, 2, 4, 1, 3, 5)
-    return xp.ascontiguousarray(x.reshape(N, (H // patch) * (W // patch), C * patch * patch))
+    x = x.reshape(N, C, H // patch, patch, W // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(N, (H // patch) * (W // patch), C * patch * patch)
 
 
 class VisionTransformer(nn.Module):
@@ -126,7 +129,7 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"VisionTransformer: images must be (N, {c.in_channels}, {c.image_size}, {c.image_size}), got {x.shape}"
             )
-        tokens = self.patch_embed(Tensor(patchify(x.astype(np.float32, copy=False), c.patch_size)))
+        tokens = self.patch_embed(_patches(Tensor(x.astype(np.float32, copy=False)), c.patch_size))
         N = tokens.shape[0]
         h = self.pos_drop(cat([self.cls_token.expand(N, 1, c.d_model), tokens], dim=1) + self.pos_embed)
         weights = []

@@ -14,6 +14,7 @@ from numformer.nn import init
 from numformer.nn.checks import dtype_or_default, mask_array
 from numformer.nn.layers import Linear
 from numformer.nn.module import Module, Parameter
+from numformer.ops.masks import MergeMasks
 from numformer.tensor import Tensor, cat
 
 
@@ -56,47 +57,49 @@ def is_causal_mask(mask, size: int) -> bool:
     return bool((xp.isneginf(m) == above).all() and (m[~above] == 0).all())
 
 
-def merge_masks(
-    attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int, dtype
-) -> np.ndarray | None:
+def merge_masks(attn_mask, key_padding_mask, is_causal: bool, N: int, H: int, L: int, S: int, dtype) -> Tensor | None:
     """Combine PyTorch-style layer masks into one mask for ``scaled_dot_product_attention``.
 
     Inputs follow ``nn.MultiheadAttention``: boolean True marks a position to *ignore*; float
     masks are added. ``attn_mask`` is ``(L, S)`` or ``(N * H, L, S)``; ``key_padding_mask`` is
     ``(N, S)``. The result is a boolean mask (True = take part) or a float mask, broadcastable
-    to ``(N, H, L, S)``.
+    to ``(N, H, L, S)``, computed by one primitive (``ops.masks.MergeMasks``) so that a traced
+    forward records it as a function of the masks and sizes.
     """
-    parts = []
+    masks = []
     if attn_mask is not None:
         m = mask_array(attn_mask, "attn_mask")
-        if m.shape == (L, S):
-            m = m[None, None]
-        elif m.shape == (N * H, L, S):
-            m = m.reshape(N, H, L, S)
-        else:
+        if m.shape not in ((L, S), (N * H, L, S)):
             raise ValueError(
                 f"MultiheadAttention: attn_mask must have shape (L, S) = {(L, S)} "
                 f"or (N * num_heads, L, S) = {(N * H, L, S)}, got {m.shape}"
             )
-        parts.append(m)
-    elif is_causal:
-        parts.append(~xp.tri(L, S, dtype=bool)[None, None])
+        masks.append(m)
     if key_padding_mask is not None:
         m = mask_array(key_padding_mask, "key_padding_mask")
         if m.shape != (N, S):
             raise ValueError(f"MultiheadAttention: key_padding_mask must have shape (N, S) = {(N, S)}, got {m.shape}")
-        parts.append(m[:, None, None, :])
-    if not parts:
-        return None
-    if all(p.dtype == np.bool_ for p in parts):
-        ignore = parts[0]
-        for p in parts[1:]:
-            ignore = ignore | p
-        return ~ignore
-    total = xp.zeros((), dtype=dtype)
-    for p in parts:
-        total = total + (xp.where(p, -np.inf, 0).astype(dtype) if p.dtype == np.bool_ else p.astype(dtype))
-    return total
+        masks.append(m)
+    if not masks:  # nothing to merge (the kernel's is_causal is the fast way to the causal mask)
+        return Tensor(xp.tri(L, S, dtype=bool)[None, None]) if is_causal else None
+    return MergeMasks.apply(
+        *[Tensor._wrap(m, False) for m in masks],
+        has_attn_mask=attn_mask is not None,
+        has_key_padding_mask=key_padding_mask is not None,
+        is_causal=is_causal,
+        N=N,
+        H=H,
+        L=L,
+        S=S,
+        dtype=dtype,
+    )
+
+
+def _attend(q, k, v, mask, dropout_p: float, is_causal: bool, need_weights: bool):
+    """(output, weights or None) of the fused kernel."""
+    if need_weights:
+        return F.scaled_dot_product_attention_with_weights(q, k, v, mask, dropout_p, is_causal)
+    return F.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal), None
 
 
 class MultiheadAttention(Module):
@@ -251,16 +254,7 @@ class MultiheadAttention(Module):
         q = q.reshape(N, L, H, D).transpose(1, 2)  # (N, H, L, D)
         k = k.reshape(N, S, H, D).transpose(1, 2)
         v = v.reshape(N, S, H, D).transpose(1, 2)
-        result = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=causal_kernel,
-            dropout_p=self.dropout if self.training else 0.0,
-            need_weights=need_weights,
-        )
-        out, weights = result if need_weights else (result, None)
+        out, weights = _attend(q, k, v, mask, self.dropout if self.training else 0.0, causal_kernel, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, self.embed_dim))
         if weights is not None and average_attn_weights:
             weights = weights.mean(dim=1)  # over the heads, in the graph
@@ -302,10 +296,7 @@ class MultiheadAttention(Module):
         if is_causal and L > 1:
             causal = xp.arange(S)[None, :] <= (past + xp.arange(L))[:, None]  # (L, S), True = attend
             mask = causal if mask is None else mask & causal
-        result = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, need_weights=need_weights
-        )
-        out, weights = result if need_weights else (result, None)
+        out, weights = _attend(q, k, v, mask, self.dropout if self.training else 0.0, False, need_weights)
         out = self.out_proj(out.transpose(1, 2).reshape(N, L, E))
         return out, (weights.mean(dim=1) if weights is not None else None)
 

@@ -8,7 +8,10 @@ N batch, L target (query) length, S source (key) length, E embedding, C classes.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,7 +20,7 @@ from numformer.backend import xp
 from numformer.nn import checks
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
-from numformer.ops.attention import AttentionWeights, BlockedAttention, ScaledDotProductAttention
+from numformer.ops.attention import BlockedAttention, ScaledDotProductAttention
 from numformer.ops.dropout import Dropout
 from numformer.ops.embedding import Embedding
 from numformer.ops.gated import Silu, SwiGLU
@@ -297,8 +300,36 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 # --- attention -------------------------------------------------------------------------------
 
-# Tiles of 256 x 512 keep a block's scores for 8 heads (4 MiB) near cache.
-_ATTENTION = {"kernel": "auto", "threshold_bytes": 128 << 20, "causal_length": 1024, "block_q": 256, "block_k": 512}
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """Which attention kernel ``scaled_dot_product_attention`` runs (``attention_kernel``).
+
+    ``kernel``: "plain" materialises the (L, S) scores; "blocked" is flash attention's algorithm
+    (keys in blocks, online softmax); "auto" takes the blocked kernel when no weights are asked
+    for and either the plain one's score matrix would exceed ``threshold_bytes`` or the
+    attention is causal with L and S of at least ``causal_length`` (the blocked kernel skips the
+    tiles above the diagonal, about half the work). ``block_q`` x ``block_k`` is its tile: 256 x
+    512 keeps a block's scores for 8 heads (4 MiB) near cache."""
+
+    kernel: str = "auto"
+    threshold_bytes: int = 128 << 20
+    causal_length: int = 1024
+    block_q: int = 256
+    block_k: int = 512
+
+    def blocked(self, batch, L: int, S: int, itemsize: int, need_weights: bool, is_causal: bool) -> bool:
+        """Whether attention of these sizes runs the blocked kernel."""
+        if self.kernel == "plain" or need_weights:
+            return False
+        return (
+            self.kernel == "blocked"
+            or math.prod(batch) * L * S * itemsize > self.threshold_bytes
+            or (is_causal and min(L, S) >= self.causal_length)
+        )
+
+
+_KERNEL: contextvars.ContextVar[AttentionKernel] = contextvars.ContextVar("attention_kernel", default=AttentionKernel())  # noqa: B039 - frozen
 
 
 @contextlib.contextmanager
@@ -309,71 +340,29 @@ def attention_kernel(
     block_k: int | None = None,
     causal_length: int | None = None,
 ):
-    """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``).
+    """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``);
+    see ``AttentionKernel`` for the settings. The choice is a context variable: it holds for
+    this thread (or task) and the block only.
 
-    ``"plain"`` materialises the (L, S) scores; ``"blocked"`` is flash attention's algorithm
-    (keys in blocks, online softmax); ``"auto"`` (the default) takes the blocked kernel when no
-    weights are asked for and either the plain one's score matrix would exceed
-    ``threshold_bytes`` (128 MB) or the attention is causal with L and S of at least
-    ``causal_length`` (1024): the blocked kernel skips the tiles above the diagonal, about half
-    the work. ``block_q``/``block_k`` set its tile
-    (256 x 512).
-    """
+    Raises:
+        ValueError: an unknown kernel, or a size below 1."""
     if kernel not in ("auto", "plain", "blocked"):
         raise ValueError(f"attention_kernel: kernel must be 'auto', 'plain' or 'blocked', got {kernel!r}")
-    saved = dict(_ATTENTION)
-    _ATTENTION["kernel"] = kernel
-    for key, value in (
-        ("threshold_bytes", threshold_bytes),
-        ("block_q", block_q),
-        ("block_k", block_k),
-        ("causal_length", causal_length),
-    ):
-        if value is not None:
-            if value < 1:
-                raise ValueError(f"attention_kernel: {key} must be >= 1, got {value}")
-            _ATTENTION[key] = value
+    sizes = {"threshold_bytes": threshold_bytes, "block_q": block_q, "block_k": block_k, "causal_length": causal_length}
+    for key, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"attention_kernel: {key} must be >= 1, got {value}")
+    chosen = dataclasses.replace(_KERNEL.get(), kernel=kernel, **{k: v for k, v in sizes.items() if v is not None})
+    token = _KERNEL.set(chosen)
     try:
-        yield
+        yield chosen
     finally:
-        _ATTENTION.update(saved)
+        _KERNEL.reset(token)
 
 
-def _use_blocked(batch, L, S, itemsize, need_weights: bool, is_causal: bool) -> bool:
-    kernel = _ATTENTION["kernel"]
-    if kernel == "plain" or need_weights:
-        return False
-    return (
-        kernel == "blocked"
-        or math.prod(batch) * L * S * itemsize > _ATTENTION["threshold_bytes"]
-        or (is_causal and min(L, S) >= _ATTENTION["causal_length"])
-    )
-
-
-def scaled_dot_product_attention(
-    query: Tensor,
-    key: Tensor,
-    value: Tensor,
-    attn_mask=None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    need_weights: bool = False,
-):
-    """softmax(Q K^T * scale + mask) V over all leading (batch, head) dims at once.
-
-    Shape: query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)``; output
-    ``(..., L, Ev)``. ``attn_mask`` broadcasts to ``(..., L, S)``: boolean True marks the
-    (query, key) pairs that take part (PyTorch's convention here), or a float mask is added to
-    the scores. ``is_causal`` masks keys after each query. ``scale`` defaults to 1/sqrt(E).
-    A query whose keys are all masked gets a zero output and zero gradients (never NaN).
-    Returns the output, or ``(output, weights)`` with weights ``(..., L, S)`` (after dropout) when
-    ``need_weights``: the weights are in the graph, so a loss on them reaches query and key.
-    Large inputs go to the blocked (flash) kernel, which never holds the full score matrix; see
-    ``attention_kernel``.
-    """
+def _attention_inputs(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, op):
+    """The checked inputs of attention: (q, k, v, options for the kernel, batch dims, GQA group)."""
     q, k, v = as_tensor(query), as_tensor(key), as_tensor(value)
-    op = "scaled_dot_product_attention"
     for name, t in (("query", q), ("key", k), ("value", v)):
         checks.check_float(op, name, t)
         if t.ndim < 2:
@@ -382,12 +371,17 @@ def scaled_dot_product_attention(
         raise ValueError(f"{op}: query and key must share the last dim, got query {q.shape} and key {k.shape}")
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(f"{op}: key and value must share the sequence dim, got key {k.shape} and value {v.shape}")
+    group = 1
+    if enable_gqa and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        if k.shape[-3] != v.shape[-3] or q.shape[-3] % k.shape[-3]:
+            raise ValueError(
+                f"{op}: with enable_gqa, query's heads {q.shape[-3]} must be a multiple of key's and value's"
+            )
+        group = q.shape[-3] // k.shape[-3]  # query heads h * group + j read key head h
+        q = q.reshape(q.shape[:-3] + (k.shape[-3], group) + q.shape[-2:])
+        k, v = k.unsqueeze(-3), v.unsqueeze(-3)
     try:
-        batch = (
-            q.shape[:-2]
-            if q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
-            else np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-        )
+        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except ValueError:
         raise ValueError(
             f"{op}: batch dims of query {q.shape}, key {k.shape} and value {v.shape} do not broadcast"
@@ -397,54 +391,113 @@ def scaled_dot_product_attention(
     if is_causal and attn_mask is not None:
         raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both")
     L, S = q.shape[-2], k.shape[-2]
-    bool_mask = float_mask = None
+    options = {"bool_mask": None, "float_mask": None, "is_causal": is_causal, "dropout_p": dropout_p}
     if attn_mask is not None:
         m = array_of(attn_mask)
+        if group > 1 and m.ndim >= 3 and m.shape[-3] != 1:
+            m = m.reshape(m.shape[:-3] + (m.shape[-3] // group, group) + m.shape[-2:])
         try:
+            batch = np.broadcast_shapes(m.shape[:-2], batch)
             np.broadcast_shapes(m.shape, batch + (L, S))
         except ValueError:
             raise ValueError(
                 f"{op}: attn_mask of shape {m.shape} does not broadcast to (..., L, S) = {batch + (L, S)}"
             ) from None
         if m.dtype == np.bool_:
-            bool_mask = m
+            options["bool_mask"] = m
         elif np.issubdtype(m.dtype, np.floating):
-            float_mask = m.astype(q.dtype, copy=False)
+            options["float_mask"] = m.astype(q.dtype, copy=False)
         else:
             raise TypeError(f"{op}: attn_mask must be bool or floating, got dtype {m.dtype}")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    if bool_mask is not None or float_mask is not None:
-        batch = np.broadcast_shapes(batch, (bool_mask if bool_mask is not None else float_mask).shape[:-2])
-    if _use_blocked(batch, L, S, q.dtype.itemsize, need_weights, is_causal):
-        return BlockedAttention.apply(
-            q,
-            k,
-            v,
-            bool_mask=bool_mask,
-            float_mask=float_mask,
-            is_causal=is_causal,
-            scale=scale,
-            dropout_p=dropout_p,
-            rng=backend.generator() if dropout_p > 0 else None,
-            block_q=_ATTENTION["block_q"],
-            block_k=_ATTENTION["block_k"],
-        )
-    holder = [] if need_weights else None
-    out = ScaledDotProductAttention.apply(
-        q,
-        k,
-        v,
-        bool_mask=bool_mask,
-        float_mask=float_mask,
-        is_causal=is_causal,
-        scale=scale,
-        dropout_p=dropout_p,
-        rng=backend.generator() if dropout_p > 0 else None,
-        weights_out=holder,
+    options["scale"] = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    options["rng"] = backend.generator() if dropout_p > 0 else None
+    return q, k, v, options, batch, group
+
+
+def scaled_dot_product_attention(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(Q K^T * scale + mask) V over all leading (batch, head) dims at once (Vaswani et
+    al., 2017, eq. 1; PyTorch's ``F.scaled_dot_product_attention``).
+
+    Large inputs go to the blocked (flash) kernel, which never holds the full score matrix
+    (Dao et al., 2022); see ``attention_kernel``. For the weights as well, see
+    ``scaled_dot_product_attention_with_weights``.
+
+    Args:
+        query, key, value: the projected queries, keys and values.
+        attn_mask: boolean, True marking the (query, key) pairs that take part (PyTorch's
+            convention here), or floating, added to the scores.
+        dropout_p: dropout on the weights (0 in evaluation).
+        is_causal: mask the keys after each query.
+        scale: the scores' factor; default 1/sqrt(E).
+        enable_gqa: grouped-query attention: query's heads dim (-3) may be a multiple of key's
+            and value's; query head ``h * G + j`` reads key head ``h`` (G = the ratio).
+
+    Returns:
+        The output. A query whose keys are all masked gets a zero output and zero gradients
+        (never NaN).
+
+    Shape:
+        query ``(..., L, E)``, key ``(..., S, E)``, value ``(..., S, Ev)`` -> ``(..., L, Ev)``;
+        ``attn_mask`` broadcasts to ``(..., L, S)``.
+
+    Raises:
+        ValueError: shapes that do not fit, dropout_p outside [0, 1), a mask with is_causal.
+        TypeError: integer inputs, or a mask neither boolean nor floating.
+    """
+    op = "scaled_dot_product_attention"
+    q, k, v, options, batch, group = _attention_inputs(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, op
     )
-    if need_weights:
-        return out, AttentionWeights.apply(q, k, source=holder[0])
-    return out
+    kernel = _KERNEL.get()
+    if kernel.blocked(batch, q.shape[-2], k.shape[-2], q.dtype.itemsize, False, is_causal):
+        out = BlockedAttention.apply(q, k, v, **options, block_q=kernel.block_q, block_k=kernel.block_k)
+    else:
+        out = ScaledDotProductAttention.apply(q, k, v, **options)
+    return _ungroup(out, group)
+
+
+def scaled_dot_product_attention_with_weights(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """``scaled_dot_product_attention`` and its weights, always both (one kernel call): the
+    weights are in the graph, so a loss on them (attention supervision, an entropy penalty)
+    reaches query and key. Arguments as ``scaled_dot_product_attention``'s.
+
+    Returns:
+        ``(output, weights)``: weights after dropout.
+
+    Shape:
+        output ``(..., L, Ev)``, weights ``(..., L, S)``.
+
+    Raises:
+        As ``scaled_dot_product_attention``."""
+    op = "scaled_dot_product_attention_with_weights"
+    q, k, v, options, _, group = _attention_inputs(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa, op
+    )
+    out, weights = ScaledDotProductAttention.apply(q, k, v, **options, need_weights=True)
+    return _ungroup(out, group), _ungroup(weights, group)
+
+
+def _ungroup(t: Tensor, group: int) -> Tensor:
+    """Merge grouped-query attention's (..., Hkv, G, L, X) back into (..., H, L, X)."""
+    return t if group == 1 else t.reshape(t.shape[:-4] + (t.shape[-4] * group,) + t.shape[-2:])
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np.ndarray:

@@ -10,7 +10,7 @@ from numformer.nn import init
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.layers import Dropout
 from numformer.nn.module import Module, Parameter
-from numformer.tensor import Tensor
+from numformer.tensor import Tensor, cat
 
 
 def _check_length(op: str, x: Tensor, offset: int, max_len: int, dim: int = -2) -> int:
@@ -116,15 +116,17 @@ class RotaryEmbedding(Module):
             positions = xp.asarray(positions)
             if positions.size and positions.max() >= self.max_len:
                 raise ValueError(f"RotaryEmbedding: position {positions.max()} exceeds max_len {self.max_len}")
-            cos = self.cos.array[positions].astype(x.dtype, copy=False)  # (N, L, dim)
-            sin = self.sin.array[positions].astype(x.dtype, copy=False)
+            cos = self.cos[positions].to(x.dtype)  # (N, L, dim)
+            sin = self.sin[positions].to(x.dtype)
             if x.ndim == 4:
                 cos, sin = cos[:, None], sin[:, None]
         else:
             L = _check_length("RotaryEmbedding", x, offset, self.max_len)
-            cos = self.cos.array[offset : offset + L].astype(x.dtype, copy=False)
-            sin = self.sin.array[offset : offset + L].astype(x.dtype, copy=False)
-        return F.apply_rotary_emb(x, cos, sin)  # one kernel: x cos + rotate_half(x) sin
+            cos = self.cos[offset : offset + L].to(x.dtype)
+            sin = self.sin[offset : offset + L].to(x.dtype)
+        half = self.dim // 2
+        rotated = cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}, base={self.base}"

@@ -181,7 +181,7 @@ class RNN(_RecurrentBase):
             TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
             hx's is not the input's."""
         x, batched = self._prepare(input)
-        N, L, _ = x.shape
+        N = x.shape[0]
         hs = self._initial(hx, N, batched, x.dtype)
         finals = []
         for layer in range(self.num_layers):
@@ -189,7 +189,7 @@ class RNN(_RecurrentBase):
             projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
             bias = () if b_hh is None else (b_hh,)
             out = RNNLayer.apply(projected, w_hh, hs[layer], *bias, relu=self.nonlinearity == "relu")
-            finals.append(out[:, L - 1])
+            finals.append(out[:, -1])
             x = self._between_layers(out, layer)
         return self._finish(x, finals, batched)
 
@@ -233,7 +233,7 @@ class LSTM(_RecurrentBase):
             TypeError: input or a state is not a Tensor, hx is not a (h_0, c_0) pair, the
             input's dtype is not the weights', or a state's is not the input's."""
         x, batched = self._prepare(input)
-        N, L, _ = x.shape
+        N = x.shape[0]
         if hx is not None and (not isinstance(hx, (tuple, list)) or len(hx) != 2 or any(v is None for v in hx)):
             got = (
                 type(hx).__name__
@@ -251,8 +251,8 @@ class LSTM(_RecurrentBase):
             bias = () if b_hh is None else (b_hh,)
             states = LSTMLayer.apply(projected, w_hh, hs[layer], cs[layer], *bias)  # (2, N, L, H): h, c
             out = states[0]
-            finals_h.append(out[:, L - 1])
-            finals_c.append(states[1, :, L - 1])
+            finals_h.append(out[:, -1])
+            finals_c.append(states[1, :, -1])
             x = self._between_layers(out, layer)
         out, h_n = self._finish(x, finals_h, batched)
         c_n = stack(finals_c, dim=0)

@@ -12,6 +12,7 @@
 - ``loss``: cross-entropy, MSE
 - ``embedding``, ``dropout``
 - ``recurrent``: one RNN or LSTM layer's loop over time (backpropagation through time)
+- ``masks``: position ids, padding masks and the attention's merged mask (no gradient)
 
 The fused kernels (softmax, layer norm, attention, cross-entropy, the recurrent layers' time
 loops) have hand-derived backward passes, no graph inside. ``_threads`` is the one internal API

@@ -105,51 +105,89 @@ def _batch_shape(q, k, v, *masks) -> tuple:
     return xp.broadcast_shapes(*shapes)
 
 
-class ScaledDotProductAttention(Function):
-    """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel.
+def _masked_weights(qs, k, bool_mask, float_mask, hidden, p):
+    """P = softmax(q k^T + masks) into ``p``, with the max subtracted (rows may be all -inf:
+    the guarded softmax gives them zeros)."""
+    return softmax_inplace(_masked_scores(qs, k, bool_mask, float_mask, hidden, out=p))
 
-    With P the softmax, D the dropout's scaled mask and G = dL/dout:
-    dV = (P*D)^T G, dP = (G V^T) * D, dS = P * (dP - rowsum(G * out)), dQ = scale dS K,
-    dK = scale dS^T Q (rowsum(dP * P) = rowsum(G * out), so no extra pass over (L, S)).
-    Rows with every key masked give P = 0: zero output, zero gradients.
-    ``bool_mask`` marks with True the (query, key) pairs that take part; ``float_mask`` is added.
-    Forward and backward run chunk by chunk over one batch axis (``parallel_for``); the
+
+def _exp_scores(qs, k, hidden, is_causal: bool, p):
+    """E = exp(q k^T - shift) into ``p``, each row shifted by ``_score_shift``'s bound (mostly
+    0: no pass to find the max), and its row sums."""
+    shift, loose = _score_shift(qs, k, is_causal)
+    s = _masked_scores(qs, k, None, None, hidden, out=p)
+    if shift is not None:
+        s -= shift
+    if loose is not None:
+        _subtract_max(s, loose)
+    xp.exp(s, out=s)
+    return s, row_sums(s)
+
+
+def _bounded_weights(qs, k, hidden, is_causal: bool, p):
+    """P = E / rowsum(E) into ``p``, for attention without a mask to add (``_exp_scores``)."""
+    e, total = _exp_scores(qs, k, hidden, is_causal, p)
+    e /= total
+    return e
+
+
+def _unnormalised_output(qs, k, v, hidden, is_causal: bool, p, out, heads_swapped: bool) -> None:
+    """out = (E V) / rowsum(E): inference without a mask, dividing the (L, Ev) output by the
+    row sums instead of normalising the (L, S) weights. E V <= rowsum(E) max|V|: with large
+    sums, values near float32's range could overflow, so that is checked, and P V taken then."""
+    e, total = _exp_scores(qs, k, hidden, is_causal, p)
+    with xp.errstate(over="ignore", invalid="ignore"):  # checked just below
+        xp.matmul(e, v, out=out)
+        _scale_rows(out, 1 / total, heads_swapped)
+    if not (xp.max(total) <= 1e4 or xp.isfinite(out).all()):
+        e /= total
+        xp.matmul(e, v, out=out)
+
+
+def _small_attention(q, k, v, bool_mask, float_mask, is_causal: bool, scale):
+    """Attention on little work (a decoding step) in one pass, no chunks, nothing kept."""
+    batch = _batch_shape(q, k, v, bool_mask, float_mask)
+    L, S = q.shape[-2], k.shape[-2]
+    hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
+    s = xp.empty(batch + (L, S), dtype=q.dtype)  # the masks' batch may be the larger
+    s = _masked_scores(q * q.dtype.type(scale), k, bool_mask, float_mask, hidden, out=s)
+    if bool_mask is not None or float_mask is not None or is_causal or S == 0:
+        return softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
+    # no mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in each row
+    s -= xp.maximum.reduce(s, axis=-1, keepdims=True)
+    xp.exp(s, out=s)
+    out = s @ v
+    out /= xp.add.reduce(s, axis=-1, keepdims=True)
+    return out
+
+
+class ScaledDotProductAttention(Function):
+    """softmax(q k^T * scale + mask) v over ``(..., L, E)`` inputs, in one kernel; with
+    ``need_weights`` a second output, the weights W = P * D (after dropout), in the graph.
+
+    With P the softmax, D the dropout's scaled mask, G = dL/dout and G_W = dL/dW:
+    dV = (P*D)^T G, dP = (G V^T + G_W) * D, dS = P * (dP - rowsum(dP * P)), dQ = scale dS K,
+    dK = scale dS^T Q. Without G_W, rowsum(dP * P) = rowsum(G * out), an (L, Ev) product
+    instead of another pass over (L, S) (flash attention's identity). Rows with every key
+    masked give P = 0: zero output, zero gradients. ``bool_mask`` marks with True the (query,
+    key) pairs that take part; ``float_mask`` is added.
+
+    Forward and backward run chunk by chunk over one batch axis (``parallel_for``), each chunk
+    in one of three regimes: with a mask, the masked softmax (``_masked_weights``); without
+    one, exp of bound-shifted scores with no max pass (``_bounded_weights``); and in inference
+    without a mask, the output divided by the row sums, never the weights normalised
+    (``_unnormalised_output``). Little work runs unchunked (``_small_attention``). The
     dropout mask is drawn whole before, so the draws do not depend on the thread count.
     """
 
-    def infer(
-        self,
-        q,
-        k,
-        v,
-        bool_mask=None,
-        float_mask=None,
-        is_causal=False,
-        scale=1.0,
-        dropout_p=0.0,
-        rng=None,
-        weights_out=None,
-    ):
-        """Inference keeps nothing for backward. Little work (decoding) runs unchunked; without
-        a mask the chunks divide the (L, Ev) output by the row sums instead of normalising the
-        (L, S) weights (see ``_attend``)."""
+    saves_output = True
+
+    def infer(self, q, k, v, bool_mask=None, float_mask=None, is_causal=False, scale=1.0, **options):
         batch = _batch_shape(q, k, v, bool_mask, float_mask)
-        L, S = q.shape[-2], k.shape[-2]
-        if L * S * math.prod(batch) >= MIN_ELEMENTS or weights_out is not None or dropout_p:
-            return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, dropout_p, rng, weights_out, True)
-        scale = q.dtype.type(scale)
-        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
-        s = xp.empty(batch + (L, S), dtype=q.dtype)  # the masks' batch may be the larger
-        s = _masked_scores(q * scale, k, bool_mask, float_mask, hidden, out=s)
-        if bool_mask is not None or float_mask is not None or is_causal or S == 0:
-            return softmax_inplace(s) @ v  # rows may be all -inf: the guarded softmax
-        # No mask: every row max is finite for finite inputs, so exp(s - max) has a 1 in each
-        # row; divide the (L, Ev) output by the row sums, not the (L, S) weights.
-        s -= xp.maximum.reduce(s, axis=-1, keepdims=True)
-        xp.exp(s, out=s)
-        out = s @ v
-        out /= xp.add.reduce(s, axis=-1, keepdims=True)
-        return out
+        small = q.shape[-2] * k.shape[-2] * math.prod(batch) < MIN_ELEMENTS
+        if small and not options.get("need_weights") and not options.get("dropout_p"):
+            return _small_attention(q, k, v, bool_mask, float_mask, is_causal, scale)
+        return self._attend(q, k, v, bool_mask, float_mask, is_causal, scale, inference=True, **options)
 
     def forward(self, q, k, v, **options):
         return self._attend(q, k, v, inference=False, **options)
@@ -165,102 +203,83 @@ class ScaledDotProductAttention(Function):
         scale=1.0,
         dropout_p=0.0,
         rng=None,
-        weights_out=None,
+        need_weights=False,
         inference=False,
     ):
         """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward.
         The options are ``infer``'s (and ``forward``'s)."""
         dtype = q.dtype
         self.scale = dtype.type(scale)
-        batch = _batch_shape(q, k, v, bool_mask, float_mask)
+        self.batch = batch = _batch_shape(q, k, v, bool_mask, float_mask)
+        self.axis = split_axis(batch)
         L, S = q.shape[-2], k.shape[-2]
         hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
-        unmasked = bool_mask is None and float_mask is None
-        self.batch, self.axis = batch, split_axis(batch)
         self.p = p = xp.empty(batch + (L, S), dtype=dtype)
-        if len(batch) >= 2:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
+        heads_swapped = len(batch) >= 2
+        if heads_swapped:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
             buffer = xp.empty(batch[:-1] + (L, batch[-1], v.shape[-1]), dtype=dtype)  # after is free
             self.out = out = buffer.swapaxes(-2, -3)
         else:
             self.out = out = xp.empty(batch + (L, v.shape[-1]), dtype=dtype)
-        self.dropped = None
-        if dropout_p > 0:
-            self.dropped = dropout_mask(rng, p.shape, dropout_p, dtype)
+        self.dropped = dropout_mask(rng, p.shape, dropout_p, dtype) if dropout_p > 0 else None
         self.pd = xp.empty_like(p) if self.dropped is not None else p  # P * D, what multiplies V
-        # No mask to add: each row's scores are shifted by a bound-derived amount (_score_shift;
-        # mostly 0) instead of their max. Then inference needs no normalised P either:
-        # out = (E V) / rowsum(E), E = exp(s - shift), divides (L, Ev) instead of (L, S).
-        bounded = unmasked and q.size > 0 and k.size > 0
-        unnormalised = bounded and inference and weights_out is None and not dropout_p
-        items = batch[self.axis] if batch else 1
+        masked = bool_mask is not None or float_mask is not None or q.size == 0 or k.size == 0
+        unnormalised = not masked and inference and not need_weights and not dropout_p
 
         def chunk(lo, hi):
             part = batch_slicer(batch, self.axis, lo, hi)
-            qc, kc = q[part(q)], k[part(k)]
-            if not bounded:
+            qs, kc, pc = q[part(q)] * self.scale, k[part(k)], p[part(p)]
+            if unnormalised:
+                _unnormalised_output(qs, kc, v[part(v)], hidden, is_causal, pc, out[part(out)], heads_swapped)
+                return
+            if masked:
                 bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
                 fm = float_mask[part(float_mask)] if float_mask is not None else None
-                s = _masked_scores(qc * self.scale, kc, bm, fm, hidden, out=p[part(p)])
-                softmax_inplace(s)
+                _masked_weights(qs, kc, bm, fm, hidden, pc)
             else:
-                qs = qc * self.scale
-                shift, loose = _score_shift(qs, kc, is_causal)
-                s = _masked_scores(qs, kc, None, None, hidden, out=p[part(p)])
-                if shift is not None:
-                    s -= shift
-                if loose is not None:
-                    _subtract_max(s, loose)
-                xp.exp(s, out=s)
-                total = row_sums(s)
-                if unnormalised:
-                    o = out[part(out)]
-                    with xp.errstate(over="ignore", invalid="ignore"):  # checked just below
-                        xp.matmul(s, v[part(v)], out=o)
-                        _scale_rows(o, 1 / total, heads_swapped=len(batch) >= 2)
-                    # E V <= rowsum(E) max|V|: with large sums, huge values could overflow it
-                    if not (xp.max(total) <= 1e4 or xp.isfinite(o).all()):
-                        s /= total  # then it is P V after all (P <= 1)
-                        xp.matmul(s, v[part(v)], out=o)
-                    return
-                s /= total
+                _bounded_weights(qs, kc, hidden, is_causal, pc)
             if self.dropped is not None:
-                xp.multiply(s, self.dropped[part(p)], out=self.pd[part(p)])
+                xp.multiply(pc, self.dropped[part(p)], out=self.pd[part(p)])
             xp.matmul(self.pd[part(p)], v[part(v)], out=out[part(out)])
 
-        parallel_for(items, chunk, p[0].size if batch else p.size)
-        if weights_out is not None:
-            weights_out.append(self)  # AttentionWeights takes P, P * D and the scale from here
+        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
         self.q, self.k, self.v = q, k, v
-        return out
+        return (out, self.pd) if need_weights else out
 
-    def backward(self, g):
+    def backward(self, g, g_weights=None):
         q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
         batch, dtype = self.batch, p.dtype
         need_q, need_k, need_v = self.needs_grad[:3]
         dq = xp.empty(batch + q.shape[-2:], dtype=dtype) if need_q else None
         dk = xp.empty(batch + k.shape[-2:], dtype=dtype) if need_k else None
         dv = xp.empty(batch + v.shape[-2:], dtype=dtype) if need_v else None
+        if g is None:  # only the weights had a gradient
+            g = xp.zeros(out.shape, dtype=dtype)
 
         def chunk(lo, hi):
             part = batch_slicer(batch, self.axis, lo, hi)
             gi, at = g[part(g)], part(p)
             if need_v:
                 xp.matmul(xp.swapaxes(pd[at], -1, -2), gi, out=dv[part(dv)])
-            if need_q or need_k:
-                ds = gi @ xp.swapaxes(v[part(v)], -1, -2)  # dL/d(P*D), then dL/dP
-                if self.dropped is not None:
-                    ds *= self.dropped[at]
-                # rowsum(dP * P) = rowsum(dO * O) (flash attention's identity, dropout included):
-                # an (L, Ev) product instead of another pass over the (L, S) matrix.
+            if not (need_q or need_k):
+                return
+            ds = gi @ xp.swapaxes(v[part(v)], -1, -2)  # dL/d(P*D), then dL/dP
+            if g_weights is not None:
+                ds += g_weights[part(g_weights)]
+            if self.dropped is not None:
+                ds *= self.dropped[at]
+            if g_weights is None:  # rowsum(dP * P) = rowsum(dO * O): an (L, Ev) product
                 ds -= xp.sum(gi * out[part(out)], axis=-1, keepdims=True)
-                ds *= p[at]
-                # dQ = scale dS K, dK = scale dS^T Q: the scale goes on the small (L, E) operands
-                if need_q:
-                    ks = xp.broadcast_to(k[part(k)] * self.scale, ds.shape[:-2] + k.shape[-2:])
-                    xp.matmul(ds, ks, out=dq[part(dq)])
-                if need_k:
-                    qs = xp.broadcast_to(q[part(q)] * self.scale, ds.shape[:-2] + q.shape[-2:])
-                    xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
+            else:
+                ds -= xp.sum(ds * p[at], axis=-1, keepdims=True)
+            ds *= p[at]
+            # dQ = scale dS K, dK = scale dS^T Q: the scale goes on the small (L, E) operands
+            if need_q:
+                ks = xp.broadcast_to(k[part(k)] * self.scale, ds.shape[:-2] + k.shape[-2:])
+                xp.matmul(ds, ks, out=dq[part(dq)])
+            if need_k:
+                qs = xp.broadcast_to(q[part(q)] * self.scale, ds.shape[:-2] + q.shape[-2:])
+                xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
 
         parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
         return (
@@ -268,33 +287,6 @@ class ScaledDotProductAttention(Function):
             unbroadcast(dk, k.shape) if need_k else None,
             unbroadcast(dv, v.shape) if need_v else None,
         )
-
-
-class AttentionWeights(Function):
-    """The weights W = P * D of one ``ScaledDotProductAttention`` call as a node of their own, so
-    a loss on them (attention supervision, an entropy penalty) reaches q and k.
-
-    ``source`` is the attention call (it ran with ``weights_out``); forward returns its W, no
-    recomputation. With G = dL/dW: dP = G * D, dS = P * (dP - rowsum(dP * P)) (softmax's
-    backward), dQ = scale dS K, dK = scale dS^T Q. The output's own gradient flows through the
-    attention node; the two add up at q and k. v gets nothing from W.
-    """
-
-    def forward(self, q, k, source=None):
-        self.p, self.dropped, self.scale = source.p, source.dropped, source.scale
-        self.q, self.k, self.batch = q, k, source.batch
-        return source.pd
-
-    def backward(self, g):
-        dp = g * self.dropped if self.dropped is not None else g
-        ds = self.p * (dp - xp.sum(dp * self.p, axis=-1, keepdims=True))
-        q, k = self.q, self.k
-        dq = dk = None
-        if self.needs_grad[0]:
-            dq = unbroadcast(xp.matmul(ds, k * self.scale), q.shape)
-        if self.needs_grad[1]:
-            dk = unbroadcast(xp.matmul(xp.swapaxes(ds, -1, -2), q * self.scale), k.shape)
-        return dq, dk
 
 
 def _block(mask, i0, i1, j0, j1):
@@ -316,6 +308,8 @@ class BlockedAttention(Function):
     dK_j += scale dS^T q_i. Dropout masks are regenerated in backward from per-block seeds.
     Memory: O((L + S) E + block_q * block_k) per batch-head instead of O(L S).
     """
+
+    saves_output = True
 
     def forward(
         self,

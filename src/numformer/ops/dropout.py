@@ -10,6 +10,8 @@ from numformer.ops._threads import binary, dropout_mask
 class Dropout(Function):
     """Inverted dropout: y = x * keep / (1 - p), the scaled mask kept for backward (dx = g * it)."""
 
+    saves_inputs = False
+
     def forward(self, x, p, rng):
         self.mask = dropout_mask(rng, x.shape, p, x.dtype)
         return binary(xp.multiply, x, self.mask)

@@ -20,6 +20,8 @@ from numformer.ops._threads import MIN_ELEMENTS, binary, parallel_for
 
 
 class Add(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return binary(xp.add, a, b)
@@ -30,6 +32,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves_inputs = False
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         return a - b
@@ -66,6 +70,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    saves_inputs = False
+
     def forward(self, a):
         return -a
 
@@ -90,6 +96,8 @@ class PowScalar(Function):
 class Pow(Function):
     """``a ** b`` for two tensors; the gradient for ``b`` is ``out * log(a)``."""
 
+    saves_output = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         self.out = a**b
@@ -110,6 +118,9 @@ class Pow(Function):
 
 
 class Exp(Function):
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, a):
         self.out = xp.exp(a)
         return self.out
@@ -128,6 +139,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, a):
         self.out = xp.sqrt(a)
         return self.out
@@ -146,6 +160,9 @@ class Abs(Function):
 
 
 class Tanh(Function):
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, a):
         self.out = xp.tanh(a)
         return self.out
@@ -155,6 +172,9 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, a):
         # 1 / (1 + exp(-a)) written through tanh: stable for any magnitude, no overflow warning.
         self.out = 0.5 * (xp.tanh(0.5 * a) + 1)
@@ -210,6 +230,9 @@ def relu_grad(g, y):
 class Relu(Function):
     """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden.
     ``nn.Linear.with_relu`` runs the same two helpers inside the GEMM's chunks."""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, a):
         a = contiguous(a)
@@ -339,6 +362,8 @@ class Gelu(Function):
 class Where(Function):
     """``where(condition, a, b)``; ``condition`` is a boolean array (not differentiated)."""
 
+    saves_inputs = False
+
     def forward(self, a, b, condition):
         self.condition, self.shapes = condition, (a.shape, b.shape)
         return xp.where(condition, a, b)
@@ -353,6 +378,8 @@ class Where(Function):
 
 class Clip(Function):
     """Clamp to ``[min, max]``; the gradient passes where ``min <= a <= max`` (PyTorch's rule)."""
+
+    saves_inputs = False
 
     def forward(self, a, min=None, max=None):  # noqa: A002 - PyTorch's argument names
         inside = xp.ones(a.shape, dtype=bool)
@@ -369,6 +396,8 @@ class Clip(Function):
 
 class Cast(Function):
     """Change dtype; the gradient is cast back to the input's dtype."""
+
+    saves_inputs = False
 
     def forward(self, a, dtype):
         self.dtype = a.dtype

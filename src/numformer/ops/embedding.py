@@ -12,6 +12,8 @@ class Embedding(Function):
     The row ``padding_idx`` (if any) never receives a gradient, as in PyTorch.
     """
 
+    saves_inputs = False
+
     def forward(self, weight, indices, padding_idx=None):
         self.indices, self.shape, self.padding_idx = indices, weight.shape, padding_idx
         return weight[indices]

@@ -88,6 +88,7 @@ class Linear(Function):
     def forward(self, x, weight, *bias, relu=False):
         # Fold the leading dims into rows: one 2-D GEMM instead of NumPy's per-batch loop.
         self.x2, self.weight, self.x_shape = x.reshape(-1, x.shape[-1]), weight, x.shape
+        self.saves_output = relu  # backward reads the output of the fused ReLU
         rows = self.x2.shape[0]
         epilogue = (lambda block: relu_into(block, block)) if relu else None
         # A skinny x (1-32 rows: decoding) runs faster through BLAS as (W x^T)^T (one row: a GEMV

@@ -17,6 +17,8 @@ class CrossEntropy(Function):
     A batch whose targets are all ``ignore_index`` gives loss 0 (PyTorch gives NaN).
     """
 
+    saves_inputs = False
+
     def forward(self, logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         dtype = logits.dtype
         self.logits_shape = logits.shape
@@ -95,6 +97,8 @@ class CrossEntropy(Function):
 
 class MSELoss(Function):
     """mean/sum/none of (a - b)^2; d/da = 2 (a - b) g / n, d/db = -d/da."""
+
+    saves_inputs = False
 
     def forward(self, a, b, reduction="mean"):
         self.diff, self.reduction = a - b, reduction

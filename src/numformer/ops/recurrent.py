@@ -61,6 +61,7 @@ class LSTMLayer(Function):
     """
 
     def forward(self, projected, w_hh, h0, c0, *b_hh):
+        self.steps = projected.shape[1]  # T dependent steps (the tour counts them)
         N, L, G = projected.shape
         H = G // 4
         dt = projected.dtype
@@ -141,6 +142,7 @@ class RNNLayer(Function):
     """
 
     def forward(self, projected, w_hh, h0, *b_hh, relu=False):
+        self.steps = projected.shape[1]  # T dependent steps (the tour counts them)
         N, L, H = projected.shape
         hs = _swap(projected)  # each step's pre-activation, overwritten by its state
         if b_hh:

@@ -31,6 +31,8 @@ def _count(shape, axis) -> int:
 
 
 class Sum(Function):
+    saves_inputs = False
+
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
         return xp.sum(a, axis=axis, keepdims=keepdims)
@@ -41,6 +43,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    saves_inputs = False
+
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
         if a.size:
@@ -56,6 +60,8 @@ class Mean(Function):
 
 class Var(Function):
     """Variance with ``correction`` (1 = unbiased, PyTorch's default). d/dx = 2 (x - mean) / (n - c)."""
+
+    saves_inputs = False
 
     def forward(self, a, axis=None, keepdims=False, correction=1):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims
@@ -79,6 +85,8 @@ class Max(Function):
     Over all elements the gradient is shared equally among ties (PyTorch's ``max()``); over an
     axis it goes to the index ``argmax`` picks (PyTorch's ``max(dim)``), returned as ``indices``.
     """
+
+    saves_inputs = False
 
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = a.shape, axis, keepdims

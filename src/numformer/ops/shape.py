@@ -7,6 +7,9 @@ from numformer.backend import xp
 
 
 class Reshape(Function):
+    saves_inputs = False
+    view = True
+
     def forward(self, a, shape):
         self.shape = a.shape
         return a.reshape(shape)
@@ -16,6 +19,9 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saves_inputs = False
+    view = True
+
     def forward(self, a, axes):
         inverse = [0] * len(axes)
         for i, axis in enumerate(axes):
@@ -28,6 +34,9 @@ class Permute(Function):
 
 
 class BroadcastTo(Function):
+    saves_inputs = False
+    view = True
+
     def forward(self, a, shape):
         self.shape = a.shape
         return xp.broadcast_to(a, shape)
@@ -36,18 +45,20 @@ class BroadcastTo(Function):
         return (unbroadcast(g, self.shape),)
 
 
-def _is_basic_index(index) -> bool:
-    """True for ints, slices, None and Ellipsis only: such a view has no repeated elements."""
+def is_basic_index(index) -> bool:
+    """True for ints, slices, None and Ellipsis only: such an index selects a view, with no
+    repeated elements."""
     parts = index if isinstance(index, tuple) else (index,)
     return all(isinstance(p, (int, slice, type(None), type(Ellipsis))) and not isinstance(p, bool) for p in parts)
 
 
 class GetItem(Function):
-    """``a[index]`` for ints, slices, integer arrays and boolean masks.
+    """``a[index]`` for ints, slices, None and Ellipsis (basic indexing): a view of ``a``.
 
-    Backward scatters into zeros; advanced (array) indices may repeat an element, so they
-    scatter with ``add.at`` (sums duplicates) while basic indices assign a view directly.
-    """
+    Backward puts the gradient into zeros at the view's place."""
+
+    saves_inputs = False
+    view = True
 
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
@@ -55,14 +66,30 @@ class GetItem(Function):
 
     def backward(self, g):
         out = xp.zeros(self.shape, dtype=self.dtype)
-        if _is_basic_index(self.index):
-            out[self.index] = g
-        else:
-            xp.add.at(out, self.index, g)
+        out[self.index] = g
+        return (out,)
+
+
+class Index(Function):
+    """``a[index]`` with integer arrays or boolean masks (advanced indexing): a copy.
+
+    An index may repeat an element, so backward scatters with ``add.at`` (sums duplicates)."""
+
+    saves_inputs = False
+
+    def forward(self, a, index):
+        self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        return a[index]
+
+    def backward(self, g):
+        out = xp.zeros(self.shape, dtype=self.dtype)
+        xp.add.at(out, self.index, g)
         return (out,)
 
 
 class Cat(Function):
+    saves_inputs = False
+
     def forward(self, *arrays, axis=0):
         self.axis = axis
         self.bounds = xp.cumsum([a.shape[axis] for a in arrays])[:-1]
@@ -73,6 +100,8 @@ class Cat(Function):
 
 
 class Stack(Function):
+    saves_inputs = False
+
     def forward(self, *arrays, axis=0):
         self.axis = axis
         return xp.stack(arrays, axis=axis)

@@ -50,6 +50,9 @@ def softmax_inplace(s, axis=-1):
 class Softmax(Function):
     """y = exp(x - max) / sum(exp(x - max)); dx = y * (g - sum(g * y)). All--inf rows give 0."""
 
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = softmax_inplace(x.copy(), axis) if x.shape[axis] else x.copy()  # an empty axis: empty
@@ -62,6 +65,9 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """y = x - max - log(sum(exp(x - max))); dx = g - exp(y) * sum(g)."""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, x, axis=-1):
         self.axis = axis

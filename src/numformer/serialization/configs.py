@@ -80,8 +80,23 @@ def field_types(cls) -> dict:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
+def check_fields(config) -> None:
+    """Check every field of a config dataclass against its annotation, in place: an int in a
+    float field becomes a float, a mapping in a nested config's field becomes that config.
+
+    Raises:
+        ValueError: a value of another type, naming the class and the field."""
+    name = type(config).__name__
+    for field, hint in field_types(type(config)).items():
+        value = getattr(config, field)
+        checked = check_value(field, value, hint, name)
+        if checked is not value:
+            object.__setattr__(config, field, checked)
+
+
 def from_dict(cls, data, source: str | None = None, unknown_keys: str | None = None):
-    """``cls(**data)`` with every value checked against its field's annotation first.
+    """``cls(**data)``: a config dataclass from a mapping, every value checked against its
+    field's annotation (``check_fields``) and range (the class's ``__post_init__``).
 
     Args:
         cls: a config dataclass.
@@ -113,11 +128,16 @@ def from_dict(cls, data, source: str | None = None, unknown_keys: str | None = N
 
 
 class Config:
-    """Base of numformer's configuration dataclasses: ``from_dict`` (the one typed loader) and
-    ``to_dict`` (plain JSON types). Subclasses are ``@dataclass``es; set ``unknown_keys =
-    "ignore"`` where the file is another program's."""
+    """Base of numformer's configuration dataclasses: every field's type is checked when one
+    is made (``check_fields``, in ``__post_init__``: a subclass's own ``__post_init__`` calls
+    ``super().__post_init__()`` first, then checks ranges), ``from_dict`` reads one from a
+    mapping with the one rule set above, ``to_dict`` gives plain JSON values. Set
+    ``unknown_keys = "ignore"`` where the file is another program's."""
 
     unknown_keys: typing.ClassVar[str] = "error"
+
+    def __post_init__(self):
+        check_fields(self)
 
     @classmethod
     def from_dict(cls, data, source: str | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 
@@ -86,3 +87,54 @@ def read_json(path):
         raise ValueError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give a process (``MemAvailable`` of
+    ``/proc/meminfo``), or None where that is not known (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def is_regular_file(path) -> bool:
+    """Whether ``path`` is a regular file (not a folder, pipe, socket or device)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_bytes(path, limit: int | None = None) -> bytes:
+    """A file's bytes, read once: also a pipe or a process substitution (``<(cmd)``), which
+    cannot be read twice. Refuses more than ``limit`` bytes (default: half the memory this
+    machine has available) rather than fail later with an unexplained MemoryError.
+
+    Raises:
+        FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: larger than
+        ``limit`` (naming the file and both sizes)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a text file")
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if limit is None:
+        available = available_memory()
+        limit = available // 2 if available else 1 << 62
+    if is_regular_file(path) and path.stat().st_size > limit:
+        raise ValueError(
+            f"{path} holds {path.stat().st_size:,} bytes, more than the {limit:,} this machine can read in"
+        )
+    chunks, size = [], 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"{path} holds more than the {limit:,} bytes this machine can read in")
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -34,7 +34,8 @@ def write_model_folder(folder, config: dict | None, weights: dict | None, files:
         folder: the folder (made if missing).
         config: written as ``config.json`` (None: no config file).
         weights: name -> array, written as ``model.safetensors`` (None: none).
-        files: other files, name -> ``write(tmp_path)`` (a tokenizer's ``save``, say).
+        files: other files, name -> ``write(tmp_path)`` (a tokenizer's ``save``, say); a name
+            may hold a subfolder (``co2/transformer.safetensors``).
 
     Returns:
         The folder.
@@ -49,6 +50,7 @@ def write_model_folder(folder, config: dict | None, weights: dict | None, files:
     writers.update(files or {})
     digests = {}
     for name, write in writers.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / name, write)
         digests[name] = sha256_file(folder / name)
     write_manifest(folder, digests)
@@ -60,15 +62,18 @@ def write_manifest(folder, digests: dict) -> Path:
     return write_json(Path(folder) / MANIFEST, digests)
 
 
-def verify(folder, required: tuple = ()) -> None:
+def verify(folder, required: tuple = (), missing: str = "warn", only=None) -> None:
     """Check the files of ``folder`` against its ``checksums.json``.
 
     A folder written before numformer kept manifests loads with a warning naming the missing
-    ``checksums.json``.
+    ``checksums.json`` (``missing="ignore"``: silently, for folders other programs write, such
+    as Hugging Face's).
 
     Args:
         folder: a model folder.
         required: file names that must be present whatever the manifest says.
+        missing: "warn" or "ignore" when there is no manifest.
+        only: check just these files of the manifest (and ``config.json``): those a reader reads.
 
     Raises:
         FileNotFoundError: a required file is missing.
@@ -81,6 +86,8 @@ def verify(folder, required: tuple = ()) -> None:
             raise FileNotFoundError(f"{folder / name} is missing: the model folder {folder} is incomplete")
     manifest = folder / MANIFEST
     if not manifest.exists():
+        if missing == "ignore":
+            return
         warnings.warn(
             f"{manifest} is missing: the folder's files are loaded unchecked (a folder saved before "
             "numformer kept checksums); save it again to add one",
@@ -94,7 +101,12 @@ def verify(folder, required: tuple = ()) -> None:
     if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
         raise ModelFolderError(f"{manifest}: expected an object of file checksums")
     for name, digest in digests.items():
-        path = folder / Path(str(name)).name
+        if only is not None and name not in (*only, CONFIG):
+            continue
+        parts = Path(str(name)).parts
+        if not parts or Path(str(name)).is_absolute() or ".." in parts:
+            raise ModelFolderError(f"{manifest}: {name!r} is not a file of the folder")
+        path = folder.joinpath(*parts)
         if not path.is_file() or sha256_file(path) != digest:
             raise ModelFolderError(f"{path} is missing or damaged: it does not match its checksum in {MANIFEST}")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
+from numformer.serialization.files import write_text
 
 SENTENCES = [  # lines in the demo's layout (its model trains on Shakespeare's plays), each < 64 chars
     "ROMEO:\nBut, soft! what light through yonder window breaks?",
@@ -215,5 +216,5 @@ def write_report(sections, path: Path, attention_model: Path, pretrained: str | 
     parts.append(f'<script type="application/json" id="attention-data">{blob}</script>')
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(parts), encoding="utf-8")
+    write_text(path, "".join(parts))
     return path

@@ -32,25 +32,27 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
     both its input projection and the initial state's product. The graph must still exist
     (before ``backward`` frees it).
     """
+    if root.grad_fn is None:
+        return 0
     depth: dict[int, int] = {}
-    stack = [(root, False)]
-    while stack:  # post-order: a tensor's depth after the depths of all its inputs
-        node, ready = stack.pop()
-        fn = node.grad_fn
+
+    def below(edge) -> int:  # a parent node's depth; a leaf's is 0
+        return depth[id(edge[0])] if type(edge) is tuple else 0
+
+    stack = [(root.grad_fn, False)]
+    while stack:  # post-order: a node's depth after the depths of all its parents
+        fn, ready = stack.pop()
         if ready:
-            below = max((depth[id(p)] for p in fn.inputs), default=0) if fn is not None else 0
-            if fn is not None and fn.name in ("RNNLayer", "LSTMLayer"):
-                projected, *state = (depth[id(p)] for p in fn.inputs)
-                steps = fn.inputs[0].shape[1]
-                depth[id(node)] = max(projected, max(state, default=0) + 1) + steps - 1
+            if fn.name in ("RNNLayer", "LSTMLayer"):
+                projected, *state = (below(e) for e in fn.parents)
+                depth[id(fn)] = max(projected, max(state, default=0) + 1) + fn.steps - 1
                 continue
-            depth[id(node)] = below + (fn is not None and fn.name in counts)
-        elif id(node) not in depth:
-            depth[id(node)] = 0  # placeholder while its inputs are visited
-            stack.append((node, True))
-            if fn is not None:
-                stack.extend((p, False) for p in fn.inputs if id(p) not in depth)
-    return depth[id(root)]
+            depth[id(fn)] = max((below(e) for e in fn.parents), default=0) + (fn.name in counts)
+        elif id(fn) not in depth:
+            depth[id(fn)] = 0  # placeholder while its parents are visited
+            stack.append((fn, True))
+            stack.extend((e[0], False) for e in fn.parents if type(e) is tuple and id(e[0]) not in depth)
+    return depth[id(root.grad_fn)]
 
 
 @dataclass

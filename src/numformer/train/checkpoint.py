@@ -5,14 +5,16 @@ Layout under a checkpoint ``directory``::
     step-00000100/model.safetensors   weights (the model's state dict); a second save of the
                                       same step goes to step-00000100-1, never over a folder
     step-00000100/optim.safetensors   optimiser arrays (moments, momentum buffers)
+    step-00000100/checksums.json      each array file's SHA-256 (a model folder's manifest)
     step-00000100/state.json          step, config, optimiser scalars and groups, scheduler,
-                                      RNG state, extra (trainer) state, file checksums
+                                      RNG state, extra (trainer) state
     latest.json                       {"checkpoint": "step-00000100"}
     best.json                         the same, for the best validation loss
 
 A checkpoint is written into a temporary folder, flushed to disk and renamed into place; only
 then is ``latest.json`` replaced (atomically) to point at it. A crash or Ctrl-C at any moment
-leaves the previous checkpoint readable. Loading checks every file's SHA-256 first.
+leaves the previous checkpoint readable. Loading checks every file's SHA-256 first (a
+checkpoint from before manifests loads with a warning).
 """
 
 from __future__ import annotations
@@ -26,32 +28,18 @@ from pathlib import Path
 import numpy as np
 
 from numformer import backend
-from numformer.backend import to_numpy
-from numformer.fileio import sha256_file
+from numformer.serialization import folders
+from numformer.serialization.files import write_json
+from numformer.serialization.safetensors import load_arrays, save_arrays
 
 try:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file, save_file
+    import safetensors  # noqa: F401 - checked here, used through numformer.serialization
 except ImportError as err:  # pragma: no cover - the `train` extra is missing
     raise ImportError("numformer.train needs the 'train' extra: pip install 'numformer[train]'") from err
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupted, or does not fit the model it is loaded into."""
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _contiguous(arrays: dict) -> dict:
-    """Host copies for safetensors: a model trained on a GPU saves the same files."""
-    return {k: np.ascontiguousarray(to_numpy(v)) for k, v in arrays.items()}
 
 
 def _split_optimizer_state(state_dict: dict) -> tuple[dict, dict]:
@@ -101,24 +89,20 @@ def save_checkpoint(
     final = directory / name
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f".{name}."))
     try:
-        save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
         state = {"step": step, "config": config or {}, "extra": extra or {}, "rng": backend.get_rng_state()}
+        files = {}
         if optimizer is not None:
-            arrays, meta = _split_optimizer_state(optimizer.state_dict())
-            save_file(_contiguous(arrays), str(tmp / "optim.safetensors"))
-            state["optimizer"] = meta
+            arrays, state["optimizer"] = _split_optimizer_state(optimizer.state_dict())
+            files["optim.safetensors"] = lambda path: save_arrays(arrays, path)
         if scheduler is not None:
             state["scheduler"] = scheduler.state_dict()
-        state["files"] = {p.name: sha256_file(p) for p in sorted(tmp.glob("*.safetensors"))}
-        with open(tmp / "state.json", "w") as f:
-            json.dump(state, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
+        folders.write_model_folder(tmp, None, model.state_dict(), files)  # the arrays and their manifest
+        write_json(tmp / "state.json", state)  # last: a step folder without it is no checkpoint
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_json_atomic(directory / f"{tag}.json", {"checkpoint": name, "step": step})
+    write_json(directory / f"{tag}.json", {"checkpoint": name, "step": step})
     _prune(directory, keep)
     return final
 
@@ -134,7 +118,7 @@ def remove_stale_saves(directory) -> None:
 def point(directory, folder, tag: str = "latest", step: int | None = None) -> None:
     """Make ``<directory>/<tag>.json`` name ``folder`` (a step folder there), atomically."""
     directory = Path(directory)
-    _write_json_atomic(directory / f"{tag}.json", {"checkpoint": Path(folder).name, "step": step})
+    write_json(directory / f"{tag}.json", {"checkpoint": Path(folder).name, "step": step})
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -258,16 +242,14 @@ def _read_checkpoint(path, tag: str) -> tuple[dict, dict, dict]:
         state = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
-    for name, digest in state.get("files", {}).items():
-        file = folder / name
-        if not file.exists() or sha256_file(file) != digest:
-            raise CheckpointError(
-                f"checkpoint {folder}: {name} is missing or corrupted (checksum mismatch); load an earlier checkpoint"
-            )
     try:
-        weights = load_file(str(folder / "model.safetensors"))
-        optim_arrays = load_file(str(folder / "optim.safetensors")) if "optimizer" in state else {}
-    except (SafetensorError, OSError) as err:
+        folders.verify(folder)
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {folder}: {err} (checksum mismatch); load an earlier checkpoint") from None
+    try:
+        weights = load_arrays(folder / "model.safetensors")
+        optim_arrays = load_arrays(folder / "optim.safetensors") if "optimizer" in state else {}
+    except (ValueError, OSError) as err:
         raise CheckpointError(f"checkpoint {folder}: cannot read tensors ({err})") from None
     state["folder"] = str(folder)
     return state, weights, optim_arrays

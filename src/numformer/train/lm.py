@@ -27,6 +27,8 @@ from numformer.data.corpus import CORPORA, corpus
 from numformer.models import GPT, GPTConfig
 from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
+from numformer.serialization.configs import Config, check_value, field_types
+from numformer.serialization.files import write_json
 from numformer.train.lr_finder import lr_find
 from numformer.train.monitor import HealthMonitor
 from numformer.train.trainer import Callback, TrainConfig, Trainer
@@ -80,22 +82,12 @@ def read_toml(path) -> dict:
     return flat
 
 
-def _optional_settings() -> set:
-    """The settings that may be None (``clip_grad_norm``: no clipping, ...)."""
-    names = set()
-    for cls in (RunConfig, GPTConfig, TrainConfig):
-        for name, kind in typing.get_type_hints(cls).items():
-            if type(None) in typing.get_args(kind):
-                names.add(name)
-    return names
-
-
 def _lm_train_config() -> TrainConfig:
     return TrainConfig(max_steps=2000, eval_every=200, eval_batches=8, seed=1337)
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Config):
     """One language-model run: ``model`` and ``train`` and the recipe's own settings."""
 
     # data
@@ -117,7 +109,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=_lm_train_config)
 
     def __post_init__(self):
-        """Every setting of the recipe in range and finite (the sections check their own)."""
+        """Every setting of the recipe of its type, in range and finite (the sections check
+        their own)."""
+        super().__post_init__()
         for name in ("batch_size", "bpe_vocab_size", "monitor_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -192,14 +186,9 @@ class RunConfig:
             key = ALIASES.get(key, key)
             if key not in table:
                 raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(table)}")
-            section, want, _ = table[key]
-            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-            ok = ok or (value is None and key in _optional_settings())
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value, ok = float(value), True
-            if not ok:
-                raise ValueError(f"{source}: {key} must be {want.__name__}, got {type(value).__name__} {value!r}")
-            changes[section][key] = value
+            section = table[key][0]
+            owner = type(self) if section is None else type(getattr(self, section))
+            changes[section][key] = check_value(key, value, field_types(owner)[key], source)
         m = changes["model"]
         if "d_model" in m and "d_ff" not in m and self.model.d_ff == 4 * self.model.d_model:
             m["d_ff"] = None  # the default follows d_model (GPTConfig: 4 * d_model)
@@ -549,9 +538,7 @@ def _quiet(text: str) -> None:
 
 
 def _write_run_json(out: Path, config: RunConfig) -> None:
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(config.to_dict(), indent=1))
-    os.replace(tmp, out / "run.json")  # never a half-written run.json
+    write_json(out / "run.json", config.to_dict())
 
 
 def _resume_point(out: Path, resume_from) -> Path:

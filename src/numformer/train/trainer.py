@@ -23,6 +23,8 @@ from numformer import distributed
 from numformer.autograd import no_grad
 from numformer.nn.utils import clip_grad_norm_
 from numformer.optim.lr_scheduler import ReduceLROnPlateau
+from numformer.serialization.configs import Config
+from numformer.serialization.files import write_text
 from numformer.train.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -35,7 +37,7 @@ from numformer.train.checkpoint import (
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Everything that shapes a run; saved in every checkpoint."""
 
     max_steps: int = 1000
@@ -53,6 +55,7 @@ class TrainConfig:
     stop_on_fatal: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("max_steps", "grad_accum_steps", "eval_every", "eval_batches", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -324,7 +327,7 @@ class Trainer:
                 continue
             if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= self.step:
                 kept.append(line)
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     # --- the loop ---------------------------------------------------------------------------
     def evaluate(self) -> float:
@@ -496,7 +499,7 @@ class Trainer:
             plot_metrics(self.metrics_path, self.out_dir / "metrics.png")
         if self.monitor is not None:
             report = self.monitor.report()
-            (self.out_dir / "health_report.txt").write_text(report + "\n")
+            write_text(self.out_dir / "health_report.txt", report + "\n")
             if self.config.progress:
                 print(report)
 

@@ -1,0 +1,322 @@
+"""``App``: what every application is (its data, metric and baseline, its presets, and its three
+verbs), and the helpers its verbs share: training one model (``fit``), saving and loading model
+folders, and reading the JSON files a train wrote, each failure one ``AppError`` with the
+command that makes the file again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from numformer.apps.folder import AppError, command, folder_of, holds_a_run, retrain_advice
+from numformer.serialization import folders
+from numformer.serialization.files import read_json as _read_json
+from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
+
+EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
+
+
+class App:
+    """One application of the seed's section 8. A subclass sets the class attributes and
+    implements the three verbs.
+
+    Attributes:
+        name: the CLI's name (``numformer app NAME``).
+        summary, data, licence, metric, baseline: what ``app list`` and the README show.
+        inputs: what ``predict`` takes, as the CLI's help writes it (``TEXT ...``).
+        takes_user: ``predict`` takes ``--user ID`` (its input is a user id).
+        presets: ``{"fast": ..., "full": ...}``, each one dataclass of every setting a train
+            reads (sizes, data, steps): ``--fast`` picks ``fast``, else ``full``.
+        measured: the project's own last full run (``measured.json``): score, baseline score,
+            train minutes.
+    """
+
+    name: str = ""
+    summary: str = ""
+    data: str = ""
+    licence: str = ""
+    metric: str = ""
+    baseline: str = ""
+    inputs: str = "TEXT ..."
+    takes_user: bool = False
+    presets: dict = {}
+
+    def __init__(self):
+        self.measured: dict = {}
+
+    def train(self, out: Path, preset, seed: int, steps: int | None, progress: bool) -> dict:
+        """Train the model and its baselines into ``out`` (a staged folder) with ``preset``'s
+        settings; ``steps`` overrides the preset's steps. Returns train.json's contents."""
+        raise NotImplementedError
+
+    def evaluate(self, out: Path) -> dict:
+        """Score the trained model and the baseline on the test split: at least ``EVAL_KEYS``."""
+        raise NotImplementedError
+
+    def predict(self, out: Path, inputs: list[str]) -> list[str]:
+        """One line of output per input (``inputs`` as the CLI got them)."""
+        raise NotImplementedError
+
+    # --- helpers for the verbs ----------------------------------------------------------
+    def fail(self, path: Path, problem: str) -> AppError:
+        """An ``AppError`` naming ``problem`` in ``path`` and how to write the file again."""
+        folder = folder_of(path)
+        if path == folder / "eval.json":
+            advice = f'run "{command(self.name, "eval", folder)}" again'
+        else:
+            advice = retrain_advice(folder, self.name)
+        return AppError(f"{problem}; {advice}")
+
+    def read_json(self, path: Path) -> dict:
+        """A JSON object this app's train wrote.
+
+        Raises:
+            AppError: a missing or damaged file, naming it and the command that writes it again."""
+        folder = folder_of(path)
+        name = path.relative_to(folder).as_posix()
+        if path.exists() and not path.is_file():
+            raise self.fail(path, f"{path} is not a file")
+        if not path.is_file():
+            if not holds_a_run(folder):
+                raise AppError(
+                    f"no trained {self.name} in {folder} ({name} is missing): {retrain_advice(folder, self.name)}"
+                )
+            raise AppError(
+                f"{self.name} in {folder} is incomplete ({name} is missing): {retrain_advice(folder, self.name)}"
+            )
+        try:
+            data = _read_json(path)
+        except ValueError as err:
+            raise self.fail(path, f"{path} is damaged ({err})") from None
+        if not isinstance(data, dict):
+            raise self.fail(path, f"{path} is damaged (not a JSON object)")
+        return data
+
+    def read_split(self, out: Path) -> dict:
+        """The split.json this app's train wrote into ``out``, checked against what the model
+        folder's manifest vouches for: its ``preset`` and ``seed`` must be those the model was
+        trained with (``model/config.json``'s "trained_with"), so an edit that would make eval
+        score another split is named, not taken.
+
+        Raises:
+            AppError: a missing, damaged or edited file, naming it and the command that writes it again."""
+        path = out / "split.json"
+        split = self.read_json(path)
+        trained = self.read_json(out / "model" / folders.CONFIG).get("trained_with")
+        for key in ("preset", "seed"):
+            if not isinstance(trained, dict) or key not in trained:
+                raise self.fail(
+                    out / "model" / folders.CONFIG, f"{out / 'model' / folders.CONFIG} has no trained_with.{key}"
+                )
+            if split.get(key) != trained[key]:
+                got = repr(split[key]) if key in split else "nothing"
+                raise self.fail(path, f"{path}: {key} must be {trained[key]!r}, the model's, got {got}")
+        return split
+
+    def preset_of(self, split: dict):
+        """The preset a train used, from its split.json (checked by ``read_split``)."""
+        return self.presets[split["preset"]]
+
+    def config(self, cls, fields, path: Path):
+        """``cls.from_dict(fields)`` (a model's config saved in ``path``).
+
+        Raises:
+            AppError: fields ``cls`` refuses, naming the file and the field."""
+        try:
+            return cls.from_dict(fields, source=str(path))
+        except ValueError as err:
+            raise self.fail(path, f"{path} does not hold a {cls.__name__} ({err})") from None
+
+    def save_models(self, folder: Path, config: dict, models: dict, trained_with: dict, files=None) -> None:
+        """A model folder of this app: ``config.json`` (``config`` and ``trained_with``: the
+        preset and seed), one safetensors file per model (``{file name: module}``), other
+        ``files``, and the manifest."""
+        writers = {name: _weights_writer(model) for name, model in models.items()}
+        folders.write_model_folder(folder, {**config, "trained_with": trained_with}, None, {**writers, **(files or {})})
+
+    def check_folder(self, folder: Path, only=None) -> None:
+        """A model folder's files (``only`` these, and its config) against its manifest (a
+        folder from before manifests: a warning).
+
+        Raises:
+            AppError: a missing or damaged file, naming it."""
+        try:
+            folders.verify(folder, only=only)
+        except (ValueError, FileNotFoundError) as err:
+            raise self.fail(folder / folders.CONFIG, str(err)) from None
+
+    def check_sizes(self, path: Path, expected: dict[str, tuple]) -> None:
+        """Before a model is built from a config: the named tensors of the weights file at
+        ``path`` (its header only) must have the ``expected`` shapes, so a config that asks for
+        a huge model is one ``AppError`` naming the file, not an allocation failure."""
+        if path.exists() and not path.is_file():
+            raise self.fail(path, f"{self.name}: {path} is not a file")
+        try:
+            shapes = read_shapes(path)
+        except FileNotFoundError:
+            raise self.fail(path, f"{self.name}: no such file: {path}") from None
+        except ValueError as err:
+            raise self.fail(path, f"{self.name}: {err}") from None
+        except OSError as err:
+            raise AppError(f"{self.name}: cannot read {path}: {err.strerror or err}") from None
+        wrong = [
+            f"{k} is {shapes[k] if k in shapes else 'missing'}, the config says {tuple(v)}"
+            for k, v in expected.items()
+            if shapes.get(k) != tuple(v)
+        ]
+        if wrong:
+            config = (path.parent / folders.CONFIG).relative_to(folder_of(path)).as_posix()
+            raise self.fail(path, f"{self.name}: {path} does not fit {config}: " + "; ".join(wrong))
+
+    def load_weights(self, model, path: Path):
+        """``model`` with the weights saved at ``path`` (eval mode).
+
+        Raises:
+            AppError: a missing or damaged file, or weights of another model (the first three
+            problems and how many more), naming the file."""
+        try:
+            folders.load_state(model, load_arrays(path), path)
+        except (ValueError, FileNotFoundError) as err:
+            head, *problems = str(err).splitlines()  # load_state_dict lists every key, one a line
+            shown = [p.strip() for p in problems[:3]] + ([f"and {len(problems) - 3} more"] if len(problems) > 3 else [])
+            what = f"{head.rstrip(':')}: {'; '.join(shown)}" if shown else head
+            raise self.fail(path, f"{self.name}: {what}") from None
+        return model.eval()
+
+    def load_arrays(self, path: Path, shapes: dict[str, tuple]) -> dict:
+        """The arrays of a safetensors file that are no module's weights (a baseline's fitted
+        numbers), each checked to be floating point of the shape given: an int dim is that
+        size, a str dim any size, the same wherever the name recurs.
+
+        Shape: e.g. ``{"coef": ("classes", 64), "intercept": ("classes",)}``.
+
+        Raises:
+            AppError: a missing or damaged file, or an array it lacks or holds in another shape."""
+        try:
+            arrays = load_arrays(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise self.fail(path, f"{self.name}: {err}") from None
+        sizes = {}
+        for name, dims in shapes.items():
+            array = arrays.get(name)
+            fits = array is not None and array.dtype.kind == "f" and array.ndim == len(dims)
+            for dim, size in zip(dims, array.shape if fits else ()):
+                fits = fits and (sizes.setdefault(dim, size) if isinstance(dim, str) else dim) == size
+            if not fits:
+                got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+                raise self.fail(path, f"{self.name}: {path} does not hold {name} as float {tuple(dims)}, got {got}")
+        return arrays
+
+
+def _weights_writer(model):
+    from numformer.backend import to_numpy
+
+    state = {k: to_numpy(v) for k, v in model.state_dict().items()}
+    return lambda tmp: save_arrays(state, tmp)
+
+
+def arrays_writer(arrays: dict):
+    """A model folder's file writer for plain arrays (a baseline's fitted numbers)."""
+    return lambda tmp: save_arrays(arrays, tmp)
+
+
+def replace(preset, steps: int | None):
+    """``preset`` with ``steps`` (``--steps``) in place of its step counts (every field named
+    ``steps`` or ``*_steps``), when given."""
+    if steps is None:
+        return preset
+    names = [f.name for f in dataclasses.fields(preset) if f.name == "steps" or f.name.endswith("_steps")]
+    return dataclasses.replace(preset, **dict.fromkeys(names, steps))
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` did: wall time (seconds), steps trained, the step whose weights the model
+    holds (the last, or the best on validation) and that step's validation loss (None without
+    validation)."""
+
+    seconds: float
+    steps: int
+    kept_step: int
+    val_loss: float | None
+
+
+def fit(
+    model,
+    optimizer,
+    loss_fn,
+    batches,
+    out: Path,
+    name: str,
+    steps: int,
+    seed: int,
+    progress: bool,
+    scheduler=None,
+    count=None,
+    unit: str = "samples",
+    val_batches=None,
+    eval_every: int | None = None,
+    patience: int | None = None,
+) -> Fitted:
+    """Train one of an app's models with numformer's ``Trainer`` (progress bar, checkpoints and
+    metrics under ``out/train-NAME``).
+
+    With ``val_batches`` (``val_batches(rng) -> batch``, the same batch every evaluation: the
+    app's validation set) the loss on it is measured every ``eval_every`` steps (default: once,
+    at the end) and at the last step, and the model ends with the weights of the step where it
+    was lowest (the trainer's ``best`` checkpoint): model selection on validation data, never on
+    the test set. Without it the model ends with its last step's weights. With ``patience``
+    as well, training stops early once that many evaluations in a row found no lower
+    validation loss (``steps`` is then the most it trains).
+
+    Raises:
+        AppError: the run did not complete (diverged, or stopped by the health monitor), or no
+        validation loss was finite. ValueError: ``eval_every`` < 1, ``patience`` < 1 or without
+        ``val_batches``. KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (after a checkpoint)."""
+    from numformer.train import TrainConfig, Trainer, load_checkpoint
+
+    if eval_every is not None and eval_every < 1:
+        raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"fit: patience must be >= 1, got {patience}")
+    if patience is not None and val_batches is None:
+        raise ValueError("fit: patience counts validation evaluations: it needs val_batches")
+    config = TrainConfig(
+        max_steps=steps,
+        eval_every=min(eval_every or steps, steps),
+        eval_batches=1,
+        checkpoint_every=steps,
+        keep_checkpoints=1,
+        early_stopping_patience=patience,
+        out_dir=str(out / f"train-{name}"),
+        seed=seed,
+        progress=progress,
+    )
+    start = time.perf_counter()
+    trainer = Trainer(
+        model, optimizer, loss_fn, batches, val_batches, scheduler=scheduler, config=config, count=count, unit=unit
+    )
+    result = trainer.fit()
+    what = "the model" if name == "model" else f"the {name} model"
+    if result.status == "interrupted":  # Ctrl-C or SIGTERM: the CLI's one "interrupted" line, exit 130
+        raise KeyboardInterrupt
+    if result.status not in ("completed", "early_stopped"):
+        raise AppError(f"training {what} stopped: {result.reason}")
+    seconds = time.perf_counter() - start
+    if val_batches is None:
+        return Fitted(seconds, result.step, result.step, None)
+    if not math.isfinite(result.best_val_loss):  # no evaluation saved a best checkpoint
+        raise AppError(f"training {what}: no validation loss was finite")
+    state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
+    return Fitted(seconds, result.step, state["step"], result.best_val_loss)
+
+
+def warmup_cosine(optimizer, steps: int):
+    """Linear warm-up over the first 5% of ``steps``, then cosine decay to zero."""
+    from numformer.optim.lr_scheduler import WarmupCosineLR
+
+    return WarmupCosineLR(optimizer, min(max(steps // 20, 1), steps - 1) if steps > 1 else 0, max(steps, 1))

@@ -1,0 +1,120 @@
+"""``numformer search``: the lines of a corpus closest to a query, by cosine similarity of their
+sentence embeddings.
+
+The corpus is read once, and its lines are embedded from exactly the bytes that were read; the
+embeddings of a regular file are cached beside it (``<corpus>.embeddings.safetensors``), keyed
+by the SHA-256 of those bytes and of the model's files and checked by the SHA-256 of the
+embeddings themselves, so a file saved while it was being read, or a damaged cache, is never
+used for another text. A corpus that is not a regular file (a pipe, ``/dev/stdin``, ``<(cmd)``)
+is searched without a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from numformer.cli.common import UsageError
+
+HELP = (
+    "semantic search: the corpus lines closest to a query (cosine similarity); the corpus's embeddings "
+    "are cached beside it as CORPUS.embeddings.safetensors"
+)
+EXAMPLE = "example: numformer search --corpus faq.txt --query 'how do I reset my password' --top-k 3"
+CACHE_FORMAT = "numformer search cache 2"
+
+
+def add_parser(command) -> None:
+    parser = command("search", HELP, EXAMPLE)
+    parser.add_argument("--corpus", required=True, help="a UTF-8 text file, one document per line")
+    parser.add_argument("--query", required=True, help="the text to search for")
+    parser.add_argument("--top-k", type=int, default=5, help="how many lines to print (5)")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per result line")
+
+
+def _digest(vectors) -> str:
+    return hashlib.sha256(vectors.tobytes()).hexdigest()
+
+
+def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batch_size: int = 64):
+    """The corpus lines' normalised embeddings, from the cache beside a regular-file ``corpus``
+    when its keys (the SHA-256 of ``data``, the bytes the lines came from, and of the model's
+    files) match and its embeddings pass their checksum, else computed and cached (atomically;
+    a folder that cannot be written to just means no cache).
+
+    Shape: -> float32 ``(len(lines), dim)``."""
+    import numpy as np
+
+    from numformer.serialization.files import is_regular_file, sha256_file
+    from numformer.serialization.safetensors import load_arrays, read_metadata, save_arrays
+
+    if not is_regular_file(corpus):  # a pipe or a device: no cache beside it
+        return encoder.encode(lines, batch_size=batch_size, normalize=True)
+    cache = corpus.with_name(corpus.name + ".embeddings.safetensors")
+    keys = {
+        "format": CACHE_FORMAT,
+        "corpus_sha256": hashlib.sha256(data).hexdigest(),
+        "model_sha256": sha256_file(encoder.folder / "model.safetensors"),
+        "tokenizer_sha256": sha256_file(encoder.folder / "tokenizer.json"),
+        "max_seq_length": str(encoder.max_seq_length),
+        "pooling": encoder.pooling,
+    }
+    ours = not cache.exists()
+    if cache.exists():
+        meta = read_metadata(cache)
+        ours = is_regular_file(cache) and (
+            meta is None or str(meta.get("format", "")).startswith("numformer search cache")
+        )
+        if ours and meta is not None and all(meta.get(k) == v for k, v in keys.items()):
+            try:
+                vectors = load_arrays(cache)["embeddings"]
+            except (ValueError, OSError, KeyError):
+                vectors = None
+            if (
+                vectors is not None
+                and vectors.dtype == np.float32
+                and vectors.shape == (len(lines), encoder.dim)
+                and meta.get("embeddings_sha256") == _digest(vectors)
+            ):
+                return vectors
+    vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
+    if not ours:
+        print(f"note: embeddings not cached: {cache} exists and is not numformer's cache", file=sys.stderr)
+        return vectors
+    try:
+        save_arrays({"embeddings": vectors}, cache, metadata={**keys, "embeddings_sha256": _digest(vectors)})
+    except OSError as err:
+        print(f"note: embeddings not cached ({cache}: {err.strerror or err})", file=sys.stderr)
+    return vectors
+
+
+def run(args) -> int:
+    from numformer.models.sentence import SentenceEncoder, split_lines
+    from numformer.serialization.files import read_bytes
+
+    if args.top_k < 1:
+        raise UsageError(f"numformer search: --top-k must be >= 1, got {args.top_k}")
+    if not args.query.strip():
+        raise UsageError("numformer search: --query is empty")
+    corpus = Path(args.corpus)
+    data = read_bytes(corpus)  # once: the lines and the cache's key come from these bytes
+    lines = split_lines(data, corpus)
+    if not any(line.strip() for line in lines):
+        raise ValueError(f"{corpus} has no non-empty line to search")
+    encoder = SentenceEncoder(args.model)
+    query = encoder.encode([args.query], normalize=True)[0]  # a bad query fails before the corpus is embedded
+    vectors = corpus_embeddings(encoder, corpus, data, lines)
+    scores = vectors @ query
+    candidates = [i for i, line in enumerate(lines) if line.strip()]
+    ranked = sorted(candidates, key=lambda i: -scores[i])[: args.top_k]
+    if args.json:
+        for rank, i in enumerate(ranked, 1):
+            print(json.dumps({"rank": rank, "line": i + 1, "score": round(float(scores[i]), 6), "text": lines[i]}))
+        return 0
+    width = len(str(max(ranked) + 1))
+    for rank, i in enumerate(ranked, 1):
+        print(f"{rank:>3}  {scores[i]:.4f}  line {i + 1:>{width}}  {lines[i]}")
+    return 0
