@@ -23,7 +23,7 @@ import numpy as np
 from numformer import nn
 from numformer.backend import xp
 from numformer.nn import functional as F
-from numformer.serialization.folders import ModelFolderError, read_config
+from numformer.serialization.folders import ModelFolderError, read_config, verify
 from numformer.serialization.safetensors import Checkpoint, available_memory
 from numformer.tensor import Tensor, array_of
 
@@ -190,6 +190,8 @@ class PreTrainedCausalLM(nn.Module):
         except ValueError as err:
             raise ModelFolderError(str(err)) from None
         checkpoint = Checkpoint.open(folder)
+        # a folder numformer wrote has a checksum manifest; Hugging Face's have none
+        verify(folder, missing="ignore", only=[path.name for path in checkpoint.files])
         tensors = cls._match(checkpoint, config, folder)
         cls._check_memory(checkpoint, tensors, np.dtype(dtype), folder)
         model = nn.utils.skip_init(cls, config)

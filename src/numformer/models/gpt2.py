@@ -71,6 +71,7 @@ class GPT2Config(Config):
     torch_dtype: str | None = None
 
     def __post_init__(self):
+        super().__post_init__()  # every field's type (Config)
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -96,6 +96,7 @@ class LlamaConfig(Config):
     torch_dtype: str | None = None  # the older name of dtype
 
     def __post_init__(self):
+        super().__post_init__()  # every field's type (Config)
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
