@@ -296,6 +296,8 @@ def test_generation_config_json_sets_the_defaults(folders, tmp_path):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_checkpoints_equal_their_float32_twin(dtype, tmp_path, monkeypatch):
     reference = hf_model("LlamaConfig", **TINY, num_key_value_heads=2)
+    ids = np.random.default_rng(0).integers(0, 96, (2, 10))
+    original = hf_logits(reference, ids)  # the float32 model the half-precision one rounds
     reference.to(getattr(torch, dtype)).save_pretrained(tmp_path / "half")
     # the float32 model holding the rounded weights (its rotary frequencies computed afresh)
     twin = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "half", dtype=torch.float32).eval()
@@ -305,10 +307,12 @@ def test_half_precision_checkpoints_equal_their_float32_twin(dtype, tmp_path, mo
     for name, p in model.named_parameters():
         assert p.dtype == np.float32
         np.testing.assert_array_equal(p.numpy(), twin.state_dict()[name].numpy(), err_msg=name)
-    ids = np.random.default_rng(0).integers(0, 96, (2, 10))
     with nf.no_grad():
         ours = model(ids).logits.numpy()
     np.testing.assert_allclose(ours, hf_logits(twin, ids), rtol=0, atol=LOGITS_ATOL)
+    # and the original within a few units of the half format's rounding (8 or 11 significant bits)
+    unit = 2.0**-8 if dtype == "bfloat16" else 2.0**-11
+    assert 0 < np.abs(ours - original).max() <= 4 * unit * np.abs(original).max()
     if dtype == "bfloat16":  # the same bits without ml_dtypes
         monkeypatch.setitem(__import__("sys").modules, "ml_dtypes", None)
         again = AutoModelForCausalLM.from_pretrained(tmp_path / "half")
