@@ -48,30 +48,44 @@ class MatMul(Function):
 # its blocked layout. For the 2-8 rows of a decoding batch against a weight matrix, packing the
 # weight costs more than the multiply-adds: x W_b^T over row blocks W_b of the weight that stay
 # under this size ran about twice as fast (2-8 rows against 576 x 1536 and 49152 x 576 weights,
-# one thread, Xeon with AVX-512) as one x W^T or W x^T, on par with PyTorch's.
+# one thread, Xeon with AVX-512) as one x W^T or W x^T, on par with PyTorch's. The blocks go to
+# threads only above MIN_MACS of work, as every product here: splitting a 576 x 1536 weight's
+# blocks over two threads made a SmolLM-sized decoding step at batch 8 4-9% slower on a 2-core
+# VM (bench/hf_decoder_vs_transformers.py's model).
 SMALL_PRODUCT = 1 << 19
 BLOCKED_ROWS = 8
 
 
 def skinny_product(x, weight, bias=None, epilogue=None):
-    """``x @ weight.T (+ bias)`` for a few rows x ``(m, in)`` against a large weight ``(out, in)``,
-    one BLAS call per block of the weight's rows (``SMALL_PRODUCT``), the blocks split over
-    threads (``parallel_for``); ``epilogue(block)`` updates each block of the result in place."""
+    """``x @ weight.T (+ bias)`` for a few rows x ``(m, in)`` against a large weight ``(out, in)``:
+    the weight viewed as a stack of row blocks under ``SMALL_PRODUCT`` (no copy, whatever its
+    strides), one batched ``matmul`` per thread over its share of the blocks (NumPy runs the
+    batch in C, one BLAS call per block, without the GIL); the rows left over after the last
+    whole block in one more call. ``epilogue(block)`` then updates the result in place.
+
+    Shape: x ``(m, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(m, out)``."""
     m, k = x.shape
     n = weight.shape[0]
     rows = max(16, SMALL_PRODUCT // (m * k) // 16 * 16)
-    out = xp.empty((m, n), dtype=xp.result_type(x, weight))
+    whole = n // rows
+    stride_out, stride_in = weight.strides
+    blocks = np.lib.stride_tricks.as_strided(  # host arrays only (Linear checks)
+        weight, (whole, rows, k), (rows * stride_out, stride_out, stride_in)
+    )
+    stacked = xp.empty((whole, m, rows), dtype=xp.result_type(x, weight))
 
-    def blocks(lo, hi):
-        for start in range(lo * rows, min(hi * rows, n), rows):
-            stop = min(start + rows, n)
-            xp.matmul(x, weight[start:stop].T, out=out[:, start:stop])
-            if bias is not None:
-                out[:, start:stop] += bias[start:stop]
-            if epilogue is not None:
-                epilogue(out[:, start:stop])
+    def share(lo, hi):
+        xp.matmul(x, blocks[lo:hi].transpose(0, 2, 1), out=stacked[lo:hi])
 
-    parallel_for(-(-n // rows), blocks, m * rows * k, MIN_MACS)
+    parallel_for(whole, share, m * rows * k, MIN_MACS)
+    out = xp.empty((m, n), dtype=stacked.dtype)
+    out[:, : whole * rows] = stacked.transpose(1, 0, 2).reshape(m, whole * rows)
+    if whole * rows < n:
+        xp.matmul(x, weight[whole * rows :].T, out=out[:, whole * rows :])
+    if bias is not None:
+        out += bias
+    if epilogue is not None:
+        epilogue(out)
     return out
 
 
