@@ -71,7 +71,7 @@ def test_gpt_forward_backward_and_generation_run_on_the_stand_in_with_numpys_bit
 def test_an_encoder_trains_a_step_on_the_stand_in():
     sp = stand_in_arrays()
     nf.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, norm_first=True)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, norm_first=True, batch_first=True)
     encoder = nn.TransformerEncoder(layer, 2)
     x = np.random.default_rng(0).standard_normal((2, 5, 16)).astype(np.float32)
     with use_array_module(sp):

@@ -19,7 +19,7 @@ LAYERS = [
     {"autograd"},  # the graph and backward
     {"ops"},  # primitives and fused kernels (and their thread API, ops._threads)
     {"tensor"},
-    {"creation", "testing"},
+    {"creation", "testing", "functions"},
     {"nn"},
     {"optim"},
     {"utils", "data", "viz", "distributed"},  # distributed: MPI data parallelism (mpi4py only when launched by mpiexec)

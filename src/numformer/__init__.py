@@ -14,29 +14,72 @@ heap (``tune_allocator``, glibc only). Both are process-wide. Environment variab
 and ``NUMFORMER_TUNE_ALLOCATOR=0`` (glibc's defaults).
 """
 
+# ruff: noqa: F401, E402 - the facade hands names on
+import builtins as _builtins
 import os as _os
 import warnings as _warnings
 
 import numpy as _np
 
+# The tensor API's one table, installed as Tensor's methods before anything uses them.
+from numformer import functions as _functions
+
+_functions.install()
+
 # The namespaces PyTorch users reach through the package (``torch.nn``, ``torch.optim``, ...).
-import numformer.nn.functional  # noqa: F401
-import numformer.nn.utils  # noqa: F401
-import numformer.optim.lr_scheduler  # noqa: F401
-import numformer.utils.data  # noqa: F401
-from numformer import nn, optim, utils
-from numformer.autograd import enable_grad, is_grad_enabled, no_grad
-from numformer.backend import (
+import numformer.nn.functional  # noqa: E402, F401
+import numformer.nn.utils  # noqa: E402, F401
+import numformer.optim.lr_scheduler  # noqa: E402, F401
+import numformer.utils.data  # noqa: E402, F401
+from numformer import nn, optim, utils  # noqa: E402
+from numformer.autograd import enable_grad, is_grad_enabled, no_grad  # noqa: E402
+from numformer.backend import Device as device  # noqa: E402, N813 - PyTorch's name
+from numformer.backend import (  # noqa: E402
+    Generator,
+    default_generator,
     get_default_dtype,
     get_rng_state,
+    initial_seed,
     manual_seed,
     set_default_dtype,
     set_rng_state,
     tune_allocator,
 )
-from numformer.creation import arange, ones, ones_like, rand, randn, tensor, zeros, zeros_like
-from numformer.ops._threads import get_num_threads, set_num_threads
-from numformer.tensor import Tensor, as_tensor, cat, concatenate, masked_fill, matmul, split, stack, where
+from numformer.backend import bfloat16 as _backend_bfloat16  # noqa: E402
+from numformer.creation import (  # noqa: E402
+    arange,
+    as_tensor,  # noqa: E402
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    is_floating_point,
+    is_tensor,
+    linspace,
+    meshgrid,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from numformer.functions import TABLE as _TABLE  # noqa: E402
+from numformer.ops._threads import get_num_threads, set_num_threads  # noqa: E402
+from numformer.tensor import Tensor, cat, concatenate, split, stack  # noqa: E402
+
+globals().update({name: fn for name, fn in _TABLE.items() if name not in ("split", "matmul")})
+from numformer.functions import where_ as where  # noqa: E402
+from numformer.tensor import matmul  # noqa: E402
+
+concat = cat
 
 
 def _threads_from_env() -> int:
@@ -46,12 +89,12 @@ def _threads_from_env() -> int:
     value = _os.environ.get("NUMFORMER_NUM_THREADS", "").strip()
     if not value:  # unset or empty
         return default_num_threads()
-    if not value.strip().isdigit() or int(value) < 1:
+    if not value.strip().isdigit() or _builtins.int(value) < 1:
         _warnings.warn(
             f"NUMFORMER_NUM_THREADS must be a positive integer, got {value!r}; using every core", stacklevel=2
         )
         return default_num_threads()
-    return int(value)
+    return _builtins.int(value)
 
 
 set_num_threads(_threads_from_env())
@@ -61,47 +104,39 @@ if _tune not in ("0", "false", "no", "off", "1", "true", "yes", "on", ""):
 if _tune not in ("0", "false", "no", "off"):
     tune_allocator()
 
-float32 = _np.float32
-float64 = _np.float64
-int64 = _np.int64
-bool_ = _np.bool_
+# dtypes, with PyTorch's names (NumPy's dtypes: ``t.dtype == numformer.float32``)
+float32 = float = _np.dtype(_np.float32)  # noqa: A001 - PyTorch's names
+float64 = double = _np.dtype(_np.float64)
+float16 = half = _np.dtype(_np.float16)
+bfloat16 = _backend_bfloat16  # ml_dtypes' where installed; naming it never fails
+int64 = long = _np.dtype(_np.int64)
+int32 = int = _np.dtype(_np.int32)  # noqa: A001
+int16 = short = _np.dtype(_np.int16)
+int8 = _np.dtype(_np.int8)
+uint8 = _np.dtype(_np.uint8)
+bool = bool_ = _np.dtype(_np.bool_)  # noqa: A001
+
+
+def _tensor_type(name: str, dtype):
+    def make(*data):
+        """A tensor of this type from data or a size (PyTorch's legacy ``torch.LongTensor(...)``)."""
+        if len(data) == 1 and not isinstance(data[0], (_builtins.int, _builtins.float)):
+            return tensor(data[0], dtype=dtype)
+        return zeros(*data, dtype=dtype)
+
+    make.__name__ = make.__qualname__ = name
+    return make
+
+
+FloatTensor = _tensor_type("FloatTensor", float32)
+DoubleTensor = _tensor_type("DoubleTensor", float64)
+HalfTensor = _tensor_type("HalfTensor", float16)
+LongTensor = _tensor_type("LongTensor", int64)
+IntTensor = _tensor_type("IntTensor", int32)
+ByteTensor = _tensor_type("ByteTensor", uint8)
+BoolTensor = _tensor_type("BoolTensor", bool_)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "nn",
-    "optim",
-    "utils",
-    "as_tensor",
-    "Tensor",
-    "tensor",
-    "zeros",
-    "ones",
-    "zeros_like",
-    "ones_like",
-    "randn",
-    "rand",
-    "arange",
-    "cat",
-    "concatenate",
-    "stack",
-    "split",
-    "where",
-    "masked_fill",
-    "matmul",
-    "no_grad",
-    "enable_grad",
-    "is_grad_enabled",
-    "manual_seed",
-    "get_rng_state",
-    "set_rng_state",
-    "tune_allocator",
-    "set_num_threads",
-    "get_num_threads",
-    "set_default_dtype",
-    "get_default_dtype",
-    "float32",
-    "float64",
-    "int64",
-    "bool_",
-]
+# ``from numformer import *`` gives every public name but the dtypes named like Python's types
+__all__ = sorted(n for n in globals() if not n.startswith("_") and not hasattr(_builtins, n))

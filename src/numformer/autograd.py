@@ -163,7 +163,7 @@ class Function:
             fn.needs_grad = _NO_GRAD[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
             out = fn.infer(*[t.array for t in inputs], **options)
             if cls.view:
-                out = inputs[0]._view(out, False)
+                out = inputs[0]._view(out, False, (cls, options))
             elif type(out) is tuple:
                 out = tuple(inputs[0]._result(o, False) for o in out)
             else:
@@ -184,7 +184,7 @@ class Function:
             self.n_outputs = len(out)
             results = tuple(first._result(o, backend.is_floating(o.dtype)) for o in out)
         else:
-            results = (first._view(out, True) if self.view else first._result(out, True),)
+            results = (first._view(out, True, (type(self), options)) if self.view else first._result(out, True),)
         for i, r in enumerate(results):
             r._fn, r._out = self, i
         if self.saves_output:

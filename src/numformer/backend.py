@@ -235,8 +235,47 @@ def contiguous(a):
     return a if a.flags.c_contiguous else a.copy()
 
 
+class MissingDtype:
+    """A dtype numformer can name but not compute in without an optional package (``bfloat16``
+    without ``ml_dtypes``): naming it never fails (``{"bfloat16": numformer.bfloat16}``); making
+    a tensor of it raises, with the pip command."""
+
+    def __init__(self, name: str, install: str):
+        self.name, self.install = name, install
+
+    def __repr__(self) -> str:
+        return f"numformer.{self.name}"
+
+    def __eq__(self, other) -> bool:
+        return (other.name if isinstance(other, MissingDtype) else other) == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+def _bfloat16():
+    """``ml_dtypes.bfloat16``'s NumPy dtype where the package is installed, else a ``MissingDtype``."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return MissingDtype("bfloat16", "pip install 'numformer[bf16]' (the ml_dtypes package)")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+bfloat16 = _bfloat16()
+
+
 def as_dtype(dtype) -> np.dtype:
-    """Normalise ``dtype`` (a NumPy dtype, type or name such as ``"float32"``) to ``np.dtype``."""
+    """Normalise ``dtype`` (a NumPy dtype, type or name such as ``"float32"``) to ``np.dtype``.
+
+    Raises:
+        TypeError: not a dtype, or one that needs a package that is not installed (its name
+        and the pip command)."""
+    named = isinstance(dtype, str) and dtype.removeprefix("numformer.").removeprefix("torch.") == "bfloat16"
+    if isinstance(dtype, MissingDtype) or named and isinstance(bfloat16, MissingDtype):
+        raise TypeError(f"dtype {dtype}: tensors of it need {bfloat16.install}")
+    if named:
+        return bfloat16
     try:
         return np.dtype(dtype)
     except TypeError as err:
@@ -261,18 +300,72 @@ def is_floating(dtype) -> bool:
     return np.dtype(dtype).kind == "f"  # what np.issubdtype(dtype, np.floating) says, ~10x faster
 
 
-def manual_seed(seed: int) -> np.random.Generator:
-    """Seed the generator behind every random draw in numformer (init, randn, dropout, sampling)."""
-    global _generator
+class Generator:
+    """A random generator of its own (PyTorch's ``torch.Generator``), for ``generator=``
+    arguments: ``manual_seed(seed)`` seeds it, ``rng`` is its NumPy generator.
+
+    Args:
+        device: "cpu" (numformer draws on the host on every device)."""
+
+    def __init__(self, device="cpu"):
+        self.device = Device(device)
+        self._seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.rng = np.random.default_rng(self._seed)
+
+    def manual_seed(self, seed: int) -> Generator:
+        _check_seed(seed)
+        self._seed, self.rng = int(seed), np.random.default_rng(int(seed))
+        return self
+
+    def seed(self) -> int:
+        """Reseed from fresh entropy; returns the seed."""
+        return self.manual_seed(int(np.random.SeedSequence().entropy % 2**63))._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> Generator:
+        self.rng.bit_generator.state = state
+        return self
+
+
+def _check_seed(seed) -> None:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
+
+
+_default = Generator.__new__(Generator)  # the global generator behind every draw (manual_seed)
+_default.device, _default._seed, _default.rng = Device("cpu"), 0, _generator
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the generator behind every random draw in numformer (init, randn, dropout,
+    sampling); returns it (PyTorch's ``torch.manual_seed``).
+
+    Raises:
+        TypeError: a seed that is not an int."""
+    global _generator
+    _check_seed(seed)
     _generator = np.random.default_rng(int(seed))
-    return _generator
+    _default.rng, _default._seed = _generator, int(seed)
+    return _default
 
 
 def generator() -> np.random.Generator:
     """The current global generator (reseeded by ``manual_seed``)."""
     return _generator
+
+
+def default_generator() -> Generator:
+    """The global generator as a ``Generator`` (PyTorch's ``torch.default_generator``)."""
+    return _default
+
+
+def initial_seed() -> int:
+    return _default._seed
 
 
 def get_rng_state() -> dict:

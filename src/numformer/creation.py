@@ -35,37 +35,158 @@ def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor
     return _placed(t, device)
 
 
+def _made(array, requires_grad: bool, device) -> Tensor:
+    return _placed(Tensor(array, requires_grad=requires_grad), device)
+
+
+def _rng(generator):
+    return backend.generator() if generator is None else generator.rng
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """``data`` as a tensor, sharing memory with it where it can (a NumPy array of the same
+    dtype; a tensor as it is), as PyTorch's ``as_tensor``."""
+    if isinstance(data, Tensor):
+        return data.to(device=device, dtype=dtype)
+    if isinstance(data, np.ndarray) and xp.ndarray is np.ndarray and (dtype is None or np.dtype(dtype) == data.dtype):
+        return _placed(Tensor._wrap(data, False), device)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(ndarray) -> Tensor:
+    """A tensor sharing ``ndarray``'s memory (and dtype), as PyTorch's ``from_numpy``.
+
+    Raises:
+        TypeError: not a NumPy array."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    return Tensor._wrap_on(ndarray, False)
+
+
 def zeros(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return _placed(Tensor(xp.zeros(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad), device)
+    return _made(xp.zeros(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
 
 
 def ones(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return _placed(Tensor(xp.ones(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad), device)
+    return _made(xp.ones(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
 
 
-def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
+def empty(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A tensor of ``size`` whose values are whatever the memory held (write it before reading)."""
+    return _made(xp.empty(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
 
 
-def ones_like(t: Tensor, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad, device=device or t.device)
+def full(size, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value``; its dtype, without one, follows the
+    value as PyTorch's does (bool, int64, or the default float)."""
+    if dtype is None:
+        dtype = np.bool_ if isinstance(fill_value, bool) else np.int64 if isinstance(fill_value, int) else None
+    return _made(xp.full(shape_arg((size,)), fill_value, dtype=_dtype(dtype)), requires_grad, device)
 
 
-def randn(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Standard normal draws from numformer's generator (reproducible with ``manual_seed``)."""
-    data = backend.generator().standard_normal(shape_arg(size), dtype=_dtype(dtype))
-    return _placed(Tensor(data, requires_grad=requires_grad), device)
+def _like(t: Tensor, dtype, device) -> dict:
+    return {"dtype": dtype or t.dtype, "device": device or t.device}
 
 
-def rand(*size, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
-    """Uniform draws on [0, 1) from numformer's generator."""
-    data = backend.generator().random(shape_arg(size), dtype=_dtype(dtype))
-    return _placed(Tensor(data, requires_grad=requires_grad), device)
+def zeros_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return zeros(input.shape, requires_grad=requires_grad, **_like(input, dtype, device))
 
 
-def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
+def ones_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return ones(input.shape, requires_grad=requires_grad, **_like(input, dtype, device))
+
+
+def empty_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return empty(input.shape, requires_grad=requires_grad, **_like(input, dtype, device))
+
+
+def full_like(input, fill_value, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return full(input.shape, fill_value, requires_grad=requires_grad, **_like(input, dtype, device))
+
+
+def randn(*size, generator=None, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Standard normal draws from numformer's generator (reproducible with ``manual_seed``), or
+    from ``generator``'s."""
+    return _made(_rng(generator).standard_normal(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
+
+
+def rand(*size, generator=None, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """Uniform draws on [0, 1) from numformer's generator, or from ``generator``'s."""
+    return _made(_rng(generator).random(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
+
+
+def randn_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return randn(input.shape, requires_grad=requires_grad, **_like(input, dtype, device))
+
+
+def rand_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
+    return rand(input.shape, requires_grad=requires_grad, **_like(input, dtype, device))
+
+
+def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad: bool = False):
+    """Integers drawn uniformly from [low, high) (``randint(high, size)`` as well), int64 by default.
+
+    Raises:
+        TypeError: no ``size``. RuntimeError: high <= low."""
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high  # randint(high, size)
+    if size is None:
+        raise TypeError("randint() missing 1 required positional argument: 'size'")
+    if high is None or high <= low:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    array = _rng(generator).integers(low, high, shape_arg((size,)))
+    return _made(array.astype(backend.as_dtype(dtype or np.int64)), requires_grad, device)
+
+
+def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0 .. n-1 (int64 by default)."""
+    array = _rng(generator).permutation(int(n))
+    return _made(array.astype(backend.as_dtype(dtype or np.int64)), requires_grad, device)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     if end is None:
         start, end = 0, start
     ints = all(isinstance(v, int) for v in (start, end, step))
     dt = backend.as_dtype(dtype) if dtype is not None else (xp.int64 if ints else _dtype(None))
-    return _placed(Tensor(xp.arange(start, end, step, dtype=dt)), device)
+    return _made(xp.arange(start, end, step, dtype=dt), requires_grad, device)
+
+
+def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _made(xp.linspace(start, end, steps).astype(_dtype(dtype)), requires_grad, device)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _made(xp.eye(n, m, dtype=_dtype(dtype)), requires_grad, device)
+
+
+def meshgrid(*tensors, indexing: str | None = None) -> tuple:
+    """Coordinate grids from 1-D tensors, "ij" (PyTorch's default) or "xy" indexing; in the
+    graph (each grid is its tensor expanded).
+
+    Raises:
+        ValueError: an indexing other than "ij" or "xy", or a tensor that is not 1-D."""
+    tensors = shape_arg(tensors)
+    indexing = indexing or "ij"
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    if any(t.ndim != 1 for t in tensors):
+        raise ValueError(f"meshgrid: expects 1-D tensors, got shapes {[t.shape for t in tensors]}")
+    sizes = [t.shape[0] for t in tensors]
+    if indexing == "xy" and len(tensors) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for i, t in enumerate(tensors):
+        axis = (1 - i if i < 2 else i) if indexing == "xy" and len(tensors) >= 2 else i
+        shape = [1] * len(tensors)
+        shape[axis] = t.shape[0]
+        grids.append(t.reshape(tuple(shape)).expand(tuple(sizes)))
+    return tuple(grids)
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(input) -> bool:  # noqa: A002
+    return backend.is_floating(input.dtype)

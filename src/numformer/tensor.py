@@ -26,9 +26,7 @@ from numformer.backend import (
 )
 from numformer.ops import elementwise as E
 from numformer.ops import linalg as LA
-from numformer.ops import reduce as R
 from numformer.ops import shape as S
-from numformer.ops import softmax as SM
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
@@ -55,12 +53,12 @@ class Tensor:
     itself (NumPy's, or CuPy's on a GPU): the one accessor numformer's own code uses for it.
     """
 
-    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_base", "__weakref__")
+    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_view_of", "__weakref__")
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.array = _to_array(data, dtype)
-        self._grad = self._fn = self._vc = self._base = None
+        self._grad = self._fn = self._vc = self._view_of = None
         self._out = 0
         self._requires_grad = False
         self.requires_grad = requires_grad
@@ -70,7 +68,7 @@ class Tensor:
         """Make an op's output without copying or converting ``array``."""
         t = cls.__new__(cls)
         t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t._grad = t._fn = t._vc = t._base = None
+        t._grad = t._fn = t._vc = t._view_of = None
         t._out, t._requires_grad = 0, requires_grad
         return t
 
@@ -79,7 +77,7 @@ class Tensor:
         """A tensor around ``array`` as it is, whatever its device."""
         t = cls.__new__(cls)
         t.array = array
-        t._grad = t._fn = t._vc = t._base = None
+        t._grad = t._fn = t._vc = t._view_of = None
         t._out, t._requires_grad = 0, requires_grad
         return t
 
@@ -88,17 +86,18 @@ class Tensor:
         plain ``Tensor``, also when ``self`` is a ``Parameter``."""
         t = Tensor.__new__(Tensor)
         t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)
-        t._grad = t._fn = t._vc = t._base = None
+        t._grad = t._fn = t._vc = t._view_of = None
         t._out, t._requires_grad = 0, requires_grad
         return t
 
-    def _view(self, array, requires_grad: bool) -> Tensor:
-        """An output that may share this tensor's memory (a view): it shares its version
-        counter, and remembers this tensor as its base when gradients flow through it."""
+    def _view(self, array, requires_grad: bool, how: tuple | None = None) -> Tensor:
+        """An output that may share this tensor's memory (a view). When it does, it shares this
+        tensor's version counter and remembers ``how`` it was made from it ((primitive,
+        options)), so an in-place change of the view can rewrite this tensor too."""
         t = self._result(array, requires_grad)
-        t._vc = self._counter()
-        if requires_grad:
-            t._base = self._base if self._base is not None else self
+        if xp.may_share_memory(array, self.array):
+            t._vc = self._counter()
+            t._view_of = None if how is None else (self, *how)
         return t
 
     # --- versions: every in-place change bumps the counter a tensor shares with its views -----
@@ -229,11 +228,218 @@ class Tensor:
 
     def detach_(self) -> Tensor:
         """Cut this tensor from the graph, in place: it becomes a leaf that does not require grad."""
-        self._fn, self._requires_grad, self._base = None, False, None
+        self._fn, self._requires_grad, self._view_of = None, False, None
         return self
 
     def zero_grad(self) -> None:
         self._grad = None
+
+    # --- writing in place: PyTorch's in-place ops and index assignment ------------------------
+    def _records_write(self, *others) -> bool:
+        """Whether an in-place change must be recorded in the graph: gradients are on, and this
+        tensor, or a tensor written into it, requires grad."""
+        if not autograd.is_grad_enabled():
+            return False
+        return self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+
+    def _snapshot(self) -> Tensor:
+        """This tensor's present values (in memory of their own) and history: what a recorded
+        in-place op is computed from, as the old value its backward may read."""
+        t = Tensor._wrap_on(self.array.copy(), self._requires_grad)
+        t._fn, t._out = self._fn, self._out
+        return t
+
+    def _assign(self, result: Tensor) -> Tensor:
+        """Make this tensor hold ``result``'s values in its own memory (so its views see them)
+        and, when ``result`` has a history, take that history as its own. A view's base is
+        rewritten too: ``result`` put back where the view reads (PyTorch's CopySlices).
+
+        Raises:
+            RuntimeError: a leaf that requires grad written while gradients are recorded, a
+            result of another shape, or one whose dtype this tensor's cannot hold."""
+        if result.shape != self.shape:
+            raise RuntimeError(
+                f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(result.shape)}"
+            )
+        if not np.can_cast(result.dtype, self.dtype, casting="same_kind"):
+            raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output type {self.dtype}")
+        if not self.array.flags.writeable:
+            raise RuntimeError(
+                "unsupported operation: more than one element of the written-to tensor refers to a single memory "
+                "location (an expanded tensor); clone() it before writing into it"
+            )
+        if result._fn is not None:  # recorded: this tensor takes the result's history
+            if self._fn is None and self._requires_grad:
+                raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+            if result.dtype != self.dtype:
+                result = E.Cast.apply(result, dtype=self.dtype)
+            if self._view_of is not None:
+                base, op, options = self._view_of
+                base._assign(_unview(base, op, options, result))
+                result = op.apply(base, **options)  # this view read again from the rewritten base
+            self._fn, self._out, self._requires_grad = result._fn, result._out, True
+        xp.copyto(self.array, result.array, casting="unsafe")
+        self._bump()
+        return self
+
+    def _inplace(self, compute, *others) -> Tensor:
+        """``self = compute(self, *others)`` in place: recorded from a snapshot of the old value
+        when the graph needs it, else computed without a graph and copied in."""
+        if self._records_write(*others):
+            old = self._snapshot()
+            result = compute(old, *others)
+            if result._fn is None:  # a value that depends on nothing recorded: the old one's gradient is 0
+                result = S.SetItem.apply(old, result, index=Ellipsis)
+            return self._assign(result)
+        with autograd.no_grad():
+            return self._assign(compute(self, *others))
+
+    def __setitem__(self, index, value) -> None:
+        """``t[index] = value``: ints, slices, integer arrays and boolean masks; ``value`` a
+        number or a tensor that broadcasts to the indexed part. Recorded in the graph as
+        PyTorch records it: gradients reach ``value``, and ``t``'s other elements keep theirs."""
+        index = _index_arg(index)
+        if isinstance(value, Tensor) and value._requires_grad and autograd.is_grad_enabled() or self._records_write():
+            value = self._operand(value)
+            if value.dtype != self.dtype:
+                value = value.to(self.dtype)
+            self._assign(S.SetItem.apply(self._snapshot(), value, index=index))
+            return
+        array = value.array if isinstance(value, Tensor) else value
+        if not self.array.flags.writeable:
+            self._assign(self)  # the error for an expanded tensor
+        try:
+            self.array[index] = array
+        except (ValueError, IndexError) as err:
+            raise type(err)(
+                f"setitem: cannot assign a value of shape {getattr(array, 'shape', ())} to {self.shape}[{index}]: {err}"
+            ) from None
+        self._bump()
+
+    def _fast(self, ufunc, other, alpha=None) -> Tensor | None:
+        """``self = ufunc(self, other)`` straight into memory when nothing is recorded and the
+        result keeps this tensor's shape and dtype (an optimiser's updates); else None."""
+        if self._records_write(other) or not self.array.flags.writeable:
+            return None
+        b = other.array if isinstance(other, Tensor) else other
+        if alpha is not None and alpha != 1:
+            b = b * alpha
+        if isinstance(b, xp.ndarray) and (
+            np.broadcast_shapes(self.shape, b.shape) != self.shape or not np.can_cast(b.dtype, self.dtype, "same_kind")
+        ):
+            return None
+        ufunc(self.array, b, out=self.array, casting="unsafe")
+        self._bump()
+        return self
+
+    def add_(self, other, *, alpha=1) -> Tensor:
+        done = self._fast(xp.add, other, alpha)
+        return done if done is not None else self._inplace(lambda a, b: a.add(b, alpha=alpha), other)
+
+    def sub_(self, other, *, alpha=1) -> Tensor:
+        done = self._fast(xp.subtract, other, alpha)
+        return done if done is not None else self._inplace(lambda a, b: a.sub(b, alpha=alpha), other)
+
+    def mul_(self, other) -> Tensor:
+        done = self._fast(xp.multiply, other)
+        return done if done is not None else self._inplace(lambda a, b: a * b, other)
+
+    def div_(self, other, *, rounding_mode=None) -> Tensor:
+        if rounding_mode is None and is_floating(self.dtype):
+            done = self._fast(xp.true_divide, other)
+            if done is not None:
+                return done
+        return self._inplace(lambda a, b: a.div(b, rounding_mode=rounding_mode), other)
+
+    def pow_(self, exponent) -> Tensor:
+        return self._inplace(lambda a, e: a**e, exponent)
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def fill_(self, value) -> Tensor:
+        if isinstance(value, Tensor) and value.numel() != 1:
+            raise RuntimeError(
+                f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} dimensions."
+            )
+        if not self._records_write(value):
+            xp.copyto(self.array, value.array if isinstance(value, Tensor) else value, casting="unsafe")
+            self._bump()
+            return self
+        return self._inplace(lambda a, v: _full_like(a, v), value)
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def copy_(self, src, non_blocking: bool = False) -> Tensor:
+        """This tensor's values from ``src`` (broadcast to this shape, cast to this dtype and
+        device), in place; gradients flow to ``src``."""
+        src = src if isinstance(src, Tensor) else Tensor(src)
+        if not self._records_write(src):
+            array = src.array if device_of(src.array) == self.device else to_device(src.array, self.device)
+            xp.copyto(self.array, xp.broadcast_to(array, self.shape), casting="unsafe")
+            self._bump()
+            return self
+        return self._inplace(lambda a, s: _set(a, Ellipsis, s.to(a.dtype).expand(a.shape)), src)
+
+    def clamp_(self, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's argument names
+        return self._inplace(lambda a: a.clamp(min, max))
+
+    clip_ = clamp_
+
+    def masked_fill_(self, mask, value) -> Tensor:
+        return self._inplace(lambda a, v: masked_fill(a, mask, v), value)
+
+    def index_fill_(self, dim: int, index, value) -> Tensor:
+        where = (slice(None),) * (dim % self.ndim) + (array_of(index),)
+        return self._inplace(lambda a, v: _set(a, where, v), value)
+
+    def scatter_(self, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
+        """``src``'s values (or one ``value``) written at ``index`` along ``dim``, in place."""
+        if reduce is not None:
+            raise NotImplementedError("scatter_: reduce= is not supported by numformer; use scatter_add_")
+        source = src if src is not None else value
+        if source is None:
+            raise TypeError("scatter_() missing 1 required argument: 'src' or 'value'")
+        source = source if isinstance(source, Tensor) else self._operand(source)
+        return self._inplace(lambda a, s: a.scatter(dim, index, s), source)
+
+    def scatter_add_(self, dim: int, index, src) -> Tensor:
+        return self._inplace(lambda a, s: a.scatter_add(dim, index, s), src)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
+        """Fill with draws from U(a, b) (numformer's generator, or ``generator``'s)."""
+        rng = backend.generator() if generator is None else generator.rng
+        return self._fill_random(rng.uniform(a, b, self.shape))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
+        """Fill with draws from N(mean, std^2) (numformer's generator, or ``generator``'s)."""
+        rng = backend.generator() if generator is None else generator.rng
+        return self._fill_random(rng.normal(mean, std, self.shape))
+
+    def bernoulli_(self, p: float = 0.5, *, generator=None) -> Tensor:
+        rng = backend.generator() if generator is None else generator.rng
+        return self._fill_random(rng.random(self.shape) < p)
+
+    def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
+        rng = backend.generator() if generator is None else generator.rng
+        return self._fill_random(rng.exponential(1.0 / lambd, self.shape))
+
+    def _fill_random(self, values) -> Tensor:
+        if self._records_write():
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        xp.copyto(self.array, xp.asarray(np.asarray(values), dtype=self.dtype))
+        self._bump()
+        return self
 
     def __deepcopy__(self, memo):
         """A new leaf with copied data and no gradient (as PyTorch's deepcopy of a parameter)."""
@@ -348,11 +554,15 @@ class Tensor:
                 "Tensors: use numformer's ops, or .numpy() to leave the graph"
             )
         if name in _UNARY_UFUNCS and len(inputs) == 1:
-            return _UNARY_UFUNCS[name](inputs[0])
+            return getattr(inputs[0], _UNARY_UFUNCS[name])()
+        if name == "positive" and len(inputs) == 1:
+            return inputs[0]
         if name in _BINARY_UFUNCS and len(inputs) == 2:
             a, b = inputs
             forward, reflected = _BINARY_UFUNCS[name]
-            return getattr(a, forward)(b) if isinstance(a, Tensor) else getattr(b, reflected)(a)
+            if isinstance(a, Tensor):
+                return getattr(a, forward)(b)
+            return getattr(b, reflected)(a) if reflected else getattr(b._operand(a), forward)(b)
         raise TypeError(f"numpy.{name} has no numformer op: use numformer's ops, or .numpy() to leave the graph")
 
     def __len__(self) -> int:
@@ -409,11 +619,40 @@ class Tensor:
     def double(self) -> Tensor:
         return self.to(np.float64)
 
+    def half(self) -> Tensor:
+        return self.to(np.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to("bfloat16")
+
     def long(self) -> Tensor:
         return self.to(np.int64)
 
+    def int(self) -> Tensor:
+        return self.to(np.int32)
+
+    def short(self) -> Tensor:
+        return self.to(np.int16)
+
+    def char(self) -> Tensor:
+        return self.to(np.int8)
+
+    def byte(self) -> Tensor:
+        return self.to(np.uint8)
+
     def bool(self) -> Tensor:
         return self.to(np.bool_)
+
+    def type(self, dtype=None, non_blocking: bool = False):
+        """This tensor cast to ``dtype`` (a dtype or a name such as "torch.LongTensor"), or,
+        without one, the type's name ("numformer.FloatTensor")."""
+        if dtype is None:
+            return f"numformer.{_TENSOR_TYPE_NAMES.get(np.dtype(self.dtype), 'Tensor')}"
+        name = dtype.rsplit(".", 1)[-1] if isinstance(dtype, str) else getattr(dtype, "__name__", None)
+        return self.to(_TENSOR_TYPES.get(name, dtype))  # "torch.LongTensor", numformer.LongTensor
+
+    def type_as(self, tensor) -> Tensor:
+        return self.to(tensor.dtype)
 
     # --- arithmetic -------------------------------------------------------------------------
     def _operand(self, other) -> Tensor:
@@ -483,27 +722,6 @@ class Tensor:
     def __rmatmul__(self, other):
         return matmul(self._operand(other), self)
 
-    def add(self, other):
-        return self + other
-
-    def sub(self, other):
-        return self - other
-
-    def mul(self, other):
-        return self * other
-
-    def div(self, other):
-        return self / other
-
-    def neg(self):
-        return -self
-
-    def pow(self, exponent):
-        return self**exponent
-
-    def matmul(self, other):
-        return matmul(self, other)
-
     # --- comparisons (never differentiable; give bool tensors, as PyTorch) -------------------
     def _compare(self, other, fn):
         other = other.array if isinstance(other, Tensor) else other
@@ -528,101 +746,53 @@ class Tensor:
         return self._compare(other, xp.greater_equal)
 
     def __invert__(self):
+        if self.dtype.kind not in "biu":
+            raise TypeError(f"~ (bitwise_not) is only for integer and bool tensors, got {self.dtype}")
         return Tensor._wrap(~self.array, False)
 
-    def all(self, dim=None, keepdim: bool = False):
-        """Whether every element (along ``dim``) is nonzero: a bool tensor."""
-        axis = _axes(dim, self.ndim, "all")
-        return Tensor._wrap(xp.asarray(xp.all(self.array, axis=axis, keepdims=keepdim)), False)
+    def _bitwise(self, fn, other, reverse: bool = False):
+        other = other.array if isinstance(other, Tensor) else other
+        if self.dtype.kind not in "biu" or getattr(xp.asarray(other), "dtype", np.dtype(bool)).kind not in "biu":
+            raise TypeError(f"bitwise and logical operators (&, |, ^) need integer or bool tensors, got {self.dtype}")
+        a, b = (other, self.array) if reverse else (self.array, other)
+        return Tensor._wrap(xp.asarray(fn(a, b)), False)
 
-    def any(self, dim=None, keepdim: bool = False):
-        """Whether any element (along ``dim``) is nonzero: a bool tensor."""
-        axis = _axes(dim, self.ndim, "any")
-        return Tensor._wrap(xp.asarray(xp.any(self.array, axis=axis, keepdims=keepdim)), False)
+    def __and__(self, other):
+        return self._bitwise(xp.bitwise_and, other)
 
-    def isfinite(self):
-        return Tensor._wrap(xp.isfinite(self.array), False)
+    def __rand__(self, other):
+        return self._bitwise(xp.bitwise_and, other, True)
 
-    def isnan(self):
-        return Tensor._wrap(xp.isnan(self.array), False)
+    def __or__(self, other):
+        return self._bitwise(xp.bitwise_or, other)
 
-    def isinf(self):
-        return Tensor._wrap(xp.isinf(self.array), False)
+    def __ror__(self, other):
+        return self._bitwise(xp.bitwise_or, other, True)
 
-    # --- unary maths ------------------------------------------------------------------------
-    def exp(self):
-        return E.Exp.apply(_floating(self))
+    def __xor__(self, other):
+        return self._bitwise(xp.bitwise_xor, other)
 
-    def log(self):
-        return E.Log.apply(_floating(self))
+    def __rxor__(self, other):
+        return self._bitwise(xp.bitwise_xor, other, True)
 
-    def sqrt(self):
-        return E.Sqrt.apply(_floating(self))
+    def __floordiv__(self, other):
+        return self.floor_divide(other)
 
-    def abs(self):
-        return E.Abs.apply(self)
+    def __rfloordiv__(self, other):
+        return self._operand(other).floor_divide(self)
 
-    def tanh(self):
-        return E.Tanh.apply(_floating(self))
+    def __mod__(self, other):
+        return self.remainder(other)
 
-    def sigmoid(self):
-        return E.Sigmoid.apply(_floating(self))
-
-    def relu(self):
-        return E.Relu.apply(self)
-
-    def softmax(self, dim: int = -1):
-        return SM.Softmax.apply(self, axis=_axes(dim, self.ndim, "softmax")[0])
-
-    def log_softmax(self, dim: int = -1):
-        return SM.LogSoftmax.apply(self, axis=_axes(dim, self.ndim, "log_softmax")[0])
-
-    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
-        if min is None and max is None:
-            raise ValueError("clamp: at least one of min and max must be given")
-        return E.Clip.apply(self, min=min, max=max)
-
-    clip = clamp
+    def __rmod__(self, other):
+        return self._operand(other).remainder(self)
 
     def masked_fill(self, mask, value):
         return masked_fill(self, mask, value)
 
-    # --- reductions -------------------------------------------------------------------------
-    def sum(self, dim=None, keepdim: bool = False):
-        return R.Sum.apply(self, axis=_axes(dim, self.ndim, "sum"), keepdims=keepdim)
-
-    def mean(self, dim=None, keepdim: bool = False):
-        return R.Mean.apply(self, axis=_axes(dim, self.ndim, "mean"), keepdims=keepdim)
-
-    def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None):
-        """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch."""
-        if correction is None:
-            correction = 0 if unbiased is False else 1
-        axis = _axes(dim, self.ndim, "var")
-        return R.Var.apply(self, axis=axis, keepdims=keepdim, correction=correction)
-
-    def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction: int | None = None):
-        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
-
-    def max(self, dim: int | None = None, keepdim: bool = False):
-        """Max of all elements, or ``(values, indices)`` along ``dim`` (as PyTorch)."""
-        if dim is None:
-            return R.Max.apply(self, axis=None)
-        axis = _axes(dim, self.ndim, "max")
-        values = R.Max.apply(self, axis=axis, keepdims=keepdim)
-        indices = xp.argmax(self.array, axis=axis[0], keepdims=keepdim)
-        return MaxResult(values, Tensor._wrap(indices, False))
-
-    def min(self, dim: int | None = None, keepdim: bool = False):
-        if dim is None:
-            return -R.Max.apply(-self, axis=None)
-        values, indices = (-self).max(dim, keepdim)
-        return MaxResult(-values, indices)
-
-    def argmax(self, dim: int | None = None, keepdim: bool = False):
-        if dim is None:
-            return Tensor._wrap(xp.asarray(xp.argmax(self.array)), False)
-        return Tensor._wrap(xp.argmax(self.array, axis=dim, keepdims=keepdim), False)
+    def where(self, condition, other):
+        """``self`` where ``condition`` is True, else ``other`` (``torch.where(condition, self, other)``)."""
+        return where(condition, self, other)
 
     # --- shape ------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -638,13 +808,6 @@ class Tensor:
 
     view = reshape
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1):
-        if self.ndim == 0:
-            return self.reshape(1)
-        start, end = start_dim % self.ndim, end_dim % self.ndim
-        shape = self.shape[:start] + (-1,) + self.shape[end + 1 :]
-        return self.reshape(shape)
-
     def permute(self, *dims):
         ndim = self.array.ndim
         dims = tuple([d % ndim for d in shape_arg(dims)])
@@ -654,11 +817,6 @@ class Tensor:
             return self
         return S.Permute.apply(self, axes=dims)
 
-    def transpose(self, dim0: int, dim1: int):
-        axes = list(range(self.ndim))
-        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return self.permute(*axes)
-
     @property
     def T(self):  # noqa: N802 - PyTorch's name
         return self.permute(*reversed(range(self.ndim)))
@@ -666,18 +824,6 @@ class Tensor:
     @property
     def mT(self):  # noqa: N802 - PyTorch's name
         return self.transpose(-2, -1)
-
-    def unsqueeze(self, dim: int):
-        dim = dim % (self.ndim + 1)
-        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
-
-    def squeeze(self, dim: int | None = None):
-        if dim is None:
-            return self.reshape(tuple(s for s in self.shape if s != 1))
-        dim = dim % self.ndim
-        if self.shape[dim] != 1:
-            return self
-        return self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
 
     def expand(self, *shape):
         shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim] for i, s in enumerate(shape_arg(shape)))
@@ -687,17 +833,121 @@ class Tensor:
             raise ValueError(f"expand: shape {self.shape} cannot expand to {shape}") from None
         return S.BroadcastTo.apply(self, shape=shape)
 
-    def split(self, split_size_or_sections, dim: int = 0):
-        return split(self, split_size_or_sections, dim)
+    def expand_as(self, other):
+        return self.expand(other.shape)
 
-    def chunk(self, chunks: int, dim: int = 0):
-        size = -(-self.shape[dim] // chunks)
-        return split(self, size, dim)
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    def repeat(self, *sizes):
+        """The tensor tiled ``sizes`` times along each dim (leading new dims allowed), in the graph."""
+        sizes = shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise RuntimeError(
+                "Number of dimensions of repeat dims can not be smaller than number of dimensions of tensor"
+            )
+        x = self.reshape((1,) * (len(sizes) - self.ndim) + self.shape)
+        # each dim d of size n: broadcast to (r, n) then merged, so the copies run one after another
+        wide = x.reshape(tuple(v for n in x.shape for v in (1, n)))
+        wide = wide.expand(tuple(v for r, n in zip(sizes, x.shape) for v in (r, n)))
+        return wide.reshape(tuple(r * n for r, n in zip(sizes, x.shape)))
+
+    def flip(self, *dims):
+        """The tensor with the order of its elements along ``dims`` reversed."""
+        return flip(self, shape_arg(dims))
+
+    def contiguous(self, memory_format=None):
+        """The tensor as it is (numformer's are contiguous where it matters: ops copy as they need)."""
+        return self
+
+    def is_contiguous(self, memory_format=None) -> bool:
+        return bool(self.array.flags.c_contiguous)
+
+    def nelement(self) -> int:
+        return int(self.array.size)
+
+    def element_size(self) -> int:
+        return self.array.dtype.itemsize
+
+    # --- new tensors like this one (dtype and device) ----------------------------------------
+    def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        array = data.array.copy() if isinstance(data, Tensor) else xp.asarray(data, dtype=as_dtype(dtype or self.dtype))
+        return self._new(array.astype(as_dtype(dtype or self.dtype), copy=False), device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return self._new(xp.zeros(shape_arg(size), dtype=as_dtype(dtype or self.dtype)), device, requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return self._new(xp.ones(shape_arg(size), dtype=as_dtype(dtype or self.dtype)), device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return self._new(xp.empty(shape_arg(size), dtype=as_dtype(dtype or self.dtype)), device, requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        array = xp.full(shape_arg((size,)), fill_value, dtype=as_dtype(dtype or self.dtype))
+        return self._new(array, device, requires_grad)
+
+    def _new(self, array, device, requires_grad: bool) -> Tensor:
+        t = Tensor._wrap_on(to_device(array, device or self.device), False)
+        t.requires_grad = requires_grad
+        return t
 
     def __getitem__(self, index):
         index = _index_arg(index)
         op = S.GetItem if S.is_basic_index(index) else S.Index  # a view, or a copy
         return op.apply(self, index=index)
+
+
+_TENSOR_TYPES = {
+    "FloatTensor": np.float32,
+    "DoubleTensor": np.float64,
+    "HalfTensor": np.float16,
+    "LongTensor": np.int64,
+    "IntTensor": np.int32,
+    "ShortTensor": np.int16,
+    "CharTensor": np.int8,
+    "ByteTensor": np.uint8,
+    "BoolTensor": np.bool_,
+}
+_TENSOR_TYPE_NAMES = {np.dtype(v): k for k, v in _TENSOR_TYPES.items()}
+
+
+def flip(input, dims):  # noqa: A002 - PyTorch's argument name
+    """``input`` with the order of its elements along ``dims`` reversed (a view)."""
+    dims = {_axes(d, input.ndim, "flip")[0] for d in ((dims,) if isinstance(dims, int) else dims)}
+    return input[tuple(slice(None, None, -1) if i in dims else slice(None) for i in range(input.ndim))]
+
+
+def _unview(base: Tensor, op, options: dict, value: Tensor) -> Tensor:
+    """``base`` with the part the view ``op(base, **options)`` reads replaced by ``value``:
+    what an in-place change of the view does to its base."""
+    if op is S.GetItem:
+        return S.SetItem.apply(base._snapshot(), value, index=options["index"])
+    if op is S.Reshape:
+        return value.reshape(base.shape)
+    if op is S.Permute:
+        inverse = [0] * len(options["axes"])
+        for i, axis in enumerate(options["axes"]):
+            inverse[axis] = i
+        return value.permute(*inverse)
+    raise RuntimeError(
+        f"unsupported operation: an in-place change of a view made by {op.__name__} (an expanded tensor) "
+        "cannot be written back; clone() it first"
+    )
+
+
+def _set(t: Tensor, index, value) -> Tensor:
+    """``t`` with ``t[index] = value``, out of place (``SetItem``)."""
+    value = t._operand(value)
+    return S.SetItem.apply(t, value.to(t.dtype) if value.dtype != t.dtype else value, index=index)
+
+
+def _full_like(t: Tensor, value) -> Tensor:
+    """``t``'s shape filled with ``value`` (a number, or a one-element tensor, whose gradient
+    is then the sum of the result's), in ``t``'s dtype, with ``t`` as its input in the graph."""
+    if isinstance(value, Tensor):
+        return E.Copy.apply(value.reshape(()).to(t.dtype).expand(t.shape))
+    return E.Fill.apply(t, value=value)
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
@@ -767,19 +1017,17 @@ def _promote(a: Tensor, b: Tensor, true_division: bool = False) -> tuple:
     return a, b
 
 
+# NumPy's ufuncs that run as numformer's functions on tensors (``np.sin(t)`` is ``t.sin()``)
 _UNARY_UFUNCS = {
-    "exp": Tensor.exp,
-    "log": Tensor.log,
-    "sqrt": Tensor.sqrt,
-    "absolute": Tensor.abs,
-    "tanh": Tensor.tanh,
-    "negative": Tensor.__neg__,
-    "isfinite": Tensor.isfinite,
-    "isnan": Tensor.isnan,
-    "isinf": Tensor.isinf,
-    "positive": lambda t: t,
-    "square": lambda t: t * t,
-    "reciprocal": lambda t: 1.0 / t,
+    **{
+        n: n
+        for n in "exp log log1p expm1 log2 log10 sqrt square reciprocal sin cos tan tanh floor ceil trunc sign".split()
+    },
+    **{n: n for n in "isfinite isnan isinf logical_not".split()},
+    "absolute": "abs",
+    "negative": "neg",
+    "rint": "round",
+    "invert": "bitwise_not",
 }
 _BINARY_UFUNCS = {  # ufunc: (method of a tensor first operand, method of a tensor second operand)
     "add": ("__add__", "__radd__"),
@@ -795,6 +1043,16 @@ _BINARY_UFUNCS = {  # ufunc: (method of a tensor first operand, method of a tens
     "less_equal": ("__le__", "__ge__"),
     "greater": ("__gt__", "__lt__"),
     "greater_equal": ("__ge__", "__le__"),
+    "floor_divide": ("__floordiv__", "__rfloordiv__"),
+    "remainder": ("__mod__", "__rmod__"),
+    "maximum": ("maximum", None),
+    "minimum": ("minimum", None),
+    "logical_and": ("logical_and", None),
+    "logical_or": ("logical_or", None),
+    "logical_xor": ("logical_xor", None),
+    "bitwise_and": ("__and__", "__rand__"),
+    "bitwise_or": ("__or__", "__ror__"),
+    "bitwise_xor": ("__xor__", "__rxor__"),
 }
 
 

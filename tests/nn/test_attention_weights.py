@@ -110,7 +110,7 @@ def test_a_causal_mask_is_recognised_and_takes_the_causal_kernel():
     assert not is_causal_mask(not_causal, T) and not is_causal_mask(bool_causal, T + 1)
     assert not is_causal_mask(np.where(bool_causal, -1e9, 0.0), T)  # a large finite value is not -inf
     nf.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=True)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, norm_first=True, batch_first=True)
     enc = nn.TransformerEncoder(layer, 2).to(np.float64)
     x = nf.Tensor(np.random.default_rng(0).standard_normal((2, T, 8)))
     causal = enc(x, is_causal=True).numpy()

@@ -23,7 +23,7 @@ from numformer import nn
 )
 def test_incremental_decoding_equals_the_full_forward(batch, T, S, first, norm_first, seed):
     nf.manual_seed(seed)
-    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first)
+    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first, batch_first=True)
     decoder = nn.TransformerDecoder(layer, 2).eval()
     r = np.random.default_rng(seed)
     memory = nf.tensor(r.standard_normal((batch, S, 16)).astype(np.float32))
@@ -55,7 +55,7 @@ def test_reorder_picks_rows_of_every_layer():
 
 
 def test_a_cache_refuses_masks_it_cannot_honour():
-    decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0), 1)
+    decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True), 1)
     x = nf.tensor(np.zeros((1, 2, 8), np.float32))
     with pytest.raises(ValueError, match="pass tgt_is_causal=True, not tgt_mask"):
         decoder(x, x, tgt_mask=nn.Transformer.generate_square_subsequent_mask(2), cache=nn.DecoderCache(1))

@@ -193,7 +193,7 @@ def test_multihead_attention(seed, dtype, data):
         am = rng.standard_normal((L, S)).astype(dtype)
     need = data.draw(st.booleans())
     avg = data.draw(st.booleans())
-    m = nn.MultiheadAttention(E, H, bias=bias, kdim=kdim, vdim=vdim)
+    m = nn.MultiheadAttention(E, H, bias=bias, kdim=kdim, vdim=vdim, batch_first=True)
     t = torch.nn.MultiheadAttention(E, H, bias=bias, kdim=kdim, vdim=vdim, batch_first=True)
     kw = {"need_weights": need, "average_attn_weights": avg}
     t_kpm = None if kpm is None else torch.from_numpy(kpm)
@@ -216,7 +216,7 @@ def test_multihead_attention(seed, dtype, data):
 
 
 def test_multihead_attention_is_causal_builds_the_mask():
-    m = nn.MultiheadAttention(8, 2)
+    m = nn.MultiheadAttention(8, 2, batch_first=True)
     x = nf.randn(2, 5, 8)
     causal, _ = m(x, x, x, is_causal=True, need_weights=False)
     explicit, _ = m(x, x, x, attn_mask=~np.tri(5, dtype=bool), need_weights=False)
@@ -244,7 +244,7 @@ def _stack_masks(rng, N, L, S=None):
 def test_encoder_layer_and_stack(seed, dtype, norm_first, activation, masks, batched):
     nf.manual_seed(seed % 1000)
     kw = {"dim_feedforward": 16, "dropout": 0.0, "activation": activation, "norm_first": norm_first}
-    layer = nn.TransformerEncoderLayer(8, 2, **kw)
+    layer = nn.TransformerEncoderLayer(8, 2, **kw, batch_first=True)
     t_layer = torch.nn.TransformerEncoderLayer(8, 2, batch_first=True, **kw)
     rng = np.random.default_rng(seed)
     x = randn(seed, (2, 4, 8) if batched else (4, 8))
@@ -287,7 +287,7 @@ def test_decoder_layer_and_full_transformer(seed, dtype, norm_first, masks):
         t_tgt_mask = torch.from_numpy(tgt_mask)
         kpm, mkpm = _stack_masks(rng, 2, 3), _stack_masks(rng, 2, 5)
         t_kpm, t_mkpm = torch.from_numpy(kpm), torch.from_numpy(mkpm)
-    layer = nn.TransformerDecoderLayer(8, 2, **kw)
+    layer = nn.TransformerDecoderLayer(8, 2, **kw, batch_first=True)
     t_layer = torch.nn.TransformerDecoderLayer(8, 2, batch_first=True, **kw)
     compare_modules(
         layer,
@@ -297,7 +297,7 @@ def test_decoder_layer_and_full_transformer(seed, dtype, norm_first, masks):
         call=lambda m, a, b: m(a, b, tgt_mask=tgt_mask, tgt_key_padding_mask=kpm, memory_key_padding_mask=mkpm),
         t_call=lambda m, a, b: m(a, b, tgt_mask=t_tgt_mask, tgt_key_padding_mask=t_kpm, memory_key_padding_mask=t_mkpm),
     )
-    model = nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, **kw)
+    model = nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, **kw, batch_first=True)
     t_model = torch.nn.Transformer(8, 2, num_encoder_layers=2, num_decoder_layers=2, batch_first=True, **kw)
     compare_modules(
         model,
@@ -321,7 +321,7 @@ def test_decoder_layer_and_full_transformer(seed, dtype, norm_first, masks):
 def test_weights_move_from_torch_to_numformer():
     torch.manual_seed(0)
     t = torch.nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, batch_first=True)
-    m = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0)
+    m = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, batch_first=True)
     result = m.load_state_dict(t.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     src, tgt = randn(0, (2, 4, 8)).astype(np.float32), randn(1, (2, 3, 8)).astype(np.float32)
@@ -337,7 +337,7 @@ def test_weights_move_from_torch_to_numformer():
 @given(seed=SEEDS, dtype=DTYPES, layers=st.integers(1, 2), batched=st.booleans(), with_state=st.booleans())
 def test_recurrent(cls, seed, dtype, layers, batched, with_state):
     nf.manual_seed(seed % 1000)
-    m = getattr(nn, cls)(3, 4, num_layers=layers)
+    m = getattr(nn, cls)(3, 4, num_layers=layers, batch_first=True)
     t = getattr(torch.nn, cls)(3, 4, num_layers=layers, batch_first=True)
     x = randn(seed, (2, 5, 3) if batched else (5, 3))
     state_shape = (layers, 2, 4) if batched else (layers, 4)
@@ -362,7 +362,7 @@ def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, l
     cls, act = (kind.split("-") + ["tanh"])[:2]
     extra = {} if cls == "LSTM" else {"nonlinearity": act}
     nf.manual_seed(seed % 1000)
-    m = getattr(nn, cls)(3, 4, num_layers=layers, bias=bias, **extra).to(dtype)
+    m = getattr(nn, cls)(3, 4, num_layers=layers, bias=bias, **extra, batch_first=True).to(dtype)
     t = getattr(torch.nn, cls)(3, 4, num_layers=layers, bias=bias, batch_first=True, **extra).to(TORCH_DTYPE[dtype])
     copy_weights(m, t)
     arrays = [randn(seed, (2, length, 3)), randn(seed + 1, (layers, 2, 4)), randn(seed + 2, (layers, 2, 4))]
@@ -425,7 +425,7 @@ def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, fro
 
 @pytest.mark.parametrize("cls", ["RNN", "LSTM"])
 def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
-    m = getattr(nn, cls)(3, 4)
+    m = getattr(nn, cls)(3, 4, batch_first=True)
     with pytest.raises(ValueError, match="at least one step, got shape"):
         m(nf.zeros(2, 0, 3))
     h = nf.Tensor(np.zeros((1, 2, 4)))  # float64 against float32 input
@@ -453,15 +453,15 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
     assert make(3, 4).bidirectional is False  # PyTorch's attribute is there to read
     with pytest.raises(TypeError, match="batch_first must be True or False, got 'no'"):
         make(3, 4, batch_first="no")
-    assert "batch_first=True" in repr(make(3, 4))  # numformer's default, unlike PyTorch's: shown
+    assert "batch_first=False" in repr(make(3, 4))  # PyTorch's default
     with pytest.raises(TypeError, match="input must be a numformer Tensor, got torch.Tensor"):
         make(3, 4)(torch.zeros(2, 5, 3))
     with pytest.raises(TypeError, match="input must be float32 like the weights, got float64"):
         make(3, 4)(nf.Tensor(np.zeros((2, 5, 3))))
-    # PyTorch's sequence-first input to a batch-first layer: the state's N says which dim is N
+    # a sequence-first input to a batch-first layer: the state's N says which dim is N
     state = nf.zeros(1, 2, 4)
     with pytest.raises(ValueError, match=r"got \(1, 2, 4\) \(N = 6 is the input's dim 0: batch_first=True\)"):
-        make(3, 4)(nf.zeros(6, 2, 3), (state, state) if cls == "LSTM" else state)
+        make(3, 4, batch_first=True)(nf.zeros(6, 2, 3), (state, state) if cls == "LSTM" else state)
     m = make(3, 4)
     with pytest.raises(TypeError, match="input must be a numformer Tensor, got numpy.ndarray"):
         m(np.zeros((2, 5, 3), np.float32))
@@ -565,7 +565,7 @@ def test_encoder_feed_forward_runs_relu_inside_the_gemm_and_keeps_hooks_working(
     the values of the separate modules; a hook on linear1 or on the activation makes the layer
     call them one by one, and the hook sees what it would see then."""
     nf.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0).eval()
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
     x = nf.Tensor(randn(0, (3, 16, 16), dtype=np.float32))  # 48 rows: the GEMM's wide path
     fused = layer(x).numpy()
     seen = []

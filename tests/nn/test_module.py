@@ -126,7 +126,7 @@ def test_default_initialisations_follow_torch_bounds():
     assert np.abs(lin.bias.numpy()).max() <= bound
     emb = nn.Embedding(1000, 64, padding_idx=0)
     assert abs(emb.weight.numpy()[1:].std() - 1.0) < 0.02 and not np.any(emb.weight.numpy()[0])
-    mha = nn.MultiheadAttention(64, 4)
+    mha = nn.MultiheadAttention(64, 4, batch_first=True)
     xavier = np.sqrt(6 / (64 + 192))
     assert np.abs(mha.in_proj_weight.numpy()).max() <= xavier and not np.any(mha.in_proj_bias.numpy())
     assert nn.LayerNorm(5).weight.numpy().tolist() == [1.0] * 5
@@ -145,7 +145,7 @@ def test_seed_encoder_parameter_count():
     assert seed_formula == 16_576
     layer_norm_params = layers * 2 * (2 * d)
     attention_biases = layers * (3 * d + d)
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, h, d_ff, norm_first=True), layers)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(d, h, d_ff, norm_first=True, batch_first=True), layers)
     assert enc.num_parameters() == seed_formula + layer_norm_params + attention_biases == 17_088
 
 
@@ -154,10 +154,10 @@ def test_seed_encoder_parameter_count():
 
 def test_configuration_and_input_errors():
     with pytest.raises(ValueError, match=r"embed_dim \(10\) must be divisible by num_heads \(3\)"):
-        nn.MultiheadAttention(10, 3)
+        nn.MultiheadAttention(10, 3, batch_first=True)
     with pytest.raises(ValueError, match=r"Linear: input must have 4 features .* got shape \(2, 5\)"):
         nn.Linear(4, 2)(nf.randn(2, 5))
-    m = nn.MultiheadAttention(8, 2)
+    m = nn.MultiheadAttention(8, 2, batch_first=True)
     x = nf.randn(2, 3, 8)
     with pytest.raises(ValueError, match=r"query must have 8 features .* got shape \(2, 3, 6\)"):
         m(nf.randn(2, 3, 6), x, x)
@@ -174,6 +174,6 @@ def test_configuration_and_input_errors():
     with pytest.raises(ValueError, match=r"BatchNorm1d: input must be \(N, 4\)"):
         nn.BatchNorm1d(4)(nf.randn(3, 5))
     with pytest.raises(ValueError, match=r"LSTM: input must be \(N, L, 3\)"):
-        nn.LSTM(3, 4)(nf.randn(2, 5, 4))
+        nn.LSTM(3, 4, batch_first=True)(nf.randn(2, 5, 4))
     with pytest.raises(ValueError, match=r"activation must be one of"):
-        nn.TransformerEncoderLayer(8, 2, activation="swish")
+        nn.TransformerEncoderLayer(8, 2, activation="swish", batch_first=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import inspect
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -52,9 +50,13 @@ def test_every_primitive_has_a_mapping_or_a_reason():
 
 
 def test_the_coverage_table_names_every_primitive():
+    """The docstring's table names in its left column exactly the primitives of TABLE."""
     doc = inspect.getdoc(nfo)
-    table = doc[doc.index("Coverage") : doc.index("Models:")]
-    assert not [cls.__name__ for cls in TABLE if cls.__name__ not in table]
+    rows = doc[doc.index("Coverage") : doc.index("Models:")].splitlines()
+    top, bottom = [i for i, row in enumerate(rows) if row.startswith("===")]
+    width = rows[top].index(" ")
+    named = {name.strip() for row in rows[top + 1 : bottom] for name in row[:width].split(",") if name.strip()}
+    assert named == {cls.__name__ for cls in TABLE}
 
 
 class _Unmapped(Function):
@@ -224,7 +226,7 @@ def test_arguments_as_torch_onnx_export_takes_them(tmp_path):
     """A trailing dict of keyword arguments, a file path, names from the forward's signature by
     default; each module's train/eval mode is as it was."""
     nf.manual_seed(0)
-    model = nn.TransformerEncoderLayer(8, 2, 16)
+    model = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
     model.self_attn.eval()  # a mode of its own, kept
     x, pad = nf.randn(2, 5, 8), np.zeros((2, 5), dtype=bool)
     proto = nfo.export(model, (x, {"src_key_padding_mask": pad}), tmp_path / "layer.onnx")
@@ -238,9 +240,132 @@ def test_arguments_as_torch_onnx_export_takes_them(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
-def test_importing_numformer_never_imports_onnx():
-    code = (
-        "import sys, numformer, numformer.nn, numformer.models, numformer.apps, numformer.cli\n"
-        "assert not {'onnx', 'onnxruntime', 'numformer.onnx'} & set(sys.modules), sorted(sys.modules)"
+class GroupedQuery(nn.Module):
+    """Grouped-query attention: 4 query heads over 2 key/value heads (``enable_gqa``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.kv = nn.Linear(8, 16), nn.Linear(8, 16)
+
+    def forward(self, x, keep=None):
+        """Shape: ``(N, L, 8)`` (causal) -> ``(N, 4, L, 4)``; with a boolean ``keep`` ``(N, 4, L, L)``
+        (per query head) -> that and the weights ``(N, 4, L, L)``."""
+        N, L, _ = x.shape
+        q = self.q(x).reshape(N, L, 4, 4).permute(0, 2, 1, 3)
+        k, v = self.kv(x).reshape(N, L, 2, 2, 4).permute(2, 0, 3, 1, 4)
+        if keep is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return F.scaled_dot_product_attention_with_weights(q, k, v, attn_mask=keep, enable_gqa=True)
+
+
+def _gqa_inputs(masked: bool):
+    def inputs(n, l):
+        """x, and per-head keep masks where query 0 of head 3 in the first row sees no key."""
+        if not masked:
+            return (nf.randn(n, l, 8),)
+        keep = R.random((n, 4, l, l)) < 0.7
+        keep[..., 0] = True
+        keep[0, 3, 0] = False
+        return nf.randn(n, l, 8), keep
+
+    return inputs
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["causal", "mask and weights"])
+def test_grouped_query_attention_broadcasts_in_onnx(masked):
+    """enable_gqa's 5-D queries against unsqueezed keys broadcast in MatMul; the per-head mask,
+    reshaped with NumPy to (N, Hkv, G, L, S), is computed from the graph's input (a Reshape),
+    never baked in; the weights are the attention node's second output."""
+    nf.manual_seed(0)
+    inputs = _gqa_inputs(masked)
+    axes = {"x": NL, "keep": {0: "batch", 2: "length", 3: "length"}}
+    names = ["x", "keep"][: 1 + masked]
+    proto, _ = export_and_compare(
+        GroupedQuery(), inputs(2, 5), names, {n: axes[n] for n in names}, [inputs(3, 7), inputs(1, 2)]
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Softmax") == 1 and ops.count("MatMul") == 4  # two Linear, two in attention
+    if masked:
+        assert [n.op_type for n in proto.graph.node if "keep" in n.input] == ["Reshape"]
+
+
+class OnlyWeights(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        """Shape: ``(N, L, 8)`` -> the averaged weights ``(N, L, L)`` alone (the node's second output)."""
+        return self.attn(x, x, x)[1]
+
+
+def test_a_second_output_read_alone():
+    nf.manual_seed(0)
+    proto, _ = export_and_compare(OnlyWeights(), (nf.randn(2, 5, 8),), ["x"], {"x": NL}, [(nf.randn(3, 7, 8),)])
+    assert "Softmax" in [n.op_type for n in proto.graph.node]
+
+
+class Indexing(nn.Module):
+    def forward(self, x, rows):
+        """Shape: ``(N, L, 4)``, integer ``rows`` ``(K,)`` -> basic ``(N, 1, L - 2, 2)`` and
+        advanced ``(K, L, 4)``, ``(N, K)``."""
+        return x[..., None, 1:-1, ::2], x[rows], x[:, rows, 0]
+
+
+def test_basic_and_advanced_indexing_both_export():
+    """GetItem (ints, slices, None, Ellipsis: a view) and Index (an integer array: a copy)."""
+    rows = np.array([1, 0, 1])
+    export_and_compare(
+        Indexing(),
+        (nf.randn(2, 5, 4), rows),
+        ["x", "rows"],
+        {"x": NL, "rows": {0: "picked"}},
+        [(nf.randn(3, 7, 4), np.array([2, 2, 0, 1]))],
+    )
+
+
+class BooleanIndex(nn.Module):
+    def forward(self, x):
+        """Shape: ``(N, L)`` -> the positive entries, 1-D (a size that depends on the values)."""
+        return x[(x > 0).array]
+
+
+class TwoArrays(nn.Module):
+    def forward(self, x, a, b):
+        """Shape: ``(N, L)``, two integer ``(K,)`` -> ``(K,)``."""
+        return x[a, b]
+
+
+def test_advanced_indexing_onnx_cannot_express_is_named():
+    with pytest.raises(nfo.UnsupportedOperatorError, match=r"Index \(in module BooleanIndex\).*boolean mask"):
+        nfo.export(BooleanIndex(), (nf.randn(2, 5),), io.BytesIO())
+    with pytest.raises(nfo.UnsupportedOperatorError, match=r"Index \(in module TwoArrays\).*several integer arrays"):
+        nfo.export(TwoArrays(), (nf.randn(2, 5), np.array([0, 1]), np.array([2, 3])), io.BytesIO())
+
+
+class ShortContext(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
+
+    def forward(self, x):
+        """Shape: ``(N, L, 8)`` -> ``(N, L, 8)``, L at most 8 (the traces then shrink L)."""
+        if x.shape[1] > 8:
+            raise ValueError("ShortContext: at most 8 positions")
+        return self.layer(x)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "example", "other"),
+    [(500, (2, 3), (3, 5)), (900, (2, 8), (3, 6))],
+    ids=["plain then blocked", "blocked then plain"],
+)
+def test_the_attention_kernel_may_change_with_the_size(threshold, example, other):
+    """ "auto" picks the plain or the blocked kernel by the scores' bytes, so the traces at other
+    sizes may run the other one, with options of its own (block sizes): one attention in the
+    graph either way. Scores of (2, 2, 3, 3) float32 are 144 bytes, (3, 2, 5, 5) 600 (the traces
+    grow the example); (2, 2, 8, 8) 1,024, (3, 2, 6, 6) 864 (they shrink L, as the forward refuses
+    a larger one)."""
+    nf.manual_seed(0)
+    with F.attention_kernel("auto", threshold_bytes=threshold):
+        export_and_compare(ShortContext(), (nf.randn(*example, 8),), ["x"], {"x": NL}, [(nf.randn(*other, 8),)])

@@ -1,8 +1,8 @@
-"""all-MiniLM-L6-v2 exported (``export_model_folder``) and run in ONNX Runtime gives the
-embeddings ``numformer embed`` prints, on a dozen varied sentences (short, empty, spaced,
-punctuation, digits, accents, Cyrillic, Japanese, emoji, a tab and a newline, one past the
-256-token truncation), the short ones batched with padding and the long one alone. Measured:
-cosine at least 1 - 6e-8, largest difference 3e-7."""
+"""all-MiniLM-L6-v2 exported by ``numformer export onnx`` (``export_model_folder``) and run in
+ONNX Runtime gives the embeddings ``numformer embed`` prints, on a dozen varied sentences
+(short, empty, spaced, punctuation, digits, accents, Cyrillic, Japanese, emoji, a tab and a
+newline, one past the 256-token truncation), the short ones batched with padding and the long
+one alone. Measured: cosine at least 1 - 6e-8, largest difference 3e-7."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from ort_compare import onnx, ort
 
-import numformer.onnx as nfo
 from numformer.cli import main
 from numformer.models.sentence import SentenceEncoder
 
@@ -22,19 +20,15 @@ PICKED = (0, 4, 7, 8, 9, 10, 12, 13, 14, 15, 18, 20)  # the last one runs past 2
 SENTENCES = [json.loads((FIXTURE / "sentences.json").read_text(encoding="utf-8"))[i] for i in PICKED]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    path = tmp_path_factory.mktemp("minilm") / "minilm.onnx"
-    result = nfo.export_model_folder("all-MiniLM-L6-v2", path)
-    return path, result
-
-
-def test_minilm_in_onnx_runtime_gives_numformer_embeds_vectors(exported, capsys):
-    path, result = exported
-    assert result.inputs == ["input_ids: (batch, sequence)", "attention_mask: (batch, sequence)"]
-    assert result.outputs == ["embeddings: (batch, 384)"]
+def test_minilm_in_onnx_runtime_gives_numformer_embeds_vectors(tmp_path, capsys):
+    path = tmp_path / "minilm.onnx"
+    assert main(["export", "onnx", "all-MiniLM-L6-v2", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: sentence encoder all-MiniLM-L6-v2 (mean pooling, dim 384)",
+        "  inputs: input_ids: (batch, sequence), attention_mask: (batch, sequence)",
+        "  outputs: embeddings: (batch, 384)",
+    ]
     onnx.checker.check_model(str(path))
-    capsys.readouterr()
     assert main(["embed", "--batch-size", "1", *SENTENCES]) == 0  # one at a time: no 256-token padding
     expected = np.array([json.loads(line) for line in capsys.readouterr().out.splitlines()], dtype=np.float32)
     assert expected.shape == (len(SENTENCES), 384)

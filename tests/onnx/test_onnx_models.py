@@ -17,6 +17,8 @@ from ort_compare import export_and_compare
 import numformer as nf
 import numformer.onnx as nfo
 from numformer import nn
+from numformer.apps.recommend import NextItemScores
+from numformer.apps.translate import Seq2SeqDecoder, Seq2SeqEncoder
 from numformer.models import bert, gpt, sasrec, sentence, seq2seq, timeseries, vit
 from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
 from numformer.models.gpt import GPT, GPTConfig
@@ -25,7 +27,6 @@ from numformer.models.sentence import SentenceEmbedding
 from numformer.models.seq2seq import LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 from numformer.models.vit import VisionTransformer, ViTConfig
-from numformer.onnx.folders import GPTLogits, LastScores, Seq2SeqDecoder, Seq2SeqEncoder
 
 R = np.random.default_rng(0)
 SIZES = [(2, 6), (3, 9), (1, 4)]  # (batch, length): the example's, then two others
@@ -138,7 +139,7 @@ CASES = {
         {"images": BATCH},
     ),
     "SASRec": (lambda: SASRec(SASREC), histories, ["seq"], {"seq": BATCH}),
-    "SASRec scores": (lambda: LastScores(SASRec(SASREC)), histories, ["seq"], {"seq": BATCH}),
+    "SASRec scores": (lambda: NextItemScores(SASRec(SASREC)), histories, ["seq"], {"seq": BATCH}),
     "RecurrentRecommender": (lambda: RecurrentRecommender(SASREC), histories, ["seq"], {"seq": BATCH}),
     "TimeSeriesTransformer": (lambda: TimeSeriesTransformer(SERIES), windows, ["x"], {"x": BATCH}),
     "LSTMForecaster": (lambda: LSTMForecaster(SERIES, hidden=8), windows, ["x"], {"x": BATCH}),
@@ -172,32 +173,13 @@ def test_every_model_has_a_case():
     assert classes - covered == {"LSTMSeq2Seq"}
 
 
-def test_gpt_exports_up_to_its_context_and_its_folder_exports(tmp_path):
-    """A saved GPT folder (the demo's format) to ONNX: logits at batch 1 over the whole context
-    and at batch 4 over 3 tokens equal numformer's."""
-    import onnxruntime as ort
-
-    nf.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, d_model=16))
-    model.save(tmp_path / "model")
-    exported = nfo.export_model_folder(tmp_path / "model", tmp_path / "gpt.onnx")
-    assert exported.inputs == ["input_ids: (batch, sequence)"]
-    assert exported.outputs == ["logits: (batch, sequence, 11)"]
-    session = ort.InferenceSession(str(tmp_path / "gpt.onnx"), providers=["CPUExecutionProvider"])
-    for shape in ((1, 16), (4, 3)):
-        idx = R.integers(0, 11, shape)
-        with nf.no_grad():
-            expected = GPTLogits(model).eval()(idx).numpy()
-        np.testing.assert_allclose(session.run(None, {"input_ids": idx})[0], expected, atol=1e-5, rtol=0)
-
-
 def test_lstm_seq2seq_is_refused_naming_the_model_and_the_index():
     """Its encoder picks each row's last real state with a NumPy index built from the ids: a
     clear error, never a graph with the traced batch's index baked in."""
     nf.manual_seed(0)
     model = LSTMSeq2Seq(20, 22, hidden=8, layers=1)
     with pytest.raises(
-        nfo.OnnxExporterError, match=r"option 'index' of GetItem \(in module LSTMSeq2Seq\).*change with the size"
+        nfo.OnnxExporterError, match=r"option 'index' of Index \(in module LSTMSeq2Seq\).*change with the size"
     ):
         nfo.export(
             model,

@@ -37,7 +37,7 @@ def padding(n, s):
 class SelfAttention(nn.Module):
     def __init__(self):
         super().__init__()
-        self.attn = nn.MultiheadAttention(8, 2)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
 
     def forward(self, x, key_padding_mask):
         """Shape: ``(N, L, 8)``, ``(N, L)`` -> ``(N, L, 8)`` and weights ``(N, L, L)``."""
@@ -47,7 +47,7 @@ class SelfAttention(nn.Module):
 class CrossAttention(nn.Module):
     def __init__(self):
         super().__init__()
-        self.attn = nn.MultiheadAttention(8, 2, kdim=5, vdim=3)
+        self.attn = nn.MultiheadAttention(8, 2, kdim=5, vdim=3, batch_first=True)
 
     def forward(self, q, k, v, attn_mask):
         """Shape: ``(N, L, 8)``, ``(N, S, 5)``, ``(N, S, 3)``, float ``(L, S)`` -> ``(N, L, 8)``
@@ -58,7 +58,7 @@ class CrossAttention(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, norm_first):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.1, activation="gelu", norm_first=norm_first)
+        layer = nn.TransformerEncoderLayer(8, 2, 16, 0.1, activation="gelu", norm_first=norm_first, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2, nn.LayerNorm(8))
 
     def forward(self, x, pad):
@@ -69,7 +69,7 @@ class Encoder(nn.Module):
 class EncoderLayer(nn.Module):
     def __init__(self):
         super().__init__()
-        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.1)
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.1, batch_first=True)
 
     def forward(self, x, pad):
         """Shape: ``(N, L, 8)``, ``(N, L)`` -> ``(N, L, 8)``."""
@@ -79,7 +79,7 @@ class EncoderLayer(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, layers):
         super().__init__()
-        layer = nn.TransformerDecoderLayer(8, 2, 16, 0.1)
+        layer = nn.TransformerDecoderLayer(8, 2, 16, 0.1, batch_first=True)
         self.decoder = layer if layers == 0 else nn.TransformerDecoder(layer, layers)
 
     def forward(self, tgt, memory, pad):
@@ -90,7 +90,7 @@ class Decoder(nn.Module):
 class Transformer(nn.Module):
     def __init__(self):
         super().__init__()
-        self.transformer = nn.Transformer(8, 2, 1, 2, 16, 0.1)
+        self.transformer = nn.Transformer(8, 2, 1, 2, 16, 0.1, batch_first=True)
 
     def forward(self, src, tgt, pad):
         """Shape: ``(N, S, 8)``, ``(N, T, 8)``, ``(N, S)`` -> ``(N, T, 8)``."""
@@ -182,9 +182,14 @@ CASES = {
         ["src", "tgt", "pad"],
         {"src": {0: "batch", 1: "source"}, "tgt": NL, "pad": {0: "batch", 1: "source"}},
     ),
-    "RNN": (lambda: nn.RNN(4, 6, num_layers=2), x_only(4), ["x"], {"x": NL}),
-    "RNN relu, no bias": (lambda: nn.RNN(4, 6, nonlinearity="relu", bias=False), x_only(4), ["x"], {"x": NL}),
-    "LSTM": (lambda: nn.LSTM(4, 6, num_layers=2), x_only(4), ["x"], {"x": NL}),
+    "RNN": (lambda: nn.RNN(4, 6, num_layers=2, batch_first=True), x_only(4), ["x"], {"x": NL}),
+    "RNN relu, no bias": (
+        lambda: nn.RNN(4, 6, nonlinearity="relu", bias=False, batch_first=True),
+        x_only(4),
+        ["x"],
+        {"x": NL},
+    ),
+    "LSTM": (lambda: nn.LSTM(4, 6, num_layers=2, batch_first=True), x_only(4), ["x"], {"x": NL}),
     "LSTM with states, sequence first": (
         LSTMWithState,
         lambda n, l: (f32(l, n, 4), f32(2, n, 6), f32(2, n, 6)),
@@ -223,10 +228,12 @@ def test_lstm_and_rnn_become_onnx_recurrent_operators():
     """ONNX's own LSTM (gates reordered from PyTorch's i, f, g, o) and RNN, no unrolled loop;
     the last states equal numformer's."""
     nf.manual_seed(0)
-    proto, _ = check(nn.LSTM(4, 6, num_layers=2), (f32(2, 5, 4),), ["x"], {"x": NL}, [(f32(3, 9, 4),)])
+    proto, _ = check(
+        nn.LSTM(4, 6, num_layers=2, batch_first=True), (f32(2, 5, 4),), ["x"], {"x": NL}, [(f32(3, 9, 4),)]
+    )
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("LSTM") == 2 and not {"Loop", "Scan"} & set(ops)
-    proto, _ = check(nn.RNN(4, 6), (f32(2, 5, 4),), ["x"], {"x": NL}, [(f32(3, 9, 4),)])
+    proto, _ = check(nn.RNN(4, 6, batch_first=True), (f32(2, 5, 4),), ["x"], {"x": NL}, [(f32(3, 9, 4),)])
     assert [n.op_type for n in proto.graph.node].count("RNN") == 1
 
 

@@ -1,8 +1,9 @@
 """The seed's section 8 on real offline data: each application pairs a numformer model with a
 data loader, a plain baseline on the same held-out split, and a score.
 
-``numformer app list`` shows them; ``numformer app NAME train|eval|predict`` runs one. Each app
-writes into its folder (default ``runs/apps/NAME``, see ``folder``): ``model/`` (and
+``numformer app list`` shows them; ``numformer app NAME train|eval|predict`` runs one, and
+``numformer app NAME export`` writes its trained models as ONNX files (``App.onnx_models``).
+Each app writes into its folder (default ``runs/apps/NAME``, see ``folder``): ``model/`` (and
 ``baseline/``), the trainer's ``train-*`` checkpoints and metrics, ``split.json``,
 ``train.json`` and ``eval.json`` (the scores ``eval`` printed). Data comes from pip packages
 installed with the ``apps`` extra (pinned); nothing is downloaded.
@@ -18,12 +19,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from numformer.apps.app import EVAL_KEYS, App
+from numformer.apps.app import EVAL_KEYS, App, OnnxModel
 from numformer.apps.folder import AppError, default_out
 
 MEASURED = Path(__file__).with_name("measured.json")  # the project's last full runs (app list, tour, README)
 
-__all__ = ["EVAL_KEYS", "App", "AppError", "default_out", "registry", "get"]
+__all__ = ["EVAL_KEYS", "App", "AppError", "OnnxModel", "default_out", "registry", "get"]
 
 
 def registry() -> dict[str, App]:

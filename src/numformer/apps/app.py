@@ -1,7 +1,7 @@
-"""``App``: what every application is (its data, metric and baseline, its presets, and its three
-verbs), and the helpers its verbs share: training one model (``fit``), saving and loading model
-folders, and reading the JSON files a train wrote, each failure one ``AppError`` with the
-command that makes the file again.
+"""``App``: what every application is (its data, metric and baseline, its presets, its three
+verbs, and the models it hands to ONNX export), and the helpers its verbs share: training one
+model (``fit``), saving and loading model folders, and reading the JSON files a train wrote,
+each failure one ``AppError`` with the command that makes the file again.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from numformer.apps.folder import AppError, command, folder_of, holds_a_run, retrain_advice
 from numformer.serialization import folders
@@ -18,6 +19,25 @@ from numformer.serialization.files import read_json as _read_json
 from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
+
+
+class OnnxModel(NamedTuple):
+    """One trained model of an app as ``numformer.onnx.export`` takes it (``App.onnx_models``).
+
+    Attributes:
+        stem: the file's name without ``.onnx`` (``model``, ``encoder``, ``co2-lstm``, ...).
+        module: the ``nn.Module`` whose forward is exported (eval mode).
+        example_args: a tuple of example inputs (arrays or tensors), one per graph input.
+        input_names, output_names: the graph's names for them.
+        dynamic_axes: ``{name: {axis: symbol}}``: the axes that may change size (batch, length).
+    """
+
+    stem: str
+    module: object
+    example_args: tuple
+    input_names: list
+    output_names: list
+    dynamic_axes: dict
 
 
 class App:
@@ -60,6 +80,23 @@ class App:
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         """One line of output per input (``inputs`` as the CLI got them)."""
         raise NotImplementedError
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """The trained models in ``out`` that ``predict`` runs, read with this app's own loaders,
+        for ``numformer.onnx.export_app`` (``numformer app NAME export``): each with example
+        inputs of the shapes ``predict`` feeds, its graph names and its dynamic axes.
+
+        Args:
+            out: the app's folder (``train``'s ``--out``).
+
+        Returns:
+            One ``OnnxModel`` per file to write, in order.
+
+        Raises:
+            NotImplementedError: this app has no model to export (the default).
+            AppError: no trained model in ``out``, or damaged files, naming the command that
+                trains one."""
+        raise NotImplementedError(f"{self.name}: no model to export to ONNX (its App.onnx_models is not written)")
 
     # --- helpers for the verbs ----------------------------------------------------------
     def fail(self, path: Path, problem: str) -> AppError:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, arrays_writer, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit, replace, warmup_cosine
 from numformer.serialization.files import write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
@@ -330,6 +330,17 @@ class Classify(App):
             ranked = ", ".join(f"{LABELS[i]} {p[i]:.2f}" for i in np.argsort(-p))
             lines.append(f"{ranked}\t{text[:60]}")
         return lines
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """The fine-tuned MiniLM: ``input_ids`` and ``attention_mask`` ``(batch, sequence)``
+        (the all-MiniLM-L6-v2 tokenizer's; 1 = real token) -> ``logits`` ``(batch, 3)``."""
+        model = self._model(out / "model")
+        ids = np.random.default_rng(0).integers(1, model.bert.config.vocab_size, size=(2, 12))
+        mask = np.ones_like(ids)
+        mask[1, 9:] = 0
+        tokens = {0: "batch", 1: "sequence"}
+        axes = {"input_ids": tokens, "attention_mask": tokens, "logits": {0: "batch"}}
+        return [OnnxModel("model", model, (ids, mask), ["input_ids", "attention_mask"], ["logits"], axes)]
 
 
 APPS = [Classify()]

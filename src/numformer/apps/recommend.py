@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, fit, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit, replace
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
 from numformer.serialization.files import write_json
 
@@ -240,9 +240,24 @@ def evaluation_inputs(split: dict, max_len: int) -> tuple[np.ndarray, np.ndarray
     )
 
 
+class NextItemScores(nf.nn.Module):
+    """A recommender's score of every item as the next one after each history: what ``predict``
+    and ``evaluate`` rank (and ONNX export writes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, seq):
+        """Shape: ``seq`` integer ``(N, max_len)``, left-padded with 0 -> ``(N, num_items + 1)``
+        (column 0 the padding id)."""
+        return self.model.score(self.model(seq)[:, -1])
+
+
 def _all_scores(model, rows: np.ndarray) -> np.ndarray:
+    scores = NextItemScores(model)
     with nf.no_grad():
-        return np.concatenate([model.score(model(rows[i : i + 256])[:, -1]).numpy() for i in range(0, len(rows), 256)])
+        return np.concatenate([scores(rows[i : i + 256]).numpy() for i in range(0, len(rows), 256)])
 
 
 class Recommend(App):
@@ -456,6 +471,18 @@ class Recommend(App):
         lines.append("top 10 next (SASRec score):")
         lines += [f"  {rank:>2}. {titles[i]}  {scores[i]:.3f}" for rank, i in enumerate(top, 1)]
         return lines
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """SASRec and its LSTM baseline as ``NextItemScores``: ``history`` ``(batch, max_len)``
+        item ids, left-padded with 0 -> ``scores`` ``(batch, num_items + 1)``."""
+        models, config = self._models(out)
+        seq = np.random.default_rng(0).integers(1, config.num_items + 1, size=(2, config.max_len))
+        seq[:, : config.max_len // 2] = 0  # left padding, as the histories predict reads
+        axes = {"history": {0: "batch"}, "scores": {0: "batch"}}
+        return [
+            OnnxModel(name, NextItemScores(model).eval(), (seq,), ["history"], ["scores"], axes)
+            for name, model in models.items()
+        ]
 
 
 APPS = [Recommend()]

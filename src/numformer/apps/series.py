@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, fit, replace, warmup_cosine
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
 from numformer.serialization.files import write_json
 
@@ -310,6 +310,17 @@ class Forecast(App):
         end = len(values) - 1
         pred = forecast(models["transformer"], values, phase, end, s["window"], info["scale"], s["season"])
         return [f"{h + 1}\t{v:.4f}" for h, v in enumerate(pred)]
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """Per series, the transformer and the LSTM (``co2-transformer``, ...): ``windows``
+        ``(batch, window, 4)`` (``features``' inputs) -> ``forecast`` ``(batch, horizon)``, the
+        correction to the seasonal-naive anchor in units of the series' scale."""
+        found = []
+        for name in SERIES:
+            models, _ = self._models(out, name)
+            for kind, model in models.items():
+                found.append(_window_model(f"{name}-{kind}", model, "forecast"))
+        return found
 
 
 def _read_values(path: str, window: int) -> np.ndarray:
@@ -593,6 +604,19 @@ class Anomaly(App):
         th = evaluated["thresholds"]["autoencoder"]
         flagged = np.flatnonzero(scores >= th)
         return [f"{i + 1}\t{values[i]:.4f}\tscore {scores[i]:.3f}" for i in flagged] or ["no anomaly"]
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """The autoencoder: ``windows`` ``(batch, 32, 4)`` (``_windows``' inputs) ->
+        ``reconstruction`` ``(batch, 32)`` of their first feature."""
+        model, _ = self._autoencoder(out)
+        return [_window_model("model", model, "reconstruction")]
+
+
+def _window_model(stem: str, model, output: str) -> OnnxModel:
+    """A series model for ONNX export: random windows of its config's shape, the batch dynamic."""
+    c = model.config
+    x = np.random.default_rng(0).standard_normal((2, c.window, c.n_features)).astype(np.float32)
+    return OnnxModel(stem, model, (x,), ["windows"], [output], {"windows": {0: "batch"}, output: {0: "batch"}})
 
 
 APPS = [Forecast(), Anomaly()]

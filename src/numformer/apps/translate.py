@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, fit, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit, replace
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
+from numformer.ops.masks import Equal
 from numformer.serialization.files import write_json
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -217,6 +218,34 @@ def _is_size(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+class Seq2SeqEncoder(nf.nn.Module):
+    """A ``Seq2SeqTransformer``'s encoder alone (what ONNX export writes as ``encoder.onnx``)."""
+
+    def __init__(self, model: Seq2SeqTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src):
+        """Shape: ``src`` integer ``(N, S)``, padded with ``pad_id`` -> memory ``(N, S, d_model)``."""
+        return self.model.encode(src)[0]
+
+
+class Seq2SeqDecoder(nf.nn.Module):
+    """One decoding step of a ``Seq2SeqTransformer`` without a cache (``decoder.onnx``): the
+    target so far, the memory and the source ids (for their padding) in, the next token's
+    logits at every target position out (a decoder reads the last)."""
+
+    def __init__(self, model: Seq2SeqTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tgt, memory, src):
+        """Shape: ``tgt`` ``(N, T)``, ``memory`` ``(N, S, d_model)``, ``src`` ``(N, S)`` ->
+        ``(N, T, tgt_vocab_size)``."""
+        padding = Equal.apply(nf.Tensor(src), value=self.model.config.pad_id).array
+        return self.model.decode(tgt, memory, padding)
+
+
 class Translate(App):
     """``translate-numbers`` and ``translate-dates``: the paper's encoder-decoder against an
     LSTM encoder-decoder with attention."""
@@ -389,6 +418,33 @@ class Translate(App):
                 text = num2words(value, lang="en")
             texts.append(text)
         return _translate(transformer, src, tgt, texts, beam=4, strict=True)
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """The transformer as ``predict``'s decoding loop runs it: ``encoder`` (``src`` ids
+        ``(batch, source)`` -> ``memory``) and ``decoder`` (``tgt`` ``(batch, target)``, the
+        memory and ``src`` -> ``logits`` ``(batch, target, vocab)``), ids of the saved
+        vocabularies. (The LSTM baseline picks each row's last real state with a NumPy index:
+        not exportable.)"""
+        model, _, _ = self._load(out / "model", "transformer")
+        rng, c = np.random.default_rng(0), model.config
+        src = rng.integers(4, c.src_vocab_size, size=(2, 6))
+        src[1, 4:] = c.pad_id
+        tgt = rng.integers(4, c.tgt_vocab_size, size=(2, 3))
+        with nf.no_grad():
+            memory = Seq2SeqEncoder(model).eval()(src).array
+        source = {0: "batch", 1: "source"}
+        decoder_axes = {"tgt": {0: "batch", 1: "target"}, "memory": source, "src": source}
+        return [
+            OnnxModel("encoder", Seq2SeqEncoder(model), (src,), ["src"], ["memory"], {"src": source, "memory": source}),
+            OnnxModel(
+                "decoder",
+                Seq2SeqDecoder(model),
+                (tgt, memory, src),
+                ["tgt", "memory", "src"],
+                ["logits"],
+                {**decoder_axes, "logits": {0: "batch", 1: "target"}},
+            ),
+        ]
 
 
 def _translate(model, src: Vocab, tgt: Vocab, texts: list[str], beam: int = 1, strict: bool = False) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, arrays_writer, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit, replace, warmup_cosine
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
 from numformer.serialization.files import write_json
 
@@ -199,6 +199,14 @@ class Vision(App):
             truth = f" (true label {ty[int(text[5:])]})" if text.startswith("test:") else ""
             lines.append(f"{text}: digit {row.argmax()} (p {row.max():.3f}){truth}")
         return lines
+
+    def onnx_models(self, out: Path) -> list[OnnxModel]:
+        """The ViT: images ``(batch, C, H, W)`` in [0, 1] -> ``logits`` ``(batch, 10)``."""
+        model = self._model(out)
+        c = model.config
+        images = np.random.default_rng(0).random((2, c.in_channels, c.image_size, c.image_size)).astype(np.float32)
+        axes = {"images": {0: "batch"}, "logits": {0: "batch"}}
+        return [OnnxModel("model", model, (images,), ["images"], ["logits"], axes)]
 
 
 def _image(text: str, test_images) -> np.ndarray:

@@ -26,6 +26,7 @@ COMMANDS = {
     "blas": ("blas", "run"),
     "embed": ("embed", "run"),
     "search": ("search", "run"),
+    "export": ("export", "run"),
     "app": ("app", "run"),
 }
 # the modules whose add_parser adds a command other than its own name

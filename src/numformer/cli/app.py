@@ -4,6 +4,7 @@ numformer app list
 numformer app NAME train [--fast] [--out DIR] [--seed N] [--steps N] [--overwrite]
 numformer app NAME eval [--out DIR] [--json]
 numformer app NAME predict [--out DIR] INPUT ...
+numformer app NAME export [--out DIR] [--onnx-out DIR]
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-VERBS = ("train", "eval", "predict")
-HELP = "the seed's applications on real offline data: train, evaluate against a baseline, predict"
+VERBS = ("train", "eval", "predict", "export")
+HELP = "the seed's applications on real offline data: train, evaluate against a baseline, predict, export to ONNX"
 # Options that mean something to one verb only: given to another, they are refused, not ignored.
 VERB_OPTIONS = (
     ("--fast", "train", lambda a: a.fast),
@@ -23,6 +24,7 @@ VERB_OPTIONS = (
     ("--overwrite", "train", lambda a: a.overwrite),
     ("--json", "eval", lambda a: a.json),
     ("--user", "predict", lambda a: a.user is not None),
+    ("--onnx-out", "export", lambda a: a.onnx_out is not None),
 )
 
 
@@ -35,6 +37,7 @@ def example() -> str:
         "examples:\n  numformer app list\n  numformer app translate-numbers train --fast\n"
         "  numformer app translate-numbers eval --json\n"
         "  numformer app translate-numbers predict 'four hundred and two'\n"
+        "  numformer app translate-numbers export   (ONNX files in runs/apps/translate-numbers/onnx)\n"
         f"predict inputs:\n{inputs}"
     )
 
@@ -42,7 +45,7 @@ def example() -> str:
 def add_parser(command) -> None:
     parser = command("app", HELP, example())
     parser.add_argument("name", help="an application (see: numformer app list), or 'list'")
-    parser.add_argument("verb", nargs="?", choices=VERBS, help="train, eval or predict")
+    parser.add_argument("verb", nargs="?", choices=VERBS, help="train, eval, predict or export (to ONNX)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="predict: the inputs (a sentence, a date, ...)")
     parser.add_argument("--out", help="the app's folder (default runs/apps/NAME)")
     parser.add_argument("--fast", action="store_true", help="train: the app's fast preset, for tests and quick looks")
@@ -53,6 +56,7 @@ def add_parser(command) -> None:
     )
     parser.add_argument("--json", action="store_true", help="eval: print exactly one JSON object")
     parser.add_argument("--user", type=int, help="predict (sasrec): the user id")
+    parser.add_argument("--onnx-out", help="export: the folder for the .onnx files (default: the app's folder's onnx/)")
 
 
 def usage(message: str):
@@ -68,7 +72,7 @@ def run(args) -> int:
         return list_apps(args)
     app = apps.get(args.name)
     if args.verb is None:
-        raise usage(f"say what to do with {app.name}: train, eval or predict")
+        raise usage(f"say what to do with {app.name}: train, eval, predict or export")
     out = Path(args.out) if args.out else apps.default_out(app.name)
     owner = check_out(app, out, args)
     if args.verb != "predict" and args.inputs:
@@ -80,6 +84,8 @@ def run(args) -> int:
         return train(app, out, owner, args)
     if args.verb == "eval":
         return evaluate(app, out, args)
+    if args.verb == "export":
+        return export(app, out, args)
     return predict(app, out, args)
 
 
@@ -260,6 +266,30 @@ def predict(app, out: Path, args) -> int:
         raise usage(f"predict needs input: numformer app {app.name} predict {app.inputs}")
     for line in guarded(app, app.predict, out, inputs):
         print(line)
+    return 0
+
+
+def export(app, out: Path, args) -> int:
+    """The trained models ``predict`` runs as ONNX files (``numformer.onnx.export_app``), in
+    ``--onnx-out`` (default ``out/onnx``; a new folder's parent must exist). A file of the same
+    name there is replaced: it is made again from the trained model."""
+    from numformer.cli.export import require_onnx
+    from numformer.onnx import export_app
+    from numformer.viz.tables import say
+
+    onnx_out = Path(args.onnx_out) if args.onnx_out else out / "onnx"
+    if onnx_out.exists() and not onnx_out.is_dir():
+        raise usage(f"--onnx-out {onnx_out} is a file; it names the folder for the .onnx files")
+    if args.onnx_out and not onnx_out.exists() and not onnx_out.parent.is_dir():
+        raise usage(f"--onnx-out {onnx_out}: no such folder for it: {onnx_out.parent}")
+    require_onnx("numformer app export")
+    try:
+        written = guarded(app, lambda folder: export_app(app.name, folder, onnx_out), out)
+    except NotImplementedError as err:
+        raise usage(str(err)) from None
+    for exported in written:
+        for line in exported.describe().splitlines():
+            say(line)
     return 0
 
 

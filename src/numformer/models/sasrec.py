@@ -85,7 +85,7 @@ class SASRec(nn.Module):
         self.pos_emb = nn.LearnedPositionalEmbedding(c.max_len, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
         layer = nn.TransformerEncoderLayer(
-            c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation=c.activation, norm_first=True
+            c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation=c.activation, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
 

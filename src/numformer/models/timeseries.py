@@ -54,7 +54,7 @@ def _check(x, c: SeriesConfig, name: str) -> Tensor:
 
 def _encoder(c: SeriesConfig) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(
-        c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation="gelu", norm_first=True
+        c.d_model, c.nhead, c.dim_feedforward, c.dropout, activation="gelu", batch_first=True, norm_first=True
     )
     return nn.TransformerEncoder(layer, c.num_layers, nn.LayerNorm(c.d_model))
 

@@ -71,7 +71,7 @@ class Block(nn.Module):
     def __init__(self, c: ViTConfig):
         super().__init__()
         self.norm1 = nn.LayerNorm(c.d_model, eps=1e-6)
-        self.attn = nn.MultiheadAttention(c.d_model, c.num_heads, dropout=c.dropout)
+        self.attn = nn.MultiheadAttention(c.d_model, c.num_heads, dropout=c.dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(c.d_model, eps=1e-6)
         self.mlp = Mlp(c.d_model, int(c.d_model * c.mlp_ratio), c.dropout)
         self.drop = nn.Dropout(c.dropout)

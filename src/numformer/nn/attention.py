@@ -105,7 +105,7 @@ def _attend(q, k, v, mask, dropout_p: float, is_causal: bool, need_weights: bool
 class MultiheadAttention(Module):
     """Multi-head attention: ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``.
 
-    Shapes (``batch_first=True``, numformer's default; PyTorch's is False): query ``(N, L, E)``,
+    Shapes (``batch_first=True``; the default, as PyTorch's, is False: ``(L, N, E)``): query ``(N, L, E)``,
     key ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``. Returns
     ``(output (N, L, E), weights)`` with weights ``(N, L, S)`` averaged over heads, ``(N, H, L, S)``
     with ``average_attn_weights=False``, or None with ``need_weights=False``.
@@ -127,7 +127,7 @@ class MultiheadAttention(Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dtype=None,
     ):
         super().__init__()

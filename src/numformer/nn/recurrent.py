@@ -5,9 +5,8 @@ sequential bottleneck the seed contrasts with attention. Input projections for a
 still computed in one matrix multiply before the loop, and each layer's loop is one primitive
 with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``).
 
-Layout: ``batch_first=True`` is numformer's default, as for its attention and Transformer
-layers; PyTorch's is False. Pass ``batch_first=False`` for PyTorch's sequence-first
-``(L, N, input_size)``. The states ``(num_layers, N, hidden_size)`` are the same either way.
+Layout: ``batch_first=False`` is the default, as PyTorch's: input ``(L, N, input_size)``;
+``batch_first=True`` takes ``(N, L, input_size)``. The states ``(num_layers, N, hidden_size)`` are the same either way.
 ``bidirectional`` and ``proj_size`` are PyTorch options numformer does not have: asking for
 them is an error, never a silent single-direction layer.
 """
@@ -35,7 +34,7 @@ class _RecurrentBase(Module):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,
@@ -145,10 +144,9 @@ def _kind(value) -> str:
 class RNN(_RecurrentBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act = tanh or relu.
 
-    ``forward(input (N, L, input_size), hx (num_layers, N, H) = zeros)`` returns
-    ``(output (N, L, H), h_n (num_layers, N, H))``; unbatched ``(L, input_size)`` works too.
-    ``batch_first=True`` is numformer's default (PyTorch's is False: pass False for
-    ``(L, N, input_size)``)."""
+    ``forward(input (L, N, input_size), hx (num_layers, N, H) = zeros)`` returns
+    ``(output (L, N, H), h_n (num_layers, N, H))`` (with ``batch_first=True``: input and output
+    ``(N, L, ...)``); unbatched ``(L, input_size)`` works too."""
 
     def __init__(
         self,
@@ -157,7 +155,7 @@ class RNN(_RecurrentBase):
         num_layers: int = 1,
         nonlinearity: str = "tanh",
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
@@ -197,9 +195,8 @@ class RNN(_RecurrentBase):
 class LSTM(_RecurrentBase):
     """LSTM with PyTorch's gate order (input, forget, cell, output) in ``weight_ih_l{k}``
     ``(4H, in)``. ``forward(input, (h_0, c_0) = zeros)`` returns
-    ``(output (N, L, H), (h_n, c_n))``, each state ``(num_layers, N, H)``.
-    ``batch_first=True`` is numformer's default (PyTorch's is False: pass False for
-    ``(L, N, input_size)``)."""
+    ``(output (L, N, H), (h_n, c_n))``, each state ``(num_layers, N, H)`` (with
+    ``batch_first=True``: input and output ``(N, L, ...)``)."""
 
     gates = 4
 
@@ -209,7 +206,7 @@ class LSTM(_RecurrentBase):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
         proj_size: int = 0,

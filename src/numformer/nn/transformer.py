@@ -2,7 +2,7 @@
 
 ``norm_first=True`` is the seed's pre-LN block (x + f(LN(x))); ``norm_first=False`` is the
 paper's post-LN block (LN(x + f(x))). Masks follow PyTorch: boolean True marks a position to
-ignore, float masks are added. Layers default to ``batch_first=True`` (PyTorch: False).
+ignore, float masks are added. Layers default to ``batch_first=False``, as PyTorch's.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class TransformerEncoderLayer(Module):
         dropout: float = 0.1,
         activation="relu",
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
     ):
@@ -105,7 +105,7 @@ class TransformerDecoderLayer(Module):
         dropout: float = 0.1,
         activation="relu",
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
     ):
@@ -248,7 +248,7 @@ class TransformerEncoder(Module):
         """
         x = src
         if mask is not None and len(self.layers):  # a causal mask, detected once for every layer
-            batch_first = getattr(self.layers[0].self_attn, "batch_first", True)
+            batch_first = getattr(self.layers[0].self_attn, "batch_first", False)
             S = src.shape[-2] if batch_first or src.ndim == 2 else src.shape[0]
             if is_causal_mask(mask, S):
                 mask, is_causal = None, True
@@ -322,7 +322,7 @@ class Transformer(Module):
         custom_encoder: Module | None = None,
         custom_decoder: Module | None = None,
         layer_norm_eps: float = 1e-5,
-        batch_first: bool = True,
+        batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
     ):

@@ -27,13 +27,24 @@ Gelu                                    Gelu (opset 20+); before: Div, Erf, Add,
                                         which ONNX Runtime fuses into one kernel) or Mul, Add,
                                         Tanh (tanh form)
 Where, Clip, Cast                       Where, Clip, Cast
+Copy, Fill                              Identity; Expand of the value to Shape
+Sin, Cos, Maximum, Minimum              Sin, Cos, Max, Min
+Log1p, Expm1                            Add then Log; Exp then Sub
+Stepwise                                Floor, Ceil, Round, Sign; trunc: Sign, Abs, Floor, Mul
+Cumsum                                  CumSum
+Gather                                  GatherElements
+Scatter, ScatterAdd                     ScatterElements (reduction "add"); a source the
+                                        index's shape only
+SetItem                                 none: index assignment in a forward (build the value
+                                        out of place to export it)
 Sum, Mean, Max                          ReduceSum, ReduceMean, ReduceMax (integers: Cast first)
 Var                                     ReduceMean, Sub, Mul, ReduceSum, Div; the count from
                                         Shape, Gather, ReduceProd
 Reshape, Permute, BroadcastTo           Reshape, Transpose, Expand (sizes that follow the
                                         inputs from Shape and Gather)
-GetItem                                 Slice, Gather, Unsqueeze (one integer array at most; no
-                                        boolean masks)
+GetItem                                 Slice, Gather, Unsqueeze (ints, slices, None, ...)
+Index                                   Gather (one integer array, the ints beside it adjacent;
+                                        no boolean masks), Slice, Unsqueeze
 Cat, Stack                              Concat (Stack: Unsqueeze first)
 MatMul                                  MatMul
 Linear                                  Transpose (of the weight), MatMul, Add, Relu
@@ -44,8 +55,9 @@ LayerNorm                               LayerNormalization (add & norm: Add firs
 ScaledDotProductAttention,              Mul (scale), Transpose, MatMul, Add or Where (masks),
 BlockedAttention                        Range and LessOrEqual (causal), Softmax, MatMul; a row
                                         with no key gives zeros, as numformer's: Cast, ReduceMax,
-                                        Equal, Where (boolean mask) or ReduceMax, IsInf, Where
-AttentionWeights                        the attention's Softmax
+                                        Equal, Where (boolean mask) or ReduceMax, IsInf, Where;
+                                        need_weights: the Softmax as the second output; batch
+                                        dims broadcast (enable_gqa's (N, Hkv, G, L, E) queries)
 Embedding                               Gather
 LSTMLayer                               LSTM (gates reordered by Split and Concat), Transpose,
                                         Squeeze; its cell states only at the last step
@@ -62,7 +74,9 @@ CrossEntropy                            none: a training loss
 Models: every ``nn`` module and ``numformer.models`` model exports, except ``LSTMSeq2Seq``
 (its encoder picks each row's last real state with a NumPy index on the ids; refused with an
 error naming it). ``export_model_folder`` exports a demo GPT's model folder or a
-sentence-transformers folder; ``export_app`` an application's trained models.
+sentence-transformers folder (``numformer export onnx MODEL_FOLDER OUT.onnx``); ``export_app``
+an application's trained models, as its ``App.onnx_models`` gives them (``numformer app NAME
+export``).
 """
 
 from numformer.onnx.errors import OnnxExporterError, UnsupportedOperatorError

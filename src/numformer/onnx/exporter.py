@@ -79,7 +79,7 @@ def export(
             inputs. ImportError: the ``onnx`` package is missing (``pip install
             'numformer[onnx]'``).
     """
-    onnx = _import_onnx()
+    onnx = import_onnx()
     opset = DEFAULT_OPSET if opset_version is None else int(opset_version)
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ValueError(
@@ -100,7 +100,14 @@ def export(
     return proto
 
 
-def _import_onnx():
+def import_onnx():
+    """The ``onnx`` package (imported here only, when an export runs).
+
+    Returns:
+        The ``onnx`` module.
+
+    Raises:
+        ImportError: it is not installed, with the pip command that installs it."""
     try:
         import onnx  # (its helper and numpy_helper modules come with it)
     except ImportError:
@@ -208,7 +215,12 @@ def _build(onnx, model, args, kwargs, names, values, axes, output_names, opset):
             )
         if isinstance(entry, NotExportable):
             raise UnsupportedOperatorError(f"{node.where} has no ONNX form: {entry.reason}")
-        g.values[node.index] = entry(g, node)
+        value = entry(g, node)
+        if len(node.outs) > 1 and not (isinstance(value, tuple) and len(value) == len(node.outs)):
+            raise UnsupportedOperatorError(
+                f"{node.where} gave {len(node.outs)} outputs, which its mapping does not all compute"
+            )
+        g.values[node.index] = value
     helper = onnx.helper
     outputs = []
     for j, (ref, shape) in enumerate(zip(merged.outputs, merged.output_shapes)):
@@ -293,20 +305,23 @@ def _at_size(args, kwargs, values, names, axes, symbols, k):
 
 
 def _needed_nodes(traced) -> set:
-    """Indices of the nodes the outputs depend on (through inputs, array options and an
-    attention-weights node's attention)."""
-    needed, stack = set(), [r.key for r in traced.outputs if r.kind == "op"]
+    """Indices of the nodes the outputs depend on (through inputs and array options)."""
+    needed, stack = set(), [i for r in traced.outputs for i in _nodes_read(r)]
     while stack:
         i = stack.pop()
         if i in needed:
             continue
         needed.add(i)
         node = traced.nodes[i]
-        refs = list(node.inputs) + list(_option_refs(node.options))
-        stack += [r.key for r in refs if r.kind == "op"]
-        if node.source is not None:
-            stack.append(node.source)
+        stack += [i for r in list(node.inputs) + list(_option_refs(node.options)) for i in _nodes_read(r)]
     return needed
+
+
+def _nodes_read(ref: Ref) -> list:
+    """The node ``ref`` reads an output of (through a view too), or none."""
+    while ref.kind == "view":
+        ref = ref.key
+    return [ref.key] if ref.kind == "op" else []
 
 
 def _option_refs(value):

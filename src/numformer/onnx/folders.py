@@ -1,13 +1,14 @@
 """Exports the command line asks for: a model folder (the demo's GPT, a sentence-transformers
 encoder) and an application's trained models, each with its inputs, outputs and dynamic axes.
 
-``export_app`` reads each app's models with the app's own loading functions (``numformer.apps``)
-and exports what its ``predict`` runs; the table ``APP_MODELS`` says, per app, which models and
-with which example inputs.
+``export_app`` exports what each app's ``App.onnx_models`` gives: the models its ``predict``
+runs, read with the app's own loaders, with example inputs and names. Every file is written
+whole or not at all.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from numformer import nn
-from numformer.onnx.exporter import export
-from numformer.ops.masks import Equal
-from numformer.tensor import Tensor
+from numformer.onnx.exporter import export, import_onnx
+from numformer.serialization.files import atomic_write
 
 
 @dataclass
@@ -35,8 +35,13 @@ class Exported:
 
 
 def _export(module, args, path: Path, what: str, inputs: list, outputs: list, axes: dict, opset) -> Exported:
+    """Export ``module`` to ``path`` (its folder made), written whole or not at all."""
+    buffer = io.BytesIO()
+    proto = export(
+        module, args, buffer, input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=opset
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    proto = export(module, args, path, input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=opset)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
     def lines(values):
         return [f"{v.name}: {_shape(v)}" for v in values]
@@ -104,6 +109,11 @@ def export_model_folder(folder, out_path, opset_version: int | None = None) -> E
         return _export(GPTLogits(model), (ids,), out_path, what, ["input_ids"], ["logits"], axes, opset_version)
     from numformer.models.sentence import SentenceEncoder
 
+    if name not in PACKAGED and not all((folder / f).is_file() for f in ("config.json", "model.safetensors")):
+        raise ValueError(
+            f"{folder} is neither a numformer GPT folder (a config.json with the model's n_layer, as numformer "
+            f"demo writes) nor a sentence-transformers folder (config.json and model.safetensors){_app_hint(folder)}"
+        )
     encoder = SentenceEncoder(folder if name not in PACKAGED else name)
     ids, mask = encoder.pad(encoder.tokenize(["an example sentence to trace", "and a second, longer one to pad"]))
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
@@ -121,6 +131,14 @@ def export_model_folder(folder, out_path, opset_version: int | None = None) -> E
     )
 
 
+def _app_hint(folder: Path) -> str:
+    """For an application's folder: the command that exports its models."""
+    from numformer.apps import folder as app_folder
+
+    app = app_folder.owner(folder)
+    return "" if app is None else f"; it holds a trained {app}: {app_folder.command(app, 'export', folder)}"
+
+
 def _is_numformer_gpt(folder: Path) -> bool:
     try:
         info = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -132,178 +150,38 @@ def _is_numformer_gpt(folder: Path) -> bool:
 # --- applications -----------------------------------------------------------------------------
 
 
-class LastScores(nn.Module):
-    """A recommender's scores of every item as the next one after each history (what ``numformer
-    app sasrec predict`` ranks)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, seq):
-        """Shape: ``seq`` integer ``(N, max_len)``, left-padded with 0 -> ``(N, num_items + 1)``
-        (column 0 the padding id)."""
-        return self.model.score(self.model(seq)[:, -1])
-
-
-class Seq2SeqEncoder(nn.Module):
-    """A ``Seq2SeqTransformer``'s encoder: source ids in, memory out."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, src):
-        """Shape: ``src`` integer ``(N, S)`` -> memory ``(N, S, d_model)``."""
-        return self.model.encode(src)[0]
-
-
-class Seq2SeqDecoder(nn.Module):
-    """One decoding step of a ``Seq2SeqTransformer`` without a cache: the target so far, the
-    memory and the source ids (for their padding) in, the next token's logits at every target
-    position out (a decoder takes the last)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, tgt, memory, src):
-        """Shape: ``tgt`` ``(N, T)``, ``memory`` ``(N, S, d_model)``, ``src`` ``(N, S)`` ->
-        ``(N, T, tgt_vocab_size)``."""
-        padding = Equal.apply(Tensor(src), value=self.model.config.pad_id).array
-        return self.model.decode(tgt, memory, padding)
-
-
-def _ids(rng, high: int, shape, low: int = 1) -> np.ndarray:
-    return rng.integers(low, high, size=shape).astype(np.int64)
-
-
-def _classify(out: Path):
-    from numformer.apps import classify
-
-    model = classify._load_model(out / "model")
-    rng = np.random.default_rng(0)
-    ids = _ids(rng, model.bert.config.vocab_size, (2, 12))
-    mask = np.ones_like(ids)
-    mask[1, 9:] = 0
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    yield "model", model, (ids, mask), ["input_ids", "attention_mask"], ["logits"], {**axes, "logits": {0: "batch"}}
-
-
-def _vit(out: Path):
-    from numformer.apps import vision
-
-    model = vision._load_model(out)
-    c = model.config
-    images = np.random.default_rng(0).random((2, c.in_channels, c.image_size, c.image_size)).astype(np.float32)
-    yield "model", model, (images,), ["images"], ["logits"], {"images": {0: "batch"}, "logits": {0: "batch"}}
-
-
-def _forecast(out: Path):
-    from numformer.apps import series
-
-    for name in series.SERIES:
-        models, _ = series._forecast_models(out, name)
-        for kind, model in models.items():
-            c = model.config
-            x = np.random.default_rng(0).standard_normal((2, c.window, c.n_features)).astype(np.float32)
-            axes = {"windows": {0: "batch"}, "forecast": {0: "batch"}}
-            yield f"{name}-{kind}", model, (x,), ["windows"], ["forecast"], axes
-
-
-def _anomaly(out: Path):
-    from numformer.apps import series
-
-    model, _ = series._autoencoder(out)
-    c = model.config
-    x = np.random.default_rng(0).standard_normal((2, c.window, c.n_features)).astype(np.float32)
-    yield (
-        "model",
-        model,
-        (x,),
-        ["windows"],
-        ["reconstruction"],
-        {"windows": {0: "batch"}, "reconstruction": {0: "batch"}},
-    )
-
-
-def _sasrec(out: Path):
-    from numformer.apps import recommend
-
-    models, config = recommend._models(out)
-    seq = _ids(np.random.default_rng(0), config.num_items + 1, (2, config.max_len))
-    seq[:, : config.max_len // 2] = 0  # left padding, as the app's histories
-    for name, model in models.items():
-        axes = {"history": {0: "batch"}, "scores": {0: "batch"}}
-        yield name, LastScores(model), (seq,), ["history"], ["scores"], axes
-
-
-def _translate(app: str):
-    def models(out: Path):
-        from numformer.apps import translate
-
-        model, _, _, _ = translate._load(out / "model", app, "transformer")
-        rng = np.random.default_rng(0)
-        c = model.config
-        src = _ids(rng, c.src_vocab_size, (2, 6), low=4)
-        src[1, 4:] = c.pad_id
-        tgt = _ids(rng, c.tgt_vocab_size, (2, 3), low=4)
-        src_axes = {0: "batch", 1: "source"}
-        yield "encoder", Seq2SeqEncoder(model), (src,), ["src"], ["memory"], {"src": src_axes, "memory": src_axes}
-        with_memory = {"tgt": {0: "batch", 1: "target"}, "memory": src_axes, "src": src_axes}
-        memory = Seq2SeqEncoder(model).eval()(src)
-        yield (
-            "decoder",
-            Seq2SeqDecoder(model),
-            (tgt, memory.array, src),
-            ["tgt", "memory", "src"],
-            ["logits"],
-            {**with_memory, "logits": {0: "batch", 1: "target"}},
-        )
-
-    return models
-
-
-# What each application's predict runs: name -> a generator of (file stem, module, example args,
-# input names, output names, dynamic axes) from the app's folder. The apps' LSTM baselines
-# export too where they are nn.LSTM models (forecast, sasrec); translate's LSTMSeq2Seq does not
-# (see numformer.onnx's docstring).
-APP_MODELS = {
-    "classify": _classify,
-    "vit": _vit,
-    "forecast": _forecast,
-    "anomaly": _anomaly,
-    "sasrec": _sasrec,
-    "translate-numbers": _translate("translate-numbers"),
-    "translate-dates": _translate("translate-dates"),
-}
-
-
 def export_app(name: str, app_folder, onnx_folder=None, opset_version: int | None = None) -> list[Exported]:
     """Export the trained models of application ``name`` (``numformer app NAME export``): what
-    its ``predict`` runs (``APP_MODELS``).
+    its ``predict`` runs, as the app's ``onnx_models`` gives them (read with the app's own
+    loaders).
 
     Args:
         name: the application (``numformer app list``).
         app_folder: its folder (``numformer app NAME train --out``'s, default
             ``runs/apps/NAME``).
-        onnx_folder: where the files go (default ``app_folder/onnx``): ``model.onnx``, or one
-            per model (``sasrec.onnx`` and ``lstm.onnx``; ``co2-transformer.onnx``, ...;
-            translate's ``encoder.onnx`` and ``decoder.onnx``).
+        onnx_folder: where the files go (made if missing; default ``app_folder/onnx``):
+            ``model.onnx``, or one per model (``sasrec.onnx`` and ``lstm.onnx``;
+            ``co2-transformer.onnx``, ...; translate's ``encoder.onnx`` and ``decoder.onnx``).
         opset_version: the ONNX opset (default 17).
 
     Returns:
-        The ``Exported`` files, in that order.
+        The ``Exported`` files, in ``onnx_models``' order.
 
     Raises:
-        numformer.apps.AppError: no trained model in the folder (with the command that trains
-        one), or damaged files. ValueError: no such application. ImportError: no ``onnx``."""
-    if name not in APP_MODELS:
-        raise ValueError(f"export_app: no exportable application {name!r}; choose from {', '.join(APP_MODELS)}")
+        numformer.apps.AppError: no such application, no trained model in the folder (with the
+        command that trains one), or damaged files. NotImplementedError: an app with no
+        ``onnx_models``. ImportError: no ``onnx``."""
+    from numformer import apps
+
+    app = apps.get(name)
     app_folder = Path(app_folder)
     onnx_folder = Path(onnx_folder) if onnx_folder is not None else app_folder / "onnx"
+    import_onnx()  # before the models are read
     written = []
-    for stem, module, args, inputs, outputs, axes in APP_MODELS[name](app_folder):
-        what = f"{name}: {type(module).__name__}" + ("" if stem == "model" else f" ({stem})")
-        written.append(_export(module, args, onnx_folder / f"{stem}.onnx", what, inputs, outputs, axes, opset_version))
+    for m in app.onnx_models(app_folder):
+        what = f"{name}: {type(m.module).__name__}" + ("" if m.stem == "model" else f" ({m.stem})")
+        path = onnx_folder / f"{m.stem}.onnx"
+        written.append(
+            _export(m.module, m.example_args, path, what, m.input_names, m.output_names, m.dynamic_axes, opset_version)
+        )
     return written

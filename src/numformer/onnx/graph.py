@@ -3,9 +3,12 @@
 Values are names. ``value(ref)`` turns a ``Ref`` into a name, adding what it needs on first
 use: a parameter or buffer becomes an initializer under its state-dict name, a constant an
 initializer of its own, a ``Fill`` an ``Expand`` of its value to a shape computed from the
-inputs. ``dim(d)`` computes a ``Dim`` (an integer that follows the inputs' sizes) from the
-dynamic axes: the size of one (``Shape`` then ``Gather``), that size plus a constant, times a
-constant, or the product of two sizes; the three traced values must all fit.
+inputs, a view a ``Reshape`` of what it views. A node of several outputs (attention and its
+weights) has its mapping's names in order, and a ``Ref`` picks one by its ``out``.
+
+``dim(d)`` computes a ``Dim`` (an integer that follows the inputs' sizes) from the dynamic axes:
+the size of one (``Shape`` then ``Gather``), that size plus a constant, times a constant, or the
+product of two sizes; the three traced values must all fit.
 """
 
 from __future__ import annotations
@@ -30,8 +33,7 @@ class Graph:
         self.traced, self.params, self.inputs, self.opset = traced, params, inputs, opset
         self.nodes = []
         self.initializers = {}  # name -> TensorProto
-        self.values = {}  # node index -> what its mapping returned (a name, or a special value)
-        self.probabilities = {}  # attention node index -> its softmax's name (AttentionWeights)
+        self.values = {}  # node index -> what its mapping returned (a name, a tuple of names, a special value)
         self._cache = {}
         self._count = itertools.count()
 
@@ -75,6 +77,8 @@ class Graph:
             return self.inputs[ref.key]
         if ref.kind == "op":
             value = self.values[ref.key]
+            if isinstance(value, tuple):
+                return value[ref.out]
             if not isinstance(value, str):
                 return value.whole(where)
             return value
@@ -84,7 +88,7 @@ class Graph:
                 self.initializers[ref.key] = self.onnx.numpy_helper.from_array(array, ref.key)
             return ref.key
         if ref.kind == "view":
-            return self.add("Reshape", [self.value(Ref("param", ref.key)), self.ints(ref.shape)])
+            return self.add("Reshape", [self.value(ref.key, where), self.ints(ref.shape)])
         if ref.kind == "fill":
             return self.add("Expand", [self.const(ref.array), self.ints(ref.shape)])
         return self.const(to_numpy(ref.array))
@@ -92,7 +96,7 @@ class Graph:
     def special(self, ref: Ref):
         """What ``ref`` refers to, also a special value (``LSTMStates``), for the mappings that
         read one."""
-        if ref.kind == "op":
+        if ref.kind == "op" and not isinstance(self.values[ref.key], tuple):
             return self.values[ref.key]
         return self.value(ref)
 

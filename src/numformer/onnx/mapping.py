@@ -2,8 +2,11 @@
 
 An entry is a function ``(graph, node) -> value`` that adds the ONNX nodes computing the
 primitive's output from its inputs (``graph.input(node, j)``) and options (``node.options``;
-arrays there are ``Ref``s, sizes that follow the inputs ``Dim``s), and returns its name; or a
-``NotExportable`` naming why the primitive has none. The fused kernels become their standard
+arrays there are ``Ref``s, sizes that follow the inputs ``Dim``s), and returns its name (for a
+primitive of several outputs, a tuple of names in the outputs' order: attention with
+``need_weights`` gives its output and its weights); or a ``NotExportable`` naming why the
+primitive has none. ``GetItem`` (basic indexing, a view) and ``Index`` (advanced indexing, a
+copy) share ``_select``. The fused kernels become their standard
 decompositions (attention: ``MatMul``, ``Softmax``, ``MatMul``) or ONNX's own operators
 (``LayerNormalization``, ``Gelu`` from opset 20, ``LSTM``, ``RNN``).
 
@@ -103,6 +106,52 @@ def _cast(g, node):
     return g.add("Cast", [g.input(node, 0)], to=g.tensor_type(node.out.dtype))
 
 
+def _log1p(g, node):
+    return g.add("Log", [g.add("Add", [g.input(node, 0), g.scalar_like(1, _dtype(node))])])
+
+
+def _expm1(g, node):
+    return g.add("Sub", [g.add("Exp", [g.input(node, 0)]), g.scalar_like(1, _dtype(node))])
+
+
+def _stepwise(g, node):
+    """floor, ceil, rint (ONNX's Round: halves to even, as NumPy's), sign; trunc as
+    sign(x) floor(|x|)."""
+    x, name = g.input(node, 0), node.options["name"]
+    if name == "trunc":
+        return g.add("Mul", [g.add("Sign", [x]), g.add("Floor", [g.add("Abs", [x])])])
+    return g.add({"floor": "Floor", "ceil": "Ceil", "rint": "Round", "sign": "Sign"}[name], [x])
+
+
+def _fill(g, node):
+    x = g.input(node, 0)
+    return g.add("Expand", [g.scalar_like(node.options["value"], _dtype(node)), g.shape(x)])
+
+
+def _gather(g, node):
+    index = g.value(node.options["index"], node.where)
+    return g.add("GatherElements", [g.input(node, 0), index], axis=int(node.options["dim"]))
+
+
+def _scatter(reduction: str):
+    def emit(g, node):
+        if node.in_arrays[1].shape != node.options["index"].shape:
+            raise UnsupportedOperatorError(
+                f"{node.where}: scatter with a source larger than its index has no single ONNX operator"
+            )
+        index = g.value(node.options["index"], node.where)
+        extra = {} if reduction == "none" else {"reduction": reduction}
+        return g.add(
+            "ScatterElements", [g.input(node, 0), index, g.input(node, 1)], axis=int(node.options["dim"]), **extra
+        )
+
+    return emit
+
+
+def _cumsum(g, node):
+    return g.add("CumSum", [g.input(node, 0), g.const(_i64(node.options["axis"]))])
+
+
 # --- reductions -------------------------------------------------------------------------------
 
 
@@ -161,25 +210,44 @@ def _stack(g, node):
     return g.add("Concat", parts, axis=int(node.options.get("axis", 0)))
 
 
-def _getitem(g, node):
-    """NumPy indexing, part by part: ``None`` -> Unsqueeze, a slice -> Slice, an integer ->
-    Gather of a 0-d index (the axis goes), an integer array -> Gather. One integer array at most,
-    and the integers beside it adjacent to it (else NumPy moves the axes: not mapped)."""
+def _parts(node) -> list:
+    """The parts of an indexing node's index, as a list."""
     index = node.options["index"]
+    return list(index) if isinstance(index, tuple) else [index]
+
+
+def _getitem(g, node):
+    """Basic indexing (``GetItem``: integers, slices, None, Ellipsis): ``_select``. An LSTM's
+    states are read as ``LSTMStates`` says."""
     source = g.special(node.inputs[0])
     if isinstance(source, LSTMStates):
-        return source.pick(index, node.where)
-    x = g.input(node, 0)
-    parts = list(index) if isinstance(index, tuple) else [index]
+        return source.pick(node.options["index"], node.where)
+    return _select(g, node, _parts(node))
+
+
+def _index(g, node):
+    """Advanced indexing (``Index``) with one integer array, the integers beside it adjacent to
+    it: ``_select`` (the array a Gather). Boolean masks (the result's size depends on their
+    values), several arrays, or integers apart from the array (NumPy then moves the indexed
+    axes first) are refused."""
+    parts = _parts(node)
     arrays = [p for p in parts if isinstance(p, Ref)]
-    if any(p.array.dtype == np.bool_ for p in arrays):
+    if any(p.array.dtype == np.bool_ for p in arrays) or any(isinstance(p, (bool, np.bool_)) for p in parts):
         raise UnsupportedOperatorError(f"{node.where}: indexing with a boolean mask (its size depends on the values)")
     advanced = [i for i, p in enumerate(parts) if isinstance(p, (Ref, int, np.integer, Dim))]
-    if len(arrays) > 1 or (arrays and advanced != list(range(advanced[0], advanced[-1] + 1))):
+    if len(arrays) != 1 or advanced != list(range(advanced[0], advanced[-1] + 1)):
         raise UnsupportedOperatorError(
             f"{node.where}: indexing with several integer arrays, or with integers apart from the array "
             "(NumPy then moves the indexed axes first)"
         )
+    return _select(g, node, parts)
+
+
+def _select(g, node, parts: list) -> str:
+    """NumPy indexing of ``node``'s input, part by part: ``None`` -> Unsqueeze, a slice ->
+    Slice, an integer -> Gather of a 0-d index (the axis goes), an integer array (a ``Ref``) ->
+    Gather (its axes replace the indexed one)."""
+    x = g.input(node, 0)
     consumed = sum(p is not None and p is not Ellipsis for p in parts)
     fill = [slice(None)] * (node.in_arrays[0].ndim - consumed)
     parts = (
@@ -198,7 +266,7 @@ def _getitem(g, node):
             axis += 1
         elif isinstance(p, Ref):
             x = g.add("Gather", [x, g.value(p, node.where)], axis=axis)
-            axis += p.array.ndim
+            axis += len(p.shape) if p.kind == "fill" else p.array.ndim  # a fill's array is its 0-d value
         else:  # an integer (or one that follows the sizes): the axis goes
             x = g.add("Gather", [x, g.scalar(p)], axis=axis)
     return x
@@ -267,7 +335,10 @@ def _causal_keep(g, length: str, keys: str) -> str:
 
 def _attention(g, node):
     """softmax(q k^T scale + masks) v: q scaled first, as numformer's kernel; masked entries
-    -inf, and a row with every key masked gives zeros (numformer's rule) instead of NaN."""
+    -inf, and a row with every key masked gives zeros (numformer's rule) instead of NaN. With
+    ``need_weights``, the softmax is the node's second output. Inputs of any rank whose batch
+    dims broadcast (grouped-query attention's ``(N, Hkv, G, L, E)`` queries against
+    ``(N, Hkv, 1, S, E)`` keys) broadcast in ``MatMul`` as in NumPy."""
     o = node.options
     if o.get("dropout_p"):
         raise UnsupportedOperatorError(
@@ -298,14 +369,8 @@ def _attention(g, node):
         anyone = g.reduce("ReduceMax", g.add("Cast", [keep], to=g.tensor_type(np.int32)), [-1], True)
         dead = g.add("Equal", [anyone, g.const(np.array(0, np.int32))])
         p = g.add("Where", [dead, g.scalar_like(0, dt), p])
-    g.probabilities[node.index] = p
-    return g.add("MatMul", [p, v])
-
-
-def _attention_weights(g, node):
-    if node.source is None or node.source not in g.probabilities:
-        raise UnsupportedOperatorError(f"{node.where}: the attention call whose weights these are was not traced")
-    return g.probabilities[node.source]
+    out = g.add("MatMul", [p, v])
+    return (out, p) if o.get("need_weights") else out
 
 
 def _embedding(g, node):
@@ -484,7 +549,17 @@ TABLE = {
     E.Where: _where,
     E.Clip: _clip,
     E.Cast: _cast,
+    E.Copy: _same_op("Identity"),
+    E.Fill: _fill,
+    E.Sin: _same_op("Sin"),
+    E.Cos: _same_op("Cos"),
+    E.Log1p: _log1p,
+    E.Expm1: _expm1,
+    E.Stepwise: _stepwise,
+    E.Maximum: _same_op("Max"),
+    E.Minimum: _same_op("Min"),
     # reductions
+    R.Cumsum: _cumsum,
     R.Sum: _reduction("ReduceSum"),
     R.Mean: _reduction("ReduceMean"),
     R.Max: _reduction("ReduceMax"),
@@ -494,8 +569,15 @@ TABLE = {
     S.Permute: _permute,
     S.BroadcastTo: _broadcast_to,
     S.GetItem: _getitem,
+    S.Index: _index,
     S.Cat: _cat,
     S.Stack: _stack,
+    S.Gather: _gather,
+    S.Scatter: _scatter("none"),
+    S.ScatterAdd: _scatter("add"),
+    S.SetItem: NotExportable(
+        "index assignment (t[i] = v) inside a forward: build the value out of place (torch.where, cat) to export it"
+    ),
     # linear algebra, softmax, normalisation, attention
     LA.MatMul: _same_op("MatMul"),
     LA.Linear: _linear,
@@ -504,7 +586,6 @@ TABLE = {
     N.LayerNorm: _layer_norm,
     A.ScaledDotProductAttention: _attention,
     A.BlockedAttention: _attention,
-    A.AttentionWeights: _attention_weights,
     EM.Embedding: _embedding,
     # recurrent layers
     RC.LSTMLayer: _lstm,

@@ -2,12 +2,15 @@
 
 One trace runs the model's forward under ``no_grad`` inside ``autograd.tracing``: every
 primitive ``Function.apply`` runs is recorded with where each of its inputs came from (a
-``Ref``): a graph input, an earlier primitive's output, a parameter or buffer (by its state-dict
-name), or a constant (an array the forward computed outside the primitives). Arrays in a
-primitive's options (token ids for ``Embedding``, masks for attention, conditions for ``Where``)
-are resolved the same way, by identity. Each module's ``forward`` is wrapped for the trace (an
-instance attribute, removed after) to name the innermost module each primitive ran in; unlike
-forward hooks this leaves the fused paths (``Linear.with_relu``, ``add_and_norm``) as they run.
+``Ref``): a graph input, an earlier primitive's output (which of its outputs, for a primitive
+of several: attention and its weights), a parameter or buffer (by its state-dict name), a
+reshape made with NumPy of one of those (found by its memory), or a constant (an array the
+forward computed outside the primitives). Arrays in a primitive's options (token ids for
+``Embedding``, masks for attention, conditions for ``Where``) are resolved the same way, by
+identity. Each module's ``forward`` is wrapped for the trace (an instance attribute, removed
+after) to name the innermost module each primitive ran in; unlike forward hooks this leaves the
+fused paths (``Linear.with_relu``, ``add_and_norm``) as they run. The version counters and
+views of the engine play no part: the trace only reads what each primitive was given and made.
 
 With dynamic axes the forward is traced three times, each dynamic axis at three sizes
 (``sizes``), and the traces are merged into one list of ``Node``s: the same primitives in the same
@@ -59,16 +62,26 @@ class Symbol:
 
 @dataclass
 class Ref:
-    """Where an array comes from. ``kind``: ``"input"`` (``key`` its index), ``"op"`` (the index of
-    the node that made it), ``"param"`` (a state-dict name), ``"view"`` (a reshaped view of the
-    parameter or buffer ``key``, ``shape`` its shape), ``"const"`` (``array``) or ``"fill"``
-    (``array`` a 0-d value filling ``shape``, whose dims may be ``Dim``s). An option's ``Ref``
-    also holds the (first trace's) array in ``array``."""
+    """Where an array comes from. ``kind``: ``"input"`` (``key`` its index), ``"op"`` (``key`` the
+    index of the node that made it, ``out`` which of its outputs), ``"param"`` (a state-dict
+    name), ``"view"`` (``key`` the ``Ref`` of an array of which this one is a reshaped view, of
+    shape ``shape``: a buffer as ``(1, C, 1)``, a mask reshaped with NumPy), ``"const"``
+    (``array``) or ``"fill"`` (``array`` a 0-d value filling ``shape``, whose dims may be
+    ``Dim``s). An option's ``Ref`` also holds the (first trace's) array in ``array``."""
 
     kind: str
     key: object = None
     array: object = None
     shape: tuple = ()
+    out: int = 0
+
+    def same_source(self, other: Ref) -> bool:
+        """Whether ``other`` names the same input, node output, parameter or view."""
+        if self.kind != other.kind:
+            return False
+        if self.kind == "view":
+            return self.key.same_source(other.key)
+        return self.key == other.key and self.out == other.out
 
 
 @dataclass
@@ -78,7 +91,7 @@ class Record:
     cls: type
     inputs: list  # a Ref per tensor input
     options: dict
-    output: Tensor
+    outputs: tuple  # its output tensors (one, or several: attention and its weights)
     in_arrays: list  # the inputs' arrays (dtype and shape)
     module: str = ""
 
@@ -87,8 +100,8 @@ class Record:
 class Node:
     """One primitive call of the merged traces: what a mapping in ``numformer.onnx.mapping``
     emits ONNX nodes for. ``inputs`` and array options are ``Ref``s; integer options that follow
-    the inputs' sizes are ``Dim``s. ``in_arrays`` and ``out`` are the first trace's arrays (for
-    dtypes and ranks)."""
+    the inputs' sizes are ``Dim``s. ``in_arrays`` and ``outs`` (one array per output) are the
+    first trace's arrays (for dtypes and ranks)."""
 
     index: int
     cls: type
@@ -96,8 +109,12 @@ class Node:
     options: dict
     module: str
     in_arrays: list
-    out: object
-    source: object = None  # AttentionWeights: the index of the attention node it reads
+    outs: tuple
+
+    @property
+    def out(self):
+        """The first output's array (the only one, for most primitives)."""
+        return self.outs[0]
 
     @property
     def where(self) -> str:
@@ -126,11 +143,11 @@ def _named(model) -> tuple[dict, dict]:
     return by_tensor, by_array
 
 
-def _owner(array) -> object:
-    """The array whose memory ``array`` views (NumPy's ``base`` chain), or ``array``."""
-    while isinstance(getattr(array, "base", None), xp.ndarray):
-        array = array.base
-    return array
+def _memory(array) -> tuple:
+    """Where a C-ordered array's elements lie: its first byte (host or device), its length and
+    its dtype."""
+    interface = getattr(array, "__array_interface__", None) or array.__cuda_array_interface__
+    return (interface["data"][0], array.nbytes, array.dtype.str)
 
 
 class _Tracer:
@@ -143,13 +160,16 @@ class _Tracer:
         self.keep = []  # everything an id was taken of stays alive (ids are never reused meanwhile)
         self.param_by_tensor, self.param_by_array = _named(model)
         self.params = dict(list(model.named_parameters()) + list(model.named_buffers()))
-        self.owners = {id(_owner(t.array)): name for name, t in self.params.items()}
+        self.by_memory: dict[tuple, Ref] = {}  # (address, bytes, dtype) -> Ref, for ``reshaped``
+        for name, t in self.params.items():
+            self.remember(t.array, Ref("param", name))
         for i, value in enumerate(inputs):
             ref = Ref("input", i)
             if isinstance(value, Tensor):
                 self.by_tensor[id(value)] = ref
                 value = value.array
             self.by_array[id(value)] = ref
+            self.remember(value, ref)
             self.keep.append(value)
         self.stack = []  # names of the modules whose forward is running, innermost last
 
@@ -158,10 +178,13 @@ class _Tracer:
         options = {k: self.option(v) for k, v in options.items()}
         index = len(self.records)
         module = self.stack[-1] if self.stack else "the model's forward"
-        self.records.append(Record(cls, refs, options, output, [t.array for t in inputs], module))
-        self.keep.append((inputs, output))
-        self.by_tensor[id(output)] = Ref("op", index)
-        self.by_array[id(output.array)] = Ref("op", index)
+        outputs = output if isinstance(output, tuple) else (output,)
+        self.records.append(Record(cls, refs, options, outputs, [t.array for t in inputs], module))
+        self.keep.append((inputs, outputs))
+        for j, t in enumerate(outputs):
+            self.by_tensor[id(t)] = Ref("op", index, out=j)
+            self.by_array[id(t.array)] = Ref("op", index, out=j)
+            self.remember(t.array, Ref("op", index, out=j))
 
     def tensor_ref(self, t) -> Ref:
         ref = self.by_tensor.get(id(t))
@@ -176,15 +199,30 @@ class _Tracer:
         dtype and rank: an index array's, a mask's)."""
         ref = self.by_array.get(id(array))
         if ref is not None:
-            return Ref(ref.kind, ref.key, array=array)
+            return Ref(ref.kind, ref.key, array=array, out=ref.out)
         if id(array) in self.param_by_array:
             return Ref("param", self.param_by_array[id(array)], array=array)
-        name = self.owners.get(id(_owner(array)))
-        whole = name is not None and array.size == self.params[name].array.size
-        if whole and array.flags.c_contiguous and self.params[name].array.flags.c_contiguous:
-            return Ref("view", name, shape=array.shape)  # e.g. BatchNorm's running mean as (1, C, 1)
+        source = self.reshaped(array)
+        if source is not None:
+            return Ref("view", source, array=array, shape=array.shape)
         self.keep.append(array)
         return Ref("const", array=array)
+
+    def remember(self, array, ref: Ref) -> None:
+        """Note where ``array``'s memory comes from, for ``reshaped``."""
+        if isinstance(array, xp.ndarray) and array.flags.c_contiguous and array.size:
+            self.by_memory.setdefault(_memory(array), ref)
+
+    def reshaped(self, array):
+        """The ``Ref`` of a known array (a graph input, a node's output, a parameter) of which
+        ``array`` is a reshape made with NumPy, or None: both in C order over the same memory,
+        of one dtype, so the same elements in the same order (BatchNorm's running mean as
+        ``(1, C, 1)``, a grouped-query attention's mask as ``(N, Hkv, G, L, S)``). Everything
+        remembered stays alive during the trace, so its memory is never another array's."""
+        if not (isinstance(array, xp.ndarray) and array.flags.c_contiguous and array.size):
+            return None
+        ref = self.by_memory.get(_memory(array))
+        return None if ref is None else Ref(ref.kind, ref.key, out=ref.out)
 
     def option(self, value):
         """An option with its arrays replaced by ``Ref``s, also inside tuples (an index)."""
@@ -290,34 +328,22 @@ def merge(traces: list, output_refs: list, outputs: list, symbols: list) -> Trac
     if len({len(refs) for refs in output_refs}) != 1:
         raise OnnxExporterError("the forward returns a different number of tensors at another size")
     nodes = []
-    attention = {}  # id of an attention Function (weights_out) -> its node index
     for i, records in enumerate(zip(*traces)):
         record = records[0]
         where = f"{record.cls.__name__} (in module {record.module})"
-        if len({len(r.inputs) for r in records}) != 1:
-            raise OnnxExporterError(f"{where} takes a different number of inputs at another size")
+        if len({len(r.inputs) for r in records}) != 1 or len({len(r.outputs) for r in records}) != 1:
+            raise OnnxExporterError(f"{where} takes or gives a different number of tensors at another size")
         inputs = [
             _merge_refs([r.inputs[j] for r in records], f"input {j} of {where}") for j in range(len(record.inputs))
         ]
+        keys = list(record.options)
+        if len({r.cls for r in records}) > 1:  # kernels of one function: their own options (block sizes) go
+            keys = [k for k in keys if all(k in r.options for r in records)]
         options = {
-            key: _merge_option([r.options[key] for r in records], f"option {key!r} of {where}")
-            for key in record.options
+            key: _merge_option([r.options.get(key) for r in records], f"option {key!r} of {where}") for key in keys
         }
-        node = Node(
-            i,
-            kind(record),
-            inputs,
-            options,
-            record.module,
-            record.in_arrays,
-            record.output.array,
-        )
-        holder = record.options.get("weights_out")
-        if isinstance(holder, list) and holder:
-            attention[id(holder[0])] = i
-        if "source" in record.options:
-            node.source = attention.get(id(record.options["source"]))
-        nodes.append(node)
+        outs = tuple(t.array for t in record.outputs)
+        nodes.append(Node(i, kind(record), inputs, options, record.module, record.in_arrays, outs))
     refs = [_merge_refs(list(r), f"output {j}") for j, r in enumerate(zip(*output_refs))]
     shapes = [_shape([t.shape for t in ts]) for ts in zip(*outputs)]
     return Traced(nodes, refs, shapes, [t.dtype for t in outputs[0]], symbols)
@@ -334,14 +360,12 @@ def _merge_refs(refs: list, where: str) -> Ref:
     if any(r.kind != first.kind for r in refs):
         kinds = sorted({r.kind for r in refs})
         raise OnnxExporterError(f"{where} comes from different places at different sizes ({', '.join(kinds)})")
-    if first.kind in ("input", "op", "param"):
-        if any(r.key != first.key for r in refs):
+    if first.kind in ("input", "op", "param", "view"):
+        if any(not r.same_source(first) for r in refs):
             raise OnnxExporterError(f"{where} comes from different places at different sizes")
+        if first.kind == "view":
+            return Ref("view", first.key, array=first.array, shape=_shape([r.shape for r in refs]))
         return first
-    if first.kind == "view":
-        if any(r.key != first.key for r in refs):
-            raise OnnxExporterError(f"{where} views different parameters at different sizes")
-        return Ref("view", first.key, shape=_shape([r.shape for r in refs]))
     arrays = [r.array for r in refs]
     if all(a.shape == arrays[0].shape and a.dtype == arrays[0].dtype for a in arrays) and all(
         np.array_equal(a, arrays[0], equal_nan=a.dtype.kind in "fc") for a in arrays[1:]
@@ -377,7 +401,7 @@ def _merge_option(values: list, where: str):
         return tuple(_merge_option(list(parts), where) for parts in zip(*values))
     if isinstance(first, slice):
         return slice(*(_merge_option([getattr(v, a) for v in values], where) for a in ("start", "stop", "step")))
-    return first  # dtypes, generators, the attention Function of AttentionWeights: as the first trace's
+    return first  # dtypes, generators: as the first trace's
 
 
 def _same(a, b) -> bool:

@@ -407,6 +407,122 @@ class Cast(Function):
         return (g.astype(self.dtype),)
 
 
+class Copy(Function):
+    """A copy of ``a`` in new memory (``clone``); the gradient passes unchanged."""
+
+    saves_inputs = False
+
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, g):
+        return (g,)
+
+
+class Fill(Function):
+    """``a``'s shape filled with ``value`` (an in-place ``fill_`` of a tensor in the graph): no
+    gradient reaches ``a``, whose values are gone."""
+
+    saves_inputs = False
+
+    def forward(self, a, value):
+        self.shape, self.dtype = a.shape, a.dtype
+        return xp.full(a.shape, value, dtype=a.dtype)
+
+    def backward(self, g):
+        return (xp.zeros(self.shape, dtype=self.dtype),)
+
+
+# --- more unary maths ----------------------------------------------------------------------
+
+
+class Sin(Function):
+    def forward(self, a):
+        self.a = a
+        return xp.sin(a)
+
+    def backward(self, g):
+        return (g * xp.cos(self.a),)
+
+
+class Cos(Function):
+    def forward(self, a):
+        self.a = a
+        return xp.cos(a)
+
+    def backward(self, g):
+        return (-g * xp.sin(self.a),)
+
+
+class Log1p(Function):
+    """log(1 + a), exact for small ``a``; d/da = 1 / (1 + a)."""
+
+    def forward(self, a):
+        self.a = a
+        return xp.log1p(a)
+
+    def backward(self, g):
+        return (g / (1 + self.a),)
+
+
+class Expm1(Function):
+    """exp(a) - 1, exact for small ``a``; d/da = exp(a) = out + 1."""
+
+    saves_inputs = False
+    saves_output = True
+
+    def forward(self, a):
+        self.out = xp.expm1(a)
+        return self.out
+
+    def backward(self, g):
+        return (g * (self.out + 1),)
+
+
+class Stepwise(Function):
+    """A function that is constant between jumps (floor, ceil, round, trunc, sign): its
+    gradient is zero almost everywhere, as PyTorch's."""
+
+    saves_inputs = False
+
+    def forward(self, a, name):
+        self.shape, self.dtype = a.shape, a.dtype
+        return getattr(xp, name)(a)
+
+    def backward(self, g):
+        return (xp.zeros(self.shape, dtype=self.dtype),)
+
+
+class Maximum(Function):
+    """Elementwise max of two tensors; at ties each side gets half the gradient (PyTorch's rule)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return xp.maximum(a, b)
+
+    def backward(self, g):
+        return _split_at_ties(g, self.a, self.b, self.a > self.b, self.needs_grad)
+
+
+class Minimum(Function):
+    """Elementwise min of two tensors; at ties each side gets half the gradient (PyTorch's rule)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return xp.minimum(a, b)
+
+    def backward(self, g):
+        return _split_at_ties(g, self.a, self.b, self.a < self.b, self.needs_grad)
+
+
+def _split_at_ties(g, a, b, a_wins, needs):
+    tie = a == b
+    share = xp.where(tie, g.dtype.type(0.5), xp.where(a_wins, g.dtype.type(1), g.dtype.type(0))).astype(g.dtype)
+    ga = unbroadcast(g * share, a.shape) if needs[0] else None
+    gb = unbroadcast(g * (1 - share), b.shape) if needs[1] else None
+    return ga, gb
+
+
 # --- the error function (NumPy has none; the core may not import SciPy) -----------------------
 # Cephes' rational approximations (S. L. Moshier, public domain): relative error ~1e-16.
 _ERF_T = (

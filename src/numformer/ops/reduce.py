@@ -105,3 +105,17 @@ class Max(Function):
         out = xp.zeros(self.shape, dtype=g.dtype)
         xp.put_along_axis(out, self.indices, g, axis=self.axis[0])
         return (out,)
+
+
+class Cumsum(Function):
+    """Running sum along ``axis``; d/da is the reversed running sum of the gradient."""
+
+    saves_inputs = False
+
+    def forward(self, a, axis):
+        self.axis = axis
+        return xp.cumsum(a, axis=axis)
+
+    def backward(self, g):
+        flipped = xp.flip(g, axis=self.axis)
+        return (xp.flip(xp.cumsum(flipped, axis=self.axis), axis=self.axis),)

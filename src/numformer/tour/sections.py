@@ -101,7 +101,7 @@ def sequential_vs_parallel(ctx: Context) -> Section:
     lengths = [50, 100, 200, 400] if ctx.fast else [50, 100, 200, 500, 1000, 2000, 4000]
     repeats = 3 if ctx.fast else 5
     nf.manual_seed(ctx.seed)
-    rnn, attention = nn.RNN(64, 64), nn.MultiheadAttention(64, num_heads=1)
+    rnn, attention = nn.RNN(64, 64, batch_first=True), nn.MultiheadAttention(64, num_heads=1, batch_first=True)
     rows, rnn_ms, attn_ms, depths = [], [], [], {}
     for T in lengths:
         x = nf.randn(1, T, 64)

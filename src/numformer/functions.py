@@ -1,0 +1,771 @@
+"""The tensor API's one table: every function PyTorch exposes both as ``torch.NAME(input, ...)``
+and as the method ``Tensor.NAME(...)`` is written here once, with PyTorch's name, argument names
+and defaults, and installed as both ``numformer.NAME`` and ``Tensor.NAME`` (``install``): the two
+can never drift. Each calls primitives of ``numformer.ops`` (or other functions here), so
+gradients flow wherever PyTorch's do; integer results (indices, comparisons) carry none.
+
+Arguments PyTorch has that numformer does not take (``out=``, ``layout=``, ``memory_format=``)
+are not accepted: passing one is a ``TypeError``, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from numformer import backend
+from numformer.backend import is_floating, xp
+from numformer.ops import elementwise as E
+from numformer.ops import reduce as R
+from numformer.ops import shape as S
+from numformer.ops import softmax as SM
+from numformer.tensor import Tensor, _axes, _floating, array_of, as_tensor, flip, masked_fill, matmul, split
+
+TABLE: dict = {}
+MinMax = namedtuple("MinMax", ["values", "indices"])  # torch.return_types.max, .min, .sort, .topk
+
+
+def _api(fn):
+    """Register ``fn`` in the table under its name (a trailing ``_`` dropped: ``max_`` is ``max``)."""
+    TABLE[fn.__name__.rstrip("_")] = fn
+    return fn
+
+
+def _t(input) -> Tensor:
+    return input if isinstance(input, Tensor) else as_tensor(input)
+
+
+def _dim(dim: int, ndim: int, op: str) -> int:
+    return _axes(dim, ndim, op)[0]
+
+
+# --- arithmetic --------------------------------------------------------------------------------
+
+
+@_api
+def add(input, other, *, alpha=1):
+    """``input + alpha * other``."""
+    input = _t(input)
+    return input + (other if alpha == 1 else other * alpha)
+
+
+@_api
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other``."""
+    input = _t(input)
+    return input - (other if alpha == 1 else other * alpha)
+
+
+TABLE["subtract"] = sub
+
+
+@_api
+def mul(input, other):
+    return _t(input) * other
+
+
+TABLE["multiply"] = mul
+
+
+@_api
+def div(input, other, *, rounding_mode=None):
+    """``input / other``; ``rounding_mode`` "trunc" or "floor" rounds the quotient (no gradient)."""
+    q = _t(input) / other
+    if rounding_mode is None:
+        return q
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}"
+        )
+    q = E.Stepwise.apply(q, name=rounding_mode)
+    return q if is_floating(_t(input).dtype) else q.to(_t(input).dtype)
+
+
+TABLE["divide"] = div
+
+
+@_api
+def true_divide(dividend, divisor):
+    return _t(dividend) / divisor
+
+
+@_api
+def floor_divide(input, other):
+    return div(input, other, rounding_mode="floor")
+
+
+@_api
+def remainder(input, other):
+    """Python's ``%``: the remainder with the divisor's sign."""
+    input = _t(input)
+    return input - floor_divide(input, other) * other
+
+
+@_api
+def neg(input):
+    return -_t(input)
+
+
+TABLE["negative"] = neg
+
+
+@_api
+def pow(input, exponent):  # noqa: A001 - PyTorch's name
+    return _t(input) ** exponent
+
+
+@_api
+def matmul_(input, other):
+    return matmul(input, other)
+
+
+@_api
+def mm(input, mat2):
+    input, mat2 = _t(input), _t(mat2)
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: self must be a matrix and mat2 must be a matrix, got {input.shape} and {mat2.shape}")
+    return matmul(input, mat2)
+
+
+@_api
+def bmm(input, mat2):
+    input, mat2 = _t(input), _t(mat2)
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: batch1 and batch2 must be 3D tensors, got {input.shape} and {mat2.shape}")
+    return matmul(input, mat2)
+
+
+@_api
+def maximum(input, other):
+    input, other = _t(input), _t(other)
+    return E.Maximum.apply(input, other.to(input.dtype))
+
+
+@_api
+def minimum(input, other):
+    input, other = _t(input), _t(other)
+    return E.Minimum.apply(input, other.to(input.dtype))
+
+
+# --- unary maths -------------------------------------------------------------------------------
+
+
+def _unary(name: str, op, floating: bool = True, doc: str = ""):
+    def fn(input):
+        t = _t(input)
+        return op.apply(_floating(t) if floating else t)
+
+    fn.__name__, fn.__qualname__ = name, name
+    fn.__doc__ = doc or f"{name} elementwise."
+    TABLE[name] = fn
+    return fn
+
+
+exp = _unary("exp", E.Exp)
+log = _unary("log", E.Log)
+log1p = _unary("log1p", E.Log1p, doc="log(1 + input), exact for small input.")
+expm1 = _unary("expm1", E.Expm1, doc="exp(input) - 1, exact for small input.")
+sqrt = _unary("sqrt", E.Sqrt)
+sin = _unary("sin", E.Sin)
+cos = _unary("cos", E.Cos)
+tanh = _unary("tanh", E.Tanh)
+sigmoid = _unary("sigmoid", E.Sigmoid)
+abs = _unary("abs", E.Abs, floating=False)  # noqa: A001 - PyTorch's name
+relu = _unary("relu", E.Relu, floating=False)
+TABLE["absolute"] = abs
+
+
+@_api
+def log2(input):
+    return log(input) * (1 / math.log(2))
+
+
+@_api
+def log10(input):
+    return log(input) * (1 / math.log(10))
+
+
+@_api
+def rsqrt(input):
+    return _floating(_t(input)) ** -0.5
+
+
+@_api
+def square(input):
+    t = _t(input)
+    return t * t
+
+
+@_api
+def reciprocal(input):
+    return 1.0 / _floating(_t(input))
+
+
+@_api
+def tan(input):
+    return sin(input) / cos(input)
+
+
+def _stepwise(name: str):
+    def fn(input):
+        t = _t(input)
+        if not is_floating(t.dtype):
+            return t.clone() if name != "sign" else Tensor._wrap(xp.sign(t.array), False)
+        return E.Stepwise.apply(t, name=name)
+
+    fn.__name__, fn.__qualname__ = name, name
+    fn.__doc__ = f"{name} elementwise; its gradient is zero almost everywhere (PyTorch's)."
+    TABLE[name] = fn
+    return fn
+
+
+floor, ceil, trunc, sign = (_stepwise(n) for n in ("floor", "ceil", "trunc", "sign"))
+
+
+@_api
+def round(input, *, decimals: int = 0):  # noqa: A001 - PyTorch's name
+    t = _t(input)
+    if decimals:
+        scale = 10.0**decimals
+        return E.Stepwise.apply(t * scale, name="rint") / scale
+    return E.Stepwise.apply(t, name="rint") if is_floating(t.dtype) else t.clone()
+
+
+@_api
+def clamp(input, min=None, max=None):  # noqa: A002 - PyTorch's argument names
+    """``input`` clamped to [min, max] (each may be None, a number or a tensor); the gradient
+    passes where ``min <= input <= max``."""
+    t = _t(input)
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):  # the gradient goes to the side taken
+        from numformer.tensor import where as _where
+
+        out = t if min is None else _where(t < min, t._operand(min).to(t.dtype), t)
+        return out if max is None else _where(out > max, t._operand(max).to(t.dtype), out)
+    return E.Clip.apply(t, min=min, max=max)
+
+
+TABLE["clip"] = clamp
+
+
+@_api
+def clamp_min(input, min):  # noqa: A002
+    return clamp(input, min=min)
+
+
+@_api
+def clamp_max(input, max):  # noqa: A002
+    return clamp(input, max=max)
+
+
+def _values(name: str, fn):
+    def check(input):
+        return Tensor._wrap(getattr(xp, fn)(_t(input).array), False)
+
+    check.__name__, check.__qualname__ = name, name
+    check.__doc__ = f"{name} elementwise: a bool tensor (no gradient)."
+    TABLE[name] = check
+    return check
+
+
+isfinite, isnan, isinf = (_values(n, n) for n in ("isfinite", "isnan", "isinf"))
+logical_not = _values("logical_not", "logical_not")
+bitwise_not = _values("bitwise_not", "invert")
+
+
+def _binary_values(name: str, fn):
+    def compare(input, other):
+        return Tensor._wrap(xp.asarray(getattr(xp, fn)(_t(input).array, array_of(other))), False)
+
+    compare.__name__, compare.__qualname__ = name, name
+    compare.__doc__ = f"{name} elementwise: a tensor of no gradient."
+    TABLE[name] = compare
+    return compare
+
+
+eq, ne, lt, le, gt, ge = (
+    _binary_values(n, f)
+    for n, f in zip(
+        ("eq", "ne", "lt", "le", "gt", "ge"), ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
+    )
+)
+TABLE.update(greater=gt, greater_equal=ge, less=lt, less_equal=le, not_equal=ne)
+logical_and, logical_or, logical_xor = (_binary_values(n, n) for n in ("logical_and", "logical_or", "logical_xor"))
+bitwise_and, bitwise_or, bitwise_xor = (_binary_values(n, n) for n in ("bitwise_and", "bitwise_or", "bitwise_xor"))
+
+
+@_api
+def equal(input, other) -> bool:
+    """Whether two tensors have the same shape and elements (a Python bool)."""
+    a, b = _t(input).array, array_of(other)
+    return a.shape == b.shape and bool((a == b).all())
+
+
+@_api
+def isclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
+    return Tensor._wrap(xp.isclose(_t(input).array, array_of(other), rtol=rtol, atol=atol, equal_nan=equal_nan), False)
+
+
+@_api
+def allclose(input, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
+
+
+# --- reductions --------------------------------------------------------------------------------
+
+
+def _cast_for(t: Tensor, dtype) -> Tensor:
+    return t if dtype is None else t.to(dtype)
+
+
+@_api
+def sum(input, dim=None, keepdim: bool = False, *, dtype=None):  # noqa: A001 - PyTorch's name
+    t = _cast_for(_t(input), dtype)
+    if t.dtype == np.bool_:
+        t = t.to(np.int64)
+    return R.Sum.apply(t, axis=_axes(dim, t.ndim, "sum"), keepdims=keepdim)
+
+
+@_api
+def mean(input, dim=None, keepdim: bool = False, *, dtype=None):
+    t = _cast_for(_t(input), dtype)
+    if not is_floating(t.dtype):
+        raise RuntimeError(
+            f"mean(): could not infer output dtype. Input dtype must be either a floating point or complex dtype. "
+            f"Got: {t.dtype}"
+        )
+    return R.Mean.apply(t, axis=_axes(dim, t.ndim, "mean"), keepdims=keepdim)
+
+
+@_api
+def var(input, dim=None, *, correction=None, keepdim: bool = False, unbiased: bool | None = None):
+    """Variance over ``dim``; ``correction=1`` (default) is unbiased, as in PyTorch
+    (``unbiased=False`` is PyTorch's older spelling of ``correction=0``)."""
+    t = _t(input)
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return R.Var.apply(t, axis=_axes(dim, t.ndim, "var"), keepdims=keepdim, correction=correction)
+
+
+@_api
+def std(input, dim=None, *, correction=None, keepdim: bool = False, unbiased: bool | None = None):
+    """Standard deviation over ``dim`` (``var``'s square root)."""
+    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+
+
+@_api
+def max_(input, dim=None, keepdim: bool = False):
+    """The largest element, or along ``dim`` the named tuple ``(values, indices)``; with a tensor
+    as ``dim`` (``torch.max(a, b)``), the elementwise maximum."""
+    t = _t(input)
+    if isinstance(dim, Tensor):
+        return maximum(t, dim)
+    if dim is None:
+        return R.Max.apply(t, axis=None)
+    axis = _axes(dim, t.ndim, "max")
+    values = R.Max.apply(t, axis=axis, keepdims=keepdim)
+    return MinMax(values, Tensor._wrap(xp.argmax(t.array, axis=axis[0], keepdims=keepdim), False))
+
+
+@_api
+def min_(input, dim=None, keepdim: bool = False):
+    """The smallest element, or along ``dim`` the named tuple ``(values, indices)``; with a
+    tensor as ``dim``, the elementwise minimum."""
+    t = _t(input)
+    if isinstance(dim, Tensor):
+        return minimum(t, dim)
+    if dim is None:
+        return -R.Max.apply(-t, axis=None)
+    values, indices = max_(-t, dim, keepdim)
+    return MinMax(-values, indices)
+
+
+@_api
+def amax(input, dim=(), keepdim: bool = False):
+    t = _t(input)
+    dims = _axes(dim, t.ndim, "amax") if dim != () else tuple(range(t.ndim))
+    out = t
+    for axis in sorted(dims, reverse=True):
+        out = R.Max.apply(out, axis=(axis,), keepdims=keepdim)
+    return out
+
+
+@_api
+def amin(input, dim=(), keepdim: bool = False):
+    return -amax(-_t(input), dim, keepdim)
+
+
+@_api
+def argmax(input, dim=None, keepdim: bool = False):
+    t = _t(input)
+    if dim is None:
+        return Tensor._wrap(xp.asarray(xp.argmax(t.array)), False)
+    return Tensor._wrap(xp.argmax(t.array, axis=_dim(dim, t.ndim, "argmax"), keepdims=keepdim), False)
+
+
+@_api
+def argmin(input, dim=None, keepdim: bool = False):
+    t = _t(input)
+    if dim is None:
+        return Tensor._wrap(xp.asarray(xp.argmin(t.array)), False)
+    return Tensor._wrap(xp.argmin(t.array, axis=_dim(dim, t.ndim, "argmin"), keepdims=keepdim), False)
+
+
+@_api
+def all_(input, dim=None, keepdim: bool = False):
+    t = _t(input)
+    return Tensor._wrap(xp.asarray(xp.all(t.array, axis=_axes(dim, t.ndim, "all"), keepdims=keepdim)), False)
+
+
+@_api
+def any_(input, dim=None, keepdim: bool = False):
+    t = _t(input)
+    return Tensor._wrap(xp.asarray(xp.any(t.array, axis=_axes(dim, t.ndim, "any"), keepdims=keepdim)), False)
+
+
+@_api
+def count_nonzero(input, dim=None):
+    t = _t(input)
+    return Tensor._wrap(xp.asarray(xp.count_nonzero(t.array, axis=_axes(dim, t.ndim, "count_nonzero"))), False)
+
+
+@_api
+def logsumexp(input, dim, keepdim: bool = False):
+    """log(sum(exp(input))) along ``dim``, computed as max + log(sum(exp(input - max)))."""
+    t = _t(input)
+    axis = _axes(dim, t.ndim, "logsumexp")
+    top = Tensor._wrap(xp.max(t.array, axis=axis, keepdims=True), False)
+    top = top.masked_fill(~top.isfinite(), 0)
+    out = (t - top).exp().sum(dim=axis, keepdim=True).log() + top
+    return out if keepdim else out.reshape(tuple(n for i, n in enumerate(out.shape) if i not in axis))
+
+
+@_api
+def cumsum(input, dim, *, dtype=None):
+    t = _cast_for(_t(input), dtype)
+    return R.Cumsum.apply(t, axis=_dim(dim, t.ndim, "cumsum"))
+
+
+@_api
+def norm(input, p="fro", dim=None, keepdim: bool = False, dtype=None):
+    """The vector p-norm over ``dim`` (all elements by default; "fro" is the 2-norm)."""
+    t = _cast_for(_t(input), dtype)
+    p = 2 if p in ("fro", None) else p
+    if p == float("inf"):
+        return amax(t.abs(), () if dim is None else dim, keepdim)
+    if p == 2:
+        return (t * t).sum(dim, keepdim).sqrt()
+    return (t.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+
+
+@_api
+def softmax(input, dim, *, dtype=None):
+    t = _cast_for(_t(input), dtype)
+    return SM.Softmax.apply(t, axis=_dim(dim, t.ndim, "softmax"))
+
+
+@_api
+def log_softmax(input, dim, *, dtype=None):
+    t = _cast_for(_t(input), dtype)
+    return SM.LogSoftmax.apply(t, axis=_dim(dim, t.ndim, "log_softmax"))
+
+
+# --- shape -------------------------------------------------------------------------------------
+
+
+@_api
+def reshape(input, shape):
+    return _t(input).reshape(shape)
+
+
+@_api
+def flatten(input, start_dim: int = 0, end_dim: int = -1):
+    t = _t(input)
+    if t.ndim == 0:
+        return t.reshape(1)
+    start, end = start_dim % t.ndim, end_dim % t.ndim
+    return t.reshape(t.shape[:start] + (-1,) + t.shape[end + 1 :])
+
+
+@_api
+def permute(input, dims):
+    return _t(input).permute(*dims)
+
+
+@_api
+def transpose(input, dim0: int, dim1: int):
+    t = _t(input)
+    axes = list(range(t.ndim))
+    d0, d1 = _dim(dim0, t.ndim, "transpose"), _dim(dim1, t.ndim, "transpose")
+    axes[d0], axes[d1] = axes[d1], axes[d0]
+    return t.permute(*axes)
+
+
+@_api
+def swapaxes(input, axis0: int, axis1: int):
+    return transpose(input, axis0, axis1)
+
+
+@_api
+def swapdims(input, dim0: int, dim1: int):
+    return transpose(input, dim0, dim1)
+
+
+@_api
+def t(input):
+    """A matrix transposed (a 0-D or 1-D tensor as it is)."""
+    x = _t(input)
+    if x.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.ndim}D")
+    return x if x.ndim < 2 else transpose(x, 0, 1)
+
+
+@_api
+def squeeze(input, dim=None):
+    x = _t(input)
+    if dim is None:
+        return x.reshape(tuple(s for s in x.shape if s != 1))
+    dims = {d % builtins.max(x.ndim, 1) for d in ((dim,) if isinstance(dim, int) else dim)}
+    return x.reshape(tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1)))
+
+
+@_api
+def unsqueeze(input, dim: int):
+    x = _t(input)
+    dim = dim % (x.ndim + 1)
+    return x.reshape(x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+@_api
+def split_(tensor, split_size_or_sections, dim: int = 0):
+    return split(_t(tensor), split_size_or_sections, dim)
+
+
+@_api
+def chunk(input, chunks: int, dim: int = 0):
+    x = _t(input)
+    size = -(-x.shape[dim] // chunks)
+    return split(x, size, dim)
+
+
+@_api
+def unbind(input, dim: int = 0):
+    x = _t(input)
+    d = _dim(dim, x.ndim, "unbind")
+    return tuple(x[(slice(None),) * d + (i,)] for i in range(x.shape[d]))
+
+
+@_api
+def narrow(input, dim: int, start: int, length: int):
+    x = _t(input)
+    d = _dim(dim, x.ndim, "narrow")
+    start = int(start) % x.shape[d] if start < 0 else int(start)
+    if start + length > x.shape[d]:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({x.shape[d]}).")
+    return x[(slice(None),) * d + (slice(start, start + length),)]
+
+
+@_api
+def roll(input, shifts, dims=None):
+    x = _t(input)
+    if dims is None:
+        return roll(x.flatten(), shifts, 0).reshape(x.shape)
+    shifts, dims = ((shifts,), (dims,)) if isinstance(dims, int) else (tuple(shifts), tuple(dims))
+    for shift, dim in zip(shifts, dims):
+        d = _dim(dim, x.ndim, "roll")
+        order = xp.roll(xp.arange(x.shape[d]), shift)
+        x = x[(slice(None),) * d + (order,)]
+    return x
+
+
+def _triangle(input, diagonal: int, lower: bool):
+    x = _t(input)
+    if x.ndim < 2:
+        raise RuntimeError(f"{'tril' if lower else 'triu'}: input tensor must have at least 2 dimensions")
+    rows, cols = x.shape[-2:]
+    keep = xp.tri(rows, cols, k=diagonal, dtype=bool) if lower else ~xp.tri(rows, cols, k=diagonal - 1, dtype=bool)
+    return masked_fill(x, Tensor._wrap(~keep, False), 0)
+
+
+@_api
+def tril(input, diagonal: int = 0):
+    """The lower triangle of the last two dims (``diagonal`` above the main one kept); zeros above."""
+    return _triangle(input, diagonal, True)
+
+
+@_api
+def triu(input, diagonal: int = 0):
+    """The upper triangle of the last two dims (``diagonal`` above the main one and up); zeros below."""
+    return _triangle(input, diagonal, False)
+
+
+@_api
+def gather(input, dim: int, index):
+    x, idx = _t(input), array_of(index)
+    if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != x.ndim:
+        raise RuntimeError(f"gather(): index must be an integer tensor of {x.ndim} dims, got {idx.dtype} {idx.shape}")
+    return S.Gather.apply(x, index=idx, dim=_dim(dim, x.ndim, "gather"))
+
+
+@_api
+def scatter(input, dim: int, index, src=None, *, value=None):
+    x = _t(input)
+    source = src if src is not None else value
+    if source is None:
+        raise TypeError("scatter() missing 1 required argument: 'src' or 'value'")
+    idx = array_of(index)
+    if not isinstance(source, Tensor) or source.ndim == 0:  # a value: every indexed place gets it
+        source = x._operand(source).reshape(()).expand(idx.shape)
+    return S.Scatter.apply(x, source.to(x.dtype), index=idx, dim=_dim(dim, x.ndim, "scatter"))
+
+
+@_api
+def scatter_add(input, dim: int, index, src):
+    """``input`` plus ``src``'s values added at ``index`` along ``dim`` (repeated places sum)."""
+    x, idx, src = _t(input), array_of(index), _t(src)
+    return S.ScatterAdd.apply(x, src.to(x.dtype), index=idx, dim=_dim(dim, x.ndim, "scatter_add"))
+
+
+@_api
+def index_select(input, dim: int, index):
+    x, idx = _t(input), array_of(index)
+    if idx.ndim > 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise IndexError(f"index_select(): index must be a 1-D integer tensor, got {idx.dtype} {idx.shape}")
+    return x[(slice(None),) * _dim(dim, x.ndim, "index_select") + (idx.reshape(-1),)]
+
+
+@_api
+def masked_select(input, mask):
+    x, m = _t(input), array_of(mask)
+    return x.expand(np.broadcast_shapes(x.shape, m.shape))[xp.broadcast_to(m, np.broadcast_shapes(x.shape, m.shape))]
+
+
+TABLE["masked_fill"] = masked_fill
+TABLE["flip"] = flip
+
+
+@_api
+def repeat_interleave(input, repeats, dim=None, *, output_size=None):
+    x = _t(input)
+    if dim is None:
+        x, dim = x.flatten(), 0
+    d = _dim(dim, x.ndim, "repeat_interleave")
+    order = xp.repeat(xp.arange(x.shape[d]), array_of(repeats) if isinstance(repeats, Tensor) else repeats)
+    return x[(slice(None),) * d + (order,)]
+
+
+@_api
+def clone(input, *, memory_format=None):
+    return E.Copy.apply(_t(input))
+
+
+@_api
+def detach(input):
+    return _t(input).detach()
+
+
+@_api
+def movedim(input, source, destination):
+    """``input`` with the dims ``source`` moved to the places ``destination`` (the others keep
+    their order)."""
+    x = _t(input)
+    sources = [s % x.ndim for s in ((source,) if isinstance(source, int) else source)]
+    places = [d % x.ndim for d in ((destination,) if isinstance(destination, int) else destination)]
+    order = [i for i in range(x.ndim) if i not in sources]
+    for place, src in sorted(zip(places, sources)):
+        order.insert(place, src)
+    return x.permute(*order)
+
+
+@_api
+def sort(input, dim: int = -1, descending: bool = False, *, stable: bool = False):
+    """The named tuple ``(values, indices)`` of ``input`` sorted along ``dim``."""
+    x = _t(input)
+    d = _dim(dim, x.ndim, "sort")
+    indices = argsort(x, d, descending, stable=stable)
+    return MinMax(gather(x, d, indices), indices)
+
+
+@_api
+def argsort(input, dim: int = -1, descending: bool = False, *, stable: bool = False):
+    x = _t(input)
+    d = _dim(dim, x.ndim, "argsort")
+    kind = "stable" if stable else "quicksort"
+    if descending:
+        key = -x.array if x.dtype.kind in "fi" else ~x.array if x.dtype == np.bool_ else -x.array.astype(np.int64)
+        order = xp.argsort(key, axis=d, kind="stable" if stable else kind)
+    else:
+        order = xp.argsort(x.array, axis=d, kind=kind)
+    return Tensor._wrap(order.astype(np.int64), False)
+
+
+@_api
+def topk(input, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+    """The named tuple ``(values, indices)`` of the ``k`` largest (or smallest) along ``dim``."""
+    x = _t(input)
+    d = _dim(dim, x.ndim, "topk")
+    if not 0 <= k <= x.shape[d]:
+        raise RuntimeError(f"selected index k out of range: k {k}, dimension size {x.shape[d]}")
+    order = argsort(x, d, descending=largest, stable=True)
+    indices = order[(slice(None),) * d + (slice(0, k),)]
+    return MinMax(gather(x, d, indices), indices)
+
+
+@_api
+def nonzero(input, *, as_tuple: bool = False):
+    found = xp.nonzero(_t(input).array)
+    if as_tuple:
+        return tuple(Tensor._wrap(i.astype(np.int64), False) for i in found)
+    return Tensor._wrap(xp.stack(found, axis=1).astype(np.int64) if found else xp.zeros((0, 0), np.int64), False)
+
+
+@_api
+def numel(input) -> int:
+    return int(_t(input).array.size)
+
+
+@_api
+def multinomial(input, num_samples: int, replacement: bool = False, *, generator=None):
+    """``num_samples`` category indices per row drawn with the row's (unnormalised) weights
+    (numformer's generator, or ``generator``'s).
+
+    Shape: input ``(C,)`` or ``(N, C)`` -> int64 ``(num_samples,)`` or ``(N, num_samples)``."""
+    probs = backend.to_numpy(_t(input).array).astype(np.float64)
+    if probs.ndim not in (1, 2) or (probs < 0).any() or not np.isfinite(probs).all():
+        raise RuntimeError("multinomial: probability tensor must be 1-D or 2-D with finite, non-negative entries")
+    rng = backend.generator() if generator is None else generator.rng
+    rows = probs.reshape(-1, probs.shape[-1])
+    sums = rows.sum(axis=1)
+    if (sums <= 0).any():
+        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and num_samples > (rows > 0).sum(axis=1).min():
+        raise RuntimeError("multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    picks = np.stack([rng.choice(rows.shape[1], num_samples, replace=replacement, p=r / r.sum()) for r in rows])
+    out = picks.reshape(probs.shape[:-1] + (num_samples,)).astype(np.int64)
+    return Tensor._wrap(xp.asarray(out), False)
+
+
+@_api
+def where_(condition, input=None, other=None):
+    """``input`` where ``condition`` is True, else ``other`` (``torch.where``); with one
+    argument, ``nonzero(condition, as_tuple=True)``."""
+    from numformer.tensor import where as _where
+
+    if input is None and other is None:
+        return nonzero(condition, as_tuple=True)
+    return _where(condition, input, other)
+
+
+def install() -> None:
+    """Make every function of the table a method of ``Tensor`` as well (its first argument the
+    tensor), unless ``Tensor`` defines that method itself: ``where`` (PyTorch's
+    ``Tensor.where(condition, other)`` differs from ``torch.where``), ``reshape``, ``permute`` and
+    ``flip`` (their methods take ``*dims``), ``detach``, ``masked_fill``."""
+    own = set(vars(Tensor))
+    for name, fn in TABLE.items():
+        if name not in own:
+            setattr(Tensor, name, fn)
