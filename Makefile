@@ -57,6 +57,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/plain_script.py
 	$(BIN)/python bench/bert_vs_st.py
 	$(BIN)/python bench/onnx_vs_numformer.py
+	$(BIN)/python bench/hf_decoder_vs_transformers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -191,6 +191,32 @@ def x_only(width):
     return lambda n, l: (f32(n, l, width),)
 
 
+class GatedFeedForward(nn.Module):
+    """Llama's MLP: down(swiglu(gate(x), up(x)))."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate, self.up, self.down = nn.Linear(4, 8), nn.Linear(4, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        """Shape: ``(N, L, 4)`` -> ``(N, L, 4)``."""
+        return self.down(nn.functional.swiglu(self.gate(x), self.up(x)))
+
+
+class Rotated(nn.Module):
+    """Queries rotated by fixed angles (the Llama models' rotary kernel): six positions."""
+
+    def __init__(self):
+        super().__init__()
+        angles = np.arange(6)[:, None] * 10000.0 ** (-np.arange(0, 4, 2) / 4)
+        angles = np.concatenate([angles, angles], axis=-1).astype(np.float32)
+        self.cos, self.sin = np.cos(angles), np.sin(angles)
+
+    def forward(self, x):
+        """Shape: ``(N, 2, 6, 4)`` -> the same."""
+        return nn.functional.apply_rotary_emb(x, self.cos, self.sin)
+
+
 # name -> (module factory, inputs at (batch, length), input names, dynamic axes)
 CASES = {
     "Linear": (lambda: nn.Linear(4, 6), x_only(4), ["x"], {"x": NL}),
@@ -200,6 +226,10 @@ CASES = {
     "BatchNorm1d": (batch_norm, lambda n, l: (f32(n, 4, l),), ["x"], {"x": {0: "batch", 2: "length"}}),
     "Dropout": (lambda: nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)), x_only(4), ["x"], {"x": NL}),
     "ReLU": (lambda: nn.ReLU(), x_only(4), ["x"], {"x": NL}),
+    "RMSNorm": (lambda: nn.RMSNorm(4, eps=1e-6), x_only(4), ["x"], {"x": NL}),
+    "SiLU": (lambda: nn.SiLU(), x_only(4), ["x"], {"x": NL}),
+    "SwiGLU feed-forward": (GatedFeedForward, x_only(4), ["x"], {"x": NL}),
+    "rotary kernel": (Rotated, lambda n, l: (f32(n, 2, 6, 4),), ["x"], {"x": {0: "batch"}}),
     "GELU": (lambda: nn.GELU(), x_only(4), ["x"], {"x": NL}),
     "GELU tanh": (lambda: nn.GELU(approximate="tanh"), x_only(4), ["x"], {"x": NL}),
     "Tanh": (lambda: nn.Tanh(), x_only(4), ["x"], {"x": NL}),

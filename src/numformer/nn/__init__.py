@@ -25,6 +25,7 @@ from numformer.nn.activation import (
     Softsign,
 )
 from numformer.nn.attention import AttentionCache, MultiheadAttention
+from numformer.nn.cache import Cache, DynamicCache
 from numformer.nn.conv import Conv1d, Conv2d
 from numformer.nn.distance import CosineSimilarity
 from numformer.nn.layers import (
@@ -41,6 +42,8 @@ from numformer.nn.layers import (
     LayerNorm,
     Linear,
     ReLU,
+    RMSNorm,
+    SiLU,
     Tanh,
     Unflatten,
 )
@@ -90,6 +93,8 @@ from numformer.nn.transformer import (
 
 __all__ = [
     "AttentionCache",
+    "Cache",
+    "DynamicCache",
     "DecoderCache",
     "functional",
     "init",
@@ -134,6 +139,8 @@ __all__ = [
     "Mish",
     "Softsign",
     "GLU",
+    "RMSNorm",
+    "SiLU",
     "FeedForward",
     "Conv1d",
     "Conv2d",

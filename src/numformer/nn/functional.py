@@ -27,9 +27,11 @@ from numformer.ops import loss as LO
 from numformer.ops.attention import BlockedAttention, ScaledDotProductAttention
 from numformer.ops.dropout import Dropout
 from numformer.ops.embedding import Embedding
-from numformer.ops.normalization import LayerNorm
+from numformer.ops.gated import Silu, SwiGLU
+from numformer.ops.normalization import LayerNorm, RMSNorm
 from numformer.ops.normalize import Normalize
 from numformer.ops.pad import Pad
+from numformer.ops.rotary import Rotary
 from numformer.ops.softmax import LogSoftmax, Softmax
 from numformer.tensor import Tensor, array_of, as_tensor
 
@@ -1336,3 +1338,85 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np
     pe[:, 0::2] = xp.sin(position * div_term)
     pe[:, 1::2] = xp.cos(position * div_term[: d_model // 2])
     return pe.astype(dtype)
+
+
+# --- the Llama family's kernels: SiLU, SwiGLU, RMS normalisation, rotary embedding -----------
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """SiLU (swish): x * sigmoid(x) elementwise (Elfwing et al., 2018), one fused kernel with its
+    backward s (1 + x (1 - s)), s = sigmoid(x). ``inplace`` is accepted for PyTorch's signature;
+    numformer's tensors are never overwritten, so a new tensor comes back either way.
+
+    Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+    Raises:
+        TypeError: integer input."""
+    input = as_tensor(input)
+    checks.check_float("silu", "input", input)
+    return Silu.apply(input)
+
+
+def swiglu(gate: Tensor, up: Tensor) -> Tensor:
+    """``silu(gate) * up`` in one kernel: the gated product of a SwiGLU feed-forward layer
+    (Shazeer, 2020; Llama's MLP ``down_proj(silu(gate_proj(x)) * up_proj(x))``). PyTorch has no
+    such function (it runs the two ops); the backward is written out in ``numformer.ops.gated``.
+
+    Shape: gate and up ``(*)`` of one shape and dtype (no broadcasting) -> ``(*)``.
+
+    Raises:
+        ValueError: shapes or dtypes differ. TypeError: integer input."""
+    gate, up = as_tensor(gate), as_tensor(up)
+    checks.check_float("swiglu", "gate", gate)
+    if gate.shape != up.shape or gate.dtype != up.dtype:
+        raise ValueError(
+            f"swiglu: gate and up must have one shape and dtype, got {gate.shape} {gate.dtype} "
+            f"and {up.shape} {up.dtype}"
+        )
+    return SwiGLU.apply(gate, up)
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """Root-mean-square normalisation over the trailing ``normalized_shape`` dims, then
+    ``* weight`` (Zhang and Sennrich, 2019): x / sqrt(mean(x^2) + eps) * weight, no mean
+    subtracted and no bias. One fused kernel; its backward
+    dx = rstd (dxhat - xhat mean(dxhat xhat)) is in ``numformer.ops.normalization``.
+
+    ``eps`` defaults to the machine epsilon of input's dtype, as PyTorch's ``F.rms_norm``.
+
+    Shape: input ``(*, *normalized_shape)``, weight ``normalized_shape`` -> input's shape and dtype.
+
+    Raises:
+        ValueError: input does not end with ``normalized_shape``, or a weight of another shape.
+        TypeError: integer input."""
+    input = as_tensor(input)
+    shape, params = checks.layer_norm_params("rms_norm", input, normalized_shape, weight, None)
+    eps = float(np.finfo(input.dtype).eps) if eps is None else eps
+    return RMSNorm.apply(input, *params, ndim=len(shape), eps=eps, has_weight=weight is not None)
+
+
+def apply_rotary_emb(input: Tensor, cos, sin) -> Tensor:
+    """Rotate pairs of features by position-dependent angles (RoPE, Su et al., 2021), in the
+    "rotate half" layout of GPT-NeoX and Llama: out = input * cos + rotate_half(input) * sin,
+    rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). One kernel; the backward rotates back.
+    ``cos`` and ``sin`` are constants (arrays or tensors, not differentiated) in Hugging Face's
+    layout: the angles of the half repeated, ``cat(angles, angles)``.
+
+    Shape: input ``(..., L, D)``, D even; cos and sin broadcastable to it (``(N, 1, L, D)`` for
+    input ``(N, H, L, D)``) -> input's shape and dtype.
+
+    Raises:
+        ValueError: an odd D, or cos/sin that do not broadcast to input's shape.
+        TypeError: integer input."""
+    input = as_tensor(input)
+    checks.check_float("apply_rotary_emb", "input", input)
+    cos, sin = array_of(cos), array_of(sin)
+    if input.ndim == 0 or input.shape[-1] % 2:
+        raise ValueError(f"apply_rotary_emb: input's last dim must be even, got shape {input.shape}")
+    for name, table in (("cos", cos), ("sin", sin)):
+        lead = input.ndim - table.ndim
+        if lead < 0 or any(t not in (1, n) for t, n in zip(table.shape, input.shape[lead:])):
+            raise ValueError(f"apply_rotary_emb: {name} of shape {table.shape} does not broadcast to {input.shape}")
+    if cos.dtype != input.dtype or sin.dtype != input.dtype:
+        cos, sin = cos.astype(input.dtype), sin.astype(input.dtype)
+    return Rotary.apply(input, cos=cos, sin=sin)

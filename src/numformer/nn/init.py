@@ -2,6 +2,10 @@
 
 Fan-in and fan-out follow PyTorch: for a weight ``(out, in, *k)``, fan_in = in * prod(k) and
 fan_out = out * prod(k).
+
+Inside ``numformer.nn.utils.skip_init`` every initialiser leaves its tensor as it is (zeros, as
+the layers allocate them), so a model whose weights will be loaded is built without drawing
+them first.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import math
 from numformer import backend
 from numformer.tensor import Tensor
 
+SKIPPING = [False]  # set inside nn.utils.skip_init: initialisers do nothing
+
 
 def _fill(t: Tensor, values) -> Tensor:
     """``values`` (drawn on the host, so ``manual_seed`` gives the same weights on every
     device) copied into ``t`` on its own device."""
+    if SKIPPING[0]:
+        return t
     if hasattr(values, "shape"):
         values = backend.to_device(values, backend.device_of(t.array))
     t.array[...] = values
@@ -44,10 +52,14 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    if SKIPPING[0]:
+        return t
     return _fill(t, backend.generator().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    if SKIPPING[0]:
+        return t
     return _fill(t, backend.generator().normal(mean, std, t.shape))
 
 

@@ -409,3 +409,50 @@ def get_activation(activation) -> Module:
     if activation not in table:
         raise ValueError(f"activation must be one of {sorted(table)} or a Module, got {activation!r}")
     return table[activation]()
+
+
+# --- the Llama family's layers: SiLU and RMSNorm ---------------------------------------------
+
+
+class SiLU(Module):
+    """SiLU (swish), x * sigmoid(x): the activation of Llama's gated feed-forward layers.
+    ``inplace`` is accepted for PyTorch's signature; a new tensor comes back either way."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x):
+        """x * sigmoid(x) elementwise (Elfwing et al., 2018; one fused kernel).
+
+        Shape: ``(*)`` -> ``(*)``, floating dtype kept.
+
+        Raises:
+            TypeError: integer input."""
+        return F.silu(x)
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the trailing ``normalized_shape`` dims, scaled by a
+    learned ``weight`` (ones at first), no bias (Zhang and Sennrich, 2019; Llama's norm; PyTorch's
+    ``nn.RMSNorm``). ``eps=None`` takes the input dtype's machine epsilon, as PyTorch does;
+    Llama-family checkpoints set it (``rms_norm_eps``, 1e-5 or 1e-6).
+    """
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.weight = Parameter(xp.ones(shape, dtype=dtype_or_default(dtype))) if elementwise_affine else None
+
+    def forward(self, x):
+        """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` dims.
+
+        Shape: ``(*, *normalized_shape)`` -> the same, floating dtype kept.
+
+        Raises:
+            ValueError: the input does not end with ``normalized_shape``. TypeError: integer input."""
+        return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"

@@ -1,4 +1,4 @@
-"""Gradient utilities: clipping by global norm and by value, PyTorch's semantics."""
+"""Gradient utilities (clipping by global norm and by value) and ``skip_init``, PyTorch's semantics."""
 
 from __future__ import annotations
 
@@ -68,3 +68,21 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
         raise ValueError(f"clip_grad_value_: clip_value must be > 0, got {clip_value}")
     for g in _grads(parameters):
         xp.clip(g, -clip_value, clip_value, out=g)
+
+
+def skip_init(module_cls, *args, **kwargs):
+    """``module_cls(*args, **kwargs)`` without initialising its parameters (PyTorch's
+    ``torch.nn.utils.skip_init``): every ``numformer.nn.init`` call inside the constructor leaves
+    its tensor as allocated (zeros). For models whose weights are loaded next: no random draws,
+    and no memory touched before the weights arrive (fresh zero pages cost nothing until written).
+
+    Returns:
+        The module, its parameters zero (or whatever a constructor set without ``nn.init``)."""
+    from numformer.nn import init
+
+    before = init.SKIPPING[0]
+    init.SKIPPING[0] = True
+    try:
+        return module_cls(*args, **kwargs)
+    finally:
+        init.SKIPPING[0] = before

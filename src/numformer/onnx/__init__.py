@@ -55,6 +55,9 @@ Softmax                                 Softmax; ReduceMax, IsInf, Where (an all
                                         zeros, as numformer's)
 LogSoftmax                              LogSoftmax
 LayerNorm                               LayerNormalization (add & norm: Add first)
+RMSNorm                                 Mul, ReduceMean, Add, Sqrt, Div, Mul
+Silu, SwiGLU                            Sigmoid, Mul
+Rotary                                  Slice, Neg, Concat, Mul, Add
 ScaledDotProductAttention,              Mul (scale), Transpose, MatMul, Add or Where (masks),
 BlockedAttention                        Range and LessOrEqual (causal), Softmax, MatMul; a row
                                         with no key gives zeros, as numformer's: Cast, ReduceMax,

@@ -35,6 +35,7 @@ from numformer.ops import conv as CV
 from numformer.ops import dropout as D
 from numformer.ops import elementwise as E
 from numformer.ops import embedding as EM
+from numformer.ops import gated as GA
 from numformer.ops import linalg as LA
 from numformer.ops import loss as LO
 from numformer.ops import masks as M
@@ -43,6 +44,7 @@ from numformer.ops import normalize as NZ
 from numformer.ops import pad as PD
 from numformer.ops import recurrent as RC
 from numformer.ops import reduce as R
+from numformer.ops import rotary as RO
 from numformer.ops import shape as S
 from numformer.ops import softmax as SM
 
@@ -354,6 +356,39 @@ def _layer_norm(g, node):
         scale = g.const(np.ones(shape, dtype=_dtype(node)))
     inputs = [x, scale] + ([g.input(node, j)] if o.get("has_bias", True) else [])
     return g.add("LayerNormalization", inputs, axis=-ndim, epsilon=float(o.get("eps", 1e-5)))
+
+
+def _rms_norm(g, node):
+    """x / sqrt(mean(x^2) + eps) (* weight) over the last ``ndim`` axes: Mul, ReduceMean, Add,
+    Sqrt, Div (and Mul); ONNX's RMSNormalization only arrives with opset 23."""
+    o, x, dt = node.options, g.input(node, 0), _dtype(node)
+    rank, ndim = node.in_arrays[0].ndim, int(o.get("ndim", 1))
+    mean_square = g.reduce("ReduceMean", g.add("Mul", [x, x]), list(range(rank - ndim, rank)), True)
+    rms = g.add("Sqrt", [g.add("Add", [mean_square, g.scalar_like(o.get("eps", 1e-6), dt)])])
+    y = g.add("Div", [x, rms])
+    return g.add("Mul", [y, g.input(node, 1)]) if o.get("has_weight", True) else y
+
+
+def _silu(g, node):
+    x = g.input(node, 0)
+    return g.add("Mul", [x, g.add("Sigmoid", [x])])
+
+
+def _swiglu(g, node):
+    """silu(gate) * up: Sigmoid, Mul, Mul."""
+    gate = g.input(node, 0)
+    return g.add("Mul", [g.add("Mul", [gate, g.add("Sigmoid", [gate])]), g.input(node, 1)])
+
+
+def _rotary(g, node):
+    """x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1): Slice, Neg, Concat, Mul, Add
+    (cos and sin the node's constants)."""
+    x = g.input(node, 0)
+    axis, half = node.in_arrays[0].ndim - 1, node.in_arrays[0].shape[-1] // 2
+    first, second = _slice(g, x, slice(0, half), axis), _slice(g, x, slice(half, None), axis)
+    rotated = g.add("Concat", [g.add("Neg", [second]), first], axis=axis)
+    cos, sin = (g.value(node.options[key], node.where) for key in ("cos", "sin"))
+    return g.add("Add", [g.add("Mul", [x, cos]), g.add("Mul", [rotated, sin])])
 
 
 def _causal_keep(g, length: str, keys: str) -> str:
@@ -775,6 +810,10 @@ TABLE = {
     SM.Softmax: _softmax,
     SM.LogSoftmax: _log_softmax,
     N.LayerNorm: _layer_norm,
+    N.RMSNorm: _rms_norm,
+    GA.Silu: _silu,
+    GA.SwiGLU: _swiglu,
+    RO.Rotary: _rotary,
     A.ScaledDotProductAttention: _attention,
     A.BlockedAttention: _attention,
     EM.Embedding: _embedding,

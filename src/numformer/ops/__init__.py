@@ -3,9 +3,11 @@
 - ``elementwise``: arithmetic, unary maths, activations (ReLU, GELU), where, clip, cast
 - ``reduce``: sum, mean, var, max
 - ``shape``: reshape, permute, broadcast, getitem, cat, stack
-- ``linalg``: matmul and the linear layer's ``x W^T + b``
+- ``linalg``: matmul and the linear layer's ``x W^T + b`` (a decoding step's few rows in blocks)
 - ``softmax``: softmax, log_softmax
-- ``normalization``: layer norm, and layer norm of a sum (post-LN's "add & norm")
+- ``normalization``: layer norm, layer norm of a sum (post-LN's "add & norm"), RMS norm
+- ``gated``: SiLU and the SwiGLU product silu(gate) * up
+- ``rotary``: rotary position embedding of queries and keys
 - ``attention``: scaled dot-product attention, plain and blocked (flash attention's algorithm)
 - ``loss``: cross-entropy, NLL, and the elementwise losses (MSE, L1, smooth L1, Huber, binary
   cross-entropy of probabilities and of logits, KL divergence)

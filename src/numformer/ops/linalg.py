@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
-from numformer.ops._threads import matmul, parallel_for
+from numformer.ops._threads import MIN_MACS, matmul, parallel_for
 from numformer.ops.elementwise import relu_grad, relu_into
 
 
@@ -43,13 +45,60 @@ class MatMul(Function):
         return ga, gb
 
 
+# OpenBLAS multiplies small matrices (about m n k < 7e5 in float32 on x86-64's AVX-512 kernels)
+# with kernels that read the operands in place; larger products first copy ("pack") both into
+# its blocked layout. For the 2-8 rows of a decoding batch against a weight matrix, packing the
+# weight costs more than the multiply-adds: x W_b^T over row blocks W_b of the weight that stay
+# under this size ran about twice as fast (2-8 rows against 576 x 1536 and 49152 x 576 weights,
+# one thread, Xeon with AVX-512) as one x W^T or W x^T, on par with PyTorch's. The blocks go to
+# threads only above MIN_MACS of work, as every product here: splitting a 576 x 1536 weight's
+# blocks over two threads made a SmolLM-sized decoding step at batch 8 4-9% slower on a 2-core
+# VM (bench/hf_decoder_vs_transformers.py's model).
+SMALL_PRODUCT = 1 << 19
+BLOCKED_ROWS = 8
+
+
+def skinny_product(x, weight, bias=None, epilogue=None):
+    """``x @ weight.T (+ bias)`` for a few rows x ``(m, in)`` against a large weight ``(out, in)``:
+    the weight viewed as a stack of row blocks under ``SMALL_PRODUCT`` (no copy, whatever its
+    strides), one batched ``matmul`` per thread over its share of the blocks (NumPy runs the
+    batch in C, one BLAS call per block, without the GIL); the rows left over after the last
+    whole block in one more call. ``epilogue(block)`` then updates the result in place.
+
+    Shape: x ``(m, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(m, out)``."""
+    m, k = x.shape
+    n = weight.shape[0]
+    rows = max(16, SMALL_PRODUCT // (m * k) // 16 * 16)
+    whole = n // rows
+    stride_out, stride_in = weight.strides
+    blocks = np.lib.stride_tricks.as_strided(  # host arrays only (Linear checks)
+        weight, (whole, rows, k), (rows * stride_out, stride_out, stride_in)
+    )
+    stacked = xp.empty((whole, m, rows), dtype=xp.result_type(x, weight))
+
+    def share(lo, hi):
+        xp.matmul(x, blocks[lo:hi].transpose(0, 2, 1), out=stacked[lo:hi])
+
+    parallel_for(whole, share, m * rows * k, MIN_MACS)
+    out = xp.empty((m, n), dtype=stacked.dtype)
+    out[:, : whole * rows] = stacked.transpose(1, 0, 2).reshape(m, whole * rows)
+    if whole * rows < n:
+        xp.matmul(x, weight[whole * rows :].T, out=out[:, whole * rows :])
+    if bias is not None:
+        out += bias
+    if epilogue is not None:
+        epilogue(out)
+    return out
+
+
 class Linear(Function):
     """``x @ W^T + b`` in one node (every ``nn.Linear``), ``relu=True``: relu of it, the ReLU
     applied to each thread's block of the result right after its GEMM. x ``(*, in)``, W
     ``(out, in)``.
 
     dL/dx = G W, dL/dW = G^T x and dL/db = sum(G) with the leading dims folded into one GEMM;
-    with ``relu``, G is first masked where the output is 0 (``relu_grad``).
+    with ``relu``, G is first masked where the output is 0 (``relu_grad``). 2-8 rows (decoding
+    a batch) against a large weight take ``skinny_product``'s blocks.
     """
 
     def forward(self, x, weight, *bias, relu=False):
@@ -58,11 +107,18 @@ class Linear(Function):
         self.saves_output = relu  # backward reads the output of the fused ReLU
         rows = self.x2.shape[0]
         epilogue = (lambda block: relu_into(block, block)) if relu else None
-        # A skinny x (2-32 rows: decoding a batch) runs faster through BLAS as (W x^T)^T; from
-        # 64 rows on x W^T is faster (bench/bench_ops.py measures both). The bias add
-        # writes the transposed product back row-major for the cost of adding in place (no bias:
-        # a copy), so the next ops run on contiguous rows.
-        if 1 < rows <= 32:
+        # A skinny x (1-32 rows: decoding) runs faster through BLAS as (W x^T)^T (one row: a GEMV
+        # down W's contiguous rows, split by rows when W is large); from 64 rows on x W^T is
+        # faster (bench/bench_ops.py measures both). The bias add writes the transposed product
+        # back row-major for the cost of adding in place (no bias: a copy), so the next ops run on
+        # contiguous rows. 2-8 rows against a large W take skinny_product's blocks instead.
+        if (
+            1 < rows <= BLOCKED_ROWS
+            and rows * weight.size > SMALL_PRODUCT
+            and type(self.x2) is np.ndarray  # on a GPU the library's own GEMM runs it whole
+        ):
+            out = skinny_product(self.x2, weight, bias[0] if bias else None, epilogue)
+        elif rows <= 32:
             out_t = matmul(weight, self.x2.T).T
             out = xp.add(out_t, bias[0], order="C") if bias else xp.ascontiguousarray(out_t)
             if epilogue is not None:

@@ -1,4 +1,5 @@
-"""Layer normalisation (and its fused "add & norm"), one primitive with a hand-derived backward."""
+"""Layer normalisation (and its fused "add & norm") and RMS normalisation, each one primitive
+with a hand-derived backward."""
 
 from __future__ import annotations
 
@@ -130,4 +131,96 @@ class LayerNorm(Function):
             grads.append(sum(partial_w[1:], partial_w[0]).reshape(self.param_shape) if need_w else None)
         if self.has_bias:
             grads.append(sum(partial_b[1:], partial_b[0]).reshape(self.param_shape) if need_b else None)
+        return tuple(grads)
+
+
+def _rms_normalize_rows(x, xhat, mean_of, eps):
+    """xhat = x / sqrt(mean(x^2) + eps) per row of 2-D ``x`` (written into ``xhat``, which may
+    be ``x``'s own buffer only if ``x`` is not needed after); ``mean_of`` is the (n, 1) column of
+    1/n. Returns rstd = 1 / sqrt(mean(x^2) + eps), (rows, 1)."""
+    xp.multiply(x, x, out=xhat)
+    ms = xhat @ mean_of  # the row means as one GEMV
+    ms += eps
+    rstd = xp.divide(1.0, xp.sqrt(ms, out=ms), out=ms)
+    xp.multiply(x, rstd, out=xhat)
+    return rstd
+
+
+class RMSNorm(Function):
+    """Root-mean-square normalisation over the trailing ``ndim`` axes, then a scale
+    (Zhang and Sennrich, 2019; Llama's ``RMSNorm``): no mean subtracted, no bias.
+
+    xhat = x * rstd, rstd = 1/sqrt(mean(x^2) + eps); y = xhat * w. With dxhat = g * w:
+    dx = rstd * (dxhat - xhat * mean(dxhat * xhat)) (d rstd/dx = -rstd^3 x / n), dw = sum(g * xhat).
+    Works on the (rows, normalised size) view, rows split over threads (``parallel_for``);
+    the product order (x * rstd) * w is Hugging Face's and PyTorch's.
+    """
+
+    @staticmethod
+    def _setup(x, params, ndim, eps, has_weight):
+        n = math.prod(x.shape[x.ndim - ndim :])
+        weight = params[0].reshape(n) if has_weight else None
+        return contiguous(x).reshape(-1, n), weight, constant_column(n, x.dtype, 1.0 / n), x.dtype.type(eps)
+
+    def infer(self, x, *params, ndim=1, eps=1e-6, has_weight=True):
+        """Normalise straight into the output, keep nothing; a few rows (decoding) skip the
+        chunk set-up."""
+        x2, weight, mean_of, eps = self._setup(x, params, ndim, eps, has_weight)
+        y = xp.empty_like(x2)
+
+        def rows(lo, hi):
+            _rms_normalize_rows(x2[lo:hi], y[lo:hi], mean_of, eps)
+            if weight is not None:
+                y[lo:hi] *= weight
+
+        if x2.size < MIN_ELEMENTS:
+            rows(0, len(y))
+        else:
+            parallel_for(len(y), rows, x2.shape[1])
+        return y.reshape(x.shape)
+
+    def forward(self, x, *params, ndim=1, eps=1e-6, has_weight=True):
+        self.shape, self.param_shape = x.shape, x.shape[x.ndim - ndim :]
+        x2, weight, mean_of, eps = self._setup(x, params, ndim, eps, has_weight)
+        self.weight = weight
+        self.xhat = xp.empty_like(x2)
+        self.rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+        y = xp.empty_like(x2)
+
+        def chunk(lo, hi):
+            self.rstd[lo:hi] = _rms_normalize_rows(x2[lo:hi], self.xhat[lo:hi], mean_of, eps)
+            if weight is not None:
+                xp.multiply(self.xhat[lo:hi], weight, out=y[lo:hi])
+            else:
+                y[lo:hi] = self.xhat[lo:hi]
+
+        parallel_for(x2.shape[0], chunk, x2.shape[1])
+        return y.reshape(x.shape)
+
+    def backward(self, g):
+        xhat, n = self.xhat, self.xhat.shape[1]
+        g2 = contiguous(g).reshape(-1, n)
+        need_x = self.needs_grad[0]
+        need_w = self.weight is not None and self.needs_grad[1]
+        dx = xp.empty_like(g2) if need_x else None
+        partial_w = []  # per-chunk sums over rows, added up below
+        mean_of = constant_column(n, g2.dtype, 1.0 / n)
+
+        def chunk(lo, hi):
+            gi, xi = g2[lo:hi], xhat[lo:hi]
+            if need_w:
+                partial_w.append(xp.einsum("ij,ij->j", gi, xi))
+            if need_x:
+                dxhat = gi * self.weight if self.weight is not None else gi
+                di = dx[lo:hi]
+                xp.multiply(dxhat, xi, out=di)
+                mean_dx = di @ mean_of  # row means as a GEMV
+                xp.multiply(xi, mean_dx, out=di)
+                xp.subtract(dxhat, di, out=di)
+                di *= self.rstd[lo:hi]
+
+        parallel_for(g2.shape[0], chunk, n)
+        grads = [dx.reshape(self.shape) if need_x else None]
+        if self.weight is not None:
+            grads.append(sum(partial_w[1:], partial_w[0]).reshape(self.param_shape) if need_w else None)
         return tuple(grads)
