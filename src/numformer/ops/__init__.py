@@ -20,8 +20,8 @@
 - ``masks``: position ids, padding masks and the attention's merged mask (no gradient)
 
 The fused kernels (softmax, layer norm, attention, the losses, convolution and pooling, the
-recurrent layers' time loops) have hand-derived backward passes, no graph inside. ``_threads`` is the one internal API
-through which a kernel splits its work over threads and controls BLAS; outside
-``numformer.ops`` only the package's facade (``set_num_threads``) and the command line (which
-sets the count) import it.
+recurrent layers' time loops) have hand-derived backward passes, no graph inside. ``_threads`` is
+the one internal API through which a kernel splits its work over threads and controls BLAS;
+outside ``numformer.ops`` only the package's facade (``set_num_threads``), the command line and
+the MPI ranks (which set the count) and DataLoader workers (one thread each) import it.
 """
