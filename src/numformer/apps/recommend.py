@@ -260,6 +260,75 @@ def _all_scores(model, rows: np.ndarray) -> np.ndarray:
         return np.concatenate([scores(rows[i : i + 256]).numpy() for i in range(0, len(rows), 256)])
 
 
+def _per_user_metrics(full: dict, candidates, history, targets) -> dict:
+    """model -> protocol (100 sampled negatives, the full catalogue) -> metrics, each per user."""
+    n = len(targets)
+    per_user = {}  # model -> protocol -> metric -> (users,)
+    for name, scores in full.items():
+        sampled = np.take_along_axis(scores, candidates, axis=1)
+        others = scores.copy()  # the whole catalogue but padding, the user's history and the target
+        others[:, 0] = -np.inf
+        for r, h in enumerate(history):
+            others[r, list(h)] = -np.inf
+        others[np.arange(n), targets] = -np.inf
+        per_user[name] = {
+            "sampled_100": per_user_rank_metrics(sampled[:, 0], sampled[:, 1:]),
+            "full_catalogue": per_user_rank_metrics(scores[np.arange(n), targets], others),
+        }
+    return per_user
+
+
+def _leads(per_user: dict, metrics, boot) -> dict:
+    """SASRec minus each baseline, per protocol and metric, with a paired bootstrap interval."""
+    # is SASRec's lead more than the luck of which users there are? (a paired bootstrap; it
+    # does not cover other training seeds or another draw of the 100 negatives)
+    return {
+        f"sasrec_minus_{b}": {
+            p: {m: paired_difference(per_user["sasrec"][p][i], per_user[b][p][i], boot) for i, m in enumerate(metrics)}
+            for p in per_user[b]
+        }
+        for b in ("lstm", "most_popular")
+    }
+
+
+def _config(p: Preset, num_items: int) -> SASRecConfig:
+    """SASRec's settings for a preset (the LSTM baseline reads the same config)."""
+    # dropout 0.5: the paper's setting for its sparser data sets; MovieLens-100K is small. Of
+    # 0.2 and 0.5, both models score a higher validation NDCG@10 (full catalogue) with 0.5.
+    # SASRec's 2 heads, feed-forward width 4 * d_model and gelu are RecBole 1.2.1's SASRec
+    # defaults, chosen over the paper's 1 head, width d_model and relu by the same
+    # validation NDCG@10 (README)
+    return SASRecConfig(
+        num_items=num_items,
+        max_len=p.max_len,
+        d_model=p.d_model,
+        nhead=2,
+        num_layers=p.num_layers,
+        dropout=0.5,
+        dim_feedforward=4 * p.d_model,
+        activation="gelu",
+    )
+
+
+def _window_batches(split: dict, L: int, batch: int):
+    """The training batches: ``batches(rng) -> (inputs, targets)``, each ``(batch, L)``."""
+    users = sorted(split)
+    histories = {u: split[u][0] for u in users}
+
+    def batches(rng):
+        # each row a window of a user's training history ending at a random item (the last
+        # with probability 1/2): every part of a long history is trained on, not only its newest
+        rows = rng.integers(0, len(users), batch)
+        inputs, targets = np.zeros((len(rows), L), np.int64), np.zeros((len(rows), L), np.int64)
+        for r, row in enumerate(rows):
+            h = histories[users[row]]
+            end = len(h) if rng.random() < 0.5 or len(h) <= L else int(rng.integers(L, len(h) + 1))
+            inputs[r], targets[r] = left_pad(h[: end - 1], L), left_pad(h[1:end], L)
+        return inputs, targets
+
+    return batches
+
+
 class Recommend(App):
     name = "sasrec"
     summary = "SASRec: the next movie a user will rate"
@@ -274,36 +343,10 @@ class Recommend(App):
     def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
         p = replace(preset, steps)
         split, num_items, _ = _data(seed, p.users)
-        # dropout 0.5: the paper's setting for its sparser data sets; MovieLens-100K is small. Of
-        # 0.2 and 0.5, both models score a higher validation NDCG@10 (full catalogue) with 0.5.
-        # SASRec's 2 heads, feed-forward width 4 * d_model and gelu are RecBole 1.2.1's SASRec
-        # defaults, chosen over the paper's 1 head, width d_model and relu by the same
-        # validation NDCG@10 (README)
-        config = SASRecConfig(
-            num_items=num_items,
-            max_len=p.max_len,
-            d_model=p.d_model,
-            nhead=2,
-            num_layers=p.num_layers,
-            dropout=0.5,
-            dim_feedforward=4 * p.d_model,
-            activation="gelu",
-        )
+        config = _config(p, num_items)
+        batches = _window_batches(split, config.max_len, p.batch)
         L = config.max_len
         users = sorted(split)
-        histories = {u: split[u][0] for u in users}
-
-        def batches(rng):
-            # each row a window of a user's training history ending at a random item (the last
-            # with probability 1/2): every part of a long history is trained on, not only its newest
-            rows = rng.integers(0, len(users), p.batch)
-            inputs, targets = np.zeros((len(rows), L), np.int64), np.zeros((len(rows), L), np.int64)
-            for r, row in enumerate(rows):
-                h = histories[users[row]]
-                end = len(h) if rng.random() < 0.5 or len(h) <= L else int(rng.integers(L, len(h) + 1))
-                inputs[r], targets[r] = left_pad(h[: end - 1], L), left_pad(h[1:end], L)
-            return inputs, targets
-
         val_inputs, val_targets = validation_batch(split, L)  # each model keeps its lowest validation loss
 
         def loss_fn(m, batch):
@@ -385,18 +428,7 @@ class Recommend(App):
         if not all(np.isfinite(v).all() for v in full.values()):
             raise self.fail(out / "model" / "config.json", "sasrec: the models' scores are not finite")
         full["most_popular"] = np.tile(popularity + 1e-6 * np.arange(num_items + 1) / num_items, (len(users), 1))
-        per_user = {}  # model -> protocol -> metric -> (users,)
-        for name, scores in full.items():
-            sampled = np.take_along_axis(scores, candidates, axis=1)
-            others = scores.copy()  # the whole catalogue but padding, the user's history and the target
-            others[:, 0] = -np.inf
-            for r, h in enumerate(history):
-                others[r, list(h)] = -np.inf
-            others[np.arange(len(users)), targets] = -np.inf
-            per_user[name] = {
-                "sampled_100": per_user_rank_metrics(sampled[:, 0], sampled[:, 1:]),
-                "full_catalogue": per_user_rank_metrics(scores[np.arange(len(users)), targets], others),
-            }
+        per_user = _per_user_metrics(full, candidates, history, targets)
         metrics = ("HR@10", "NDCG@10")
         results = {
             name: {
@@ -404,19 +436,7 @@ class Recommend(App):
             }
             for name, protocols in per_user.items()
         }
-        # is SASRec's lead more than the luck of which users there are? (a paired bootstrap; it
-        # does not cover other training seeds or another draw of the 100 negatives)
-        boot = np.random.default_rng(meta["seed"] + 11)
-        lead = {
-            f"sasrec_minus_{b}": {
-                p: {
-                    m: paired_difference(per_user["sasrec"][p][i], per_user[b][p][i], boot)
-                    for i, m in enumerate(metrics)
-                }
-                for p in per_user[b]
-            }
-            for b in ("lstm", "most_popular")
-        }
+        lead = _leads(per_user, metrics, np.random.default_rng(meta["seed"] + 11))
         beats = all(
             results["sasrec"][p][m] > results[b][p][m]
             for b in ("most_popular", "lstm")

@@ -148,28 +148,8 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
         tokenizer,
         extra={"run": config.to_dict(), "history": {"steps": result.step, "best_val_loss": result.best_val_loss}},
     )
-    heading("Before and after")
-    table(
-        "Validation loss (nats per character)",
-        ["", "loss", "sample (temperature 0.8)"],
-        [
-            ["before training", f"{before:.3f}", repr(PROMPT + sample_before)],
-            [
-                f"after {result.step} steps",
-                f"{after:.3f}",
-                repr(PROMPT + lm.sample_text(model, tokenizer, PROMPT, 80, seed=0)),
-            ],
-        ],
-    )
-    heading("Beside nanoGPT")
-    table(
-        "Validation loss, the same recipe",
-        ["", "val loss", "wall time"],
-        [
-            [f"numformer, {result.step} steps, this machine", f"{after:.3f}", f"{seconds_taken:.0f} s"],
-            ["nanoGPT's README (PyTorch, CPU, tiny-shakespeare)", f"~{NANOGPT_VAL_LOSS}", "~3 min"],
-            *_twin_rows(),
-        ],
+    _comparison(
+        before, sample_before, after, lm.sample_text(model, tokenizer, PROMPT, 80, seed=0), result.step, seconds_taken
     )
     heading("Generation (KV cache, streamed)")
     prompt = "JULIET:\n"
@@ -178,6 +158,37 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     print()
     first_line = next((s for s in line.split("\n") if len(s) > 20), line)
     which = _attention_figure(model, tokenizer, first_line, out_dir / "attention.png")
+    _written(out_dir, out, which)
+
+
+def _comparison(before: float, sample_before: str, after: float, sample_after: str, steps: int, seconds_taken: float):
+    """The before/after table and the row beside nanoGPT's published figure."""
+    heading("Before and after")
+    table(
+        "Validation loss (nats per character)",
+        ["", "loss", "sample (temperature 0.8)"],
+        [
+            ["before training", f"{before:.3f}", repr(PROMPT + sample_before)],
+            [
+                f"after {steps} steps",
+                f"{after:.3f}",
+                repr(PROMPT + sample_after),
+            ],
+        ],
+    )
+    heading("Beside nanoGPT")
+    table(
+        "Validation loss, the same recipe",
+        ["", "val loss", "wall time"],
+        [
+            [f"numformer, {steps} steps, this machine", f"{after:.3f}", f"{seconds_taken:.0f} s"],
+            ["nanoGPT's README (PyTorch, CPU, tiny-shakespeare)", f"~{NANOGPT_VAL_LOSS}", "~3 min"],
+            *_twin_rows(),
+        ],
+    )
+
+
+def _written(out_dir: Path, out: str, which: str) -> None:
     heading("Written")
     table(
         f"{out_dir}/",

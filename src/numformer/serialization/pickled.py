@@ -880,13 +880,13 @@ class Unpickler:
 
     # --- the opcodes --------------------------------------------------------------------------------
     def load(self):
-        """The object the pickle holds.
+        """The object the pickle holds: the pickle's opcodes run on a stack, each family in its
+        method (containers, memo, objects), every opcode that could run code refused.
 
         Raises:
             pickle.UnpicklingError: refused by the rules, or not a valid pickle."""
         stack: list = []
         marks: list[list] = []
-        memo = self.memo
         try:
             for op, arg in _opcodes(self.file):
                 name = op.name
@@ -895,90 +895,12 @@ class Unpickler:
                 elif name in ("STRING", "BINSTRING", "SHORT_BINSTRING"):  # Python 2 str
                     raw = arg.encode("latin-1")
                     stack.append(raw if self.encoding == "bytes" else raw.decode(self.encoding))
-                elif name == "MARK":
-                    marks.append(stack)
-                    stack = []
-                elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "POP_MARK"):
-                    items, stack = stack, marks.pop()
-                    if name == "TUPLE":
-                        stack.append(tuple(items))
-                    elif name == "LIST":
-                        stack.append(items)
-                    elif name == "DICT":
-                        stack.append(dict(zip(items[::2], items[1::2], strict=True)))
-                    elif name == "FROZENSET":
-                        stack.append(frozenset(items))
-                elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-                    n = int(name[-1])
-                    stack[-n:] = [tuple(stack[-n:])]
-                elif name == "POP":
-                    if stack:
-                        stack.pop()
-                    else:
-                        stack = marks.pop()
-                elif name == "DUP":
-                    stack.append(stack[-1])
-                elif name in ("APPEND", "APPENDS"):
-                    items = [stack.pop()] if name == "APPEND" else stack
-                    if name == "APPENDS":
-                        stack = marks.pop()
-                    self._check_target(stack[-1], list, name)
-                    stack[-1].extend(items)
-                elif name in ("SETITEM", "SETITEMS"):
-                    if name == "SETITEM":
-                        value, key = stack.pop(), stack.pop()
-                        items = [key, value]
-                    else:
-                        items, stack = stack, marks.pop()
-                    self._check_target(stack[-1], dict, name)
-                    for i in range(0, len(items), 2):
-                        stack[-1][items[i]] = items[i + 1]
-                elif name == "ADDITEMS":
-                    items, stack = stack, marks.pop()
-                    self._check_target(stack[-1], set, name)
-                    stack[-1].update(items)
-                elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                    key = len(memo) if name == "MEMOIZE" else arg
-                    memo[key] = stack[-1]
-                    if isinstance(stack[-1], _PendingArray | np.dtype):
-                        self._memo_keys.setdefault(id(stack[-1]), []).append(key)
-                elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    if arg not in memo:
-                        raise pickle.UnpicklingError(f"memo key {arg} is not defined")
-                    stack.append(memo[arg])
-                elif name == "GLOBAL":
-                    module, _, qualname = arg.partition(" ")
-                    stack.append(self.find_class(module, qualname))
-                elif name == "STACK_GLOBAL":
-                    qualname, module = stack.pop(), stack.pop()
-                    if type(module) is not str or type(qualname) is not str:
-                        raise pickle.UnpicklingError("STACK_GLOBAL: module and name must be strings")
-                    stack.append(self.find_class(module, qualname))
-                elif name == "REDUCE":
-                    args = stack.pop()
-                    func = stack[-1]
-                    if id(func) not in self._callables and not self._is_user_allowed(func):
-                        raise pickle.UnpicklingError(f"calling {func!r} is not allowed (add_safe_globals allows it)")
-                    stack[-1] = func(*args)
-                elif name in ("NEWOBJ", "NEWOBJ_EX"):
-                    kwargs = stack.pop() if name == "NEWOBJ_EX" else {}
-                    args, cls = stack.pop(), stack.pop()
-                    if cls is _TORCH_PARAMETER:
-                        stack.append(self._rebuild_parameter(*args[:1], args[1] if len(args) > 1 else True, None))
-                        continue
-                    if not self._may_new(cls):
-                        raise pickle.UnpicklingError(
-                            f"making an instance of {cls!r} is not allowed: only numformer's modules and "
-                            f"classes allowed with numformer.serialization.add_safe_globals"
-                        )
-                    if cls in self._numformer.values() and (args or kwargs):
-                        raise pickle.UnpicklingError(f"{cls.__qualname__} is built without arguments")
-                    stack.append(cls.__new__(cls, *args, **kwargs))
-                elif name == "BUILD":
-                    state = stack.pop()
-                    self._build(stack, state)
-                elif name in ("PERSID", "BINPERSID"):
-                    stack.append(self.persistent_load(arg if name == "PERSID" else stack.pop()))
+                elif name in _CONTAINER_OPS:
+                    stack = self._container_op(name, stack, marks)
+                elif name in _MEMO_OPS:
+                    self._memo_op(name, arg, stack)
+                elif name in _OBJECT_OPS:
+                    self._object_op(name, arg, stack)
                 elif name in ("PROTO", "FRAME"):
                     pass
                 elif name == "STOP":
@@ -990,6 +912,102 @@ class Unpickler:
         except (IndexError, KeyError) as err:  # an empty stack, a missing mark
             raise pickle.UnpicklingError(f"the pickle is malformed ({type(err).__name__}: {err})") from None
         raise pickle.UnpicklingError("the pickle ended before STOP")
+
+    def _container_op(self, name: str, stack: list, marks: list[list]) -> list:
+        """Marks, tuples, lists, dicts and sets; returns the stack (a mark starts a new one)."""
+        if name == "MARK":
+            marks.append(stack)
+            return []
+        if name in ("TUPLE", "LIST", "DICT", "FROZENSET", "POP_MARK"):
+            items, stack = stack, marks.pop()
+            if name == "TUPLE":
+                stack.append(tuple(items))
+            elif name == "LIST":
+                stack.append(items)
+            elif name == "DICT":
+                stack.append(dict(zip(items[::2], items[1::2], strict=True)))
+            elif name == "FROZENSET":
+                stack.append(frozenset(items))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            stack[-n:] = [tuple(stack[-n:])]
+        elif name == "POP":
+            if not stack:
+                return marks.pop()
+            stack.pop()
+        elif name == "DUP":
+            stack.append(stack[-1])
+        elif name in ("APPEND", "APPENDS"):
+            items = [stack.pop()] if name == "APPEND" else stack
+            if name == "APPENDS":
+                stack = marks.pop()
+            self._check_target(stack[-1], list, name)
+            stack[-1].extend(items)
+        elif name in ("SETITEM", "SETITEMS"):
+            if name == "SETITEM":
+                value, key = stack.pop(), stack.pop()
+                items = [key, value]
+            else:
+                items, stack = stack, marks.pop()
+            self._check_target(stack[-1], dict, name)
+            for i in range(0, len(items), 2):
+                stack[-1][items[i]] = items[i + 1]
+        elif name == "ADDITEMS":
+            items, stack = stack, marks.pop()
+            self._check_target(stack[-1], set, name)
+            stack[-1].update(items)
+        return stack
+
+    def _memo_op(self, name: str, arg, stack: list) -> None:
+        memo = self.memo
+        if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            key = len(memo) if name == "MEMOIZE" else arg
+            memo[key] = stack[-1]
+            if isinstance(stack[-1], _PendingArray | np.dtype):
+                self._memo_keys.setdefault(id(stack[-1]), []).append(key)
+        else:  # GET, BINGET, LONG_BINGET
+            if arg not in memo:
+                raise pickle.UnpicklingError(f"memo key {arg} is not defined")
+            stack.append(memo[arg])
+
+    def _object_op(self, name: str, arg, stack: list) -> None:
+        """Classes found by name, calls, instances, their state and persistent ids (the tensors'
+        storages), each checked against the allow-list."""
+        if name == "GLOBAL":
+            module, _, qualname = arg.partition(" ")
+            stack.append(self.find_class(module, qualname))
+        elif name == "STACK_GLOBAL":
+            qualname, module = stack.pop(), stack.pop()
+            if type(module) is not str or type(qualname) is not str:
+                raise pickle.UnpicklingError("STACK_GLOBAL: module and name must be strings")
+            stack.append(self.find_class(module, qualname))
+        elif name == "REDUCE":
+            args = stack.pop()
+            func = stack[-1]
+            if id(func) not in self._callables and not self._is_user_allowed(func):
+                raise pickle.UnpicklingError(f"calling {func!r} is not allowed (add_safe_globals allows it)")
+            stack[-1] = func(*args)
+        elif name in ("NEWOBJ", "NEWOBJ_EX"):
+            kwargs = stack.pop() if name == "NEWOBJ_EX" else {}
+            args, cls = stack.pop(), stack.pop()
+            stack.append(self._new_object(cls, args, kwargs))
+        elif name == "BUILD":
+            state = stack.pop()
+            self._build(stack, state)
+        else:  # PERSID, BINPERSID
+            stack.append(self.persistent_load(arg if name == "PERSID" else stack.pop()))
+
+    def _new_object(self, cls, args, kwargs):
+        if cls is _TORCH_PARAMETER:
+            return self._rebuild_parameter(*args[:1], args[1] if len(args) > 1 else True, None)
+        if not self._may_new(cls):
+            raise pickle.UnpicklingError(
+                f"making an instance of {cls!r} is not allowed: only numformer's modules and "
+                f"classes allowed with numformer.serialization.add_safe_globals"
+            )
+        if cls in self._numformer.values() and (args or kwargs):
+            raise pickle.UnpicklingError(f"{cls.__qualname__} is built without arguments")
+        return cls.__new__(cls, *args, **kwargs)
 
     def _check_target(self, target, kind: type, op: str) -> None:
         if type(target) not in (kind, OrderedDict if kind is dict else kind) and not (
@@ -1168,6 +1186,12 @@ _PUSH = {
     "EMPTY_TUPLE": lambda _: (), "EMPTY_LIST": lambda _: [], "EMPTY_DICT": lambda _: {},
     "EMPTY_SET": lambda _: set(),
 }  # fmt: skip
+_CONTAINER_OPS = frozenset(
+    "MARK TUPLE LIST DICT FROZENSET POP_MARK TUPLE1 TUPLE2 TUPLE3 POP DUP APPEND APPENDS SETITEM "
+    "SETITEMS ADDITEMS".split()
+)
+_MEMO_OPS = frozenset("PUT BINPUT LONG_BINPUT MEMOIZE GET BINGET LONG_BINGET".split())
+_OBJECT_OPS = frozenset("GLOBAL STACK_GLOBAL REDUCE NEWOBJ NEWOBJ_EX BUILD PERSID BINPERSID".split())
 
 
 # --- files: where storages come from and where tensors go -----------------------------------------

@@ -389,8 +389,7 @@ def _overfit_run(x, y, x_test, y_test, regularise: bool, steps: int, every: int)
     return model.eval(), curve
 
 
-def regularisation(ctx: Context) -> Section:
-    s = Section(6, "Regularisation: dropout, L2, and the overfitting experiment")
+def _dropout_table(ctx: Context) -> Table:
     values = nf.arange(1.0, 11.0, dtype=np.float32)
     drop = nn.Dropout(p=0.3)
     nf.manual_seed(ctx.seed)
@@ -400,9 +399,12 @@ def regularisation(ctx: Context) -> Section:
         rows.append([f"training pass {trial + 1}", " ".join(f"{v:.2f}" for v in out), int((out == 0).sum())])
     drop.eval()
     rows.append(["eval", " ".join(f"{v:.2f}" for v in drop(values).numpy()), 0])
-    s.tables.append(
-        Table("Inverted dropout (p = 0.3): kept values are scaled by 1/0.7", ["pass", "output", "dropped"], rows)
-    )
+    return Table("Inverted dropout (p = 0.3): kept values are scaled by 1/0.7", ["pass", "output", "dropped"], rows)
+
+
+def regularisation(ctx: Context) -> Section:
+    s = Section(6, "Regularisation: dropout, L2, and the overfitting experiment")
+    s.tables.append(_dropout_table(ctx))
     rng = np.random.default_rng(3)
     x_np = np.sort(rng.uniform(-3, 3, 30))
     y_np = np.sin(x_np) + rng.standard_normal(30) * 0.3
@@ -561,19 +563,8 @@ def _clipping(s: Section) -> None:
     s.claims["clip_value_max"] = largest
 
 
-def _broken_runs(ctx: Context, s: Section) -> None:
-    """The seed's checklist, live: four short broken trainings and what the monitor says."""
-    from numformer.train import HealthMonitor, TrainConfig, Trainer
-
-    def regression(rng, n=32):
-        x = rng.standard_normal((n, 2)).astype(np.float32)
-        return x, (np.sin(2 * x[:, :1]) + 0.5 * x[:, 1:]).astype(np.float32)
-
-    def poisoned(rng):
-        x, y = regression(rng)
-        x[0, 0] = np.nan
-        return x, y
-
+def _broken_cases(regression, poisoned) -> list:
+    """The planted faults: (name, model, optimiser factory, train data, steps, expected diagnosis)."""
     tiny_x = np.random.default_rng(0).uniform(-3, 3, (8, 2)).astype(np.float32)
     tiny_y = (np.sin(tiny_x[:, :1]) + np.random.default_rng(1).standard_normal((8, 1))).astype(np.float32)
 
@@ -584,7 +575,7 @@ def _broken_runs(ctx: Context, s: Section) -> None:
             m[0].bias.array[...] = bias
         return m
 
-    cases = [  # name, model, optimiser factory, train data, steps, expected diagnosis
+    return [
         (
             "learning rate far too high",
             mlp(),
@@ -611,6 +602,22 @@ def _broken_runs(ctx: Context, s: Section) -> None:
             "overfitting",
         ),
     ]
+
+
+def _broken_runs(ctx: Context, s: Section) -> None:
+    """The seed's checklist, live: four short broken trainings and what the monitor says."""
+    from numformer.train import HealthMonitor, TrainConfig, Trainer
+
+    def regression(rng, n=32):
+        x = rng.standard_normal((n, 2)).astype(np.float32)
+        return x, (np.sin(2 * x[:, :1]) + 0.5 * x[:, 1:]).astype(np.float32)
+
+    def poisoned(rng):
+        x, y = regression(rng)
+        x[0, 0] = np.nan
+        return x, y
+
+    cases = _broken_cases(regression, poisoned)
     rows, found = [], {}
     loss = lambda m, b: F.mse_loss(m(nf.Tensor(b[0])), nf.Tensor(b[1]))  # noqa: E731
     with np.errstate(all="ignore"):
