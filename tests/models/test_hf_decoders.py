@@ -213,8 +213,9 @@ def test_greedy_generation_equals_transformers_token_for_token(arch, folders):
             do_sample=False,
             pad_token_id=0,
         ).numpy()
+    assert isinstance(ours, nf.Tensor) and ours.dtype == nf.int64  # a LongTensor, as transformers'
     assert ours.shape == theirs.shape == (3, 11 + 64)
-    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours.numpy(), theirs)
     assert len(set(ours[:, 11:].reshape(-1).tolist())) > 3  # not one token over and over
 
 
