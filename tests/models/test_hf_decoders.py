@@ -23,6 +23,7 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 import numformer as nf
+from hf_checkpoints import HF_CLASSES, TINY, add_chat_tokenizer, copy_folder, hf_model
 from numformer.models import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM
 from numformer.models.auto import describe, stream
 from numformer.serialization import safetensors as st
@@ -34,11 +35,6 @@ except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 LOGITS_ATOL = 1e-5  # float32, the issue's bar
-TINY = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-NO_SPECIAL = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
-# Larger random weights than Hugging Face's 0.02 give peaked logits: no near-ties for argmax to
-# break differently in the last bit, and generations that do not repeat one token.
-SPREAD = dict(initializer_range=0.1)
 
 ARCHS = {
     "llama-gqa-untied-llama3": (
@@ -73,18 +69,6 @@ ARCHS = {
     "mistral-sliding": ("MistralConfig", dict(TINY, num_key_value_heads=2, sliding_window=6)),
     "gpt2": ("GPT2Config", dict(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=128)),
 }
-HF_CLASSES = {
-    "LlamaConfig": "LlamaForCausalLM",
-    "Qwen2Config": "Qwen2ForCausalLM",
-    "MistralConfig": "MistralForCausalLM",
-    "GPT2Config": "GPT2LMHeadModel",
-}
-
-
-def hf_model(config_name: str, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    config = getattr(transformers, config_name)(**{**NO_SPECIAL, **SPREAD, **kwargs})
-    return getattr(transformers, HF_CLASSES[config_name])(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -479,33 +463,12 @@ def test_one_fine_tuning_step_through_the_trainer_equals_pytorch(arch, folders, 
 
 # --- tokenizer, chat template, streaming, describe -------------------------------------------
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 @pytest.fixture(scope="module")
 def chat_folder(folders, tmp_path_factory):
     """The tiny Qwen2 folder with a byte-level BPE tokenizer of its 96-token vocabulary."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     source, _ = folders("qwen2-qkv-bias-tied")
-    folder = tmp_path_factory.mktemp("chat")
-    for f in source.iterdir():
-        (folder / f.name).write_bytes(f.read_bytes())
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=96, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60]
-    )
-    tokenizer.train_from_iterator(["hello world, the cat sat on the mat"] * 20, trainer)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    return folder
+    return add_chat_tokenizer(copy_folder(source, tmp_path_factory.mktemp("chat")))
 
 
 def test_chat_template_renders_as_transformers(chat_folder):
