@@ -225,15 +225,17 @@ def test_end_of_sequence_and_repetition_penalty_as_transformers(arch, folders):
     assert stopped.size and (ours[0, 9 + stopped[0] + 1 :] == 1).all()
 
 
+@pytest.mark.parametrize("kind", ["DynamicCache", "StaticCache"])
 @pytest.mark.parametrize("arch", ["llama-gqa-untied-llama3", "mistral-sliding", "gpt2"])
-def test_cached_decoding_equals_recomputation(arch, folders):
+def test_cached_decoding_equals_recomputation(arch, kind, folders):
+    """Through either cache of the one protocol (``nn.Cache``)."""
     folder, _ = folders(arch)
     model = AutoModelForCausalLM.from_pretrained(folder)
     ids, mask, positions = padded_batch([6, 14], 96, seed=4)
     split = 9  # a prompt of 9 columns, then 5 more: 3 at once, then one at a time
     with nf.no_grad():
         whole = model(ids, attention_mask=mask, position_ids=positions).logits.numpy()
-        cache = nf.nn.DynamicCache()
+        cache = nf.nn.DynamicCache() if kind == "DynamicCache" else nf.nn.StaticCache(max_cache_len=20)
         pieces = [model(ids[:, :split], mask[:, :split], positions[:, :split], past_key_values=cache).logits.numpy()]
         for lo, hi in ((split, split + 3), (split + 3, split + 4), (split + 4, 14)):
             out = model(ids[:, lo:hi], mask[:, :hi], positions[:, lo:hi], past_key_values=cache)
@@ -548,7 +550,7 @@ def _check_smollm_sized(tmp_path):
     with nf.no_grad():
         ours = model(ids, attention_mask=mask, position_ids=positions).logits.numpy()
     np.testing.assert_allclose(ours[real], hf_logits(reference, ids, mask, positions)[real], rtol=0, atol=LOGITS_ATOL)
-    generated = model.generate(ids[1:], max_new_tokens=64)  # through the KV cache
+    generated = model.generate(ids[1:], max_new_tokens=64).numpy()  # through the KV cache
     assert generated.shape == (1, 12 + 64)
     theirs = hf_logits(reference, generated)
     np.testing.assert_array_equal(theirs[0, 11:-1].argmax(-1), generated[0, 12:])
