@@ -134,11 +134,6 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, bad_folders, llama, cap
     assert "Traceback" not in captured.err and captured.out == ""  # nothing written before the check
 
 
-def test_an_error_in_a_subprocess_is_one_line_too(bad_folders):
-    code, out, err = cli("generate", "--model", bad_folders / "untokenized", "--prompt", "x")
-    assert code == 2 and out == "" and err.count("\n") == 1 and "tokenizer.json is missing" in err
-
-
 def test_generate_in_process_is_the_models_greedy_generate(llama, capsys):
     """The flags reach ``generate``: ``--temperature 0`` is the greedy decoding of the folder's
     model (checked against the model's own ``generate``, token ids to text)."""

@@ -112,6 +112,29 @@ def test_forward_with_a_cache_equals_the_full_forward_and_checks_its_positions()
             model(idx, cache=cache)
 
 
+def test_a_dynamic_cache_decodes_the_same_and_refuses_positions_it_cannot_honour():
+    """Any cache of the one protocol decodes a GPT; one that appends takes only the next positions."""
+    model = tiny().eval()
+    idx = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 5, 3, 5, 8]])
+    with nf.no_grad():
+        logits = {}
+        for cache in (nn.DynamicCache(), nn.StaticCache(16)):
+            steps = [model(idx[:, :3], cache=cache)[0]] + [model(idx[:, t : t + 1], cache=cache)[0] for t in (3, 4, 5)]
+            logits[type(cache).__name__] = np.concatenate([s.numpy() for s in steps], axis=1)
+        np.testing.assert_array_equal(logits["DynamicCache"], logits["StaticCache"])
+        np.testing.assert_allclose(logits["DynamicCache"], model(idx)[0].numpy(), rtol=1e-5, atol=1e-6)
+        with pytest.raises(
+            ValueError, match=r"positions other than the next ones \(6, ... in every row\) need an nn.StaticCache"
+        ):
+            model(idx[:, :1], cache=_filled_dynamic(model, idx), positions=np.array([[6], [4]]))
+
+
+def _filled_dynamic(model, idx):
+    cache = nn.DynamicCache()
+    model(idx, cache=cache)
+    return cache
+
+
 def test_the_deprecated_kv_cache_is_a_static_cache_of_the_context():
     model = tiny().eval()
     idx = np.array([[3, 1, 4, 1, 5, 9]])

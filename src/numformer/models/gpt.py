@@ -291,7 +291,8 @@ class GPT(nn.Module):
         holds, ``cache.get_seq_length()``), their keys and values are stored there, and each
         attends to everything its row has cached up to its position. Decoding then feeds one
         token per row per step: logits equal to recomputing the whole context. Rows of
-        different lengths pass their own ``positions`` (``generate`` right-pads its prompts).
+        different lengths pass their own ``positions`` (``generate`` right-pads its prompts);
+        another ``nn.Cache`` (``nn.DynamicCache``) appends, so it takes only the next positions.
 
         Shape:
             idx ``(N, T)`` integer token ids, T <= block_size; targets ``(N, T)``; positions
@@ -301,7 +302,8 @@ class GPT(nn.Module):
 
         Raises:
             ValueError: ids not of shape (N, T), out of the vocabulary, T > block_size, positions
-            not integers of idx's shape in [0, block_size), or a cache used while gradients are
+            not integers of idx's shape in [0, block_size), positions other than the next ones
+            with a cache other than ``nn.StaticCache``, or a cache used while gradients are
             recorded.
         """
         idx = self._check_input(idx)
@@ -321,6 +323,13 @@ class GPT(nn.Module):
                 positions = xp.broadcast_to(cache.get_seq_length() + xp.arange(T), (N, T))
                 self._check_positions(positions)
             mask, cache_position = cached_step(positions)
+            if not isinstance(cache, nn.StaticCache) and (
+                cache_position.ndim != 1 or int(cache_position[0]) != cache.get_seq_length()
+            ):
+                raise ValueError(
+                    f"GPT: positions other than the next ones ({cache.get_seq_length()}, ... in every row) need an "
+                    f"nn.StaticCache, which writes at given positions; a {type(cache).__name__} appends"
+                )
         elif positions is None:  # 0 .. T-1 in every row, as a primitive (numformer.onnx: from T's size)
             positions = PositionIds.apply(Tensor(idx)).array
         x = self._embed(idx, positions)
