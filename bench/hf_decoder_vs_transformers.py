@@ -109,7 +109,7 @@ def main() -> None:
             out = {}
 
             def nf_generate(ids=ids, out=out):
-                out["ours"] = ours.generate(ids, max_new_tokens=args.new_tokens)
+                out["ours"] = ours.generate(ids, max_new_tokens=args.new_tokens).numpy()
 
             def torch_generate(t_ids=t_ids, out=out):
                 with torch.no_grad():

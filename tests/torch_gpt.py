@@ -56,7 +56,7 @@ class _Attention(nn.Module):
 
 class KVCache:
     """Preallocated keys and values ``(N, H, block_size, D)`` per layer, filled in place (the
-    same scheme as numformer's ``KVCache``, so the benchmark compares like with like)."""
+    same scheme as numformer's ``nn.StaticCache``, so the benchmark compares like with like)."""
 
     def __init__(self, c: GPTConfig, batch: int, dtype):
         shape = (batch, c.n_head, c.block_size, c.d_model // c.n_head)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import numformer as nf
-from numformer import optim
+from numformer import nn, optim
 from numformer.data import CharTokenizer
 from numformer.models import GPT, GPTConfig, KVCache
 from torch_gpt import from_numformer
@@ -90,23 +90,62 @@ def test_forward_with_a_cache_equals_the_full_forward_and_checks_its_positions()
     idx = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 5, 3, 5, 8]])
     full = model(idx)[0].numpy()
     with nf.no_grad():
-        cache = KVCache(model.config, 2, np.float32)
+        cache = nn.StaticCache(model.config.block_size)
         prompt = model(idx[:, :4], cache=cache)[0].numpy()  # positions 0..3, the causal kernel
         step = [model(idx[:, t : t + 1], cache=cache)[0].numpy() for t in (4, 5)]  # then one a step
     np.testing.assert_allclose(prompt, full[:, :4], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.concatenate(step, axis=1), full[:, 4:], rtol=1e-5, atol=1e-6)
-    assert cache.lengths.tolist() == [6, 6]
+    assert isinstance(cache, nn.Cache) and cache.get_seq_length() == 6 and len(cache) == 2
     with pytest.raises(ValueError, match="cache= is for inference"):
-        model(idx[:, :1], cache=KVCache(model.config, 2, np.float32))
-    cache = KVCache(model.config, 1, np.float32)
+        model(idx[:, :1], cache=nn.StaticCache(16))
+    cache = nn.StaticCache(16)
     with nf.no_grad(), pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[15, 16\]"):
         model(np.array([[1, 2]]), cache=cache, positions=np.array([[15, 16]]))
     with nf.no_grad(), pytest.raises(ValueError, match=r"positions must be integers of idx's shape \(1, 2\)"):
         model(np.array([[1, 2]]), cache=cache, positions=np.array([1, 2]))
     with pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[-1, 0\]"):
         model(np.array([[1, 2]]), positions=np.array([[-1, 0]]))
-    with pytest.raises(RuntimeError, match="call begin"):
-        KVCache(model.config, 1, np.float32).store(0, np.zeros((1, 2, 1, 8)), np.zeros((1, 2, 1, 8)))
+    with nf.no_grad():  # default positions past the context: named, not written out of the cache
+        model(idx[:, :5], cache=cache)
+        model(idx, cache=cache)
+        with pytest.raises(ValueError, match=r"positions must be in \[0, block_size=16\), got \[11, 16\]"):
+            model(idx, cache=cache)
+
+
+def test_a_dynamic_cache_decodes_the_same_and_refuses_positions_it_cannot_honour():
+    """Any cache of the one protocol decodes a GPT; one that appends takes only the next positions."""
+    model = tiny().eval()
+    idx = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 5, 3, 5, 8]])
+    with nf.no_grad():
+        logits = {}
+        for cache in (nn.DynamicCache(), nn.StaticCache(16)):
+            steps = [model(idx[:, :3], cache=cache)[0]] + [model(idx[:, t : t + 1], cache=cache)[0] for t in (3, 4, 5)]
+            logits[type(cache).__name__] = np.concatenate([s.numpy() for s in steps], axis=1)
+        np.testing.assert_array_equal(logits["DynamicCache"], logits["StaticCache"])
+        np.testing.assert_allclose(logits["DynamicCache"], model(idx)[0].numpy(), rtol=1e-5, atol=1e-6)
+        with pytest.raises(
+            ValueError, match=r"positions other than the next ones \(6, ... in every row\) need an nn.StaticCache"
+        ):
+            model(idx[:, :1], cache=_filled_dynamic(model, idx), positions=np.array([[6], [4]]))
+
+
+def _filled_dynamic(model, idx):
+    cache = nn.DynamicCache()
+    model(idx, cache=cache)
+    return cache
+
+
+def test_the_deprecated_kv_cache_is_a_static_cache_of_the_context():
+    model = tiny().eval()
+    idx = np.array([[3, 1, 4, 1, 5, 9]])
+    with pytest.warns(DeprecationWarning, match="use nn.StaticCache"):
+        cache = KVCache(model.config, 1, np.float32)
+    with nf.no_grad():
+        logits = [model(idx[:, :3], cache=cache)[0].numpy()] + [
+            model(idx[:, t : t + 1], cache=cache)[0].numpy() for t in (3, 4, 5)
+        ]
+    np.testing.assert_allclose(np.concatenate(logits, axis=1), model(idx)[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert isinstance(cache, nn.StaticCache) and cache.max_cache_len == 16
 
 
 def test_greedy_is_deterministic_and_sampling_is_seeded():
@@ -195,17 +234,19 @@ def test_the_decoding_fast_path_gives_the_cached_forwards_bits(positions, bias, 
     )
     model = GPT(config).eval()
     prompt = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]])
-    caches = [KVCache(model.config, 2, np.float32) for _ in range(2)]
+    caches = [nn.StaticCache(config.block_size) for _ in range(2)]
     with nf.no_grad():
         for cache in caches:
             model(prompt, cache=cache)
-            cache.lengths = np.array([5, 3])  # the second row is right-padded
         for step in range(6):
             idx = np.array([[step + 1], [2 * step + 1]])
-            fast = model._decode_step(idx, caches[0])
-            reference = model(idx, cache=caches[1])[0].numpy()
+            positions = np.array([[5 + step], [3 + step]])  # the second row is right-padded
+            fast = model._decode_step(idx, positions, caches[0])
+            reference = model(idx, cache=caches[1], positions=positions)[0].numpy()
             np.testing.assert_array_equal(fast, reference)
-            assert caches[0].lengths.tolist() == caches[1].lengths.tolist()
+            assert caches[0].get_seq_length() == caches[1].get_seq_length() == max(5, 6 + step)
+    for a, b in zip(caches[0].keys, caches[1].keys):  # what the two paths stored, bit for bit
+        np.testing.assert_array_equal(a, b)
 
 
 def test_generation_with_a_forward_hook_runs_every_module():

@@ -23,6 +23,7 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 import numformer as nf
+from hf_checkpoints import HF_CLASSES, TINY, add_chat_tokenizer, copy_folder, hf_model
 from numformer.models import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, LlamaForCausalLM
 from numformer.models.auto import describe, stream
 from numformer.serialization import safetensors as st
@@ -34,11 +35,6 @@ except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 LOGITS_ATOL = 1e-5  # float32, the issue's bar
-TINY = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-NO_SPECIAL = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
-# Larger random weights than Hugging Face's 0.02 give peaked logits: no near-ties for argmax to
-# break differently in the last bit, and generations that do not repeat one token.
-SPREAD = dict(initializer_range=0.1)
 
 ARCHS = {
     "llama-gqa-untied-llama3": (
@@ -73,18 +69,6 @@ ARCHS = {
     "mistral-sliding": ("MistralConfig", dict(TINY, num_key_value_heads=2, sliding_window=6)),
     "gpt2": ("GPT2Config", dict(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=128)),
 }
-HF_CLASSES = {
-    "LlamaConfig": "LlamaForCausalLM",
-    "Qwen2Config": "Qwen2ForCausalLM",
-    "MistralConfig": "MistralForCausalLM",
-    "GPT2Config": "GPT2LMHeadModel",
-}
-
-
-def hf_model(config_name: str, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    config = getattr(transformers, config_name)(**{**NO_SPECIAL, **SPREAD, **kwargs})
-    return getattr(transformers, HF_CLASSES[config_name])(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +197,9 @@ def test_greedy_generation_equals_transformers_token_for_token(arch, folders):
             do_sample=False,
             pad_token_id=0,
         ).numpy()
+    assert isinstance(ours, nf.Tensor) and ours.dtype == nf.int64  # a LongTensor, as transformers'
     assert ours.shape == theirs.shape == (3, 11 + 64)
-    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours.numpy(), theirs)
     assert len(set(ours[:, 11:].reshape(-1).tolist())) > 3  # not one token over and over
 
 
@@ -240,15 +225,17 @@ def test_end_of_sequence_and_repetition_penalty_as_transformers(arch, folders):
     assert stopped.size and (ours[0, 9 + stopped[0] + 1 :] == 1).all()
 
 
+@pytest.mark.parametrize("kind", ["DynamicCache", "StaticCache"])
 @pytest.mark.parametrize("arch", ["llama-gqa-untied-llama3", "mistral-sliding", "gpt2"])
-def test_cached_decoding_equals_recomputation(arch, folders):
+def test_cached_decoding_equals_recomputation(arch, kind, folders):
+    """Through either cache of the one protocol (``nn.Cache``)."""
     folder, _ = folders(arch)
     model = AutoModelForCausalLM.from_pretrained(folder)
     ids, mask, positions = padded_batch([6, 14], 96, seed=4)
     split = 9  # a prompt of 9 columns, then 5 more: 3 at once, then one at a time
     with nf.no_grad():
         whole = model(ids, attention_mask=mask, position_ids=positions).logits.numpy()
-        cache = nf.nn.DynamicCache()
+        cache = nf.nn.DynamicCache() if kind == "DynamicCache" else nf.nn.StaticCache(max_cache_len=20)
         pieces = [model(ids[:, :split], mask[:, :split], positions[:, :split], past_key_values=cache).logits.numpy()]
         for lo, hi in ((split, split + 3), (split + 3, split + 4), (split + 4, 14)):
             out = model(ids[:, lo:hi], mask[:, :hi], positions[:, lo:hi], past_key_values=cache)
@@ -478,33 +465,12 @@ def test_one_fine_tuning_step_through_the_trainer_equals_pytorch(arch, folders, 
 
 # --- tokenizer, chat template, streaming, describe -------------------------------------------
 
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 @pytest.fixture(scope="module")
 def chat_folder(folders, tmp_path_factory):
     """The tiny Qwen2 folder with a byte-level BPE tokenizer of its 96-token vocabulary."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     source, _ = folders("qwen2-qkv-bias-tied")
-    folder = tmp_path_factory.mktemp("chat")
-    for f in source.iterdir():
-        (folder / f.name).write_bytes(f.read_bytes())
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=96, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60]
-    )
-    tokenizer.train_from_iterator(["hello world, the cat sat on the mat"] * 20, trainer)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    return folder
+    return add_chat_tokenizer(copy_folder(source, tmp_path_factory.mktemp("chat")))
 
 
 def test_chat_template_renders_as_transformers(chat_folder):
@@ -584,7 +550,7 @@ def _check_smollm_sized(tmp_path):
     with nf.no_grad():
         ours = model(ids, attention_mask=mask, position_ids=positions).logits.numpy()
     np.testing.assert_allclose(ours[real], hf_logits(reference, ids, mask, positions)[real], rtol=0, atol=LOGITS_ATOL)
-    generated = model.generate(ids[1:], max_new_tokens=64)  # through the KV cache
+    generated = model.generate(ids[1:], max_new_tokens=64).numpy()  # through the KV cache
     assert generated.shape == (1, 12 + 64)
     theirs = hf_logits(reference, generated)
     np.testing.assert_array_equal(theirs[0, 11:-1].argmax(-1), generated[0, 12:])

@@ -64,11 +64,12 @@ def test_the_cached_decoder_equals_the_full_one():
     memory, padding = model.encode(SRC)
     with nf.no_grad():
         full = model.decode(TGT, memory, padding).array
-        cache = nn.DecoderCache(2)
+        cache = nn.EncoderDecoderCache()
         steps = [model.decode(TGT[:, :3], memory, padding, cache).array]
         steps += [model.decode(TGT[:, t : t + 1], memory, padding, cache).array for t in range(3, TGT.shape[1])]
     np.testing.assert_allclose(np.concatenate(steps, 1), full, atol=1e-5)
-    assert cache.length == TGT.shape[1]
+    assert cache.get_seq_length() == TGT.shape[1] and len(cache) == 2
+    assert cache.cross_attention_cache.get_seq_length() == SRC.shape[1]  # the memory, projected once
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

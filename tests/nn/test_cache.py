@@ -1,5 +1,6 @@
-"""``nn.DynamicCache``: Hugging Face's cache protocol (update, get_seq_length, reorder_cache),
-growth without losing what it holds, and gradients through a cached step's own keys."""
+"""The caches of the one protocol, Hugging Face's (update, ``cache[layer]``, get_seq_length,
+reorder_cache): ``nn.DynamicCache``'s growth without losing what it holds and gradients through
+a cached step's own keys; ``nn.StaticCache``'s writes at shared and per-row positions."""
 
 from __future__ import annotations
 
@@ -64,3 +65,58 @@ def test_misuse_is_named():
         cache.update(*kv(0, 1, H=2), 0)
     with pytest.raises(ValueError, match="max_cache_len"):
         nn.DynamicCache(max_cache_len=0)
+
+
+@pytest.mark.parametrize("cache", [nn.DynamicCache(), nn.StaticCache(8)], ids=["dynamic", "static"])
+def test_getitem_reads_what_a_layer_holds_without_storing(cache):
+    k, v = kv(0, 3)
+    cache.update(k, v, 0)
+    keys, values = cache[0]
+    np.testing.assert_array_equal(keys.numpy(), k.numpy())
+    np.testing.assert_array_equal(values.numpy(), v.numpy())
+    assert cache.get_seq_length() == 3
+    with pytest.raises(IndexError, match="layer 1 holds nothing"):
+        cache[1]
+
+
+def test_static_cache_writes_at_shared_and_per_row_positions():
+    cache = nn.StaticCache(max_cache_len=8)
+    expected = np.zeros((2, 3, 8, 4), np.float32)
+    k, v = kv(0, 3)
+    keys, _ = cache.update(k, v, 0)  # no positions: after what it holds (0, 1, 2)
+    expected[:, :, :3] = k.numpy()
+    np.testing.assert_array_equal(keys.numpy(), expected[:, :, :3])
+    k, v = kv(2, 2)
+    keys, _ = cache.update(k, v, 0, {"cache_position": np.array([5, 3])})  # shared, out of order
+    expected[:, :, [5, 3]] = k.numpy()
+    np.testing.assert_array_equal(keys.numpy(), expected[:, :, :6])  # up to the last position written
+    k, v = kv(4, 1)
+    keys, values = cache.update(k, v, 0, {"cache_position": np.array([[6], [4]])})  # one position per row
+    expected[0, :, 6], expected[1, :, 4] = k.numpy()[0, :, 0], k.numpy()[1, :, 0]
+    np.testing.assert_array_equal(keys.numpy(), expected[:, :, :7])
+    assert cache.get_seq_length() == 7 and values.shape == (2, 3, 7, 4)
+    cache.reorder_cache(np.array([1, 1]))
+    np.testing.assert_array_equal(cache[0][0].numpy(), expected[[1, 1], :, :7])
+
+
+def test_static_cache_misuse_is_named():
+    cache = nn.StaticCache(4)
+    with pytest.raises(ValueError, match=r"cache_position must be in \[0, max_cache_len=4\), got \[3, 4\]"):
+        cache.update(*kv(0, 2), 0, {"cache_position": np.array([3, 4])})
+    with pytest.raises(ValueError, match=r"cache_position must be integers of shape \(T,\) = \(2,\) or \(N, T\)"):
+        cache.update(*kv(0, 2), 0, {"cache_position": np.array([0, 1, 2])})
+    k = nf.Tensor(randn(5, (2, 3, 1, 4)).astype(np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="StaticCache: keys require gradients"):
+        cache.update(k, k, 0)
+    with pytest.raises(ValueError, match="max_cache_len must be >= 1"):
+        nn.StaticCache(0)
+
+
+def test_encoder_decoder_cache_holds_two_caches():
+    cache = nn.EncoderDecoderCache()
+    k, v = kv(0, 2)
+    cache.update(k, v, 0)  # the self-attention's
+    cache.cross_attention_cache.update(*kv(5, 7), 0)
+    assert cache.get_seq_length() == 2 and len(cache) == 1
+    assert cache.cross_attention_cache.get_seq_length() == 7
+    np.testing.assert_array_equal(cache[0][0].numpy(), k.numpy())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -359,6 +359,63 @@ def test_attention_parity(seed, dtype, data):
     if dtype == np.float64:
         inputs = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
         assert gradcheck(nf_fn, inputs)
+
+
+# each mask shape torch broadcasts over (N, H, L, S): one head for all (the decoders' padding
+# mask), one per head, one for the batch, and none
+GQA_MASKS = ["N1LS", "NHLS", "1HLS", "HLS", "LS", None]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    mask=st.sampled_from(GQA_MASKS),
+    boolean=st.booleans(),
+    N=st.integers(1, 3),
+    K=st.integers(1, 3),
+    G=st.integers(2, 3),
+    L=st.integers(1, 4),
+    S=st.integers(1, 5),
+)
+def test_grouped_query_attention_parity_with_every_mask_shape(seed, dtype, mask, boolean, N, K, G, L, S):
+    """enable_gqa against torch's, values and gradients, for masks of every shape that
+    broadcasts to (N, H, L, S); a (N, 1, L, S) mask once lined its batch up with the key heads
+    (wrong values when N == K, an error otherwise)."""
+    H = K * G
+    r = np.random.default_rng(seed)
+    q, k, v = (r.standard_normal(shape) for shape in ((N, H, L, 8), (N, K, S, 8), (N, K, S, 6)))
+    m = None
+    if mask is not None:
+        sizes = {"N": N, "H": H, "L": L, "S": S, "1": 1}
+        m = r.random(tuple(sizes[c] for c in mask)) < 0.6
+        m[..., 0] = True  # every query sees a key (torch gives NaN otherwise)
+        m = m if boolean else np.where(m, 0.0, -1e9).astype(dtype)
+
+    def nf_fn(a, b, c):
+        return F.scaled_dot_product_attention(a, b, c, attn_mask=m, enable_gqa=True)
+
+    def torch_fn(a, b, c):
+        return TF.scaled_dot_product_attention(
+            a, b, c, attn_mask=None if m is None else torch.from_numpy(m), enable_gqa=True
+        )
+
+    check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    check_parity(nf_fn, torch_fn, [q, k, v], dtype, grad=False, loose=True)  # the inference path
+    with F.attention_kernel("blocked", block_q=2, block_k=2):  # the flash kernel's tiles
+        check_parity(nf_fn, torch_fn, [q, k, v], dtype, loose=True)
+    if dtype == np.float64 and seed % 4 == 0:
+        inputs = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
+        assert gradcheck(nf_fn, inputs)
+
+
+def test_grouped_query_attention_refuses_a_mask_with_another_number_of_heads():
+    q, kv = nf.randn(2, 4, 3, 8), nf.randn(2, 2, 3, 8)
+    with pytest.raises(
+        ValueError,
+        match=r"attn_mask's heads dim \(-3\) must be 1 or query's heads 4, got attn_mask of shape \(2, 2, 3, 3\)",
+    ):
+        F.scaled_dot_product_attention(q, kv, kv, attn_mask=np.ones((2, 2, 3, 3), dtype=bool), enable_gqa=True)
 
 
 def _mixed_rows(q, seed):

@@ -249,7 +249,7 @@ class GroupedQuery(nn.Module):
 
     def forward(self, x, keep=None):
         """Shape: ``(N, L, 8)`` (causal) -> ``(N, 4, L, 4)``; with a boolean ``keep`` ``(N, 4, L, L)``
-        (per query head) -> that and the weights ``(N, 4, L, L)``."""
+        (per query head) or ``(N, 1, L, L)`` (all heads) -> that and the weights ``(N, 4, L, L)``."""
         N, L, _ = x.shape
         q = self.q(x).reshape(N, L, 4, 4).permute(0, 2, 1, 3)
         k, v = self.kv(x).reshape(N, L, 2, 2, 4).permute(2, 0, 3, 1, 4)
@@ -258,26 +258,30 @@ class GroupedQuery(nn.Module):
         return F.scaled_dot_product_attention_with_weights(q, k, v, attn_mask=keep, enable_gqa=True)
 
 
-def _gqa_inputs(masked: bool):
+def _gqa_inputs(masked: bool, heads: int = 4):
     def inputs(n, l):
-        """x, and per-head keep masks where query 0 of head 3 in the first row sees no key."""
+        """x, and keep masks (per head, or ``heads=1``: one for all heads) where query 0 of the
+        last head in the first row sees no key."""
         if not masked:
             return (nf.randn(n, l, 8),)
-        keep = R.random((n, 4, l, l)) < 0.7
+        keep = R.random((n, heads, l, l)) < 0.7
         keep[..., 0] = True
-        keep[0, 3, 0] = False
+        keep[0, heads - 1, 0] = False
         return nf.randn(n, l, 8), keep
 
     return inputs
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["causal", "mask and weights"])
-def test_grouped_query_attention_broadcasts_in_onnx(masked):
-    """enable_gqa's 5-D queries against unsqueezed keys broadcast in MatMul; the per-head mask,
-    reshaped with NumPy to (N, Hkv, G, L, S), is computed from the graph's input (a Reshape),
-    never baked in; the weights are the attention node's second output."""
+@pytest.mark.parametrize(
+    ("masked", "heads"), [(False, 4), (True, 4), (True, 1)], ids=["causal", "mask and weights", "one-head mask"]
+)
+def test_grouped_query_attention_broadcasts_in_onnx(masked, heads):
+    """enable_gqa's 5-D queries against unsqueezed keys broadcast in MatMul; the mask, per
+    head or one for all heads, reshaped with NumPy to (N, Hkv, G, L, S) or (N, 1, 1, L, S), is
+    computed from the graph's input (a Reshape), never baked in; the weights are the attention
+    node's second output."""
     nf.manual_seed(0)
-    inputs = _gqa_inputs(masked)
+    inputs = _gqa_inputs(masked, heads)
     axes = {"x": NL, "keep": {0: "batch", 2: "length", 3: "length"}}
     names = ["x", "keep"][: 1 + masked]
     proto, _ = export_and_compare(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -42,6 +43,37 @@ def device(name: str):
     except (ValueError, TypeError, RuntimeError) as err:
         raise UsageError(f"--device: {err}") from None
     return None if chosen.type == "cpu" else str(chosen)
+
+
+NUMFORMER, TRANSFORMERS = "numformer", "transformers"
+
+
+def model_folder(path) -> tuple[str, Path]:
+    """What ``path`` holds, for the commands that take either kind of model: ``("numformer",
+    folder)`` for a model folder ``GPT.save`` wrote (its ``config.json`` has a ``"model"``
+    field), or a run folder with one in ``model/``; ``("transformers", path)`` for a folder in
+    Hugging Face's layout (its ``config.json`` has a ``"model_type"``).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``, or an incomplete numformer folder.
+        UsageError: a file, or a ``config.json`` of neither kind.
+        ValueError: a ``config.json`` that is not a JSON object."""
+    from numformer.serialization.folders import CONFIG, read_config
+    from numformer.train import lm
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--model {path} is a file, not a model folder")
+    if (path / CONFIG).is_file():
+        config = read_config(path)
+        if "model_type" in config:
+            return TRANSFORMERS, path
+        if "model" not in config:
+            raise UsageError(
+                f"{path / CONFIG} is neither a numformer model's (a 'model' field) nor a Hugging Face "
+                "model's (a 'model_type' field)"
+            )
+    return NUMFORMER, lm.resolve_model_folder(path)
 
 
 def tqdm_write(text: str) -> None:

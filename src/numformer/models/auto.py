@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from numformer.backend import to_numpy
 from numformer.data.pretrained import PreTrainedTokenizer
 from numformer.models.gpt2 import GPT2LMHeadModel
 from numformer.models.llama import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 from numformer.serialization.folders import ModelFolderError, read_config
 from numformer.serialization.safetensors import Checkpoint
+from numformer.tensor import array_of
 
 MODEL_TYPES = {
     "gpt2": GPT2LMHeadModel,
@@ -134,7 +136,7 @@ class TextStream:
         if not self.prompt_seen:  # generate hands over the prompt first
             self.prompt_seen = True
             return
-        self.tokens.append(int(np.asarray(ids).reshape(-1)[0]))
+        self.tokens.append(int(to_numpy(array_of(ids)).reshape(-1)[0]))
         self._flush(final=False)
 
     def end(self) -> None:

@@ -256,11 +256,14 @@ class PreTrainedCausalLM(nn.Module):
                 f"and this machine has {have / 2**30:.2f} GiB available"
             )
 
-    def generate(self, input_ids, attention_mask=None, **kwargs) -> np.ndarray:
+    def generate(self, input_ids, attention_mask=None, **kwargs) -> Tensor:
         """Continue each prompt: Hugging Face's ``generate`` (greedy or sampled, left-padded
         batches, one KV cache); see ``numformer.models.generation.generate`` for the arguments.
 
-        Shape: input_ids ``(N, T)`` (or ``(T,)``) -> ``(N, T + new)`` integer ids, prompts first."""
+        Returns:
+            An int64 tensor of token ids, the prompts first (as Hugging Face's ``LongTensor``).
+
+        Shape: input_ids ``(N, T)`` (or ``(T,)``) -> ``(N, T + new)``."""
         from numformer.models.generation import generate
 
         return generate(self, input_ids, attention_mask=attention_mask, **kwargs)

@@ -28,7 +28,7 @@ from numformer.models.sampling import check_sampling, sample
 from numformer.nn.cache import DynamicCache
 from numformer.serialization.configs import Config
 from numformer.serialization.files import read_json
-from numformer.tensor import array_of
+from numformer.tensor import Tensor, array_of
 
 GENERATION_CONFIG = "generation_config.json"
 
@@ -99,7 +99,7 @@ def generate(
     max_length: int | None = None,
     seed: int | None = None,
     streamer=None,
-) -> np.ndarray:
+) -> Tensor:
     """Continue each prompt of a batch, as Hugging Face's ``model.generate`` does.
 
     Args:
@@ -121,12 +121,14 @@ def generate(
         pad_token_id: what finished rows get (default: the first end-of-sequence id).
         max_length: prompt plus new tokens, when ``max_new_tokens`` is not given.
         seed: makes sampling reproducible (numformer's generator).
-        streamer: an object with ``put(ids)`` and ``end()`` (Hugging Face's streamer protocol,
-            with NumPy arrays): ``put`` gets the prompts, then each step's ``(N,)`` new tokens.
+        streamer: an object with ``put(ids)`` and ``end()`` (Hugging Face's streamer
+            protocol): ``put`` gets the prompts ``(N, T)``, then each step's ``(N,)`` new tokens,
+            as int64 tensors.
 
     Returns:
-        ``(N, T + n)`` integer ids: the prompts, then n <= max_new_tokens new tokens per row
-        (rows that finished early padded with ``pad_token_id``).
+        An int64 tensor ``(N, T + n)`` (a ``LongTensor``, as Hugging Face's): the prompts, then
+        n <= max_new_tokens new tokens per row (rows that finished early padded with
+        ``pad_token_id``).
 
     Shape:
         input_ids ``(N, T)`` -> ``(N, T + n)``.
@@ -147,7 +149,7 @@ def generate(
         "max_length": max_length,
     }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    ids = array_of(input_ids).astype(np.int64, copy=False)
+    ids = to_numpy(array_of(input_ids)).astype(np.int64, copy=False)
     if ids.ndim == 1:
         ids = ids[None]
     if ids.ndim != 2 or ids.shape[1] == 0:
@@ -178,7 +180,7 @@ def generate(
     unfinished = np.ones(N, dtype=bool)
     out = [ids]
     if streamer is not None:
-        streamer.put(ids)
+        streamer.put(Tensor(xp.asarray(ids)))
     was_training = model.training
     model.eval()
     try:
@@ -205,7 +207,7 @@ def generate(
             out.append(tokens[:, None])
             seen[np.arange(N), tokens] = True
             if streamer is not None:
-                streamer.put(tokens)
+                streamer.put(Tensor(xp.asarray(tokens)))
             if eos:
                 unfinished &= ~np.isin(tokens, eos)
                 if not unfinished.any():
@@ -216,7 +218,7 @@ def generate(
         model.train(was_training)
         if streamer is not None:
             streamer.end()
-    return np.concatenate(out, axis=1)
+    return Tensor(xp.asarray(np.concatenate(out, axis=1)))
 
 
 def _prompt_mask(ids: np.ndarray, attention_mask, pad, eos: list) -> np.ndarray:

@@ -1,16 +1,18 @@
 """GPT: a decoder-only Transformer language model (seed section 8: generation).
 
-Reads top to bottom like nanoGPT: config, KV cache, causal self-attention, MLP, block, model,
-generation. Each module has one ``forward``; decoding passes a ``KVCache`` to it, as Hugging
-Face's decoders take ``past_key_values``, and inference is fast because the engine records no
-graph when none is needed. Pre-LN blocks, GELU feed-forward, a final LayerNorm, optional weight
-tying. Parameter names follow nanoGPT (``transformer.h.0.attn.c_attn``), so a PyTorch model built
-the same way takes these weights through its state dict.
+Reads top to bottom like nanoGPT: config, a cached step's mask, causal self-attention, MLP,
+block, model, generation. Each module has one ``forward``; decoding passes an ``nn.StaticCache``
+to it (the one cache protocol, ``nn.Cache``), as Hugging Face's decoders take
+``past_key_values``, and inference is fast because the engine records no graph when none is
+needed. Pre-LN blocks, GELU feed-forward, a final LayerNorm, optional weight tying. Parameter
+names follow nanoGPT (``transformer.h.0.attn.c_attn``), so a PyTorch model built the same way
+takes these weights through its state dict.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,62 +66,49 @@ class GPTConfig(Config):
             raise ValueError(f"GPTConfig: d_ff must be >= 1, got {self.d_ff}")
 
 
-class KVCache:
-    """Keys and values of every layer for the tokens seen so far, one row per sequence.
+def cached_step(positions):
+    """What a step through a cache needs, worked out once for every layer: the mask of the
+    (query, key) pairs that take part and the ``cache_position`` its keys are written at.
 
-    ``k[layer]``, ``v[layer]``: ``(N, H, block_size, D)`` arrays filled in place. ``lengths``
-    ``(N,)``: how many positions of each row are valid (rows may differ in length). A step
-    starts with ``begin(positions)`` (``GPT.forward`` calls it when given the cache); then each
-    layer ``store``s its new keys and values and gets back what its queries attend to.
+    Each query at position p sees the cached keys 0..p of its row (earlier steps included).
+    Returns ``(mask, cache_position)``: ``(None, (T,))`` for one new token per row, every row at
+    the same position (it sees everything cached); ``("causal", (T,))`` for a prompt from
+    position 0 (the causal kernel); else a boolean mask ``(N, 1, T, S)`` (S = max + 1) and the
+    positions ``(N, T)`` themselves, one list per row (rows of different lengths).
+
+    Shape:
+        positions ``(N, T)`` integers."""
+    S = int(positions.max()) + 1
+    if positions.shape[1] == 1 and (positions == S - 1).all():
+        return None, positions[0]
+    if positions.shape[1] == S and (positions == xp.arange(S)).all():
+        return "causal", positions[0]
+    return (xp.arange(S)[None, None, :] <= positions[:, :, None])[:, None], positions
+
+
+class KVCache(nn.StaticCache):
+    """Deprecated: GPT's cache is an ``nn.StaticCache(config.block_size)`` (the one cache
+    protocol, ``nn.Cache``); ``begin``, ``store`` and the per-row ``lengths`` are gone (pass
+    ``positions`` to ``GPT.forward`` for rows of different lengths).
+
+    Args:
+        config: the model's ``GPTConfig`` (its ``block_size`` is reserved).
+        batch, dtype: ignored (taken from the first update).
     """
 
-    def __init__(self, config: GPTConfig, batch: int, dtype):
-        H, D = config.n_head, config.d_model // config.n_head
-        shape = (batch, H, config.block_size, D)
-        self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
-        self.lengths = xp.zeros(batch, dtype=np.int64)
-        self._step = None
-
-    def begin(self, positions: np.ndarray) -> None:
-        """Start a step whose tokens go to ``positions`` ``(N, T)``: works out once, for every
-        layer, how many positions they see (S = max + 1) and which (the mask)."""
-        S = int(positions.max()) + 1
-        if S > self.k[0].shape[2] or positions.min() < 0:
-            raise ValueError(
-                f"KVCache: positions must be in [0, block_size={self.k[0].shape[2]}), got [{positions.min()}, {S - 1}]"
-            )
-        if positions.shape[1] == 1 and (positions == S - 1).all():  # rows in step: no mask
-            self._step = positions, S, None
-        elif positions.shape[1] == S and (positions == xp.arange(S)).all():  # a prompt from 0
-            self._step = positions, S, "causal"
-        else:
-            mask = (xp.arange(S)[None, None, :] <= positions[:, :, None])[:, None]  # (N,1,T,S)
-            self._step = positions, S, mask
-
-    def store(self, layer: int, k: np.ndarray, v: np.ndarray):
-        """Write the step's keys and values ``(N, H, T, D)`` into ``layer``; return the keys and
-        values ``(N, H, S, D)`` its queries attend to, and the mask ``(N, 1, T, S)`` of the
-        pairs that take part (None: all of them; ``"causal"``: a prompt from position 0)."""
-        if self._step is None:
-            raise RuntimeError("KVCache.store: call begin(positions) first")
-        positions, S, mask = self._step
-        keys, values = self.k[layer], self.v[layer]
-        if mask is None:
-            keys[:, :, S - 1], values[:, :, S - 1] = k[:, :, 0], v[:, :, 0]
-        elif isinstance(mask, str):
-            keys[:, :, :S], values[:, :, :S] = k, v
-        else:
-            rows = xp.arange(len(positions))[:, None]
-            keys[rows, :, positions] = k.transpose(0, 2, 1, 3)
-            values[rows, :, positions] = v.transpose(0, 2, 1, 3)
-        return keys[:, :, :S], values[:, :, :S], mask
+    def __init__(self, config: GPTConfig, batch: int | None = None, dtype=None):
+        warnings.warn(
+            "models.KVCache is deprecated: use nn.StaticCache(config.block_size) (one cache protocol, nn.Cache)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(config.block_size)
 
 
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused QKV projection (``c_attn``).
 
-    ``layer_idx`` names this layer's slot in a ``KVCache`` (Hugging Face's ``layer_idx``).
+    ``layer_idx`` names this layer's slot in a cache (Hugging Face's ``layer_idx``).
     """
 
     def __init__(self, config: GPTConfig, rotary: nn.RotaryEmbedding | None, layer_idx: int = 0):
@@ -131,16 +120,25 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.rotary = rotary  # one module shared by every layer; it holds no saved state
 
-    def forward(self, x, positions, cache: KVCache | None = None, need_weights: bool = False):
+    def forward(
+        self,
+        x,
+        positions,
+        cache: nn.Cache | None = None,
+        need_weights: bool = False,
+        mask="causal",
+        cache_position=None,
+    ):
         """Each token attends to itself and the tokens before it.
 
         Without a cache, the T tokens of ``x`` attend among themselves, causally. With one, their
-        keys and values are stored first and each query attends to everything its row has
-        cached up to its position (earlier steps included).
+        keys and values are stored first (at ``cache_position``) and each query attends to what
+        ``mask`` lets it see of everything cached (``cached_step`` works both out for a step).
 
         Shape:
-            x ``(N, T, E)``, positions ``(N, T)`` (ints) -> ``(N, T, E)``, and the weights
-            ``(N, H, T, S)`` or None (S = T without a cache, else the cached length).
+            x ``(N, T, E)``, positions ``(N, T)`` (ints); mask ``"causal"``, None (all) or
+            boolean ``(N, 1, T, S)`` -> ``(N, T, E)``, and the weights ``(N, H, T, S)`` or None
+            (S = T without a cache, else the cached length).
         """
         N, T, E = x.shape
         H, D = self.n_head, E // self.n_head
@@ -148,12 +146,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = qkv[0], qkv[1], qkv[2]
         if self.rotary is not None:
             q, k = self.rotary(q, positions=positions), self.rotary(k, positions=positions)
-        mask, causal = None, True
         if cache is not None:
-            keys, values, mask = cache.store(self.layer_idx, k.array, v.array)
-            k, v = Tensor(keys), Tensor(values)
-            causal = isinstance(mask, str)  # a prompt from position 0: the causal kernel
-            mask = None if causal else mask
+            k, v = cache.update(k, v, self.layer_idx, {"cache_position": cache_position})
+        causal = isinstance(mask, str)  # no cache, or a prompt from position 0: the causal kernel
+        mask = None if causal else mask
         attend = F.scaled_dot_product_attention_with_weights if need_weights else F.scaled_dot_product_attention
         out = attend(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0)
         out, weights = out if need_weights else (out, None)
@@ -184,17 +180,25 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, positions, cache: KVCache | None = None, need_weights: bool = False):
+    def forward(
+        self,
+        x,
+        positions,
+        cache: nn.Cache | None = None,
+        need_weights: bool = False,
+        mask="causal",
+        cache_position=None,
+    ):
         """Shape: x ``(N, T, E)``, positions ``(N, T)`` -> ``(N, T, E)`` and the attention weights
         (see ``CausalSelfAttention.forward``)."""
-        a, weights = self.attn(self.ln_1(x), positions, cache, need_weights)
+        a, weights = self.attn(self.ln_1(x), positions, cache, need_weights, mask, cache_position)
         x = x + a
         return x + self.mlp(self.ln_2(x)), weights
 
 
 class GPT(nn.Module):
     """A GPT language model: ``forward(idx (N, T) ints, targets=None, cache=None, positions=None)
-    -> (logits (N, T, V), loss or None)``; ``generate`` decodes with a ``KVCache``."""
+    -> (logits (N, T, V), loss or None)``; ``generate`` decodes with an ``nn.StaticCache``."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -272,14 +276,23 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: token ids must be in [0, {self.config.vocab_size}), got [{idx.min()}, {idx.max()}]")
         return idx
 
-    def forward(self, idx, targets=None, cache: KVCache | None = None, positions=None, need_weights: bool = False):
+    def _check_positions(self, positions) -> None:
+        B = self.config.block_size
+        if positions.size and (positions.min() < 0 or positions.max() >= B):
+            raise ValueError(
+                f"GPT: positions must be in [0, block_size={B}), got [{positions.min()}, {positions.max()}]"
+            )
+
+    def forward(self, idx, targets=None, cache: nn.Cache | None = None, positions=None, need_weights: bool = False):
         """Logits for every position, and with ``targets`` the mean cross-entropy.
 
-        With a ``cache`` (inference only: run under ``numformer.no_grad()``), the tokens go to
-        ``positions`` (default: each row's next ones, from ``cache.lengths``), their keys and
-        values are stored, and they attend to everything their row has cached; ``cache.lengths``
-        grows to cover them. Decoding then feeds one token per row per step: logits equal to
-        recomputing the whole context.
+        With a ``cache`` (an ``nn.StaticCache(block_size)``; inference only: run under
+        ``numformer.no_grad()``), the tokens go to ``positions`` (default: after what the cache
+        holds, ``cache.get_seq_length()``), their keys and values are stored there, and each
+        attends to everything its row has cached up to its position. Decoding then feeds one
+        token per row per step: logits equal to recomputing the whole context. Rows of
+        different lengths pass their own ``positions`` (``generate`` right-pads its prompts);
+        another ``nn.Cache`` (``nn.DynamicCache``) appends, so it takes only the next positions.
 
         Shape:
             idx ``(N, T)`` integer token ids, T <= block_size; targets ``(N, T)``; positions
@@ -289,35 +302,40 @@ class GPT(nn.Module):
 
         Raises:
             ValueError: ids not of shape (N, T), out of the vocabulary, T > block_size, positions
-            not integers of idx's shape in [0, block_size), or a cache used while gradients are
+            not integers of idx's shape in [0, block_size), positions other than the next ones
+            with a cache other than ``nn.StaticCache``, or a cache used while gradients are
             recorded.
         """
         idx = self._check_input(idx)
         N, T = idx.shape
         if positions is not None:
             positions = xp.asarray(positions.array if isinstance(positions, Tensor) else positions)
-            B = self.config.block_size
             if positions.shape != (N, T) or positions.dtype.kind not in "iu":
                 raise ValueError(
                     f"GPT: positions must be integers of idx's shape {(N, T)}, got {positions.dtype} {positions.shape}"
                 )
-            if positions.size and (positions.min() < 0 or positions.max() >= B):
-                raise ValueError(
-                    f"GPT: positions must be in [0, block_size={B}), got [{positions.min()}, {positions.max()}]"
-                )
+            self._check_positions(positions)
+        mask, cache_position = "causal", None
         if cache is not None:
             if is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 raise ValueError("GPT: cache= is for inference; call the model under numformer.no_grad()")
             if positions is None:
-                positions = cache.lengths[:, None] + xp.arange(T)
-            cache.begin(positions)
-            cache.lengths = xp.maximum(cache.lengths, positions.max(axis=1) + 1)
+                positions = xp.broadcast_to(cache.get_seq_length() + xp.arange(T), (N, T))
+                self._check_positions(positions)
+            mask, cache_position = cached_step(positions)
+            if not isinstance(cache, nn.StaticCache) and (
+                cache_position.ndim != 1 or int(cache_position[0]) != cache.get_seq_length()
+            ):
+                raise ValueError(
+                    f"GPT: positions other than the next ones ({cache.get_seq_length()}, ... in every row) need an "
+                    f"nn.StaticCache, which writes at given positions; a {type(cache).__name__} appends"
+                )
         elif positions is None:  # 0 .. T-1 in every row, as a primitive (numformer.onnx: from T's size)
             positions = PositionIds.apply(Tensor(idx)).array
         x = self._embed(idx, positions)
         all_weights = []
         for block in self.transformer["h"]:
-            x, w = block(x, positions, cache, need_weights)
+            x, w = block(x, positions, cache, need_weights, mask, cache_position)
             all_weights.append(None if w is None else w.array)
         logits = self.lm_head(self.transformer["ln_f"](x))
         loss = None
@@ -406,22 +424,24 @@ class GPT(nn.Module):
 
     def _next_logits_cached(self, rows, cache):
         """The next-token logits of every row (all of them at most block_size long) through the
-        cache: the prompts at first (right-padded), then one new token per row."""
+        cache: the prompts at first (right-padded), then one new token per row at that row's
+        own position (its length - 1: over the padding of a shorter prompt)."""
         N = len(rows)
         if cache is None:
             idx, lengths = self._window(rows)
-            cache = KVCache(self.config, N, self.lm_head.weight.dtype)
+            cache = nn.StaticCache(self.config.block_size)
             logits = self.forward(idx, cache=cache)[0].array
-            cache.lengths = lengths.copy()  # right-padded rows: each row's own length
             return logits[xp.arange(N), lengths - 1], cache
         idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
+        positions = xp.array([[len(r) - 1] for r in rows], dtype=np.int64)
         if any(m.has_forward_hooks() for m in self.modules()):  # hooks must see every module run
-            return self.forward(idx, cache=cache)[0].array[:, 0], cache
-        return self._decode_step(idx, cache)[:, 0], cache
+            return self.forward(idx, cache=cache, positions=positions)[0].array[:, 0], cache
+        return self._decode_step(idx, positions, cache)[:, 0], cache
 
     # --- the one fast path: a decoding step on arrays -------------------------------------
-    def _decode_step(self, idx, cache: KVCache):
-        """``forward(idx, cache=cache)[0].array`` for one new token per row, in eval mode,
+    def _decode_step(self, idx, positions, cache: nn.Cache):
+        """``forward(idx, cache=cache, positions=positions)[0].array`` for one new token per row
+        ``(N, 1)`` at ``positions`` ``(N, 1)``, in eval mode,
         computed on arrays: the same kernels (each primitive's ``infer``) without tensors,
         modules or argument checks (``generate`` built and checked every input).
 
@@ -434,9 +454,8 @@ class GPT(nn.Module):
         from numformer.ops.elementwise import Gelu
 
         N, E, H = idx.shape[0], self.config.d_model, self.config.n_head
-        positions = cache.lengths[:, None]
-        cache.begin(positions)
-        cache.lengths = cache.lengths + 1
+        mask, cache_position = cached_step(positions)
+        step = {"cache_position": cache_position}
         t = self.transformer
         x = t["wte"].weight.array[idx]
         if self.config.positions == "learned":
@@ -450,8 +469,8 @@ class GPT(nn.Module):
             if attn.rotary is not None:
                 q = attn.rotary(Tensor(q), positions=positions).array
                 k = attn.rotary(Tensor(k), positions=positions).array
-            keys, values, mask = cache.store(attn.layer_idx, k, v)
-            out = ScaledDotProductAttention.inference(q, keys, values, bool_mask=mask, scale=scale)
+            keys, values = cache.update(Tensor(k), Tensor(v), attn.layer_idx, step)
+            out = ScaledDotProductAttention.inference(q, keys.array, values.array, bool_mask=mask, scale=scale)
             x = x + _linear(attn.c_proj, out.transpose(0, 2, 1, 3).reshape(N, 1, E))
             hidden = Gelu.inference(_linear(mlp.c_fc, _layer_norm(block.ln_2, x)), approximate=mlp.gelu.approximate)
             x = x + _linear(mlp.c_proj, hidden)

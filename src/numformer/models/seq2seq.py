@@ -4,7 +4,7 @@ Transformer, and the LSTM encoder-decoder with attention it replaced (the baseli
 Both take padded integer batches: ``src`` ``(N, S)`` and the decoder's input ``tgt`` ``(N, T)``
 (``bos`` then the target shifted right); ``pad_id`` marks padding, which never changes a result.
 Both decode greedily, batched; the Transformer also decodes by beam search with a length
-penalty, its decoder running incrementally through a ``nn.DecoderCache`` (each step computes
+penalty, its decoder running incrementally through a ``nn.EncoderDecoderCache`` (each step computes
 only the new position's keys and values; the memory's are projected once).
 """
 
@@ -107,13 +107,13 @@ class Seq2SeqTransformer(nn.Module):
         memory = self.transformer.encoder(self._embed(self.src_embed, src), src_key_padding_mask=padding)
         return memory, padding
 
-    def decode(self, tgt, memory, memory_padding, cache: nn.DecoderCache | None = None):
+    def decode(self, tgt, memory, memory_padding, cache: nn.EncoderDecoderCache | None = None):
         """Logits for the next token at each of ``tgt``'s positions.
 
         Shape: ``tgt`` ``(N, T)`` (with ``cache``: only the new positions), memory ``(N, S, E)``,
         ``memory_padding`` ``(N, S)`` -> ``(N, T, tgt_vocab_size)``."""
         tgt = _ids(tgt, "tgt")
-        offset = 0 if cache is None else cache.length
+        offset = 0 if cache is None else cache.get_seq_length()
         x = self._embed(self.tgt_embed, tgt, offset)
         T = tgt.shape[1]
         # Target padding sits after the real tokens, which the causal mask already hides from
@@ -148,7 +148,7 @@ class Seq2SeqTransformer(nn.Module):
             was_training = self.training
             self.eval()
             memory, padding = self.encode(src)
-            cache = nn.DecoderCache(self.config.num_decoder_layers)
+            cache = nn.EncoderDecoderCache()
             token = xp.full((src.shape[0], 1), BOS, dtype=np.int64)
             out, done = [], xp.zeros(src.shape[0], dtype=bool)
             for _ in range(limit):
@@ -179,7 +179,7 @@ class Seq2SeqTransformer(nn.Module):
             # every source repeated K times: rows n*K .. n*K+K-1 are its beams
             memory = Tensor(xp.repeat(memory.array, K, axis=0))
             padding = xp.repeat(padding, K, axis=0)
-            cache = nn.DecoderCache(self.config.num_decoder_layers)
+            cache = nn.EncoderDecoderCache()
             scores = np.full((N, K), -math.inf)
             scores[:, 0] = 0.0  # one live beam at the start, so the K beams do not duplicate
             tokens = np.full((N * K, 1), BOS, dtype=np.int64)
@@ -198,7 +198,7 @@ class Seq2SeqTransformer(nn.Module):
                 scores = np.take_along_axis(flat, top, axis=1)
                 rows = (np.arange(N)[:, None] * K + beam).reshape(-1)
                 tokens = np.concatenate([tokens[rows], word.reshape(-1, 1)], axis=1)
-                cache.reorder(xp.asarray(rows))
+                cache.reorder_cache(xp.asarray(rows))
                 finished = word.reshape(-1) == EOS
                 length = step + 1
                 for r in np.flatnonzero(finished | (length == limit)):

@@ -24,8 +24,8 @@ from numformer.nn.activation import (
     Softplus,
     Softsign,
 )
-from numformer.nn.attention import AttentionCache, MultiheadAttention
-from numformer.nn.cache import Cache, DynamicCache
+from numformer.nn.attention import MultiheadAttention
+from numformer.nn.cache import AttentionCache, Cache, DecoderCache, DynamicCache, EncoderDecoderCache, StaticCache
 from numformer.nn.conv import Conv1d, Conv2d
 from numformer.nn.distance import CosineSimilarity
 from numformer.nn.layers import (
@@ -82,7 +82,6 @@ from numformer.nn.positional import (
 )
 from numformer.nn.recurrent import GRU, LSTM, RNN, RNNBase
 from numformer.nn.transformer import (
-    DecoderCache,
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
@@ -96,6 +95,8 @@ __all__ = [
     "Cache",
     "DynamicCache",
     "DecoderCache",
+    "EncoderDecoderCache",
+    "StaticCache",
     "functional",
     "init",
     "parallel",

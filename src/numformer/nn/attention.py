@@ -11,34 +11,12 @@ import numpy as np
 from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
+from numformer.nn.cache import Cache
 from numformer.nn.checks import dtype_or_default, mask_array
 from numformer.nn.layers import Linear
 from numformer.nn.module import Module, Parameter
 from numformer.ops.masks import MergeMasks
-from numformer.tensor import Tensor, cat
-
-
-class AttentionCache:
-    """Keys and values one attention has computed, for incremental decoding (fairseq's
-    ``incremental_state``, Hugging Face's ``past_key_values`` for one layer).
-
-    ``k``, ``v``: ``(N, H, S, head_dim)`` or None before the first call. A self-attention cache
-    (``static=False``) grows by the new positions on every call; a cross-attention cache
-    (``static=True``) projects the memory once and reuses it. ``reorder(index)`` picks rows,
-    as beam search does when it keeps the best hypotheses.
-    """
-
-    def __init__(self, static: bool = False):
-        self.static = static
-        self.k = self.v = None
-
-    @property
-    def length(self) -> int:
-        return 0 if self.k is None else self.k.shape[2]
-
-    def reorder(self, index) -> None:
-        if self.k is not None:
-            self.k, self.v = self.k[index], self.v[index]
+from numformer.tensor import Tensor
 
 
 def is_causal_mask(mask, size: int) -> bool:
@@ -192,16 +170,20 @@ class MultiheadAttention(Module):
         attn_mask=None,
         average_attn_weights: bool = True,
         is_causal: bool = False,
-        cache: AttentionCache | None = None,
+        cache: Cache | None = None,
+        layer_idx: int = 0,
+        static_kv: bool = False,
     ):
         """Attention of ``query`` over ``key``/``value``, all heads in one fused kernel call
         (Vaswani et al., 2017, 3.2.2; PyTorch's ``nn.MultiheadAttention``).
 
-        With ``cache`` (an ``AttentionCache``; batch-first, batched input): a self-attention
-        cache adds this call's keys and values to those of earlier calls and attends over all of
-        them (``is_causal`` then masks only within this call's positions, which must come
-        after the cached ones); a static cache projects ``key``/``value`` on its first call and
-        reuses them after.
+        With ``cache`` (an ``nn.Cache``, such as ``nn.DynamicCache``; batch-first, batched input):
+        this call's keys and values are stored in the cache's layer ``layer_idx`` after those of
+        earlier calls and the queries attend over all of them (``is_causal`` then masks only
+        within this call's positions, which come after the cached ones). With ``static_kv``
+        (cross-attention over a fixed memory, fairseq's name) ``key``/``value`` are projected
+        and stored at the first call only; later calls read them from the cache. Cached keys
+        are outside the graph: only this call's own positions are differentiated.
 
         Shape (``batch_first=True``; ``(L, N, E)`` otherwise): query ``(N, L, E)``, key
         ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``; ``key_padding_mask``
@@ -245,7 +227,10 @@ class MultiheadAttention(Module):
         if cache is not None:
             if attn_mask is not None:
                 raise ValueError("MultiheadAttention: with a cache use is_causal or key_padding_mask, not attn_mask")
-            return self._cached(query, key, value, key_padding_mask, need_weights, is_causal, cache)
+            static_kv = static_kv or getattr(cache, "static", False)  # the deprecated nn.AttentionCache(static=True)
+            return self._cached(
+                query, key, value, key_padding_mask, need_weights, is_causal, cache, layer_idx, static_kv
+            )
         if attn_mask is not None and L == S and is_causal_mask(attn_mask, L):
             attn_mask, is_causal = None, True  # the causal kernel, not a general mask
         causal_kernel = is_causal and attn_mask is None and key_padding_mask is None
@@ -265,24 +250,22 @@ class MultiheadAttention(Module):
             out = out.transpose(0, 1)
         return out, weights
 
-    def _cached(self, query, key, value, key_padding_mask, need_weights, is_causal, cache):
+    def _cached(self, query, key, value, key_padding_mask, need_weights, is_causal, cache, layer_idx, static_kv):
         """The incremental form of ``forward`` (see its ``cache``)."""
         if not (self.batch_first and query.ndim == 3):
             raise ValueError("MultiheadAttention: a cache needs batch-first, batched input (N, L, E)")
         N, L, E = query.shape
         H, D = self.num_heads, self.head_dim
         b = self.in_proj_bias
-        if cache.static and cache.k is not None:
+        if static_kv and cache.get_seq_length(layer_idx) > 0:  # the memory's keys, projected before
             q = F.linear(query, self._weight(0), None if b is None else b[:E])
-            k, v = cache.k, cache.v
+            k, v = cache[layer_idx]
         else:
             q, k, v = self._project(query, key, value)
             S = key.shape[1]
             k = k.reshape(N, S, H, D).transpose(1, 2)
             v = v.reshape(N, S, H, D).transpose(1, 2)
-            if not cache.static and cache.k is not None:
-                k, v = cat([cache.k, k], dim=2), cat([cache.v, v], dim=2)
-            cache.k, cache.v = k, v
+            k, v = cache.update(k, v, layer_idx)
         q = q.reshape(N, L, H, D).transpose(1, 2)
         S, past = k.shape[2], k.shape[2] - L
         mask = None

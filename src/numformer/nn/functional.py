@@ -1213,8 +1213,18 @@ def _attention_inputs(query, key, value, attn_mask, dropout_p, is_causal, scale,
     options = {"bool_mask": None, "float_mask": None, "is_causal": is_causal, "dropout_p": dropout_p}
     if attn_mask is not None:
         m = array_of(attn_mask)
-        if group > 1 and m.ndim >= 3 and m.shape[-3] != 1:
-            m = m.reshape(m.shape[:-3] + (m.shape[-3] // group, group) + m.shape[-2:])
+        if group > 1 and m.ndim >= 3:
+            # the mask's heads dim (-3) must follow the queries' split into (key heads, group):
+            # H heads become (H / G, G); one head broadcast over all stays (1, 1), never (1, G)
+            # aligned with the batch
+            H = q.shape[-4] * group
+            if m.shape[-3] not in (1, H):
+                raise ValueError(
+                    f"{op}: with enable_gqa, attn_mask's heads dim (-3) must be 1 or query's heads {H}, "
+                    f"got attn_mask of shape {m.shape}"
+                )
+            heads = (1, 1) if m.shape[-3] == 1 else (H // group, group)
+            m = m.reshape(m.shape[:-3] + heads + m.shape[-2:])
         try:
             batch = np.broadcast_shapes(m.shape[:-2], batch)
             np.broadcast_shapes(m.shape, batch + (L, S))

@@ -13,7 +13,8 @@ import numpy as np
 
 from numformer.backend import xp
 from numformer.nn import init
-from numformer.nn.attention import AttentionCache, MultiheadAttention, is_causal_mask
+from numformer.nn.attention import MultiheadAttention, is_causal_mask
+from numformer.nn.cache import EncoderDecoderCache
 from numformer.nn.checks import dtype_or_default
 from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
 from numformer.nn.module import Module, ModuleList
@@ -134,36 +135,39 @@ class TransformerDecoderLayer(Module):
         memory_key_padding_mask=None,
         tgt_is_causal: bool = False,
         memory_is_causal: bool = False,
-        cache: DecoderLayerCache | None = None,
+        cache: EncoderDecoderCache | None = None,
+        layer_idx: int = 0,
     ):
         """Masked self-attention, cross-attention over ``memory``, then feed-forward, each with a
         residual and LayerNorm (Vaswani et al., 2017, 3.1).
 
         Shape: tgt ``(N, T, E)``, memory ``(N, S, E)`` (sequence first if not ``batch_first``);
         ``tgt_mask`` ``(T, T)``, ``memory_mask`` ``(T, S)``; padding masks ``(N, T)`` and
-        ``(N, S)`` -> ``(N, T, E)``. With ``cache`` (incremental decoding, batch-first): ``tgt``
-        holds only the new positions; the self-attention keys grow in the cache, the memory's
-        are projected once (``tgt_mask`` must then be None: ``tgt_is_causal`` masks the new
-        positions among themselves)."""
+        ``(N, S)`` -> ``(N, T, E)``. With ``cache`` (an ``nn.EncoderDecoderCache``; incremental
+        decoding, batch-first): ``tgt`` holds only the new positions; the self-attention keys
+        grow in the cache's self-attention layer ``layer_idx``, the memory's are projected once
+        into its cross-attention layer ``layer_idx`` (``tgt_mask`` must then be None:
+        ``tgt_is_causal`` masks the new positions among themselves)."""
         if cache is not None and tgt_mask is not None:
             raise ValueError("TransformerDecoderLayer: with a cache pass tgt_is_causal=True, not tgt_mask")
-        self_cache, cross_cache = (None, None) if cache is None else (cache.self_attn, cache.multihead_attn)
+        self_cache, cross_cache = (
+            (None, None) if cache is None else (cache.self_attention_cache, cache.cross_attention_cache)
+        )
+        sa, mha = (self_cache, layer_idx), (cross_cache, layer_idx)
         x = tgt
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal, self_cache)
-            x = x + self._mha_block(
-                self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal, cross_cache
-            )
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal, *sa)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask, memory_is_causal, *mha)
             x = x + self._ff_block(self.norm3(x))
         else:
-            x = self.norm1.add_and_norm(x, self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal, self_cache))
+            x = self.norm1.add_and_norm(x, self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal, *sa))
             x = self.norm2.add_and_norm(
-                x, self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal, cross_cache)
+                x, self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal, *mha)
             )
             x = self.norm3.add_and_norm(x, self._ff_block(x))
         return x
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, cache=None):
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, cache=None, layer_idx=0):
         out, _ = self.self_attn(
             x,
             x,
@@ -173,10 +177,11 @@ class TransformerDecoderLayer(Module):
             need_weights=False,
             is_causal=is_causal,
             cache=cache,
+            layer_idx=layer_idx,
         )
         return self.dropout1(out)
 
-    def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal, cache=None):
+    def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal, cache=None, layer_idx=0):
         if cache is not None and attn_mask is not None:
             raise ValueError("TransformerDecoderLayer: memory_mask cannot be used with a cache")
         out, _ = self.multihead_attn(
@@ -188,40 +193,13 @@ class TransformerDecoderLayer(Module):
             need_weights=False,
             is_causal=is_causal,
             cache=cache,
+            layer_idx=layer_idx,
+            static_kv=True,
         )
         return self.dropout2(out)
 
     def _ff_block(self, x):
         return self.dropout3(self.linear2(self.dropout(_linear_then(self.linear1, self.activation, x))))
-
-
-class DecoderLayerCache:
-    """One decoder layer's caches: its self-attention's (growing) and cross-attention's (static)."""
-
-    def __init__(self):
-        self.self_attn = AttentionCache(static=False)
-        self.multihead_attn = AttentionCache(static=True)
-
-    def reorder(self, index) -> None:
-        self.self_attn.reorder(index)
-        self.multihead_attn.reorder(index)
-
-
-class DecoderCache:
-    """Caches of every layer of a ``TransformerDecoder`` for incremental decoding: pass it to
-    ``forward`` with only the new target positions each call. ``reorder(index)`` keeps the rows
-    ``index`` (beam search). ``length``: the target positions seen so far."""
-
-    def __init__(self, num_layers: int):
-        self.layers = [DecoderLayerCache() for _ in range(num_layers)]
-
-    @property
-    def length(self) -> int:
-        return self.layers[0].self_attn.length if self.layers else 0
-
-    def reorder(self, index) -> None:
-        for layer in self.layers:
-            layer.reorder(index)
 
 
 def _clones(layer: Module, n: int) -> ModuleList:
@@ -276,17 +254,19 @@ class TransformerDecoder(Module):
         memory_key_padding_mask=None,
         tgt_is_causal: bool = False,
         memory_is_causal: bool = False,
-        cache: DecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
     ):
         """Run ``tgt`` through every layer against ``memory``, then ``norm``.
 
         Shape: as ``TransformerDecoderLayer.forward``: tgt ``(N, T, E)``, memory ``(N, S, E)``
-        -> ``(N, T, E)``. ``cache`` (a ``DecoderCache(num_layers)``): incremental decoding,
-        ``tgt`` holding only the new positions (see ``TransformerDecoderLayer.forward``)."""
-        if cache is not None and len(cache.layers) != len(self.layers):
-            raise ValueError(
-                f"TransformerDecoder: cache has {len(cache.layers)} layers, the decoder {len(self.layers)}"
-            )
+        -> ``(N, T, E)``. ``cache`` (an ``nn.EncoderDecoderCache()``): incremental decoding,
+        ``tgt`` holding only the new positions, layer i's keys in the cache's layer i (see
+        ``TransformerDecoderLayer.forward``).
+
+        Raises:
+            ValueError: a cache that holds more layers than the decoder has (another decoder's)."""
+        if cache is not None and len(cache) > len(self.layers):
+            raise ValueError(f"TransformerDecoder: cache has {len(cache)} layers, the decoder {len(self.layers)}")
         x = tgt
         for i, layer in enumerate(self.layers):
             x = layer(
@@ -298,7 +278,8 @@ class TransformerDecoder(Module):
                 memory_key_padding_mask=memory_key_padding_mask,
                 tgt_is_causal=tgt_is_causal,
                 memory_is_causal=memory_is_causal,
-                cache=None if cache is None else cache.layers[i],
+                cache=cache,
+                layer_idx=i,
             )
         return self.norm(x) if self.norm is not None else x
 
