@@ -136,45 +136,23 @@ def generate(
     Raises:
         ValueError: settings out of range (naming them), or an attention_mask that does not fit.
     """
-    config = (generation_config or model.generation_config or GenerationConfig()).resolved()
-    overrides = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": do_sample,
-        "temperature": temperature,
-        "top_k": top_k,
-        "top_p": top_p,
-        "repetition_penalty": repetition_penalty,
-        "eos_token_id": eos_token_id,
-        "pad_token_id": pad_token_id,
-        "max_length": max_length,
-    }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     ids = to_numpy(array_of(input_ids)).astype(np.int64, copy=False)
     if ids.ndim == 1:
         ids = ids[None]
     if ids.ndim != 2 or ids.shape[1] == 0:
         raise ValueError(f"generate: input_ids must have shape (N, T) with T >= 1, got {ids.shape}")
     N, T = ids.shape
-    steps = config.max_new_tokens if config.max_new_tokens is not None else max(config.max_length - T, 0)
-    eos = _token_list(config.eos_token_id)
-    pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else None)
-    sampling = bool(config.do_sample)
-    if config.top_k < 0:
-        raise ValueError(f"generate: top_k must be >= 0 (0: no limit), got {config.top_k}")
-    top_k_used = config.top_k if sampling and config.top_k else None
-    top_p_used = config.top_p if sampling and config.top_p != 1.0 else None
-    check_sampling(steps, config.temperature, top_k_used, top_p_used, seed)
-    if sampling and config.temperature == 0:
-        raise ValueError("generate: temperature must be > 0 when sampling (do_sample=False for greedy decoding)")
-    if not config.repetition_penalty > 0:
-        raise ValueError(f"generate: repetition_penalty must be > 0, got {config.repetition_penalty}")
+    overrides = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_k=top_k)
+    overrides.update(top_p=top_p, repetition_penalty=repetition_penalty, eos_token_id=eos_token_id)
+    overrides.update(pad_token_id=pad_token_id, max_length=max_length)
+    config = (generation_config or model.generation_config or GenerationConfig()).resolved()
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    steps, eos, pad, top_k_used, top_p_used = _decoding(config, T, seed)
     mask = _prompt_mask(ids, attention_mask, pad, eos)
 
     # Positions count from each row's first real token (Hugging Face's cumsum(mask) - 1).
     positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-    seen = np.zeros((N, model.config.vocab_size), dtype=bool)  # for the repetition penalty
-    real = mask.astype(bool)
-    seen[np.nonzero(real)[0], ids[real]] = True
+    seen = _seen_tokens(ids, mask, model.config.vocab_size)
     rng = np.random.default_rng(seed)
     cache = DynamicCache(max_cache_len=T + steps)
     unfinished = np.ones(N, dtype=bool)
@@ -194,13 +172,7 @@ def generate(
                 logits_to_keep=1,
             ).logits
             scores = to_numpy(logits.array[:, -1]).astype(np.float32)
-            if config.repetition_penalty != 1.0:
-                penalised = np.where(scores < 0, scores * config.repetition_penalty, scores / config.repetition_penalty)
-                scores = np.where(seen, penalised, scores)
-            if sampling:
-                tokens = sample(scores, rng, config.temperature, top_k_used, top_p_used)
-            else:
-                tokens = scores.argmax(axis=-1)
+            tokens = _next_tokens(scores, seen, config, rng, top_k_used, top_p_used)
             if pad is not None:
                 tokens = np.where(unfinished, tokens, pad)
             tokens = tokens.astype(np.int64)
@@ -219,6 +191,44 @@ def generate(
         if streamer is not None:
             streamer.end()
     return Tensor(xp.asarray(np.concatenate(out, axis=1)))
+
+
+def _decoding(config: GenerationConfig, T: int, seed):
+    """The decoding settings, checked: (new tokens, end-of-sequence ids, pad id, top_k and top_p
+    as used: None where they do not apply)."""
+    steps = config.max_new_tokens if config.max_new_tokens is not None else max(config.max_length - T, 0)
+    eos = _token_list(config.eos_token_id)
+    pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else None)
+    sampling = bool(config.do_sample)
+    if config.top_k < 0:
+        raise ValueError(f"generate: top_k must be >= 0 (0: no limit), got {config.top_k}")
+    top_k_used = config.top_k if sampling and config.top_k else None
+    top_p_used = config.top_p if sampling and config.top_p != 1.0 else None
+    check_sampling(steps, config.temperature, top_k_used, top_p_used, seed)
+    if sampling and config.temperature == 0:
+        raise ValueError("generate: temperature must be > 0 when sampling (do_sample=False for greedy decoding)")
+    if not config.repetition_penalty > 0:
+        raise ValueError(f"generate: repetition_penalty must be > 0, got {config.repetition_penalty}")
+    return steps, eos, pad, top_k_used, top_p_used
+
+
+def _next_tokens(scores, seen, config: GenerationConfig, rng, top_k, top_p) -> np.ndarray:
+    """Each row's next token from its last logits ``(N, V)``: the repetition penalty on tokens
+    already ``seen``, then sampling or the likeliest."""
+    if config.repetition_penalty != 1.0:
+        penalised = np.where(scores < 0, scores * config.repetition_penalty, scores / config.repetition_penalty)
+        scores = np.where(seen, penalised, scores)
+    if config.do_sample:
+        return sample(scores, rng, config.temperature, top_k, top_p)
+    return scores.argmax(axis=-1)
+
+
+def _seen_tokens(ids: np.ndarray, mask: np.ndarray, vocab_size: int) -> np.ndarray:
+    """``(N, V)`` booleans: the tokens in each row's real prompt (for the repetition penalty)."""
+    seen = np.zeros((ids.shape[0], vocab_size), dtype=bool)
+    real = mask.astype(bool)
+    seen[np.nonzero(real)[0], ids[real]] = True
+    return seen
 
 
 def _prompt_mask(ids: np.ndarray, attention_mask, pad, eos: list) -> np.ndarray:
