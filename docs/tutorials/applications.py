@@ -70,13 +70,11 @@ print("exit", main(["app", "vit", "predict", "--out", str(out), "test:0", "test:
 # Zuidema, 2020) shows which patches the prediction used:
 
 # %%
-for figure in sorted((out / "figures").glob("*.png"))[:1]:
-    image = plt.imread(figure)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.imshow(image)
-    ax.axis("off")
-    ax.set_title(figure.name, fontsize=8)
-    plt.show()
+from IPython.display import Image, display
+
+for figure in sorted((out / "figures").glob("*.png")):
+    print(figure.name)
+    display(Image(filename=str(figure)))
 
 # %% [markdown]
 # A train into a folder that holds a run needs `--overwrite`, and replaces the old run only once
