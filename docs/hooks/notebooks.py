@@ -38,7 +38,11 @@ CACHE = Path(".cache/docs-notebooks")
 TIMEOUT_S = 300  # one cell; the tutorials are sized to run in seconds
 # The kernels share the machine: one thread each, numformer's and OpenBLAS's (two notebooks run at
 # once; idle OpenBLAS threads busy-wait, and on a loaded machine they slow small GEMMs tenfold).
-KERNEL_ENV = {"NUMFORMER_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+KERNEL_ENV = {
+    "NUMFORMER_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+}
 
 RESULTS: dict[str, dict] = {}  # name -> {"seconds": ..., "figures": ...}: what the last build ran
 

@@ -40,7 +40,8 @@ def bench_machine() -> str:
     m = suite["machine"]
     return (
         f"Recorded {suite['when'][:10]} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, NumPy {m['numpy']}, "
-        f"PyTorch {m['torch']}; {m['threads']} threads each, tuned allocator {'on' if m['tuned_allocator'] else 'off'}, "
+        f"PyTorch {m['torch']}; {m['threads']} threads each, "
+        f"tuned allocator {'on' if m['tuned_allocator'] else 'off'}, "
         f"OpenBLAS kernels {m['openblas_core']}; this machine's float32 matmul rate "
         f"{suite['matmul_gflops']:.0f} GFLOP/s."
     )
@@ -48,7 +49,8 @@ def bench_machine() -> str:
 
 def bench_suite() -> str:
     rows = [
-        "| workload | shape | numformer (ms) | PyTorch (ms) | numformer / PyTorch (min-max) | MFU numformer | MFU PyTorch |",
+        "| workload | shape | numformer (ms) | PyTorch (ms) | numformer / PyTorch (min-max) "
+        "| MFU numformer | MFU PyTorch |",
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for w in _results("suite.json")["workloads"]:

@@ -24,8 +24,10 @@ apps = registry()
 print(f"{'app':18} {'metric':40} {'numformer':>9} {'baseline':>9} {'n test':>6} {'train':>8}")
 for name, app in apps.items():
     m = app.measured
-    print(f"{name:18} {app.metric[:40]:40} {m.get('score', float('nan')):9.4f} "
-          f"{m.get('baseline_score', float('nan')):9.4f} {m.get('n_test', 0):6d} {m.get('train_minutes', 0):6.1f} m")
+    print(
+        f"{name:18} {app.metric[:40]:40} {m.get('score', float('nan')):9.4f} "
+        f"{m.get('baseline_score', float('nan')):9.4f} {m.get('n_test', 0):6d} {m.get('train_minutes', 0):6.1f} m"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.4))

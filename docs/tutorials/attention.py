@@ -29,6 +29,7 @@ nf.manual_seed(0)
 # every position at once. Timing both (float32, no gradients, the median of five calls) on this
 # machine as the page is built:
 
+
 # %%
 def median_ms(fn, repeats=5):
     fn()
@@ -47,8 +48,8 @@ rnn_ms, attn_ms = [], []
 with nf.no_grad():
     for T in lengths:
         x = nf.randn(1, T, 64)
-        rnn_ms.append(median_ms(lambda: rnn(x)))
-        attn_ms.append(median_ms(lambda: attention(x, x, x, need_weights=False)))
+        rnn_ms.append(median_ms(lambda x=x: rnn(x)))
+        attn_ms.append(median_ms(lambda x=x: attention(x, x, x, need_weights=False)))
 for T, r, a in zip(lengths, rnn_ms, attn_ms):
     print(f"T = {T:4d}   RNN {r:7.3f} ms   attention {a:7.3f} ms")
 
@@ -68,6 +69,7 @@ plt.show()
 # ## 2. The formula in NumPy
 #
 # A five-word "sentence" with 8-dimensional embeddings and random projections, as in the seed:
+
 
 # %%
 def softmax(x, axis=-1):

@@ -89,14 +89,19 @@ for p, g in zip(params, grads):
 before = clip_grad_norm_(params, max_norm=5.0)
 after = np.sqrt(sum(float((p.grad.numpy() ** 2).sum()) for p in params))
 print(f"by norm:  total norm {float(before):.2f} -> {after:.4f}")
-directions = [float((p.grad.numpy() * g).sum() / (np.linalg.norm(p.grad.numpy()) * np.linalg.norm(g))) for p, g in zip(params, grads)]
+directions = [
+    float((p.grad.numpy() * g).sum() / (np.linalg.norm(p.grad.numpy()) * np.linalg.norm(g)))
+    for p, g in zip(params, grads)
+]
 print("directions kept (cosine with the original):", np.round(directions, 6))
 
 for p, g in zip(params, grads):
     p.grad = nf.tensor(g)
 clip_grad_value_(params, clip_value=1.0)
-print(f"by value: largest |g| {max(np.abs(g).max() for g in grads):.2f} -> "
-      f"{max(float(np.abs(p.grad.numpy()).max()) for p in params):.2f}")
+print(
+    f"by value: largest |g| {max(np.abs(g).max() for g in grads):.2f} -> "
+    f"{max(float(np.abs(p.grad.numpy()).max()) for p in params):.2f}"
+)
 
 # %% [markdown]
 # Clipping by norm keeps the update's direction and shrinks its length; clipping by value

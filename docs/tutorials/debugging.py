@@ -29,6 +29,7 @@ print("the checklist:", ", ".join(ADVICE))
 # step and at each evaluation (any hand-written loop can call `after_backward`, `after_step` and
 # `record_validation` itself).
 
+
 # %%
 def regression(rng, n=32):
     x = rng.standard_normal((n, 2)).astype(np.float32)
@@ -62,8 +63,13 @@ faults = [  # what we plant, the model, its optimiser, its training data, steps
     ("learning rate far too high", mlp(), lambda m: optim.SGD(m.parameters(), lr=5.0), regression, 30),
     ("ReLU biases set to -10", mlp(bias=-10.0), lambda m: optim.SGD(m.parameters(), lr=0.01), regression, 20),
     ("a NaN in the input", mlp(), lambda m: optim.SGD(m.parameters(), lr=0.01), poisoned, 10),
-    ("8 noisy points, 128 hidden units", mlp(hidden=128), lambda m: optim.Adam(m.parameters(), lr=1e-2),
-     lambda rng: (tiny_x, tiny_y), 600),
+    (
+        "8 noisy points, 128 hidden units",
+        mlp(hidden=128),
+        lambda m: optim.Adam(m.parameters(), lr=1e-2),
+        lambda rng: (tiny_x, tiny_y),
+        600,
+    ),
 ]
 
 # %%
@@ -71,10 +77,18 @@ monitors = {}
 with np.errstate(all="ignore"):  # the planted faults overflow on purpose
     for i, (fault, model, make_optimizer, train_data, steps) in enumerate(faults):
         monitor = HealthMonitor(model, interval=1 if steps < 100 else 5)
-        config = TrainConfig(max_steps=steps, eval_every=25, eval_batches=2, progress=False,
-                             clip_grad_norm=None, checkpoint_every=10_000, out_dir=f"runs/fault{i}")
-        result = Trainer(model, make_optimizer(model), loss_fn, train_data, regression,
-                         config=config, monitor=monitor).fit()
+        config = TrainConfig(
+            max_steps=steps,
+            eval_every=25,
+            eval_batches=2,
+            progress=False,
+            clip_grad_norm=None,
+            checkpoint_every=10_000,
+            out_dir=f"runs/fault{i}",
+        )
+        result = Trainer(
+            model, make_optimizer(model), loss_fn, train_data, regression, config=config, monitor=monitor
+        ).fit()
         monitor.close()
         monitors[fault] = monitor
         print(f"{fault}: run {result.status} at step {result.step}")

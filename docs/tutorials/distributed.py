@@ -35,7 +35,7 @@ print(mpiexec)
 # global batch. With `-n 1` the same script is a plain single-process run.
 
 # %%
-script = r'''
+script = r"""
 import json, sys
 import numpy as np
 import numformer as nf
@@ -65,13 +65,18 @@ if rank == 0:
     weights = {k: v.numpy().tolist() for k, v in model.module.state_dict().items()}
     json.dump({"losses": losses, "weights": weights}, open(sys.argv[1], "w"))
 dist.destroy_process_group()
-'''
+"""
 Path("ddp_script.py").write_text(script)
 env = {**os.environ, "NUMFORMER_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 runs = {}
 for n in (1, 2):
-    done = subprocess.run([str(mpiexec), "-n", str(n), sys.executable, "ddp_script.py", f"ranks{n}.json"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [str(mpiexec), "-n", str(n), sys.executable, "ddp_script.py", f"ranks{n}.json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     runs[n] = json.loads(Path(f"ranks{n}.json").read_text())
     print(f"{n} rank(s): final loss {runs[n]['losses'][-1]:.5f}")
@@ -82,8 +87,9 @@ for n in (1, 2):
 # order):
 
 # %%
-difference = max(np.abs(np.array(runs[1]["weights"][k]) - np.array(runs[2]["weights"][k])).max()
-                 for k in runs[1]["weights"])
+difference = max(
+    np.abs(np.array(runs[1]["weights"][k]) - np.array(runs[2]["weights"][k])).max() for k in runs[1]["weights"]
+)
 print(f"largest weight difference, 1 rank vs 2 ranks: {difference:.1e}")
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ax.semilogy(runs[1]["losses"], label="1 process")
@@ -141,13 +147,13 @@ if recorded is None:
 else:
     for key in ("one_rank", "two_ranks"):
         r = recorded[key]
-        print(f"{key:10} {r['tokens_per_s']:8.0f} tokens/s, step {1e3 * r['step_s']:.0f} ms "
-              f"({r['params']:,} parameters)")
+        print(
+            f"{key:10} {r['tokens_per_s']:8.0f} tokens/s, step {1e3 * r['step_s']:.0f} ms ({r['params']:,} parameters)"
+        )
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for rate in sorted({e["gbit_s"] for e in recorded["estimate"]}):
         rows = [e for e in recorded["estimate"] if e["gbit_s"] == rate]
-        ax.plot([e["machines"] for e in rows], [100 * e["comm_fraction"] for e in rows], "o-",
-                label=f"{rate} Gbit/s")
+        ax.plot([e["machines"] for e in rows], [100 * e["comm_fraction"] for e in rows], "o-", label=f"{rate} Gbit/s")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("machines")
     ax.set_ylabel("% of a step spent in all-reduce")

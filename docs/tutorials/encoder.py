@@ -78,7 +78,7 @@ model = Reverser()
 opt = optim.Adam(model.parameters(), lr=3e-3)
 rng = np.random.default_rng(0)
 losses, accuracy = [], []
-for step in range(120):
+for _ in range(120):
     x, y = batch(rng)
     logits = model(x)
     loss = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1))

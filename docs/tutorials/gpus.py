@@ -76,6 +76,7 @@ except RuntimeError as err:
 # another order than OpenBLAS: results agree to float32 round-off, which `tests/gpu` checks with
 # `NUMFORMER_TEST_DEVICE=cuda`).
 
+
 # %%
 def train(device, steps=5):
     nf.manual_seed(0)

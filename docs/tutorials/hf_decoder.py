@@ -36,17 +36,25 @@ folder = Path("tiny-llama")
 tokenizer = Tokenizer(models.BPE())
 tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 tokenizer.decoder = decoders.ByteLevel()
-trainer = trainers.BpeTrainer(vocab_size=96, special_tokens=["<|endoftext|>"],
-                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60])
+trainer = trainers.BpeTrainer(
+    vocab_size=96, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60]
+)
 tokenizer.train_from_iterator(["the cat sat on the mat and the dog sat on the log"] * 20, trainer)
 
-config = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                     eos_token_id=0, bos_token_id=0)
+config = LlamaConfig(
+    vocab_size=96,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    eos_token_id=0,
+    bos_token_id=0,
+)
 model = LlamaForCausalLM(config)
 weights = {name: value.numpy() for name, value in model.state_dict().items()}
-write_model_folder(folder, config.to_dict(), weights,
-                   files={"tokenizer.json": lambda tmp: tokenizer.save(str(tmp))})
+write_model_folder(folder, config.to_dict(), weights, files={"tokenizer.json": lambda tmp: tokenizer.save(str(tmp))})
 (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
 print(sorted(p.name for p in folder.iterdir()))
 

@@ -18,8 +18,16 @@ import numformer as nf
 from numformer.models import SentenceEncoder
 
 encoder = SentenceEncoder("all-MiniLM-L6-v2")
-print(encoder.name, "|", encoder.model.config.num_hidden_layers, "layers |", encoder.dim, "dimensions |",
-      f"{encoder.model.num_parameters():,} parameters | max_seq_length", encoder.max_seq_length)
+print(
+    encoder.name,
+    "|",
+    encoder.model.config.num_hidden_layers,
+    "layers |",
+    encoder.dim,
+    "dimensions |",
+    f"{encoder.model.num_parameters():,} parameters | max_seq_length",
+    encoder.max_seq_length,
+)
 
 # %% [markdown]
 # ## 1. Similar meanings, nearby vectors
@@ -44,8 +52,15 @@ ax.set_xticks(range(6), labels, rotation=60, ha="right", fontsize=8)
 ax.set_yticks(range(6), labels, fontsize=8)
 for i in range(6):
     for j in range(6):
-        ax.text(j, i, f"{similarity[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                color="k" if similarity[i, j] > 0.6 else "w")
+        ax.text(
+            j,
+            i,
+            f"{similarity[i, j]:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="k" if similarity[i, j] > 0.6 else "w",
+        )
 fig.colorbar(im, ax=ax, label="cosine similarity")
 plt.tight_layout()
 plt.show()
@@ -98,8 +113,10 @@ else:
     reference = np.load(fixtures / "reference.npy")
     ours = encoder.encode(texts)
     cosine = np.sum(ours * reference, axis=1) / np.linalg.norm(reference, axis=1)
-    print(f"{len(texts)} sentences: largest difference {np.abs(ours - reference).max():.1e}, "
-          f"lowest cosine {cosine.min():.8f}")
+    print(
+        f"{len(texts)} sentences: largest difference {np.abs(ours - reference).max():.1e}, "
+        f"lowest cosine {cosine.min():.8f}"
+    )
 
 # %% [markdown]
 # ## 4. Inside: attention of a pretrained head

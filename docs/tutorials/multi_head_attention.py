@@ -38,6 +38,7 @@ for name, p in mha.named_parameters():
 #
 # Split the packed projection into per-head matrices and run the seed's algorithm in NumPy:
 
+
 # %%
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))

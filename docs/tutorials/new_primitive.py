@@ -38,6 +38,7 @@ from numformer.testing import gradcheck
 #   version check can refuse a value changed in place after it was saved;
 # - a gradient for an input that was broadcast is summed back to its shape (`unbroadcast`).
 
+
 # %%
 def _sigmoid(z):
     e = xp.exp(-xp.abs(z))  # never overflows
@@ -120,6 +121,7 @@ print("infer == forward:", np.array_equal(inferred, recorded), "| dtype kept:", 
 #
 # Wrap it in a `Module` with a `Parameter`, and train β to fit a target activation: SiLU with
 # slope 2.5.
+
 
 # %%
 class LearnedSwish(nn.Module):

@@ -21,9 +21,10 @@ from numformer.models import GPT, GPTConfig
 missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
 if missing:
     raise SystemExit(f"this tutorial needs {', '.join(missing)}: pip install 'numformer[onnx]'")
-import numformer.onnx  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import onnxruntime as ort
+
+import numformer.onnx
+import onnx
 
 nf.manual_seed(0)
 
@@ -66,8 +67,10 @@ for batch, length in [(1, 5), (3, 17), (2, 32)]:
     with nf.no_grad():
         ours = model(idx)
         ours = (ours[0] if isinstance(ours, tuple) else ours).numpy()
-    print(f"batch {batch}, length {length:2d}: logits {onnx_logits.shape}, "
-          f"largest difference from numformer {np.abs(onnx_logits - ours).max():.1e}")
+    print(
+        f"batch {batch}, length {length:2d}: logits {onnx_logits.shape}, "
+        f"largest difference from numformer {np.abs(onnx_logits - ours).max():.1e}"
+    )
 
 # %% [markdown]
 # ## 3. What cannot be exported is an error, not a wrong graph
@@ -88,8 +91,9 @@ class KeepsPositives(nn.Module):
 
 
 try:
-    numformer.onnx.export(KeepsPositives(), (nf.randn(2, 3),), "bad.onnx", input_names=["x"],
-                          dynamic_axes={"x": {0: "batch"}})
+    numformer.onnx.export(
+        KeepsPositives(), (nf.randn(2, 3),), "bad.onnx", input_names=["x"], dynamic_axes={"x": {0: "batch"}}
+    )
 except numformer.onnx.OnnxExporterError as err:
     print("OnnxExporterError:", str(err)[:400])
 

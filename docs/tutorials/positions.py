@@ -81,6 +81,7 @@ plt.show()
 # by the angles k·ω_i, with PE[pos + k] = R_k PE[pos] for *every* position. Relative position is
 # a linear function of absolute position, which attention's linear projections can use.
 
+
 # %%
 def shift_rotation(d_model, k):
     R = np.zeros((d_model, d_model))

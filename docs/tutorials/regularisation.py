@@ -25,6 +25,7 @@ from numformer.nn import functional as F
 # The seed's NumPy version: a Bernoulli mask, then a rescale. numformer's `nn.Dropout` does the
 # same in training mode and nothing in eval mode (`model.eval()`):
 
+
 # %%
 def dropout_numpy(x, p, rng):
     keep = rng.random(x.shape) >= p
@@ -35,7 +36,7 @@ values = np.arange(1.0, 11.0, dtype=np.float32)
 print("NumPy    ", dropout_numpy(values, 0.3, np.random.default_rng(0)).round(2))
 drop = nn.Dropout(p=0.3)
 nf.manual_seed(0)
-for trial in range(3):
+for _ in range(3):
     print("training ", drop(nf.tensor(values)).numpy().round(2))
 drop.eval()
 print("eval     ", drop(nf.tensor(values)).numpy().round(2))

