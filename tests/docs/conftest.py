@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.py"))
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +33,7 @@ def site(tmp_path_factory):
         text=True,
         timeout=900,
     )
-    (out.parent / "site.log").write_text(f"{done.stdout}\n{done.stderr}\nbuilt in {time.perf_counter() - start:.1f} s\n")
+    seconds = time.perf_counter() - start
+    (out.parent / "site.log").write_text(f"{done.stdout}\n{done.stderr}\nbuilt in {seconds:.1f} s\n")
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
     return out

@@ -11,9 +11,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TUTORIALS
 
 import numformer as nf
+
+ROOT = Path(__file__).resolve().parents[2]
+TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.py"))
 
 
 def test_the_site_has_every_page_of_the_navigation(site):
