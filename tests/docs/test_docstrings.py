@@ -85,18 +85,8 @@ PENDING = {
     "models/gpt2.py": "GPT-2: Args not yet written",
     "models/llama.py": "Llama family: Args not yet written",
     "models/sentence.py": "SentenceEncoder: Args not yet written",
-    "nn/layers.py": "layers: Args not yet written",
     "nn/activation.py": "activations: Args not yet written",
-    "nn/loss.py": "losses: Args not yet written",
     "nn/init.py": "initialisers: Args not yet written",
-    "nn/module.py": "Module and containers: Args not yet written",
-    "nn/pooling.py": "pooling: Args not yet written",
-    "nn/recurrent.py": "recurrent layers: Args not yet written",
-    "nn/positional.py": "positions: Args not yet written",
-    "nn/utils.py": "clipping: Args not yet written",
-    "nn/conv.py": "convolutions: Args not yet written",
-    "nn/distance.py": "CosineSimilarity: Args not yet written",
-    "nn/parallel.py": "DataParallel: Args not yet written",
     "interop/__init__.py": "state-dict bridges: Args not yet written",
 }
 
