@@ -77,17 +77,8 @@ PENDING = {
     # --- not yet written (docs-site branch ran out of time; next in line) ---
     "functions.py": "140 tensor functions: Args/Shape not yet written",
     "nn/functional.py": "Args not yet written for 52 functionals",
-    "creation.py": "factories: Args not yet written",
-    "distributed.py": "collectives: Args/Shape not yet written",
-    "backend.py": "generator/dtype functions: Args not yet written",
-    "backends/__init__.py": "float32 matmul precision: Args not yet written",
-    "ops/_threads.py": "set_num_threads: Args not yet written",
-    "models/gpt2.py": "GPT-2: Args not yet written",
-    "models/llama.py": "Llama family: Args not yet written",
-    "models/sentence.py": "SentenceEncoder: Args not yet written",
     "nn/activation.py": "activations: Args not yet written",
     "nn/init.py": "initialisers: Args not yet written",
-    "interop/__init__.py": "state-dict bridges: Args not yet written",
 }
 
 
