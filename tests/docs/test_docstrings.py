@@ -77,8 +77,6 @@ PENDING = {
     # --- not yet written (docs-site branch ran out of time; next in line) ---
     "functions.py": "140 tensor functions: Args/Shape not yet written",
     "nn/functional.py": "Args not yet written for 52 functionals",
-    "nn/activation.py": "activations: Args not yet written",
-    "nn/init.py": "initialisers: Args not yet written",
 }
 
 
