@@ -76,18 +76,19 @@ PENDING = {
     "utils/data/_collate.py": "PyTorch-surface branch (utils/data)",
     # --- not yet written (docs-site branch ran out of time; next in line) ---
     "functions.py": "140 tensor functions: Args/Shape not yet written",
-    "nn/functional.py": "Args not yet written for 52 functionals",
 }
 
 
 def _arguments(fn) -> list[str]:
-    """The named arguments of ``fn`` (not self, not ``*args``/``**kwargs``), or [] if unknown."""
+    """The named arguments of ``fn`` (not self, not ``*args``/``**kwargs``, not private ones such
+    as ``_stacklevel``), or [] if unknown."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
         return []
     skip = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [p.name for p in signature.parameters.values() if p.name not in ("self", "cls") and p.kind not in skip]
+    names = [p.name for p in signature.parameters.values() if p.kind not in skip]
+    return [n for n in names if n not in ("self", "cls") and not n.startswith("_")]
 
 
 def _section(doc: str, title: str) -> str | None:
