@@ -48,9 +48,9 @@ plt.show()
 #
 # The `vit` app trains a ViT (Dosovitskiy et al., 2021) on scikit-learn's 8x8 digits against
 # logistic regression on the pixels. `--fast` picks a small preset (1 layer, width 16, 200
-# training images) and `--steps 300` keeps it to seconds: a look at the machinery, far from the
+# training images) and `--steps 200` keeps it to seconds: a look at the machinery, far from the
 # recorded score above (3,000 steps of a 4-layer model on every training image). It runs through
-# the CLI's own entry point, as `numformer app vit train --fast --steps 300` would. (The data
+# the CLI's own entry point, as `numformer app vit train --fast --steps 200` would. (The data
 # comes from scikit-learn, installed by the `apps` extra.)
 
 # %%
@@ -59,7 +59,7 @@ from pathlib import Path
 from numformer.cli import main
 
 out = Path("runs/apps/vit")
-print("exit", main(["app", "vit", "train", "--fast", "--steps", "300", "--out", str(out)]))
+print("exit", main(["app", "vit", "train", "--fast", "--steps", "200", "--out", str(out)]))
 
 # %%
 print("exit", main(["app", "vit", "eval", "--out", str(out)]))

@@ -68,7 +68,7 @@ faults = [  # what we plant, the model, its optimiser, its training data, steps
         mlp(hidden=128),
         lambda m: optim.Adam(m.parameters(), lr=1e-2),
         lambda rng: (tiny_x, tiny_y),
-        600,
+        300,
     ),
 ]
 
