@@ -74,8 +74,6 @@ PENDING = {
     "utils/data/sampler.py": "PyTorch-surface branch (utils/data)",
     "utils/data/_worker.py": "PyTorch-surface branch (utils/data)",
     "utils/data/_collate.py": "PyTorch-surface branch (utils/data)",
-    # --- not yet written (docs-site branch ran out of time; next in line) ---
-    "functions.py": "140 tensor functions: Args/Shape not yet written",
 }
 
 
