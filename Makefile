@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_CORE := $(VENV)/.stamp-demo
 STAMP_DEV := $(VENV)/.stamp-dev
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser docs docs-serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,16 @@ demo: $(STAMP_CORE)
 	$(BIN)/numformer demo
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
+
+# The documentation site: mkdocs build --strict into site/, executing every tutorial notebook
+# (docs/hooks/notebooks.py); docs-serve reuses the pages of unchanged notebooks between rebuilds.
+docs: $(STAMP_DEV)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP_DEV)
+	NUMFORMER_DOCS_CACHE=1 $(BIN)/mkdocs serve
 
 # The HTML report's test drives headless Chromium: Debian's chromium and chromium-driver.
 browser:
@@ -60,4 +68,4 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/hf_decoder_vs_transformers.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache runs
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs site .cache

@@ -37,6 +37,10 @@ _tracer = None  # on_apply of the ``tracing`` block in force (numformer.onnx's e
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations record a graph now (False inside ``no_grad``), as PyTorch's.
+
+    Returns:
+        The current grad mode."""
     return _grad_enabled
 
 
@@ -106,7 +110,19 @@ class enable_grad(_NoArgGradMode):  # noqa: N801 - PyTorch's name
 
 class inference_mode(_GradMode):  # noqa: N801 - PyTorch's name
     """PyTorch's ``inference_mode(mode=True)``: numformer's ``no_grad`` (``mode=False`` changes
-    nothing); also a decorator, with or without parentheses."""
+    nothing); also a decorator, with or without parentheses.
+
+    Args:
+        mode: True records nothing inside the block; False leaves the grad mode as it is.
+
+    Examples:
+        >>> import numformer as nf
+        >>> w = nf.ones(2, requires_grad=True)
+        >>> with nf.inference_mode():
+        ...     y = w * 2
+        >>> y.requires_grad
+        False
+    """
 
     def __new__(cls, mode=True):
         self = super().__new__(cls)
@@ -142,12 +158,20 @@ _inference: list = []  # the modes of the inference_mode blocks entered, innermo
 
 
 def is_inference_mode_enabled() -> bool:
+    """Whether the innermost ``inference_mode`` block in force has ``mode=True``.
+
+    Returns:
+        True inside ``inference_mode()``, False elsewhere."""
     return bool(_inference) and _inference[-1]
 
 
 class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch's name
     """``set_grad_enabled(mode)``: sets whether operations record a graph at once; used as a
-    ``with`` block, the previous mode comes back at its end."""
+    ``with`` block, the previous mode comes back at its end.
+
+    Args:
+        mode: True to record graphs, False not to.
+    """
 
     def __init__(self, mode: bool):
         global _grad_enabled

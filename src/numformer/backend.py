@@ -70,7 +70,13 @@ def use_array_module(module):
 
 def to_numpy(a) -> np.ndarray:
     """A NumPy array of ``a``'s values: ``a`` itself if it is one, else ``a.get()`` (CuPy's
-    device-to-host copy, which the stand-in mimics)."""
+    device-to-host copy, which the stand-in mimics).
+
+    Args:
+        a: a NumPy or CuPy array.
+
+    Returns:
+        A NumPy array."""
     return a if isinstance(a, np.ndarray) else a.get()
 
 
@@ -87,7 +93,15 @@ _DEVICE_MODULES: dict = {"cpu": np}
 
 
 class Device:
-    """``Device("cpu")``, ``Device("cuda")`` or ``Device("cuda:0")`` (PyTorch's spelling)."""
+    """``Device("cpu")``, ``Device("cuda")`` or ``Device("cuda:0")`` (PyTorch's spelling).
+
+    Args:
+        spec: ``"cpu"``, ``"cuda"``, ``"cuda:0"``, or another ``Device``.
+
+    Raises:
+        TypeError: a spec that is not a string.
+        ValueError: an unknown device, or a CUDA index other than 0 (numformer uses one GPU).
+    """
 
     __slots__ = ("type", "index")
 
@@ -179,12 +193,25 @@ def _cupy_for_numformer(cupy):
 
 
 def device_of(array) -> Device:
-    """The device an array lives on: the CPU for NumPy's arrays, "cuda" for the accelerator's."""
+    """The device an array lives on: the CPU for NumPy's arrays, "cuda" for the accelerator's.
+
+    Args:
+        array: a NumPy or CuPy array.
+
+    Returns:
+        A ``Device``."""
     return Device("cpu" if module_of(array) is np else "cuda")
 
 
 def to_device(array, device):
-    """``array``'s values on ``device`` (``array`` itself when it is there already)."""
+    """``array``'s values on ``device`` (``array`` itself when it is there already).
+
+    Args:
+        array: a NumPy or CuPy array.
+        device: ``"cpu"``, ``"cuda"`` or a ``Device``.
+
+    Returns:
+        An array of that device's module."""
     d = Device(device)
     if device_of(array) == d:
         return array
@@ -283,7 +310,13 @@ def as_dtype(dtype) -> np.dtype:
 
 
 def set_default_dtype(dtype) -> None:
-    """Set the floating dtype for new floating tensors and parameters (float32 or float64)."""
+    """Set the floating dtype for new floating tensors and parameters (float32 or float64).
+
+    Args:
+        dtype: ``numformer.float32`` or ``numformer.float64`` (or their NumPy names).
+
+    Raises:
+        TypeError: any other dtype."""
     global _default_dtype
     d = as_dtype(dtype)
     if d not in _FLOAT_DTYPES:
@@ -345,6 +378,12 @@ def manual_seed(seed: int) -> Generator:
     """Seed the generator behind every random draw in numformer (init, randn, dropout,
     sampling); returns it (PyTorch's ``torch.manual_seed``).
 
+    Args:
+        seed: the seed (an int).
+
+    Returns:
+        The global ``Generator``.
+
     Raises:
         TypeError: a seed that is not an int."""
     global _generator
@@ -365,6 +404,10 @@ def default_generator() -> Generator:
 
 
 def initial_seed() -> int:
+    """The seed the default generator was last seeded with (PyTorch's ``torch.initial_seed``).
+
+    Returns:
+        The seed, an int."""
     return _default._seed
 
 
@@ -374,7 +417,10 @@ def get_rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore a state returned by ``get_rng_state``."""
+    """Restore a state returned by ``get_rng_state``.
+
+    Args:
+        state: the dict ``get_rng_state`` returned (from a checkpoint, say)."""
     _generator.bit_generator.state = state
 
 

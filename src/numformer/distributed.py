@@ -39,7 +39,11 @@ _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LO
 
 
 class World:
-    """The processes of one job: ``rank`` in ``[0, size)``; rank 0 is the main one."""
+    """The processes of one job: ``rank`` in ``[0, size)``; rank 0 is the main one.
+
+    Args:
+        comm: an mpi4py communicator, or None for a single process.
+    """
 
     def __init__(self, comm=None):
         self.comm = comm
@@ -231,7 +235,11 @@ _this_world = world
 
 
 def broadcast_parameters(module, world: World) -> None:
-    """Rank 0's parameters and buffers on every rank (identical initial weights)."""
+    """Rank 0's parameters and buffers on every rank (identical initial weights).
+
+    Args:
+        module: the model, on every rank.
+        world: the job's ``World``."""
     if world.size == 1:
         return
     for value in module.state_dict().values():
@@ -244,8 +252,15 @@ def broadcast_parameters(module, world: World) -> None:
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
     """Average every parameter's gradient over the ranks, in buckets of at most
     ``bucket_bytes`` (``gradient_buckets``): one contiguous buffer and one ``Allreduce`` per
-    bucket. A parameter without a gradient on this rank contributes zeros. Returns the bytes
-    reduced (this rank's share of the traffic: the gradients' size)."""
+    bucket. A parameter without a gradient on this rank contributes zeros.
+
+    Args:
+        parameters: the parameters whose ``.grad`` to average, in the same order on every rank.
+        world: the job's ``World``.
+        bucket_bytes: the most bytes reduced in one collective (25 MiB, as PyTorch's DDP).
+
+    Returns:
+        The bytes reduced (this rank's share of the traffic: the gradients' size)."""
     params = [p for p in parameters if p.requires_grad]
     if world.size == 1 or not params:
         return 0
@@ -310,6 +325,14 @@ def shard(batch, world: World, even: bool = True):
 
     ``even=False`` (evaluation) allows unequal parts (the first ranks get one row more).
 
+    Args:
+        batch: an array, or a tuple, list or dict of them (nested).
+        world: the job's ``World``.
+        even: require equal parts.
+
+    Returns:
+        The batch with each array cut to this rank's rows.
+
     Raises:
         ValueError: with ``even``, a batch dimension that does not divide by the number of ranks."""
     if world.size == 1:
@@ -369,10 +392,18 @@ def is_available() -> bool:
 
 
 def is_initialized() -> bool:
+    """Whether ``init_process_group`` has been called (and not destroyed).
+
+    Returns:
+        True after ``init_process_group``."""
     return _initialized
 
 
 def is_mpi_available() -> bool:
+    """Whether mpi4py can be imported (the ``distributed`` extra).
+
+    Returns:
+        True where MPI can be used."""
     try:
         import mpi4py  # noqa: F401
     except ImportError:
@@ -384,6 +415,14 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
     """Join this job's processes (PyTorch's ``init_process_group``). numformer's processes talk
     through MPI whatever ``backend`` names ("nccl", "gloo", "mpi"): launch with ``mpiexec -n N``
     (or a launcher that sets MPI's environment). torchrun's ``env://`` rendezvous is not used.
+
+    Args:
+        backend: accepted for PyTorch's programs; MPI is used whatever it names.
+        init_method: accepted for PyTorch's programs (not used).
+        timeout: accepted for PyTorch's programs (not used).
+        world_size: -1, or MPI's number of processes.
+        rank: -1, or this process's MPI rank.
+        **kwargs: other PyTorch arguments, accepted.
 
     Raises:
         RuntimeError: already initialised, or a ``world_size``/``rank`` other than MPI's."""
@@ -400,23 +439,54 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
 
 
 def destroy_process_group(group=None) -> None:
+    """Leave the process group (PyTorch's ``destroy_process_group``); MPI itself stays up.
+
+    Args:
+        group: accepted for PyTorch's programs."""
     global _initialized
     _initialized = False
 
 
 def get_rank(group=None) -> int:
+    """This process's rank in ``[0, world size)`` (0 without mpiexec).
+
+    Args:
+        group: accepted for PyTorch's programs.
+
+    Returns:
+        The rank."""
     return world().rank
 
 
 def get_world_size(group=None) -> int:
+    """The number of processes in this job (1 without mpiexec).
+
+    Args:
+        group: accepted for PyTorch's programs.
+
+    Returns:
+        The world size."""
     return world().size
 
 
 def get_backend(group=None) -> str:
+    """The backend numformer's processes use: always ``"mpi"``.
+
+    Args:
+        group: accepted for PyTorch's programs.
+
+    Returns:
+        ``"mpi"``."""
     return "mpi"
 
 
 def barrier(group=None, async_op: bool = False, device_ids=None) -> None:
+    """Wait until every rank has reached this call.
+
+    Args:
+        group: accepted for PyTorch's programs (numformer has one group: every rank).
+        async_op: accepted; the operation completes before returning (no work handle).
+        device_ids: accepted for PyTorch's programs."""
     world().barrier()
 
 
@@ -430,7 +500,19 @@ def _write_back(tensor, host: np.ndarray) -> None:
 
 
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
-    """``tensor`` reduced over every rank, in place (sum, average, product, min or max)."""
+    """``tensor`` reduced over every rank, in place (sum, average, product, min or max).
+
+    Args:
+        tensor: the tensor to reduce; it holds the result on every rank afterwards.
+        op: a ``ReduceOp`` (``SUM`` by default, ``AVG``, ``PRODUCT``, ``MIN``, ``MAX``).
+        group: accepted for PyTorch's programs (numformer has one group: every rank).
+        async_op: accepted; the operation completes before returning (no work handle).
+
+    Returns:
+        None (the tensor is changed in place).
+
+    Shape:
+        ``tensor`` ``(*)``, the same on every rank."""
     w = world()
     if w.size == 1:
         return None
@@ -449,7 +531,16 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
 
 
 def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
-    """Rank ``src``'s values of ``tensor`` on every rank, in place."""
+    """Rank ``src``'s values of ``tensor`` on every rank, in place.
+
+    Args:
+        tensor: the tensor to send (on ``src``) or overwrite (elsewhere).
+        src: the rank whose values are sent.
+        group: accepted for PyTorch's programs (numformer has one group: every rank).
+        async_op: accepted; the operation completes before returning (no work handle).
+
+    Shape:
+        ``tensor`` ``(*)``, the same on every rank."""
     w = world()
     if w.size > 1:
         host = _host(tensor)
@@ -458,7 +549,16 @@ def broadcast(tensor, src: int = 0, group=None, async_op: bool = False):
 
 
 def all_gather(tensor_list: list, tensor, group=None, async_op: bool = False):
-    """Every rank's ``tensor`` into ``tensor_list`` (one per rank, in rank order)."""
+    """Every rank's ``tensor`` into ``tensor_list`` (one per rank, in rank order).
+
+    Args:
+        tensor_list: one tensor per rank, each of ``tensor``'s shape, overwritten.
+        tensor: this rank's contribution.
+        group: accepted for PyTorch's programs (numformer has one group: every rank).
+        async_op: accepted; the operation completes before returning (no work handle).
+
+    Shape:
+        ``tensor`` ``(*)`` -> ``tensor_list`` of world-size tensors ``(*)``."""
     w = world()
     host = _host(tensor)
     gathered = np.empty((w.size,) + host.shape, dtype=host.dtype)

@@ -55,6 +55,24 @@ class Tensor:
     by ``backward``; it accumulates across calls until zeroed. ``.data`` is the same values as a
     tensor outside the graph (sharing memory), as in PyTorch; ``.array`` is the backing array
     itself (NumPy's, or CuPy's on a GPU): the one accessor numformer's own code uses for it.
+
+    Args:
+        data: the values: a NumPy (or CuPy) array, a nested list, a number, or a Tensor.
+        requires_grad: record operations on this tensor so ``backward`` computes its gradient
+            (floating dtypes only).
+        dtype: the dtype to store (default: ``data``'s; Python floats become the default dtype,
+            float32).
+
+    Raises:
+        TypeError: ``requires_grad`` on a non-floating dtype, or data NumPy cannot hold.
+
+    Examples:
+        >>> import numformer as nf
+        >>> t = nf.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        >>> (t * t).sum().backward()
+        >>> t.grad
+        tensor([[2., 4.],
+                [6., 8.]])
     """
 
     __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_view_of", "_hooks", "__weakref__")
@@ -1047,7 +1065,17 @@ _TENSOR_TYPE_NAMES = {np.dtype(v): k for k, v in _TENSOR_TYPES.items()}
 
 
 def flip(input, dims):  # noqa: A002 - PyTorch's argument name
-    """``input`` with the order of its elements along ``dims`` reversed (a view)."""
+    """``input`` with the order of its elements along ``dims`` reversed (a view).
+
+    Args:
+        input: the tensor.
+        dims: a dimension or a sequence of dimensions (negative counts from the end).
+
+    Returns:
+        A view of ``input``; gradients flow back reversed.
+
+    Shape:
+        ``(*)`` -> ``(*)``."""
     dims = {_axes(d, input.ndim, "flip")[0] for d in ((dims,) if isinstance(dims, int) else dims)}
     return input[tuple(slice(None, None, -1) if i in dims else slice(None) for i in range(input.ndim))]
 
@@ -1192,16 +1220,50 @@ _BINARY_UFUNCS = {  # ufunc: (method of a tensor first operand, method of a tens
 
 def array_of(value):
     """The array behind a Tensor (``value.array``), or ``value`` as an array of xp's module (a
-    list, a NumPy array, a number): for arguments that may be either, such as masks and ids."""
+    list, a NumPy array, a number): for arguments that may be either, such as masks and ids.
+
+    Args:
+        value: a Tensor, an array, a list or a number.
+
+    Returns:
+        An array of the active array module (no copy for a Tensor).
+
+    Shape:
+        that of ``value``."""
     return value.array if isinstance(value, Tensor) else xp.asarray(value)
 
 
 def as_tensor(x) -> Tensor:
+    """``x`` itself if it is a Tensor, else a new Tensor of its values.
+
+    Args:
+        x: a Tensor, an array, a list or a number.
+
+    Returns:
+        A Tensor (``x`` unchanged when it is one).
+
+    Shape:
+        that of ``x``."""
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
 def matmul(a, b) -> Tensor:
-    """``a @ b`` with NumPy's batching and broadcasting; checks the inner dimensions."""
+    """``a @ b`` with NumPy's batching and broadcasting; checks the inner dimensions.
+
+    Args:
+        a: the left operand (a Tensor or array), at least 1-D.
+        b: the right operand, at least 1-D, of ``a``'s dtype.
+
+    Returns:
+        The product, in the operands' dtype.
+
+    Shape:
+        ``(*, n, k) @ (*, k, m)`` -> ``(*, n, m)`` with the batch dimensions broadcast; a 1-D
+        operand is a vector (its dimension is dropped from the result), as ``numpy.matmul``.
+
+    Raises:
+        ValueError: a 0-d operand, or inner dimensions that differ.
+        TypeError: operands of different dtypes (PyTorch raises RuntimeError)."""
     a, b = as_tensor(a), as_tensor(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {a.shape} and {b.shape}")
@@ -1247,7 +1309,22 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's argument
 
 
 def masked_fill(input, mask, value) -> Tensor:  # noqa: A002
-    """Fill ``input`` with ``value`` where ``mask`` is True; ``mask`` must broadcast to it."""
+    """Fill ``input`` with ``value`` where ``mask`` is True; ``mask`` must broadcast to it.
+
+    Args:
+        input: the tensor.
+        mask: a boolean tensor or array broadcastable to ``input``.
+        value: the number written where ``mask`` is True.
+
+    Returns:
+        A new tensor; the gradient is zero where filled.
+
+    Shape:
+        ``input`` ``(*)``, ``mask`` broadcastable to ``(*)`` -> ``(*)``.
+
+    Raises:
+        TypeError: a mask that is not boolean.
+        ValueError: a mask that does not broadcast to ``input``."""
     m = mask.array if isinstance(mask, Tensor) else xp.asarray(mask)
     if m.dtype != np.bool_:
         raise TypeError(f"masked_fill: mask must be a boolean tensor, got dtype {m.dtype}")
@@ -1266,6 +1343,20 @@ def _broadcasts(a, b) -> bool:
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension (``torch.cat``).
+
+    Args:
+        tensors: a non-empty sequence of tensors of one rank, equal in every other dimension.
+        dim: the dimension to join along.
+
+    Returns:
+        The concatenation; each input's gradient is its slice of the output's.
+
+    Shape:
+        ``(*, n_i, *)`` each -> ``(*, sum n_i, *)``.
+
+    Raises:
+        ValueError: an empty sequence, or shapes that differ outside ``dim``."""
     tensors = [as_tensor(t) for t in tensors]
     _check_same_rank("cat", tensors, dim, skip_dim=True)
     return S.Cat.apply(*tensors, axis=dim % tensors[0].ndim)
@@ -1275,6 +1366,20 @@ concatenate = cat
 
 
 def stack(tensors, dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dimension (``torch.stack``).
+
+    Args:
+        tensors: a non-empty sequence of tensors of the same shape.
+        dim: where the new dimension goes (0 to the inputs' rank).
+
+    Returns:
+        The stacked tensor.
+
+    Shape:
+        ``k`` tensors ``(*)`` -> ``(k, *)`` (at ``dim``).
+
+    Raises:
+        ValueError: an empty sequence, or shapes that differ."""
     tensors = [as_tensor(t) for t in tensors]
     _check_same_rank("stack", tensors, dim, skip_dim=False)
     return S.Stack.apply(*tensors, axis=dim % (tensors[0].ndim + 1))
@@ -1294,7 +1399,21 @@ def _check_same_rank(op, tensors, dim, skip_dim):
 
 
 def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
-    """Split along ``dim`` into chunks of one size (last may be smaller) or of listed sizes."""
+    """Split along ``dim`` into chunks of one size (last may be smaller) or of listed sizes.
+
+    Args:
+        tensor: the tensor to split.
+        split_size_or_sections: the size of each chunk (an int), or the list of sizes.
+        dim: the dimension to split.
+
+    Returns:
+        A tuple of views of ``tensor``.
+
+    Shape:
+        ``(*, n, *)`` -> chunks ``(*, n_i, *)`` with ``sum n_i = n``.
+
+    Raises:
+        ValueError: a non-positive size, or sections that do not sum to the dimension's size."""
     n = tensor.shape[dim]
     if isinstance(split_size_or_sections, int):
         size = split_size_or_sections

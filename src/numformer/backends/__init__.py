@@ -19,6 +19,9 @@ def set_float32_matmul_precision(precision: str) -> None:
     """PyTorch's ``torch.set_float32_matmul_precision``: recorded; numformer's float32 matmuls
     always run at "highest" precision.
 
+    Args:
+        precision: ``"highest"``, ``"high"`` or ``"medium"``.
+
     Raises:
         ValueError: a precision other than "highest", "high" or "medium"."""
     if precision not in _PRECISIONS:
@@ -27,4 +30,8 @@ def set_float32_matmul_precision(precision: str) -> None:
 
 
 def get_float32_matmul_precision() -> str:
+    """The precision last set with ``set_float32_matmul_precision`` (``"highest"`` at first).
+
+    Returns:
+        ``"highest"``, ``"high"`` or ``"medium"`` (numformer computes at "highest" whatever it says)."""
     return _precision[0]

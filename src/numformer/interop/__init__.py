@@ -41,8 +41,22 @@ def _numpy(name, value) -> np.ndarray:
 def to_torch_state_dict(module_or_state) -> dict:
     """A numformer module's (or state dict's) arrays as CPU ``torch.Tensor`` copies, same names.
 
+    Args:
+        module_or_state: a numformer ``Module``, or a mapping of names to tensors or arrays.
+
+    Returns:
+        ``{name: torch.Tensor}``, ready for ``torch_module.load_state_dict``.
+
     Raises:
-        ImportError: PyTorch is not installed."""
+        ImportError: PyTorch is not installed.
+        TypeError: neither a module nor a state dict.
+
+    Examples:
+        >>> import numformer as nf
+        >>> from numformer.interop import to_torch_state_dict
+        >>> state = to_torch_state_dict(nf.nn.Linear(3, 2))  # doctest: +SKIP
+        >>> import torch; torch.nn.Linear(3, 2).load_state_dict(state)  # doctest: +SKIP
+        <All keys matched successfully>"""
     import torch
 
     return {
@@ -51,11 +65,32 @@ def to_torch_state_dict(module_or_state) -> dict:
 
 
 def from_torch_state_dict(state) -> dict:
-    """A PyTorch state dict (or any mapping of tensors) as NumPy arrays, same names."""
+    """A PyTorch state dict (or any mapping of tensors) as NumPy arrays, same names; bfloat16
+    tensors become float32 (NumPy has no bfloat16).
+
+    Args:
+        state: a ``torch.nn.Module``'s ``state_dict()``, or any mapping of names to tensors.
+
+    Returns:
+        ``{name: numpy.ndarray}`` (copies).
+
+    Raises:
+        TypeError: neither a module nor a state dict."""
     return {name: _numpy(name, v) for name, v in _state_of(state).items()}
 
 
 def load_torch_state_dict(module, state, strict: bool = True):
     """Load a PyTorch state dict into a numformer module (``Module.load_state_dict``'s checks:
-    every missing, unexpected or mis-shaped key in one ValueError)."""
+    every missing, unexpected or mis-shaped key in one ValueError).
+
+    Args:
+        module: the numformer module, built with the same arguments as the PyTorch one.
+        state: the PyTorch state dict (or any mapping of tensors).
+        strict: require exactly the module's keys.
+
+    Returns:
+        ``load_state_dict``'s result (the missing and unexpected keys).
+
+    Raises:
+        ValueError: missing, unexpected or mis-shaped keys (all of them, in one message)."""
     return module.load_state_dict(from_torch_state_dict(state), strict=strict)

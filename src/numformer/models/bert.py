@@ -43,7 +43,27 @@ PACKAGED["sentence-transformers/all-MiniLM-L6-v2"] = PACKAGED["all-MiniLM-L6-v2"
 class BertConfig(Config):
     """Hugging Face's ``BertConfig`` fields that shape the model (``config.json``); the other
     keys there (``architectures``, ``transformers_version``, ...) are ignored, as ``transformers``
-    does."""
+    does. The defaults are BERT-base's (Devlin et al., 2019, "BERT").
+
+    Args:
+        vocab_size: the number of token ids.
+        hidden_size: E, the width of every layer.
+        num_hidden_layers: the number of encoder layers.
+        num_attention_heads: H, heads per layer (must divide ``hidden_size``).
+        intermediate_size: the feed-forward layer's width.
+        hidden_act: the feed-forward activation: ``gelu`` (exact), ``gelu_new`` or
+            ``gelu_pytorch_tanh`` (tanh form), ``relu``.
+        hidden_dropout_prob: dropout on embeddings and sub-layer outputs (training only).
+        attention_probs_dropout_prob: dropout on the attention weights (training only).
+        max_position_embeddings: the longest sequence the position table covers.
+        type_vocab_size: the number of token types (segments).
+        layer_norm_eps: LayerNorm's epsilon.
+        pad_token_id: the padding token's id (its embedding row starts at zero).
+        position_embedding_type: only ``"absolute"`` (learned positions) is supported.
+
+    Raises:
+        ValueError: a size that is not positive, heads that do not divide the width, an
+            unknown activation or position embedding type."""
 
     unknown_keys = "ignore"
 
@@ -258,10 +278,24 @@ def _as_ids(value, name: str) -> np.ndarray:
 
 
 class BertModel(nn.Module):
-    """The BERT encoder: embeddings, ``num_hidden_layers`` post-LN layers, an optional pooler.
+    """The BERT encoder (Devlin et al., 2019): embeddings, ``num_hidden_layers`` post-LN layers,
+    an optional pooler.
 
     Parameter names and shapes are Hugging Face's ``BertModel``'s. ``BertModel.from_pretrained``
     reads a checkpoint folder in its layout.
+
+    Args:
+        config: the sizes (``BertConfig``).
+        add_pooling_layer: add the pooler (``tanh(dense(h[CLS]))``), as Hugging Face's default.
+
+    Examples:
+        >>> import numpy as np
+        >>> from numformer.models import BertConfig, BertModel
+        >>> config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+        ...                     num_attention_heads=2, intermediate_size=32)
+        >>> out = BertModel(config).eval()(np.array([[1, 5, 7, 2]]))
+        >>> out.last_hidden_state.shape, out.pooler_output.shape
+        ((1, 4, 16), (1, 16))
     """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
@@ -510,6 +544,17 @@ class BertForSequenceClassification(nn.Module):
     """A classification head on ``BertModel``: dropout then ``classifier`` (Linear) over the
     pooled sequence (Hugging Face's head with ``pooling="cls"``: the pooler's tanh(dense(h[CLS]));
     ``pooling="mean"``: the mean of the real tokens' states, as sentence-transformers pools).
+
+    Args:
+        bert: the encoder (a ``BertModel``, e.g. pretrained), or a ``BertConfig`` to build one.
+        num_labels: the number of classes (at least 2).
+        pooling: ``"cls"`` (the pooler over [CLS]) or ``"mean"`` (over the real tokens).
+        dropout: dropout before the classifier (default: the config's ``hidden_dropout_prob``).
+
+    Raises:
+        ValueError: an unknown pooling, fewer than 2 labels, or ``"cls"`` on a BERT without a
+            pooler.
+        TypeError: ``bert`` neither a BertModel nor a BertConfig.
     """
 
     def __init__(self, bert: BertModel | BertConfig, num_labels: int, pooling: str = "cls", dropout=None):

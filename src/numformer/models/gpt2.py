@@ -43,7 +43,35 @@ CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_
 @dataclass
 class GPT2Config(Config):
     """The fields of GPT-2's ``config.json`` that shape the model (Hugging Face's names and
-    defaults; the file's other keys are ignored)."""
+    defaults; the file's other keys are ignored).
+
+    Radford et al., 2019, "Language Models are Unsupervised Multitask Learners".
+
+    Args:
+        model_type: ``"gpt2"``.
+        vocab_size: the number of token ids.
+        n_positions: the longest context (the learned position table's rows).
+        n_embd: E, the width.
+        n_layer: the number of blocks.
+        n_head: the heads per block.
+        n_inner: the MLP's width (None: 4 * n_embd).
+        activation_function: ``"gelu_new"`` (tanh form), ``"gelu_pytorch_tanh"`` or ``"gelu"``.
+        layer_norm_epsilon: LayerNorm's epsilon.
+        resid_pdrop: dropout on the residual branches (training only).
+        embd_pdrop: dropout on the embeddings (training only).
+        attn_pdrop: dropout on the attention weights (training only).
+        scale_attn_weights: divide the scores by sqrt(head width).
+        scale_attn_by_inverse_layer_idx: also divide by the layer's index + 1.
+        add_cross_attention: must be False (no encoder-decoder GPT-2).
+        tie_word_embeddings: the output layer shares the token embedding.
+        initializer_range: the standard deviation of the weights' normal initialisation.
+        use_cache: read for compatibility (numformer's ``generate`` always caches).
+        bos_token_id: the beginning-of-sequence token, or None.
+        eos_token_id: the end-of-sequence token(s) ``generate`` stops at, or None.
+        pad_token_id: the padding token, or None.
+        dtype: the stored weights' dtype as the file names it (numformer computes in float32).
+        torch_dtype: the older name of ``dtype``.
+    """
 
     unknown_keys = "ignore"
     model_type: str = "gpt2"
@@ -164,7 +192,11 @@ class GPT2Block(nn.Module):
 
 
 class GPT2Model(nn.Module):
-    """Token and position embeddings, ``n_layer`` blocks, a final LayerNorm."""
+    """Token and position embeddings, ``n_layer`` blocks, a final LayerNorm.
+
+    Args:
+        config: the sizes (``GPT2Config``).
+    """
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -203,7 +235,11 @@ class GPT2Model(nn.Module):
 
 class GPT2LMHeadModel(PreTrainedCausalLM):
     """GPT-2 with its output layer ``lm_head`` tied to the token embedding.
-    ``from_pretrained(folder)`` reads a Hugging Face folder; ``generate`` continues prompts."""
+    ``from_pretrained(folder)`` reads a Hugging Face folder; ``generate`` continues prompts.
+
+    Args:
+        config: the sizes (``GPT2Config``).
+    """
 
     config_class = GPT2Config
     model_types = ("gpt2",)

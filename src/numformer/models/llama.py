@@ -62,7 +62,41 @@ class RopeParameters(Config):
 @dataclass
 class LlamaConfig(Config):
     """The fields of a Llama-family ``config.json`` that shape the model (Hugging Face's
-    ``LlamaConfig``; the file's other keys are ignored, as ``transformers`` does)."""
+    ``LlamaConfig``; the file's other keys are ignored, as ``transformers`` does).
+
+    Touvron et al., 2023, "LLaMA"; rotary positions (Su et al., 2021), RMSNorm, SwiGLU MLP.
+
+    Args:
+        model_type: ``"llama"``.
+        vocab_size: the number of token ids.
+        hidden_size: E, the width.
+        intermediate_size: the gated MLP's width.
+        num_hidden_layers: the number of decoder layers.
+        num_attention_heads: the query heads per layer.
+        num_key_value_heads: the key/value heads (grouped-query attention; None: one per query head).
+        head_dim: the head width (None: hidden_size / num_attention_heads).
+        hidden_act: ``"silu"`` (``"swish"``).
+        max_position_embeddings: the context the model was trained for.
+        rms_norm_eps: RMSNorm's epsilon.
+        rope_theta: the rotary embedding's base.
+        rope_scaling: the older name of ``rope_parameters``.
+        rope_parameters: rotary scaling (``rope_type`` default, linear, dynamic or llama3), or None.
+        attention_bias: biases on the q, k, v and o projections.
+        mlp_bias: biases on the MLP's projections.
+        tie_word_embeddings: the output layer shares the token embedding.
+        sliding_window: the attention window of sliding layers, or None.
+        use_sliding_window: Qwen2's switch for ``sliding_window``.
+        max_window_layers: Qwen2: layers from this index on slide.
+        layer_types: per layer ``"full_attention"`` or ``"sliding_attention"``, or None.
+        attention_dropout: dropout on the attention weights (training only).
+        initializer_range: the standard deviation of the weights' normal initialisation.
+        use_cache: read for compatibility (numformer's ``generate`` always caches).
+        bos_token_id: the beginning-of-sequence token, or None.
+        eos_token_id: the end-of-sequence token(s) ``generate`` stops at, or None.
+        pad_token_id: the padding token, or None.
+        dtype: the stored weights' dtype as the file names it (numformer computes in float32).
+        torch_dtype: the older name of ``dtype``.
+    """
 
     unknown_keys = "ignore"
     model_type: str = "llama"
@@ -162,7 +196,39 @@ class LlamaConfig(Config):
 
 @dataclass
 class Qwen2Config(LlamaConfig):
-    """Qwen2's ``config.json`` (Hugging Face's ``Qwen2Config`` defaults): biases on q, k, v."""
+    """Qwen2's ``config.json`` (Hugging Face's ``Qwen2Config`` defaults): biases on q, k, v.
+
+    Args:
+        model_type: ``"qwen2"``.
+        vocab_size: the number of token ids.
+        hidden_size: E, the width.
+        intermediate_size: the gated MLP's width.
+        num_hidden_layers: the number of decoder layers.
+        num_attention_heads: the query heads per layer.
+        num_key_value_heads: the key/value heads (grouped-query attention; None: one per query head).
+        head_dim: the head width (None: hidden_size / num_attention_heads).
+        hidden_act: ``"silu"`` (``"swish"``).
+        max_position_embeddings: the context the model was trained for.
+        rms_norm_eps: RMSNorm's epsilon.
+        rope_theta: the rotary embedding's base.
+        rope_scaling: the older name of ``rope_parameters``.
+        rope_parameters: rotary scaling (``rope_type`` default, linear, dynamic or llama3), or None.
+        attention_bias: biases on the q, k, v and o projections.
+        mlp_bias: biases on the MLP's projections.
+        tie_word_embeddings: the output layer shares the token embedding.
+        sliding_window: the attention window of sliding layers, or None.
+        use_sliding_window: Qwen2's switch for ``sliding_window``.
+        max_window_layers: Qwen2: layers from this index on slide.
+        layer_types: per layer ``"full_attention"`` or ``"sliding_attention"``, or None.
+        attention_dropout: dropout on the attention weights (training only).
+        initializer_range: the standard deviation of the weights' normal initialisation.
+        use_cache: read for compatibility (numformer's ``generate`` always caches).
+        bos_token_id: the beginning-of-sequence token, or None.
+        eos_token_id: the end-of-sequence token(s) ``generate`` stops at, or None.
+        pad_token_id: the padding token, or None.
+        dtype: the stored weights' dtype as the file names it (numformer computes in float32).
+        torch_dtype: the older name of ``dtype``.
+    """
 
     model_type: str = "qwen2"
     vocab_size: int = 151936
@@ -174,7 +240,39 @@ class Qwen2Config(LlamaConfig):
 
 @dataclass
 class MistralConfig(LlamaConfig):
-    """Mistral's ``config.json`` (Hugging Face's ``MistralConfig`` defaults): a sliding window."""
+    """Mistral's ``config.json`` (Hugging Face's ``MistralConfig`` defaults): a sliding window.
+
+    Args:
+        model_type: ``"mistral"``.
+        vocab_size: the number of token ids.
+        hidden_size: E, the width.
+        intermediate_size: the gated MLP's width.
+        num_hidden_layers: the number of decoder layers.
+        num_attention_heads: the query heads per layer.
+        num_key_value_heads: the key/value heads (grouped-query attention; None: one per query head).
+        head_dim: the head width (None: hidden_size / num_attention_heads).
+        hidden_act: ``"silu"`` (``"swish"``).
+        max_position_embeddings: the context the model was trained for.
+        rms_norm_eps: RMSNorm's epsilon.
+        rope_theta: the rotary embedding's base.
+        rope_scaling: the older name of ``rope_parameters``.
+        rope_parameters: rotary scaling (``rope_type`` default, linear, dynamic or llama3), or None.
+        attention_bias: biases on the q, k, v and o projections.
+        mlp_bias: biases on the MLP's projections.
+        tie_word_embeddings: the output layer shares the token embedding.
+        sliding_window: the attention window of sliding layers, or None.
+        use_sliding_window: Qwen2's switch for ``sliding_window``.
+        max_window_layers: Qwen2: layers from this index on slide.
+        layer_types: per layer ``"full_attention"`` or ``"sliding_attention"``, or None.
+        attention_dropout: dropout on the attention weights (training only).
+        initializer_range: the standard deviation of the weights' normal initialisation.
+        use_cache: read for compatibility (numformer's ``generate`` always caches).
+        bos_token_id: the beginning-of-sequence token, or None.
+        eos_token_id: the end-of-sequence token(s) ``generate`` stops at, or None.
+        pad_token_id: the padding token, or None.
+        dtype: the stored weights' dtype as the file names it (numformer computes in float32).
+        torch_dtype: the older name of ``dtype``.
+    """
 
     model_type: str = "mistral"
     intermediate_size: int = 14336
@@ -339,7 +437,11 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    """Token embedding, ``num_hidden_layers`` decoder layers, a final RMSNorm."""
+    """Token embedding, ``num_hidden_layers`` decoder layers, a final RMSNorm.
+
+    Args:
+        config: the sizes (``LlamaConfig`` or a subclass).
+    """
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -373,7 +475,11 @@ class LlamaModel(nn.Module):
 class LlamaForCausalLM(PreTrainedCausalLM):
     """A Llama-family language model: ``LlamaModel`` and an output layer ``lm_head`` (tied to
     the embedding when ``tie_word_embeddings``). ``from_pretrained(folder)`` reads a Hugging Face
-    folder; ``generate`` continues prompts (``causal_lm.PreTrainedCausalLM``)."""
+    folder; ``generate`` continues prompts (``causal_lm.PreTrainedCausalLM``).
+
+    Args:
+        config: the sizes (``LlamaConfig`` or a subclass).
+    """
 
     config_class = LlamaConfig
     model_types = ("llama",)
@@ -484,7 +590,11 @@ class LlamaForCausalLM(PreTrainedCausalLM):
 
 
 class Qwen2ForCausalLM(LlamaForCausalLM):
-    """Qwen2 (and Qwen2.5): Llama's model with biases on the query, key and value projections."""
+    """Qwen2 (and Qwen2.5): Llama's model with biases on the query, key and value projections.
+
+    Args:
+        config: the sizes (``Qwen2Config``).
+    """
 
     config_class = Qwen2Config
     model_types = ("qwen2",)
@@ -492,7 +602,11 @@ class Qwen2ForCausalLM(LlamaForCausalLM):
 
 class MistralForCausalLM(LlamaForCausalLM):
     """Mistral: Llama's model with a sliding attention window (``sliding_window``; null in the
-    later versions, which are then exactly Llama)."""
+    later versions, which are then exactly Llama).
+
+    Args:
+        config: the sizes (``MistralConfig``).
+    """
 
     config_class = MistralConfig
     model_types = ("mistral",)

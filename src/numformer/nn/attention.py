@@ -81,20 +81,47 @@ def _attend(q, k, v, mask, dropout_p: float, is_causal: bool, need_weights: bool
 
 
 class MultiheadAttention(Module):
-    """Multi-head attention: ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)``.
-
-    Shapes (``batch_first=True``; the default, as PyTorch's, is False: ``(L, N, E)``): query ``(N, L, E)``,
-    key ``(N, S, kdim)``, value ``(N, S, vdim)``, or unbatched ``(L, E)``. Returns
-    ``(output (N, L, E), weights)`` with weights ``(N, L, S)`` averaged over heads, ``(N, H, L, S)``
-    with ``average_attn_weights=False``, or None with ``need_weights=False``.
+    """Multi-head attention: ``out_proj(concat_h softmax(Q_h K_h^T / sqrt(d)) V_h)`` (Vaswani et
+    al., 2017, "Attention Is All You Need", 3.2.2; PyTorch's ``nn.MultiheadAttention``), all heads
+    in one fused kernel call.
 
     Masks as PyTorch's: ``key_padding_mask (N, S)`` and ``attn_mask (L, S)`` or ``(N*H, L, S)``,
     boolean True = ignore, float = added. ``is_causal=True`` without ``attn_mask`` builds the
     causal mask (PyTorch requires the mask as well). A query that may attend to nothing gets a
     zero output (PyTorch: NaN).
 
-    Parameters: ``in_proj_weight (3E, E)`` and ``in_proj_bias (3E,)`` (or ``q/k/v_proj_weight``
-    when kdim/vdim differ from E), ``out_proj.weight (E, E)``, ``out_proj.bias (E,)``.
+    Parameters (PyTorch's names and layouts): ``in_proj_weight (3E, E)`` and ``in_proj_bias
+    (3E,)`` (or ``q/k/v_proj_weight`` when kdim/vdim differ from E), ``out_proj.weight (E, E)``,
+    ``out_proj.bias (E,)``.
+
+    Args:
+        embed_dim: E, the model's width (queries' features and the output's).
+        num_heads: H, the number of heads; must divide ``embed_dim`` (head width E / H).
+        dropout: dropout probability on the attention weights, in training mode.
+        bias: whether the input and output projections have biases.
+        kdim: the keys' features (default ``embed_dim``).
+        vdim: the values' features (default ``embed_dim``).
+        batch_first: inputs and output are ``(N, L, E)``; the default, as PyTorch's, is
+            ``(L, N, E)``.
+        dtype: the parameters' floating dtype (default: numformer's default dtype).
+
+    Shape:
+        query ``(N, L, E)``, key ``(N, S, kdim)``, value ``(N, S, vdim)`` (``batch_first=True``;
+        ``(L, N, E)`` ... otherwise), or unbatched ``(L, E)``. Returns ``(output (N, L, E),
+        weights)`` with weights ``(N, L, S)`` averaged over heads, ``(N, H, L, S)`` with
+        ``average_attn_weights=False``, or None with ``need_weights=False``.
+
+    Raises:
+        ValueError: ``embed_dim`` or ``num_heads`` not positive, or ``num_heads`` not dividing
+            ``embed_dim``.
+
+    Examples:
+        >>> import numformer as nf
+        >>> mha = nf.nn.MultiheadAttention(16, num_heads=4, batch_first=True)
+        >>> x = nf.randn(2, 5, 16)
+        >>> out, weights = mha(x, x, x)
+        >>> tuple(out.shape), tuple(weights.shape)
+        ((2, 5, 16), (2, 5, 5))
     """
 
     def __init__(

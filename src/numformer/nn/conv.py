@@ -97,7 +97,21 @@ class Conv1d(_ConvNd):
     """1-D convolution over sequences (PyTorch's ``nn.Conv1d``): ``weight``
     ``(out_channels, in_channels / groups, kernel_size)``, ``bias`` ``(out_channels,)``.
     ``padding`` an int, ``"valid"`` or ``"same"``; ``padding_mode`` "zeros", "reflect",
-    "replicate" or "circular"."""
+    "replicate" or "circular".
+
+    Args:
+        in_channels: C_in, the input's channels.
+        out_channels: C_out, the output's channels.
+        kernel_size: the kernel's size (an int, or one per spatial dim).
+        stride: the step between kernel positions.
+        padding: zeros added on each side (an int, per dim, ``"same"`` or ``"valid"``).
+        dilation: the spacing between kernel elements.
+        groups: split channels into this many independent groups (``C_in`` for depthwise).
+        bias: learn a bias per output channel.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (``PADDING_MODES``).
+        device: accepted for PyTorch's signature.
+        dtype: the parameters' floating dtype.
+    """
 
     dims = 1
 
@@ -117,7 +131,21 @@ class Conv2d(_ConvNd):
     """2-D convolution over images (PyTorch's ``nn.Conv2d``; LeCun et al., 1998): ``weight``
     ``(out_channels, in_channels / groups, KH, KW)``, ``bias`` ``(out_channels,)``. ``stride``,
     ``padding``, ``dilation``, ``kernel_size`` an int or a pair; ``padding`` also ``"valid"`` or
-    ``"same"``; ``padding_mode`` "zeros", "reflect", "replicate" or "circular"."""
+    ``"same"``; ``padding_mode`` "zeros", "reflect", "replicate" or "circular".
+
+    Args:
+        in_channels: C_in, the input's channels.
+        out_channels: C_out, the output's channels.
+        kernel_size: the kernel's size (an int, or one per spatial dim).
+        stride: the step between kernel positions.
+        padding: zeros added on each side (an int, per dim, ``"same"`` or ``"valid"``).
+        dilation: the spacing between kernel elements.
+        groups: split channels into this many independent groups (``C_in`` for depthwise).
+        bias: learn a bias per output channel.
+        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (``PADDING_MODES``).
+        device: accepted for PyTorch's signature.
+        dtype: the parameters' floating dtype.
+    """
 
     dims = 2
 

@@ -7,7 +7,12 @@ from numformer.nn.module import Module
 
 
 class CosineSimilarity(Module):
-    """Cosine similarity along ``dim`` (``F.cosine_similarity``)."""
+    """Cosine similarity along ``dim`` (``F.cosine_similarity``).
+
+    Args:
+        dim: the dimension along which to compare.
+        eps: the smallest norm used (avoids division by zero).
+    """
 
     def __init__(self, dim: int = 1, eps: float = 1e-8):
         super().__init__()

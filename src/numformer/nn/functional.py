@@ -59,6 +59,10 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(input, 0) elementwise; NaN stays NaN. ``inplace=True`` writes the result into
     ``input`` and returns it.
 
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     t = as_tensor(input)
     return _in_place(t, E.Relu.apply(t), inplace)
@@ -66,6 +70,10 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(input, 0), 6) elementwise (``hardtanh(input, 0, 6)``).
+
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -77,6 +85,11 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """input where positive, else ``negative_slope * input`` (Maas et al., 2013).
 
+    Args:
+        input: the input tensor.
+        negative_slope: the slope for negative inputs.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -86,6 +99,11 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """input where positive, else alpha (exp(input) - 1) (Clevert et al., 2015).
+
+    Args:
+        input: the input tensor.
+        alpha: the negative side's saturation value.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -102,6 +120,10 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
     """scale * elu(input, alpha) with the self-normalising constants (Klambauer et al., 2017):
     alpha = 1.6733, scale = 1.0507.
 
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -111,6 +133,11 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """input where positive, else alpha (exp(input / alpha) - 1) (Barron, 2017).
+
+    Args:
+        input: the input tensor.
+        alpha: the negative side's saturation value (and scale of its input).
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -125,6 +152,11 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     """log(1 + exp(beta input)) / beta, and input itself where beta input > ``threshold``
     (PyTorch's reversion to the identity, for precision). Finite for any input.
 
+    Args:
+        input: the input tensor.
+        beta: the sharpness: log(1 + exp(beta x)) / beta.
+        threshold: above ``beta x > threshold`` the output is x itself.
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -138,6 +170,12 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
     """input clipped to [min_val, max_val]; the gradient is 1 strictly inside, 0 at and past
     the bounds (PyTorch's hardtanh).
 
+    Args:
+        input: the input tensor.
+        min_val: the lower bound.
+        max_val: the upper bound.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -150,6 +188,9 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace
 def logsigmoid(input: Tensor) -> Tensor:
     """log(sigmoid(input)) = -softplus(-input), finite for any input.
 
+    Args:
+        input: the input tensor.
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -159,6 +200,10 @@ def logsigmoid(input: Tensor) -> Tensor:
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
     """clip(input / 6 + 1/2, 0, 1) (Howard et al., 2019, MobileNetV3).
+
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -170,6 +215,10 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """input * clip(input + 3, 0, 6) / 6 (Howard et al., 2019, MobileNetV3).
 
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -179,6 +228,10 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """input * tanh(softplus(input)) (Misra, 2019).
+
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -190,6 +243,9 @@ def mish(input: Tensor, inplace: bool = False) -> Tensor:
 def softsign(input: Tensor) -> Tensor:
     """input / (1 + |input|).
 
+    Args:
+        input: the input tensor.
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -199,6 +255,10 @@ def softsign(input: Tensor) -> Tensor:
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
     """Gated linear unit (Dauphin et al., 2017): input's halves a, b along ``dim``, a * sigmoid(b).
+
+    Args:
+        input: the input tensor.
+        dim: the dimension split into halves a and b (its size must be even).
 
     Shape: ``(*, 2M, *)`` -> ``(*, M, *)``, floating dtype kept.
 
@@ -217,6 +277,10 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU (Hendrycks and Gimpel, 2016), exact (``"none"``: x * Phi(x)) or the tanh
     approximation (``"tanh"``, GPT-2's).
 
+    Args:
+        input: the input tensor.
+        approximate: ``"none"`` (exact, with erf) or ``"tanh"``.
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -229,12 +293,18 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 def tanh(input: Tensor) -> Tensor:
     """tanh elementwise.
 
+    Args:
+        input: the input tensor.
+
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Tanh.apply(as_tensor(input))
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-input)) elementwise.
+
+    Args:
+        input: the input tensor.
 
     Shape: ``(*)`` -> ``(*)``, dtype kept."""
     return E.Sigmoid.apply(as_tensor(input))
@@ -263,6 +333,11 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=N
     there); stable for logits of any finite magnitude. ``dtype`` casts the input first;
     ``dim=None`` is PyTorch's deprecated implicit choice (with its warning).
 
+    Args:
+        input: the input tensor.
+        dim: the dimension whose entries sum to 1 (None: PyTorch's legacy choice, with a warning).
+        dtype: cast ``input`` to this dtype first (None: keep it).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -273,6 +348,11 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=N
 
 def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """softmax(-input) along ``dim``.
+
+    Args:
+        input: the input tensor.
+        dim: the dimension whose entries sum to 1 (None: PyTorch's legacy choice, with a warning).
+        dtype: cast ``input`` to this dtype first (None: keep it).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -285,6 +365,11 @@ def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=N
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """log(softmax(input)) along ``dim``, computed as x - max - log(sum(exp(x - max))).
     Arguments as ``softmax``'s.
+
+    Args:
+        input: the input tensor.
+        dim: the dimension normalised (None: PyTorch's legacy choice, with a warning).
+        dtype: cast ``input`` to this dtype first (None: keep it).
 
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
@@ -300,6 +385,11 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias`` (one fused primitive, PyTorch's ``F.linear``).
 
+    Args:
+        input: the input tensor.
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features,)``, or None.
+
     Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
 
     Raises:
@@ -310,6 +400,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``relu(linear(input, weight, bias))`` in one kernel: each thread applies the ReLU to its
     block of the GEMM's result while it is in cache (no second pass, no second array).
+
+    Args:
+        input: the input tensor.
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features,)``, or None.
 
     Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
 
@@ -335,6 +430,13 @@ def layer_norm(
     ``* weight + bias`` (Ba et al., 2016). One fused kernel; its backward
     dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) is in ``numformer.ops.normalization``.
 
+    Args:
+        input: the input tensor.
+        normalized_shape: the trailing shape to normalise over (an int for the last dim).
+        weight: the scale over ``normalized_shape``, or None.
+        bias: the shift over ``normalized_shape``, or None.
+        eps: a small constant for numerical stability.
+
     Shape: input ``(*, *normalized_shape)``, weight and bias ``normalized_shape`` -> input's
     shape and dtype.
 
@@ -359,6 +461,14 @@ def add_layer_norm(
     """``layer_norm(input + residual, ...)`` in one kernel: the add happens row by row inside
     the normalisation, so the sum is never a separate pass or a stored array (post-LN blocks'
     "add & norm"). The gradient of each operand is the gradient of the sum.
+
+    Args:
+        input: the input tensor.
+        residual: the tensor added to ``input`` before normalising (the residual branch).
+        normalized_shape: the trailing shape to normalise over (an int for the last dim).
+        weight: the scale over ``normalized_shape``, or None.
+        bias: the shift over ``normalized_shape``, or None.
+        eps: a small constant for numerical stability.
 
     Shape: input and residual ``(*, *normalized_shape)`` (the same shape and dtype: no
     broadcasting) -> the same.
@@ -389,6 +499,12 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     scale the rest by 1/(1-p), so the expectation is unchanged; the identity when not
     ``training`` or p = 0. The mask comes from ``manual_seed``'s generator, in fixed blocks, so
     it is the same for any thread count. ``inplace=True`` writes into ``input``.
+
+    Args:
+        input: the input tensor.
+        p: the probability of zeroing an element (or channel), in [0, 1].
+        training: apply dropout (False: return ``input`` unchanged).
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(*)`` -> ``(*)``.
 
@@ -423,6 +539,12 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     """Channel dropout (Tompson et al., 2015) for ``(N, C, L)`` or ``(C, L)``: each channel zeroed
     whole with probability ``p``, the rest scaled by 1/(1-p).
 
+    Args:
+        input: the input tensor.
+        p: the probability of zeroing a channel, in [0, 1].
+        training: apply dropout (False: return ``input`` unchanged).
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(N, C, L)`` or ``(C, L)`` -> the same.
 
     Raises:
@@ -434,6 +556,12 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
     """Channel dropout (Tompson et al., 2015) for ``(N, C, H, W)``: each feature map zeroed whole
     with probability ``p``, the rest scaled by 1/(1-p). A 3-dim input is taken as ``(N, C, L)``
     (PyTorch's legacy reading, with its warning).
+
+    Args:
+        input: the input tensor.
+        p: the probability of zeroing a channel, in [0, 1].
+        training: apply dropout (False: return ``input`` unchanged).
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
 
     Shape: ``(N, C, H, W)`` or ``(N, C, L)`` -> the same.
 
@@ -462,6 +590,15 @@ def embedding(
     """Rows of ``weight`` at integer indices ``input``; the ``padding_idx`` row gets no gradient.
     PyTorch's ``max_norm`` (renormalising rows in place), ``scale_grad_by_freq`` and ``sparse``
     gradients are not implemented: asking for one is an error, never silently ignored.
+
+    Args:
+        input: integer ids.
+        weight: the table ``(num_embeddings, embedding_dim)``.
+        padding_idx: a row that gets no gradient, or None.
+        max_norm: renormalise the looked-up rows to at most this norm, in place (as PyTorch's), or None.
+        norm_type: the p of ``max_norm``'s norm.
+        scale_grad_by_freq: scale each row's gradient by the inverse of its count in the batch.
+        sparse: PyTorch's sparse gradients: must be False (numformer's gradients are dense).
 
     Shape: input ``(*)`` integers, weight ``(num_embeddings, E)`` -> ``(*, E)``.
 
@@ -534,6 +671,16 @@ def cross_entropy(
     no kept target gives 0 (PyTorch gives NaN). ``size_average`` and ``reduce`` are PyTorch's
     deprecated spelling of ``reduction``.
 
+    Args:
+        input: logits ``(N, C)`` (or ``(C,)``, ``(N, C, d1, ...)``).
+        target: class indices, or probabilities of ``input``'s shape.
+        weight: a rescaling weight per class ``(C,)``, or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        ignore_index: a target class that contributes nothing (nor counts in the mean).
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        label_smoothing: the mass in [0, 1] spread uniformly over the classes (Szegedy et al., 2016).
+
     Shape: input ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; target integer class indices
     ``(N,)``, ``()`` or ``(N, d1, ...)``, or floating probabilities of input's shape; weight
     ``(C,)``. Output ``()`` for ``reduction`` "mean" and "sum", the target's shape for "none".
@@ -577,6 +724,15 @@ def nll_loss(
     ``F.nll_loss``; ``cross_entropy`` is ``nll_loss(log_softmax(x))``): -weight[t] input[t] per
     position; "mean" divides by the kept positions' weights. Mean over no kept target gives 0
     (PyTorch gives NaN).
+
+    Args:
+        input: log-probabilities ``(N, C)`` (or ``(C,)``, ``(N, C, d1, ...)``).
+        target: class indices.
+        weight: a rescaling weight per class ``(C,)``, or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        ignore_index: a target class that contributes nothing (nor counts in the mean).
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
 
     Shape: input ``(N, C)``, ``(C,)`` or ``(N, C, d1, ...)``; target integer ``(N,)``, ``()`` or
     ``(N, d1, ...)``; weight ``(C,)``. Output ``()``, or the target's shape for "none".
@@ -631,6 +787,14 @@ def mse_loss(
     """Mean squared error (input - target)^2, optionally times an elementwise ``weight`` ("mean"
     then divides by the weights' sum, PyTorch's rule).
 
+    Args:
+        input: the input tensor.
+        target: the targets, ``input``'s shape.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        weight: a rescaling weight per element (broadcast to the input), or None.
+
     Shape: input, target (and weight) of one shape ``(*)`` (no broadcasting: here it is almost
     always a bug; PyTorch warns and broadcasts) -> ``()``, or ``(*)`` for "none".
 
@@ -648,6 +812,14 @@ def l1_loss(
     """Mean absolute error |input - target|, optionally times an elementwise ``weight`` ("mean"
     then divides by the weights' sum). The gradient at input = target is 0, as PyTorch's.
 
+    Args:
+        input: the input tensor.
+        target: the targets, ``input``'s shape.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        weight: a rescaling weight per element (broadcast to the input), or None.
+
     Shape: input, target (and weight) of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
 
     Raises:
@@ -663,6 +835,14 @@ def smooth_l1_loss(
 ) -> Tensor:
     """Smooth L1 (Girshick, 2015): 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta, with
     d = input - target; beta = 0 is the L1 loss.
+
+    Args:
+        input: the input tensor.
+        target: the targets, ``input``'s shape.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        beta: where the loss turns from quadratic to linear.
 
     Shape: input and target of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
 
@@ -680,6 +860,13 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     d = input - target (``delta`` times ``smooth_l1_loss`` with beta = delta), optionally
     times an elementwise ``weight`` ("mean" stays over the elements here, as PyTorch's, unlike
     ``mse_loss``'s and ``l1_loss``'s).
+
+    Args:
+        input: the input tensor.
+        target: the targets, ``input``'s shape.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        delta: where the loss turns from quadratic to linear.
+        weight: a rescaling weight per element (broadcast to the input), or None.
 
     Shape: input, target (and weight) of one shape ``(*)`` -> ``()``, or ``(*)`` for "none".
 
@@ -699,6 +886,14 @@ def binary_cross_entropy(
     """Binary cross-entropy of probabilities: -weight (t log p + (1 - t) log(1 - p)), each log
     clamped to >= -100 as PyTorch's (so p = 0 or 1 gives a finite loss). ``weight`` rescales
     each element (broadcast to input's shape); "mean" is over the elements.
+
+    Args:
+        input: probabilities in [0, 1].
+        target: targets in [0, 1], ``input``'s shape.
+        weight: a rescaling weight per element (broadcast to the input), or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
 
     Shape: input and target of one shape ``(*)``, weight broadcasting to it -> ``()``, or
     ``(*)`` for "none".
@@ -731,6 +926,15 @@ def binary_cross_entropy_with_logits(
     weighs the positive term, per class (broadcast along the last dim); ``weight`` rescales each
     element. Both are fixed factors (no gradient reaches them).
 
+    Args:
+        input: logits (any real numbers).
+        target: targets in [0, 1], ``input``'s shape.
+        weight: a rescaling weight per element (broadcast to the input), or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one loss per element).
+        pos_weight: a weight of the positive term per class, or None.
+
     Shape: input and target of one shape ``(*)``; weight and pos_weight broadcasting to it
     (pos_weight typically ``(C,)`` for input ``(N, C)``) -> ``()``, or ``(*)`` for "none".
 
@@ -762,6 +966,14 @@ def kl_div(
     where target = 0. ``"batchmean"`` divides the sum by the batch size (input's first dim),
     which is KL's definition; ``"mean"`` divides by the element count (PyTorch's warning says so).
     input and target broadcast together, as PyTorch's.
+
+    Args:
+        input: log-probabilities.
+        target: probabilities (log-probabilities with ``log_target``), broadcastable with ``input``.
+        size_average: PyTorch's deprecated flag (with ``reduce``), mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag, mapped to ``reduction``.
+        reduction: ``"mean"``, ``"batchmean"`` (KL's definition), ``"sum"`` or ``"none"``.
+        log_target: ``target`` holds log-probabilities.
 
     Shape: input ``(N, *)``, target broadcasting with it -> ``()``, or the broadcast shape for
     "none".
@@ -896,6 +1108,15 @@ def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     """The maximum over each window of a sequence (PyTorch's ``F.max_pool1d``); the 2-D kernel
     with H = 1. Arguments as ``max_pool2d``'s, each an int or a 1-tuple.
 
+    Args:
+        input: the input tensor.
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        dilation: the spacing between window elements.
+        ceil_mode: round the output size up instead of down.
+        return_indices: also return the positions of the maxima.
+
     Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, L_out)``; indices (``return_indices``) int64,
     into L.
 
@@ -911,8 +1132,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     each window's winner.
 
     Args:
-        kernel_size: an int or a pair. stride: default ``kernel_size``. padding: at most half
-        the (dilated) kernel. ceil_mode: round the output size up (a last partial window).
+        input: the images.
+        kernel_size: the window's size, an int or a pair.
+        stride: the step between windows (default: ``kernel_size``).
+        padding: -inf padding on each side, at most half the (dilated) kernel.
+        dilation: the spacing between window elements.
+        ceil_mode: round the output size up (a last partial window).
         return_indices: also return each winner's flat index into its channel's H W.
 
     Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, H_out, W_out)``, H_out =
@@ -952,6 +1177,14 @@ def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=Fal
     """The mean over each window of a sequence (PyTorch's ``F.avg_pool1d``). Arguments as
     ``avg_pool2d``'s, each an int or a 1-tuple.
 
+    Args:
+        input: the input tensor.
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count padded zeros in the average.
+
     Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, L_out)``.
 
     Raises:
@@ -964,6 +1197,15 @@ def avg_pool2d(
 ):
     """The mean over each window (PyTorch's ``F.avg_pool2d``): zero padding, counted in the
     divisor when ``count_include_pad``; ``divisor_override`` replaces the divisor.
+
+    Args:
+        input: the input tensor.
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count padded zeros in the average.
+        divisor_override: divide by this instead of the window's size, or None.
 
     Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, H_out, W_out)`` (sizes as
     ``max_pool2d``'s, dilation 1).
@@ -1006,6 +1248,10 @@ def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
     """Mean pooling to a fixed length (PyTorch's ``F.adaptive_avg_pool1d``): window i covers
     floor(i L / out) to ceil((i + 1) L / out); a product with a constant pooling matrix.
 
+    Args:
+        input: the input tensor.
+        output_size: the output's spatial size (an int, or one per dim; None keeps a dim).
+
     Shape: ``(N, C, L)`` or ``(C, L)`` -> ``(N, C, output_size)``.
 
     Raises:
@@ -1017,6 +1263,10 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """Mean pooling to a fixed size (PyTorch's ``F.adaptive_avg_pool2d``; (1, 1) is global
     average pooling): window (i, j) covers rows floor(i H / Ho) to ceil((i + 1) H / Ho) and
     likewise columns; two products with constant pooling matrices, Ah x Aw^T.
+
+    Args:
+        input: the input tensor.
+        output_size: the output's spatial size (an int, or one per dim; None keeps a dim).
 
     Shape: ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, Ho, Wo)``; ``output_size`` an int, a
     pair, or None in a place to keep that size.
@@ -1054,6 +1304,10 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
     """Class indices as one-hot rows: ``out[..., i] = 1`` where ``tensor == i`` (PyTorch's
     ``F.one_hot``); ``num_classes=-1`` takes the largest index plus one. No gradient.
 
+    Args:
+        tensor: integer class indices.
+        num_classes: the number of classes (-1: one more than the largest index).
+
     Shape: integer ``(*)`` -> int64 ``(*, num_classes)``.
 
     Raises:
@@ -1079,6 +1333,13 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     """``input / max(||input||_p, eps)`` along ``dim`` (PyTorch's ``F.normalize``): unit vectors,
     and a vector shorter than ``eps`` divided by eps instead. One primitive with its backward.
 
+    Args:
+        input: the input tensor.
+        p: the order of the norm.
+        dim: the dimension normalised.
+        eps: the smallest norm divided by.
+        out: must be None (numformer takes no ``out=``).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -1096,6 +1357,12 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """Cosine of the angle between x1 and x2 along ``dim`` (PyTorch's ``F.cosine_similarity``):
     sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps)), x1 and x2 broadcast together.
+
+    Args:
+        x1: the first tensor.
+        x2: the second tensor, broadcastable with ``x1``.
+        dim: the dimension along which to compare.
+        eps: the smallest norm used (avoids division by zero).
 
     Shape: x1 and x2 broadcasting to ``(*, D, *)`` -> ``(*, *)`` (``dim`` removed).
 
@@ -1129,7 +1396,14 @@ class AttentionKernel:
     for and either the plain one's score matrix would exceed ``threshold_bytes`` or the
     attention is causal with L and S of at least ``causal_length`` (the blocked kernel skips the
     tiles above the diagonal, about half the work). ``block_q`` x ``block_k`` is its tile: 256 x
-    512 keeps a block's scores for 8 heads (4 MiB) near cache."""
+    512 keeps a block's scores for 8 heads (4 MiB) near cache.
+
+    Args:
+        kernel: ``"auto"``, ``"plain"`` or ``"blocked"``.
+        threshold_bytes: with ``"auto"``: the score-matrix size from which the blocked kernel runs.
+        causal_length: with ``"auto"``: the causal length from which the blocked kernel runs.
+        block_q: the blocked kernel's query block.
+        block_k: the blocked kernel's key block."""
 
     kernel: str = "auto"
     threshold_bytes: int = 128 << 20
@@ -1162,6 +1436,15 @@ def attention_kernel(
     """Choose the attention kernel inside a ``with`` block (as ``torch.nn.attention.sdpa_kernel``);
     see ``AttentionKernel`` for the settings. The choice is a context variable: it holds for
     this thread (or task) and the block only.
+
+    Args:
+        kernel: ``"auto"`` (chosen by size), ``"plain"`` (the (L, S) scores) or ``"blocked"`` (online softmax
+            over key blocks).
+        threshold_bytes: with ``"auto"``: the score-matrix size from which the blocked kernel is taken (None:
+            keep the current value).
+        block_q: the blocked kernel's query block (None: keep).
+        block_k: the blocked kernel's key block (None: keep).
+        causal_length: with ``"auto"``: the causal length from which the blocked kernel is taken (None: keep).
 
     Raises:
         ValueError: an unknown kernel, or a size below 1."""
@@ -1308,6 +1591,17 @@ def scaled_dot_product_attention_with_weights(
     weights are in the graph, so a loss on them (attention supervision, an entropy penalty)
     reaches query and key. Arguments as ``scaled_dot_product_attention``'s.
 
+    Args:
+        query: ``(N, ..., L, E)``.
+        key: ``(N, ..., S, E)``.
+        value: ``(N, ..., S, Ev)``.
+        attn_mask: boolean (True = take part) or floating (added to the scores), broadcastable to ``(N, ...,
+            L, S)``, or None.
+        dropout_p: dropout on the weights (pass 0 outside training).
+        is_causal: query i attends to keys 0..i only (no ``attn_mask`` then).
+        scale: the scores' factor (default 1 / sqrt(E)).
+        enable_gqa: grouped-query attention: fewer key/value heads than query heads.
+
     Returns:
         ``(output, weights)``: weights after dropout.
 
@@ -1332,6 +1626,11 @@ def _ungroup(t: Tensor, group: int) -> Tensor:
 def sinusoidal_positional_encoding(max_len: int, d_model: int, dtype=None) -> np.ndarray:
     """The seed's table (section 4; Vaswani et al., 2017, 3.5): PE[pos, 2i] =
     sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)), computed in float64.
+
+    Args:
+        max_len: the number of positions.
+        d_model: the width (even).
+        dtype: the table's dtype (default: the default floating dtype).
 
     Shape: -> an array ``(max_len, d_model)`` of ``dtype`` (default: the default dtype).
 
@@ -1358,6 +1657,10 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     backward s (1 + x (1 - s)), s = sigmoid(x). ``inplace`` is accepted for PyTorch's signature;
     numformer's tensors are never overwritten, so a new tensor comes back either way.
 
+    Args:
+        input: the input tensor.
+        inplace: write the result into ``input`` (recorded in the graph, as PyTorch's in-place ops).
+
     Shape: ``(*)`` -> ``(*)``, floating dtype kept.
 
     Raises:
@@ -1371,6 +1674,10 @@ def swiglu(gate: Tensor, up: Tensor) -> Tensor:
     """``silu(gate) * up`` in one kernel: the gated product of a SwiGLU feed-forward layer
     (Shazeer, 2020; Llama's MLP ``down_proj(silu(gate_proj(x)) * up_proj(x))``). PyTorch has no
     such function (it runs the two ops); the backward is written out in ``numformer.ops.gated``.
+
+    Args:
+        gate: the gate branch, passed through SiLU.
+        up: the linear branch, ``gate``'s shape.
 
     Shape: gate and up ``(*)`` of one shape and dtype (no broadcasting) -> ``(*)``.
 
@@ -1394,6 +1701,12 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps:
 
     ``eps`` defaults to the machine epsilon of input's dtype, as PyTorch's ``F.rms_norm``.
 
+    Args:
+        input: the input tensor.
+        normalized_shape: the trailing shape to normalise over (an int for the last dim).
+        weight: the scale over ``normalized_shape``, or None.
+        eps: added to the mean square (None: the dtype's machine epsilon).
+
     Shape: input ``(*, *normalized_shape)``, weight ``normalized_shape`` -> input's shape and dtype.
 
     Raises:
@@ -1411,6 +1724,11 @@ def apply_rotary_emb(input: Tensor, cos, sin) -> Tensor:
     rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2]). One kernel; the backward rotates back.
     ``cos`` and ``sin`` are constants (arrays or tensors, not differentiated) in Hugging Face's
     layout: the angles of the half repeated, ``cat(angles, angles)``.
+
+    Args:
+        input: queries or keys, the features last.
+        cos: the cosines of the positions' angles, broadcastable to ``input``.
+        sin: the sines, shaped as ``cos``.
 
     Shape: input ``(..., L, D)``, D even; cos and sin broadcastable to it (``(N, 1, L, D)`` for
     input ``(N, H, L, D)``) -> input's shape and dtype.

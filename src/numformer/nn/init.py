@@ -30,6 +30,16 @@ def _fill(t: Tensor, values) -> Tensor:
 
 
 def calculate_fan_in_and_fan_out(t: Tensor) -> tuple[int, int]:
+    """The fan-in and fan-out of a weight: ``(in, out)`` features times the receptive field.
+
+    Args:
+        t: a weight of at least 2 dims, ``(out, in, *kernel)``.
+
+    Returns:
+        ``(fan_in, fan_out)``.
+
+    Raises:
+        ValueError: fewer than 2 dims."""
     if t.ndim < 2:
         raise ValueError(f"init: fan in/out need a tensor with at least 2 dims, got shape {t.shape}")
     receptive = math.prod(t.shape[2:])
@@ -37,6 +47,19 @@ def calculate_fan_in_and_fan_out(t: Tensor) -> tuple[int, int]:
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity (PyTorch's table: 1 for linear and sigmoid,
+    5/3 for tanh, sqrt(2) for ReLU, sqrt(2 / (1 + slope^2)) for leaky ReLU, 3/4 for SELU).
+
+    Args:
+        nonlinearity: ``"linear"``, ``"conv1d"``, ``"conv2d"``, ``"conv3d"``, ``"sigmoid"``,
+            ``"tanh"``, ``"relu"``, ``"leaky_relu"`` or ``"selu"``.
+        param: leaky ReLU's negative slope (default 0.01).
+
+    Returns:
+        The gain.
+
+    Raises:
+        ValueError: an unsupported nonlinearity."""
     if nonlinearity in ("linear", "sigmoid", "conv1d", "conv2d", "conv3d"):
         return 1.0
     if nonlinearity == "tanh":
@@ -52,36 +75,95 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    """Fill with draws from U(a, b) (numformer's generator).
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        a: the lower bound.
+        b: the upper bound.
+
+    Returns:
+        ``t``."""
     if SKIPPING[0]:
         return t
     return _fill(t, backend.generator().uniform(a, b, t.shape))
 
 
 def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """Fill with draws from N(mean, std^2) (numformer's generator).
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        mean: the mean.
+        std: the standard deviation.
+
+    Returns:
+        ``t``."""
     if SKIPPING[0]:
         return t
     return _fill(t, backend.generator().normal(mean, std, t.shape))
 
 
 def constant_(t: Tensor, value: float) -> Tensor:
+    """Fill with ``value``.
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        value: the value.
+
+    Returns:
+        ``t``.
+
+    Shape:
+        ``t`` of any shape, kept."""
     return _fill(t, value)
 
 
 def zeros_(t: Tensor) -> Tensor:
+    """Fill with zeros.
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+
+    Returns:
+        ``t``."""
     return _fill(t, 0)
 
 
 def ones_(t: Tensor) -> Tensor:
+    """Fill with ones.
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+
+    Returns:
+        ``t``."""
     return _fill(t, 1)
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot and Bengio, 2010: U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)).
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        gain: the scale (``calculate_gain``).
+
+    Returns:
+        ``t``."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(t)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
+    """Glorot and Bengio, 2010: N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)).
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        gain: the scale (``calculate_gain``).
+
+    Returns:
+        ``t``."""
     fan_in, fan_out = calculate_fan_in_and_fan_out(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
@@ -95,9 +177,29 @@ def _kaiming_std(t, a, mode, nonlinearity):
 
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+    """He et al., 2015: U(-b, b) with b = gain * sqrt(3 / fan), gain from ``nonlinearity`` and ``a``.
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        a: leaky ReLU's negative slope (for the gain).
+        mode: ``"fan_in"`` (preserves the forward pass's variance) or ``"fan_out"`` (the backward's).
+        nonlinearity: the activation that follows (``calculate_gain``).
+
+    Returns:
+        ``t``."""
     bound = math.sqrt(3.0) * _kaiming_std(t, a, mode, nonlinearity)
     return uniform_(t, -bound, bound)
 
 
 def kaiming_normal_(t: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Tensor:
+    """He et al., 2015: N(0, std^2) with std = gain / sqrt(fan), gain from ``nonlinearity`` and ``a``.
+
+    Args:
+        t: the tensor, changed in place (outside the graph).
+        a: leaky ReLU's negative slope (for the gain).
+        mode: ``"fan_in"`` or ``"fan_out"``.
+        nonlinearity: the activation that follows (``calculate_gain``).
+
+    Returns:
+        ``t``."""
     return normal_(t, 0.0, _kaiming_std(t, a, mode, nonlinearity))

@@ -27,7 +27,12 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flatten dims ``start_dim`` to ``end_dim`` into one (PyTorch's default keeps the batch dim)."""
+    """Flatten dims ``start_dim`` to ``end_dim`` into one (PyTorch's default keeps the batch dim).
+
+    Args:
+        start_dim: the first dimension to flatten.
+        end_dim: the last dimension to flatten (inclusive).
+    """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
@@ -44,7 +49,12 @@ class Flatten(Module):
 
 
 class Unflatten(Module):
-    """Split dim ``dim`` into ``unflattened_size`` (one entry may be -1), the inverse of ``Flatten``."""
+    """Split dim ``dim`` into ``unflattened_size`` (one entry may be -1), the inverse of ``Flatten``.
+
+    Args:
+        dim: the dimension to split.
+        unflattened_size: the sizes it becomes (their product is its size; one may be -1).
+    """
 
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
@@ -72,7 +82,11 @@ class Unflatten(Module):
 
 
 class ReLU(Module):
-    """max(x, 0); ``inplace=True`` writes the result into the input, as PyTorch's."""
+    """max(x, 0); ``inplace=True`` writes the result into the input, as PyTorch's.
+
+    Args:
+        inplace: write the result into the input (its graph records the change).
+    """
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -97,7 +111,13 @@ class Tanh(Module):
 
 
 class GELU(Module):
-    """GELU; ``approximate="tanh"`` for the tanh form (GPT-2's)."""
+    """GELU; ``approximate="tanh"`` for the tanh form (GPT-2's).
+
+    Gaussian error linear unit (Hendrycks and Gimpel, 2016): x * Phi(x).
+
+    Args:
+        approximate: ``"none"`` for the exact erf form, ``"tanh"`` for the tanh approximation.
+    """
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
@@ -117,7 +137,27 @@ class GELU(Module):
 
 
 class Dropout(Module):
-    """Inverted dropout while training; the identity in eval mode."""
+    """Inverted dropout while training; the identity in eval mode.
+
+    Srivastava et al., 2014: zero each element with probability ``p`` and scale the kept ones by
+    1 / (1 - p), so the expected value is unchanged and eval mode needs no rescaling.
+
+    Args:
+        p: the probability of zeroing an element, in [0, 1].
+        inplace: write the result into the input.
+
+    Raises:
+        ValueError: ``p`` outside [0, 1].
+
+    Examples:
+        >>> import numformer as nf
+        >>> drop = nf.nn.Dropout(p=0.5)
+        >>> y = drop(nf.ones(1000))
+        >>> sorted(set(y.tolist()))  # zeroed or scaled by 1 / (1 - p)
+        [0.0, 2.0]
+        >>> drop.eval()(nf.ones(3))
+        tensor([1., 1., 1.])
+    """
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -138,7 +178,12 @@ class Dropout(Module):
 
 
 class Dropout1d(Dropout):
-    """Channel dropout for ``(N, C, L)``: whole channels zeroed (Tompson et al., 2015)."""
+    """Channel dropout for ``(N, C, L)``: whole channels zeroed (Tompson et al., 2015).
+
+    Args:
+        p: the probability of zeroing a channel.
+        inplace: write the result into the input.
+    """
 
     def forward(self, x):
         """``F.dropout1d`` in training, the identity in eval mode.
@@ -148,7 +193,12 @@ class Dropout1d(Dropout):
 
 
 class Dropout2d(Dropout):
-    """Channel dropout for ``(N, C, H, W)``: whole feature maps zeroed (Tompson et al., 2015)."""
+    """Channel dropout for ``(N, C, H, W)``: whole feature maps zeroed (Tompson et al., 2015).
+
+    Args:
+        p: the probability of zeroing a channel.
+        inplace: write the result into the input.
+    """
 
     def forward(self, x):
         """``F.dropout2d`` in training, the identity in eval mode.
@@ -161,7 +211,25 @@ class Linear(Module):
     """y = x W^T + b. Input ``(*, in_features)``, output ``(*, out_features)``.
 
     ``weight`` is ``(out_features, in_features)``; both initialised U(-1/sqrt(in), 1/sqrt(in)),
-    PyTorch's default."""
+    PyTorch's default.
+
+    Args:
+        in_features: the size of each input's last dimension.
+        out_features: the size of each output's last dimension.
+        bias: learn an additive bias.
+        dtype: the parameters' floating dtype (default: numformer's default dtype).
+
+    Shape:
+        ``(*, in_features)`` -> ``(*, out_features)``.
+
+    Examples:
+        >>> import numformer as nf
+        >>> layer = nf.nn.Linear(4, 3)
+        >>> layer(nf.randn(2, 5, 4)).shape
+        (2, 5, 3)
+        >>> [name for name, _ in layer.named_parameters()]
+        ['weight', 'bias']
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
         super().__init__()
@@ -200,7 +268,25 @@ class Linear(Module):
 
 class Embedding(Module):
     """Lookup table ``weight`` ``(num_embeddings, embedding_dim)``, N(0, 1) initialised; the
-    ``padding_idx`` row starts at zero and never gets a gradient."""
+    ``padding_idx`` row starts at zero and never gets a gradient.
+
+    Args:
+        num_embeddings: the number of rows (the vocabulary's size).
+        embedding_dim: the width of each row.
+        padding_idx: a row kept at zero and never updated (padding tokens), or None.
+        dtype: the table's floating dtype.
+
+    Shape:
+        integer ids ``(*)`` -> ``(*, embedding_dim)``.
+
+    Examples:
+        >>> import numformer as nf
+        >>> embed = nf.nn.Embedding(10, 4, padding_idx=0)
+        >>> embed(nf.tensor([[0, 3, 9]])).shape
+        (1, 3, 4)
+        >>> embed.weight[0].tolist()
+        [0.0, 0.0, 0.0, 0.0]
+    """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype=None):
         super().__init__()
@@ -232,7 +318,29 @@ class Embedding(Module):
 
 
 class LayerNorm(Module):
-    """Layer normalisation over the trailing ``normalized_shape`` dims (fused kernel)."""
+    """Layer normalisation over the trailing ``normalized_shape`` dims (fused kernel).
+
+    Ba et al., 2016, "Layer Normalization": ``(x - mean) / sqrt(var + eps) * weight + bias``, with
+    the biased variance, over the trailing ``normalized_shape`` dims; one primitive with a
+    hand-derived backward.
+
+    Args:
+        normalized_shape: the trailing shape to normalise over (an int for the last dim).
+        eps: added to the variance.
+        elementwise_affine: learn ``weight`` (ones) and ``bias`` (zeros).
+        bias: learn ``bias`` too (with ``elementwise_affine``).
+        dtype: the parameters' floating dtype.
+
+    Shape:
+        ``(*, *normalized_shape)`` -> the same.
+
+    Examples:
+        >>> import numformer as nf
+        >>> norm = nf.nn.LayerNorm(8)
+        >>> y = norm(nf.randn(2, 3, 8) * 5 + 1)
+        >>> round(float(y.mean()), 4), round(float(y.std(-1, unbiased=False).mean()), 3)
+        (0.0, 1.0)
+    """
 
     def __init__(
         self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, dtype=None
@@ -276,6 +384,15 @@ class _BatchNorm(Module):
     ``running = (1 - momentum) * running + momentum * batch`` with the *unbiased* variance
     (PyTorch's convention), and count ``num_batches_tracked``. ``momentum=None`` uses a
     cumulative average. Eval: normalise with the running statistics.
+
+    Args:
+        num_features: C, the channels.
+        eps: added to the variance.
+        momentum: the running statistics' update factor, or None for a cumulative average.
+        affine: learn a per-channel ``weight`` and ``bias``.
+        track_running_stats: keep running statistics (and use them in eval mode).
+        device: accepted for PyTorch's signature (the default device).
+        dtype: the parameters' and statistics' floating dtype.
     """
 
     ndims = (2, 3)  # the input dims this variant takes
@@ -352,7 +469,17 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation over ``(N, C)`` or ``(N, C, L)`` inputs (see ``_BatchNorm``)."""
+    """Batch normalisation over ``(N, C)`` or ``(N, C, L)`` inputs (see ``_BatchNorm``).
+
+    Args:
+        num_features: C, the channels.
+        eps: added to the variance.
+        momentum: the running statistics' update factor, or None for a cumulative average.
+        affine: learn a per-channel ``weight`` and ``bias``.
+        track_running_stats: keep running statistics (and use them in eval mode).
+        device: accepted for PyTorch's signature (the default device).
+        dtype: the parameters' and statistics' floating dtype.
+    """
 
     ndims, layouts = (2, 3), "(N, C) or (N, C, L)"
 
@@ -368,7 +495,17 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation over images ``(N, C, H, W)`` (the seed's CNNs; see ``_BatchNorm``)."""
+    """Batch normalisation over images ``(N, C, H, W)`` (the seed's CNNs; see ``_BatchNorm``).
+
+    Args:
+        num_features: C, the channels.
+        eps: added to the variance.
+        momentum: the running statistics' update factor, or None for a cumulative average.
+        affine: learn a per-channel ``weight`` and ``bias``.
+        track_running_stats: keep running statistics (and use them in eval mode).
+        device: accepted for PyTorch's signature (the default device).
+        dtype: the parameters' and statistics' floating dtype.
+    """
 
     ndims, layouts = (4,), "(N, C, H, W)"
 
@@ -385,7 +522,14 @@ class BatchNorm2d(_BatchNorm):
 
 class FeedForward(Module):
     """The position-wise feed-forward network (seed section 5):
-    ``linear2(dropout(activation(linear1(x))))``, ``(*, d_model) -> (*, d_model)``."""
+    ``linear2(dropout(activation(linear1(x))))``, ``(*, d_model) -> (*, d_model)``.
+
+    Args:
+        d_model: the input's and output's width.
+        d_ff: the hidden width.
+        activation: ``"relu"``, ``"gelu"``, ``"gelu_tanh"``, ``"tanh"`` or a module.
+        dropout: dropout after the activation (training only).
+    """
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dropout: float = 0.0):
         super().__init__()
@@ -416,7 +560,11 @@ def get_activation(activation) -> Module:
 
 class SiLU(Module):
     """SiLU (swish), x * sigmoid(x): the activation of Llama's gated feed-forward layers.
-    ``inplace`` is accepted for PyTorch's signature; a new tensor comes back either way."""
+    ``inplace`` is accepted for PyTorch's signature; a new tensor comes back either way.
+
+    Args:
+        inplace: accepted for PyTorch's signature.
+    """
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -437,6 +585,12 @@ class RMSNorm(Module):
     learned ``weight`` (ones at first), no bias (Zhang and Sennrich, 2019; Llama's norm; PyTorch's
     ``nn.RMSNorm``). ``eps=None`` takes the input dtype's machine epsilon, as PyTorch does;
     Llama-family checkpoints set it (``rms_norm_eps``, 1e-5 or 1e-6).
+
+    Args:
+        normalized_shape: the trailing shape to normalise over (an int for the last dim).
+        eps: added to the mean square (None: the dtype's machine epsilon).
+        elementwise_affine: learn ``weight`` (ones).
+        dtype: the weight's floating dtype.
     """
 
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, dtype=None):

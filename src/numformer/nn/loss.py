@@ -35,7 +35,30 @@ class _WeightedLoss(_Loss):
 
 
 class CrossEntropyLoss(_WeightedLoss):
-    """Cross-entropy from logits against class indices or probabilities (``F.cross_entropy``)."""
+    """Cross-entropy from logits against class indices or probabilities (``F.cross_entropy``).
+
+    Args:
+        weight: a rescaling weight per class ``(C,)``, or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        ignore_index: a target class that contributes nothing (nor counts in the mean).
+        label_smoothing: the mass in [0, 1] spread uniformly over the classes (Szegedy et al., 2016).
+
+    Shape:
+        input ``(N, C)`` logits, target ``(N,)`` class indices -> ``()`` (see ``forward``).
+
+    Examples:
+        >>> import numformer as nf
+        >>> loss_fn = nf.nn.CrossEntropyLoss(label_smoothing=0.1)
+        >>> logits = nf.randn(4, 5, requires_grad=True)
+        >>> loss = loss_fn(logits, nf.tensor([0, 2, 4, 1]))
+        >>> loss.shape, loss.ndim
+        ((), 0)
+        >>> loss.backward()
+        >>> logits.grad.shape
+        (4, 5)
+    """
 
     def __init__(
         self,
@@ -57,7 +80,7 @@ class CrossEntropyLoss(_WeightedLoss):
         shape for "none".
 
         Raises:
-            As ``F.cross_entropy``."""
+            ValueError: bad shapes or arguments, as ``F.cross_entropy`` raises them."""
         return F.cross_entropy(
             input,
             target,
@@ -69,7 +92,15 @@ class CrossEntropyLoss(_WeightedLoss):
 
 
 class NLLLoss(_WeightedLoss):
-    """Negative log-likelihood of class targets from log-probabilities (``F.nll_loss``)."""
+    """Negative log-likelihood of class targets from log-probabilities (``F.nll_loss``).
+
+    Args:
+        weight: a rescaling weight per class ``(C,)``, or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        ignore_index: a target class that contributes nothing.
+    """
 
     def __init__(
         self,
@@ -89,12 +120,18 @@ class NLLLoss(_WeightedLoss):
         ``(N, d1, ...)`` -> ``()``, or the target's shape for "none".
 
         Raises:
-            As ``F.nll_loss``."""
+            ValueError: bad shapes or arguments, as ``F.nll_loss`` raises them."""
         return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
 
 
 class MSELoss(_Loss):
-    """Mean squared error (``F.mse_loss``)."""
+    """Mean squared error (``F.mse_loss``).
+
+    Args:
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
 
     def forward(self, input, target):  # noqa: A002
         """(input - target)^2, reduced.
@@ -102,12 +139,18 @@ class MSELoss(_Loss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.mse_loss``."""
+            ValueError: bad shapes or arguments, as ``F.mse_loss`` raises them."""
         return F.mse_loss(input, target, reduction=self.reduction)
 
 
 class L1Loss(_Loss):
-    """Mean absolute error (``F.l1_loss``)."""
+    """Mean absolute error (``F.l1_loss``).
+
+    Args:
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
 
     def forward(self, input, target):  # noqa: A002
         """|input - target|, reduced.
@@ -115,12 +158,19 @@ class L1Loss(_Loss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.l1_loss``."""
+            ValueError: bad shapes or arguments, as ``F.l1_loss`` raises them."""
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
 class SmoothL1Loss(_Loss):
-    """Smooth L1 with threshold ``beta`` (``F.smooth_l1_loss``)."""
+    """Smooth L1 with threshold ``beta`` (``F.smooth_l1_loss``).
+
+    Args:
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        beta: where the loss turns from quadratic to linear.
+    """
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
         super().__init__(size_average, reduce, reduction)
@@ -132,12 +182,17 @@ class SmoothL1Loss(_Loss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.smooth_l1_loss``."""
+            ValueError: bad shapes or arguments, as ``F.smooth_l1_loss`` raises them."""
         return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
 
 class HuberLoss(_Loss):
-    """Huber loss with threshold ``delta`` (``F.huber_loss``)."""
+    """Huber loss with threshold ``delta`` (``F.huber_loss``).
+
+    Args:
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        delta: where the loss turns from quadratic to linear.
+    """
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0):
         super().__init__(reduction=reduction)
@@ -149,13 +204,20 @@ class HuberLoss(_Loss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.huber_loss``."""
+            ValueError: bad shapes or arguments, as ``F.huber_loss`` raises them."""
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
 
 class BCELoss(_WeightedLoss):
     """Binary cross-entropy of probabilities (``F.binary_cross_entropy``); ``weight`` rescales
-    each element."""
+    each element.
+
+    Args:
+        weight: a rescaling weight per element (broadcast to the input), or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
 
     def forward(self, input, target):  # noqa: A002
         """-(t log p + (1 - t) log(1 - p)), logs clamped to >= -100, reduced.
@@ -163,14 +225,22 @@ class BCELoss(_WeightedLoss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.binary_cross_entropy``."""
+            ValueError: bad shapes or arguments, as ``F.binary_cross_entropy`` raises them."""
         return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy of logits, stable for any logit
     (``F.binary_cross_entropy_with_logits``); ``weight`` rescales each element, ``pos_weight``
-    the positive term per class. Both are buffers, as PyTorch's."""
+    the positive term per class. Both are buffers, as PyTorch's.
+
+    Args:
+        weight: a rescaling weight per element, or None.
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        pos_weight: a weight of the positive term per class, or None.
+    """
 
     def __init__(
         self,
@@ -190,7 +260,7 @@ class BCEWithLogitsLoss(_Loss):
         Shape: input and target ``(*)`` -> ``()``, or ``(*)`` for "none".
 
         Raises:
-            As ``F.binary_cross_entropy_with_logits``."""
+            ValueError: bad shapes or arguments, as ``F.binary_cross_entropy_with_logits`` raises them."""
         return F.binary_cross_entropy_with_logits(
             input, target, weight=self.weight, reduction=self.reduction, pos_weight=self.pos_weight
         )
@@ -198,7 +268,14 @@ class BCEWithLogitsLoss(_Loss):
 
 class KLDivLoss(_Loss):
     """Kullback-Leibler divergence of log-probabilities ``input`` from ``target``
-    (``F.kl_div``); ``reduction="batchmean"`` is KL's definition."""
+    (``F.kl_div``); ``reduction="batchmean"`` is KL's definition.
+
+    Args:
+        size_average: PyTorch's deprecated flag (with ``reduce``): mapped to ``reduction``.
+        reduce: PyTorch's deprecated flag: mapped to ``reduction``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``, ``"batchmean"``.
+        log_target: ``target`` holds log-probabilities.
+    """
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
         super().__init__(size_average, reduce, reduction)
@@ -211,5 +288,5 @@ class KLDivLoss(_Loss):
         for "none".
 
         Raises:
-            As ``F.kl_div``."""
+            ValueError: bad shapes or arguments, as ``F.kl_div`` raises them."""
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)

@@ -18,7 +18,12 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class Parameter(Tensor):
-    """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default."""
+    """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default.
+
+    Args:
+        data: the values (a Tensor, an array or a list).
+        requires_grad: whether it is trained (True by default, unlike a Tensor).
+    """
 
     def __init__(self, data, requires_grad: bool = True):
         super().__init__(data.array if isinstance(data, Tensor) else data, requires_grad)
@@ -46,6 +51,13 @@ class Module:
         object.__setattr__(self, "_forward_hooks", {})
 
     def forward(self, *args, **kwargs):
+        """The computation of the layer, written by each subclass (called through ``__call__``).
+
+        Shape:
+            each subclass states its own.
+
+        Raises:
+            NotImplementedError: a subclass that does not define it."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
     def __call__(self, *args, **kwargs):
@@ -322,8 +334,20 @@ class Sequential(Module):
     """Modules applied in order; state-dict keys ``0.``, ``1.``, ... as in PyTorch, or the names
     of an ``OrderedDict`` given as the one argument.
 
+    Args:
+        *args: the modules, in order (or one ``OrderedDict`` of name -> module).
+
     Raises:
-        TypeError: an argument that is not a numformer ``Module`` (PyTorch's error)."""
+        TypeError: an argument that is not a numformer ``Module`` (PyTorch's error).
+
+    Examples:
+        >>> import numformer as nf
+        >>> model = nf.nn.Sequential(nf.nn.Linear(4, 8), nf.nn.ReLU(), nf.nn.Linear(8, 1))
+        >>> model(nf.randn(3, 4)).shape
+        (3, 1)
+        >>> list(model.state_dict())
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+    """
 
     def __init__(self, *args):
         super().__init__()
@@ -405,7 +429,11 @@ class ModuleList(Module):
     """A list of modules whose parameters belong to the parent (keys ``0.``, ``1.``, ...).
 
     Raises:
-        TypeError: an item that is not a numformer ``Module`` (PyTorch's error)."""
+        TypeError: an item that is not a numformer ``Module`` (PyTorch's error).
+
+    Args:
+        modules: an iterable of modules to hold, or None.
+    """
 
     def __init__(self, modules=None):
         super().__init__()
@@ -460,7 +488,11 @@ class ModuleDict(Module):
     """A dict of modules, keyed by name.
 
     Raises:
-        TypeError: a value that is not a numformer ``Module`` (PyTorch's error)."""
+        TypeError: a value that is not a numformer ``Module`` (PyTorch's error).
+
+    Args:
+        modules: a mapping of name -> module (or pairs), or None.
+    """
 
     def __init__(self, modules: dict | None = None):
         super().__init__()
@@ -515,7 +547,11 @@ class ModuleDict(Module):
 
 class ParameterList(Module):
     """A list of parameters that belong to the parent (keys ``0``, ``1``, ...); a tensor appended
-    becomes a ``Parameter``, as in PyTorch."""
+    becomes a ``Parameter``, as in PyTorch.
+
+    Args:
+        values: an iterable of tensors (each becomes a ``Parameter``), or None.
+    """
 
     def __init__(self, values=None):
         super().__init__()
@@ -553,7 +589,11 @@ class ParameterList(Module):
 
 class ParameterDict(Module):
     """A dict of parameters keyed by name, belonging to the parent; a tensor stored becomes a
-    ``Parameter``, as in PyTorch."""
+    ``Parameter``, as in PyTorch.
+
+    Args:
+        parameters: a mapping of name -> tensor (or pairs), or None.
+    """
 
     def __init__(self, parameters=None):
         super().__init__()

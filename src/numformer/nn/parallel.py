@@ -80,7 +80,14 @@ class DataParallel(Module):
     module runs as it is (``self.module``).
 
     Shape:
-        the module's own."""
+        the module's own.
+
+    Args:
+        module: the model.
+        device_ids: accepted for PyTorch's programs (numformer runs one device per process).
+        output_device: accepted for PyTorch's programs.
+        dim: accepted for PyTorch's programs.
+    """
 
     def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0):
         super().__init__()

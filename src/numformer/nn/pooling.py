@@ -27,7 +27,16 @@ class _MaxPoolNd(Module):
 
 
 class MaxPool1d(_MaxPoolNd):
-    """The maximum over each window of a sequence."""
+    """The maximum over each window of a sequence.
+
+    Args:
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        dilation: the spacing between window elements.
+        return_indices: also return the argmax positions.
+        ceil_mode: round the output size up instead of down.
+    """
 
     def forward(self, input):  # noqa: A002 - PyTorch's argument name
         """``F.max_pool1d``.
@@ -40,7 +49,16 @@ class MaxPool1d(_MaxPoolNd):
 
 
 class MaxPool2d(_MaxPoolNd):
-    """The maximum over each window of an image (the seed's CNNs' downsampling)."""
+    """The maximum over each window of an image (the seed's CNNs' downsampling).
+
+    Args:
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        dilation: the spacing between window elements.
+        return_indices: also return the argmax positions.
+        ceil_mode: round the output size up instead of down.
+    """
 
     def forward(self, input):  # noqa: A002
         """``F.max_pool2d``.
@@ -53,7 +71,15 @@ class MaxPool2d(_MaxPoolNd):
 
 
 class AvgPool1d(Module):
-    """The mean over each window of a sequence."""
+    """The mean over each window of a sequence.
+
+    Args:
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count padded zeros in the average.
+    """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
         super().__init__()
@@ -72,7 +98,16 @@ class AvgPool1d(Module):
 
 
 class AvgPool2d(Module):
-    """The mean over each window of an image."""
+    """The mean over each window of an image.
+
+    Args:
+        kernel_size: the window's size (an int, or one per spatial dim).
+        stride: the step between windows (default: ``kernel_size``).
+        padding: implicit padding on each side.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count padded zeros in the average.
+        divisor_override: divide by this instead of the window's size.
+    """
 
     def __init__(
         self,
@@ -108,7 +143,11 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool1d(Module):
-    """Mean pooling to ``output_size`` positions, whatever the input's length."""
+    """Mean pooling to ``output_size`` positions, whatever the input's length.
+
+    Args:
+        output_size: the output's length (windows are chosen to cover the input).
+    """
 
     def __init__(self, output_size):
         super().__init__()
@@ -126,7 +165,11 @@ class AdaptiveAvgPool1d(Module):
 
 class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
     """Mean pooling to ``output_size`` (an int, a pair, None to keep a size), whatever the input's
-    size; ``AdaptiveAvgPool2d(1)`` is global average pooling (the seed's CNNs' head)."""
+    size; ``AdaptiveAvgPool2d(1)`` is global average pooling (the seed's CNNs' head).
+
+    Args:
+        output_size: the output's height and width (an int for both, None keeps a dim).
+    """
 
     def forward(self, input):  # noqa: A002
         """``F.adaptive_avg_pool2d``.

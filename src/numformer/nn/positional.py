@@ -26,7 +26,14 @@ def _check_length(op: str, x: Tensor, offset: int, max_len: int, dim: int = -2) 
 class SinusoidalPositionalEncoding(Module):
     """``dropout(x + PE[offset : offset + L])`` for ``x`` of shape ``(N, L, d_model)`` or
     ``(L, d_model)``. ``pe`` ``(max_len, d_model)`` is a buffer (saved, never trained) holding the
-    seed's table: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same)."""
+    seed's table: PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(same).
+
+    Args:
+        d_model: the width of the inputs.
+        max_len: the most positions the table holds.
+        dropout: dropout after the addition (training only).
+        dtype: the table's floating dtype.
+    """
 
     def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0, dtype=None):
         super().__init__()
@@ -54,7 +61,13 @@ class SinusoidalPositionalEncoding(Module):
 
 class LearnedPositionalEmbedding(Module):
     """``x + weight[offset : offset + L]`` with a trained table ``weight`` ``(max_len, d_model)``
-    (GPT-2's ``wpe``), initialised N(0, 0.02)."""
+    (GPT-2's ``wpe``), initialised N(0, 0.02).
+
+    Args:
+        max_len: the most positions the table holds.
+        d_model: the width of the inputs.
+        dtype: the table's floating dtype.
+    """
 
     def __init__(self, max_len: int, d_model: int, dtype=None):
         super().__init__()
@@ -85,6 +98,14 @@ class RotaryEmbedding(Module):
     ``q_p . k_s`` depends on ``p - s`` only. Input ``(..., L, dim)``; same shape out. The cos
     and sin tables are non-persistent float64 buffers (rebuilt, never saved), cast to the
     input's dtype per call so a float64 model gets float64 angles.
+
+    Args:
+        dim: the features rotated (the head width; even).
+        max_len: the most positions the tables hold.
+        base: the frequencies' base (10000 in RoFormer and Llama).
+
+    Raises:
+        ValueError: an odd ``dim``.
     """
 
     def __init__(self, dim: int, max_len: int = 4096, base: float = 10000.0):

@@ -32,7 +32,19 @@ class RNNBase(Module):
     """What ``RNN``, ``LSTM`` and ``GRU`` share (PyTorch's ``nn.RNNBase``, for ``isinstance``;
     construct the subclasses): arguments and their checks, parameters named and initialised as
     PyTorch's (U(-1/sqrt(H), 1/sqrt(H))), the layout of inputs and states, and the loop over
-    layers and directions."""
+    layers and directions.
+
+    Args:
+        input_size: the features of each input step.
+        hidden_size: H, the features of the hidden state.
+        num_layers: stacked layers (each takes the previous one's output sequence).
+        bias: learn ``b_ih`` and ``b_hh``.
+        batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
+        dropout: dropout on each layer's output but the last (training only).
+        bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        proj_size: LSTM only: project the hidden state to this size (0: none).
+        dtype: the parameters' floating dtype.
+    """
 
     gates = 1
 
@@ -189,7 +201,19 @@ class RNN(RNNBase):
     ``forward(input (L, N, input_size), hx (D num_layers, N, H) = zeros)`` returns
     ``(output (L, N, D H), h_n (D num_layers, N, H))`` (with ``batch_first=True``: input and
     output ``(N, L, ...)``; D = 2 when ``bidirectional``); unbatched ``(L, input_size)`` works
-    too."""
+    too.
+
+    Args:
+        input_size: the features of each input step.
+        hidden_size: H, the features of the hidden state.
+        num_layers: stacked layers (each takes the previous one's output sequence).
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        bias: learn ``b_ih`` and ``b_hh``.
+        batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
+        dropout: dropout on each layer's output but the last (training only).
+        bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        dtype: the parameters' floating dtype.
+    """
 
     def __init__(
         self,
@@ -238,7 +262,33 @@ class LSTM(RNNBase):
     """LSTM with PyTorch's gate order (input, forget, cell, output) in ``weight_ih_l{k}``
     ``(4H, in)``. ``forward(input, (h_0, c_0) = zeros)`` returns
     ``(output (L, N, D H), (h_n, c_n))``, each state ``(D num_layers, N, H)`` (with
-    ``batch_first=True``: input and output ``(N, L, ...)``; D = 2 when ``bidirectional``)."""
+    ``batch_first=True``: input and output ``(N, L, ...)``; D = 2 when ``bidirectional``).
+
+    Hochreiter and Schmidhuber, 1997; one primitive per layer runs the loop over time, with a
+    hand-derived backward through time.
+
+    Args:
+        input_size: the features of each input step.
+        hidden_size: H, the features of the hidden state.
+        num_layers: stacked layers (each takes the previous one's output sequence).
+        bias: learn ``b_ih`` and ``b_hh``.
+        batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
+        dropout: dropout on each layer's output but the last (training only).
+        bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        proj_size: project the hidden state to this size (0: none; PyTorch's LSTMP).
+        dtype: the parameters' floating dtype.
+
+    Shape:
+        input ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``) -> output
+        ``(L, N, D * H)``, ``h_n`` and ``c_n`` ``(D * num_layers, N, H)``.
+
+    Examples:
+        >>> import numformer as nf
+        >>> lstm = nf.nn.LSTM(input_size=3, hidden_size=5, num_layers=2, batch_first=True)
+        >>> out, (h, c) = lstm(nf.randn(4, 7, 3))
+        >>> out.shape, h.shape, c.shape
+        ((4, 7, 5), (2, 4, 5), (2, 4, 5))
+    """
 
     gates = 4
 
@@ -303,7 +353,18 @@ class GRU(RNNBase):
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h.
     ``forward(input, hx = zeros)`` returns ``(output (L, N, D H), h_n (D num_layers, N, H))``
     (with ``batch_first=True``: input and output ``(N, L, ...)``; D = 2 when
-    ``bidirectional``)."""
+    ``bidirectional``).
+
+    Args:
+        input_size: the features of each input step.
+        hidden_size: H, the features of the hidden state.
+        num_layers: stacked layers (each takes the previous one's output sequence).
+        bias: learn ``b_ih`` and ``b_hh``.
+        batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
+        dropout: dropout on each layer's output but the last (training only).
+        bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        dtype: the parameters' floating dtype.
+    """
 
     gates = 3
 

@@ -23,7 +23,21 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     below 1 (PyTorch's rule), so the clipped norm equals ``max_norm`` to about 1e-6 relative.
     Unlike PyTorch, a gradient whose norm overflows its dtype (finite float32 elements of 1e20)
     has its norm taken again in float64, so the total is right and the gradients are scaled,
-    not zeroed. ``norm_type`` may be a number or ``"inf"``.
+    not zeroed (Pascanu et al., 2013, "On the difficulty of training recurrent neural networks").
+
+    Args:
+        parameters: a tensor or an iterable of tensors whose ``.grad`` is clipped in place.
+        max_norm: the largest joint norm allowed (> 0).
+        norm_type: the norm's order: a number, or ``"inf"`` for the largest magnitude.
+        error_if_nonfinite: raise if the joint norm is NaN or infinite (else the gradients are
+            scaled by a non-finite factor, as PyTorch's).
+
+    Returns:
+        The joint norm before clipping, a 0-d tensor.
+
+    Raises:
+        ValueError: ``max_norm`` not positive, or an unknown ``norm_type``.
+        RuntimeError: a non-finite norm with ``error_if_nonfinite``.
     """
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm_: max_norm must be > 0, got {max_norm}")
@@ -63,7 +77,14 @@ def _norm(g, norm_type: float) -> float:
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:
-    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place."""
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place.
+
+    Args:
+        parameters: a tensor or an iterable of tensors whose ``.grad`` is clamped.
+        clip_value: the largest magnitude allowed (> 0).
+
+    Raises:
+        ValueError: ``clip_value`` not positive."""
     if not clip_value > 0:
         raise ValueError(f"clip_grad_value_: clip_value must be > 0, got {clip_value}")
     for g in _grads(parameters):
@@ -75,6 +96,11 @@ def skip_init(module_cls, *args, **kwargs):
     ``torch.nn.utils.skip_init``): every ``numformer.nn.init`` call inside the constructor leaves
     its tensor as allocated (zeros). For models whose weights are loaded next: no random draws,
     and no memory touched before the weights arrive (fresh zero pages cost nothing until written).
+
+    Args:
+        module_cls: the module class to build.
+        *args: its constructor's positional arguments.
+        **kwargs: its constructor's keyword arguments.
 
     Returns:
         The module, its parameters zero (or whatever a constructor set without ``nn.init``)."""

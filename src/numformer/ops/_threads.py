@@ -82,7 +82,12 @@ def set_num_threads(n: int) -> None:
     With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) whenever numformer
     splits work, so the two never compete for the cores. Typical: ``os.cpu_count()``. The
     thread that calls this owns BLAS's thread count: only it releases and re-pins it.
-    """
+
+    Args:
+        n: the number of threads, at least 1.
+
+    Raises:
+        ValueError: ``n`` not a positive integer."""
     global _threads, _blas, _blas_threads_before, _blas_released, _owner
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")

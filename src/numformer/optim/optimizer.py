@@ -18,7 +18,16 @@ from numformer.tensor import Tensor, array_of
 
 class Optimizer:
     """Base class: ``param_groups`` (list of dicts with ``"params"`` and hyperparameters), per-
-    parameter ``state``, ``zero_grad()``, ``step()``, ``state_dict()`` / ``load_state_dict()``."""
+    parameter ``state``, ``zero_grad()``, ``step()``, ``state_dict()`` / ``load_state_dict()``.
+
+    Args:
+        params: an iterable of tensors that require grad, or of dicts (parameter groups) each with
+            ``"params"`` and the hyperparameters that differ from ``defaults``.
+        defaults: the hyperparameters of a group that does not set them.
+
+    Raises:
+        ValueError: no parameters, or a group without any.
+        TypeError: a parameter that is not a tensor requiring grad."""
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
@@ -180,7 +189,36 @@ def _restored(optimizer: str, key: str, value, p: Tensor):
 
 class SGD(Optimizer):
     """SGD with momentum and Nesterov, and coupled L2 ``weight_decay`` (g += wd * p):
-    buf = momentum * buf + (1 - dampening) * g; step along buf (or g + momentum * buf)."""
+    buf = momentum * buf + (1 - dampening) * g; step along buf (or g + momentum * buf).
+    PyTorch's ``torch.optim.SGD`` (Sutskever et al., 2013, for Nesterov's momentum).
+
+    Args:
+        params: the parameters to optimise (``model.parameters()``), or parameter groups
+            (dicts with ``"params"`` and their own hyperparameters).
+        lr: the learning rate.
+        momentum: the momentum factor (0: plain SGD).
+        dampening: the damping of the momentum's new gradient.
+        weight_decay: coupled L2 penalty added to the gradient.
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+        maximize: ascend the objective instead of descending it.
+        foreach: accepted for PyTorch's programs; numformer's update is one in-place pass.
+        differentiable: gradients through the step; True raises NotImplementedError.
+        fused: accepted for PyTorch's programs (changes nothing).
+
+    Raises:
+        ValueError: a negative learning rate, momentum or weight decay, or Nesterov without
+            momentum.
+
+    Examples:
+        >>> import numformer as nf
+        >>> w = nf.nn.Parameter(nf.tensor([1.0, -2.0]))
+        >>> opt = nf.optim.SGD([w], lr=0.1, momentum=0.9)
+        >>> (w**2).sum().backward()
+        >>> opt.step()
+        >>> w
+        Parameter containing:
+        tensor([ 0.8000, -1.6000], requires_grad=True)
+    """
 
     def __init__(
         self,
@@ -230,8 +268,27 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba) with PyTorch's bias correction; ``weight_decay`` is coupled L2
-    (added to the gradient). ``AdamW`` decouples it."""
+    """Adam (Kingma and Ba, 2015, "Adam: A Method for Stochastic Optimization") with PyTorch's
+    bias correction; ``weight_decay`` is coupled L2 (added to the gradient). ``AdamW`` decouples it.
+
+    Args:
+        params: the parameters to optimise (``model.parameters()``), or parameter groups
+            (dicts with ``"params"`` and their own hyperparameters).
+        lr: the learning rate.
+        betas: the decay rates of the first and second moment estimates.
+        eps: added to the denominator for numerical stability.
+        weight_decay: coupled L2 penalty added to the gradient.
+        amsgrad: use the maximum of past second moments (Reddi et al., 2018).
+        maximize: ascend the objective instead of descending it.
+        capturable: accepted for PyTorch's programs (changes nothing).
+        decoupled_weight_decay: decay the weights directly, as ``AdamW``.
+        foreach: accepted for PyTorch's programs; numformer's update is one in-place pass.
+        differentiable: gradients through the step; True raises NotImplementedError.
+        fused: accepted for PyTorch's programs (changes nothing).
+
+    Raises:
+        ValueError: a hyperparameter out of range (negative lr, eps or weight decay; betas
+            outside [0, 1))."""
 
     decoupled = False
 
@@ -304,7 +361,37 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step
+    (Loshchilov and Hutter, 2019, "Decoupled Weight Decay Regularization"; PyTorch's AdamW).
+
+    Args:
+        params: the parameters to optimise (``model.parameters()``), or parameter groups
+            (dicts with ``"params"`` and their own hyperparameters).
+        lr: the learning rate.
+        betas: the decay rates of the first and second moment estimates.
+        eps: added to the denominator for numerical stability.
+        weight_decay: the decoupled decay rate (PyTorch's default 1e-2).
+        amsgrad: use the maximum of past second moments.
+        maximize: ascend the objective instead of descending it.
+        capturable: accepted for PyTorch's programs (changes nothing).
+        foreach: accepted for PyTorch's programs; numformer's update is one in-place pass.
+        differentiable: gradients through the step; True raises NotImplementedError.
+        fused: accepted for PyTorch's programs (changes nothing).
+
+    Raises:
+        ValueError: a hyperparameter out of range.
+
+    Examples:
+        >>> import numformer as nf
+        >>> model = nf.nn.Linear(4, 1)
+        >>> opt = nf.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+        >>> loss = model(nf.randn(8, 4)).pow(2).mean()
+        >>> opt.zero_grad()
+        >>> loss.backward()
+        >>> opt.step()
+        >>> opt.param_groups[0]["lr"], opt.state[model.weight]["step"]
+        (0.01, 1)
+    """
 
     decoupled = True
 

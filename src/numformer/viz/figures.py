@@ -1,19 +1,19 @@
 """General figures for the tour and reports: heatmaps, grids of heatmaps and line plots.
-Every figure gets a title, axis labels and (with several series) a legend."""
+Every figure gets a title, axis labels and (with several series) a legend.
+
+Figures are ``matplotlib.figure.Figure`` objects saved straight to PNG, never through pyplot, so
+writing one neither needs a display nor changes the backend of the program that calls it (a
+notebook keeps showing its own figures inline)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _save(fig, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def heatmap(
@@ -29,7 +29,8 @@ def heatmap(
     annotate: bool = False,
 ) -> None:
     matrix = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(max(5, 0.5 * matrix.shape[1] + 3), max(4, 0.4 * matrix.shape[0] + 2)))
+    fig = Figure(figsize=(max(5, 0.5 * matrix.shape[1] + 3), max(4, 0.4 * matrix.shape[0] + 2)))
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap=cmap, aspect="auto")
     if xticks is not None:
         ax.set_xticks(range(len(xticks)), xticks, rotation=45 if len(xticks) > 8 else 0)
@@ -45,7 +46,8 @@ def heatmap(
 
 def heatmap_grid(matrices, titles, path, suptitle: str, xlabel: str, ylabel: str, ticks=None, cols: int = 2) -> None:
     rows = -(-len(matrices) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.5 * cols, 4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, m, t in zip(axes.flat, matrices, titles):
         image = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
         if ticks is not None:
@@ -57,7 +59,6 @@ def heatmap_grid(matrices, titles, path, suptitle: str, xlabel: str, ylabel: str
     fig.colorbar(image, ax=axes.ravel().tolist(), label="attention weight")
     fig.suptitle(suptitle)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def lines(
@@ -73,7 +74,8 @@ def lines(
 ) -> None:
     """``series``: label -> (x, y) drawn as lines; ``points``: label -> (x, y) as markers;
     ``vlines``: label -> x as dashed vertical lines."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
     for label, (x, y) in series.items():
         ax.plot(x, y, label=label, marker="o" if len(x) <= 12 else None)
     for label, (x, y) in (points or {}).items():

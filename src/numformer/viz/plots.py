@@ -1,15 +1,13 @@
-"""Plots written as PNG files with matplotlib's headless backend (needs the ``train`` extra)."""
+"""Plots written as PNG files (needs the ``train`` extra), as ``matplotlib.figure.Figure`` objects
+saved straight to disk: no pyplot, so the caller's matplotlib backend is left as it was."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def plot_metrics(metrics_path, png_path) -> None:
@@ -17,7 +15,8 @@ def plot_metrics(metrics_path, png_path) -> None:
     rate, gradient norm, each against the step."""
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line]
     steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
     axes[0].plot(steps, [r["loss"] for r in rows], label="train", lw=1)
     val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     if val:
@@ -32,13 +31,13 @@ def plot_metrics(metrics_path, png_path) -> None:
     axes[2].legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def plot_lr_finder(result, png_path) -> None:
     """The LR finder's curve (raw and smoothed loss against lr, log scale) with every
     suggestion marked."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
     ax.plot(result.lrs, result.losses, alpha=0.3, label="loss")
     ax.plot(result.lrs, result.smoothed, label="smoothed loss")
     for (name, lr), color in zip(result.suggestions.items(), ["C2", "C3", "C4", "C5"]):
@@ -47,14 +46,14 @@ def plot_lr_finder(result, png_path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def plot_attention(weights, labels, png_path, title: str = "Attention") -> None:
     """Heatmap of one head's weights ``(T, T)``: row = query token, column = key token."""
     weights = np.asarray(weights)
     size = max(6.0, 0.22 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0)
     ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=90)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -62,4 +61,3 @@ def plot_attention(weights, labels, png_path, title: str = "Attention") -> None:
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)

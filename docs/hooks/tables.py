@@ -1,0 +1,129 @@
+"""MkDocs hook: tables and figures made from recorded runs, never typed by hand.
+
+A page asks for one with a marker on a line of its own, ``<!-- generated: NAME -->``; the hook
+replaces it with the table ``TABLES[NAME]`` builds from the results file it reads:
+
+- ``bench-machine``, ``bench-suite``, ``bench-attention``: ``bench/results/suite.json``
+  (``make bench``);
+- ``bench-minilm``: ``bench/results/minilm.json`` (``bench/bert_vs_st.py``);
+- ``apps``: ``numformer.apps.registry()``, whose scores are ``numformer/apps/measured.json``
+  (the project's last full runs); the README's table is checked against the same function
+  (``tests/docs/test_readme.py``).
+
+The benchmark's figure (``bench/results/suite.png``) is published as ``guides/suite.png``. An
+unknown marker, or a results file that is missing, fails the build.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.M)
+
+
+def _results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _ratio(row: dict) -> str:
+    return f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
+
+
+def bench_machine() -> str:
+    suite = _results("suite.json")
+    m = suite["machine"]
+    return (
+        f"Recorded {suite['when'][:10]} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, NumPy {m['numpy']}, "
+        f"PyTorch {m['torch']}; {m['threads']} threads each, "
+        f"tuned allocator {'on' if m['tuned_allocator'] else 'off'}, "
+        f"OpenBLAS kernels {m['openblas_core']}; this machine's float32 matmul rate "
+        f"{suite['matmul_gflops']:.0f} GFLOP/s."
+    )
+
+
+def bench_suite() -> str:
+    rows = [
+        "| workload | shape | numformer (ms) | PyTorch (ms) | numformer / PyTorch (min-max) "
+        "| MFU numformer | MFU PyTorch |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for w in _results("suite.json")["workloads"]:
+        rows.append(
+            f"| `{w['name']}` | {w['shape']} | {w['numformer_ms']:.1f} | {w['torch_ms']:.1f} | {_ratio(w)} | "
+            f"{100 * w['mfu_numformer']:.0f}% | {100 * w['mfu_torch']:.0f}% |"
+        )
+    return "\n".join(rows)
+
+
+def bench_attention() -> str:
+    rows = [
+        "| T | numformer (ms) | PyTorch (ms) | numformer peak (MB) | PyTorch peak (MB) |",
+        "|--:|--:|--:|--:|--:|",
+    ]
+    for a in _results("suite.json")["attention"]:
+        n, t = a["numformer"], a["torch"]
+        rows.append(f"| {a['T']} | {n['ms']:.1f} | {t['ms']:.1f} | {n['peak_mb']:.0f} | {t['peak_mb']:.0f} |")
+    return "\n".join(rows)
+
+
+def bench_minilm() -> str:
+    data = _results("minilm.json")
+    rows = [
+        "| workload | texts | numformer (sentences/s) | sentence-transformers (sentences/s) | numformer / s-t time |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for r in data["rows"]:
+        rows.append(
+            f"| `{r['name']}` | {r['texts']} | {r['numformer_sentences_per_s']:.1f} | "
+            f"{r['torch_sentences_per_s']:.1f} | {_ratio(r)} |"
+        )
+    rows.append("")
+    rows.append(f"Lowest cosine between the two libraries' vectors: {data['cosine_min']:.7f}.")
+    return "\n".join(rows)
+
+
+def apps_table() -> str:
+    """The applications table (README and site): one row per app, from the registry."""
+    from numformer.apps import registry
+
+    rows = [
+        "| app | data | licence | metric | numformer | baseline | n test | train (2 cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, app in registry().items():
+        m = app.measured
+        rows.append(
+            f"| `{name}` | {app.data} | {app.licence} | {app.metric} | {m['score']:.4f} | "
+            f"{m['baseline_score']:.4f} ({app.baseline}) | {m['n_test']} | {m['train_minutes']:.1f} min |"
+        )
+    return "\n".join(rows)
+
+
+TABLES = {
+    "bench-machine": bench_machine,
+    "bench-suite": bench_suite,
+    "bench-attention": bench_attention,
+    "bench-minilm": bench_minilm,
+    "apps": apps_table,
+}
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in TABLES:
+            raise ValueError(f"{page.file.src_uri}: no generated table {name!r}; known: {', '.join(TABLES)}")
+        return TABLES[name]()
+
+    return MARKER.sub(replace, markdown)
+
+
+def on_files(files: Files, config) -> Files:
+    files.append(File.generated(config, "guides/suite.png", content=(RESULTS / "suite.png").read_bytes()))
+    return files
