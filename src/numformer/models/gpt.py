@@ -34,7 +34,24 @@ POSITIONS = ("learned", "sinusoidal", "rotary")
 @dataclass
 class GPTConfig(Config):
     """A GPT's sizes and choices (``GPT(config)``); ``from_dict`` reads one from a file's
-    mapping with numformer's typed-config rules."""
+    mapping with numformer's typed-config rules.
+
+    Args:
+        vocab_size: tokens V (128).
+        block_size: the context length, the most positions a forward takes (128).
+        n_layer: decoder blocks (4).
+        n_head: attention heads (4; d_model must divide by it).
+        d_model: the embedding width E (128).
+        d_ff: the MLP's hidden width (default 4 * d_model).
+        dropout: dropout probability in training (0.0).
+        positions: ``"learned"`` (GPT-2's), ``"sinusoidal"`` (seed §4) or ``"rotary"`` (RoPE).
+        tie_weights: the output layer shares the token embedding's weight (True).
+        bias: biases in the linear layers and LayerNorms (True).
+
+    Raises:
+        ValueError: a size below 1, d_model not divisible by n_head, an unknown ``positions``,
+            an odd head width with rotary positions, or dropout outside [0, 1).
+    """
 
     vocab_size: int = 128
     block_size: int = 128  # context length
@@ -197,8 +214,17 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """A GPT language model: ``forward(idx (N, T) ints, targets=None, cache=None, positions=None)
-    -> (logits (N, T, V), loss or None)``; ``generate`` decodes with an ``nn.StaticCache``."""
+    """A GPT language model (Radford et al., 2019, GPT-2; nanoGPT's layout): token and position
+    embeddings, ``n_layer`` pre-LN blocks of causal self-attention and MLP, a final LayerNorm and
+    the output layer; ``generate`` decodes with an ``nn.StaticCache``.
+
+    Args:
+        config: a ``GPTConfig``.
+
+    Shape:
+        ``forward(idx (N, T) ints, targets=None, cache=None, positions=None) -> (logits
+        (N, T, V), loss or None)``; T at most ``config.block_size``.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()

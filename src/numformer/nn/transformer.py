@@ -22,7 +22,16 @@ from numformer.tensor import Tensor
 
 
 def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
-    """Float causal mask ``(size, size)``: 0 on and below the diagonal, -inf above."""
+    """Float causal mask ``(size, size)``: 0 on and below the diagonal, -inf above.
+
+    Args:
+        size: the sequence length L.
+        dtype: the mask's floating dtype (default: the default dtype, float32).
+
+    Returns:
+        A ``(size, size)`` tensor for ``mask=`` / ``tgt_mask=`` (PyTorch's
+        ``nn.Transformer.generate_square_subsequent_mask``).
+    """
 
     mask = xp.triu(xp.full((size, size), -np.inf), k=1).astype(dtype_or_default(dtype))
     return Tensor(mask)
@@ -37,9 +46,26 @@ def _linear_then(linear: Linear, activation: Module, x):
 
 
 class TransformerEncoderLayer(Module):
-    """Self-attention then feed-forward, each with a residual connection and LayerNorm.
+    """Self-attention then feed-forward, each with a residual connection and LayerNorm
+    (Vaswani et al., 2017, "Attention Is All You Need"; seed §5, the encoder).
 
-    Input ``src`` ``(N, S, E)`` (or ``(S, E)``); output the same shape.
+    Args:
+        d_model: the embedding width E.
+        nhead: attention heads (E must divide by it).
+        dim_feedforward: the feed-forward layer's hidden width (2048).
+        dropout: dropout probability after attention, inside and after the feed-forward (0.1).
+        activation: ``"relu"``, ``"gelu"`` or a callable, between the feed-forward layers.
+        layer_norm_eps: LayerNorm's epsilon (1e-5).
+        batch_first: inputs ``(N, L, E)`` when True, ``(L, N, E)`` when False (PyTorch's default).
+        norm_first: pre-LN (LayerNorm before each sub-layer) when True, post-LN (the paper's)
+            when False.
+        bias: biases in the linear layers and LayerNorms (True).
+        device, dtype: where and in what type the parameters are made (PyTorch's factory
+            arguments; numformer computes in float32).
+
+    Shape:
+        ``src`` ``(N, S, E)`` (``(S, N, E)`` unless ``batch_first``, or ``(S, E)`` unbatched);
+        output the same shape.
     """
 
     def __init__(
@@ -93,9 +119,26 @@ class TransformerEncoderLayer(Module):
 
 
 class TransformerDecoderLayer(Module):
-    """Masked self-attention, cross-attention over ``memory``, then feed-forward.
+    """Masked self-attention, cross-attention over ``memory``, then feed-forward, each with a
+    residual connection and LayerNorm (Vaswani et al., 2017).
 
-    ``tgt`` ``(N, T, E)``, ``memory`` ``(N, S, E)``; output ``(N, T, E)``.
+    Args:
+        d_model: the embedding width E.
+        nhead: attention heads (E must divide by it).
+        dim_feedforward: the feed-forward layer's hidden width (2048).
+        dropout: dropout probability after attention, inside and after the feed-forward (0.1).
+        activation: ``"relu"``, ``"gelu"`` or a callable, between the feed-forward layers.
+        layer_norm_eps: LayerNorm's epsilon (1e-5).
+        batch_first: inputs ``(N, L, E)`` when True, ``(L, N, E)`` when False (PyTorch's default).
+        norm_first: pre-LN (LayerNorm before each sub-layer) when True, post-LN (the paper's)
+            when False.
+        bias: biases in the linear layers and LayerNorms (True).
+        device, dtype: where and in what type the parameters are made (PyTorch's factory
+            arguments; numformer computes in float32).
+
+    Shape:
+        ``tgt`` ``(N, T, E)``, ``memory`` ``(N, S, E)`` (sequence first unless ``batch_first``);
+        output ``(N, T, E)``.
     """
 
     def __init__(
@@ -208,7 +251,17 @@ def _clones(layer: Module, n: int) -> ModuleList:
 
 
 class TransformerEncoder(Module):
-    """A stack of ``num_layers`` copies of ``encoder_layer``, then an optional final ``norm``."""
+    """A stack of ``num_layers`` copies of ``encoder_layer``, then an optional final ``norm``.
+
+    Args:
+        encoder_layer: the layer to copy (each copy has its own weights).
+        num_layers: how many copies.
+        norm: a module applied to the last layer's output (a LayerNorm for pre-LN stacks).
+        enable_nested_tensor, mask_check: PyTorch's speed options, accepted and without effect.
+
+    Shape:
+        as ``forward``'s ``src``; output the same shape.
+    """
 
     def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None):
         super().__init__()
@@ -236,7 +289,16 @@ class TransformerEncoder(Module):
 
 
 class TransformerDecoder(Module):
-    """A stack of ``num_layers`` copies of ``decoder_layer``, then an optional final ``norm``."""
+    """A stack of ``num_layers`` copies of ``decoder_layer``, then an optional final ``norm``.
+
+    Args:
+        decoder_layer: the layer to copy (each copy has its own weights).
+        num_layers: how many copies.
+        norm: a module applied to the last layer's output.
+
+    Shape:
+        ``tgt`` ``(N, T, E)``, ``memory`` ``(N, S, E)``; output ``(N, T, E)``.
+    """
 
     def __init__(self, decoder_layer: TransformerDecoderLayer, num_layers: int, norm: Module | None = None):
         super().__init__()
@@ -285,10 +347,28 @@ class TransformerDecoder(Module):
 
 
 class Transformer(Module):
-    """The encoder-decoder Transformer of "Attention Is All You Need".
+    """The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017).
+    Every weight matrix starts Xavier-uniform, as in PyTorch's ``nn.Transformer``.
 
-    ``forward(src (N, S, E), tgt (N, T, E), ...) -> (N, T, E)``. Every weight matrix starts
-    Xavier-uniform, as in PyTorch's ``nn.Transformer``.
+    Args:
+        d_model: the embedding width E (512).
+        nhead: attention heads (8; E must divide by it).
+        num_encoder_layers, num_decoder_layers: the stacks' depths (6 each).
+        custom_encoder, custom_decoder: modules used instead of the stacks built here.
+        dim_feedforward: the feed-forward layer's hidden width (2048).
+        dropout: dropout probability after attention, inside and after the feed-forward (0.1).
+        activation: ``"relu"``, ``"gelu"`` or a callable, between the feed-forward layers.
+        layer_norm_eps: LayerNorm's epsilon (1e-5).
+        batch_first: inputs ``(N, L, E)`` when True, ``(L, N, E)`` when False (PyTorch's default).
+        norm_first: pre-LN (LayerNorm before each sub-layer) when True, post-LN (the paper's)
+            when False.
+        bias: biases in the linear layers and LayerNorms (True).
+        device, dtype: where and in what type the parameters are made (PyTorch's factory
+            arguments; numformer computes in float32).
+
+    Shape:
+        ``forward(src (N, S, E), tgt (N, T, E), ...) -> (N, T, E)`` (sequence first unless
+        ``batch_first``).
     """
 
     def __init__(
