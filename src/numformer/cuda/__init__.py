@@ -20,6 +20,7 @@ __all__ = [
     "is_bf16_supported",
     "manual_seed",
     "manual_seed_all",
+    "mem_get_info",
     "set_device",
     "synchronize",
 ]
@@ -81,6 +82,19 @@ def empty_cache() -> None:
         import cupy
 
         cupy.get_default_memory_pool().free_all_blocks()
+
+
+def mem_get_info(device=None) -> tuple[int, int]:
+    """``(free, total)`` bytes of the GPU's memory (PyTorch's ``torch.cuda.mem_get_info``); the
+    blocks CuPy's pool keeps for reuse count as used.
+
+    Raises:
+        RuntimeError: no GPU is available."""
+    _require("mem_get_info")
+    import cupy
+
+    free, total = cupy.cuda.runtime.memGetInfo()
+    return int(free), int(total)
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:
