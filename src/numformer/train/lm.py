@@ -318,7 +318,7 @@ def check_fits(config: RunConfig, vocab_size: int, ranks: int = 1, device=None) 
         return
     per = f" per rank of {ranks}" if ranks > 1 else ""
     raise ValueError(
-        f"the model is too large to train here: {_count(params)} parameters (n_layer {_count(config.model.n_layer)}, "
+        f"this run is too large to train here: {_count(params)} parameters (n_layer {_count(config.model.n_layer)}, "
         f"d_model {_count(config.model.d_model)}, vocabulary {vocab_size}) and a batch of {config.batch_size} x "
         f"{config.model.block_size} tokens need at least {_gib(need)}{per} (weights, gradients, AdamW state and "
         f"activations), and {where} {_gib(have)} available; choose smaller --n-layer, --d-model, --block-size "
