@@ -100,20 +100,22 @@ class RunFolder:
         except ImportError:  # not POSIX: no lock
             yield
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        while True:
+        busy = RunFolderError(
+            f"another {what} is writing into {self.path} now; wait for it to end, or choose another {self.flag}"
+        )
+        for _ in range(100):  # each retry means another process removed the file meanwhile
+            self.path.mkdir(parents=True, exist_ok=True)
             handle = open(self.path / LOCK, "a")  # noqa: SIM115 - held across the yield below
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 handle.close()
-                raise RunFolderError(
-                    f"another {what} is writing into {self.path} now; wait for it to end, or choose another {self.flag}"
-                ) from None
+                raise busy from None
             if self._holds(handle):
                 break
             handle.close()  # its holder removed the file after we opened it: lock the new one
-            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            raise busy
         try:
             yield
         finally:

@@ -592,6 +592,7 @@ def train(
     if world.size > 1 and world.broadcast_json(digest) != digest:
         raise ValueError(f"the ranks read different text from {config.data}: is the data the same file on every rank?")
     created = world.on_main(lambda: not out.exists())
+    built_from = {"text": text, "ranks": world.size, "device": device}
     with contextlib.ExitStack() as held:
 
         def lock() -> None:  # rank 0 holds it (the run folder may be on its machine alone); all learn if it could
@@ -601,9 +602,9 @@ def train(
         if resume:  # the run folder exists: held from the start, so the checks below stay true
             lock()
             checkpoint, record = _resume_checks(out, resume_from, config, digest, len(text), allow_data_change, world)
-            tokenizer, data, model = prepare(config, out, True, False, text, world.size, device)
+            tokenizer, data, model = prepare(config, out, resume=True, save_tokenizer=False, **built_from)
         else:  # everything checked before the lock makes the folder
-            tokenizer, data, model = prepare(config, out, False, False, text, world.size, device)
+            tokenizer, data, model = prepare(config, out, resume=False, save_tokenizer=False, **built_from)
             lock()
             if main:
                 _refuse_a_run_there(folder, overwrite)

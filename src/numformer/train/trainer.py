@@ -302,7 +302,7 @@ class Trainer:
         if self._stop_status == "interrupted":  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if name == "SIGHUP":  # the terminal is gone: its progress bar would fail the save
+        if name == "SIGHUP":  # the terminal is gone: nothing more is drawn or printed on it
             self.hung_up = True
             if self._bar is not None:
                 self._bar.disable = True
