@@ -89,11 +89,13 @@ def mem_get_info(device=None) -> tuple[int, int]:
     blocks CuPy's pool keeps for reuse count as used.
 
     Raises:
-        RuntimeError: no GPU is available."""
+        RuntimeError: no GPU is available, or the device's array module cannot tell (a
+        stand-in registered with ``backend.register_device``)."""
     _require("mem_get_info")
-    import cupy
-
-    free, total = cupy.cuda.runtime.memGetInfo()
+    runtime = getattr(getattr(backend.device_module("cuda"), "cuda", None), "runtime", None)
+    if runtime is None:
+        raise RuntimeError("numformer.cuda.mem_get_info: the 'cuda' device's array module cannot report its memory")
+    free, total = runtime.memGetInfo()
     return int(free), int(total)
 
 

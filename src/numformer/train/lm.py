@@ -311,7 +311,10 @@ def check_fits(config: RunConfig, vocab_size: int, ranks: int = 1, device=None) 
     if device is not None:
         from numformer import cuda
 
-        have, where = cuda.mem_get_info()[0], f"the GPU ({device}) has"
+        try:
+            have, where = cuda.mem_get_info()[0], f"the GPU ({device}) has"
+        except RuntimeError:  # a device that cannot tell: no check
+            have, where = None, ""
     else:
         have, where = available_memory(), "this machine has"
     if have is None or need <= have:
@@ -703,15 +706,22 @@ def _train_held(config, folder, created, resume, checkpoint, record, built, writ
 
 
 def _resume_state(out: Path, resume_from) -> list:
-    """``[step folder, run.json's record (None: an earlier version's run), its step]`` of the
-    checkpoint a resume starts from (rank 0 reads them)."""
+    """``[step folder, run.json's record, its step]`` of the checkpoint a resume starts from
+    (rank 0 reads them). A run.json without a run id (an earlier version's run) takes that of
+    a checkpoint in the run's own folder, if it has one; the record is None if there is none."""
     from numformer.train.checkpoint import checkpoint_state
 
     found = _resume_point(out, resume_from)
     saved = _read_run_json(out)
     record = saved.get(RECORD) if isinstance(saved, dict) else None
-    step = checkpoint_state(found).get("step")
-    return [str(found), record if isinstance(record, dict) else None, step if isinstance(step, int) else 0]
+    record = dict(record) if isinstance(record, dict) else None
+    state = checkpoint_state(found)
+    own = found.resolve().parent == (out / "checkpoints").resolve()
+    theirs = (state.get("extra") or {}).get("run_id")
+    if own and theirs and not (record or {}).get("id"):
+        record = {**(record or {}), "id": theirs}
+    step = state.get("step")
+    return [str(found), record, step if isinstance(step, int) else 0]
 
 
 def _pinned(record, digest, characters, step, config, out, allow_data_change, main) -> dict:
