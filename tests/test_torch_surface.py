@@ -283,6 +283,8 @@ def test_cuda_answers_as_pytorchs_cpu_build():
     nf.cuda.manual_seed_all(3)
     with pytest.raises(RuntimeError, match="no GPU"):
         nf.cuda.current_device()
+    with pytest.raises(RuntimeError, match="mem_get_info: no GPU"):
+        nf.cuda.mem_get_info()
     nf.backends.cuda.matmul.allow_tf32 = True
     nf.backends.cudnn.allow_tf32 = True
     nf.backends.cudnn.benchmark = True

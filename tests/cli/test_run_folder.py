@@ -377,3 +377,168 @@ def test_a_model_with_non_finite_weights_is_refused(run, capsys):
     (run / "model" / "checksums.json").unlink()
     assert main(["generate", "--model", str(run), "--prompt", "The "]) == 2
     one_error_line(capsys, "model.safetensors holds non-finite weights", "transformer.ln_f.weight")
+
+
+# --- 12. a run is pinned to its data (issue 36, item 2) ---------------------------------------------
+
+
+def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path, corpus, capsys, monkeypatch):
+    import hashlib
+
+    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "corpus.txt", "--out", str(out), "--max-steps", "3", *TINY]) == 0
+    saved = json.loads((out / "run.json").read_text())
+    original = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    assert saved["data"] == str(corpus.resolve())  # not "corpus.txt": resumable from any folder
+    assert saved["record"]["data_sha256"] == original
+    corpus.write_text(corpus.read_text().replace("cat", "act"))  # the same characters, another text
+    changed = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    monkeypatch.chdir(tmp_path / "run")
+    before = snapshot(out)
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "5", "--progress", "false"]) == 2
+    one_error_line(capsys, "the data changed since the run", str(corpus.resolve()), "--allow-data-change")
+    assert snapshot(out) == before  # refused before anything was written
+    resume = ["train", "--out", str(out), "--resume", "--max-steps", "5", "--progress", "false"]
+    assert main([*resume, "--allow-data-change"]) == 0
+    record = json.loads((out / "run.json").read_text())["record"]
+    assert record["data_sha256"] == changed and record["id"] == saved["record"]["id"]
+    assert record["data_changes"] == [{"step": 3, "from_sha256": original, "to_sha256": changed}]
+
+
+# --- 13. a resume describes only its own run (issue 36, item 3) -------------------------------------
+
+
+def test_a_resume_never_rewrites_the_run_or_takes_another_runs_checkpoint(run, tmp_path, corpus, capsys):
+    before = snapshot(run)
+    assert main(["train", "--out", str(run), "--resume", "--max-steps", "3", "--progress", "false"]) == 2
+    one_error_line(capsys, "--max-steps 3 is below step 6", "--max-steps 6 or more")
+    assert snapshot(run) == before  # run.json still says max_steps 6
+    other = tmp_path / "other"
+    assert train(corpus, other, "--checkpoint-every", "3") == 0
+    capsys.readouterr()
+    foreign = other / "checkpoints" / "step-00000003"
+    flags = ["--resume-from", str(foreign), "--max-steps", "8", "--progress", "false"]
+    assert main(["train", "--out", str(run), *flags]) == 2
+    line = one_error_line(capsys, str(foreign), "belongs to another run")
+    assert json.loads((run / "run.json").read_text())["record"]["id"] in line
+    assert snapshot(run) == before
+    state = json.loads((run / "checkpoints" / "step-00000006" / "state.json").read_text())
+    assert state["extra"]["run_id"] == json.loads((run / "run.json").read_text())["record"]["id"]
+
+
+# --- 14. one train at a time in a run folder (issue 36, item 8) -------------------------------------
+
+PAUSED_TRAIN = """
+import sys
+from pathlib import Path
+
+from numformer.train import lm
+from numformer.train.trainer import Callback
+
+
+class Pause(Callback):  # at step 8: say so on stdout, then wait for a line on stdin
+    def on_step_end(self, trainer, metrics):
+        if trainer.step == 8:
+            print("paused", flush=True)
+            sys.stdin.readline()
+
+
+config = lm.config_for_resume(Path(sys.argv[1]), {"max_steps": 10, "progress": False})
+_, _, result = lm.train(config, resume=True, callbacks=[Pause()], write=lambda text: None)
+print(result.status, result.step)
+"""
+
+
+def test_a_train_holds_its_run_folder_against_resume_and_overwrite(run, corpus, capsys):
+    """A resume paused in its step 8 (a barrier on its stdin and stdout, not a sleep) holds the
+    folder: a second --resume and an --overwrite are refused and change nothing; the first then
+    ends as one run."""
+    first = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_TRAIN, str(run)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout.readline() == "paused\n", first.stderr.read()  # EOF if it died: no hang
+        before = snapshot(run)
+        assert main(["train", "--out", str(run), "--resume", "--max-steps", "12", "--progress", "false"]) == 2
+        one_error_line(capsys, "another 'numformer train' is writing into", str(run))
+        assert train(corpus, run, "--overwrite") == 2
+        one_error_line(capsys, "another 'numformer train' is writing into")
+        assert snapshot(run) == before
+        out, err = first.communicate("go\n", timeout=120)
+    finally:
+        first.kill() if first.poll() is None else None
+    assert first.returncode == 0 and out.endswith("completed 10\n"), err
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # one series: no second writer's steps
+    assert json.loads((run / "run.json").read_text())["train"]["max_steps"] == 10
+
+
+# --- 15. closing the terminal saves the run (issue 36, item 9) --------------------------------------
+
+ON_A_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execv(sys.executable, sys.argv[1:])"
+)
+
+
+def test_closing_the_terminal_saves_the_run(tmp_path, corpus):
+    """numformer train on a terminal of its own (a pseudo-terminal it controls); closing the
+    terminal sends SIGHUP, as a closed window or a dropped SSH session does: the step ends, the
+    run is saved, and nothing more is written to the gone terminal."""
+    import pty
+    import select
+
+    out = tmp_path / "run"
+    args = ["train", "--data", corpus, "--out", out, "--max-steps", "100000", *TINY, "--checkpoint-every", "100000"]
+    args += ["--progress", "true", "--eval-every", "1"]  # a progress bar and samples on the terminal
+    command = [sys.executable, "-c", ON_A_TERMINAL, sys.executable, "-m", "numformer.cli", *map(str, args)]
+    master, terminal = pty.openpty()
+    proc = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    metrics, shown = out / "metrics.jsonl", b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.stat().st_size):
+        if select.select([master], [], [], 0.05)[0]:  # keep the terminal drained
+            shown += os.read(master, 1 << 16)
+    os.close(master)  # the terminal hangs up
+    assert proc.wait(timeout=60) == 129, shown.decode(errors="replace")
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] >= 1 and (out / "model" / "model.safetensors").exists()
+    assert json.loads((out / "model" / "config.json").read_text())  # the model folder is whole
+
+
+# --- 16. the default sample prompt works on any corpus (issue 36, item 10) --------------------------
+
+
+@pytest.mark.parametrize("text", ["the cat sat on the mat. " * 80, "ο γάτος κάθεται στο χαλί. " * 80])
+def test_the_default_sample_prompt_comes_from_the_data(tmp_path, capsys, text):
+    """Lower-case English and Greek hold no 'T': the samples start from the validation text.
+    A prompt the user gives is still checked."""
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text(text)
+    assert train(corpus, tmp_path / "run", steps=3) == 0
+    samples = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step 3: val loss")]
+    assert len(samples) == 1 and samples[0].split(" | ")[1].strip("'")[:4] in text
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["sample_prompt"] == ""
+    assert train(corpus, tmp_path / "mine", "--sample-prompt", "The ", steps=3) == 2
+    one_error_line(capsys, "sample_prompt", "'T'")
+
+
+# --- 17. sizes that cannot fit are refused before anything is built (issue 36, item 11) -------------
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--d-model", "65536", "--d-ff", "262144", "--n-layer", "64"], ["--n-layer", str(10**23)]],
+    ids=["d-model-65536", "n-layer-1e23"],
+)
+def test_a_model_too_large_for_memory_is_one_line_with_the_figure(tmp_path, corpus, capsys, flags):
+    out = tmp_path / "run"
+    assert train(corpus, out, *flags) == 2
+    line = one_error_line(capsys, "too large to train here", "parameters", "GiB available")
+    assert "need at least" in line
+    assert not out.exists()

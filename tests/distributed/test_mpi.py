@@ -78,6 +78,34 @@ def test_a_run_started_on_two_ranks_resumes_on_one(tmp_path):
     assert_close(weights(tmp_path / "straight"), weights(tmp_path / "split"))
 
 
+def test_padded_rows_and_accumulation_give_one_process_step_on_two_ranks(tmp_path):
+    """Rank 0's shard keeps about 2 of its 8 rows, rank 1's all 8, over 2 accumulated
+    micro-batches: two ranks weight every kept row alike, as one process does (a mean of the
+    ranks' means would weight rank 0's few rows 4 times as much), and log the same loss."""
+    one, _ = job(tmp_path / "one", 6, 1, "--padded", "--accum", "2")
+    two, _ = job(tmp_path / "two", 6, 2, "--padded", "--accum", "2")
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    assert_close(weights(tmp_path / "one"), weights(tmp_path / "two"))
+
+    def losses(out):
+        return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
+
+
+def test_a_dataloader_that_does_not_divide_among_the_ranks_is_refused_at_the_start(tmp_path):
+    """11 rows, batches of 4, 2 ranks: the epoch's last batch of 3 cannot be split; said before
+    the first step (not at the end of the first epoch), with drop_last=True as the way out."""
+    done, _ = job(tmp_path / "odd", 6, 2, "--loader", "11,4", timeout=60)
+    assert done.returncode != 0
+    assert "last batch of each epoch holds 3 of its 11 items (batch_size 4)" in done.stderr, done.stderr
+    assert "drop_last=True" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "odd" / "metrics.jsonl").exists()  # no step was taken
+    fine, _ = job(tmp_path / "even", 2, 2, "--loader", "12,4", timeout=60)
+    assert fine.returncode == 0, fine.stderr
+
+
 def test_an_error_on_one_rank_ends_every_rank(tmp_path):
     done, seconds = job(tmp_path / "err", 20, 2, "--raise-at", "3", timeout=60)
     assert done.returncode != 0

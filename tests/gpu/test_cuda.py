@@ -99,3 +99,16 @@ def test_gpt_trains_and_generates_on_the_gpu_as_on_the_cpu(tmp_path):
         )
     tokens = loaded.to("cuda").generate([[1, 2, 3]], max_new_tokens=8, seed=0)
     assert len(tokens[0]) == 11
+
+
+def test_a_run_too_large_for_the_gpus_free_memory_is_refused_with_the_figure():
+    from numformer.train.lm import RunConfig, check_fits, training_memory
+
+    free, total = nf.cuda.mem_get_info()
+    assert 0 < free <= total
+    small = RunConfig().updated({"n_layer": 1, "d_model": 16, "n_head": 2, "batch_size": 2, "block_size": 8})
+    check_fits(small, 20, device="cuda")  # a few kilobytes: fits
+    per_layer = training_memory(small.updated({"n_layer": 2}), 20)[1] - training_memory(small, 20)[1]
+    layers = free // per_layer + 1  # just past the free memory
+    with pytest.raises(ValueError, match=r"too large to train here.*the GPU \(cuda\) has"):
+        check_fits(small.updated({"n_layer": int(layers)}), 20, device="cuda")

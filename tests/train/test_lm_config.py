@@ -74,3 +74,35 @@ def test_toml_keys_in_the_wrong_table_or_twice_are_refused(tmp_path, text, messa
 def test_an_alias_and_its_setting_together_are_refused():
     with pytest.raises(ValueError, match="give out or out_dir, not both"):
         RunConfig().updated({"out": "a", "out_dir": "b"})
+
+
+def test_the_memory_estimate_counts_the_parameters_gpt_builds():
+    """GPTConfig.num_parameters counts, without building anything, what GPT builds; the
+    memory a run needs grows with it and shrinks per rank under MPI (issue 36, item 11)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from numformer.models import GPT, GPTConfig
+    from numformer.train.lm import RunConfig, training_memory
+
+    @settings(max_examples=15, deadline=None)
+    @given(
+        layers=st.integers(1, 3),
+        heads=st.sampled_from([1, 2]),
+        width=st.sampled_from([4, 8]),
+        d_ff=st.integers(1, 9),
+        vocab=st.integers(2, 20),
+        block=st.integers(1, 9),
+        positions=st.sampled_from(["learned", "sinusoidal", "rotary"]),
+        tie=st.booleans(),
+        bias=st.booleans(),
+    )
+    def check(layers, heads, width, d_ff, vocab, block, positions, tie, bias):
+        config = GPTConfig(vocab, block, layers, heads, width, d_ff, 0.0, positions, tie, bias)
+        assert config.num_parameters() == GPT(config).num_parameters()
+
+    check()
+    run = RunConfig().updated({"n_layer": 2, "d_model": 8, "n_head": 2, "block_size": 4, "batch_size": 2})
+    params, need = training_memory(run, 10)
+    assert need >= 16 * params  # weights, gradients and AdamW's two moments, before any activation
+    assert training_memory(run, 10, ranks=2)[1] < need  # each rank holds half the batch's activations

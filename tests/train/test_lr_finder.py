@@ -67,3 +67,17 @@ def test_lr_find_bad_arguments():
         lr_find(model, mse, seed_data, start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match=r"num_steps must be >= 3, got 1"):
         lr_find(model, mse, seed_data, num_steps=1)
+
+
+def test_a_loss_given_as_sum_and_count_sweeps_as_its_mean():
+    """The Trainer's (loss_sum, n) form (padded token losses) is taken too: the same curve."""
+
+    def summed(model, batch):
+        return mse(model, batch) * 100.0, 100
+
+    curves = []
+    for loss_fn in (mse, summed):
+        nf.manual_seed(0)
+        model = mlp(hidden=8, inputs=4)
+        curves.append(lr_find(model, loss_fn, seed_data, num_steps=10).losses)
+    np.testing.assert_allclose(curves[1], curves[0], rtol=1e-5)

@@ -189,3 +189,63 @@ def test_a_dataloader_feeds_the_trainer_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(run(tmp_path / "b", 7, resume=True), straight)
     with pytest.raises(TypeError, match="DataLoader"):
         Trainer(nn.Linear(3, 1), optim.SGD(nn.Linear(3, 1).parameters(), lr=0.1), loss_fn, [1, 2, 3])
+
+
+# --- gradient accumulation weights tokens, not micro-batches (issue 36, item 1) ----------------
+
+
+def _padded_micro_batches():
+    """A padded token task's batch of 4 rows as two micro-batches of 11 and 3 real targets
+    (-100: padding), and the whole batch."""
+    rng = np.random.default_rng(7)
+    x, y = rng.integers(0, 6, (4, 6)), rng.integers(0, 6, (4, 6))
+    real = np.arange(6)[None, :] < np.array([[6], [5], [1], [2]])  # 6 + 5, then 1 + 2 targets
+    y = np.where(real, y, -100)
+    return [(x[:2], y[:2]), (x[2:], y[2:])], (x, y)
+
+
+def _token_loss_sum(model, batch):
+    logits = model(nf.Tensor(batch[0]))
+    return F.cross_entropy(logits.reshape(-1, 6), batch[1].reshape(-1), reduction="sum"), int((batch[1] != -100).sum())
+
+
+def _token_loss_mean(model, batch):
+    return F.cross_entropy(model(nf.Tensor(batch[0])).reshape(-1, 6), batch[1].reshape(-1))
+
+
+def _one_step(out, batches, loss_fn, count=None):
+    """One SGD step (lr 1, no clipping) over ``batches`` as its micro-batches: (weights, logged loss)."""
+    nf.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(6, 8), nn.Linear(8, 6))
+    cfg = TrainConfig(max_steps=1, grad_accum_steps=len(batches), clip_grad_norm=None, out_dir=str(out), progress=False)
+    feed = iter(batches)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    result = Trainer(model, opt, loss_fn, lambda rng: next(feed), config=cfg, count=count).fit()
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}, result.history[0]["loss"]
+
+
+@pytest.mark.parametrize(
+    ("loss_fn", "count"),
+    [(_token_loss_sum, None), (_token_loss_mean, lambda batch: int((batch[1] != -100).sum()))],
+    ids=["sum-and-count", "mean-weighted-by-count"],
+)
+def test_accumulated_steps_equal_the_full_batch_step_with_padded_tokens(tmp_path, loss_fn, count):
+    """11 and 3 real tokens in two micro-batches: the same gradient step and logged loss as the
+    whole batch in one (today's micro-batch mean weighted the 3 tokens as much as the 11)."""
+    micro, whole = _padded_micro_batches()
+    split_weights, split_loss = _one_step(tmp_path / "split", micro, loss_fn, count)
+    full_weights, full_loss = _one_step(tmp_path / "full", [whole], loss_fn, count)
+    nf.manual_seed(0)
+    fresh = nn.Sequential(nn.Embedding(6, 8), nn.Linear(8, 6))
+    token_mean = float(_token_loss_mean(fresh, whole).item())  # the true mean over the 14 tokens
+    assert split_loss == pytest.approx(token_mean, rel=1e-6) and full_loss == pytest.approx(token_mean, rel=1e-6)
+    moved = max(float(np.abs(full_weights[k] - fresh.state_dict()[k].numpy()).max()) for k in full_weights)
+    assert moved > 0.05  # the step is large enough for a wrong weighting to show
+    for key, value in full_weights.items():
+        np.testing.assert_allclose(split_weights[key], value, rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_a_step_with_every_target_ignored_is_an_error_not_nan(tmp_path):
+    x = np.zeros((2, 3), dtype=np.int64)
+    with pytest.raises(ValueError, match="no item to learn from"):
+        _one_step(tmp_path, [(x, np.full((2, 3), -100))], _token_loss_sum)

@@ -77,7 +77,15 @@ def model_folder(path) -> tuple[str, Path]:
 
 
 def tqdm_write(text: str) -> None:
-    """Print a line without breaking a progress bar."""
+    """Print a line without breaking a progress bar. A terminal that is gone (EIO: the window
+    closed, the SSH session dropped; SIGHUP follows) drops the line, so a train that SIGHUP
+    asks to save is not ended by its own output first."""
+    import errno
+
     from tqdm.auto import tqdm
 
-    tqdm.write(text)
+    try:
+        tqdm.write(text)
+    except OSError as err:
+        if err.errno != errno.EIO:
+            raise

@@ -61,6 +61,11 @@ def add_parser(command) -> None:
         "--resume-from", metavar="STEP|PATH", help="continue from a chosen checkpoint: its step, or its folder"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a run already in --out (deletes it)")
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: train on although the data is not the text the run began with (recorded in run.json)",
+    )
     add_device(parser)
 
 
@@ -72,10 +77,12 @@ def run(args) -> int:
     resume = args.resume or args.resume_from is not None
     if resume and args.overwrite:
         raise UsageError("numformer train: --overwrite starts over; it cannot go with --resume or --resume-from")
+    if args.allow_data_change and not resume:
+        raise UsageError("numformer train: --allow-data-change goes with --resume or --resume-from")
     if resume:
         given = given_settings(args)
         out = Path(given.get("out_dir", given.get("out", lm.RunConfig().train.out_dir)))
-        config = lm.config_for_resume(out, given)
+        config = lm.config_for_resume(out, given, allow_data_change=args.allow_data_change)
     else:
         config = run_config(args)
     _, _, result = lm.train(
@@ -85,7 +92,10 @@ def run(args) -> int:
         overwrite=args.overwrite,
         write=tqdm_write,
         device=device(args.device),
+        allow_data_change=args.allow_data_change,
     )
+    if result.status == "interrupted" and result.reason == "interrupted by SIGHUP":
+        return 129  # the terminal is gone: nothing to print to (128 + SIGHUP, as a shell reports it)
     if result.status == "interrupted":
         print(f"interrupted at step {result.step}: checkpoint saved; continue with --resume", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ __all__ = [
     "is_bf16_supported",
     "manual_seed",
     "manual_seed_all",
+    "mem_get_info",
     "set_device",
     "synchronize",
 ]
@@ -81,6 +82,21 @@ def empty_cache() -> None:
         import cupy
 
         cupy.get_default_memory_pool().free_all_blocks()
+
+
+def mem_get_info(device=None) -> tuple[int, int]:
+    """``(free, total)`` bytes of the GPU's memory (PyTorch's ``torch.cuda.mem_get_info``); the
+    blocks CuPy's pool keeps for reuse count as used.
+
+    Raises:
+        RuntimeError: no GPU is available, or the device's array module cannot tell (a
+        stand-in registered with ``backend.register_device``)."""
+    _require("mem_get_info")
+    runtime = getattr(getattr(backend.device_module("cuda"), "cuda", None), "runtime", None)
+    if runtime is None:
+        raise RuntimeError("numformer.cuda.mem_get_info: the 'cuda' device's array module cannot report its memory")
+    free, total = runtime.memGetInfo()
+    return int(free), int(total)
 
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:

@@ -82,6 +82,23 @@ class GPTConfig(Config):
         if self.d_ff < 1:
             raise ValueError(f"GPTConfig: d_ff must be >= 1, got {self.d_ff}")
 
+    def num_parameters(self) -> int:
+        """The parameters ``GPT(self)`` holds, counted from the sizes alone (nothing is
+        allocated): what a size check needs before building the model.
+
+        Returns:
+            ``GPT(self).num_parameters()``: a tied output layer counted once."""
+        d, ff, bias = self.d_model, self.d_ff, int(self.bias)
+        layer = 2 * d * (1 + bias)  # two LayerNorms
+        layer += d * 3 * d + 3 * d * bias + d * d + d * bias  # attention: c_attn, c_proj
+        layer += d * ff + ff * bias + ff * d + d * bias  # MLP: c_fc, c_proj
+        total = self.vocab_size * d + self.n_layer * layer + d * (1 + bias)  # wte, blocks, ln_f
+        if self.positions == "learned":
+            total += self.block_size * d
+        if not self.tie_weights:
+            total += d * self.vocab_size
+        return total
+
 
 def cached_step(positions):
     """What a step through a cache needs, worked out once for every layer: the mask of the

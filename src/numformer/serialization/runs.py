@@ -89,7 +89,9 @@ class RunFolder:
     # --- one writer at a time ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, what: str = "train"):
-        """Hold ``path/.train.lock`` inside the block (the folder is made if missing).
+        """Hold ``path/.train.lock`` inside the block (the folder is made if missing). The lock
+        file may be removed by its holder (``remove_lock``): a lock taken on a file that
+        is no longer at its path is taken again on the new one.
 
         Raises:
             RunFolderError: another process holds it."""
@@ -98,18 +100,41 @@ class RunFolder:
         except ImportError:  # not POSIX: no lock
             yield
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / LOCK, "a") as handle:
+        busy = RunFolderError(
+            f"another {what} is writing into {self.path} now; wait for it to end, or choose another {self.flag}"
+        )
+        for _ in range(100):  # each retry means another process removed the file meanwhile
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / LOCK, "a")  # noqa: SIM115 - held across the yield below
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                raise RunFolderError(
-                    f"another {what} is writing into {self.path} now; wait for it to end, or choose another {self.flag}"
-                ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+                raise busy from None
+            if self._holds(handle):
+                break
+            handle.close()  # its holder removed the file after we opened it: lock the new one
+        else:
+            raise busy
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _holds(self, handle) -> bool:
+        """Whether the open ``handle`` is the file at ``path/.train.lock`` now."""
+        try:
+            here = os.stat(self.path / LOCK)
+        except OSError:
+            return False
+        mine = os.fstat(handle.fileno())
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def remove_lock(self) -> None:
+        """Remove the lock file, from inside ``lock`` (the folder a failed first run made is
+        then removed whole); a process waiting on the old file locks a new one."""
+        (self.path / LOCK).unlink(missing_ok=True)
 
     def locked(self) -> bool:
         """Whether another process holds the lock now (False where there is no lock file or

@@ -235,13 +235,25 @@ def load_checkpoint(
     return state
 
 
-def _read_checkpoint(path, tag: str) -> tuple[dict, dict, dict]:
-    """(state with its ``folder``, weights, optimiser arrays) of a checkpoint, checksums checked."""
-    folder = resolve_checkpoint(path, tag)
+def checkpoint_state(folder) -> dict:
+    """A step folder's ``state.json`` (step, config, extra state...), without its arrays.
+
+    Raises:
+        CheckpointError: missing, not JSON, or not a JSON object."""
+    folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {folder}: state.json is not a JSON object")
+    return state
+
+
+def _read_checkpoint(path, tag: str) -> tuple[dict, dict, dict]:
+    """(state with its ``folder``, weights, optimiser arrays) of a checkpoint, checksums checked."""
+    folder = resolve_checkpoint(path, tag)
+    state = checkpoint_state(folder)
     try:
         folders.verify(folder)
     except ValueError as err:

@@ -4,20 +4,25 @@
 ``TrainConfig``, and the few settings of the recipe itself (data, tokenizer, batch, optimiser
 and schedule, samples). No field is written twice: every field of the three is a CLI flag and a
 TOML key (TOML may group them under ``[model]``, ``[train]`` and ``[data]`` tables, or not).
-``prepare`` builds the corpus, tokenizer, data and model; ``train`` runs the ``Trainer`` with
-checkpoints, the health monitor and periodic samples; the run folder holds everything
-``generate`` and ``info`` need.
+``prepare`` builds the corpus, tokenizer, data and model (after checking that a run of that
+size fits in memory); ``train`` runs the ``Trainer`` with checkpoints, the health monitor and
+periodic samples, holding the run folder's lock; the run folder holds everything ``generate``
+and ``info`` need. ``run.json`` keeps the run's settings (its data as a resolved path) and its
+record: the run's id (in every checkpoint too) and the SHA-256 of the text it trains on, so a
+resume takes only its own checkpoints and refuses a changed corpus unless told.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
-import os
-import shutil
 import time
 import typing
+import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +33,8 @@ from numformer.models import GPT, GPTConfig
 from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
 from numformer.serialization.configs import Config, check_value, field_types
-from numformer.serialization.files import write_json
+from numformer.serialization.files import available_memory, write_json
+from numformer.serialization.runs import LOCK, RunFolder, RunFolderError
 from numformer.train.lr_finder import lr_find
 from numformer.train.monitor import HealthMonitor
 from numformer.train.trainer import Callback, TrainConfig, Trainer
@@ -104,7 +110,7 @@ class RunConfig(Config):
     # health monitor and samples at each evaluation
     monitor_interval: int = 10
     sample_tokens: int = 120
-    sample_prompt: str = "The "
+    sample_prompt: str = ""  # empty: the start of the validation text, which any corpus can encode
     model: GPTConfig = field(default_factory=GPTConfig)
     train: TrainConfig = field(default_factory=_lm_train_config)
 
@@ -141,6 +147,8 @@ class RunConfig(Config):
             raise ValueError(f"{source}: expected a JSON object of settings, got {type(data).__name__}")
         flat = {}
         for key, value in data.items():
+            if key == RECORD:  # the run's record (id, data hash), not a setting
+                continue
             if key in ("model", "train") and isinstance(value, dict):
                 flat.update({k: v for k, v in value.items() if k not in DERIVED.get(key, ())})
             else:
@@ -219,20 +227,49 @@ def read_corpus(config: RunConfig, write=None) -> str:
     return load_text(config.data)
 
 
-def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: bool = True):
-    """Corpus, tokenizer (reused from ``out`` on resume), token data and a fresh model; the
-    sample prompt is checked against the tokenizer before anything is written. Under MPI the
-    tokenizer reused is rank 0's (the run folder may be on its machine alone)."""
+def resolved_data(config: RunConfig) -> RunConfig:
+    """``config`` with its data as an absolute, resolved path (a corpus name, or a path that
+    does not exist, as it is): the run folder records the text it trains on wherever it is
+    resumed from."""
+    if config.data in CORPORA or not Path(config.data).expanduser().exists():
+        return config
+    return dataclasses.replace(config, data=str(Path(config.data).expanduser().resolve()))
+
+
+def text_digest(text: str) -> str:
+    """The SHA-256 of a corpus's text (UTF-8), as hex: the data a run is pinned to."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def prepare(
+    config: RunConfig,
+    out: Path,
+    resume: bool = False,
+    save_tokenizer: bool = True,
+    text: str | None = None,
+    ranks: int = 1,
+    device=None,
+):
+    """Corpus (``text``, else read from ``config.data``), tokenizer (reused from ``out`` on
+    resume), token data and a fresh model; a sample prompt the user gave is checked against
+    the tokenizer, and the run's size against the memory there is (``check_fits``), before
+    anything is built or written. Under MPI (``ranks``) the tokenizer reused is rank 0's (the
+    run folder may be on its machine alone).
+
+    Raises:
+        ValueError: a prompt the tokenizer cannot encode, a model or batch too large for memory."""
     from numformer import distributed
 
-    text = read_corpus(config)
+    text = read_corpus(config) if text is None else text
     tok_path = out / "tokenizer.json"
     saved = distributed.world().on_main(lambda: _saved_tokenizer(tok_path), errors=(ValueError,)) if resume else None
     if saved is not None:
         tokenizer = tokenizer_from_dict(saved)
     else:
         tokenizer = train_tokenizer(config.tokenizer, text, config.bpe_vocab_size)
-    check_prompt(tokenizer, config.sample_prompt, "sample_prompt")
+    if config.sample_prompt:  # the user's prompt; the default one comes from the data
+        check_prompt(tokenizer, config.sample_prompt, "sample_prompt")
+    check_fits(config, tokenizer.vocab_size, ranks, device)
     data = TokenData(text, tokenizer, config.val_fraction)
     if save_tokenizer and not (resume and tok_path.exists()):
         out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +277,72 @@ def prepare(config: RunConfig, out: Path, resume: bool = False, save_tokenizer: 
     manual_seed(config.train.seed)
     model = GPT(config.model_config(tokenizer.vocab_size))
     return tokenizer, data, model
+
+
+def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple[int, int]:
+    """``(parameters, bytes)``: a lower estimate of the memory one process of a training run
+    needs, from the sizes alone: float32 weights, their gradients and AdamW's two moments (16
+    bytes a parameter), and the activations one micro-batch (this rank's share of the batch)
+    keeps for the backward pass, about ``L (N T (10 E + 2 F) + N H T^2) + 3 N T V`` floats
+    (layers L, rows N, positions T, width E, MLP width F, heads H, vocabulary V).
+
+    Args:
+        config: the run.
+        vocab_size: the tokenizer's.
+        ranks: MPI ranks sharing each batch.
+
+    Returns:
+        Python ints, exact however large the sizes (nothing is allocated)."""
+    model = config.model_config(vocab_size)
+    params = model.num_parameters()
+    N, T = max(config.batch_size // ranks, 1), model.block_size
+    E, F, H = model.d_model, model.d_ff, model.n_head
+    activations = model.n_layer * (N * T * (10 * E + 2 * F) + N * H * T * T) + 3 * N * T * vocab_size
+    return params, 4 * (4 * params + activations)
+
+
+def check_fits(config: RunConfig, vocab_size: int, ranks: int = 1, device=None) -> None:
+    """Refuse a run that cannot fit in the memory there is (the GPU's with a ``device``):
+    before the model is built, with the figures, never an allocation that fails or swaps.
+
+    Raises:
+        ValueError: ``training_memory`` above the memory available."""
+    params, need = training_memory(config, vocab_size, ranks)
+    if device is not None:
+        from numformer import cuda
+
+        try:
+            have, where = cuda.mem_get_info()[0], f"the GPU ({device}) has"
+        except RuntimeError:  # a device that cannot tell: no check
+            have, where = None, ""
+    else:
+        have, where = available_memory(), "this machine has"
+    if have is None or need <= have:
+        return
+    per = f" per rank of {ranks}" if ranks > 1 else ""
+    raise ValueError(
+        f"this run is too large to train here: {_count(params)} parameters (n_layer {_count(config.model.n_layer)}, "
+        f"d_model {_count(config.model.d_model)}, vocabulary {vocab_size}) and a batch of {config.batch_size} x "
+        f"{config.model.block_size} tokens need at least {_gib(need)}{per} (weights, gradients, AdamW state and "
+        f"activations), and {where} {_gib(have)} available; choose smaller --n-layer, --d-model, --block-size "
+        "or --batch-size"
+    )
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"{float(n):.2e}"
+
+
+def _gib(n: int) -> str:
+    gib = n / 2**30
+    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.2e} GiB"
+
+
+def default_sample_prompt(tokenizer, data: TokenData, tokens: int = 8) -> str:
+    """The prompt of the samples when none is given: the first ``tokens`` tokens of the
+    validation text, which the tokenizer encodes whatever the corpus's script or case."""
+    piece = tokenizer.decode([int(t) for t in data.val[:tokens]]).rstrip("\ufffd")
+    return piece or tokenizer.decode([int(data.val[0])])
 
 
 def _saved_tokenizer(path: Path) -> dict | None:
@@ -267,6 +370,7 @@ def check_prompt(tokenizer, prompt: str, name: str = "prompt") -> None:
 
 # --- the run folder --------------------------------------------------------------------------
 RUN_FILES = ("run.json", "checkpoints", "metrics.jsonl", "model", "tokenizer.json", "metrics.png", "health_report.txt")
+RECORD = "record"  # run.json's key for the run's id and the hash of its data
 # Settings a resumed run may change; any other must equal the saved run's.
 RESUME_MAY_CHANGE = frozenset(
     "max_steps progress log_every checkpoint_every keep_checkpoints eval_every eval_batches sample_tokens "
@@ -274,45 +378,39 @@ RESUME_MAY_CHANGE = frozenset(
 )
 
 
-def check_out_dir(out: Path) -> None:
-    """``out`` can be a run folder: a folder or nothing yet, under a folder, writable."""
-    if not str(out).strip() or str(out) == ".":
-        raise ValueError("--out must name a run folder (an empty --out would scatter the run among your files)")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--out {out}: {parent} is a file, so no folder can be made under it")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: {parent} is not writable")
+def run_folder(out: Path) -> RunFolder:
+    """The run folder ``out`` of ``numformer train`` (its own files: ``RUN_FILES``)."""
+    return RunFolder(out, RUN_FILES)
 
 
 def existing_run(out: Path) -> list[str]:
     """The run files already in ``out`` (empty: no run there)."""
-    return [name for name in RUN_FILES if (out / name).exists()]
+    return run_folder(out).existing()
 
 
-def config_for_resume(out: Path, given: dict) -> RunConfig:
+def config_for_resume(out: Path, given: dict, allow_data_change: bool = False) -> RunConfig:
     """The saved configuration of the run in ``out``, with the settings in ``given`` applied;
-    a setting that would change the run (the model, data, optimiser...) is refused, naming it.
-    Under MPI rank 0 reads ``run.json`` (the run folder may be on its machine alone)."""
+    a setting that would change the run (the model, data, optimiser...) is refused, naming it
+    (the data may change with ``allow_data_change``). Under MPI rank 0 reads ``run.json`` (the
+    run folder may be on its machine alone)."""
     from numformer import distributed
 
     path = out / "run.json"
     data = distributed.world().on_main(lambda: _read_run_json(out), errors=(FileNotFoundError, ValueError))
     saved = RunConfig.from_dict(data, source=str(path))
     given = {ALIASES.get(k, k): v for k, v in given.items()}
+    may_change = RESUME_MAY_CHANGE | ({"data"} if allow_data_change else set())
+    if "data" in given:  # the same file, however it is named
+        given["data"] = resolved_data(dataclasses.replace(saved, data=str(given["data"]))).data
     conflicts = [
         f"{k}={v!r} (the run has {saved.get(k)!r})"
         for k, v in given.items()
-        if k not in RESUME_MAY_CHANGE and saved.get(k) != (float(v) if isinstance(saved.get(k), float) else v)
+        if k not in may_change and saved.get(k) != (float(v) if isinstance(saved.get(k), float) else v)
     ]
     if conflicts:
         raise ValueError(
             f"--resume: {', '.join(conflicts)} would change the run in {out}; these may change on resume: "
-            f"{', '.join(sorted(RESUME_MAY_CHANGE))}"
+            f"{', '.join(sorted(RESUME_MAY_CHANGE))} (and data, with --allow-data-change)"
         )
     return saved.updated({**given, "out_dir": str(out)}, source="--resume")
 
@@ -395,24 +493,31 @@ class TextStream:
 
 
 class SampleCallback(Callback):
-    """At each evaluation: print the validation loss and a short sample."""
+    """At each evaluation: print the validation loss and a short sample of ``tokens`` tokens
+    after ``prompt`` (nothing once a SIGHUP has closed the terminal)."""
 
-    def __init__(self, tokenizer, config: RunConfig, write, active: bool = True):
+    def __init__(self, tokenizer, prompt: str, tokens: int, write, active: bool = True):
         # inactive on MPI ranks other than 0: there, it is kept only so every rank's callback
         # list (and the callbacks' checkpointed state) lines up
-        self.tokenizer, self.config, self.write, self.active = tokenizer, config, write, active
+        self.tokenizer, self.prompt, self.tokens, self.write, self.active = tokenizer, prompt, tokens, write, active
 
     def on_eval_end(self, trainer, metrics):
-        if not self.active:
+        if not self.active or trainer.hung_up:
             return
-        text = sample_text(
-            trainer.model, self.tokenizer, self.config.sample_prompt, self.config.sample_tokens, seed=trainer.step
-        )
-        self.write(f"step {trainer.step}: val loss {metrics['val_loss']:.4f} | {(self.config.sample_prompt + text)!r}")
+        text = sample_text(trainer.model, self.tokenizer, self.prompt, self.tokens, seed=trainer.step)
+        self.write(f"step {trainer.step}: val loss {metrics['val_loss']:.4f} | {(self.prompt + text)!r}")
 
 
 def build_trainer(
-    config: RunConfig, out: Path, tokenizer, data: TokenData, model, write=print, callbacks=(), samples: bool = True
+    config: RunConfig,
+    out: Path,
+    tokenizer,
+    data: TokenData,
+    model,
+    write=print,
+    callbacks=(),
+    samples: bool = True,
+    run_id: str | None = None,
 ) -> Trainer:
     opt = model.configure_optimizers(config.weight_decay, config.lr, betas=(0.9, 0.99))
     steps = config.train.max_steps
@@ -421,6 +526,7 @@ def build_trainer(
     train_cfg = dataclasses.replace(config.train, out_dir=str(out))
     B, T = config.batch_size, config.model.block_size
     monitor = HealthMonitor(model, interval=config.monitor_interval, window=60)
+    prompt = config.sample_prompt or default_sample_prompt(tokenizer, data)
     return Trainer(
         model,
         opt,
@@ -430,23 +536,39 @@ def build_trainer(
         scheduler=sched,
         config=train_cfg,
         monitor=monitor,
-        callbacks=[SampleCallback(tokenizer, config, write, active=samples), *callbacks],
+        callbacks=[SampleCallback(tokenizer, prompt, config.sample_tokens, write, active=samples), *callbacks],
         count=lambda batch: batch[0].size,
         unit="tok",
+        run_id=run_id,
     )
 
 
 def train(
-    config: RunConfig, resume: bool = False, write=print, callbacks=(), resume_from=None, overwrite=False, device=None
+    config: RunConfig,
+    resume: bool = False,
+    write=print,
+    callbacks=(),
+    resume_from=None,
+    overwrite=False,
+    device=None,
+    allow_data_change=False,
 ):
     """Train a GPT as ``config`` says; returns ``(model, tokenizer, FitResult)``.
 
-    The run folder is ``config.train.out_dir``. Without ``resume`` it must hold no run, unless
-    ``overwrite`` (then the old run's files are removed first). ``resume`` continues from the
-    latest checkpoint, ``resume_from`` (a step number or a step folder) from a chosen one.
-    Everything is checked before anything is written. A run that diverges keeps the last
-    finite checkpoint as its model (``FitResult.status`` "diverged"). ``device`` ("cuda")
-    trains there; checkpoints and the model folder are the same files either way.
+    The run folder is ``config.train.out_dir``, held by this process (its lock) from the first
+    write to the last. Without ``resume`` it must hold no run, unless ``overwrite`` (then the
+    old run's files are removed first). ``resume`` continues from the latest checkpoint,
+    ``resume_from`` (a step number or a step folder) from a chosen one of this run; its data
+    must be the text the run began with unless ``allow_data_change``, and ``max_steps`` may not
+    fall below the checkpoint's step. Everything is checked before anything is written. A run
+    that diverges keeps the last finite checkpoint as its model (``FitResult.status``
+    "diverged"). ``device`` ("cuda") trains there; checkpoints and the model folder are the
+    same files either way.
+
+    Raises:
+        ValueError: a setting, a run folder held by another train or holding another run, a
+        changed corpus, a model too large for memory (one line each on the CLI).
+        FileNotFoundError, CheckpointError: nothing to resume, or a damaged checkpoint.
     """
     from numformer import distributed
 
@@ -458,61 +580,111 @@ def train(
                 f"--batch-size {config.batch_size} (the global batch) must be a multiple of the {world.size} ranks"
             )
         write = write if main else _quiet
+    config = resolved_data(config)
     out = Path(config.train.out_dir)
-    if main:  # the only rank that writes there
-        check_out_dir(out)
+    folder = run_folder(out)
     resume = resume or resume_from is not None
-    checkpoint = None
-    if resume:  # rank 0's run folder decides (under MPI it may be on rank 0's machine alone)
-        from numformer.train.checkpoint import CheckpointError
+    if main:  # the only rank that writes there
+        folder.check()
+        if resume and not out.is_dir():
+            raise FileNotFoundError(f"nothing to resume in {out}: no such folder; drop --resume to start a new run")
+        if not resume:
+            _refuse_a_run_there(folder, overwrite)  # said at once; checked again under the lock
+    text = read_corpus(config)
+    digest = text_digest(text)
+    if world.size > 1 and world.broadcast_json(digest) != digest:
+        raise ValueError(f"the ranks read different text from {config.data}: is the data the same file on every rank?")
+    created = world.on_main(lambda: not out.exists())
+    built_from = {"text": text, "ranks": world.size, "device": device}
+    with contextlib.ExitStack() as held:
 
-        found = world.on_main(lambda: str(_resume_point(out, resume_from)), (FileNotFoundError, CheckpointError))
-        checkpoint = Path(found)
-    else:
-        found = existing_run(out)
-        if found and not overwrite:
-            raise ValueError(
-                f"{out} already holds a run ({', '.join(found)}); continue it with --resume, "
-                f"or pass --overwrite to replace it"
-            )
-    tokenizer, data, model = prepare(config, out, resume, save_tokenizer=False)
+        def lock() -> None:  # rank 0 holds it (the run folder may be on its machine alone); all learn if it could
+            world.on_main(lambda: _hold(held, folder.lock("'numformer train'")), (RunFolderError,))
+
+        checkpoint = None
+        if resume:  # the run folder exists: held from the start, so the checks below stay true
+            lock()
+            checkpoint, record = _resume_checks(out, resume_from, config, digest, len(text), allow_data_change, world)
+            tokenizer, data, model = prepare(config, out, resume=True, save_tokenizer=False, **built_from)
+        else:  # everything checked before the lock makes the folder
+            tokenizer, data, model = prepare(config, out, resume=False, save_tokenizer=False, **built_from)
+            lock()
+            if main:
+                _refuse_a_run_there(folder, overwrite)
+                if overwrite:
+                    folder.remove()
+            record = {"id": uuid.uuid4().hex, "data_sha256": digest, "data_characters": len(text)}
+        record = world.broadcast_json(record)  # one run id on every rank
+        return _train_held(
+            config, folder, created, resume, checkpoint, record, (tokenizer, data, model), write, callbacks, device
+        )
+
+
+def _hold(stack: contextlib.ExitStack, lock) -> None:
+    stack.enter_context(lock)
+
+
+def _refuse_a_run_there(folder: RunFolder, overwrite: bool) -> None:
+    found = folder.existing()
+    if found and not overwrite:
+        raise ValueError(
+            f"{folder.path} already holds a run ({', '.join(found)}); continue it with --resume, "
+            f"or pass --overwrite to replace it"
+        )
+
+
+def _resume_checks(out, resume_from, config, digest, characters, allow_data_change, world) -> tuple[Path, dict]:
+    """The checkpoint a resume starts from and the record it keeps, checked: ``max_steps`` not
+    below the checkpoint's step, the data the run's own (``_pinned``)."""
+    from numformer.train.checkpoint import CheckpointError
+
+    found, record, step = world.on_main(
+        lambda: _resume_state(out, resume_from), (FileNotFoundError, CheckpointError, ValueError)
+    )
+    if config.train.max_steps < step:
+        raise ValueError(
+            f"--max-steps {config.train.max_steps} is below step {step}, where {found} left the run; "
+            f"a resume trains on from there: give --max-steps {step} or more (the run is left as it is)"
+        )
+    return Path(found), _pinned(record, digest, characters, step, config, out, allow_data_change, world.is_main)
+
+
+def _train_held(config, folder, created, resume, checkpoint, record, built, write, callbacks, device):
+    """``train`` once the run folder's lock is held and checked: build the trainer, fit, save."""
+    from numformer import distributed
+
+    world = distributed.world()
+    tokenizer, data, model = built
+    out, main = folder.path, world.is_main
     if device is not None:
         model.to(device)  # before the optimiser exists, so its state lives there too
-    if overwrite and main and not resume:
-        for name in existing_run(out):
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
     world.barrier()  # every rank has checked the run folder before rank 0 writes into it
-    created = not out.exists()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
     fresh_files = [] if resume else ["tokenizer.json", "run.json", "metrics.jsonl", "metrics.png", "health_report.txt"]
     try:
         if main and not (out / "tokenizer.json").exists():
             tokenizer.save(out / "tokenizer.json")
         if main and not resume:  # a resumed run's run.json is replaced only once its checkpoint has loaded
-            _write_run_json(out, config)
-        if world.size > 1 and world.broadcast_json(tokenizer.vocab_size) != tokenizer.vocab_size:
-            raise ValueError(
-                "the ranks built different tokenizers from the corpus: is the data the same file on every rank?"
-            )
+            _write_run_json(out, config, record)
         write(model.summary())
         write(
             f"data: {len(data.train):,} train / {len(data.val):,} validation tokens "
             f"({config.tokenizer} tokenizer, vocab {tokenizer.vocab_size})"
         )
-        trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks, samples=main)
+        trainer = build_trainer(config, out, tokenizer, data, model, write, callbacks, main, record["id"])
         started = time.perf_counter()
         result = trainer.fit(resume=resume, checkpoint=checkpoint)
     except BaseException:
         if main and not resume and not (out / "checkpoints").is_dir():  # nothing worth keeping: leave no stub run
             for name in fresh_files:
                 (out / name).unlink(missing_ok=True)
-            if created and not any(out.iterdir()):
+            if created and not [p for p in out.iterdir() if p.name != LOCK]:
+                folder.remove_lock()
                 out.rmdir()
         raise
+    if trainer.hung_up:  # SIGHUP: the terminal is gone; the run is saved, silently
+        write = _quiet
     if resume and main:
-        _write_run_json(out, config)
+        _write_run_json(out, config, record)
     history = {
         "status": result.status,
         "steps": result.step,
@@ -533,12 +705,61 @@ def train(
     return model, tokenizer, result
 
 
+def _resume_state(out: Path, resume_from) -> list:
+    """``[step folder, run.json's record, its step]`` of the checkpoint a resume starts from
+    (rank 0 reads them). A run.json without a run id (an earlier version's run) takes that of
+    a checkpoint in the run's own folder, if it has one; the record is None if there is none."""
+    from numformer.train.checkpoint import checkpoint_state
+
+    found = _resume_point(out, resume_from)
+    saved = _read_run_json(out)
+    record = saved.get(RECORD) if isinstance(saved, dict) else None
+    record = dict(record) if isinstance(record, dict) else None
+    state = checkpoint_state(found)
+    own = found.resolve().parent == (out / "checkpoints").resolve()
+    theirs = (state.get("extra") or {}).get("run_id")
+    if own and theirs and not (record or {}).get("id"):
+        record = {**(record or {}), "id": theirs}
+    step = state.get("step")
+    return [str(found), record, step if isinstance(step, int) else 0]
+
+
+def _pinned(record, digest, characters, step, config, out, allow_data_change, main) -> dict:
+    """The record a resumed run keeps: its id, and its data's hash, which the text read now
+    must match (a change noted in ``data_changes`` when ``allow_data_change``).
+
+    Raises:
+        ValueError: the text differs from the run's and ``allow_data_change`` is False."""
+    pinned = dict(record or {})
+    if not record or "data_sha256" not in record:
+        if main:
+            warnings.warn(
+                f"{out / 'run.json'} records no data hash (a run from before numformer pinned its data): "
+                f"the run is pinned from now on to the text of {config.data} (sha256 {digest[:12]})",
+                stacklevel=3,
+            )
+    elif record["data_sha256"] != digest:
+        if not allow_data_change:
+            raise ValueError(
+                f"--resume: the data changed since the run in {out} began: {config.data} now has sha256 "
+                f"{digest[:12]}... ({_count(characters)} characters), the run trained on "
+                f"{record['data_sha256'][:12]}... "
+                f"({_count(record.get('data_characters', 0))} characters); restore it, or pass --allow-data-change "
+                "to train on with the new text"
+            )
+        change = {"step": step, "from_sha256": record["data_sha256"], "to_sha256": digest}
+        pinned["data_changes"] = [*record.get("data_changes", []), change]
+    pinned.setdefault("id", uuid.uuid4().hex)
+    pinned.update(data_sha256=digest, data_characters=characters)
+    return pinned
+
+
 def _quiet(text: str) -> None:
     """What ranks other than 0 print: nothing."""
 
 
-def _write_run_json(out: Path, config: RunConfig) -> None:
-    write_json(out / "run.json", config.to_dict())
+def _write_run_json(out: Path, config: RunConfig, record: dict) -> None:
+    write_json(out / "run.json", {**config.to_dict(), RECORD: record})
 
 
 def _resume_point(out: Path, resume_from) -> Path:

@@ -72,7 +72,8 @@ def lr_find(
     training steps and record the loss; stop once the smoothed loss exceeds
     ``diverge_factor`` times its best (or is not finite).
 
-    ``data(rng) -> batch`` (or a list of batches, cycled) feeds ``loss_fn(model, batch)``.
+    ``data(rng) -> batch`` (or a list of batches, cycled) feeds ``loss_fn(model, batch)``, which
+    returns the mean loss or, as the ``Trainer`` takes it, ``(loss_sum, n)`` (its mean is used).
     ``optimizer`` defaults to SGD with momentum 0.9. The model's weights, the optimiser's state
     and numformer's RNG are restored afterwards, so the sweep leaves no trace.
     """
@@ -100,6 +101,9 @@ def lr_find(
                 g["lr"] = lr
             optimizer.zero_grad()
             loss = loss_fn(model, batches(rng, i))
+            if isinstance(loss, (tuple, list)):  # (loss_sum, n): the Trainer's form for padded losses
+                total, n = loss
+                loss = total / float(n.item() if hasattr(n, "item") else n)
             value = float(loss.item())
             if not math.isfinite(value):
                 diverged = True

@@ -1,6 +1,11 @@
 """A small, explicit training loop: gradient accumulation, clipping, schedules, validation,
 callbacks, JSONL metrics, a progress bar, safe checkpoints, exact resume and Ctrl-C.
 
+A step's gradient and logged loss are those of its whole batch, whatever the split: every
+micro-batch (and, under MPI, every rank's shard) is weighted by the items it holds, so a
+padded token loss gives the token mean of the full batch, not a mean of micro-batch means
+(the fault Hugging Face fixed in transformers#35203).
+
 Data comes from functions of a random generator the trainer owns, ``train_batches(rng)``,
 so the batch sequence is part of the saved state: a run resumed from step k continues with
 exactly the batches (and dropout masks) an uninterrupted run would have used.
@@ -27,6 +32,7 @@ from numformer.serialization.configs import Config
 from numformer.serialization.files import write_text
 from numformer.train.checkpoint import (
     CheckpointError,
+    checkpoint_state,
     list_checkpoints,
     load_checkpoint,
     point,
@@ -118,18 +124,60 @@ class LoaderBatches:
         self.position = 0
         self._order: list | None = None
 
-    def _start(self, seed: int) -> None:
+    def _epoch(self, seed: int) -> list:
+        """One epoch's batches of indices, in the order ``seed`` draws."""
         sampler = self.loader.sampler
         saved = getattr(sampler, "generator", None)
         if hasattr(sampler, "generator"):
             sampler.generator = np.random.default_rng(seed)
         try:
-            self._order = list(self.loader.batch_sampler)
+            return list(self.loader.batch_sampler)
         finally:
             if hasattr(sampler, "generator"):
                 sampler.generator = saved
+
+    def _start(self, seed: int) -> None:
+        self._order = self._epoch(seed)
         if not self._order:
             raise ValueError("Trainer: the DataLoader yields no batch (empty dataset, or drop_last with too few items)")
+
+    def check_shards(self, ranks: int) -> None:
+        """Every batch of an epoch divides among ``ranks`` (each rank trains an equal shard):
+        checked when the trainer starts, not at the end of the first epoch.
+
+        Raises:
+            ValueError: a batch size, or an epoch's last batch, that does not divide by
+            ``ranks``, saying ``drop_last=True`` or the batch sizes that work."""
+        loader = self.loader
+        if getattr(loader, "_iterable", False) or not hasattr(loader.dataset, "__len__"):
+            return  # an iterable dataset: batches of unknown number, checked as they come
+        uneven = sorted({len(b) for b in self._epoch(0)} - {0}, reverse=True)
+        uneven = [n for n in uneven if n % ranks]
+        if not uneven:
+            return
+        size, items = loader.batch_size, len(loader.dataset)
+        if size is None:  # a batch_sampler of the user's
+            raise ValueError(
+                f"Trainer: under MPI each batch is split among the {ranks} ranks, but the DataLoader's "
+                f"batch_sampler yields batches of {uneven[0]} items; yield multiples of {ranks}"
+            )
+        if size % ranks:
+            raise ValueError(
+                f"Trainer: under MPI each batch is split among the {ranks} ranks: the DataLoader's "
+                f"batch_size {size} must be a multiple of {ranks}"
+            )
+        fits = [b for b in range(ranks, items + 1, ranks) if items % b % ranks == 0]
+        fits = sorted(fits, key=lambda b: (abs(b - size), b))[:3]
+        other = (
+            f", or a batch_size whose last batch divides too ({', '.join(map(str, sorted(fits)))})"
+            if fits
+            else f" (no batch_size leaves a last batch of {items} items that divides among {ranks} ranks)"
+        )
+        raise ValueError(
+            f"Trainer: under MPI each batch is split among the {ranks} ranks, but the DataLoader's last batch "
+            f"of each epoch holds {items % size} of its {items} items (batch_size {size}); pass "
+            f"drop_last=True to the DataLoader{other}"
+        )
 
     def __call__(self, rng):
         if self._order is None and self.epoch_seed is not None:  # resumed mid-epoch
@@ -179,15 +227,26 @@ def _as_batches(batches):
 
 
 class Trainer:
-    """Train ``model`` by minimising ``loss_fn(model, batch) -> scalar Tensor``.
+    """Train ``model`` by minimising ``loss_fn(model, batch)``.
+
+    ``loss_fn`` returns either a scalar Tensor, the mean loss over the batch's items, or a pair
+    ``(loss_sum, n)``: the loss summed over the ``n`` items that count (a token loss with
+    ``reduction="sum"`` and the number of targets that are not ``ignore_index``). A step's
+    gradient and logged loss are the mean over every item of its ``grad_accum_steps``
+    micro-batches and, under MPI, of every rank's shard: the full batch's, whatever the split.
+    A mean loss is weighted by ``count(batch)``; a pair by its own ``n`` (exact with padding).
 
     ``train_batches(rng) -> batch`` and ``val_batches(rng) -> batch`` draw batches from the
     generator they are given; either may instead be a ``numformer.utils.data.DataLoader``
     (``LoaderBatches``: epochs in an order drawn from that generator). ``count(batch)``
-    (an int) says how many samples (or tokens) a batch holds, for the progress bar's throughput.
-    ``monitor`` is an optional ``HealthMonitor``. Metrics go to ``<out_dir>/metrics.jsonl``
-    (plotted to ``metrics.png`` at the end), checkpoints to ``<out_dir>/checkpoints``, the
-    monitor's report to ``health_report.txt``.
+    (an int) says how many samples (or tokens) a batch holds: the progress bar's throughput and
+    a mean loss's weight. ``monitor`` is an optional ``HealthMonitor``. Metrics go to
+    ``<out_dir>/metrics.jsonl`` (plotted to ``metrics.png`` at the end), checkpoints to
+    ``<out_dir>/checkpoints``, the monitor's report to ``health_report.txt``. ``run_id`` names
+    the run: saved in each checkpoint, and a checkpoint of another run is refused on resume.
+
+    Raises:
+        ValueError: under MPI, a DataLoader whose batches do not divide among the ranks.
     """
 
     def __init__(
@@ -203,8 +262,10 @@ class Trainer:
         callbacks=(),
         count=None,
         unit: str = "samples",
+        run_id: str | None = None,
     ):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.run_id = run_id
         self.train_batches, self.val_batches = _as_batches(train_batches), val_batches
         self.scheduler = scheduler
         self.config = config or TrainConfig()
@@ -223,8 +284,12 @@ class Trainer:
         self._stop_reason = None
         self._stop_status = None
         self._saved: tuple[int, Path] | None = None  # (step, folder) of the newest checkpoint on disk
+        self._bar = None
+        self.hung_up = False  # True after a SIGHUP: the terminal is gone, so nothing more is printed
         # Under mpiexec: every rank trains its shard of each global batch (numformer.distributed)
         self.world = distributed.world()
+        if self.world.size > 1 and isinstance(self.train_batches, LoaderBatches):
+            self.train_batches.check_shards(self.world.size)
         distributed.broadcast_parameters(model, self.world)
         self.bytes_reduced = 0  # per step, by this rank
 
@@ -237,6 +302,10 @@ class Trainer:
         if self._stop_status == "interrupted":  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if name == "SIGHUP":  # the terminal is gone: nothing more is drawn or printed on it
+            self.hung_up = True
+            if self._bar is not None:
+                self._bar.disable = True
         self.request_stop(f"interrupted by {name}", "interrupted")
 
     # --- state ------------------------------------------------------------------------------
@@ -246,6 +315,7 @@ class Trainer:
             "best_val_loss": self.best_val_loss,
             "callbacks": [getattr(c, "bad_evals", None) for c in self.callbacks],
             "loader": self.train_batches.state if isinstance(self.train_batches, LoaderBatches) else None,
+            "run_id": self.run_id,
         }
 
     @property
@@ -292,8 +362,11 @@ class Trainer:
             if checkpoint is None:
                 if not (self.checkpoint_dir / "latest.json").exists() and not list_checkpoints(self.checkpoint_dir):
                     return None
-                return str(resolve_checkpoint(self.checkpoint_dir))
-            return str(resolve_checkpoint(checkpoint))
+                found = resolve_checkpoint(self.checkpoint_dir)
+            else:
+                found = resolve_checkpoint(checkpoint)
+            self._check_own(found)
+            return str(found)
 
         # under MPI, rank 0's disk decides and rank 0 reads: the run folder may be on its machine only
         found = self.world.on_main(find, errors=(CheckpointError,))
@@ -314,6 +387,29 @@ class Trainer:
             self._saved = (self.step, folder)
         self._truncate_metrics()
         return True
+
+    def _check_own(self, folder: Path) -> None:
+        """``folder`` is a checkpoint of this run: its run id is ``run_id`` (a checkpoint saved
+        before runs had ids must lie in this run's own checkpoint folder).
+
+        Raises:
+            CheckpointError: a checkpoint of another run."""
+        if self.run_id is None:
+            return
+        theirs = (checkpoint_state(folder).get("extra") or {}).get("run_id")
+        if theirs == self.run_id:
+            return
+        if theirs is None:
+            if folder.resolve().parent == self.checkpoint_dir.resolve():
+                return
+            raise CheckpointError(
+                f"checkpoint {folder} records no run id and is not in this run's {self.checkpoint_dir}: "
+                "a run resumes only from its own checkpoints"
+            )
+        raise CheckpointError(
+            f"checkpoint {folder} belongs to another run (run id {theirs}; this run's is {self.run_id}): "
+            "a run resumes only from its own checkpoints"
+        )
 
     def _truncate_metrics(self) -> None:
         """Drop metric lines past the resumed step, so the log reads as one run."""
@@ -350,21 +446,52 @@ class Trainer:
         self.model.train()
         return mean
 
+    def _loss_sum(self, batch):
+        """``(loss summed over the batch's items, the number of items)`` of ``loss_fn``: its
+        pair as it is, or its mean times ``count(batch)``."""
+        out = self.loss_fn(self.model, batch)
+        if isinstance(out, (tuple, list)):
+            if len(out) != 2:
+                raise TypeError(
+                    f"Trainer: loss_fn must return a scalar Tensor (a mean) or a pair (loss_sum, n), "
+                    f"got a {type(out).__name__} of {len(out)}"
+                )
+            total, n = out
+            n = float(n.item() if hasattr(n, "item") else n)
+            if not n >= 0:
+                raise ValueError(f"Trainer: loss_fn's item count must be >= 0, got {n}")
+            return total, n
+        n = float(self.count(batch))
+        return out * n, n
+
     def _train_step(self) -> dict:
         cfg = self.config
         self.model.train()
         self.optimizer.zero_grad()
-        total, items = 0.0, 0
+        total, count, items = 0.0, 0.0, 0
         for _ in range(cfg.grad_accum_steps):
             batch = self.train_batches(self.rng)  # the global batch; this rank trains on its shard
-            loss = self.loss_fn(self.model, self._local(batch))
-            (loss / cfg.grad_accum_steps).backward()
-            total += float(loss.item()) / cfg.grad_accum_steps
+            loss_sum, n = self._loss_sum(self._local(batch))
+            if n:  # a micro-batch with no item (every target ignored) adds nothing
+                loss_sum.backward()  # gradients of sums: divided by the step's item count below
+                total += float(loss_sum.item())
+                count += n
             items += self.count(batch)
-        if self.world.size > 1:  # average gradients and the loss over the ranks: one global step
+        if self.world.size > 1:  # sum the gradients, losses and counts of the ranks: one global step
+            total, count = (float(v) for v in self.world.allreduce_sum_(np.array([total, count])))
             self.bytes_reduced = distributed.allreduce_gradients(self.model.parameters(), self.world)
-            total = self.world.mean(total)
+        if not count:
+            raise ValueError(
+                f"Trainer: step {self.step + 1} has no item to learn from in its {cfg.grad_accum_steps} "
+                "micro-batch(es): every target is ignored (padding?)"
+            )
+        # allreduce_gradients averages over the ranks: times the ranks, over the items, is the
+        # gradient of the step's mean loss
+        scale = self.world.size / count
         params = [p for p in self.model.parameters() if p.grad is not None]
+        for p in params:
+            p.grad.array *= p.grad.array.dtype.type(scale)
+        total /= count
         clip = cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf
         grad_norm = float(clip_grad_norm_(params, clip).item()) if params else 0.0
         if self.monitor is not None:
@@ -383,18 +510,22 @@ class Trainer:
 
     def _global_loss(self, batch) -> tuple[float, float]:
         """(mean loss, items) of a whole evaluation batch: under MPI each rank takes its part
-        (parts may differ by a row) and the losses are weighted by their parts' sizes."""
+        (parts may differ by a row) and the losses are weighted by their parts' item counts."""
         if self.world.size == 1:
-            return float(self.loss_fn(self.model, batch).item()), self.count(batch)
+            loss_sum, n = self._loss_sum(batch)
+            return (float(loss_sum.item()) / n if n else math.nan), n
         part = distributed.shard(batch, self.world, even=False)
-        n = self.count(part) if _batch_rows(part) else 0
-        loss = float(self.loss_fn(self.model, part).item()) if n else 0.0
-        sums = self.world.allreduce_sum_(np.array([loss * n, n], dtype=np.float64))
+        loss, n = 0.0, 0.0
+        if _batch_rows(part):
+            loss_sum, n = self._loss_sum(part)
+            loss = float(loss_sum.item()) if n else 0.0
+        sums = self.world.allreduce_sum_(np.array([loss, n], dtype=np.float64))
         return (float(sums[0] / sums[1]) if sums[1] else math.nan), float(sums[1])
 
     def fit(self, resume: bool = False, checkpoint=None) -> FitResult:
         """Train until ``max_steps``, early stopping, a fatal diagnosis, a non-finite loss, or
-        Ctrl-C / SIGTERM (both finish the step and save; status "interrupted").
+        Ctrl-C / SIGTERM / SIGHUP (each finishes the step and saves; status "interrupted"; after
+        SIGHUP, a closed terminal, nothing more is printed).
 
         ``resume`` continues from the latest checkpoint, or from ``checkpoint`` (a step folder).
         A step whose loss or gradient norm is not finite stops the run with status "diverged",
@@ -413,10 +544,9 @@ class Trainer:
         self._stop_reason = self._stop_status = None
         history = []
         in_main = threading.current_thread() is threading.main_thread()
-        previous = (
-            {sig: signal.signal(sig, self._on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
-        )
-        bar = _progress(cfg, self.step) if main else None
+        stops = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+        previous = {sig: signal.signal(sig, self._on_sigint) for sig in stops} if in_main else {}
+        bar = self._bar = _progress(cfg, self.step) if main else None
         try:
             self._loop(cfg, main, bar, history)
         except Exception as err:
@@ -431,6 +561,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            self._bar = None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if main:
@@ -500,7 +631,7 @@ class Trainer:
         if self.monitor is not None:
             report = self.monitor.report()
             write_text(self.out_dir / "health_report.txt", report + "\n")
-            if self.config.progress:
+            if self.config.progress and not self.hung_up:
                 print(report)
 
     def _evaluate_into(self, metrics: dict) -> None:
