@@ -63,10 +63,6 @@ TENSOR_ARGS = {
 # Files whose public names still lack sections, relative to src/numformer, with the reason.
 PENDING = {
     # --- being changed in other branches this round: the lead finishes them after the merge ---
-    "train/trainer.py": "training/CLI robustness branch",
-    "train/checkpoint.py": "training/CLI robustness branch",
-    "train/lr_finder.py": "training/CLI robustness branch",
-    "train/monitor.py": "training/CLI robustness branch",
     "utils/data/dataset.py": "PyTorch-surface branch (utils/data)",
     "utils/data/sampler.py": "PyTorch-surface branch (utils/data)",
     "utils/data/_worker.py": "PyTorch-surface branch (utils/data)",

@@ -79,6 +79,17 @@ def save_checkpoint(
 
     ``tag`` names the pointer file updated last (``latest`` or ``best``); the ``keep`` newest
     step folders are kept, plus any that a pointer still names. Returns the checkpoint folder.
+
+    Args:
+        directory: the checkpoints folder (step folders and pointer files go in it).
+        model: the module whose weights are saved.
+        optimizer: its optimiser, whose state is saved (optional).
+        scheduler: its learning-rate scheduler (optional).
+        step: the step the checkpoint is of (the folder's name).
+        config: the run's configuration, saved beside the weights.
+        extra: more JSON-able state (the trainer's counters, the run id).
+        tag: the pointer file written last (``"latest"`` or ``"best"``).
+        keep: step folders to keep (3).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,7 +146,11 @@ def _prune(directory: Path, keep: int) -> None:
 
 
 def list_checkpoints(directory) -> list[Path]:
-    """The step folders under ``directory`` that hold a ``state.json``, oldest step first."""
+    """The step folders under ``directory`` that hold a ``state.json``, oldest step first.
+
+    Args:
+        directory: the checkpoints folder.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -151,7 +166,14 @@ def read_pointer(pointer: Path) -> Path:
     """The checkpoint folder a pointer file (``latest.json``, ``best.json``) names. The pointer
     must be a JSON object whose ``checkpoint`` names a step folder inside the pointer's own
     directory; anything else is a ``CheckpointError`` naming the file and listing the
-    checkpoints that are there."""
+    checkpoints that are there.
+
+    Args:
+        pointer: the pointer file.
+
+    Raises:
+        CheckpointError: as above.
+    """
     pointer = Path(pointer)
     directory = pointer.parent
     try:
@@ -174,7 +196,15 @@ def read_pointer(pointer: Path) -> Path:
 
 
 def resolve_checkpoint(path, tag: str = "latest") -> Path:
-    """A step folder, or the one that ``<directory>/<tag>.json`` points to (``read_pointer``)."""
+    """A step folder, or the one that ``<directory>/<tag>.json`` points to (``read_pointer``).
+
+    Args:
+        path: a step folder, or the checkpoints folder that holds the pointer.
+        tag: which pointer (``"latest"`` or ``"best"``).
+
+    Raises:
+        CheckpointError: no such checkpoint (the ones there are listed).
+    """
     path = Path(path)
     if (path / "state.json").exists():
         return path

@@ -21,6 +21,13 @@ class LRFinderResult:
     Suggestions: ``steepest`` (where the smoothed loss falls fastest per log-lr), ``valley``
     (two thirds along the longest falling stretch, fastai's rule), ``min_div_10`` and
     ``min_div_3`` (the seed's rule: a third of the lr at the minimum smoothed loss).
+
+    Args:
+        lrs: the learning rates tried, one per step.
+        losses: the loss at each.
+        smoothed: the losses' exponential moving average, bias-corrected.
+        suggestions: the suggested learning rates by rule name.
+        diverged: the sweep stopped early because the loss diverged.
     """
 
     lrs: list[float]
@@ -76,6 +83,21 @@ def lr_find(
     returns the mean loss or, as the ``Trainer`` takes it, ``(loss_sum, n)`` (its mean is used).
     ``optimizer`` defaults to SGD with momentum 0.9. The model's weights, the optimiser's state
     and numformer's RNG are restored afterwards, so the sweep leaves no trace.
+
+    Args:
+        model: the module to sweep (restored afterwards).
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``(loss_sum, n)``.
+        data: ``data(rng) -> batch``, or a list of batches cycled.
+        start_lr: the first learning rate (1e-7).
+        end_lr: the last (10.0).
+        num_steps: steps from the first to the last (100).
+        optimizer: the optimiser whose learning rate is raised (default SGD, momentum 0.9).
+        smoothing: the moving average's weight of the past (0.98).
+        diverge_factor: stop once the smoothed loss exceeds this times its best (4.0).
+        seed: the generator for ``data`` (0).
+
+    Returns:
+        An ``LRFinderResult`` (``.plot(path)`` draws the curve and the suggestions).
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"lr_find: need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")

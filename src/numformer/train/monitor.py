@@ -45,6 +45,17 @@ FATAL = {"nan_loss"}
 
 @dataclass
 class Diagnosis:
+    """One fault the ``HealthMonitor`` found.
+
+    Args:
+        kind: the fault (``"nan_loss"``, ``"exploding_gradients"``, ``"vanishing_gradients"``,
+            ``"loss_not_decreasing"``, ``"loss_oscillating"``, ``"overfitting"``,
+            ``"underfitting"``, ``"dead_relus"``, ``"collapsed_predictions"``).
+        step: the step it was seen at.
+        detail: what was measured, in words.
+        layer: the layer it concerns, where one does.
+    """
+
     kind: str
     step: int
     detail: str
@@ -71,6 +82,19 @@ class HealthMonitor:
 
     The trainer calls ``after_backward(step, loss)``, ``after_step(step)`` and
     ``record_validation(step, val_loss)``; any loop can do the same.
+
+    Args:
+        model: the module watched (its parameters' gradients and its ReLUs' activations).
+        interval: steps between the gradient and activation checks (10).
+        window: the losses the loss checks look back over (30, at least 4).
+        explode_norm: a global gradient norm above this is exploding (1e3).
+        vanish_ratio: a weight's gradient norm below this fraction of the largest layer's is
+            vanishing (1e-4).
+        dead_fraction: a ReLU layer with at least this fraction of units never active is dead (0.9).
+        oscillation: a median relative change of the loss per step above this is oscillating (0.5).
+
+    Raises:
+        ValueError: ``interval`` below 1 or ``window`` below 4.
     """
 
     def __init__(

@@ -44,7 +44,27 @@ from numformer.train.checkpoint import (
 
 @dataclass
 class TrainConfig(Config):
-    """Everything that shapes a run; saved in every checkpoint."""
+    """Everything that shapes a run; saved in every checkpoint.
+
+    Args:
+        max_steps: optimiser steps to train (1000).
+        grad_accum_steps: micro-batches per step, their gradients summed (1).
+        clip_grad_norm: the largest global gradient norm, or None for no clipping (1.0).
+        eval_every: steps between validation evaluations (100).
+        eval_batches: validation batches per evaluation (10).
+        checkpoint_every: steps between checkpoints (500).
+        keep_checkpoints: how many of the newest checkpoints to keep (3).
+        early_stopping_patience: evaluations without improvement before stopping (None: never).
+        log_every: steps between metric lines (1).
+        out_dir: the run folder (metrics, checkpoints, the health report).
+        seed: the generator that draws the batches and dropout (0).
+        progress: show a progress bar (True).
+        stop_on_fatal: stop when the health monitor sees a fatal fault, e.g. a NaN loss (True).
+
+    Raises:
+        ValueError: a count below 1, a clip norm that is not finite and positive, a seed out of
+            range.
+    """
 
     max_steps: int = 1000
     grad_accum_steps: int = 1
@@ -84,7 +104,12 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when validation loss has not improved for ``patience`` evaluations."""
+    """Stop when validation loss has not improved for ``patience`` evaluations.
+
+    Args:
+        patience: evaluations without improvement before the run stops.
+        min_delta: the least fall in validation loss that counts as an improvement (0.0).
+    """
 
     def __init__(self, patience: int, min_delta: float = 0.0):
         self.patience, self.min_delta = patience, min_delta
@@ -101,6 +126,17 @@ class EarlyStopping(Callback):
 
 @dataclass
 class FitResult:
+    """What ``Trainer.fit`` returns.
+
+    Args:
+        status: ``"completed"``, ``"interrupted"``, ``"early_stopped"``, ``"fatal"`` or
+            ``"diverged"``.
+        step: the last step trained.
+        best_val_loss: the lowest validation loss seen (inf when never evaluated).
+        reason: why the run stopped, in words.
+        history: the metric records of the run.
+    """
+
     status: str  # "completed", "interrupted", "early_stopped", "fatal", "diverged"
     step: int
     best_val_loss: float
@@ -111,7 +147,11 @@ class FitResult:
 class LoaderBatches:
     """A ``DataLoader`` as ``batches(rng)``: epoch after epoch, each epoch's order drawn from
     ``rng`` (the trainer's generator), so the place in the data is part of a checkpoint
-    (``state``) and a resumed run sees the batches an uninterrupted one would have seen."""
+    (``state``) and a resumed run sees the batches an uninterrupted one would have seen.
+
+    Args:
+        loader: a ``numformer.utils.data.DataLoader`` (a map-style dataset with a batch size).
+    """
 
     def __init__(self, loader):
         if not hasattr(loader, "batch_sampler") or not hasattr(loader, "fetch"):
@@ -247,6 +287,20 @@ class Trainer:
 
     Raises:
         ValueError: under MPI, a DataLoader whose batches do not divide among the ranks.
+
+    Args:
+        model: the ``nn.Module`` to train.
+        optimizer: a ``numformer.optim`` optimiser over the model's parameters.
+        loss_fn: ``loss_fn(model, batch) -> loss`` or ``(loss_sum, n)``, as above.
+        train_batches: ``train_batches(rng) -> batch`` or a ``DataLoader``.
+        val_batches: the same for validation (None: no evaluation).
+        scheduler: a learning-rate scheduler stepped once per optimiser step (optional).
+        config: a ``TrainConfig`` (default: its defaults).
+        monitor: a ``HealthMonitor`` (optional).
+        callbacks: objects with ``on_step``/``on_eval`` hooks (``EarlyStopping``).
+        count: ``count(batch) -> int``, the items a batch holds (default: its first dimension).
+        unit: the items' name in the progress bar (``"samples"``, ``"tokens"``).
+        run_id: the run's id, saved in each checkpoint and checked on resume.
     """
 
     def __init__(
