@@ -440,3 +440,20 @@ def test_every_function_of_the_table_is_on_both_sides_with_pytorchs_argument_nam
         )
         checked += 1
     assert checked >= 60, checked
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda g: nf.randn(2, generator=g),
+        lambda g: nf.randperm(3, generator=g),
+        lambda g: nf.multinomial(nf.ones(3), 1, generator=g),
+        lambda g: nf.zeros(2).uniform_(generator=g),
+    ],
+)
+def test_every_generator_argument_is_resolved_alike(draw):
+    """One resolution for every ``generator=``: a ``Generator`` or a NumPy generator draws the
+    same stream; anything else is a TypeError naming what was given."""
+    assert draw(nf.Generator().manual_seed(5)).tolist() == draw(np.random.default_rng(5)).tolist()
+    with pytest.raises(TypeError, match="generator must be a numformer.Generator .*got int"):
+        draw(5)

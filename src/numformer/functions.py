@@ -738,7 +738,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *, generator
     probs = backend.to_numpy(_t(input).array).astype(np.float64)
     if probs.ndim not in (1, 2) or (probs < 0).any() or not np.isfinite(probs).all():
         raise RuntimeError("multinomial: probability tensor must be 1-D or 2-D with finite, non-negative entries")
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     rows = probs.reshape(-1, probs.shape[-1])
     sums = rows.sum(axis=1)
     if (sums <= 0).any():
@@ -998,7 +998,7 @@ def is_nonzero(input) -> bool:
 def bernoulli(input, *, generator=None):
     """0/1 draws with the probabilities in ``input`` (the generator's, or numformer's)."""
     p = _t(input)
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     u = rng.random(p.shape)
     return Tensor._wrap(xp.asarray((u < backend.to_numpy(p.array)).astype(p.dtype)), False)
 
@@ -1126,7 +1126,7 @@ def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=N
 def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None, requires_grad: bool = False):
     """Normal draws: ``normal(mean, std)`` with tensors (broadcast) or ``normal(mean, std, size)``
     with numbers."""
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     m = array_of(mean) if isinstance(mean, Tensor) else mean
     s = array_of(std) if isinstance(std, Tensor) else std
     shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))

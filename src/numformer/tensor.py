@@ -442,20 +442,20 @@ class Tensor:
 
     def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
         """Fill with draws from U(a, b) (numformer's generator, or ``generator``'s)."""
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.uniform(a, b, self.shape))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
         """Fill with draws from N(mean, std^2) (numformer's generator, or ``generator``'s)."""
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.normal(mean, std, self.shape))
 
     def bernoulli_(self, p: float = 0.5, *, generator=None) -> Tensor:
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.random(self.shape) < p)
 
     def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.exponential(1.0 / lambd, self.shape))
 
     def _fill_random(self, values) -> Tensor:
@@ -1281,8 +1281,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def _check_same_rank(op, tensors, dim, skip_dim):
+    """PyTorch's checks and error kinds: an empty list (``cat``: ValueError, ``stack``:
+    RuntimeError) and shapes that disagree (RuntimeError), each naming the shapes."""
     if not tensors:
-        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+        if op == "cat":
+            raise ValueError("cat: expected a non-empty list of Tensors")
+        raise RuntimeError(f"{op}: expected a non-empty list of Tensors")
     first = tensors[0].shape
     for i, t in enumerate(tensors[1:], 1):
         a, b = list(first), list(t.shape)
@@ -1290,7 +1294,7 @@ def _check_same_rank(op, tensors, dim, skip_dim):
             a.pop(dim % len(a))
             b.pop(dim % len(b))
         if a != b:
-            raise ValueError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape {t.shape} (dim={dim})")
+            raise RuntimeError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape {t.shape} (dim={dim})")
 
 
 def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:

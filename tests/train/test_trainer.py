@@ -189,3 +189,18 @@ def test_a_dataloader_feeds_the_trainer_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(run(tmp_path / "b", 7, resume=True), straight)
     with pytest.raises(TypeError, match="DataLoader"):
         Trainer(nn.Linear(3, 1), optim.SGD(nn.Linear(3, 1).parameters(), lr=0.1), loss_fn, [1, 2, 3])
+
+
+def test_a_loader_without_batching_feeds_one_sample_a_step():
+    """``batch_size=None``: each step is one sample, converted as the loader's iteration
+    converts it, and an epoch visits every sample once in an order from the trainer's generator."""
+    from numformer.train import LoaderBatches
+    from numformer.utils.data import DataLoader, TensorDataset
+
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    batches = LoaderBatches(DataLoader(TensorDataset(x), batch_size=None, shuffle=True))
+    rng = np.random.default_rng(0)
+    epoch = [batches(rng) for _ in range(5)]
+    assert all(len(sample) == 1 and tuple(sample[0].shape) == (2,) for sample in epoch)
+    assert sorted(float(s[0][0]) for s in epoch) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert batches.state["position"] == 5

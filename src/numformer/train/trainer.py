@@ -105,7 +105,8 @@ class FitResult:
 class LoaderBatches:
     """A ``DataLoader`` as ``batches(rng)``: epoch after epoch, each epoch's order drawn from
     ``rng`` (the trainer's generator), so the place in the data is part of a checkpoint
-    (``state``) and a resumed run sees the batches an uninterrupted one would have seen."""
+    (``state``) and a resumed run sees the batches an uninterrupted one would have seen.
+    A loader with ``batch_size=None`` yields one sample per step, as its iteration does."""
 
     def __init__(self, loader):
         if not hasattr(loader, "batch_sampler") or not hasattr(loader, "fetch"):
@@ -123,8 +124,10 @@ class LoaderBatches:
         saved = getattr(sampler, "generator", None)
         if hasattr(sampler, "generator"):
             sampler.generator = np.random.default_rng(seed)
+        # the batch sampler's lists of indices, or the sampler's single indices when batching is off
+        index_sampler = self.loader.sampler if self.loader.batch_sampler is None else self.loader.batch_sampler
         try:
-            self._order = list(self.loader.batch_sampler)
+            self._order = list(index_sampler)
         finally:
             if hasattr(sampler, "generator"):
                 sampler.generator = saved
