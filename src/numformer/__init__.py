@@ -150,6 +150,11 @@ IntTensor = _tensor_type("IntTensor", int32)
 ByteTensor = _tensor_type("ByteTensor", uint8)
 BoolTensor = _tensor_type("BoolTensor", bool_)
 
+# einops on numformer tensors: its backend is defined when einops loads (never imported here)
+from numformer import _einops  # noqa: E402
+
+_einops.install()
+
 __version__ = "0.1.0"
 
 # ``from numformer import *`` gives every public name but the dtypes named like Python's types

@@ -880,12 +880,29 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def expand(self, *shape):
-        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim] for i, s in enumerate(shape_arg(shape)))
+        """A broadcast view of size ``shape`` (sizes or one sequence); -1 keeps a dim's size, new
+        dims lead, as PyTorch's.
+
+        Raises:
+            RuntimeError: fewer sizes than dims, -1 in a new leading dim, or a size that does not
+                broadcast (PyTorch's error kind)."""
+        sizes = shape_arg(shape)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise RuntimeError(
+                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the number "
+                f"of dimensions in the tensor ({self.ndim})"
+            )
+        if -1 in sizes[:lead]:
+            raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension (sizes {sizes})")
+        target = tuple(self.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
         try:
-            np.broadcast_shapes(self.shape, shape)
+            fits = np.broadcast_shapes(self.shape, target) == target
         except ValueError:
-            raise ValueError(f"expand: shape {self.shape} cannot expand to {shape}") from None
-        return S.BroadcastTo.apply(self, shape=shape)
+            fits = False
+        if not fits:
+            raise RuntimeError(f"expand: shape {self.shape} cannot expand to {target}")
+        return S.BroadcastTo.apply(self, shape=target)
 
     def expand_as(self, other):
         return self.expand(other.shape)

@@ -303,7 +303,9 @@ def _typename(value) -> str:
 def _not_a_module(value) -> str:
     """PyTorch's message for a foreign object offered as a module, with what to do about it."""
     message = f"{_typename(value)} is not a Module subclass (a numformer.nn.Module is expected)"
-    if any(base.__module__.startswith("torch.") and base.__name__ == "Module" for base in type(value).__mro__):
+    if type(value).__module__.startswith("einops.layers."):
+        message += f": einops' layers for numformer are numformer.nn.einops.{type(value).__name__}"
+    elif any(base.__module__.startswith("torch.") and base.__name__ == "Module" for base in type(value).__mro__):
         message += ": a PyTorch module cannot run inside a numformer model; write it as a numformer Module"
     elif callable(value):
         message += ": wrap the function in a Module subclass whose forward calls it"
