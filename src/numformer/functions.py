@@ -191,7 +191,7 @@ def log10(input):
 
 @_api
 def rsqrt(input):
-    return _floating(_t(input)) ** -0.5
+    return 1 / sqrt(_floating(_t(input)))  # not ** -0.5: (-inf) ** -0.5 is 0 where rsqrt's is nan
 
 
 @_api

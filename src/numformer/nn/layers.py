@@ -198,6 +198,12 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """``Linear`` under the name PyTorch gives ``MultiheadAttention.out_proj`` (its quantisation
+    tooling skips that layer by this name; numformer has no such tooling, so it is ``Linear``
+    in all but name). Programs name it when they allow classes for loading whole models."""
+
+
 class Embedding(Module):
     """Lookup table ``weight`` ``(num_embeddings, embedding_dim)``, N(0, 1) initialised; the
     ``padding_idx`` row starts at zero and never gets a gradient."""
