@@ -22,6 +22,7 @@ LAYERS = [
     {"creation", "testing", "functions", "distributed", "amp"},  # distributed: MPI (mpi4py only under mpiexec)
     # PyTorch's torch.cuda, torch.backends, torch.compile; einops' backend for tensors (einops imported lazily)
     {"cuda", "backends", "compiler", "_einops"},
+    {"accelerator"},  # PyTorch's torch.accelerator, answered by cuda
     {"nn"},
     {"optim"},
     {"utils", "data", "viz"},

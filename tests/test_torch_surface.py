@@ -294,6 +294,15 @@ def test_cuda_answers_as_pytorchs_cpu_build():
         nf.set_float32_matmul_precision("fast")
 
 
+def test_accelerator_answers_as_pytorchs_on_a_cpu_only_machine():
+    """torch.accelerator (PyTorch 2.6+): the same answers and errors as torch's here."""
+    for lib in (nf, torch):
+        assert lib.accelerator.is_available() is False and lib.accelerator.device_count() == 0
+        assert lib.accelerator.current_accelerator() is None
+        with pytest.raises(RuntimeError, match="Cannot access accelerator device when none is available"):
+            lib.accelerator.current_device_index()
+
+
 def test_compile_returns_the_model_itself():
     model = nf.nn.Linear(2, 2)
     assert nf.compile(model) is model

@@ -33,7 +33,7 @@ import numformer.nn.parallel  # noqa: E402, F401
 import numformer.nn.utils  # noqa: E402, F401
 import numformer.optim.lr_scheduler  # noqa: E402, F401
 import numformer.utils.data  # noqa: E402, F401
-from numformer import amp, backends, cuda, distributed, nn, optim, utils  # noqa: E402
+from numformer import accelerator, amp, backends, cuda, distributed, nn, optim, utils  # noqa: E402
 from numformer.amp import autocast  # noqa: E402
 from numformer.autograd import (  # noqa: E402
     enable_grad,
