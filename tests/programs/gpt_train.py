@@ -212,6 +212,7 @@ def main():
         return losses.mean()
 
     log = []
+    draws_before = draws.bit_generator.state
     x, y = get_batch(draws, args.batch)
     for it in range(start, args.iters):
         for group in optimizer.param_groups:

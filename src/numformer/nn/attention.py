@@ -128,6 +128,7 @@ class MultiheadAttention(Module):
         kdim: int | None = None,
         vdim: int | None = None,
         batch_first: bool = False,
+        device=None,
         dtype=None,
     ):
         super().__init__()
@@ -157,6 +158,8 @@ class MultiheadAttention(Module):
         self.in_proj_bias = Parameter(xp.zeros(3 * embed_dim, dtype=d)) if bias else None
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, dtype=dtype)
         self._reset_parameters()
+        if device is not None:
+            self.to(device)
 
     def _reset_parameters(self) -> None:
         # PyTorch: Xavier-uniform input projections, zero biases; out_proj keeps Linear's init
