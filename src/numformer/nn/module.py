@@ -17,6 +17,11 @@ from numformer.tensor import Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class StateDictError(RuntimeError, ValueError):
+    """A state dict that does not fit a module: PyTorch's ``RuntimeError`` (what PyTorch programs
+    catch) that is also a ``ValueError`` (what numformer raises for bad input)."""
+
+
 class Parameter(Tensor):
     """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default."""
 
@@ -178,7 +183,10 @@ class Module:
 
         Every key's shape must match. With ``strict`` (default) missing and unexpected keys are
         errors too; the error lists every offending key at once and nothing is changed.
-        """
+
+        Raises:
+            StateDictError: keys or shapes that do not fit; a ``RuntimeError`` as PyTorch's (and a
+                ``ValueError``, numformer's kind for bad input)."""
         targets = {}
         for mod_name, mod in self.named_modules():
             prefix = f"{mod_name}." if mod_name else ""
@@ -200,7 +208,7 @@ class Module:
             problems += [f"missing key {k}" for k in missing]
             problems += [f"unexpected key {k}" for k in unexpected]
         if problems:
-            raise ValueError(
+            raise StateDictError(
                 f"load_state_dict for {type(self).__name__}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
             )
         for key, target in targets.items():
