@@ -112,8 +112,9 @@ class GPT(nn.Module):
             {"params": [p for p in params.values() if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params.values() if p.dim() < 2], "weight_decay": 0.0},
         ]
-        fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type == "cuda"
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **(dict(fused=True) if fused else dict()))
+        available = "fused" in inspect.signature(torch.optim.AdamW).parameters
+        extra = dict(fused=device_type == "cuda") if available else dict()
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
 
     @torch.no_grad()
     def generate(self, idx, new_tokens, temperature=1.0, top_k=None):
