@@ -20,7 +20,9 @@ LAYERS = [
     {"ops"},  # primitives and fused kernels (and their thread API, ops._threads)
     {"tensor"},
     {"creation", "testing", "functions", "distributed", "amp"},  # distributed: MPI (mpi4py only under mpiexec)
-    {"cuda", "backends", "compiler"},  # PyTorch's torch.cuda, torch.backends, torch.compile
+    # PyTorch's torch.cuda, torch.backends, torch.compile; einops' backend for tensors (einops imported lazily)
+    {"cuda", "backends", "compiler", "_einops"},
+    {"accelerator"},  # PyTorch's torch.accelerator, answered by cuda
     {"nn"},
     {"optim"},
     {"utils", "data", "viz"},

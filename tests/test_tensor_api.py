@@ -440,3 +440,42 @@ def test_every_function_of_the_table_is_on_both_sides_with_pytorchs_argument_nam
         )
         checked += 1
     assert checked >= 60, checked
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda g: nf.randn(2, generator=g),
+        lambda g: nf.randperm(3, generator=g),
+        lambda g: nf.multinomial(nf.ones(3), 1, generator=g),
+        lambda g: nf.zeros(2).uniform_(generator=g),
+    ],
+)
+def test_every_generator_argument_is_resolved_alike(draw):
+    """One resolution for every ``generator=``: a ``Generator`` or a NumPy generator draws the
+    same stream; anything else is a TypeError naming what was given."""
+    assert draw(nf.Generator().manual_seed(5)).tolist() == draw(np.random.default_rng(5)).tolist()
+    with pytest.raises(TypeError, match="generator must be a numformer.Generator .*got int"):
+        draw(5)
+
+
+@pytest.mark.parametrize(
+    "name", ["exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "sin", "cos", "tan", "erf", "sign"]
+)
+def test_maths_at_the_edges_of_its_domain_is_silent_and_pytorchs(name):
+    """log(0) = -inf, sqrt(-1) = nan, exp(100) = inf in float32, ... without NumPy's
+    RuntimeWarning (PyTorch never warns), forward and backward, with PyTorch's values."""
+    import warnings
+
+    x = np.array([0.0, -0.0, -1.0, 1e30, -1e30, np.inf, -np.inf, np.nan, 100.0, -100.0, 0.5], dtype=np.float32)
+    t = nf.tensor(x, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = getattr(nf, name)(t)
+        out.backward(nf.ones_like(out))
+    ref = torch.tensor(x, requires_grad=True)
+    expected = getattr(torch, name)(ref)
+    expected.backward(torch.ones_like(expected))
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=0, equal_nan=True)
+    finite = np.isfinite(x) & np.isfinite(ref.grad.numpy())
+    np.testing.assert_allclose(t.grad.numpy()[finite], ref.grad.numpy()[finite], rtol=1e-5, atol=0)

@@ -296,6 +296,15 @@ def test_cuda_answers_as_pytorchs_cpu_build():
         nf.set_float32_matmul_precision("fast")
 
 
+def test_accelerator_answers_as_pytorchs_on_a_cpu_only_machine():
+    """torch.accelerator (PyTorch 2.6+): the same answers and errors as torch's here."""
+    for lib in (nf, torch):
+        assert lib.accelerator.is_available() is False and lib.accelerator.device_count() == 0
+        assert lib.accelerator.current_accelerator() is None
+        with pytest.raises(RuntimeError, match="Cannot access accelerator device when none is available"):
+            lib.accelerator.current_device_index()
+
+
 def test_compile_returns_the_model_itself():
     model = nf.nn.Linear(2, 2)
     assert nf.compile(model) is model
@@ -470,3 +479,38 @@ def test_optimizers_take_pytorchs_arguments_with_its_defaults(name):
             assert p.default == theirs[key].default, key
     with pytest.raises(NotImplementedError, match="differentiable"):
         getattr(nf.optim, name)([nf.nn.Parameter(nf.zeros(1))], differentiable=True)
+
+
+# PyTorch constructor arguments numformer does not take (each refused as an unexpected keyword)
+_MODULE_ARGS_NOT_TAKEN = {
+    "BatchNorm1d": {"bias"},
+    "BatchNorm2d": {"bias"},
+    "Embedding": {"max_norm", "norm_type", "scale_grad_by_freq", "sparse", "_weight", "_freeze"},
+    "MultiheadAttention": {"add_bias_kv", "add_zero_attn"},
+    "RNNBase": {"mode"},
+}
+
+
+def test_module_constructors_take_pytorchs_arguments():
+    """Every nn class both libraries have takes PyTorch's constructor arguments (``device=`` and
+    ``dtype=`` included), but for the few listed above."""
+    import inspect
+
+    gaps = {}
+    for name in dir(nf.nn):
+        ours, theirs = getattr(nf.nn, name), getattr(torch.nn, name, None)
+        if not (inspect.isclass(ours) and inspect.isclass(theirs)) or theirs.__init__ is object.__init__:
+            continue
+        mine = inspect.signature(ours.__init__).parameters
+        wanted = [
+            k
+            for k, p in inspect.signature(theirs.__init__).parameters.items()
+            if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        missing = {k for k in wanted if k not in mine}
+        if missing != _MODULE_ARGS_NOT_TAKEN.get(name, set()):
+            gaps[name] = sorted(missing)
+    assert not gaps, gaps
+    layer = nf.nn.TransformerEncoderLayer(8, 2, 16, device=nf.device("cpu"), dtype=nf.float64)
+    assert {p.dtype for p in layer.parameters()} == {np.dtype(np.float64)}
+    assert nf.nn.LSTM(3, 4, device="cpu").weight_ih_l0.shape == (16, 3)

@@ -33,7 +33,7 @@ import numformer.nn.parallel  # noqa: E402, F401
 import numformer.nn.utils  # noqa: E402, F401
 import numformer.optim.lr_scheduler  # noqa: E402, F401
 import numformer.utils.data  # noqa: E402, F401
-from numformer import amp, backends, cuda, distributed, nn, optim, utils  # noqa: E402
+from numformer import accelerator, amp, backends, cuda, distributed, nn, optim, utils  # noqa: E402
 from numformer.amp import autocast  # noqa: E402
 from numformer.autograd import (  # noqa: E402
     enable_grad,
@@ -149,6 +149,11 @@ LongTensor = _tensor_type("LongTensor", int64)
 IntTensor = _tensor_type("IntTensor", int32)
 ByteTensor = _tensor_type("ByteTensor", uint8)
 BoolTensor = _tensor_type("BoolTensor", bool_)
+
+# einops on numformer tensors: its backend is defined when einops loads (never imported here)
+from numformer import _einops  # noqa: E402
+
+_einops.install()
 
 __version__ = "0.1.0"
 

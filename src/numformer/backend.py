@@ -398,6 +398,22 @@ def generator() -> np.random.Generator:
     return _generator
 
 
+def rng_of(generator) -> np.random.Generator:
+    """The NumPy generator behind a ``generator=`` argument: numformer's global one for None,
+    a ``Generator``'s own, or (numformer's extension) a ``numpy.random.Generator`` as it is.
+    Every function that takes ``generator=`` resolves it here.
+
+    Raises:
+        TypeError: anything else, naming what was given."""
+    if generator is None:
+        return _generator
+    if isinstance(generator, Generator):
+        return generator.rng
+    if isinstance(generator, np.random.Generator):
+        return generator
+    raise TypeError(f"generator must be a numformer.Generator (or None), got {type(generator).__name__}")
+
+
 def default_generator() -> Generator:
     """The global generator as a ``Generator`` (PyTorch's ``torch.default_generator``)."""
     return _default

@@ -56,10 +56,6 @@ def _made(array, requires_grad: bool, device) -> Tensor:
     return _placed(Tensor(array, requires_grad=requires_grad), device)
 
 
-def _rng(generator):
-    return backend.generator() if generator is None else generator.rng
-
-
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """``data`` as a tensor, sharing memory with it where it can (a NumPy array of the same
     dtype; a tensor as it is), as PyTorch's ``as_tensor``.
@@ -243,7 +239,7 @@ def randn(*size, generator=None, dtype=None, requires_grad: bool = False, device
 
     Returns:
         The tensor."""
-    return _made(_rng(generator).standard_normal(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
+    return _made(backend.rng_of(generator).standard_normal(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
 
 
 def rand(*size, generator=None, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
@@ -258,7 +254,7 @@ def rand(*size, generator=None, dtype=None, requires_grad: bool = False, device=
 
     Returns:
         The tensor."""
-    return _made(_rng(generator).random(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
+    return _made(backend.rng_of(generator).random(shape_arg(size), dtype=_dtype(dtype)), requires_grad, device)
 
 
 def randn_like(input, dtype=None, requires_grad: bool = False, device=None) -> Tensor:  # noqa: A002
@@ -319,7 +315,7 @@ def randint(low=0, high=None, size=None, *, generator=None, dtype=None, device=N
         raise TypeError("randint() missing 1 required positional argument: 'size'")
     if high is None or high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    array = _rng(generator).integers(low, high, shape_arg((size,)))
+    array = backend.rng_of(generator).integers(low, high, shape_arg((size,)))
     return _made(array.astype(backend.as_dtype(dtype or np.int64)), requires_grad, device)
 
 
@@ -335,7 +331,7 @@ def randperm(n: int, *, generator=None, dtype=None, device=None, requires_grad: 
 
     Returns:
         The tensor, shape ``(n,)``."""
-    array = _rng(generator).permutation(int(n))
+    array = backend.rng_of(generator).permutation(int(n))
     return _made(array.astype(backend.as_dtype(dtype or np.int64)), requires_grad, device)
 
 

@@ -324,7 +324,7 @@ def rsqrt(input):
 
     Shape:
         ``(*)`` -> ``(*)``."""
-    return _floating(_t(input)) ** -0.5
+    return 1 / sqrt(_floating(_t(input)))  # not ** -0.5: (-inf) ** -0.5 is 0 where rsqrt's is nan
 
 
 @_api
@@ -1329,7 +1329,7 @@ def multinomial(input, num_samples: int, replacement: bool = False, *, generator
     probs = backend.to_numpy(_t(input).array).astype(np.float64)
     if probs.ndim not in (1, 2) or (probs < 0).any() or not np.isfinite(probs).all():
         raise RuntimeError("multinomial: probability tensor must be 1-D or 2-D with finite, non-negative entries")
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     rows = probs.reshape(-1, probs.shape[-1])
     sums = rows.sum(axis=1)
     if (sums <= 0).any():
@@ -1799,7 +1799,7 @@ def bernoulli(input, *, generator=None):
     Shape:
         ``(*)`` -> ``(*)``."""
     p = _t(input)
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     u = rng.random(p.shape)
     return Tensor._wrap(xp.asarray((u < backend.to_numpy(p.array)).astype(p.dtype)), False)
 
@@ -2014,7 +2014,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
 
     Shape:
         the broadcast shape of ``mean`` and ``std``, or ``size``."""
-    rng = backend.generator() if generator is None else generator.rng
+    rng = backend.rng_of(generator)
     m = array_of(mean) if isinstance(mean, Tensor) else mean
     s = array_of(std) if isinstance(std, Tensor) else std
     shape = tuple(size) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))

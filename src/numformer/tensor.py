@@ -460,20 +460,20 @@ class Tensor:
 
     def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
         """Fill with draws from U(a, b) (numformer's generator, or ``generator``'s)."""
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.uniform(a, b, self.shape))
 
     def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
         """Fill with draws from N(mean, std^2) (numformer's generator, or ``generator``'s)."""
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.normal(mean, std, self.shape))
 
     def bernoulli_(self, p: float = 0.5, *, generator=None) -> Tensor:
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.random(self.shape) < p)
 
     def exponential_(self, lambd: float = 1.0, *, generator=None) -> Tensor:
-        rng = backend.generator() if generator is None else generator.rng
+        rng = backend.rng_of(generator)
         return self._fill_random(rng.exponential(1.0 / lambd, self.shape))
 
     def _fill_random(self, values) -> Tensor:
@@ -898,12 +898,29 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def expand(self, *shape):
-        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim] for i, s in enumerate(shape_arg(shape)))
+        """A broadcast view of size ``shape`` (sizes or one sequence); -1 keeps a dim's size, new
+        dims lead, as PyTorch's.
+
+        Raises:
+            RuntimeError: fewer sizes than dims, -1 in a new leading dim, or a size that does not
+                broadcast (PyTorch's error kind)."""
+        sizes = shape_arg(shape)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise RuntimeError(
+                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the number "
+                f"of dimensions in the tensor ({self.ndim})"
+            )
+        if -1 in sizes[:lead]:
+            raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension (sizes {sizes})")
+        target = tuple(self.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
         try:
-            np.broadcast_shapes(self.shape, shape)
+            fits = np.broadcast_shapes(self.shape, target) == target
         except ValueError:
-            raise ValueError(f"expand: shape {self.shape} cannot expand to {shape}") from None
-        return S.BroadcastTo.apply(self, shape=shape)
+            fits = False
+        if not fits:
+            raise RuntimeError(f"expand: shape {self.shape} cannot expand to {target}")
+        return S.BroadcastTo.apply(self, shape=target)
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -1386,8 +1403,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def _check_same_rank(op, tensors, dim, skip_dim):
+    """PyTorch's checks and error kinds: an empty list (``cat``: ValueError, ``stack``:
+    RuntimeError) and shapes that disagree (RuntimeError), each naming the shapes."""
     if not tensors:
-        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+        if op == "cat":
+            raise ValueError("cat: expected a non-empty list of Tensors")
+        raise RuntimeError(f"{op}: expected a non-empty list of Tensors")
     first = tensors[0].shape
     for i, t in enumerate(tensors[1:], 1):
         a, b = list(first), list(t.shape)
@@ -1395,7 +1416,7 @@ def _check_same_rank(op, tensors, dim, skip_dim):
             a.pop(dim % len(a))
             b.pop(dim % len(b))
         if a != b:
-            raise ValueError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape {t.shape} (dim={dim})")
+            raise RuntimeError(f"{op}: tensor 0 has shape {first} but tensor {i} has shape {t.shape} (dim={dim})")
 
 
 def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:

@@ -177,3 +177,16 @@ def test_configuration_and_input_errors():
         nn.LSTM(3, 4, batch_first=True)(nf.randn(2, 5, 4))
     with pytest.raises(ValueError, match=r"activation must be one of"):
         nn.TransformerEncoderLayer(8, 2, activation="swish", batch_first=True)
+
+
+def test_a_state_dict_that_does_not_fit_raises_pytorchs_error_kind():
+    """PyTorch raises RuntimeError (what its programs catch); numformer's error is one, and a
+    ValueError too (what numformer's own callers catch), listing every problem."""
+    import torch
+
+    model = nf.nn.Linear(2, 3)
+    with pytest.raises(RuntimeError):
+        torch.nn.Linear(2, 3).load_state_dict({"weight": torch.zeros(2, 2)})
+    with pytest.raises(RuntimeError, match=r"2 problem\(s\):\n  weight: expected shape \(3, 2\), got \(2, 2\)") as err:
+        model.load_state_dict({"weight": np.zeros((2, 2), np.float32)})
+    assert isinstance(err.value, ValueError) and "missing key bias" in str(err.value)

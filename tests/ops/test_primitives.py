@@ -162,8 +162,17 @@ def split_spec(data):
 def expand_spec(data):
     shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, max_dims=3, max_side=3))
     x = randn(data.draw(SEEDS), shapes.input_shapes[0])
-    target = shapes.result_shape
-    return [x], (lambda t: t.expand(target)), (lambda t: t.expand(target))
+    target = list(shapes.result_shape)
+    lead = len(target) - x.ndim
+    for i in range(lead, len(target)):  # -1 keeps an existing dim's size, as PyTorch's
+        if data.draw(st.booleans()):
+            target[i] = -1
+    as_list = not target or data.draw(st.booleans())  # one sequence or separate sizes
+
+    def expand(t):
+        return t.expand(target) if as_list else t.expand(*target)
+
+    return [x], expand, expand
 
 
 def where_spec(data):

@@ -249,3 +249,18 @@ def test_a_step_with_every_target_ignored_is_an_error_not_nan(tmp_path):
     x = np.zeros((2, 3), dtype=np.int64)
     with pytest.raises(ValueError, match="no item to learn from"):
         _one_step(tmp_path, [(x, np.full((2, 3), -100))], _token_loss_sum)
+
+
+def test_a_loader_without_batching_feeds_one_sample_a_step():
+    """``batch_size=None``: each step is one sample, converted as the loader's iteration
+    converts it, and an epoch visits every sample once in an order from the trainer's generator."""
+    from numformer.train import LoaderBatches
+    from numformer.utils.data import DataLoader, TensorDataset
+
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    batches = LoaderBatches(DataLoader(TensorDataset(x), batch_size=None, shuffle=True))
+    rng = np.random.default_rng(0)
+    epoch = [batches(rng) for _ in range(5)]
+    assert all(len(sample) == 1 and tuple(sample[0].shape) == (2,) for sample in epoch)
+    assert sorted(float(s[0][0]) for s in epoch) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert batches.state["position"] == 5

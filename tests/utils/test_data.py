@@ -116,12 +116,7 @@ def test_default_convert_gives_pytorchs_structures():
         [object(), object()],
         [np.array(["a"]), np.array(["b"])],
         [[1, 2], [1]],
-        pytest.param(
-            [nf.zeros(2), nf.zeros(3)],
-            marks=pytest.mark.xfail(
-                strict=True, reason="numformer.stack raises ValueError where torch.stack raises RuntimeError"
-            ),
-        ),
+        [nf.zeros(2), nf.zeros(3)],
     ],
 )
 def test_default_collate_refuses_what_pytorch_refuses_with_its_error_kind(batch):

@@ -13,7 +13,7 @@ from numformer.nn import functional as F
 from numformer.nn import init
 from numformer.nn.cache import Cache
 from numformer.nn.checks import dtype_or_default, mask_array
-from numformer.nn.layers import Linear
+from numformer.nn.layers import NonDynamicallyQuantizableLinear
 from numformer.nn.module import Module, Parameter
 from numformer.ops.masks import MergeMasks
 from numformer.tensor import Tensor
@@ -133,6 +133,7 @@ class MultiheadAttention(Module):
         kdim: int | None = None,
         vdim: int | None = None,
         batch_first: bool = False,
+        device=None,
         dtype=None,
     ):
         super().__init__()
@@ -160,8 +161,10 @@ class MultiheadAttention(Module):
             self.k_proj_weight = Parameter(xp.zeros((embed_dim, self.kdim), dtype=d))
             self.v_proj_weight = Parameter(xp.zeros((embed_dim, self.vdim), dtype=d))
         self.in_proj_bias = Parameter(xp.zeros(3 * embed_dim, dtype=d)) if bias else None
-        self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, dtype=dtype)
         self._reset_parameters()
+        if device is not None:
+            self.to(device)
 
     def _reset_parameters(self) -> None:
         # PyTorch: Xavier-uniform input projections, zero biases; out_proj keeps Linear's init

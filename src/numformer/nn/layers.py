@@ -18,6 +18,13 @@ def _empty(*shape, dtype=None) -> Parameter:
     return Parameter(xp.zeros(shape, dtype=dtype_or_default(dtype)))
 
 
+def _place(module: Module, device) -> None:
+    """PyTorch's ``device=`` factory argument: the new module's parameters and buffers on
+    ``device`` (None: where numformer makes them, the host)."""
+    if device is not None:
+        module.to(device)
+
+
 class Identity(Module):
     def forward(self, x):
         """Return ``x`` unchanged.
@@ -231,12 +238,13 @@ class Linear(Module):
         ['weight', 'bias']
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty(out_features, in_features, dtype=dtype)
         self.bias = _empty(out_features, dtype=dtype) if bias else None
         self.reset_parameters()
+        _place(self, device)
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -266,6 +274,12 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """``Linear`` under the name PyTorch gives ``MultiheadAttention.out_proj`` (its quantisation
+    tooling skips that layer by this name; numformer has no such tooling, so it is ``Linear``
+    in all but name). Programs name it when they allow classes for loading whole models."""
+
+
 class Embedding(Module):
     """Lookup table ``weight`` ``(num_embeddings, embedding_dim)``, N(0, 1) initialised; the
     ``padding_idx`` row starts at zero and never gets a gradient.
@@ -288,7 +302,9 @@ class Embedding(Module):
         [0.0, 0.0, 0.0, 0.0]
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, dtype=None):
+    def __init__(
+        self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *, device=None, dtype=None
+    ):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         if padding_idx is not None:
@@ -302,6 +318,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if padding_idx is not None:
             self.weight.array[padding_idx] = 0
+        _place(self, device)
 
     def forward(self, indices):
         """The rows of ``weight`` at ``indices``.
@@ -343,7 +360,13 @@ class LayerNorm(Module):
     """
 
     def __init__(
-        self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True, dtype=None
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
@@ -353,6 +376,7 @@ class LayerNorm(Module):
             self.weight = Parameter(xp.ones(shape, dtype=dtype_or_default(dtype)))
             if bias:
                 self.bias = Parameter(xp.zeros(shape, dtype=dtype_or_default(dtype)))
+        _place(self, device)
 
     def forward(self, x):
         """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape``
@@ -593,11 +617,14 @@ class RMSNorm(Module):
         dtype: the weight's floating dtype.
     """
 
-    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, dtype=None):
+    def __init__(
+        self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None, dtype=None
+    ):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self.weight = Parameter(xp.ones(shape, dtype=dtype_or_default(dtype))) if elementwise_affine else None
+        _place(self, device)
 
     def forward(self, x):
         """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` dims.

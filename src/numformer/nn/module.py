@@ -17,6 +17,11 @@ from numformer.tensor import Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class StateDictError(RuntimeError, ValueError):
+    """A state dict that does not fit a module: PyTorch's ``RuntimeError`` (what PyTorch programs
+    catch) that is also a ``ValueError`` (what numformer raises for bad input)."""
+
+
 class Parameter(Tensor):
     """A tensor that a ``Module`` owns and trains: ``requires_grad=True`` by default.
 
@@ -190,7 +195,10 @@ class Module:
 
         Every key's shape must match. With ``strict`` (default) missing and unexpected keys are
         errors too; the error lists every offending key at once and nothing is changed.
-        """
+
+        Raises:
+            StateDictError: keys or shapes that do not fit; a ``RuntimeError`` as PyTorch's (and a
+                ``ValueError``, numformer's kind for bad input)."""
         targets = {}
         for mod_name, mod in self.named_modules():
             prefix = f"{mod_name}." if mod_name else ""
@@ -212,7 +220,7 @@ class Module:
             problems += [f"missing key {k}" for k in missing]
             problems += [f"unexpected key {k}" for k in unexpected]
         if problems:
-            raise ValueError(
+            raise StateDictError(
                 f"load_state_dict for {type(self).__name__}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
             )
         for key, target in targets.items():
@@ -315,7 +323,9 @@ def _typename(value) -> str:
 def _not_a_module(value) -> str:
     """PyTorch's message for a foreign object offered as a module, with what to do about it."""
     message = f"{_typename(value)} is not a Module subclass (a numformer.nn.Module is expected)"
-    if any(base.__module__.startswith("torch.") and base.__name__ == "Module" for base in type(value).__mro__):
+    if type(value).__module__.startswith("einops.layers."):
+        message += f": einops' layers for numformer are numformer.nn.einops.{type(value).__name__}"
+    elif any(base.__module__.startswith("torch.") and base.__name__ == "Module" for base in type(value).__mro__):
         message += ": a PyTorch module cannot run inside a numformer model; write it as a numformer Module"
     elif callable(value):
         message += ": wrap the function in a Module subclass whose forward calls it"

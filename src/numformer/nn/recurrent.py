@@ -59,6 +59,7 @@ class RNNBase(Module):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
+        device=None,
         dtype=None,
     ):
         super().__init__()
@@ -95,6 +96,8 @@ class RNNBase(Module):
         bound = 1.0 / math.sqrt(hidden_size)
         for p in self.parameters():
             init.uniform_(p, -bound, bound)
+        if device is not None:
+            self.to(device)
 
     @property
     def num_directions(self) -> int:
@@ -226,12 +229,24 @@ class RNN(RNNBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        device=None,
         dtype=None,
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype=dtype)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device=device,
+            dtype=dtype,
+        )
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
         """Run the sequence through every layer, one step at a time (the seed's section 1: T
@@ -303,10 +318,20 @@ class LSTM(RNNBase):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
+        device=None,
         dtype=None,
     ):
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, dtype=dtype
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            device=device,
+            dtype=dtype,
         )
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
@@ -378,9 +403,21 @@ class GRU(RNNBase):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        device=None,
         dtype=None,
     ):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0, dtype=dtype)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            device=device,
+            dtype=dtype,
+        )
 
     def forward(self, input, hx=None):  # noqa: A002 - PyTorch's argument name
         """Run the sequence through every layer, one step at a time.

@@ -79,18 +79,23 @@ class TransformerEncoderLayer(Module):
         batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        kw = {"bias": bias, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, **kw)
         self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.linear2 = Linear(dim_feedforward, d_model, **kw)
         self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, **kw)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
         self.activation = get_activation(activation)
+        if device is not None:
+            self.to(device)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
         """Self-attention then feed-forward, each with a residual and LayerNorm (pre-LN with
@@ -152,21 +157,26 @@ class TransformerDecoderLayer(Module):
         batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first)
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias)
+        kw = {"bias": bias, "dtype": dtype}
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first, **kw)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first, **kw)
+        self.linear1 = Linear(d_model, dim_feedforward, **kw)
         self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias)
+        self.linear2 = Linear(dim_feedforward, d_model, **kw)
         self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, **kw)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, **kw)
+        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, **kw)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
         self.dropout3 = Dropout(dropout)
         self.activation = get_activation(activation)
+        if device is not None:
+            self.to(device)
 
     def forward(
         self,
@@ -257,17 +267,27 @@ class TransformerEncoder(Module):
         encoder_layer: the layer to copy (each copy has its own weights).
         num_layers: how many copies.
         norm: a module applied to the last layer's output (a LayerNorm for pre-LN stacks).
-        enable_nested_tensor, mask_check: PyTorch's speed options, accepted and without effect.
+        enable_nested_tensor, mask_check: PyTorch's switches for its nested-tensor fast path
+            over padded batches; numformer has no nested tensors, so they are accepted and
+            stored, and change nothing (the outputs are the same either way, as in PyTorch).
 
     Shape:
         as ``forward``'s ``src``; output the same shape.
     """
 
-    def __init__(self, encoder_layer: TransformerEncoderLayer, num_layers: int, norm: Module | None = None):
+    def __init__(
+        self,
+        encoder_layer: TransformerEncoderLayer,
+        num_layers: int,
+        norm: Module | None = None,
+        enable_nested_tensor: bool = True,
+        mask_check: bool = True,
+    ):
         super().__init__()
         self.layers = _clones(encoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
+        self.enable_nested_tensor, self.mask_check = enable_nested_tensor, mask_check
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal: bool = False):
         """Run ``src`` through every layer, then ``norm``.
@@ -386,6 +406,8 @@ class Transformer(Module):
         batch_first: bool = False,
         norm_first: bool = False,
         bias: bool = True,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         kw = {
@@ -396,21 +418,24 @@ class Transformer(Module):
             "batch_first": batch_first,
             "norm_first": norm_first,
             "bias": bias,
+            "dtype": dtype,
         }
         self.encoder = custom_encoder or TransformerEncoder(
             TransformerEncoderLayer(d_model, nhead, **kw),
             num_encoder_layers,
-            LayerNorm(d_model, eps=layer_norm_eps, bias=bias),
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
         )
         self.decoder = custom_decoder or TransformerDecoder(
             TransformerDecoderLayer(d_model, nhead, **kw),
             num_decoder_layers,
-            LayerNorm(d_model, eps=layer_norm_eps, bias=bias),
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype),
         )
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
         for p in self.parameters():
             if p.ndim > 1:
                 init.xavier_uniform_(p)
+        if device is not None:
+            self.to(device)
 
     def forward(
         self,

@@ -16,6 +16,24 @@ from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, get_array_module, xp
 from numformer.ops._threads import MIN_ELEMENTS, binary, parallel_for
 
+
+def quiet(cls):
+    """PyTorch's silence at the edges of a maths function's domain: ``log(0) = -inf``,
+    ``sqrt(-1) = nan``, ``exp(100) = inf`` (float32) without NumPy's RuntimeWarning, in the
+    forward and the backward. For the unary maths primitives, whose edge values are ordinary
+    (a causal mask as ``log(tril(ones))``); the hot arithmetic keeps NumPy's default."""
+    for name in ("forward", "backward"):
+        method = cls.__dict__[name]
+
+        @functools.wraps(method)
+        def silent(self, *args, _method=method, **kwargs):
+            with xp.errstate(all="ignore"):
+                return _method(self, *args, **kwargs)
+
+        setattr(cls, name, silent)
+    return cls
+
+
 # --- arithmetic ----------------------------------------------------------------------------
 
 
@@ -83,6 +101,7 @@ class Neg(Function):
         return (-g,)
 
 
+@quiet
 class PowScalar(Function):
     """``a ** exponent`` for a Python-number exponent."""
 
@@ -97,6 +116,7 @@ class PowScalar(Function):
         return (g * (p * self.a ** (p - 1)),)
 
 
+@quiet
 class Pow(Function):
     """``a ** b`` for two tensors; the gradient for ``b`` is ``out * log(a)``."""
 
@@ -121,6 +141,7 @@ class Pow(Function):
 # --- unary maths ---------------------------------------------------------------------------
 
 
+@quiet
 class Exp(Function):
     saves_inputs = False
     saves_output = True
@@ -133,6 +154,7 @@ class Exp(Function):
         return (g * self.out,)
 
 
+@quiet
 class Log(Function):
     def forward(self, a):
         self.a = a
@@ -142,6 +164,7 @@ class Log(Function):
         return (g / self.a,)
 
 
+@quiet
 class Sqrt(Function):
     saves_inputs = False
     saves_output = True
@@ -440,6 +463,7 @@ class Fill(Function):
 # --- more unary maths ----------------------------------------------------------------------
 
 
+@quiet
 class Sin(Function):
     def forward(self, a):
         self.a = a
@@ -449,6 +473,7 @@ class Sin(Function):
         return (g * xp.cos(self.a),)
 
 
+@quiet
 class Cos(Function):
     def forward(self, a):
         self.a = a
@@ -458,6 +483,7 @@ class Cos(Function):
         return (-g * xp.sin(self.a),)
 
 
+@quiet
 class Log1p(Function):
     """log(1 + a), exact for small ``a``; d/da = 1 / (1 + a)."""
 
@@ -469,6 +495,7 @@ class Log1p(Function):
         return (g / (1 + self.a),)
 
 
+@quiet
 class Expm1(Function):
     """exp(a) - 1, exact for small ``a``; d/da = exp(a) = out + 1."""
 
@@ -483,6 +510,7 @@ class Expm1(Function):
         return (g * (self.out + 1),)
 
 
+@quiet
 class Erf(Function):
     """The error function (Cephes' rational forms, as GELU's); d/da = 2/sqrt(pi) exp(-a^2)."""
 
@@ -504,7 +532,10 @@ class Stepwise(Function):
 
     def forward(self, a, name):
         self.shape, self.dtype = a.shape, a.dtype
-        return getattr(xp, name)(a)
+        out = getattr(xp, name)(a)
+        if name == "sign" and a.dtype.kind == "f":
+            out[xp.isnan(a)] = 0  # PyTorch's sign(nan) is 0
+        return out
 
     def backward(self, g):
         return (xp.zeros(self.shape, dtype=self.dtype),)

@@ -148,9 +148,10 @@ class LoaderBatches:
     """A ``DataLoader`` as ``batches(rng)``: epoch after epoch, each epoch's order drawn from
     ``rng`` (the trainer's generator), so the place in the data is part of a checkpoint
     (``state``) and a resumed run sees the batches an uninterrupted one would have seen.
+    A loader with ``batch_size=None`` yields one sample per step, as its iteration does.
 
     Args:
-        loader: a ``numformer.utils.data.DataLoader`` (a map-style dataset with a batch size).
+        loader: a ``numformer.utils.data.DataLoader`` over a map-style dataset.
     """
 
     def __init__(self, loader):
@@ -170,8 +171,10 @@ class LoaderBatches:
         saved = getattr(sampler, "generator", None)
         if hasattr(sampler, "generator"):
             sampler.generator = np.random.default_rng(seed)
+        # the batch sampler's lists of indices, or the sampler's single indices when batching is off
+        index_sampler = self.loader.sampler if self.loader.batch_sampler is None else self.loader.batch_sampler
         try:
-            return list(self.loader.batch_sampler)
+            return list(index_sampler)
         finally:
             if hasattr(sampler, "generator"):
                 sampler.generator = saved
@@ -191,6 +194,11 @@ class LoaderBatches:
         loader = self.loader
         if getattr(loader, "_iterable", False) or not hasattr(loader.dataset, "__len__"):
             return  # an iterable dataset: batches of unknown number, checked as they come
+        if loader.batch_sampler is None:
+            raise ValueError(
+                f"Trainer: under MPI each batch is split among the {ranks} ranks, but the DataLoader has "
+                f"batch_size=None (one sample a step); give it a batch_size that is a multiple of {ranks}"
+            )
         uneven = sorted({len(b) for b in self._epoch(0)} - {0}, reverse=True)
         uneven = [n for n in uneven if n % ranks]
         if not uneven:

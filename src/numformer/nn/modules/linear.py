@@ -1,5 +1,5 @@
 """PyTorch's ``torch.nn.modules.linear``."""
 
-from numformer.nn.layers import Identity, Linear
+from numformer.nn.layers import Identity, Linear, NonDynamicallyQuantizableLinear
 
-__all__ = ["Identity", "Linear"]
+__all__ = ["Identity", "Linear", "NonDynamicallyQuantizableLinear"]

@@ -42,9 +42,10 @@ import warnings
 
 import numpy as np
 
+from numformer.backend import rng_of
 from numformer.tensor import Tensor
 from numformer.utils.data._collate import default_collate, default_convert
-from numformer.utils.data._random import draw_seed, rng_of
+from numformer.utils.data._random import draw_seed
 from numformer.utils.data._worker import (
     STATUS_CHECK_INTERVAL,
     IterableDatasetStopIteration,
@@ -333,9 +334,9 @@ class DataLoader:
         return functools.partial(_make_fetcher, self._iterable, self._auto_collation, self.collate_fn, self.drop_last)
 
     def fetch(self, indices):
-        """numformer's: the batch at ``indices`` (a list of dataset indices), made in this
-        process as iteration makes it (the ``Trainer`` draws its own order and asks for
-        batches by index).
+        """numformer's: the batch at ``indices`` (a list of dataset indices; with
+        ``batch_size=None``, one index), made in this process as iteration makes it (the
+        ``Trainer`` draws its own order and asks for batches by index).
 
         Raises:
             TypeError: an ``IterableDataset`` (it has no indices)."""

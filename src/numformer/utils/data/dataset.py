@@ -13,9 +13,8 @@ import itertools
 import math
 import warnings
 
-from numformer.backend import default_generator
+from numformer.backend import default_generator, rng_of
 from numformer.tensor import Tensor
-from numformer.utils.data._random import rng_of
 
 
 class Dataset:

@@ -15,7 +15,8 @@ import itertools
 
 import numpy as np
 
-from numformer.utils.data._random import draw_seed, rng_of, seeded
+from numformer.backend import rng_of
+from numformer.utils.data._random import draw_seed, seeded
 
 
 class Sampler:
