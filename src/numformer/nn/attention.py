@@ -103,6 +103,8 @@ class MultiheadAttention(Module):
         vdim: the values' features (default ``embed_dim``).
         batch_first: inputs and output are ``(N, L, E)``; the default, as PyTorch's, is
             ``(L, N, E)``.
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype (default: numformer's default dtype).
 
     Shape:

@@ -224,6 +224,8 @@ class Linear(Module):
         in_features: the size of each input's last dimension.
         out_features: the size of each output's last dimension.
         bias: learn an additive bias.
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype (default: numformer's default dtype).
 
     Shape:
@@ -288,6 +290,8 @@ class Embedding(Module):
         num_embeddings: the number of rows (the vocabulary's size).
         embedding_dim: the width of each row.
         padding_idx: a row kept at zero and never updated (padding tokens), or None.
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the table's floating dtype.
 
     Shape:
@@ -346,6 +350,8 @@ class LayerNorm(Module):
         eps: added to the variance.
         elementwise_affine: learn ``weight`` (ones) and ``bias`` (zeros).
         bias: learn ``bias`` too (with ``elementwise_affine``).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype.
 
     Shape:
@@ -614,6 +620,8 @@ class RMSNorm(Module):
         normalized_shape: the trailing shape to normalise over (an int for the last dim).
         eps: added to the mean square (None: the dtype's machine epsilon).
         elementwise_affine: learn ``weight`` (ones).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the weight's floating dtype.
     """
 

@@ -43,6 +43,8 @@ class RNNBase(Module):
         dropout: dropout on each layer's output but the last (training only).
         bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
         proj_size: LSTM only: project the hidden state to this size (0: none).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype.
     """
 
@@ -215,6 +217,8 @@ class RNN(RNNBase):
         batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
         dropout: dropout on each layer's output but the last (training only).
         bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype.
     """
 
@@ -291,6 +295,8 @@ class LSTM(RNNBase):
         dropout: dropout on each layer's output but the last (training only).
         bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
         proj_size: project the hidden state to this size (0: none; PyTorch's LSTMP).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype.
 
     Shape:
@@ -388,6 +394,8 @@ class GRU(RNNBase):
         batch_first: input and output are ``(N, L, *)``; the default, as PyTorch's, is ``(L, N, *)``.
         dropout: dropout on each layer's output but the last (training only).
         bidirectional: a second pass reads the sequence backwards; outputs concatenate (D = 2).
+        device: where the parameters are made (``"cpu"`` or ``"cuda"``; default: where numformer
+            computes, as PyTorch's factory argument).
         dtype: the parameters' floating dtype.
     """
 

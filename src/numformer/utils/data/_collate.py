@@ -106,7 +106,14 @@ def default_convert(data):
     ``default_convert``: the ``DataLoader``'s collate function when ``batch_size=None``).
 
     Tensors, strings, arrays of strings or objects and anything unknown pass unchanged; a tuple
-    becomes a list (as in PyTorch)."""
+    becomes a list (as in PyTorch).
+
+    Args:
+        data: a sample: arrays, numbers, tensors, or lists, tuples and dicts of them.
+
+    Returns:
+        The same structure with arrays and NumPy scalars as tensors.
+    """
     if isinstance(data, Tensor):
         return data
     if type(data).__module__ == "numpy" and not isinstance(data, (np.str_, np.bytes_)):

@@ -39,7 +39,7 @@ _worker_info: WorkerInfo | None = None
 class WorkerInfo:
     """What a worker process knows of itself (``get_worker_info()`` inside it).
 
-    Attributes:
+    Args:
         id: the worker's index, in ``[0, num_workers)``.
         num_workers: the loader's worker count.
         seed: the seed of numformer's generator in this worker (``base_seed + id``).

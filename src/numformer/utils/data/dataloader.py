@@ -147,6 +147,51 @@ class _InfiniteConstantSampler(Sampler):
 # --- the loader -----------------------------------------------------------------------------------
 
 
+def _worker_options(num_workers: int, timeout: float, prefetch_factor, persistent_workers: bool):
+    """The worker options checked as PyTorch checks them (its messages); the prefetch factor to use."""
+    if num_workers < 0:
+        raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
+    if timeout < 0:
+        raise ValueError("timeout option should be non-negative")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ValueError(
+            "prefetch_factor option could only be specified in multiprocessing. Let num_workers > 0 to "
+            "enable multiprocessing, otherwise set prefetch_factor to None."
+        )
+    if num_workers > 0 and prefetch_factor is None:
+        prefetch_factor = 2
+    elif prefetch_factor is not None and prefetch_factor < 0:
+        raise ValueError("prefetch_factor option should be non-negative")
+    if persistent_workers and num_workers == 0:
+        raise ValueError("persistent_workers option needs num_workers > 0")
+    return prefetch_factor
+
+
+def _check_dataset_options(dataset, iterable: bool, shuffle, sampler, batch_sampler) -> bool | None:
+    """An iterable dataset takes no shuffle, sampler or batch sampler; a map-style one needs
+    ``__getitem__``. Returns ``shuffle`` (a bool for a map-style dataset)."""
+    if iterable:
+        if shuffle not in (False, None):
+            raise ValueError(
+                f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}"
+            )
+        if sampler is not None:
+            raise ValueError(
+                f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}"
+            )
+        if batch_sampler is not None:
+            raise ValueError(
+                "DataLoader with IterableDataset: expected unspecified batch_sampler option, but got "
+                f"batch_sampler={batch_sampler}"
+            )
+        return shuffle
+    if not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            f"DataLoader: dataset must be map-style (__getitem__) or an IterableDataset, got {type(dataset).__name__}"
+        )
+    return bool(shuffle)
+
+
 class DataLoader:
     """Batches of a dataset, as PyTorch's ``DataLoader``: ``for x, y in DataLoader(ds, 32,
     shuffle=True, num_workers=2): ...``. See the module's docstring for the order, the random
@@ -206,21 +251,7 @@ class DataLoader:
         pin_memory_device: str = "",
         in_order: bool = True,
     ) -> None:
-        if num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable multiprocessing.")
-        if timeout < 0:
-            raise ValueError("timeout option should be non-negative")
-        if num_workers == 0 and prefetch_factor is not None:
-            raise ValueError(
-                "prefetch_factor option could only be specified in multiprocessing. Let num_workers > 0 to "
-                "enable multiprocessing, otherwise set prefetch_factor to None."
-            )
-        if num_workers > 0 and prefetch_factor is None:
-            prefetch_factor = 2
-        elif prefetch_factor is not None and prefetch_factor < 0:
-            raise ValueError("prefetch_factor option should be non-negative")
-        if persistent_workers and num_workers == 0:
-            raise ValueError("persistent_workers option needs num_workers > 0")
+        prefetch_factor = _worker_options(num_workers, timeout, prefetch_factor, persistent_workers)
         if generator is not None:
             rng_of(generator)  # a TypeError now, not at the first batch
         self.dataset = dataset
@@ -234,27 +265,7 @@ class DataLoader:
         self.in_order = in_order
 
         self._iterable = isinstance(dataset, IterableDataset)
-        if self._iterable:
-            if shuffle not in (False, None):
-                raise ValueError(
-                    f"DataLoader with IterableDataset: expected unspecified shuffle option, but got shuffle={shuffle}"
-                )
-            if sampler is not None:
-                raise ValueError(
-                    f"DataLoader with IterableDataset: expected unspecified sampler option, but got sampler={sampler}"
-                )
-            if batch_sampler is not None:
-                raise ValueError(
-                    "DataLoader with IterableDataset: expected unspecified batch_sampler option, but got "
-                    f"batch_sampler={batch_sampler}"
-                )
-        else:
-            if not hasattr(dataset, "__getitem__"):
-                raise TypeError(
-                    f"DataLoader: dataset must be map-style (__getitem__) or an IterableDataset, "
-                    f"got {type(dataset).__name__}"
-                )
-            shuffle = bool(shuffle)
+        shuffle = _check_dataset_options(dataset, self._iterable, shuffle, sampler, batch_sampler)
         if sampler is not None and shuffle:
             raise ValueError("sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:

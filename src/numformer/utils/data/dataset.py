@@ -127,6 +127,9 @@ class ConcatDataset(Dataset):
     Raises:
         AssertionError: no datasets, or an ``IterableDataset`` among them (PyTorch's kind).
         ValueError: a negative index beyond the length.
+
+    Args:
+        datasets: the map-style datasets, in order.
     """
 
     @staticmethod
@@ -159,6 +162,9 @@ class ChainDataset(IterableDataset):
 
     Raises:
         AssertionError: a map-style dataset among them, when iterated or measured.
+
+    Args:
+        datasets: the iterable datasets, in order.
     """
 
     def __init__(self, datasets) -> None:
@@ -185,6 +191,10 @@ class Subset(Dataset):
     Raises:
         NotImplementedError: a subclass that overrides ``__getitem__`` but not
         ``__getitems__`` (the ``DataLoader`` would bypass its ``__getitem__``).
+
+    Args:
+        dataset: the dataset to take items from.
+        indices: the indices kept, in order.
     """
 
     def __init__(self, dataset, indices) -> None:

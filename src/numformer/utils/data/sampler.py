@@ -28,7 +28,11 @@ class Sampler:
 
 
 class SequentialSampler(Sampler):
-    """``0, 1, ..., len(data_source) - 1``."""
+    """``0, 1, ..., len(data_source) - 1``.
+
+    Args:
+        data_source: the dataset (its length is used).
+    """
 
     def __init__(self, data_source) -> None:
         self.data_source = data_source
@@ -89,7 +93,12 @@ class RandomSampler(Sampler):
 
 class SubsetRandomSampler(Sampler):
     """The given ``indices`` in a random order, fresh at each pass, drawn from ``generator``
-    (numformer's global generator when None)."""
+    (numformer's global generator when None).
+
+    Args:
+        indices: the indices to draw from.
+        generator: a ``numformer.Generator`` (or NumPy generator) to draw the order from.
+    """
 
     def __init__(self, indices, generator=None) -> None:
         self.indices = indices
@@ -111,6 +120,12 @@ class WeightedRandomSampler(Sampler):
         ValueError: ``num_samples`` not a positive int, ``replacement`` not a bool, weights not
         1-D. RuntimeError: at iteration, weights that are negative, not finite or all zero, or
         fewer positive weights than samples without replacement (PyTorch's ``multinomial``).
+
+    Args:
+        weights: one non-negative weight per index (need not sum to 1).
+        num_samples: indices per pass.
+        replacement: draw with replacement (True).
+        generator: a ``numformer.Generator`` (or NumPy generator) to draw from.
     """
 
     def __init__(self, weights, num_samples: int, replacement: bool = True, generator=None) -> None:
@@ -148,6 +163,11 @@ class BatchSampler(Sampler):
 
     Raises:
         ValueError: ``batch_size`` not a positive int, or ``drop_last`` not a bool.
+
+    Args:
+        sampler: the indices to batch (a sampler or any iterable of indices).
+        batch_size: indices per batch.
+        drop_last: drop a last batch shorter than ``batch_size``.
     """
 
     def __init__(self, sampler, batch_size: int, drop_last: bool) -> None:
