@@ -124,3 +124,14 @@ def _is_package_of(package: str, module: str) -> bool:
     """A module importing its own package's ``__init__`` (which re-exports it) is no cycle of
     dependencies: Python resolves the package first."""
     return module.startswith(package + ".")
+
+
+def test_the_contributors_layout_lists_every_unit_in_layer_order():
+    """CONTRIBUTING.md's "Layout" names each unit once, lowest layer first: it cannot drift from
+    the table above (a unit listed out of order, missing or unknown fails)."""
+    text = (ROOT.parents[1] / "CONTRIBUTING.md").read_text()
+    section = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    listed = [line.split("`")[1] for line in section.splitlines() if line.startswith("- `")]
+    assert sorted(listed) == sorted(LAYER), (sorted(set(LAYER) - set(listed)), sorted(set(listed) - set(LAYER)))
+    layers = [LAYER[u] for u in listed]
+    assert layers == sorted(layers), [u for u, a, b in zip(listed[1:], layers, layers[1:]) if b < a]

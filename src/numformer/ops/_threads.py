@@ -16,8 +16,10 @@ code would, so results match the serial kernels to round-off (a BLAS call on few
 order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
 blocks (``dropout_mask``), the same for any thread count.
 
-Off (one thread, BLAS as it was) until ``set_num_threads`` is called, because pinning BLAS is
-process-wide: the ``numformer`` command and the benchmarks call it; scripts may.
+On from ``import numformer``, as PyTorch sets its threads on import: the package's facade calls
+``set_num_threads`` with every core the process may use (``NUMFORMER_NUM_THREADS`` chooses
+another count). Code that imports only this module, without the facade, runs one thread until it
+calls ``set_num_threads``.
 """
 
 from __future__ import annotations
