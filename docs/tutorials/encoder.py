@@ -109,8 +109,8 @@ x, _ = batch(np.random.default_rng(1), n=1)
 with nf.no_grad():
     hidden = model.positions(model.embed(x))
     first = model.encoder.layers[0]
-    h = first.norm1(hidden)  # pre-LN: the layer normalises before attending
-    _, weights = first.self_attn(h, h, h, average_attn_weights=False)
+    normed = first.norm1(hidden)  # pre-LN: the layer normalises before attending
+    _, weights = first.self_attn(normed, normed, normed, average_attn_weights=False)
     prediction = model(x).argmax(-1)
 print("input     ", x.numpy()[0])
 print("prediction", prediction.numpy()[0])
