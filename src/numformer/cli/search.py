@@ -35,6 +35,18 @@ def add_parser(command) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per result line")
 
 
+def check_embedding_memory(count: int, text_bytes: int, dim: int, what: str) -> None:
+    """Refuse to embed ``count`` texts of ``text_bytes`` bytes in all when their token lists
+    (Python ints, about 40 bytes per byte of text) and their float32 embeddings would not fit
+    in this machine's memory.
+
+    Raises:
+        ValueError: naming ``what`` and both figures."""
+    from numformer.serialization.files import check_memory
+
+    check_memory(40 * text_bytes + 2 * 4 * dim * count, what)
+
+
 def _digest(vectors) -> str:
     return hashlib.sha256(vectors.tobytes()).hexdigest()
 
@@ -105,6 +117,7 @@ def run(args) -> int:
     if not any(line.strip() for line in lines):
         raise ValueError(f"{corpus} has no non-empty line to search")
     encoder = SentenceEncoder(args.model)
+    check_embedding_memory(len(lines), len(data), encoder.dim, f"the embeddings of {corpus}'s {len(lines):,} lines")
     query = encoder.encode([args.query], normalize=True)[0]  # a bad query fails before the corpus is embedded
     vectors = corpus_embeddings(encoder, corpus, data, lines)
     scores = vectors @ query

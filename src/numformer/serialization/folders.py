@@ -139,6 +139,18 @@ def read_weights(folder) -> dict:
         raise ModelFolderError(str(err)) from None
 
 
+def non_finite(arrays: dict) -> list[str]:
+    """The names of the floating-point arrays in ``arrays`` holding a NaN or an infinity
+    (damaged weights, which load without complaint and compute NaN)."""
+    import numpy as np
+
+    return [
+        name
+        for name, array in arrays.items()
+        if np.asarray(array).dtype.kind in "fc" and not np.isfinite(np.asarray(array)).all()
+    ]
+
+
 def load_state(module, weights: dict, source) -> None:
     """Copy ``weights`` into ``module`` by name (every problem listed in one error).
 
