@@ -47,7 +47,7 @@ def copy_run(trained: Path, name: str, out: Path, checked: bool = True) -> Path:
                 save_arrays(load_arrays(weights), weights)
             if (out / inner / "config.json").is_file():
                 config = json.loads((out / inner / "config.json").read_text())
-                config["trained_with"].pop("split")  # nor a digest of each value of split.json
+                config["trained_with"].pop("split", None)  # nor a digest of each value of split.json
                 (out / inner / "config.json").write_text(json.dumps(config))
     return out
 
