@@ -122,6 +122,7 @@ def test_list_shows_every_application(capsys, tmp_path, monkeypatch):
         (["app", "sasrec", "predict", "--json", "--user", "3"], "--json goes with eval, not predict"),
         (["app", "vit", "predict", "--user", "3", "test:0"], "--user is not an input of vit"),
         (["app", "sasrec", "train", "--out", "README"], "--out README is a file"),
+        (["app", "vit", "train", "--fast", "--out", ""], "--out is empty: name a folder"),  # not runs/apps/vit
         (["app", "sasrec", "eval", "--out", "README"], "--out README is a file"),
     ],
 )
@@ -836,3 +837,23 @@ def test_translate_dates_refuses_what_is_not_a_date_it_was_trained_on(text, mess
     assert main(["app", "translate-dates", "predict", "--out", str(trained / "translate-dates"), text]) == 2
     err = errors(capsys)
     assert err.count("\n") == 1 and message in err
+
+
+def test_a_series_can_come_from_standard_input(monkeypatch):
+    """'-' reads standard input, as ``numformer embed --file -`` does."""
+    import os
+
+    from numformer.apps.series import read_series
+
+    read, write = os.pipe()
+    os.write(write, b"1.5\n\n2.5\n")
+    os.close(write)
+    saved = os.dup(0)
+    os.dup2(read, 0)
+    try:
+        values = read_series("-", missing=True)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(read)
+    np.testing.assert_array_equal(values, [1.5, np.nan, 2.5])

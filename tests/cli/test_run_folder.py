@@ -377,3 +377,22 @@ def test_a_model_with_non_finite_weights_is_refused(run, capsys):
     (run / "model" / "checksums.json").unlink()
     assert main(["generate", "--model", str(run), "--prompt", "The "]) == 2
     one_error_line(capsys, "model.safetensors holds non-finite weights", "transformer.ln_f.weight")
+
+
+def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path, capsys):
+    """generate and info on a file pointed into FILE/model; on an application's or a Hugging Face
+    folder they said config.json lacked a 'model' field."""
+    from numformer.serialization.folders import write_model_folder
+
+    (tmp_path / "notes.txt").write_text("mine")
+    app = write_model_folder(tmp_path / "app", {"d_model": 16, "trained_with": {"preset": "fast"}}, {})
+    hf = write_model_folder(tmp_path / "hf", {"model_type": "gpt2"}, {})
+    cases = [
+        (tmp_path / "notes.txt", "notes.txt is a file: name a model folder, or a run folder"),
+        (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
+        (hf, "is a Hugging Face 'gpt2' folder, not a numformer GPT's"),
+    ]
+    for path, message in cases:
+        for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
+            assert main(argv) == 2
+            one_error_line(capsys, message)

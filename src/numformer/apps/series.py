@@ -345,7 +345,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def read_series(path: str, missing: bool) -> np.ndarray:
-    """The values of a file, one per line: numbers that float32, the dtype the models compute
+    """The values of a file (``-``: standard input), one per line: numbers that float32, the dtype the models compute
     in, can hold (|x| <= 3.4e38); an empty line is a missing value (NaN) with ``missing``, else
     it is skipped.
 
@@ -354,7 +354,7 @@ def read_series(path: str, missing: bool) -> np.ndarray:
     from numformer.models.sentence import read_lines
 
     values = []
-    for number, line in enumerate(read_lines(path), 1):
+    for number, line in enumerate(read_lines("/dev/stdin" if path == "-" else path), 1):
         if not line.strip():
             if missing:
                 values.append(np.nan)
@@ -550,7 +550,7 @@ class Anomaly(App):
     licence = "public domain (statsmodels datasets)"
     metric = "point F1"
     baseline = "rolling z-score"
-    inputs = "FILE (one value per line)"
+    inputs = "FILE (one value per line; - for standard input)"
     presets = ANOMALY
 
     def train(self, out: Path, preset: AnomalyPreset, seed: int, steps: int | None, progress: bool) -> dict:

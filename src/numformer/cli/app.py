@@ -73,6 +73,8 @@ def run(args) -> int:
     if args.name == "list":
         return list_apps(args)
     app = apps.get(args.name)
+    if args.out is not None and not args.out.strip():
+        raise usage(f"--out is empty: name a folder (without --out: {apps.default_out(app.name)})")
     if args.verb is None:
         raise usage(f"say what to do with {app.name}: train, eval, predict or export")
     out = Path(args.out) if args.out else apps.default_out(app.name)

@@ -587,6 +587,8 @@ def find_lr(config: RunConfig, write=print, num_steps: int = 100):
 def resolve_model_folder(path) -> Path:
     """A model folder, or a run folder holding one in ``model/``."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(f"{path} is a file: name a model folder, or a run folder (numformer train --out DIR)")
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
             return candidate
