@@ -334,7 +334,7 @@ def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(
 @pytest.mark.parametrize(
     ("name", "file", "message"),
     [
-        ("sasrec", "model/config.json", ".safetensors was trained with"),  # its weights name the key
+        ("sasrec", "model/config.json", ".safetensors was saved with"),  # its weights name the key
         ("vit", "baseline/baseline.safetensors", "is missing or damaged: it does not match its checksum"),
         ("vit", "baseline/config.json", "is missing or damaged: it does not match its checksum"),
     ],
@@ -764,8 +764,8 @@ def _edit_json(path: Path, key: str, value) -> None:
     ("name", "edits", "message"),
     [
         ("vit", {"model/config.json": {"num_heads": 1}}, "model/config.json: num_heads is 1, but model.safetensors"),
-        ("forecast", {"model/config.json": {"co2.scale": 2.0}}, "co2.scale is 2.0, but co2/lstm.safetensors"),
-        ("anomaly", {"model/config.json": {"scale": 0.01}}, "scale is 0.01, but model.safetensors was trained"),
+        ("forecast", {"model/config.json": {"co2.scale": 2.0}}, "co2.scale is 2.0, but co2/lstm.safetensors was saved"),
+        ("anomaly", {"model/config.json": {"scale": 0.01}}, "scale is 0.01, but model.safetensors was saved"),
         ("vit", {"split.json": {"n_train": 300}}, "split.json: n_train is not the value the model was trained with"),
         (
             "translate-dates",
@@ -775,7 +775,7 @@ def _edit_json(path: Path, key: str, value) -> None:
         (
             "vit",
             {"split.json": {"seed": 3}, "model/config.json": {"trained_with.seed": 3}},
-            "model/config.json: trained_with.seed is 3, but model.safetensors was trained with 0",
+            "model/config.json: trained_with.seed is 3, but model.safetensors was saved with 0",
         ),
     ],
 )
@@ -812,6 +812,8 @@ def test_series_values_past_float32_are_refused_by_line(trained, tmp_path, capsy
     nan.write_text("\n".join(["360.0"] * 199 + ["nan"]) + "\n")
     assert main(["app", "forecast", "predict", "--out", str(trained / "forecast"), "co2", str(nan)]) == 2
     assert "line 200 holds 'nan'" in errors(capsys)
+    assert main(["app", "anomaly", "predict", "--out", str(trained / "anomaly"), ""]) == 2
+    assert "the file name is empty" in errors(capsys)  # not ". is a folder"
 
 
 def test_vit_refuses_images_on_another_scale(trained, tmp_path, capsys):

@@ -59,6 +59,10 @@ def test_embed_texts_and_npy_output(tmp_path, capsys, expected):
         (["embed", "a", "--out", "e.txt"], "--out must name a .npy file"),
         (["embed", "a", "--model", "nowhere"], "no model folder at nowhere"),
         (["search", "--corpus", "missing.txt", "--query", "q"], "no such file: missing.txt"),
+        (["search", "--corpus", "", "--query", "q"], "--corpus is empty"),  # not '. is a folder'
+        (["search", "--corpus", "c.txt", "--query", "q", "--model", ""], "--model is empty"),
+        (["embed", "--file", ""], "--file is empty"),
+        (["embed", "a", "--model", " "], "--model is empty"),
         (["search", "--corpus", "c.txt", "--query", "q", "--top-k", "0"], "--top-k must be >= 1"),
         (["search", "--corpus", "c.txt", "--query", "   "], "--query is empty"),
         (["search", "--corpus", "c.txt", "--query", "caf\udce9"], "is not valid Unicode"),
@@ -241,3 +245,18 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, capsys, mon
     assert main(["embed", "one"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: this machine ran out of memory")
+
+
+def test_a_link_at_the_caches_name_is_never_written_through_or_replaced(tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = outside / "notes.bin"
+    target.write_bytes(b"mine")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "c.txt").write_text("one\ntwo\n")
+    link = folder / "c.txt.embeddings.safetensors"
+    link.symlink_to(target)
+    assert main(["search", "--corpus", str(folder / "c.txt"), "--query", "one", "--top-k", "1"]) == 0
+    assert "not cached" in capsys.readouterr().err
+    assert link.is_symlink() and target.read_bytes() == b"mine" and sorted(outside.iterdir()) == [target]

@@ -396,3 +396,16 @@ def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path
         for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
             assert main(argv) == 2
             one_error_line(capsys, message)
+
+
+@pytest.mark.parametrize(("key", "value"), [("n_head", 1), ("block_size", 10**9)])
+def test_a_config_edited_by_hand_is_named_by_its_weights(run, capsys, key, value):
+    """No tensor's shape shows the number of heads: without the manifest, an edit loaded and
+    generated from another model (and a huge block_size ran out of memory)."""
+    (run / "model" / "checksums.json").unlink()
+    config = json.loads((run / "model" / "config.json").read_text())
+    config["model"][key] = value
+    (run / "model" / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["generate", "--model", str(run), "--prompt", "The ", "--max-new-tokens", "3"]) == 2
+    one_error_line(capsys, f"config.json: model.{key} is {value}, but model.safetensors was saved with")

@@ -18,12 +18,9 @@ from typing import NamedTuple
 from numformer.apps.folder import AppError, command, folder_of, holds_a_run, retrain_advice
 from numformer.serialization import folders
 from numformer.serialization.files import read_json as _read_json
-from numformer.serialization.safetensors import load_arrays, read_metadata, read_shapes, save_arrays
+from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
-# the key, in each weights file's header, of the model folder's config.json as it was saved: the
-# weights vouch for their config, so a value edited by hand is named even without the manifest
-VOUCHED = "numformer.config"
 
 
 def split_digests(split: dict) -> dict:
@@ -32,17 +29,6 @@ def split_digests(split: dict) -> dict:
     return {
         key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16] for key, value in split.items()
     }
-
-
-def differences(saved, given, prefix: str = "") -> list[tuple[str, object, object]]:
-    """``(dotted key, saved value, given value)`` for each value of two JSON objects that differs
-    (``None`` for a missing one), nested objects compared key by key."""
-    if isinstance(saved, dict) and isinstance(given, dict):
-        found = []
-        for key in sorted(set(saved) | set(given), key=str):
-            found += differences(saved.get(key), given.get(key), f"{prefix}{key}.")
-        return found
-    return [] if saved == given else [(prefix.rstrip("."), saved, given)]
 
 
 class OnnxModel(NamedTuple):
@@ -211,10 +197,10 @@ class App:
         """A model folder of this app: ``config.json`` (``config`` and ``trained_with``: the
         preset, the seed and a digest of each value of ``split``, the split.json the train
         writes), one safetensors file per model (``{file name: module}``), other ``files``,
-        and the manifest. Each weights file keeps the config in its header (``VOUCHED``)."""
+        and the manifest. Each weights file keeps the config in its header (``folders.VOUCHED``)."""
         trained_with = {"preset": split["preset"], "seed": split["seed"], "split": split_digests(split)}
         config = {**config, "trained_with": trained_with}
-        header = {VOUCHED: json.dumps(config, sort_keys=True)}
+        header = folders.config_header(config)
         writers = {name: _weights_writer(model, header) for name, model in models.items()}
         folders.write_model_folder(folder, config, None, {**writers, **(files or {})})
 
@@ -232,26 +218,10 @@ class App:
             raise self.fail(folder / folders.CONFIG, str(err)) from None
 
     def _check_vouched(self, folder: Path, only) -> None:
-        path = folder / folders.CONFIG
-        if not path.is_file():
-            return  # verify names it
-        config = self.read_json(path)
-        for weights in sorted(folder.rglob("*.safetensors")):
-            name = weights.relative_to(folder).as_posix()
-            if only is not None and name not in only:
-                continue
-            try:
-                saved = json.loads((read_metadata(weights) or {})[VOUCHED])
-            except (KeyError, ValueError):  # a file from before, or a damaged one: verify and load name it
-                continue
-            found = differences(saved, config)
-            if found:
-                key, theirs, mine = found[0]
-                shown = "missing" if mine is None else repr(mine)[:60]
-                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-                raise self.fail(
-                    path, f"{path}: {key} is {shown}, but {name} was trained with {repr(theirs)[:60]}{more}"
-                )
+        try:
+            folders.check_vouched(folder, only)
+        except ValueError as err:
+            raise self.fail(folder / folders.CONFIG, str(err)) from None
 
     def check_sizes(self, path: Path, expected: dict[str, tuple]) -> None:
         """Before a model is built from a config: the named tensors of the weights file at

@@ -47,6 +47,9 @@ def run(args) -> int:
     from numformer.models.sentence import SentenceEncoder
     from numformer.serialization.files import atomic_write
 
+    for flag, value in (("--file", args.file), ("--model", args.model), ("--out", args.out)):
+        if value is not None and not value.strip():
+            raise UsageError(f"numformer embed: {flag} is empty")
     if args.batch_size < 1:
         raise UsageError(f"numformer embed: --batch-size must be >= 1, got {args.batch_size}")
     out = Path(args.out) if args.out else None

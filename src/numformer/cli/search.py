@@ -74,8 +74,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
         "max_seq_length": str(encoder.max_seq_length),
         "pooling": encoder.pooling,
     }
-    ours = not cache.exists()
-    if cache.exists():
+    ours = not cache.is_symlink() and not cache.exists()  # a link may point anywhere: never written through
+    if cache.exists() and not cache.is_symlink():
         meta = read_metadata(cache)
         ours = is_regular_file(cache) and (
             meta is None or str(meta.get("format", "")).startswith("numformer search cache")
@@ -94,7 +94,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
                 return vectors
     vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
     if not ours:
-        print(f"note: embeddings not cached: {cache} exists and is not numformer's cache", file=sys.stderr)
+        what = "is a symbolic link" if cache.is_symlink() else "exists and is not numformer's cache"
+        print(f"note: embeddings not cached: {cache} {what}", file=sys.stderr)
         return vectors
     try:
         save_arrays({"embeddings": vectors}, cache, metadata={**keys, "embeddings_sha256": _digest(vectors)})
@@ -111,6 +112,9 @@ def run(args) -> int:
         raise UsageError(f"numformer search: --top-k must be >= 1, got {args.top_k}")
     if not args.query.strip():
         raise UsageError("numformer search: --query is empty")
+    for flag, value in (("--corpus", args.corpus), ("--model", args.model)):
+        if not value.strip():
+            raise UsageError(f"numformer search: {flag} is empty")
     corpus = Path(args.corpus)
     data = read_bytes(corpus)  # once: the lines and the cache's key come from these bytes
     lines = split_lines(data, corpus)

@@ -514,7 +514,9 @@ class GPT(nn.Module):
                 kind = info["model_type"]
                 raise ValueError(f"{folder} is a Hugging Face {kind!r} folder, not a numformer GPT's")
             raise ValueError(f"{config_path}: expected an object with a 'model' field (the GPTConfig)")
-        model = cls(GPTConfig.from_dict(info["model"], source=f"{config_path}: model"))
+        config = GPTConfig.from_dict(info["model"], source=f"{config_path}: model")
+        folders.check_vouched(folder)  # before allocating: an edited block_size could be huge
+        model = cls(config)
         state = folders.read_weights(folder)
         if model.config.tie_weights and "transformer.wte.weight" in state:
             state["lm_head.weight"] = state["transformer.wte.weight"]

@@ -172,7 +172,10 @@ def read_bytes(path, limit: int | None = None) -> bytes:
 
     Raises:
         FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: larger than
-        ``limit`` (naming the file and both sizes), or a named pipe that nothing writes to."""
+        ``limit`` (naming the file and both sizes), a named pipe that nothing writes to, or an
+        empty file name (which ``Path`` would read as the current folder)."""
+    if isinstance(path, str) and not path.strip():
+        raise ValueError("the file name is empty")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a text file")
