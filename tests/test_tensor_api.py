@@ -479,3 +479,30 @@ def test_maths_at_the_edges_of_its_domain_is_silent_and_pytorchs(name):
     np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=0, equal_nan=True)
     finite = np.isfinite(x) & np.isfinite(ref.grad.numpy())
     np.testing.assert_allclose(t.grad.numpy()[finite], ref.grad.numpy()[finite], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("index", "value"),
+    [
+        ([True, False, True, False], [1.0, 2.0, 3.0]),  # a mask with 2 places, 3 values
+        ([True, False, True], 1.0),  # a mask of the wrong length
+        ([0, 1], [1.0, 2.0, 3.0]),
+        (5, 1.0),
+        (None, None),  # reading with a mask of the wrong length
+    ],
+)
+def test_index_errors_are_pytorchs_not_numpys(index, value):
+    """NumPy's messages ("NumPy boolean array indexing assignment cannot assign 3 input values
+    to the 2 output values") and the whole index printed: PyTorch's error kind and words."""
+    errors = []
+    for lib in (torch, nf):
+        t = lib.zeros(4)
+        idx = lib.tensor(index) if isinstance(index, list) else index
+        try:
+            if value is None:
+                t[lib.tensor([True, False, True])]
+            else:
+                t[idx] = lib.tensor(value) if isinstance(value, list) else value
+        except (IndexError, RuntimeError) as err:
+            errors.append((type(err), str(err)))
+    assert len(errors) == 2 and errors[0] == errors[1], errors

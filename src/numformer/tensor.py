@@ -345,7 +345,11 @@ class Tensor:
             value = self._operand(value)
             if value.dtype != self.dtype:
                 value = value.to(self.dtype)
-            self._assign(S.SetItem.apply(self._snapshot(), value, index=index))
+            try:
+                result = S.SetItem.apply(self._snapshot(), value, index=index)
+            except (ValueError, IndexError) as err:
+                raise _index_error(self.shape, index, err, value.shape) from None
+            self._assign(result)
             return
         array = value.array if isinstance(value, Tensor) else value
         if not self.array.flags.writeable:
@@ -353,9 +357,7 @@ class Tensor:
         try:
             self.array[index] = array
         except (ValueError, IndexError) as err:
-            raise type(err)(
-                f"setitem: cannot assign a value of shape {getattr(array, 'shape', ())} to {self.shape}[{index}]: {err}"
-            ) from None
+            raise _index_error(self.shape, index, err, getattr(array, "shape", ())) from None
         self._bump()
 
     def _fast(self, ufunc, other, alpha=None) -> Tensor | None:
@@ -1064,7 +1066,10 @@ class Tensor:
     def __getitem__(self, index):
         index = _index_arg(index)
         op = S.GetItem if S.is_basic_index(index) else S.Index  # a view, or a copy
-        return op.apply(self, index=index)
+        try:
+            return op.apply(self, index=index)
+        except IndexError as err:
+            raise _index_error(self.shape, index, err) from None
 
 
 _TENSOR_TYPES = {
@@ -1172,6 +1177,42 @@ def _index_arg(index):
     if isinstance(index, list):
         return xp.asarray(index)
     return index
+
+
+def _index_error(shape: tuple, index, err: Exception, value_shape=None) -> Exception:
+    """PyTorch's error for ``t[index]`` (or ``t[index] = value`` with a value of ``value_shape``)
+    where NumPy raised ``err``: in PyTorch's words and with shapes, never NumPy's message or the
+    whole index printed. A mask of the wrong shape and an index out of range are IndexErrors, a
+    value that does not broadcast to the indexed part a RuntimeError, as in PyTorch."""
+    dim = 0
+    for part in index if isinstance(index, tuple) else (index,):
+        if part is Ellipsis:
+            break  # dimensions after it are counted from the end: NumPy's message is kept
+        if part is None:
+            continue
+        if getattr(part, "dtype", None) == np.bool_:
+            expected = tuple(shape[dim : dim + part.ndim])
+            for k, (got, size) in enumerate(zip(part.shape, expected)):
+                if got != size:
+                    return IndexError(
+                        f"The shape of the mask {list(part.shape)} at index {k} does not match the shape of the "
+                        f"indexed tensor {list(shape)} at index {dim + k}"
+                    )
+            dim += part.ndim
+        else:
+            dim += 1
+    if isinstance(err, IndexError):
+        return IndexError(str(err).replace(" axis ", " dimension "))
+    if value_shape is not None:
+        try:
+            result = np.broadcast_to(np.empty((), dtype=bool), shape)[index].shape  # no copy of the data
+        except (IndexError, ValueError, TypeError):
+            return err
+        return RuntimeError(
+            f"shape mismatch: value tensor of shape {list(value_shape)} cannot be broadcast to indexing result "
+            f"of shape {list(result)}"
+        )
+    return err
 
 
 # --- functions over several tensors ----------------------------------------------------------

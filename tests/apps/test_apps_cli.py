@@ -31,14 +31,24 @@ def errors(capsys) -> str:
 
 
 def copy_run(trained: Path, name: str, out: Path, checked: bool = True) -> Path:
-    """A copy of a trained app folder; ``checked=False`` drops its manifests (``checksums.json``),
-    as in a folder saved before numformer kept them, so a hand edit reaches the checks behind."""
+    """A copy of a trained app folder; ``checked=False`` drops its manifests (``checksums.json``)
+    and the config its weights files keep in their headers, as in a folder saved before
+    numformer kept them, so a hand edit reaches the checks behind."""
     import shutil
+
+    from numformer.serialization.safetensors import load_arrays, save_arrays
 
     shutil.copytree(trained / name, out)
     if not checked:
         for manifest in out.rglob("checksums.json"):
             manifest.unlink()
+        for inner in ("model", "baseline", "scratch"):
+            for weights in (out / inner).rglob("*.safetensors"):
+                save_arrays(load_arrays(weights), weights)
+            if (out / inner / "config.json").is_file():
+                config = json.loads((out / inner / "config.json").read_text())
+                config["trained_with"].pop("split", None)  # nor a digest of each value of split.json
+                (out / inner / "config.json").write_text(json.dumps(config))
     return out
 
 
@@ -112,6 +122,7 @@ def test_list_shows_every_application(capsys, tmp_path, monkeypatch):
         (["app", "sasrec", "predict", "--json", "--user", "3"], "--json goes with eval, not predict"),
         (["app", "vit", "predict", "--user", "3", "test:0"], "--user is not an input of vit"),
         (["app", "sasrec", "train", "--out", "README"], "--out README is a file"),
+        (["app", "vit", "train", "--fast", "--out", ""], "--out is empty: name a folder"),  # not runs/apps/vit
         (["app", "sasrec", "eval", "--out", "README"], "--out README is a file"),
     ],
 )
@@ -131,6 +142,23 @@ def test_predict_refuses_input_the_model_cannot_take(trained, capsys):
     assert "up to 999,999" in capsys.readouterr().err
     assert main(["app", "translate-numbers", "predict", "--out", out]) == 2
     assert "predict needs input" in capsys.readouterr().err
+
+
+def test_the_verb_inputs_and_options_parse_in_any_order(trained, capsys):
+    """A verb after an option, inputs after ``--`` (one may begin with '-'), a negative number."""
+    out = str(trained / "vit")
+    assert main(["app", "vit", "--out", out, "predict", "test:0"]) == 0
+    assert main(["app", "--out", out, "vit", "predict", "test:1", "--", "test:2"]) == 0
+    assert capsys.readouterr().out.count("\n") == 3
+    numbers = str(trained / "translate-numbers")
+    assert main(["app", "translate-numbers", "predict", "--out", numbers, "--", "-banana"]) == 2
+    assert "cannot translate '-banana'" in capsys.readouterr().err  # the input reached the model's vocabulary
+    assert main(["app", "translate-numbers", "predict", "--out", numbers, "-1"]) == 2
+    assert "cannot translate '-1'" in capsys.readouterr().err
+    assert main(["app", "translate-numbers", "predict", "--out", numbers, "-banana"]) == 2
+    assert "unrecognized arguments: -banana (see 'numformer app --help')" in capsys.readouterr().err
+    assert main(["app", "--out", numbers]) == 2
+    assert "name an application, or 'list'" in capsys.readouterr().err
 
 
 def test_a_folder_of_another_app_is_refused_by_name(trained, capsys):
@@ -303,14 +331,21 @@ def test_a_config_of_wrong_fields_is_one_line_naming_the_file_and_field(
     assert err.count("\n") == 1 and f"model/config.json does not hold a {cls}" in err and message in err
 
 
-@pytest.mark.parametrize(("name", "file"), [("sasrec", "model/config.json"), ("vit", "baseline/baseline.safetensors")])
-def test_a_hand_edited_model_folder_is_refused_by_its_manifest(name, file, trained, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("name", "file", "message"),
+    [
+        ("sasrec", "model/config.json", ".safetensors was saved with"),  # its weights name the key
+        ("vit", "baseline/baseline.safetensors", "is missing or damaged: it does not match its checksum"),
+        ("vit", "baseline/config.json", "is missing or damaged: it does not match its checksum"),
+    ],
+)
+def test_a_hand_edited_model_folder_is_refused_by_its_manifest(name, file, message, trained, tmp_path, capsys):
     out = copy_run(trained, name, tmp_path / name)
     path = out / file
     path.write_bytes(path.read_bytes().replace(b"1", b"2", 1))
     assert main(["app", name, "eval", "--out", str(out)]) == 2
     err = errors(capsys)
-    assert err.count("\n") == 1 and f"{file} is missing or damaged: it does not match its checksum" in err
+    assert err.count("\n") == 1 and f"{file}" in err and message in err
     assert f'train --out {out} --fast --overwrite" to train it again' in err
 
 
@@ -472,7 +507,7 @@ def test_a_model_larger_than_memory_is_one_line(trained, capsys, monkeypatch):
     monkeypatch.setattr(recommend.APPS[0], "evaluate", too_big)
     assert main(["app", "sasrec", "eval", "--out", str(trained / "sasrec")]) == 2
     err = errors(capsys)
-    assert err.count("\n") == 1 and "larger than this machine's memory" in err
+    assert err.count("\n") == 1 and "ran out of memory" in err and "the inputs given, or the model" in err
 
 
 @pytest.mark.parametrize(
@@ -654,3 +689,173 @@ def test_eval_prints_nested_results_as_indented_lines():
         "  b:",
         "    c: x=1",
     ]
+
+
+# --- issue 36: nothing silently wrong -----------------------------------------------------------
+def _rewrite_weights(path: Path, change) -> None:
+    """The safetensors file at ``path`` with ``change(arrays)`` applied, its header kept."""
+    from numformer.serialization.safetensors import load_arrays, read_metadata, save_arrays
+
+    arrays = load_arrays(path)
+    change(arrays)
+    save_arrays(arrays, path, metadata=read_metadata(path))
+
+
+def _series_file(path: Path, values) -> str:
+    path.write_text("\n".join(repr(float(v)) for v in values) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "verb", "weights", "tensor"),
+    [
+        ("vit", ["predict", "test:0"], "model/model.safetensors", "head.weight"),
+        ("vit", ["eval"], "baseline/baseline.safetensors", "coef"),
+        ("translate-numbers", ["predict", "402"], "model/model.safetensors", "generator.weight"),
+        ("anomaly", ["predict", "SERIES_FILE"], "model/model.safetensors", "head.weight"),
+    ],
+)
+def test_damaged_weights_are_an_error_never_a_nan(name, verb, weights, tensor, trained, tmp_path, capsys):
+    """A NaN in weights that load unchecked (no manifest) printed 'p nan' or a score, exit 0."""
+    out = copy_run(trained, name, tmp_path / name, checked=False)
+    path = out / weights
+    from numformer.serialization.safetensors import load_arrays
+
+    key = tensor if tensor in load_arrays(path) else sorted(load_arrays(path))[0]
+    _rewrite_weights(path, lambda arrays: arrays[key].flat.__setitem__(0, np.nan))
+    verb = [PREDICT["anomaly"][0] if v == "SERIES_FILE" else v for v in verb]
+    assert main(["app", name, verb[0], "--out", str(out), *verb[1:]]) == 2
+    err = errors(capsys)
+    assert err.count("\n") == 1 and f"{path} holds non-finite numbers ({key})" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "tensor", "message"),
+    [
+        ("vit", ["test:0"], "head.weight", "the logits of the model in"),
+        ("translate-numbers", ["402"], "generator.weight", "the decoder's logits are not finite"),
+    ],
+)
+def test_outputs_that_overflow_float32_are_an_error(name, inputs, tensor, message, trained, tmp_path, capsys):
+    """Finite weights can still give infinite logits; a printed nan, or a translation decoded
+    from NaN logits, is an error instead."""
+    out = copy_run(trained, name, tmp_path / name, checked=False)
+
+    def overflow(arrays):
+        arrays[tensor] = np.sign(arrays[tensor]) * np.float32(3e38)
+
+    _rewrite_weights(out / "model" / "model.safetensors", overflow)
+    assert main(["app", name, "predict", "--out", str(out), *inputs]) == 2
+    err = errors(capsys)
+    assert err.count("\n") == 1 and message in err and "not finite" in err
+
+
+def _edit_json(path: Path, key: str, value) -> None:
+    data = json.loads(path.read_text())
+    *inner, last = key.split(".")
+    node = data
+    for k in inner:
+        node = node[k]
+    node[last] = value(node[last]) if callable(value) else value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "edits", "message"),
+    [
+        ("vit", {"model/config.json": {"num_heads": 1}}, "model/config.json: num_heads is 1, but model.safetensors"),
+        ("forecast", {"model/config.json": {"co2.scale": 2.0}}, "co2.scale is 2.0, but co2/lstm.safetensors was saved"),
+        ("anomaly", {"model/config.json": {"scale": 0.01}}, "scale is 0.01, but model.safetensors was saved"),
+        ("vit", {"split.json": {"n_train": 300}}, "split.json: n_train is not the value the model was trained with"),
+        (
+            "translate-dates",
+            {"split.json": {"test": lambda test: test[:3]}},
+            "split.json: test is not the value the model was trained with",
+        ),
+        (
+            "vit",
+            {"split.json": {"seed": 3}, "model/config.json": {"trained_with.seed": 3}},
+            "model/config.json: trained_with.seed is 3, but model.safetensors was saved with 0",
+        ),
+    ],
+)
+def test_config_and_split_values_the_weights_cannot_vouch_for_are_named(
+    name, edits, message, trained, tmp_path, capsys
+):
+    """Even without its manifest, a folder's weights vouch for its config (kept in their
+    header) and the config for each value of split.json: an edit is one line naming the key."""
+    out = copy_run(trained, name, tmp_path / name)
+    for manifest in out.rglob("checksums.json"):
+        manifest.unlink()
+    for file, changes in edits.items():
+        for key, value in changes.items():
+            _edit_json(out / file, key, value)
+    assert main(["app", name, "eval", "--out", str(out)]) == 2
+    err = errors(capsys)
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_series_values_past_float32_are_refused_by_line(trained, tmp_path, capsys):
+    """The models compute in float32: a value beyond 3.4e38 is named with its line, not
+    forecast from float64 arithmetic or blamed on the model."""
+    values = np.sin(np.arange(200) / 8.0) + 360.0
+    spiked = values.copy()
+    spiked[150] = 1e39
+    path = _series_file(tmp_path / "spike.txt", spiked)
+    assert main(["app", "anomaly", "predict", "--out", str(trained / "anomaly"), path]) == 2
+    err = errors(capsys)
+    assert f"{path}: line 151 holds '1e+39'; every value must be within float32's range" in err
+    huge = _series_file(tmp_path / "huge.txt", values * 1e37)  # finite in float64, inf in float32
+    assert main(["app", "forecast", "predict", "--out", str(trained / "forecast"), "co2", huge]) == 2
+    assert f"{huge}: line 1 holds" in errors(capsys)
+    nan = tmp_path / "nan.txt"
+    nan.write_text("\n".join(["360.0"] * 199 + ["nan"]) + "\n")
+    assert main(["app", "forecast", "predict", "--out", str(trained / "forecast"), "co2", str(nan)]) == 2
+    assert "line 200 holds 'nan'" in errors(capsys)
+    assert main(["app", "anomaly", "predict", "--out", str(trained / "anomaly"), ""]) == 2
+    assert "the file name is empty" in errors(capsys)  # not ". is a folder"
+
+
+def test_vit_refuses_images_on_another_scale(trained, tmp_path, capsys):
+    """The digits are 0-16, divided by 16: a 0-255 or a 0-16 image would be classified wrongly."""
+    for top in (255.0, 16.0):
+        path = tmp_path / f"img{int(top)}.npy"
+        np.save(path, np.linspace(0, top, 64).reshape(8, 8))
+        assert main(["app", "vit", "predict", "--out", str(trained / "vit"), str(path)]) == 2
+        assert f"holds values in [0, {top:g}]; the model was trained on images scaled to [0, 1]" in errors(capsys)
+    np.save(tmp_path / "ok.npy", np.linspace(0, 1, 64).reshape(8, 8))
+    assert main(["app", "vit", "predict", "--out", str(trained / "vit"), str(tmp_path / "ok.npy")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("February 30, 2024", "'February 30, 2024' is not a date (day is out of range for month)"),
+        ("March 14, 3024", "trained on dates from 1900 to 2099, got 3024"),
+        ("14 March 2024", "expected an English long date such as 'March 14, 2024'"),
+    ],
+)
+def test_translate_dates_refuses_what_is_not_a_date_it_was_trained_on(text, message, trained, capsys):
+    assert main(["app", "translate-dates", "predict", "--out", str(trained / "translate-dates"), text]) == 2
+    err = errors(capsys)
+    assert err.count("\n") == 1 and message in err
+
+
+def test_a_series_can_come_from_standard_input(monkeypatch):
+    """'-' reads standard input, as ``numformer embed --file -`` does."""
+    import os
+
+    from numformer.apps.series import read_series
+
+    read, write = os.pipe()
+    os.write(write, b"1.5\n\n2.5\n")
+    os.close(write)
+    saved = os.dup(0)
+    os.dup2(read, 0)
+    try:
+        values = read_series("-", missing=True)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(read)
+    np.testing.assert_array_equal(values, [1.5, np.nan, 2.5])

@@ -4,6 +4,7 @@ their one-line errors (exit code 2, no traceback)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,10 @@ def test_embed_texts_and_npy_output(tmp_path, capsys, expected):
         (["embed", "a", "--out", "e.txt"], "--out must name a .npy file"),
         (["embed", "a", "--model", "nowhere"], "no model folder at nowhere"),
         (["search", "--corpus", "missing.txt", "--query", "q"], "no such file: missing.txt"),
+        (["search", "--corpus", "", "--query", "q"], "--corpus is empty"),  # not '. is a folder'
+        (["search", "--corpus", "c.txt", "--query", "q", "--model", ""], "--model is empty"),
+        (["embed", "--file", ""], "--file is empty"),
+        (["embed", "a", "--model", " "], "--model is empty"),
         (["search", "--corpus", "c.txt", "--query", "q", "--top-k", "0"], "--top-k must be >= 1"),
         (["search", "--corpus", "c.txt", "--query", "   "], "--query is empty"),
         (["search", "--corpus", "c.txt", "--query", "caf\udce9"], "is not valid Unicode"),
@@ -152,3 +157,106 @@ def test_search_works_without_a_cache_where_it_cannot_write(tmp_path, capsys, mo
     captured = capsys.readouterr()
     assert captured.out.rstrip().endswith("one") and "not cached" in captured.err
     assert not (tmp_path / "c.txt.embeddings.safetensors").exists()
+
+
+# --- issue 36: the search cache and inputs that are not regular files ----------------------------
+def test_the_cache_is_keyed_on_exactly_the_bytes_that_were_embedded(tmp_path, capsys, monkeypatch):
+    """A corpus saved while its lines were being embedded: the cache must hold the old lines
+    under the old bytes' hash, so the next search embeds the new text."""
+    import hashlib
+
+    from numformer.serialization.safetensors import read_metadata
+
+    corpus = tmp_path / "faq.txt"
+    old = b"refund policy for orders\nshipping times\n"
+    corpus.write_bytes(old)
+    encode = SentenceEncoder.encode
+
+    def save_meanwhile(self, texts, **kwargs):
+        if len(texts) > 1:  # the corpus, not the query
+            corpus.write_bytes(b"how to reset a forgotten password\nshipping times\n")
+        return encode(self, texts, **kwargs)
+
+    monkeypatch.setattr(SentenceEncoder, "encode", save_meanwhile)
+    assert main(["search", "--corpus", str(corpus), "--query", "forgot password", "--top-k", "1"]) == 0
+    assert "refund policy" in capsys.readouterr().out  # what was read, and embedded
+    meta = read_metadata(tmp_path / "faq.txt.embeddings.safetensors")
+    assert meta["corpus_sha256"] == hashlib.sha256(old).hexdigest()
+    monkeypatch.setattr(SentenceEncoder, "encode", encode)
+    assert main(["search", "--corpus", str(corpus), "--query", "forgot password", "--top-k", "1"]) == 0
+    assert "reset a forgotten password" in capsys.readouterr().out
+
+
+def test_a_pipe_is_read_once_and_never_gets_a_cache(tmp_path, capsys):
+    """``--corpus <(cmd)`` (a pipe under /dev/fd): read once, searched, no cache written anywhere."""
+    import os
+
+    read, write = os.pipe()
+    os.write(write, "\n".join(LINES).encode() + b"\n")
+    os.close(write)
+    try:
+        assert main(["search", "--corpus", f"/dev/fd/{read}", "--query", "guitar", "--top-k", "1"]) == 0
+    finally:
+        os.close(read)
+    assert capsys.readouterr().out.rstrip().endswith(LINES[0])
+    assert not list(tmp_path.iterdir()) and not Path(f"/dev/fd/{read}.embeddings.safetensors").exists()
+
+
+def test_a_named_pipe_without_a_writer_is_one_line_not_a_hang(tmp_path, capsys, monkeypatch):
+    import os
+    import threading
+
+    import numformer.serialization.files as files
+
+    monkeypatch.setattr(files, "PIPE_WAIT", 0.5, raising=False)
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+    result = []
+    search = threading.Thread(
+        target=lambda: result.append(main(["search", "--corpus", str(fifo), "--query", "q"])), daemon=True
+    )
+    search.start()
+    search.join(60)
+    assert not search.is_alive(), "search waited for ever on a pipe nothing writes to"
+    assert result == [2]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{fifo} is a named pipe (FIFO) that no process writes to" in err
+    assert not (tmp_path / "corpus.fifo.embeddings.safetensors").exists()
+
+
+def test_a_corpus_too_large_for_memory_is_refused_before_embedding(tmp_path, capsys, monkeypatch):
+    import numformer.serialization.files as files
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("one\ntwo\nthree\n")
+    monkeypatch.setattr(files, "available_memory", lambda: 1000)
+    assert main(["search", "--corpus", str(corpus), "--query", "one"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the embeddings of" in err and "more than the 0.0 GiB" in err
+    assert main(["embed", "one", "two"]) == 2
+    assert "the embeddings of 2 texts need about" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def exhausted(self, texts, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(SentenceEncoder, "encode", exhausted)
+    assert main(["embed", "one"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: this machine ran out of memory")
+
+
+def test_a_link_at_the_caches_name_is_never_written_through_or_replaced(tmp_path, capsys):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = outside / "notes.bin"
+    target.write_bytes(b"mine")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "c.txt").write_text("one\ntwo\n")
+    link = folder / "c.txt.embeddings.safetensors"
+    link.symlink_to(target)
+    assert main(["search", "--corpus", str(folder / "c.txt"), "--query", "one", "--top-k", "1"]) == 0
+    assert "not cached" in capsys.readouterr().err
+    assert link.is_symlink() and target.read_bytes() == b"mine" and sorted(outside.iterdir()) == [target]

@@ -542,3 +542,35 @@ def test_a_model_too_large_for_memory_is_one_line_with_the_figure(tmp_path, corp
     line = one_error_line(capsys, "too large to train here", "parameters", "GiB available")
     assert "need at least" in line
     assert not out.exists()
+
+
+def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path, capsys):
+    """generate and info on a file pointed into FILE/model; on an application's or a Hugging Face
+    folder they said config.json lacked a 'model' field."""
+    from numformer.serialization.folders import write_model_folder
+
+    (tmp_path / "notes.txt").write_text("mine")
+    app = write_model_folder(tmp_path / "app", {"d_model": 16, "trained_with": {"preset": "fast"}}, {})
+    hf = write_model_folder(tmp_path / "hf", {"model_type": "gpt2"}, {})
+    cases = [
+        (tmp_path / "notes.txt", "notes.txt is a file: name a model folder, or a run folder"),
+        (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
+        (hf, "is a Hugging Face 'gpt2' folder, not a numformer GPT's"),
+    ]
+    for path, message in cases:
+        for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
+            assert main(argv) == 2
+            one_error_line(capsys, message)
+
+
+@pytest.mark.parametrize(("key", "value"), [("n_head", 1), ("block_size", 10**9)])
+def test_a_config_edited_by_hand_is_named_by_its_weights(run, capsys, key, value):
+    """No tensor's shape shows the number of heads: without the manifest, an edit loaded and
+    generated from another model (and a huge block_size ran out of memory)."""
+    (run / "model" / "checksums.json").unlink()
+    config = json.loads((run / "model" / "config.json").read_text())
+    config["model"][key] = value
+    (run / "model" / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(["generate", "--model", str(run), "--prompt", "The ", "--max-new-tokens", "3"]) == 2
+    one_error_line(capsys, f"config.json: model.{key} is {value}, but model.safetensors was saved with")

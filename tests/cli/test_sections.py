@@ -43,3 +43,21 @@ def test_sections_are_reproducible(capsys, tmp_path, seed):
     assert capsys.readouterr().out == first
     main(["sections", "--seed", str(seed + 1), "--out", str(tmp_path)])
     assert capsys.readouterr().out != first
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tour", "2", "--seed", "-5"], "numformer tour: --seed must be >= 0, got -5"),
+        (["sections", "--out", "FILE"], "numformer sections: --out FILE is a file"),
+        (["tour", "2", "--out", "FILE/figures"], "lies under FILE, which is a file"),
+    ],
+)
+def test_a_bad_seed_or_out_names_the_flag(argv, message, tmp_path, capsys, monkeypatch):
+    """NumPy's 'expected non-negative integer' and 'File exists' named neither flag."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("mine")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert (tmp_path / "FILE").read_text() == "mine"

@@ -65,7 +65,12 @@ def test_a_bad_request_is_one_line_and_exit_2(gpt_folder, tmp_path, capsys, monk
         ([str(gpt_folder), str(tmp_path / "x.pt")], "OUT must name a .onnx file"),
         ([str(tmp_path / "empty"), str(tmp_path / "x.onnx")], "is neither a numformer GPT folder"),
         ([str(gpt_folder), str(tmp_path / "x.onnx"), "--opset", "13"], r"opset_version must be in \[17,"),
+        ([str(tmp_path / "app" / "model"), str(tmp_path / "x.onnx")], "holds a trained vit: numformer app vit export"),
     ]
+    (tmp_path / "app" / "model").mkdir(parents=True)  # an application's folder and its model folder
+    (tmp_path / "app" / "train.json").write_text('{"app": "vit"}')
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "app" / "model" / name).write_text("{}")
     for argv, message in cases:
         assert main(["export", "onnx", *argv]) == 2
         err = capsys.readouterr().err
@@ -97,3 +102,10 @@ assert "onnx" in sys.modules and "onnxruntime" not in sys.modules
     subprocess.run([sys.executable, "-c", program], check=True)
     session = ort.InferenceSession(str(tmp_path / "linear.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"x": np.ones((5, 4), np.float32)})[0].shape == (5, 2)
+
+
+def test_a_run_folder_exports_its_model(gpt_folder, tmp_path, capsys):
+    """``numformer generate`` and ``info`` take a run folder (its model in model/); so does export."""
+    out = tmp_path / "gpt.onnx"
+    assert main(["export", "onnx", str(gpt_folder.parent), str(out)]) == 0
+    assert out.is_file() and "GPT (2 layers" in capsys.readouterr().out

@@ -7,6 +7,8 @@ each failure one ``AppError`` with the command that makes the file again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -19,6 +21,14 @@ from numformer.serialization.files import read_json as _read_json
 from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
+
+
+def split_digests(split: dict) -> dict:
+    """``{key: a short SHA-256 of its JSON value}`` of a split.json: what the model folder's
+    config keeps to vouch for each value of the split it was trained on."""
+    return {
+        key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16] for key, value in split.items()
+    }
 
 
 class OnnxModel(NamedTuple):
@@ -143,6 +153,7 @@ class App:
             AppError: a missing, damaged or edited file, naming it and the command that writes it again."""
         path = out / "split.json"
         split = self.read_json(path)
+        self._check_vouched(out / "model", None)  # the config that vouches for the split, itself vouched for
         trained = self.read_json(out / "model" / folders.CONFIG).get("trained_with")
         for key in ("preset", "seed"):
             if not isinstance(trained, dict) or key not in trained:
@@ -152,6 +163,20 @@ class App:
             if split.get(key) != trained[key]:
                 got = repr(split[key]) if key in split else "nothing"
                 raise self.fail(path, f"{path}: {key} must be {trained[key]!r}, the model's, got {got}")
+        vouched = trained.get("split")
+        if isinstance(vouched, dict):  # a digest of each value (folders from before: preset and seed only)
+            given = split_digests(split)
+            for key in sorted(set(vouched) | set(given)):
+                if key not in given:
+                    raise self.fail(path, f"{path}: {key} is missing; the model was trained with one")
+                if key not in vouched:
+                    raise self.fail(path, f"{path}: {key} is not a key of the split the model was trained on")
+                if given[key] != vouched[key]:
+                    raise self.fail(
+                        path,
+                        f"{path}: {key} is not the value the model was trained with (model/config.json's "
+                        "trained_with vouches for another)",
+                    )
         return split
 
     def preset_of(self, split: dict):
@@ -168,22 +193,34 @@ class App:
         except ValueError as err:
             raise self.fail(path, f"{path} does not hold a {cls.__name__} ({err})") from None
 
-    def save_models(self, folder: Path, config: dict, models: dict, trained_with: dict, files=None) -> None:
+    def save_models(self, folder: Path, config: dict, models: dict, split: dict, files=None) -> None:
         """A model folder of this app: ``config.json`` (``config`` and ``trained_with``: the
-        preset and seed), one safetensors file per model (``{file name: module}``), other
-        ``files``, and the manifest."""
-        writers = {name: _weights_writer(model) for name, model in models.items()}
-        folders.write_model_folder(folder, {**config, "trained_with": trained_with}, None, {**writers, **(files or {})})
+        preset, the seed and a digest of each value of ``split``, the split.json the train
+        writes), one safetensors file per model (``{file name: module}``), other ``files``,
+        and the manifest. Each weights file keeps the config in its header (``folders.VOUCHED``)."""
+        trained_with = {"preset": split["preset"], "seed": split["seed"], "split": split_digests(split)}
+        config = {**config, "trained_with": trained_with}
+        header = folders.config_header(config)
+        writers = {name: _weights_writer(model, header) for name, model in models.items()}
+        folders.write_model_folder(folder, config, None, {**writers, **(files or {})})
 
     def check_folder(self, folder: Path, only=None) -> None:
-        """A model folder's files (``only`` these, and its config) against its manifest (a
-        folder from before manifests: a warning).
+        """A model folder's config against the one its weights files were saved with (each
+        value that differs is named), then its files (``only`` these, and its config) against
+        its manifest (a folder from before manifests: a warning).
 
         Raises:
-            AppError: a missing or damaged file, naming it."""
+            AppError: an edited config value, or a missing or damaged file, naming it."""
+        self._check_vouched(folder, only)
         try:
             folders.verify(folder, only=only)
         except (ValueError, FileNotFoundError) as err:
+            raise self.fail(folder / folders.CONFIG, str(err)) from None
+
+    def _check_vouched(self, folder: Path, only) -> None:
+        try:
+            folders.check_vouched(folder, only)
+        except ValueError as err:
             raise self.fail(folder / folders.CONFIG, str(err)) from None
 
     def check_sizes(self, path: Path, expected: dict[str, tuple]) -> None:
@@ -213,16 +250,38 @@ class App:
         """``model`` with the weights saved at ``path`` (eval mode).
 
         Raises:
-            AppError: a missing or damaged file, or weights of another model (the first three
-            problems and how many more), naming the file."""
+            AppError: a missing or damaged file, weights of another model (the first three
+            problems and how many more), or weights that are not finite, naming the file."""
         try:
-            folders.load_state(model, load_arrays(path), path)
+            arrays = load_arrays(path)
+            folders.load_state(model, arrays, path)
         except (ValueError, FileNotFoundError) as err:
             head, *problems = str(err).splitlines()  # load_state_dict lists every key, one a line
             shown = [p.strip() for p in problems[:3]] + ([f"and {len(problems) - 3} more"] if len(problems) > 3 else [])
             what = f"{head.rstrip(':')}: {'; '.join(shown)}" if shown else head
             raise self.fail(path, f"{self.name}: {what}") from None
+        self._check_finite(path, arrays)
         return model.eval()
+
+    def _check_finite(self, path: Path, arrays: dict) -> None:
+        bad = folders.non_finite(arrays)
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise self.fail(path, f"{self.name}: {path} holds non-finite numbers ({', '.join(bad[:3])}{more}): damaged")
+
+    def check_output(self, values, what: str, folder: Path) -> None:
+        """A model's output, which must be finite: a NaN or an infinity is an error, never a
+        printed ``nan`` or a score.
+
+        Raises:
+            AppError: naming the model folder and ``what`` (its logits, its scores, ...)."""
+        import numpy as np
+
+        if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+            raise self.fail(
+                folder / folders.CONFIG,
+                f"{self.name}: the {what} of the model in {folder} are not finite (its weights overflow float32)",
+            )
 
     def load_arrays(self, path: Path, shapes: dict[str, tuple]) -> dict:
         """The arrays of a safetensors file that are no module's weights (a baseline's fitted
@@ -246,14 +305,15 @@ class App:
             if not fits:
                 got = "nothing" if array is None else f"{array.dtype} {array.shape}"
                 raise self.fail(path, f"{self.name}: {path} does not hold {name} as float {tuple(dims)}, got {got}")
+        self._check_finite(path, {name: arrays[name] for name in shapes})
         return arrays
 
 
-def _weights_writer(model):
+def _weights_writer(model, metadata: dict | None = None):
     from numformer.backend import to_numpy
 
     state = {k: to_numpy(v.array) for k, v in model.state_dict().items()}
-    return lambda tmp: save_arrays(state, tmp)
+    return lambda tmp: save_arrays(state, tmp, metadata=metadata)
 
 
 def arrays_writer(arrays: dict):

@@ -227,7 +227,14 @@ class Classify(App):
         config = _scratch_config(bert.config.vocab_size, p)
         scratch = BertForSequenceClassification(config, num_labels=len(LABELS), pooling="cls")
         times["scratch"] = _fit(scratch, *data, "scratch", p.scratch_steps, p.scratch_batch, 5e-4, seed, progress)
-        trained_with = {"preset": p.name, "seed": seed}
+        split = {
+            "preset": p.name,
+            "seed": seed,
+            "labels": LABELS,
+            "test_plays": test_plays,
+            "test": [[texts[i], int(labels[i])] for i in test_rows],
+            "n_train": len(train_rows),
+        }
         for name, model in (("model", tuned), ("scratch", scratch)):
             info = {
                 "bert": model.bert.config.to_dict(),
@@ -235,11 +242,10 @@ class Classify(App):
                 "pooler": model.bert.pooler is not None,
                 "layers": len(model.bert.encoder.layer),
             }
-            self.save_models(out / name, info, {"model.safetensors": model}, trained_with)
+            self.save_models(out / name, info, {"model.safetensors": model}, split)
         vocabulary, files = _baseline_files(baseline)
-        self.save_models(out / "baseline", vocabulary, {}, trained_with, files)
-        split = {"labels": LABELS, "test_plays": test_plays, "test": [[texts[i], int(labels[i])] for i in test_rows]}
-        write_json(out / "split.json", {**trained_with, **split, "n_train": len(train_rows)})
+        self.save_models(out / "baseline", vocabulary, {}, split, files)
+        write_json(out / "split.json", split)
         return {
             "app": self.name,
             "train_seconds": {k: round(v, 1) for k, v in times.items()},
@@ -294,10 +300,15 @@ class Classify(App):
         texts = [t for t, _ in split["test"]]
         y = np.array([label for _, label in split["test"]])
         ids = _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), texts)
+        probs = {name: _predict_ids(self._model(out / name), ids) for name in ("model", "scratch")}
+        for name, p in probs.items():
+            self.check_output(p, "probabilities", out / name)
+        baseline = self._baseline(out / "baseline")
+        self.check_output(baseline.decision_function(texts), "scores", out / "baseline")
         predictions = {
-            "minilm_finetuned": _predict_ids(self._model(out / "model"), ids).argmax(1),
-            "bert_from_scratch": _predict_ids(self._model(out / "scratch"), ids).argmax(1),
-            "tfidf_logreg": self._baseline(out / "baseline").predict(texts),
+            "minilm_finetuned": probs["model"].argmax(1),
+            "bert_from_scratch": probs["scratch"].argmax(1),
+            "tfidf_logreg": baseline.predict(texts),
         }
         f1 = {k: round(float(f1_score(y, p, average="macro")), 4) for k, p in predictions.items()}
         acc = {k: round(float(accuracy_score(y, p)), 4) for k, p in predictions.items()}
@@ -325,6 +336,7 @@ class Classify(App):
         if any(not t.strip() for t in inputs):
             raise AppError("classify: an input text is empty")
         probs = _predict_ids(model, _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), inputs))
+        self.check_output(probs, "probabilities", out / "model")
         lines = []
         for text, p in zip(inputs, probs):
             ranked = ", ".join(f"{LABELS[i]} {p[i]:.2f}" for i in np.argsort(-p))

@@ -374,9 +374,9 @@ class Recommend(App):
                 patience=PATIENCE,
             )
             models[f"{name}.safetensors"] = model
-        trained_with = {"preset": p.name, "seed": seed}
-        self.save_models(out / "model", config.to_dict(), models, trained_with)
-        write_json(out / "split.json", {**trained_with, "users": len(users), "items": num_items})
+        split = {"preset": p.name, "seed": seed, "users": len(users), "items": num_items}
+        self.save_models(out / "model", config.to_dict(), models, split)
+        write_json(out / "split.json", split)
         return {
             "app": self.name,
             "max_steps": p.steps,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,7 +192,8 @@ def forecast(model, values, phase, end: int, window: int, scale: float, season: 
     pred = anchor(values, end, window, len(correction), season) + scale * correction
     if not np.isfinite(pred).all():
         raise AppError(
-            f"the forecast after step {end + 1} is not finite: the inputs are beyond what the model can take"
+            f"the forecast after step {end + 1} is not finite: the model overflows float32 on this window "
+            "(values far outside the range it was trained on)"
         )
     return pred
 
@@ -231,9 +233,9 @@ class Forecast(App):
                 )
                 models[f"{name}/{kind}.safetensors"] = model
             info[name] = {"scale": scale, "n_train": n_train, "config": config.to_dict(), "steps": n}
-        trained_with = {"preset": p.name, "seed": seed}
-        self.save_models(out / "model", info, models, trained_with)
-        write_json(out / "split.json", {**trained_with, "horizons": {k: v["horizon"] for k, v in SERIES.items()}})
+        split = {"preset": p.name, "seed": seed, "horizons": {k: v["horizon"] for k, v in SERIES.items()}}
+        self.save_models(out / "model", info, models, split)
+        write_json(out / "split.json", split)
         return {"app": self.name, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
     def _models(self, out: Path, name: str):
@@ -329,21 +331,45 @@ def _read_values(path: str, window: int) -> np.ndarray:
 
     Raises:
         AppError: a line that is not a number, a value that is not finite, or too few values."""
-    from numformer.models.sentence import read_lines
-
-    try:
-        values = np.array([float(v) if v.strip() else np.nan for v in read_lines(path)])
-    except ValueError:
-        raise AppError(f"{path}: every line must be a number or empty") from None
+    values = read_series(path, missing=True)
     finite = np.isfinite(values)
-    if np.isinf(values).any():
-        raise AppError(f"{path}: values must be finite numbers (or empty lines for missing ones)")
     if len(values) < window or not finite[-window:].any():
         raise AppError(
             f"{path}: need at least {window} values with some observed in the last {window}, "
             f"got {len(values)} ({int(finite.sum())} observed)"
         )
     return values
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def read_series(path: str, missing: bool) -> np.ndarray:
+    """The values of a file (``-``: standard input), one per line: numbers that float32, the dtype the models compute
+    in, can hold (|x| <= 3.4e38); an empty line is a missing value (NaN) with ``missing``, else
+    it is skipped.
+
+    Raises:
+        AppError: a line that is not such a number, naming the file, the line and the value."""
+    from numformer.models.sentence import read_lines
+
+    values = []
+    for number, line in enumerate(read_lines("/dev/stdin" if path == "-" else path), 1):
+        if not line.strip():
+            if missing:
+                values.append(np.nan)
+            continue
+        try:
+            value = float(line)
+        except ValueError:
+            value = None
+        if value is None or not abs(value) <= FLOAT32_MAX:  # NaN and inf fail it too
+            what = "a number or empty"
+            if value is not None and math.isfinite(value):
+                what = "within float32's range (|x| <= 3.4e38), the dtype the model computes in"
+            raise AppError(f"{path}: line {number} holds {line.strip()[:40]!r}; every value must be {what}")
+        values.append(value)
+    return np.array(values, dtype=np.float64)
 
 
 def _plot_forecast(folder: Path, name: str, values, n_train: int, preds: dict, season: int) -> str:
@@ -409,15 +435,26 @@ def _windows(values: np.ndarray, phase: np.ndarray, scale: float) -> np.ndarray:
 
 
 def ae_scores(model, values, phase, scale) -> np.ndarray:
-    """Each point's mean absolute reconstruction error over the windows that hold it."""
-    x = _windows(values, phase, scale)
-    with nf.no_grad():
-        rebuilt = np.concatenate([model(x[i : i + 256]).array for i in range(0, len(x), 256)])
-    err = np.abs(rebuilt - x[:, :, 0])
+    """Each point's mean absolute reconstruction error over the windows that hold it, the
+    windows made and scored 256 at a time (a long series never holds all its windows at once).
+
+    Raises:
+        AppError: a window's values, centred and scaled, are beyond float32 (the model's dtype)."""
     total, count = np.zeros(len(values)), np.zeros(len(values))
-    for j in range(AE_WINDOW):
-        total[j : j + len(x)] += err[:, j]
-        count[j : j + len(x)] += 1
+    chunk = 256
+    for start in range(0, len(values) - AE_WINDOW + 1, chunk):
+        stop = min(start + chunk + AE_WINDOW - 1, len(values))
+        x = _windows(values[start:stop], phase[start:stop], scale)
+        if not np.isfinite(x).all():
+            raise AppError(
+                f"the values from step {start + 1} to {stop} are too far from their window's mean for the "
+                f"model's float32 arithmetic (it was trained on steps of about {scale:.3g})"
+            )
+        with nf.no_grad():
+            err = np.abs(model(x).array - x[:, :, 0])
+        for j in range(AE_WINDOW):
+            total[start + j : start + j + len(x)] += err[:, j]
+            count[start + j : start + j + len(x)] += 1
     return total / count
 
 
@@ -513,7 +550,7 @@ class Anomaly(App):
     licence = "public domain (statsmodels datasets)"
     metric = "point F1"
     baseline = "rolling z-score"
-    inputs = "FILE (one value per line)"
+    inputs = "FILE (one value per line; - for standard input)"
     presets = ANOMALY
 
     def train(self, out: Path, preset: AnomalyPreset, seed: int, steps: int | None, progress: bool) -> dict:
@@ -532,11 +569,11 @@ class Anomaly(App):
             return (err * err).mean()
 
         seconds = _fit(model, batches, out, "autoencoder", p.steps, 1e-3, seed, progress, loss_fn)
-        trained_with = {"preset": p.name, "seed": seed}
+        split = {"preset": p.name, "seed": seed, "n_train": d["n_train"]}
         self.save_models(
-            out / "model", {"config": config.to_dict(), "scale": d["scale"]}, {"model.safetensors": model}, trained_with
+            out / "model", {"config": config.to_dict(), "scale": d["scale"]}, {"model.safetensors": model}, split
         )
-        write_json(out / "split.json", {**trained_with, "n_train": d["n_train"]})
+        write_json(out / "split.json", split)
         return {"app": self.name, "train_seconds": {"autoencoder": round(seconds, 1)}, "steps": p.steps}
 
     def _autoencoder(self, out: Path):
@@ -557,6 +594,7 @@ class Anomaly(App):
             ("rolling_zscore", lambda v, p: zscore_scores(v)),
         ):
             val_scores = score(*d["val"][:2])
+            self.check_output(val_scores, "reconstruction errors", out / "model")
             th = best_threshold(val_scores[AE_WINDOW:], d["val"][2][AE_WINDOW:])
             test_scores = score(*d["test"][:2])
             results[name] = _prf(test_scores[AE_WINDOW:] >= th, d["test"][2][AE_WINDOW:])
@@ -583,24 +621,21 @@ class Anomaly(App):
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         """``FILE``: flag the points of a series (one value per line) whose reconstruction error
         passes the validation threshold measured by the last ``eval``."""
-        from numformer.models.sentence import read_lines
-
         if len(inputs) != 1:
             raise AppError("anomaly: predict takes one FILE of values, one per line")
         model, info = self._autoencoder(out)
         if not (out / "eval.json").is_file():
             raise AppError("anomaly: predict uses the threshold eval chooses: run 'numformer app anomaly eval' first")
         evaluated = self.read_json(out / "eval.json")
-        try:
-            values = np.array([float(v) for v in read_lines(inputs[0]) if v.strip()])
-        except ValueError:
-            raise AppError(f"{inputs[0]}: every line must be a number") from None
-        if len(values) < AE_WINDOW or not np.isfinite(values).all():
-            raise AppError(f"{inputs[0]}: need at least {AE_WINDOW} finite values, got {len(values)}")
+        values = read_series(inputs[0], missing=False)
+        if len(values) < AE_WINDOW:
+            raise AppError(f"{inputs[0]}: need at least {AE_WINDOW} values, got {len(values)}")
         phase = (np.arange(len(values)) / 52) % 1.0
-        scores = ae_scores(model, values, phase, info["scale"])
-        if not np.isfinite(scores).all():
-            raise AppError(f"{inputs[0]}: values too large for the model's float32 arithmetic")
+        try:
+            scores = ae_scores(model, values, phase, info["scale"])
+        except AppError as err:
+            raise AppError(f"{inputs[0]}: {err}") from None
+        self.check_output(scores, "reconstruction errors", out / "model")
         th = evaluated["thresholds"]["autoencoder"]
         flagged = np.flatnonzero(scores >= th)
         return [f"{i + 1}\t{values[i]:.4f}\tscore {scores[i]:.3f}" for i in flagged] or ["no anomaly"]

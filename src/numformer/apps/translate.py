@@ -124,6 +124,32 @@ def number_pairs(seed: int, n_train: int, n_test: int):
     return [pair(n) for n in train], [pair(n) for n in test]
 
 
+MONTHS = [
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+]  # fmt: skip
+_DATE = re.compile(r"\s*([A-Z][a-z]+) (\d{1,2}), (\d{4})\s*")
+
+
+def check_date(text: str) -> datetime.date:
+    """``text`` as the dates app's model was trained on: an English long date (``March 14,
+    2024``) that exists, from 1900 to 2099.
+
+    Raises:
+        AppError: another form, a day the month does not have, or a year out of range."""
+    match = _DATE.fullmatch(text)
+    if match is None or match.group(1) not in MONTHS:
+        raise AppError(f"translate-dates: expected an English long date such as 'March 14, 2024', got {_short(text)!r}")
+    month, day, year = MONTHS.index(match.group(1)) + 1, int(match.group(2)), int(match.group(3))
+    try:
+        date = datetime.date(year, month, day)
+    except ValueError as err:
+        raise AppError(f"translate-dates: {text.strip()!r} is not a date ({err})") from None
+    if not 1900 <= year <= 2099:
+        raise AppError(f"translate-dates: the model was trained on dates from 1900 to 2099, got {year}")
+    return date
+
+
 def date_pairs(seed: int, n_train: int, n_test: int):
     """(train, test) lists of (English long date, German long date), 1900-01-01 to 2099-12-31,
     the test dates disjoint from the training dates."""
@@ -283,15 +309,13 @@ class Translate(App):
             "transformer": _fit(transformer, "transformer", *args, 1e-3, max(p.steps // 10, 1), seed, progress, True),
             "lstm": _fit(lstm, "lstm", *args, 3e-3, 1, seed, progress, False),
         }
-        trained_with = {"preset": p.name, "seed": seed}
+        split = {"preset": p.name, "seed": seed, "n_train": len(train_pairs), "test": [list(t) for t in test_pairs]}
         vocabularies = {"src_vocab": src.itos, "tgt_vocab": tgt.itos}
         model_config = {"kind": "transformer", "config": cfg.to_dict(), **vocabularies}
-        self.save_models(out / "model", model_config, {"model.safetensors": transformer}, trained_with)
+        self.save_models(out / "model", model_config, {"model.safetensors": transformer}, split)
         lstm_config = {"kind": "lstm", "config": lstm.config, **vocabularies}
-        self.save_models(out / "baseline", lstm_config, {"model.safetensors": lstm}, trained_with)
-        write_json(
-            out / "split.json", {**trained_with, "n_train": len(train_pairs), "test": [list(t) for t in test_pairs]}
-        )
+        self.save_models(out / "baseline", lstm_config, {"model.safetensors": lstm}, split)
+        write_json(out / "split.json", split)
         return {
             "app": self.name,
             "steps": p.steps,
@@ -416,6 +440,8 @@ class Translate(App):
                 if value >= 10**6:
                     raise AppError(f"the model translates numbers up to 999,999, got {value}")
                 text = num2words(value, lang="en")
+            if self.name == "translate-dates":
+                check_date(text)
             texts.append(text)
         return _translate(transformer, src, tgt, texts, beam=4, strict=True)
 

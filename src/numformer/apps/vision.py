@@ -136,11 +136,11 @@ class Vision(App):
         start = time.perf_counter()
         logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)
         seconds["logistic_regression"] = time.perf_counter() - start
-        trained_with = {"preset": preset.name, "seed": seed}
-        self.save_models(out / "model", config.to_dict(), {"model.safetensors": model}, trained_with)
+        split = {"preset": preset.name, "seed": seed, "n_train": len(x)}
+        self.save_models(out / "model", config.to_dict(), {"model.safetensors": model}, split)
         baseline = {"baseline.safetensors": arrays_writer({"coef": logreg.coef_, "intercept": logreg.intercept_})}
-        self.save_models(out / "baseline", {"kind": "logistic_regression"}, {}, trained_with, baseline)
-        write_json(out / "split.json", {**trained_with, "n_train": len(x)})
+        self.save_models(out / "baseline", {"kind": "logistic_regression"}, {}, split, baseline)
+        write_json(out / "split.json", split)
         return {"app": self.name, "steps": preset.steps, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
     def _model(self, out: Path) -> VisionTransformer:
@@ -163,12 +163,15 @@ class Vision(App):
         _, _, tx, ty = load(split["seed"])
         model = self._model(out)
         logits, weights = _classify(model, tx)
+        self.check_output(logits, "logits", out / "model")
         predicted = logits.argmax(1)
         pixels = tx.reshape(len(tx), -1)
         self.check_folder(out / "baseline")
         shapes = {"coef": (10, pixels.shape[1]), "intercept": (10,)}
         baseline = self.load_arrays(out / "baseline" / "baseline.safetensors", shapes)
-        base_pred = (pixels @ baseline["coef"].T + baseline["intercept"]).argmax(1)
+        base_logits = pixels @ baseline["coef"].T + baseline["intercept"]
+        self.check_output(base_logits, "logits", out / "baseline")
+        base_pred = base_logits.argmax(1)
         confusion = np.zeros((10, 10), dtype=int)
         np.add.at(confusion, (ty, predicted), 1)
         figures = _figures(out / "figures", tx, ty, predicted, confusion, attention_rollout(weights))
@@ -192,6 +195,7 @@ class Vision(App):
         model = self._model(out)
         images = np.stack([_image(t, tx) for t in inputs])
         logits, _ = _classify(model, images)
+        self.check_output(logits, "logits", out / "model")
         p = np.exp(logits - logits.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
         lines = []

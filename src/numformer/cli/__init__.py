@@ -57,16 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(argv):
-    """Parse the command line; ``numformer app NAME predict`` takes its inputs anywhere among
-    its flags (argparse would refuse those that follow a flag)."""
+    """Parse the command line. ``numformer app`` parses its verb, its inputs and its options in
+    any order (``app vit --out DIR predict test:0``), and everything after ``--`` is an input,
+    so an input may begin with ``-``."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command == "app" and not any(e.startswith("-") for e in extra):
-            args.inputs = list(args.inputs) + extra
-        else:
-            parser.parse_args(argv)  # the error argparse gives for them
-    return args
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["app"]:
+        app = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["app"]
+        args = app.parse_intermixed_args(argv[1:])
+        args.command = "app"
+        return args
+    return parser.parse_args(argv)
 
 
 def _user_errors() -> tuple:
@@ -155,6 +156,9 @@ def _main(argv) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError as err:  # the inputs or the sizes asked for: never a traceback
+        detail = f" ({err})" if str(err) else ""
+        print(f"error: this machine ran out of memory{detail}; give smaller inputs or sizes", file=sys.stderr)
     return 2
 
 

@@ -44,7 +44,7 @@ def example() -> str:
 
 def add_parser(command) -> None:
     parser = command("app", HELP, example())
-    parser.add_argument("name", help="an application (see: numformer app list), or 'list'")
+    parser.add_argument("name", nargs="?", help="an application (see: numformer app list), or 'list'")
     parser.add_argument("verb", nargs="?", choices=VERBS, help="train, eval, predict or export (to ONNX)")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="predict: the inputs (a sentence, a date, ...)")
     parser.add_argument("--out", help="the app's folder (default runs/apps/NAME)")
@@ -68,9 +68,13 @@ def usage(message: str):
 def run(args) -> int:
     from numformer import apps
 
+    if args.name is None:
+        raise usage("name an application, or 'list' to see them: numformer app list")
     if args.name == "list":
         return list_apps(args)
     app = apps.get(args.name)
+    if args.out is not None and not args.out.strip():
+        raise usage(f"--out is empty: name a folder (without --out: {apps.default_out(app.name)})")
     if args.verb is None:
         raise usage(f"say what to do with {app.name}: train, eval, predict or export")
     out = Path(args.out) if args.out else apps.default_out(app.name)
@@ -333,8 +337,8 @@ def guarded(app, verb, out, *args):
         raise AppError(f"{out} does not hold this app's trained files ({type(err).__name__}: {err})") from None
     except MemoryError as err:
         raise AppError(
-            f"{out} describes a model larger than this machine's memory ({err}; a config.json edited by "
-            f"hand?); {retrain_advice(out, app.name)}"
+            f"this machine ran out of memory ({err}): the inputs given, or the model {out} describes (a "
+            f"config.json edited by hand?), are larger than it can hold; {retrain_advice(out, app.name)}"
         ) from None
     if isinstance(result, dict) and not all(
         math.isfinite(result[k]) for k in ("score", "baseline_score") if isinstance(result.get(k), float)

@@ -43,9 +43,13 @@ def run(args) -> int:
     import numpy as np
 
     from numformer import distributed
+    from numformer.cli.search import check_embedding_memory
     from numformer.models.sentence import SentenceEncoder
     from numformer.serialization.files import atomic_write
 
+    for flag, value in (("--file", args.file), ("--model", args.model), ("--out", args.out)):
+        if value is not None and not value.strip():
+            raise UsageError(f"numformer embed: {flag} is empty")
     if args.batch_size < 1:
         raise UsageError(f"numformer embed: --batch-size must be >= 1, got {args.batch_size}")
     out = Path(args.out) if args.out else None
@@ -61,7 +65,10 @@ def run(args) -> int:
     texts = _texts(args)
     world = distributed.world()  # under mpiexec, each rank embeds its slice of the lines
     lo, hi = len(texts) * world.rank // world.size, len(texts) * (world.rank + 1) // world.size
-    vectors = SentenceEncoder(args.model).encode(
+    encoder = SentenceEncoder(args.model)
+    size = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    check_embedding_memory(len(texts), size, encoder.dim, f"the embeddings of {len(texts):,} texts")
+    vectors = encoder.encode(
         texts[lo:hi],
         batch_size=args.batch_size,
         normalize=not args.no_normalize,

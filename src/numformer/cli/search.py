@@ -35,6 +35,18 @@ def add_parser(command) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per result line")
 
 
+def check_embedding_memory(count: int, text_bytes: int, dim: int, what: str) -> None:
+    """Refuse to embed ``count`` texts of ``text_bytes`` bytes in all when their token lists
+    (Python ints, about 40 bytes per byte of text) and their float32 embeddings would not fit
+    in this machine's memory.
+
+    Raises:
+        ValueError: naming ``what`` and both figures."""
+    from numformer.serialization.files import check_memory
+
+    check_memory(40 * text_bytes + 2 * 4 * dim * count, what)
+
+
 def _digest(vectors) -> str:
     return hashlib.sha256(vectors.tobytes()).hexdigest()
 
@@ -62,8 +74,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
         "max_seq_length": str(encoder.max_seq_length),
         "pooling": encoder.pooling,
     }
-    ours = not cache.exists()
-    if cache.exists():
+    ours = not cache.is_symlink() and not cache.exists()  # a link may point anywhere: never written through
+    if cache.exists() and not cache.is_symlink():
         meta = read_metadata(cache)
         ours = is_regular_file(cache) and (
             meta is None or str(meta.get("format", "")).startswith("numformer search cache")
@@ -82,7 +94,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
                 return vectors
     vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
     if not ours:
-        print(f"note: embeddings not cached: {cache} exists and is not numformer's cache", file=sys.stderr)
+        what = "is a symbolic link" if cache.is_symlink() else "exists and is not numformer's cache"
+        print(f"note: embeddings not cached: {cache} {what}", file=sys.stderr)
         return vectors
     try:
         save_arrays({"embeddings": vectors}, cache, metadata={**keys, "embeddings_sha256": _digest(vectors)})
@@ -99,12 +112,16 @@ def run(args) -> int:
         raise UsageError(f"numformer search: --top-k must be >= 1, got {args.top_k}")
     if not args.query.strip():
         raise UsageError("numformer search: --query is empty")
+    for flag, value in (("--corpus", args.corpus), ("--model", args.model)):
+        if not value.strip():
+            raise UsageError(f"numformer search: {flag} is empty")
     corpus = Path(args.corpus)
     data = read_bytes(corpus)  # once: the lines and the cache's key come from these bytes
     lines = split_lines(data, corpus)
     if not any(line.strip() for line in lines):
         raise ValueError(f"{corpus} has no non-empty line to search")
     encoder = SentenceEncoder(args.model)
+    check_embedding_memory(len(lines), len(data), encoder.dim, f"the embeddings of {corpus}'s {len(lines):,} lines")
     query = encoder.encode([args.query], normalize=True)[0]  # a bad query fails before the corpus is embedded
     vectors = corpus_embeddings(encoder, corpus, data, lines)
     scores = vectors @ query

@@ -24,9 +24,28 @@ def add_sections_parser(command) -> None:
     parser.add_argument("--out", default="runs/tour", help="folder for the figures (runs/tour)")
 
 
+def _check(args, command: str) -> None:
+    """--seed and --out checked before any section runs."""
+    from pathlib import Path
+
+    from numformer.cli.common import UsageError
+
+    if args.seed < 0:
+        raise UsageError(f"{command}: --seed must be >= 0, got {args.seed}")
+    out = Path(args.out)
+    if not args.out.strip():
+        raise UsageError(f"{command}: --out is empty; name the folder for the figures")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{command}: --out {out} is a file; name a folder for the figures")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UsageError(f"{command}: --out {out} lies under {blocked}, which is a file, not a folder")
+
+
 def run(args) -> int:
     from numformer.tour import run as tour
 
+    _check(args, "numformer tour")
     tour(args.sections, out=args.out, html=args.html, fast=args.fast, seed=args.seed)
     return 0
 
@@ -34,5 +53,6 @@ def run(args) -> int:
 def run_sections(args) -> int:
     from numformer.tour import run as tour
 
+    _check(args, "numformer sections")
     tour([2, 3, 4, 5], out=args.out, seed=args.seed)
     return 0

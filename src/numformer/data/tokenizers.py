@@ -120,3 +120,46 @@ def train_tokenizer(kind: str, text: str, vocab_size: int = 1024):
     if kind == "bpe":
         return BPETokenizer.train(text, vocab_size)
     raise ValueError(f"tokenizer must be 'char' or 'bpe', got {kind!r}")
+
+
+class DecodeStream:
+    """The text of a growing list of tokens, one new piece per token, in time linear in the
+    number of tokens (decoding the whole list at every token would be quadratic).
+
+    Each step decodes only a short window: the tokens since the last piece was given (the
+    context) and the new ones, and returns the text the new ones add to the context's. The
+    context keeps what a tokenizer does at a word's start (a SentencePiece decoder drops the
+    space of the text's first token) from changing a later piece. A byte-level token may end
+    inside a character's UTF-8 bytes, which decodes to U+FFFD until a later token completes it:
+    such a piece is held back (up to ``MAX_PENDING`` tokens: beyond that the bytes are invalid
+    for good and shown as U+FFFD, as ``decode`` shows them). The pieces and ``flush`` join to
+    the decoded text of all the tokens.
+
+    Args:
+        tokenizer: anything with ``decode(ids) -> str``.
+    """
+
+    MAX_PENDING = 16
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.tokens: list[int] = []
+        self.context = 0  # tokens[context:shown]: decoded again as the new tokens' context
+        self.shown = 0  # tokens[:shown] have been given out as text
+
+    def push(self, token: int) -> str:
+        """The text ``token`` adds ("" while it ends inside a character)."""
+        self.tokens.append(int(token))
+        return self._piece(final=len(self.tokens) - self.shown >= self.MAX_PENDING)
+
+    def flush(self) -> str:
+        """The text held back (the end of the stream)."""
+        return self._piece(final=True)
+
+    def _piece(self, final: bool) -> str:
+        before = self.tokenizer.decode(self.tokens[self.context : self.shown]) if self.shown > self.context else ""
+        text = self.tokenizer.decode(self.tokens[self.context :])
+        if not final and (len(text) <= len(before) or text.endswith("\ufffd")):
+            return ""
+        self.context, self.shown = self.shown, len(self.tokens)
+        return text[len(before) :]

@@ -15,6 +15,7 @@ import numpy as np
 
 from numformer.backend import to_numpy
 from numformer.data.pretrained import PreTrainedTokenizer
+from numformer.data.tokenizers import DecodeStream
 from numformer.models.gpt2 import GPT2LMHeadModel
 from numformer.models.llama import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 from numformer.serialization.folders import ModelFolderError, read_config
@@ -118,8 +119,8 @@ def describe(folder) -> str:
 
 class TextStream:
     """Hugging Face's streamer protocol (``put(ids)``, ``end()``) turning row 0's new tokens
-    into text pieces for ``on_text(piece)``: the text decoded so far, less what was already
-    given, held back while it ends inside a multi-byte character (the tokenizer's U+FFFD).
+    into text pieces for ``on_text(piece)``, decoded incrementally (``DecodeStream``: a piece
+    is held back while it ends inside a multi-byte character).
 
     Args:
         tokenizer: a ``PreTrainedTokenizer``.
@@ -128,31 +129,25 @@ class TextStream:
 
     def __init__(self, tokenizer: PreTrainedTokenizer, on_text):
         self.tokenizer, self.on_text = tokenizer, on_text
-        self.tokens: list[int] = []
-        self.shown = ""
+        self.decoder = DecodeStream(tokenizer)
         self.prompt_seen = False
 
     def put(self, ids) -> None:
         if not self.prompt_seen:  # generate hands over the prompt first
             self.prompt_seen = True
             return
-        self.tokens.append(int(to_numpy(array_of(ids)).reshape(-1)[0]))
-        self._flush(final=False)
+        self._give(self.decoder.push(int(to_numpy(array_of(ids)).reshape(-1)[0])))
 
     def end(self) -> None:
-        self._flush(final=True)
+        self._give(self.decoder.flush())
 
-    def _flush(self, final: bool) -> None:
-        text = self.tokenizer.decode(self.tokens)
-        if not final and text.endswith("\ufffd"):
-            return
-        if text.startswith(self.shown) and len(text) > len(self.shown):
-            self.on_text(text[len(self.shown) :])
-            self.shown = text
+    def _give(self, piece: str) -> None:
+        if piece:
+            self.on_text(piece)
 
     @property
     def text(self) -> str:
-        return self.tokenizer.decode(self.tokens)
+        return self.tokenizer.decode(self.decoder.tokens)
 
 
 def stream(

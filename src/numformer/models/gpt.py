@@ -570,8 +570,15 @@ class GPT(nn.Module):
         config_path, weights_path = folder / folders.CONFIG, folder / folders.WEIGHTS
         tok_path = folder / "tokenizer.json"
         if "model" not in info:
+            if "trained_with" in info:  # an application's model folder (numformer app NAME train)
+                raise ValueError(f"{folder} holds an application's model, not a GPT: use 'numformer app NAME ...'")
+            if "model_type" in info:
+                kind = info["model_type"]
+                raise ValueError(f"{folder} is a Hugging Face {kind!r} folder, not a numformer GPT's")
             raise ValueError(f"{config_path}: expected an object with a 'model' field (the GPTConfig)")
-        model = cls(GPTConfig.from_dict(info["model"], source=f"{config_path}: model"))
+        config = GPTConfig.from_dict(info["model"], source=f"{config_path}: model")
+        folders.check_vouched(folder)  # before allocating: an edited block_size could be huge
+        model = cls(config)
         state = folders.read_weights(folder)
         if model.config.tie_weights and "transformer.wte.weight" in state:
             state["lm_head.weight"] = state["transformer.wte.weight"]

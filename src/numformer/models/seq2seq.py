@@ -26,6 +26,17 @@ from numformer.tensor import Tensor, array_of, cat, stack
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
 
+def _finite_logits(logits):
+    """``logits`` when every one is finite: a NaN would make argmax pick token 0 (padding) and
+    decoding end in silent nonsense.
+
+    Raises:
+        ValueError: some logit is NaN or infinite (damaged or overflowing weights)."""
+    if not bool(xp.isfinite(logits).all()):
+        raise ValueError("the decoder's logits are not finite: the model's weights are damaged or overflow float32")
+    return logits
+
+
 @dataclass
 class Seq2SeqConfig(Config):
     src_vocab_size: int
@@ -152,7 +163,8 @@ class Seq2SeqTransformer(nn.Module):
             token = xp.full((src.shape[0], 1), BOS, dtype=np.int64)
             out, done = [], xp.zeros(src.shape[0], dtype=bool)
             for _ in range(limit):
-                token = self.decode(token, memory, padding, cache).array[:, -1].argmax(-1)[:, None].astype(np.int64)
+                logits = _finite_logits(self.decode(token, memory, padding, cache).array[:, -1])
+                token = logits.argmax(-1)[:, None].astype(np.int64)
                 out.append(to_numpy(token[:, 0]))
                 done |= to_numpy(token[:, 0]) == EOS
                 if done.all():
@@ -186,7 +198,9 @@ class Seq2SeqTransformer(nn.Module):
             finished = np.zeros(N * K, dtype=bool)
             best = [(-math.inf, []) for _ in range(N)]
             for step in range(limit):
-                logits = to_numpy(self.decode(xp.asarray(tokens[:, -1:]), memory, padding, cache).array[:, -1])
+                logits = _finite_logits(
+                    to_numpy(self.decode(xp.asarray(tokens[:, -1:]), memory, padding, cache).array[:, -1])
+                )
                 logp = logits - logits.max(-1, keepdims=True)
                 logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
                 V = logp.shape[-1]
@@ -292,7 +306,7 @@ class LSTMSeq2Seq(nn.Module):
             done = np.zeros(N, dtype=bool)
             for _ in range(max_len):
                 logits, state = self.decode(token, memory, keep, state)
-                token = to_numpy(logits.array[:, -1].argmax(-1))[:, None].astype(np.int64)
+                token = to_numpy(_finite_logits(logits.array[:, -1]).argmax(-1))[:, None].astype(np.int64)
                 out = np.concatenate([out, token], axis=1)
                 done |= token[:, 0] == EOS
                 if done.all():

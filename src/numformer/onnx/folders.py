@@ -98,6 +98,12 @@ def export_model_folder(folder, out_path, opset_version: int | None = None) -> E
     folder = Path(folder)
     if name not in PACKAGED and not folder.is_dir():
         raise FileNotFoundError(f"no model folder at {folder}")
+    if name not in PACKAGED and not _is_numformer_gpt(folder) and _is_numformer_gpt(folder / "model"):
+        folder = folder / "model"  # a run folder (numformer train --out): the model it saved
+    if name not in PACKAGED and _app_hint(folder):
+        raise ValueError(
+            f"{folder} is an application's folder, not a GPT or sentence-transformers one{_app_hint(folder)}"
+        )
     if name not in PACKAGED and _is_numformer_gpt(folder):
         from numformer.models.gpt import GPT
 
@@ -112,7 +118,7 @@ def export_model_folder(folder, out_path, opset_version: int | None = None) -> E
     if name not in PACKAGED and not all((folder / f).is_file() for f in ("config.json", "model.safetensors")):
         raise ValueError(
             f"{folder} is neither a numformer GPT folder (a config.json with the model's n_layer, as numformer "
-            f"demo writes) nor a sentence-transformers folder (config.json and model.safetensors){_app_hint(folder)}"
+            "demo writes) nor a sentence-transformers folder (config.json and model.safetensors)"
         )
     encoder = SentenceEncoder(folder if name not in PACKAGED else name)
     ids, mask = encoder.pad(encoder.tokenize(["an example sentence to trace", "and a second, longer one to pad"]))
@@ -132,9 +138,12 @@ def export_model_folder(folder, out_path, opset_version: int | None = None) -> E
 
 
 def _app_hint(folder: Path) -> str:
-    """For an application's folder: the command that exports its models."""
+    """For an application's folder, or a model folder inside one: the command that exports its
+    models ("" for any other folder)."""
     from numformer.apps import folder as app_folder
 
+    if app_folder.owner(folder) is None and folder.name in app_folder.INNER:
+        folder = folder.parent
     app = app_folder.owner(folder)
     return "" if app is None else f"; it holds a trained {app}: {app_folder.command(app, 'export', folder)}"
 

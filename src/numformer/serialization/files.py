@@ -102,6 +102,24 @@ def available_memory() -> int | None:
     return None
 
 
+def check_memory(need: int, what: str) -> None:
+    """Refuse work that needs more memory than this machine has available, before it starts
+    (Linux hands out memory it does not have and then kills the process, with no message).
+
+    Args:
+        need: the bytes the work needs (an estimate).
+        what: what needs them, for the message ("the embeddings of 1,000,000 lines").
+
+    Raises:
+        ValueError: ``need`` is more than ``available_memory()``, with both figures."""
+    available = available_memory()
+    if available is not None and need > available:
+        raise ValueError(
+            f"{what} need about {need / 2**30:,.1f} GiB of memory, more than the {available / 2**30:,.1f} GiB "
+            "this machine has available"
+        )
+
+
 def is_regular_file(path) -> bool:
     """Whether ``path`` is a regular file (not a folder, pipe, socket or device)."""
     try:
@@ -110,14 +128,54 @@ def is_regular_file(path) -> bool:
         return False
 
 
+PIPE_WAIT = 10.0  # seconds a named pipe (FIFO) is given to have a writer before read_bytes gives up
+
+
+def _open_for_reading(path: Path):
+    """``open(path, "rb")``; a named pipe (FIFO) that no process writes to is an error after
+    ``PIPE_WAIT`` seconds, not a wait for ever (opening one blocks until a writer opens it)."""
+    try:
+        is_fifo = stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        is_fifo = False
+    if not is_fifo:
+        return open(path, "rb")
+    import threading
+
+    opened: list = []
+    failed: list = []
+
+    def attempt():
+        try:
+            opened.append(open(path, "rb"))
+        except OSError as err:
+            failed.append(err)
+
+    opener = threading.Thread(target=attempt, daemon=True)  # left blocked if no writer ever comes
+    opener.start()
+    opener.join(PIPE_WAIT)
+    if failed:
+        raise failed[0]
+    if not opened:
+        raise ValueError(
+            f"{path} is a named pipe (FIFO) that no process writes to (waited {PIPE_WAIT:g} s): "
+            f"start the writer first (cmd > {path} &), or give a regular file"
+        )
+    return opened[0]
+
+
 def read_bytes(path, limit: int | None = None) -> bytes:
     """A file's bytes, read once: also a pipe or a process substitution (``<(cmd)``), which
-    cannot be read twice. Refuses more than ``limit`` bytes (default: half the memory this
-    machine has available) rather than fail later with an unexplained MemoryError.
+    cannot be read twice; a named pipe with no writer is an error, not a wait for ever. Refuses
+    more than ``limit`` bytes (default: half the memory this machine has available) rather
+    than fail later with an unexplained MemoryError.
 
     Raises:
         FileNotFoundError: no such file. IsADirectoryError: a folder. ValueError: larger than
-        ``limit`` (naming the file and both sizes)."""
+        ``limit`` (naming the file and both sizes), a named pipe that nothing writes to, or an
+        empty file name (which ``Path`` would read as the current folder)."""
+    if isinstance(path, str) and not path.strip():
+        raise ValueError("the file name is empty")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder, not a text file")
@@ -131,7 +189,7 @@ def read_bytes(path, limit: int | None = None) -> bytes:
             f"{path} holds {path.stat().st_size:,} bytes, more than the {limit:,} this machine can read in"
         )
     chunks, size = [], 0
-    with open(path, "rb") as f:
+    with _open_for_reading(path) as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             size += len(chunk)
             if size > limit:

@@ -12,6 +12,7 @@ beside it), the applications' models and the trainer's checkpoints.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from numformer.serialization.safetensors import load_arrays, save_arrays
 MANIFEST = "checksums.json"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+# the key, in a weights file's header, of its folder's config.json as it was saved: the weights
+# vouch for their config, so a value edited by hand is named even in a folder without its
+# manifest (the number of heads, which no tensor's shape shows, say)
+VOUCHED = "numformer.config"
 
 
 class ModelFolderError(ValueError):
@@ -44,7 +49,8 @@ def write_model_folder(folder, config: dict | None, weights: dict | None, files:
     folder.mkdir(parents=True, exist_ok=True)
     writers = {}
     if weights is not None:
-        writers[WEIGHTS] = lambda tmp: save_arrays(weights, tmp)
+        header = config_header(config) if config is not None else None
+        writers[WEIGHTS] = lambda tmp: save_arrays(weights, tmp, metadata=header)
     if config is not None:
         writers[CONFIG] = lambda tmp: write_json(tmp, config)
     writers.update(files or {})
@@ -55,6 +61,60 @@ def write_model_folder(folder, config: dict | None, weights: dict | None, files:
         digests[name] = sha256_file(folder / name)
     write_manifest(folder, digests)
     return folder
+
+
+def config_header(config: dict) -> dict:
+    """The metadata a weights file keeps of its folder's ``config`` (``VOUCHED``), with
+    ``"format": "pt"``, which Hugging Face's loaders require of a header that has metadata."""
+    return {"format": "pt", VOUCHED: json.dumps(config, sort_keys=True)}
+
+
+def differences(saved, given, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(dotted key, saved value, given value)`` for each value of two JSON objects that
+    differs (``None`` for a missing one), nested objects compared key by key."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        found = []
+        for key in sorted(set(saved) | set(given), key=str):
+            found += differences(saved.get(key), given.get(key), f"{prefix}{key}.")
+        return found
+    return [] if saved == given else [(prefix.rstrip("."), saved, given)]
+
+
+def check_vouched(folder, only=None) -> None:
+    """``config.json`` of ``folder`` against the config each of its weights files was saved
+    with (``VOUCHED`` in the file's header): a value edited by hand is named, also where the
+    manifest is missing. Files written before numformer kept it, or whose header is damaged
+    (``verify`` and the loader name those), are not compared.
+
+    Args:
+        folder: a model folder.
+        only: compare just these weights files (names relative to the folder).
+
+    Raises:
+        ModelFolderError: naming config.json, the first key that differs, both values, and the
+        weights file; or a config.json that is not a JSON object.
+    """
+    from numformer.serialization.safetensors import read_metadata
+
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.is_file():
+        return  # verify and read_config name it
+    config = read_config(folder)
+    for weights in sorted(folder.rglob("*.safetensors")):
+        name = weights.relative_to(folder).as_posix()
+        if only is not None and name not in only:
+            continue
+        try:
+            saved = json.loads((read_metadata(weights) or {})[VOUCHED])
+        except (KeyError, ValueError):
+            continue
+        found = differences(saved, config)
+        if found:
+            key, theirs, mine = found[0]
+            shown = "missing" if mine is None else repr(mine)[:60]
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise ModelFolderError(f"{path}: {key} is {shown}, but {name} was saved with {repr(theirs)[:60]}{more}")
 
 
 def write_manifest(folder, digests: dict) -> Path:
@@ -137,6 +197,18 @@ def read_weights(folder) -> dict:
         return load_arrays(Path(folder) / WEIGHTS)
     except ValueError as err:
         raise ModelFolderError(str(err)) from None
+
+
+def non_finite(arrays: dict) -> list[str]:
+    """The names of the floating-point arrays in ``arrays`` holding a NaN or an infinity
+    (damaged weights, which load without complaint and compute NaN)."""
+    import numpy as np
+
+    return [
+        name
+        for name, array in arrays.items()
+        if np.asarray(array).dtype.kind in "fc" and not np.isfinite(np.asarray(array)).all()
+    ]
 
 
 def load_state(module, weights: dict, source) -> None:

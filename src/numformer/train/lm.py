@@ -29,6 +29,7 @@ from pathlib import Path
 from numformer.backend import manual_seed
 from numformer.data import TokenData, load_text, load_tokenizer, tokenizer_from_dict, train_tokenizer
 from numformer.data.corpus import CORPORA, corpus
+from numformer.data.tokenizers import DecodeStream
 from numformer.models import GPT, GPTConfig
 from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
@@ -469,27 +470,7 @@ def sample_text(
     return tokenizer.decode(new[0])
 
 
-class TextStream:
-    """Text of a growing list of tokens, piece by piece. A byte-level BPE token may end in the
-    middle of a character's UTF-8 bytes, which decodes to U+FFFD until the next token completes
-    it; so a piece stops before trailing U+FFFD characters, and ``flush`` gives what is left.
-    The pieces join to the decoded text of all the tokens."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.tokens, self.shown = tokenizer, [], 0
-
-    def push(self, token: int) -> str:
-        self.tokens.append(int(token))
-        text = self.tokenizer.decode(self.tokens)
-        stable = len(text.rstrip("\ufffd"))
-        piece = text[self.shown : stable] if stable > self.shown else ""
-        self.shown = max(self.shown, stable)
-        return piece
-
-    def flush(self) -> str:
-        text = self.tokenizer.decode(self.tokens)
-        piece, self.shown = text[self.shown :], len(text)
-        return piece
+TextStream = DecodeStream  # the text of generated tokens piece by piece (numformer.data.tokenizers)
 
 
 class SampleCallback(Callback):
@@ -827,6 +808,8 @@ def find_lr(config: RunConfig, write=print, num_steps: int = 100):
 def resolve_model_folder(path) -> Path:
     """A model folder, or a run folder holding one in ``model/``."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(f"{path} is a file: name a model folder, or a run folder (numformer train --out DIR)")
     for candidate in (path, path / "model"):
         if (candidate / "config.json").exists() and (candidate / "model.safetensors").exists():
             return candidate
