@@ -553,7 +553,7 @@ def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path
     app = write_model_folder(tmp_path / "app", {"d_model": 16, "trained_with": {"preset": "fast"}}, {})
     hf = write_model_folder(tmp_path / "hf", {"model_type": "gpt2"}, {})
     cases = [
-        (tmp_path / "notes.txt", "notes.txt is a file: name a model folder, or a run folder"),
+        (tmp_path / "notes.txt", "notes.txt is a file"),
         (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
         (hf, "is a Hugging Face 'gpt2' folder, not a numformer GPT's"),
     ]
