@@ -545,8 +545,9 @@ def test_a_model_too_large_for_memory_is_one_line_with_the_figure(tmp_path, corp
 
 
 def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path, capsys):
-    """generate and info on a file pointed into FILE/model; on an application's or a Hugging Face
-    folder they said config.json lacked a 'model' field."""
+    """generate and info on a file pointed into FILE/model; on an application's folder they said
+    config.json lacked a 'model' field; info described a Hugging Face config whose weights were
+    missing, with exit code 0."""
     from numformer.serialization.folders import write_model_folder
 
     (tmp_path / "notes.txt").write_text("mine")
@@ -555,12 +556,13 @@ def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path
     cases = [
         (tmp_path / "notes.txt", "notes.txt is a file"),
         (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
-        (hf, "is a Hugging Face 'gpt2' folder, not a numformer GPT's"),
     ]
     for path, message in cases:
         for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
             assert main(argv) == 2
             one_error_line(capsys, message)
+    assert main(["info", str(hf)]) == 2
+    one_error_line(capsys, "the weights do not fit config.json", "missing tensor transformer.wte.weight")
 
 
 @pytest.mark.parametrize(("key", "value"), [("n_head", 1), ("block_size", 10**9)])

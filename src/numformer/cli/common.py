@@ -68,6 +68,8 @@ def model_folder(path) -> tuple[str, Path]:
         config = read_config(path)
         if "model_type" in config:
             return TRANSFORMERS, path
+        if "model" not in config and "trained_with" in config:  # numformer app NAME train wrote it
+            raise UsageError(f"{path} holds an application's model, not a GPT: use 'numformer app NAME ...'")
         if "model" not in config:
             raise UsageError(
                 f"{path / CONFIG} is neither a numformer model's (a 'model' field) nor a Hugging Face "
