@@ -211,6 +211,41 @@ def test_paths_that_cannot_be_used_are_one_line(tmp_path, corpus, capsys):
     one_error_line(capsys, str(tmp_path), "is a folder")
 
 
+def test_a_run_folder_inside_its_data_folder_is_refused(tmp_path, corpus, capsys):
+    """The run's own files (run.json, metrics.jsonl, tokenizer.json) would be read as training
+    text by the next run on the folder: found by the breaking pass after issue 36."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text(corpus.read_text())
+    before = snapshot(texts)
+    for out in (texts, texts / "run"):
+        assert train(texts, out) == 2
+        one_error_line(capsys, f"--out {out} lies inside --data {texts}")
+        assert snapshot(texts) == before and not (texts / "run").exists()
+
+
+def test_an_applications_folder_is_never_a_train_run_folder(tmp_path, corpus, capsys):
+    """It said "already holds a run (model) ... pass --overwrite", which then removed the app's
+    model/ alone and left a broken app folder (the breaking pass after issue 36)."""
+    app = tmp_path / "vit"
+    (app / "model").mkdir(parents=True)
+    (app / "model" / "config.json").write_text("{}")
+    (app / "train.json").write_text('{"app": "vit"}')
+    before = snapshot(app)
+    for extra in ([], ["--overwrite"]):
+        assert train(corpus, app, *extra, steps=2) == 2
+        one_error_line(capsys, f"{app} holds an application's run (train.json", "choose another --out")
+        assert snapshot(app) == before
+
+
+def test_a_dangling_symlink_as_out_is_named_for_what_it_is(tmp_path, corpus, capsys):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    assert train(corpus, link) == 2
+    one_error_line(capsys, f"--out {link} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert not (tmp_path / "gone").exists()
+
+
 # --- 10. a torn last line in metrics.jsonl ---------------------------------------------------------
 
 
@@ -271,7 +306,7 @@ def _damage(model, case):
         del state["transformer.wte.weight"]
         save_file(state, str(weights))
         (model / "checksums.json").unlink()
-    elif case in ("wrong_type", "not_json", "tokenizer", "tokenizer_size"):
+    elif case in ("wrong_type", "not_json", "not_an_object", "tokenizer", "tokenizer_size"):
         (model / "checksums.json").unlink()
         info = json.loads(config.read_text())
         if case == "wrong_type":
@@ -279,6 +314,8 @@ def _damage(model, case):
             config.write_text(json.dumps(info))
         elif case == "not_json":
             config.write_text("{model: oops")
+        elif case == "not_an_object":
+            config.write_text("[1, 2]")
         elif case == "tokenizer":
             tok.write_text('{"type": "bpe", "tokenizer": {"nonsense": 1}}')
         else:
@@ -295,6 +332,7 @@ def _damage(model, case):
         ("missing_tied_key", "model.safetensors", "transformer.wte.weight"),
         ("wrong_type", "config.json", "tie_weights must be true or false, got str 'yes'"),
         ("not_json", "config.json", "is not valid JSON"),
+        ("not_an_object", "config.json", "expected a JSON object, got an array"),
         ("tokenizer", "tokenizer.json", "is not a numformer tokenizer"),
         ("tokenizer_size", "tokenizer.json", "different runs"),
     ],
@@ -545,22 +583,28 @@ def test_a_model_too_large_for_memory_is_one_line_with_the_figure(tmp_path, corp
 
 
 def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path, capsys):
-    """generate and info on a file pointed into FILE/model; on an application's or a Hugging Face
-    folder they said config.json lacked a 'model' field."""
+    """generate and info on a file pointed into FILE/model; on an application's folder they said
+    config.json lacked a 'model' field."""
     from numformer.serialization.folders import write_model_folder
 
     (tmp_path / "notes.txt").write_text("mine")
     app = write_model_folder(tmp_path / "app", {"d_model": 16, "trained_with": {"preset": "fast"}}, {})
     hf = write_model_folder(tmp_path / "hf", {"model_type": "gpt2"}, {})
     cases = [
+        ("", "the model folder is empty"),  # not the current folder (the breaking pass after issue 36)
         (tmp_path / "notes.txt", "notes.txt is a file: name a model folder, or a run folder"),
         (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
-        (hf, "is a Hugging Face 'gpt2' folder, not a numformer GPT's"),
     ]
     for path, message in cases:
         for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
             assert main(argv) == 2
             one_error_line(capsys, message)
+    # a Hugging Face folder is read as one: its weights file holds no tensor, which info said
+    # nothing of ("124,439,808 parameters; weights  in 1 file(s)", exit 0) before the breaking pass
+    assert main(["info", str(hf)]) == 2
+    one_error_line(capsys, "the weights do not fit config.json", "missing tensor transformer.wte.weight")
+    assert main(["generate", "--model", str(hf), "--prompt", "x"]) == 2
+    one_error_line(capsys, "tokenizer.json is missing")
 
 
 @pytest.mark.parametrize(("key", "value"), [("n_head", 1), ("block_size", 10**9)])
