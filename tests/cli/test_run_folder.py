@@ -130,6 +130,7 @@ def test_resume_needs_only_the_folder_and_refuses_conflicting_settings(run, caps
         (["--d-ff", "-4"], "d_ff must be >= 1"),
         (["--clip-grad-norm", "inf"], "clip_grad_norm must be finite"),
         (["--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
+        (["--tokenizer", "bpe", "--bpe-vocab-size", "5"], "bpe_vocab_size must be >= 257"),  # said BPETokenizer
     ],
 )
 def test_bad_options_fail_before_anything_is_written(tmp_path, corpus, capsys, flags, expected):

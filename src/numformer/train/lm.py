@@ -122,6 +122,10 @@ class RunConfig(Config):
         for name in ("batch_size", "bpe_vocab_size", "monitor_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.tokenizer == "bpe" and self.bpe_vocab_size < 257:  # named by its flag, before any text is read
+            raise ValueError(
+                f"RunConfig: bpe_vocab_size must be >= 257 (256 bytes + merges), got {self.bpe_vocab_size}"
+            )
         for name in ("warmup_steps", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RunConfig: {name} must be >= 0, got {getattr(self, name)}")
