@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,18 @@ def test_a_damaged_pointer_is_one_line_listing_the_checkpoints(run, corpus, caps
     line = one_error_line(capsys, problem, "step-00000006")
     assert "step-00000003" in line or pointer is None
     assert snapshot(run) == before  # nothing pruned, nothing restarted, metrics untouched
+
+
+@pytest.mark.parametrize("step", ['"x"', "-1", "true", "2.5"])
+def test_a_checkpoint_whose_step_is_not_a_step_is_one_line(run, corpus, capsys, step):
+    """state.json is not in the checkpoint's manifest: a hand-edited step gave a TypeError
+    traceback and exit 1 part way into the resume (the breaking pass after issue 36)."""
+    state = run / "checkpoints" / "step-00000006" / "state.json"
+    state.write_text(re.sub(r'"step": \d+', f'"step": {step}', state.read_text(), count=1))
+    before = snapshot(run)
+    assert train(corpus, run, "--resume", steps=9) == 2
+    one_error_line(capsys, "step-00000006", "state.json", f"step must be an integer >= 0, got {step}")
+    assert snapshot(run) == before
 
 
 def test_resume_from_a_chosen_checkpoint(run, corpus, capsys):

@@ -269,7 +269,8 @@ def checkpoint_state(folder) -> dict:
     """A step folder's ``state.json`` (step, config, extra state...), without its arrays.
 
     Raises:
-        CheckpointError: missing, not JSON, or not a JSON object."""
+        CheckpointError: missing, not JSON, not a JSON object, or a step that is not an
+        integer >= 0."""
     folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -277,6 +278,9 @@ def checkpoint_state(folder) -> dict:
         raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {folder}: state.json is not a JSON object")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:  # state.json is outside the manifest
+        raise CheckpointError(f"checkpoint {folder}: state.json's step must be an integer >= 0, got {json.dumps(step)}")
     return state
 
 
