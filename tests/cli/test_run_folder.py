@@ -94,6 +94,16 @@ def test_a_checkpoint_whose_step_is_not_a_step_is_one_line(run, corpus, capsys, 
     assert snapshot(run) == before
 
 
+def test_a_checkpoint_whose_step_was_edited_is_refused(run, corpus, capsys):
+    """Step 6 edited to 4 resumed at step 4 over step 6's weights and cut metrics.jsonl back."""
+    state = run / "checkpoints" / "step-00000006" / "state.json"
+    state.write_text(re.sub(r'"step": 6\b', '"step": 4', state.read_text(), count=1))
+    before = snapshot(run)
+    assert train(corpus, run, "--resume", steps=9) == 2
+    one_error_line(capsys, "state.json says step 4, but the folder was saved at step 6")
+    assert snapshot(run) == before
+
+
 def test_resume_from_a_chosen_checkpoint(run, corpus, capsys):
     (run / "checkpoints" / "latest.json").write_text("")
     assert main(["train", "--out", str(run), "--resume-from", "3", "--max-steps", "8", "--progress", "false"]) == 0

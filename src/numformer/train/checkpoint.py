@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -270,7 +271,7 @@ def checkpoint_state(folder) -> dict:
 
     Raises:
         CheckpointError: missing, not JSON, not a JSON object, or a step that is not an
-        integer >= 0."""
+        integer >= 0 or not the step its folder is named by."""
     folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -281,6 +282,12 @@ def checkpoint_state(folder) -> dict:
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:  # state.json is outside the manifest
         raise CheckpointError(f"checkpoint {folder}: state.json's step must be an integer >= 0, got {json.dumps(step)}")
+    named = re.fullmatch(r"step-(\d+)(-\d+)?", folder.name)
+    if named and int(named.group(1)) != step:  # an edit would resume from another step, rewriting metrics
+        raise CheckpointError(
+            f"checkpoint {folder}: state.json says step {step}, but the folder was saved at step "
+            f"{int(named.group(1))}; resume from another checkpoint with --resume-from"
+        )
     return state
 
 
