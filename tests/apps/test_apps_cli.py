@@ -134,6 +134,15 @@ def test_bad_requests_are_one_line_and_exit_2(argv, message, capsys, tmp_path, m
     assert err.count("\n") == 1 and message in err
 
 
+@pytest.mark.parametrize("argv", [["translate-numbers", "predict", "5"], ["forecast", "eval"]])
+def test_a_folder_with_no_model_is_one_line_without_a_manifest_warning(argv, capsys, tmp_path):
+    """No warning that nowhere/model/checksums.json is missing before the error that nothing is
+    there (the breaking pass after issue 36): stderr is the error line alone."""
+    assert main(["app", *argv, "--out", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: no trained"), err
+
+
 def test_predict_refuses_input_the_model_cannot_take(trained, capsys):
     out = str(trained / "translate-numbers")
     assert main(["app", "translate-numbers", "predict", "--out", out, "banana"]) == 2

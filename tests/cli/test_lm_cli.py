@@ -87,6 +87,8 @@ def test_demo_smoke(tmp_path, capsys):
         "nothing_to_resume",
         "missing_model",
         "bad_toml_key",
+        "penalty_zero_on_gpt",
+        "system_empty_on_gpt",
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
@@ -97,7 +99,7 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("n_layers = 2\n")
     run = tmp_path / "run"
-    if case == "bad_prompt":
+    if case in ("bad_prompt", "penalty_zero_on_gpt", "system_empty_on_gpt"):
         assert main(["train", "--data", str(corpus), "--out", str(run), "--max-steps", "2", *TINY]) == 0
     args, expected = {
         "unknown_flag": (["train", "--bogus", "1"], "unrecognized arguments: --bogus"),
@@ -111,6 +113,15 @@ def test_bad_input_gets_one_line_and_exit_2(case, tmp_path, corpus):
         ),
         "missing_model": (["generate", "--model", tmp_path / "none", "--prompt", "x"], "no model found"),
         "bad_toml_key": (["train", "--config", unknown], "unknown setting 'n_layers'"),
+        # a value that compares equal to False is still given: refused, never silently ignored
+        "penalty_zero_on_gpt": (
+            ["generate", "--model", run, "--prompt", "The", "--repetition-penalty", "0"],
+            "--repetition-penalty needs a Hugging Face model folder",
+        ),
+        "system_empty_on_gpt": (
+            ["generate", "--model", run, "--prompt", "The", "--system", ""],
+            "--system needs a Hugging Face model folder",
+        ),
     }[case]
     code, _, stderr = cli(*args)
     assert code == 2, stderr

@@ -202,6 +202,24 @@ def test_a_pipe_is_read_once_and_never_gets_a_cache(tmp_path, capsys):
     assert not list(tmp_path.iterdir()) and not Path(f"/dev/fd/{read}.embeddings.safetensors").exists()
 
 
+def test_a_file_named_through_dev_fd_is_searched_and_never_gets_a_cache(tmp_path, capsys):
+    """``--corpus /dev/stdin < c.txt`` or ``/dev/fd/N`` open on a regular file: the cache went
+    beside the descriptor (``/dev/stdin.embeddings.safetensors``, or a SafetensorError traceback
+    under /dev/fd); found by the breaking pass after issue 36."""
+    import os
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(LINES) + "\n")
+    fd = os.open(corpus, os.O_RDONLY)
+    try:
+        assert main(["search", "--corpus", f"/dev/fd/{fd}", "--query", "guitar", "--top-k", "1"]) == 0
+    finally:
+        os.close(fd)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.rstrip().endswith(LINES[0])
+    assert sorted(tmp_path.iterdir()) == [corpus]
+
+
 def test_a_named_pipe_without_a_writer_is_one_line_not_a_hang(tmp_path, capsys, monkeypatch):
     import os
     import threading

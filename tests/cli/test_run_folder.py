@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,28 @@ def test_a_damaged_pointer_is_one_line_listing_the_checkpoints(run, corpus, caps
     assert snapshot(run) == before  # nothing pruned, nothing restarted, metrics untouched
 
 
+@pytest.mark.parametrize("step", ['"x"', "-1", "true", "2.5"])
+def test_a_checkpoint_whose_step_is_not_a_step_is_one_line(run, corpus, capsys, step):
+    """state.json is not in the checkpoint's manifest: a hand-edited step gave a TypeError
+    traceback and exit 1 part way into the resume (the breaking pass after issue 36)."""
+    state = run / "checkpoints" / "step-00000006" / "state.json"
+    state.write_text(re.sub(r'"step": \d+', f'"step": {step}', state.read_text(), count=1))
+    before = snapshot(run)
+    assert train(corpus, run, "--resume", steps=9) == 2
+    one_error_line(capsys, "step-00000006", "state.json", f"step must be an integer >= 0, got {step}")
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_whose_step_was_edited_is_refused(run, corpus, capsys):
+    """Step 6 edited to 4 resumed at step 4 over step 6's weights and cut metrics.jsonl back."""
+    state = run / "checkpoints" / "step-00000006" / "state.json"
+    state.write_text(re.sub(r'"step": 6\b', '"step": 4', state.read_text(), count=1))
+    before = snapshot(run)
+    assert train(corpus, run, "--resume", steps=9) == 2
+    one_error_line(capsys, "state.json says step 4, but the folder was saved at step 6")
+    assert snapshot(run) == before
+
+
 def test_resume_from_a_chosen_checkpoint(run, corpus, capsys):
     (run / "checkpoints" / "latest.json").write_text("")
     assert main(["train", "--out", str(run), "--resume-from", "3", "--max-steps", "8", "--progress", "false"]) == 0
@@ -130,6 +153,7 @@ def test_resume_needs_only_the_folder_and_refuses_conflicting_settings(run, caps
         (["--d-ff", "-4"], "d_ff must be >= 1"),
         (["--clip-grad-norm", "inf"], "clip_grad_norm must be finite"),
         (["--val-fraction", "1.5"], "val_fraction must be in (0, 1)"),
+        (["--tokenizer", "bpe", "--bpe-vocab-size", "5"], "bpe_vocab_size must be >= 257"),  # said BPETokenizer
     ],
 )
 def test_bad_options_fail_before_anything_is_written(tmp_path, corpus, capsys, flags, expected):
@@ -211,6 +235,41 @@ def test_paths_that_cannot_be_used_are_one_line(tmp_path, corpus, capsys):
     one_error_line(capsys, str(tmp_path), "is a folder")
 
 
+def test_a_run_folder_inside_its_data_folder_is_refused(tmp_path, corpus, capsys):
+    """The run's own files (run.json, metrics.jsonl, tokenizer.json) would be read as training
+    text by the next run on the folder: found by the breaking pass after issue 36."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text(corpus.read_text())
+    before = snapshot(texts)
+    for out in (texts, texts / "run"):
+        assert train(texts, out) == 2
+        one_error_line(capsys, f"--out {out} lies inside --data {texts}")
+        assert snapshot(texts) == before and not (texts / "run").exists()
+
+
+def test_an_applications_folder_is_never_a_train_run_folder(tmp_path, corpus, capsys):
+    """It said "already holds a run (model) ... pass --overwrite", which then removed the app's
+    model/ alone and left a broken app folder (the breaking pass after issue 36)."""
+    app = tmp_path / "vit"
+    (app / "model").mkdir(parents=True)
+    (app / "model" / "config.json").write_text("{}")
+    (app / "train.json").write_text('{"app": "vit"}')
+    before = snapshot(app)
+    for extra in ([], ["--overwrite"]):
+        assert train(corpus, app, *extra, steps=2) == 2
+        one_error_line(capsys, f"{app} holds an application's run (train.json", "choose another --out")
+        assert snapshot(app) == before
+
+
+def test_a_dangling_symlink_as_out_is_named_for_what_it_is(tmp_path, corpus, capsys):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    assert train(corpus, link) == 2
+    one_error_line(capsys, f"--out {link} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert not (tmp_path / "gone").exists()
+
+
 # --- 10. a torn last line in metrics.jsonl ---------------------------------------------------------
 
 
@@ -271,7 +330,7 @@ def _damage(model, case):
         del state["transformer.wte.weight"]
         save_file(state, str(weights))
         (model / "checksums.json").unlink()
-    elif case in ("wrong_type", "not_json", "tokenizer", "tokenizer_size"):
+    elif case in ("wrong_type", "not_json", "not_an_object", "tokenizer", "tokenizer_size"):
         (model / "checksums.json").unlink()
         info = json.loads(config.read_text())
         if case == "wrong_type":
@@ -279,6 +338,8 @@ def _damage(model, case):
             config.write_text(json.dumps(info))
         elif case == "not_json":
             config.write_text("{model: oops")
+        elif case == "not_an_object":
+            config.write_text("[1, 2]")
         elif case == "tokenizer":
             tok.write_text('{"type": "bpe", "tokenizer": {"nonsense": 1}}')
         else:
@@ -295,6 +356,7 @@ def _damage(model, case):
         ("missing_tied_key", "model.safetensors", "transformer.wte.weight"),
         ("wrong_type", "config.json", "tie_weights must be true or false, got str 'yes'"),
         ("not_json", "config.json", "is not valid JSON"),
+        ("not_an_object", "config.json", "expected a JSON object, got an array"),
         ("tokenizer", "tokenizer.json", "is not a numformer tokenizer"),
         ("tokenizer_size", "tokenizer.json", "different runs"),
     ],
@@ -546,23 +608,27 @@ def test_a_model_too_large_for_memory_is_one_line_with_the_figure(tmp_path, corp
 
 def test_a_file_or_another_kind_of_model_folder_is_named_for_what_it_is(tmp_path, capsys):
     """generate and info on a file pointed into FILE/model; on an application's folder they said
-    config.json lacked a 'model' field; info described a Hugging Face config whose weights were
-    missing, with exit code 0."""
+    config.json lacked a 'model' field."""
     from numformer.serialization.folders import write_model_folder
 
     (tmp_path / "notes.txt").write_text("mine")
     app = write_model_folder(tmp_path / "app", {"d_model": 16, "trained_with": {"preset": "fast"}}, {})
     hf = write_model_folder(tmp_path / "hf", {"model_type": "gpt2"}, {})
     cases = [
-        (tmp_path / "notes.txt", "notes.txt is a file"),
+        ("", "the model folder is empty"),  # not the current folder (the breaking pass after issue 36)
+        (tmp_path / "notes.txt", "notes.txt is a file: name a model folder, or a run folder"),
         (app, "holds an application's model, not a GPT: use 'numformer app NAME ...'"),
     ]
     for path, message in cases:
         for argv in (["info", str(path)], ["generate", "--model", str(path), "--prompt", "x"]):
             assert main(argv) == 2
             one_error_line(capsys, message)
+    # a Hugging Face folder is read as one: its weights file holds no tensor, which info said
+    # nothing of ("124,439,808 parameters; weights  in 1 file(s)", exit 0) before the breaking pass
     assert main(["info", str(hf)]) == 2
     one_error_line(capsys, "the weights do not fit config.json", "missing tensor transformer.wte.weight")
+    assert main(["generate", "--model", str(hf), "--prompt", "x"]) == 2
+    one_error_line(capsys, "tokenizer.json is missing")
 
 
 @pytest.mark.parametrize(("key", "value"), [("n_head", 1), ("block_size", 10**9)])

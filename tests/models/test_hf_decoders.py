@@ -372,6 +372,26 @@ def test_a_config_asking_for_a_huge_model_fails_before_allocating(folders, tmp_p
         AutoModelForCausalLM.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("rope", "expected"),
+    [
+        ({"rope_theta": -1.0}, "rope_theta must be a finite number > 0, got -1.0"),
+        ({"rope_theta": float("inf")}, "rope_theta must be a finite number > 0, got inf"),
+        ({"rope_theta": 1e4, "rope_type": "linear", "factor": 0.0}, "factor must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_rotary_settings_that_give_no_finite_angles_are_refused(rope, expected):
+    """A negative base put NaN in every angle: generation printed nothing with exit 0 (found by
+    the breaking pass after issue 36)."""
+    from numformer.models.llama import LlamaConfig
+
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
+        LlamaConfig.from_dict({**TINY, "model_type": "llama", "rope_parameters": rope}, source="config.json")
+    top = {**TINY, "model_type": "llama", "rope_theta": -2.0}  # the older spelling, at the top
+    with pytest.raises(ValueError, match="rope_theta must be a finite number > 0, got -2.0"):
+        LlamaConfig.from_dict(top, source="config.json")
+
+
 def test_weights_larger_than_memory_are_refused_with_the_figures(folders, monkeypatch):
     folder, _ = folders("llama-mha-tied-linear")
     monkeypatch.setattr("numformer.models.causal_lm.available_memory", lambda: 1000)

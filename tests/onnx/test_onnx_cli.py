@@ -109,3 +109,13 @@ def test_a_run_folder_exports_its_model(gpt_folder, tmp_path, capsys):
     out = tmp_path / "gpt.onnx"
     assert main(["export", "onnx", str(gpt_folder.parent), str(out)]) == 0
     assert out.is_file() and "GPT (2 layers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "name"), [(["", "x.onnx"], "MODEL_FOLDER"), (["all-MiniLM-L6-v2", ""], "OUT.onnx")])
+def test_an_empty_model_or_out_is_named_not_read_as_the_current_folder(argv, name, tmp_path, capsys, monkeypatch):
+    """``''`` read as ``.``: "error: . is neither a numformer GPT folder ..." (the breaking pass
+    after issue 36)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "onnx", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: numformer export onnx: {name} is empty\n" and not list(tmp_path.iterdir())

@@ -43,6 +43,19 @@ def test_healthy_run_raises_nothing(tmp_path):
     assert (tmp_path / "health_report.txt").read_text().startswith("Health report")
 
 
+def test_a_weight_that_starts_at_zero_has_no_update_ratio(tmp_path):
+    """A zero-initialised bias divided its first update by 1e-12: the report read "largest
+    update/weight ratio: 8.49e+09" above "No problems found" (the breaking pass after issue 36)."""
+    nf.manual_seed(0)
+    model = mlp(hidden=32)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            p.array[...] = 0.0
+    monitor, _ = run(model, optim.Adam(model.parameters(), lr=5e-3), regression(), steps=1, tmp_path=tmp_path)
+    assert monitor.update_ratios and not any(name.endswith("bias") for name in monitor.update_ratios)
+    assert max(monitor.update_ratios.values()) < 1.0, monitor.update_ratios
+
+
 def test_poisoned_input_is_fatal_and_names_the_first_layer(tmp_path):
     nf.manual_seed(0)
     clean = regression()

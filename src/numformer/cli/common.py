@@ -61,14 +61,16 @@ def model_folder(path) -> tuple[str, Path]:
     from numformer.serialization.folders import CONFIG, read_config
     from numformer.train import lm
 
+    if not str(path).strip():  # Path("") is the current folder: never searched for a model unasked
+        raise UsageError("the model folder is empty: name a model folder, or a run folder")
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--model {path} is a file, not a model folder")
+    if path.exists() and not path.is_dir():  # info takes it as a positional, generate as --model
+        raise UsageError(f"{path} is a file: name a model folder, or a run folder (numformer train --out DIR)")
     if (path / CONFIG).is_file():
         config = read_config(path)
         if "model_type" in config:
             return TRANSFORMERS, path
-        if "model" not in config and "trained_with" in config:  # numformer app NAME train wrote it
+        if "model" not in config and "trained_with" in config:  # numformer app NAME train's model folder
             raise UsageError(f"{path} holds an application's model, not a GPT: use 'numformer app NAME ...'")
         if "model" not in config:
             raise UsageError(

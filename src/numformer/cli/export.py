@@ -51,6 +51,9 @@ def run(args) -> int:
     from numformer.viz.tables import say
 
     command = "numformer export onnx"
+    for name, value in (("MODEL_FOLDER", args.model), ("OUT.onnx", args.out)):
+        if not value.strip():  # Path("") is the current folder: never read or named unasked
+            raise UsageError(f"{command}: {name} is empty")
     out = Path(args.out)
     if args.model not in PACKAGED and not Path(args.model).is_dir():
         what = "is a file, not a model folder" if Path(args.model).exists() else "does not exist"

@@ -58,12 +58,12 @@ def _run_numformer(args, folder, chosen) -> int:
     from numformer.train import lm
     from numformer.viz.tables import stream_to_stdout
 
-    for flag, value in (
+    for flag, given in (
         ("--chat", args.chat),
-        ("--system", args.system),
-        ("--repetition-penalty", args.repetition_penalty),
+        ("--system", args.system is not None),
+        ("--repetition-penalty", args.repetition_penalty is not None),  # 0.0 too: given, not ignored
     ):
-        if value not in (None, False):
+        if given:
             raise UsageError(f"{flag} needs a Hugging Face model folder; {folder} holds a numformer model")
     max_new_tokens = _given(args.max_new_tokens, GPT_DEFAULTS["max_new_tokens"])
     temperature = _given(args.temperature, GPT_DEFAULTS["temperature"])

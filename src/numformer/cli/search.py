@@ -51,6 +51,14 @@ def _digest(vectors) -> str:
     return hashlib.sha256(vectors.tobytes()).hexdigest()
 
 
+def _through_a_descriptor(corpus: Path) -> bool:
+    """Whether ``corpus`` names an open file through ``/dev`` or ``/proc`` (``/dev/stdin``,
+    ``/dev/fd/N``): a regular file there may be any file, and its folder is no place for a cache."""
+    import os
+
+    return Path(os.path.abspath(corpus)).parts[1:2] in (("dev",), ("proc",))
+
+
 def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batch_size: int = 64):
     """The corpus lines' normalised embeddings, from the cache beside a regular-file ``corpus``
     when its keys (the SHA-256 of ``data``, the bytes the lines came from, and of the model's
@@ -63,7 +71,7 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
     from numformer.serialization.files import is_regular_file, sha256_file
     from numformer.serialization.safetensors import load_arrays, read_metadata, save_arrays
 
-    if not is_regular_file(corpus):  # a pipe or a device: no cache beside it
+    if not is_regular_file(corpus) or _through_a_descriptor(corpus):  # no cache beside a pipe or in /dev
         return encoder.encode(lines, batch_size=batch_size, normalize=True)
     cache = corpus.with_name(corpus.name + ".embeddings.safetensors")
     keys = {

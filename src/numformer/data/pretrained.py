@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from numformer.serialization.files import read_json
+from numformer.serialization.files import json_kind, read_json
 
 TOKENIZER = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -67,7 +67,7 @@ class PreTrainedTokenizer:
             raise ValueError(f"{path} is not a tokenizer the tokenizers library reads ({err})") from None
         config = read_json(folder / TOKENIZER_CONFIG) if (folder / TOKENIZER_CONFIG).is_file() else {}
         if not isinstance(config, dict):
-            raise ValueError(f"{folder / TOKENIZER_CONFIG}: expected a JSON object")
+            raise ValueError(f"{folder / TOKENIZER_CONFIG}: expected a JSON object, got {json_kind(config)}")
         template = config.get("chat_template")
         if isinstance(template, list):  # named templates: the default one
             named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}

@@ -74,8 +74,7 @@ def describe(folder) -> str:
 
     Raises:
         FileNotFoundError: no folder, config.json or weights. ModelFolderError: a model type
-        numformer does not read, a config.json with bad values, or weights that do not fit it
-        (every unmapped, missing and mis-shaped tensor named)."""
+        numformer does not read, a config.json with bad values, or weights that do not fit it."""
     folder = Path(folder)
     cls = model_class(folder)
     data = read_config(folder)
@@ -84,7 +83,7 @@ def describe(folder) -> str:
     except ValueError as err:
         raise ModelFolderError(str(err)) from None
     checkpoint = Checkpoint.open(folder)
-    cls._match(checkpoint, config, folder)  # weights that do not fit the config: no description
+    cls._match(checkpoint, config, folder)  # weights that do not fit the config: named, as a load would
     shapes = cls.checkpoint_shapes(config)
     tied = "lm_head.weight" in cls.optional_tensors(config)
     params = sum(int(np.prod(s)) for name, s in shapes.items() if not (tied and name == "lm_head.weight"))

@@ -166,7 +166,12 @@ class LlamaConfig(Config):
         absent = [name for name in needed if getattr(given, name) is None]
         if absent:
             raise ValueError(f"rope type {rope_type!r} needs {', '.join(absent)}")
-        theta = given.rope_theta if self.rope_parameters is not None and given.rope_theta else self.rope_theta
+        theta = (
+            given.rope_theta if self.rope_parameters is not None and given.rope_theta is not None else self.rope_theta
+        )
+        for name, value in (("rope_theta", theta), ("factor", given.factor)):
+            if value is not None and not (math.isfinite(value) and value > 0):  # else NaN angles
+                raise ValueError(f"{name} must be a finite number > 0, got {float(value)}")
         return RopeParameters(**{**given.to_dict(), "rope_type": rope_type, "rope_theta": float(theta)})
 
     def _resolve_windows(self) -> list:

@@ -89,6 +89,15 @@ def read_json(path):
         raise ValueError(f"{path} is not valid JSON ({err})") from None
 
 
+def json_kind(value) -> str:
+    """What a JSON value is, in JSON's words (``"an array"``, ``"a string"``...), for messages
+    that name the kind a file holds against the one expected."""
+    if isinstance(value, bool):
+        return "true or false"
+    kinds = ((dict, "an object"), (list, "an array"), (str, "a string"), ((int, float), "a number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "null")
+
+
 def available_memory() -> int | None:
     """Bytes of memory this machine can still give a process (``MemAvailable`` of
     ``/proc/meminfo``), or None where that is not known (not Linux)."""

@@ -16,7 +16,7 @@ import json
 import warnings
 from pathlib import Path
 
-from numformer.serialization.files import atomic_write, read_json, sha256_file, write_json
+from numformer.serialization.files import atomic_write, json_kind, read_json, sha256_file, write_json
 from numformer.serialization.safetensors import load_arrays, save_arrays
 
 MANIFEST = "checksums.json"
@@ -127,7 +127,8 @@ def verify(folder, required: tuple = (), missing: str = "warn", only=None) -> No
 
     A folder written before numformer kept manifests loads with a warning naming the missing
     ``checksums.json`` (``missing="ignore"``: silently, for folders other programs write, such
-    as Hugging Face's).
+    as Hugging Face's); a folder without ``config.json`` (missing, or no model folder at all)
+    gets no warning: its reader names the missing file.
 
     Args:
         folder: a model folder.
@@ -146,8 +147,8 @@ def verify(folder, required: tuple = (), missing: str = "warn", only=None) -> No
             raise FileNotFoundError(f"{folder / name} is missing: the model folder {folder} is incomplete")
     manifest = folder / MANIFEST
     if not manifest.exists():
-        if missing == "ignore":
-            return
+        if missing == "ignore" or not (folder / CONFIG).is_file():
+            return  # no config.json: not a model folder, which its reader says, not an unchecked one
         warnings.warn(
             f"{manifest} is missing: the folder's files are loaded unchecked (a folder saved before "
             "numformer kept checksums); save it again to add one",
@@ -184,7 +185,7 @@ def read_config(folder) -> dict:
     except ValueError as err:
         raise ModelFolderError(str(err)) from None
     if not isinstance(data, dict):
-        raise ModelFolderError(f"{path}: expected a JSON object")
+        raise ModelFolderError(f"{path}: expected a JSON object, got {json_kind(data)}")
     return data
 
 

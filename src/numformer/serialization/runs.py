@@ -50,11 +50,17 @@ class RunFolder:
         """The folder can hold a run: a folder or nothing yet, under a folder, writable.
 
         Raises:
-            RunFolderError: an empty name, a file, a path under a file, or not writable."""
+            RunFolderError: an empty name, a file, a symbolic link to nothing, a path under a
+            file, or not writable."""
         out = self.path
         if not str(out).strip() or str(out) == ".":
             raise RunFolderError(
                 f"{self.flag} must name a run folder (an empty {self.flag} would scatter the run among your files)"
+            )
+        if out.is_symlink() and not out.exists():
+            raise RunFolderError(
+                f"{self.flag} {out} is a symbolic link to {os.readlink(out)}, which does not exist: "
+                "make that folder, or name another"
             )
         if out.exists() and not out.is_dir():
             raise RunFolderError(f"{self.flag} {out} is a file, not a folder")

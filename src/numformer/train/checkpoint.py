@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -269,7 +270,8 @@ def checkpoint_state(folder) -> dict:
     """A step folder's ``state.json`` (step, config, extra state...), without its arrays.
 
     Raises:
-        CheckpointError: missing, not JSON, or not a JSON object."""
+        CheckpointError: missing, not JSON, not a JSON object, or a step that is not an
+        integer >= 0 or not the step its folder is named by."""
     folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -277,6 +279,15 @@ def checkpoint_state(folder) -> dict:
         raise CheckpointError(f"checkpoint {folder}: state.json is missing or corrupted ({err})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {folder}: state.json is not a JSON object")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:  # state.json is outside the manifest
+        raise CheckpointError(f"checkpoint {folder}: state.json's step must be an integer >= 0, got {json.dumps(step)}")
+    named = re.fullmatch(r"step-(\d+)(-\d+)?", folder.name)
+    if named and int(named.group(1)) != step:  # an edit would resume from another step, rewriting metrics
+        raise CheckpointError(
+            f"checkpoint {folder}: state.json says step {step}, but the folder was saved at step "
+            f"{int(named.group(1))}; resume from another checkpoint with --resume-from"
+        )
     return state
 
 

@@ -122,6 +122,10 @@ class RunConfig(Config):
         for name in ("batch_size", "bpe_vocab_size", "monitor_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.tokenizer == "bpe" and self.bpe_vocab_size < 257:  # named by its flag, before any text is read
+            raise ValueError(
+                f"RunConfig: bpe_vocab_size must be >= 257 (256 bytes + merges), got {self.bpe_vocab_size}"
+            )
         for name in ("warmup_steps", "sample_tokens"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RunConfig: {name} must be >= 0, got {getattr(self, name)}")
@@ -379,6 +383,9 @@ RESUME_MAY_CHANGE = frozenset(
 )
 
 
+APP_RECORD = "train.json"  # what 'numformer app NAME train' writes in its folder: never a GPT run's
+
+
 def run_folder(out: Path) -> RunFolder:
     """The run folder ``out`` of ``numformer train`` (its own files: ``RUN_FILES``)."""
     return RunFolder(out, RUN_FILES)
@@ -563,6 +570,7 @@ def train(
         write = write if main else _quiet
     config = resolved_data(config)
     out = Path(config.train.out_dir)
+    _refuse_out_in_data(config, out)
     folder = run_folder(out)
     resume = resume or resume_from is not None
     if main:  # the only rank that writes there
@@ -601,11 +609,33 @@ def train(
         )
 
 
+def _refuse_out_in_data(config: RunConfig, out: Path) -> None:
+    """A run folder inside the data folder it trains on is refused: the run's own files
+    (``run.json``, ``metrics.jsonl``, ``tokenizer.json``) would be read as training text by the
+    next run on that folder, and its ``--resume`` would find the data changed.
+
+    Raises:
+        ValueError: ``out`` is the data folder or lies under it."""
+    if config.data in CORPORA or not Path(config.data).is_dir():
+        return
+    data, where = Path(config.data), out.expanduser().resolve()
+    if where == data or data in where.parents:
+        raise ValueError(
+            f"--out {out} lies inside --data {config.data}: the run's own files (run.json, metrics.jsonl, "
+            "tokenizer.json) would be read as training text; choose an --out outside the data folder"
+        )
+
+
 def _hold(stack: contextlib.ExitStack, lock) -> None:
     stack.enter_context(lock)
 
 
 def _refuse_a_run_there(folder: RunFolder, overwrite: bool) -> None:
+    if (folder.path / APP_RECORD).is_file() and not (folder.path / "run.json").exists():
+        raise ValueError(  # --overwrite removed the app's model/ alone and left a broken app folder
+            f"{folder.path} holds an application's run ({APP_RECORD}: 'numformer app NAME train' wrote it); "
+            "numformer train does not write into it, with --overwrite or without: choose another --out"
+        )
     found = folder.existing()
     if found and not overwrite:
         raise ValueError(

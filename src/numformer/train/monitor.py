@@ -194,8 +194,8 @@ class HealthMonitor:
     def after_step(self, step: int) -> None:
         if self._before:
             for name, p in self.model.named_parameters():
-                if name in self._before:
-                    w = _norm(self._before[name]) + 1e-12
+                w = _norm(self._before[name]) if name in self._before else 0.0
+                if w > 0:  # a weight at zero (a fresh bias) has no ratio: dividing by ~0 gave 1e9
                     self.update_ratios[name] = _norm(p.array - self._before[name]) / w
             self._before = {}
         self._set_recording((step + 1) % self.interval == 0)
