@@ -23,7 +23,7 @@ from numformer.train import HealthMonitor
 
 def make():
     nf.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.1, norm_first=True)
+    layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.1, batch_first=True, norm_first=True)
     model = nn.Sequential(nn.TransformerEncoder(layer, 2), nn.Linear(128, 64))
     return model, optim.AdamW(model.parameters(), lr=1e-3)
 

@@ -1,5 +1,5 @@
 """Fused attention (forward+backward, and inference), add & layer norm, a plain matmul chain,
-and an LSTM layer's forward+backward (the recurrent baseline's shape), numformer vs PyTorch
+and LSTM and GRU layers' forward+backward (the recurrent baseline's shape), numformer vs PyTorch
 (CPU).
 
 Run: ``make bench`` or ``.venv/bin/python bench/bench_ops.py``. Prints ratios of medians
@@ -97,24 +97,26 @@ def matmul_chain_case(n, depth):
     return compare(f"matmul+tanh chain fwd+bwd n{n} depth{depth}", run_nf, run_torch)
 
 
-def lstm_case(batch, T, hidden):
-    """nn.LSTM forward+backward over a whole sequence, as the SASRec app's recurrent baseline
-    trains (batch 64, 200 steps, 64 units): the time loop is each library's own kernel."""
+def recurrent_case(kind, batch, T, hidden):
+    """``nn.LSTM`` or ``nn.GRU`` (``kind``) forward+backward over a whole sequence, as the
+    SASRec app's recurrent baseline trains (batch 64, 200 steps, 64 units): the time loop is
+    each library's own kernel. Both batch-first."""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((batch, T, hidden)).astype(np.float32)
     g = rng.standard_normal((batch, T, hidden)).astype(np.float32)
-    nf_lstm, torch_lstm = nf.nn.LSTM(hidden, hidden), torch.nn.LSTM(hidden, hidden, batch_first=True)
+    nf_layer = getattr(nf.nn, kind)(hidden, hidden, batch_first=True)
+    torch_layer = getattr(torch.nn, kind)(hidden, hidden, batch_first=True)
     tg = torch.from_numpy(g)
 
     def run_nf():
-        out, _ = nf_lstm(nf.Tensor(x, requires_grad=True))
+        out, _ = nf_layer(nf.Tensor(x, requires_grad=True))
         out.backward(g)
 
     def run_torch():
-        out, _ = torch_lstm(torch.tensor(x, requires_grad=True))
+        out, _ = torch_layer(torch.tensor(x, requires_grad=True))
         out.backward(tg)
 
-    return compare(f"LSTM fwd+bwd B{batch} T{T} H{hidden}", run_nf, run_torch)
+    return compare(f"{kind} fwd+bwd B{batch} T{T} H{hidden}", run_nf, run_torch)
 
 
 def main():
@@ -126,7 +128,8 @@ def main():
         add_layer_norm_case(2048, 256),
         matmul_chain_case(256, 4),
         matmul_chain_case(1024, 4),
-        lstm_case(64, 200, 64),
+        recurrent_case("LSTM", 64, 200, 64),
+        recurrent_case("GRU", 64, 200, 64),
     ]
     print_table(rows)
 

@@ -49,9 +49,12 @@ def serial_and_threaded(fn, split=True):
         return serial, fn()
 
 
-def assert_same(a, b, dtype):
-    """Equal to round-off: a BLAS call on fewer rows may order its sums differently."""
-    tol = LOOSE[np.dtype(dtype).type]
+def assert_same(a, b, dtype, scale=1.0):
+    """Equal to round-off: a BLAS call on fewer rows may order its sums differently. ``scale``
+    multiplies the absolute tolerance where a kernel amplifies round-off (layer norm divides by
+    each row's standard deviation)."""
+    tol = dict(LOOSE[np.dtype(dtype).type])
+    tol["atol"] *= scale
     for x, y in zip(a, b, strict=True):
         if x is None or y is None:
             assert x is None and y is None
@@ -129,6 +132,59 @@ def test_nested_regions_run_serially():
     parallel.parallel_for(2, outer, min_work=1)
     nf.set_num_threads(1)
     assert inner == [(0, 4), (0, 4)]  # each outer chunk ran its inner loop whole
+
+
+def test_concurrent_tasks_run_once_each_on_their_own_threads_and_raise_the_first_error():
+    import threading
+
+    seen = []
+
+    def task(i):
+        return lambda: seen.append((i, threading.get_ident()))
+
+    with split_everything(threads=2):
+        parallel.concurrently([task(0), task(1)], work=1)
+    assert sorted(i for i, _ in seen) == [0, 1] and seen[0][1] != seen[1][1]  # two threads
+    seen.clear()
+    nf.set_num_threads(2)
+    try:
+        parallel.concurrently([task(0), task(1)], work=parallel.MIN_MACS - 1)  # too small to hand off
+    finally:
+        nf.set_num_threads(1)
+    assert [i for i, _ in seen] == [0, 1] and seen[0][1] == seen[1][1] == threading.get_ident()
+
+    def fails():
+        raise ZeroDivisionError("task 1")
+
+    with split_everything(threads=2), pytest.raises(ZeroDivisionError, match="task 1"):
+        parallel.concurrently([task(2), fails], work=1)
+    assert [i for i, _ in seen][-1] == 2  # the other task still ran
+
+
+def test_optimiser_updates_shared_out_over_threads_equal_the_serial_ones_exactly():
+    from numformer.ops.updates import balanced_bins
+
+    assert balanced_bins([5, 1, 4, 2], 2) == [[0, 1], [2, 3]]  # 6 and 6
+    assert balanced_bins([3], 4) == [[0]] and balanced_bins([], 2) == []
+
+    def steps(threads, make):
+        nf.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, dropout=0.0))
+        opt = make(model.parameters())
+        rng = np.random.default_rng(1)
+        with split_everything(threads) if threads > 1 else contextlib.nullcontext():
+            for _ in range(3):  # the same gradients each run: only the update is compared
+                for p in model.parameters():
+                    p.grad = nf.tensor(rng.standard_normal(p.shape).astype(np.float32))
+                opt.step()
+        return [p.numpy().copy() for p in model.parameters()]
+
+    for make in (
+        lambda ps: nf.optim.AdamW(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+        lambda ps: nf.optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True),
+    ):
+        for a, b in zip(steps(1, make), steps(2, make), strict=True):
+            np.testing.assert_array_equal(a, b)  # each update whole on one thread: bit for bit
 
 
 # --- the split GEMM -------------------------------------------------------------------------------
@@ -244,7 +300,9 @@ def test_layer_norm(shape, norm_dims, dtype, affine, seed):
         return F.layer_norm(x, normalized, *wb)
 
     serial, threaded = serial_and_threaded(lambda: grads_of(fn, arrays))
-    assert_same(serial, threaded, dtype)
+    # dL/dx is divided by each row's std: a row of nearly equal values amplifies round-off
+    rows = arrays[0].reshape(-1, int(np.prod(normalized)))
+    assert_same(serial, threaded, dtype, scale=max(1.0, 1.0 / max(float(rows.std(axis=1).min()), 1e-3)))
 
 
 @given(

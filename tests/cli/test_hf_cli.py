@@ -20,9 +20,10 @@ from numformer.models.auto import describe, stream
 
 
 def cli(*args):
-    """Run the command in a subprocess: exit code, stdout, stderr."""
-    done = subprocess.run([sys.executable, "-m", "numformer.cli", *map(str, args)], capture_output=True, text=True)
-    return done.returncode, done.stdout, done.stderr
+    """Run the command in a subprocess: exit code, stdout, stderr. Decoded without newline
+    translation: a random model's reply may hold a "\r" that text mode would turn into "\n"."""
+    done = subprocess.run([sys.executable, "-m", "numformer.cli", *map(str, args)], capture_output=True)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
 @pytest.fixture(scope="module")

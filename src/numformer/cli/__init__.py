@@ -97,8 +97,13 @@ def _report(line: str) -> None:
 
 
 def _one_line(err) -> str:
-    """An error's message on one line (a list of problems joined with '; ')."""
-    return "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    """An error's message on one line (a list of problems joined with '; ', a heading that ends
+    in ':' followed by its first problem with a space)."""
+    line = ""
+    for part in (p.strip() for p in str(err).splitlines()):
+        if part:
+            line += part if not line else (" " if line.endswith(":") else "; ") + part
+    return line
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

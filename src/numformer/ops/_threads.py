@@ -191,6 +191,19 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         raise error
 
 
+def concurrently(tasks: list, work: int) -> None:
+    """Run independent ``tasks`` (callables without arguments) at once, each whole on its own
+    thread, as far as there are threads; in order on the calling thread when there is one
+    thread or ``work`` (multiply-adds of the smallest task) is below ``MIN_MACS``.
+
+    Two GEMMs of a backward pass (a linear layer's input gradient and its weight gradient) each
+    run at full size on one core, in place of each GEMM split in halves one after the other:
+    one hand-off instead of two, and BLAS's kernels on larger blocks. Each task must write only
+    its own outputs; the result equals the serial one exactly (the same calls on the same
+    operands). The first error raised is re-raised after every task has finished."""
+    parallel_for(len(tasks), lambda lo, hi: [tasks[i]() for i in range(lo, hi)], work, MIN_MACS)
+
+
 def split_axis(batch: tuple) -> int:
     """The batch axis to split over threads: the first with at least one item per thread."""
     return next((i for i, n in enumerate(batch) if n >= _threads), 0)

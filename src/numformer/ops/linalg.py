@@ -6,7 +6,7 @@ import numpy as np
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
-from numformer.ops._threads import MIN_MACS, matmul, parallel_for
+from numformer.ops._threads import MIN_MACS, concurrently, matmul, parallel_for
 from numformer.ops.elementwise import relu_grad, relu_into
 
 
@@ -132,16 +132,30 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         if self.out is not None:
             g2 = relu_grad(g2, self.out)
-        dx = matmul(g2, self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
-        dw = matmul(g2.T, self.x2) if self.needs_grad[1] else None
-        grads = (dx, dw)
-        if len(self.needs_grad) == 3:
+        wants_bias = len(self.needs_grad) == 3 and self.needs_grad[2]
+        if self.needs_grad[0] and self.needs_grad[1] and type(g2) is np.ndarray:
+            # independent products: dx on one thread and dw (+ db) on another, each whole
+            grads = [None, None, None]
+
+            def input_grad():
+                grads[0] = xp.matmul(g2, self.weight)
+
+            def weight_grad():
+                grads[1] = xp.matmul(g2.T, self.x2)
+                if wants_bias:
+                    grads[2] = xp.sum(g2, axis=0)
+
+            concurrently([input_grad, weight_grad], g2.size * self.weight.shape[1])
+            dx, dw, db = grads
+            dx = dx.reshape(self.x_shape)
+        else:
+            dx = matmul(g2, self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
+            dw = matmul(g2.T, self.x2) if self.needs_grad[1] else None
             db = None
-            if self.needs_grad[2]:
+            if wants_bias:
                 db = xp.empty(g2.shape[1], dtype=g2.dtype)
                 parallel_for(g2.shape[1], lambda lo, hi: xp.sum(g2[:, lo:hi], axis=0, out=db[lo:hi]), g2.shape[0])
-            grads += (db,)
-        return grads
+        return (dx, dw, db) if len(self.needs_grad) == 3 else (dx, dw)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

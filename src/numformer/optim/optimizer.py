@@ -13,6 +13,7 @@ import numpy as np
 
 from numformer.autograd import enable_grad
 from numformer.backend import device_of, to_device, xp
+from numformer.ops.updates import update_each
 from numformer.tensor import Tensor, array_of
 
 
@@ -83,11 +84,11 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, p.grad.array, group, self.state[p])
-                    p._bump()
+        todo = [(p, group, self.state[p]) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        # each update touches only its parameter's arrays: update_each may run them on threads
+        update_each(todo, [p.array.size for p, _, _ in todo], lambda p, g, s: self._update(p, p.grad.array, g, s))
+        for p, _, _ in todo:
+            p._bump()
         return loss
 
     def _update(self, p: Tensor, grad: np.ndarray, group: dict, state: dict) -> None:
