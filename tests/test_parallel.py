@@ -161,6 +161,18 @@ def test_concurrent_tasks_run_once_each_on_their_own_threads_and_raise_the_first
     assert [i for i, _ in seen][-1] == 2  # the other task still ran
 
 
+def test_a_linear_layers_backward_with_more_threads_than_products_splits_each_product():
+    """Three threads: dx and dw each split over all of them (the concurrent pair would leave one
+    idle), with the serial result to round-off."""
+    arrays = [randn(0, (4, 5, 6), np.float32), randn(1, (3, 6), np.float32), randn(2, (3,), np.float32)]
+    with parallel.num_threads(2):
+        assert parallel.fills_threads(2) and not parallel.fills_threads(1)
+    serial, threaded = serial_and_threaded(lambda: grads_of(F.linear, arrays))  # THREADS = 3
+    with split_everything():
+        assert not parallel.fills_threads(2)
+    assert_same(serial, threaded, np.float32)
+
+
 def test_optimiser_updates_shared_out_over_threads_equal_the_serial_ones_exactly():
     from numformer.ops.updates import balanced_bins
 

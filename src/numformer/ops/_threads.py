@@ -204,6 +204,12 @@ def concurrently(tasks: list, work: int) -> None:
     parallel_for(len(tasks), lambda lo, hi: [tasks[i]() for i in range(lo, hi)], work, MIN_MACS)
 
 
+def fills_threads(n_tasks: int) -> bool:
+    """Whether ``n_tasks`` concurrent tasks keep every thread busy (``concurrently`` pays over
+    splitting each task only then: with more threads than tasks, split work uses them all)."""
+    return _threads <= n_tasks
+
+
 def split_axis(batch: tuple) -> int:
     """The batch axis to split over threads: the first with at least one item per thread."""
     return next((i for i, n in enumerate(batch) if n >= _threads), 0)

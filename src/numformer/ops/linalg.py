@@ -6,7 +6,7 @@ import numpy as np
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
-from numformer.ops._threads import MIN_MACS, concurrently, matmul, parallel_for
+from numformer.ops._threads import MIN_MACS, concurrently, fills_threads, matmul, parallel_for
 from numformer.ops.elementwise import relu_grad, relu_into
 
 
@@ -133,8 +133,9 @@ class Linear(Function):
         if self.out is not None:
             g2 = relu_grad(g2, self.out)
         wants_bias = len(self.needs_grad) == 3 and self.needs_grad[2]
-        if self.needs_grad[0] and self.needs_grad[1] and type(g2) is np.ndarray:
-            # independent products: dx on one thread and dw (+ db) on another, each whole
+        if self.needs_grad[0] and self.needs_grad[1] and type(g2) is np.ndarray and fills_threads(2):
+            # independent products: dx on one thread and dw (+ db) on another, each whole (with
+            # more threads than two, each product split over all of them uses them better)
             grads = [None, None, None]
 
             def input_grad():
