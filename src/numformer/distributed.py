@@ -181,7 +181,13 @@ class World:
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (after an error on this one)."""
         if self.size > 1:
+            import time
+
+            sys.stdout.flush()
             sys.stderr.flush()
+            # the launcher forwards each rank's output from a pipe, and Abort tears the job down
+            # at once: a moment first, or the error line just written may never reach the user
+            time.sleep(0.3)
             self.comm.Abort(code)
 
     def local_size(self) -> int:
