@@ -13,16 +13,15 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import shutil
 import threading
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from browser import headless_chromium
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -43,30 +42,7 @@ def server(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromedriver = shutil.which("chromedriver")
-    assert chromedriver, "chromedriver is missing: `make browser` installs Debian's chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1400",
-        # nothing leaves the machine: no name resolves but the local server's address, and any
-        # other request goes to a closed port on this machine
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--proxy-server=http://127.0.0.1:9",
-        "--proxy-bypass-list=127.0.0.1",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver = headless_chromium(1280, 1400, network_log=True)
     yield driver
     driver.quit()
 

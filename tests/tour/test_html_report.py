@@ -5,14 +5,12 @@ weights are highlighted."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from browser import headless_chromium
 from numformer.tour import run
 
 
@@ -25,24 +23,7 @@ def report(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    chromedriver = shutil.which("chromedriver")
-    assert chromedriver, "chromedriver is missing: `make browser` installs Debian's chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1600",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    driver = headless_chromium(1200, 1600)
     yield driver
     driver.quit()
 
