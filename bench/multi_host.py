@@ -62,8 +62,9 @@ PROBE_BYTES = 64 * 2**20
 
 
 # --- the job (run on every host by mpiexec) --------------------------------------------------
-def job(model_name: str, steps: int, warmup: int, out: str) -> None:
-    """Train ``model_name`` for ``steps`` steps and print, on rank 0, one JSON line of timings."""
+def job(model_name: str, steps: int, warmup: int, out: str, overlap: str) -> None:
+    """Train ``model_name`` for ``steps`` steps and print, on rank 0, one JSON line of timings;
+    ``overlap`` is "overlap" (buckets start during the backward) or "after" (all after it)."""
     import numpy as np
 
     import numformer as nf
@@ -83,24 +84,32 @@ def job(model_name: str, steps: int, warmup: int, out: str) -> None:
         rows = np.stack([data[s : s + T + 1] for s in starts])
         return rows[:, :-1], rows[:, 1:]
 
-    # the gradient communication: the Trainer's call of distributed.allreduce_gradients
-    comm_s = [0.0]
-    plain_allreduce_gradients = distributed.allreduce_gradients
+    # the gradient communication the step waits for: the Trainer's call of the reducer's finish
+    # (buckets not yet started packed and started, every one waited for, the means unpacked);
+    # and the work the hooks do inside the backward (packing, starting, letting MPI progress)
+    comm_s, hooks_s = [0.0], [0.0]
+    Reducer = distributed.GradientReducer
+    plain_finish, plain_ready = Reducer.finish, Reducer._ready
 
-    def timed_allreduce_gradients(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return plain_allreduce_gradients(*args, **kwargs)
-        finally:
-            comm_s[0] += time.perf_counter() - start
+    def timed(plain, into):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return plain(*args, **kwargs)
+            finally:
+                into[0] += time.perf_counter() - start
 
-    distributed.allreduce_gradients = timed_allreduce_gradients
+        return call
+
+    Reducer.finish = timed(plain_finish, comm_s)
+    # "after": no bucket starts during the backward (the hooks do nothing): all wait for finish
+    Reducer._ready = timed(plain_ready, hooks_s) if overlap == "overlap" else lambda self, param: None
     rows = []
 
     class Clock:
         def on_step_end(self, trainer, metrics):
-            rows.append([time.perf_counter(), comm_s[0]])
-            comm_s[0] = 0.0
+            rows.append([time.perf_counter(), comm_s[0], hooks_s[0]])
+            comm_s[0] = hooks_s[0] = 0.0
 
         def on_eval_end(self, trainer, metrics):
             pass
@@ -109,16 +118,16 @@ def job(model_name: str, steps: int, warmup: int, out: str) -> None:
     trainer = Trainer(model, opt, lambda m, b: m(b[0], b[1])[1], batches, config=config, callbacks=[Clock()])
     start = time.perf_counter()
     trainer.fit()
-    stamps = np.array([[start, 0.0]] + rows)
-    per_step = np.stack([np.diff(stamps[:, 0]), stamps[1:, 1]], axis=1)[warmup:]  # (steps, [step, comm])
+    stamps = np.array([[start, 0.0, 0.0]] + rows)
+    per_step = np.concatenate([np.diff(stamps[:, :1], axis=0), stamps[1:, 1:]], axis=1)[warmup:]  # step, comm, hooks
     everyone = world.gather_rows(np.ascontiguousarray(per_step.reshape(1, -1)))
     round_trip, small = _latencies(world)
     if world.is_main:
-        by_rank = everyone.reshape(world.size, -1, 2)  # (ranks, steps, 2)
+        by_rank = everyone.reshape(world.size, -1, 3)  # (ranks, steps, 3)
         step_s = by_rank[:, :, 0].max(axis=0)  # a step ends when its slowest rank ends it
         comm = by_rank[:, :, 1]
-        grads = [p for p in model.parameters() if p.requires_grad]
-        buckets = [sum(p.array.nbytes for p in b) for b in distributed.gradient_buckets(grads)]
+        reducer = trainer.reducer or distributed.GradientReducer(model.parameters(), world)
+        buckets = [sum(p.array.nbytes for p in b) for b in reducer.buckets]
         report = {
             "params": model.num_parameters(),
             "buckets": buckets,
@@ -128,6 +137,8 @@ def job(model_name: str, steps: int, warmup: int, out: str) -> None:
             "step_s": float(np.median(step_s)),
             "grad_comm_s": float(np.median(comm.mean(axis=0))),
             "grad_comm_min_s": float(np.median(comm.min(axis=0))),
+            "hooks_s": float(np.median(by_rank[:, :, 2].mean(axis=0))),
+            "overlap": overlap,
             "round_trip_s": round_trip,
             "small_allreduce_s": small,
         }
@@ -252,11 +263,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="the demo GPT, 1 Gbit/s, 1 and 2 hosts, 8 steps")
     parser.add_argument("--out", default=None, help="the results file (default bench/results/multi_host.json)")
-    parser.add_argument("--job", nargs=4, metavar=("MODEL", "STEPS", "WARMUP", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", default="after,overlap", help="after: buckets after backward; overlap: during")
+    parser.add_argument("--job", nargs=5, metavar=("MODEL", "STEPS", "WARMUP", "OUT", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job:
-        return job(args.job[0], int(args.job[1]), int(args.job[2]), args.job[3])
+        return job(args.job[0], int(args.job[1]), int(args.job[2]), args.job[3], args.job[4])
     if args.probe:
         return probe()
     if args.smoke:
@@ -265,7 +277,7 @@ def main() -> None:
     reason = netns.unavailable()
     if reason:
         sys.exit(f"multi_host: {reason}")
-    models, rates = args.models.split(","), args.rates.split(",")
+    models, rates, overlaps = args.models.split(","), args.rates.split(","), args.overlap.split(",")
     host_counts = [int(n) for n in args.hosts.split(",")]
     rows, ceilings = [], {}
     with tempfile.TemporaryDirectory() as tmp, netns.Cluster(max(host_counts)) as cluster:
@@ -276,14 +288,15 @@ def main() -> None:
         for name in models:
             for rate in rates:
                 cluster.shape(None if rate == "none" else rate)
-                for hosts in host_counts:
+                for hosts, overlap in [(n, o) for n in host_counts for o in (overlaps if n > 1 else overlaps[:1])]:
                     if hosts == 1 and rate != rates[0]:
                         continue  # one host sends nothing: measured once per model
-                    run_dir = os.path.join(tmp, f"{name}-{rate}-{hosts}")
-                    row = run_job(cluster, hosts, ["--job", name, str(args.steps), str(args.warmup), run_dir])
+                    run_dir = os.path.join(tmp, f"{name}-{rate}-{hosts}-{overlap}")
+                    job_args = ["--job", name, str(args.steps), str(args.warmup), run_dir, overlap]
+                    row = run_job(cluster, hosts, job_args)
                     row.update(model=name, hosts=hosts, shaping=None if hosts == 1 else rate)
                     row["tokens_per_s"] = row["tokens_per_step"] / row["step_s"]
-                    if hosts > 1:
+                    if hosts > 1 and overlap == "after":  # the model: communication after the backward
                         row["modelled"] = modelled(row, hosts, rate, ceilings[hosts])
                     rows.append(row)
                     _print_row(row)
@@ -295,10 +308,12 @@ def main() -> None:
 
 def _print_row(row: dict) -> None:
     where = f"{row['model']:>6} {row['hosts']} host{'s' if row['hosts'] > 1 else ' '} {row['shaping'] or '-':>6}"
+    where += f" {row['overlap'] if row['hosts'] > 1 else '':>7}"
     line = f"{where}: {row['tokens_per_s']:7,.0f} tok/s, step {row['step_s'] * 1e3:7.1f} ms"
     if row["hosts"] > 1:
         line += (
-            f", grad comm {row['grad_comm_s'] * 1e3:6.1f} ms (least-waiting rank {row['grad_comm_min_s'] * 1e3:6.1f})"
+            f", grad comm {row['grad_comm_s'] * 1e3:6.1f} ms (least-waiting rank {row['grad_comm_min_s'] * 1e3:6.1f}"
+            f", in backward {row['hooks_s'] * 1e3:5.1f})"
         )
     if "modelled" in row:
         m = row["modelled"]

@@ -249,6 +249,36 @@ def test_gradient_hooks_as_pytorchs():
         nf.zeros(2).register_hook(lambda g: g)
 
 
+def _post_accumulated(lib):
+    """What post-accumulate hooks see on a three-layer chain: the grad already in ``.grad``,
+    and whether the first layer's gradient exists yet (backward still running)."""
+    lib.manual_seed(0)
+    layers = [lib.nn.Linear(3, 3) for _ in range(3)]
+    seen = []
+
+    def hook(name):
+        return lambda p: seen.append((name, p.grad is not None, layers[0].weight.grad is not None))
+
+    handles = [layer.weight.register_post_accumulate_grad_hook(hook(i)) for i, layer in enumerate(layers)]
+    x = lib.ones(2, 3)
+    for _ in range(2):  # the second backward accumulates: the hooks run again, after the sum
+        y = x
+        for layer in layers:
+            y = layer(y).tanh()
+        y.sum().backward()
+    handles[2].remove()
+    layers[2](layers[1](x)).sum().backward()
+    return seen
+
+
+def test_post_accumulate_grad_hooks_run_as_each_gradient_completes_as_pytorchs():
+    seen = _post_accumulated(nf)
+    assert seen == _post_accumulated(torch)
+    assert seen[0] == (2, True, False)  # the last layer's gradient is ready before the first's exists
+    with pytest.raises(RuntimeError, match="leaf tensors that require grad"):
+        nf.ones(2, requires_grad=True).exp().register_post_accumulate_grad_hook(lambda p: None)
+
+
 LIBS = pytest.mark.parametrize("lib", [nf, torch], ids=["numformer", "torch"])
 
 

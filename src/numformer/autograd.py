@@ -392,42 +392,65 @@ def backward(root, grad, retain_graph: bool = False) -> None:
 def _backward(root, grad, retain_graph: bool) -> None:
     if type(root.array) is not _active_type[0]:  # the graph's device (one per graph: apply checks)
         _check_device([root])
+    handed_out: set = set()
     if root._fn is None:  # a leaf: its own gradient
-        _accumulate(root, grad, set())
+        _accumulate(root, grad, handed_out)
         return
     pending = {id(root._fn): {root._out: grad}}
     leaves: dict = {}  # id -> [leaf, summed gradient]
-    for node in _toposort(root._fn):
+    order = _toposort(root._fn)
+    complete = _leaves_complete_after(order)
+    for i, node in enumerate(order):
         grads = pending.pop(id(node), None)
-        if grads is None:
+        if grads is not None:
+            _run_node(node, grads, root, pending, leaves, retain_graph)
+        # a leaf no later node reaches has its whole gradient: accumulate it now, so hooks
+        # after accumulation (DistributedDataParallel's buckets) run while backward goes on
+        for leaf_id in complete.get(i, ()):
+            entry = leaves.pop(leaf_id, None)
+            if entry is not None:
+                _accumulate(entry[0], entry[1], handed_out)
+
+
+def _leaves_complete_after(order: list) -> dict:
+    """{index in ``order``: ids of the leaves whose last contribution that node makes}."""
+    last: dict = {}
+    for i, node in enumerate(order):
+        for parent in node.parents:
+            if parent is not None and type(parent) is not tuple:
+                last[id(parent)] = i
+    complete: dict = {}
+    for leaf_id, i in last.items():
+        complete.setdefault(i, []).append(leaf_id)
+    return complete
+
+
+def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph: bool) -> None:
+    """``node``'s backward on its outputs' gradients, its inputs' gradients handed on."""
+    _check_versions(node)
+    for index, hooks in getattr(node, "hooks", {}).items():
+        if index in grads and hooks:
+            grads[index] = _run_hooks(hooks, grads[index], root)
+    for index, ref in getattr(node, "retained", {}).items():
+        t = ref()
+        if t is not None and index in grads:
+            _accumulate(t, grads[index], set())
+    if node.n_outputs == 1:
+        input_grads = node.backward(grads[0])
+    else:
+        input_grads = node.backward(*[grads.get(i) for i in range(node.n_outputs)])
+    for parent, g in zip(node.parents, input_grads):
+        if g is None or parent is None:
             continue
-        _check_versions(node)
-        for index, hooks in getattr(node, "hooks", {}).items():
-            if index in grads and hooks:
-                grads[index] = _run_hooks(hooks, grads[index], root)
-        for index, ref in getattr(node, "retained", {}).items():
-            t = ref()
-            if t is not None and index in grads:
-                _accumulate(t, grads[index], set())
-        if node.n_outputs == 1:
-            input_grads = node.backward(grads[0])
+        if type(parent) is tuple:
+            slot = pending.setdefault(id(parent[0]), {})
+            slot[parent[1]] = slot[parent[1]] + g if parent[1] in slot else g
+        elif id(parent) in leaves:
+            leaves[id(parent)][1] = leaves[id(parent)][1] + g
         else:
-            input_grads = node.backward(*[grads.get(i) for i in range(node.n_outputs)])
-        for parent, g in zip(node.parents, input_grads):
-            if g is None or parent is None:
-                continue
-            if type(parent) is tuple:
-                slot = pending.setdefault(id(parent[0]), {})
-                slot[parent[1]] = slot[parent[1]] + g if parent[1] in slot else g
-            elif id(parent) in leaves:
-                leaves[id(parent)][1] = leaves[id(parent)][1] + g
-            else:
-                leaves[id(parent)] = [parent, g]
-        if not retain_graph:
-            node.release()
-    handed_out: set = set()
-    for leaf, g in leaves.values():
-        _accumulate(leaf, g, handed_out)
+            leaves[id(parent)] = [parent, g]
+    if not retain_graph:
+        node.release()
 
 
 class HookHandle:
@@ -466,3 +489,5 @@ def _accumulate(node, g, handed_out: set) -> None:
         node.grad = node._result(g, False)
     else:
         node.grad.array = xp.add(node.grad.array, g)
+    for hook in list(getattr(node, "_post_hooks", ())):
+        hook(node)

@@ -8,9 +8,10 @@ the rank and size from the MPI environment (outside ``mpiexec`` it is a one-proc
 mpi4py is never imported); the ``Trainer`` shards batches, averages gradients and losses, and
 lets rank 0 alone write checkpoints, metrics and the progress bar.
 
-- Gradients travel in buckets of at most ``bucket_bytes`` (25 MiB, PyTorch DDP's default):
-  each bucket is one contiguous buffer of one dtype, one ``Allreduce`` (sum) in place, then
-  / size; a parameter no rank has a gradient for keeps None.
+- Gradients travel in buckets of at most ``bucket_bytes`` (25 MiB, PyTorch DDP's default; the
+  first 1 MiB): each bucket is one contiguous buffer of one dtype, one ``Iallreduce`` (sum) in
+  place started as soon as backward has completed its gradients (``GradientReducer``, as
+  DDP), then / size; a parameter no rank has a gradient for keeps None.
 - Initial weights are broadcast from rank 0, so ranks agree even if their seeds did not.
 - A global batch of B rows gives rank r rows ``[r B/N, (r+1) B/N)``; B must divide by N.
   Every rank draws the same global batch from the same generator, so a run's data does not
@@ -61,6 +62,24 @@ class World:
 
             self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
         return buffer
+
+    def iallreduce_sum_(self, buffer: np.ndarray):
+        """Start summing a contiguous array over the ranks in place (``Iallreduce``); returns
+        the request to wait on (None in a one-process world). Every rank must start the same
+        collectives in the same order."""
+        if self.size == 1:
+            return None
+        from mpi4py import MPI
+
+        return self.comm.Iallreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+
+    def progress(self, requests: list) -> None:
+        """Let MPI move the collectives of ``requests`` on (``Testall``; without a progress
+        thread, nonblocking collectives move only inside MPI calls)."""
+        if requests:
+            from mpi4py import MPI
+
+            MPI.Request.Testall(requests)
 
     def mean(self, value: float) -> float:
         """The mean of a number over the ranks."""
@@ -258,7 +277,8 @@ def broadcast_parameters(module, world: World) -> None:
 def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
     """Average every parameter's gradient over the ranks, in buckets of at most
     ``bucket_bytes`` (``gradient_buckets``): one contiguous buffer and one ``Allreduce`` per
-    bucket. A parameter without a gradient on this rank contributes zeros.
+    bucket, after the backward (``GradientReducer`` overlaps them with it). A parameter without
+    a gradient on this rank contributes zeros; one without a gradient on any rank keeps None.
 
     Args:
         parameters: the parameters whose ``.grad`` to average, in the same order on every rank.
@@ -270,32 +290,118 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
     params = [p for p in parameters if p.requires_grad]
     if world.size == 1 or not params:
         return 0
-    # which parameters have a gradient on some rank: the others keep None (as in one process,
-    # so the optimiser skips them rather than decaying them with zero gradients)
-    has = world.allreduce_sum_(np.array([p.grad is not None for p in params], dtype=np.float64))
-    params = [p for p, h in zip(params, has) if h > 0]
-    return sum(_reduce_bucket(bucket, world) for bucket in gradient_buckets(params, bucket_bytes))
+    reduced = 0
+    for bucket in gradient_buckets(params, bucket_bytes):
+        buffer = _pack(bucket)
+        world.allreduce_sum_(buffer)
+        reduced += _unpack(bucket, buffer, world.size)
+    return reduced
 
 
-def gradient_buckets(parameters, bucket_bytes: int = BUCKET_BYTES) -> list[list]:
-    """The buckets ``allreduce_gradients`` reduces: for each dtype in turn, consecutive
-    parameters of that dtype up to ``bucket_bytes`` together (a larger one alone).
+class GradientReducer:
+    """Averages gradients over the ranks while the backward pass runs, as PyTorch DDP's
+    reducer: the parameters are bucketed in reverse order (the order backward completes them;
+    the first bucket ``first_bucket_bytes``, the rest ``bucket_bytes``), and a bucket's
+    ``Iallreduce`` starts as soon as its last gradient is accumulated
+    (``Tensor.register_post_accumulate_grad_hook``), so the network works while later layers'
+    gradients are computed. Buckets start strictly in order, so every rank issues the same
+    collectives in the same order whatever its timing; ``finish`` starts those not yet started
+    (a parameter without a gradient contributes zeros), waits, and writes the means back.
+
+    Use: ``arm()`` before the backward whose gradients to reduce (the last micro-batch's),
+    ``finish()`` after it, before any other collective.
 
     Args:
-        parameters: parameters (tensors), in the model's order.
+        parameters: the model's parameters, in the same order on every rank.
+        world: the job's ``World``.
+        bucket_bytes: the most bytes in one collective (25 MiB, as PyTorch's DDP).
+        first_bucket_bytes: the first bucket's size (1 MiB, as PyTorch's DDP), small so that
+            communication starts early.
+
+    Source: Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
+    Training", VLDB 2020 (gradient bucketing and overlap).
+    """
+
+    def __init__(self, parameters, world: World, bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int = 2**20):
+        self.world = world
+        params = [p for p in parameters if p.requires_grad]
+        self.buckets = gradient_buckets(params[::-1], bucket_bytes, first_bucket_bytes)
+        self._bucket_of = {id(p): k for k, bucket in enumerate(self.buckets) for p in bucket}
+        self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in params] if world.size > 1 else []
+        self._armed = False
+        self._waiting: list = []
+        self._started: list = []  # (buffer, request), in bucket order
+
+    def arm(self) -> None:
+        """Reduce the next backward's gradients as they complete."""
+        self._armed = True
+        self._waiting = [len(bucket) for bucket in self.buckets]
+        self._started = []
+
+    def _ready(self, param) -> None:
+        k = self._bucket_of.get(id(param))
+        if not self._armed or k is None:
+            return
+        self._waiting[k] -= 1
+        self._start(everything=False)
+        if self._started:  # let MPI progress the collectives under way (no progress thread)
+            self.world.progress([request for _, request in self._started])
+
+    def _start(self, everything: bool) -> None:
+        while len(self._started) < len(self.buckets):
+            k = len(self._started)
+            if not everything and self._waiting[k] > 0:
+                return
+            buffer = _pack(self.buckets[k])
+            self._started.append((buffer, self.world.iallreduce_sum_(buffer)))
+
+    def finish(self) -> int:
+        """Start the buckets not started, wait for all, and write each mean back to its
+        parameter's ``.grad``.
+
+        Returns:
+            The bytes reduced (this rank's share of the traffic)."""
+        if self.world.size == 1:
+            return 0
+        if not self._armed:
+            self.arm()
+        self._start(everything=True)
+        self._armed = False
+        reduced = 0
+        for bucket, (buffer, request) in zip(self.buckets, self._started):
+            request.Wait()
+            reduced += _unpack(bucket, buffer, self.world.size)
+        self._started = []
+        return reduced
+
+    def remove(self) -> None:
+        """Unregister the hooks from the parameters."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def gradient_buckets(parameters, bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int | None = None) -> list[list]:
+    """The buckets gradients are reduced in: for each dtype in turn, consecutive parameters of
+    that dtype up to ``bucket_bytes`` together (a larger one alone).
+
+    Args:
+        parameters: parameters (tensors), in the order to reduce them.
         bucket_bytes: the most bytes a bucket holds, unless one parameter is larger.
+        first_bucket_bytes: the first bucket's limit, if other than ``bucket_bytes``.
 
     Returns:
-        Lists of parameters, one per ``Allreduce``.
+        Lists of parameters, one per collective.
     """
     params = list(parameters)
-    buckets = []
+    buckets: list = []
     for dtype in sorted({np.dtype(p.array.dtype).str for p in params}):  # one buffer dtype per bucket
         bucket: list = []
         size = 0
         for p in [p for p in params if np.dtype(p.array.dtype).str == dtype]:
             nbytes = p.array.size * p.array.dtype.itemsize
-            if bucket and size + nbytes > bucket_bytes:
+            limit = first_bucket_bytes if first_bucket_bytes is not None and not buckets else bucket_bytes
+            if bucket and size + nbytes > limit:
                 buckets.append(bucket)
                 bucket, size = [], 0
             bucket.append(p)
@@ -305,24 +411,34 @@ def gradient_buckets(parameters, bucket_bytes: int = BUCKET_BYTES) -> list[list]
     return buckets
 
 
-def _reduce_bucket(bucket, world: World) -> int:
-    """One contiguous host buffer, one ``Allreduce``, the mean written back to each gradient
-    on its own device."""
-    buffer = np.empty(sum(p.array.size for p in bucket), dtype=bucket[0].array.dtype)
+def _pack(bucket) -> np.ndarray:
+    """One contiguous host buffer: the bucket's gradients (zeros where None), then one flag per
+    parameter (1 where this rank has a gradient), so the sum also says which have one anywhere."""
+    buffer = np.empty(sum(p.array.size for p in bucket) + len(bucket), dtype=bucket[0].array.dtype)
     at = 0
     for p in bucket:
         n = p.array.size
         buffer[at : at + n] = 0.0 if p.grad is None else to_numpy(p.grad.array).ravel()
         at += n
-    world.allreduce_sum_(buffer)
-    buffer /= world.size
+    buffer[at:] = [p.grad is not None for p in bucket]
+    return buffer
+
+
+def _unpack(bucket, buffer: np.ndarray, size: int) -> int:
+    """The summed buffer over ``size`` written back to each gradient on its own device (a
+    parameter no rank had a gradient for keeps None, so the optimiser skips it as in one
+    process). Returns the gradient bytes."""
+    flags = buffer[buffer.size - len(bucket) :]
+    grads = buffer[: buffer.size - len(bucket)]
+    grads /= size
     at = 0
-    for p in bucket:
+    for p, flag in zip(bucket, flags):
         n = p.array.size
-        grad = to_device(buffer[at : at + n].reshape(p.array.shape).copy(), device_of(p.array))
-        p.grad = p._result(grad, False)
+        if flag > 0:
+            grad = to_device(grads[at : at + n].reshape(p.array.shape).copy(), device_of(p.array))
+            p.grad = p._result(grad, False)
         at += n
-    return buffer.nbytes
+    return grads.nbytes
 
 
 def shard(batch, world: World, even: bool = True):

@@ -75,7 +75,18 @@ class Tensor:
                 [6., 8.]])
     """
 
-    __slots__ = ("array", "_grad", "_requires_grad", "_fn", "_out", "_vc", "_view_of", "_hooks", "__weakref__")
+    __slots__ = (
+        "array",
+        "_grad",
+        "_requires_grad",
+        "_fn",
+        "_out",
+        "_vc",
+        "_view_of",
+        "_hooks",
+        "_post_hooks",
+        "__weakref__",
+    )
     __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__, not an object array
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
@@ -225,6 +236,25 @@ class Tensor:
             if "hooks" not in vars(self._fn):
                 self._fn.hooks = {}
             hooks = self._fn.hooks.setdefault(self._out, [])
+        hooks.append(hook)
+        return autograd.HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` after each backward has accumulated this leaf's gradient into
+        ``.grad`` (PyTorch's ``Tensor.register_post_accumulate_grad_hook``): it runs as soon as
+        the gradient is complete, while the rest of the backward goes on. Returns a handle whose
+        ``remove()`` unregisters it.
+
+        Args:
+            hook: a callable taking the tensor; what it returns is ignored.
+
+        Raises:
+            RuntimeError: a tensor that is not a leaf requiring grad."""
+        if not self._requires_grad or self._fn is not None:
+            raise RuntimeError("post accumulate grad hooks can only be registered on leaf tensors that require grad")
+        hooks = getattr(self, "_post_hooks", None)
+        if hooks is None:
+            hooks = self._post_hooks = []
         hooks.append(hook)
         return autograd.HookHandle(hooks, hook)
 

@@ -1,8 +1,10 @@
 """``nn.parallel``: data parallelism as PyTorch's modules, on numformer's MPI.
 
 ``DistributedDataParallel(module)`` makes a module train data-parallel: rank 0's parameters and
-buffers are broadcast at construction, and after each backward every parameter's gradient is
-averaged over the ranks (``numformer.distributed``), so every rank takes the same optimiser step.
+buffers are broadcast at construction, and during each backward every parameter's gradient is
+averaged over the ranks (``numformer.distributed.GradientReducer``: a
+bucket's ``Iallreduce`` starts once its gradients are complete), so every rank takes the same
+optimiser step.
 ``no_sync()`` (or ``require_backward_grad_sync = False``, as nanoGPT sets it) skips the average
 for gradient-accumulation steps. ``DataParallel`` (one process, several GPUs) runs the module
 as it is: numformer computes on one device.
@@ -54,16 +56,15 @@ class DistributedDataParallel(Module):
         self.bucket_bytes = int(bucket_cap_mb * 2**20)
         self.require_backward_grad_sync = True
         distributed.broadcast_parameters(module, self.world)
+        self.reducer = distributed.GradientReducer(module.parameters(), self.world, self.bucket_bytes)
 
     def forward(self, *inputs, **kwargs):
         """The module's forward; when gradients are recorded and synchronisation is on, the
         next backward ends by averaging the gradients over the ranks."""
         if autograd.is_grad_enabled() and self.require_backward_grad_sync and self.world.size > 1:
-            autograd.after_backward(self._average_gradients)
+            self.reducer.arm()
+            autograd.after_backward(self.reducer.finish)
         return self.module(*inputs, **kwargs)
-
-    def _average_gradients(self) -> None:
-        distributed.allreduce_gradients(self.module.parameters(), self.world, self.bucket_bytes)
 
     @contextlib.contextmanager
     def no_sync(self):

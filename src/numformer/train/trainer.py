@@ -353,6 +353,8 @@ class Trainer:
         if self.world.size > 1 and isinstance(self.train_batches, LoaderBatches):
             self.train_batches.check_shards(self.world.size)
         distributed.broadcast_parameters(model, self.world)
+        # gradients averaged over the ranks while the last micro-batch's backward runs
+        self.reducer = distributed.GradientReducer(model.parameters(), self.world) if self.world.size > 1 else None
         self.bytes_reduced = 0  # per step, by this rank
 
     # --- control ----------------------------------------------------------------------------
@@ -531,8 +533,10 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad()
         total, count, items = 0.0, 0.0, 0
-        for _ in range(cfg.grad_accum_steps):
+        for micro in range(cfg.grad_accum_steps):
             batch = self.train_batches(self.rng)  # the global batch; this rank trains on its shard
+            if self.reducer is not None and micro == cfg.grad_accum_steps - 1:
+                self.reducer.arm()
             loss_sum, n = self._loss_sum(self._local(batch))
             if n:  # a micro-batch with no item (every target ignored) adds nothing
                 loss_sum.backward()  # gradients of sums: divided by the step's item count below
@@ -540,14 +544,14 @@ class Trainer:
                 count += n
             items += self.count(batch)
         if self.world.size > 1:  # sum the gradients, losses and counts of the ranks: one global step
+            self.bytes_reduced = self.reducer.finish()  # first: every rank has started the same buckets
             total, count = (float(v) for v in self.world.allreduce_sum_(np.array([total, count])))
-            self.bytes_reduced = distributed.allreduce_gradients(self.model.parameters(), self.world)
         if not count:
             raise ValueError(
                 f"Trainer: step {self.step + 1} has no item to learn from in its {cfg.grad_accum_steps} "
                 "micro-batch(es): every target is ignored (padding?)"
             )
-        # allreduce_gradients averages over the ranks: times the ranks, over the items, is the
+        # the reducer averages over the ranks: times the ranks, over the items, is the
         # gradient of the step's mean loss
         scale = self.world.size / count
         params = [p for p in self.model.parameters() if p.grad is not None]

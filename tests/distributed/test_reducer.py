@@ -1,0 +1,98 @@
+"""``distributed.GradientReducer`` without MPI: a stand-in world of two identical ranks records
+when each bucket's collective starts, so the tests see the overlap with the backward pass and
+the means written back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numformer as nf
+from numformer import distributed
+
+
+class TwoIdenticalRanks:
+    """A world whose other rank holds the same gradients: a sum doubles, a mean gives them back."""
+
+    size, rank, is_main = 2, 0, True
+
+    def __init__(self, watch):
+        self.watch = watch  # the parameter whose gradient tells whether backward is still running
+        self.started: list = []  # (buffer size, was the watched gradient still missing)
+
+    def iallreduce_sum_(self, buffer):
+        self.started.append((buffer.size, self.watch.grad is None))
+        buffer *= 2
+        return self
+
+    def progress(self, requests):
+        pass
+
+    def Wait(self):  # the request
+        pass
+
+
+def _model():
+    nf.manual_seed(0)
+    return nf.nn.Sequential(nf.nn.Linear(4, 8), nf.nn.Tanh(), nf.nn.Linear(8, 8), nf.nn.Tanh(), nf.nn.Linear(8, 2))
+
+
+def _grads(model):
+    return {name: None if p.grad is None else p.grad.numpy().copy() for name, p in model.named_parameters()}
+
+
+def test_buckets_start_while_backward_runs_in_order_and_the_means_equal_one_process():
+    model = _model()
+    x = nf.randn(5, 4)
+    model(x).square().sum().backward()
+    alone = _grads(model)
+    model.zero_grad(set_to_none=True)
+    world = TwoIdenticalRanks(watch=model[0].weight)
+    reducer = distributed.GradientReducer(model.parameters(), world, bucket_bytes=1, first_bucket_bytes=1)
+    assert [b[0] for b in reducer.buckets] == list(model.parameters())[::-1]  # one each, last layer first
+    reducer.arm()
+    model(x).square().sum().backward()
+    started_in_backward = len(world.started)
+    assert reducer.finish() == 4 * sum(p.numel() for p in model.parameters())
+    assert started_in_backward >= 4  # the last layers' buckets went out during the backward
+    assert world.started[0] == (2 + 1, True)  # the output bias first (2 values + its flag), first weight still missing
+    for name, grad in _grads(model).items():
+        np.testing.assert_array_equal(grad, alone[name], err_msg=name)  # (2 g) / 2 is g exactly
+
+
+def test_a_parameter_without_a_gradient_anywhere_keeps_none_and_an_unarmed_backward_sends_nothing():
+    model = _model()
+    model[0].weight.requires_grad_(False)
+    unused = nf.nn.Linear(3, 3)
+    params = [*model.parameters(), *unused.parameters()]
+    world = TwoIdenticalRanks(watch=model[0].bias)
+    reducer = distributed.GradientReducer(params, world, bucket_bytes=1, first_bucket_bytes=1)
+    model(nf.randn(2, 4)).sum().backward()  # not armed: a micro-batch before the last one
+    assert world.started == []
+    reducer.arm()
+    model(nf.randn(2, 4)).sum().backward()
+    # the unused layer's buckets come first and never complete: buckets start in order only,
+    # so every rank issues the same collectives whatever its timing, and all wait for finish
+    assert world.started == []
+    reducer.finish()
+    assert len(world.started) == len(reducer.buckets) == 7
+    assert unused.weight.grad is None and unused.bias.grad is None
+    assert model[0].weight.grad is None and model[0].bias.grad is not None
+    reducer.remove()
+    model = _model()
+    world = TwoIdenticalRanks(watch=model[0].weight)
+    reducer = distributed.GradientReducer(model.parameters(), world, bucket_bytes=1, first_bucket_bytes=1)
+    reducer.remove()
+    reducer.arm()
+    model(nf.randn(2, 4)).sum().backward()
+    assert world.started == []  # without its hooks nothing starts during the backward
+
+
+@pytest.mark.parametrize(
+    ("first", "rest", "sizes"),
+    [(None, 100, [[8, 8, 72], [96]]), (16, 100, [[8, 8], [72], [96]]), (4, 50, [[8], [8], [72], [96]])],
+)
+def test_gradient_buckets_fill_up_to_their_limits(first, rest, sizes):
+    params = [nf.nn.Parameter(nf.zeros(n // 4)) for n in (8, 8, 72, 96)]
+    buckets = distributed.gradient_buckets(params, rest, first)
+    assert [[p.numel() * 4 for p in b] for b in buckets] == sizes
