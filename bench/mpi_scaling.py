@@ -38,7 +38,7 @@ STEPS, WARMUP = 30, 5
 PAYLOAD_PER_FRAME = 1448  # TCP payload of a 1500-byte MTU frame (20 bytes of IP, 32 of TCP with timestamps)
 WIRE_BYTES_PER_FRAME = 1538  # on an Ethernet wire: + 14 header, 4 checksum, 8 preamble, 12 gap
 TBF_BYTES_PER_FRAME = 1514  # what a tc token bucket counts on a veth link: + the 14-byte header only
-SMALL_COLLECTIVES_PER_STEP = 3  # the Trainer's: which gradients exist, the mean loss, the stop decision
+SMALL_COLLECTIVES_PER_STEP = 2  # the Trainer's: the mean loss, the stop decision
 CLUSTER_ROUND_TRIP_S = 50e-6  # assumed for the estimate: TCP through one datacenter switch
 
 
@@ -65,18 +65,17 @@ def small_allreduce_seconds(machines: int, round_trip_s: float) -> float:
 
 
 def gradient_seconds(bucket_bytes: list, machines: int, rate: float, round_trip_s: float) -> float:
-    """``numformer.distributed.allreduce_gradients``: which gradients exist (a small all-reduce),
-    then one all-reduce per bucket."""
+    """``numformer.distributed.GradientReducer`` with nothing overlapped: one all-reduce per
+    bucket (each carries its gradients and one flag per parameter saying which exist)."""
     if machines == 1:
         return 0.0
-    buckets = sum(allreduce_seconds(b, machines, rate, round_trip_s) for b in bucket_bytes)
-    return small_allreduce_seconds(machines, round_trip_s) + buckets
+    return sum(allreduce_seconds(b, machines, rate, round_trip_s) for b in bucket_bytes)
 
 
 def step_comm_seconds(bucket_bytes: list, machines: int, rate: float, round_trip_s: float) -> float:
     """A data-parallel step's communication (no overlap with compute): the gradients, and the
     Trainer's other small all-reduces."""
-    others = (SMALL_COLLECTIVES_PER_STEP - 1) * small_allreduce_seconds(machines, round_trip_s)
+    others = SMALL_COLLECTIVES_PER_STEP * small_allreduce_seconds(machines, round_trip_s)
     return gradient_seconds(bucket_bytes, machines, rate, round_trip_s) + others
 
 
@@ -119,7 +118,8 @@ JOB = (
     if world.is_main:
         steps = len(times) - WARMUP
         seconds = times[-1] - times[WARMUP - 1]
-        buckets = [sum(p.data.nbytes for p in b) for b in distributed.gradient_buckets(model.parameters())]
+        reducer = trainer.reducer or distributed.GradientReducer(model.parameters(), world)
+        buckets = [sum(p.data.nbytes for p in b) for b in reducer.buckets]
         print(json.dumps({"tokens_per_s": 16 * 128 * steps / seconds, "step_s": seconds / steps,
                           "params": model.num_parameters(), "bytes_reduced": trainer.bytes_reduced,
                           "buckets": buckets, "allreduce_s": reduce_s if world.size > 1 else 0.0}))
