@@ -2,10 +2,11 @@
 
 Workloads: GPT training steps (the demo's recipe, tiny, small, medium), encoder inference, KV-cached generation
 (batch 1 and 8), attention forward + backward from T = 256 to 16384 (time and peak memory, each
-point in a fresh process), and this machine's float32 matmul rate through NumPy, against which
-every workload's model-FLOPs utilisation (MFU) is reported. Prints ratios of medians
-(numformer / PyTorch; below 1 numformer is faster) with min and max over paired runs, writes
-``bench/results/suite.json`` and ``bench/results/suite.png``.
+point in a fresh process), the peak memory of three GPT training steps above the built model for
+each size and a large one (8 x 512, T 256; each in a fresh process), and this machine's float32
+matmul rate through NumPy, against which every workload's model-FLOPs utilisation (MFU) is
+reported. Prints ratios of medians (numformer / PyTorch; below 1 numformer is faster) with min
+and max over paired runs, writes ``bench/results/suite.json`` and ``bench/results/suite.png``.
 
 Run: ``make bench`` or ``.venv/bin/python bench/suite.py [--quick]``.
 """
@@ -240,6 +241,59 @@ def attention_sweep(lengths, repeats) -> list[dict]:
     return rows
 
 
+# --- training memory: one (framework, size) point per fresh process ---------------------------
+MEMORY_SIZES = {**GPT_SIZES, "large": (8, 512, 8, 256, 8)}  # large: the issue's 8 x 512 x 256 x 8
+MEMORY_STEPS = 3
+
+
+def memory_worker(framework: str, name: str) -> None:
+    """Peak RSS of ``MEMORY_STEPS`` AdamW training steps above the process once the model and
+    the optimiser are built (what a user sees in ``top``, the allocator's cache included)."""
+    layers, d, heads, T, B = MEMORY_SIZES[name]
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=T, n_layer=layers, n_head=heads, d_model=d))
+    x = np.random.default_rng(0).integers(0, VOCAB, (B, T))
+    y = np.random.default_rng(1).integers(0, VOCAB, (B, T))
+    model_mb = sum(p.array.nbytes for p in model.parameters()) / 2**20
+    if framework == "torch":
+        model, x, y = from_numformer(model), torch.from_numpy(x), torch.from_numpy(y)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    else:
+        opt = AdamW(model.parameters(), lr=1e-4)
+    base = _reset_peak()
+    for _ in range(MEMORY_STEPS):
+        opt.zero_grad()
+        model(x, y)[1].backward()
+        opt.step()
+    print(json.dumps({"peak_mb": _status_mb("VmHWM") - base, "model_mb": model_mb}))
+
+
+def memory_sweep(names) -> list[dict]:
+    rows = []
+    for name in names:
+        row = {"name": name, "shape": "{} layers, d {}, {} heads, T {}, batch {}".format(*MEMORY_SIZES[name])}
+        for framework in ("numformer", "torch"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory-worker", framework, name],
+                capture_output=True,
+                text=True,
+                env=os.environ,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"memory worker {framework} {name}: {done.stderr.strip()[-2000:]}")
+            row[framework] = json.loads(done.stdout.strip().splitlines()[-1])
+        row["ratio"] = row["numformer"]["peak_mb"] / row["torch"]["peak_mb"]
+        row["target"] = 1.1
+        row["met"] = row["ratio"] <= row["target"]
+        print(
+            f"training memory {name:<7} (weights {row['numformer']['model_mb']:6.1f} MB): numformer "
+            f"{row['numformer']['peak_mb']:7.0f} MB, torch {row['torch']['peak_mb']:7.0f} MB above the built "
+            f"model over {MEMORY_STEPS} steps | ratio {row['ratio']:.2f} (target <= {row['target']})"
+        )
+        rows.append(row)
+    return rows
+
+
 def machine() -> dict:
     return {
         "cpu": cpu_model(),
@@ -300,10 +354,14 @@ def main() -> None:
         help="run only the workloads whose names start with these (no attention sweep)",
     )
     ap.add_argument("--attention-worker", nargs=3, metavar=("FRAMEWORK", "T", "REPEATS"))
+    ap.add_argument("--memory-worker", nargs=2, metavar=("FRAMEWORK", "SIZE"))
     args = ap.parse_args()
     if args.attention_worker:
         framework, T, reps = args.attention_worker
         attention_worker(framework, int(T), int(reps))
+        return
+    if args.memory_worker:
+        memory_worker(*args.memory_worker)
         return
     quick = args.quick
     rate = matmul_rate()
@@ -347,11 +405,13 @@ def main() -> None:
     if args.only:  # a partial run: printed only, the saved full results stay as they were
         return
     sweep = attention_sweep([256, 1024, 4096] if quick else [256, 1024, 4096, 8192, 16384], 3)
+    memory = memory_sweep(list(MEMORY_SIZES))
     results = {
         "machine": machine(),
         "matmul_gflops": rate,
         "workloads": rows,
         "attention": sweep,
+        "training_memory": memory,
         "quick": quick,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
