@@ -2,8 +2,10 @@
 # # Data-parallel training on MPI, and across hosts
 #
 # Under `mpiexec` every rank (process) holds the whole model, trains on its share of each global
-# batch, and the gradients are averaged with one `Allreduce` per 25 MiB bucket before clipping
-# and the optimiser step, so the ranks stay identical. A script uses PyTorch's API
+# batch, and the gradients are averaged before clipping and the optimiser step, so the ranks stay
+# identical. As PyTorch's DDP does, the gradients travel in buckets (the last layers' first: 1 MiB,
+# then 25 MiB each) and a bucket's `Iallreduce` starts while the backward is still computing the
+# earlier layers' gradients. A script uses PyTorch's API
 # (`numformer.distributed.init_process_group`, `get_rank`, `all_reduce`, and
 # `numformer.nn.parallel.DistributedDataParallel`), or simply the `Trainer` (and
 # `numformer train`), which do it for you.
