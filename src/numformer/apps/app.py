@@ -128,13 +128,12 @@ class App:
         if path.exists() and not path.is_file():
             raise self.fail(path, f"{path} is not a file")
         if not path.is_file():
-            if not holds_a_run(folder):
-                raise AppError(
-                    f"no trained {self.name} in {folder} ({name} is missing): {retrain_advice(folder, self.name)}"
-                )
-            raise AppError(
-                f"{self.name} in {folder} is incomplete ({name} is missing): {retrain_advice(folder, self.name)}"
+            what = (
+                f"{self.name} in {folder} is incomplete"
+                if holds_a_run(folder)
+                else f"no trained {self.name} in {folder}"
             )
+            raise AppError(f"{what} ({name} is missing): {retrain_advice(folder, self.name)}")
         try:
             data = _read_json(path)
         except ValueError as err:
@@ -182,6 +181,33 @@ class App:
     def preset_of(self, split: dict):
         """The preset a train used, from its split.json (checked by ``read_split``)."""
         return self.presets[split["preset"]]
+
+    def model_folder(self, folder: Path, only=None) -> tuple[dict, Path]:
+        """A model folder this app's train wrote, checked (``check_folder``): its config.json
+        (less the "trained_with" that vouches for the split) and that file's path.
+
+        Raises:
+            AppError: an edited config, a missing or damaged file, naming it."""
+        self.check_folder(folder, only)
+        path = folder / folders.CONFIG
+        return {k: v for k, v in self.read_json(path).items() if k != "trained_with"}, path
+
+    def scored(self, out: Path, split: dict, metric, score, baseline_score, n_test, data=None, baseline=None, **more):
+        """What ``evaluate`` returns: ``EVAL_KEYS`` (``data`` and ``baseline`` as ``app list``
+        shows them unless given), ``more``, then the train's seconds (train.json) and preset."""
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": data or self.data,
+            "metric": metric,
+            "score": score,
+            "baseline": baseline or self.baseline,
+            "baseline_score": baseline_score,
+            "n_test": n_test,
+            **more,
+            "train_seconds": trained["train_seconds"],
+            "preset": split["preset"],
+        }
 
     def config(self, cls, fields, path: Path):
         """``cls.from_dict(fields)`` (a model's config saved in ``path``).
@@ -410,6 +436,48 @@ def fit(
         raise AppError(f"training {what}: no validation loss was finite")
     state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
     return Fitted(seconds, result.step, state["step"], result.best_val_loss)
+
+
+def fit_adamw(model, loss_fn, batches, out, name, steps, seed, progress, lr, weight_decay=0.01, **options) -> Fitted:
+    """``fit`` with ``AdamW(lr, weight_decay, betas)`` (``options``' ``betas``, else PyTorch's)
+    and, unless ``options`` say ``warmup=False``, the ``warmup_cosine`` schedule; the other
+    ``options`` go to ``fit``."""
+    from numformer.optim import AdamW
+
+    optimizer = AdamW(model.parameters(), lr=lr, betas=options.pop("betas", (0.9, 0.999)), weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, steps) if options.pop("warmup", True) else None
+    return fit(model, optimizer, loss_fn, batches, out, name, steps, seed, progress, scheduler, **options)
+
+
+def pyplot(folder: Path):
+    """matplotlib's ``pyplot``, drawing off screen (Agg), with ``folder`` made for its figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return plt
+
+
+def save_figure(fig, path: Path) -> str:
+    """``fig`` laid out and saved at ``path`` (110 dpi), then closed. Returns ``str(path)``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def softmax(logits):
+    """Rows of ``logits`` as probabilities (NumPy, the dtype kept).
+
+    Shape: ``(N, C)`` -> ``(N, C)``."""
+    import numpy as np
+
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def warmup_cosine(optimizer, steps: int):

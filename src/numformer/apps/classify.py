@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, replace, softmax
 from numformer.serialization.files import write_json
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
@@ -89,29 +89,8 @@ def _batches(ids: list[list[int]], labels: np.ndarray, rows: np.ndarray, pad_id:
     return x, mask, None, labels[rows]
 
 
-def _fit(model, ids, labels, train_rows, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, progress):
-    optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-
-    def draw(rng):
-        return _batches(ids, labels, rng.choice(train_rows, size=batch, replace=False))
-
-    def loss_fn(m, b):
-        return m(*b)[1]
-
-    return fit(
-        model,
-        optimizer,
-        loss_fn,
-        draw,
-        out,
-        name,
-        steps,
-        seed,
-        progress,
-        scheduler=warmup_cosine(optimizer, steps),
-        count=lambda b: int(b[1].sum()),
-        unit="tokens",
-    ).seconds
+def _loss(model, batch):
+    return model(*batch)[1]
 
 
 def _tokenize(encoder, texts):
@@ -182,8 +161,7 @@ def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
             rows = order[start : start + 32]
             x, mask, _, _ = _batches(ids, np.zeros(len(ids), dtype=np.int64), rows)
             logits = model(x, attention_mask=mask)[0].numpy()
-            e = np.exp(logits - logits.max(1, keepdims=True))
-            probs[rows] = e / e.sum(1, keepdims=True)
+            probs[rows] = softmax(logits)
     return probs
 
 
@@ -220,13 +198,20 @@ class Classify(App):
         bert = BertModel.from_pretrained(encoder.folder)
         bert.encoder.layer = bert.encoder.layer[: p.minilm_layers]
         tuned = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling="mean").train()
-        data = (ids, labels, train_rows, out)
-        times["minilm"] = _fit(tuned, *data, "minilm", p.minilm_steps, p.minilm_batch, 8e-5, seed, progress)
+
+        def draw(batch):
+            return lambda rng: _batches(ids, labels, rng.choice(train_rows, size=batch, replace=False))
+
+        options = {"count": lambda b: int(b[1].sum()), "unit": "tokens", "seed": seed, "progress": progress}
+        minilm = fit_adamw(tuned, _loss, draw(p.minilm_batch), out, "minilm", p.minilm_steps, lr=8e-5, **options)
+        times["minilm"] = minilm.seconds
         # from scratch
         nf.manual_seed(seed)
         config = _scratch_config(bert.config.vocab_size, p)
         scratch = BertForSequenceClassification(config, num_labels=len(LABELS), pooling="cls")
-        times["scratch"] = _fit(scratch, *data, "scratch", p.scratch_steps, p.scratch_batch, 5e-4, seed, progress)
+        times["scratch"] = fit_adamw(
+            scratch, _loss, draw(p.scratch_batch), out, "scratch", p.scratch_steps, lr=5e-4, **options
+        ).seconds
         split = {
             "preset": p.name,
             "seed": seed,
@@ -257,9 +242,7 @@ class Classify(App):
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(folder)
         vocabulary, classes = info.get("vocabulary"), info.get("classes")
         if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
             raise self.fail(path, f"{path}: vocabulary must be a list of strings")
@@ -282,9 +265,7 @@ class Classify(App):
     def _model(self, folder: Path):
         from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(folder)
         config = self.config(BertConfig, info["bert"], path)
         bert = BertModel(config, add_pooling_layer=info["pooler"])
         bert.encoder.layer = bert.encoder.layer[: info["layers"]]
@@ -312,22 +293,18 @@ class Classify(App):
         }
         f1 = {k: round(float(f1_score(y, p, average="macro")), 4) for k, p in predictions.items()}
         acc = {k: round(float(accuracy_score(y, p)), 4) for k, p in predictions.items()}
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": DATA,
-            "metric": "macro-F1 (test set)",
-            "score": f1["minilm_finetuned"],
-            "baseline": "TF-IDF + logistic regression",
-            "baseline_score": f1["tfidf_logreg"],
-            "n_test": len(y),
-            "macro_f1": f1,
-            "accuracy": acc,
-            "labels": LABELS,
-            "test_plays": split.get("test_plays"),
-            "train_seconds": trained["train_seconds"],
-            "preset": split["preset"],
-        }
+        return self.scored(
+            out,
+            split,
+            "macro-F1 (test set)",
+            f1["minilm_finetuned"],
+            f1["tfidf_logreg"],
+            len(y),
+            macro_f1=f1,
+            accuracy=acc,
+            labels=LABELS,
+            test_plays=split.get("test_plays"),
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         from numformer.models.sentence import SentenceEncoder

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit, fit_adamw, replace
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 from numformer.ops.masks import Equal
 from numformer.serialization.files import write_json
@@ -209,7 +209,8 @@ TASKS = {
 }
 
 
-def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed, progress, noam):
+def _batches(pairs, src: Vocab, tgt: Vocab, batch_size: int):
+    """``batches(rng) -> (source, target in, target out)``: ``batch_size`` pairs drawn at random."""
     src_ids = [src.encode(a) for a, _ in pairs]
     tgt_ids = [tgt.encode(b) for _, b in pairs]
 
@@ -218,26 +219,15 @@ def _fit(model, name, pairs, src, tgt, out, steps, batch_size, lr, warmup, seed,
         full = pad_batch([tgt_ids[i] for i in rows], bos=True, eos=True)
         return pad_batch([src_ids[i] for i in rows]), full[:, :-1], full[:, 1:]
 
-    def loss_fn(m, batch):
-        s, t_in, t_out = batch
-        logits = m(s, t_in)
-        return nf.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), t_out.reshape(-1), ignore_index=PAD, label_smoothing=0.1
-        )
+    return batches
 
-    if noam:  # the paper's schedule (NoamLR), scaled so that its peak, at step ``warmup``, is ``lr``
-        d_model = model.config.d_model
-        optimizer = nf.optim.AdamW(
-            model.parameters(), lr=lr * math.sqrt(d_model * warmup), betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0
-        )
-        scheduler = nf.optim.lr_scheduler.NoamLR(optimizer, d_model, warmup)
-    else:
-        optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        scheduler = None
-    fitted = fit(
-        model, optimizer, loss_fn, batches, out, name, steps, seed, progress, scheduler, lambda b: b[2].size, "tokens"
+
+def _loss(model, batch):
+    s, t_in, t_out = batch
+    logits = model(s, t_in)
+    return nf.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), t_out.reshape(-1), ignore_index=PAD, label_smoothing=0.1
     )
-    return fitted.seconds
 
 
 def _is_size(value) -> bool:
@@ -304,10 +294,20 @@ class Translate(App):
         )
         transformer = Seq2SeqTransformer(cfg)
         lstm = LSTMSeq2Seq(len(src), len(tgt), hidden=p.lstm_hidden, layers=p.lstm_layers, dropout=0.1)
-        args = (train_pairs, src, tgt, out, p.steps, p.batch)
+        batches, tokens = _batches(train_pairs, src, tgt, p.batch), {"count": lambda b: b[2].size, "unit": "tokens"}
+        # the paper's schedule (NoamLR), scaled so that its peak, at step ``warmup``, is 1e-3
+        warmup = max(p.steps // 10, 1)
+        lr = 1e-3 * math.sqrt(p.d_model * warmup)
+        optimizer = nf.optim.AdamW(transformer.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
+        noam = nf.optim.lr_scheduler.NoamLR(optimizer, p.d_model, warmup)
+        fitted = fit(
+            transformer, optimizer, _loss, batches, out, "transformer", p.steps, seed, progress, noam, **tokens
+        )
         times = {
-            "transformer": _fit(transformer, "transformer", *args, 1e-3, max(p.steps // 10, 1), seed, progress, True),
-            "lstm": _fit(lstm, "lstm", *args, 3e-3, 1, seed, progress, False),
+            "transformer": fitted.seconds,
+            "lstm": fit_adamw(
+                lstm, _loss, batches, out, "lstm", p.steps, seed, progress, 3e-3, 0.0, warmup=False, **tokens
+            ).seconds,
         }
         split = {"preset": p.name, "seed": seed, "n_train": len(train_pairs), "test": [list(t) for t in test_pairs]}
         vocabularies = {"src_vocab": src.itos, "tgt_vocab": tgt.itos}
@@ -329,9 +329,7 @@ class Translate(App):
 
         Raises:
             AppError: a missing or damaged file, naming it and the command that writes it again."""
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(folder)
         if info.get("kind") != kind:
             raise self.fail(path, f"{path}: kind must be {kind!r}, got {info.get('kind')!r}")
         weights = folder / "model.safetensors"
@@ -412,22 +410,19 @@ class Translate(App):
         chrf = {k: round(sacrebleu.corpus_chrf(v, [refs]).score, 2) for k, v in hyps.items()}
         best = "beam4" if exact["beam4"] >= exact["greedy"] else "greedy"
         errors = [(s, h, r) for s, h, r in zip(sources, hyps[best], refs) if h != r][:5]
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": self.data,
-            "metric": "exact match (test set)",
-            "score": round(exact["beam4"], 4),
-            "baseline": "LSTM encoder-decoder with attention",
-            "baseline_score": round(exact["lstm"], 4),
-            "n_test": len(refs),
-            "exact_match": {k: round(v, 4) for k, v in exact.items()},
-            "chrF": chrf,
-            "train_seconds": trained["train_seconds"],
-            "parameters": trained["parameters"],
-            "preset": split["preset"],
-            "examples_wrong": [{"source": s, "output": h, "reference": r} for s, h, r in errors],
-        }
+        return self.scored(
+            out,
+            split,
+            "exact match (test set)",
+            round(exact["beam4"], 4),
+            round(exact["lstm"], 4),
+            len(refs),
+            baseline="LSTM encoder-decoder with attention",
+            exact_match={k: round(v, 4) for k, v in exact.items()},
+            chrF=chrf,
+            parameters=self.read_json(out / "train.json")["parameters"],
+            examples_wrong=[{"source": s, "output": h, "reference": r} for s, h, r in errors],
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         transformer, src, tgt = self._load(out / "model", "transformer")
