@@ -18,6 +18,7 @@ from typing import NamedTuple
 from numformer.apps.folder import AppError, command, folder_of, holds_a_run, retrain_advice
 from numformer.serialization import folders
 from numformer.serialization.files import read_json as _read_json
+from numformer.serialization.files import write_json
 from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
@@ -80,7 +81,16 @@ class App:
 
     def train(self, out: Path, preset, seed: int, steps: int | None, progress: bool) -> dict:
         """Train the model and its baselines into ``out`` (a staged folder) with ``preset``'s
-        settings; ``steps`` overrides the preset's steps. Returns train.json's contents."""
+        settings, ``steps`` in place of its step counts (``fit_models``), and write the
+        split.json they were trained on. Returns train.json's contents (seconds to 0.1 s)."""
+        split, info = self.fit_models(out, replace(preset, steps), seed, progress)
+        write_json(out / "split.json", split)
+        return {"app": self.name, **info, "train_seconds": {k: round(v, 1) for k, v in info["train_seconds"].items()}}
+
+    def fit_models(self, out: Path, preset, seed: int, progress: bool) -> tuple[dict, dict]:
+        """``train``'s work: fit the models with ``preset`` and save them (``save_models``).
+        Returns the split (its "preset", "seed" and the data's own keys) and train.json's
+        other contents, at least "train_seconds" (``{model: seconds}``)."""
         raise NotImplementedError
 
     def evaluate(self, out: Path) -> dict:

@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, replace, softmax
-from numformer.serialization.files import write_json
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, softmax
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -178,11 +177,10 @@ class Classify(App):
     inputs = "TEXT ... (a speech)"
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+    def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         from numformer.models.bert import BertForSequenceClassification, BertModel
         from numformer.models.sentence import SentenceEncoder
 
-        p = replace(preset, steps)
         (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
         texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
         train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
@@ -230,12 +228,7 @@ class Classify(App):
             self.save_models(out / name, info, {"model.safetensors": model}, split)
         vocabulary, files = _baseline_files(baseline)
         self.save_models(out / "baseline", vocabulary, {}, split, files)
-        write_json(out / "split.json", split)
-        return {
-            "app": self.name,
-            "train_seconds": {k: round(v, 1) for k, v in times.items()},
-            "steps": {"minilm": p.minilm_steps, "scratch": p.scratch_steps},
-        }
+        return split, {"train_seconds": times, "steps": {"minilm": p.minilm_steps, "scratch": p.scratch_steps}}
 
     def _baseline(self, folder: Path):
         from sklearn.feature_extraction.text import TfidfVectorizer

@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit_adamw, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit_adamw
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
-from numformer.serialization.files import write_json
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
 DATA = "MovieLens-100K (GroupLens; read from the installed recbole 1.2.1 package, never copied)"
@@ -340,8 +339,7 @@ class Recommend(App):
     takes_user = True
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         split, num_items, _ = _data(seed, p.users)
         config = _config(p, num_items)
         batches = _window_batches(split, config.max_len, p.batch)
@@ -367,11 +365,9 @@ class Recommend(App):
             models[f"{name}.safetensors"] = model
         split = {"preset": p.name, "seed": seed, "users": len(split), "items": num_items}
         self.save_models(out / "model", config.to_dict(), models, split)
-        write_json(out / "split.json", split)
-        return {
-            "app": self.name,
+        return split, {
             "max_steps": p.steps,
-            "train_seconds": {k: round(f.seconds, 1) for k, f in fitted.items()},
+            "train_seconds": {k: f.seconds for k, f in fitted.items()},
             "steps_trained": {k: f.steps for k, f in fitted.items()},
             "kept_step": {k: f.kept_step for k, f in fitted.items()},
             "val_loss": {k: round(f.val_loss, 4) for k, f in fitted.items()},

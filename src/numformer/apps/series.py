@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit_adamw, pyplot, replace, save_figure
+from numformer.apps.app import App, AppError, OnnxModel, fit_adamw, pyplot, save_figure
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
-from numformer.serialization.files import write_json
 
 SERIES = {
     "co2": {"season": 52, "window": 156, "horizon": 104},
@@ -199,8 +198,7 @@ class Forecast(App):
     inputs = "SERIES [FILE]"
     presets = FORECAST
 
-    def train(self, out: Path, preset: ForecastPreset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: ForecastPreset, seed: int, progress: bool) -> tuple[dict, dict]:
         seconds, info, models = {}, {}, {}
         for name, s in SERIES.items():
             values, phase = load_series(name)
@@ -225,8 +223,7 @@ class Forecast(App):
             info[name] = {"scale": scale, "n_train": n_train, "config": config.to_dict(), "steps": n}
         split = {"preset": p.name, "seed": seed, "horizons": {k: v["horizon"] for k, v in SERIES.items()}}
         self.save_models(out / "model", info, models, split)
-        write_json(out / "split.json", split)
-        return {"app": self.name, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+        return split, {"train_seconds": seconds}
 
     def _models(self, out: Path, name: str):
         saved, path = self.model_folder(out / "model")
@@ -519,8 +516,7 @@ class Anomaly(App):
     inputs = "FILE (one value per line; - for standard input)"
     presets = ANOMALY
 
-    def train(self, out: Path, preset: AnomalyPreset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: AnomalyPreset, seed: int, progress: bool) -> tuple[dict, dict]:
         d = _anomaly_data(seed)
         x = _windows(d["values"][: d["n_train"]], d["phase"][: d["n_train"]], d["scale"])
         config = SeriesConfig(n_features=4, window=AE_WINDOW, latent=8, **p.size.__dict__)
@@ -539,8 +535,7 @@ class Anomaly(App):
         self.save_models(
             out / "model", {"config": config.to_dict(), "scale": d["scale"]}, {"model.safetensors": model}, split
         )
-        write_json(out / "split.json", split)
-        return {"app": self.name, "train_seconds": {"autoencoder": round(seconds, 1)}, "steps": p.steps}
+        return split, {"train_seconds": {"autoencoder": seconds}, "steps": p.steps}
 
     def _autoencoder(self, out: Path):
         info, path = self.model_folder(out / "model")

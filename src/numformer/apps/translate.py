@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit, fit_adamw, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit, fit_adamw
 from numformer.models.seq2seq import BOS, EOS, PAD, UNK, LSTMSeq2Seq, Seq2SeqConfig, Seq2SeqTransformer
 from numformer.ops.masks import Equal
-from numformer.serialization.files import write_json
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 _PIECE = re.compile(r"\s*(\d|[^\W\d_]+|[^\w\s])")
@@ -276,8 +275,7 @@ class Translate(App):
         self.name, self.summary, self.data, self.inputs = name, task["summary"], task["data"], task["inputs"]
         self.presets, self.pairs = task["presets"], task["pairs"]
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         train_pairs, test_pairs = self.pairs(seed, p.n_train, p.n_test)
         src, tgt = Vocab.build(a for a, _ in train_pairs), Vocab.build(b for _, b in train_pairs)
         longest = max(len(to_pieces(t)) for pair in train_pairs + test_pairs for t in pair) + 2
@@ -315,11 +313,9 @@ class Translate(App):
         self.save_models(out / "model", model_config, {"model.safetensors": transformer}, split)
         lstm_config = {"kind": "lstm", "config": lstm.config, **vocabularies}
         self.save_models(out / "baseline", lstm_config, {"model.safetensors": lstm}, split)
-        write_json(out / "split.json", split)
-        return {
-            "app": self.name,
+        return split, {
             "steps": p.steps,
-            "train_seconds": {k: round(v, 1) for k, v in times.items()},
+            "train_seconds": times,
             "parameters": {"transformer": transformer.num_parameters(), "lstm": lstm.num_parameters()},
         }
 

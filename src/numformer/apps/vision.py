@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, pyplot, replace, save_figure, softmax
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, pyplot, save_figure, softmax
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
-from numformer.serialization.files import write_json
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
 
@@ -101,10 +100,9 @@ class Vision(App):
     inputs = "test:K | IMAGE.npy ..."
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+    def fit_models(self, out: Path, preset: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         from sklearn.linear_model import LogisticRegression
 
-        preset = replace(preset, steps)
         x, y, _, _ = load(seed)
         x, y = x[: preset.train_images], y[: preset.train_images]
         nf.manual_seed(seed)
@@ -127,8 +125,7 @@ class Vision(App):
         self.save_models(out / "model", config.to_dict(), {"model.safetensors": model}, split)
         baseline = {"baseline.safetensors": arrays_writer({"coef": logreg.coef_, "intercept": logreg.intercept_})}
         self.save_models(out / "baseline", {"kind": "logistic_regression"}, {}, split, baseline)
-        write_json(out / "split.json", split)
-        return {"app": self.name, "steps": preset.steps, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+        return split, {"steps": preset.steps, "train_seconds": seconds}
 
     def _model(self, out: Path) -> VisionTransformer:
         folder = out / "model"
