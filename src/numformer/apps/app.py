@@ -76,8 +76,10 @@ class App:
     takes_user: bool = False
     presets: dict = {}
 
-    def __init__(self):
+    def __init__(self, **attributes):
+        """An application; ``attributes`` set (or override) its class attributes (``name``, ...)."""
         self.measured: dict = {}
+        vars(self).update(attributes)
 
     def train(self, out: Path, preset, seed: int, steps: int | None, progress: bool) -> dict:
         """Train the model and its baselines into ``out`` (a staged folder) with ``preset``'s

@@ -78,23 +78,22 @@ def speeches(per_class: int = PER_CLASS, seed: int = 0):
     return sides[0], sides[1], test_plays
 
 
-def _batches(ids: list[list[int]], labels: np.ndarray, rows: np.ndarray, pad_id: int = 0):
-    longest = max(len(ids[i]) for i in rows)
-    x = np.full((len(rows), longest), pad_id, dtype=np.int64)
-    mask = np.zeros_like(x)
-    for r, i in enumerate(rows):
-        x[r, : len(ids[i])] = ids[i]
-        mask[r, : len(ids[i])] = 1
-    return x, mask, None, labels[rows]
+def _batch(encoder, ids: list[list[int]], labels: np.ndarray, rows: np.ndarray):
+    """The speeches at ``rows`` as the model takes them: ``(input_ids, attention_mask, None, labels)``."""
+    return (*encoder.pad([ids[i] for i in rows]), None, labels[rows])
 
 
 def _loss(model, batch):
     return model(*batch)[1]
 
 
-def _tokenize(encoder, texts):
+def _encoder():
+    """The all-MiniLM-L6-v2 tokenizer (``tokenize``, ``pad``), truncating at ``MAX_TOKENS``."""
+    from numformer.models.sentence import SentenceEncoder
+
+    encoder = SentenceEncoder("all-MiniLM-L6-v2")
     encoder.tokenizer.enable_truncation(MAX_TOKENS)
-    return encoder.tokenize(texts)
+    return encoder
 
 
 @dataclass(frozen=True)
@@ -151,16 +150,16 @@ def _baseline_files(pipe) -> tuple[dict, dict]:
     return {"vocabulary": vocab, "classes": logreg.classes_.tolist()}, {"baseline.safetensors": arrays_writer(arrays)}
 
 
-def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
-    """Class probabilities ``(N, 3)``, batches of 32 sorted by length."""
+def _probabilities(model, encoder, texts: list[str]) -> np.ndarray:
+    """Class probabilities ``(N, 3)`` of ``texts``, batches of 32 sorted by length."""
+    ids = encoder.tokenize(texts)
     order = np.argsort([-len(x) for x in ids], kind="stable")
     probs = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
     with nf.no_grad():
         for start in range(0, len(ids), 32):
             rows = order[start : start + 32]
-            x, mask, _, _ = _batches(ids, np.zeros(len(ids), dtype=np.int64), rows)
-            logits = model(x, attention_mask=mask)[0].numpy()
-            probs[rows] = softmax(logits)
+            x, mask = encoder.pad([ids[i] for i in rows])
+            probs[rows] = softmax(model(x, attention_mask=mask)[0].numpy())
     return probs
 
 
@@ -179,17 +178,14 @@ class Classify(App):
 
     def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         from numformer.models.bert import BertForSequenceClassification, BertModel
-        from numformer.models.sentence import SentenceEncoder
 
-        (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
-        texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
-        train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
-        encoder = SentenceEncoder("all-MiniLM-L6-v2")
-        ids = _tokenize(encoder, texts)
+        (texts, labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
+        encoder = _encoder()
+        ids = encoder.tokenize(texts)
         times = {}
         # the baseline: TF-IDF + logistic regression, on the same split
         start = time.perf_counter()
-        baseline = _baseline_fit([texts[i] for i in train_rows], labels[train_rows])
+        baseline = _baseline_fit(texts, labels)
         times["tfidf_logreg"] = time.perf_counter() - start
         # fine-tuned MiniLM
         nf.manual_seed(seed)
@@ -198,7 +194,7 @@ class Classify(App):
         tuned = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling="mean").train()
 
         def draw(batch):
-            return lambda rng: _batches(ids, labels, rng.choice(train_rows, size=batch, replace=False))
+            return lambda rng: _batch(encoder, ids, labels, rng.choice(len(texts), size=batch, replace=False))
 
         options = {"count": lambda b: int(b[1].sum()), "unit": "tokens", "seed": seed, "progress": progress}
         minilm = fit_adamw(tuned, _loss, draw(p.minilm_batch), out, "minilm", p.minilm_steps, lr=8e-5, **options)
@@ -215,8 +211,8 @@ class Classify(App):
             "seed": seed,
             "labels": LABELS,
             "test_plays": test_plays,
-            "test": [[texts[i], int(labels[i])] for i in test_rows],
-            "n_train": len(train_rows),
+            "test": [[text, int(label)] for text, label in zip(test_texts, test_labels)],
+            "n_train": len(texts),
         }
         for name, model in (("model", tuned), ("scratch", scratch)):
             info = {
@@ -268,13 +264,11 @@ class Classify(App):
     def evaluate(self, out: Path) -> dict:
         from sklearn.metrics import accuracy_score, f1_score
 
-        from numformer.models.sentence import SentenceEncoder
-
         split = self.read_split(out)
         texts = [t for t, _ in split["test"]]
         y = np.array([label for _, label in split["test"]])
-        ids = _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), texts)
-        probs = {name: _predict_ids(self._model(out / name), ids) for name in ("model", "scratch")}
+        encoder = _encoder()
+        probs = {name: _probabilities(self._model(out / name), encoder, texts) for name in ("model", "scratch")}
         for name, p in probs.items():
             self.check_output(p, "probabilities", out / name)
         baseline = self._baseline(out / "baseline")
@@ -300,12 +294,10 @@ class Classify(App):
         )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
-        from numformer.models.sentence import SentenceEncoder
-
         model = self._model(out / "model")
         if any(not t.strip() for t in inputs):
             raise AppError("classify: an input text is empty")
-        probs = _predict_ids(model, _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), inputs))
+        probs = _probabilities(model, _encoder(), inputs)
         self.check_output(probs, "probabilities", out / "model")
         lines = []
         for text, p in zip(inputs, probs):

@@ -121,9 +121,14 @@ def anchor(values, end: int, window: int, horizon: int, season: int) -> np.ndarr
     return seasonal_naive(values[end - window + 1 : end + 1], horizon, season)
 
 
-def _training_windows(values, phase, n_train, window, horizon, scale, season):
+def _training_windows(values, phase, n_train: int, scale: float, series: dict, last: int | None):
+    """The training windows of a series (``SERIES``' settings), the newest ``last`` only when
+    given: inputs, targets (the departures from the anchor, in scales) and the mask of the
+    observed targets."""
+    window, horizon, season = series["window"], series["horizon"], series["season"]
     xs, ys, masks = [], [], []
-    for end in range(window - 1, n_train - horizon):
+    first = window - 1 if last is None else max(window - 1, n_train - horizon - last)
+    for end in range(first, n_train - horizon):
         x, _ = features(values, phase, end, window, scale)
         future = values[end + 1 : end + 1 + horizon]
         xs.append(x)
@@ -204,9 +209,7 @@ class Forecast(App):
             values, phase = load_series(name)
             n_train = len(values) - s["horizon"]
             scale = _scale(values[:n_train])
-            x, y, mask = _training_windows(values, phase, n_train, s["window"], s["horizon"], scale, s["season"])
-            if p.last_windows is not None:
-                x, y, mask = x[-p.last_windows :], y[-p.last_windows :], mask[-p.last_windows :]
+            x, y, mask = _training_windows(values, phase, n_train, scale, s, p.last_windows)
 
             def batches(rng, x=x, y=y, mask=mask):
                 rows = rng.integers(0, len(x), 32)
@@ -245,8 +248,7 @@ class Forecast(App):
             observed = ~np.isnan(truth)
             end, window, scale, season = n_train - 1, s["window"], info["scale"], s["season"]
             preds = {
-                "transformer": forecast(models["transformer"], values, phase, end, window, scale, season),
-                "lstm": forecast(models["lstm"], values, phase, end, window, scale, season),
+                **{k: forecast(model, values, phase, end, window, scale, season) for k, model in models.items()},
                 "seasonal_naive": seasonal_naive(values[:n_train], H, season),
                 "last_value": np.full(H, carry_forward(values[:n_train])[-1]),
             }
