@@ -124,10 +124,8 @@ class App:
     def fail(self, path: Path, problem: str) -> AppError:
         """An ``AppError`` naming ``problem`` in ``path`` and how to write the file again."""
         folder = folder_of(path)
-        if path == folder / "eval.json":
-            advice = f'run "{command(self.name, "eval", folder)}" again'
-        else:
-            advice = retrain_advice(folder, self.name)
+        evaluated = path == folder / "eval.json"
+        advice = f'run "{command(self.name, "eval", folder)}" again' if evaluated else retrain_advice(folder, self.name)
         return AppError(f"{problem}; {advice}")
 
     def read_json(self, path: Path) -> dict:
@@ -165,12 +163,11 @@ class App:
         path = out / "split.json"
         split = self.read_json(path)
         self._check_vouched(out / "model", None)  # the config that vouches for the split, itself vouched for
-        trained = self.read_json(out / "model" / folders.CONFIG).get("trained_with")
+        config = out / "model" / folders.CONFIG
+        trained = self.read_json(config).get("trained_with")
         for key in ("preset", "seed"):
             if not isinstance(trained, dict) or key not in trained:
-                raise self.fail(
-                    out / "model" / folders.CONFIG, f"{out / 'model' / folders.CONFIG} has no trained_with.{key}"
-                )
+                raise self.fail(config, f"{config} has no trained_with.{key}")
             if split.get(key) != trained[key]:
                 got = repr(split[key]) if key in split else "nothing"
                 raise self.fail(path, f"{path}: {key} must be {trained[key]!r}, the model's, got {got}")
@@ -239,7 +236,7 @@ class App:
         trained_with = {"preset": split["preset"], "seed": split["seed"], "split": split_digests(split)}
         config = {**config, "trained_with": trained_with}
         header = folders.config_header(config)
-        writers = {name: _weights_writer(model, header) for name, model in models.items()}
+        writers = {name: arrays_writer(_state(model), header) for name, model in models.items()}
         folders.write_model_folder(folder, config, None, {**writers, **(files or {})})
 
     def check_folder(self, folder: Path, only=None) -> None:
@@ -347,16 +344,15 @@ class App:
         return arrays
 
 
-def _weights_writer(model, metadata: dict | None = None):
+def _state(model) -> dict:
     from numformer.backend import to_numpy
 
-    state = {k: to_numpy(v.array) for k, v in model.state_dict().items()}
-    return lambda tmp: save_arrays(state, tmp, metadata=metadata)
+    return {k: to_numpy(v.array) for k, v in model.state_dict().items()}
 
 
-def arrays_writer(arrays: dict):
-    """A model folder's file writer for plain arrays (a baseline's fitted numbers)."""
-    return lambda tmp: save_arrays(arrays, tmp)
+def arrays_writer(arrays: dict, metadata: dict | None = None):
+    """A model folder's file writer for arrays (a model's state, a baseline's fitted numbers)."""
+    return lambda tmp: save_arrays(arrays, tmp, metadata=metadata)
 
 
 def replace(preset, steps: int | None):

@@ -43,6 +43,7 @@ PAPER = {"data": "MovieLens-1M", "HR@10": 0.8245, "NDCG@10": 0.5905, "protocol":
 # Each model trains until its validation loss has not fallen for PATIENCE evaluations in a row
 # (one every EVAL_EVERY steps), at most ``steps`` steps, and keeps its best evaluation's weights.
 EVAL_EVERY, PATIENCE = 100, 10
+MODELS = {"sasrec": SASRec, "lstm": RecurrentRecommender}  # SASRec and its recurrent baseline, one file each
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ class Recommend(App):
             "patience": PATIENCE,
         }
         fitted, models = {}, {}
-        for name, make in (("sasrec", SASRec), ("lstm", RecurrentRecommender)):
+        for name, make in MODELS.items():
             nf.manual_seed(seed)
             model = make(config)
             fitted[name] = fit_adamw(model, loss_fn, batches, out, name, p.steps, seed, progress, 1e-3, 0.0, **options)
@@ -386,12 +387,9 @@ class Recommend(App):
             },
             "lstm": {"item_emb.weight": (c.num_items + 1, c.d_model), "lstm.weight_hh_l0": (4 * c.d_model, c.d_model)},
         }
-        models = {}
-        makers = {"sasrec": SASRec, "lstm": RecurrentRecommender}
         for name in names:
             self.check_sizes(folder / f"{name}.safetensors", sizes[name])
-            models[name] = self.load_weights(makers[name](c), folder / f"{name}.safetensors")
-        return models, c
+        return {name: self.load_weights(MODELS[name](c), folder / f"{name}.safetensors") for name in names}, c
 
     def evaluate(self, out: Path) -> dict:
         meta = self.read_split(out)

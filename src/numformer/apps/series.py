@@ -41,6 +41,7 @@ SERIES = {
 }
 DATA = "statsmodels 0.14.6 datasets (public domain): Mauna Loa CO2 weekly, euro-area electrical equipment monthly"
 INSTALL = "pip install --no-deps statsmodels==0.14.6"
+FORECASTERS = {"transformer": TimeSeriesTransformer, "lstm": LSTMForecaster}  # per series, one file each
 
 
 def load_series(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +218,7 @@ class Forecast(App):
 
             size, n = getattr(p, name), getattr(p, f"{name}_steps")
             config = SeriesConfig(n_features=4, window=s["window"], horizon=s["horizon"], **size.__dict__)
-            for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
+            for kind, make in FORECASTERS.items():
                 nf.manual_seed(seed)
                 model = make(config)
                 fitted = fit_adamw(model, _masked_mse, batches, out, f"{name}-{kind}", n, seed, progress, 1e-3)
@@ -232,10 +233,10 @@ class Forecast(App):
         saved, path = self.model_folder(out / "model")
         info = saved[name]
         config = self.config(SeriesConfig, info["config"], path)
-        models = {}
-        for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
-            models[kind] = self.load_weights(make(config), path.parent / name / f"{kind}.safetensors")
-        return models, info
+        weights = path.parent / name
+        return {
+            kind: self.load_weights(make(config), weights / f"{kind}.safetensors") for kind, make in FORECASTERS.items()
+        }, info
 
     def evaluate(self, out: Path) -> dict:
         split = self.read_split(out)

@@ -319,12 +319,12 @@ class Translate(App):
             model, sizes = Seq2SeqTransformer(c), (c.src_vocab_size, c.tgt_vocab_size)
         else:
             fields = info.get("config")
-            if isinstance(fields, dict) and all(_is_size(fields.get(k)) for k in ("hidden", "layers")):
-                h, layers = fields["hidden"], fields["layers"]
-                self.check_sizes(weights, {f"encoder.weight_hh_l{layers - 1}": (4 * h, h)})
             if not isinstance(fields, dict):
                 got = type(fields).__name__
                 raise self.fail(path, f"{path} does not hold a LSTMSeq2Seq (expected a JSON object, got {got})")
+            h, layers = fields.get("hidden"), fields.get("layers")
+            if _is_size(h) and _is_size(layers):
+                self.check_sizes(weights, {f"encoder.weight_hh_l{layers - 1}": (4 * h, h)})
             try:
                 model = LSTMSeq2Seq(**fields)
             except (TypeError, ValueError, ArithmeticError) as err:
