@@ -408,41 +408,54 @@ def fit(
         AppError: the run did not complete (diverged, or stopped by the health monitor), or no
         validation loss was finite. ValueError: ``eval_every`` < 1, ``patience`` < 1 or without
         ``val_batches``. KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (after a checkpoint)."""
-    from numformer.train import TrainConfig, Trainer, load_checkpoint
+    from numformer.train import Trainer
+
+    config = _train_config(out / f"train-{name}", steps, seed, progress, eval_every, patience, val_batches is not None)
+    start = time.perf_counter()
+    trainer = Trainer(
+        model, optimizer, loss_fn, batches, val_batches, scheduler=scheduler, config=config, count=count, unit=unit
+    )
+    result = trainer.fit()
+    return _fitted(trainer, result, name, time.perf_counter() - start, validated=val_batches is not None)
+
+
+def _train_config(folder: Path, steps: int, seed: int, progress: bool, eval_every, patience, validated: bool):
+    """``fit``'s ``TrainConfig``: one checkpoint, at the end, in ``folder``."""
+    from numformer.train import TrainConfig
 
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
     if patience is not None and patience < 1:
         raise ValueError(f"fit: patience must be >= 1, got {patience}")
-    if patience is not None and val_batches is None:
+    if patience is not None and not validated:
         raise ValueError("fit: patience counts validation evaluations: it needs val_batches")
-    config = TrainConfig(
+    return TrainConfig(
         max_steps=steps,
         eval_every=min(eval_every or steps, steps),
         eval_batches=1,
         checkpoint_every=steps,
         keep_checkpoints=1,
         early_stopping_patience=patience,
-        out_dir=str(out / f"train-{name}"),
+        out_dir=str(folder),
         seed=seed,
         progress=progress,
     )
-    start = time.perf_counter()
-    trainer = Trainer(
-        model, optimizer, loss_fn, batches, val_batches, scheduler=scheduler, config=config, count=count, unit=unit
-    )
-    result = trainer.fit()
+
+
+def _fitted(trainer, result, name: str, seconds: float, validated: bool) -> Fitted:
+    """What ``fit``'s trainer did; with validation, its model given the best step's weights."""
+    from numformer.train import load_checkpoint
+
     what = "the model" if name == "model" else f"the {name} model"
     if result.status == "interrupted":  # Ctrl-C or SIGTERM: the CLI's one "interrupted" line, exit 130
         raise KeyboardInterrupt
     if result.status not in ("completed", "early_stopped"):
         raise AppError(f"training {what} stopped: {result.reason}")
-    seconds = time.perf_counter() - start
-    if val_batches is None:
+    if not validated:
         return Fitted(seconds, result.step, result.step, None)
     if not math.isfinite(result.best_val_loss):  # no evaluation saved a best checkpoint
         raise AppError(f"training {what}: no validation loss was finite")
-    state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
+    state = load_checkpoint(trainer.checkpoint_dir, trainer.model, tag="best", restore_rng=False)
     return Fitted(seconds, result.step, state["step"], result.best_val_loss)
 
 
