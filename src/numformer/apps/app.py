@@ -18,6 +18,7 @@ from typing import NamedTuple
 from numformer.apps.folder import AppError, command, folder_of, holds_a_run, retrain_advice
 from numformer.serialization import folders
 from numformer.serialization.files import read_json as _read_json
+from numformer.serialization.files import write_json
 from numformer.serialization.safetensors import load_arrays, read_shapes, save_arrays
 
 EVAL_KEYS = ("app", "data", "metric", "score", "baseline", "baseline_score", "n_test")
@@ -75,12 +76,23 @@ class App:
     takes_user: bool = False
     presets: dict = {}
 
-    def __init__(self):
+    def __init__(self, **attributes):
+        """An application; ``attributes`` set (or override) its class attributes (``name``, ...)."""
         self.measured: dict = {}
+        vars(self).update(attributes)
 
     def train(self, out: Path, preset, seed: int, steps: int | None, progress: bool) -> dict:
         """Train the model and its baselines into ``out`` (a staged folder) with ``preset``'s
-        settings; ``steps`` overrides the preset's steps. Returns train.json's contents."""
+        settings, ``steps`` in place of its step counts (``fit_models``), and write the
+        split.json they were trained on. Returns train.json's contents (seconds to 0.1 s)."""
+        split, info = self.fit_models(out, replace(preset, steps), seed, progress)
+        write_json(out / "split.json", split)
+        return {"app": self.name, **info, "train_seconds": {k: round(v, 1) for k, v in info["train_seconds"].items()}}
+
+    def fit_models(self, out: Path, preset, seed: int, progress: bool) -> tuple[dict, dict]:
+        """``train``'s work: fit the models with ``preset`` and save them (``save_models``).
+        Returns the split (its "preset", "seed" and the data's own keys) and train.json's
+        other contents, at least "train_seconds" (``{model: seconds}``)."""
         raise NotImplementedError
 
     def evaluate(self, out: Path) -> dict:
@@ -112,10 +124,8 @@ class App:
     def fail(self, path: Path, problem: str) -> AppError:
         """An ``AppError`` naming ``problem`` in ``path`` and how to write the file again."""
         folder = folder_of(path)
-        if path == folder / "eval.json":
-            advice = f'run "{command(self.name, "eval", folder)}" again'
-        else:
-            advice = retrain_advice(folder, self.name)
+        evaluated = path == folder / "eval.json"
+        advice = f'run "{command(self.name, "eval", folder)}" again' if evaluated else retrain_advice(folder, self.name)
         return AppError(f"{problem}; {advice}")
 
     def read_json(self, path: Path) -> dict:
@@ -128,13 +138,12 @@ class App:
         if path.exists() and not path.is_file():
             raise self.fail(path, f"{path} is not a file")
         if not path.is_file():
-            if not holds_a_run(folder):
-                raise AppError(
-                    f"no trained {self.name} in {folder} ({name} is missing): {retrain_advice(folder, self.name)}"
-                )
-            raise AppError(
-                f"{self.name} in {folder} is incomplete ({name} is missing): {retrain_advice(folder, self.name)}"
+            what = (
+                f"{self.name} in {folder} is incomplete"
+                if holds_a_run(folder)
+                else f"no trained {self.name} in {folder}"
             )
+            raise AppError(f"{what} ({name} is missing): {retrain_advice(folder, self.name)}")
         try:
             data = _read_json(path)
         except ValueError as err:
@@ -154,12 +163,11 @@ class App:
         path = out / "split.json"
         split = self.read_json(path)
         self._check_vouched(out / "model", None)  # the config that vouches for the split, itself vouched for
-        trained = self.read_json(out / "model" / folders.CONFIG).get("trained_with")
+        config = out / "model" / folders.CONFIG
+        trained = self.read_json(config).get("trained_with")
         for key in ("preset", "seed"):
             if not isinstance(trained, dict) or key not in trained:
-                raise self.fail(
-                    out / "model" / folders.CONFIG, f"{out / 'model' / folders.CONFIG} has no trained_with.{key}"
-                )
+                raise self.fail(config, f"{config} has no trained_with.{key}")
             if split.get(key) != trained[key]:
                 got = repr(split[key]) if key in split else "nothing"
                 raise self.fail(path, f"{path}: {key} must be {trained[key]!r}, the model's, got {got}")
@@ -183,6 +191,33 @@ class App:
         """The preset a train used, from its split.json (checked by ``read_split``)."""
         return self.presets[split["preset"]]
 
+    def model_folder(self, folder: Path, only=None) -> tuple[dict, Path]:
+        """A model folder this app's train wrote, checked (``check_folder``): its config.json
+        (less the "trained_with" that vouches for the split) and that file's path.
+
+        Raises:
+            AppError: an edited config, a missing or damaged file, naming it."""
+        self.check_folder(folder, only)
+        path = folder / folders.CONFIG
+        return {k: v for k, v in self.read_json(path).items() if k != "trained_with"}, path
+
+    def scored(self, out: Path, split: dict, metric, score, baseline_score, n_test, data=None, baseline=None, **more):
+        """What ``evaluate`` returns: ``EVAL_KEYS`` (``data`` and ``baseline`` as ``app list``
+        shows them unless given), ``more``, then the train's seconds (train.json) and preset."""
+        trained = self.read_json(out / "train.json")
+        return {
+            "app": self.name,
+            "data": data or self.data,
+            "metric": metric,
+            "score": score,
+            "baseline": baseline or self.baseline,
+            "baseline_score": baseline_score,
+            "n_test": n_test,
+            **more,
+            "train_seconds": trained["train_seconds"],
+            "preset": split["preset"],
+        }
+
     def config(self, cls, fields, path: Path):
         """``cls.from_dict(fields)`` (a model's config saved in ``path``).
 
@@ -201,7 +236,7 @@ class App:
         trained_with = {"preset": split["preset"], "seed": split["seed"], "split": split_digests(split)}
         config = {**config, "trained_with": trained_with}
         header = folders.config_header(config)
-        writers = {name: _weights_writer(model, header) for name, model in models.items()}
+        writers = {name: arrays_writer(_state(model), header) for name, model in models.items()}
         folders.write_model_folder(folder, config, None, {**writers, **(files or {})})
 
     def check_folder(self, folder: Path, only=None) -> None:
@@ -309,16 +344,15 @@ class App:
         return arrays
 
 
-def _weights_writer(model, metadata: dict | None = None):
+def _state(model) -> dict:
     from numformer.backend import to_numpy
 
-    state = {k: to_numpy(v.array) for k, v in model.state_dict().items()}
-    return lambda tmp: save_arrays(state, tmp, metadata=metadata)
+    return {k: to_numpy(v.array) for k, v in model.state_dict().items()}
 
 
-def arrays_writer(arrays: dict):
-    """A model folder's file writer for plain arrays (a baseline's fitted numbers)."""
-    return lambda tmp: save_arrays(arrays, tmp)
+def arrays_writer(arrays: dict, metadata: dict | None = None):
+    """A model folder's file writer for arrays (a model's state, a baseline's fitted numbers)."""
+    return lambda tmp: save_arrays(arrays, tmp, metadata=metadata)
 
 
 def replace(preset, steps: int | None):
@@ -374,42 +408,97 @@ def fit(
         AppError: the run did not complete (diverged, or stopped by the health monitor), or no
         validation loss was finite. ValueError: ``eval_every`` < 1, ``patience`` < 1 or without
         ``val_batches``. KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (after a checkpoint)."""
-    from numformer.train import TrainConfig, Trainer, load_checkpoint
+    from numformer.train import Trainer
+
+    config = _train_config(out / f"train-{name}", steps, seed, progress, eval_every, patience, val_batches is not None)
+    start = time.perf_counter()
+    trainer = Trainer(
+        model, optimizer, loss_fn, batches, val_batches, scheduler=scheduler, config=config, count=count, unit=unit
+    )
+    result = trainer.fit()
+    return _fitted(trainer, result, name, time.perf_counter() - start, validated=val_batches is not None)
+
+
+def _train_config(folder: Path, steps: int, seed: int, progress: bool, eval_every, patience, validated: bool):
+    """``fit``'s ``TrainConfig``: one checkpoint, at the end, in ``folder``."""
+    from numformer.train import TrainConfig
 
     if eval_every is not None and eval_every < 1:
         raise ValueError(f"fit: eval_every must be >= 1, got {eval_every}")
     if patience is not None and patience < 1:
         raise ValueError(f"fit: patience must be >= 1, got {patience}")
-    if patience is not None and val_batches is None:
+    if patience is not None and not validated:
         raise ValueError("fit: patience counts validation evaluations: it needs val_batches")
-    config = TrainConfig(
+    return TrainConfig(
         max_steps=steps,
         eval_every=min(eval_every or steps, steps),
         eval_batches=1,
         checkpoint_every=steps,
         keep_checkpoints=1,
         early_stopping_patience=patience,
-        out_dir=str(out / f"train-{name}"),
+        out_dir=str(folder),
         seed=seed,
         progress=progress,
     )
-    start = time.perf_counter()
-    trainer = Trainer(
-        model, optimizer, loss_fn, batches, val_batches, scheduler=scheduler, config=config, count=count, unit=unit
-    )
-    result = trainer.fit()
+
+
+def _fitted(trainer, result, name: str, seconds: float, validated: bool) -> Fitted:
+    """What ``fit``'s trainer did; with validation, its model given the best step's weights."""
+    from numformer.train import load_checkpoint
+
     what = "the model" if name == "model" else f"the {name} model"
     if result.status == "interrupted":  # Ctrl-C or SIGTERM: the CLI's one "interrupted" line, exit 130
         raise KeyboardInterrupt
     if result.status not in ("completed", "early_stopped"):
         raise AppError(f"training {what} stopped: {result.reason}")
-    seconds = time.perf_counter() - start
-    if val_batches is None:
+    if not validated:
         return Fitted(seconds, result.step, result.step, None)
     if not math.isfinite(result.best_val_loss):  # no evaluation saved a best checkpoint
         raise AppError(f"training {what}: no validation loss was finite")
-    state = load_checkpoint(trainer.checkpoint_dir, model, tag="best", restore_rng=False)
+    state = load_checkpoint(trainer.checkpoint_dir, trainer.model, tag="best", restore_rng=False)
     return Fitted(seconds, result.step, state["step"], result.best_val_loss)
+
+
+def fit_adamw(model, loss_fn, batches, out, name, steps, seed, progress, lr, weight_decay=0.01, **options) -> Fitted:
+    """``fit`` with ``AdamW(lr, weight_decay, betas)`` (``options``' ``betas``, else PyTorch's)
+    and, unless ``options`` say ``warmup=False``, the ``warmup_cosine`` schedule; the other
+    ``options`` go to ``fit``."""
+    from numformer.optim import AdamW
+
+    optimizer = AdamW(model.parameters(), lr=lr, betas=options.pop("betas", (0.9, 0.999)), weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, steps) if options.pop("warmup", True) else None
+    return fit(model, optimizer, loss_fn, batches, out, name, steps, seed, progress, scheduler, **options)
+
+
+def pyplot(folder: Path):
+    """matplotlib's ``pyplot``, drawing off screen (Agg), with ``folder`` made for its figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return plt
+
+
+def save_figure(fig, path: Path) -> str:
+    """``fig`` laid out and saved at ``path`` (110 dpi), then closed. Returns ``str(path)``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def softmax(logits):
+    """Rows of ``logits`` as probabilities (NumPy, the dtype kept).
+
+    Shape: ``(N, C)`` -> ``(N, C)``."""
+    import numpy as np
+
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def warmup_cosine(optimizer, steps: int):

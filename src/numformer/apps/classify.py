@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit, replace, warmup_cosine
-from numformer.serialization.files import write_json
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, softmax
 
 GENRES = {"comedies": "comedy", "histories": "history", "tragedies": "tragedy", "roman": "tragedy"}
 LABELS = ["comedy", "history", "tragedy"]
@@ -79,44 +78,22 @@ def speeches(per_class: int = PER_CLASS, seed: int = 0):
     return sides[0], sides[1], test_plays
 
 
-def _batches(ids: list[list[int]], labels: np.ndarray, rows: np.ndarray, pad_id: int = 0):
-    longest = max(len(ids[i]) for i in rows)
-    x = np.full((len(rows), longest), pad_id, dtype=np.int64)
-    mask = np.zeros_like(x)
-    for r, i in enumerate(rows):
-        x[r, : len(ids[i])] = ids[i]
-        mask[r, : len(ids[i])] = 1
-    return x, mask, None, labels[rows]
+def _batch(encoder, ids: list[list[int]], labels: np.ndarray, rows: np.ndarray):
+    """The speeches at ``rows`` as the model takes them: ``(input_ids, attention_mask, None, labels)``."""
+    return (*encoder.pad([ids[i] for i in rows]), None, labels[rows])
 
 
-def _fit(model, ids, labels, train_rows, out: Path, name: str, steps: int, batch: int, lr: float, seed: int, progress):
-    optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-
-    def draw(rng):
-        return _batches(ids, labels, rng.choice(train_rows, size=batch, replace=False))
-
-    def loss_fn(m, b):
-        return m(*b)[1]
-
-    return fit(
-        model,
-        optimizer,
-        loss_fn,
-        draw,
-        out,
-        name,
-        steps,
-        seed,
-        progress,
-        scheduler=warmup_cosine(optimizer, steps),
-        count=lambda b: int(b[1].sum()),
-        unit="tokens",
-    ).seconds
+def _loss(model, batch):
+    return model(*batch)[1]
 
 
-def _tokenize(encoder, texts):
+def _encoder():
+    """The all-MiniLM-L6-v2 tokenizer (``tokenize``, ``pad``), truncating at ``MAX_TOKENS``."""
+    from numformer.models.sentence import SentenceEncoder
+
+    encoder = SentenceEncoder("all-MiniLM-L6-v2")
     encoder.tokenizer.enable_truncation(MAX_TOKENS)
-    return encoder.tokenize(texts)
+    return encoder
 
 
 @dataclass(frozen=True)
@@ -173,17 +150,16 @@ def _baseline_files(pipe) -> tuple[dict, dict]:
     return {"vocabulary": vocab, "classes": logreg.classes_.tolist()}, {"baseline.safetensors": arrays_writer(arrays)}
 
 
-def _predict_ids(model, ids: list[list[int]]) -> np.ndarray:
-    """Class probabilities ``(N, 3)``, batches of 32 sorted by length."""
+def _probabilities(model, encoder, texts: list[str]) -> np.ndarray:
+    """Class probabilities ``(N, 3)`` of ``texts``, batches of 32 sorted by length."""
+    ids = encoder.tokenize(texts)
     order = np.argsort([-len(x) for x in ids], kind="stable")
     probs = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
     with nf.no_grad():
         for start in range(0, len(ids), 32):
             rows = order[start : start + 32]
-            x, mask, _, _ = _batches(ids, np.zeros(len(ids), dtype=np.int64), rows)
-            logits = model(x, attention_mask=mask)[0].numpy()
-            e = np.exp(logits - logits.max(1, keepdims=True))
-            probs[rows] = e / e.sum(1, keepdims=True)
+            x, mask = encoder.pad([ids[i] for i in rows])
+            probs[rows] = softmax(model(x, attention_mask=mask)[0].numpy())
     return probs
 
 
@@ -200,40 +176,43 @@ class Classify(App):
     inputs = "TEXT ... (a speech)"
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+    def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         from numformer.models.bert import BertForSequenceClassification, BertModel
-        from numformer.models.sentence import SentenceEncoder
 
-        p = replace(preset, steps)
-        (train_texts, train_labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
-        texts, labels = train_texts + test_texts, np.concatenate([train_labels, test_labels])
-        train_rows, test_rows = np.arange(len(train_texts)), np.arange(len(train_texts), len(texts))
-        encoder = SentenceEncoder("all-MiniLM-L6-v2")
-        ids = _tokenize(encoder, texts)
+        (texts, labels), (test_texts, test_labels), test_plays = speeches(p.per_class, seed)
+        encoder = _encoder()
+        ids = encoder.tokenize(texts)
         times = {}
         # the baseline: TF-IDF + logistic regression, on the same split
         start = time.perf_counter()
-        baseline = _baseline_fit([texts[i] for i in train_rows], labels[train_rows])
+        baseline = _baseline_fit(texts, labels)
         times["tfidf_logreg"] = time.perf_counter() - start
         # fine-tuned MiniLM
         nf.manual_seed(seed)
         bert = BertModel.from_pretrained(encoder.folder)
         bert.encoder.layer = bert.encoder.layer[: p.minilm_layers]
         tuned = BertForSequenceClassification(bert, num_labels=len(LABELS), pooling="mean").train()
-        data = (ids, labels, train_rows, out)
-        times["minilm"] = _fit(tuned, *data, "minilm", p.minilm_steps, p.minilm_batch, 8e-5, seed, progress)
+
+        def draw(batch):
+            return lambda rng: _batch(encoder, ids, labels, rng.choice(len(texts), size=batch, replace=False))
+
+        options = {"count": lambda b: int(b[1].sum()), "unit": "tokens", "seed": seed, "progress": progress}
+        minilm = fit_adamw(tuned, _loss, draw(p.minilm_batch), out, "minilm", p.minilm_steps, lr=8e-5, **options)
+        times["minilm"] = minilm.seconds
         # from scratch
         nf.manual_seed(seed)
         config = _scratch_config(bert.config.vocab_size, p)
         scratch = BertForSequenceClassification(config, num_labels=len(LABELS), pooling="cls")
-        times["scratch"] = _fit(scratch, *data, "scratch", p.scratch_steps, p.scratch_batch, 5e-4, seed, progress)
+        times["scratch"] = fit_adamw(
+            scratch, _loss, draw(p.scratch_batch), out, "scratch", p.scratch_steps, lr=5e-4, **options
+        ).seconds
         split = {
             "preset": p.name,
             "seed": seed,
             "labels": LABELS,
             "test_plays": test_plays,
-            "test": [[texts[i], int(labels[i])] for i in test_rows],
-            "n_train": len(train_rows),
+            "test": [[text, int(label)] for text, label in zip(test_texts, test_labels)],
+            "n_train": len(texts),
         }
         for name, model in (("model", tuned), ("scratch", scratch)):
             info = {
@@ -245,21 +224,14 @@ class Classify(App):
             self.save_models(out / name, info, {"model.safetensors": model}, split)
         vocabulary, files = _baseline_files(baseline)
         self.save_models(out / "baseline", vocabulary, {}, split, files)
-        write_json(out / "split.json", split)
-        return {
-            "app": self.name,
-            "train_seconds": {k: round(v, 1) for k, v in times.items()},
-            "steps": {"minilm": p.minilm_steps, "scratch": p.scratch_steps},
-        }
+        return split, {"train_seconds": times, "steps": {"minilm": p.minilm_steps, "scratch": p.scratch_steps}}
 
     def _baseline(self, folder: Path):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(folder)
         vocabulary, classes = info.get("vocabulary"), info.get("classes")
         if not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
             raise self.fail(path, f"{path}: vocabulary must be a list of strings")
@@ -282,9 +254,7 @@ class Classify(App):
     def _model(self, folder: Path):
         from numformer.models.bert import BertConfig, BertForSequenceClassification, BertModel
 
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(folder)
         config = self.config(BertConfig, info["bert"], path)
         bert = BertModel(config, add_pooling_layer=info["pooler"])
         bert.encoder.layer = bert.encoder.layer[: info["layers"]]
@@ -294,13 +264,11 @@ class Classify(App):
     def evaluate(self, out: Path) -> dict:
         from sklearn.metrics import accuracy_score, f1_score
 
-        from numformer.models.sentence import SentenceEncoder
-
         split = self.read_split(out)
         texts = [t for t, _ in split["test"]]
         y = np.array([label for _, label in split["test"]])
-        ids = _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), texts)
-        probs = {name: _predict_ids(self._model(out / name), ids) for name in ("model", "scratch")}
+        encoder = _encoder()
+        probs = {name: _probabilities(self._model(out / name), encoder, texts) for name in ("model", "scratch")}
         for name, p in probs.items():
             self.check_output(p, "probabilities", out / name)
         baseline = self._baseline(out / "baseline")
@@ -312,30 +280,24 @@ class Classify(App):
         }
         f1 = {k: round(float(f1_score(y, p, average="macro")), 4) for k, p in predictions.items()}
         acc = {k: round(float(accuracy_score(y, p)), 4) for k, p in predictions.items()}
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": DATA,
-            "metric": "macro-F1 (test set)",
-            "score": f1["minilm_finetuned"],
-            "baseline": "TF-IDF + logistic regression",
-            "baseline_score": f1["tfidf_logreg"],
-            "n_test": len(y),
-            "macro_f1": f1,
-            "accuracy": acc,
-            "labels": LABELS,
-            "test_plays": split.get("test_plays"),
-            "train_seconds": trained["train_seconds"],
-            "preset": split["preset"],
-        }
+        return self.scored(
+            out,
+            split,
+            "macro-F1 (test set)",
+            f1["minilm_finetuned"],
+            f1["tfidf_logreg"],
+            len(y),
+            macro_f1=f1,
+            accuracy=acc,
+            labels=LABELS,
+            test_plays=split.get("test_plays"),
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
-        from numformer.models.sentence import SentenceEncoder
-
         model = self._model(out / "model")
         if any(not t.strip() for t in inputs):
             raise AppError("classify: an input text is empty")
-        probs = _predict_ids(model, _tokenize(SentenceEncoder("all-MiniLM-L6-v2"), inputs))
+        probs = _probabilities(model, _encoder(), inputs)
         self.check_output(probs, "probabilities", out / "model")
         lines = []
         for text, p in zip(inputs, probs):

@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit, replace
+from numformer.apps.app import App, AppError, OnnxModel, fit_adamw
 from numformer.models.sasrec import RecurrentRecommender, SASRec, SASRecConfig, softmax_loss
-from numformer.serialization.files import write_json
 
 INSTALL = "pip install --no-deps recbole==1.2.1"
 DATA = "MovieLens-100K (GroupLens; read from the installed recbole 1.2.1 package, never copied)"
@@ -44,6 +43,7 @@ PAPER = {"data": "MovieLens-1M", "HR@10": 0.8245, "NDCG@10": 0.5905, "protocol":
 # Each model trains until its validation loss has not fallen for PATIENCE evaluations in a row
 # (one every EVAL_EVERY steps), at most ``steps`` steps, and keeps its best evaluation's weights.
 EVAL_EVERY, PATIENCE = 100, 10
+MODELS = {"sasrec": SASRec, "lstm": RecurrentRecommender}  # SASRec and its recurrent baseline, one file each
 
 
 @dataclass(frozen=True)
@@ -340,47 +340,35 @@ class Recommend(App):
     takes_user = True
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         split, num_items, _ = _data(seed, p.users)
         config = _config(p, num_items)
         batches = _window_batches(split, config.max_len, p.batch)
-        L = config.max_len
-        users = sorted(split)
-        val_inputs, val_targets = validation_batch(split, L)  # each model keeps its lowest validation loss
+        val = validation_batch(split, config.max_len)
 
         def loss_fn(m, batch):
             return softmax_loss(m, *batch)
 
+        options = {  # each model keeps the weights of its lowest validation loss
+            "betas": (0.9, 0.98),
+            "warmup": False,
+            "count": lambda b: int((b[1] != 0).sum()),
+            "unit": "items",
+            "val_batches": lambda rng: val,
+            "eval_every": min(EVAL_EVERY, max(p.steps // 3, 1)),
+            "patience": PATIENCE,
+        }
         fitted, models = {}, {}
-        for name, make in (("sasrec", SASRec), ("lstm", RecurrentRecommender)):
+        for name, make in MODELS.items():
             nf.manual_seed(seed)
             model = make(config)
-            optimizer = nf.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0)
-            fitted[name] = fit(
-                model,
-                optimizer,
-                loss_fn,
-                batches,
-                out,
-                name,
-                p.steps,
-                seed,
-                progress,
-                count=lambda b: int((b[1] != 0).sum()),
-                unit="items",
-                val_batches=lambda rng: (val_inputs, val_targets),
-                eval_every=min(EVAL_EVERY, max(p.steps // 3, 1)),
-                patience=PATIENCE,
-            )
+            fitted[name] = fit_adamw(model, loss_fn, batches, out, name, p.steps, seed, progress, 1e-3, 0.0, **options)
             models[f"{name}.safetensors"] = model
-        split = {"preset": p.name, "seed": seed, "users": len(users), "items": num_items}
+        split = {"preset": p.name, "seed": seed, "users": len(split), "items": num_items}
         self.save_models(out / "model", config.to_dict(), models, split)
-        write_json(out / "split.json", split)
-        return {
-            "app": self.name,
+        return split, {
             "max_steps": p.steps,
-            "train_seconds": {k: round(f.seconds, 1) for k, f in fitted.items()},
+            "train_seconds": {k: f.seconds for k, f in fitted.items()},
             "steps_trained": {k: f.steps for k, f in fitted.items()},
             "kept_step": {k: f.kept_step for k, f in fitted.items()},
             "val_loss": {k: round(f.val_loss, 4) for k, f in fitted.items()},
@@ -389,9 +377,7 @@ class Recommend(App):
     def _models(self, out: Path, names=("sasrec", "lstm")):
         """The trained models named (eval mode) and their config; only their files are read."""
         folder = out / "model"
-        self.check_folder(folder, only=[f"{name}.safetensors" for name in names])
-        path = folder / "config.json"
-        info = {k: v for k, v in self.read_json(path).items() if k != "trained_with"}
+        info, path = self.model_folder(folder, only=[f"{name}.safetensors" for name in names])
         c = self.config(SASRecConfig, info, path)
         sizes = {  # checked against the files before anything of the config's size is allocated
             "sasrec": {
@@ -401,34 +387,25 @@ class Recommend(App):
             },
             "lstm": {"item_emb.weight": (c.num_items + 1, c.d_model), "lstm.weight_hh_l0": (4 * c.d_model, c.d_model)},
         }
-        models = {}
-        makers = {"sasrec": SASRec, "lstm": RecurrentRecommender}
         for name in names:
             self.check_sizes(folder / f"{name}.safetensors", sizes[name])
-            models[name] = self.load_weights(makers[name](c), folder / f"{name}.safetensors")
-        return models, c
+        return {name: self.load_weights(MODELS[name](c), folder / f"{name}.safetensors") for name in names}, c
 
     def evaluate(self, out: Path) -> dict:
         meta = self.read_split(out)
         split, num_items, _ = _data(meta["seed"], self.preset_of(meta).users)
         models, config = self._models(out)
-        users = sorted(split)
         rows, targets, history = evaluation_inputs(split, config.max_len)
         rng = np.random.default_rng(meta["seed"] + 7)
-        candidates = np.stack(
-            [
-                np.concatenate([[t], sample_negatives(rng, num_items, h, 100, exclude=[t])])
-                for t, h in zip(targets, history)
-            ]
-        )
-        popularity = np.zeros(num_items + 1)
-        for u in users:
-            np.add.at(popularity, split[u][0], 1)
+        candidates = [
+            np.concatenate([[t], sample_negatives(rng, num_items, h, 100, [t])]) for t, h in zip(targets, history)
+        ]
         full = {name: _all_scores(m, rows) for name, m in models.items()}
-        if not all(np.isfinite(v).all() for v in full.values()):
-            raise self.fail(out / "model" / "config.json", "sasrec: the models' scores are not finite")
-        full["most_popular"] = np.tile(popularity + 1e-6 * np.arange(num_items + 1) / num_items, (len(users), 1))
-        per_user = _per_user_metrics(full, candidates, history, targets)
+        self.check_output(list(full.values()), "scores", out / "model")
+        popularity = np.zeros(num_items + 1)
+        np.add.at(popularity, np.concatenate([split[u][0] for u in sorted(split)]), 1)
+        full["most_popular"] = np.tile(popularity + 1e-6 * np.arange(num_items + 1) / num_items, (len(split), 1))
+        per_user = _per_user_metrics(full, np.stack(candidates), history, targets)
         metrics = ("HR@10", "NDCG@10")
         results = {
             name: {
@@ -444,28 +421,25 @@ class Recommend(App):
             for m in ("HR@10", "NDCG@10")
         )
         trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": DATA,
-            "metric": "NDCG@10, 100 sampled negatives (test: each user's last item)",
-            "score": results["sasrec"]["sampled_100"]["NDCG@10"],
-            "baseline": "most popular",
-            "baseline_score": results["most_popular"]["sampled_100"]["NDCG@10"],
-            "n_test": len(users),
-            "models": results,
-            "sasrec_beats_both_baselines_everywhere": beats,
-            "differences": lead,
-            "lead_over_lstm_interval_above_zero_everywhere": all(
+        return self.scored(
+            out,
+            meta,
+            "NDCG@10, 100 sampled negatives (test: each user's last item)",
+            results["sasrec"]["sampled_100"]["NDCG@10"],
+            results["most_popular"]["sampled_100"]["NDCG@10"],
+            len(split),
+            models=results,
+            sasrec_beats_both_baselines_everywhere=beats,
+            differences=lead,
+            lead_over_lstm_interval_above_zero_everywhere=all(
                 d["ci95"][0] > 0 for p in lead["sasrec_minus_lstm"].values() for d in p.values()
             ),
-            "differences_note": "SASRec minus each baseline per user, mean and 95% paired bootstrap interval over "
+            differences_note="SASRec minus each baseline per user, mean and 95% paired bootstrap interval over "
             "users (one training seed, one draw of negatives; 8 intervals, not corrected for multiplicity)",
-            "paper_for_context": PAPER,
-            "train_seconds": trained["train_seconds"],
-            "steps_trained": trained.get("steps_trained"),
-            "kept_step": trained.get("kept_step"),
-            "preset": meta["preset"],
-        }
+            paper_for_context=PAPER,
+            steps_trained=trained.get("steps_trained"),
+            kept_step=trained.get("kept_step"),
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         if len(inputs) != 1:
@@ -481,8 +455,7 @@ class Recommend(App):
         models, config = self._models(out, names=("sasrec",))
         history = np.concatenate([split[user][0], [split[user][1], split[user][2]]])
         scores = _all_scores(models["sasrec"], left_pad(history, config.max_len)[None])[0]
-        if not np.isfinite(scores).all():
-            raise self.fail(out / "model" / "config.json", "sasrec: the model's scores are not finite")
+        self.check_output(scores, "scores", out / "model")
         scores[0] = -np.inf
         scores[history] = -np.inf
         top = np.argsort(-scores)[:10]

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, fit_adamw, pyplot, save_figure
 from numformer.models.timeseries import LSTMForecaster, SeriesConfig, TimeSeriesTransformer, TransformerAutoencoder
-from numformer.serialization.files import write_json
 
 SERIES = {
     "co2": {"season": 52, "window": 156, "horizon": 104},
@@ -42,6 +41,7 @@ SERIES = {
 }
 DATA = "statsmodels 0.14.6 datasets (public domain): Mauna Loa CO2 weekly, euro-area electrical equipment monthly"
 INSTALL = "pip install --no-deps statsmodels==0.14.6"
+FORECASTERS = {"transformer": TimeSeriesTransformer, "lstm": LSTMForecaster}  # per series, one file each
 
 
 def load_series(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,13 +70,11 @@ def load_series(name: str) -> tuple[np.ndarray, np.ndarray]:
 def carry_forward(values: np.ndarray) -> np.ndarray:
     """Each missing value replaced by the last observed one before it (the first by the first
     observed): uses nothing from later steps."""
-    out = values.copy()
     observed = np.flatnonzero(~np.isnan(values))
     if observed.size == 0:
         raise AppError("the series has no observed value")
     index = np.maximum.accumulate(np.where(~np.isnan(values), np.arange(len(values)), -1))
-    out = np.where(index >= 0, values[np.maximum(index, 0)], values[observed[0]])
-    return out
+    return np.where(index >= 0, values[np.maximum(index, 0)], values[observed[0]])
 
 
 def features(values: np.ndarray, phase: np.ndarray, end: int, window: int, scale: float) -> tuple[np.ndarray, float]:
@@ -124,22 +122,20 @@ def anchor(values, end: int, window: int, horizon: int, season: int) -> np.ndarr
     return seasonal_naive(values[end - window + 1 : end + 1], horizon, season)
 
 
-def _training_windows(values, phase, n_train, window, horizon, scale, season):
+def _training_windows(values, phase, n_train: int, scale: float, series: dict, last: int | None):
+    """The training windows of a series (``SERIES``' settings), the newest ``last`` only when
+    given: inputs, targets (the departures from the anchor, in scales) and the mask of the
+    observed targets."""
+    window, horizon, season = series["window"], series["horizon"], series["season"]
     xs, ys, masks = [], [], []
-    for end in range(window - 1, n_train - horizon):
+    first = window - 1 if last is None else max(window - 1, n_train - horizon - last)
+    for end in range(first, n_train - horizon):
         x, _ = features(values, phase, end, window, scale)
         future = values[end + 1 : end + 1 + horizon]
         xs.append(x)
         ys.append(np.nan_to_num((future - anchor(values, end, window, horizon, season)) / scale))
         masks.append(~np.isnan(future))
     return np.stack(xs), np.stack(ys).astype(np.float32), np.stack(masks).astype(np.float32)
-
-
-def _fit(model, batches, out: Path, name: str, steps: int, lr: float, seed: int, progress: bool, loss_fn) -> float:
-    optimizer = nf.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    return fit(
-        model, optimizer, loss_fn, batches, out, name, steps, seed, progress, warmup_cosine(optimizer, steps)
-    ).seconds
 
 
 def _masked_mse(m, batch):
@@ -208,16 +204,13 @@ class Forecast(App):
     inputs = "SERIES [FILE]"
     presets = FORECAST
 
-    def train(self, out: Path, preset: ForecastPreset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: ForecastPreset, seed: int, progress: bool) -> tuple[dict, dict]:
         seconds, info, models = {}, {}, {}
         for name, s in SERIES.items():
             values, phase = load_series(name)
             n_train = len(values) - s["horizon"]
             scale = _scale(values[:n_train])
-            x, y, mask = _training_windows(values, phase, n_train, s["window"], s["horizon"], scale, s["season"])
-            if p.last_windows is not None:
-                x, y, mask = x[-p.last_windows :], y[-p.last_windows :], mask[-p.last_windows :]
+            x, y, mask = _training_windows(values, phase, n_train, scale, s, p.last_windows)
 
             def batches(rng, x=x, y=y, mask=mask):
                 rows = rng.integers(0, len(x), 32)
@@ -225,29 +218,25 @@ class Forecast(App):
 
             size, n = getattr(p, name), getattr(p, f"{name}_steps")
             config = SeriesConfig(n_features=4, window=s["window"], horizon=s["horizon"], **size.__dict__)
-            for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
+            for kind, make in FORECASTERS.items():
                 nf.manual_seed(seed)
                 model = make(config)
-                seconds[f"{name}_{kind}"] = _fit(
-                    model, batches, out, f"{name}-{kind}", n, 1e-3, seed, progress, _masked_mse
-                )
+                fitted = fit_adamw(model, _masked_mse, batches, out, f"{name}-{kind}", n, seed, progress, 1e-3)
+                seconds[f"{name}_{kind}"] = fitted.seconds
                 models[f"{name}/{kind}.safetensors"] = model
             info[name] = {"scale": scale, "n_train": n_train, "config": config.to_dict(), "steps": n}
         split = {"preset": p.name, "seed": seed, "horizons": {k: v["horizon"] for k, v in SERIES.items()}}
         self.save_models(out / "model", info, models, split)
-        write_json(out / "split.json", split)
-        return {"app": self.name, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+        return split, {"train_seconds": seconds}
 
     def _models(self, out: Path, name: str):
-        folder = out / "model"
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)[name]
+        saved, path = self.model_folder(out / "model")
+        info = saved[name]
         config = self.config(SeriesConfig, info["config"], path)
-        models = {}
-        for kind, make in (("transformer", TimeSeriesTransformer), ("lstm", LSTMForecaster)):
-            models[kind] = self.load_weights(make(config), folder / name / f"{kind}.safetensors")
-        return models, info
+        weights = path.parent / name
+        return {
+            kind: self.load_weights(make(config), weights / f"{kind}.safetensors") for kind, make in FORECASTERS.items()
+        }, info
 
     def evaluate(self, out: Path) -> dict:
         split = self.read_split(out)
@@ -260,8 +249,7 @@ class Forecast(App):
             observed = ~np.isnan(truth)
             end, window, scale, season = n_train - 1, s["window"], info["scale"], s["season"]
             preds = {
-                "transformer": forecast(models["transformer"], values, phase, end, window, scale, season),
-                "lstm": forecast(models["lstm"], values, phase, end, window, scale, season),
+                **{k: forecast(model, values, phase, end, window, scale, season) for k, model in models.items()},
                 "seasonal_naive": seasonal_naive(values[:n_train], H, season),
                 "last_value": np.full(H, carry_forward(values[:n_train])[-1]),
             }
@@ -275,24 +263,20 @@ class Forecast(App):
             figures.append(_plot_forecast(out / "figures", name, values, n_train, preds, season))
         names = per_series["co2"]["MASE"]
         mean = {k: round(float(np.mean([v["MASE"][k] for v in per_series.values()])), 4) for k in names}
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": DATA,
-            "metric": "mean MASE over the series (test horizon; lower is better)",
-            "score": mean["transformer"],
-            "baseline": "seasonal naive",
-            "baseline_score": mean["seasonal_naive"],
-            "n_test": sum(v["n_test"] for v in per_series.values()),
-            "mean_MASE": mean,
-            "series": per_series,
-            "beats_seasonal_naive_on_every_series": all(
+        return self.scored(
+            out,
+            split,
+            "mean MASE over the series (test horizon; lower is better)",
+            mean["transformer"],
+            mean["seasonal_naive"],
+            sum(v["n_test"] for v in per_series.values()),
+            mean_MASE=mean,
+            series=per_series,
+            beats_seasonal_naive_on_every_series=all(
                 v["MASE"]["transformer"] < v["MASE"]["seasonal_naive"] for v in per_series.values()
             ),
-            "train_seconds": trained["train_seconds"],
-            "figures": figures,
-            "preset": split["preset"],
-        }
+            figures=figures,
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         """``SERIES``: the forecast after the whole series; ``SERIES FILE``: after the values in
@@ -373,12 +357,7 @@ def read_series(path: str, missing: bool) -> np.ndarray:
 
 
 def _plot_forecast(folder: Path, name: str, values, n_train: int, preds: dict, season: int) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot(folder)
     start = max(0, n_train - 3 * season)
     t = np.arange(len(values))
     fig, ax = plt.subplots(figsize=(8, 3.2))
@@ -390,11 +369,7 @@ def _plot_forecast(folder: Path, name: str, values, n_train: int, preds: dict, s
     ax.axvline(n_train - 0.5, color="grey", lw=0.6)
     ax.set(title=f"{name}: forecast of the test horizon", xlabel="step")
     ax.legend(fontsize=7, ncol=5, loc="upper left")
-    fig.tight_layout()
-    path = folder / f"forecast_{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, folder / f"forecast_{name}.png")
 
 
 # --- anomaly detection -----------------------------------------------------------------------
@@ -519,12 +494,7 @@ ANOMALY = {
 
 
 def _plot_anomaly(folder: Path, values, labels, scores, threshold) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot(folder)
     t = np.arange(len(values))
     flagged = scores >= threshold
     fig, (a, b) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)
@@ -536,11 +506,7 @@ def _plot_anomaly(folder: Path, values, labels, scores, threshold) -> str:
     b.plot(t, scores, color="C0", lw=0.8)
     b.axhline(threshold, color="C3", lw=0.8, ls="--")
     b.set(ylabel="reconstruction error", xlabel="week")
-    fig.tight_layout()
-    path = folder / "anomaly_scores.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, folder / "anomaly_scores.png")
 
 
 class Anomaly(App):
@@ -553,8 +519,7 @@ class Anomaly(App):
     inputs = "FILE (one value per line; - for standard input)"
     presets = ANOMALY
 
-    def train(self, out: Path, preset: AnomalyPreset, seed: int, steps: int | None, progress: bool) -> dict:
-        p = replace(preset, steps)
+    def fit_models(self, out: Path, p: AnomalyPreset, seed: int, progress: bool) -> tuple[dict, dict]:
         d = _anomaly_data(seed)
         x = _windows(d["values"][: d["n_train"]], d["phase"][: d["n_train"]], d["scale"])
         config = SeriesConfig(n_features=4, window=AE_WINDOW, latent=8, **p.size.__dict__)
@@ -568,21 +533,17 @@ class Anomaly(App):
             err = m(batch) - nf.tensor(batch[:, :, 0])
             return (err * err).mean()
 
-        seconds = _fit(model, batches, out, "autoencoder", p.steps, 1e-3, seed, progress, loss_fn)
+        seconds = fit_adamw(model, loss_fn, batches, out, "autoencoder", p.steps, seed, progress, 1e-3).seconds
         split = {"preset": p.name, "seed": seed, "n_train": d["n_train"]}
         self.save_models(
             out / "model", {"config": config.to_dict(), "scale": d["scale"]}, {"model.safetensors": model}, split
         )
-        write_json(out / "split.json", split)
-        return {"app": self.name, "train_seconds": {"autoencoder": round(seconds, 1)}, "steps": p.steps}
+        return split, {"train_seconds": {"autoencoder": seconds}, "steps": p.steps}
 
     def _autoencoder(self, out: Path):
-        folder = out / "model"
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = self.read_json(path)
+        info, path = self.model_folder(out / "model")
         model = TransformerAutoencoder(self.config(SeriesConfig, info["config"], path))
-        return self.load_weights(model, folder / "model.safetensors"), info
+        return self.load_weights(model, path.parent / "model.safetensors"), info
 
     def evaluate(self, out: Path) -> dict:
         split = self.read_split(out)
@@ -601,22 +562,19 @@ class Anomaly(App):
             thresholds[name] = th
             if name == "autoencoder":
                 figure = _plot_anomaly(out / "figures", d["test"][0], d["test"][2], test_scores, th)
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": "statsmodels 0.14.6 co2 (public domain), with seeded spikes, level shifts and variance bursts",
-            "metric": "point-level F1 (test half)",
-            "score": results["autoencoder"]["f1"],
-            "baseline": "rolling z-score",
-            "baseline_score": results["rolling_zscore"]["f1"],
-            "n_test": int(len(d["test"][0]) - AE_WINDOW),
-            "detectors": results,
-            "thresholds": thresholds,
-            "anomalous_points": int(d["test"][2].sum()),
-            "train_seconds": trained["train_seconds"],
-            "figures": [figure],
-            "preset": split["preset"],
-        }
+        return self.scored(
+            out,
+            split,
+            "point-level F1 (test half)",
+            results["autoencoder"]["f1"],
+            results["rolling_zscore"]["f1"],
+            int(len(d["test"][0]) - AE_WINDOW),
+            data="statsmodels 0.14.6 co2 (public domain), with seeded spikes, level shifts and variance bursts",
+            detectors=results,
+            thresholds=thresholds,
+            anomalous_points=int(d["test"][2].sum()),
+            figures=[figure],
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         """``FILE``: flag the points of a series (one value per line) whose reconstruction error

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
-from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit, replace, warmup_cosine
+from numformer.apps.app import App, AppError, OnnxModel, arrays_writer, fit_adamw, pyplot, save_figure, softmax
 from numformer.models.vit import VisionTransformer, ViTConfig, attention_rollout
-from numformer.serialization.files import write_json
 
 DATA = "scikit-learn 1.9.1 load_digits: 1,797 8x8 handwritten digits, 10 classes"
 
@@ -68,12 +67,7 @@ def _classify(model, images: np.ndarray) -> tuple[np.ndarray, list]:
 
 
 def _figures(folder: Path, images, labels, predicted, confusion, rollout) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
+    plt = pyplot(folder)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.imshow(confusion, cmap="Blues")
     for i in range(10):
@@ -81,9 +75,7 @@ def _figures(folder: Path, images, labels, predicted, confusion, rollout) -> lis
             if confusion[i, j]:
                 ax.text(j, i, confusion[i, j], ha="center", va="center", fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title="ViT on the digits test set", xticks=range(10), yticks=range(10))
-    fig.tight_layout()
-    fig.savefig(folder / "vit_confusion.png", dpi=110)
-    plt.close(fig)
+    figures = [save_figure(fig, folder / "vit_confusion.png")]
     k = min(6, len(images))
     fig, axes = plt.subplots(2, k, figsize=(1.6 * k, 3.4))
     axes = np.asarray(axes).reshape(2, k)
@@ -95,10 +87,7 @@ def _figures(folder: Path, images, labels, predicted, confusion, rollout) -> lis
         for a in axes[:, i]:
             a.axis("off")
     fig.suptitle("test images and the class token's attention rollout (2x2 patches)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "vit_rollout.png", dpi=110)
-    plt.close(fig)
-    return [str(folder / "vit_confusion.png"), str(folder / "vit_rollout.png")]
+    return [*figures, save_figure(fig, folder / "vit_rollout.png")]
 
 
 class Vision(App):
@@ -111,16 +100,14 @@ class Vision(App):
     inputs = "test:K | IMAGE.npy ..."
     presets = PRESETS
 
-    def train(self, out: Path, preset: Preset, seed: int, steps: int | None, progress: bool) -> dict:
+    def fit_models(self, out: Path, preset: Preset, seed: int, progress: bool) -> tuple[dict, dict]:
         from sklearn.linear_model import LogisticRegression
 
-        preset = replace(preset, steps)
         x, y, _, _ = load(seed)
         x, y = x[: preset.train_images], y[: preset.train_images]
         nf.manual_seed(seed)
         config = ViTConfig(d_model=preset.d_model, depth=preset.depth, num_heads=preset.num_heads)
         model = VisionTransformer(config)
-        optimizer = nf.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
 
         def batches(rng):
             rows = rng.integers(0, len(x), 64)
@@ -129,10 +116,8 @@ class Vision(App):
         def loss_fn(m, batch):
             return nf.nn.functional.cross_entropy(m(batch[0]), batch[1], label_smoothing=0.1)
 
-        schedule = warmup_cosine(optimizer, preset.steps)
-        seconds = {
-            "vit": fit(model, optimizer, loss_fn, batches, out, "model", preset.steps, seed, progress, schedule).seconds
-        }
+        fitted = fit_adamw(model, loss_fn, batches, out, "model", preset.steps, seed, progress, 2e-3, 0.05)
+        seconds = {"vit": fitted.seconds}
         start = time.perf_counter()
         logreg = LogisticRegression(max_iter=5000).fit(x.reshape(len(x), -1), y)
         seconds["logistic_regression"] = time.perf_counter() - start
@@ -140,14 +125,11 @@ class Vision(App):
         self.save_models(out / "model", config.to_dict(), {"model.safetensors": model}, split)
         baseline = {"baseline.safetensors": arrays_writer({"coef": logreg.coef_, "intercept": logreg.intercept_})}
         self.save_models(out / "baseline", {"kind": "logistic_regression"}, {}, split, baseline)
-        write_json(out / "split.json", split)
-        return {"app": self.name, "steps": preset.steps, "train_seconds": {k: round(v, 1) for k, v in seconds.items()}}
+        return split, {"steps": preset.steps, "train_seconds": seconds}
 
     def _model(self, out: Path) -> VisionTransformer:
         folder = out / "model"
-        self.check_folder(folder)
-        path = folder / "config.json"
-        info = {k: v for k, v in self.read_json(path).items() if k != "trained_with"}
+        info, path = self.model_folder(folder)
         c = self.config(ViTConfig, info, path)
         sizes = {  # checked against the file before a model of the config's size is built
             "pos_embed": (1, c.num_patches + 1, c.d_model),
@@ -175,19 +157,16 @@ class Vision(App):
         confusion = np.zeros((10, 10), dtype=int)
         np.add.at(confusion, (ty, predicted), 1)
         figures = _figures(out / "figures", tx, ty, predicted, confusion, attention_rollout(weights))
-        trained = self.read_json(out / "train.json")
-        return {
-            "app": self.name,
-            "data": DATA,
-            "metric": "accuracy (test set)",
-            "score": round(float((predicted == ty).mean()), 4),
-            "baseline": "logistic regression on the pixels",
-            "baseline_score": round(float((base_pred == ty).mean()), 4),
-            "n_test": len(ty),
-            "train_seconds": trained["train_seconds"],
-            "figures": figures,
-            "preset": split["preset"],
-        }
+        return self.scored(
+            out,
+            split,
+            "accuracy (test set)",
+            round(float((predicted == ty).mean()), 4),
+            round(float((base_pred == ty).mean()), 4),
+            len(ty),
+            baseline="logistic regression on the pixels",
+            figures=figures,
+        )
 
     def predict(self, out: Path, inputs: list[str]) -> list[str]:
         split = self.read_split(out)
@@ -196,8 +175,7 @@ class Vision(App):
         images = np.stack([_image(t, tx) for t in inputs])
         logits, _ = _classify(model, images)
         self.check_output(logits, "logits", out / "model")
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
+        p = softmax(logits)
         lines = []
         for text, row in zip(inputs, p):
             truth = f" (true label {ty[int(text[5:])]})" if text.startswith("test:") else ""
