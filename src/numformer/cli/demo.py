@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
+from numformer.cli.common import tqdm_write
 from numformer.train import lm
 from numformer.viz.tables import heading, say, stream_to_stdout, table
 
@@ -26,35 +27,18 @@ NANOGPT_VAL_LOSS = 1.88  # nanoGPT's README, its CPU recipe on tiny-shakespeare 
 RECIPE_STEPS = 2000
 
 
+# nanoGPT's train_shakespeare_char config with its README's CPU overrides, by section
+RECIPE_MODEL = dict(n_layer=4, n_head=4, d_model=128, d_ff=512, block_size=64, dropout=0.0)
+RECIPE_OPTIMISER = dict(batch_size=12, max_steps=RECIPE_STEPS, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1)
+RECIPE_LOGGING = dict(eval_every=250, eval_batches=50, checkpoint_every=500, sample_prompt=PROMPT, sample_tokens=80)
+
+
 def _config(out: str) -> lm.RunConfig:
     """nanoGPT's CPU recipe for character-level Shakespeare (its train_shakespeare_char config
     with the README's CPU overrides): learning rate 1e-3 decayed to 1e-4 over the 2,000 steps
     after 100 of warm-up, AdamW betas (0.9, 0.99), weight decay 0.1, clipping at 1."""
-    return lm.RunConfig().updated(
-        dict(
-            data="shakespeare",
-            tokenizer="char",
-            n_layer=4,
-            n_head=4,
-            d_model=128,
-            d_ff=512,
-            block_size=64,
-            dropout=0.0,
-            batch_size=12,
-            max_steps=RECIPE_STEPS,
-            lr=1e-3,
-            min_lr=1e-4,
-            warmup_steps=100,
-            weight_decay=0.1,
-            eval_every=250,
-            eval_batches=50,
-            checkpoint_every=500,
-            sample_prompt=PROMPT,
-            sample_tokens=80,
-            out_dir=out,
-        ),
-        source="demo",
-    )
+    recipe = {"data": "shakespeare", "tokenizer": "char", **RECIPE_MODEL, **RECIPE_OPTIMISER, **RECIPE_LOGGING}
+    return lm.RunConfig().updated({**recipe, "out_dir": out}, source="demo")
 
 
 def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
@@ -135,7 +119,7 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
         f"vocabulary of {tokenizer.vocab_size} characters; loss at random = ln({tokenizer.vocab_size})"
         f" = {np.log(tokenizer.vocab_size):.3f}"
     )
-    trainer = lm.build_trainer(config, out_dir, tokenizer, data, model, write=_write)
+    trainer = lm.build_trainer(config, out_dir, tokenizer, data, model, write=tqdm_write)
     before = trainer.evaluate()
     sample_before = lm.sample_text(model, tokenizer, PROMPT, 80, seed=0)
     heading(f"Training: {steps} steps of {config.batch_size} x {config.model.block_size} characters")
@@ -169,11 +153,7 @@ def _comparison(before: float, sample_before: str, after: float, sample_after: s
         ["", "loss", "sample (temperature 0.8)"],
         [
             ["before training", f"{before:.3f}", repr(PROMPT + sample_before)],
-            [
-                f"after {steps} steps",
-                f"{after:.3f}",
-                repr(PROMPT + sample_after),
-            ],
+            [f"after {steps} steps", f"{after:.3f}", repr(PROMPT + sample_after)],
         ],
     )
     heading("Beside nanoGPT")
@@ -221,9 +201,3 @@ def _twin_rows() -> list:
         ]
     except (OSError, ValueError, KeyError):
         return [["PyTorch twin on the same text", "make bench", ""]]
-
-
-def _write(text: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(text)

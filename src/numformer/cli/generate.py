@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from numformer.cli.common import NUMFORMER, UsageError, add_device, device, model_folder
+from numformer.cli.common import NUMFORMER, UsageError, add_device, device, given, model_folder
 
 HELP = "generate text from a trained model or a Hugging Face folder, streaming it as it comes"
 EXAMPLE = (
@@ -58,13 +58,9 @@ def _run_numformer(args, folder, chosen) -> int:
     from numformer.train import lm
     from numformer.viz.tables import stream_to_stdout
 
-    for flag, given in (
-        ("--chat", args.chat),
-        ("--system", args.system is not None),
-        ("--repetition-penalty", args.repetition_penalty is not None),  # 0.0 too: given, not ignored
-    ):
-        if given:
-            raise UsageError(f"{flag} needs a Hugging Face model folder; {folder} holds a numformer model")
+    hf_only = given(args, "chat system repetition_penalty")  # --repetition-penalty 0 too: given, not ignored
+    if hf_only:
+        raise UsageError(f"{hf_only[0]} needs a Hugging Face model folder; {folder} holds a numformer model")
     max_new_tokens = _given(args.max_new_tokens, GPT_DEFAULTS["max_new_tokens"])
     temperature = _given(args.temperature, GPT_DEFAULTS["temperature"])
     model, tokenizer, _ = GPT.load(folder)
