@@ -80,9 +80,8 @@ def _one_line(err) -> str:
     """An error's message on one line (a list of problems joined with '; ', a heading that ends
     in ':' followed by its first problem with a space)."""
     line = ""
-    for part in (p.strip() for p in str(err).splitlines()):
-        if part:
-            line += part if not line else (" " if line.endswith(":") else "; ") + part
+    for part in filter(None, (p.strip() for p in str(err).splitlines())):
+        line += part if not line else (" " if line.endswith(":") else "; ") + part
     return line
 
 
@@ -144,7 +143,3 @@ def _main(argv) -> int:
         detail = f" ({err})" if str(err) else ""
         print(f"error: this machine ran out of memory{detail}; give smaller inputs or sizes", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

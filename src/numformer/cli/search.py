@@ -95,12 +95,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
                 vectors = load_arrays(cache)["embeddings"]
             except (ValueError, OSError, KeyError):
                 vectors = None
-            if (
-                vectors is not None
-                and vectors.dtype == np.float32
-                and vectors.shape == (len(lines), encoder.dim)
-                and meta.get("embeddings_sha256") == _digest(vectors)
-            ):
+            expected = (np.float32, (len(lines), encoder.dim), meta.get("embeddings_sha256"))
+            if vectors is not None and (vectors.dtype, vectors.shape, _digest(vectors)) == expected:
                 return vectors
     vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
     if not ours:
