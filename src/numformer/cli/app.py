@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from numformer.cli.common import at_least, below_2_32, check_folder, given
+from numformer.cli.common import check_folder, given
 
 VERBS = ("train", "eval", "predict", "export")
 HELP = "the seed's applications on real offline data: train, evaluate against a baseline, predict, export to ONNX"
@@ -43,8 +43,8 @@ def add_parser(command) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="predict: the inputs (a sentence, a date, ...)")
     parser.add_argument("--out", help="the app's folder (default runs/apps/NAME)")
     parser.add_argument("--fast", action="store_true", help="train: the app's fast preset, for tests and quick looks")
-    parser.add_argument("--seed", type=below_2_32, help="train: seed of the data split and the models (0)")
-    parser.add_argument("--steps", type=at_least(1), help="train: optimiser steps per model (default: the preset's)")
+    parser.add_argument("--seed", type=int, help="train: seed of the data split and the models (0)")
+    parser.add_argument("--steps", type=int, help="train: optimiser steps per model (default: the preset's)")
     parser.add_argument(
         "--overwrite", action="store_true", help="train: replace the run in --out (once the new one has completed)"
     )
@@ -153,10 +153,15 @@ def train(app, out: Path, args) -> int:
     stops part-way leaves ``out`` as it was."""
     from numformer.apps import folder as app_folder
 
+    if args.steps is not None and args.steps < 1:  # checked after the verb: --steps goes with train only
+        raise usage(f"--steps must be >= 1, got {args.steps}")
+    seed = 0 if args.seed is None else args.seed
+    if not 0 <= seed < 2**32:
+        raise usage(f"--seed must be in [0, 2^32), got {seed}")
     folder = app_folder.run_folder(out)
     with folder.lock("'numformer app ... train'"):
         _check_replaceable(app, out, app_folder.owner(out), args.overwrite)
-        return _train_staged(app, folder, args, 0 if args.seed is None else args.seed)
+        return _train_staged(app, folder, args, seed)
 
 
 def _check_replaceable(app, out: Path, owner: str | None, overwrite: bool) -> None:

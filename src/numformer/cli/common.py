@@ -35,17 +35,6 @@ def at_least(low: int):
     return integer
 
 
-def below_2_32(text: str) -> int:
-    """An argparse ``type=``: an integer in [0, 2^32) (a NumPy seed)."""
-    value = int(text)
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2^32), got {value}")
-    return value
-
-
-below_2_32.__name__ = "int"
-
-
 def not_empty(text: str) -> str:
     """An argparse ``type=``: a text that is not empty or blank (``Path("")`` would be the current
     folder: never read or written unasked)."""
