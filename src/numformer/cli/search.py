@@ -126,11 +126,10 @@ def run(args) -> int:
     scores = vectors @ query
     candidates = [i for i, line in enumerate(lines) if line.strip()]
     ranked = sorted(candidates, key=lambda i: -scores[i])[: args.top_k]
-    if args.json:
-        for rank, i in enumerate(ranked, 1):
-            print(json.dumps({"rank": rank, "line": i + 1, "score": round(float(scores[i]), 6), "text": lines[i]}))
-        return 0
     width = len(str(max(ranked) + 1))
     for rank, i in enumerate(ranked, 1):
-        print(f"{rank:>3}  {scores[i]:.4f}  line {i + 1:>{width}}  {lines[i]}")
+        if args.json:
+            print(json.dumps({"rank": rank, "line": i + 1, "score": round(float(scores[i]), 6), "text": lines[i]}))
+        else:
+            print(f"{rank:>3}  {scores[i]:.4f}  line {i + 1:>{width}}  {lines[i]}")
     return 0
