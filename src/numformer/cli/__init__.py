@@ -14,27 +14,12 @@ import sys
 
 from numformer.cli.common import Parser, UsageError
 
-# command -> (module, its run function): the order is the help's
-COMMANDS = {
-    "demo": ("demo", "run"),
-    "sections": ("tour", "run_sections"),
-    "train": ("train", "run"),
-    "generate": ("generate", "run"),
-    "lr-find": ("lr_find", "run"),
-    "info": ("info", "run"),
-    "tour": ("tour", "run"),
-    "blas": ("blas", "run"),
-    "embed": ("embed", "run"),
-    "search": ("search", "run"),
-    "export": ("export", "run"),
-    "app": ("app", "run"),
-}
-# the modules whose add_parser adds a command other than its own name
-PARSERS = {"sections": "add_sections_parser"}
+# the commands, in the help's order; each is the module of its name (- for _) with its add_parser and run
+COMMANDS = "demo sections train generate lr-find info tour blas embed search export app".split()
 
 
 def _module(command: str):
-    return importlib.import_module(f"numformer.cli.{COMMANDS[command][0]}")
+    return importlib.import_module(f"numformer.cli.{command.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     for name in COMMANDS:
-        getattr(_module(name), PARSERS.get(name, "add_parser"))(command)
+        _module(name).add_parser(command)
     return parser
 
 
@@ -72,14 +57,9 @@ def _parse(argv):
 
 def _user_errors() -> tuple:
     """Exceptions that mean the user asked for something impossible (not a numformer bug)."""
-    errors = [UsageError, ValueError, FileNotFoundError]
-    try:
-        from numformer.train.checkpoint import CheckpointError
+    from numformer.train.checkpoint import CheckpointError
 
-        errors.append(CheckpointError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (UsageError, ValueError, FileNotFoundError, CheckpointError)
 
 
 def _report(line: str) -> None:
@@ -100,9 +80,8 @@ def _one_line(err) -> str:
     """An error's message on one line (a list of problems joined with '; ', a heading that ends
     in ':' followed by its first problem with a space)."""
     line = ""
-    for part in (p.strip() for p in str(err).splitlines()):
-        if part:
-            line += part if not line else (" " if line.endswith(":") else "; ") + part
+    for part in filter(None, (p.strip() for p in str(err).splitlines())):
+        line += part if not line else (" " if line.endswith(":") else "; ") + part
     return line
 
 
@@ -141,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv) -> int:
     try:
         args = _parse(argv)
-        module, function = COMMANDS[args.command]
-        return getattr(_module(args.command), function)(args)
+        return _module(args.command).run(args)
     except BrokenPipeError:  # the reader went away (numformer generate ... | head): end quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -165,7 +143,3 @@ def _main(argv) -> int:
         detail = f" ({err})" if str(err) else ""
         print(f"error: this machine ran out of memory{detail}; give smaller inputs or sizes", file=sys.stderr)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,18 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
+from numformer.cli.common import check_folder, given
+
 VERBS = ("train", "eval", "predict", "export")
 HELP = "the seed's applications on real offline data: train, evaluate against a baseline, predict, export to ONNX"
-# Options that mean something to one verb only: given to another, they are refused, not ignored.
-VERB_OPTIONS = (
-    ("--fast", "train", lambda a: a.fast),
-    ("--seed", "train", lambda a: a.seed is not None),
-    ("--steps", "train", lambda a: a.steps is not None),
-    ("--overwrite", "train", lambda a: a.overwrite),
-    ("--json", "eval", lambda a: a.json),
-    ("--user", "predict", lambda a: a.user is not None),
-    ("--onnx-out", "export", lambda a: a.onnx_out is not None),
-)
+# Options (dests) that mean something to one verb only: given to another, they are refused, not ignored.
+VERB_OPTIONS = {"train": "fast seed steps overwrite", "eval": "json", "predict": "user", "export": "onnx_out"}
 
 
 def example() -> str:
@@ -78,33 +72,28 @@ def run(args) -> int:
     if args.verb is None:
         raise usage(f"say what to do with {app.name}: train, eval, predict or export")
     out = Path(args.out) if args.out else apps.default_out(app.name)
-    owner = check_out(app, out, args)
+    check_out(app, out, args)
     if args.verb != "predict" and args.inputs:
         raise usage(f"{args.verb} takes no inputs, got {args.inputs[0]!r}")
-    for flag, verb, passed in VERB_OPTIONS:
-        if args.verb != verb and passed(args):
-            raise usage(f"{flag} goes with {verb}, not {args.verb}")
-    if args.verb == "train":
-        return train(app, out, owner, args)
-    if args.verb == "eval":
-        return evaluate(app, out, args)
-    if args.verb == "export":
-        return export(app, out, args)
-    return predict(app, out, args)
+    refuse_other_verbs_options(args, args.verb, VERB_OPTIONS)
+    return {"train": train, "eval": evaluate, "predict": predict, "export": export}[args.verb](app, out, args)
 
 
-def check_out(app, out: Path, args) -> str | None:
+def refuse_other_verbs_options(args, doing: str, options: dict) -> None:
+    """An option of a verb other than the one ``doing`` is refused, not ignored."""
+    for verb, names in options.items():
+        flags = given(args, names) if verb != doing else []
+        if flags:
+            raise usage(f"{flags[0]} goes with {verb}, not {doing}")
+
+
+def check_out(app, out: Path, args) -> None:
     """``out`` checked for ``app``'s verb: a folder (or nothing yet) not under a file, holding
-    no other app's run. Returns the app that wrote it (None: none readable)."""
+    no other app's run."""
     from numformer.apps import folder as app_folder
     from numformer.apps import registry
 
-    given = f"--out {out}" if args.out else f"the default --out, {out},"
-    if out.exists() and not out.is_dir():
-        raise usage(f"{given} is a file; an app's --out is a folder")
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise usage(f"{given} lies under {blocked}, which is a file, not a folder")
+    check_folder(out, "numformer app: " + (f"--out {out}" if args.out else f"the default --out, {out},"))
     owner = app_folder.owner(out)
     trained = (out / "train.json").exists()
     if owner is not None and owner not in registry():
@@ -116,7 +105,6 @@ def check_out(app, out: Path, args) -> str | None:
             raise usage(f"{out} holds {what} {owner}, not {app.name}: choose another --out for {app.name}")
         again = app_folder.command(owner, args.verb, out)
         raise usage(f'{out} holds {what} {owner}, not {app.name}: use "{again}", or another --out for {app.name}')
-    return owner
 
 
 def list_apps(args) -> int:
@@ -125,9 +113,7 @@ def list_apps(args) -> int:
 
     if args.verb or args.inputs:
         raise usage("'list' takes no verb or input")
-    for flag, verb, given in (*VERB_OPTIONS, ("--out", "an app's verbs", lambda a: a.out is not None)):
-        if given(args):
-            raise usage(f"{flag} goes with {verb}, not list")
+    refuse_other_verbs_options(args, "list", {**VERB_OPTIONS, "an app's verbs": "out"})
     rows, sources = [], []
     for app in apps.registry().values():
         m = app.measured
@@ -161,20 +147,20 @@ def _yours(path: Path) -> str:
         return "?"
 
 
-def train(app, out: Path, owner: str | None, args) -> int:
+def train(app, out: Path, args) -> int:
     """``train`` into ``out``, which this process holds (the run folder's lock): into its stage
     first, then, once the train has completed, in place of the run ``out`` held. A train that
     stops part-way leaves ``out`` as it was."""
     from numformer.apps import folder as app_folder
 
-    if args.steps is not None and args.steps < 1:
+    if args.steps is not None and args.steps < 1:  # checked after the verb: --steps goes with train only
         raise usage(f"--steps must be >= 1, got {args.steps}")
     seed = 0 if args.seed is None else args.seed
     if not 0 <= seed < 2**32:
         raise usage(f"--seed must be in [0, 2^32), got {seed}")
     folder = app_folder.run_folder(out)
     with folder.lock("'numformer app ... train'"):
-        _check_replaceable(app, out, owner, args.overwrite)
+        _check_replaceable(app, out, app_folder.owner(out), args.overwrite)
         return _train_staged(app, folder, args, seed)
 
 
@@ -282,8 +268,7 @@ def export(app, out: Path, args) -> int:
     from numformer.viz.tables import say
 
     onnx_out = Path(args.onnx_out) if args.onnx_out else out / "onnx"
-    if onnx_out.exists() and not onnx_out.is_dir():
-        raise usage(f"--onnx-out {onnx_out} is a file; it names the folder for the .onnx files")
+    check_folder(onnx_out, f"numformer app: --onnx-out {onnx_out}")
     if args.onnx_out and not onnx_out.exists() and not onnx_out.parent.is_dir():
         raise usage(f"--onnx-out {onnx_out}: no such folder for it: {onnx_out.parent}")
     require_onnx("numformer app export")

@@ -32,14 +32,10 @@ def run(args) -> int:
     if not rates:
         say("the measurement failed: no kernel family could be timed")
         return 0
-    rows = [
-        [
-            core,
-            f"{rate:.1f}",
-            " ".join(w for w, on in (("OpenBLAS's pick", core == default), ("fastest", core == best)) if on),
-        ]
-        for core, rate in sorted(rates.items(), key=lambda kv: -kv[1])
-    ]
+    rows = []
+    for core, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
+        notes = [note for note, on in (("OpenBLAS's pick", core == default), ("fastest", core == best)) if on]
+        rows.append([core, f"{rate:.1f}", " ".join(notes)])
     table("transformer-shaped GEMMs, 1 thread", ["kernels", "GFLOP/s", ""], rows)
     if best == current:
         say(f"{current} is the fastest here: nothing to change.")

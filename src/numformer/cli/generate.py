@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from numformer.cli.common import NUMFORMER, UsageError, add_device, device, model_folder
+from numformer.cli.common import NUMFORMER, UsageError, add_device, device, given, model_folder
 
 HELP = "generate text from a trained model or a Hugging Face folder, streaming it as it comes"
 EXAMPLE = (
@@ -44,27 +44,27 @@ def add_parser(command) -> None:
 
 
 def run(args) -> int:
+    from numformer.viz.tables import stream_to_stdout
+
     chosen = device(args.device)
     kind, folder = model_folder(args.model)
-    if kind == NUMFORMER:
-        return _run_numformer(args, folder, chosen)
-    return _run_transformers(args, folder, chosen)
+    echo, generate = (_numformer if kind == NUMFORMER else _transformers)(args, folder, chosen)
+    sys.stdout.write(echo)  # every check is made before any output
+    generate(stream_to_stdout)
+    sys.stdout.write("\n")
+    return 0
 
 
-def _run_numformer(args, folder, chosen) -> int:
-    """A GPT that numformer trained: its tokenizer, its ``generate``."""
+def _numformer(args, folder, chosen):
+    """A GPT that numformer trained: its tokenizer, its ``generate``. Returns the prompt, which
+    the text continues, and the generation, given where to stream the text."""
     from numformer.models import GPT
     from numformer.models.sampling import check_sampling
     from numformer.train import lm
-    from numformer.viz.tables import stream_to_stdout
 
-    for flag, given in (
-        ("--chat", args.chat),
-        ("--system", args.system is not None),
-        ("--repetition-penalty", args.repetition_penalty is not None),  # 0.0 too: given, not ignored
-    ):
-        if given:
-            raise UsageError(f"{flag} needs a Hugging Face model folder; {folder} holds a numformer model")
+    hf_only = given(args, "chat system repetition_penalty")  # --repetition-penalty 0 too: given, not ignored
+    if hf_only:
+        raise UsageError(f"{hf_only[0]} needs a Hugging Face model folder; {folder} holds a numformer model")
     max_new_tokens = _given(args.max_new_tokens, GPT_DEFAULTS["max_new_tokens"])
     temperature = _given(args.temperature, GPT_DEFAULTS["temperature"])
     model, tokenizer, _ = GPT.load(folder)
@@ -72,30 +72,19 @@ def _run_numformer(args, folder, chosen) -> int:
         model.to(chosen)
     if tokenizer is None:
         raise UsageError(f"{args.model} has no tokenizer.json, so text cannot be encoded")
-    lm.check_prompt(tokenizer, args.prompt, "--prompt")  # every check before any output
+    lm.check_prompt(tokenizer, args.prompt, "--prompt")
     check_sampling(max_new_tokens, temperature, args.top_k, args.top_p, args.seed)
-    sys.stdout.write(args.prompt)
-    lm.sample_text(
-        model,
-        tokenizer,
-        args.prompt,
-        max_new_tokens,
-        seed=args.seed,
-        temperature=temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        stream=stream_to_stdout,
+    settings = dict(seed=args.seed, temperature=temperature, top_k=args.top_k, top_p=args.top_p)
+    return args.prompt, lambda on_text: lm.sample_text(
+        model, tokenizer, args.prompt, max_new_tokens, stream=on_text, **settings
     )
-    sys.stdout.write("\n")
-    return 0
 
 
-def _run_transformers(args, folder, chosen) -> int:
+def _transformers(args, folder, chosen):
     """A Hugging Face folder: ``auto.stream`` with the folder's tokenizer (and chat template),
-    every check made before the weights load. The prompt is echoed before the text that
-    continues it; with ``--chat`` only the reply is written."""
+    every check made before the weights load. Returns the prompt (with ``--chat`` nothing: only
+    the reply is written) and the generation, given where to stream the text."""
     from numformer.models.auto import AutoModelForCausalLM, AutoTokenizer, model_class, stream
-    from numformer.viz.tables import stream_to_stdout
 
     model_class(folder)  # a model type numformer reads, before anything else is read
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -117,19 +106,8 @@ def _run_transformers(args, folder, chosen) -> int:
         model.to(chosen)
     configured = model.generation_config.max_new_tokens if model.generation_config is not None else None
     settings["max_new_tokens"] = _given(args.max_new_tokens, _given(configured, GPT_DEFAULTS["max_new_tokens"]))
-    if not args.chat:
-        sys.stdout.write(args.prompt)
-    stream(
-        model,
-        args.prompt,
-        chat=args.chat,
-        system=args.system,
-        on_text=stream_to_stdout,
-        tokenizer=tokenizer,
-        **settings,
-    )
-    sys.stdout.write("\n")
-    return 0
+    settings.update(chat=args.chat, system=args.system, tokenizer=tokenizer)
+    return "" if args.chat else args.prompt, lambda on_text: stream(model, args.prompt, on_text=on_text, **settings)
 
 
 def _sampling(args) -> dict:

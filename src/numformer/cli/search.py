@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from numformer.cli.common import UsageError
+from numformer.cli.common import at_least, not_empty
 
 HELP = (
     "semantic search: the corpus lines closest to a query (cosine similarity); the corpus's embeddings "
@@ -28,10 +28,12 @@ CACHE_FORMAT = "numformer search cache 2"
 
 def add_parser(command) -> None:
     parser = command("search", HELP, EXAMPLE)
-    parser.add_argument("--corpus", required=True, help="a UTF-8 text file, one document per line")
-    parser.add_argument("--query", required=True, help="the text to search for")
-    parser.add_argument("--top-k", type=int, default=5, help="how many lines to print (5)")
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)")
+    parser.add_argument("--corpus", type=not_empty, required=True, help="a UTF-8 text file, one document per line")
+    parser.add_argument("--query", type=not_empty, required=True, help="the text to search for")
+    parser.add_argument("--top-k", type=at_least(1), default=5, help="how many lines to print (5)")
+    parser.add_argument(
+        "--model", type=not_empty, default="all-MiniLM-L6-v2", help="packaged name or model folder (all-MiniLM-L6-v2)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per result line")
 
 
@@ -93,12 +95,8 @@ def corpus_embeddings(encoder, corpus: Path, data: bytes, lines: list[str], batc
                 vectors = load_arrays(cache)["embeddings"]
             except (ValueError, OSError, KeyError):
                 vectors = None
-            if (
-                vectors is not None
-                and vectors.dtype == np.float32
-                and vectors.shape == (len(lines), encoder.dim)
-                and meta.get("embeddings_sha256") == _digest(vectors)
-            ):
+            expected = (np.float32, (len(lines), encoder.dim), meta.get("embeddings_sha256"))
+            if vectors is not None and (vectors.dtype, vectors.shape, _digest(vectors)) == expected:
                 return vectors
     vectors = encoder.encode(lines, batch_size=batch_size, normalize=True)
     if not ours:
@@ -116,13 +114,6 @@ def run(args) -> int:
     from numformer.models.sentence import SentenceEncoder, split_lines
     from numformer.serialization.files import read_bytes
 
-    if args.top_k < 1:
-        raise UsageError(f"numformer search: --top-k must be >= 1, got {args.top_k}")
-    if not args.query.strip():
-        raise UsageError("numformer search: --query is empty")
-    for flag, value in (("--corpus", args.corpus), ("--model", args.model)):
-        if not value.strip():
-            raise UsageError(f"numformer search: {flag} is empty")
     corpus = Path(args.corpus)
     data = read_bytes(corpus)  # once: the lines and the cache's key come from these bytes
     lines = split_lines(data, corpus)
@@ -135,11 +126,10 @@ def run(args) -> int:
     scores = vectors @ query
     candidates = [i for i, line in enumerate(lines) if line.strip()]
     ranked = sorted(candidates, key=lambda i: -scores[i])[: args.top_k]
-    if args.json:
-        for rank, i in enumerate(ranked, 1):
-            print(json.dumps({"rank": rank, "line": i + 1, "score": round(float(scores[i]), 6), "text": lines[i]}))
-        return 0
     width = len(str(max(ranked) + 1))
     for rank, i in enumerate(ranked, 1):
-        print(f"{rank:>3}  {scores[i]:.4f}  line {i + 1:>{width}}  {lines[i]}")
+        if args.json:
+            print(json.dumps({"rank": rank, "line": i + 1, "score": round(float(scores[i]), 6), "text": lines[i]}))
+        else:
+            print(f"{rank:>3}  {scores[i]:.4f}  line {i + 1:>{width}}  {lines[i]}")
     return 0
