@@ -300,13 +300,17 @@ def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYT
 
 class GradientReducer:
     """Averages gradients over the ranks while the backward pass runs, as PyTorch DDP's
-    reducer: the parameters are bucketed in reverse order (the order backward completes them;
-    the first bucket ``first_bucket_bytes``, the rest ``bucket_bytes``), and a bucket's
+    reducer: the parameters are bucketed in the order backward completes their gradients (the
+    first bucket ``first_bucket_bytes``, the rest ``bucket_bytes``), and a bucket's
     ``Iallreduce`` starts as soon as its last gradient is accumulated
-    (``Tensor.register_post_accumulate_grad_hook``), so the network works while later layers'
-    gradients are computed. Buckets start strictly in order, so every rank issues the same
-    collectives in the same order whatever its timing; ``finish`` starts those not yet started
-    (a parameter without a gradient contributes zeros), waits, and writes the means back.
+    (``Tensor.register_post_accumulate_grad_hook``), so the network works while earlier layers'
+    gradients are computed. The first reduced backward uses the reverse of the parameters'
+    order and records the order the gradients really complete in (a positional embedding
+    registered last completes last); rank 0's record, broadcast, orders the buckets from then
+    on (DDP's bucket rebuilding). Buckets start strictly in order, so every rank issues the
+    same collectives in the same order whatever its timing; ``finish`` starts those not yet
+    started (a parameter without a gradient contributes zeros), waits, and writes the means
+    back.
 
     Use: ``arm()`` before the backward whose gradients to reduce (the last micro-batch's),
     ``finish()`` after it, before any other collective.
@@ -319,18 +323,25 @@ class GradientReducer:
             communication starts early.
 
     Source: Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
-    Training", VLDB 2020 (gradient bucketing and overlap).
+    Training", VLDB 2020 (gradient bucketing, overlap, bucket order from the first iteration).
     """
 
     def __init__(self, parameters, world: World, bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int = 2**20):
         self.world = world
-        params = [p for p in parameters if p.requires_grad]
-        self.buckets = gradient_buckets(params[::-1], bucket_bytes, first_bucket_bytes)
-        self._bucket_of = {id(p): k for k, bucket in enumerate(self.buckets) for p in bucket}
-        self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in params] if world.size > 1 else []
+        self.bucket_bytes, self.first_bucket_bytes = bucket_bytes, first_bucket_bytes
+        self._params = [p for p in parameters if p.requires_grad]
+        self._bucket(range(len(self._params))[::-1])
+        self._index = {id(p): i for i, p in enumerate(self._params)}
+        hooks = world.size > 1
+        self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in self._params] if hooks else []
         self._armed = False
+        self._completed: list | None = []  # the order of the first reduced backward; None once used
         self._waiting: list = []
         self._started: list = []  # (buffer, request), in bucket order
+
+    def _bucket(self, order) -> None:
+        self.buckets = gradient_buckets([self._params[i] for i in order], self.bucket_bytes, self.first_bucket_bytes)
+        self._bucket_of = {id(p): k for k, bucket in enumerate(self.buckets) for p in bucket}
 
     def arm(self) -> None:
         """Reduce the next backward's gradients as they complete."""
@@ -342,6 +353,8 @@ class GradientReducer:
         k = self._bucket_of.get(id(param))
         if not self._armed or k is None:
             return
+        if self._completed is not None:
+            self._completed.append(self._index[id(param)])
         self._waiting[k] -= 1
         self._start(everything=False)
         if self._started:  # let MPI progress the collectives under way (no progress thread)
@@ -357,7 +370,8 @@ class GradientReducer:
 
     def finish(self) -> int:
         """Start the buckets not started, wait for all, and write each mean back to its
-        parameter's ``.grad``.
+        parameter's ``.grad``; after the first reduced backward, order the buckets as rank 0's
+        gradients completed.
 
         Returns:
             The bytes reduced (this rank's share of the traffic)."""
@@ -372,6 +386,11 @@ class GradientReducer:
             request.Wait()
             reduced += _unpack(bucket, buffer, self.world.size)
         self._started = []
+        if self._completed is not None:  # the first finish, on every rank
+            seen = set(self._completed)
+            order = self._completed + [i for i in range(len(self._params))[::-1] if i not in seen]
+            self._bucket(self.world.broadcast_json(order))
+            self._completed = None
         return reduced
 
     def remove(self) -> None:

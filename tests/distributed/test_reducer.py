@@ -28,6 +28,9 @@ class TwoIdenticalRanks:
     def progress(self, requests):
         pass
 
+    def broadcast_json(self, value):
+        return value
+
     def Wait(self):  # the request
         pass
 
@@ -49,7 +52,7 @@ def test_buckets_start_while_backward_runs_in_order_and_the_means_equal_one_proc
     model.zero_grad(set_to_none=True)
     world = TwoIdenticalRanks(watch=model[0].weight)
     reducer = distributed.GradientReducer(model.parameters(), world, bucket_bytes=1, first_bucket_bytes=1)
-    assert [b[0] for b in reducer.buckets] == list(model.parameters())[::-1]  # one each, last layer first
+    assert all(b[0] is p for b, p in zip(reducer.buckets, list(model.parameters())[::-1]))  # last layer first
     reducer.arm()
     model(x).square().sum().backward()
     started_in_backward = len(world.started)
@@ -58,6 +61,46 @@ def test_buckets_start_while_backward_runs_in_order_and_the_means_equal_one_proc
     assert world.started[0] == (2 + 1, True)  # the output bias first (2 values + its flag), first weight still missing
     for name, grad in _grads(model).items():
         np.testing.assert_array_equal(grad, alone[name], err_msg=name)  # (2 g) / 2 is g exactly
+
+
+class Shift(nf.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.shift = nf.nn.Parameter(nf.zeros(4))
+
+    def forward(self, x):
+        return x + self.shift
+
+
+class ShiftedInput(nf.nn.Module):
+    """A parameter registered last but used first (as a GPT's positional embedding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = _model()
+        self.first = Shift()
+
+    def forward(self, x):
+        return self.body(self.first(x))
+
+
+def test_after_the_first_step_buckets_follow_the_order_gradients_complete_in():
+    model, x = ShiftedInput(), nf.randn(5, 4)
+    world = TwoIdenticalRanks(watch=model.first.shift)
+    reducer = distributed.GradientReducer(model.parameters(), world, bucket_bytes=1, first_bucket_bytes=1)
+    assert reducer.buckets[0][0] is model.first.shift  # the reverse of registration: the last registered first
+    for step in range(2):
+        model.zero_grad(set_to_none=True)
+        world.started = []
+        reducer.arm()
+        model(x).square().sum().backward()
+        reducer.finish()
+        early = [missing for _, missing in world.started]  # started before the shift's gradient existed
+        if step == 0:  # the shift completes last, and holds back every bucket after it
+            assert not any(early)
+            assert reducer.buckets[-1][0] is model.first.shift  # reordered as the gradients completed
+            assert reducer.buckets[0][0] is model.body[4].weight
+    assert sum(early) == len(reducer.buckets) - 1  # every bucket but the shift's went out early
 
 
 def test_a_parameter_without_a_gradient_anywhere_keeps_none_and_an_unarmed_backward_sends_nothing():
