@@ -162,3 +162,29 @@ else:
     ax.set_title("estimated from the recorded run (demo GPT)")
     ax.legend()
     plt.show()
+
+# %% [markdown]
+# ## 5. Measured across hosts: communication during the backward
+#
+# `bench/multi_host.py` trains between Linux network namespaces joined by veth links shaped to
+# 1 or 10 Gbit/s, one rank per "host", TCP only, twice per row: every bucket all-reduced after
+# the backward, and (as numformer does by default) each bucket started as soon as the backward
+# has completed its gradients. All the "hosts" share one machine's cores, so tokens per second
+# cannot grow with hosts here; the time each step waits for the network is the figure to read.
+
+# %%
+measured = None
+for folder in (Path.cwd(), *Path.cwd().parents, Path(nf.__file__).resolve().parents[2]):
+    if (folder / "bench" / "results" / "multi_host.json").is_file():
+        measured = json.loads((folder / "bench" / "results" / "multi_host.json").read_text())
+        break
+if measured is None:
+    print("bench/results/multi_host.json is not here (an installed numformer, not the repository)")
+else:
+    print(f"{'model':>6} {'hosts':>5} {'link':>6} {'step ms after/overlap':>22} {'waiting ms after/overlap':>25}")
+    for after in [r for r in measured["rows"] if r["hosts"] > 1 and r.get("overlap") == "after"]:
+        key = (after["model"], after["hosts"], after["shaping"])
+        during = next(r for r in measured["rows"] if (r["model"], r["hosts"], r["shaping"]) == key and r is not after)
+        steps = f"{1e3 * after['step_s']:.0f} / {1e3 * during['step_s']:.0f}"
+        waits = f"{1e3 * after['grad_comm_s']:.0f} / {1e3 * during['grad_comm_s']:.0f}"
+        print(f"{key[0]:>6} {key[1]:>5} {key[2]:>6} {steps:>22} {waits:>25}")
