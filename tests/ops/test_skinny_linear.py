@@ -20,8 +20,8 @@ from numformer.ops import linalg
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_few_rows_against_a_large_weight_match_torch(rows, bias, relu, threads):
     nf.set_num_threads(threads)
-    out_features, in_features = 3000, 96  # rows * weight.size > SMALL_PRODUCT from 2 rows on
-    assert 2 * out_features * in_features > linalg.SMALL_PRODUCT
+    out_features, in_features = 24000, 96  # large enough for skinny_product's blocks up to 8 rows
+    assert out_features * in_features > linalg.BLOCKED_ROWS * linalg.SKINNY_WEIGHT_PER_ROW
     x, w, b = randn(0, (rows, in_features)), randn(1, (out_features, in_features)), randn(2, (out_features,))
     x, w, b = (a.astype(np.float32) for a in (x, w, b))
     params = [nf.Tensor(w, requires_grad=True)] + ([nf.Tensor(b, requires_grad=True)] if bias else [])

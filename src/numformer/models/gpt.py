@@ -22,6 +22,7 @@ from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.nn.module import forward_hooks_registered
 from numformer.ops.masks import PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
@@ -477,7 +478,7 @@ class GPT(nn.Module):
             return logits[xp.arange(N), lengths - 1], cache
         idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
         positions = xp.array([[len(r) - 1] for r in rows], dtype=np.int64)
-        if any(m.has_forward_hooks() for m in self.modules()):  # hooks must see every module run
+        if forward_hooks_registered() and any(m.has_forward_hooks() for m in self.modules()):  # hooks see every module
             return self.forward(idx, cache=cache, positions=positions)[0].array[:, 0], cache
         return self._decode_step(idx, positions, cache)[:, 0], cache
 

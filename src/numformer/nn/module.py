@@ -45,6 +45,15 @@ class _HookHandle:
         self.hooks.pop(self.key, None)
 
 
+_HOOKED = [False]  # whether a forward hook was ever registered in this process
+
+
+def forward_hooks_registered() -> bool:
+    """Whether any module of this process was ever given a forward hook (a fast path that
+    skips modules asks this first, then walks the modules only if so)."""
+    return _HOOKED[0]
+
+
 class Module:
     """Base class of every layer: ``__call__`` runs ``forward`` (and any forward hooks)."""
 
@@ -83,6 +92,7 @@ class Module:
         """``hook(module, inputs, output)`` runs after every forward; returns a removable handle."""
         key = id(hook) ^ len(self._forward_hooks)
         self._forward_hooks[key] = hook
+        _HOOKED[0] = True
         return _HookHandle(self._forward_hooks, key)
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:

@@ -47,15 +47,17 @@ class MatMul(Function):
 
 # OpenBLAS multiplies small matrices (about m n k < 7e5 in float32 on x86-64's AVX-512 kernels)
 # with kernels that read the operands in place; larger products first copy ("pack") both into
-# its blocked layout. For the 2-8 rows of a decoding batch against a weight matrix, packing the
-# weight costs more than the multiply-adds: x W_b^T over row blocks W_b of the weight that stay
-# under this size ran about twice as fast (2-8 rows against 576 x 1536 and 49152 x 576 weights,
-# one thread, Xeon with AVX-512) as one x W^T or W x^T, on par with PyTorch's. The blocks go to
-# threads only above MIN_MACS of work, as every product here: splitting a 576 x 1536 weight's
-# blocks over two threads made a SmolLM-sized decoding step at batch 8 4-9% slower on a 2-core
-# VM (bench/hf_decoder_vs_transformers.py's model).
+# its blocked layout. For the 2-8 rows of a decoding batch against a large weight, packing the
+# weight costs more than the multiply-adds, so x W_b^T over row blocks W_b of the weight that
+# stay under SMALL_PRODUCT runs faster than one (W x^T)^T. How large "large" is grows with the
+# rows: on the Intel Xeon (AVX-512, 2 vCPUs) of bench/results, the blocks won from about
+# 2^18 weight elements per row (2 rows: 576 x 1536, 167 against 199 us; 8 rows: 4096 x 1024,
+# 885 against 1,112 us) and lost below it (8 rows: 576 x 1536, 282 against 207 us; the small
+# GPT's 768 x 256, 187 against 69 us; mean of 300 calls each, 2 threads).
+# The blocks go to threads only above MIN_MACS of work, as every product here.
 SMALL_PRODUCT = 1 << 19
 BLOCKED_ROWS = 8
+SKINNY_WEIGHT_PER_ROW = 1 << 18
 
 
 def skinny_product(x, weight, bias=None, epilogue=None):
@@ -114,7 +116,7 @@ class Linear(Function):
         # contiguous rows. 2-8 rows against a large W take skinny_product's blocks instead.
         if (
             1 < rows <= BLOCKED_ROWS
-            and rows * weight.size > SMALL_PRODUCT
+            and weight.size > rows * SKINNY_WEIGHT_PER_ROW
             and type(self.x2) is np.ndarray  # on a GPU the library's own GEMM runs it whole
         ):
             out = skinny_product(self.x2, weight, bias[0] if bias else None, epilogue)
