@@ -139,14 +139,18 @@ plt.show()
 # %%
 import numformer as nf
 
-recorded = None
-for folder in (Path.cwd(), *Path.cwd().parents, Path(nf.__file__).resolve().parents[2]):
-    if (folder / "bench" / "results" / "mpi_scaling.json").is_file():
-        recorded = json.loads((folder / "bench" / "results" / "mpi_scaling.json").read_text())
-        break
-if recorded is None:
-    print("bench/results/mpi_scaling.json is not here (an installed numformer, not the repository)")
-else:
+
+def bench_result(name: str):
+    """A recorded benchmark result of the repository this notebook runs in (None elsewhere)."""
+    for folder in (Path.cwd(), *Path.cwd().parents, Path(nf.__file__).resolve().parents[2]):
+        if (folder / "bench" / "results" / name).is_file():
+            return json.loads((folder / "bench" / "results" / name).read_text())
+    print(f"bench/results/{name} is not here (an installed numformer, not the repository)")
+    return None
+
+
+recorded = bench_result("mpi_scaling.json")
+if recorded is not None:
     for key in ("one_rank", "two_ranks"):
         r = recorded[key]
         print(
@@ -173,14 +177,8 @@ else:
 # cannot grow with hosts here; the time each step waits for the network is the figure to read.
 
 # %%
-measured = None
-for folder in (Path.cwd(), *Path.cwd().parents, Path(nf.__file__).resolve().parents[2]):
-    if (folder / "bench" / "results" / "multi_host.json").is_file():
-        measured = json.loads((folder / "bench" / "results" / "multi_host.json").read_text())
-        break
-if measured is None:
-    print("bench/results/multi_host.json is not here (an installed numformer, not the repository)")
-else:
+measured = bench_result("multi_host.json")
+if measured is not None:
     print(f"{'model':>6} {'hosts':>5} {'link':>6} {'step ms after/overlap':>22} {'waiting ms after/overlap':>25}")
     for after in [r for r in measured["rows"] if r["hosts"] > 1 and r.get("overlap") == "after"]:
         key = (after["model"], after["hosts"], after["shaping"])
