@@ -275,8 +275,39 @@ def test_post_accumulate_grad_hooks_run_as_each_gradient_completes_as_pytorchs()
     seen = _post_accumulated(nf)
     assert seen == _post_accumulated(torch)
     assert seen[0] == (2, True, False)  # the last layer's gradient is ready before the first's exists
-    with pytest.raises(RuntimeError, match="leaf tensors that require grad"):
-        nf.ones(2, requires_grad=True).exp().register_post_accumulate_grad_hook(lambda p: None)
+    for lib in (nf, torch):
+        with pytest.raises(RuntimeError, match="cannot be registered on non-leaf tensors"):
+            lib.ones(2, requires_grad=True).exp().register_post_accumulate_grad_hook(lambda p: None)
+        with pytest.raises(RuntimeError, match="doesn't require gradient"):
+            lib.ones(2).register_post_accumulate_grad_hook(lambda p: None)
+        w = lib.ones(2, requires_grad=True)
+        w.register_post_accumulate_grad_hook(lambda p: p.grad)
+        with pytest.raises(RuntimeError, match="should return None"):
+            (w * 2).sum().backward()
+
+
+def _changed_in_a_hook(lib):
+    """A hook that changes a gradient in place (an optimiser step in the backward) while the
+    array it came from is still to be read by later nodes."""
+    w = lib.tensor([1.0, 1.0, 1.0], requires_grad=True)
+    a = lib.tensor([2.0, 2.0, 2.0], requires_grad=True)
+    y = w + a * 3.0  # Add hands the same gradient to w and to the product
+    w.register_post_accumulate_grad_hook(lambda p: [p.grad.mul_(0.0)] and None)
+    (y * lib.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return w.grad.tolist(), a.grad.tolist()
+
+
+def test_a_post_accumulate_hook_changing_a_gradient_leaves_the_others_as_pytorchs():
+    assert _changed_in_a_hook(nf) == _changed_in_a_hook(torch) == ([0.0, 0.0, 0.0], [3.0, 6.0, 9.0])
+
+
+def test_a_retained_gradient_and_a_leafs_gradient_do_not_share_memory():
+    w = nf.tensor([1.0, 2.0], requires_grad=True)
+    h = nf.tensor([3.0, 4.0], requires_grad=True) * 1.0
+    h.retain_grad()
+    (w + h).sum().backward()
+    w.grad.mul_(0.0)
+    assert h.grad.tolist() == [1.0, 1.0]
 
 
 LIBS = pytest.mark.parametrize("lib", [nf, torch], ids=["numformer", "torch"])

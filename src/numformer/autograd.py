@@ -403,7 +403,7 @@ def _backward(root, grad, retain_graph: bool) -> None:
     for i, node in enumerate(order):
         grads = pending.pop(id(node), None)
         if grads is not None:
-            _run_node(node, grads, root, pending, leaves, retain_graph)
+            _run_node(node, grads, root, pending, leaves, retain_graph, handed_out)
         # a leaf no later node reaches has its whole gradient: accumulate it now, so hooks
         # after accumulation (DistributedDataParallel's buckets) run while backward goes on
         for leaf_id in complete.get(i, ()):
@@ -425,7 +425,7 @@ def _leaves_complete_after(order: list) -> dict:
     return complete
 
 
-def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph: bool) -> None:
+def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph: bool, handed_out: set) -> None:
     """``node``'s backward on its outputs' gradients, its inputs' gradients handed on."""
     _check_versions(node)
     for index, hooks in getattr(node, "hooks", {}).items():
@@ -434,7 +434,7 @@ def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph
     for index, ref in getattr(node, "retained", {}).items():
         t = ref()
         if t is not None and index in grads:
-            _accumulate(t, grads[index], set())
+            _accumulate(t, grads[index], handed_out)
     if node.n_outputs == 1:
         input_grads = node.backward(grads[0])
     else:
@@ -481,13 +481,16 @@ def _accumulate(node, g, handed_out: set) -> None:
         g = xp.asarray(g)
     if g.dtype != node.array.dtype:
         g = g.astype(node.array.dtype)
+    post_hooks = getattr(node, "_post_hooks", None)
     if node.grad is None:
-        # The optimiser and clipping update .grad in place, so it must own its memory.
-        if id(g) in handed_out or not g.flags.writeable or g.base is not None:
+        # The optimiser and clipping update .grad in place, so it must own its memory; so must
+        # a gradient a post-accumulate hook sees while later nodes may still read the array.
+        if post_hooks or id(g) in handed_out or not g.flags.writeable or g.base is not None:
             g = g.copy()
         handed_out.add(id(g))
         node.grad = node._result(g, False)
     else:
         node.grad.array = xp.add(node.grad.array, g)
-    for hook in list(getattr(node, "_post_hooks", ())):
-        hook(node)
+    for hook in list(post_hooks or ()):
+        if hook(node) is not None:
+            raise RuntimeError("Tensor post accumulate grad hooks should return None.")

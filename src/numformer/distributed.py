@@ -316,7 +316,9 @@ class GradientReducer:
     ``finish()`` after it, before any other collective.
 
     Args:
-        parameters: the model's parameters, in the same order on every rank.
+        parameters: the model (a ``Module``: its parameters are read again at each ``arm``, so
+            one unfrozen or replaced later is averaged too) or a fixed list of parameters, in
+            the same order on every rank.
         world: the job's ``World``.
         bucket_bytes: the most bytes in one collective (25 MiB, as PyTorch's DDP).
         first_bucket_bytes: the first bucket's size (1 MiB, as PyTorch's DDP), small so that
@@ -329,22 +331,36 @@ class GradientReducer:
     def __init__(self, parameters, world: World, bucket_bytes: int = BUCKET_BYTES, first_bucket_bytes: int = 2**20):
         self.world = world
         self.bucket_bytes, self.first_bucket_bytes = bucket_bytes, first_bucket_bytes
-        self._params = [p for p in parameters if p.requires_grad]
-        self._bucket(range(len(self._params))[::-1])
-        self._index = {id(p): i for i, p in enumerate(self._params)}
-        hooks = world.size > 1
-        self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in self._params] if hooks else []
+        self._module = parameters if callable(getattr(parameters, "parameters", None)) else None
+        self._handles: list = []
+        self._track(list(parameters.parameters() if self._module is not None else parameters))
         self._armed = False
-        self._completed: list | None = []  # the order of the first reduced backward; None once used
         self._waiting: list = []
         self._started: list = []  # (buffer, request), in bucket order
+
+    def _track(self, parameters: list) -> None:
+        """Hook and bucket ``parameters`` (those requiring grad), in reverse order until the next
+        finish records the order their gradients complete in."""
+        self.remove()
+        self._params = [p for p in parameters if p.requires_grad]
+        self._index = {id(p): i for i, p in enumerate(self._params)}
+        self._bucket(range(len(self._params))[::-1])
+        if self.world.size > 1:
+            self._handles = [p.register_post_accumulate_grad_hook(self._ready) for p in self._params]
+        self._completed: list | None = []  # the order of the next reduced backward; None once used
 
     def _bucket(self, order) -> None:
         self.buckets = gradient_buckets([self._params[i] for i in order], self.bucket_bytes, self.first_bucket_bytes)
         self._bucket_of = {id(p): k for k, bucket in enumerate(self.buckets) for p in bucket}
 
     def arm(self) -> None:
-        """Reduce the next backward's gradients as they complete."""
+        """Reduce the next backward's gradients as they complete. Given a module, its
+        parameters are read again first: one unfrozen or replaced since is hooked and bucketed
+        (every rank's same code sees the same change at the same step)."""
+        if self._module is not None:
+            now = [p for p in self._module.parameters() if p.requires_grad]
+            if [id(p) for p in now] != [id(p) for p in self._params]:
+                self._track(now)
         self._armed = True
         self._waiting = [len(bucket) for bucket in self.buckets]
         self._started = []

@@ -246,12 +246,15 @@ class Tensor:
         ``remove()`` unregisters it.
 
         Args:
-            hook: a callable taking the tensor; what it returns is ignored.
+            hook: a callable taking the tensor and returning None (the backward raises
+                ``RuntimeError`` otherwise, as PyTorch's).
 
         Raises:
-            RuntimeError: a tensor that is not a leaf requiring grad."""
-        if not self._requires_grad or self._fn is not None:
-            raise RuntimeError("post accumulate grad hooks can only be registered on leaf tensors that require grad")
+            RuntimeError: a tensor that does not require grad, or one that is not a leaf."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
         hooks = getattr(self, "_post_hooks", None)
         if hooks is None:
             hooks = self._post_hooks = []

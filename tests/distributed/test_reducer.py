@@ -35,6 +35,14 @@ class TwoIdenticalRanks:
         pass
 
 
+class OtherRankHasNothing(TwoIdenticalRanks):
+    """A world whose other rank has no gradient at all: the mean is half of this rank's."""
+
+    def iallreduce_sum_(self, buffer):
+        self.started.append((buffer.size, self.watch.grad is None))
+        return self
+
+
 def _model():
     nf.manual_seed(0)
     return nf.nn.Sequential(nf.nn.Linear(4, 8), nf.nn.Tanh(), nf.nn.Linear(8, 8), nf.nn.Tanh(), nf.nn.Linear(8, 2))
@@ -139,3 +147,21 @@ def test_gradient_buckets_fill_up_to_their_limits(first, rest, sizes):
     params = [nf.nn.Parameter(nf.zeros(n // 4)) for n in (8, 8, 72, 96)]
     buckets = distributed.gradient_buckets(params, rest, first)
     assert [[p.numel() * 4 for p in b] for b in buckets] == sizes
+
+
+def test_given_a_module_parameters_unfrozen_or_replaced_later_are_averaged_too():
+    model = _model()
+    model[0].weight.requires_grad_(False)
+    world = OtherRankHasNothing(watch=model[0].bias)
+    reducer = distributed.GradientReducer(model, world)
+    model[0].weight.requires_grad_(True)  # unfrozen after the reducer was built
+    model[2].weight = nf.nn.Parameter(model[2].weight.detach().clone())  # replaced (as weight tying does)
+    x = nf.randn(3, 4)
+    model(x).sum().backward()
+    alone = _grads(model)
+    model.zero_grad(set_to_none=True)
+    reducer.arm()
+    model(x).sum().backward()
+    reducer.finish()
+    for name, grad in _grads(model).items():
+        np.testing.assert_array_equal(grad, alone[name] / 2, err_msg=name)  # every one averaged

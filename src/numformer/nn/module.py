@@ -84,6 +84,11 @@ class Module:
                 out = result
         return out
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if state.get("_forward_hooks"):  # an unpickled module keeps its hooks: the fast paths must see them
+            _HOOKED[0] = True
+
     def has_forward_hooks(self) -> bool:
         """Whether a forward hook is registered on this module (not its children)."""
         return bool(self._forward_hooks)

@@ -56,7 +56,7 @@ class DistributedDataParallel(Module):
         self.bucket_bytes = int(bucket_cap_mb * 2**20)
         self.require_backward_grad_sync = True
         distributed.broadcast_parameters(module, self.world)
-        self.reducer = distributed.GradientReducer(module.parameters(), self.world, self.bucket_bytes)
+        self.reducer = distributed.GradientReducer(module, self.world, self.bucket_bytes)
 
     def forward(self, *inputs, **kwargs):
         """The module's forward; when gradients are recorded and synchronisation is on, the

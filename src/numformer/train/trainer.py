@@ -354,7 +354,7 @@ class Trainer:
             self.train_batches.check_shards(self.world.size)
         distributed.broadcast_parameters(model, self.world)
         # gradients averaged over the ranks while the last micro-batch's backward runs
-        self.reducer = distributed.GradientReducer(model.parameters(), self.world) if self.world.size > 1 else None
+        self.reducer = distributed.GradientReducer(model, self.world) if self.world.size > 1 else None
         self.bytes_reduced = 0  # per step, by this rank
 
     # --- control ----------------------------------------------------------------------------
