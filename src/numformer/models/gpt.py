@@ -22,7 +22,6 @@ from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
-from numformer.nn.module import forward_hooks_registered
 from numformer.ops.masks import PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
@@ -426,11 +425,12 @@ class GPT(nn.Module):
         new = [[] for _ in rows]
         done = [False] * len(rows)
         cache = None
+        hooked = any(m.has_forward_hooks() for m in self.modules())  # hooks must see every module run
         for _ in range(max_new_tokens):
             # Past the context the window slides: each row's last block_size tokens at positions
             # 0..block_size-1, which no cached key has seen; so those steps recompute the window.
             if use_cache and max(len(r) for r in rows) <= self.config.block_size:
-                logits, cache = self._next_logits_cached(rows, cache)
+                logits, cache = self._next_logits_cached(rows, cache, hooked)
             else:
                 logits = self._next_logits_full(rows)
             logits = to_numpy(logits)  # sampling runs on the host, with NumPy's generator
@@ -466,10 +466,11 @@ class GPT(nn.Module):
         logits, _ = self.forward(idx)
         return logits.array[xp.arange(len(rows)), lengths - 1]
 
-    def _next_logits_cached(self, rows, cache):
+    def _next_logits_cached(self, rows, cache, hooked: bool):
         """The next-token logits of every row (all of them at most block_size long) through the
         cache: the prompts at first (right-padded), then one new token per row at that row's
-        own position (its length - 1: over the padding of a shorter prompt)."""
+        own position (its length - 1: over the padding of a shorter prompt). ``hooked``: a
+        module had a forward hook when ``generate`` began, so every step runs the modules."""
         N = len(rows)
         if cache is None:
             idx, lengths = self._window(rows)
@@ -478,7 +479,7 @@ class GPT(nn.Module):
             return logits[xp.arange(N), lengths - 1], cache
         idx = xp.array([[r[-1]] for r in rows], dtype=np.int64)
         positions = xp.array([[len(r) - 1] for r in rows], dtype=np.int64)
-        if forward_hooks_registered() and any(m.has_forward_hooks() for m in self.modules()):  # hooks see every module
+        if hooked:  # forward hooks see every module run: the module path
             return self.forward(idx, cache=cache, positions=positions)[0].array[:, 0], cache
         return self._decode_step(idx, positions, cache)[:, 0], cache
 

@@ -45,15 +45,6 @@ class _HookHandle:
         self.hooks.pop(self.key, None)
 
 
-_HOOKED = [False]  # whether a forward hook was ever registered in this process
-
-
-def forward_hooks_registered() -> bool:
-    """Whether any module of this process was ever given a forward hook (a fast path that
-    skips modules asks this first, then walks the modules only if so)."""
-    return _HOOKED[0]
-
-
 class Module:
     """Base class of every layer: ``__call__`` runs ``forward`` (and any forward hooks)."""
 
@@ -84,11 +75,6 @@ class Module:
                 out = result
         return out
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if state.get("_forward_hooks"):  # an unpickled module keeps its hooks: the fast paths must see them
-            _HOOKED[0] = True
-
     def has_forward_hooks(self) -> bool:
         """Whether a forward hook is registered on this module (not its children)."""
         return bool(self._forward_hooks)
@@ -97,7 +83,6 @@ class Module:
         """``hook(module, inputs, output)`` runs after every forward; returns a removable handle."""
         key = id(hook) ^ len(self._forward_hooks)
         self._forward_hooks[key] = hook
-        _HOOKED[0] = True
         return _HookHandle(self._forward_hooks, key)
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
