@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -255,6 +257,25 @@ def test_generation_with_a_forward_hook_runs_every_module():
     model.transformer["h"][0].mlp.register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
     model.generate([[1, 2, 3]], 4, temperature=0)
     assert calls == [(1, 3, 16)] + [(1, 1, 16)] * 3  # the prompt, then each cached step
+
+
+class _Shapes:
+    """A forward hook that pickles (by reference) and records the output shapes it sees."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, module, inputs, output):
+        self.seen.append(output.shape)
+
+
+def test_an_unpickled_model_keeps_its_forward_hooks_seeing_every_step():
+    model = tiny().eval()
+    model.transformer["h"][0].mlp.register_forward_hook(_Shapes())
+    restored = pickle.loads(pickle.dumps(model))
+    restored.generate([[1, 2, 3]], 4, temperature=0)
+    (hook,) = restored.transformer["h"][0].mlp._forward_hooks.values()
+    assert hook.seen == [(1, 3, 16)] + [(1, 1, 16)] * 3
 
 
 @pytest.mark.parametrize("positions", POSITIONS)
