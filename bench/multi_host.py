@@ -9,8 +9,11 @@ delay is added: the model takes the round trip measured on the links instead.
 
 For each model (the demo GPT and the medium GPT of ``bench/suite.py``), shaping and host count
 (1, 2, 4) a job trains through ``numformer.train.Trainer`` at the model's global batch and
-records, per step and rank, the step time and the time in ``distributed.allreduce_gradients``
-(the gradient communication: buckets packed, all-reduced, unpacked). Then it times a 1-byte
+records, per step and rank, the step time, the time the step waits in the gradient reducer's
+``finish`` (buckets not yet started packed and started, all waited for, unpacked) and the time
+its hooks take inside the backward; twice per multi-host row: every bucket after the backward
+("after", the hooks do nothing) and each as soon as its gradients are complete ("overlap", the
+default). Then it times a 1-byte
 ping-pong (the round trip) and an 8-byte ``Allreduce``. First, an unshaped 64 MiB
 ``Allreduce`` on each host count measures the ceiling of this machine's stack (every "host"
 shares this machine's cores, so the stack, not the link, limits a fast link).

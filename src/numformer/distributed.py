@@ -274,30 +274,6 @@ def broadcast_parameters(module, world: World) -> None:
         array[...] = to_device(host, device_of(array))
 
 
-def allreduce_gradients(parameters, world: World, bucket_bytes: int = BUCKET_BYTES) -> int:
-    """Average every parameter's gradient over the ranks, in buckets of at most
-    ``bucket_bytes`` (``gradient_buckets``): one contiguous buffer and one ``Allreduce`` per
-    bucket, after the backward (``GradientReducer`` overlaps them with it). A parameter without
-    a gradient on this rank contributes zeros; one without a gradient on any rank keeps None.
-
-    Args:
-        parameters: the parameters whose ``.grad`` to average, in the same order on every rank.
-        world: the job's ``World``.
-        bucket_bytes: the most bytes reduced in one collective (25 MiB, as PyTorch's DDP).
-
-    Returns:
-        The bytes reduced (this rank's share of the traffic: the gradients' size)."""
-    params = [p for p in parameters if p.requires_grad]
-    if world.size == 1 or not params:
-        return 0
-    reduced = 0
-    for bucket in gradient_buckets(params, bucket_bytes):
-        buffer = _pack(bucket)
-        world.allreduce_sum_(buffer)
-        reduced += _unpack(bucket, buffer, world.size)
-    return reduced
-
-
 class GradientReducer:
     """Averages gradients over the ranks while the backward pass runs, as PyTorch DDP's
     reducer: the parameters are bucketed in the order backward completes their gradients (the
