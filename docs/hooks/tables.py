@@ -3,7 +3,7 @@
 A page asks for one with a marker on a line of its own, ``<!-- generated: NAME -->``; the hook
 replaces it with the table ``TABLES[NAME]`` builds from the results file it reads:
 
-- ``bench-machine``, ``bench-suite``, ``bench-attention``: ``bench/results/suite.json``
+- ``bench-machine``, ``bench-suite``, ``bench-attention``, ``bench-memory``: ``bench/results/suite.json``
   (``make bench``);
 - ``bench-minilm``: ``bench/results/minilm.json`` (``bench/bert_vs_st.py``);
 - ``apps``: ``numformer.apps.registry()``, whose scores are ``numformer/apps/measured.json``
@@ -72,6 +72,20 @@ def bench_attention() -> str:
     return "\n".join(rows)
 
 
+def bench_memory() -> str:
+    rows = [
+        "| size | shape | weights (MB) | numformer peak (MB) | PyTorch peak (MB) | numformer / PyTorch |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for m in _results("suite.json")["training_memory"]:
+        n, t = m["numformer"], m["torch"]
+        rows.append(
+            f"| {m['name']} | {m['shape']} | {n['model_mb']:.1f} | {n['peak_mb']:.0f} | {t['peak_mb']:.0f} | "
+            f"{m['ratio']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
 def bench_minilm() -> str:
     data = _results("minilm.json")
     rows = [
@@ -109,6 +123,7 @@ TABLES = {
     "bench-machine": bench_machine,
     "bench-suite": bench_suite,
     "bench-attention": bench_attention,
+    "bench-memory": bench_memory,
     "bench-minilm": bench_minilm,
     "apps": apps_table,
 }

@@ -111,12 +111,12 @@ def _threads_from_env() -> int:
     return _builtins.int(value)
 
 
-set_num_threads(_threads_from_env())
 _tune = _os.environ.get("NUMFORMER_TUNE_ALLOCATOR", "1").strip().lower()
 if _tune not in ("0", "false", "no", "off", "1", "true", "yes", "on", ""):
     _warnings.warn(f"NUMFORMER_TUNE_ALLOCATOR must be 0 or 1, got {_tune!r}; tuning the allocator", stacklevel=2)
 if _tune not in ("0", "false", "no", "off"):
-    tune_allocator()
+    tune_allocator()  # before the kernel threads start: each would otherwise take an arena of its own
+set_num_threads(_threads_from_env())
 
 # dtypes, with PyTorch's names (NumPy's dtypes: ``t.dtype == numformer.float32``)
 float32 = float = _np.dtype(_np.float32)  # noqa: A001 - PyTorch's names

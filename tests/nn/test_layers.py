@@ -431,6 +431,31 @@ def test_recurrent_layer_kernels_pass_gradcheck(kind, seed, n, length, hidden, b
         assert gradcheck(lambda *xs: RNNLayer.apply(*xs, relu=kind == "RNN-relu"), inputs)
 
 
+@settings(max_examples=20)
+@given(seed=SEEDS, n=st.integers(1, 3), length=st.integers(1, 9), hidden=st.integers(1, 4), span=st.integers(1, 4))
+def test_lstm_backward_in_blocks_of_steps_equals_it_in_one_block_exactly(seed, n, length, hidden, span):
+    """The LSTM's backward computes its factors a block of steps at a time (``TIME_TILE``):
+    any block length, ragged last block included, gives the one-block gradients bit for bit."""
+    from numformer.ops import recurrent
+    from numformer.ops.recurrent import LSTMLayer
+
+    shapes = [(n, length, 4 * hidden), (4 * hidden, hidden), (n, hidden), (n, hidden), (4 * hidden,)]
+    arrays = [randn(seed + k, shape).astype(np.float32) for k, shape in enumerate(shapes)]
+    g = randn(seed + 9, (2, n, length, hidden)).astype(np.float32)
+
+    def grads(tile):
+        saved, recurrent.TIME_TILE = recurrent.TIME_TILE, tile
+        try:
+            inputs = [nf.Tensor(a, requires_grad=True) for a in arrays]
+            LSTMLayer.apply(*inputs).backward(g)
+            return [t.grad for t in inputs]
+        finally:
+            recurrent.TIME_TILE = saved
+
+    for a, b in zip(grads(1 << 30), grads(span * n * 4 * hidden), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
 @given(seed=SEEDS, dtype=DTYPES, frozen=st.booleans())
 def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, frozen):

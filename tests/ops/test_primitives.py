@@ -322,3 +322,14 @@ def test_reductions_at_degenerate_sizes_give_what_pytorch_gives(name, shape):
     ref.sum().backward()
     np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), equal_nan=True)
     np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_keeps_one_array_for_backward_never_its_input(approximate):
+    # the derivative, computed in forward: the input (the MLP's widest activation) can be freed
+    x = nf.tensor(randn(0, (70, 3000), np.float32), requires_grad=True)
+    y = F.gelu(x * 2, approximate=approximate)
+    kept = [a for a in vars(y._fn).values() if isinstance(a, np.ndarray)]
+    assert [a.nbytes for a in kept] == [y.numpy().nbytes]
+    y.backward(nf.ones_like(y))  # values and gradients: test_parity_with_torch, test_gradcheck
+    assert x.grad.shape == x.shape and np.isfinite(x.grad.numpy()).all()

@@ -254,3 +254,25 @@ def test_one_cycle_names_bad_arguments(kwargs, message):
     opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.01)
     with pytest.raises(ValueError, match=message):
         optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW])
+def test_adam_keeps_two_moments_a_parameter_and_no_scratch(cls):
+    model, _ = _pair(np.float32)
+    opt = cls(model.parameters(), lr=0.01)
+    model(nf.tensor(np.ones((2, 4), np.float32))).sum().backward()
+    opt.step()
+    kept = sum(a.nbytes for s in opt.state.values() for a in s.values() if isinstance(a, np.ndarray))
+    assert kept == 2 * sum(p.numpy().nbytes for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_updates_a_zero_dimensional_parameter_as_pytorch(name):
+    ours, theirs, kw = OPTIMISERS[name]
+    p, q = nn.Parameter(nf.tensor(1.5)), torch.nn.Parameter(torch.tensor(1.5, dtype=torch.float64))
+    opt_p, opt_q = ours([p], **kw), theirs([q], **kw)
+    for _ in range(3):
+        opt_p.zero_grad(), opt_q.zero_grad()
+        (p * p).backward(), (q * q).backward()
+        opt_p.step(), opt_q.step()
+    assert p.shape == () and abs(p.item() - q.item()) < 1e-6

@@ -31,6 +31,9 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
 # still overflow for values of V near float32's range: it checks, and normalises if it must.)
 EXP_CEILING = 30.0
 SHIFT_SLACK = 30.0
+# Weights per tile of the plain kernel (1 MiB of float32): a tile's P stays in a core's cache
+# from the scores through P V (and, in backward, through dS).
+WEIGHTS_TILE = 1 << 18
 
 
 def _score_shift(q_scaled, k, is_causal: bool):
@@ -206,15 +209,20 @@ class ScaledDotProductAttention(Function):
         need_weights=False,
         inference=False,
     ):
-        """Attention chunk by chunk over one batch axis; keeps P (and the dropout mask) for backward.
-        The options are ``infer``'s (and ``forward``'s)."""
+        """Attention chunk by chunk over one batch axis, each chunk in tiles of about
+        ``WEIGHTS_TILE`` weights (a tile's P then stays in cache from the scores to P V). Keeps
+        P (and the dropout mask) for backward, or, where P would outweigh q, k and v
+        (``keeps_weights``), nothing: backward recomputes each tile's P, the same bits. The
+        options are ``infer``'s (and ``forward``'s)."""
         dtype = q.dtype
         self.scale = dtype.type(scale)
         self.batch = batch = _batch_shape(q, k, v, bool_mask, float_mask)
         self.axis = split_axis(batch)
         L, S = q.shape[-2], k.shape[-2]
-        hidden = ~xp.tri(L, S, dtype=bool) if is_causal else None
-        self.p = p = xp.empty(batch + (L, S), dtype=dtype)
+        self.weights_shape, self.hidden = (L, S), ~xp.tri(L, S, dtype=bool) if is_causal else None
+        self.masks, self.is_causal = (bool_mask, float_mask), is_causal
+        keep = need_weights or dropout_p > 0 or (not inference and keeps_weights(L, S, q.shape[-1], v.shape[-1]))
+        self.p = p = xp.empty(batch + (L, S), dtype=dtype) if keep else None
         heads_swapped = len(batch) >= 2
         if heads_swapped:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
             buffer = xp.empty(batch[:-1] + (L, batch[-1], v.shape[-1]), dtype=dtype)  # after is free
@@ -226,29 +234,64 @@ class ScaledDotProductAttention(Function):
         masked = bool_mask is not None or float_mask is not None or q.size == 0 or k.size == 0
         unnormalised = not masked and inference and not need_weights and not dropout_p
 
-        def chunk(lo, hi):
-            part = batch_slicer(batch, self.axis, lo, hi)
-            qs, kc, pc = q[part(q)] * self.scale, k[part(k)], p[part(p)]
+        def tile(part, pc):
             if unnormalised:
-                _unnormalised_output(qs, kc, v[part(v)], hidden, is_causal, pc, out[part(out)], heads_swapped)
+                qs, kc = q[part(q)] * self.scale, k[part(k)]
+                _unnormalised_output(qs, kc, v[part(v)], self.hidden, is_causal, pc, out[part(out)], heads_swapped)
                 return
-            if masked:
-                bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
-                fm = float_mask[part(float_mask)] if float_mask is not None else None
-                _masked_weights(qs, kc, bm, fm, hidden, pc)
-            else:
-                _bounded_weights(qs, kc, hidden, is_causal, pc)
+            self._weights(q, k, part, pc)
             if self.dropped is not None:
                 xp.multiply(pc, self.dropped[part(p)], out=self.pd[part(p)])
-            xp.matmul(self.pd[part(p)], v[part(v)], out=out[part(out)])
+            xp.matmul(pc if self.dropped is None else self.pd[part(p)], v[part(v)], out=out[part(out)])
 
-        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
+        self._tiles(tile, p, fills=True)
         self.q, self.k, self.v = q, k, v
         return (out, self.pd) if need_weights else out
 
+    def _weights(self, q, k, part, pc):
+        """P of one tile into ``pc``: the masked softmax with a mask, else exp of bound-shifted
+        scores (``_bounded_weights``)."""
+        qs, kc = q[part(q)] * self.scale, k[part(k)]
+        bool_mask, float_mask = self.masks
+        if bool_mask is not None or float_mask is not None or q.size == 0 or k.size == 0:
+            bm = bool_mask[part(bool_mask)] if bool_mask is not None else None
+            fm = float_mask[part(float_mask)] if float_mask is not None else None
+            return _masked_weights(qs, kc, bm, fm, self.hidden, pc)
+        return _bounded_weights(qs, kc, self.hidden, self.is_causal, pc)
+
+    def _tiles(self, tile, p, fills: bool = False) -> None:
+        """Call ``tile(part, pc)`` over the batch: chunks over threads (``parallel_for``), each
+        in tiles of about ``WEIGHTS_TILE`` weights along the split axis; ``pc`` is the tile's
+        part of the kept ``p``, or a scratch of the tile's shape when P is not kept. ``fills``
+        (forward): a part of ``p`` that is not contiguous (a split over heads) is computed in a
+        scratch and copied in, so that P's bits never depend on its layout (row sums of
+        contiguous rows run as one GEMV)."""
+        batch, axis, (L, S) = self.batch, self.axis, self.weights_shape
+        n = batch[axis] if batch else 1
+        per_item = math.prod(batch) // max(n, 1) * L * S
+        step = max(1, WEIGHTS_TILE // max(per_item, 1))
+
+        def chunk(lo, hi):
+            scratch = None
+            for a in range(lo, hi, step):
+                b = min(a + step, hi)
+                part = batch_slicer(batch, axis, a, b)
+                kept = p[part(p)] if p is not None else None
+                if kept is not None and (kept.flags.c_contiguous or not fills):
+                    tile(part, kept)
+                    continue
+                shape = (batch[:axis] + (b - a,) + batch[axis + 1 :] if batch else ()) + (L, S)
+                if scratch is None or scratch.shape != shape:
+                    scratch = xp.empty(shape, dtype=self.scale.dtype)
+                tile(part, scratch)
+                if kept is not None:
+                    kept[...] = scratch
+
+        parallel_for(n, chunk, per_item)
+
     def backward(self, g, g_weights=None):
         q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
-        batch, dtype = self.batch, p.dtype
+        batch, dtype = self.batch, out.dtype
         need_q, need_k, need_v = self.needs_grad[:3]
         dq = xp.empty(batch + q.shape[-2:], dtype=dtype) if need_q else None
         dk = xp.empty(batch + k.shape[-2:], dtype=dtype) if need_k else None
@@ -256,23 +299,24 @@ class ScaledDotProductAttention(Function):
         if g is None:  # only the weights had a gradient
             g = xp.zeros(out.shape, dtype=dtype)
 
-        def chunk(lo, hi):
-            part = batch_slicer(batch, self.axis, lo, hi)
-            gi, at = g[part(g)], part(p)
+        def tile(part, pc):
+            gi = g[part(g)]
+            if p is None:  # not kept: recomputed, the forward's bits
+                self._weights(q, k, part, pc)
             if need_v:
-                xp.matmul(xp.swapaxes(pd[at], -1, -2), gi, out=dv[part(dv)])
+                xp.matmul(xp.swapaxes(pd[part(pd)] if p is not None else pc, -1, -2), gi, out=dv[part(dv)])
             if not (need_q or need_k):
                 return
             ds = gi @ xp.swapaxes(v[part(v)], -1, -2)  # dL/d(P*D), then dL/dP
             if g_weights is not None:
                 ds += g_weights[part(g_weights)]
             if self.dropped is not None:
-                ds *= self.dropped[at]
+                ds *= self.dropped[part(self.dropped)]
             if g_weights is None:  # rowsum(dP * P) = rowsum(dO * O): an (L, Ev) product
                 ds -= xp.sum(gi * out[part(out)], axis=-1, keepdims=True)
             else:
-                ds -= xp.sum(ds * p[at], axis=-1, keepdims=True)
-            ds *= p[at]
+                ds -= xp.sum(ds * pc, axis=-1, keepdims=True)
+            ds *= pc
             # dQ = scale dS K, dK = scale dS^T Q: the scale goes on the small (L, E) operands
             if need_q:
                 ks = xp.broadcast_to(k[part(k)] * self.scale, ds.shape[:-2] + k.shape[-2:])
@@ -281,12 +325,20 @@ class ScaledDotProductAttention(Function):
                 qs = xp.broadcast_to(q[part(q)] * self.scale, ds.shape[:-2] + q.shape[-2:])
                 xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
 
-        parallel_for(batch[self.axis] if batch else 1, chunk, p[0].size if batch else p.size)
+        self._tiles(tile, p)
         return (
             unbroadcast(dq, q.shape) if need_q else None,
             unbroadcast(dk, k.shape) if need_k else None,
             unbroadcast(dv, v.shape) if need_v else None,
         )
+
+
+def keeps_weights(L: int, S: int, E: int, Ev: int) -> bool:
+    """Whether training attention keeps its ``(L, S)`` weights P for backward: only where they
+    cost no more memory than the q, k and v it keeps anyway (L S <= L E + S (E + Ev) per
+    head). Longer contexts recompute P in backward instead, tile by tile, as flash attention
+    does (one more q k^T and exp per tile), so that activation memory grows with L, not L S."""
+    return L * S <= L * E + S * (E + Ev)
 
 
 def _block(mask, i0, i1, j0, j1):

@@ -279,14 +279,19 @@ TILE = 1 << 16  # elements per tile of the multi-pass elementwise kernels (256 K
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-def _gelu_tanh(a, t, out):
-    """out = a/2 (1 + t), t = tanh(sqrt(2/pi) a (1 + 0.044715 a^2)), both written in place
-    (``out`` may be ``t``); returns ``out``."""
+def _tanh_term(a, t):
+    """t = tanh(sqrt(2/pi) a (1 + 0.044715 a^2)), written into ``t``; returns ``t``."""
     xp.multiply(a, a, out=t)
     t *= a.dtype.type(0.044715 * _SQRT_2_OVER_PI)
     t += a.dtype.type(_SQRT_2_OVER_PI)
     t *= a
-    xp.tanh(t, out=t)
+    return xp.tanh(t, out=t)
+
+
+def _gelu_tanh(a, t, out):
+    """out = a/2 (1 + t), t = ``_tanh_term(a)``, both written in place (``out`` may be ``t``);
+    returns ``out``."""
+    _tanh_term(a, t)
     xp.add(t, 1, out=out)
     out *= a
     out *= a.dtype.type(0.5)
@@ -298,89 +303,75 @@ class Gelu(Function):
 
     Exact: d/dx = Phi(x) + x * phi(x). Tanh form: y = x/2 (1 + t), t = tanh(u),
     u = sqrt(2/pi) (x + 0.044715 x^3); dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx.
+    Forward computes the derivative tile by tile beside the output, while t (or Phi) is in
+    the core's cache, and keeps only that one array: neither x nor t (PyTorch keeps x). Backward
+    is then one product, bit for bit the product of the same factors taken there.
     """
 
     def infer(self, a, approximate="none"):
         if approximate == "tanh" and a.size < MIN_ELEMENTS:  # a few rows (decoding): no chunks
             t = xp.empty_like(a)  # a's memory layout: ufuncs on mixed layouts run slower
             return _gelu_tanh(a, t, t)
-        return self.forward(a, approximate)
+        return self._gelu(contiguous(a), approximate, derivative=False)
 
     def forward(self, a, approximate="none"):
-        self.a, self.approximate = a, approximate
-        if approximate == "tanh":
-            self.a = a = contiguous(a)
-            self.t, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
-            flat_a, flat_t, flat_out = a.reshape(-1), self.t.reshape(-1), out.reshape(-1)
-            parallel_for(a.size, lambda lo, hi: _gelu_tanh(flat_a[lo:hi], flat_t[lo:hi], flat_out[lo:hi]))
-            return out
-        # Exact: Phi(x) = (1 + erf(x / sqrt 2)) / 2, kept for backward; chunk by chunk.
-        self.a = a = contiguous(a)
-        self.cdf, out = xp.empty(a.shape, a.dtype), xp.empty(a.shape, a.dtype)
-        flat_a, flat_cdf, flat_out = a.reshape(-1), self.cdf.reshape(-1), out.reshape(-1)
-        half, scale = a.dtype.type(0.5), a.dtype.type(_INV_SQRT_2)
+        return self._gelu(contiguous(a), approximate, derivative=self.needs_grad[0])
+
+    def _gelu(self, a, approximate, derivative: bool):
+        out = xp.empty(a.shape, a.dtype)
+        self.derivative = d = xp.empty(a.shape, a.dtype) if derivative else None
+        flat_a, flat_out = a.reshape(-1), out.reshape(-1)
+        flat_d = d.reshape(-1) if derivative else None
+        tanh_form = approximate == "tanh"
+        dt = a.dtype.type
+        half, scale, c = dt(0.5), dt(_INV_SQRT_2), dt(_INV_SQRT_2PI)
+        c1, c0, minus_half = dt(3 * 0.044715 * _SQRT_2_OVER_PI), dt(_SQRT_2_OVER_PI), dt(-0.5)
+
+        def tile(ai, oi, di):
+            # tanh form: t into oi then y over it; exact: Phi = (1 + erf(x / sqrt 2)) / 2 into a scratch
+            if tanh_form:
+                t = _gelu_tanh(ai, oi, oi) if di is None else _tanh_term(ai, xp.empty_like(ai))
+                if di is None:
+                    return
+                xp.add(t, 1, out=oi)
+                oi *= ai
+                oi *= half
+                # 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
+                xp.multiply(ai, ai, out=di)
+                di *= c1
+                di += c0
+                di *= ai
+                one_minus = xp.multiply(t, t)
+                xp.subtract(1, one_minus, out=one_minus)
+                di *= one_minus
+                di += t
+                di += 1
+                di *= half
+                return
+            cdf = xp.multiply(ai, scale)
+            _erf_into(cdf, cdf)
+            cdf += 1
+            cdf *= half
+            xp.multiply(ai, cdf, out=oi)
+            if di is not None:  # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+                xp.multiply(ai, ai, out=di)
+                di *= minus_half
+                xp.exp(di, out=di)
+                di *= c
+                di *= ai
+                di += cdf
 
         def chunk(lo, hi):
-            # Tiles of TILE elements: erf's passes then run in the core's cache, not memory.
+            # Tiles of TILE elements: the passes then run in the core's cache, not memory.
             for start in range(lo, hi, TILE):
                 end = min(start + TILE, hi)
-                cdf = flat_cdf[start:end]
-                xp.multiply(flat_a[start:end], scale, out=cdf)
-                _erf_into(cdf, cdf)
-                cdf += 1
-                cdf *= half
-                xp.multiply(flat_a[start:end], cdf, out=flat_out[start:end])
+                tile(flat_a[start:end], flat_out[start:end], flat_d[start:end] if derivative else None)
 
-        parallel_for(a.size, chunk, 8)  # erf costs several elementwise passes per element
+        parallel_for(a.size, chunk, 8 if derivative or not tanh_form else 1)  # erf: several passes per element
         return out
 
     def backward(self, g):
-        a = self.a
-        if self.approximate == "tanh":
-            # 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
-            du = xp.empty(a.shape, a.dtype)
-            flat_a, flat_t, flat_du = a.reshape(-1), self.t.reshape(-1), du.reshape(-1)
-            flat_g = contiguous(g).reshape(-1)
-            c1, c0 = a.dtype.type(3 * 0.044715 * _SQRT_2_OVER_PI), a.dtype.type(_SQRT_2_OVER_PI)
-
-            def chunk(lo, hi):
-                ai, t, d = flat_a[lo:hi], flat_t[lo:hi], flat_du[lo:hi]
-                xp.multiply(ai, ai, out=d)
-                d *= c1
-                d += c0
-                d *= ai
-                one_minus = t * t
-                xp.subtract(1, one_minus, out=one_minus)
-                d *= one_minus
-                d += t
-                d += 1
-                d *= flat_g[lo:hi]
-                d *= a.dtype.type(0.5)
-
-            parallel_for(a.size, chunk)
-            return (du,)
-        # d/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-        dx = xp.empty(a.shape, a.dtype)
-        flat_a, flat_cdf, flat_dx, flat_g = (
-            a.reshape(-1),
-            self.cdf.reshape(-1),
-            dx.reshape(-1),
-            contiguous(g).reshape(-1),
-        )
-        minus_half, c = a.dtype.type(-0.5), a.dtype.type(_INV_SQRT_2PI)
-
-        def chunk(lo, hi):
-            ai, d = flat_a[lo:hi], flat_dx[lo:hi]
-            xp.multiply(ai, ai, out=d)
-            d *= minus_half
-            xp.exp(d, out=d)
-            d *= c
-            d *= ai
-            d += flat_cdf[lo:hi]
-            d *= flat_g[lo:hi]
-
-        parallel_for(a.size, chunk)
-        return (dx,)
+        return (binary(xp.multiply, contiguous(g), self.derivative),)
 
 
 # --- selection -----------------------------------------------------------------------------

@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from numformer.autograd import Function
 from numformer.backend import xp
+from numformer.ops._threads import matmul
+
+# Gate values per block of steps in the LSTM's backward (TIME_TILE / (N 4H) steps a block, 512 KiB
+# of float32): its factors, computed a block at a time, are still in cache when the loop reads them.
+TIME_TILE = 1 << 17
 
 
 def _swap(a, axis=0):
@@ -37,7 +42,7 @@ def _hidden_grads(dz, first, states, needs, bias: int):
     """dL/dW_hh = sum_t dz_t^T h_{t-1} (one GEMM over every step; ``first`` is h_{-1}) and
     dL/db_hh = sum dz (None where not needed; ``bias`` is b_hh's input index)."""
     flat = dz.reshape(-1, dz.shape[-1])
-    dw = flat.T @ _previous(first, states).reshape(-1, states.shape[-1]) if needs[1] else None
+    dw = matmul(flat.T, _previous(first, states).reshape(-1, states.shape[-1])) if needs[1] else None
     db = flat.sum(0) if len(needs) > bias and needs[bias] else None
     return dw, db
 
@@ -98,37 +103,48 @@ class LSTMLayer(Function):
         return _swap(out, 1)
 
     def backward(self, grad):
-        gates, hs, cs, w_hh = self.gates, self.hs, self.cs, self.w_hh
+        gates, hs, w_hh = self.gates, self.hs, self.w_hh
         L, N, G = gates.shape
         H = G // 4
         g_h = _swap(grad[0])
         g_c = _swap(grad[1]) if xp.any(grad[1]) else None
-        i, f, g, o = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
-        prev_c = _previous(self.c0, cs)
-        tanh_c = xp.tanh(cs)
-        # what multiplies the carried gradients at each step, for every step at once
-        by_dc = xp.empty((L, N, 3, H), dtype=gates.dtype)  # dz_{i,f,g} = dc * by_dc
-        xp.multiply(g, i * (1 - i), out=by_dc[:, :, 0])
-        xp.multiply(prev_c, f * (1 - f), out=by_dc[:, :, 1])
-        xp.multiply(i, 1 - g * g, out=by_dc[:, :, 2])
-        by_dh = tanh_c * o * (1 - o)  # dz_o = dh * by_dh
-        dc_from_dh = o * (1 - tanh_c * tanh_c)  # dc += dh * dc_from_dh
         dz = xp.empty((L, N, 4, H), dtype=gates.dtype)
         dh = xp.zeros((N, H), dtype=gates.dtype)
         dc = xp.zeros((N, H), dtype=gates.dtype)
-        for t in range(L - 1, -1, -1):
-            dh += g_h[t]
-            if g_c is not None:
-                dc += g_c[t]
-            dc += dh * dc_from_dh[t]
-            xp.multiply(by_dc[t], dc[:, None], out=dz[t, :, :3])
-            xp.multiply(dh, by_dh[t], out=dz[t, :, 3])
-            dc *= f[t]
-            dh = dz[t].reshape(N, G) @ w_hh
+        span = max(1, TIME_TILE // (N * G))  # steps per block: its factors stay in cache
+        for end in range(L, 0, -span):
+            start = max(end - span, 0)
+            by_dc, by_dh, dc_from_dh = self._factors(start, end)
+            f = gates[start:end, :, H : 2 * H]
+            for t in range(end - 1, start - 1, -1):
+                k = t - start
+                dh += g_h[t]
+                if g_c is not None:
+                    dc += g_c[t]
+                dc += dh * dc_from_dh[k]
+                xp.multiply(by_dc[k], dc[:, None], out=dz[t, :, :3])
+                xp.multiply(dh, by_dh[k], out=dz[t, :, 3])
+                dc *= f[k]
+                dh = dz[t].reshape(N, G) @ w_hh
         dz = dz.reshape(L, N, G)
         dw, db = _hidden_grads(dz, self.h0, hs, self.needs_grad, bias=4)
         dp = _swap(dz) if self.needs_grad[0] else None
         return (dp, dw, dh, dc) + ((db,) if len(self.needs_grad) > 4 else ())
+
+    def _factors(self, start: int, end: int):
+        """What multiplies the carried gradients at steps ``start:end``, for those steps at
+        once: ``by_dc`` (dz_{i,f,g} = dc by_dc), ``by_dh`` (dz_o = dh by_dh) and
+        ``dc_from_dh`` (dc += dh dc_from_dh)."""
+        gates, cs = self.gates[start:end], self.cs[start:end]
+        H = gates.shape[-1] // 4
+        i, f, g, o = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H : 3 * H], gates[..., 3 * H :]
+        prev_c = _previous(self.c0 if start == 0 else self.cs[start - 1], cs)
+        tanh_c = xp.tanh(cs)
+        by_dc = xp.empty(cs.shape[:2] + (3, H), dtype=gates.dtype)
+        xp.multiply(g, i * (1 - i), out=by_dc[:, :, 0])
+        xp.multiply(prev_c, f * (1 - f), out=by_dc[:, :, 1])
+        xp.multiply(i, 1 - g * g, out=by_dc[:, :, 2])
+        return by_dc, tanh_c * o * (1 - o), o * (1 - tanh_c * tanh_c)
 
 
 class RNNLayer(Function):

@@ -341,7 +341,7 @@ class Adam(Optimizer):
                 g = g + wd * p.array
         m, v = state["exp_avg"], state["exp_avg_sq"]
         dt = p.dtype.type
-        tmp = xp.subtract(g, m, out=state.setdefault("_tmp", xp.empty_like(m)))
+        tmp = xp.subtract(g, m, out=xp.empty_like(m))  # a scratch of this update only, not kept
         tmp *= dt(1 - beta1)
         m += tmp  # m = m + (g - m)(1 - beta1): PyTorch's lerp form
         xp.multiply(g, g, out=tmp)

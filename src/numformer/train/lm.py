@@ -31,6 +31,7 @@ from numformer.data import TokenData, load_text, load_tokenizer, tokenizer_from_
 from numformer.data.corpus import CORPORA, corpus
 from numformer.data.tokenizers import DecodeStream
 from numformer.models import GPT, GPTConfig
+from numformer.ops.attention import keeps_weights
 from numformer.optim import AdamW
 from numformer.optim.lr_scheduler import WarmupCosineLR
 from numformer.serialization.configs import Config, check_value, field_types
@@ -289,7 +290,8 @@ def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple
     needs, from the sizes alone: float32 weights, their gradients and AdamW's two moments (16
     bytes a parameter), and the activations one micro-batch (this rank's share of the batch)
     keeps for the backward pass, about ``L (N T (10 E + 2 F) + N H T^2) + 3 N T V`` floats
-    (layers L, rows N, positions T, width E, MLP width F, heads H, vocabulary V).
+    (layers L, rows N, positions T, width E, MLP width F, heads H, vocabulary V; the ``T^2``
+    term only where attention keeps its weights, ``ops.attention.keeps_weights``).
 
     Args:
         config: the run.
@@ -302,7 +304,9 @@ def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple
     params = model.num_parameters()
     N, T = max(config.batch_size // ranks, 1), model.block_size
     E, F, H = model.d_model, model.d_ff, model.n_head
-    activations = model.n_layer * (N * T * (10 * E + 2 * F) + N * H * T * T) + 3 * N * T * vocab_size
+    head = E // H
+    weights = N * H * T * T if keeps_weights(T, T, head, head) else 0
+    activations = model.n_layer * (N * T * (10 * E + 2 * F) + weights) + 3 * N * T * vocab_size
     return params, 4 * (4 * params + activations)
 
 

@@ -1,0 +1,101 @@
+"""The plain attention kernel's memory: its weights P kept for backward or recomputed there
+(``keeps_weights``), computed in tiles of about ``WEIGHTS_TILE`` weights. Recomputing gives the
+kept kernel's bits exactly (backward runs the forward's tiles again), any tiling the same values
+to round-off, and the recomputing kernel keeps no (L, S) array."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import numformer as nf
+from helpers import LOOSE, randn
+from numformer.nn import functional as F
+from numformer.ops import _threads as parallel
+from numformer.ops import attention as kernel
+
+
+@contextlib.contextmanager
+def plain_kernel(keep: bool, tile: int, threads: int):
+    """The plain kernel with P kept or not, ``tile`` weights per tile, ``threads`` threads that
+    split even small work; everything restored after."""
+    saved = kernel.keeps_weights, kernel.WEIGHTS_TILE, parallel.MIN_ELEMENTS, parallel.MIN_MACS
+    kernel.keeps_weights = lambda *sizes: keep
+    kernel.WEIGHTS_TILE = tile
+    parallel.MIN_ELEMENTS = parallel.MIN_MACS = 1
+    nf.set_num_threads(threads)
+    try:
+        with F.attention_kernel("plain"):
+            yield
+    finally:
+        kernel.keeps_weights, kernel.WEIGHTS_TILE, parallel.MIN_ELEMENTS, parallel.MIN_MACS = saved
+        nf.set_num_threads(1)
+
+
+def _inputs(seed, N, H, L, S, E, mask_kind, dtype):
+    q, k = randn(seed, (N, H, L, E), dtype), randn(seed + 1, (N, H, S, E), dtype) * 3
+    v = randn(seed + 2, (N, H, S, E + 1), dtype)
+    rng = np.random.default_rng(seed)
+    mask = {
+        "none": None,
+        "causal": None,
+        "bool": rng.random((N, 1, L, S)) > 0.3,
+        "padding": np.arange(S) < rng.integers(0, S + 1, (N, 1, 1, 1)),  # a row may see nothing
+        "float": rng.standard_normal((L, S)).astype(dtype),
+    }[mask_kind]
+    return q, k, v, mask
+
+
+def _run(q, k, v, mask, causal, seed):
+    ts = [nf.Tensor(a.copy(), requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*ts, attn_mask=mask, is_causal=causal)
+    out.backward(randn(seed + 4, out.shape, out.dtype))
+    with nf.no_grad():
+        inferred = F.scaled_dot_product_attention(*ts, attn_mask=mask, is_causal=causal)
+    return [out.numpy(), inferred.numpy()] + [t.grad for t in ts]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    N=st.integers(1, 4),
+    H=st.integers(1, 3),
+    L=st.integers(1, 9),
+    S=st.integers(1, 9),
+    E=st.integers(1, 4),
+    mask_kind=st.sampled_from(["none", "causal", "bool", "padding", "float"]),
+    threads=st.sampled_from([1, 3]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 999),
+)
+def test_recomputed_weights_give_the_kept_kernels_bits_and_any_tiling_its_values(
+    N, H, L, S, E, mask_kind, threads, dtype, seed
+):
+    causal = mask_kind == "causal"
+    if causal:
+        S = L
+    q, k, v, mask = _inputs(seed, N, H, L, S, E, mask_kind, dtype)
+    with plain_kernel(keep=True, tile=1 << 30, threads=threads):
+        reference = _run(q, k, v, mask, causal, seed)
+    for tile in (1, L * S + 1, 1 << 30):  # a tile per batch item, per head row, or one per chunk
+        with plain_kernel(True, tile, threads):
+            kept = _run(q, k, v, mask, causal, seed)
+        with plain_kernel(False, tile, threads):
+            recomputed = _run(q, k, v, mask, causal, seed)
+        for a, b, c in zip(reference, kept, recomputed, strict=True):
+            np.testing.assert_array_equal(b, c, err_msg=f"tile={tile}")  # backward recomputes the forward's P
+            # another tiling may sum a row's weights by another BLAS path: round-off
+            np.testing.assert_allclose(a, b, **LOOSE[np.dtype(dtype).type], err_msg=f"tile={tile}")
+
+
+@pytest.mark.parametrize("T, E, keeps", [(64, 32, True), (256, 64, False), (128, 32, False)])
+def test_training_attention_keeps_its_weights_only_where_they_cost_no_more_than_q_k_v(T, E, keeps):
+    q, k, v = (nf.Tensor(randn(i, (2, 3, T, E)), requires_grad=True) for i in range(3))
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    arrays = [a for a in vars(out._fn).values() if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    saved = [a for a in arrays if a.shape[-2:] == (T, T)]  # the causal mask (bool, (T, T)) is no weight
+    assert kernel.keeps_weights(T, T, E, E) is keeps
+    assert (len(saved) > 0) is keeps, [a.shape for a in saved]
