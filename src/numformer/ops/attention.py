@@ -31,9 +31,6 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
 # still overflow for values of V near float32's range: it checks, and normalises if it must.)
 EXP_CEILING = 30.0
 SHIFT_SLACK = 30.0
-# Weights per tile of the plain kernel (1 MiB of float32): a tile's P stays in a core's cache
-# from the scores through P V (and, in backward, through dS).
-WEIGHTS_TILE = 1 << 18
 
 
 def _score_shift(q_scaled, k, is_causal: bool):
@@ -209,11 +206,9 @@ class ScaledDotProductAttention(Function):
         need_weights=False,
         inference=False,
     ):
-        """Attention chunk by chunk over one batch axis, each chunk in tiles of about
-        ``WEIGHTS_TILE`` weights (a tile's P then stays in cache from the scores to P V). Keeps
-        P (and the dropout mask) for backward, or, where P would outweigh q, k and v
-        (``keeps_weights``), nothing: backward recomputes each tile's P, the same bits. The
-        options are ``infer``'s (and ``forward``'s)."""
+        """Attention chunk by chunk over one batch axis. Keeps P (and the dropout mask) for
+        backward, or, where P would outweigh q, k and v (``keeps_weights``), nothing: backward
+        recomputes each chunk's P, the same bits. The options are ``infer``'s (and ``forward``'s)."""
         dtype = q.dtype
         self.scale = dtype.type(scale)
         self.batch = batch = _batch_shape(q, k, v, bool_mask, float_mask)
@@ -234,7 +229,7 @@ class ScaledDotProductAttention(Function):
         masked = bool_mask is not None or float_mask is not None or q.size == 0 or k.size == 0
         unnormalised = not masked and inference and not need_weights and not dropout_p
 
-        def tile(part, pc):
+        def step(part, pc):
             if unnormalised:
                 qs, kc = q[part(q)] * self.scale, k[part(k)]
                 _unnormalised_output(qs, kc, v[part(v)], self.hidden, is_causal, pc, out[part(out)], heads_swapped)
@@ -244,12 +239,12 @@ class ScaledDotProductAttention(Function):
                 xp.multiply(pc, self.dropped[part(p)], out=self.pd[part(p)])
             xp.matmul(pc if self.dropped is None else self.pd[part(p)], v[part(v)], out=out[part(out)])
 
-        self._tiles(tile, p, fills=True)
+        self._chunks(step, p, fills=True)
         self.q, self.k, self.v = q, k, v
         return (out, self.pd) if need_weights else out
 
     def _weights(self, q, k, part, pc):
-        """P of one tile into ``pc``: the masked softmax with a mask, else exp of bound-shifted
+        """P of one chunk into ``pc``: the masked softmax with a mask, else exp of bound-shifted
         scores (``_bounded_weights``)."""
         qs, kc = q[part(q)] * self.scale, k[part(k)]
         bool_mask, float_mask = self.masks
@@ -259,35 +254,28 @@ class ScaledDotProductAttention(Function):
             return _masked_weights(qs, kc, bm, fm, self.hidden, pc)
         return _bounded_weights(qs, kc, self.hidden, self.is_causal, pc)
 
-    def _tiles(self, tile, p, fills: bool = False) -> None:
-        """Call ``tile(part, pc)`` over the batch: chunks over threads (``parallel_for``), each
-        in tiles of about ``WEIGHTS_TILE`` weights along the split axis; ``pc`` is the tile's
-        part of the kept ``p``, or a scratch of the tile's shape when P is not kept. ``fills``
-        (forward): a part of ``p`` that is not contiguous (a split over heads) is computed in a
-        scratch and copied in, so that P's bits never depend on its layout (row sums of
-        contiguous rows run as one GEMV)."""
+    def _chunks(self, step, p, fills: bool = False) -> None:
+        """Call ``step(part, pc)`` on each thread's chunk of the batch (``parallel_for``); ``pc``
+        is the chunk's part of the kept ``p``, or a scratch of its shape when P is not kept.
+        ``fills`` (forward): a part of ``p`` that is not contiguous (a split over heads) is
+        computed in a scratch and copied in, so that P's bits never depend on its layout (row
+        sums of contiguous rows run as one GEMV)."""
         batch, axis, (L, S) = self.batch, self.axis, self.weights_shape
         n = batch[axis] if batch else 1
-        per_item = math.prod(batch) // max(n, 1) * L * S
-        step = max(1, WEIGHTS_TILE // max(per_item, 1))
 
         def chunk(lo, hi):
-            scratch = None
-            for a in range(lo, hi, step):
-                b = min(a + step, hi)
-                part = batch_slicer(batch, axis, a, b)
-                kept = p[part(p)] if p is not None else None
-                if kept is not None and (kept.flags.c_contiguous or not fills):
-                    tile(part, kept)
-                    continue
-                shape = (batch[:axis] + (b - a,) + batch[axis + 1 :] if batch else ()) + (L, S)
-                if scratch is None or scratch.shape != shape:
-                    scratch = xp.empty(shape, dtype=self.scale.dtype)
-                tile(part, scratch)
-                if kept is not None:
-                    kept[...] = scratch
+            part = batch_slicer(batch, axis, lo, hi)
+            kept = p[part(p)] if p is not None else None
+            if kept is not None and (kept.flags.c_contiguous or not fills):
+                step(part, kept)
+                return
+            shape = (batch[:axis] + (hi - lo,) + batch[axis + 1 :] if batch else ()) + (L, S)
+            scratch = xp.empty(shape, dtype=self.scale.dtype)
+            step(part, scratch)
+            if kept is not None:
+                kept[...] = scratch
 
-        parallel_for(n, chunk, per_item)
+        parallel_for(n, chunk, math.prod(batch) // max(n, 1) * L * S)
 
     def backward(self, g, g_weights=None):
         q, k, v, p, pd, out = self.q, self.k, self.v, self.p, self.pd, self.out
@@ -299,7 +287,7 @@ class ScaledDotProductAttention(Function):
         if g is None:  # only the weights had a gradient
             g = xp.zeros(out.shape, dtype=dtype)
 
-        def tile(part, pc):
+        def step(part, pc):
             gi = g[part(g)]
             if p is None:  # not kept: recomputed, the forward's bits
                 self._weights(q, k, part, pc)
@@ -325,7 +313,7 @@ class ScaledDotProductAttention(Function):
                 qs = xp.broadcast_to(q[part(q)] * self.scale, ds.shape[:-2] + q.shape[-2:])
                 xp.matmul(xp.swapaxes(ds, -1, -2), qs, out=dk[part(dk)])
 
-        self._tiles(tile, p)
+        self._chunks(step, p)
         return (
             unbroadcast(dq, q.shape) if need_q else None,
             unbroadcast(dk, k.shape) if need_k else None,
@@ -336,8 +324,8 @@ class ScaledDotProductAttention(Function):
 def keeps_weights(L: int, S: int, E: int, Ev: int) -> bool:
     """Whether training attention keeps its ``(L, S)`` weights P for backward: only where they
     cost no more memory than the q, k and v it keeps anyway (L S <= L E + S (E + Ev) per
-    head). Longer contexts recompute P in backward instead, tile by tile, as flash attention
-    does (one more q k^T and exp per tile), so that activation memory grows with L, not L S."""
+    head). Longer contexts recompute P in backward instead, chunk by chunk, as flash attention
+    does (one more q k^T and exp), so that activation memory grows with L, not L S."""
     return L * S <= L * E + S * (E + Ev)
 
 
