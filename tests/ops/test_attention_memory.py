@@ -91,3 +91,28 @@ def test_training_attention_keeps_its_weights_only_where_they_cost_no_more_than_
     saved = [a for a in arrays if a.shape[-2:] == (T, T)]  # the causal mask (bool, (T, T)) is no weight
     assert kernel.keeps_weights(T, T, E, E) is keeps
     assert (len(saved) > 0) is keeps, [a.shape for a in saved]
+
+
+@pytest.mark.parametrize("mask_kind", ["float", "bool"])
+def test_a_mask_changed_in_place_after_forward_does_not_change_the_gradients(mask_kind):
+    # P is recomputed here (T 64 > 3 x 8): from a copy of the mask, not the caller's array
+    q, k, v = (randn(i, (2, 2, 64, 8)) for i in range(3))
+    rng = np.random.default_rng(0)
+    mask = rng.standard_normal((64, 64)) if mask_kind == "float" else rng.random((2, 1, 64, 64)) > 0.3
+    g = randn(5, (2, 2, 64, 8))
+    ts = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
+    F.scaled_dot_product_attention(*ts, attn_mask=mask).backward(g)
+    changed = [nf.Tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*changed, attn_mask=mask)
+    mask[...] = 0 if mask_kind == "float" else True
+    out.backward(g)
+    for a, b in zip(ts, changed, strict=True):
+        np.testing.assert_array_equal(a.grad, b.grad)
+
+
+def test_a_mask_as_large_as_the_weights_keeps_the_weights_instead_of_a_copy_of_the_mask():
+    q, k, v = (nf.Tensor(randn(i, (2, 3, 64, 8)), requires_grad=True) for i in range(3))
+    mask = randn(7, (2, 3, 64, 64))  # a float mask per batch item and head: P's size
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    kept = [a for a in vars(out._fn).values() if isinstance(a, np.ndarray) and a.shape == (2, 3, 64, 64)]
+    assert len({id(a) for a in kept}) == 1 and out._fn.masks is None  # P (also as P * D) alone, no mask

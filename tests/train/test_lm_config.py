@@ -106,3 +106,17 @@ def test_the_memory_estimate_counts_the_parameters_gpt_builds():
     params, need = training_memory(run, 10)
     assert need >= 16 * params  # weights, gradients and AdamW's two moments, before any activation
     assert training_memory(run, 10, ranks=2)[1] < need  # each rank holds half the batch's activations
+
+
+def test_the_memory_estimate_counts_attention_weights_only_where_they_are_kept():
+    from numformer.train.lm import RunConfig, training_memory
+
+    def need(block, dropout):
+        run = RunConfig().updated({"n_layer": 2, "d_model": 16, "n_head": 2, "block_size": block, "batch_size": 4})
+        return training_memory(run.updated({"dropout": dropout}), 10)[1]
+
+    # T 16 <= 3 x head width 8: kept; T 64: recomputed unless dropout keeps it with its mask and P * D
+    weights = 2 * 4 * 2 * 64 * 64 * 4  # layers x rows x heads x T^2 x float32
+    assert need(64, 0.1) - need(64, 0.0) == 3 * weights
+    kept = 2 * 4 * 2 * 16 * 16 * 4
+    assert need(16, 0.1) - need(16, 0.0) == 2 * kept

@@ -216,7 +216,18 @@ class ScaledDotProductAttention(Function):
         L, S = q.shape[-2], k.shape[-2]
         self.weights_shape, self.hidden = (L, S), ~xp.tri(L, S, dtype=bool) if is_causal else None
         self.masks, self.is_causal = (bool_mask, float_mask), is_causal
-        keep = need_weights or dropout_p > 0 or (not inference and keeps_weights(L, S, q.shape[-1], v.shape[-1]))
+        mask_bytes = sum(m.nbytes for m in (bool_mask, float_mask) if m is not None)
+        keep = (
+            need_weights
+            or dropout_p > 0
+            or (
+                not inference
+                and (
+                    keeps_weights(L, S, q.shape[-1], v.shape[-1])
+                    or mask_bytes >= math.prod(batch) * L * S * dtype.itemsize  # copying the masks costs as much
+                )
+            )
+        )
         self.p = p = xp.empty(batch + (L, S), dtype=dtype) if keep else None
         heads_swapped = len(batch) >= 2
         if heads_swapped:  # (..., H, L, Ev) kept in memory as (..., L, H, Ev): merging the heads
@@ -241,6 +252,10 @@ class ScaledDotProductAttention(Function):
 
         self._chunks(step, p, fills=True)
         self.q, self.k, self.v = q, k, v
+        if p is not None:  # nothing to recompute: the masks are not needed again
+            self.masks = self.hidden = None
+        elif mask_bytes and not inference:  # backward recomputes P from the masks as they are now
+            self.masks = tuple(None if m is None else m.copy() for m in self.masks)
         return (out, self.pd) if need_weights else out
 
     def _weights(self, q, k, part, pc):
@@ -322,10 +337,13 @@ class ScaledDotProductAttention(Function):
 
 
 def keeps_weights(L: int, S: int, E: int, Ev: int) -> bool:
-    """Whether training attention keeps its ``(L, S)`` weights P for backward: only where they
-    cost no more memory than the q, k and v it keeps anyway (L S <= L E + S (E + Ev) per
-    head). Longer contexts recompute P in backward instead, chunk by chunk, as flash attention
-    does (one more q k^T and exp), so that activation memory grows with L, not L S."""
+    """Whether training attention keeps its ``(L, S)`` weights P for backward: where they cost
+    no more memory than the q, k and v it keeps anyway (L S <= L E + S (E + Ev) per head).
+    Longer contexts recompute P in backward instead, as flash attention does (one more q k^T
+    and exp), so that what the step keeps grows with L, not L S; backward then holds one
+    thread's chunk of P and of dS at a time. (The kernel also keeps P with dropout, with the
+    weights asked for, and where a copy of the masks, which recomputing needs, would cost as
+    much as P.)"""
     return L * S <= L * E + S * (E + Ev)
 
 

@@ -305,7 +305,8 @@ class Gelu(Function):
     u = sqrt(2/pi) (x + 0.044715 x^3); dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx.
     Forward computes the derivative tile by tile beside the output, while t (or Phi) is in
     the core's cache, and keeps only that one array: neither x nor t (PyTorch keeps x). Backward
-    is then one product, bit for bit the product of the same factors taken there.
+    is then one product of the same factors (the exact 1/2 taken first: the same bits, unless
+    the gradient's product overflows or underflows float32).
     """
 
     def infer(self, a, approximate="none"):

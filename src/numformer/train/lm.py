@@ -291,7 +291,8 @@ def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple
     bytes a parameter), and the activations one micro-batch (this rank's share of the batch)
     keeps for the backward pass, about ``L (N T (10 E + 2 F) + N H T^2) + 3 N T V`` floats
     (layers L, rows N, positions T, width E, MLP width F, heads H, vocabulary V; the ``T^2``
-    term only where attention keeps its weights, ``ops.attention.keeps_weights``).
+    term only where attention keeps its weights, ``ops.attention.keeps_weights``, and three
+    times over with dropout: the weights, the dropout mask and their product).
 
     Args:
         config: the run.
@@ -305,7 +306,9 @@ def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple
     N, T = max(config.batch_size // ranks, 1), model.block_size
     E, F, H = model.d_model, model.d_ff, model.n_head
     head = E // H
-    weights = N * H * T * T if keeps_weights(T, T, head, head) else 0
+    weights = N * H * T * T * (3 if model.dropout > 0 else 1)  # with dropout: P, its mask and P * D
+    if not model.dropout and not keeps_weights(T, T, head, head):
+        weights = 0  # recomputed in backward
     activations = model.n_layer * (N * T * (10 * E + 2 * F) + weights) + 3 * N * T * vocab_size
     return params, 4 * (4 * params + activations)
 
