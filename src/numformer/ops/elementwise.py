@@ -298,6 +298,47 @@ def _gelu_tanh(a, t, out):
     return out
 
 
+def _gelu_tanh_tile(a, out, d=None):
+    """out = GELU(a), tanh form, and into ``d`` (unless None) its derivative
+    0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)."""
+    if d is None:
+        _gelu_tanh(a, out, out)
+        return
+    dt = a.dtype.type
+    t = _tanh_term(a, xp.empty_like(a))
+    xp.add(t, 1, out=out)
+    out *= a
+    out *= dt(0.5)
+    xp.multiply(a, a, out=d)
+    d *= dt(3 * 0.044715 * _SQRT_2_OVER_PI)
+    d += dt(_SQRT_2_OVER_PI)
+    d *= a
+    one_minus = xp.multiply(t, t)
+    xp.subtract(1, one_minus, out=one_minus)
+    d *= one_minus
+    d += t
+    d += 1
+    d *= dt(0.5)
+
+
+def _gelu_exact_tile(a, out, d=None):
+    """out = a Phi(a), Phi(x) = (1 + erf(x / sqrt 2)) / 2, and into ``d`` (unless None) its
+    derivative Phi(a) + a phi(a), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)."""
+    dt = a.dtype.type
+    cdf = xp.multiply(a, dt(_INV_SQRT_2))
+    _erf_into(cdf, cdf)
+    cdf += 1
+    cdf *= dt(0.5)
+    xp.multiply(a, cdf, out=out)
+    if d is not None:
+        xp.multiply(a, a, out=d)
+        d *= dt(-0.5)
+        xp.exp(d, out=d)
+        d *= dt(_INV_SQRT_2PI)
+        d *= a
+        d += cdf
+
+
 class Gelu(Function):
     """GELU: ``x * Phi(x)`` (``approximate="none"``) or its tanh form (``"tanh"``), as PyTorch.
 
@@ -323,44 +364,7 @@ class Gelu(Function):
         self.derivative = d = xp.empty(a.shape, a.dtype) if derivative else None
         flat_a, flat_out = a.reshape(-1), out.reshape(-1)
         flat_d = d.reshape(-1) if derivative else None
-        tanh_form = approximate == "tanh"
-        dt = a.dtype.type
-        half, scale, c = dt(0.5), dt(_INV_SQRT_2), dt(_INV_SQRT_2PI)
-        c1, c0, minus_half = dt(3 * 0.044715 * _SQRT_2_OVER_PI), dt(_SQRT_2_OVER_PI), dt(-0.5)
-
-        def tile(ai, oi, di):
-            # tanh form: t into oi then y over it; exact: Phi = (1 + erf(x / sqrt 2)) / 2 into a scratch
-            if tanh_form:
-                t = _gelu_tanh(ai, oi, oi) if di is None else _tanh_term(ai, xp.empty_like(ai))
-                if di is None:
-                    return
-                xp.add(t, 1, out=oi)
-                oi *= ai
-                oi *= half
-                # 0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)
-                xp.multiply(ai, ai, out=di)
-                di *= c1
-                di += c0
-                di *= ai
-                one_minus = xp.multiply(t, t)
-                xp.subtract(1, one_minus, out=one_minus)
-                di *= one_minus
-                di += t
-                di += 1
-                di *= half
-                return
-            cdf = xp.multiply(ai, scale)
-            _erf_into(cdf, cdf)
-            cdf += 1
-            cdf *= half
-            xp.multiply(ai, cdf, out=oi)
-            if di is not None:  # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-                xp.multiply(ai, ai, out=di)
-                di *= minus_half
-                xp.exp(di, out=di)
-                di *= c
-                di *= ai
-                di += cdf
+        tile = _gelu_tanh_tile if approximate == "tanh" else _gelu_exact_tile
 
         def chunk(lo, hi):
             # Tiles of TILE elements: the passes then run in the core's cache, not memory.
@@ -368,7 +372,8 @@ class Gelu(Function):
                 end = min(start + TILE, hi)
                 tile(flat_a[start:end], flat_out[start:end], flat_d[start:end] if derivative else None)
 
-        parallel_for(a.size, chunk, 8 if derivative or not tanh_form else 1)  # erf: several passes per element
+        passes = 8 if derivative or approximate != "tanh" else 1  # erf, the derivative: several passes an element
+        parallel_for(a.size, chunk, passes)
         return out
 
     def backward(self, g):
