@@ -444,6 +444,26 @@ def test_a_skinny_product_gives_blas_its_threads_until_the_next_split():
     assert getter() == own and not parallel._blas_released  # set_num_threads(1) restored it
 
 
+def test_an_inference_linear_of_few_rows_runs_on_blas_threads_and_a_training_one_stays_split():
+    """A layer's inference path with at most FEW_ROWS rows gives BLAS its threads back (one
+    sentence through an encoder) and computes what the split product computes; the same layer
+    recording a graph keeps numformer's split (BLAS pinned)."""
+    setter, getter = parallel._find_blas()
+    rng = np.random.default_rng(0)
+    layer = nf.nn.Linear(384, 1536)
+    x = nf.tensor(rng.standard_normal((1, 68, 384)).astype(np.float32))
+    with parallel.num_threads(2):
+        own = parallel._blas_threads_before
+        trained = layer(x)  # a graph is recorded: split over numformer's threads
+        assert getter() == 1 and not parallel._blas_released
+        with nf.no_grad():
+            inferred = layer(x)
+        assert parallel._blas_released and getter() == own
+    expected = x.numpy() @ layer.weight.numpy().T + layer.bias.numpy()
+    np.testing.assert_allclose(inferred.numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(trained.detach().numpy(), inferred.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_a_skinny_product_on_another_thread_leaves_blas_alone():
     import threading
 

@@ -298,7 +298,15 @@ def _release_blas() -> None:
             _region.release()
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogue=None) -> np.ndarray:
+# Inference products of at most this many rows (one sequence's tokens, a small batch) run on
+# BLAS's own threads (``matmul``'s ``inference``): at 68 x 384 x 1536, OpenBLAS's 2 threads took
+# 451 us against 821 us split over ours (a hand-off per call) on the Xeon of bench/results.
+FEW_ROWS = 256
+
+
+def matmul(
+    a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogue=None, inference: bool = False
+) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
 
     2-D: split by rows of the result when it has more rows than columns, else by columns;
@@ -314,7 +322,11 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
     (``parallel_for``). Such products stream the weights from memory, and BLAS's threads wait
     hot between calls where a hand-off to ours costs tens of microseconds; switching per call
     would wake them every time. In a decoding loop every product is skinny, so BLAS keeps its
-    threads for the whole loop.
+    threads for the whole loop. ``inference=True`` (no backward follows: a layer's inference
+    path) extends that to 2-D products of at most ``FEW_ROWS`` rows however large: encoding one
+    sentence is such products between elementwise steps too small to split, and BLAS's hot
+    threads beat a hand-off to ours at every size measured. Not in training, where BLAS's
+    threads, still spinning, would slow the splits and the small products that follow.
     """
     if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
         raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
@@ -325,8 +337,10 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogu
         or a.ndim != b.ndim
         or a.ndim < 2
         or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS
+        or (inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS)
     ):
         skinny = a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY
+        skinny = skinny or (inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS)
         if skinny and _blas_threads_before is not None and not _blas_released:
             _release_blas()
         out = a @ b

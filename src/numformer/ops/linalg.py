@@ -126,7 +126,8 @@ class Linear(Function):
             if epilogue is not None:
                 epilogue(out)
         else:
-            out = matmul(self.x2, weight.T, bias[0] if bias else None, epilogue)  # chunk by chunk
+            inference = not any(self.needs_grad)  # few rows then run on BLAS's threads (matmul)
+            out = matmul(self.x2, weight.T, bias[0] if bias else None, epilogue, inference=inference)
         self.out = out if relu and any(self.needs_grad) else None
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
 
