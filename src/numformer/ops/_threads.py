@@ -330,6 +330,7 @@ def matmul(
     """
     if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
         raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
+    few_rows = inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
     if (
         _threads == 1
@@ -337,10 +338,9 @@ def matmul(
         or a.ndim != b.ndim
         or a.ndim < 2
         or max(a.size * b.shape[-1], b.size * a.shape[-2]) < 2 * MIN_MACS
-        or (inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS)
+        or few_rows
     ):
-        skinny = a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY
-        skinny = skinny or (inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS)
+        skinny = few_rows or (a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY)
         if skinny and _blas_threads_before is not None and not _blas_released:
             _release_blas()
         out = a @ b
