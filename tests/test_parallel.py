@@ -482,3 +482,30 @@ def test_matmul_of_a_vector_and_a_matrix_with_threads_on():
     with parallel.num_threads(2):
         np.testing.assert_array_equal(nf.matmul(nf.tensor(a), nf.tensor(b)).numpy(), a @ b)
         np.testing.assert_array_equal(parallel.matmul(b.T, a), b.T @ a)
+
+
+def test_an_inference_linear_on_another_thread_keeps_the_split_and_leaves_blas_alone(monkeypatch):
+    """Only the thread that set the count may give BLAS its threads; another thread's few-row
+    inference product keeps numformer's split (whole on one pinned BLAS thread it was slower)."""
+    import threading
+
+    setter, getter = parallel._find_blas()
+    rng = np.random.default_rng(0)
+    layer = nf.nn.Linear(384, 1536)
+    x = nf.tensor(rng.standard_normal((68, 384)).astype(np.float32))
+    results, splits = [], []
+    split = parallel.parallel_for
+    monkeypatch.setattr(parallel, "parallel_for", lambda n, fn, *a: (splits.append(n), split(n, fn, *a)))
+
+    def infer():
+        with nf.no_grad():
+            results.append(layer(x).numpy())
+
+    with parallel.num_threads(2):
+        worker = threading.Thread(target=infer)
+        worker.start()
+        worker.join()
+        assert getter() == 1 and not parallel._blas_released
+    assert splits, "the product did not go through numformer's split"
+    expected = x.numpy() @ layer.weight.numpy().T + layer.bias.numpy()
+    np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=1e-5)

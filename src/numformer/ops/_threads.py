@@ -323,14 +323,16 @@ def matmul(
     hot between calls where a hand-off to ours costs tens of microseconds; switching per call
     would wake them every time. In a decoding loop every product is skinny, so BLAS keeps its
     threads for the whole loop. ``inference=True`` (no backward follows: a layer's inference
-    path) extends that to 2-D products of at most ``FEW_ROWS`` rows however large: encoding one
+    path) extends that, on the thread that set the thread count, to 2-D products of at most
+    ``FEW_ROWS`` rows however large: encoding one
     sentence is such products between elementwise steps too small to split, and BLAS's hot
     threads beat a hand-off to ours at every size measured. Not in training, where BLAS's
     threads, still spinning, would slow the splits and the small products that follow.
     """
     if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
         raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
-    few_rows = inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS
+    # only the thread that owns BLAS's count can give BLAS its threads; another keeps the split
+    few_rows = inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS and threading.get_ident() == _owner
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
     if (
         _threads == 1

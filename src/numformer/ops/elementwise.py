@@ -279,6 +279,7 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 # and long enough that each NumPy pass outlasts the hand-over of the GIL between two threads
 # (GELU at 2048 x 1536, 2 threads: 64K-element tiles 27 ms, 256K 19-23 ms, forward + backward).
 TILE = 1 << 18
+GELU_WORK = 2  # parallel_for's work per element for GELU: two chunks from MIN_ELEMENTS elements
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -375,8 +376,9 @@ class Gelu(Function):
                 end = min(start + TILE, hi)
                 tile(flat_a[start:end], flat_out[start:end], flat_d[start:end] if derivative else None)
 
-        # split from MIN_ELEMENTS: at one sentence's 68 x 1536 a split cost more than it saved
-        parallel_for(a.size, chunk)
+        # split from MIN_ELEMENTS (two chunks of half that): at one sentence's 68 x 1536 (104448) a
+        # split cost more than it saved, at 128 x 1536 it pays
+        parallel_for(a.size, chunk, GELU_WORK)
         return out
 
     def backward(self, g):
