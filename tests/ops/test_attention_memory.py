@@ -9,6 +9,7 @@ import contextlib
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,3 +117,25 @@ def test_a_mask_as_large_as_the_weights_keeps_the_weights_instead_of_a_copy_of_t
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     kept = [a for a in vars(out._fn).values() if isinstance(a, np.ndarray) and a.shape == (2, 3, 64, 64)]
     assert len({id(a) for a in kept}) == 1 and out._fn.masks is None  # P (also as P * D) alone, no mask
+
+
+@pytest.mark.parametrize("kernel_name", ["plain", "blocked"])
+def test_attention_over_no_keys_gives_pytorchs_zeros(kernel_name):
+    # S = 0: PyTorch returns a zero output and zero gradients (this was NumPy's reduction error)
+    q = nf.Tensor(randn(0, (2, 3, 4, 5)), requires_grad=True)
+    k = nf.Tensor(np.zeros((2, 3, 0, 5)), requires_grad=True)
+    v = nf.Tensor(np.zeros((2, 3, 0, 6)), requires_grad=True)
+    with F.attention_kernel(kernel_name):
+        out = F.scaled_dot_product_attention(q, k, v)
+        with nf.no_grad():
+            inferred = F.scaled_dot_product_attention(q, k, v)
+    out.sum().backward()
+    tq = torch.tensor(randn(0, (2, 3, 4, 5)), requires_grad=True)
+    tk, tv = torch.zeros(2, 3, 0, 5, dtype=tq.dtype), torch.zeros(2, 3, 0, 6, dtype=tq.dtype)
+    expected = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv)
+    expected.sum().backward()
+    assert out.shape == inferred.shape == tuple(expected.shape)
+    np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
+    np.testing.assert_array_equal(inferred.numpy(), expected.detach().numpy())
+    np.testing.assert_array_equal(q.grad, tq.grad.numpy())
+    assert k.grad.shape == (2, 3, 0, 5) and v.grad.shape == (2, 3, 0, 6)

@@ -31,7 +31,10 @@ def row_sums(s):
 
 
 def softmax_inplace(s, axis=-1):
-    """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0."""
+    """Softmax of ``s`` along ``axis``, written into ``s``. Rows that are all ``-inf`` become 0;
+    an empty axis (attention over no keys) stays empty."""
+    if s.shape[axis] == 0:
+        return s
     m = xp.max(s, axis=axis, keepdims=True)
     finite = xp.isfinite(m)
     all_finite = finite.all()
