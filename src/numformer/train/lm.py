@@ -306,9 +306,12 @@ def training_memory(config: RunConfig, vocab_size: int, ranks: int = 1) -> tuple
     N, T = max(config.batch_size // ranks, 1), model.block_size
     E, F, H = model.d_model, model.d_ff, model.n_head
     head = E // H
-    weights = N * H * T * T * (3 if model.dropout > 0 else 1)  # with dropout: P, its mask and P * D
-    if not model.dropout and not keeps_weights(T, T, head, head):
-        weights = 0  # recomputed in backward
+    if model.dropout > 0:  # P, its dropout mask and P * D
+        weights = 3 * N * H * T * T
+    elif keeps_weights(T, T, head, head):
+        weights = N * H * T * T
+    else:  # recomputed in backward
+        weights = 0
     activations = model.n_layer * (N * T * (10 * E + 2 * F) + weights) + 3 * N * T * vocab_size
     return params, 4 * (4 * params + activations)
 
