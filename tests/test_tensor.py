@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import numformer as nf
 
@@ -24,6 +27,53 @@ def test_shared_gradient_arrays_are_not_aliased():
     (a + b).sum().backward()  # add passes the same upstream array to both
     a.grad *= 10  # an optimiser scaling a.grad in place must not touch b.grad
     np.testing.assert_array_equal(b.grad, np.ones(3))
+
+
+@st.composite
+def basic_index(draw, shape):
+    """A basic index into ``shape``: maybe a new axis (None) first, then per leading dim an int or
+    a slice (step 1 or 2), maybe an Ellipsis after them."""
+    parts = [None] if draw(st.booleans()) else []
+    for n in shape[: draw(st.integers(1, len(shape)))]:
+        if draw(st.booleans()):
+            parts.append(draw(st.integers(-n, n - 1)))
+        else:
+            start = draw(st.integers(0, n - 1))
+            parts.append(slice(start, draw(st.integers(start + 1, n)), draw(st.integers(1, 2))))
+    if draw(st.booleans()):
+        parts.append(Ellipsis)
+    return tuple(parts)
+
+
+@given(data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_views_gradients_meet_in_one_buffer_with_the_plain_sums_values(data):
+    """Several basic-index views of one tensor (overlapping, repeated, next to uses of the whole
+    tensor) on the way to a leaf and to an inner node: the engine writes their gradients into one
+    buffer (``PlacedGrad``). Integer-valued weights make every sum exact in any order, so the
+    gradients must equal the reference, each weight added at its view's place, exactly."""
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    views = data.draw(st.lists(st.booleans(), min_size=1, max_size=5))  # False: the whole tensor
+    indexes = [data.draw(basic_index(shape)) if view else None for view in views]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x0 = rng.integers(-4, 5, shape).astype(np.float64)
+    weights = [rng.integers(-3, 4, x0.shape if i is None else x0[i].shape).astype(np.float64) for i in indexes]
+    expected = np.zeros(shape)
+    for index, w in zip(indexes, weights):
+        if index is None:
+            expected += w
+        else:
+            expected[index] += w  # a basic index is a view: the sum lands in place
+    for through_inner_node in (False, True):
+        x = nf.tensor(x0, requires_grad=True)
+        h = x * 1.0 if through_inner_node else x
+        if through_inner_node:
+            h.retain_grad()
+        total = sum(((h if i is None else h[i]) * nf.tensor(w)).sum() for i, w in zip(indexes, weights))
+        total.backward()
+        np.testing.assert_array_equal(x.grad.numpy(), expected)
+        if through_inner_node:
+            np.testing.assert_array_equal(h.grad.numpy(), expected)
 
 
 def test_broadcast_gradients_reduce_to_input_shape():

@@ -330,6 +330,60 @@ def unbroadcast(grad, shape: tuple):
     return grad.reshape(shape)
 
 
+_EVERYWHERE = object()  # a PlacedGrad's part that is a full-size gradient (None is an index: a[None])
+
+
+class PlacedGrad:
+    """A gradient that is zero but at one place of its tensor: what a view (basic indexing,
+    ``GetItem``) hands back. The engine sums a tensor's gradients as they come; where views'
+    gradients meet, each is written at its place in one zero buffer (``q, k, v = qkv.split(d,
+    2)``: one buffer and three writes, where full-size zero arrays added together cost two more
+    buffers and two passes over them). The buffer is made when the tensor's gradient is used
+    (``array``), in the order the parts came, so a gradient's bits are the plain sum's.
+
+    Args:
+        shape, dtype: the tensor's.
+        index: the view's basic index into it.
+        grad: the view's gradient.
+    """
+
+    __slots__ = ("shape", "dtype", "parts")
+
+    def __init__(self, shape: tuple, dtype, index, grad):
+        self.shape, self.dtype, self.parts = shape, dtype, [(index, grad)]
+
+    def array(self):
+        """The whole gradient: zeros, each part written (the first) or added (the rest) at its
+        place; a part at ``_EVERYWHERE`` is a full-size gradient, added as the plain sum adds."""
+        full = [g for index, g in self.parts if index is _EVERYWHERE]
+        out = xp.zeros(self.shape, dtype=xp.result_type(self.dtype, *full) if full else self.dtype)
+        for i, (index, g) in enumerate(self.parts):
+            if out.shape != self.shape:  # a full part broadcast the sum: go on as the plain sum
+                if index is not _EVERYWHERE:
+                    g, part = xp.zeros(self.shape, dtype=self.dtype), g
+                    g[index] = part
+                out = out + g
+            elif index is _EVERYWHERE:
+                out = out + g if xp.broadcast_shapes(out.shape, xp.shape(g)) != out.shape else xp.add(out, g, out=out)
+            elif i == 0:
+                out[index] = g
+            else:
+                out[index] += g
+        return out
+
+
+def _sum_grads(a, b):
+    """``a + b``, two gradients of one tensor in the order they came; either may be a
+    ``PlacedGrad``, which then takes the other as a part (and is returned)."""
+    if type(a) is PlacedGrad:
+        a.parts.extend(b.parts if type(b) is PlacedGrad else [(_EVERYWHERE, b)])
+        return a
+    if type(b) is PlacedGrad:
+        b.parts.insert(0, (_EVERYWHERE, a))
+        return b
+    return a + b
+
+
 def _toposort(root) -> list:
     """The nodes reachable from node ``root``, each after every node that uses its outputs."""
     order, seen = [], set()
@@ -428,6 +482,9 @@ def _leaves_complete_after(order: list) -> dict:
 def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph: bool, handed_out: set) -> None:
     """``node``'s backward on its outputs' gradients, its inputs' gradients handed on."""
     _check_versions(node)
+    for index, g in grads.items():
+        if type(g) is PlacedGrad:
+            grads[index] = g.array()
     for index, hooks in getattr(node, "hooks", {}).items():
         if index in grads and hooks:
             grads[index] = _run_hooks(hooks, grads[index], root)
@@ -444,9 +501,9 @@ def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph
             continue
         if type(parent) is tuple:
             slot = pending.setdefault(id(parent[0]), {})
-            slot[parent[1]] = slot[parent[1]] + g if parent[1] in slot else g
+            slot[parent[1]] = _sum_grads(slot[parent[1]], g) if parent[1] in slot else g
         elif id(parent) in leaves:
-            leaves[id(parent)][1] = leaves[id(parent)][1] + g
+            leaves[id(parent)][1] = _sum_grads(leaves[id(parent)][1], g)
         else:
             leaves[id(parent)] = [parent, g]
     if not retain_graph:
@@ -474,6 +531,8 @@ def _run_hooks(hooks, g, like):
 
 
 def _accumulate(node, g, handed_out: set) -> None:
+    if type(g) is PlacedGrad:
+        g = g.array()
     hooks = getattr(node, "_hooks", None)
     if hooks:
         g = _run_hooks(hooks, g, node)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numformer.autograd import Function, unbroadcast
+from numformer.autograd import Function, PlacedGrad, unbroadcast
 from numformer.backend import xp
 
 
@@ -55,7 +55,8 @@ def is_basic_index(index) -> bool:
 class GetItem(Function):
     """``a[index]`` for ints, slices, None and Ellipsis (basic indexing): a view of ``a``.
 
-    Backward puts the gradient into zeros at the view's place."""
+    Backward hands the engine the gradient at the view's place (``PlacedGrad``): the views of
+    one tensor (a split, an unbind) fill one zero buffer."""
 
     saves_inputs = False
     view = True
@@ -65,9 +66,7 @@ class GetItem(Function):
         return a[index]
 
     def backward(self, g):
-        out = xp.zeros(self.shape, dtype=self.dtype)
-        out[self.index] = g
-        return (out,)
+        return (PlacedGrad(self.shape, self.dtype, self.index, g),)
 
 
 class Index(Function):
