@@ -76,6 +76,39 @@ def test_views_gradients_meet_in_one_buffer_with_the_plain_sums_values(data):
             np.testing.assert_array_equal(h.grad.numpy(), expected)
 
 
+@pytest.mark.parametrize(("dtype", "wide"), [(np.float32, np.float64), (np.float16, np.float32)])
+@pytest.mark.parametrize("whole_use", [False, True])
+def test_views_gradients_of_a_wider_dtype_are_rounded_to_the_tensors_dtype_first(dtype, wide, whole_use):
+    """A view of a tensor times a wider-dtype weight gets a wider gradient; as before views'
+    gradients met in one buffer, and as PyTorch (which casts a gradient to its input's dtype),
+    each is rounded to the tensor's dtype before the sum. Element 1 gets 1 from one view and
+    half an ulp of 1 plus a little from the other: rounded first, that is a tie (1); summed wide,
+    it rounds up. A whole use with zero weights (a wider full-size gradient among the views')
+    changes nothing, in any order of arrival."""
+    half_ulp = float(np.finfo(dtype).eps) / 2
+    little = half_ulp * 2.0 ** -(np.finfo(dtype).nmant + 2)  # lost when rounded to dtype, not when wide
+    w1, w2, w0 = np.ones(2, wide), np.array([half_ulp + little, 1.0], wide), np.zeros(3, wide)
+    x0 = np.ones(3, dtype)
+
+    def loss(lib, h):
+        total = (h[0:2] * lib.tensor(w1)).sum() + (h[1:3] * lib.tensor(w2)).sum()
+        return total + (h * lib.tensor(w0)).sum() if whole_use else total
+
+    xt = torch.tensor(x0, requires_grad=True)
+    loss(torch, xt).backward()
+    assert xt.grad[1].item() == 1.0
+    for through_inner_node in (False, True):
+        x = nf.tensor(x0, requires_grad=True)
+        h = x * 1.0 if through_inner_node else x
+        if through_inner_node:
+            h.retain_grad()
+        loss(nf, h).backward()
+        assert x.grad.dtype == xt.grad.numpy().dtype
+        np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+        if through_inner_node:
+            np.testing.assert_array_equal(h.grad.numpy(), xt.grad.numpy())
+
+
 def test_broadcast_gradients_reduce_to_input_shape():
     a = nf.randn(4, 1, 3, requires_grad=True)
     b = nf.randn(5, 1, requires_grad=True)

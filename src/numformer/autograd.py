@@ -339,11 +339,13 @@ class PlacedGrad:
     gradients meet, each is written at its place in one zero buffer (``q, k, v = qkv.split(d,
     2)``: one buffer and three writes, where full-size zero arrays added together cost two more
     buffers and two passes over them). The buffer is made when the tensor's gradient is used
-    (``array``), in the order the parts came, so a gradient's bits are the plain sum's.
+    (``array``), in the order the parts came, so a gradient's values are the plain sum's (a zero
+    may differ in sign).
 
     Args:
-        shape, dtype: the tensor's.
-        index: the view's basic index into it.
+        shape: the tensor's shape.
+        dtype: the tensor's dtype.
+        index: the view's basic index into the tensor.
         grad: the view's gradient.
     """
 
@@ -353,18 +355,33 @@ class PlacedGrad:
         self.shape, self.dtype, self.parts = shape, dtype, [(index, grad)]
 
     def array(self):
-        """The whole gradient: zeros, each part written (the first) or added (the rest) at its
-        place; a part at ``_EVERYWHERE`` is a full-size gradient, added as the plain sum adds."""
-        full = [g for index, g in self.parts if index is _EVERYWHERE]
-        out = xp.zeros(self.shape, dtype=xp.result_type(self.dtype, *full) if full else self.dtype)
+        """The whole gradient, as the plain sum of the parts in order would make it.
+
+        Each view's gradient is rounded to the tensor's dtype (as its own zero buffer held it,
+        and as PyTorch casts a gradient to its input's dtype), then written (the first part) or
+        added (the rest) at its place. A part at ``_EVERYWHERE`` is a full-size gradient: added
+        in place, after widening the sum's dtype where it is wider (the plain sum promotes from
+        that part on, not before). One that broadcasts the sum to a larger shape goes on as the
+        plain sum, each later view's gradient in a full-size zero array.
+
+        Returns:
+            The gradient array (of the tensor's shape but where a full part broadcast it)."""
+        out = xp.zeros(self.shape, dtype=self.dtype)
         for i, (index, g) in enumerate(self.parts):
+            if index is _EVERYWHERE:
+                dtype = xp.result_type(out, g)
+                if dtype != out.dtype:
+                    out = out.astype(dtype)
+                if xp.broadcast_shapes(out.shape, xp.shape(g)) == out.shape:
+                    xp.add(out, g, out=out)
+                else:
+                    out = out + g
+                continue
+            g = xp.asarray(g, dtype=self.dtype)
             if out.shape != self.shape:  # a full part broadcast the sum: go on as the plain sum
-                if index is not _EVERYWHERE:
-                    g, part = xp.zeros(self.shape, dtype=self.dtype), g
-                    g[index] = part
+                g, part = xp.zeros(self.shape, dtype=self.dtype), g
+                g[index] = part
                 out = out + g
-            elif index is _EVERYWHERE:
-                out = out + g if xp.broadcast_shapes(out.shape, xp.shape(g)) != out.shape else xp.add(out, g, out=out)
             elif i == 0:
                 out[index] = g
             else:
