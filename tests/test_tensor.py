@@ -31,15 +31,19 @@ def test_shared_gradient_arrays_are_not_aliased():
 
 @st.composite
 def basic_index(draw, shape):
-    """A basic index into ``shape``: maybe a new axis (None) first, then per leading dim an int or
-    a slice (step 1 or 2), maybe an Ellipsis after them."""
+    """A basic index into ``shape`` (0-d too): maybe a new axis (None) first, then per leading
+    dim an int (negative too) or a slice (step 1, 2, -1 or -2; maybe empty), maybe an Ellipsis
+    after them."""
     parts = [None] if draw(st.booleans()) else []
-    for n in shape[: draw(st.integers(1, len(shape)))]:
+    for n in shape[: draw(st.integers(min(1, len(shape)), len(shape)))]:
         if draw(st.booleans()):
             parts.append(draw(st.integers(-n, n - 1)))
-        else:
-            start = draw(st.integers(0, n - 1))
-            parts.append(slice(start, draw(st.integers(start + 1, n)), draw(st.integers(1, 2))))
+            continue
+        start, stop = sorted(draw(st.lists(st.integers(0, n), min_size=2, max_size=2)))
+        step = draw(st.sampled_from([1, 2, -1, -2]))
+        if step < 0:  # the same elements, last first
+            start, stop = (stop - 1, start - 1 if start else None) if stop else (0, 0)
+        parts.append(slice(start, stop, step))
     if draw(st.booleans()):
         parts.append(Ellipsis)
     return tuple(parts)
@@ -52,7 +56,7 @@ def test_views_gradients_meet_in_one_buffer_with_the_plain_sums_values(data):
     tensor) on the way to a leaf and to an inner node: the engine writes their gradients into one
     buffer (``PlacedGrad``). Integer-valued weights make every sum exact in any order, so the
     gradients must equal the reference, each weight added at its view's place, exactly."""
-    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4))
     views = data.draw(st.lists(st.booleans(), min_size=1, max_size=5))  # False: the whole tensor
     indexes = [data.draw(basic_index(shape)) if view else None for view in views]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
