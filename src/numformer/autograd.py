@@ -339,7 +339,7 @@ class PlacedGrad:
     gradients meet, each is written at its place in one zero buffer (``q, k, v = qkv.split(d,
     2)``: one buffer and three writes, where full-size zero arrays added together cost two more
     buffers and two passes over them). The buffer is made when the tensor's gradient is used
-    (``array``), in the order the parts came, so a gradient's values are the plain sum's (a zero
+    (``materialize``), in the order the parts came, so a gradient's values are the plain sum's (a zero
     may differ in sign).
 
     Args:
@@ -354,7 +354,7 @@ class PlacedGrad:
     def __init__(self, shape: tuple, dtype, index, grad):
         self.shape, self.dtype, self.parts = shape, dtype, [(index, grad)]
 
-    def array(self):
+    def materialize(self):
         """The whole gradient, as the plain sum of the parts in order would make it.
 
         Each view's gradient is rounded to the tensor's dtype (as its own zero buffer held it,
@@ -501,7 +501,7 @@ def _run_node(node, grads: dict, root, pending: dict, leaves: dict, retain_graph
     _check_versions(node)
     for index, g in grads.items():
         if type(g) is PlacedGrad:
-            grads[index] = g.array()
+            grads[index] = g.materialize()
     for index, hooks in getattr(node, "hooks", {}).items():
         if index in grads and hooks:
             grads[index] = _run_hooks(hooks, grads[index], root)
@@ -549,7 +549,7 @@ def _run_hooks(hooks, g, like):
 
 def _accumulate(node, g, handed_out: set) -> None:
     if type(g) is PlacedGrad:
-        g = g.array()
+        g = g.materialize()
     hooks = getattr(node, "_hooks", None)
     if hooks:
         g = _run_hooks(hooks, g, node)
