@@ -260,6 +260,37 @@ def test_writing_into_a_view_rewrites_its_base_as_pytorch():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["base", "base_twice", "view_of_view", "sibling_view", "view_then_base", "gains_grad"])
+def test_a_view_taken_before_its_base_changed_in_place_differentiates_the_new_base_as_pytorch(case):
+    """A view shares its base's memory, so an in-place change of the base changes the view's
+    values; its gradient must then run through the changed base too (PyTorch regenerates the
+    view's history). The old history gave a silently wrong gradient."""
+
+    def run(lib):
+        x = lib.tensor(randn(3, (4, 3)), dtype=lib.float64, requires_grad=True)
+        w = lib.tensor(randn(4, (4, 3)), dtype=lib.float64, requires_grad=True)
+        if case == "gains_grad":  # the base required no grad until an in-place op with w
+            h = lib.zeros(4, 3, dtype=lib.float64)
+        else:
+            h = x * 1.0
+        view = h[1:]
+        inner = view.transpose(0, 1)[1:] if case == "view_of_view" else view
+        sibling = h[:2] if case == "sibling_view" else None
+        if case == "view_then_base":
+            view.mul_(2)
+        h.mul_(w)
+        if case == "base_twice":
+            h.add_(x * x)
+        loss = (inner * inner).sum()
+        if sibling is not None:
+            loss = loss + (sibling * 3).sum()
+        loss.backward()
+        return [t.grad.numpy() if t.grad is not None else np.zeros((4, 3)) for t in (x, w)]
+
+    for got, want in zip(run(nf), run(torch)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():
     for lib in (nf, torch):
         x = lib.ones(3, requires_grad=True)

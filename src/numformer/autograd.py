@@ -259,6 +259,9 @@ class Function:
         out = None
         if _grad_enabled:
             for t in inputs:
+                if t._view_of is not None:  # a view whose base changed in place takes its new history
+                    t._refresh_view()
+            for t in inputs:
                 if t._requires_grad:
                     out = fn._record(inputs, options)
                     break

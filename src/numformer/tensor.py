@@ -83,6 +83,7 @@ class Tensor:
         "_out",
         "_vc",
         "_view_of",
+        "_view_version",
         "_hooks",
         "_post_hooks",
         "__weakref__",
@@ -131,7 +132,25 @@ class Tensor:
         if xp.may_share_memory(array, self.array):
             t._vc = self._counter()
             t._view_of = None if how is None else (self, *how)
+            t._view_version = t._vc[0]  # the version its history reads (``_refresh_view``)
         return t
+
+    def _refresh_view(self) -> None:
+        """Give a view whose base was changed in place after the view's history was recorded
+        the base's new history, as PyTorch regenerates such a view's ``grad_fn``: the view's
+        primitive applied again to the base. (The view's values already are the new ones: it
+        shares the base's memory.) Without it, ``b = h[1:]; h.mul_(3)`` then ``b.sum()`` would
+        differentiate through the old ``h``: a silently wrong gradient."""
+        base, op, options = self._view_of
+        if self._vc[0] == self._view_version:
+            return
+        if base._view_of is not None:
+            base._refresh_view()
+        if base._requires_grad:
+            with autograd.enable_grad():
+                result = op.apply(base, **options)
+            self._fn, self._out, self._requires_grad = result._fn, result._out, True
+        self._view_version = self._vc[0]
 
     # --- versions: every in-place change bumps the counter a tensor shares with its views -----
     def _counter(self) -> list:
@@ -293,6 +312,8 @@ class Tensor:
             gradient = _to_array(gradient, self.dtype)
             if gradient.shape != self.shape:
                 raise ValueError(f"backward: gradient must have the tensor's shape {self.shape}, got {gradient.shape}")
+        if self._view_of is not None:
+            self._refresh_view()
         autograd.backward(self, gradient, retain_graph=bool(retain_graph))
 
     def detach(self) -> Tensor:
@@ -320,6 +341,8 @@ class Tensor:
     def _snapshot(self) -> Tensor:
         """This tensor's present values (in memory of their own) and history: what a recorded
         in-place op is computed from, as the old value its backward may read."""
+        if self._view_of is not None:
+            self._refresh_view()
         t = Tensor._wrap_on(self.array.copy(), self._requires_grad)
         t._fn, t._out = self._fn, self._out
         return t
@@ -355,6 +378,8 @@ class Tensor:
             self._fn, self._out, self._requires_grad = result._fn, result._out, True
         xp.copyto(self.array, result.array, casting="unsafe")
         self._bump()
+        if self._view_of is not None:  # its history (if any) is the one just taken
+            self._view_version = self._vc[0]
         return self
 
     def _inplace(self, compute, *others) -> Tensor:
