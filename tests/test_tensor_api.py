@@ -291,6 +291,105 @@ def test_a_view_taken_before_its_base_changed_in_place_differentiates_the_new_ba
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_a_long_chain_of_stale_views_of_views_differentiates_the_new_base_as_pytorch():
+    """Views of views a thousand deep, their base then changed in place: each takes the new
+    history, without one Python frame per view (a RecursionError)."""
+
+    def run(lib):
+        x = lib.tensor(randn(5, (4,)), dtype=lib.float64, requires_grad=True)
+        h = x * 1.0
+        view = h
+        for _ in range(1000):
+            view = view[:]
+        h.mul_(3)
+        (view * view).sum().backward()
+        return x.grad.numpy()
+
+    np.testing.assert_allclose(run(nf), run(torch), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["requires_grad", "setitem", "operand", "retain_grad", "retain_grad_before"])
+def test_a_stale_view_reports_and_records_its_base_s_new_history_as_pytorch(case):
+    """A view whose base changed in place is as PyTorch's (which regenerates its ``grad_fn`` when
+    read): it requires grad once its base does, a write into it is recorded (an unrecorded one
+    gave a silently wrong gradient), and ``retain_grad`` keeps its gradient."""
+
+    def run(lib):
+        x = lib.tensor(randn(6, (4,)), dtype=lib.float64, requires_grad=True)
+        w = lib.tensor(randn(7, (4,)), dtype=lib.float64, requires_grad=True)
+        if case in ("retain_grad", "retain_grad_before"):
+            h = x * 1.0
+        else:  # the base requires grad only after the in-place op with w
+            h = lib.ones(4, dtype=lib.float64)
+        view = h[1:]
+        if case == "retain_grad_before":
+            view.retain_grad()
+        h.mul_(w)
+        if case == "requires_grad":
+            return [view.requires_grad, view.is_leaf, view.grad_fn is None]
+        if case == "setitem":  # the view's first use after the change
+            view[0] = 7.0
+            loss = (h * h).sum()
+        elif case == "operand":
+            plain = lib.zeros(3, dtype=lib.float64)
+            plain.add_(view)
+            loss = (plain * plain).sum()
+        else:
+            if case == "retain_grad":
+                view.retain_grad()
+            loss = (view * view).sum()
+        loss.backward()
+        grads = [x.grad, w.grad] + ([view.grad] if case.startswith("retain_grad") else [])
+        return [g.numpy() if g is not None else None for g in grads]
+
+    got, want = run(nf), run(torch)
+    if case == "requires_grad":
+        assert got == want == [True, False, False]
+        return
+    for g, p in zip(got, want):
+        assert (g is None) == (p is None)
+        if p is not None:
+            np.testing.assert_allclose(g, p, rtol=1e-12)
+
+
+@pytest.mark.parametrize("change", ["with_grad", "under_no_grad", "leaf_under_no_grad", "the_view_itself"])
+def test_a_view_made_under_no_grad_is_refused_once_its_base_changes_as_pytorch(change):
+    """PyTorch forbids giving a view made under ``no_grad`` a history after its base (or the
+    view itself) changed in place with gradients on: ambiguous (a constant, or a part of the
+    base?). numformer had made it differentiable, or written into it unrecorded (a silently
+    wrong gradient)."""
+    for lib in (nf, torch):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        h = x if change == "leaf_under_no_grad" else x * 1.0
+        with lib.no_grad():
+            view = h[1:]
+        with pytest.raises(RuntimeError, match="created in no_grad mode"):
+            if change == "the_view_itself":
+                view.mul_(2)
+            else:
+                with lib.set_grad_enabled(change == "with_grad"):
+                    h.mul_(3)
+                (view * 2).sum().backward()
+
+
+def test_a_view_made_under_no_grad_stays_usable_where_pytorch_allows_it():
+    """Its base changed, it is still read under ``no_grad``; and when nothing requires grad it
+    is no view PyTorch refuses."""
+    for lib in (nf, torch):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        h = x * 1.0
+        with lib.no_grad():
+            view = h[1:]
+        h.mul_(3)
+        with lib.no_grad():
+            assert (view * 2).sum().item() == 30.0
+        plain = lib.ones(3)
+        with lib.no_grad():
+            view = plain[1:]
+        plain.mul_(2)
+        assert not (view * 2).requires_grad
+
+
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():
     for lib in (nf, torch):
         x = lib.ones(3, requires_grad=True)

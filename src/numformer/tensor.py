@@ -84,6 +84,7 @@ class Tensor:
         "_vc",
         "_view_of",
         "_view_version",
+        "_view_no_grad",
         "_hooks",
         "_post_hooks",
         "__weakref__",
@@ -133,24 +134,59 @@ class Tensor:
             t._vc = self._counter()
             t._view_of = None if how is None else (self, *how)
             t._view_version = t._vc[0]  # the version its history reads (``_refresh_view``)
+            # made under no_grad (or a view of such a view): PyTorch forbids giving it a history later
+            t._view_no_grad = not autograd.is_grad_enabled() or (self._view_of is not None and self._view_no_grad)
         return t
 
-    def _refresh_view(self) -> None:
+    def _refresh_view(self, strict: bool = True) -> None:
         """Give a view whose base was changed in place after the view's history was recorded
         the base's new history, as PyTorch regenerates such a view's ``grad_fn``: the view's
         primitive applied again to the base. (The view's values already are the new ones: it
         shares the base's memory.) Without it, ``b = h[1:]; h.mul_(3)`` then ``b.sum()`` would
-        differentiate through the old ``h``: a silently wrong gradient."""
-        base, op, options = self._view_of
+        differentiate through the old ``h``: a silently wrong gradient. The stale views of a
+        chain of views of views are refreshed from the outermost down, in a loop (a chain may be
+        deeper than Python's recursion limit). A ``retain_grad`` moves to the new history.
+
+        Args:
+            strict: raise PyTorch's error for a view made under ``no_grad`` whose base requires
+                grad; else leave such a view as it is (what ``requires_grad`` reads).
+
+        Raises:
+            RuntimeError: (``strict``) a view made under ``no_grad`` whose base, requiring grad,
+            was changed in place: PyTorch forbids it (a constant, or a part of the base?)."""
         if self._vc[0] == self._view_version:
             return
-        if base._view_of is not None:
-            base._refresh_view()
-        if base._requires_grad:
-            with autograd.enable_grad():
-                result = op.apply(base, **options)
-            self._fn, self._out, self._requires_grad = result._fn, result._out, True
-        self._view_version = self._vc[0]
+        chain, base = [self], self._view_of[0]
+        while base._view_of is not None and base._view_version != base._vc[0]:
+            chain.append(base)
+            base = base._view_of[0]
+        for view in reversed(chain):
+            base, op, options = view._view_of
+            if base._requires_grad:
+                if view._view_no_grad:
+                    if not strict:
+                        return
+                    raise RuntimeError(
+                        "A view was created in no_grad mode and its base or another view of its base has been "
+                        "modified inplace with grad mode enabled. Given that this use case is ambiguous and "
+                        "error-prone, it is forbidden. You can clarify your code by moving both the view and the "
+                        "inplace either both inside the no_grad block (if you don't want the inplace to be tracked) "
+                        "or both outside (if you want the inplace to be tracked)."
+                    )
+                old, out = view._fn, view._out
+                with autograd.enable_grad():
+                    result = op.apply(base, **options)
+                view._fn, view._out, view._requires_grad = result._fn, result._out, True
+                if old is not None and vars(old).get("retained", {}).pop(out, None) is not None:
+                    view.retain_grad()
+            view._view_version = view._vc[0]
+
+    def _current(self) -> Tensor:
+        """This tensor, its history refreshed first if it is a view whose base changed in place
+        since (``_refresh_view``, not strict): what reading ``requires_grad`` or ``grad_fn`` sees."""
+        if self._view_of is not None:
+            self._refresh_view(strict=False)
+        return self
 
     # --- versions: every in-place change bumps the counter a tensor shares with its views -----
     def _counter(self) -> list:
@@ -204,7 +240,7 @@ class Tensor:
 
     @property
     def requires_grad(self) -> bool:
-        return self._requires_grad
+        return self._current()._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
@@ -222,15 +258,17 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
-        return self._fn is None
+        return self._current()._fn is None
 
     @property
     def grad_fn(self):
+        if self._view_of is not None:
+            self._refresh_view()
         return self._fn
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
-        if self._fn is None:
+        if self._current()._fn is None:
             return
         import weakref
 
@@ -245,7 +283,7 @@ class Tensor:
 
         Raises:
             RuntimeError: a tensor that does not require grad."""
-        if not self._requires_grad:
+        if not self._current()._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self._fn is None:
             hooks = getattr(self, "_hooks", None)
@@ -282,7 +320,7 @@ class Tensor:
 
     @property
     def retains_grad(self) -> bool:
-        fn = self._fn
+        fn = self._current()._fn
         return fn is not None and self._out in vars(fn).get("retained", {})
 
     def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
@@ -333,10 +371,32 @@ class Tensor:
     # --- writing in place: PyTorch's in-place ops and index assignment ------------------------
     def _records_write(self, *others) -> bool:
         """Whether an in-place change must be recorded in the graph: gradients are on, and this
-        tensor, or a tensor written into it, requires grad."""
+        tensor, or a tensor written into it, requires grad (a view whose base changed in place
+        first taking the base's new history).
+
+        Raises:
+            RuntimeError: a view made under ``no_grad`` written with gradients on where the
+            write would be recorded (it, a tensor written into it, or its base requires grad):
+            PyTorch forbids it."""
         if not autograd.is_grad_enabled():
             return False
-        return self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+        for t in (self, *others):
+            if isinstance(t, Tensor) and t._view_of is not None:
+                t._refresh_view()
+        records = self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
+        if self._view_of is not None and self._view_no_grad:
+            base = self
+            while not records and base._view_of is not None:
+                base = base._view_of[0]
+                records = base._requires_grad
+            if records:
+                raise RuntimeError(
+                    "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
+                    "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify your "
+                    "code by moving both the view and the inplace either both inside the no_grad block (if you "
+                    "don't want the inplace to be tracked) or both outside (if you want the inplace to be tracked)."
+                )
+        return records
 
     def _snapshot(self) -> Tensor:
         """This tensor's present values (in memory of their own) and history: what a recorded
@@ -399,7 +459,7 @@ class Tensor:
         number or a tensor that broadcasts to the indexed part. Recorded in the graph as
         PyTorch records it: gradients reach ``value``, and ``t``'s other elements keep theirs."""
         index = _index_arg(index)
-        if isinstance(value, Tensor) and value._requires_grad and autograd.is_grad_enabled() or self._records_write():
+        if self._records_write(value):
             value = self._operand(value)
             if value.dtype != self.dtype:
                 value = value.to(self.dtype)
@@ -703,7 +763,7 @@ class Tensor:
         extra = ""
         if self.dtype != get_default_dtype() and is_floating(self.dtype):
             extra += f", dtype={self.dtype}"
-        if self._fn is not None:
+        if self._current()._fn is not None:
             extra += f", grad_fn=<{self._fn.name}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
