@@ -390,6 +390,50 @@ def test_a_view_made_under_no_grad_stays_usable_where_pytorch_allows_it():
         assert not (view * 2).requires_grad
 
 
+@pytest.mark.parametrize(
+    "case",
+    ["mul_const", "const_mul", "div_by_const", "const_div", "matmul_const", "linear_frozen_weight", "linear_x_const"],
+)
+def test_an_input_no_gradient_reads_may_change_in_place_after_the_op_as_in_pytorch(case):
+    """A product saves (and version-checks) only the factor the other side's gradient reads:
+    ``y = h * 10; h.mul_(2)`` is fine when only h needs a gradient; a changed input some
+    gradient does read still raises. Both libraries must agree on raising, and on the
+    gradients when neither raises."""
+
+    def run(lib):
+        x = lib.tensor(randn(5, (2, 3)), dtype=lib.float64, requires_grad=True)
+        w = lib.tensor(randn(6, (4, 3)), dtype=lib.float64, requires_grad=case == "linear_x_const")
+        h = x * 1.0
+        c = lib.tensor(randn(7, (2, 3)), dtype=lib.float64)
+        changed = h
+        y = {
+            "mul_const": lambda: h * 10,
+            "const_mul": lambda: c * h,
+            "div_by_const": lambda: h / 10,
+            "const_div": lambda: c / h,  # dL/dh reads h itself: changing it must raise
+            "matmul_const": lambda: h @ c.t(),
+            "linear_frozen_weight": lambda: lib.nn.functional.linear(h, w),
+            "linear_x_const": lambda: lib.nn.functional.linear(c, w),  # dL/dw reads c
+        }[case]()
+        if case == "linear_x_const":
+            changed = c
+        changed.mul_(2)
+        try:
+            y.sum().backward()
+        except RuntimeError as err:
+            assert "modified by an inplace operation" in str(err)
+            return "raises"
+        return [t.grad.numpy() for t in (x, w) if t.grad is not None]
+
+    ours, theirs = run(nf), run(torch)
+    if theirs == "raises" or ours == "raises":
+        assert ours == theirs
+    else:
+        assert len(ours) == len(theirs)
+        for got, want in zip(ours, theirs):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():
     for lib in (nf, torch):
         x = lib.ones(3, requires_grad=True)

@@ -209,7 +209,10 @@ class Function:
     forward stores on ``self`` is freed after backward.
 
     Class attributes say what backward reads, for the version check: ``saves_inputs`` (True:
-    every input; a tuple: those inputs' positions; False: none) and ``saves_output``. ``view``
+    every input; a tuple: those inputs' positions; False: none) and ``saves_output``;
+    ``grad_reads`` (None, or per input the positions of the inputs its gradient reads) narrows
+    the inputs to those the gradients needed read, as PyTorch saves for a product only the
+    factor the other's gradient needs (``h * 10`` then ``h.mul_(2)`` is no error). ``view``
     marks a primitive whose output may share its first input's memory (reshape, permute,
     slicing): the output then shares the input's version counter.
 
@@ -220,6 +223,7 @@ class Function:
     """
 
     saves_inputs: bool | tuple = True
+    grad_reads: tuple | None = None
     saves_output: bool = False
     view: bool = False
     needs_grad: tuple = ()
@@ -282,8 +286,12 @@ class Function:
         self.needs_grad = tuple([t._requires_grad for t in inputs])
         out = self.forward(*[t.array for t in inputs], **options)
         self.parents = tuple([_edge(t) for t in inputs])
-        saved = self.saves_inputs
-        picked = inputs if saved is True else [inputs[i] for i in saved] if saved else ()
+        saved, reads = self.saves_inputs, self.grad_reads
+        if reads is not None:  # only what the gradients needed read
+            needed = {j for i, need in enumerate(self.needs_grad) if need for j in reads[i]}
+            picked = [inputs[j] for j in sorted(needed)]
+        else:
+            picked = inputs if saved is True else [inputs[i] for i in saved] if saved else ()
         self.saved_versions = [t._saved_version() for t in picked]
         first = inputs[0]
         if type(out) is tuple:

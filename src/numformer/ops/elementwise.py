@@ -62,6 +62,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    grad_reads = ((1,), (0,))  # da = g b, db = g a
+
     def forward(self, a, b):
         self.shapes = a.shape, b.shape
         self.a = a if self.needs_grad[1] else None  # a is only needed for b's gradient
@@ -77,6 +79,8 @@ class Mul(Function):
 
 class Div(Function):
     """``a / b``; division by zero gives inf or NaN without a warning, as in PyTorch."""
+
+    grad_reads = ((1,), (0, 1))  # da = g / b, db = -g a / b^2
 
     def forward(self, a, b):
         self.a, self.b = a, b

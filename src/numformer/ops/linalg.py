@@ -18,6 +18,8 @@ class MatMul(Function):
     its own primitive, ``Linear``, below.)
     """
 
+    grad_reads = ((1,), (0,))  # dL/da reads b, dL/db reads a
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return matmul(a, b)
@@ -102,6 +104,8 @@ class Linear(Function):
     with ``relu``, G is first masked where the output is 0 (``relu_grad``). 2-8 rows (decoding
     a batch) against a large weight take ``skinny_product``'s blocks.
     """
+
+    grad_reads = ((1,), (0,), ())  # dx reads W, dW reads x, db nothing
 
     def forward(self, x, weight, *bias, relu=False):
         # Fold the leading dims into rows: one 2-D GEMM instead of NumPy's per-batch loop.
