@@ -434,6 +434,22 @@ def test_an_input_no_gradient_reads_may_change_in_place_after_the_op_as_in_pytor
             np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_view_shares_memory_or_raises_pytorchs_error_never_copies():
+    """``view`` never copies: a shape the strides allow writes through to the tensor, one they do
+    not (a transposed tensor flattened) raises PyTorch's error, where ``reshape`` copies."""
+    for lib in (nf, torch):
+        x = lib.arange(12.0).reshape(3, 4)
+        v = x[:, 1:3].view(3, 1, 2)  # strides allow it
+        v[0, 0, 0] = -1.0
+        assert x[0, 1].item() == -1.0
+        with pytest.raises(RuntimeError, match="view size is not compatible"):
+            x.t().view(-1)
+        flat = x.t().reshape(-1)  # reshape copies instead
+        flat[0] = 99.0
+        assert x[0, 0].item() == 0.0
+        assert tuple(lib.zeros(0, 3).t().view(0, 3).shape) == (0, 3)
+
+
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():
     for lib in (nf, torch):
         x = lib.ones(3, requires_grad=True)

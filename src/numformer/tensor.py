@@ -998,7 +998,23 @@ class Tensor:
             return self
         return S.Reshape.apply(self, shape=target)
 
-    view = reshape
+    def view(self, *shape):
+        """``reshape`` that shares this tensor's memory (PyTorch's ``view``): writes through the
+        result reach this tensor, and writes into this tensor show in it.
+
+        Args:
+            shape: the new shape (ints, or one tuple), one of them may be -1.
+
+        Raises:
+            RuntimeError: a shape this tensor's strides cannot give without a copy (a transposed
+            tensor flattened): PyTorch's error, which points to ``reshape`` (that copies)."""
+        out = self.reshape(*shape)
+        if out is not self and out.array.size and not xp.may_share_memory(out.array, self.array):
+            raise RuntimeError(
+                "view size is not compatible with input tensor's size and stride (at least one dimension spans "
+                "across two contiguous subspaces). Use .reshape(...) instead."
+            )
+        return out
 
     def permute(self, *dims):
         ndim = self.array.ndim
