@@ -448,6 +448,12 @@ def test_view_shares_memory_or_raises_pytorchs_error_never_copies():
         flat[0] = 99.0
         assert x[0, 0].item() == 0.0
         assert tuple(lib.zeros(0, 3).t().view(0, 3).shape) == (0, 3)
+        c = x.t().contiguous()  # a row-major copy: now view works
+        assert c.is_contiguous() and not x.t().is_contiguous() and x.contiguous() is x
+        assert c.view(-1).tolist() == x.t().reshape(-1).tolist()
+    w = nf.tensor(randn(8, (3, 4)), requires_grad=True)
+    (w.t().contiguous().view(-1) * nf.arange(12.0)).sum().backward()  # gradients pass the copy
+    np.testing.assert_array_equal(w.grad.numpy(), np.arange(12.0).reshape(4, 3).T)
 
 
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():

@@ -1082,8 +1082,9 @@ class Tensor:
         return flip(self, shape_arg(dims))
 
     def contiguous(self, memory_format=None):
-        """The tensor as it is (numformer's are contiguous where it matters: ops copy as they need)."""
-        return self
+        """This tensor if its memory is in row-major order, else a row-major copy in the graph
+        (PyTorch's ``contiguous``): what ``view`` needs after a transpose."""
+        return self if self.array.flags.c_contiguous else E.Copy.apply(self)
 
     def is_contiguous(self, memory_format=None) -> bool:
         return bool(self.array.flags.c_contiguous)
