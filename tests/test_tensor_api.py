@@ -456,6 +456,16 @@ def test_view_shares_memory_or_raises_pytorchs_error_never_copies():
     np.testing.assert_array_equal(w.grad.numpy(), np.arange(12.0).reshape(4, 3).T)
 
 
+def test_a_linear_layer_of_the_wrong_width_raises_what_pytorch_code_catches():
+    """``except RuntimeError`` around a PyTorch ``nn.Linear`` call catches numformer's error too
+    (which is also the ValueError of numformer's other bad-input checks, naming both sizes)."""
+    for lib in (nf, torch):
+        with pytest.raises(RuntimeError):
+            lib.nn.Linear(10, 3)(lib.randn(5, 7))
+    with pytest.raises(ValueError, match=r"10 features in its last dim, got shape \(5, 7\)"):
+        nf.nn.Linear(10, 3)(nf.randn(5, 7))
+
+
 def test_a_value_changed_after_backward_saved_it_is_refused_as_in_pytorch():
     for lib in (nf, torch):
         x = lib.ones(3, requires_grad=True)

@@ -213,10 +213,19 @@ def pad_amounts(shape: tuple, pad, mode: str, value) -> tuple:
     return tuple(pairs)
 
 
+class FeaturesError(RuntimeError, ValueError):
+    """An input with the wrong number of features for a layer: a RuntimeError, as PyTorch raises
+    for ``nn.Linear`` (``except RuntimeError`` written for PyTorch catches it), and a ValueError,
+    as numformer's other bad-input errors."""
+
+
 def check_features(op: str, x, expected: int, name: str = "input") -> None:
-    """``x`` must have ``expected`` features in its last dim (ValueError)."""
+    """``x`` must have ``expected`` features in its last dim.
+
+    Raises:
+        FeaturesError: (a RuntimeError and a ValueError) it has another number, or is 0-d."""
     if x.ndim == 0 or x.shape[-1] != expected:
-        raise ValueError(f"{op}: {name} must have {expected} features in its last dim, got shape {x.shape}")
+        raise FeaturesError(f"{op}: {name} must have {expected} features in its last dim, got shape {x.shape}")
 
 
 def mask_array(mask, name: str, op: str = "MultiheadAttention") -> np.ndarray:
