@@ -54,9 +54,10 @@ def add_chat_tokenizer(folder, chat_template: str | None = CHAT_TEMPLATE):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=96, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()[:60]
-    )
+    # ByteLevel.alphabet() comes in a different order in every process (a hash set): sorted, the
+    # 60 characters and so the vocabulary are the same in every run
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())[:60]
+    trainer = trainers.BpeTrainer(vocab_size=96, special_tokens=special, initial_alphabet=alphabet)
     tokenizer.train_from_iterator(["hello world, the cat sat on the mat"] * 20, trainer)
     tokenizer.save(str(folder / "tokenizer.json"))
     config = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
