@@ -181,11 +181,12 @@ class Tensor:
                     view.retain_grad()
             view._view_version = view._vc[0]
 
-    def _current(self) -> Tensor:
+    def _current(self, strict: bool = False) -> Tensor:
         """This tensor, its history refreshed first if it is a view whose base changed in place
-        since (``_refresh_view``, not strict): what reading ``requires_grad`` or ``grad_fn`` sees."""
+        since (``_refresh_view``): what reading ``requires_grad`` sees (not ``strict``), and
+        what ``grad_fn``, a backward from it or an in-place change of it use (``strict``)."""
         if self._view_of is not None:
-            self._refresh_view(strict=False)
+            self._refresh_view(strict)
         return self
 
     # --- versions: every in-place change bumps the counter a tensor shares with its views -----
@@ -262,9 +263,7 @@ class Tensor:
 
     @property
     def grad_fn(self):
-        if self._view_of is not None:
-            self._refresh_view()
-        return self._fn
+        return self._current(strict=True)._fn
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
@@ -350,8 +349,7 @@ class Tensor:
             gradient = _to_array(gradient, self.dtype)
             if gradient.shape != self.shape:
                 raise ValueError(f"backward: gradient must have the tensor's shape {self.shape}, got {gradient.shape}")
-        if self._view_of is not None:
-            self._refresh_view()
+        self._current(strict=True)
         autograd.backward(self, gradient, retain_graph=bool(retain_graph))
 
     def detach(self) -> Tensor:
@@ -381,8 +379,8 @@ class Tensor:
         if not autograd.is_grad_enabled():
             return False
         for t in (self, *others):
-            if isinstance(t, Tensor) and t._view_of is not None:
-                t._refresh_view()
+            if isinstance(t, Tensor):
+                t._current(strict=True)
         records = self._requires_grad or any(isinstance(o, Tensor) and o._requires_grad for o in others)
         if self._view_of is not None and self._view_no_grad:
             base = self
@@ -401,8 +399,7 @@ class Tensor:
     def _snapshot(self) -> Tensor:
         """This tensor's present values (in memory of their own) and history: what a recorded
         in-place op is computed from, as the old value its backward may read."""
-        if self._view_of is not None:
-            self._refresh_view()
+        self._current(strict=True)
         t = Tensor._wrap_on(self.array.copy(), self._requires_grad)
         t._fn, t._out = self._fn, self._out
         return t
