@@ -8,6 +8,7 @@ to 1 so that even hypothesis's small shapes are cut into chunks, including uneve
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -120,6 +121,154 @@ def test_an_error_in_a_worker_chunk_reaches_the_caller():
     parallel.parallel_for(9, lambda lo, hi: out.__setitem__(slice(lo, hi), 1.0), min_work=1)
     nf.set_num_threads(1)
     assert (out == 1).all()
+
+
+@contextlib.contextmanager
+def spinning_pool(monkeypatch, threads=2, spin_seconds=60.0):
+    """Kernel threads that wait hot (as on a machine with at least ``threads`` cores), parked
+    after ``spin_seconds`` without a region."""
+    assert parallel._SPINLOCKS is not None, "no POSIX spinlocks found: this test needs Linux"
+    monkeypatch.setattr(parallel, "default_num_threads", lambda: threads)
+    monkeypatch.setattr(parallel, "_released_at", -math.inf)  # no product on BLAS's threads lately
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", spin_seconds)
+    nf.set_num_threads(threads)
+    try:
+        assert all(worker.spin for worker in parallel._workers[: threads - 1])
+        yield parallel._workers[: threads - 1]
+    finally:
+        nf.set_num_threads(1)
+
+
+def fill_region(n=8):
+    out = np.zeros(n)
+    parallel.parallel_for(n, lambda lo, hi: out.__setitem__(slice(lo, hi), np.arange(lo, hi)), min_work=1)
+    return out
+
+
+def test_workers_wait_hot_between_regions_and_compute_what_one_thread_does(monkeypatch):
+    """After a region a worker spins for the next; a GPT step on spinning workers equals the
+    serial step to round-off."""
+    nf.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, d_model=32))
+    x = np.random.default_rng(0).integers(0, 50, (4, 16))
+
+    def step():
+        model.zero_grad()
+        _, loss = model(x, np.roll(x, -1, axis=1))
+        loss.backward()
+        return [loss.numpy()] + [p.grad.numpy().copy() for p in model.parameters()]
+
+    serial = step()
+    with spinning_pool(monkeypatch) as (worker,):
+        assert (fill_region() == np.arange(8)).all()
+        assert worker.spinning
+        saved = parallel.MIN_ELEMENTS, parallel.MIN_MACS
+        parallel.MIN_ELEMENTS = parallel.MIN_MACS = 1
+        try:
+            threaded = step()
+        finally:
+            parallel.MIN_ELEMENTS, parallel.MIN_MACS = saved
+        assert worker.spinning
+    assert_same(serial, threaded, np.float32)
+
+
+def test_idle_workers_stop_spinning_and_wake_for_the_next_region(monkeypatch):
+    import time
+
+    with spinning_pool(monkeypatch, spin_seconds=0.5) as (worker,):
+        fill_region()
+        assert worker.spinning
+        deadline = time.monotonic() + 5
+        while worker.spinning and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not worker.spinning, "the worker still spins long after the last region"
+        assert (fill_region() == np.arange(8)).all()  # woken from its queue
+        assert worker.spinning
+
+
+def test_an_error_in_a_spinning_worker_reaches_the_caller(monkeypatch):
+    def fn(lo, hi):
+        if lo > 0:
+            raise ZeroDivisionError(f"chunk {lo}:{hi}")
+
+    with spinning_pool(monkeypatch) as (worker,):
+        fill_region()
+        assert worker.spinning
+        with pytest.raises(ZeroDivisionError, match="chunk"):
+            parallel.parallel_for(9, fn, min_work=1)
+        assert (fill_region() == np.arange(8)).all()
+
+
+def test_blas_threads_park_ours_and_keep_them_from_spinning(monkeypatch):
+    """A product on BLAS's own threads parks the spinning workers; a region soon after runs on
+    a worker that sleeps again after it (BLAS's threads still spin then)."""
+    rng = np.random.default_rng(0)
+    w, x = rng.standard_normal((256, 64)), rng.standard_normal((64, 4))
+    with spinning_pool(monkeypatch) as (worker,):
+        fill_region()
+        assert worker.spinning
+        monkeypatch.setattr(parallel, "BLAS_SPIN_SECONDS", 60.0)
+        parallel.matmul(w, x)  # skinny: BLAS gets its threads back
+        assert parallel._blas_released and not worker.spinning
+        assert (fill_region() == np.arange(8)).all()
+        assert not worker.spinning and not parallel._blas_released
+
+
+def test_more_threads_than_cores_never_spin(monkeypatch):
+    monkeypatch.setattr(parallel, "default_num_threads", lambda: 2)
+    nf.set_num_threads(3)
+    try:
+        assert len(parallel._workers) >= 2 and not any(w.spin for w in parallel._workers[:2])
+        assert (fill_region() == np.arange(8)).all()
+        assert not any(w.spinning for w in parallel._workers)
+    finally:
+        nf.set_num_threads(1)
+
+
+def test_switching_pools_lets_the_old_threads_go(monkeypatch):
+    import threading
+    import time
+
+    def workers():
+        return sum(thread.name == "numformer-worker" for thread in threading.enumerate())
+
+    monkeypatch.setattr(parallel, "default_num_threads", lambda: 2)
+    for _ in range(5):
+        nf.set_num_threads(3)  # two sleeping workers
+        fill_region()
+        nf.set_num_threads(2)  # one spinning worker
+        fill_region()
+    nf.set_num_threads(1)
+    deadline = time.monotonic() + 5
+    while workers() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert workers() == 1
+
+
+def test_a_forked_child_runs_its_kernels_serially():
+    """The child of a fork has none of its parent's threads: a region there runs on the calling
+    thread (waiting for a worker that does not exist would hang)."""
+    import multiprocessing
+
+    nf.set_num_threads(2)
+    fill_region()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+
+    def child():
+        chunks = []
+        parallel.parallel_for(8, lambda lo, hi: chunks.append((lo, hi)), min_work=1)
+        queue.put((nf.get_num_threads(), chunks))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert queue.get() == (1, [(0, 8)])
+    finally:
+        proc.kill()
+        nf.set_num_threads(1)
 
 
 def test_nested_regions_run_serially():

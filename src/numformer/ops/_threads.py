@@ -8,12 +8,14 @@ simply starting threads of our own does not help: OpenBLAS's idle threads busy-w
 ``set_num_threads(n)`` makes numformer own the cores, as ``torch.set_num_threads`` does for
 PyTorch: BLAS is pinned to one thread per call while numformer splits work (a skinny product
 too small to split gives BLAS its threads back until the next split: see ``matmul``), and the
-kernels split their work into ``n``
-contiguous chunks (rows of a GEMM, batch-heads of attention, rows of layer norm, ...), run on
-``n - 1`` worker threads and the calling thread. NumPy releases the GIL inside its loops and
-BLAS calls, so the chunks really run at once. Each chunk computes the same rows the serial
-code would, so results match the serial kernels to round-off (a BLAS call on fewer rows may
-order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
+kernels split their work into ``n`` contiguous chunks (rows of a GEMM, batch-heads of
+attention, rows of layer norm, ...), run on ``n - 1`` worker threads and the calling thread.
+NumPy releases the GIL inside its loops and BLAS calls, so the chunks really run at once.
+Between regions the workers wait hot, spinning on a POSIX spinlock with the GIL released
+(``_Worker``; Linux, no more threads than cores, not within ``BLAS_SPIN_SECONDS`` of a product
+on BLAS's own threads), and sleep after ``SPIN_SECONDS`` idle. Each chunk computes the same rows the
+serial code would, so results match the serial kernels to round-off (a BLAS call on fewer rows
+may order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
 blocks (``dropout_mask``), the same for any thread count.
 
 On from ``import numformer``, as PyTorch sets its threads on import: the package's facade calls
@@ -24,12 +26,15 @@ calls ``set_num_threads``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import math
 import os
 import queue
+import sys
 import threading
+import time
 
 import numpy as np
 
@@ -38,8 +43,7 @@ from numformer.backend import xp
 from numformer.blas import openblas
 
 _threads = 1
-_queues: list[queue.SimpleQueue] = []
-_done: queue.SimpleQueue = queue.SimpleQueue()
+_workers: list[_Worker] = []
 _region = threading.Lock()  # one parallel region at a time; nested or concurrent calls run serially
 _blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on first use
 _blas_threads_before: int | None = None  # BLAS's own thread count while numformer's are on
@@ -47,10 +51,16 @@ _blas_released = False  # True while BLAS runs on its own threads again (see mat
 _owner: int | None = None  # the thread that set the count: the only one that changes BLAS's
 
 # Work below this many elements (or GEMM multiply-adds) runs on the calling thread alone: handing
-# a chunk to a worker and waiting for it (a futex wake-up) costs as much as tens of thousands of
-# elementwise operations or millions of multiply-adds on one core. Chunks get several times that.
+# a chunk to a worker and waiting for it costs as much as tens of thousands of elementwise
+# operations or millions of multiply-adds on one core. Chunks get several times that.
 MIN_ELEMENTS = 1 << 17
 MIN_MACS = 1 << 22
+
+# Kernel threads wait hot (spinning) for this long after the last parallel region, then sleep.
+SPIN_SECONDS = 0.05
+# OpenBLAS's idle threads spin for about 2^28 cycles after a product on them (its THREAD_TIMEOUT).
+BLAS_SPIN_SECONDS = 0.1
+_released_at = -math.inf  # time.monotonic() when BLAS last got its threads back
 
 
 def _find_blas():
@@ -67,22 +77,201 @@ def _find_blas():
     return setter, getter
 
 
-def _worker(tasks: queue.SimpleQueue) -> None:
-    while True:
-        fn, lo, hi = tasks.get()
-        try:
-            fn(lo, hi)
-        except BaseException as err:  # handed to the caller, raised there
-            _done.put(err)
+def _find_spinlocks():
+    """(lock, unlock, init) of the C library's POSIX spinlocks, each taking the lock's address,
+    or None where there are none (not Linux). ``lock`` is called through ``ctypes.CDLL``, which
+    releases the GIL for the call: a thread spinning in it leaves Python to the others.
+    ``unlock`` and ``init`` go through ``ctypes.PyDLL``, which keeps the GIL: the thread that
+    posts work carries on with Python at once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        free, held = ctypes.CDLL(None), ctypes.PyDLL(None)
+        lock, unlock, init = free.pthread_spin_lock, held.pthread_spin_unlock, held.pthread_spin_init
+        take = held.pthread_spin_lock
+    except (OSError, AttributeError):
+        return None
+    for fn in (lock, unlock, take):
+        fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
+    init.argtypes, init.restype = [ctypes.c_void_p, ctypes.c_int], ctypes.c_int
+
+    def init_taken(address: int) -> None:
+        init(address, 0)
+        take(address)
+
+    return lock, unlock, init_taken
+
+
+_SPINLOCKS = _find_spinlocks()
+_PARK = object()  # a worker's message to stop spinning and sleep until its next task
+
+
+class _Flag:
+    """A signal one thread raises and another waits for, once per raise. With ``spin``: a POSIX
+    spinlock, held while nothing is signalled, so waiting spins with the GIL released (and a
+    KeyboardInterrupt waits for the signal); it is released by a thread that did not take it,
+    which POSIX leaves to the implementation (glibc's and musl's release is a plain atomic
+    store, from any thread). Else a ``threading.Lock``, which any thread may release (waiting
+    sleeps)."""
+
+    __slots__ = ("_word", "_address", "_lock")
+
+    def __init__(self, spin: bool):
+        if spin:
+            self._word = ctypes.c_int()  # pthread_spinlock_t is an int in glibc and musl
+            self._address = ctypes.addressof(self._word)
+            _SPINLOCKS[2](self._address)
         else:
-            _done.put(None)
+            self._address = None
+            self._lock = threading.Lock()
+            self._lock.acquire()
+
+    def set(self) -> None:
+        if self._address is not None:
+            _SPINLOCKS[1](self._address)
+        else:
+            self._lock.release()
+
+    def wait(self) -> None:
+        if self._address is not None:
+            _SPINLOCKS[0](self._address)
+        else:
+            self._lock.acquire()
+
+
+class _Worker:
+    """One kernel thread. Between tasks it waits hot: spinning on ``ready`` (no GIL held), so a
+    task starts microseconds after it is posted, as BLAS's and OpenMP's threads wait. A thread
+    that sleeps on a lock or queue instead takes tens of microseconds to wake, more on a
+    virtual machine (the idle core halts), and starts its first task on a cold core: measured
+    on the AMD EPYC (Zen 5) of bench/results, a 768 x 128 x 128 GEMM split over a sleeping
+    thread took 218 us against 152 us over a spinning one (118 us on BLAS's own threads).
+    ``SPIN_SECONDS`` after the last region ``_Parker`` parks the thread: it then sleeps on
+    ``tasks`` until the next task. A worker spins only when the threads fit the cores
+    (``spin``): a spinning thread that shares a core would take it from the others."""
+
+    def __init__(self, spin: bool):
+        self.spin = spin
+        # ``ready`` wakes a spinning thread; ``done[hot]`` says a task is finished: spun on after
+        # a hot task, slept on after a cold one (spinning then, the caller would take a core
+        # from BLAS's threads)
+        self.ready = _Flag(spin)
+        self.done = {True: _Flag(spin), False: _Flag(False)}
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.job = None  # (fn, lo, hi, True) or _PARK, read once ``ready`` is set
+        self.error: BaseException | None = None
+        self.spinning = False  # waiting on ``ready`` (else on ``tasks``); changed under _region
+        threading.Thread(target=self._run, daemon=True, name="numformer-worker").start()
+
+    def _run(self) -> None:
+        job = self.tasks.get()  # a new worker starts parked
+        while job is not None:  # None: the pool let this thread go
+            fn, lo, hi, hot = job
+            try:
+                fn(lo, hi)
+            except BaseException as err:  # handed to the caller, raised there
+                self.error = err
+            self.done[hot].set()
+            if hot:  # ``post`` marked it spinning: the next job, or _PARK, comes on ``ready``
+                self.ready.wait()
+                job = self.job
+            if not hot or job is _PARK:
+                job = self.tasks.get()
+
+    def post(self, fn, lo: int, hi: int, stay_hot: bool) -> _Flag:
+        """Hand ``fn(lo, hi)`` to the thread (under ``_region``); a sleeping thread spins after
+        it if ``stay_hot``. Returns the flag that says it is done."""
+        self.error = None
+        if self.spinning:
+            self.job = (fn, lo, hi, True)
+            self.ready.set()
+            return self.done[True]
+        hot = self.spin and stay_hot  # after this task the thread waits hot
+        self.tasks.put((fn, lo, hi, hot))
+        self.spinning = hot
+        if hot:
+            _parker.spinning.set()
+        return self.done[hot]
+
+    def park(self) -> None:
+        """Stop spinning: sleep until the next task (under ``_region``)."""
+        if self.spinning:
+            self.spinning = False
+            self.job = _PARK
+            self.ready.set()
+
+
+class _Parker:
+    """The thread that parks spinning workers once no region has run for ``SPIN_SECONDS``; it
+    sleeps while none spins (``spinning`` clear)."""
+
+    def __init__(self):
+        self.last = 0.0  # time.monotonic() at the end of the last region
+        self.spinning = threading.Event()
+        self.thread = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, daemon=True, name="numformer-parker")
+            self.thread.start()
+
+    def _idle(self) -> float:
+        return time.monotonic() - self.last
+
+    def _run(self) -> None:
+        while True:
+            self.spinning.wait()
+            # until the workers have been idle SPIN_SECONDS; a change of it is seen within 50 ms
+            time.sleep(min(max(SPIN_SECONDS - self._idle(), SPIN_SECONDS / 10), 0.05))
+            if self._idle() >= SPIN_SECONDS and _region.acquire(blocking=False):
+                try:
+                    if self._idle() >= SPIN_SECONDS:  # no region ended meanwhile
+                        _park()
+                finally:
+                    _region.release()
+
+
+_parker = _Parker()
+
+
+def _park() -> None:
+    """Park every spinning worker (under ``_region``)."""
+    for worker in _workers:
+        worker.park()
+    _parker.spinning.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: its kernels run serially until it calls
+    ``set_num_threads`` (which starts new ones); a region the parent was in is not the child's.
+    BLAS keeps the thread count the parent left it (pinned to one while the parent's threads
+    were on), until ``set_num_threads``."""
+    global _threads, _region, _parker
+    _workers.clear()
+    _threads, _region, _parker = 1, threading.Lock(), _Parker()
+
+
+def _park_at_exit() -> None:
+    """Park the workers as the interpreter exits: past that point the parker may never run
+    again (it needs the GIL), and a spinning worker would take a core until the process ends."""
+    if _region.acquire(timeout=1.0):
+        try:
+            _park()
+        finally:
+            _region.release()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_park_at_exit)
 
 
 def set_num_threads(n: int) -> None:
     """Run numformer's kernels on ``n`` threads (1: the calling thread only, BLAS restored).
 
     With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) whenever numformer
-    splits work, so the two never compete for the cores. Typical: ``os.cpu_count()``. The
+    splits work, so the two never compete for the cores. The ``n - 1`` worker threads spin
+    between regions (on Linux, when ``n`` does not exceed the cores this process may use) and
+    sleep after ``SPIN_SECONDS`` without one. Typical: ``os.cpu_count()``. The
     thread that calls this owns BLAS's thread count: only it releases and re-pins it.
 
     Args:
@@ -97,10 +286,16 @@ def set_num_threads(n: int) -> None:
     if _blas is None:
         _blas = _find_blas() or ()
     with _region:
-        while len(_queues) < n - 1:
-            tasks: queue.SimpleQueue = queue.SimpleQueue()
-            threading.Thread(target=_worker, args=(tasks,), daemon=True, name="numformer-worker").start()
-            _queues.append(tasks)
+        _park()
+        spin = _SPINLOCKS is not None and n <= default_num_threads()
+        if any(worker.spin != spin for worker in _workers[: n - 1]):
+            for worker in _workers:  # parked just above: each goes to its queue, and ends there
+                worker.tasks.put(None)
+            _workers.clear()
+        while len(_workers) < n - 1:
+            _workers.append(_Worker(spin))
+        if spin and n > 1:
+            _parker.start()
         if _blas:
             setter, getter = _blas
             if n > 1 and _blas_threads_before is None:
@@ -170,22 +365,36 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     if chunks <= 1 or _off_host() or not _region.acquire(blocking=False):
         fn(0, n)
         return
-    if _blas_released and threading.get_ident() == _owner:
-        _blas[0](1)  # our threads are about to run BLAS calls: pin BLAS to one thread again
-        _blas_released = False
+    posted, error = [], None  # (worker, the flag that says it is done)
     try:
+        chunks = min(chunks, len(_workers) + 1)  # set_num_threads may have run since _threads was read
+        if _blas_released and threading.get_ident() == _owner:
+            _blas[0](1)  # our threads are about to run BLAS calls: pin BLAS to one thread again
+            _blas_released = False
+        # Within BLAS_SPIN_SECONDS of products on BLAS's own threads (one sentence's inference,
+        # decoding), BLAS's threads still spin, and the next product likely releases them
+        # again: ours sleep after this region then (spinning, they would take BLAS's cores).
+        stay_hot = time.monotonic() - _released_at > BLAS_SPIN_SECONDS
         bounds = [n * i // chunks for i in range(chunks + 1)]
         for i in range(1, chunks):
-            _queues[i - 1].put((fn, bounds[i], bounds[i + 1]))
-        error = None
-        try:
-            fn(0, bounds[1])
-        except BaseException as err:
-            error = err
-        for _ in range(chunks - 1):
-            err = _done.get()
-            error = error or err
+            worker = _workers[i - 1]
+            posted.append((worker, worker.post(fn, bounds[i], bounds[i + 1], stay_hot)))
+        fn(0, bounds[1])
+    except BaseException as err:
+        error = err
     finally:
+        # Every posted chunk is waited for, even after an error or a KeyboardInterrupt here: a
+        # worker left running would still write its outputs, and its done flag would answer
+        # the next region's wait. (A hot wait cannot be interrupted: it ends with the chunk.)
+        for worker, flag in posted:
+            while True:
+                try:
+                    flag.wait()
+                    break
+                except BaseException as err:  # an interrupted sleep: wait again, raise after
+                    error = error or err
+            error, worker.error = error or worker.error, None
+        _parker.last = time.monotonic()
         _region.release()
     if error is not None:
         raise error
@@ -289,11 +498,12 @@ SKINNY = 32
 def _release_blas() -> None:
     """Give BLAS its own thread count back: on the owning thread, outside a parallel region
     (changing OpenBLAS's count while another thread of ours runs BLAS would not be safe)."""
-    global _blas_released
+    global _blas_released, _released_at
     if threading.get_ident() == _owner and _region.acquire(blocking=False):
         try:
+            _park()  # BLAS's threads are about to run on the cores ours spin on
             _blas[0](_blas_threads_before)
-            _blas_released = True
+            _blas_released, _released_at = True, time.monotonic()
         finally:
             _region.release()
 
