@@ -130,6 +130,7 @@ def spinning_pool(monkeypatch, threads=2, spin_seconds=60.0):
     assert parallel._SPINLOCKS is not None, "no POSIX spinlocks found: this test needs Linux"
     monkeypatch.setattr(parallel, "default_num_threads", lambda: threads)
     monkeypatch.setattr(parallel, "_released_at", -math.inf)  # no product on BLAS's threads lately
+    monkeypatch.setattr(parallel, "WARM_SECONDS", 0.0)  # hot from the first region
     monkeypatch.setattr(parallel, "SPIN_SECONDS", spin_seconds)
     nf.set_num_threads(threads)
     try:
@@ -183,6 +184,24 @@ def test_idle_workers_stop_spinning_and_wake_for_the_next_region(monkeypatch):
             time.sleep(0.01)
         assert not worker.spinning, "the worker still spins long after the last region"
         assert (fill_region() == np.arange(8)).all()  # woken from its queue
+        assert worker.spinning
+
+
+def test_workers_spin_only_once_regions_have_come_for_warm_seconds(monkeypatch):
+    """A burst of regions after a pause runs on sleeping workers (spinning then, on virtual
+    machines, brought stalls of milliseconds); regions that keep coming for WARM_SECONDS do
+    not."""
+    import time
+
+    with spinning_pool(monkeypatch) as (worker,):
+        monkeypatch.setattr(parallel, "WARM_SECONDS", 0.2)
+        parallel._park()
+        parallel._parker.last = time.monotonic() - 1.0  # the last region was a second ago
+        fill_region()
+        assert not worker.spinning
+        start = time.monotonic()
+        while time.monotonic() - start < 0.3:
+            assert (fill_region() == np.arange(8)).all()
         assert worker.spinning
 
 

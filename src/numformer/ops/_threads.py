@@ -12,8 +12,9 @@ kernels split their work into ``n`` contiguous chunks (rows of a GEMM, batch-hea
 attention, rows of layer norm, ...), run on ``n - 1`` worker threads and the calling thread.
 NumPy releases the GIL inside its loops and BLAS calls, so the chunks really run at once.
 Between regions the workers wait hot, spinning on a POSIX spinlock with the GIL released
-(``_Worker``; Linux, no more threads than cores, not within ``BLAS_SPIN_SECONDS`` of a product
-on BLAS's own threads), and sleep after ``SPIN_SECONDS`` idle. Each chunk computes the same rows the
+(``_Worker``; Linux, no more threads than cores, once regions have come for ``WARM_SECONDS``,
+not within ``BLAS_SPIN_SECONDS`` of a product on BLAS's own threads), and sleep after
+``SPIN_SECONDS`` idle. Each chunk computes the same rows the
 serial code would, so results match the serial kernels to round-off (a BLAS call on fewer rows
 may order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
 blocks (``dropout_mask``), the same for any thread count.
@@ -60,6 +61,11 @@ MIN_MACS = 1 << 22
 SPIN_SECONDS = 0.05
 # OpenBLAS's idle threads spin for about 2^28 cycles after a product on them (its THREAD_TIMEOUT).
 BLAS_SPIN_SECONDS = 0.1
+# Kernel threads start to spin only once regions have come without a pause of SPIN_SECONDS for
+# this long (a training loop, not one call in a notebook): in bursts of regions after 0.3 s idle,
+# spinning threads met stalls of 2-8 ms (187-282 regions of 11,200 against 1-2 sleeping), on
+# the virtual machine of bench/results; from 0.1 s into a run of regions they did not.
+WARM_SECONDS = 0.1
 _released_at = -math.inf  # time.monotonic() when BLAS last got its threads back
 
 
@@ -207,6 +213,7 @@ class _Parker:
 
     def __init__(self):
         self.last = 0.0  # time.monotonic() at the end of the last region
+        self.busy_since = math.inf  # when regions began to come without a pause of SPIN_SECONDS
         self.spinning = threading.Event()
         self.thread = None
 
@@ -374,7 +381,10 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         # Within BLAS_SPIN_SECONDS of products on BLAS's own threads (one sentence's inference,
         # decoding), BLAS's threads still spin, and the next product likely releases them
         # again: ours sleep after this region then (spinning, they would take BLAS's cores).
-        stay_hot = time.monotonic() - _released_at > BLAS_SPIN_SECONDS
+        now = time.monotonic()
+        if now - _parker.last > SPIN_SECONDS:
+            _parker.busy_since = now  # regions start again after a pause
+        stay_hot = now - _released_at > BLAS_SPIN_SECONDS and now - _parker.busy_since >= WARM_SECONDS
         bounds = [n * i // chunks for i in range(chunks + 1)]
         for i in range(1, chunks):
             worker = _workers[i - 1]
