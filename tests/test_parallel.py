@@ -196,7 +196,7 @@ def test_workers_spin_only_once_regions_have_come_for_warm_seconds(monkeypatch):
     with spinning_pool(monkeypatch) as (worker,):
         monkeypatch.setattr(parallel, "WARM_SECONDS", 0.2)
         parallel._park()
-        parallel._parker.last = time.monotonic() - 1.0  # the last region was a second ago
+        parallel._parker.last = -math.inf  # no region for ever: the next one starts a run
         fill_region()
         assert not worker.spinning
         start = time.monotonic()
@@ -233,6 +233,35 @@ def test_blas_threads_park_ours_and_keep_them_from_spinning(monkeypatch):
         assert not worker.spinning and not parallel._blas_released
 
 
+def test_a_keyboard_interrupt_in_a_region_leaves_the_pool_in_step(monkeypatch):
+    """Ctrl-C while the caller waits for a spinning worker (it surfaces once the wait is over)
+    or a sleeping one: the region raises it after every chunk has run, and the next regions
+    wait for their own chunks, not a signal left over."""
+    import _thread
+    import time
+
+    def interrupted(lo, hi):
+        if lo > 0:
+            _thread.interrupt_main()  # as Ctrl-C: raised in the main thread
+            time.sleep(0.05)  # the caller is waiting by now
+
+    for warm in (0.0, 60.0):  # hot, then cold workers
+        with spinning_pool(monkeypatch) as (worker,):
+            monkeypatch.setattr(parallel, "WARM_SECONDS", warm)
+            fill_region()
+            with pytest.raises(KeyboardInterrupt):
+                parallel.parallel_for(8, interrupted, min_work=1)
+            for _ in range(20):
+                out = np.zeros(8)
+
+                def slow(lo, hi, out=out):
+                    time.sleep(0.002 if lo > 0 else 0)
+                    out[lo:hi] = np.arange(lo, hi)
+
+                parallel.parallel_for(8, slow, min_work=1)
+                assert (out == np.arange(8)).all()
+
+
 def test_more_threads_than_cores_never_spin(monkeypatch):
     monkeypatch.setattr(parallel, "default_num_threads", lambda: 2)
     nf.set_num_threads(3)
@@ -252,11 +281,14 @@ def test_switching_pools_lets_the_old_threads_go(monkeypatch):
         return sum(thread.name == "numformer-worker" for thread in threading.enumerate())
 
     monkeypatch.setattr(parallel, "default_num_threads", lambda: 2)
+    monkeypatch.setattr(parallel, "_released_at", -math.inf)
+    monkeypatch.setattr(parallel, "WARM_SECONDS", 0.0)
     for _ in range(5):
         nf.set_num_threads(3)  # two sleeping workers
         fill_region()
         nf.set_num_threads(2)  # one spinning worker
         fill_region()
+        assert parallel._workers[0].spinning
     nf.set_num_threads(1)
     deadline = time.monotonic() + 5
     while workers() > 1 and time.monotonic() < deadline:

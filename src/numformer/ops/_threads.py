@@ -13,7 +13,7 @@ attention, rows of layer norm, ...), run on ``n - 1`` worker threads and the cal
 NumPy releases the GIL inside its loops and BLAS calls, so the chunks really run at once.
 Between regions the workers wait hot, spinning on a POSIX spinlock with the GIL released
 (``_Worker``; Linux, no more threads than cores, once regions have come for ``WARM_SECONDS``,
-not within ``BLAS_SPIN_SECONDS`` of a product on BLAS's own threads), and sleep after
+not within ``BLAS_SPIN_SECONDS`` of BLAS getting its own threads back), and sleep after
 ``SPIN_SECONDS`` idle. Each chunk computes the same rows the
 serial code would, so results match the serial kernels to round-off (a BLAS call on fewer rows
 may order its sums differently: ~1e-6 relative in float32), and random draws come in fixed seeded
@@ -84,20 +84,20 @@ def _find_blas():
 
 
 def _find_spinlocks():
-    """(lock, unlock, init) of the C library's POSIX spinlocks, each taking the lock's address,
-    or None where there are none (not Linux). ``lock`` is called through ``ctypes.CDLL``, which
-    releases the GIL for the call: a thread spinning in it leaves Python to the others.
-    ``unlock`` and ``init`` go through ``ctypes.PyDLL``, which keeps the GIL: the thread that
-    posts work carries on with Python at once."""
+    """(lock, unlock, init, trylock) of the C library's POSIX spinlocks, each taking the lock's
+    address, or None where there are none (not Linux). ``lock`` is called through
+    ``ctypes.CDLL``, which releases the GIL for the call: a thread spinning in it leaves Python
+    to the others. The rest go through ``ctypes.PyDLL``, which keeps the GIL: the thread that
+    posts work carries on with Python at once. ``init`` leaves the lock taken."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         free, held = ctypes.CDLL(None), ctypes.PyDLL(None)
         lock, unlock, init = free.pthread_spin_lock, held.pthread_spin_unlock, held.pthread_spin_init
-        take = held.pthread_spin_lock
+        take, try_take = held.pthread_spin_lock, held.pthread_spin_trylock
     except (OSError, AttributeError):
         return None
-    for fn in (lock, unlock, take):
+    for fn in (lock, unlock, take, try_take):
         fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
     init.argtypes, init.restype = [ctypes.c_void_p, ctypes.c_int], ctypes.c_int
 
@@ -105,7 +105,7 @@ def _find_spinlocks():
         init(address, 0)
         take(address)
 
-    return lock, unlock, init_taken
+    return lock, unlock, init_taken, try_take
 
 
 _SPINLOCKS = _find_spinlocks()
@@ -114,8 +114,8 @@ _PARK = object()  # a worker's message to stop spinning and sleep until its next
 
 class _Flag:
     """A signal one thread raises and another waits for, once per raise. With ``spin``: a POSIX
-    spinlock, held while nothing is signalled, so waiting spins with the GIL released (and a
-    KeyboardInterrupt waits for the signal); it is released by a thread that did not take it,
+    spinlock, held while nothing is signalled, so waiting spins with the GIL released (a
+    KeyboardInterrupt surfaces once the signal is taken); it is released by a thread that did not take it,
     which POSIX leaves to the implementation (glibc's and musl's release is a plain atomic
     store, from any thread). Else a ``threading.Lock``, which any thread may release (waiting
     sleeps)."""
@@ -144,6 +144,13 @@ class _Flag:
         else:
             self._lock.acquire()
 
+    def try_take(self) -> None:
+        """Take the signal if it is raised and not yet taken (never waits)."""
+        if self._address is not None:
+            _SPINLOCKS[3](self._address)
+        else:
+            self._lock.acquire(blocking=False)
+
 
 class _Worker:
     """One kernel thread. Between tasks it waits hot: spinning on ``ready`` (no GIL held), so a
@@ -164,8 +171,9 @@ class _Worker:
         self.ready = _Flag(spin)
         self.done = {True: _Flag(spin), False: _Flag(False)}
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.job = None  # (fn, lo, hi, True) or _PARK, read once ``ready`` is set
+        self.job = None  # (fn, lo, hi, hot) or _PARK, read once ``ready`` is set
         self.error: BaseException | None = None
+        self.finished = False  # set by the thread when the last task posted to it has run
         self.spinning = False  # waiting on ``ready`` (else on ``tasks``); changed under _region
         threading.Thread(target=self._run, daemon=True, name="numformer-worker").start()
 
@@ -177,6 +185,7 @@ class _Worker:
                 fn(lo, hi)
             except BaseException as err:  # handed to the caller, raised there
                 self.error = err
+            self.finished = True
             self.done[hot].set()
             if hot:  # ``post`` marked it spinning: the next job, or _PARK, comes on ``ready``
                 self.ready.wait()
@@ -187,11 +196,12 @@ class _Worker:
     def post(self, fn, lo: int, hi: int, stay_hot: bool) -> _Flag:
         """Hand ``fn(lo, hi)`` to the thread (under ``_region``); a sleeping thread spins after
         it if ``stay_hot``. Returns the flag that says it is done."""
-        self.error = None
-        if self.spinning:
-            self.job = (fn, lo, hi, True)
+        self.error, self.finished = None, False
+        if self.spinning:  # the parker has not parked it yet: it sleeps after this task unless stay_hot
+            self.job = (fn, lo, hi, stay_hot)
+            self.spinning = stay_hot
             self.ready.set()
-            return self.done[True]
+            return self.done[stay_hot]
         hot = self.spin and stay_hot  # after this task the thread waits hot
         self.tasks.put((fn, lo, hi, hot))
         self.spinning = hot
@@ -277,8 +287,9 @@ def set_num_threads(n: int) -> None:
 
     With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) whenever numformer
     splits work, so the two never compete for the cores. The ``n - 1`` worker threads spin
-    between regions (on Linux, when ``n`` does not exceed the cores this process may use) and
-    sleep after ``SPIN_SECONDS`` without one. Typical: ``os.cpu_count()``. The
+    between regions (on Linux, when ``n`` does not exceed the cores this process may use, once
+    regions have come for ``WARM_SECONDS``, not within ``BLAS_SPIN_SECONDS`` of BLAS getting
+    its threads back) and sleep after ``SPIN_SECONDS`` without one. Typical: ``os.cpu_count()``. The
     thread that calls this owns BLAS's thread count: only it releases and re-pins it.
 
     Args:
@@ -395,14 +406,20 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     finally:
         # Every posted chunk is waited for, even after an error or a KeyboardInterrupt here: a
         # worker left running would still write its outputs, and its done flag would answer
-        # the next region's wait. (A hot wait cannot be interrupted: it ends with the chunk.)
+        # the next region's wait. A KeyboardInterrupt may surface during a sleeping wait (then
+        # the wait goes on) or just after a wait took the signal (a spinning wait cannot be
+        # interrupted): ``worker.finished`` tells the two apart. (One surfacing between a
+        # post and its entry in ``posted`` is not covered.)
         for worker, flag in posted:
             while True:
                 try:
                     flag.wait()
                     break
-                except BaseException as err:  # an interrupted sleep: wait again, raise after
+                except BaseException as err:  # raised after every chunk is done
                     error = error or err
+                    if worker.finished:  # the signal came: take it if the wait did not
+                        flag.try_take()
+                        break
             error, worker.error = error or worker.error, None
         _parker.last = time.monotonic()
         _region.release()
