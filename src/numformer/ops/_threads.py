@@ -33,6 +33,7 @@ import ctypes
 import math
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -109,13 +110,15 @@ def _find_spinlocks():
 
 
 _SPINLOCKS = _find_spinlocks()
+_SIGINT = {signal.SIGINT}
+_MASK_SIGINT = hasattr(signal, "pthread_sigmask")
 _PARK = object()  # a worker's message to stop spinning and sleep until its next task
 
 
 class _Flag:
     """A signal one thread raises and another waits for, once per raise. With ``spin``: a POSIX
     spinlock, held while nothing is signalled, so waiting spins with the GIL released (a
-    KeyboardInterrupt surfaces once the signal is taken); it is released by a thread that did not take it,
+    KeyboardInterrupt surfaces once the signal is taken); released by a thread that did not take it,
     which POSIX leaves to the implementation (glibc's and musl's release is a plain atomic
     store, from any thread). Else a ``threading.Lock``, which any thread may release (waiting
     sleeps)."""
@@ -171,39 +174,57 @@ class _Worker:
         self.ready = _Flag(spin)
         self.done = {True: _Flag(spin), False: _Flag(False)}
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.job = None  # (fn, lo, hi, hot) or _PARK, read once ``ready`` is set
+        self.job = None  # (fn, lo, hi, hot, ticket) or _PARK, read once ``ready`` is set
         self.error: BaseException | None = None
-        self.finished = False  # set by the thread when the last task posted to it has run
+        self.ticket = self.completed = 0  # of the last task posted / run (see parallel_for)
         self.spinning = False  # waiting on ``ready`` (else on ``tasks``); changed under _region
         threading.Thread(target=self._run, daemon=True, name="numformer-worker").start()
 
     def _run(self) -> None:
         job = self.tasks.get()  # a new worker starts parked
         while job is not None:  # None: the pool let this thread go
-            fn, lo, hi, hot = job
+            fn, lo, hi, hot, ticket = job
             try:
                 fn(lo, hi)
             except BaseException as err:  # handed to the caller, raised there
                 self.error = err
-            self.finished = True
             self.done[hot].set()
+            self.completed = ticket  # after the signal: a caller that sees it knows the signal is up
             if hot:  # ``post`` marked it spinning: the next job, or _PARK, comes on ``ready``
                 self.ready.wait()
                 job = self.job
             if not hot or job is _PARK:
                 job = self.tasks.get()
 
+    def finish(self, flag: _Flag) -> BaseException | None:
+        """Wait for the last task posted (``flag`` is what ``post`` returned) and take its signal,
+        whatever is raised meanwhile (a KeyboardInterrupt: returned, for the caller to raise)."""
+        interrupted = None
+        try:
+            flag.wait()
+            return None
+        except BaseException as err:  # before the wait took the signal, or just after
+            interrupted = err
+        while self.completed != self.ticket:  # the signal is up once ``completed`` says so
+            try:
+                time.sleep(1e-4)
+            except BaseException as err:
+                interrupted = interrupted or err
+        flag.try_take()  # if the interrupted wait had not taken it
+        return interrupted
+
     def post(self, fn, lo: int, hi: int, stay_hot: bool) -> _Flag:
         """Hand ``fn(lo, hi)`` to the thread (under ``_region``); a sleeping thread spins after
         it if ``stay_hot``. Returns the flag that says it is done."""
-        self.error, self.finished = None, False
+        self.error = None
+        self.ticket += 1
         if self.spinning:  # the parker has not parked it yet: it sleeps after this task unless stay_hot
-            self.job = (fn, lo, hi, stay_hot)
+            self.job = (fn, lo, hi, stay_hot, self.ticket)
             self.spinning = stay_hot
             self.ready.set()
             return self.done[stay_hot]
         hot = self.spin and stay_hot  # after this task the thread waits hot
-        self.tasks.put((fn, lo, hi, hot))
+        self.tasks.put((fn, lo, hi, hot, self.ticket))
         self.spinning = hot
         if hot:
             _parker.spinning.set()
@@ -384,7 +405,17 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
         fn(0, n)
         return
     posted, error = [], None  # (worker, the flag that says it is done)
+    # A Ctrl-C arriving between a post and its entry in ``posted`` would leave a chunk nobody
+    # waits for (its done signal then answers the next region's wait): on the main thread, where
+    # Python runs signal handlers, SIGINT waits until the region is over.
+    masks = (
+        _MASK_SIGINT
+        and threading.current_thread() is threading.main_thread()
+        and signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, ())  # not blocked already
+    )
     try:
+        if masks:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGINT)
         chunks = min(chunks, len(_workers) + 1)  # set_num_threads may have run since _threads was read
         if _blas_released and threading.get_ident() == _owner:
             _blas[0](1)  # our threads are about to run BLAS calls: pin BLAS to one thread again
@@ -404,25 +435,16 @@ def parallel_for(n: int, fn, work_per_item: int = 1, min_work: int | None = None
     except BaseException as err:
         error = err
     finally:
-        # Every posted chunk is waited for, even after an error or a KeyboardInterrupt here: a
-        # worker left running would still write its outputs, and its done flag would answer
-        # the next region's wait. A KeyboardInterrupt may surface during a sleeping wait (then
-        # the wait goes on) or just after a wait took the signal (a spinning wait cannot be
-        # interrupted): ``worker.finished`` tells the two apart. (One surfacing between a
-        # post and its entry in ``posted`` is not covered.)
+        # Every posted chunk is waited for, even after an error or an interrupt here (one from
+        # another source than SIGINT: ``_thread.interrupt_main``): a worker left running would
+        # still write its outputs, and its done signal would answer the next region's wait.
         for worker, flag in posted:
-            while True:
-                try:
-                    flag.wait()
-                    break
-                except BaseException as err:  # raised after every chunk is done
-                    error = error or err
-                    if worker.finished:  # the signal came: take it if the wait did not
-                        flag.try_take()
-                        break
-            error, worker.error = error or worker.error, None
+            interrupted = worker.finish(flag)  # every one, whatever came before
+            error, worker.error = error or interrupted or worker.error, None
         _parker.last = time.monotonic()
         _region.release()
+        if masks:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGINT)
     if error is not None:
         raise error
 
