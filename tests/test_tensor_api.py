@@ -712,3 +712,38 @@ def test_index_errors_are_pytorchs_not_numpys(index, value):
         except (IndexError, RuntimeError) as err:
             errors.append((type(err), str(err)))
     assert len(errors) == 2 and errors[0] == errors[1], errors
+
+
+def test_grad_mode_is_per_thread_as_in_pytorch():
+    """A thread's no_grad (or inference_mode, set_grad_enabled) never changes what another
+    thread records; a new thread starts with grad enabled, as PyTorch's threads do."""
+    import threading
+
+    import torch
+
+    for lib in (nf, torch):
+        w = lib.ones(3, requires_grad=True)
+        entered, release = threading.Event(), threading.Event()
+        seen = []
+
+        def side(lib=lib, w=w, entered=entered, release=release, seen=seen):
+            seen.append(lib.is_grad_enabled())  # a new thread: enabled
+            with lib.no_grad(), lib.inference_mode():
+                entered.set()
+                release.wait(10)
+                seen.append((lib.is_grad_enabled(), lib.is_inference_mode_enabled()))
+
+        thread = threading.Thread(target=side)
+        with lib.set_grad_enabled(False):
+            thread.start()
+            assert entered.wait(10)
+        try:
+            assert lib.is_grad_enabled() and not lib.is_inference_mode_enabled()
+            y = (w * 2).sum()
+            assert y.requires_grad
+            y.backward()
+            assert w.grad.tolist() == [2.0, 2.0, 2.0]
+        finally:
+            release.set()
+            thread.join()
+        assert seen == [True, (False, True)], lib.__name__

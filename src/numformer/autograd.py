@@ -27,11 +27,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 from numformer import backend
 from numformer.backend import _active_type, xp
 
-_grad_enabled = True
+
+class _ThreadModes(threading.local):
+    """The grad mode and the inference_mode blocks entered, per thread, as PyTorch keeps them:
+    a thread's ``no_grad`` never changes what another thread records; a new thread starts with
+    grad enabled and no block."""
+
+    grad_enabled = True
+
+    def __init__(self):
+        self.inference = []  # the modes of the inference_mode blocks entered, innermost last
+
+
+_modes = _ThreadModes()
 _NO_GRAD = tuple((False,) * n for n in range(8))  # needs_grad of an op recording nothing
 _tracer = None  # on_apply of the ``tracing`` block in force (numformer.onnx's exporter), or None
 
@@ -41,7 +54,7 @@ def is_grad_enabled() -> bool:
 
     Returns:
         The current grad mode."""
-    return _grad_enabled
+    return _modes.grad_enabled
 
 
 def is_tracing() -> bool:
@@ -69,14 +82,12 @@ class _GradMode:
     enabled: bool
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = self.enabled
+        self._previous = _modes.grad_enabled
+        _modes.grad_enabled = self.enabled
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _modes.grad_enabled = self._previous
         return False
 
     def __call__(self, func):
@@ -135,12 +146,12 @@ class inference_mode(_GradMode):  # noqa: N801 - PyTorch's name
         self._mode = bool(mode)
 
     def __enter__(self):
-        self.enabled = False if self._mode else _grad_enabled
-        _inference.append(self._mode)
+        self.enabled = False if self._mode else _modes.grad_enabled
+        _modes.inference.append(self._mode)
         return super().__enter__()
 
     def __exit__(self, *exc):
-        _inference.pop()
+        _modes.inference.pop()
         return super().__exit__(*exc)
 
     def __call__(self, func):
@@ -154,15 +165,12 @@ class inference_mode(_GradMode):  # noqa: N801 - PyTorch's name
         return wrapper
 
 
-_inference: list = []  # the modes of the inference_mode blocks entered, innermost last
-
-
 def is_inference_mode_enabled() -> bool:
     """Whether the innermost ``inference_mode`` block in force has ``mode=True``.
 
     Returns:
         True inside ``inference_mode()``, False elsewhere."""
-    return bool(_inference) and _inference[-1]
+    return bool(_modes.inference) and _modes.inference[-1]
 
 
 class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch's name
@@ -174,21 +182,18 @@ class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch's name
     """
 
     def __init__(self, mode: bool):
-        global _grad_enabled
-        self._previous, self.enabled = _grad_enabled, bool(mode)
-        _grad_enabled = self.enabled
+        self._previous, self.enabled = _modes.grad_enabled, bool(mode)
+        _modes.grad_enabled = self.enabled
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _modes.grad_enabled = self._previous
         return False
 
     def __call__(self, func):
-        global _grad_enabled
-        _grad_enabled = self._previous  # as a decorator it changes nothing until called
+        _modes.grad_enabled = self._previous  # as a decorator it changes nothing until called
         mode = self.enabled
 
         @functools.wraps(func)
@@ -261,7 +266,7 @@ class Function:
                 break
         fn = cls()
         out = None
-        if _grad_enabled:
+        if _modes.grad_enabled:
             for t in inputs:
                 if t._view_of is not None:  # a view whose base changed in place takes its new history
                     t._refresh_view()
