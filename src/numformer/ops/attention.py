@@ -28,7 +28,8 @@ def _masked_scores(q_scaled, k, bool_mask, float_mask, hidden, out=None):
 
 # parallel_for's work per score in training: two GEMMs' worth of multiply-adds and several passes
 # each, so a split pays from half as many scores as a one-pass kernel's MIN_ELEMENTS elements
-# (the demo's 12 x 4 x 64 x 64 scores split: a step 3-4% faster with spinning workers, Zen 5).
+# (the demo's 12 x 4 x 64 x 64 scores split: its step took 0.94-0.99 of the time in five paired runs
+# with spinning workers, Zen 5; with sleeping ones it had not paid).
 SCORE_WORK = 2
 
 # A row's scores are shifted so that exp's largest term lies in [e^-SHIFT_SLACK, e^EXP_CEILING]:
