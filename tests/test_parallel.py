@@ -637,6 +637,42 @@ def test_gpt_training_step_threaded_equals_serial():
     assert_same(serial, threaded, np.float32)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_recurrent_loops_with_a_side_thread_equal_the_same_calls_in_order_exactly(kind, monkeypatch):
+    """A recurrent layer's loop runs a block of steps while a worker projects the next block's
+    inputs and (LSTM backward) computes its factors and the last block's input gradients
+    (``ops.recurrent._pipeline``): outputs and every gradient equal those of the same calls made
+    in order on one thread, bit for bit, over several blocks, two layers, both directions."""
+    from numformer.ops import recurrent
+
+    gates = {"LSTM": 4, "GRU": 3}.get(kind, 1)
+    monkeypatch.setattr(recurrent, "TIME_TILE", 4 * gates * 8 * 3)  # 3 steps a block: N = 4, H = 8
+    x = randn(1, (11, 4, 5), np.float32)
+
+    def run():
+        nf.manual_seed(0)
+        layer = getattr(nf.nn, kind)(5, 8, num_layers=2, bidirectional=True)
+        inp = nf.Tensor(x, requires_grad=True)
+        out, _ = layer(inp)
+        out.backward(randn(2, out.shape, np.float32))
+        return [out.numpy(), inp.grad] + [p.grad for p in layer.parameters()]
+
+    calls = []
+
+    def in_order(tasks, work):
+        calls.append(len(tasks))
+        for task in tasks:
+            task()
+
+    with split_everything():
+        threaded = run()
+        monkeypatch.setattr(recurrent, "concurrently", in_order)
+        serial = run()
+    assert calls  # the loops did hand blocks' side work over
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_skinny_product_gives_blas_its_threads_until_the_next_split():
     """Pinned while numformer's threads run; released by a skinny product too small to split
     (decoding), pinned again by the next split region, restored by set_num_threads(1)."""

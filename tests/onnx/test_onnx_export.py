@@ -209,12 +209,13 @@ def test_sizes_computed_from_the_inputs_stay_dynamic():
 class ReadsCellStates(nn.Module):
     def __init__(self):
         super().__init__()
+        self.w_ih = nn.Parameter(np.zeros((8, 8), dtype=np.float32))
         self.w_hh = nn.Parameter(np.zeros((8, 2), dtype=np.float32))
 
     def forward(self, x):
         """Shape: ``(N, L, 8)`` -> every step's cell states ``(N, L, 2)``."""
         zeros = nf.Tensor(np.zeros((x.shape[0], 2), dtype=np.float32))
-        return LSTMLayer.apply(x, self.w_hh, zeros, zeros)[1]
+        return LSTMLayer.apply(x, self.w_ih, self.w_hh, zeros, zeros)[1]
 
 
 def test_an_lstm_read_beyond_what_onnx_gives_is_an_error():

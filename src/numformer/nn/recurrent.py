@@ -193,6 +193,13 @@ class RNNBase(Module):
         return text + (", bidirectional=True" if self.bidirectional else "")
 
 
+def _ordered(weights, states) -> list:
+    """A layer primitive's inputs after ``x`` (``ops.recurrent``): W_ih, W_hh, the initial
+    states, then b_ih and b_hh when the layer has biases."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    return [w_ih, w_hh, *states] + ([] if b_ih is None else [b_ih, b_hh])
+
+
 def _kind(value) -> str:
     """A value's type for an error message, with its module when it is not a builtin
     (``torch.Tensor``, ``numpy.ndarray``)."""
@@ -270,10 +277,7 @@ class RNN(RNNBase):
         return self._finish(out, finals, batched)
 
     def _layer(self, x, weights, states):
-        w_ih, w_hh, b_ih, b_hh = weights
-        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, H)
-        bias = () if b_hh is None else (b_hh,)
-        out = RNNLayer.apply(projected, w_hh, states[0], *bias, relu=self.nonlinearity == "relu")
+        out = RNNLayer.apply(x, *_ordered(weights, states), relu=self.nonlinearity == "relu")
         return out, [out[:, -1]]
 
 
@@ -370,10 +374,7 @@ class LSTM(RNNBase):
         return out, (h_n, c_n if batched else c_n.squeeze(1))
 
     def _layer(self, x, weights, states):
-        w_ih, w_hh, b_ih, b_hh = weights
-        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 4H)
-        bias = () if b_hh is None else (b_hh,)
-        both = LSTMLayer.apply(projected, w_hh, states[0], states[1], *bias)  # (2, N, L, H): h, c
+        both = LSTMLayer.apply(x, *_ordered(weights, states))  # (2, N, L, H): h, c
         out = both[0]
         return out, [out[:, -1], both[1, :, -1]]
 
@@ -444,8 +445,5 @@ class GRU(RNNBase):
         return self._finish(out, finals, batched)
 
     def _layer(self, x, weights, states):
-        w_ih, w_hh, b_ih, b_hh = weights
-        projected = F.linear(x, w_ih, b_ih)  # all steps at once: (N, L, 3H)
-        bias = () if b_hh is None else (b_hh,)
-        out = GRULayer.apply(projected, w_hh, states[0], *bias)
+        out = GRULayer.apply(x, *_ordered(weights, states))
         return out, [out[:, -1]]

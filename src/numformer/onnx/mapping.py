@@ -645,29 +645,19 @@ def _reorder(g, w: str, gates: int, size: int, order) -> str:
 
 
 def _recurrent(g, node, op_type: str, gates: int, order, state_inputs: int, **attributes):
-    """ONNX's ``op_type`` (LSTM, RNN, GRU) for a layer primitive with inputs ``(projected, w_hh,
-    <state_inputs initial states>, [b_hh])``. Returns ``(Y, Y_h, Y_c)`` as ``(N, L, H)``,
+    """ONNX's ``op_type`` (LSTM, RNN, GRU) for a layer primitive with inputs ``(x, w_ih, w_hh,
+    <state_inputs initial states>, [b_ih, b_hh])``. Returns ``(Y, Y_h, Y_c)`` as ``(N, L, H)``,
     ``(N, H)``, ``(N, H)`` (Y_c only for an LSTM)."""
-    w_hh_array = node.in_arrays[1]
-    H, dt = w_hh_array.shape[1], _dtype(node)
-    producer = g.producer(node.inputs[0])
-    if producer is not None and producer.cls is LA.Linear and not producer.options.get("relu"):
-        x = g.input(producer, 0)
-        w_ih = g.input(producer, 1)
-        b_ih = g.input(producer, 2) if len(producer.inputs) == 3 else None
-    else:  # projected computed otherwise: the operator's input weights are the identity
-        x, w_ih, b_ih = g.input(node, 0), g.const(np.eye(gates * H, dtype=dt)), None
-    b_hh = g.input(node, 2 + state_inputs) if len(node.inputs) > 2 + state_inputs else None
+    H = node.in_arrays[2].shape[1]
     first = g.const(_i64([0]))
-    W = g.add("Unsqueeze", [_reorder(g, w_ih, gates, H, order), first])
-    R = g.add("Unsqueeze", [_reorder(g, g.input(node, 1), gates, H, order), first])
+    W = g.add("Unsqueeze", [_reorder(g, g.input(node, 1), gates, H, order), first])
+    R = g.add("Unsqueeze", [_reorder(g, g.input(node, 2), gates, H, order), first])
     B = ""
-    if b_ih is not None or b_hh is not None:
-        zeros = g.const(np.zeros(gates * H, dtype=dt))
-        both = [_reorder(g, b if b is not None else zeros, gates, H, order) for b in (b_ih, b_hh)]
+    if len(node.inputs) > 3 + state_inputs:
+        both = [_reorder(g, g.input(node, 3 + state_inputs + j), gates, H, order) for j in range(2)]
         B = g.add("Unsqueeze", [g.add("Concat", both, axis=0), first])
-    X = g.add("Transpose", [x], perm=[1, 0, 2])  # (L, N, in): the operator's default layout
-    states = [g.add("Unsqueeze", [g.input(node, 2 + j), first]) for j in range(state_inputs)]
+    X = g.add("Transpose", [g.input(node, 0)], perm=[1, 0, 2])  # (L, N, in): the operator's default layout
+    states = [g.add("Unsqueeze", [g.input(node, 3 + j), first]) for j in range(state_inputs)]
     outputs = 3 if op_type == "LSTM" else 2
     Y, *finals = g.add(op_type, [X, W, R, B, "", *states], outputs=outputs, hidden_size=H, **attributes)
     hidden = g.add("Transpose", [g.add("Squeeze", [Y, g.const(_i64([1]))])], perm=[1, 0, 2])

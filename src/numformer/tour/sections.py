@@ -27,9 +27,10 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
 
     Ops on one chain must run one after another; ops on different chains may run in parallel.
     An RNN over T steps has depth about T; attention over T positions has a depth independent
-    of T (seed section 1). A recurrent layer's kernel (``RNNLayer``, ``LSTMLayer``) is one node
-    that runs T dependent steps, one product with W_hh each: it counts T, the first step after
-    both its input projection and the initial state's product. The graph must still exist
+    of T (seed section 1). A recurrent layer's kernel (``RNNLayer``, ``LSTMLayer``,
+    ``GRULayer``) is one node that runs T dependent steps, one product with W_hh each: it counts
+    T, the first step after both its input and its initial state (the input projection, one
+    product for all steps, overlaps the first step's). The graph must still exist
     (before ``backward`` frees it).
     """
     if root.grad_fn is None:
@@ -43,9 +44,8 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
     while stack:  # post-order: a node's depth after the depths of all its parents
         fn, ready = stack.pop()
         if ready:
-            if fn.name in ("RNNLayer", "LSTMLayer"):
-                projected, *state = (below(e) for e in fn.parents)
-                depth[id(fn)] = max(projected, max(state, default=0) + 1) + fn.steps - 1
+            if fn.name in ("RNNLayer", "LSTMLayer", "GRULayer"):
+                depth[id(fn)] = max(below(e) for e in fn.parents) + fn.steps
                 continue
             depth[id(fn)] = max((below(e) for e in fn.parents), default=0) + (fn.name in counts)
         elif id(fn) not in depth:
