@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 from numformer.data.corpus import corpus
 from numformer.models.bert import resolve_pretrained
 from numformer.models.sentence import SentenceEncoder
-from timing import compare
+from timing import compare, machine
 
 
 def texts(n: int, seed: int = 0) -> list[str]:
@@ -83,7 +82,7 @@ def main() -> None:
             f"{r['name']:<24} {r['numformer_sentences_per_s']:>17.1f} {r['torch_sentences_per_s']:>11.1f} "
             f"{r['speedup']:>8.2f}"
         )
-    info = {"machine": platform.processor() or platform.machine(), "cosine_min": float(cos.min()), "rows": rows}
+    info = {"machine": machine(), "cosine_min": float(cos.min()), "rows": rows}
     Path(args.out).write_text(json.dumps(info, indent=1) + "\n")
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,7 +52,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "distributed"))  # the namespace 
 import netns  # noqa: E402
 
 import mpi_scaling  # noqa: E402
-from timing import cpu_model  # noqa: E402
+from timing import machine as timing_machine  # noqa: E402
 
 # name: (layers, d_model, heads, d_ff, T, global batch, vocabulary)
 MODELS = {
@@ -240,21 +239,8 @@ def machine() -> dict:
     from importlib.metadata import version
 
     import mpi4py
-    import numpy as np
 
-    import numformer as nf
-
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numformer": nf.__version__,
-        "mpi4py": mpi4py.__version__,
-        "mpich": version("mpich"),
-        "transport": netns.TCP_ONLY,
-    }
+    return timing_machine(mpi4py=mpi4py.__version__, mpich=version("mpich"), transport=netns.TCP_ONLY)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ SIZES = {  # name: (layers, d_model, heads, T, batch), as the issue measured the
     "plain_encoder_lm_4x256": (4, 256, 8, 128, 16),
     "plain_encoder_lm_2x128": (2, 128, 4, 64, 32),
 }
-TARGETS = {"plain_encoder_lm_4x256": 1.10, "plain_encoder_lm_2x128": 1.30}
+TARGETS = {"plain_encoder_lm_4x256": 1.0, "plain_encoder_lm_2x128": 1.0}  # the issue (#37): every size <= 1.0
 
 
 class CausalLM(nn.Module):

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 # isort: off
 from common import ALLOCATOR_TUNED, BLAS_CORE, KERNEL_THREADS, THREADS, compare  # first: sets BLAS up before NumPy
-from timing import cpu_model
+from timing import machine as timing_machine
 
 # isort: on
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -295,20 +294,7 @@ def memory_sweep(names) -> list[dict]:
 
 
 def machine() -> dict:
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "numformer": nf.__version__,
-        "threads": THREADS,
-        "torch_threads": torch.get_num_threads(),
-        "numformer_kernel_threads": nf.get_num_threads(),
-        "tuned_allocator": bool(ALLOCATOR_TUNED),
-        "openblas_core": BLAS_CORE,
-    }
+    return timing_machine(threads=THREADS, tuned_allocator=bool(ALLOCATOR_TUNED))
 
 
 def plot(results: dict, path: Path) -> None:

@@ -48,13 +48,53 @@ def compare(name: str, nf_fn, torch_fn, repeats: int = 15, warmup: int = 3, call
     return row
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
+def _cpuinfo() -> dict:
+    """The first processor's fields of /proc/cpuinfo (empty elsewhere)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return "unknown"
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" elsewhere)."""
+    return _cpuinfo().get("model name", "unknown")
+
+
+def machine(**extra) -> dict:
+    """What every saved result names: the CPU (model name, and family and model numbers, which
+    tell generations apart where the name does not: AMD family 25 is Zen 3/4, 26 Zen 5), cores,
+    Python, NumPy and the OpenBLAS kernels it runs, numformer and its kernel threads, and
+    PyTorch and its threads when the bench imported it; ``extra`` adds the bench's own."""
+    import platform
+    import sys
+
+    import numpy as np
+
+    import numformer as nf
+    from numformer.blas import blas_core
+
+    info = _cpuinfo()
+    out = {
+        "cpu": info.get("model name", "unknown"),
+        "cpu_family_model": f"{info.get('cpu family', '?')}/{info.get('model', '?')}",
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "openblas_core": blas_core(),
+        "numformer": nf.__version__,
+        "numformer_kernel_threads": nf.get_num_threads(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    out.update(extra)
+    return out

@@ -5,6 +5,8 @@ replaces it with the table ``TABLES[NAME]`` builds from the results file it read
 
 - ``bench-machine``, ``bench-suite``, ``bench-attention``, ``bench-memory``: ``bench/results/suite.json``
   (``make bench``);
+- ``bench-ops``: ``bench/results/ops.json`` (``bench/bench_ops.py``: attention, layer norm, the
+  recurrent layers);
 - ``bench-minilm``: ``bench/results/minilm.json`` (``bench/bert_vs_st.py``);
 - ``apps``: ``numformer.apps.registry()``, whose scores are ``numformer/apps/measured.json``
   (the project's last full runs); the README's table is checked against the same function
@@ -35,11 +37,17 @@ def _ratio(row: dict) -> str:
     return f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})"
 
 
+def _cpu(m: dict) -> str:
+    """The CPU as a results file's ``machine`` names it (family/model numbers where recorded)."""
+    family = m.get("cpu_family_model")
+    return f"{m['cpu']} (family/model {family})" if family else m["cpu"]
+
+
 def bench_machine() -> str:
     suite = _results("suite.json")
     m = suite["machine"]
     return (
-        f"Recorded {suite['when'][:10]} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, NumPy {m['numpy']}, "
+        f"Recorded {suite['when'][:10]} on {_cpu(m)}, {m['cores']} cores, Python {m['python']}, NumPy {m['numpy']}, "
         f"PyTorch {m['torch']}; {m['threads']} threads each, "
         f"tuned allocator {'on' if m['tuned_allocator'] else 'off'}, "
         f"OpenBLAS kernels {m['openblas_core']}; this machine's float32 matmul rate "
@@ -86,6 +94,22 @@ def bench_memory() -> str:
     return "\n".join(rows)
 
 
+def bench_ops() -> str:
+    data = _results("ops.json")
+    m = data["machine"]
+    rows = [
+        f"Recorded on {_cpu(m)}, NumPy {m['numpy']} (OpenBLAS kernels {m['openblas_core']}), PyTorch "
+        f"{m['torch']}; {m['numformer_kernel_threads']} kernel threads, {m['torch_threads']} PyTorch threads.",
+        "",
+        "| workload | numformer (ms) | PyTorch (ms) | numformer / PyTorch (min-max) | goal |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for r in data["rows"]:
+        goal = f"<= {r['target']}" if "target" in r else ""
+        rows.append(f"| {r['name']} | {r['numformer_ms']:.2f} | {r['torch_ms']:.2f} | {_ratio(r)} | {goal} |")
+    return "\n".join(rows)
+
+
 def bench_minilm() -> str:
     data = _results("minilm.json")
     rows = [
@@ -124,6 +148,7 @@ TABLES = {
     "bench-suite": bench_suite,
     "bench-attention": bench_attention,
     "bench-memory": bench_memory,
+    "bench-ops": bench_ops,
     "bench-minilm": bench_minilm,
     "apps": apps_table,
 }
