@@ -425,12 +425,16 @@ def test_matmul_2d_matches_numpy(m, k, n, dtype, seed):
         out_t = parallel.matmul(b.T, a.T)  # transposed (non-contiguous) operands
         with_bias = parallel.matmul(a, b, bias)  # rows or columns, depending on m and n
         with_bias_t = parallel.matmul(b.T, a.T, bias_t)
+        into = np.full((m + 2, n), np.nan, dtype)  # out: rows of a larger array, the others untouched
+        given = parallel.matmul(a, b, bias, out=into[1 : m + 1])
     assert_same([out, out_t, with_bias, with_bias_t], [a @ b, b.T @ a.T, a @ b + bias, b.T @ a.T + bias_t], dtype)
+    assert np.shares_memory(given, into) and np.isnan(into[[0, -1]]).all()
+    np.testing.assert_array_equal(given, with_bias)
 
 
 def test_matmul_bias_and_epilogue_need_2d_operands():
-    for kwargs in ({"bias": np.ones(5)}, {"epilogue": np.negative}):
-        with pytest.raises(ValueError, match=r"matmul: bias and epilogue need 2-D operands, got \(2, 3, 4\)"):
+    for kwargs in ({"bias": np.ones(5)}, {"epilogue": np.negative}, {"out": np.ones((2, 3, 5))}):
+        with pytest.raises(ValueError, match=r"matmul: bias, epilogue and out need 2-D operands, got \(2, 3, 4\)"):
             parallel.matmul(np.ones((2, 3, 4)), np.ones((2, 4, 5)), **kwargs)
 
 
@@ -642,7 +646,8 @@ def test_recurrent_loops_with_a_side_thread_equal_the_same_calls_in_order_exactl
     """A recurrent layer's loop runs a block of steps while a worker projects the next block's
     inputs and (LSTM backward) computes its factors and the last block's input gradients
     (``ops.recurrent._pipeline``): outputs and every gradient equal those of the same calls made
-    in order on one thread, bit for bit, over several blocks, two layers, both directions."""
+    in order on one thread, bit for bit, over several blocks, two layers, both directions. (The
+    products outside the loop are split over the threads in both runs, those beside it in neither.)"""
     from numformer.ops import recurrent
 
     gates = {"LSTM": 4, "GRU": 3}.get(kind, 1)
@@ -659,10 +664,11 @@ def test_recurrent_loops_with_a_side_thread_equal_the_same_calls_in_order_exactl
 
     calls = []
 
-    def in_order(tasks, work):
+    def in_order(tasks, work):  # in a region, as the threaded tasks run: their products are not split
         calls.append(len(tasks))
-        for task in tasks:
-            task()
+        with parallel._region:
+            for task in tasks:
+                task()
 
     with split_everything():
         threaded = run()

@@ -366,6 +366,50 @@ def test_recurrent(cls, seed, dtype, layers, batched, with_state, bidirectional,
     compare_modules(m, t, [x], dtype, call=call, t_call=t_call)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "RNN-tanh", "RNN-relu", "GRU"])
+@settings(max_examples=25)
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    layers=st.integers(1, 2),
+    bias=st.booleans(),
+    length=st.integers(1, 6),
+    bidirectional=st.booleans(),
+)
+def test_recurrent_final_states_carry_gradients_as_pytorchs(kind, seed, dtype, layers, bias, length, bidirectional):
+    """A loss on the output, h_n and (LSTM) c_n at once: the gradients reaching the input, the
+    initial states and every weight equal PyTorch's (the carries through time, both ways, and
+    both directions)."""
+    cls, act = (kind.split("-") + ["tanh"])[:2]
+    extra = {"nonlinearity": act} if cls == "RNN" else {}
+    extra["bidirectional"] = bidirectional
+    nf.manual_seed(seed % 1000)
+    m = getattr(nn, cls)(3, 4, num_layers=layers, bias=bias, **extra, batch_first=True).to(dtype)
+    t = getattr(torch.nn, cls)(3, 4, num_layers=layers, bias=bias, batch_first=True, **extra).to(TORCH_DTYPE[dtype])
+    copy_weights(m, t)
+    D = 2 if bidirectional else 1
+    arrays = [randn(seed, (2, length, 3)), randn(seed + 1, (D * layers, 2, 4)), randn(seed + 2, (D * layers, 2, 4))]
+    weights = [randn(seed + 3, (2, length, 4 * D)), randn(seed + 4, (D * layers, 2, 4))]
+    weights.append(randn(seed + 5, (D * layers, 2, 4)))
+    nf_in = [nf.Tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+    t_in = [torch.tensor(a.astype(dtype), requires_grad=True) for a in arrays]
+
+    def loss(outputs, w, tensor):
+        out, states = outputs
+        states = states if cls == "LSTM" else (states,)
+        return sum((o * tensor(x.astype(dtype))).sum() for o, x in zip((out, *states), w))
+
+    state = (nf_in[1], nf_in[2]) if cls == "LSTM" else nf_in[1]
+    t_state = (t_in[1], t_in[2]) if cls == "LSTM" else t_in[1]
+    loss(m(nf_in[0], state), weights, nf.Tensor).backward()
+    loss(t(t_in[0], t_state), weights, torch.from_numpy).backward()
+    for i, (a, b) in enumerate(zip(nf_in[: 3 if cls == "LSTM" else 2], t_in)):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), **LOOSE[dtype], err_msg=f"input {i}")
+    t_params = dict(t.named_parameters())
+    for name, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, t_params[name].grad.numpy(), **LOOSE[dtype], err_msg=name)
+
+
 def recurrent_inputs(kind, seed, n, length, features, hidden, bias, dtype=np.float64):
     """Arrays for a layer primitive of ``ops.recurrent``: x, W_ih, W_hh, the initial states and,
     with ``bias``, b_ih and b_hh."""
@@ -452,6 +496,32 @@ def test_recurrent_time_major_inference_and_frozen_weights(cls, seed, dtype, fro
 
 
 @pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_recurrent_input_changed_in_place_is_an_error_only_where_a_gradient_reads_it(cls):
+    """As a Linear's: the input is kept for W_ih's gradient only, so with frozen weights a
+    later in-place change of it is no error (PyTorch's too); with trainable ones it is, and a
+    weight changed in place always is (every gradient runs the loop back through W_hh)."""
+    for frozen in (True, False):
+        m = getattr(nn, cls)(3, 4, dtype=np.float64)
+        for p in m.parameters():
+            p.requires_grad = not frozen
+        x = nf.Tensor(randn(0, (5, 2, 3)), requires_grad=True)
+        y = x * 1.0
+        out, _ = m(y)
+        y.add_(1.0)
+        if frozen:
+            out.sum().backward()
+            assert x.grad is not None
+        else:
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                out.sum().backward()
+    out, _ = m(nf.Tensor(randn(1, (5, 2, 3)), requires_grad=True))
+    with nf.no_grad():
+        m.weight_hh_l0.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
 def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
     m = getattr(nn, cls)(3, 4, batch_first=True)
     with pytest.raises(ValueError, match="at least one step, got shape"):
@@ -488,13 +558,17 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
         make(3, 4)(nf.Tensor(np.zeros((2, 5, 3))))
     # a sequence-first input to a batch-first layer: the state's N says which dim is N
     state = nf.zeros(1, 2, 4)
-    with pytest.raises(ValueError, match=r"got \(1, 2, 4\) \(N = 6 is the input's dim 0: batch_first=True\)"):
+    with pytest.raises(RuntimeError, match=r"got \(1, 2, 4\) \(N = 6 is the input's dim 0: batch_first=True\)"):
         make(3, 4, batch_first=True)(nf.zeros(6, 2, 3), (state, state) if cls == "LSTM" else state)
     m = make(3, 4)
     with pytest.raises(TypeError, match="input must be a numformer Tensor, got numpy.ndarray"):
         m(np.zeros((2, 5, 3), np.float32))
-    with pytest.raises(ValueError, match=r"input must be \(L, N, 3\)"):
+    with pytest.raises(RuntimeError, match=r"input must be \(L, N, 3\)"):  # PyTorch: RuntimeError
         make(3, 4, batch_first=False)(nf.zeros(5, 2, 7))
+    with pytest.raises(ValueError, match=r"input must be \(L, N, 3\) or \(L, 3\), got shape \(1, 5, 2, 3\)"):
+        make(3, 4, batch_first=False)(nf.zeros(1, 5, 2, 3))  # PyTorch: ValueError for the dims
+    with pytest.warns(UserWarning, match="dropout=0.5 with num_layers=1 drops nothing"):  # as PyTorch warns
+        make(3, 4, dropout=0.5)
     with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 2, 3\)"):  # sequence-first: L is dim 0
         make(3, 4, batch_first=False)(nf.zeros(0, 2, 3))
     with pytest.raises(ValueError, match=r"at least one step, got shape \(0, 3\)"):  # unbatched

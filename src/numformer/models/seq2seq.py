@@ -251,8 +251,9 @@ class LSTMSeq2Seq(nn.Module):
         }
         self.src_embed = nn.Embedding(src_vocab_size, hidden, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, hidden, padding_idx=PAD)
-        self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, dropout=dropout)
-        self.decoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, dropout=dropout)
+        between = dropout if layers > 1 else 0.0  # nn.LSTM's dropout acts between its stacked layers only
+        self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, dropout=between)
+        self.decoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True, dropout=between)
         self.attn_out = nn.Linear(2 * hidden, hidden)
         self.dropout = nn.Dropout(dropout)
         self.generator = nn.Linear(hidden, tgt_vocab_size)

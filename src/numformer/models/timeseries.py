@@ -89,7 +89,8 @@ class LSTMForecaster(nn.Module):
     def __init__(self, config: SeriesConfig, hidden: int = 64, layers: int = 2):
         super().__init__()
         self.config = config
-        self.lstm = nn.LSTM(config.n_features, hidden, num_layers=layers, batch_first=True, dropout=config.dropout)
+        between = config.dropout if layers > 1 else 0.0  # nn.LSTM's dropout acts between stacked layers only
+        self.lstm = nn.LSTM(config.n_features, hidden, num_layers=layers, batch_first=True, dropout=between)
         self.head = nn.Linear(hidden, config.horizon)
 
     def forward(self, x):

@@ -213,10 +213,15 @@ def pad_amounts(shape: tuple, pad, mode: str, value) -> tuple:
     return tuple(pairs)
 
 
-class FeaturesError(RuntimeError, ValueError):
-    """An input with the wrong number of features for a layer: a RuntimeError, as PyTorch raises
-    for ``nn.Linear`` (``except RuntimeError`` written for PyTorch catches it), and a ValueError,
-    as numformer's other bad-input errors."""
+class ShapeError(RuntimeError, ValueError):
+    """An input or state of a shape a layer cannot take, where PyTorch raises a RuntimeError
+    (``except RuntimeError`` written for PyTorch catches it); a ValueError too, as numformer's
+    other bad-input errors."""
+
+
+class FeaturesError(ShapeError):
+    """An input with the wrong number of features for a layer (``nn.Linear``, the recurrent
+    layers): a ``ShapeError``."""
 
 
 def check_features(op: str, x, expected: int, name: str = "input") -> None:

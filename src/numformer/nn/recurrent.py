@@ -2,9 +2,10 @@
 parameters, names and layouts.
 
 The time loop is inherent: step t needs step t-1's hidden state, which is exactly the
-sequential bottleneck the seed contrasts with attention. Input projections for all steps are
-still computed in one matrix multiply before the loop, and each layer's loop is one primitive
-with a hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``, ``GRULayer``).
+sequential bottleneck the seed contrasts with attention. Each layer is one primitive with a
+hand-derived backward (``ops.recurrent``: ``RNNLayer``, ``LSTMLayer``, ``GRULayer``) that also
+makes the input projections of all steps, large products outside the loop (a block of steps at
+a time, on another thread while the loop runs the block before).
 
 Layout: ``batch_first=False`` is the default, as PyTorch's: input ``(L, N, input_size)``;
 ``batch_first=True`` takes ``(N, L, input_size)``. The states ``(D num_layers, N, hidden_size)``
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 from numformer.backend import xp
 from numformer.nn import functional as F
 from numformer.nn import init
-from numformer.nn.checks import dtype_or_default
+from numformer.nn.checks import FeaturesError, ShapeError, dtype_or_default
 from numformer.nn.module import Module, Parameter
 from numformer.ops.recurrent import GRULayer, LSTMLayer, RNNLayer
 from numformer.tensor import Tensor, cat, stack
@@ -81,6 +83,13 @@ class RNNBase(Module):
             raise TypeError(f"{name}: bidirectional must be True or False, got {bidirectional!r}")
         if proj_size:
             raise ValueError(f"{name}: proj_size is not supported, got {proj_size!r}")
+        if dropout and num_layers == 1:  # as PyTorch warns
+            warnings.warn(
+                f"{name}: dropout applies between stacked layers (after each but the last), so dropout={dropout} "
+                "with num_layers=1 drops nothing",
+                UserWarning,
+                stacklevel=3,
+            )
         self.proj_size = 0  # PyTorch's attribute, for code that reads it
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
@@ -122,8 +131,9 @@ class RNNBase(Module):
         if x.dtype != dtype:
             raise TypeError(f"{name}: input must be {dtype} like the weights, got {x.dtype} (see .to(dtype))")
         layout = "(N, L, " if self.batch_first else "(L, N, "
-        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:  # PyTorch: ValueError, RuntimeError
+            error = ValueError if x.ndim not in (2, 3) else FeaturesError
+            raise error(
                 f"{name}: input must be {layout}{self.input_size}) or (L, {self.input_size}), got shape {x.shape}"
             )
         batched = x.ndim == 3
@@ -146,7 +156,7 @@ class RNNBase(Module):
             hint = ""
             if batched and state.shape[1:2] != (N,):
                 hint = f" (N = {N} is the input's dim {0 if self.batch_first else 1}: batch_first={self.batch_first})"
-            raise ValueError(
+            raise ShapeError(  # PyTorch: RuntimeError
                 f"{type(self).__name__}: initial state must have shape {expected}, got {tuple(state.shape)}{hint}"
             )
         if state.dtype != dtype:
@@ -268,7 +278,9 @@ class RNN(RNNBase):
         ``(output (L, N, D hidden_size), h_n (D num_layers, N, hidden_size))``.
 
         Raises:
-            ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
+            ValueError: the input is not 2-D or 3-D, or has no step.
+            ShapeError: (a RuntimeError, as PyTorch raises, and a ValueError) the last dim is not
+            ``input_size`` (``FeaturesError``), or hx has the wrong shape.
             TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
             hx's is not the input's."""
         x, batched = self._prepare(input)
@@ -353,7 +365,9 @@ class LSTM(RNNBase):
         zeros) -> ``(output (L, N, D hidden_size), (h_n, c_n))``.
 
         Raises:
-            ValueError: the last dim is not ``input_size``, no step, or a state has the wrong shape.
+            ValueError: the input is not 2-D or 3-D, or has no step.
+            ShapeError: (a RuntimeError, as PyTorch raises, and a ValueError) the last dim is not
+            ``input_size`` (``FeaturesError``), or a state has the wrong shape.
             TypeError: input or a state is not a Tensor, hx is not a (h_0, c_0) pair, the
             input's dtype is not the weights', or a state's is not the input's."""
         x, batched = self._prepare(input)
@@ -436,7 +450,9 @@ class GRU(RNNBase):
         ``(output (L, N, D hidden_size), h_n (D num_layers, N, hidden_size))``.
 
         Raises:
-            ValueError: the last dim is not ``input_size``, no step, or hx has the wrong shape.
+            ValueError: the input is not 2-D or 3-D, or has no step.
+            ShapeError: (a RuntimeError, as PyTorch raises, and a ValueError) the last dim is not
+            ``input_size`` (``FeaturesError``), or hx has the wrong shape.
             TypeError: input or hx is not a Tensor, the input's dtype is not the weights', or
             hx's is not the input's."""
         x, batched = self._prepare(input)

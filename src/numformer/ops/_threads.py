@@ -564,9 +564,15 @@ FEW_ROWS = 256
 
 
 def matmul(
-    a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, epilogue=None, inference: bool = False
+    a: np.ndarray,
+    b: np.ndarray,
+    bias: np.ndarray | None = None,
+    epilogue=None,
+    inference: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads.
+    """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads;
+    written into ``out`` (2-D only, C-contiguous rows, the result's shape) when given.
 
     2-D: split by rows of the result when it has more rows than columns, else by columns;
     ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache,
@@ -588,8 +594,8 @@ def matmul(
     threads beat a hand-off to ours at every size measured. Not in training, where BLAS's
     threads, still spinning, would slow the splits and the small products that follow.
     """
-    if (bias is not None or epilogue is not None) and (a.ndim != 2 or b.ndim != 2):
-        raise ValueError(f"matmul: bias and epilogue need 2-D operands, got {a.shape} and {b.shape}")
+    if (bias is not None or epilogue is not None or out is not None) and (a.ndim != 2 or b.ndim != 2):
+        raise ValueError(f"matmul: bias, epilogue and out need 2-D operands, got {a.shape} and {b.shape}")
     # only the thread that owns BLAS's count can give BLAS its threads; another keeps the split
     few_rows = inference and a.ndim == 2 and a.shape[0] <= FEW_ROWS and threading.get_ident() == _owner
     # max(a.size * n, b.size * m) <= the multiply-adds: small products never pay for threads
@@ -604,7 +610,7 @@ def matmul(
         skinny = few_rows or (a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY)
         if skinny and _blas_threads_before is not None and not _blas_released:
             _release_blas()
-        out = a @ b
+        out = a @ b if out is None else xp.matmul(a, b, out=out)
         if bias is not None:
             out += bias
         if epilogue is not None:
@@ -613,7 +619,8 @@ def matmul(
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = math.prod(batch)
-    out = xp.empty(batch + (m, n), dtype=xp.result_type(a, b))
+    if out is None:
+        out = xp.empty(batch + (m, n), dtype=xp.result_type(a, b))
     if not batch:
         if m >= n:
 

@@ -6,17 +6,17 @@ the kernel removes is the graph: recorded op by op, a sequence of L steps made ~
 and each step's slice of the input projections handed back a gradient the size of the whole
 sequence (``GetItem``'s scatter), O(L^2) memory traffic in backward. Here forward runs the
 loop on arrays, time-major so each step's rows are contiguous, and backward runs it in
-reverse, with everything that does not depend on the carried gradient (the gates' derivatives)
-computed for all steps at once before the loop.
+reverse, with everything that does not depend on the carried gradient (the gates'
+derivatives) computed for a block of steps at once before the loop reaches it.
 
-Each primitive takes the layer's input ``x`` ``(N, L, in)`` and both weight matrices: the input
-projections ``x W_ih^T`` of all steps are one GEMM, made time-major directly (from ``x``'s
-rows step by step, which are ``x``'s own memory when the caller's input is time-major, as
-PyTorch's default layout is) with both biases added in cache; backward's ``dL/dx``,
-``dL/dW_ih`` and the biases' gradients come from the same time-major gradient, so no
-projection-sized array is ever transposed. A step then costs one small GEMM against ``W_hh``
-and a few elementwise passes. Inputs are ``(x, W_ih, W_hh, *initial states, *biases)``, the
-biases ``(b_ih, b_hh)`` or none.
+Each primitive takes the layer's input ``x`` ``(N, L, in)`` and both weight matrices. The input
+projections ``x W_ih^T`` are made time-major directly (from ``x``'s rows step by step, which are
+``x``'s own memory when the caller's input is time-major, as PyTorch's default layout is), one
+GEMM per block of steps with both biases added in cache; backward's ``dL/dx``, ``dL/dW_ih`` and
+the biases' gradients come from the same time-major gradient, so no projection-sized array is
+ever transposed. A step then costs one small GEMM against ``W_hh`` and a few elementwise passes,
+and the loop runs a block of steps while another thread prepares the next (``_pipeline``).
+Inputs are ``(x, W_ih, W_hh, *initial states, *biases)``, the biases ``(b_ih, b_hh)`` or none.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def _project(x, w_ih, bias, scale=None):
     project)`` with ``xt`` the rows of ``x`` ``(N, L, in)`` step by step ``(L N, in)`` (``x``'s own
     memory when it is a transposed view of time-major data), ``pre`` an uninitialised
     ``(L, N, G)`` and ``project((start, end))`` filling ``pre[start:end]`` with
-    ``(x_t W_ih^T + bias) scale`` for those steps (one GEMM, the bias added in cache).
+    ``(x_t W_ih^T + bias) scale`` for those steps (one GEMM, the bias added in cache; split over
+    the kernel threads where it runs alone, whole on one where it runs beside the loop).
     ``scale`` (per gate row; powers of two, so exact) multiplies the weights and the bias, not
     the products; ``bias`` ``(G,)`` or None."""
     N, L, _ = x.shape
@@ -66,9 +67,7 @@ def _project(x, w_ih, bias, scale=None):
 
     def project(block):
         rows = pre[block[0] : block[1]].reshape(-1, pre.shape[2])
-        xp.matmul(xt[block[0] * N : block[1] * N], w_ih.T, out=rows)
-        if bias is not None:
-            rows += bias
+        matmul(xt[block[0] * N : block[1] * N], w_ih.T, bias, out=rows)
 
     return xt, pre, project
 
@@ -87,8 +86,10 @@ def _pipeline(blocks: list, prepare, run, finish, work: int) -> None:
     (what its loop reads, computed for all its steps at once) and finishes the previous one
     (what needs its loop's results, such as products with the finished gradients):
     ``concurrently``, so serially, in the same order, with one thread or under ``work``
-    multiply-adds a block; the results are the same either way. The side thread's work is a few
-    large NumPy calls per block, which hold the GIL only between them."""
+    multiply-adds a block (the loop's products with W_hh, which stand for both tasks': the side's
+    are of the same order, more where the input is wider); the results are the same either way.
+    The side thread's work is a few large NumPy calls per block, which hold the GIL only between
+    them."""
     ready = prepare(blocks[0])
     if len(blocks) == 1:
         run(blocks[0], ready)
@@ -154,7 +155,10 @@ class LSTMLayer(Function):
     dL/dh0 and dL/dc0 the carries at t = 0.
     """
 
-    saves_inputs = (0, 1, 2, 3, 4)  # backward reads x, both weights, h0 and c0 (the gates are its own)
+    # Every gradient runs the loop back, which reads W_hh and c0 (the gates are its own); dL/dx
+    # reads W_ih too, dL/dW_ih x, dL/dW_hh h0: x is saved only when W_ih wants a gradient, as
+    # a Linear saves it (x, W_ih, W_hh, h0, c0, b_ih, b_hh)
+    grad_reads = ((1, 2, 4), (0, 2, 4), (2, 3, 4), (2, 4), (2, 4), (2, 4), (2, 4))
 
     def forward(self, x, w_ih, w_hh, h0, c0, *biases):
         N, L, _ = x.shape
@@ -224,7 +228,7 @@ class LSTMLayer(Function):
 
         def finish(block):  # the block's dz is final: its rows of dL/dx
             if dx is not None:
-                xp.matmul(flat[block[0] * N : block[1] * N], w_ih, out=dx[block[0] * N : block[1] * N])
+                matmul(flat[block[0] * N : block[1] * N], w_ih, out=dx[block[0] * N : block[1] * N])
 
         blocks = _blocks(L, N, G, reverse=True)
         _pipeline(blocks, lambda block: self._factors(*block), run, finish, _step_work(N, H, G))
@@ -269,7 +273,8 @@ class RNNLayer(Function):
     dz_0 W_hh.
     """
 
-    saves_inputs = (0, 1, 2, 3)  # backward reads x, both weights and h0
+    # the loop back reads W_hh; dL/dx reads W_ih too, dL/dW_ih x, dL/dW_hh h0 (x, W_ih, W_hh, h0, b_ih, b_hh)
+    grad_reads = ((1, 2), (0, 2), (2, 3), (2,), (2,), (2,))
 
     def forward(self, x, w_ih, w_hh, h0, *biases, relu=False):
         self.steps = x.shape[1]  # T dependent steps (the tour counts them)
@@ -333,7 +338,9 @@ class GRULayer(Function):
     dL/db_ih = sum dp, dL/db_hh = sum dq, dL/dh0 the carry at t = 0.
     """
 
-    saves_inputs = (0, 1, 2, 3)  # backward reads x, both weights and h0
+    # the gates' factors read h0 and the loop back W_hh; dL/dx reads W_ih too, dL/dW_ih x
+    # (x, W_ih, W_hh, h0, b_ih, b_hh)
+    grad_reads = ((1, 2, 3), (0, 2, 3), (2, 3), (2, 3), (2, 3), (2, 3))
 
     def forward(self, x, w_ih, w_hh, h0, *biases):
         self.steps = x.shape[1]  # T dependent steps (the tour counts them)

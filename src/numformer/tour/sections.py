@@ -29,8 +29,8 @@ def graph_depth(root, counts=("Linear", "MatMul", "ScaledDotProductAttention")) 
     An RNN over T steps has depth about T; attention over T positions has a depth independent
     of T (seed section 1). A recurrent layer's kernel (``RNNLayer``, ``LSTMLayer``,
     ``GRULayer``) is one node that runs T dependent steps, one product with W_hh each: it counts
-    T, the first step after both its input and its initial state (the input projection, one
-    product for all steps, overlaps the first step's). The graph must still exist
+    T, the first step after both its input and its initial state (the input projections, large
+    products over a block of steps each, are not counted apart). The graph must still exist
     (before ``backward`` frees it).
     """
     if root.grad_fn is None:
