@@ -427,9 +427,13 @@ def test_matmul_2d_matches_numpy(m, k, n, dtype, seed):
         with_bias_t = parallel.matmul(b.T, a.T, bias_t)
         into = np.full((m + 2, n), np.nan, dtype)  # out: rows of a larger array, the others untouched
         given = parallel.matmul(a, b, bias, out=into[1 : m + 1])
+        square = randn(seed + 4, (m, m), dtype)
+        expected = square @ square
+        parallel.matmul(square, square, out=square)  # out is an operand: no chunk reads what another wrote
     assert_same([out, out_t, with_bias, with_bias_t], [a @ b, b.T @ a.T, a @ b + bias, b.T @ a.T + bias_t], dtype)
     assert np.shares_memory(given, into) and np.isnan(into[[0, -1]]).all()
     np.testing.assert_array_equal(given, with_bias)
+    assert_same([square], [expected], dtype)
 
 
 def test_matmul_bias_and_epilogue_need_2d_operands():

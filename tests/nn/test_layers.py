@@ -527,7 +527,7 @@ def test_recurrent_refuses_an_empty_sequence_and_a_state_of_another_dtype(cls):
     with pytest.raises(ValueError, match="at least one step, got shape"):
         m(nf.zeros(2, 0, 3))
     h = nf.Tensor(np.zeros((1, 2, 4)))  # float64 against float32 input
-    with pytest.raises(TypeError, match="initial state must be float32 like the input, got float64"):
+    with pytest.raises(TypeError, match="initial state (hx|h_0) must be float32 like the input, got float64"):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
 
 
@@ -576,15 +576,17 @@ def test_recurrent_bad_arguments_get_one_clear_error(cls):
     with pytest.raises(TypeError, match=f"{cls}.__init__\\(\\) got an unexpected keyword argument 'colour'"):
         make(3, 4, colour=1)
     h = np.zeros((1, 2, 4), np.float32)
-    with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got numpy.ndarray"):
+    with pytest.raises(TypeError, match="initial state (hx|h_0) must be a numformer Tensor, got numpy.ndarray"):
         m(nf.zeros(2, 5, 3), (h, h) if cls == "LSTM" else h)
     if cls == "LSTM":
         with pytest.raises(TypeError, match=r"hx must be a \(h_0, c_0\) pair of Tensors, got Tensor"):
             m(nf.zeros(2, 5, 3), nf.zeros(1, 2, 4))
         with pytest.raises(TypeError, match=r"pair of Tensors, got \(Tensor, NoneType\)"):  # as PyTorch: no half state
             m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), None))
+        with pytest.raises(RuntimeError, match=r"initial state c_0 must have shape \(1, 5, 4\), got \(1, 5, 6\)"):
+            m(nf.zeros(2, 5, 3), (nf.zeros(1, 5, 4), nf.zeros(1, 5, 6)))  # which of the two is wrong
     else:
-        with pytest.raises(TypeError, match="initial state must be a numformer Tensor, got tuple"):
+        with pytest.raises(TypeError, match="initial state hx must be a numformer Tensor, got tuple"):
             m(nf.zeros(2, 5, 3), (nf.zeros(1, 2, 4), nf.zeros(1, 2, 4)))
 
 

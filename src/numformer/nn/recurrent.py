@@ -145,22 +145,25 @@ class RNNBase(Module):
             raise ValueError(f"{name}: the sequence must have at least one step, got shape {shape}")
         return x, batched
 
-    def _initial(self, state, N, batched, dtype):
+    def _initial(self, state, N, batched, dtype, name: str = "hx"):
+        """The initial states of every layer and direction, each ``(N, H)``, from ``state``
+        (``name`` in errors: ``hx``, or the LSTM's ``h_0`` and ``c_0``); zeros when None."""
         count = self.num_layers * self.num_directions
+        cls = type(self).__name__
         if state is None:
             return [Tensor(xp.zeros((N, self.hidden_size), dtype=dtype))] * count
         if not isinstance(state, Tensor):
-            raise TypeError(f"{type(self).__name__}: initial state must be a numformer Tensor, got {_kind(state)}")
+            raise TypeError(f"{cls}: initial state {name} must be a numformer Tensor, got {_kind(state)}")
         expected = (count, N, self.hidden_size) if batched else (count, self.hidden_size)
         if state.shape != expected:
             hint = ""
             if batched and state.shape[1:2] != (N,):
                 hint = f" (N = {N} is the input's dim {0 if self.batch_first else 1}: batch_first={self.batch_first})"
             raise ShapeError(  # PyTorch: RuntimeError
-                f"{type(self).__name__}: initial state must have shape {expected}, got {tuple(state.shape)}{hint}"
+                f"{cls}: initial state {name} must have shape {expected}, got {tuple(state.shape)}{hint}"
             )
         if state.dtype != dtype:
-            raise TypeError(f"{type(self).__name__}: initial state must be {dtype} like the input, got {state.dtype}")
+            raise TypeError(f"{cls}: initial state {name} must be {dtype} like the input, got {state.dtype}")
         state = state if batched else state.unsqueeze(1)
         return [state[i] for i in range(count)]
 
@@ -380,8 +383,8 @@ class LSTM(RNNBase):
             )
             raise TypeError(f"LSTM: hx must be a (h_0, c_0) pair of Tensors, got {got}")
         h0, c0 = (None, None) if hx is None else hx
-        hs = self._initial(h0, N, batched, x.dtype)
-        cs = self._initial(c0, N, batched, x.dtype)
+        hs = self._initial(h0, N, batched, x.dtype, "h_0")
+        cs = self._initial(c0, N, batched, x.dtype, "c_0")
         out, (finals_h, finals_c) = self._run(x, [hs, cs])
         out, h_n = self._finish(out, finals_h, batched)
         c_n = stack(finals_c, dim=0)

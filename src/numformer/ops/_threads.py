@@ -619,6 +619,10 @@ def matmul(
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     count = math.prod(batch)
+    if out is not None and (xp.may_share_memory(out, a) or xp.may_share_memory(out, b)):
+        # a chunk would overwrite what another still reads: compute apart, then copy (as NumPy does)
+        out[...] = matmul(a, b, bias, epilogue, inference)
+        return out
     if out is None:
         out = xp.empty(batch + (m, n), dtype=xp.result_type(a, b))
     if not batch:

@@ -155,10 +155,11 @@ class LSTMLayer(Function):
     dL/dh0 and dL/dc0 the carries at t = 0.
     """
 
-    # Every gradient runs the loop back, which reads W_hh and c0 (the gates are its own); dL/dx
-    # reads W_ih too, dL/dW_ih x, dL/dW_hh h0: x is saved only when W_ih wants a gradient, as
-    # a Linear saves it (x, W_ih, W_hh, h0, c0, b_ih, b_hh)
-    grad_reads = ((1, 2, 4), (0, 2, 4), (2, 3, 4), (2, 4), (2, 4), (2, 4), (2, 4))
+    # Every gradient runs the loop back, which reads W_hh, and all but c0's read c0 too (step 0's
+    # forget-gate factor; c0's own gradient, the carry f_0 dc_0, does not); dL/dx reads W_ih too,
+    # dL/dW_ih x, dL/dW_hh h0: x is version-checked only when W_ih wants a gradient, as a Linear's
+    # (inputs x, W_ih, W_hh, h0, c0, b_ih, b_hh)
+    grad_reads = ((1, 2, 4), (0, 2, 4), (2, 3, 4), (2, 4), (2,), (2, 4), (2, 4))
 
     def forward(self, x, w_ih, w_hh, h0, c0, *biases):
         N, L, _ = x.shape
