@@ -195,7 +195,8 @@ class LSTMLayer(Function):
 
         _pipeline(_blocks(L, N, G), project, run, lambda block: None, _step_work(N, H, G))
         if train:  # pre now holds the gates, activated in place
-            self.gates, self.hs, self.cs, self.xt, self.w_ih, self.w_hh = pre, hs, cs, xt, w_ih, w_hh
+            self.gates, self.hs, self.cs, self.w_ih, self.w_hh = pre, hs, cs, w_ih, w_hh
+            self.xt = xt if self.needs_grad[1] else None  # only dL/dW_ih reads the input
             self.h0, self.c0, self.biased = h0, c0, bool(biases)
         return _swap(out, 1)
 
@@ -297,7 +298,8 @@ class RNNLayer(Function):
 
         _pipeline(_blocks(L, N, H), project, run, lambda block: None, _step_work(N, H, H))
         if any(self.needs_grad):
-            self.hs, self.xt, self.w_ih, self.w_hh, self.h0, self.relu = hs, xt, w_ih, w_hh, h0, relu
+            self.hs, self.w_ih, self.w_hh, self.h0, self.relu = hs, w_ih, w_hh, h0, relu
+            self.xt = xt if self.needs_grad[1] else None  # only dL/dW_ih reads the input
             self.biased = bool(biases)
         return _swap(hs)
 
@@ -388,7 +390,8 @@ class GRULayer(Function):
 
         _pipeline(_blocks(L, N, G), project, run, lambda block: None, _step_work(N, H, G))
         if train:
-            self.gates, self.q_n, self.hs, self.xt, self.w_ih, self.w_hh = pre, q_n, hs, xt, w_ih, w_hh
+            self.gates, self.q_n, self.hs, self.w_ih, self.w_hh = pre, q_n, hs, w_ih, w_hh
+            self.xt = xt if self.needs_grad[1] else None  # only dL/dW_ih reads the input
             self.h0, self.biased = h0, bool(biases)
         return _swap(hs)
 
