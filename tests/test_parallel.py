@@ -515,6 +515,37 @@ def test_linear(lead, fin, fout, bias, relu, dtype, seed):
 
 
 @given(
+    rows=st.integers(1, 9),
+    classes=st.integers(1, 6),
+    smoothing=st.sampled_from([0.0, 0.2]),
+    weighted=st.booleans(),
+    soft=st.booleans(),
+    dtype=dtypes,
+    seed=st.integers(0, 99),
+)
+def test_cross_entropy(rows, classes, smoothing, weighted, soft, dtype, seed):
+    """Softmax rows split over the threads: the loss and the logits' gradient equal the serial
+    ones exactly (each row's max, exp and sum are the same calls on the same values)."""
+    rng = np.random.default_rng(seed)
+    if soft:
+        target = rng.dirichlet(np.ones(classes), rows).astype(dtype)
+    else:
+        target = rng.integers(0, classes, rows)
+        target[rng.random(rows) < 0.2] = -100  # ignore_index
+    weight = nf.Tensor(rng.random(classes).astype(dtype)) if weighted else None
+
+    def run():
+        logits = nf.Tensor(randn(seed, (rows, classes), dtype), requires_grad=True)
+        loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=smoothing)
+        loss.backward()
+        return [loss.numpy(), logits.grad]
+
+    serial, threaded = serial_and_threaded(run)
+    for a, b in zip(serial, threaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@given(
     shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
     norm_dims=st.integers(1, 2),
     dtype=dtypes,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import xp
+from numformer.ops._threads import parallel_for
 
 
 class CrossEntropy(Function):
@@ -33,9 +34,6 @@ class CrossEntropy(Function):
         z = xp.moveaxis(logits, 1, -1) if logits.ndim > 2 else logits
         self.moved_shape = z.shape
         z = z.reshape(-1, num_classes)
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        logp = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        self.probs = xp.exp(logp)
         eps = label_smoothing
         self.eps, self.num_classes, self.reduction, self.weight = eps, num_classes, reduction, weight
         self.soft = xp.issubdtype(target.dtype, xp.floating)
@@ -44,23 +42,32 @@ class CrossEntropy(Function):
             t = t.reshape(-1, num_classes).astype(dtype, copy=False)
             if eps > 0:
                 t = t * (1 - eps) + eps / num_classes
-            wt = t * weight if weight is not None else t
-            self.wt = wt
-            per_row = -xp.sum(wt * logp, axis=1)
+            self.wt = wt = t * weight if weight is not None else t
+            # -sum_c wt_c log p_c = log(sum e) sum_c wt_c - sum_c wt_c (z_c - max z)
+            shifted_sum, log_sum = _softmax_rows(self, z, lambda shifted, lo, hi: xp.sum(wt[lo:hi] * shifted, axis=1))
+            per_row = log_sum * xp.sum(wt, axis=1) - shifted_sum
             denominator = per_row.shape[0]
         else:
             flat = target.reshape(-1)
             valid = flat != ignore_index
             safe = xp.where(valid, flat, 0)
             self.safe = safe
-            rows = xp.arange(flat.shape[0])
             w_t = weight[safe] if weight is not None else xp.ones(flat.shape, dtype=dtype)
             self.valid = valid.astype(dtype)
             self.row_coef = w_t * self.valid
-            per_row = -logp[rows, safe] * self.row_coef * (1 - eps)
-            if eps > 0:
-                smooth = -(logp @ weight if weight is not None else xp.sum(logp, axis=1))
-                per_row = per_row + smooth * self.valid * (eps / num_classes)
+
+            def at_target(shifted, lo, hi):  # z_t - max z per row, and for smoothing sum_c w_c (z_c - max z)
+                picked = shifted[xp.arange(hi - lo), safe[lo:hi]]
+                if eps == 0:
+                    return picked
+                return picked, (shifted @ weight if weight is not None else xp.sum(shifted, axis=1))
+
+            gathered, log_sum = _softmax_rows(self, z, at_target)
+            picked, spread = gathered if eps > 0 else (gathered, None)
+            per_row = (log_sum - picked) * self.row_coef * (1 - eps)  # -log p_t
+            if eps > 0:  # -sum_c w_c log p_c
+                total_w = weight.sum() if weight is not None else num_classes
+                per_row = per_row + (log_sum * total_w - spread) * self.valid * (eps / num_classes)
             denominator = self.row_coef.sum()
         self.denominator = denominator
         if reduction == "none":
@@ -86,9 +93,9 @@ class CrossEntropy(Function):
             dz *= coef[:, None]
         else:
             rows = xp.arange(p.shape[0])
-            dz = p * (1 - eps)
-            dz[rows, self.safe] -= 1 - eps
-            dz *= (self.row_coef * coef)[:, None]
+            scale = self.row_coef * coef * (1 - eps)
+            dz = p * scale[:, None]
+            dz[rows, self.safe] -= scale
             if eps > 0:
                 keep = self.valid * coef
                 if self.weight is not None:
@@ -96,10 +103,40 @@ class CrossEntropy(Function):
                 else:
                     smooth = p * C - 1
                 dz += smooth * ((eps / C) * keep)[:, None]
-        dz = dz.astype(p.dtype, copy=False).reshape(self.moved_shape)
+        dz = dz.astype(p.dtype, copy=False)
+        if dz.shape != self.moved_shape:  # a reshaped view would make the engine copy it for .grad
+            dz = dz.reshape(self.moved_shape)
         if len(self.logits_shape) > 2:
             dz = xp.moveaxis(dz, -1, 1)
         return dz, None
+
+
+def _softmax_rows(fn, z, before_exp):
+    """Softmax of the rows of ``z`` ``(M, C)`` into ``fn.probs``, rows split over the threads, in
+    three passes (shift by the row max, exp in place, divide by the row sum) where log-softmax
+    and then its exp took five. ``before_exp(shifted, lo, hi)`` reads rows ``lo:hi`` of
+    ``z - max z`` before the exp overwrites them (the target's entry, weighted sums): its results
+    (an array, or a tuple of arrays) per row come back concatenated, with ``log(sum exp(z - max
+    z))`` per row: log p = shifted - that."""
+    M = z.shape[0]
+    fn.probs = probs = xp.empty(z.shape, dtype=z.dtype)
+    log_sum = xp.empty(M, dtype=z.dtype)
+    parts = {}
+
+    def rows(lo, hi):
+        shifted = probs[lo:hi]
+        xp.subtract(z[lo:hi], xp.max(z[lo:hi], axis=1, keepdims=True), out=shifted)
+        parts[lo] = before_exp(shifted, lo, hi)
+        xp.exp(shifted, out=shifted)
+        total = xp.sum(shifted, axis=1, keepdims=True)
+        shifted /= total
+        xp.log(total[:, 0], out=log_sum[lo:hi])
+
+    parallel_for(M, rows, z.shape[1])
+    pieces = [parts[lo] for lo in sorted(parts)]
+    if isinstance(pieces[0], tuple):
+        return tuple(xp.concatenate(column) for column in zip(*pieces)), log_sum
+    return xp.concatenate(pieces), log_sum
 
 
 def _class_rows(x):
