@@ -293,6 +293,20 @@ def test_cross_entropy_all_ignored_gives_zero_not_nan():
     assert loss.item() == 0.0 and not np.any(x.grad.numpy())
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_cross_entropy_ignored_row_is_zero_whatever_its_logits(smoothing, reduction):
+    """As PyTorch: an ignored row adds 0 even where its logits are inf or NaN (0 * inf was NaN)."""
+    x = np.array([[np.inf, 0, 0], [1, 2, 3], [np.nan, -np.inf, 1]], np.float32)
+    target = np.array([-100, 0, -100])
+    ours = F.cross_entropy(nf.Tensor(x), target, reduction=reduction, label_smoothing=smoothing).numpy()
+    theirs = TF.cross_entropy(
+        torch.from_numpy(x), torch.from_numpy(target), reduction=reduction, label_smoothing=smoothing
+    )
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6)
+
+
 # --- mse_loss --------------------------------------------------------------------------------
 
 

@@ -68,6 +68,7 @@ class CrossEntropy(Function):
             if eps > 0:  # -sum_c w_c log p_c
                 total_w = weight.sum() if weight is not None else num_classes
                 per_row = per_row + (log_sum * total_w - spread) * self.valid * (eps / num_classes)
+            per_row = xp.where(valid, per_row, 0)  # an ignored row is 0 even where its logits are not finite
             denominator = self.row_coef.sum()
         self.denominator = denominator
         if reduction == "none":
