@@ -572,7 +572,8 @@ def matmul(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``a @ b`` (2-D, or batched with ``a`` and ``b`` of equal rank), split over threads;
-    written into ``out`` (2-D only, C-contiguous rows, the result's shape) when given.
+    written into ``out`` (2-D only, the result's shape; it may overlap ``a`` or ``b``, as NumPy's
+    may) when given.
 
     2-D: split by rows of the result when it has more rows than columns, else by columns;
     ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache,
