@@ -44,7 +44,8 @@ class CrossEntropy(Function):
                 t = t * (1 - eps) + eps / num_classes
             self.wt = wt = t * weight if weight is not None else t
             # -sum_c wt_c log p_c = log(sum e) sum_c wt_c - sum_c wt_c (z_c - max z)
-            shifted_sum, log_sum = _softmax_rows(self, z, lambda shifted, lo, hi: xp.sum(wt[lo:hi] * shifted, axis=1))
+            weighted = lambda shifted, lo, hi: xp.sum(wt[lo:hi] * shifted, axis=1)  # noqa: E731
+            self.probs, shifted_sum, log_sum = _softmax_rows(z, weighted)
             per_row = log_sum * xp.sum(wt, axis=1) - shifted_sum
             denominator = per_row.shape[0]
         else:
@@ -62,7 +63,7 @@ class CrossEntropy(Function):
                     return picked
                 return picked, (shifted @ weight if weight is not None else xp.sum(shifted, axis=1))
 
-            gathered, log_sum = _softmax_rows(self, z, at_target)
+            self.probs, gathered, log_sum = _softmax_rows(z, at_target)
             picked, spread = gathered if eps > 0 else (gathered, None)
             per_row = (log_sum - picked) * self.row_coef * (1 - eps)  # -log p_t
             if eps > 0:  # -sum_c w_c log p_c
@@ -112,15 +113,15 @@ class CrossEntropy(Function):
         return dz, None
 
 
-def _softmax_rows(fn, z, before_exp):
-    """Softmax of the rows of ``z`` ``(M, C)`` into ``fn.probs``, rows split over the threads, in
+def _softmax_rows(z, before_exp):
+    """``(probs, read, log_sum)``: the softmax of the rows of ``z`` ``(M, C)``, rows split over the threads, in
     three passes (shift by the row max, exp in place, divide by the row sum) where log-softmax
     and then its exp took five. ``before_exp(shifted, lo, hi)`` reads rows ``lo:hi`` of
     ``z - max z`` before the exp overwrites them (the target's entry, weighted sums): its results
-    (an array, or a tuple of arrays) per row come back concatenated, with ``log(sum exp(z - max
-    z))`` per row: log p = shifted - that."""
+    (an array, or a tuple of arrays) per row come back concatenated (``read``), with ``log_sum``,
+    ``log(sum exp(z - max z))`` per row: log p = shifted - log_sum."""
     M = z.shape[0]
-    fn.probs = probs = xp.empty(z.shape, dtype=z.dtype)
+    probs = xp.empty(z.shape, dtype=z.dtype)
     log_sum = xp.empty(M, dtype=z.dtype)
     parts = {}
 
@@ -136,8 +137,8 @@ def _softmax_rows(fn, z, before_exp):
     parallel_for(M, rows, z.shape[1])
     pieces = [parts[lo] for lo in sorted(parts)]
     if isinstance(pieces[0], tuple):
-        return tuple(xp.concatenate(column) for column in zip(*pieces)), log_sum
-    return xp.concatenate(pieces), log_sum
+        return probs, tuple(xp.concatenate(column) for column in zip(*pieces)), log_sum
+    return probs, xp.concatenate(pieces), log_sum
 
 
 def _class_rows(x):

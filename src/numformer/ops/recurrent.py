@@ -114,26 +114,30 @@ def _step_work(N: int, H: int, G: int) -> int:
     return max(1, TIME_TILE // (N * G)) * N * H * G
 
 
-def _gradients(fn, dp, dq, first, states, dx=None):
+def _gradients(fn, dz, first, states, dx=None, to_input_side=None):
     """The gradients every layer's backward ends with, in input order ``(dL/dx, dL/dW_ih,
-    dL/dW_hh)`` and ``(dL/db_ih, dL/db_hh)`` (empty without biases; None where not needed):
-    from ``dp`` ``(L N, G)``, the gradient of every step's input projection, and ``dq``, that of
-    every step's hidden product (the same array but for the GRU's new gate); ``dx`` is dL/dx
-    time-major ``(L N, in)`` where the caller computed it already. dL/dx = dp W_ih
-    ``(N, L, in)``, dL/dW_ih = dp^T x, dL/dW_hh = sum_t dq_t^T h_{t-1} (``first`` is h_{-1}),
-    dL/db_ih = sum dp, dL/db_hh = sum dq."""
+    dL/dW_hh)`` and ``(dL/db_ih, dL/db_hh)`` (empty without biases; None where not needed),
+    from ``dz`` ``(L N, G)``: dq, the gradient of every step's hidden product, first (dL/dW_hh =
+    sum_t dq_t^T h_{t-1}, ``first`` is h_{-1}; dL/db_hh = sum dq), then dp, that of every step's
+    input projection (dL/dx = dp W_ih ``(N, L, in)``, dL/dW_ih = dp^T x, dL/db_ih = sum dp). The
+    two are the same array but for the GRU's new gate: ``to_input_side(dz)`` turns dq into dp in
+    place between the two halves. ``dx`` is dL/dx time-major ``(L N, in)`` where the caller
+    computed it already."""
     needs = fn.needs_grad
     L, N, H = states.shape
+    dw_hh = matmul(dz.T, _previous(first, states).reshape(L * N, H)) if needs[2] else None
+    db_hh = dz.sum(0) if fn.biased and (needs[-1] or needs[-2]) else None
+    if to_input_side is not None:
+        to_input_side(dz)
     if needs[0]:
-        dx = (matmul(dp, fn.w_ih) if dx is None else dx).reshape(L, N, -1).swapaxes(0, 1)
-    dw_ih = matmul(dp.T, fn.xt) if needs[1] else None
-    dw_hh = matmul(dq.T, _previous(first, states).reshape(L * N, H)) if needs[2] else None
-    biases = ()
-    if fn.biased:
-        db_hh = dq.sum(0) if needs[-1] or (needs[-2] and dp is dq) else None
-        db_ih = (db_hh.copy() if dp is dq else dp.sum(0)) if needs[-2] else None
-        biases = (db_ih, db_hh if needs[-1] else None)
-    return (dx, dw_ih, dw_hh), biases
+        dx = (matmul(dz, fn.w_ih) if dx is None else dx).reshape(L, N, -1).swapaxes(0, 1)
+    dw_ih = matmul(dz.T, fn.xt) if needs[1] else None
+    if not fn.biased:
+        return (dx, dw_ih, dw_hh), ()
+    db_ih = None
+    if needs[-2]:
+        db_ih = dz.sum(0) if to_input_side is not None else db_hh.copy()
+    return (dx, dw_ih, dw_hh), (db_ih, db_hh if needs[-1] else None)
 
 
 class LSTMLayer(Function):
@@ -234,7 +238,7 @@ class LSTMLayer(Function):
 
         blocks = _blocks(L, N, G, reverse=True)
         _pipeline(blocks, lambda block: self._factors(*block), run, finish, _step_work(N, H, G))
-        weights, biases = _gradients(self, flat, flat, self.h0, hs, dx)
+        weights, biases = _gradients(self, flat, self.h0, hs, dx)
         return weights + (dh, dc) + biases
 
     def _factors(self, start: int, end: int):
@@ -315,7 +319,7 @@ class RNNLayer(Function):
             xp.multiply(dh, slope[t], out=dz[t])
             dh = dz[t] @ w_hh
         dz = dz.reshape(L * N, H)
-        weights, biases = _gradients(self, dz, dz, self.h0, hs)
+        weights, biases = _gradients(self, dz, self.h0, hs)
         return weights + (dh,) + biases
 
 
@@ -414,7 +418,9 @@ class GRULayer(Function):
             carried[t] = dh
             xp.multiply(dh[:, None], by_dh[t], out=dq[t])
             dh = dh * z[t] + dq[t].reshape(N, G) @ w_hh
-        dp = dq.copy()
-        dp[:, :, 2] = carried * a  # dp equals dq but for the new gate, which r does not scale
-        weights, biases = _gradients(self, dp.reshape(L * N, G), dq.reshape(L * N, G), self.h0, hs)
+
+        def to_input_side(flat):  # dp equals dq but for the new gate, which r does not scale
+            xp.multiply(carried, a, out=dq[:, :, 2])
+
+        weights, biases = _gradients(self, dq.reshape(L * N, G), self.h0, hs, to_input_side=to_input_side)
         return weights + (dh,) + biases
