@@ -286,6 +286,13 @@ def test_cross_entropy_parity(seed, dtype, data):
         )
 
 
+def test_cross_entropy_float_class_indices_get_one_clear_error():
+    """A float target of the batch's shape is read as probabilities of the wrong shape: PyTorch
+    raises a RuntimeError there, and the message says class indices must be integers."""
+    with pytest.raises(RuntimeError, match=r"must have input's shape \(8, 4\), got \(8,\) \(class indices must be"):
+        F.cross_entropy(nf.randn(8, 4), np.zeros(8, np.float32))
+
+
 def test_cross_entropy_all_ignored_gives_zero_not_nan():
     x = nf.randn(3, 4, requires_grad=True)
     loss = F.cross_entropy(x, np.array([-100, -100, -100]))

@@ -699,7 +699,10 @@ def cross_entropy(
     t = array_of(target)
     if np.issubdtype(t.dtype, np.floating):
         if t.shape != input.shape:
-            raise ValueError(f"cross_entropy: probability target must have input's shape {input.shape}, got {t.shape}")
+            raise checks.ShapeError(  # PyTorch: RuntimeError (it reads it as class indices of the wrong dtype)
+                f"cross_entropy: a floating target holds class probabilities and must have input's shape "
+                f"{input.shape}, got {t.shape} (class indices must be integers: .long())"
+            )
         t = t.astype(input.dtype, copy=False)
     elif np.issubdtype(t.dtype, np.integer):
         t = _class_target("cross_entropy", input, t, ignore_index)
