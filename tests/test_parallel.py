@@ -716,21 +716,25 @@ def test_recurrent_loops_with_a_side_thread_equal_the_same_calls_in_order_exactl
 
 def test_a_skinny_product_gives_blas_its_threads_until_the_next_split():
     """Pinned while numformer's threads run; released by a skinny product too small to split
-    (decoding), pinned again by the next split region, restored by set_num_threads(1)."""
+    (decoding), pinned again by the next split region; one thread in all after
+    set_num_threads(1), as torch.set_num_threads(1) leaves MKL."""
     assert parallel._find_blas() is not None, "NumPy's OpenBLAS not found: this test needs it"
     setter, getter = parallel._find_blas()
     rng = np.random.default_rng(0)
     w, x = rng.standard_normal((256, 64)), rng.standard_normal((64, 4))
     big = rng.standard_normal((512, 512))
+    assert getter() == 1  # set_num_threads(1) (conftest)
     with parallel.num_threads(2):
-        own = parallel._blas_threads_before
-        assert getter() == 1 and not parallel._blas_released
+        free = parallel._blas_free
+        assert free == min(parallel._blas_own, 2) and getter() == 1 and not parallel._blas_released
         parallel.matmul(w, x)  # (256, 64) @ (64, 4): skinny and small
-        assert parallel._blas_released and getter() == own
+        assert parallel._blas_released and getter() == free
         parallel.matmul(big, big)  # split over numformer's threads: BLAS pinned again
         assert getter() == 1 and not parallel._blas_released
         parallel.matmul(w, x)
-    assert getter() == own and not parallel._blas_released  # set_num_threads(1) restored it
+    assert getter() == 1 and not parallel._blas_released and parallel._blas_free is None
+    parallel.matmul(w, x)  # serial: nothing released
+    assert getter() == 1 and not parallel._blas_released
 
 
 def test_an_inference_linear_of_few_rows_runs_on_blas_threads_and_a_training_one_stays_split():
@@ -742,7 +746,7 @@ def test_an_inference_linear_of_few_rows_runs_on_blas_threads_and_a_training_one
     layer = nf.nn.Linear(384, 1536)
     x = nf.tensor(rng.standard_normal((1, 68, 384)).astype(np.float32))
     with parallel.num_threads(2):
-        own = parallel._blas_threads_before
+        own = parallel._blas_free
         trained = layer(x)  # a graph is recorded: split over numformer's threads
         assert getter() == 1 and not parallel._blas_released
         with nf.no_grad():

@@ -11,7 +11,7 @@ Fast by default, as PyTorch sets its intra-op threads on import: importing numfo
 kernels on every core this process may use (``set_num_threads``; NumPy's OpenBLAS is then pinned
 to one thread while numformer's threads split work) and keeps NumPy's large temporaries in the
 heap (``tune_allocator``, glibc only). Both are process-wide. Environment variables change them:
-``NUMFORMER_NUM_THREADS=n`` (``1``: numformer's kernels on the calling thread, BLAS untouched)
+``NUMFORMER_NUM_THREADS=n`` (``1``: numformer's kernels and BLAS on the calling thread)
 and ``NUMFORMER_TUNE_ALLOCATOR=0`` (glibc's defaults).
 """
 

@@ -247,12 +247,9 @@ def world() -> World:
         return _WORLD
     _WORLD = World(MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None)
     if _WORLD.size > 1 and not os.environ.get("NUMFORMER_NUM_THREADS", "").strip():
-        from numformer.ops._threads import default_num_threads, limit_blas_threads, set_num_threads
+        from numformer.ops._threads import default_num_threads, set_num_threads
 
-        share = max(1, default_num_threads() // _WORLD.local_size())
-        set_num_threads(share)
-        if share == 1:  # serial kernels leave BLAS alone; it must not take every core either
-            limit_blas_threads(1)
+        set_num_threads(max(1, default_num_threads() // _WORLD.local_size()))  # BLAS's threads too
     return _WORLD
 
 

@@ -48,7 +48,8 @@ _threads = 1
 _workers: list[_Worker] = []
 _region = threading.Lock()  # one parallel region at a time; nested or concurrent calls run serially
 _blas = None  # (setter, getter) of NumPy's OpenBLAS thread count, found on first use
-_blas_threads_before: int | None = None  # BLAS's own thread count while numformer's are on
+_blas_own: int | None = None  # BLAS's thread count when numformer first set it (its environment's)
+_blas_free: int | None = None  # BLAS's count when released (matmul): min(own, n); None when n is 1
 _blas_released = False  # True while BLAS runs on its own threads again (see matmul)
 _owner: int | None = None  # the thread that set the count: the only one that changes BLAS's
 
@@ -282,11 +283,11 @@ def _park() -> None:
 def _after_fork_in_child() -> None:
     """A forked child has none of its parent's threads: its kernels run serially until it calls
     ``set_num_threads`` (which starts new ones); a region the parent was in is not the child's.
-    BLAS keeps the thread count the parent left it (pinned to one while the parent's threads
-    were on), until ``set_num_threads``."""
-    global _threads, _region, _parker
+    BLAS keeps the thread count the parent left it (one while the parent's threads were on, or
+    at its ``set_num_threads(1)``) and is not released, until ``set_num_threads``."""
+    global _threads, _region, _parker, _blas_free
     _workers.clear()
-    _threads, _region, _parker = 1, threading.Lock(), _Parker()
+    _threads, _region, _parker, _blas_free = 1, threading.Lock(), _Parker(), None
 
 
 def _park_at_exit() -> None:
@@ -304,21 +305,23 @@ atexit.register(_park_at_exit)
 
 
 def set_num_threads(n: int) -> None:
-    """Run numformer's kernels on ``n`` threads (1: the calling thread only, BLAS restored).
+    """Run on ``n`` threads, as ``torch.set_num_threads``: numformer's kernels and NumPy's
+    OpenBLAS (process-wide) together use at most ``n`` (1: everything on the calling thread).
 
-    With ``n > 1`` NumPy's OpenBLAS is pinned to one thread (process-wide) whenever numformer
-    splits work, so the two never compete for the cores. The ``n - 1`` worker threads spin
-    between regions (on Linux, when ``n`` does not exceed the cores this process may use, once
-    regions have come for ``WARM_SECONDS``, not within ``BLAS_SPIN_SECONDS`` of BLAS getting
-    its threads back) and sleep after ``SPIN_SECONDS`` without one. Typical: ``os.cpu_count()``. The
-    thread that calls this owns BLAS's thread count: only it releases and re-pins it.
+    With ``n > 1`` BLAS is pinned to one thread whenever numformer splits work, so the two never
+    compete for the cores, and gets up to ``n`` back for products too small to split (``matmul``).
+    The ``n - 1`` worker threads spin between regions (on Linux, when ``n`` does not exceed the
+    cores this process may use, once regions have come for ``WARM_SECONDS``, not within
+    ``BLAS_SPIN_SECONDS`` of BLAS getting its threads back) and sleep after ``SPIN_SECONDS``
+    without one. Typical: ``os.cpu_count()``. The thread that calls this owns BLAS's thread
+    count: only it releases and re-pins it.
 
     Args:
         n: the number of threads, at least 1.
 
     Raises:
         ValueError: ``n`` not a positive integer."""
-    global _threads, _blas, _blas_threads_before, _blas_released, _owner
+    global _threads, _blas, _blas_own, _blas_free, _blas_released, _owner
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     n = int(n)
@@ -337,27 +340,13 @@ def set_num_threads(n: int) -> None:
             _parker.start()
         if _blas:
             setter, getter = _blas
-            if n > 1 and _blas_threads_before is None:
-                _blas_threads_before = getter()
-                setter(1)
-            elif n > 1 and _blas_released:
-                setter(1)
-            elif n == 1 and _blas_threads_before is not None:
-                setter(_blas_threads_before)
-                _blas_threads_before = None
+            if _blas_own is None:
+                _blas_own = getter()
+            setter(1)  # n == 1: one thread in all; n > 1: pinned while numformer's threads split
+            _blas_free = min(_blas_own, n) if n > 1 else None
             _blas_released = False
         _threads = n
         _owner = threading.get_ident()
-
-
-def limit_blas_threads(n: int) -> None:
-    """Cap NumPy's OpenBLAS at ``n`` threads (process-wide): for processes that share a
-    machine's cores (MPI ranks), where BLAS's default of every core would oversubscribe them."""
-    global _blas
-    if _blas is None:
-        _blas = _find_blas() or ()
-    if _blas:
-        _blas[0](max(1, int(n)))
 
 
 @contextlib.contextmanager
@@ -551,7 +540,7 @@ def _release_blas() -> None:
     if threading.get_ident() == _owner and _region.acquire(blocking=False):
         try:
             _park()  # BLAS's threads are about to run on the cores ours spin on
-            _blas[0](_blas_threads_before)
+            _blas[0](_blas_free)
             _blas_released, _released_at = True, time.monotonic()
         finally:
             _region.release()
@@ -609,7 +598,7 @@ def matmul(
         or few_rows
     ):
         skinny = few_rows or (a.ndim >= 2 and b.ndim >= 2 and min(a.shape[-2], b.shape[-1]) <= SKINNY)
-        if skinny and _blas_threads_before is not None and not _blas_released:
+        if skinny and _blas_free is not None and not _blas_released:
             _release_blas()
         out = a @ b if out is None else xp.matmul(a, b, out=out)
         if bias is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from numformer.backend import manual_seed
-from numformer.ops._threads import limit_blas_threads, set_num_threads
+from numformer.ops._threads import set_num_threads
 
 # How often (seconds) a worker checks that its parent lives, and the main process that its
 # workers do: the longest a dead process goes unnoticed.
@@ -136,8 +136,7 @@ def worker_loop(
     (``StopIteration``) is reported once; further indices of that epoch are ignored."""
     global _worker_info
     try:
-        set_num_threads(1)
-        limit_blas_threads(1)
+        set_num_threads(1)  # BLAS's threads too
         seed = base_seed + worker_id
         random.seed(seed)
         manual_seed(seed)
