@@ -295,6 +295,41 @@ def test_the_float32_erf_is_accurate_odd_and_exact_at_the_ends():
     assert np.isnan(_erf_float32_into(np.array([np.nan], np.float32), np.empty(1, np.float32))).all()
 
 
+def test_float32_exact_gelu_and_its_derivative_are_accurate_over_the_whole_line():
+    """The float32 exact GELU (its own fit of Phi, not erf): output and derivative against the
+    float64 formulas, within a few float32 ulp of the value where that is not tiny and to full
+    relative precision for negative inputs (where 1 + erf would cancel); inf and NaN as before."""
+    from scipy.special import ndtr
+
+    from numformer.ops.elementwise import _gelu_exact_tile
+
+    x = np.concatenate([np.linspace(-12, 12, 480001), [0.0, -0.0, 1e-30, -1e-30, 60.0, -60.0]]).astype(np.float32)
+    out, d = np.empty_like(x), np.empty_like(x)
+    _gelu_exact_tile(x, out, d)
+    x64 = x.astype(np.float64)
+    y, dy = x64 * ndtr(x64), ndtr(x64) + x64 * np.exp(-(x64**2) / 2) / np.sqrt(2 * np.pi)
+    eps = float(np.finfo(np.float32).eps)
+    assert out.dtype == d.dtype == np.float32
+    err = np.abs(out - y)
+    assert np.all(err <= 2 * eps * np.abs(x64))  # Phi to 2 ulp of 1 everywhere
+    upper = x >= -2
+    assert np.all(err[upper] <= 5 * eps * np.abs(y[upper]))  # a few ulp of the value
+    lower = (x < -2) & (x > -5)  # Phi from 0.023 down to 2.9e-7: 1 + erf(x / sqrt 2) would lose 10%
+    assert np.max(err[lower] / np.abs(y[lower])) < 3e-4
+    assert np.max(np.abs(d - dy)) <= 4 * eps
+    assert np.all(out[x == 0] == 0) and np.all(d[x == 0] == 0.5)
+    plain = np.empty_like(x)
+    _gelu_exact_tile(x, plain)  # without the derivative: the same values
+    np.testing.assert_array_equal(plain, out)
+    special = np.array([np.inf, -np.inf, np.nan], np.float32)
+    got = np.empty_like(special)
+    with np.errstate(invalid="ignore"):  # -inf * 0
+        _gelu_exact_tile(special, got)
+    ref = torch.nn.functional.gelu(torch.from_numpy(special)).numpy()
+    assert got[0] == np.inf  # x Phi(x) -> inf (PyTorch's vectorised kernel gives NaN)
+    np.testing.assert_array_equal(got[1:], ref[1:])  # -inf * 0 and NaN: NaN, as PyTorch
+
+
 @pytest.mark.parametrize(
     ("name", "shape"),
     [

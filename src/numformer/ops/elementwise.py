@@ -329,9 +329,58 @@ def _gelu_tanh_tile(a, out, d=None):
     d *= dt(0.5)
 
 
+# float32 GELU: Phi(-|x|) = exp(-x^2 / 2) S(|x|), S(x) = erfcx(x / sqrt 2) / 2 written as
+# sum_k c_k t^k, k = 1..6, t = 1 / (1 + P x) (Hastings' form, as in Abramowitz & Stegun 7.1.26).
+# The fit: weighted least squares on 400,001 points of [0, 14] against SciPy's erfcx, iterated
+# towards the minimax of the absolute error of Phi, with P chosen to minimise it; at most 3.9e-9
+# in float64 (float32 rounding is 6e-8). Stored doubled: H = 2 Phi(-|x|) = erfc(|x| / sqrt 2).
+# The exp(-x^2 / 2) is also the derivative's, and Phi(x) = step(x) + (1/2 - step(x)) H(x) keeps
+# negative inputs' small Phi to full relative precision (1 + erf loses it). 24 NumPy passes
+# against 31 through erf, and no copysign or minimum (slow loops): 1.5x faster with the
+# derivative (float32, 2^20 elements, Zen 5).
+_GELU32_P = 0.27598327559174984
+_GELU32_H = (
+    0.235254634793605,
+    0.09329140844901102,
+    0.6446912628206156,
+    -0.6282854390438078,
+    0.8819991615800786,
+    -0.22695103614338252,
+)
+
+
+def _gelu_exact_float32_tile(a, out, d=None):
+    """``_gelu_exact_tile`` for float32 from the fit above."""
+    f = xp.float32
+    e = xp.multiply(a, a)
+    e *= f(-0.5)
+    xp.exp(e, out=e)  # exp(-a^2 / 2)
+    t = xp.abs(a)
+    t *= f(_GELU32_P)
+    t += f(1)
+    xp.divide(f(1), t, out=t)
+    h = xp.multiply(t, f(_GELU32_H[-1]))
+    for coefficient in _GELU32_H[-2::-1]:
+        h += f(coefficient)
+        h *= t
+    h *= e  # 2 Phi(-|a|)
+    xp.greater_equal(a, f(0), out=out, casting="unsafe")  # step: 1 where a >= 0, else 0 (NaN too)
+    w = xp.subtract(f(0.5), out)
+    w *= h
+    out += w  # Phi(a)
+    if d is not None:
+        xp.multiply(e, f(_INV_SQRT_2PI), out=d)
+        d *= a
+        d += out
+    out *= a
+
+
 def _gelu_exact_tile(a, out, d=None):
     """out = a Phi(a), Phi(x) = (1 + erf(x / sqrt 2)) / 2, and into ``d`` (unless None) its
-    derivative Phi(a) + a phi(a), phi(x) = exp(-x^2 / 2) / sqrt(2 pi)."""
+    derivative Phi(a) + a phi(a), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). float32 NumPy arrays
+    through ``_gelu_exact_float32_tile``; other dtypes and devices through ``_erf_into``."""
+    if a.dtype == np.float32 and type(a) is np.ndarray:
+        return _gelu_exact_float32_tile(a, out, d)
     dt = a.dtype.type
     cdf = xp.multiply(a, dt(_INV_SQRT_2))
     _erf_into(cdf, cdf)
