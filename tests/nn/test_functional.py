@@ -68,6 +68,90 @@ def test_linear_relu_on_threads_and_nan():
     assert np.isnan(out[3]).all() and not np.isnan(np.delete(out, 3, axis=0)).any()
 
 
+@given(
+    seed=SEEDS,
+    dtype=DTYPES,
+    bias=st.booleans(),
+    approximate=st.sampled_from(["none", "tanh"]),
+    lead=hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+)
+def test_linear_gelu_parity_and_gradcheck(seed, dtype, bias, approximate, lead):
+    """gelu(x W^T + b) in one kernel, over 1 row, the skinny (2-32 rows) and the wide path."""
+    arrays = [randn(seed, lead + (5,)), randn(seed + 1, (3, 5))] + ([randn(seed + 2, (3,))] if bias else [])
+
+    def ours(*a):
+        return F.linear_gelu(*a, approximate=approximate)
+
+    def theirs(*a):
+        return TF.gelu(TF.linear(*a), approximate=approximate)
+
+    check_parity(ours, theirs, arrays, dtype, loose=True)
+    check_parity(ours, theirs, arrays, dtype, grad=False, loose=True)
+    assert gradcheck(ours, [nf.Tensor(a, requires_grad=True) for a in arrays])
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_linear_gelu_on_threads_equals_gelu_of_linear_bit_for_bit(approximate):
+    """Each thread's GELU of its rows (or columns) of the product, and the derivative kept for
+    backward, give exactly ``gelu(linear(...))``'s values and gradients; so does inference."""
+    x = randn(0, (600, 128), dtype=np.float32)
+    w, b = randn(1, (120, 128), dtype=np.float32), randn(2, (120,), dtype=np.float32)
+    cases = [
+        (x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
+        (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None),  # by columns
+        (randn(5, (4, 128), dtype=np.float32), randn(6, (4096, 128), dtype=np.float32), None),  # skinny blocks
+    ]
+    with num_threads(2):
+        for args in cases:
+            args = [a for a in args if a is not None]
+            fused_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
+            plain_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
+            fused = F.linear_gelu(*fused_in, approximate=approximate)
+            plain = F.gelu(F.linear(*plain_in), approximate=approximate)
+            np.testing.assert_array_equal(fused.numpy(), plain.numpy())
+            g = randn(7, fused.shape, dtype=np.float32)
+            fused.backward(g)
+            plain.backward(g)
+            for a, c in zip(fused_in, plain_in):
+                np.testing.assert_array_equal(a.grad, c.grad)
+            with nf.no_grad():  # inference may take another GEMM path (BLAS's threads): against its own
+                inferred = F.linear_gelu(*[nf.Tensor(a) for a in args], approximate=approximate)
+                expected = F.gelu(F.linear(*[nf.Tensor(a) for a in args]), approximate=approximate)
+            np.testing.assert_array_equal(inferred.numpy(), expected.numpy())
+
+
+def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
+    """``linear_then`` runs one fused node for a plain Linear and ReLU/GELU; with a hook on either
+    module, or a Linear subclass with its own forward, the two modules run as written."""
+    from numformer.nn.layers import linear_then
+    from numformer.ops.linalg import Linear as LinearOp
+
+    class Scaled(nf.nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    x = nf.Tensor(randn(0, (6, 4), dtype=np.float32), requires_grad=True)
+    for activation in (nf.nn.ReLU(), nf.nn.GELU(), nf.nn.GELU(approximate="tanh")):
+        linear = nf.nn.Linear(4, 3)
+        fused = linear_then(linear, activation, x)
+        assert isinstance(fused.grad_fn, LinearOp)  # one node: the activation ran inside it
+        np.testing.assert_allclose(fused.numpy(), activation(linear(x)).numpy(), rtol=1e-6, atol=1e-7)
+        seen = []
+        handle = activation.register_forward_hook(lambda m, i, o: seen.append(o))
+        linear_then(linear, activation, x)
+        handle.remove()
+        assert len(seen) == 1  # the activation ran as a module, its hook saw its output
+        scaled = Scaled(4, 3)
+        np.testing.assert_array_equal(linear_then(scaled, activation, x).numpy(), activation(scaled(x)).numpy())
+
+
+def test_linear_gelu_errors_name_the_function():
+    with pytest.raises(ValueError, match=r"linear_gelu: input's last dim \(4,\) must equal weight's in_features"):
+        F.linear_gelu(nf.Tensor(np.ones((2, 4))), nf.Tensor(np.ones((3, 5))))
+    with pytest.raises(ValueError, match=r"linear_gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        F.linear_gelu(nf.Tensor(np.ones((2, 5))), nf.Tensor(np.ones((3, 5))), approximate="erf")
+
+
 def test_linear_relu_errors_name_the_function():
     with pytest.raises(ValueError, match=r"linear_relu: input's last dim \(4,\) must equal weight's in_features"):
         F.linear_relu(nf.Tensor(np.ones((2, 4))), nf.Tensor(np.ones((3, 5))))

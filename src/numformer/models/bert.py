@@ -23,6 +23,7 @@ from numformer import nn
 from numformer.autograd import is_tracing
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.nn.layers import linear_then
 from numformer.ops.masks import NotEqual, PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
@@ -204,7 +205,7 @@ class BertIntermediate(nn.Module):
 
     def forward(self, hidden_states):
         """Shape: ``(N, L, E)`` -> ``(N, L, intermediate_size)``."""
-        return self.intermediate_act_fn(self.dense(hidden_states))
+        return linear_then(self.dense, self.intermediate_act_fn, hidden_states)
 
 
 class BertOutput(nn.Module):

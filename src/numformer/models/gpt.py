@@ -22,6 +22,7 @@ from numformer import nn
 from numformer.autograd import is_grad_enabled, no_grad
 from numformer.backend import to_numpy, xp
 from numformer.nn import functional as F
+from numformer.nn.layers import linear_then
 from numformer.ops.masks import PositionIds
 from numformer.serialization import folders
 from numformer.serialization.configs import Config
@@ -201,7 +202,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         """Shape: ``(N, T, E)`` -> ``(N, T, E)`` (through ``(N, T, d_ff)``)."""
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(linear_then(self.c_fc, self.gelu, x)))
 
 
 class Block(nn.Module):

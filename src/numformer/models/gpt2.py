@@ -33,6 +33,7 @@ from numformer.models.causal_lm import (
     check_input_ids,
 )
 from numformer.nn import functional as F
+from numformer.nn.layers import linear_then
 from numformer.serialization.configs import Config
 from numformer.tensor import array_of
 
@@ -172,7 +173,7 @@ class GPT2MLP(nn.Module):
 
     def forward(self, x):
         """Shape: ``(N, T, E)`` -> ``(N, T, E)`` through ``(N, T, n_inner)``."""
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        return self.dropout(self.c_proj(linear_then(self.c_fc, self.act, x)))
 
 
 class GPT2Block(nn.Module):

@@ -17,6 +17,7 @@ import numpy as np
 
 from numformer import nn
 from numformer.backend import xp
+from numformer.nn.layers import linear_then
 from numformer.serialization.configs import Config
 from numformer.tensor import Tensor, array_of, cat
 
@@ -62,7 +63,7 @@ class Mlp(nn.Module):
 
     def forward(self, x):
         """Shape: ``(N, L, d)`` -> ``(N, L, d)``."""
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(self.fc2(self.drop(linear_then(self.fc1, self.act, x))))
 
 
 class Block(nn.Module):

@@ -413,10 +413,33 @@ def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Te
     return _linear("linear_relu", input, weight, bias, relu=True)
 
 
-def _linear(name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool) -> Tensor:
+def linear_gelu(input: Tensor, weight: Tensor, bias: Tensor | None = None, approximate: str = "none") -> Tensor:
+    """``gelu(linear(input, weight, bias), approximate)`` in one kernel: each thread applies the
+    GELU to its block of the GEMM's result while it is in cache (one parallel region, not two),
+    and keeps the GELU's derivative for backward as ``gelu`` does.
+
+    Args:
+        input: the input tensor.
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features,)``, or None.
+        approximate: ``"none"`` (exact, x Phi(x)) or ``"tanh"``, as ``gelu``'s.
+
+    Shape: input ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(*, out)``.
+
+    Raises:
+        ValueError: input's last dim is not ``in``, or another ``approximate``. TypeError:
+        dtypes differ."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _linear("linear_gelu", input, weight, bias, gelu=approximate)
+
+
+def _linear(
+    name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool = False, gelu: str | None = None
+) -> Tensor:
     checks.check_linear(name, input, weight)
     params = (weight,) if bias is None else (weight, bias)
-    return LA.Linear.apply(as_tensor(input), *params, relu=relu)
+    return LA.Linear.apply(as_tensor(input), *params, relu=relu, gelu=gelu)
 
 
 def layer_norm(

@@ -264,16 +264,26 @@ class Linear(Module):
         check_features("Linear", x, self.in_features)
         return F.linear(x, self.weight, self.bias)
 
-    def with_relu(self, x):
-        """``relu(self(x))`` in one kernel (``F.linear_relu``). With forward hooks registered it
-        is exactly that call, so hooks still see the GEMM's output."""
-        if self._forward_hooks:
-            return F.relu(self(x))
-        check_features("Linear", x, self.in_features)
-        return F.linear_relu(x, self.weight, self.bias)
-
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def linear_then(linear: Module, activation: Module, x):
+    """``activation(linear(x))``, in one kernel when ``linear`` is a plain ``Linear`` and
+    ``activation`` a plain ``ReLU`` or ``GELU`` (``F.linear_relu``, ``F.linear_gelu``: the
+    activation runs on each thread's block of the GEMM's result while it is in cache); otherwise,
+    or with a forward hook on either module (hooks see each module's own output), the two calls.
+    The same values and gradients either way. Feed-forward blocks call it between their layers.
+
+    Shape: ``(*, in_features)`` -> ``(*, out_features)``."""
+    if type(linear) is Linear and not linear.has_forward_hooks() and not activation.has_forward_hooks():
+        if type(activation) is ReLU:
+            check_features("Linear", x, linear.in_features)
+            return F.linear_relu(x, linear.weight, linear.bias)
+        if type(activation) is GELU and activation.approximate in ("none", "tanh"):
+            check_features("Linear", x, linear.in_features)
+            return F.linear_gelu(x, linear.weight, linear.bias, activation.approximate)
+    return activation(linear(x))
 
 
 class NonDynamicallyQuantizableLinear(Linear):
@@ -572,7 +582,7 @@ class FeedForward(Module):
         """``linear2(dropout(activation(linear1(x))))``.
 
         Shape: ``(*, d_model)`` -> ``(*, d_model)`` through ``(*, d_ff)``."""
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+        return self.linear2(self.dropout(linear_then(self.linear1, self.activation, x)))
 
 
 def get_activation(activation) -> Module:

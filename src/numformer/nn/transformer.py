@@ -16,7 +16,7 @@ from numformer.nn import init
 from numformer.nn.attention import MultiheadAttention, is_causal_mask
 from numformer.nn.cache import EncoderDecoderCache
 from numformer.nn.checks import dtype_or_default
-from numformer.nn.layers import Dropout, LayerNorm, Linear, ReLU, get_activation
+from numformer.nn.layers import Dropout, LayerNorm, Linear, get_activation, linear_then
 from numformer.nn.module import Module, ModuleList
 from numformer.tensor import Tensor
 
@@ -35,14 +35,6 @@ def generate_square_subsequent_mask(size: int, dtype=None) -> Tensor:
 
     mask = xp.triu(xp.full((size, size), -np.inf), k=1).astype(dtype_or_default(dtype))
     return Tensor(mask)
-
-
-def _linear_then(linear: Linear, activation: Module, x):
-    """``activation(linear(x))``; a plain ``ReLU`` (no hooks of its own) runs inside the GEMM's
-    chunks (``Linear.with_relu``)."""
-    if type(activation) is ReLU and not activation.has_forward_hooks():
-        return linear.with_relu(x)
-    return activation(linear(x))
 
 
 class TransformerEncoderLayer(Module):
@@ -120,7 +112,7 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(out)
 
     def _ff_block(self, x):
-        return self.dropout2(self.linear2(self.dropout(_linear_then(self.linear1, self.activation, x))))
+        return self.dropout2(self.linear2(self.dropout(linear_then(self.linear1, self.activation, x))))
 
 
 class TransformerDecoderLayer(Module):
@@ -252,7 +244,7 @@ class TransformerDecoderLayer(Module):
         return self.dropout2(out)
 
     def _ff_block(self, x):
-        return self.dropout3(self.linear2(self.dropout(_linear_then(self.linear1, self.activation, x))))
+        return self.dropout3(self.linear2(self.dropout(linear_then(self.linear1, self.activation, x))))
 
 
 def _clones(layer: Module, n: int) -> ModuleList:

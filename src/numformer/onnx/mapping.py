@@ -84,9 +84,12 @@ def _pow_scalar(g, node):
 
 
 def _gelu(g, node):
+    return _gelu_of(g, g.input(node, 0), node.options.get("approximate", "none"), _dtype(node))
+
+
+def _gelu_of(g, x, approximate: str, dt):
     """Exact: x (1 + erf(x / sqrt 2)) / 2; tanh form: x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2,
     in the node order ONNX Runtime fuses back into one kernel; ONNX's ``Gelu`` from opset 20."""
-    x, approximate, dt = g.input(node, 0), node.options.get("approximate", "none"), _dtype(node)
     if g.opset >= 20:
         return g.add("Gelu", [x], approximate=approximate)
     if approximate == "tanh":
@@ -318,11 +321,13 @@ def _slice(g, x, s: slice, axis: int) -> str:
 
 
 def _linear(g, node):
-    """x W^T (+ b) (then ReLU): MatMul against the transposed weight (ONNX Runtime folds the
-    transpose of an initializer once)."""
+    """x W^T (+ b) (then ReLU or GELU): MatMul against the transposed weight (ONNX Runtime folds
+    the transpose of an initializer once)."""
     y = g.add("MatMul", [g.input(node, 0), g.add("Transpose", [g.input(node, 1)], perm=[1, 0])])
     if len(node.inputs) == 3:
         y = g.add("Add", [y, g.input(node, 2)])
+    if node.options.get("gelu") is not None:
+        return _gelu_of(g, y, node.options["gelu"], _dtype(node))
     return g.add("Relu", [y]) if node.options.get("relu") else y
 
 

@@ -9,7 +9,7 @@ forward computed outside the primitives). Arrays in a primitive's options (token
 ``Embedding``, masks for attention, conditions for ``Where``) are resolved the same way, by
 identity. Each module's ``forward`` is wrapped for the trace (an instance attribute, removed
 after) to name the innermost module each primitive ran in; unlike forward hooks this leaves the
-fused paths (``Linear.with_relu``, ``add_and_norm``) as they run. The version counters and
+fused paths (``F.linear_relu``, ``F.linear_gelu``, ``add_and_norm``) as they run. The version counters and
 views of the engine play no part: the trace only reads what each primitive was given and made.
 
 With dynamic axes the forward is traced three times, each dynamic axis at three sizes

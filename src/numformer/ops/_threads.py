@@ -566,8 +566,9 @@ def matmul(
 
     2-D: split by rows of the result when it has more rows than columns, else by columns;
     ``bias`` ``(n,)`` (2-D only) is added to every row inside each chunk, while it is in cache,
-    and then ``epilogue(block)`` (2-D only) updates the chunk's block of the result in place
-    (an activation: no second pass over memory, no second output array).
+    and then ``epilogue(block, index)`` (2-D only) updates the chunk's block of the result in
+    place, ``block`` being ``result[index]`` (an activation: no second pass over memory, no
+    second output array).
     Batched: split along the first batch axis that is large enough, slicing an operand only
     where it is not broadcast (size 1). Each chunk is one BLAS call on one thread.
 
@@ -604,7 +605,7 @@ def matmul(
         if bias is not None:
             out += bias
         if epilogue is not None:
-            epilogue(out)
+            epilogue(out, ...)
         return out
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -623,7 +624,7 @@ def matmul(
                 if bias is not None:
                     out[lo:hi] += bias
                 if epilogue is not None:
-                    epilogue(out[lo:hi])
+                    epilogue(out[lo:hi], slice(lo, hi))
 
             parallel_for(m, rows, k * n, MIN_MACS)
         else:
@@ -633,7 +634,7 @@ def matmul(
                 if bias is not None:
                     out[:, lo:hi] += bias[lo:hi]
                 if epilogue is not None:
-                    epilogue(out[:, lo:hi])
+                    epilogue(out[:, lo:hi], (slice(None), slice(lo, hi)))
 
             parallel_for(n, columns, k * m, MIN_MACS)
         return out

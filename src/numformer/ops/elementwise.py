@@ -260,7 +260,7 @@ def relu_grad(g, y):
 
 class Relu(Function):
     """max(a, 0); NaN stays NaN (as PyTorch), so a poisoned input is not silently hidden.
-    ``nn.Linear.with_relu`` runs the same two helpers inside the GEMM's chunks."""
+    ``nn.layers.linear_then`` runs the same two helpers inside the GEMM's chunks (``F.linear_relu``)."""
 
     saves_inputs = False
     saves_output = True
@@ -297,26 +297,22 @@ def _tanh_term(a, t):
 
 
 def _gelu_tanh(a, t, out):
-    """out = a/2 (1 + t), t = ``_tanh_term(a)``, both written in place (``out`` may be ``t``);
-    returns ``out``."""
+    """out = a/2 (1 + t), t = ``_tanh_term(a)``, both written in place (``out`` may be ``t`` or
+    ``a``); returns ``out``."""
     _tanh_term(a, t)
-    xp.add(t, 1, out=out)
-    out *= a
-    out *= a.dtype.type(0.5)
-    return out
+    t += 1
+    t *= a.dtype.type(0.5)  # exact: the same bits as halving the product
+    return xp.multiply(a, t, out=out)
 
 
 def _gelu_tanh_tile(a, out, d=None):
     """out = GELU(a), tanh form, and into ``d`` (unless None) its derivative
-    0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2)."""
+    0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2). ``out`` may be ``a``."""
     if d is None:
-        _gelu_tanh(a, out, out)
+        _gelu_tanh(a, xp.empty_like(a), out)
         return
     dt = a.dtype.type
     t = _tanh_term(a, xp.empty_like(a))
-    xp.add(t, 1, out=out)
-    out *= a
-    out *= dt(0.5)
     xp.multiply(a, a, out=d)
     d *= dt(3 * 0.044715 * _SQRT_2_OVER_PI)
     d += dt(_SQRT_2_OVER_PI)
@@ -327,6 +323,9 @@ def _gelu_tanh_tile(a, out, d=None):
     d += t
     d += 1
     d *= dt(0.5)
+    t += 1
+    t *= dt(0.5)
+    xp.multiply(a, t, out=out)
 
 
 # float32 GELU: Phi(-|x|) = exp(-x^2 / 2) S(|x|), S(x) = erfcx(x / sqrt 2) / 2 written as
@@ -364,21 +363,22 @@ def _gelu_exact_float32_tile(a, out, d=None):
         h += f(coefficient)
         h *= t
     h *= e  # 2 Phi(-|a|)
-    xp.greater_equal(a, f(0), out=out, casting="unsafe")  # step: 1 where a >= 0, else 0 (NaN too)
-    w = xp.subtract(f(0.5), out)
+    cdf = xp.greater_equal(a, f(0), out=t, casting="unsafe")  # step: 1 where a >= 0, else 0 (NaN too)
+    w = xp.subtract(f(0.5), cdf)
     w *= h
-    out += w  # Phi(a)
+    cdf += w  # Phi(a)
     if d is not None:
         xp.multiply(e, f(_INV_SQRT_2PI), out=d)
         d *= a
-        d += out
-    out *= a
+        d += cdf
+    xp.multiply(a, cdf, out=out)
 
 
 def _gelu_exact_tile(a, out, d=None):
     """out = a Phi(a), Phi(x) = (1 + erf(x / sqrt 2)) / 2, and into ``d`` (unless None) its
-    derivative Phi(a) + a phi(a), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). float32 NumPy arrays
-    through ``_gelu_exact_float32_tile``; other dtypes and devices through ``_erf_into``."""
+    derivative Phi(a) + a phi(a), phi(x) = exp(-x^2 / 2) / sqrt(2 pi). ``out`` may be ``a``.
+    float32 NumPy arrays through ``_gelu_exact_float32_tile``; other dtypes and devices through
+    ``_erf_into``."""
     if a.dtype == np.float32 and type(a) is np.ndarray:
         return _gelu_exact_float32_tile(a, out, d)
     dt = a.dtype.type
@@ -386,7 +386,6 @@ def _gelu_exact_tile(a, out, d=None):
     _erf_into(cdf, cdf)
     cdf += 1
     cdf *= dt(0.5)
-    xp.multiply(a, cdf, out=out)
     if d is not None:
         xp.multiply(a, a, out=d)
         d *= dt(-0.5)
@@ -394,6 +393,24 @@ def _gelu_exact_tile(a, out, d=None):
         d *= dt(_INV_SQRT_2PI)
         d *= a
         d += cdf
+    xp.multiply(a, cdf, out=out)
+
+
+def gelu_epilogue(approximate: str, derivative=None):
+    """``epilogue(block, index)`` for ``matmul``: GELU (``approximate`` as ``Gelu``'s) of the
+    product's ``block`` in place, while it is in the core's cache, and its derivative into
+    ``derivative[index]`` (unless None; ``index`` is the block's place in the product), row
+    groups of about ``TILE`` elements at a time. ``Linear``'s fused activation."""
+    tile = _gelu_tanh_tile if approximate == "tanh" else _gelu_exact_tile
+
+    def epilogue(block, index):
+        d = derivative[index] if derivative is not None else None
+        step = max(1, TILE // max(block.shape[-1], 1))
+        for lo in range(0, block.shape[0], step):
+            rows = slice(lo, lo + step)
+            tile(block[rows], block[rows], d[rows] if d is not None else None)
+
+    return epilogue
 
 
 class Gelu(Function):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from numformer.autograd import Function, unbroadcast
-from numformer.backend import xp
-from numformer.ops._threads import MIN_MACS, concurrently, fills_threads, matmul, parallel_for
-from numformer.ops.elementwise import relu_grad, relu_into
+from numformer.backend import contiguous, xp
+from numformer.ops._threads import MIN_MACS, binary, concurrently, fills_threads, matmul, parallel_for
+from numformer.ops.elementwise import gelu_epilogue, relu_grad, relu_into
 
 
 class MatMul(Function):
@@ -67,7 +67,7 @@ def skinny_product(x, weight, bias=None, epilogue=None):
     the weight viewed as a stack of row blocks under ``SMALL_PRODUCT`` (no copy, whatever its
     strides), one batched ``matmul`` per thread over its share of the blocks (NumPy runs the
     batch in C, one BLAS call per block, without the GIL); the rows left over after the last
-    whole block in one more call. ``epilogue(block)`` then updates the result in place.
+    whole block in one more call. ``epilogue(out, ...)`` then updates the result in place.
 
     Shape: x ``(m, in)``, weight ``(out, in)``, bias ``(out,)`` -> ``(m, out)``."""
     m, k = x.shape
@@ -91,28 +91,39 @@ def skinny_product(x, weight, bias=None, epilogue=None):
     if bias is not None:
         out += bias
     if epilogue is not None:
-        epilogue(out)
+        epilogue(out, ...)
     return out
 
 
 class Linear(Function):
-    """``x @ W^T + b`` in one node (every ``nn.Linear``), ``relu=True``: relu of it, the ReLU
-    applied to each thread's block of the result right after its GEMM. x ``(*, in)``, W
+    """``x @ W^T + b`` in one node (every ``nn.Linear``); ``relu=True``: relu of it, ``gelu``
+    (``"none"`` or ``"tanh"``, as ``Gelu``'s ``approximate``): GELU of it, each applied to a
+    thread's block of the result right after its GEMM, while the block is in cache (one
+    parallel region, not two; no pass over the product from memory). x ``(*, in)``, W
     ``(out, in)``.
 
     dL/dx = G W, dL/dW = G^T x and dL/db = sum(G) with the leading dims folded into one GEMM;
-    with ``relu``, G is first masked where the output is 0 (``relu_grad``). 2-8 rows (decoding
-    a batch) against a large weight take ``skinny_product``'s blocks.
+    with ``relu``, G is first masked where the output is 0 (``relu_grad``), with ``gelu``
+    multiplied by the GELU's derivative, which forward keeps (``Gelu``'s, the same bits). 2-8
+    rows (decoding a batch) against a large weight take ``skinny_product``'s blocks.
     """
 
     grad_reads = ((1,), (0,), ())  # dx reads W, dW reads x, db nothing
 
-    def forward(self, x, weight, *bias, relu=False):
+    def forward(self, x, weight, *bias, relu=False, gelu=None):
         # Fold the leading dims into rows: one 2-D GEMM instead of NumPy's per-batch loop.
         self.x2, self.weight, self.x_shape = x.reshape(-1, x.shape[-1]), weight, x.shape
         self.saves_output = relu  # backward reads the output of the fused ReLU
         rows = self.x2.shape[0]
-        epilogue = (lambda block: relu_into(block, block)) if relu else None
+        self.derivative = None
+        if relu:
+            epilogue = lambda block, index: relu_into(block, block)  # noqa: E731
+        elif gelu is not None:
+            if any(self.needs_grad):
+                self.derivative = xp.empty((rows, weight.shape[0]), dtype=xp.result_type(x, weight))
+            epilogue = gelu_epilogue(gelu, self.derivative)
+        else:
+            epilogue = None
         # A skinny x (1-32 rows: decoding) runs faster through BLAS as (W x^T)^T (one row: a GEMV
         # down W's contiguous rows, split by rows when W is large); from 64 rows on x W^T is
         # faster (bench/bench_ops.py measures both). The bias add writes the transposed product
@@ -128,7 +139,7 @@ class Linear(Function):
             out_t = matmul(weight, self.x2.T).T
             out = xp.add(out_t, bias[0], order="C") if bias else xp.ascontiguousarray(out_t)
             if epilogue is not None:
-                epilogue(out)
+                epilogue(out, ...)
         else:
             inference = not any(self.needs_grad)  # few rows then run on BLAS's threads (matmul)
             out = matmul(self.x2, weight.T, bias[0] if bias else None, epilogue, inference=inference)
@@ -139,6 +150,8 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         if self.out is not None:
             g2 = relu_grad(g2, self.out)
+        elif self.derivative is not None:
+            g2 = binary(xp.multiply, contiguous(g2), self.derivative)
         wants_bias = len(self.needs_grad) == 3 and self.needs_grad[2]
         if self.needs_grad[0] and self.needs_grad[1] and type(g2) is np.ndarray and fills_threads(2):
             # independent products: dx (+ db) on the calling thread and dw on the other, each
