@@ -137,7 +137,7 @@ def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
         assert isinstance(fused.grad_fn, LinearOp)  # one node: the activation ran inside it
         np.testing.assert_allclose(fused.numpy(), activation(linear(x)).numpy(), rtol=1e-6, atol=1e-7)
         seen = []
-        handle = activation.register_forward_hook(lambda m, i, o: seen.append(o))
+        handle = activation.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o))
         linear_then(linear, activation, x)
         handle.remove()
         assert len(seen) == 1  # the activation ran as a module, its hook saw its output

@@ -3,6 +3,7 @@ forward values, input gradients and parameter gradients, in float32 and float64.
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -28,11 +29,17 @@ def copy_weights(nf_module, torch_module):
 
 
 def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, grad=True, tol=None):
-    """Run both modules on the same inputs; compare outputs, input and parameter gradients."""
+    """Run both modules on the same inputs; compare outputs, input and parameter gradients.
+
+    In float32, where the two differ by more than ``tol``, numformer's value must be at least as
+    close as PyTorch's (within ``tol``) to numformer's float64 result from the same weights and
+    inputs: a deep stack (a whole Transformer) can round PyTorch's float32 gradient further from
+    the exact one than the tolerance (measured: 2.3e-5 against numformer's 5.0e-6)."""
     tol = tol or LOOSE[dtype]
     nf_m.to(dtype)
     t_m.to(TORCH_DTYPE[dtype])
     copy_weights(nf_m, t_m)
+    exact = copy.deepcopy(nf_m).to(np.float64) if dtype == np.float32 else None
     call = call or (lambda m, *xs: m(*xs))
     t_call = t_call or call
     nf_in = [nf.Tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
@@ -40,14 +47,35 @@ def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, gr
     out, t_out = call(nf_m, *nf_in), t_call(t_m, *t_in)
     out, t_out = (out[0], t_out[0]) if isinstance(out, tuple) else (out, t_out)
     assert out.dtype == dtype
-    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), **tol)
+    g = np.random.default_rng(seed).standard_normal(out.shape).astype(dtype)
+    reference = {}
+
+    def close(ours, theirs, key, message=""):
+        try:
+            np.testing.assert_allclose(ours, theirs, **tol, err_msg=message)
+        except AssertionError:
+            if exact is None:
+                raise
+            if not reference:  # numformer in float64 on the same values, once
+                ins = [nf.Tensor(a.astype(dtype).astype(np.float64), requires_grad=grad) for a in arrays]
+                o = call(exact, *ins)
+                o = o[0] if isinstance(o, tuple) else o
+                reference["out"] = o.numpy()
+                if grad:
+                    o.backward(g.astype(np.float64))
+                    reference.update({("input", i): a.grad for i, a in enumerate(ins)})
+                    reference.update({("param", n): p.grad for n, p in exact.named_parameters()})
+            ours, theirs, ref = (np.asarray(v, dtype=np.float64) for v in (ours, theirs, reference[key]))
+            bound = np.abs(theirs - ref) + tol["atol"] + tol["rtol"] * np.abs(ref)
+            assert np.all(np.abs(ours - ref) <= bound), f"{message}: further from float64 than PyTorch"
+
+    close(out.numpy(), t_out.detach().numpy(), "out")
     if not grad:
         return
-    g = np.random.default_rng(seed).standard_normal(out.shape).astype(dtype)
     out.backward(g)
     t_out.backward(torch.from_numpy(g))
     for i, (a, b) in enumerate(zip(nf_in, t_in)):
-        np.testing.assert_allclose(a.grad, b.grad.numpy(), **tol, err_msg=f"input {i}")
+        close(a.grad, b.grad.numpy(), ("input", i), f"input {i}")
     t_params = dict(t_m.named_parameters())
     for name, p in nf_m.named_parameters():
         tg = t_params[name].grad
@@ -55,7 +83,7 @@ def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, gr
             assert p.grad is None or not np.any(p.grad), name
             continue
         assert p.grad is not None and p.grad.dtype == dtype, name
-        np.testing.assert_allclose(p.grad, tg.numpy(), **tol, err_msg=name)
+        close(p.grad, tg.numpy(), ("param", name), name)
 
 
 # --- basic layers ----------------------------------------------------------------------------
