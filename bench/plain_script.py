@@ -7,6 +7,8 @@ activation="gelu", batch_first=True, norm_first=True)`` called with a boolean ca
 the GPT model's own choices. Nothing is tuned: this script calls no numformer or PyTorch set-up
 function and sets no environment variable (unlike ``common.py``), so both run with what they do
 on import. Same weights, alternating timed training steps (``timing.compare``), ratio of medians.
+Writes ``bench/results/plain_script.json`` (with the machine: CPU, NumPy, OpenBLAS kernels,
+PyTorch, threads).
 
 Run: ``.venv/bin/python bench/plain_script.py`` (part of ``make bench``).
 """
@@ -14,7 +16,9 @@ Run: ``.venv/bin/python bench/plain_script.py`` (part of ``make bench``).
 from __future__ import annotations
 
 import argparse
-import platform
+import json
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +26,9 @@ import torch
 import numformer as nf
 from numformer import nn, optim
 from numformer.nn import functional as F
-from timing import compare
+from timing import compare, machine
 
+RESULTS = Path(__file__).parent / "results"
 VOCAB = 256
 SIZES = {  # name: (layers, d_model, heads, T, batch), as the issue measured them
     "plain_encoder_lm_4x256": (4, 256, 8, 128, 16),
@@ -98,29 +103,30 @@ def workload(name: str, repeats: int) -> dict:
     return row
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
+    info = machine()
     print(
-        f"{cpu_name()}; numformer kernel threads {nf.get_num_threads()}, torch threads {torch.get_num_threads()} "
+        f"{info['cpu']} (family/model {info['cpu_family_model']}), OpenBLAS kernels {info['openblas_core']}; "
+        f"numformer kernel threads {nf.get_num_threads()}, torch threads {torch.get_num_threads()} "
         "(each as it sets itself on import)"
     )
     print(f"{'workload':<26} {'numformer ms':>13} {'torch ms':>10} {'ratio':>6} {'min':>5} {'max':>5} {'target':>7}")
+    rows = []
     for name in SIZES:
         r = workload(name, args.repeats)
+        r["met"] = r["ratio"] <= r["target"]
+        rows.append(r)
         print(
             f"{r['name']:<26} {r['numformer_ms']:>13.1f} {r['torch_ms']:>10.1f} {r['ratio']:>6.2f} "
             f"{r['ratio_min']:>5.2f} {r['ratio_max']:>5.2f} {'<= ' + str(r['target']):>7}"
         )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "plain_script.json"
+    out.write_text(json.dumps({"machine": info, "rows": rows, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    print(f"results: {out}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ replaces it with the table ``TABLES[NAME]`` builds from the results file it read
 - ``bench-ops``: ``bench/results/ops.json`` (``bench/bench_ops.py``: attention, layer norm, the
   recurrent layers);
 - ``bench-minilm``: ``bench/results/minilm.json`` (``bench/bert_vs_st.py``);
+- ``bench-plain``: ``bench/results/plain_script.json`` (``bench/plain_script.py``);
 - ``apps``: ``numformer.apps.registry()``, whose scores are ``numformer/apps/measured.json``
   (the project's last full runs); the README's table is checked against the same function
   (``tests/docs/test_readme.py``).
@@ -150,6 +151,25 @@ def apps_table() -> str:
     return "\n".join(rows)
 
 
+def bench_plain() -> str:
+    data = _results("plain_script.json")
+    m = data["machine"]
+    rows = [
+        f"Recorded {data['when'][:10]} on {_cpu(m)}, NumPy {m['numpy']} (OpenBLAS kernels {m['openblas_core']}), "
+        f"PyTorch {m['torch']}; {m['numformer_kernel_threads']} kernel threads, {m['torch_threads']} PyTorch threads, "
+        "each as it sets itself on import.",
+        "",
+        "| workload | shape | numformer (ms) | PyTorch (ms) | numformer / PyTorch (min-max) | goal |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for r in data["rows"]:
+        rows.append(
+            f"| `{r['name']}` | {r['shape']} | {r['numformer_ms']:.1f} | {r['torch_ms']:.1f} | {_ratio(r)} "
+            f"| <= {r['target']} |"
+        )
+    return "\n".join(rows)
+
+
 TABLES = {
     "bench-machine": bench_machine,
     "bench-suite": bench_suite,
@@ -157,6 +177,7 @@ TABLES = {
     "bench-memory": bench_memory,
     "bench-ops": bench_ops,
     "bench-minilm": bench_minilm,
+    "bench-plain": bench_plain,
     "apps": apps_table,
 }
 
