@@ -376,7 +376,9 @@ _default.device, _default._seed, _default.rng = Device("cpu"), 0, _generator
 
 def manual_seed(seed: int) -> Generator:
     """Seed the generator behind every random draw in numformer (init, randn, dropout,
-    sampling); returns it (PyTorch's ``torch.manual_seed``).
+    sampling); returns it (PyTorch's ``torch.manual_seed``). The draws repeat for a seed, but
+    are not PyTorch's for the same seed: the generator is NumPy's (PCG64), not PyTorch's
+    (Mersenne Twister). To start both frameworks from the same weights, copy the state dict.
 
     Args:
         seed: the seed (an int).

@@ -35,3 +35,32 @@ def test_ordinary_gradients_clip_as_in_pytorch(norm_type):
     np.testing.assert_allclose(float(a), float(b), rtol=1e-5)
     for p, t in zip(ours, theirs):
         np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, float("inf")])
+def test_total_norm_then_clip_with_it_as_in_pytorch(norm_type):
+    """PyTorch 2.13's two halves of clip_grad_norm_: get_total_norm of the gradients, then
+    clip_grads_with_norm_; foreach= is accepted everywhere, as PyTorch programs pass it."""
+    from numformer.nn.utils import clip_grad_value_, clip_grads_with_norm_, get_total_norm
+
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(s).astype(np.float32) * 3 for s in ((5, 2), (4,))]
+    ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
+    theirs = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
+    for p, t, g in zip(ours, theirs, grads):
+        p.grad, t.grad = nf.tensor(g), torch.from_numpy(g.copy())
+    a = get_total_norm([p.grad for p in ours], norm_type, foreach=None)
+    b = torch.nn.utils.get_total_norm([t.grad for t in theirs], norm_type, foreach=None)
+    np.testing.assert_allclose(float(a), float(b), rtol=1e-6)
+    clip_grads_with_norm_(ours, 1.0, a, foreach=True)
+    torch.nn.utils.clip_grads_with_norm_(theirs, 1.0, b, foreach=True)
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-6, atol=1e-8)
+    assert float(clip_grad_norm_(ours, 0.5, norm_type, foreach=False)) == pytest.approx(1.0, rel=1e-5)
+    clip_grad_value_(ours, 0.01, foreach=None)
+    assert max(float(np.abs(p.grad).max()) for p in ours) <= 0.01
+    assert float(get_total_norm([])) == 0.0
+    with pytest.raises(RuntimeError, match="get_total_norm: the total norm of order 2.0 is nan"):
+        get_total_norm([nf.tensor([np.nan])], error_if_nonfinite=True)
+    with pytest.raises(ValueError, match="clip_grads_with_norm_: max_norm must be > 0, got 0"):
+        clip_grads_with_norm_(ours, 0, a)

@@ -122,7 +122,8 @@ def test_linear_gelu_on_threads_equals_gelu_of_linear_bit_for_bit(approximate):
 
 def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
     """``linear_then`` runs one fused node for a plain Linear and ReLU/GELU; with a hook on either
-    module, or a Linear subclass with its own forward, the two modules run as written."""
+    module, a Linear subclass with its own forward, or a forward set on the instance, the two
+    modules run as written."""
     from numformer.nn.layers import linear_then
     from numformer.ops.linalg import Linear as LinearOp
 
@@ -143,6 +144,14 @@ def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
         assert len(seen) == 1  # the activation ran as a module, its hook saw its output
         scaled = Scaled(4, 3)
         np.testing.assert_array_equal(linear_then(scaled, activation, x).numpy(), activation(scaled(x)).numpy())
+        handle = linear.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o))
+        linear_then(linear, activation, x)
+        handle.remove()
+        assert len(seen) == 2  # the linear layer ran as a module too
+        original = linear.forward
+        linear.forward = lambda x, original=original: original(x) * 0.0  # an adapter's own forward
+        np.testing.assert_array_equal(linear_then(linear, activation, x).numpy(), activation(linear(x)).numpy())
+        assert not np.any(linear_then(linear, activation, x).numpy())
 
 
 def test_linear_gelu_errors_name_the_function():

@@ -31,15 +31,16 @@ def copy_weights(nf_module, torch_module):
 def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, grad=True, tol=None):
     """Run both modules on the same inputs; compare outputs, input and parameter gradients.
 
-    In float32, where the two differ by more than ``tol``, numformer's value must be at least as
-    close as PyTorch's (within ``tol``) to numformer's float64 result from the same weights and
-    inputs: a deep stack (a whole Transformer) can round PyTorch's float32 gradient further from
-    the exact one than the tolerance (measured: 2.3e-5 against numformer's 5.0e-6)."""
+    In float32, where the two differ by more than ``tol``, both run again in float64 from the
+    same weights and inputs: numformer's float64 value must match PyTorch's (float64
+    tolerance), and numformer's float32 value be at least as close to it as PyTorch's (within
+    ``tol``). A deep stack (a whole Transformer) can round PyTorch's float32 gradient further
+    from the exact one than the tolerance (measured: 2.3e-5 against numformer's 5.0e-6)."""
     tol = tol or LOOSE[dtype]
     nf_m.to(dtype)
     t_m.to(TORCH_DTYPE[dtype])
     copy_weights(nf_m, t_m)
-    exact = copy.deepcopy(nf_m).to(np.float64) if dtype == np.float32 else None
+    exact = (copy.deepcopy(nf_m).to(np.float64), copy.deepcopy(t_m).to(torch.float64)) if dtype == np.float32 else None
     call = call or (lambda m, *xs: m(*xs))
     t_call = t_call or call
     nf_in = [nf.Tensor(a.astype(dtype), requires_grad=grad) for a in arrays]
@@ -50,22 +51,37 @@ def compare_modules(nf_m, t_m, arrays, dtype, call=None, t_call=None, seed=0, gr
     g = np.random.default_rng(seed).standard_normal(out.shape).astype(dtype)
     reference = {}
 
+    def run64(module, make, run):
+        ins = [make(a.astype(dtype).astype(np.float64)) for a in arrays]
+        o = run(module, *ins)
+        o = o[0] if isinstance(o, tuple) else o
+        found = {"out": np.asarray(o.detach().numpy(), dtype=np.float64)}
+        if grad:
+            o.backward(torch.from_numpy(g.astype(np.float64)) if isinstance(o, torch.Tensor) else g.astype(np.float64))
+            found.update({("input", i): np.asarray(a.grad, dtype=np.float64) for i, a in enumerate(ins)})
+            found.update(
+                {
+                    ("param", n): np.asarray(p.grad, dtype=np.float64)
+                    for n, p in module.named_parameters()
+                    if p.grad is not None
+                }
+            )
+        return found
+
     def close(ours, theirs, key, message=""):
         try:
             np.testing.assert_allclose(ours, theirs, **tol, err_msg=message)
         except AssertionError:
             if exact is None:
                 raise
-            if not reference:  # numformer in float64 on the same values, once
-                ins = [nf.Tensor(a.astype(dtype).astype(np.float64), requires_grad=grad) for a in arrays]
-                o = call(exact, *ins)
-                o = o[0] if isinstance(o, tuple) else o
-                reference["out"] = o.numpy()
-                if grad:
-                    o.backward(g.astype(np.float64))
-                    reference.update({("input", i): a.grad for i, a in enumerate(ins)})
-                    reference.update({("param", n): p.grad for n, p in exact.named_parameters()})
-            ours, theirs, ref = (np.asarray(v, dtype=np.float64) for v in (ours, theirs, reference[key]))
+            if not reference:  # both in float64 on the same values, once
+                reference["nf"] = run64(exact[0], lambda a: nf.Tensor(a, requires_grad=grad), call)
+                reference["torch"] = run64(exact[1], lambda a: torch.tensor(a, requires_grad=grad), t_call)
+            ref = reference["nf"][key]
+            np.testing.assert_allclose(
+                ref, reference["torch"][key], **LOOSE[np.float64], err_msg=f"{message} (float64)"
+            )
+            ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
             bound = np.abs(theirs - ref) + tol["atol"] + tol["rtol"] * np.abs(ref)
             assert np.all(np.abs(ours - ref) <= bound), f"{message}: further from float64 than PyTorch"
 
@@ -693,7 +709,7 @@ def test_rotary_embedding_matches_reference_and_is_relative():
 
 
 def test_encoder_feed_forward_runs_relu_inside_the_gemm_and_keeps_hooks_working():
-    """The encoder layer's ReLU rides in linear1's GEMM (``Linear.with_relu``), giving exactly
+    """The encoder layer's ReLU rides in linear1's GEMM (``nn.layers.linear_then``), giving exactly
     the values of the separate modules; a hook on linear1 or on the activation makes the layer
     call them one by one, and the hook sees what it would see then."""
     nf.manual_seed(0)

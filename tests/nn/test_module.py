@@ -77,6 +77,14 @@ def test_load_state_dict_lists_every_offending_key_and_changes_nothing():
     result = m.load_state_dict(loose, strict=False)
     assert result.missing_keys == ["fc.bias", "blocks.1.weight"]
     assert result.unexpected_keys == ["extra.weight"]
+    assert (
+        repr(result)
+        == "IncompatibleKeys(missing_keys=['fc.bias', 'blocks.1.weight'], unexpected_keys=['extra.weight'])"
+    )
+    matched = m.load_state_dict(m.state_dict())
+    assert (
+        repr(matched) == str(matched) == repr(torch.nn.Linear(1, 1).load_state_dict(torch.nn.Linear(1, 1).state_dict()))
+    )
     np.testing.assert_array_equal(m.fc.weight.numpy(), np.ones((4, 3)))
 
 

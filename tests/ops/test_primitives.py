@@ -297,8 +297,9 @@ def test_the_float32_erf_is_accurate_odd_and_exact_at_the_ends():
 
 def test_float32_exact_gelu_and_its_derivative_are_accurate_over_the_whole_line():
     """The float32 exact GELU (its own fit of Phi, not erf): output and derivative against the
-    float64 formulas, within a few float32 ulp of the value where that is not tiny and to full
-    relative precision for negative inputs (where 1 + erf would cancel); inf and NaN as before."""
+    float64 formulas, within a few float32 ulp of the value where that is not tiny, and for
+    negative inputs (where 1 + erf would cancel) about 2e-4 relative down to -5, 1e-2 in the tail;
+    inf and NaN as before."""
     from scipy.special import ndtr
 
     from numformer.ops.elementwise import _gelu_exact_tile
@@ -316,6 +317,8 @@ def test_float32_exact_gelu_and_its_derivative_are_accurate_over_the_whole_line(
     assert np.all(err[upper] <= 5 * eps * np.abs(y[upper]))  # a few ulp of the value
     lower = (x < -2) & (x > -5)  # Phi from 0.023 down to 2.9e-7: 1 + erf(x / sqrt 2) would lose 10%
     assert np.max(err[lower] / np.abs(y[lower])) < 3e-4
+    tail = (x <= -5) & (x > -12)  # Phi down to 1.8e-33: float32's exp(-x^2 / 2) rounds more
+    assert np.max(err[tail] / np.abs(y[tail])) < 1.5e-2
     assert np.max(np.abs(d - dy)) <= 4 * eps
     assert np.all(out[x == 0] == 0) and np.all(d[x == 0] == 0.5)
     plain = np.empty_like(x)

@@ -428,7 +428,9 @@ def linear_gelu(input: Tensor, weight: Tensor, bias: Tensor | None = None, appro
 
     Raises:
         ValueError: input's last dim is not ``in``, or another ``approximate``. TypeError:
-        dtypes differ."""
+        an input that is not floating (as ``gelu``), or dtypes that differ."""
+    input = as_tensor(input)
+    checks.check_float("linear_gelu", "input", input)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"linear_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _linear("linear_gelu", input, weight, bias, gelu=approximate)

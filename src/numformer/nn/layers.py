@@ -272,11 +272,19 @@ def linear_then(linear: Module, activation: Module, x):
     """``activation(linear(x))``, in one kernel when ``linear`` is a plain ``Linear`` and
     ``activation`` a plain ``ReLU`` or ``GELU`` (``F.linear_relu``, ``F.linear_gelu``: the
     activation runs on each thread's block of the GEMM's result while it is in cache); otherwise,
-    or with a forward hook on either module (hooks see each module's own output), the two calls.
+    or with a forward hook on either module (hooks see each module's own output) or a
+    ``forward`` set on either instance, the two calls.
     The same values and gradients either way. Feed-forward blocks call it between their layers.
 
     Shape: ``(*, in_features)`` -> ``(*, out_features)``."""
-    if type(linear) is Linear and not linear.has_forward_hooks() and not activation.has_forward_hooks():
+    plain = (  # no hook, no forward of the instance's own (an adapter's, a tracer's)
+        type(linear) is Linear
+        and not linear.has_forward_hooks()
+        and not activation.has_forward_hooks()
+        and "forward" not in vars(linear)
+        and "forward" not in vars(activation)
+    )
+    if plain:
         if type(activation) is ReLU:
             check_features("Linear", x, linear.in_features)
             return F.linear_relu(x, linear.weight, linear.bias)

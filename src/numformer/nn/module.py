@@ -14,7 +14,19 @@ import numpy as np
 from numformer.backend import Device, as_dtype, device_of, is_floating, to_device, use_device, xp
 from numformer.tensor import Tensor
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` did not match, printed as PyTorch prints it (``<All keys matched
+    successfully>`` when nothing is missing or unexpected)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
 
 
 class StateDictError(RuntimeError, ValueError):

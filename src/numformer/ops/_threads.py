@@ -283,11 +283,12 @@ def _park() -> None:
 def _after_fork_in_child() -> None:
     """A forked child has none of its parent's threads: its kernels run serially until it calls
     ``set_num_threads`` (which starts new ones); a region the parent was in is not the child's.
-    BLAS keeps the thread count the parent left it (one while the parent's threads were on, or
-    at its ``set_num_threads(1)``) and is not released, until ``set_num_threads``."""
-    global _threads, _region, _parker, _blas_free
+    BLAS keeps the thread count the parent left it (one while the parent's threads split work,
+    up to the parent's count where it had released BLAS) and is not released or pinned by the
+    child, until ``set_num_threads``."""
+    global _threads, _region, _parker, _blas_free, _blas_released
     _workers.clear()
-    _threads, _region, _parker, _blas_free = 1, threading.Lock(), _Parker(), None
+    _threads, _region, _parker, _blas_free, _blas_released = 1, threading.Lock(), _Parker(), None, False
 
 
 def _park_at_exit() -> None:
@@ -534,8 +535,9 @@ SKINNY = 32
 
 
 def _release_blas() -> None:
-    """Give BLAS its own thread count back: on the owning thread, outside a parallel region
-    (changing OpenBLAS's count while another thread of ours runs BLAS would not be safe)."""
+    """Give BLAS its threads back (at most ``set_num_threads``'s count): on the owning thread,
+    outside a parallel region (changing OpenBLAS's count while another thread of ours runs BLAS
+    would not be safe)."""
     global _blas_released, _released_at
     if threading.get_ident() == _owner and _region.acquire(blocking=False):
         try:

@@ -115,6 +115,8 @@ class Linear(Function):
         self.x2, self.weight, self.x_shape = x.reshape(-1, x.shape[-1]), weight, x.shape
         self.saves_output = relu  # backward reads the output of the fused ReLU
         rows = self.x2.shape[0]
+        if relu and gelu is not None:
+            raise ValueError("Linear: relu and gelu are two activations; pass one")
         self.derivative = None
         if relu:
             epilogue = lambda block, index: relu_into(block, block)  # noqa: E731
