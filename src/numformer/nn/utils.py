@@ -63,6 +63,8 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
         error_if_nonfinite: raise if the joint norm is NaN or infinite.
         foreach: accepted for PyTorch's programs; the result is the same.
 
+    Shape: tensors of any shapes -> a 0-d tensor.
+
     Returns:
         A 0-d tensor in the first tensor's dtype (float32 zero for no tensors).
 
