@@ -42,29 +42,47 @@ def test_linear_relu_parity_and_gradcheck(seed, dtype, bias, lead):
     assert gradcheck(F.linear_relu, [nf.Tensor(a, requires_grad=True) for a in arrays])
 
 
-def test_linear_relu_on_threads_and_nan():
-    """Threaded chunks each apply the ReLU to their rows (or columns) of the result: the same
-    values and gradients as ``relu(linear(...))``; a NaN input stays NaN, in its own row."""
+FUSED = {  # name: (the fused call, the two calls it stands for)
+    "relu": (F.linear_relu, lambda *a: F.relu(F.linear(*a))),
+    "gelu": (F.linear_gelu, lambda *a: F.gelu(F.linear(*a))),
+    "gelu_tanh": (
+        lambda *a: F.linear_gelu(*a, approximate="tanh"),
+        lambda *a: F.gelu(F.linear(*a), approximate="tanh"),
+    ),
+}
+
+
+@pytest.mark.parametrize("activation", list(FUSED))
+def test_linear_with_activation_on_threads_equals_the_two_calls_bit_for_bit(activation):
+    """Each thread's activation of its rows (or columns, or skinny blocks) of the product, and
+    what backward keeps, give exactly the two calls' values and gradients; so does inference;
+    a NaN input stays NaN, in its own row."""
+    fused_call, plain_call = FUSED[activation]
     x = randn(0, (600, 128), dtype=np.float32)
     x[3, 5] = np.nan
     w, b = randn(1, (120, 128), dtype=np.float32), randn(2, (120,), dtype=np.float32)
     cases = [
         (x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
-        (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None),
-    ]  # by columns
+        (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None),  # by columns
+        (randn(5, (4, 128), dtype=np.float32), randn(6, (4096, 128), dtype=np.float32), None),  # skinny blocks
+    ]
     with num_threads(2):
         for args in cases:
             args = [a for a in args if a is not None]
             fused_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
             plain_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
-            fused, plain = F.linear_relu(*fused_in), F.relu(F.linear(*plain_in))
+            fused, plain = fused_call(*fused_in), plain_call(*plain_in)
             np.testing.assert_array_equal(fused.numpy(), plain.numpy())
-            g = randn(5, fused.shape, dtype=np.float32)
+            g = randn(7, fused.shape, dtype=np.float32)
             fused.backward(g)
             plain.backward(g)
             for a, c in zip(fused_in, plain_in):
                 np.testing.assert_array_equal(a.grad, c.grad)
-        out = F.linear_relu(nf.Tensor(x), nf.Tensor(w), nf.Tensor(b)).numpy()
+            with nf.no_grad():  # inference may take another GEMM path (BLAS's threads): against its own
+                inferred = fused_call(*[nf.Tensor(a) for a in args])
+                expected = plain_call(*[nf.Tensor(a) for a in args])
+            np.testing.assert_array_equal(inferred.numpy(), expected.numpy())
+        out = fused_call(nf.Tensor(x), nf.Tensor(w), nf.Tensor(b)).numpy()
     assert np.isnan(out[3]).all() and not np.isnan(np.delete(out, 3, axis=0)).any()
 
 
@@ -88,36 +106,6 @@ def test_linear_gelu_parity_and_gradcheck(seed, dtype, bias, approximate, lead):
     check_parity(ours, theirs, arrays, dtype, loose=True)
     check_parity(ours, theirs, arrays, dtype, grad=False, loose=True)
     assert gradcheck(ours, [nf.Tensor(a, requires_grad=True) for a in arrays])
-
-
-@pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_linear_gelu_on_threads_equals_gelu_of_linear_bit_for_bit(approximate):
-    """Each thread's GELU of its rows (or columns) of the product, and the derivative kept for
-    backward, give exactly ``gelu(linear(...))``'s values and gradients; so does inference."""
-    x = randn(0, (600, 128), dtype=np.float32)
-    w, b = randn(1, (120, 128), dtype=np.float32), randn(2, (120,), dtype=np.float32)
-    cases = [
-        (x, w, b),  # 9.2M multiply-adds, more rows than columns: split by rows
-        (randn(3, (40, 128), dtype=np.float32), randn(4, (2000, 128), dtype=np.float32), None),  # by columns
-        (randn(5, (4, 128), dtype=np.float32), randn(6, (4096, 128), dtype=np.float32), None),  # skinny blocks
-    ]
-    with num_threads(2):
-        for args in cases:
-            args = [a for a in args if a is not None]
-            fused_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
-            plain_in = [nf.Tensor(a.copy(), requires_grad=True) for a in args]
-            fused = F.linear_gelu(*fused_in, approximate=approximate)
-            plain = F.gelu(F.linear(*plain_in), approximate=approximate)
-            np.testing.assert_array_equal(fused.numpy(), plain.numpy())
-            g = randn(7, fused.shape, dtype=np.float32)
-            fused.backward(g)
-            plain.backward(g)
-            for a, c in zip(fused_in, plain_in):
-                np.testing.assert_array_equal(a.grad, c.grad)
-            with nf.no_grad():  # inference may take another GEMM path (BLAS's threads): against its own
-                inferred = F.linear_gelu(*[nf.Tensor(a) for a in args], approximate=approximate)
-                expected = F.gelu(F.linear(*[nf.Tensor(a) for a in args]), approximate=approximate)
-            np.testing.assert_array_equal(inferred.numpy(), expected.numpy())
 
 
 def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
