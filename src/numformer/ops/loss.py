@@ -61,7 +61,8 @@ class CrossEntropy(Function):
                 picked = shifted[xp.arange(hi - lo), safe[lo:hi]]
                 if eps == 0:
                     return picked
-                return picked, (shifted @ weight if weight is not None else xp.sum(shifted, axis=1))
+                # row by row (not a GEMV, whose sums BLAS orders by how many rows a chunk has)
+                return picked, xp.sum(shifted * weight if weight is not None else shifted, axis=1)
 
             self.probs, gathered, log_sum = _softmax_rows(z, at_target)
             picked, spread = gathered if eps > 0 else (gathered, None)
