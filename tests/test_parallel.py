@@ -802,3 +802,22 @@ def test_an_inference_linear_on_another_thread_keeps_the_split_and_leaves_blas_a
     assert splits, "the product did not go through numformer's split"
     expected = x.numpy() @ layer.weight.numpy().T + layer.bias.numpy()
     np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_products_dtype_does_not_depend_on_the_split():
+    """bfloat16 operands: NumPy's whole product is float32, and so is every split one (rows,
+    skinny blocks) and the serial path; the threads never change a result's dtype."""
+    import ml_dtypes  # a dependency of onnx, in the dev extra
+
+    rng = np.random.default_rng(0)
+    for m, k, n in ((64, 32, 16), (600, 128, 120), (4, 128, 4096)):
+        x = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+        w = rng.standard_normal((n, k)).astype(ml_dtypes.bfloat16)
+        whole = (x @ w.T).dtype
+        dtypes = set()
+        for threads in (1, 2):
+            with parallel.num_threads(threads), split_everything() if threads > 1 else contextlib.nullcontext():
+                dtypes.add(parallel.matmul(x, w.T).dtype)
+                with nf.no_grad():
+                    dtypes.add(F.linear(nf.tensor(x), nf.tensor(w)).dtype)
+        assert dtypes == {whole} == {np.dtype(np.float32)}, (m, k, n, dtypes)

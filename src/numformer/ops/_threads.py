@@ -554,6 +554,13 @@ def _release_blas() -> None:
 FEW_ROWS = 256
 
 
+def product_dtype(a: np.ndarray, b: np.ndarray):
+    """The dtype ``a @ b`` has in NumPy (its matmul's own type resolution: bfloat16 operands give
+    float32, where ``result_type`` says bfloat16), so a product split over threads has the
+    dtype of the same product made whole."""
+    return np.matmul.resolve_dtypes((a.dtype, b.dtype, None))[-1]
+
+
 def matmul(
     a: np.ndarray,
     b: np.ndarray,
@@ -617,7 +624,7 @@ def matmul(
         out[...] = matmul(a, b, bias, epilogue, inference)
         return out
     if out is None:
-        out = xp.empty(batch + (m, n), dtype=xp.result_type(a, b))
+        out = xp.empty(batch + (m, n), dtype=product_dtype(a, b))
     if not batch:
         if m >= n:
 

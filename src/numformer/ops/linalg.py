@@ -6,7 +6,7 @@ import numpy as np
 
 from numformer.autograd import Function, unbroadcast
 from numformer.backend import contiguous, xp
-from numformer.ops._threads import MIN_MACS, binary, concurrently, fills_threads, matmul, parallel_for
+from numformer.ops._threads import MIN_MACS, binary, concurrently, fills_threads, matmul, parallel_for, product_dtype
 from numformer.ops.elementwise import gelu_epilogue, relu_grad, relu_into
 
 
@@ -78,7 +78,7 @@ def skinny_product(x, weight, bias=None, epilogue=None):
     blocks = np.lib.stride_tricks.as_strided(  # host arrays only (Linear checks)
         weight, (whole, rows, k), (rows * stride_out, stride_out, stride_in)
     )
-    stacked = xp.empty((whole, m, rows), dtype=xp.result_type(x, weight))
+    stacked = xp.empty((whole, m, rows), dtype=product_dtype(x, weight))
 
     def share(lo, hi):
         xp.matmul(x, blocks[lo:hi].transpose(0, 2, 1), out=stacked[lo:hi])
@@ -122,7 +122,7 @@ class Linear(Function):
             epilogue = lambda block, index: relu_into(block, block)  # noqa: E731
         elif gelu is not None:
             if any(self.needs_grad):
-                self.derivative = xp.empty((rows, weight.shape[0]), dtype=xp.result_type(x, weight))
+                self.derivative = xp.empty((rows, weight.shape[0]), dtype=product_dtype(self.x2, weight))
             epilogue = gelu_epilogue(gelu, self.derivative)
         else:
             epilogue = None
