@@ -22,14 +22,20 @@ def test_huge_finite_float32_gradients_are_scaled_not_zeroed():
     assert torch.isinf(torch.nn.utils.clip_grad_norm_([ref], 1.0))  # PyTorch's result: inf, grads zeroed
 
 
-@pytest.mark.parametrize("norm_type", [1.0, 2.0, "inf", float("inf")])
-def test_ordinary_gradients_clip_as_in_pytorch(norm_type):
-    rng = np.random.default_rng(0)
-    grads = [rng.standard_normal(s).astype(np.float32) * 5 for s in ((3, 4), (7,))]
+def _parameters_with_gradients(seed: int, scale: float, shapes) -> tuple[list, list]:
+    """numformer and PyTorch parameters of ``shapes`` holding the same float32 gradients."""
+    rng = np.random.default_rng(seed)
+    grads = [rng.standard_normal(s).astype(np.float32) * scale for s in shapes]
     ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
     theirs = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
     for p, t, g in zip(ours, theirs, grads):
         p.grad, t.grad = nf.tensor(g), torch.from_numpy(g.copy())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, "inf", float("inf")])
+def test_ordinary_gradients_clip_as_in_pytorch(norm_type):
+    ours, theirs = _parameters_with_gradients(0, 5.0, ((3, 4), (7,)))
     a = clip_grad_norm_(ours, 1.5, norm_type=norm_type)
     b = torch.nn.utils.clip_grad_norm_(theirs, 1.5, norm_type=float(norm_type))
     np.testing.assert_allclose(float(a), float(b), rtol=1e-5)
@@ -43,12 +49,7 @@ def test_total_norm_then_clip_with_it_as_in_pytorch(norm_type):
     clip_grads_with_norm_; foreach= is accepted everywhere, as PyTorch programs pass it."""
     from numformer.nn.utils import clip_grad_value_, clip_grads_with_norm_, get_total_norm
 
-    rng = np.random.default_rng(1)
-    grads = [rng.standard_normal(s).astype(np.float32) * 3 for s in ((5, 2), (4,))]
-    ours = [nn.Parameter(np.zeros_like(g)) for g in grads]
-    theirs = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads]
-    for p, t, g in zip(ours, theirs, grads):
-        p.grad, t.grad = nf.tensor(g), torch.from_numpy(g.copy())
+    ours, theirs = _parameters_with_gradients(1, 3.0, ((5, 2), (4,)))
     a = get_total_norm([p.grad for p in ours], norm_type, foreach=None)
     b = torch.nn.utils.get_total_norm([t.grad for t in theirs], norm_type, foreach=None)
     np.testing.assert_allclose(float(a), float(b), rtol=1e-6)

@@ -308,8 +308,8 @@ def _gelu_tanh(a, t, out):
 def _gelu_tanh_tile(a, out, d=None):
     """out = GELU(a), tanh form, and into ``d`` (unless None) its derivative
     0.5 (1 + t) + 0.5 a (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 a^2). ``out`` may be ``a``."""
-    if d is None:
-        _gelu_tanh(a, xp.empty_like(a), out)
+    if d is None:  # out holds t unless it is a's own memory (the epilogue's in-place call)
+        _gelu_tanh(a, xp.empty_like(a) if xp.may_share_memory(a, out) else out, out)
         return
     dt = a.dtype.type
     t = _tanh_term(a, xp.empty_like(a))
