@@ -65,3 +65,22 @@ def test_total_norm_then_clip_with_it_as_in_pytorch(norm_type):
         get_total_norm([nf.tensor([np.nan])], error_if_nonfinite=True)
     with pytest.raises(ValueError, match="clip_grads_with_norm_: max_norm must be > 0, got 0"):
         clip_grads_with_norm_(ours, 0, a)
+
+
+def test_a_nan_norm_makes_every_gradient_nan_and_mixed_dtypes_promote_as_in_pytorch():
+    """PyTorch clamps the scale to at most 1, so a NaN norm scales every gradient to NaN (none is
+    left as it was); the joint norm of float16 and float32 gradients is float32, not float16
+    (which would overflow at 1e5 and zero the gradients)."""
+    from numformer.nn.utils import get_total_norm
+
+    ours, theirs = _parameters_with_gradients(2, 1.0, ((2, 2), (3,)))
+    ours[0].grad.array[0, 0] = np.nan
+    theirs[0].grad[0, 0] = float("nan")
+    clip_grad_norm_(ours, 1.0)
+    torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    for p, t in zip(ours, theirs):
+        assert np.isnan(p.grad.numpy()).all() and torch.isnan(t.grad).all()
+    mixed = [nf.tensor([1.0], dtype=nf.float16), nf.tensor([1e5])]
+    total = get_total_norm(mixed)
+    expected = torch.nn.utils.get_total_norm([torch.tensor([1.0], dtype=torch.float16), torch.tensor([1e5])])
+    assert total.dtype == np.float32 and float(total) == pytest.approx(float(expected), rel=1e-6)

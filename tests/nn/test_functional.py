@@ -142,6 +142,17 @@ def test_linear_then_fuses_plain_layers_and_keeps_hooks_and_subclasses():
         assert not np.any(linear_then(linear, activation, x).numpy())
 
 
+@pytest.mark.parametrize("call", [F.linear, F.linear_relu, F.linear_gelu])
+def test_a_linear_bias_of_another_shape_or_dtype_is_named(call):
+    x, w = nf.Tensor(np.ones((2, 3), np.float32)), nf.Tensor(np.ones((4, 3), np.float32))
+    name = call.__name__
+    with pytest.raises(ValueError, match=rf"{name}: bias must have shape \(4,\), got \(3,\)"):
+        call(x, w, nf.Tensor(np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match=rf"{name}: bias dtype float64 and weight dtype float32 differ"):
+        call(x, w, nf.Tensor(np.ones(4)))
+    assert call(x, w, nf.Tensor(np.ones(1, np.float32))).shape == (2, 4)  # broadcast, as PyTorch's
+
+
 def test_linear_gelu_errors_name_the_function():
     with pytest.raises(ValueError, match=r"linear_gelu: input's last dim \(4,\) must equal weight's in_features"):
         F.linear_gelu(nf.Tensor(np.ones((2, 4))), nf.Tensor(np.ones((3, 5))))

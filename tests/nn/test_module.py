@@ -198,3 +198,26 @@ def test_a_state_dict_that_does_not_fit_raises_pytorchs_error_kind():
     with pytest.raises(RuntimeError, match=r"2 problem\(s\):\n  weight: expected shape \(3, 2\), got \(2, 2\)") as err:
         model.load_state_dict({"weight": np.zeros((2, 2), np.float32)})
     assert isinstance(err.value, ValueError) and "missing key bias" in str(err.value)
+
+
+def test_hook_handles_stay_apart_when_one_function_is_registered_again():
+    """A handle removes its own registration only: the same function registered twice runs
+    twice, and a removed handle's second remove leaves a later registration alone."""
+    m, calls = nf.nn.Identity(), []
+
+    def hook(module, inputs, output):
+        calls.append(1)
+
+    first, _ = m.register_forward_hook(hook), m.register_forward_hook(hook)
+    first.remove()
+    m.register_forward_hook(hook)
+    m(nf.ones(1))
+    assert len(calls) == 2
+    calls.clear()
+    other = nf.nn.Identity()
+    handle = other.register_forward_hook(hook)
+    handle.remove()
+    other.register_forward_hook(hook)
+    handle.remove()
+    other(nf.ones(1))
+    assert len(calls) == 1

@@ -55,7 +55,7 @@ def check_gelu(input, approximate: str) -> None:
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
-def check_linear(name: str, input, weight) -> None:
+def check_linear(name: str, input, weight, bias=None) -> None:
     if input.shape[-1:] != weight.shape[-1:]:
         raise ValueError(
             f"{name}: input's last dim {input.shape[-1:]} must equal weight's "
@@ -63,6 +63,10 @@ def check_linear(name: str, input, weight) -> None:
         )
     if input.dtype != weight.dtype:
         raise TypeError(f"{name}: input dtype {input.dtype} and weight dtype {weight.dtype} differ")
+    if bias is not None and bias.shape not in ((), (1,), weight.shape[:1]):  # PyTorch's addmm broadcasts these
+        raise ValueError(f"{name}: bias must have shape {tuple(weight.shape[:1])}, got {tuple(bias.shape)}")
+    if bias is not None and bias.dtype != weight.dtype:
+        raise TypeError(f"{name}: bias dtype {bias.dtype} and weight dtype {weight.dtype} differ")
 
 
 def layer_norm_params(name: str, input: Tensor, normalized_shape, weight, bias):

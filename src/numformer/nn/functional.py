@@ -439,7 +439,7 @@ def linear_gelu(input: Tensor, weight: Tensor, bias: Tensor | None = None, appro
 def _linear(
     name: str, input: Tensor, weight: Tensor, bias: Tensor | None, relu: bool = False, gelu: str | None = None
 ) -> Tensor:
-    checks.check_linear(name, input, weight)
+    checks.check_linear(name, input, weight, bias)
     params = (weight,) if bias is None else (weight, bias)
     return LA.Linear.apply(as_tensor(input), *params, relu=relu, gelu=gelu)
 

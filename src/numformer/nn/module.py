@@ -7,6 +7,7 @@ dotted attribute paths, exactly as in PyTorch, so weights move between the two b
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -47,6 +48,9 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+_hook_keys = itertools.count()
 
 
 class _HookHandle:
@@ -93,7 +97,7 @@ class Module:
 
     def register_forward_hook(self, hook) -> _HookHandle:
         """``hook(module, inputs, output)`` runs after every forward; returns a removable handle."""
-        key = id(hook) ^ len(self._forward_hooks)
+        key = next(_hook_keys)  # unique for the process: a removed handle never matches a later hook
         self._forward_hooks[key] = hook
         return _HookHandle(self._forward_hooks, key)
 

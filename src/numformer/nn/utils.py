@@ -111,12 +111,14 @@ def _total_norm(name: str, arrays: list, norm_type, error_if_nonfinite: bool) ->
         raise RuntimeError(
             f"{name}: the total norm of order {norm_type} is {total}; set error_if_nonfinite=False to clip anyway"
         )
-    return Tensor(xp.array(total, dtype=arrays[0].dtype))
+    return Tensor(xp.array(total, dtype=xp.result_type(*arrays)))  # promoted, as PyTorch's
 
 
 def _scale(grads: list, max_norm: float, total: float) -> None:
+    """grads *= min(max_norm / (total + 1e-6), 1): PyTorch's clamp, so a NaN norm makes every
+    gradient NaN (nothing is left unscaled)."""
     coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
+    if coef < 1.0 or math.isnan(coef):
         for g in grads:
             g *= g.dtype.type(coef)
 
